@@ -1,0 +1,36 @@
+# Falconet: the two commands of the README.
+#   make run   set up (apt packages, kernel headers, virtualenv, plugins) and start live monitoring
+#   make test  set up what the tests need (also container runtimes and Prometheus) and run them all
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+export VENV PYTHON
+BIN := $(VENV)/bin
+RUN_ARGS ?=
+
+.PHONY: run test setup setup-test lint unit bench clean
+
+setup:
+	@scripts/setup.sh run
+
+setup-test:
+	@scripts/setup.sh test
+
+run: setup
+	$(BIN)/falconet run $(RUN_ARGS)
+
+lint: setup
+	$(BIN)/ruff check core plugins tests bench
+
+test: setup-test
+	$(BIN)/ruff check core plugins tests bench
+	scripts/run-tests.sh
+
+unit: setup
+	$(BIN)/python -m pytest -q -m "not root" tests
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) build core/*.egg-info plugins/*/*.egg-info

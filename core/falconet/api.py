@@ -1,0 +1,101 @@
+"""The objects plugins receive and return. Import from here in a plugin::
+
+    from falconet.api import hookimpl, AlertSink, EventSource, FieldDef, FieldType
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import pluggy
+
+from falconet.alerts import Alert
+from falconet.events import Event
+from falconet.fields import ArgKind, FieldDef, FieldRegistry, FieldType, attr_field
+from falconet.priorities import Priority
+
+hookimpl = pluggy.HookimplMarker("falconet")
+
+
+class PluginConfigError(ValueError):
+    """Raise from ``falconet_configure`` when your section of the config is invalid."""
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """An input. ``name`` is what ``--source`` selects; ``source`` is the event source produced."""
+
+    name: str
+    source: str
+    live: bool
+
+    def open(self, options: dict[str, Any]) -> Iterator[Event | None]:
+        """Start producing events; yield ``None`` when idle (lets the engine do housekeeping)."""
+        ...
+
+    def close(self) -> None:
+        """Stop producing; the iterator returned by ``open`` must end soon after."""
+        ...
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """An output. Runs on its own worker thread behind a bounded queue."""
+
+    name: str
+    min_priority: Priority
+
+    def start(self) -> None: ...
+    def send(self, alert: Alert) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ResponseAction(Protocol):
+    name: str
+
+    def run(self, alert: Alert, params: dict[str, Any]) -> None: ...
+
+
+class Ruleset(Protocol):
+    """What the pipeline needs from the rule engine (``falconet.rules.ruleset.Ruleset``)."""
+
+    def match(self, evt: Event) -> list[Alert]:
+        """Return the alerts the event triggers (at most one with ``rule_matching: first``)."""
+        ...
+
+    def event_types(self, source: str) -> set[str] | None:
+        """Event types any enabled rule of ``source`` can match; ``None`` means all types."""
+        ...
+
+
+@dataclass
+class EngineContext:
+    """Handed to every hook. One per engine run.
+
+    Attributes:
+        hostname: the host name alerts carry (``FALCO_HOSTNAME``/``FALCONET_HOSTNAME`` or gethostname).
+        fields: the field registry (read it; declare fields through ``falconet_fields``).
+        config: the whole validated configuration (read-only by convention).
+        metrics: the engine's metrics (``falconet.metrics.EngineMetrics``) or ``None`` in tools.
+        state: the core state tables (``falconet.state.StateTables``): threads and fds.
+        log: a logger named ``falconet``.
+        extras: a place for plugins to publish objects to other plugins, by agreed key.
+    """
+
+    hostname: str
+    fields: FieldRegistry
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: Any = None
+    state: Any = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("falconet"))
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+__all__ = ["Alert", "AlertSink", "ArgKind", "EngineContext", "Event", "EventSource", "FieldDef",
+           "FieldRegistry", "FieldType", "PluginConfigError", "Priority", "ResponseAction",
+           "Ruleset", "attr_field", "hookimpl"]

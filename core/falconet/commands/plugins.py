@@ -1,0 +1,17 @@
+"""`falconet plugins` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "plugins (not implemented yet)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    print("falconet plugins: not implemented yet", file=sys.stderr)
+    return 2

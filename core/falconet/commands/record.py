@@ -1,0 +1,17 @@
+"""`falconet record` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "record (not implemented yet)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    print("falconet record: not implemented yet", file=sys.stderr)
+    return 2

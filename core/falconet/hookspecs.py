@@ -1,0 +1,150 @@
+"""Every hook a Falconet plugin can implement.
+
+A plugin is a Python module (or object) with functions decorated by ``falconet.hookimpl``, found
+through the ``falconet`` entry-point group::
+
+    # pyproject.toml of your plugin
+    [project.entry-points.falconet]
+    myplugin = "falconet_myplugin"        # the module that holds the hookimpls
+
+Built-in parts (the eBPF collector, capture replay, process state, stdout/JSON/file/webhook outputs)
+are registered through these same hooks, so reading ``falconet/outputs/`` shows how to write one.
+
+Rules for every hook:
+- Hooks that *contribute* things (sources, parsers, fields, sinks, rules files) are called **once at
+  start**; they return objects the engine then uses directly. Nothing here is called per event, except
+  the callables you return from :func:`falconet_event_parsers` and the extractors of your fields.
+- A hook that raises is reported with your plugin's name and the reason; the engine drops your plugin
+  and goes on, unless the config marks it ``required: true``, in which case start fails.
+- Your plugin's own section of ``falconet.yaml`` (``plugins: {<name>: {...}}``) is passed to
+  :func:`falconet_configure` only.
+
+The objects passed around are documented in ``falconet.api`` (``EngineContext``, ``EventSource``,
+``AlertSink``, ``ResponseAction``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("falconet")
+
+
+# --------------------------------------------------------------------------------- lifecycle
+@hookspec
+def falconet_configure(config: dict[str, Any], engine: Any) -> None:
+    """Receive your plugin's configuration section and the engine context, before anything else.
+
+    ``config`` is the mapping under ``plugins.<your plugin name>`` in ``falconet.yaml`` (``{}`` when
+    absent), after ``-o`` overrides. Validate it here and raise ``falconet.api.PluginConfigError``
+    with a clear message when it is wrong: the engine reports it with your plugin's name.
+    ``engine`` is a :class:`falconet.api.EngineContext` (hostname, field registry, metrics,
+    state tables, logger). Keep a reference if later hooks need it.
+    """
+
+
+@hookspec
+def falconet_start(engine: Any) -> None:
+    """Called once the pipeline is built, just before the first event is read.
+
+    Start background threads here (for example a metadata lookup worker). They must be daemon
+    threads or be stopped in :func:`falconet_stop`.
+    """
+
+
+@hookspec
+def falconet_stop(engine: Any) -> None:
+    """Called once at shutdown, after the last event and after outputs were flushed.
+
+    Stop your threads and release resources. Exceptions are logged and ignored.
+    """
+
+
+# --------------------------------------------------------------------------------- input
+@hookspec
+def falconet_event_sources(engine: Any) -> list[Any] | None:
+    """Contribute event sources.
+
+    Return a list of :class:`falconet.api.EventSource` objects. Each has a unique ``name`` (what the
+    user selects with ``--source``), the event ``source`` it produces (``syscall``, ``k8s_audit``...)
+    and ``open(options)`` returning an iterator of :class:`falconet.events.Event`. Live sources
+    yield forever until ``close()``; file sources end when the file ends. Yield ``None`` when idle so
+    the engine can do housekeeping without waiting for the next event.
+    """
+
+
+# --------------------------------------------------------------------------------- enrichment
+@hookspec
+def falconet_event_parsers(engine: Any) -> list[Any] | None:
+    """Contribute per-event parsers: callables ``parse(event) -> None``.
+
+    Every event of every source passes through every parser **once, before rules run**, in plugin
+    registration order (core state first). Use them to update your own state (a cache keyed by pid,
+    a container table...) and to attach data to the event. They are on the hot path: do no I/O and
+    no blocking calls here; hand slow work to a background thread. An exception from a parser is
+    counted (``falconet_plugin_errors_total{plugin,hook="parser"}``) and the event goes on.
+    """
+
+
+@hookspec
+def falconet_fields(engine: Any) -> list[Any] | None:
+    """Declare fields that rules and outputs can use.
+
+    Return a list of :class:`falconet.fields.FieldDef`. Prefix your fields with your plugin's
+    namespace (``myplugin.*``). Each declaration carries ``make_extractor(arg)``, called once per
+    field token at rule-load time; it returns ``extract(event) -> value | None``. Return ``None``
+    when the value is unknown: comparisons on a missing value are false, as in Falco. Extractors run
+    on the hot path and are cached per event.
+    """
+
+
+# --------------------------------------------------------------------------------- rules
+@hookspec
+def falconet_rules_files(engine: Any) -> list[Any] | None:
+    """Ship rules: return paths (``str`` or ``pathlib.Path``) of Falco-format YAML rules files.
+
+    They are loaded after the user's ``rules_files`` (so a rule pack can ``override`` the defaults)
+    when ``load_plugin_rules`` is true (the default). A rule pack is then just a pip package.
+    """
+
+
+@hookspec
+def falconet_plugin_versions(engine: Any) -> dict[str, str] | None:
+    """Name the Falco plugin names and versions your plugin satisfies.
+
+    Rules files declare ``required_plugin_versions`` (e.g. ``container >= 0.4.0``); return
+    ``{"container": "0.4.0"}`` if your plugin provides the fields Falco's ``container`` plugin does.
+    """
+
+
+# --------------------------------------------------------------------------------- output
+@hookspec
+def falconet_alert_sinks(engine: Any) -> list[Any] | None:
+    """Contribute alert sinks (outputs).
+
+    Return :class:`falconet.api.AlertSink` objects: ``name``, ``min_priority``, ``start()``,
+    ``send(alert)``, ``flush()``, ``close()``. Each sink runs on its own worker behind a bounded
+    queue, never on the hot loop: a slow or failing sink only costs counted drops
+    (``falconet_output_drops_total{output}``). Respect ``min_priority`` yourself if you
+    construct sinks from config; the engine also filters by it before queueing.
+    """
+
+
+@hookspec
+def falconet_response_actions(engine: Any) -> list[Any] | None:
+    """Contribute response actions that rules can trigger (``falconet.yaml: responses:``).
+
+    Return :class:`falconet.api.ResponseAction` objects (``name``, ``run(alert, params)``). They run
+    off the hot path like sinks. Never run a shell: pass argument vectors to ``subprocess``.
+    """
+
+
+@hookspec
+def falconet_metrics(registry: Any, engine: Any) -> None:
+    """Register your own Prometheus metrics on ``registry`` (a ``prometheus_client``
+    ``CollectorRegistry``) so they are served on ``/metrics`` beside the engine's.
+
+    Keep label cardinality bounded (no pod or container ids as labels).
+    """
