@@ -94,6 +94,14 @@ class EngineContext:
     state: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("falconet"))
     extras: dict[str, Any] = field(default_factory=dict)
+    #: set by ``falconet record``: writes a state record in order with the events
+    state_writer: Any = None
+
+    def emit_state(self, plugin: str, data: Any) -> None:
+        """Write plugin state into the capture being recorded (no-op when not recording)."""
+        w = self.state_writer
+        if w is not None:
+            w(plugin, data)
 
 
 __all__ = ["Alert", "AlertSink", "ArgKind", "EngineContext", "Event", "EventSource", "FieldDef",

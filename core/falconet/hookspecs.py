@@ -148,3 +148,25 @@ def falconet_metrics(registry: Any, engine: Any) -> None:
 
     Keep label cardinality bounded (no pod or container ids as labels).
     """
+
+
+# --------------------------------------------------------------------------------- capture
+@hookspec
+def falconet_capture_state(engine: Any) -> Any:
+    """Return your plugin's state as JSON-serialisable data when a recording starts (or ``None``).
+
+    ``falconet record`` writes it near the head of the capture (Falco's ``dump_state``), so that a
+    replay sees the same world the live run saw: the core state plugin dumps the process and fd
+    tables this way, the container plugin its container metadata. State that appears later (a
+    container looked up in the background) is written in order with the events by calling
+    ``engine.emit_state(<your plugin name>, data)``; it is a no-op when nothing is recording.
+    """
+
+
+@hookspec
+def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
+    """Replay: receive a state record written by ``falconet_capture_state`` or ``emit_state``.
+
+    Called for every plugin with the writer's plugin name; act only when ``plugin`` is yours.
+    Records arrive in file order, interleaved with events exactly as they were recorded.
+    """
