@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from falconet.app import setup_logging  # noqa: PLC0415 - keep `--help` fast
+
+    setup_logging(getattr(args, "verbose", False) is True)
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2

@@ -1,17 +1,52 @@
-"""`falconet replay` (not implemented yet)."""
+"""``falconet replay FILE``: run the rules on a capture file, exactly as a live run would."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "replay (not implemented yet)"
+from falconet.app import (
+    App,
+    add_engine_arguments,
+    config_from_args,
+    guarded,
+    metrics_address,
+)
+
+HELP = "replay a capture file through the rules"
+DESCRIPTION = """Replay a capture (from `falconet record`) through the same pipeline as `run`:
+state records are restored in order, events are parsed and matched, alerts go to the outputs.
+Malformed lines are reported with their line number, counted (drop cause capture_malformed)
+and skipped.
+
+examples:
+  falconet replay /tmp/host.fcap.gz --json
+  falconet replay x.fcap -r my_rules.yaml --metrics-port 9876 --linger 30
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("file", metavar="FILE", help="capture file (.fcap, .fcap.gz)")
+    add_engine_arguments(p, metrics_default=False)
+    p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
+                   help="keep serving metrics for SECONDS after the replay ends")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def main(args: argparse.Namespace) -> int:
-    print("falconet replay: not implemented yet", file=sys.stderr)
-    return 2
+    def body() -> int:
+        cfg = config_from_args(args)
+        app = App(cfg, source_name="replay")
+        app.load_plugins()
+        app.source("replay")
+        app.load_ruleset(args.rules)
+        app.build_pipeline()
+        options = {"path": args.file,
+                   "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
+                                                                                app.ctx),
+                   "progress": False if args.no_progress else None}
+        rc = app.run("replay", options, linger=args.linger,
+                     metrics_addr=metrics_address(args, cfg, default_on=False))
+        print(app.summary(), file=sys.stderr)
+        return rc
+    return guarded(body)

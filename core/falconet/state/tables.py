@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -84,12 +85,20 @@ class StateTables:
     is the common case): :meth:`main` returns the process entry for any thread.
     """
 
-    __slots__ = ("threads", "max_threads", "evictions", "__weakref__")
+    __slots__ = ("threads", "max_threads", "evictions", "dead", "max_dead", "dead_grace_ns",
+                 "reclaimed", "__weakref__")
 
-    def __init__(self, max_threads: int = 262144) -> None:
+    def __init__(self, max_threads: int = 262144, max_dead: int = 4096,
+                 dead_grace_ns: int = 5_000_000_000) -> None:
         self.threads: dict[int, ThreadInfo] = {}
         self.max_threads = max_threads
         self.evictions = 0
+        #: exited processes kept for the ancestor chain of their children, oldest first:
+        #: (exit_ts, tid). Reclaimed after ``dead_grace_ns`` or when more than ``max_dead``.
+        self.dead: deque[tuple[int, int]] = deque()
+        self.max_dead = max_dead
+        self.dead_grace_ns = dead_grace_ns
+        self.reclaimed = 0
 
     def get(self, tid: int) -> ThreadInfo | None:
         return self.threads.get(tid)
@@ -115,7 +124,98 @@ class StateTables:
             limit -= 1
             p = self.parent(p)
 
+    # ------------------------------------------------------------------ mutation (state parser)
+    def add(self, t: ThreadInfo) -> int:
+        """Insert or replace ``t``. Keeps the table within ``max_threads``: dead entries go first,
+        then the oldest entries (counted in ``evictions``). Returns how many were evicted."""
+        threads = self.threads
+        if t.tid in threads or len(threads) < self.max_threads:
+            threads[t.tid] = t
+            return 0
+        self.reclaim(None)
+        evicted = 0
+        while len(threads) >= self.max_threads:
+            victim = next(iter(threads))
+            del threads[victim]
+            evicted += 1
+        self.evictions += evicted
+        threads[t.tid] = t
+        return evicted
+
+    def remove(self, tid: int) -> ThreadInfo | None:
+        return self.threads.pop(tid, None)
+
+    def mark_dead(self, t: ThreadInfo, ts: int) -> None:
+        """A process exited: keep it briefly (its children may still name it as parent), then
+        :meth:`reclaim` removes it. Non-main threads are removed at once."""
+        t.dead = True
+        t.exit_ts = ts
+        if t.tid != t.pid:
+            if self.threads.get(t.tid) is t:
+                del self.threads[t.tid]
+            return
+        self.dead.append((ts, t.tid))
+        if len(self.dead) > self.max_dead:
+            self.reclaim(ts)
+
+    def reclaim(self, now_ns: int | None) -> int:
+        """Remove dead processes whose grace period ended by ``now_ns`` (all beyond ``max_dead``;
+        with ``now_ns=None`` every dead entry). Returns how many were removed."""
+        dead, threads, n = self.dead, self.threads, 0
+        limit = None if now_ns is None else now_ns - self.dead_grace_ns
+        while dead:
+            ts, tid = dead[0]
+            if limit is not None and ts > limit and len(dead) <= self.max_dead:
+                break
+            dead.popleft()
+            t = threads.get(tid)
+            if t is not None and t.dead:     # the tid may have been reused by a live process
+                del threads[tid]
+                n += 1
+        self.reclaimed += n
+        return n
+
+    def clear(self) -> None:
+        self.threads.clear()
+        self.dead.clear()
+
     def sizes(self) -> dict[str, int]:
         """Table sizes, for metrics: threads and fds."""
         n_fds = sum(len(t.fds) for t in self.threads.values() if t.tid == t.pid)
         return {"threads": len(self.threads), "fds": n_fds}
+
+
+# ---------------------------------------------------------------------- (de)serialisation
+_FD_FIELDS = tuple(f.name for f in fields(FdInfo))
+_THREAD_FIELDS = tuple(f.name for f in fields(ThreadInfo) if f.name not in ("fds", "extra"))
+
+
+def fd_to_dict(fd: FdInfo) -> dict[str, Any]:
+    return {k: getattr(fd, k) for k in _FD_FIELDS}
+
+
+def fd_from_dict(d: dict[str, Any]) -> FdInfo:
+    return FdInfo(**{k: d[k] for k in _FD_FIELDS if k in d})
+
+
+def thread_to_dict(t: ThreadInfo, with_fds: bool = True) -> dict[str, Any]:
+    """JSON-able form of a thread (capture snapshots). ``extra`` (plugin-owned) is not included.
+    Only process entries carry ``fds`` (threads share their process's table)."""
+    d: dict[str, Any] = {k: getattr(t, k) for k in _THREAD_FIELDS}
+    d["args"] = list(t.args)
+    d["env"] = list(t.env)
+    if with_fds and t.tid == t.pid:
+        d["fds"] = [fd_to_dict(f) for f in t.fds.values()]
+    return d
+
+
+def thread_from_dict(d: dict[str, Any]) -> ThreadInfo:
+    """Inverse of :func:`thread_to_dict`; unknown keys are ignored (forward compatible)."""
+    t = ThreadInfo(**{k: d[k] for k in _THREAD_FIELDS if k in d})
+    fds = d.get("fds") or ()
+    if isinstance(fds, dict):
+        fds = fds.values()
+    for fd in fds:
+        f = fd_from_dict(fd)
+        t.fds[f.num] = f
+    return t

@@ -1,0 +1,566 @@
+// SPDX-License-Identifier: GPL-2.0
+// Falconet syscall collector (compiled by bcc at start; see docs/collector.md).
+//
+// Portability rule: NO kernel struct dereference through headers (the installed headers may belong
+// to another kernel). We use tracepoint context words at fixed ABI offsets, bpf_get_current_*
+// helpers, bpf_probe_read_user*, and for task fields bpf_probe_read_kernel at offsets resolved from
+// /sys/kernel/btf/vmlinux by collector/btf.py and passed as -DOFF_* macros.
+//
+// Pattern: sys_enter_X saves the raw syscall words in a per-tid hash map; sys_exit_X takes them,
+// reserves one fixed-size ring-buffer record, copies user strings / sockaddrs at exit time and
+// submits. The Python side (collector/program.py) generates one enter/exit pair per selected
+// syscall from the helpers below and defines EV_<name> ids, PATH_LEN, ARGV_LEN, SELF_TGID.
+
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+
+#ifndef PATH_LEN
+#define PATH_LEN 512
+#endif
+#ifndef ARGV_LEN
+#define ARGV_LEN 1024
+#endif
+#ifndef ENV_LEN
+#define ENV_LEN 0
+#endif
+#ifndef SOCK_LEN
+#define SOCK_LEN 128
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+#ifndef ARGS_MAP_SIZE
+#define ARGS_MAP_SIZE 32768
+#endif
+
+// counters (per-CPU array; index layout mirrored in collector/program.py COUNTERS)
+#define C_EVENTS 0          // records the kernel tried to emit
+#define C_DROP_BASE 1       // 1..8: ring buffer full, by category (syscalls.CATEGORIES order)
+#define C_ARGS_FULL 9       // enter args map full (the exit event is lost)
+#define C_NO_ENTER 10       // exit without a saved enter (started mid-syscall; not emitted)
+#define C_USER_READ 11      // user memory read failed (event emitted with empty value)
+#define C_KERNEL_READ 12    // kernel memory read failed (event emitted with 0 value)
+#define N_COUNTERS 16
+
+#define CAT_CLONE 0
+#define CAT_EXECVE 1
+#define CAT_CONNECT 2
+#define CAT_OPEN 3
+#define CAT_DIR_FILE 4
+#define CAT_CLOSE 5
+#define CAT_PROC 6
+#define CAT_OTHER 7
+
+struct hdr_t {
+    u64 ts;
+    u64 cgroup_id;
+    s64 res;
+    u32 tid;
+    u32 pid;
+    u16 id;
+    u16 len0;
+    u16 len1;
+    u16 len2;
+    u64 a[6];
+};                       // 88 bytes
+
+struct args_t {
+    u64 a[6];
+    u32 id;
+    u32 pad;
+};
+
+struct rec_base { struct hdr_t h; };
+struct rec_str1 { struct hdr_t h; char s0[PATH_LEN]; };
+struct rec_str2 { struct hdr_t h; char s0[PATH_LEN]; char s1[PATH_LEN]; };
+struct rec_str3 { struct hdr_t h; char s0[PATH_LEN]; char s1[PATH_LEN]; char s2[PATH_LEN]; };
+struct rec_sock { struct hdr_t h; char s0[SOCK_LEN]; };
+
+#define N_EXEC_WORDS 24
+struct rec_exec {
+    struct hdr_t h;
+    u64 x[N_EXEC_WORDS];
+    char comm[16];
+    char s0[PATH_LEN];          // filename
+    char s1[ARGV_LEN];          // argv, NUL separated
+#if ENV_LEN > 0
+    char s2[ENV_LEN];           // environment, NUL separated
+#endif
+};
+
+struct fname_t { char s[PATH_LEN]; };
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_HASH(args_map, u32, struct args_t, ARGS_MAP_SIZE);
+BPF_HASH(exec_fn, u32, struct fname_t, 4096);
+BPF_PERCPU_ARRAY(scratch, struct fname_t, 1);
+BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
+
+static __always_inline void count(u32 idx) {
+    u64 *c = counters.lookup(&idx);
+    if (c) *c += 1;
+}
+
+static __always_inline int is_self(u64 pt) {
+    return (u32)(pt >> 32) == SELF_TGID;
+}
+
+// Mask a length right before it is used as a read size: an asm barrier stops clang from moving
+// the check away from the use, which would leave the verifier with an unbounded register.
+#define BOUND(var, mask) asm volatile("%0 &= %1" : "+r"(var) : "i"(mask))
+
+// ---------------------------------------------------------------- kernel reads at BTF offsets
+static __always_inline u64 kread_u64(const void *base, long off) {
+    u64 v = 0;
+    if (base && bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off) < 0)
+        count(C_KERNEL_READ);
+    return v;
+}
+static __always_inline u32 kread_u32(const void *base, long off) {
+    u32 v = 0;
+    if (base && bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off) < 0)
+        count(C_KERNEL_READ);
+    return v;
+}
+static __always_inline void *kread_ptr(const void *base, long off) {
+    return (void *)kread_u64(base, off);
+}
+
+// ---------------------------------------------------------------- enter / exit plumbing
+// Tracepoint context of syscalls:sys_enter_*: 8 bytes common header, int __syscall_nr (padded to
+// 8), then the syscall arguments as 8-byte words. sys_exit_*: header, nr, long ret at 16.
+#define SYS_ARG(ctx, i) (*(u64 *)((char *)(ctx) + 16 + 8 * (i)))
+#define SYS_RET(ctx) (*(s64 *)((char *)(ctx) + 16))
+
+static __always_inline int save_args(void *ctx, u32 id, int nargs) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    u32 tid = (u32)pt;
+    struct args_t a = {};
+    a.id = id;
+    if (nargs > 0) a.a[0] = SYS_ARG(ctx, 0);
+    if (nargs > 1) a.a[1] = SYS_ARG(ctx, 1);
+    if (nargs > 2) a.a[2] = SYS_ARG(ctx, 2);
+    if (nargs > 3) a.a[3] = SYS_ARG(ctx, 3);
+    if (nargs > 4) a.a[4] = SYS_ARG(ctx, 4);
+    if (nargs > 5) a.a[5] = SYS_ARG(ctx, 5);
+    if (args_map.update(&tid, &a) != 0)
+        count(C_ARGS_FULL);
+    return 0;
+}
+
+// Take the saved enter words for this thread. Returns 0 when missing (not emitted).
+static __always_inline int take_args(u32 id, struct args_t *out, u64 *pt) {
+    *pt = bpf_get_current_pid_tgid();
+    if (is_self(*pt))
+        return 0;
+    u32 tid = (u32)*pt;
+    struct args_t *ap = args_map.lookup(&tid);
+    if (!ap) {
+        count(C_NO_ENTER);
+        return 0;
+    }
+    __builtin_memcpy(out, ap, sizeof(*out));
+    args_map.delete(&tid);
+    if (out->id != id) {
+        count(C_NO_ENTER);
+        return 0;
+    }
+    return 1;
+}
+
+static __always_inline void fill_hdr(struct hdr_t *h, u32 id, s64 res, u64 pt,
+                                     const struct args_t *a) {
+    h->ts = bpf_ktime_get_ns();
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    h->res = res;
+    h->tid = (u32)pt;
+    h->pid = (u32)(pt >> 32);
+    h->id = id;
+    h->len0 = 0;
+    h->len1 = 0;
+    h->len2 = 0;
+    if (a) {
+        __builtin_memcpy(h->a, a->a, sizeof(h->a));
+    } else {
+        __builtin_memset(h->a, 0, sizeof(h->a));
+    }
+}
+
+static __always_inline u16 ustr(char *dst, u32 size, u64 ptr) {
+    if (!ptr)
+        return 0;
+    long n = bpf_probe_read_user_str(dst, size, (const void *)ptr);
+    if (n < 0) {
+        count(C_USER_READ);
+        dst[0] = 0;
+        return 0;
+    }
+    return (u16)n;
+}
+
+// bcc rewrites map calls only outside macros, hence a helper (inlined: the size stays constant
+// for the verifier).
+static __always_inline void *reserve(u32 size, u32 cat) {
+    count(C_EVENTS);
+    void *r = events.ringbuf_reserve(size);
+    if (!r)
+        count(C_DROP_BASE + cat);
+    return r;
+}
+
+#define RESERVE(rec_type, cat)                                              \
+    struct rec_type *r = reserve(sizeof(struct rec_type), (cat));           \
+    if (!r)                                                                 \
+        return 0;
+
+static __always_inline int emit_base(void *ctx, u32 id, u32 cat) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_base, cat);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+static __always_inline int emit_str1(void *ctx, u32 id, u32 cat, int i0) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_str1, cat);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+static __always_inline int emit_str2(void *ctx, u32 id, u32 cat, int i0, int i1) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_str2, cat);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
+    r->h.len1 = ustr(r->s1, PATH_LEN, a.a[i1 & 7]);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+static __always_inline int emit_str3(void *ctx, u32 id, u32 cat, int i0, int i1, int i2) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_str3, cat);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
+    r->h.len1 = ustr(r->s1, PATH_LEN, a.a[i1 & 7]);
+    r->h.len2 = ustr(r->s2, PATH_LEN, a.a[i2 & 7]);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// Sizes PATH_LEN, ARGV_LEN, ENV_LEN and SOCK_LEN must be powers of two (verifier-friendly masks).
+// sockaddr modes: 0 = length is the word at len_i; 1 = word at len_i points to an int length
+// (accept, recvfrom); 2 = word at ptr_i points to a struct user_msghdr (sendmsg).
+static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int len_i, int mode) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    s64 res = SYS_RET(ctx);
+    u64 ptr = a.a[ptr_i & 7];
+    u32 len = 0;
+    if (mode == 0) {
+        len = (u32)a.a[len_i & 7];
+    } else if (mode == 1) {
+        if (a.a[len_i & 7] && bpf_probe_read_user(&len, sizeof(len), (void *)a.a[len_i & 7]) < 0)
+            len = 0;
+    } else {
+        u64 msg = ptr;
+        ptr = 0;
+        if (msg && bpf_probe_read_user(&ptr, sizeof(ptr), (void *)msg) < 0)
+            ptr = 0;
+        if (msg && bpf_probe_read_user(&len, sizeof(len), (void *)(msg + 8)) < 0)
+            len = 0;
+    }
+    RESERVE(rec_sock, cat);
+    fill_hdr(&r->h, id, res, pt, &a);
+    if (len > SOCK_LEN - 1)
+        len = SOCK_LEN - 1;
+    if (ptr && len >= 2) {
+        BOUND(len, SOCK_LEN - 1);
+        if (bpf_probe_read_user(r->s0, len, (void *)ptr) < 0) {
+            count(C_USER_READ);
+            len = 0;
+        }
+    } else {
+        len = 0;
+    }
+    r->h.len0 = (u16)len;
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// clone/fork/vfork/clone3: a[0] = flags (clone), or the user clone_args pointer (clone3).
+static __always_inline int emit_clone(void *ctx, u32 id, int is_clone3) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    u64 flags = 0;
+    if (is_clone3) {
+        if (a.a[0] && bpf_probe_read_user(&flags, sizeof(flags), (void *)a.a[0]) < 0)
+            count(C_USER_READ);
+    } else if (is_clone3 == 0) {
+        flags = a.a[0];
+    }
+    RESERVE(rec_base, CAT_CLONE);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, 0);
+    r->h.a[0] = flags;
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// creds and capabilities of the current task (execve, capset, set*id)
+static __always_inline void read_creds(u64 *x) {
+    void *task = (void *)bpf_get_current_task();
+    void *cred = kread_ptr(task, OFF_TASK_CRED);
+    x[0] = kread_u32(cred, OFF_CRED_UID);
+    x[1] = kread_u32(cred, OFF_CRED_GID);
+    x[2] = kread_u32(cred, OFF_CRED_EUID);
+    x[3] = kread_u32(cred, OFF_CRED_EGID);
+    x[4] = kread_u64(cred, OFF_CRED_CAP_EFF);
+    x[5] = kread_u64(cred, OFF_CRED_CAP_PRM);
+    x[6] = kread_u64(cred, OFF_CRED_CAP_INH);
+}
+
+static __always_inline int emit_creds(void *ctx, u32 id, u32 cat) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_base, cat);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    u64 x[7];
+    read_creds(x);
+    // capset: report the effective/permitted/inheritable sets after the call, as Falco does
+    r->h.a[0] = x[4];
+    r->h.a[1] = x[5];
+    r->h.a[2] = x[6];
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// host-level and namespace-level number of a struct pid
+static __always_inline void pid_numbers(void *pid, u32 *host, u32 *ns) {
+    *host = 0;
+    *ns = 0;
+    if (!pid)
+        return;
+    u32 level = kread_u32(pid, OFF_PID_LEVEL);
+    *host = kread_u32(pid, OFF_PID_NUMBERS);
+    *ns = kread_u32(pid, OFF_PID_NUMBERS + (long)(level & 31) * SIZE_UPID);
+}
+
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+static __always_inline int save_exec(void *ctx, u32 id, int nargs, int fname_i) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    save_args(ctx, id, nargs);
+    u32 zero = 0, tid = (u32)pt;
+    struct fname_t *buf = scratch.lookup(&zero);
+    if (!buf)
+        return 0;
+    if (bpf_probe_read_user_str(buf->s, PATH_LEN, (void *)SYS_ARG(ctx, fname_i)) < 0)
+        buf->s[0] = 0;
+    exec_fn.update(&tid, buf);
+    return 0;
+}
+
+static __always_inline int emit_exec(void *ctx, u32 id) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    u32 tid = (u32)pt;
+    s64 res = SYS_RET(ctx);
+    RESERVE(rec_exec, CAT_EXECVE);
+    fill_hdr(&r->h, id, res, pt, &a);
+    struct fname_t *fn = exec_fn.lookup(&tid);
+    if (fn) {
+        long n = bpf_probe_read_kernel_str(r->s0, PATH_LEN, fn->s);
+        r->h.len0 = n > 0 ? (u16)n : 0;
+        exec_fn.delete(&tid);
+    } else {
+        r->s0[0] = 0;
+    }
+    bpf_get_current_comm(r->comm, sizeof(r->comm));
+
+    void *task = (void *)bpf_get_current_task();
+    u64 *x = r->x;
+    __builtin_memset(x, 0, sizeof(r->x));
+    read_creds(x);                                       // x[0..6]
+#ifdef OFF_TASK_LOGINUID
+    x[7] = kread_u32(task, OFF_TASK_LOGINUID);
+#else
+    x[7] = 0xffffffff;
+#endif
+    void *signal = kread_ptr(task, OFF_TASK_SIGNAL);
+    void *tty = kread_ptr(signal, OFF_SIGNAL_TTY);
+    if (tty) {
+        u32 index = kread_u32(tty, OFF_TTY_INDEX);
+        void *drv = kread_ptr(tty, OFF_TTY_DRIVER);
+        u32 major = kread_u32(drv, OFF_TTYDRV_MAJOR);
+        u32 minor = kread_u32(drv, OFF_TTYDRV_MINOR_START) + index;
+        x[8] = (minor & 0xff) | (major << 8) | ((u64)(minor & ~0xffu) << 12);
+    }
+    u32 host, ns;
+    void *pgrp = kread_ptr(signal, OFF_SIGNAL_PIDS + 8 * 2);     // PIDTYPE_PGID
+    pid_numbers(pgrp, &host, &ns);
+    x[9] = host;
+    x[10] = ns;
+    void *sess = kread_ptr(signal, OFF_SIGNAL_PIDS + 8 * 3);     // PIDTYPE_SID
+    pid_numbers(sess, &host, &ns);
+    x[11] = host;
+    void *tpid = kread_ptr(task, OFF_TASK_THREAD_PID);
+    pid_numbers(tpid, &host, &ns);
+    x[12] = ns;                                          // vtid
+    void *leader = kread_ptr(task, OFF_TASK_GROUP_LEADER);
+    pid_numbers(kread_ptr(leader, OFF_TASK_THREAD_PID), &host, &ns);
+    x[13] = ns;                                          // vpid
+    void *parent = kread_ptr(task, OFF_TASK_REAL_PARENT);
+    x[14] = kread_u32(parent, OFF_TASK_TGID);            // ppid
+
+    void *mm = kread_ptr(task, OFF_TASK_MM);
+    void *exe = kread_ptr(mm, OFF_MM_EXE_FILE);
+    if (exe) {
+        void *inode = kread_ptr(exe, OFF_FILE_INODE);
+        x[15] = kread_u64(inode, OFF_INODE_INO);
+        void *dentry = kread_ptr(exe, OFF_FILE_DENTRY);
+        void *dname = kread_ptr(dentry, OFF_DENTRY_NAME);
+        char pfx[8] = {};
+        if (dname)
+            bpf_probe_read_kernel(pfx, 6, dname);
+        x[16] = (pfx[0] == 'm' && pfx[1] == 'e' && pfx[2] == 'm' && pfx[3] == 'f' &&
+                 pfx[4] == 'd' && pfx[5] == ':');
+        void *sb = kread_ptr(inode, OFF_INODE_SB);
+        if (sb && (kread_u64(sb, OFF_SB_MAGIC) & 0xffffffff) == OVERLAYFS_SUPER_MAGIC) {
+#if defined(OFF_OVL_UPPERDENTRY) && defined(OFF_OVL_VFS_INODE)
+            void *ovl = (char *)inode - OFF_OVL_VFS_INODE;
+            x[17] = kread_u64(ovl, OFF_OVL_UPPERDENTRY) != 0;
+#endif
+            x[18] = 1;                                   // exe on overlayfs
+        }
+    }
+    u32 n = 0;
+    if (res == 0 && mm) {
+        u64 start = kread_u64(mm, OFF_MM_ARG_START), end = kread_u64(mm, OFF_MM_ARG_END);
+        n = end > start ? (u32)(end - start) : 0;
+        if (n > ARGV_LEN - 1)
+            n = ARGV_LEN - 1;
+        BOUND(n, ARGV_LEN - 1);
+        if (n && bpf_probe_read_user(r->s1, n, (void *)start) < 0) {
+            count(C_USER_READ);
+            n = 0;
+        }
+        r->h.len1 = (u16)n;
+#if ENV_LEN > 0
+        start = kread_u64(mm, OFF_MM_ENV_START);
+        end = kread_u64(mm, OFF_MM_ENV_END);
+        n = end > start ? (u32)(end - start) : 0;
+        if (n > ENV_LEN - 1)
+            n = ENV_LEN - 1;
+        BOUND(n, ENV_LEN - 1);
+        if (n && bpf_probe_read_user(r->s2, n, (void *)start) < 0) {
+            count(C_USER_READ);
+            n = 0;
+        }
+        r->h.len2 = (u16)n;
+#endif
+    }
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// prctl: arg2 is a string for PR_SET_NAME (15) only
+static __always_inline int emit_prctl(void *ctx, u32 id) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    RESERVE(rec_str1, CAT_OTHER);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    if (a.a[0] == 15)
+        r->h.len0 = ustr(r->s0, 16, a.a[1]);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// openat2(dfd, filename, struct open_how *how, size): how = {u64 flags, mode, resolve}
+static __always_inline int emit_openat2(void *ctx, u32 id) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(id, &a, &pt))
+        return 0;
+    u64 how[3] = {};
+    if (a.a[2] && bpf_probe_read_user(how, sizeof(how), (void *)a.a[2]) < 0)
+        count(C_USER_READ);
+    RESERVE(rec_str1, CAT_OPEN);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    r->h.a[2] = how[0];
+    r->h.a[3] = how[1];
+    r->h.a[4] = how[2];
+    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[1]);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// ---------------------------------------------------------------- process events
+#ifdef WANT_PROCFORK
+RAW_TRACEPOINT_PROBE(sched_process_fork) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    void *child = (void *)ctx->args[1];
+    RESERVE(rec_str1, CAT_CLONE);
+    fill_hdr(&r->h, EV_procfork, 0, pt, 0);
+    r->h.a[0] = kread_u32(child, OFF_TASK_PID);
+    r->h.a[1] = kread_u32(child, OFF_TASK_TGID);
+    r->h.a[2] = (u32)pt;
+    r->h.a[3] = (u32)(pt >> 32);
+    r->s0[0] = 0;
+#ifdef OFF_TASK_COMM
+    if (child && bpf_probe_read_kernel_str(r->s0, 16, (char *)child + OFF_TASK_COMM) > 0)
+        r->h.len0 = 16;
+#endif
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+#endif
+
+#ifdef WANT_PROCEXIT
+int falconet_procexit(void *ctx) {
+    u64 pt = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pt;
+    args_map.delete(&tid);          // a thread killed inside a syscall leaves its enter behind
+    exec_fn.delete(&tid);
+    if (is_self(pt))
+        return 0;
+    RESERVE(rec_base, CAT_PROC);
+    fill_hdr(&r->h, EV_procexit, 0, pt, 0);
+    void *task = (void *)bpf_get_current_task();
+    r->h.a[0] = kread_u32(task, OFF_TASK_EXIT_CODE);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+#endif
+
+// ---------------------------------------------------------------- generated handlers follow

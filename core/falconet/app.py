@@ -1,0 +1,496 @@
+"""Builds an engine from configuration: plugin host → field registry → ruleset → pipeline, and runs
+it on one event source. The ``run``, ``record``, ``replay``, ``fields`` and ``plugins`` commands
+are thin layers over :class:`App`.
+
+Start order (what a plugin can rely on):
+``falconet_configure`` → ``falconet_fields`` / ``falconet_plugin_versions`` /
+``falconet_rules_files`` / ``falconet_event_sources`` / ``falconet_event_parsers`` /
+``falconet_alert_sinks`` → rules load → ``falconet_start`` → (record: ``falconet_capture_state``)
+→ source opens → events → source closes → outputs drained → ``falconet_stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from falconet import ENGINE_VERSION, __version__
+from falconet.api import EngineContext
+from falconet.config import Config, ConfigError, default_config_path, load_config
+from falconet.events import SYSCALL_SOURCE
+from falconet.fields import FieldDef, FieldRegistry
+from falconet.metrics import EngineMetrics
+from falconet.pipeline import Pipeline
+from falconet.plugins import PluginHost, PluginRequiredError
+from falconet.priorities import Priority
+from falconet.state.tables import StateTables
+
+log = logging.getLogger("falconet")
+
+
+class StartupError(Exception):
+    """The engine cannot start; the message says exactly why (printed without traceback)."""
+
+
+class EmptyRuleset:
+    """No rules: every event passes through parsers and nothing matches (``record --no-rules``,
+    benchmarks of the overhead floor)."""
+
+    def match(self, evt: Any) -> list[Any]:
+        return []
+
+    def event_types(self, source: str) -> set[str] | None:
+        return set()
+
+
+# ----------------------------------------------------------------------------------- rules paths
+def default_rules_paths() -> list[str]:
+    """``$FALCONET_RULES_DIR``, else the repository's ``rules/``, else ``/etc/falconet/rules``."""
+    env = os.environ.get("FALCONET_RULES_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "rules", Path("/etc/falconet/rules")]
+    for d in candidates:
+        if d.is_dir():
+            files = expand_rules_paths([str(d)])
+            if files:
+                return files
+    return []
+
+
+def expand_rules_paths(paths: Iterable[str]) -> list[str]:
+    """Files as given; directories become their ``*.yaml``/``*.yml`` files in name order."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += sorted(str(f) for f in path.iterdir()
+                          if f.suffix in (".yaml", ".yml") and f.is_file())
+        else:
+            out.append(str(path))
+    return out
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+# ----------------------------------------------------------------------------------- the app
+class App:
+    """One engine instance.
+
+    Args:
+        config: the validated configuration.
+        source_name: the event source this run will read (``ebpf``, ``replay``, a plugin's);
+            published to plugins as ``engine.extras["falconet.source"]`` before configure.
+        builtins / entry_points / extra_plugins: passed to :class:`PluginHost`.
+    """
+
+    def __init__(self, config: Config, *, source_name: str | None = None,
+                 builtins: Iterable[tuple[str, str]] | None = None, entry_points: bool = True,
+                 extra_plugins: Iterable[tuple[str, Any]] = ()) -> None:
+        self.config = config
+        self.metrics = EngineMetrics()
+        self.ctx = EngineContext(hostname=config.hostname, fields=FieldRegistry(),
+                                 config=config.data, metrics=self.metrics, state=StateTables(),
+                                 log=logging.getLogger("falconet"))
+        self.ctx.extras["falconet.source"] = source_name
+        self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
+                               entry_points=entry_points, extra=extra_plugins)
+        self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
+        self.parsers: list[tuple[str, Callable[[Any], None]]] = []
+        self.sinks: list[tuple[str, Any]] = []
+        self.plugin_rules: list[tuple[str, str]] = []
+        self.plugin_versions: dict[str, str] = {}
+        self.ruleset: Any = None
+        self.load_result: Any = None
+        self.pipeline: Pipeline | None = None
+        self.metrics_server: Any = None
+        self._loaded = False
+
+    # ------------------------------------------------------------------------------ plugins
+    def load_plugins(self) -> None:
+        """Load, configure and collect every plugin's contributions. Raises
+        :class:`StartupError` if a required plugin failed."""
+        if self._loaded:
+            return
+        try:
+            self.host.load()
+            self.host.configure(self.ctx)
+            self._collect()
+        except PluginRequiredError as e:
+            raise StartupError(str(e)) from None
+        self._loaded = True
+
+    def _collect(self) -> None:
+        h, ctx = self.host, self.ctx
+        fields = h.call("falconet_fields", engine=ctx)
+        versions = h.call("falconet_plugin_versions", engine=ctx)
+        rules = h.call("falconet_rules_files", engine=ctx)
+        sources = h.call("falconet_event_sources", engine=ctx)
+        parsers = h.call("falconet_event_parsers", engine=ctx)
+        sinks = h.call("falconet_alert_sinks", engine=ctx)
+
+        # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
+        field_owner: dict[str, str] = {}
+        for name, fdefs in fields:
+            if name not in h.info:
+                continue
+            fdefs = list(fdefs)
+            bad = [f for f in fdefs if not isinstance(f, FieldDef)]
+            if bad:
+                h.drop(name, "falconet_fields", f"not a FieldDef: {bad[0]!r}")
+                continue
+            if name != "core-state":
+                # plugin fields name their plugin (``falconet fields`` shows it)
+                fdefs = [replace(f, provider=name) if f.provider == "core" else f for f in fdefs]
+            trial = FieldRegistry(dict(ctx.fields.fields))
+            try:
+                trial.register_all(fdefs)
+            except ValueError as e:
+                h.drop(name, "falconet_fields", str(e))
+                continue
+            ctx.fields.fields = trial.fields
+            h.info[name].fields = sorted(f.name for f in fdefs)
+            for f in fdefs:
+                field_owner[f.name] = name
+
+        for name, srcs in sources:
+            for s in srcs:
+                if not (hasattr(s, "name") and callable(getattr(s, "open", None))):
+                    h.drop(name, "falconet_event_sources", f"not an EventSource: {s!r}")
+                    break
+                if s.name in self.sources:
+                    h.drop(name, "falconet_event_sources", f"event source '{s.name}' is already "
+                           f"provided by plugin '{self.sources[s.name][0]}'")
+                    break
+                self.sources[s.name] = (name, s)
+        for name, fns in parsers:
+            for fn in fns:
+                if not callable(fn):
+                    h.drop(name, "falconet_event_parsers", f"not callable: {fn!r}")
+                    break
+                self.parsers.append((name, fn))
+        for name, ss in sinks:
+            for s in ss:
+                if not (hasattr(s, "name") and callable(getattr(s, "send", None))):
+                    h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
+                    break
+                self.sinks.append((name, s))
+        for name, files in rules:
+            self.plugin_rules += [(name, str(f)) for f in files]
+        merged = dict(h.versions)
+        for _name, v in versions:
+            merged.update({str(k): str(x) for k, x in dict(v).items()})
+
+        # a plugin dropped at any step contributes nothing at all
+        alive = set(h.info)
+        self.sources = {k: v for k, v in self.sources.items() if v[0] in alive}
+        self.parsers = [p for p in self.parsers if p[0] in alive]
+        self.sinks = [s for s in self.sinks if s[0] in alive]
+        self.plugin_rules = [r for r in self.plugin_rules if r[0] in alive]
+        self.plugin_versions = {k: v for k, v in merged.items() if k not in h.versions or k in alive}
+        dead = [n for n, owner in field_owner.items() if owner not in alive]
+        for n in dead:
+            del ctx.fields.fields[n]
+
+    @property
+    def event_sources(self) -> set[str]:
+        """Every event source this engine can see (rules of other sources are skipped)."""
+        out = {SYSCALL_SOURCE}
+        out |= {s.source for _, s in self.sources.values() if getattr(s, "source", None)}
+        for f in self.ctx.fields.fields.values():
+            out |= set(f.sources)
+        return out
+
+    # ------------------------------------------------------------------------------ rules
+    def rules_files(self, cli_rules: list[str] | None) -> list[str]:
+        files = expand_rules_paths(cli_rules or self.config["rules_files"] or [])
+        if not files:
+            files = default_rules_paths()
+        if self.config["load_plugin_rules"]:
+            files += [f for _, f in self.plugin_rules]
+        return files
+
+    def load_ruleset(self, cli_rules: list[str] | None = None) -> Any:
+        """Load rules with ``falconet.rules.load_rules``; warnings go to stderr. Raises
+        :class:`StartupError` with every error (``file:line:col: error: ...``)."""
+        self.load_plugins()
+        files = self.rules_files(cli_rules)
+        if not files:
+            raise StartupError("no rules files: pass --rules FILE, set rules_files in "
+                               "falconet.yaml, or install rules in $FALCONET_RULES_DIR, "
+                               "<repo>/rules or /etc/falconet/rules")
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise StartupError("rules file not found: " + ", ".join(missing))
+        try:
+            from falconet.rules import load_rules  # noqa: PLC0415 - optional until installed
+        except ImportError as e:
+            raise StartupError(f"the rule engine (falconet.rules) is not available: {e}") from None
+        cfg = self.config
+        res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
+                         sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
+                         rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
+                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+        for w in getattr(res, "warnings", []) or []:
+            print(f"falconet: {w}", file=sys.stderr)
+        self.metrics.last_reload_ts = time.time()
+        if not res.ok:
+            self.metrics.last_reload_ok = False
+            raise StartupError("cannot load rules:\n" + "\n".join(str(e) for e in res.errors))
+        self.metrics.last_reload_ok = True
+        self.load_result = res
+        self.ruleset = res.ruleset
+        self._count_rules(res)
+        return res.ruleset
+
+    def _count_rules(self, res: Any) -> None:
+        counts: dict[str, int] = {}
+        for r in getattr(res, "rules", None) or []:
+            src = r.get("source") if isinstance(r, dict) else getattr(r, "source", None)
+            enabled = r.get("enabled", True) if isinstance(r, dict) else getattr(r, "enabled", True)
+            if src and enabled:
+                counts[src] = counts.get(src, 0) + 1
+        if not counts and getattr(res, "counts", None):
+            c = res.counts
+            n = c.get("rules") if isinstance(c, dict) else getattr(c, "rules", 0)
+            counts = {SYSCALL_SOURCE: int(n or 0)}
+        self.metrics.rules_loaded = counts
+
+    # ------------------------------------------------------------------------------ pipeline
+    def build_pipeline(self, ruleset: Any = None, *, extra_parsers: Iterable[tuple[str, Any]] = ()
+                       ) -> Pipeline:
+        self.load_plugins()
+        rs = ruleset if ruleset is not None else self.ruleset
+        if rs is None:
+            rs = self.load_ruleset()
+        self.pipeline = Pipeline(rs, [*self.parsers, *extra_parsers], [s for _, s in self.sinks],
+                                 self.metrics, state=self.ctx.state,
+                                 queue_capacity=self.config["outputs_queue"]["capacity"])
+        # sources (the collector's drop alerts) raise internal alerts through this
+        self.ctx.extras["falconet.inject_alert"] = self.pipeline.inject
+        st = self.ctx.state
+        if st is not None and hasattr(st, "sizes") and "state_table_entries" not in self.metrics.gauges:
+            self.metrics.gauges["state_table_entries"] = lambda: {
+                k: float(v) for k, v in st.sizes().items()}
+        return self.pipeline
+
+    def source(self, name: str) -> Any:
+        self.load_plugins()
+        if name not in self.sources:
+            failed = [f for f in self.host.failures]
+            why = "".join(f"\n  plugin '{f.name}' failed ({f.stage}): {f.reason}" for f in failed)
+            raise StartupError(f"unknown event source '{name}' (available: "
+                               f"{', '.join(sorted(self.sources)) or 'none'}){why}")
+        return self.sources[name][1]
+
+    # ------------------------------------------------------------------------------ metrics
+    def start_metrics(self, address: str, port: int) -> None:
+        try:
+            mod = importlib.import_module("falconet.prometheus")
+        except ModuleNotFoundError as e:
+            if e.name != "falconet.prometheus":
+                raise StartupError(f"metrics server cannot start: {e}") from None
+            log.warning("metrics server not available (falconet.prometheus is not installed)")
+            return
+        try:
+            srv = mod.MetricsServer(self.ctx, self.metrics, self.host, address, port)
+            srv.start()
+        except OSError as e:
+            raise StartupError(f"metrics server cannot listen on {address}:{port}: "
+                               f"{e.strerror or e}") from None
+        self.metrics_server = srv
+
+    def stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            try:
+                self.metrics_server.stop()
+            except Exception as e:  # noqa: BLE001
+                log.warning("metrics server stop failed: %s", e)
+            self.metrics_server = None
+
+    # ------------------------------------------------------------------------------ running
+    def run(self, source_name: str, options: dict[str, Any], *, duration: float | None = None,
+            metrics_addr: tuple[str, int] | None = None, linger: float = 0.0,
+            before_open: Callable[[], None] | None = None) -> int:
+        """Run the pipeline on one source until it ends, ``duration`` passes, or SIGINT/SIGTERM.
+        Returns the exit code."""
+        src = self.source(source_name)
+        pipeline = self.pipeline or self.build_pipeline()
+        self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
+        if metrics_addr is not None:
+            self.start_metrics(*metrics_addr)
+        pipeline.start()
+        try:
+            self.host.call("falconet_start", engine=self.ctx)
+        except PluginRequiredError as e:
+            self._shutdown(pipeline, None, 0)
+            raise StartupError(str(e)) from None
+        if before_open is not None:
+            before_open()
+        opts = {"engine": self.ctx, "metrics": self.metrics, **options}
+        try:
+            events = src.open(opts)
+        except Exception as e:  # noqa: BLE001 - the source says what is missing
+            self._shutdown(pipeline, None, 0)
+            raise StartupError(f"cannot start event source '{source_name}': {e}") from None
+
+        stopped_by: list[str] = []
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stopped_by.append(_signal_name(signum))
+            pipeline.request_stop()
+            # a second Ctrl-C exits at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                old[s] = signal.signal(s, on_signal)
+        timer = None
+        if duration is not None:
+            timer = threading.Timer(duration, pipeline.request_stop)
+            timer.daemon = True
+            timer.start()
+        rc = 0
+        try:
+            pipeline.run(events)
+        except Exception as e:  # noqa: BLE001 - a source that dies mid-run: report, shut down clean
+            self.metrics.drop("source_error")
+            print(f"falconet: error: event source '{source_name}' failed: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            rc = 1
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._shutdown(pipeline, src, linger)
+        if stopped_by:
+            log.info("stopped by %s", stopped_by[0])
+        return rc
+
+    def _shutdown(self, pipeline: Pipeline, src: Any, linger: float) -> None:
+        if src is not None:
+            try:
+                src.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing source failed: %s", e)
+        pipeline.close()
+        self.host.call_safely("falconet_stop", engine=self.ctx)
+        if linger > 0 and self.metrics_server is not None:
+            deadline = time.monotonic() + linger
+            while time.monotonic() < deadline and not pipeline.stopping:
+                time.sleep(0.05)
+        self.stop_metrics()
+
+    def summary(self) -> str:
+        m = self.metrics
+        drops = sum(m.drops.values())
+        by_prio: dict[str, int] = {}
+        for (_rule, prio, _src), n in m.alerts.items():
+            label = Priority(prio).label
+            by_prio[label] = by_prio.get(label, 0) + n
+        prios = ", ".join(f"{k}: {v}" for k, v in sorted(by_prio.items(),
+                                                          key=lambda kv: Priority.parse(kv[0])))
+        events = self.pipeline.events if self.pipeline else 0
+        alerts = self.pipeline.alerts if self.pipeline else 0
+        return (f"falconet: {events} events, {alerts} alerts"
+                + (f" ({prios})" if prios else "") + f", {drops} drops"
+                + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items())) + ")"
+                   if drops else ""))
+
+
+# ----------------------------------------------------------------------------------- CLI helpers
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="configuration file (default: $FALCONET_CONFIG, /etc/falconet/falconet.yaml)")
+    p.add_argument("-o", "--option", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key, e.g. -o json_output=true "
+                   "or -o plugins.container.required=true (repeatable)")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser, *, metrics_default: bool = True) -> None:
+    add_config_arguments(p)
+    p.add_argument("-r", "--rules", action="append", metavar="FILE",
+                   help="rules file or directory (repeatable; default: rules_files from the "
+                        "config, else the default rules directory)")
+    p.add_argument("--json", action="store_true", help="print alerts as JSON lines (json_output)")
+    if metrics_default:
+        p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    p.add_argument("--metrics-address", metavar="ADDR", help="metrics bind address "
+                   "(default: metrics.address, 127.0.0.1)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="metrics port (default: metrics.port, 8765)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "json", False):
+        overrides.append("json_output=true")
+    path = getattr(args, "config", None) or default_config_path()
+    return load_config(path, overrides)
+
+
+def metrics_address(args: argparse.Namespace, cfg: Config, *, default_on: bool
+                    ) -> tuple[str, int] | None:
+    """Where to serve metrics, or ``None``: ``run``/``record`` follow ``metrics.enabled``
+    unless ``--no-metrics``; ``replay`` serves only when ``--metrics-port`` is given."""
+    if getattr(args, "no_metrics", False):
+        return None
+    if default_on:
+        if not cfg["metrics"]["enabled"] and args.metrics_port is None:
+            return None
+    elif args.metrics_port is None:
+        return None
+    addr = args.metrics_address or cfg["metrics"]["address"]
+    port = args.metrics_port if args.metrics_port is not None else cfg["metrics"]["port"]
+    return addr, port
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="falconet: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def quiet_plugin_log() -> None:
+    """Listing commands show plugin failures themselves; don't log them twice."""
+    logging.getLogger("falconet.plugins").setLevel(logging.CRITICAL)
+
+
+def fail(msg: str, code: int = 1) -> int:
+    print(f"falconet: error: {msg}", file=sys.stderr)
+    return code
+
+
+def guarded(fn: Callable[[], int]) -> int:
+    """Run a command body: configuration, plugin and startup errors become one clear message and
+    exit code 1 (2 for configuration), never a traceback."""
+    from falconet.capture import CaptureError  # noqa: PLC0415
+
+    try:
+        return fn()
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"falconet: {p}", file=sys.stderr)
+        return 2
+    except (StartupError, CaptureError, PluginRequiredError) as e:
+        return fail(str(e))
+
+
+__all__ = ["App", "EmptyRuleset", "StartupError", "__version__", "add_config_arguments",
+           "add_engine_arguments", "config_from_args", "default_rules_paths", "guarded",
+           "metrics_address", "setup_logging"]

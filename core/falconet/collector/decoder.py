@@ -1,0 +1,244 @@
+"""Turns ring-buffer records into :class:`falconet.events.Event` objects.
+
+Hot path. Every record starts with the same 88-byte header (``struct hdr_t`` in
+``bpf/falconet.bpf.c``), unpacked with one precompiled ``struct.Struct``; the rest is decoded by a
+per-event-type closure built once at start from :data:`falconet.collector.program.SPECS`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from falconet import syscalls
+from falconet.collector import program
+from falconet.events import Event
+
+#: ts, cgroup_id, res, tid, pid, id, len0, len1, len2, a0..a5
+HDR = struct.Struct("<QQqIIHHHH6Q")
+assert HDR.size == program.HDR_SIZE
+EXEC_WORDS = struct.Struct(f"<{program.N_EXEC_WORDS}Q")
+CLONE_THREAD = 0x00010000
+CLONE_VM_VFORK = 0x00004100
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+
+Decoder = Callable[[memoryview, int, tuple], Event]
+
+
+def _i32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - 0x100000000 if v & 0x80000000 else v
+
+
+def _i64(v: int) -> int:
+    return v - 0x10000000000000000 if v & 0x8000000000000000 else v
+
+
+def _u32(v: int) -> int:
+    return v & 0xFFFFFFFF
+
+
+def _u64(v: int) -> int:
+    return v
+
+
+_CONV = {"i32": _i32, "i64": _i64, "u32": _u32, "u64": _u64}
+
+
+def text(b: bytes | memoryview) -> str:
+    """Kernel bytes to str: UTF-8, undecodable bytes kept as ``\\xNN`` escapes."""
+    return bytes(b).decode("utf-8", "backslashreplace")
+
+
+def parse_sockaddr(b: bytes) -> tuple[int, str, int, str]:
+    """``(family, ip, port, unix_path)`` of a raw ``struct sockaddr``; unknown parts empty."""
+    if len(b) < 2:
+        return 0, "", 0, ""
+    fam = b[0] | (b[1] << 8)
+    if fam == AF_INET and len(b) >= 8:
+        return fam, socket.inet_ntop(socket.AF_INET, b[4:8]), (b[2] << 8) | b[3], ""
+    if fam == AF_INET6 and len(b) >= 24:
+        return fam, socket.inet_ntop(socket.AF_INET6, b[8:24]), (b[2] << 8) | b[3], ""
+    if fam == AF_UNIX:
+        p = b[2:]
+        if p[:1] == b"\0":                      # abstract socket: shown as @name, like ss(8)
+            return fam, "", 0, "@" + text(p[1:].split(b"\0", 1)[0])
+        return fam, "", 0, text(p.split(b"\0", 1)[0])
+    return fam, "", 0, ""
+
+
+def _addr_args(args: dict[str, Any], raw: bytes, role: str) -> None:
+    fam, ip, port, path = parse_sockaddr(raw)
+    args["family"] = fam
+    if role == "dst":
+        args["sip"], args["sport"], args["dip"], args["dport"] = "", 0, ip, port
+    else:           # peer (accept/recvfrom: the remote side is the client) or local (bind)
+        args["sip"], args["sport"], args["dip"], args["dport"] = ip, port, "", 0
+    args["path"] = path
+    if fam == AF_UNIX:
+        args["tuple"] = path
+    elif fam:
+        args["tuple"] = f"{args['sip']}:{args['sport']}->{args['dip']}:{args['dport']}"
+    else:
+        args["tuple"] = ""
+
+
+def _make_generic(name: str, spec: program.Spec, base: int, path_len: int) -> Decoder:
+    eid_type = name
+    nums: list[tuple[str, int, Callable[[int], int]]] = []
+    strs: list[tuple[str, int]] = []
+    fd_res = False
+    addr_role = ""
+    for item in spec.decode.split():
+        key, _, src = item.partition("=")
+        if src == "res":
+            fd_res = key == "fd"
+        elif src in ("s0", "s1", "s2"):
+            strs.append((key, int(src[1])))
+        elif key == "addr":
+            addr_role = src
+        else:
+            conv, _, idx = src.partition(":")
+            nums.append((key, int(idx), _CONV[conv]))
+    offs = [base + i * path_len for i in range(3)]
+    sock = spec.kind == "sock"
+
+    def decode(view: memoryview, off: int, h: tuple) -> Event:
+        a = h[9:15]
+        args: dict[str, Any] = {}
+        res = h[2]
+        if fd_res:
+            args["fd"] = res
+        for key, idx, conv in nums:
+            args[key] = conv(a[idx])
+        lens = h[6:9]
+        for key, si in strs:
+            n = lens[si]
+            args[key] = text(view[off + offs[si]: off + offs[si] + n - 1]) if n > 1 else ""
+        if sock:
+            _addr_args(args, bytes(view[off + base: off + base + lens[0]]), addr_role)
+        args["cgroup_id"] = h[1]
+        return Event("syscall", eid_type, h[0], h[3], h[4], args, res)
+
+    return decode
+
+
+def _make_clone(name: str) -> Decoder:
+    def decode(view: memoryview, off: int, h: tuple) -> Event:
+        res, tid, pid = h[2], h[3], h[4]
+        flags = h[9] if name in ("clone", "clone3") else (CLONE_VM_VFORK if name == "vfork" else 0)
+        if res > 0:
+            child_tid, child_pid = res, (pid if flags & CLONE_THREAD else res)
+        elif res == 0:
+            child_tid, child_pid = tid, pid
+        else:
+            child_tid = child_pid = 0
+        args = {"child_tid": child_tid, "child_pid": child_pid, "flags": flags,
+                "cgroup_id": h[1]}
+        return Event("syscall", name, h[0], tid, pid, args, res)
+    return decode
+
+
+def _split_nul(b: bytes) -> list[str]:
+    if not b:
+        return []
+    parts = b.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [text(p) for p in parts]
+
+
+def _proc_link(pid: int, what: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/{what}")
+    except OSError:
+        return ""
+
+
+def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder:
+    s0 = program.EXEC_S0_OFF
+    s1 = s0 + path_len
+    s2 = s1 + argv_len
+    comm_off = program.EXEC_COMM_OFF
+    dirfd_flags = name == "execveat"
+
+    def decode(view: memoryview, off: int, h: tuple) -> Event:
+        res, tid, pid = h[2], h[3], h[4]
+        lens = h[6:9]
+        x = EXEC_WORDS.unpack_from(view, off + program.HDR_SIZE)
+        filename = text(view[off + s0: off + s0 + lens[0] - 1]) if lens[0] > 1 else ""
+        argv = _split_nul(bytes(view[off + s1: off + s1 + lens[1]]))
+        comm = bytes(view[off + comm_off: off + comm_off + 16]).split(b"\0", 1)[0]
+        args: dict[str, Any] = {
+            "filename": filename, "argv": argv, "exe": argv[0] if argv else filename,
+            # cwd and exepath need d_path, not available to tracepoint programs: read /proc now
+            # (empty if the process already exited)
+            "cwd": _proc_link(pid, "cwd") if res == 0 else "",
+            "exepath": _proc_link(pid, "exe") if res == 0 else "",
+            "comm": text(comm),
+            "uid": x[0], "gid": x[1], "euid": x[2], "egid": x[3],
+            "cap_effective": x[4], "cap_permitted": x[5], "cap_inheritable": x[6],
+            "loginuid": x[7], "tty": x[8], "pgid": x[9], "vpgid": x[10], "sid": x[11],
+            "vtid": x[12], "vpid": x[13], "ppid": x[14], "exe_ino": x[15],
+            "exe_from_memfd": bool(x[16]), "exe_upper_layer": bool(x[17]),
+            "cgroup_id": h[1],
+        }
+        if res == 0 and not args["exepath"] and filename.startswith("/"):
+            args["exepath"] = filename      # the process is gone; the path it was started by
+        if env_len:
+            args["env"] = _split_nul(bytes(view[off + s2: off + s2 + lens[2]]))
+        if dirfd_flags:
+            args["dirfd"] = _i32(h[9])
+            args["flags"] = _u32(h[13])
+        if res != 0:
+            args["argv"] = []
+        return Event("syscall", name, h[0], tid, pid, args, res)
+    return decode
+
+
+def _procfork(view: memoryview, off: int, h: tuple) -> Event:
+    n = h[6]
+    comm = bytes(view[off + program.HDR_SIZE: off + program.HDR_SIZE + n]).split(b"\0", 1)[0]
+    args = {"child_tid": h[9] & 0xFFFFFFFF, "child_pid": h[10] & 0xFFFFFFFF,
+            "parent_tid": h[11], "parent_pid": h[12], "child_comm": text(comm),
+            "cgroup_id": h[1]}
+    return Event("syscall", "procfork", h[0], h[3], h[4], args, None)
+
+
+def _procexit(view: memoryview, off: int, h: tuple) -> Event:
+    return Event("syscall", "procexit", h[0], h[3], h[4],
+                 {"status": _i32(h[9]), "cgroup_id": h[1]}, None)
+
+
+class RecordDecoder:
+    """Decodes records of one built program. ``decode(view, off)`` returns an Event."""
+
+    def __init__(self, *, path_len: int, argv_len: int, env_len: int) -> None:
+        # kernel timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns); events carry epoch ns
+        self.boot_offset = time.time_ns() - time.monotonic_ns()
+        table: dict[int, Decoder] = {}
+        for name in syscalls.EVENTS:
+            eid = program.EVENT_IDS[name]
+            if name == "procfork":
+                table[eid] = _procfork
+            elif name == "procexit":
+                table[eid] = _procexit
+            else:
+                spec = program.SPECS[name]
+                if spec.kind == "clone":
+                    table[eid] = _make_clone(name)
+                elif spec.kind == "exec":
+                    table[eid] = _make_exec(name, path_len, argv_len, env_len)
+                else:
+                    table[eid] = _make_generic(name, spec, program.HDR_SIZE, path_len)
+        self.table = table
+
+    def decode(self, view: memoryview, off: int) -> Event:
+        h = HDR.unpack_from(view, off)
+        evt = self.table[h[5]](view, off, h)
+        evt.ts += self.boot_offset
+        return evt

@@ -1,0 +1,220 @@
+"""Builds the BPF program for a chosen set of event types, and describes its record layouts.
+
+``bpf/falconet.bpf.c`` holds the helpers (save args at enter, emit one ring-buffer record at exit);
+this module appends one enter/exit handler pair per selected syscall, so only what the rules (plus
+the state base set) need is compiled and attached. The same table tells the decoder
+(:mod:`falconet.collector.decoder`) how to turn each record back into Falco-named args.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from falconet import syscalls
+
+BPF_SOURCE = Path(__file__).resolve().parents[3] / "bpf" / "falconet.bpf.c"
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+#: kernel counter slots (``counters`` per-CPU array in the BPF program)
+C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 1, 9, 10, 11, 12
+N_COUNTERS = 16
+
+# record layout constants (must match struct hdr_t / rec_exec in the C source)
+HDR_SIZE = 88
+N_EXEC_WORDS = 24
+EXEC_COMM_OFF = HDR_SIZE + 8 * N_EXEC_WORDS
+EXEC_S0_OFF = EXEC_COMM_OFF + 16
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How one syscall is captured and decoded.
+
+    ``enter``/``exit`` are C call templates (``{id}``, ``{cat}``, ``{n}`` substituted). ``decode``
+    is a list of ``param=source`` items: ``res`` (the return value), ``s0``/``s1``/``s2`` (record
+    strings), ``u32:i``/``i32:i``/``u64:i``/``i64:i`` (saved word ``i``), ``addr:dst|peer|local``
+    (the sockaddr in the record, see docs/collector.md).
+    """
+
+    nargs: int
+    exit: str
+    decode: str
+    kind: str = "base"             # record layout: base, str, sock, exec
+    enter: str = "save_args(ctx, {id}, {n})"
+    tracepoint: str = ""           # tracepoint suffix when it differs from the name
+
+
+def _str1(i: int) -> str:
+    return f"emit_str1(ctx, {{id}}, {{cat}}, {i})"
+
+
+def _str2(i: int, j: int) -> str:
+    return f"emit_str2(ctx, {{id}}, {{cat}}, {i}, {j})"
+
+
+_BASE = "emit_base(ctx, {id}, {cat})"
+
+
+def _sock(ptr: int, ln: int, mode: int) -> str:
+    return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode})"
+
+
+#: capture/decode table; every syscall of ``syscalls.EVENTS`` (except procfork/procexit)
+SPECS: dict[str, Spec] = {
+    "clone": Spec(5, "emit_clone(ctx, {id}, 0)", "", kind="clone"),
+    "clone3": Spec(2, "emit_clone(ctx, {id}, 1)", "", kind="clone"),
+    "fork": Spec(0, "emit_clone(ctx, {id}, 2)", "", kind="clone"),
+    "vfork": Spec(0, "emit_clone(ctx, {id}, 2)", "", kind="clone"),
+    "execve": Spec(3, "emit_exec(ctx, {id})", "", kind="exec",
+                   enter="save_exec(ctx, {id}, {n}, 0)"),
+    "execveat": Spec(5, "emit_exec(ctx, {id})", "dirfd=i32:0 flags=u32:4", kind="exec",
+                     enter="save_exec(ctx, {id}, {n}, 1)"),
+    "chdir": Spec(1, _str1(0), "path=s0", kind="str"),
+    "fchdir": Spec(1, _BASE, "fd=i32:0"),
+    "chroot": Spec(1, _str1(0), "path=s0", kind="str"),
+    "setuid": Spec(1, _BASE, "uid=u32:0"),
+    "setgid": Spec(1, _BASE, "gid=u32:0"),
+    "setreuid": Spec(2, _BASE, "ruid=u32:0 euid=u32:1"),
+    "setregid": Spec(2, _BASE, "rgid=u32:0 egid=u32:1"),
+    "setresuid": Spec(3, _BASE, "ruid=u32:0 euid=u32:1 suid=u32:2"),
+    "setresgid": Spec(3, _BASE, "rgid=u32:0 egid=u32:1 sgid=u32:2"),
+    "capset": Spec(2, "emit_creds(ctx, {id}, {cat})",
+                   "cap_effective=u64:0 cap_permitted=u64:1 cap_inheritable=u64:2"),
+    "prctl": Spec(5, "emit_prctl(ctx, {id})", "option=i32:0 arg2_str=s0 arg2_int=i64:1",
+                  kind="str"),
+    "ptrace": Spec(4, _BASE, "request=i64:0 pid=i32:1 addr=u64:2 data=u64:3"),
+    "setns": Spec(2, _BASE, "fd=i32:0 nstype=u32:1"),
+    "unshare": Spec(1, _BASE, "flags=u32:0"),
+    "open": Spec(3, _str1(0), "fd=res name=s0 flags=u32:1 mode=u32:2", kind="str"),
+    "openat": Spec(4, _str1(1), "fd=res dirfd=i32:0 name=s0 flags=u32:2 mode=u32:3", kind="str"),
+    "openat2": Spec(4, "emit_openat2(ctx, {id})",
+                    "fd=res dirfd=i32:0 name=s0 flags=u64:2 mode=u64:3 resolve=u64:4",
+                    kind="str"),
+    "creat": Spec(2, _str1(0), "fd=res name=s0 mode=u32:1", kind="str"),
+    "memfd_create": Spec(2, _str1(0), "fd=res name=s0 flags=u32:1", kind="str"),
+    "close": Spec(1, _BASE, "fd=i32:0"),
+    "dup": Spec(1, _BASE, "fd=res oldfd=i32:0"),
+    "dup2": Spec(2, _BASE, "fd=res oldfd=i32:0 newfd=i32:1"),
+    "dup3": Spec(3, _BASE, "fd=res oldfd=i32:0 newfd=i32:1 flags=u32:2"),
+    "unlink": Spec(1, _str1(0), "path=s0", kind="str"),
+    "unlinkat": Spec(3, _str1(1), "dirfd=i32:0 name=s0 flags=u32:2", kind="str"),
+    "rename": Spec(2, _str2(0, 1), "oldpath=s0 newpath=s1", kind="str"),
+    "renameat": Spec(4, _str2(1, 3), "olddirfd=i32:0 oldpath=s0 newdirfd=i32:2 newpath=s1",
+                     kind="str"),
+    "renameat2": Spec(5, _str2(1, 3),
+                      "olddirfd=i32:0 oldpath=s0 newdirfd=i32:2 newpath=s1 flags=u32:4",
+                      kind="str"),
+    "mkdir": Spec(2, _str1(0), "path=s0 mode=u32:1", kind="str"),
+    "mkdirat": Spec(3, _str1(1), "dirfd=i32:0 path=s0 mode=u32:2", kind="str"),
+    "chmod": Spec(2, _str1(0), "filename=s0 mode=u32:1", kind="str"),
+    "fchmod": Spec(2, _BASE, "fd=i32:0 mode=u32:1"),
+    "fchmodat": Spec(3, _str1(1), "dirfd=i32:0 filename=s0 mode=u32:2", kind="str"),
+    "link": Spec(2, _str2(0, 1), "oldpath=s0 newpath=s1", kind="str"),
+    "linkat": Spec(5, _str2(1, 3), "olddir=i32:0 oldpath=s0 newdir=i32:2 newpath=s1 flags=u32:4",
+                   kind="str"),
+    "symlink": Spec(2, _str2(0, 1), "target=s0 linkpath=s1", kind="str"),
+    "symlinkat": Spec(3, _str2(0, 2), "target=s0 linkdirfd=i32:1 linkpath=s1", kind="str"),
+    "mount": Spec(5, "emit_str3(ctx, {id}, {cat}, 0, 1, 2)", "dev=s0 dir=s1 type=s2 flags=u64:3",
+                  kind="str"),
+    "umount2": Spec(2, _str1(0), "name=s0 flags=u32:1", kind="str", tracepoint="umount"),
+    "init_module": Spec(3, _str1(2), "length=u64:1 uargs=s0", kind="str"),
+    "finit_module": Spec(3, _str1(1), "fd=i32:0 uargs=s0 flags=u32:2", kind="str"),
+    "bpf": Spec(3, _BASE, "cmd=i32:0 fd=res"),
+    "userfaultfd": Spec(1, _BASE, "fd=res flags=u32:0"),
+    "socket": Spec(3, _BASE, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
+    "connect": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=dst", kind="sock"),
+    "accept": Spec(3, _sock(1, 2, 1), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
+    "accept4": Spec(4, _sock(1, 2, 1), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
+                    kind="sock"),
+    "bind": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=local", kind="sock"),
+    "listen": Spec(2, _BASE, "fd=i32:0 backlog=i32:1"),
+    "sendto": Spec(6, _sock(4, 5, 0), "fd=i32:0 size=u64:2 addr=dst", kind="sock"),
+    "recvfrom": Spec(6, _sock(4, 5, 1), "fd=i32:0 size=u64:2 addr=peer", kind="sock"),
+    "sendmsg": Spec(3, _sock(1, 0, 2), "fd=i32:0 addr=dst", kind="sock"),
+}
+
+#: event ids: stable order of syscalls.EVENTS (id 0 is unused)
+EVENT_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(syscalls.EVENTS)}
+ID_NAMES: dict[int, str] = {i: n for n, i in EVENT_IDS.items()}
+
+
+def tracefs_root() -> str | None:
+    for root in TRACEFS:
+        if os.path.isdir(os.path.join(root, "events", "syscalls")):
+            return root
+    return None
+
+
+def tracepoint_name(name: str) -> str:
+    spec = SPECS.get(name)
+    return (spec.tracepoint if spec and spec.tracepoint else name)
+
+
+def available(name: str, root: str | None = None) -> bool:
+    """True if the kernel has the tracepoints this event needs."""
+    if name in syscalls.NON_SYSCALL_EVENTS:
+        return True
+    root = root or tracefs_root()
+    if root is None:
+        return False
+    tp = tracepoint_name(name)
+    return (os.path.isdir(f"{root}/events/syscalls/sys_enter_{tp}")
+            and os.path.isdir(f"{root}/events/syscalls/sys_exit_{tp}"))
+
+
+@dataclass
+class BuiltProgram:
+    """C text, compiler flags and the tracepoints to attach for one event selection."""
+
+    text: str
+    cflags: list[str]
+    attach: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, tp, fn)
+    events: frozenset[str] = frozenset()
+    unavailable: frozenset[str] = frozenset()
+
+
+def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
+          ring_buffer_pages: int = 2048, path_len: int = 512, argv_len: int = 4096,
+          env_len: int = 0, args_map_size: int = 32768) -> BuiltProgram:
+    """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
+
+    Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
+    """
+    for v, what in ((ring_buffer_pages, "ring_buffer_pages"), (path_len, "path_len"),
+                    (argv_len, "argv_len")):
+        if v <= 0 or v & (v - 1):
+            raise ValueError(f"collector.{what} must be a power of two (got {v})")
+    if env_len and env_len & (env_len - 1):
+        raise ValueError(f"collector.env_len must be 0 or a power of two (got {env_len})")
+    root = tracefs_root()
+    chosen = {e for e in events if e in syscalls.EVENTS}
+    unavailable = frozenset(e for e in chosen if not available(e, root))
+    chosen -= unavailable
+    cflags = [f"-DSELF_TGID={self_tgid}", f"-DRINGBUF_PAGES={ring_buffer_pages}",
+              f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
+              f"-DARGS_MAP_SIZE={args_map_size}"]
+    cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items())]
+    cflags += [f"-DEV_{n}={i}" for n, i in EVENT_IDS.items()]
+    lines = [BPF_SOURCE.read_text()]
+    attach: list[tuple[str, str, str]] = []
+    cats = {c: i for i, c in enumerate(syscalls.CATEGORIES)}
+    for name in sorted(chosen):
+        if name == "procfork":
+            cflags.append("-DWANT_PROCFORK")
+            attach.append(("auto", "sched_process_fork", "raw_tracepoint__sched_process_fork"))
+            continue
+        if name == "procexit":
+            cflags.append("-DWANT_PROCEXIT")
+            attach.append(("tp", "sched:sched_process_exit", "falconet_procexit"))
+            continue
+        spec = SPECS[name]
+        sub = {"id": EVENT_IDS[name], "cat": cats[syscalls.EVENTS[name].category],
+               "n": spec.nargs}
+        tp = tracepoint_name(name)
+        lines.append(f"int enter_{name}(void *ctx) {{ return {spec.enter.format(**sub)}; }}")
+        lines.append(f"int exit_{name}(void *ctx) {{ return {spec.exit.format(**sub)}; }}")
+        attach.append(("tp", f"syscalls:sys_enter_{tp}", f"enter_{name}"))
+        attach.append(("tp", f"syscalls:sys_exit_{tp}", f"exit_{name}"))
+    return BuiltProgram("\n".join(lines) + "\n", cflags, attach, frozenset(chosen), unavailable)

@@ -1,0 +1,320 @@
+"""The ``ebpf`` event source: compile, attach, read the ring buffer, account for drops.
+
+``EbpfSource.open(options)`` compiles the program for the selected event types (rules + state base
+set), attaches the tracepoints, and yields decoded :class:`~falconet.events.Event` objects, or
+``None`` when idle. Kernel counters are read about once a second into ``EngineMetrics``; when the
+kernel dropped events in the last second, a rate-limited internal alert is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from falconet import syscalls
+from falconet.alerts import Alert
+from falconet.collector import bccloader, btf, program
+from falconet.collector.decoder import RecordDecoder
+from falconet.collector.ringbuf import RingBuffer, map_fd_of
+from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
+from falconet.priorities import Priority
+
+log = logging.getLogger("falconet.collector")
+
+DROP_RULE = "Falconet internal: syscall event drop"
+
+
+@dataclass
+class CollectorConfig:
+    """The ``collector:`` section of ``falconet.yaml`` (see docs/collector.md)."""
+
+    ring_buffer_pages: int = 2048          # 8 MiB with 4 KiB pages, Falco's default buffer size
+    path_len: int = 512                    # bytes kept per path argument (power of two)
+    argv_len: int = 4096                   # bytes of argv kept per execve (power of two)
+    capture_env: bool = False              # copy the environment of execve (proc.env)
+    env_len: int = 4096
+    args_map_size: int = 32768             # threads that can be inside a traced syscall at once
+    syscalls: list[str] | None = None      # extra event types to trace beyond the rules' ones
+    all_syscalls: bool = False             # trace everything the collector knows
+    drop_alert_priority: Priority = Priority.WARNING
+    drop_alert_interval: float = 30.0      # at most one drop alert per this many seconds
+    drop_threshold: float = 0.0            # fraction of events dropped in the last second
+    batch: int = 4096                      # records read per ring-buffer pass
+    stats_interval: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
+        d = dict(d or {})
+        c = cls()
+        problems = []
+        for k, v in d.items():
+            if k == "required":
+                continue
+            if not hasattr(c, k):
+                problems.append(f"collector: unknown key '{k}'")
+                continue
+            cur = getattr(c, k)
+            try:
+                if k == "drop_alert_priority":
+                    v = Priority.parse(v)
+                elif k == "syscalls":
+                    if v is not None and not (isinstance(v, list) and
+                                              all(isinstance(x, str) for x in v)):
+                        raise ValueError("expected a list of syscall names")
+                    bad = [x for x in (v or []) if x not in syscalls.EVENTS]
+                    if bad:
+                        raise ValueError(f"unknown or unsupported: {', '.join(bad)}")
+                elif isinstance(cur, bool):
+                    if not isinstance(v, bool):
+                        raise ValueError("expected true or false")
+                elif isinstance(cur, int):
+                    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                        raise ValueError("expected a positive integer")
+                    if k in ("ring_buffer_pages", "path_len", "argv_len", "env_len") and v & (v - 1):
+                        raise ValueError("expected a power of two")
+                elif isinstance(cur, float):
+                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                        raise ValueError("expected a number >= 0")
+                    v = float(v)
+            except ValueError as e:
+                problems.append(f"collector.{k}: {e} (got {v!r})")
+                continue
+            setattr(c, k, v)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return c
+
+
+@dataclass
+class KernelStats:
+    """Totals of the kernel counters (summed over CPUs)."""
+
+    events: int = 0
+    drops_by_category: dict[str, int] = field(default_factory=dict)
+    args_map_full: int = 0
+    no_enter: int = 0
+    user_read: int = 0
+    kernel_read: int = 0
+
+    @property
+    def drops(self) -> int:
+        return sum(self.drops_by_category.values()) + self.args_map_full
+
+
+def choose_events(ruleset: Any = None, event_types: Any = "unset",
+                  cfg: CollectorConfig | None = None) -> frozenset[str]:
+    """The event types to trace: the ruleset's syscall event types (``None`` = all) plus the
+    state base set, plus ``collector.syscalls``."""
+    cfg = cfg or CollectorConfig()
+    if cfg.all_syscalls:
+        return frozenset(syscalls.EVENTS)
+    if event_types == "unset":
+        event_types = ruleset.event_types(SYSCALL_SOURCE) if ruleset is not None else None
+    chosen = set(syscalls.selected_events(event_types))
+    if cfg.syscalls:
+        chosen |= set(syscalls.selected_events(set(cfg.syscalls)))
+    return frozenset(chosen)
+
+
+class EbpfSource:
+    """EventSource ``ebpf`` (source ``syscall``, live)."""
+
+    name = "ebpf"
+    source = SYSCALL_SOURCE
+    live = True
+
+    def __init__(self, config: CollectorConfig | None = None, engine: Any = None) -> None:
+        self.config = config or CollectorConfig()
+        self.engine = engine
+        self.bpf: Any = None
+        self.ring: RingBuffer | None = None
+        self.built: program.BuiltProgram | None = None
+        self.attached: list[str] = []
+        self.stats = KernelStats()
+        self._closed = False
+        self._looping = False
+        self._metrics: Any = None
+        self._reported = KernelStats()
+        self._last_alert = 0.0
+        self._inject: Callable[[Alert], None] | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self, events: frozenset[str], self_tgid: int | None = None) -> None:
+        """Compile and attach. Raises :class:`bccloader.CollectorUnavailable` with the fix."""
+        bccloader.check_prerequisites()
+        bcc = bccloader.import_bcc()
+        cfg = self.config
+        try:
+            offsets = btf.kernel_offsets()
+        except btf.BTFError as e:
+            raise bccloader.CollectorUnavailable(str(e)) from None
+        missing = [k for k in ("OFF_TASK_CRED", "OFF_TASK_MM", "OFF_TASK_SIGNAL", "OFF_PID_NUMBERS",
+                               "OFF_TASK_TGID", "SIZE_UPID") if k not in offsets]
+        if missing:
+            raise bccloader.CollectorUnavailable("kernel BTF lacks " + ", ".join(missing))
+        built = program.build(events, self_tgid=os.getpid() if self_tgid is None else self_tgid,
+                              offsets=offsets, ring_buffer_pages=cfg.ring_buffer_pages,
+                              path_len=cfg.path_len, argv_len=cfg.argv_len,
+                              env_len=cfg.env_len if cfg.capture_env else 0,
+                              args_map_size=cfg.args_map_size)
+        if built.unavailable:
+            log.warning("the kernel has no tracepoints for %s: not traced",
+                        ", ".join(sorted(built.unavailable)))
+        t0 = time.monotonic()
+        try:
+            b = bcc.BPF(text=built.text, cflags=built.cflags)
+        except Exception as e:
+            raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load: {e}") from e
+        try:
+            for kind, tp, fn in built.attach:
+                if kind == "auto":
+                    pass                # RAW_TRACEPOINT_PROBE: bcc attached it on load
+                else:
+                    b.attach_tracepoint(tp=tp, fn_name=fn)
+                self.attached.append(tp)
+        except Exception as e:
+            b.cleanup()
+            raise bccloader.CollectorUnavailable(f"cannot attach tracepoint {tp}: {e}") from e
+        self.bpf, self.built = b, built
+        table = b["events"]
+        self.ring = RingBuffer(map_fd_of(table), cfg.ring_buffer_pages * 4096)
+        self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
+                                     env_len=cfg.env_len if cfg.capture_env else 0)
+        log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
+                 len(built.events), len(built.attach), time.monotonic() - t0)
+
+    # ------------------------------------------------------------------ EventSource
+    def open(self, options: dict[str, Any]) -> Iterator[Event | None]:
+        """Start, then yield events (``None`` when idle) until :meth:`close`.
+
+        Options: ``event_types`` (set or None = all) or ``ruleset`` (its syscall event types),
+        ``metrics`` (EngineMetrics), ``engine``, ``inject`` (callable taking an internal Alert;
+        default: ``engine.extras["falconet.inject_alert"]`` when present).
+        """
+        engine = options.get("engine") or self.engine
+        self._metrics = options.get("metrics") or getattr(engine, "metrics", None)
+        self._inject = options.get("inject") or (
+            getattr(engine, "extras", {}) or {}).get("falconet.inject_alert")
+        if "event_types" in options:
+            events = choose_events(event_types=options["event_types"], cfg=self.config)
+        else:
+            events = choose_events(ruleset=options.get("ruleset"), cfg=self.config)
+        self.start(events, options.get("self_tgid"))
+        return self._loop()
+
+    def _loop(self) -> Iterator[Event | None]:
+        self._looping = True
+        ring, decode = self.ring, self.decoder.decode
+        assert ring is not None
+        view, batch = ring.view, self.config.batch
+        next_stats = time.monotonic() + self.config.stats_interval
+        metrics = self._metrics
+        try:
+            while not self._closed:
+                got = 0
+                for off, _length in ring.records(batch):
+                    got += 1
+                    try:
+                        evt = decode(view, off)
+                    except Exception:  # noqa: BLE001 - one bad record never stops the rest
+                        if metrics is not None:
+                            metrics.drop("decode_error")
+                        continue
+                    yield evt
+                now = time.monotonic()
+                if now >= next_stats:
+                    next_stats = now + self.config.stats_interval
+                    self.poll_stats()
+                if not got:
+                    yield None
+                    if not self._closed:
+                        ring.wait(0.1)
+        finally:
+            self.poll_stats()
+            self._teardown()
+
+    def close(self) -> None:
+        """Stop: the iterator ends at its next step; detaches at once if it never ran."""
+        self._closed = True
+        if not self._looping:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.bpf is not None:
+            try:
+                self.bpf.cleanup()
+            except Exception as e:  # noqa: BLE001
+                log.warning("bcc cleanup failed: %s", e)
+            self.bpf = None
+
+    # ------------------------------------------------------------------ drops
+    def read_counters(self) -> KernelStats:
+        """Sum the per-CPU kernel counters."""
+        if self.bpf is None:
+            return self.stats
+        tab = self.bpf["counters"]
+        vals = [0] * program.N_COUNTERS
+        for k, v in tab.items():
+            vals[k.value] = sum(int(x) for x in v)
+        s = KernelStats(events=vals[program.C_EVENTS],
+                        drops_by_category={c: vals[program.C_DROP_BASE + i]
+                                           for i, c in enumerate(syscalls.CATEGORIES)},
+                        args_map_full=vals[program.C_ARGS_FULL], no_enter=vals[program.C_NO_ENTER],
+                        user_read=vals[program.C_USER_READ],
+                        kernel_read=vals[program.C_KERNEL_READ])
+        self.stats = s
+        return s
+
+    def poll_stats(self) -> None:
+        """Move kernel counter deltas into EngineMetrics; alert on new drops."""
+        if self.bpf is None:
+            return
+        old, new = self._reported, self.read_counters()
+        self._reported = new
+        d_events = new.events - old.events
+        d_cat = {c: n - old.drops_by_category.get(c, 0) for c, n in new.drops_by_category.items()}
+        d_args = new.args_map_full - old.args_map_full
+        d_drops = sum(d_cat.values()) + d_args
+        m = self._metrics
+        if m is not None:
+            m.kernel_events += d_events + d_args      # args-map drops never reached C_EVENTS
+            m.kernel_drops += d_drops
+            for c, n in d_cat.items():
+                if n:
+                    m.drop(f"kernel_{c}", n)
+            if d_args:
+                m.drop("kernel_args_map_full", d_args)
+        if d_drops and d_drops >= self.config.drop_threshold * max(d_events, 1):
+            self._drop_alert(d_events, d_drops, d_cat, d_args)
+
+    def _drop_alert(self, n_evts: int, n_drops: int, by_cat: dict[str, int], args_full: int
+                    ) -> None:
+        now = time.monotonic()
+        if now - self._last_alert < self.config.drop_alert_interval and self._last_alert:
+            return
+        self._last_alert = now
+        fields: dict[str, Any] = {"n_evts": n_evts, "n_drops": n_drops,
+                                  "n_drops_buffer_total": n_drops - args_full,
+                                  "n_drops_args_map_full": args_full}
+        fields.update({f"n_drops_buffer_{c}_exit": n for c, n in by_cat.items()})
+        msg = (f"{DROP_RULE}. {n_drops} system calls dropped in last second. "
+               f"(n_evts={n_evts} n_drops={n_drops})")
+        log.warning("%s", msg)
+        host = getattr(self.engine, "hostname", "") or os.uname().nodename
+        alert = Alert(rule=DROP_RULE, priority=self.config.drop_alert_priority,
+                      source=INTERNAL_SOURCE, tags=[], output=msg, output_fields=fields,
+                      time_ns=time.time_ns(), hostname=host,
+                      desc="The kernel side dropped system call events: detection may miss "
+                           "activity. Raise collector.ring_buffer_pages or trace fewer syscalls.")
+        if self._inject is not None:
+            try:
+                self._inject(alert)
+            except Exception as e:  # noqa: BLE001
+                log.warning("cannot emit drop alert: %s", e)

@@ -1,0 +1,77 @@
+"""HTTP webhook output: POSTs each alert as Falco JSON (what falcosidekick's ``/`` accepts).
+
+Standard library only (urllib). Retries connection errors, timeouts, 429 and 5xx with exponential
+backoff; other 4xx answers are final. The engine puts the sink behind its own bounded queue, so a
+slow endpoint costs counted drops, never a stalled event loop.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from falconet import __version__
+from falconet.alerts import Alert
+from falconet.priorities import Priority
+
+
+class WebhookError(RuntimeError):
+    pass
+
+
+class WebhookSink:
+    def __init__(self, name: str, url: str, fmt: Callable[[Alert], str], *,
+                 min_priority: Priority = Priority.DEBUG, retries: int = 3, timeout: float = 5.0,
+                 backoff: float = 0.2, queue_size: int = 1000,
+                 headers: dict[str, str] | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http:// or https://, got {url!r}")
+        self.name = name
+        self.url = url
+        self.min_priority = min_priority
+        self.retries = retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.queue_size = queue_size
+        self._fmt = fmt
+        self.headers = {"Content-Type": "application/json",
+                        "User-Agent": f"falconet/{__version__}", **(headers or {})}
+        self.attempts = 0
+        # no proxies from the environment: alerts go where the config says
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def start(self) -> None:
+        pass
+
+    def _post(self, body: bytes) -> None:
+        req = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        with self._opener.open(req, timeout=self.timeout) as resp:
+            resp.read()
+
+    def send(self, alert: Alert) -> None:
+        body = self._fmt(alert).encode("utf-8")
+        delay = self.backoff
+        last = ""
+        for attempt in range(self.retries + 1):
+            self.attempts += 1
+            try:
+                self._post(body)
+                return
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+                if e.code != 429 and e.code < 500:
+                    raise WebhookError(f"{self.url}: {last} (not retried)") from None
+            except (urllib.error.URLError, TimeoutError, OSError) as e:
+                last = str(getattr(e, "reason", e))
+            if attempt < self.retries:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise WebhookError(f"{self.url}: {last} after {self.retries + 1} attempts")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,274 @@
+"""The hot loop and the alert queues.
+
+One loop: source → parsers (core state first, then plugins) → ``ruleset.match`` → alerts. Alerts
+leave through one bounded queue and one worker thread per sink (:class:`SinkWorker`), so a slow
+or failing sink costs counted drops, never a stalled loop. Everything that can be decided at start
+(parser list, sink filters, sampling mask) is bound to locals before the loop starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from falconet.alerts import Alert
+from falconet.events import Event
+from falconet.metrics import EngineMetrics
+from falconet.priorities import Priority
+
+log = logging.getLogger("falconet.pipeline")
+
+#: measure rule evaluation latency on 1 event in (mask + 1)
+LATENCY_SAMPLE_MASK = 63
+
+Parser = Callable[[Event], None]
+
+_STOP = object()
+
+
+class SinkWorker:
+    """A sink behind a bounded queue, drained by its own daemon thread."""
+
+    def __init__(self, sink: Any, metrics: EngineMetrics, capacity: int = 10000) -> None:
+        self.sink = sink
+        self.name: str = sink.name
+        mp = getattr(sink, "min_priority", Priority.DEBUG)
+        self.min_priority = int(mp if isinstance(mp, Priority) else Priority.parse(mp))
+        self.metrics = metrics
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name=f"falconet-sink-{self.name}",
+                                        daemon=True)
+        self._last_error_log = 0.0
+
+    def start(self) -> None:
+        self.sink.start()
+        self._thread.start()
+
+    def offer(self, alert: Alert) -> bool:
+        """Queue without blocking; a full queue is a counted drop."""
+        try:
+            self.queue.put_nowait(alert)
+            return True
+        except queue.Full:
+            self.metrics.output_drops[self.name] += 1
+            self.metrics.drop("output_queue_full")
+            return False
+
+    def _run(self) -> None:
+        q, sink, m, name = self.queue, self.sink, self.metrics, self.name
+        while True:
+            item = q.get()
+            if item is _STOP:
+                break
+            try:
+                sink.send(item)
+                m.output_sent[name] += 1
+            except Exception as e:  # noqa: BLE001 - a failing sink is counted, never fatal
+                m.output_failures[name] += 1
+                now = time.monotonic()
+                if now - self._last_error_log > 10:
+                    self._last_error_log = now
+                    log.warning("output %s failed: %s", name, e)
+            if q.empty():
+                self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.sink.flush()
+        except Exception as e:  # noqa: BLE001
+            log.warning("output %s: flush failed: %s", self.name, e)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout``), then flush and close the sink."""
+        if self._thread.is_alive():
+            try:
+                self.queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                log.warning("output %s: queue still full at shutdown", self.name)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                left = self.queue.qsize()
+                self.metrics.output_drops[self.name] += left
+                self.metrics.drop("output_queue_full", left)
+                log.warning("output %s did not drain in %.0fs; %d alerts dropped",
+                            self.name, timeout, left)
+        self._flush()
+        try:
+            self.sink.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("output %s: close failed: %s", self.name, e)
+
+
+def lineage_of(evt: Event, state: Any) -> list[dict[str, Any]]:
+    """The triggering process and its ancestors, nearest first (for ``Alert.lineage``)."""
+    t = evt.thread
+    if t is None or state is None:
+        return []
+    try:
+        procs = [state.main(t), *state.ancestors(t)]
+    except Exception:  # noqa: BLE001 - a half-built table must not cost the alert
+        return []
+    out = []
+    for p in procs:
+        cmd = " ".join([p.exe or p.comm, *p.args]) if (p.exe or p.comm) else ""
+        out.append({"pid": p.pid, "name": p.comm, "exepath": p.exepath, "cmdline": cmd,
+                    "start_ts": p.start_ts})
+    return out
+
+
+class Pipeline:
+    """The engine's hot loop.
+
+    Args:
+        ruleset: anything with ``match(evt) -> list[Alert]``.
+        parsers: ``(plugin name, parse)`` in call order.
+        sinks: alert sinks (each gets a :class:`SinkWorker`).
+        metrics: the engine's counters.
+        state: the core state tables (for alert lineage).
+        queue_capacity: default queue size per sink (a sink's ``queue_size`` attribute wins).
+    """
+
+    def __init__(self, ruleset: Any, parsers: Iterable[tuple[str, Parser]] = (),
+                 sinks: Iterable[Any] = (), metrics: EngineMetrics | None = None,
+                 state: Any = None, queue_capacity: int = 10000) -> None:
+        self.ruleset = ruleset
+        self.parsers = list(parsers)
+        self.metrics = metrics or EngineMetrics()
+        self.state = state
+        self.workers = [SinkWorker(s, self.metrics, getattr(s, "queue_size", None) or queue_capacity)
+                        for s in sinks]
+        self.events = 0
+        self.alerts = 0
+        self._stopping = False
+        self._started = False
+        self.metrics.gauges["output_queue_depth"] = lambda: {
+            w.name: float(w.queue.qsize()) for w in self.workers}
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start sink workers. A sink whose ``start()`` fails is counted and left out."""
+        ok = []
+        for w in self.workers:
+            try:
+                w.start()
+                ok.append(w)
+            except Exception as e:  # noqa: BLE001
+                self.metrics.output_failures[w.name] += 1
+                log.error("output %s failed to start: %s", w.name, e)
+        self.workers = ok
+        self._started = True
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after the current event (signal handlers, timers)."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Drain every sink queue, flush and close sinks."""
+        for w in self.workers:
+            w.stop(timeout)
+
+    # ----------------------------------------------------------------------------- alerts
+    def dispatch(self, alert: Alert) -> None:
+        """Count an alert and queue it to every sink whose ``min_priority`` admits it."""
+        m = self.metrics
+        m.alerts[(alert.rule, int(alert.priority), alert.source)] += 1
+        if alert.rule not in m.rule_tags:
+            m.rule_tags[alert.rule] = list(alert.tags)
+        self.alerts += 1
+        prio = int(alert.priority)
+        for w in self.workers:
+            if prio <= w.min_priority:
+                w.offer(alert)
+
+    def inject(self, alert: Alert) -> None:
+        """Emit an engine-made alert (source ``internal``: drops, health) through the outputs."""
+        self.dispatch(alert)
+
+    # ----------------------------------------------------------------------------- events
+    def process(self, evt: Event) -> list[Alert]:
+        """Run one event through parsers and rules (the loop body, for tools and tests)."""
+        self.events += 1
+        evt.num = self.events
+        self.metrics.events[(evt.source, evt.type)] += 1
+        for name, parse in self.parsers:
+            try:
+                parse(evt)
+            except Exception:  # noqa: BLE001
+                self.metrics.plugin_errors[(name, "parser")] += 1
+        try:
+            alerts = self.ruleset.match(evt)
+        except Exception:  # noqa: BLE001
+            self.metrics.drop("rule_error")
+            return []
+        if alerts:
+            lineage = lineage_of(evt, self.state)
+            for a in alerts:
+                if not a.lineage:
+                    a.lineage = lineage
+                self.dispatch(a)
+        return alerts
+
+    def run(self, events: Iterable[Event | None]) -> int:
+        """The hot loop: consume ``events`` until it ends or :meth:`request_stop`. Returns the
+        number of events processed. ``None`` items (idle ticks) only check for stop."""
+        if not self._started:
+            self.start()
+        m = self.metrics
+        counts = m.events
+        plugin_errors = m.plugin_errors
+        parsers = tuple(self.parsers)
+        match = self.ruleset.match
+        dispatch = self.dispatch
+        observe = m.observe_latency
+        perf = time.perf_counter
+        mask = LATENCY_SAMPLE_MASK
+        state = self.state
+        n = self.events
+        it: Iterator[Event | None] = iter(events)
+        try:
+            for evt in it:
+                if evt is None or self._stopping:
+                    if self._stopping:
+                        break
+                    continue
+                n += 1
+                evt.num = n
+                counts[(evt.source, evt.type)] += 1
+                for name, parse in parsers:
+                    try:
+                        parse(evt)
+                    except Exception:  # noqa: BLE001 - counted; the event goes on
+                        plugin_errors[(name, "parser")] += 1
+                try:
+                    if n & mask:
+                        alerts = match(evt)
+                    else:
+                        t0 = perf()
+                        alerts = match(evt)
+                        observe(perf() - t0)
+                except Exception:  # noqa: BLE001 - one bad event never stops the loop
+                    m.drops["rule_error"] += 1
+                    continue
+                if alerts:
+                    lineage = lineage_of(evt, state)
+                    for a in alerts:
+                        if not a.lineage:
+                            a.lineage = lineage
+                        dispatch(a)
+        finally:
+            self.events = n
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as e:  # noqa: BLE001
+                    log.warning("closing the event source failed: %s", e)
+        return n

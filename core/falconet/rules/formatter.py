@@ -1,0 +1,173 @@
+"""Output formats (``output:`` of a rule), compiled once at load time.
+
+``%field``, ``%field[arg]``, ``%evt.arg.x``, ``%transformer(field)``, ``%<N>field`` (pad/truncate to
+N characters) and ``%%`` (a literal ``%``). The field token is the longest prefix that names a
+field, so ``%proc.name)`` is ``proc.name`` followed by ``)``. Missing values print ``<NA>``.
+
+A compiled format renders to the text and the typed ``output_fields`` (keyed by the token as
+written; transformer tokens are not included, as in Falco). Control characters in field values
+are escaped (JSON style) so that an attacker-controlled file name cannot forge log lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from falconet.fields.registry import FieldRegistry, UnknownFieldError
+from falconet.rules.compiler import TRANSFORMER_FUNCS
+from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
+from falconet.rules.parser import Field, Transform, parse_field_token
+
+NA = "<NA>"
+_CTRL = {i: f"\\u{i:04x}" for i in range(0x20)}
+_CTRL.update({0x7F: "\\u007f", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
+DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
+
+
+def to_text(v: Any) -> str:
+    """A field value as output text."""
+    if v is None:
+        return NA
+    t = type(v)
+    if t is str:
+        return v.translate(_CTRL) if not v.isprintable() else v
+    if t is bool:
+        return "true" if v else "false"
+    if t is bytes or t is bytearray:
+        return bytes(v).decode("utf-8", "replace").translate(_CTRL)
+    if t is tuple or t is list:
+        return ",".join(to_text(x) for x in v)
+    return str(v)
+
+
+def to_json_value(v: Any) -> Any:
+    """A field value for ``output_fields``: typed, JSON-serialisable."""
+    if v is None or type(v) in (str, int, float, bool):
+        return v
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, tuple | list):
+        return [to_json_value(x) for x in v]
+    return str(v) if not isinstance(v, int | float) else v
+
+
+class OutputFormat:
+    """A compiled output format. :meth:`render` returns ``(text, output_fields)``."""
+
+    __slots__ = ("text", "pieces", "fields", "warnings")
+
+    def __init__(self, text: str, pieces: list[Any], fields: list[tuple[str, Callable[[Any], Any]]],
+                 warnings: list[str]) -> None:
+        self.text = text
+        self.pieces = pieces          # str, or (getter, pad)
+        self.fields = fields          # (token, getter) for output_fields
+        self.warnings = warnings
+
+    def render(self, evt: Any) -> tuple[str, dict[str, Any]]:
+        out: list[str] = []
+        for p in self.pieces:
+            if p.__class__ is str:
+                out.append(p)
+            else:
+                g, pad = p
+                s = to_text(g(evt))
+                if pad:
+                    s = s[:pad].ljust(pad)
+                out.append(s)
+        fields = {tok: to_json_value(g(evt)) for tok, g in self.fields}
+        return "".join(out), fields
+
+
+def compile_output(text: str, registry: FieldRegistry, source: str) -> OutputFormat:
+    """Compile a format string. Raises :class:`FilterCompileError` (code
+    LOAD_ERR_COMPILE_OUTPUT; ``unknown_filter`` for unknown fields)."""
+    pieces: list[Any] = []
+    fields: list[tuple[str, Callable[[Any], Any]]] = []
+    warnings: list[str] = []
+    seen: set[str] = set()
+    lit: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c != "%":
+            j = text.find("%", i)
+            j = n if j < 0 else j
+            lit.append(text[i:j])
+            i = j
+            continue
+        if i + 1 >= n:
+            raise FilterCompileError("invalid formatting token: the format ends with '%'",
+                                     code=LOAD_ERR_COMPILE_OUTPUT)
+        if text[i + 1] == "%":
+            lit.append("%")
+            i += 2
+            continue
+        j = i + 1
+        while j < n and text[j].isdigit():
+            j += 1
+        pad = int(text[i + 1:j]) if j > i + 1 else 0
+        getter, token, end, in_fields = _token(text, j, registry, source, warnings)
+        if lit:
+            pieces.append("".join(lit))
+            lit = []
+        if getter is not None:
+            pieces.append((getter, pad))
+            if in_fields and token not in seen:
+                seen.add(token)
+                fields.append((token, getter))
+        i = end
+    if lit:
+        pieces.append("".join(lit))
+    return OutputFormat(text, pieces, fields, warnings)
+
+
+def _token(text: str, pos: int, registry: FieldRegistry, source: str,
+           warnings: list[str]) -> tuple[Callable[[Any], Any] | None, str, int, bool]:
+    parsed = parse_field_token(text, pos)
+    if parsed is None:
+        raise FilterCompileError(f"invalid formatting token at {pos}: expected a field after '%'",
+                                 code=LOAD_ERR_COMPILE_OUTPUT)
+    node, end = parsed
+    if isinstance(node, Field) and node.name in DEPRECATED_OUTPUT_FIELDS:
+        warnings.append(f"usage of deprecated field '{node.name}' has been detected in the rule "
+                        "output")
+        return None, node.name, end, False
+    if isinstance(node, Transform):
+        return _transformed(node, registry, source), text[pos:end], end, False
+    assert isinstance(node, Field)
+    name, arg = node.name, node.arg
+    while True:
+        try:
+            rf = registry.resolve(name, arg, source)
+            break
+        except UnknownFieldError as e:
+            # longest prefix that names a field: drop trailing ".component"s (no argument only)
+            if arg is None and name.count(".") > 1:
+                name = name.rsplit(".", 1)[0]
+                end = pos + len(name)
+                continue
+            raise FilterCompileError(f"unknown filter: {e}", unknown_filter=True,
+                                     code=LOAD_ERR_COMPILE_OUTPUT) from None
+    return rf.extract, text[pos:end], end, True
+
+
+def _transformed(node: Any, registry: FieldRegistry, source: str) -> Callable[[Any], Any]:
+    if isinstance(node, Field):
+        try:
+            return registry.resolve(node.name, node.arg, source).extract
+        except UnknownFieldError as e:
+            raise FilterCompileError(f"unknown filter: {e}", unknown_filter=True,
+                                     code=LOAD_ERR_COMPILE_OUTPUT) from None
+    inner = _transformed(node.child, registry, source)
+    fn = TRANSFORMER_FUNCS[node.name]
+
+    def get(evt: Any, _g: Callable[[Any], Any] = inner, _f: Callable[[Any], Any] = fn) -> Any:
+        v = _g(evt)
+        if v is None:
+            return None
+        try:
+            return _f(v)
+        except (AttributeError, TypeError):
+            return None
+    return get

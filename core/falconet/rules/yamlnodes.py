@@ -1,0 +1,121 @@
+"""Safe YAML reading that keeps positions: every mapping and sequence remembers where it and each
+of its values start, so load messages can say ``file:line:col``.
+
+Uses ``yaml.SafeLoader`` to compose nodes and ``SafeConstructor`` for scalars: never unsafe
+loading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from falconet.rules.errors import Location
+
+
+class YMap(dict):
+    """A mapping with ``loc`` (its start) and ``locs`` (start of each key's value)."""
+
+    loc: Location
+    locs: dict[Any, Location]
+    key_locs: dict[Any, Location]
+
+
+class YSeq(list):
+    """A sequence with ``loc`` and ``locs`` (start of each element)."""
+
+    loc: Location
+    locs: list[Location]
+
+
+class YStr(str):
+    """A string scalar that remembers where it starts and how it was written."""
+
+    loc: Location
+    style: str | None
+    node: yaml.ScalarNode
+
+
+def _loc(file: str, mark: Any) -> Location:
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.ctor = SafeConstructor()
+
+    def build(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.ctor.flatten_mapping(node)        # '<<' merge keys, as safe_load does
+            m = YMap()
+            m.loc = _loc(self.file, node.start_mark)
+            m.locs = {}
+            m.key_locs = {}
+            for knode, vnode in node.value:
+                key = self.ctor.construct_object(knode, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    key = str(key)
+                m[key] = self.build(vnode)
+                m.locs[key] = _loc(self.file, vnode.start_mark)
+                m.key_locs[key] = _loc(self.file, knode.start_mark)
+            return m
+        if isinstance(node, yaml.SequenceNode):
+            s = YSeq(self.build(v) for v in node.value)
+            s.loc = _loc(self.file, node.start_mark)
+            s.locs = [_loc(self.file, v.start_mark) for v in node.value]
+            return s
+        value = self.ctor.construct_object(node, deep=True)
+        if isinstance(value, str):
+            ys = YStr(value)
+            ys.loc = _loc(self.file, node.start_mark)
+            ys.style = node.style
+            ys.node = node
+            return ys
+        return value
+
+
+def load_documents(text: str, file: str) -> list[tuple[Any, Location]]:
+    """Every YAML document of ``text`` as position-aware values. Raises ``yaml.YAMLError``."""
+    loader = yaml.SafeLoader(text)
+    builder = _Builder(file)
+    docs: list[tuple[Any, Location]] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            docs.append((builder.build(node), _loc(file, node.start_mark)))
+    finally:
+        loader.dispose()
+    return docs
+
+
+def offset_location(value: Any, pos: int, source_lines: list[str]) -> Location | None:
+    """Map an offset inside a scalar's value back to the file (exact for plain single-line,
+    quoted single-line and block scalars without blank lines; ``None`` when unsure)."""
+    if not isinstance(value, YStr):
+        return None
+    node = value.node
+    start, end = node.start_mark, node.end_mark
+    file = value.loc.file
+    if value.style in (None, "'", '"') and start.line == end.line:
+        return Location(file, start.line + 1, start.column + 1 + pos + (1 if value.style else 0))
+    if value.style in ("|", ">"):
+        # content lines follow the indicator line; folding keeps one char per line break
+        line = start.line + 1
+        remaining = pos
+        while line < len(source_lines) and line <= end.line:
+            raw = source_lines[line]
+            stripped = raw.lstrip(" ")
+            indent = len(raw) - len(stripped)
+            length = len(stripped.rstrip("\n"))
+            if remaining <= length:
+                return Location(file, line + 1, indent + remaining + 1)
+            remaining -= length + 1
+            line += 1
+    return None

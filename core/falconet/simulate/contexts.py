@@ -1,0 +1,423 @@
+"""Where a simulated attack runs: on the host, in a runc container, or in a docker container.
+
+Containers are real: runc containers get an overlayfs root over a busybox rootfs (so files written
+at run time are in the *upper* layer, as with docker), a 64-hex id and an absolute cgroup path;
+docker containers use the locally built busybox image (``$TEST_IMAGE``, no registry) with
+``--network none``. Both see the host's Python read-only (``/usr/bin/python3`` and its
+libraries) and the simulator's ``payload.py`` at ``/opt/falconet-sim``, for behaviours busybox
+cannot produce. Every command is an argv list; nothing goes through a shell on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+#: where the simulator keeps its runc rootfs and bundles
+WORK_DIR = Path(os.environ.get("FALCONET_SIM_DIR", "/tmp/falconet-sim"))
+#: the runtime environment written by scripts/setup.d/50-runtimes.sh
+RUNTIME_ENV = Path(os.environ.get("FALCONET_CI_DIR", "/tmp/falconet-ci")) / "env.sh"
+PAYLOAD_DIR = Path(__file__).resolve().parent
+CONTAINER_PAYLOAD = "/opt/falconet-sim/payload.py"
+HOST_PYTHON = "/usr/bin/python3"
+
+# Host paths bind-mounted read-only so /usr/bin/python3 works inside a busybox container.
+_PYTHON_MOUNTS = [
+    ("/usr/bin/python3.11", "/usr/bin/python3"),
+    ("/usr/lib/python3.11", "/usr/lib/python3.11"),
+    ("/usr/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"),
+    ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+    ("/usr/lib64", "/lib64"),
+]
+
+ALL_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+
+class ContextUnavailable(RuntimeError):
+    """The context cannot run here (not root, runtime missing...); the message says why."""
+
+
+def runtime_env() -> dict[str, str]:
+    """os.environ plus the ``export K=V`` lines of the runtimes' env.sh (parsed, not sourced)."""
+    env = dict(os.environ)
+    try:
+        lines = RUNTIME_ENV.read_text().splitlines()
+    except OSError:
+        return env
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env.setdefault(key.strip(), value.strip().strip("'\""))
+    return env
+
+
+def _run(argv: Sequence[str], *, timeout: float = 20, env: dict[str, str] | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])}... failed (rc {p.returncode}): "
+                           f"{(p.stderr or p.stdout).strip()[-400:]}")
+    return p
+
+
+class Context:
+    """Base class: a place to run argv lists."""
+
+    kind = "host"
+    container_id = ""
+
+    def __init__(self, privileged: bool = False) -> None:
+        self.privileged = privileged
+        self.started = False
+
+    @property
+    def label(self) -> str:
+        return self.kind + (" (privileged)" if self.privileged else "")
+
+    def check(self) -> None:
+        """Raise :class:`ContextUnavailable` when this context cannot run here."""
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 15,
+             tty: bool = False) -> subprocess.CompletedProcess[str]:
+        raise NotImplementedError
+
+    def payload(self, behaviour: str, *args: str, argv0: str | None = None,
+                timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        """Run a behaviour of ``payload.py`` in this context (see that module)."""
+        raise NotImplementedError
+
+    def sh(self, script: str, *, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        """Run a constant script of the simulator with the context's ``sh``."""
+        return self.exec(["sh", "-c", script], timeout=timeout)
+
+    @property
+    def has_python(self) -> bool:
+        return os.path.exists(HOST_PYTHON)
+
+
+class HostContext(Context):
+    kind = "host"
+
+    def check(self) -> None:
+        if os.geteuid() != 0:
+            raise ContextUnavailable("needs root")
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 15,
+             tty: bool = False) -> subprocess.CompletedProcess[str]:
+        return _run(argv, timeout=timeout, check=False,
+                    env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                         "HOME": "/root", "LANG": "C.UTF-8"})
+
+    def payload(self, behaviour: str, *args: str, argv0: str | None = None,
+                timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        py = HOST_PYTHON if os.path.exists(HOST_PYTHON) else shutil.which("python3") or "python3"
+        script = str(PAYLOAD_DIR / "payload.py")
+        if argv0 is None:
+            return self.exec([py, script, behaviour, *args], timeout=timeout)
+        # run the payload under another program name (nginx, cron, ssh...) through a symlink:
+        # the kernel names the process (comm, argv[0]) after the link
+        tmp = Path(_mkdtemp())
+        try:
+            link = tmp / argv0
+            link.symlink_to(os.path.realpath(py))
+            return self.exec([str(link), script, behaviour, *args], timeout=timeout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mkdtemp() -> str:
+    import tempfile  # noqa: PLC0415
+
+    return tempfile.mkdtemp(prefix="falconet-sim-")
+
+
+class _ContainerContext(Context):
+    """Common part of runc and docker contexts: payload runs with the host Python mounted in."""
+
+    def payload(self, behaviour: str, *args: str, argv0: str | None = None,
+                timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        if argv0 is None:
+            return self.exec(["/usr/bin/python3", CONTAINER_PAYLOAD, behaviour, *args],
+                             timeout=timeout)
+        d = f"/tmp/.falconet-sim-{secrets.token_hex(4)}"
+        self.exec(["mkdir", "-p", d])
+        self.exec(["ln", "-s", "/usr/bin/python3", f"{d}/{argv0}"])
+        try:
+            return self.exec([f"{d}/{argv0}", CONTAINER_PAYLOAD, behaviour, *args],
+                             timeout=timeout)
+        finally:
+            self.exec(["rm", "-rf", d])
+
+    @staticmethod
+    def python_mounts() -> list[tuple[str, str]]:
+        mounts = [(src, dst) for src, dst in _PYTHON_MOUNTS if os.path.exists(src)]
+        mounts.append((str(PAYLOAD_DIR), "/opt/falconet-sim"))
+        return mounts
+
+
+class RuncContext(_ContainerContext):
+    """A runc container with an overlayfs root, started detached; commands via ``runc exec``."""
+
+    kind = "runc"
+
+    def __init__(self, privileged: bool = False) -> None:
+        super().__init__(privileged)
+        self.container_id = secrets.token_hex(32)
+        self.bundle = WORK_DIR / "runc" / self.container_id[:12]
+        self.cgroup_path = f"/falconet-sim/{self.container_id}"
+
+    def check(self) -> None:
+        if os.geteuid() != 0:
+            raise ContextUnavailable("runc containers need root")
+        if shutil.which("runc") is None:
+            raise ContextUnavailable("runc is not installed")
+        if _busybox() is None:
+            raise ContextUnavailable("busybox (static) is not installed")
+
+    def start(self) -> None:
+        self.check()
+        lower = ensure_base_rootfs()
+        upper, work, merged = (self.bundle / n for n in ("upper", "work", "merged"))
+        for d in (upper, work, merged):
+            d.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)])
+        try:
+            (self.bundle / "config.json").unlink(missing_ok=True)
+            _run(["runc", "spec", "--bundle", str(self.bundle)])
+            cfg_path = self.bundle / "config.json"
+            cfg = json.loads(cfg_path.read_text())
+            self._configure(cfg, merged)
+            cfg_path.write_text(json.dumps(cfg, indent=1))
+            # detached: the container inherits runc's stdio, so never give it our pipes
+            log = self.bundle / "runc.log"
+            with open(log, "w") as err:
+                rc = subprocess.run(["runc", "run", "-d", "--bundle", str(self.bundle),
+                                     self.container_id], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, timeout=20).returncode
+            if rc != 0:
+                raise RuntimeError(f"runc run failed (rc {rc}): {log.read_text().strip()[-400:]}")
+        except Exception:
+            self.stop()
+            raise
+        self.started = True
+
+    def _configure(self, cfg: dict, rootfs: Path) -> None:
+        proc = cfg["process"]
+        proc["terminal"] = False
+        proc["args"] = ["sleep", "3600"]
+        proc["env"] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                       "HOME=/root"]
+        proc["cwd"] = "/"
+        if self.privileged:
+            for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+                proc.setdefault("capabilities", {})[key] = list(ALL_CAPS)
+            proc.get("rlimits", []).clear()
+        cfg["root"] = {"path": str(rootfs), "readonly": False}
+        cfg["hostname"] = "falconet-sim"
+        linux = cfg.setdefault("linux", {})
+        linux["cgroupsPath"] = self.cgroup_path
+        if self.privileged:
+            linux.pop("maskedPaths", None)
+            linux.pop("readonlyPaths", None)
+        cfg["annotations"] = {"io.falconet.simulator": "true",
+                              "io.kubernetes.cri.container-name": "falconet-sim"}
+        for src, dst in self.python_mounts():
+            cfg["mounts"].append({"destination": dst, "type": "bind", "source": src,
+                                  "options": ["rbind", "ro"]})
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 15,
+             tty: bool = False) -> subprocess.CompletedProcess[str]:
+        return _run(["runc", "exec", self.container_id, *argv], timeout=timeout, check=False)
+
+    def stop(self) -> None:
+        _run(["runc", "kill", self.container_id, "KILL"], check=False, timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if _run(["runc", "delete", "-f", self.container_id], check=False,
+                    timeout=10).returncode == 0:
+                break
+            time.sleep(0.1)
+        merged = self.bundle / "merged"
+        if os.path.ismount(merged):
+            _run(["umount", "-l", str(merged)], check=False)
+        shutil.rmtree(self.bundle, ignore_errors=True)
+        _remove_cgroups(self.cgroup_path)
+        self.started = False
+
+
+class DockerContext(_ContainerContext):
+    """A docker container from the local busybox image, ``--network none``."""
+
+    kind = "docker"
+
+    def __init__(self, privileged: bool = False) -> None:
+        super().__init__(privileged)
+        self.env = runtime_env()
+        self.image = self.env.get("FALCONET_TEST_IMAGE") or self.env.get(
+            "TEST_IMAGE", "busybox-local:latest")
+        if self.image.startswith("docker.io/library/"):
+            self.image = self.image[len("docker.io/library/"):]
+        self.name = f"falconet-sim-{secrets.token_hex(4)}"
+
+    def check(self) -> None:
+        if shutil.which("docker") is None:
+            raise ContextUnavailable("docker is not installed")
+        try:
+            p = _run(["docker", "image", "inspect", "-f", "{{.Id}}", self.image], env=self.env,
+                     check=False, timeout=10)
+        except subprocess.TimeoutExpired:
+            raise ContextUnavailable("dockerd does not answer") from None
+        if p.returncode != 0:
+            raise ContextUnavailable(f"dockerd not running or image {self.image} not loaded "
+                                     f"(scripts/setup.d/50-runtimes.sh): "
+                                     f"{p.stderr.strip()[-200:]}")
+
+    def start(self) -> None:
+        self.check()
+        argv = ["docker", "run", "-d", "--network", "none", "--name", self.name,
+                "--label", "io.falconet.simulator=true"]
+        if self.privileged:
+            argv.append("--privileged")
+        for src, dst in self.python_mounts():
+            argv += ["-v", f"{src}:{dst}:ro"]
+        argv += [self.image, "sleep", "3600"]
+        self.container_id = _run(argv, env=self.env, timeout=30).stdout.strip()
+        self.started = True
+
+    def exec(self, argv: Sequence[str], *, timeout: float = 15,
+             tty: bool = False) -> subprocess.CompletedProcess[str]:
+        return _run(["docker", "exec", *(["-t"] if tty else []), self.container_id, *argv],
+                    env=self.env, timeout=timeout, check=False)
+
+    def stop(self) -> None:
+        if self.container_id or self.started:
+            _run(["docker", "rm", "-f", self.name], env=self.env, check=False, timeout=30)
+        self.started = False
+
+
+def _busybox() -> str | None:
+    for p in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def ensure_base_rootfs() -> Path:
+    """The busybox rootfs the runc containers' overlay uses as lower layer (built once)."""
+    root = WORK_DIR / "rootfs"
+    marker = root / ".falconet-sim-ready"
+    if marker.exists():
+        return root
+    bb = _busybox()
+    if bb is None:
+        raise ContextUnavailable("busybox (static) is not installed")
+    shutil.rmtree(root, ignore_errors=True)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc", "proc", "sys", "dev",
+              "tmp", "root", "var/log", "var/run", "var/lib/dpkg", "mnt", "opt/falconet-sim"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(bb, root / "bin" / "busybox")
+    _run(["chroot", str(root), "/bin/busybox", "--install", "-s"])
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    # a fake password database: the sensitive-file actions read it inside the container
+    shadow = root / "etc" / "shadow"
+    shadow.write_text("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n")
+    shadow.chmod(0o640)
+    (root / "var" / "lib" / "dpkg" / "status").write_text("")
+    (root / "tmp").chmod(0o1777)
+    marker.write_text("1\n")
+    return root
+
+
+def _remove_cgroups(path: str) -> None:
+    """rmdir the (empty) cgroup directories runc leaves behind, leaf first."""
+    base = Path("/sys/fs/cgroup")
+    try:
+        controllers = [d for d in base.iterdir() if d.is_dir()]
+    except OSError:
+        return
+    for ctl in controllers:
+        p = ctl / path.lstrip("/")
+        for d in (p, p.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+_FACTORIES = {"host": HostContext, "runc": RuncContext, "docker": DockerContext}
+CONTEXT_KINDS = tuple(_FACTORIES)
+
+
+def make_context(kind: str, privileged: bool = False) -> Context:
+    try:
+        return _FACTORIES[kind](privileged=privileged)
+    except KeyError:
+        raise ValueError(f"unknown context '{kind}' (expected one of {', '.join(CONTEXT_KINDS)})") \
+            from None
+
+
+class ContextPool:
+    """Starts each (kind, privileged) context once, on first use, and stops them all at the end."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[tuple[str, bool], Context] = {}
+        self._failures: dict[tuple[str, bool], str] = {}
+
+    def get(self, kind: str, privileged: bool = False) -> Context:
+        key = (kind, privileged)
+        if key in self._failures:
+            raise ContextUnavailable(self._failures[key])
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = make_context(kind, privileged)
+            try:
+                ctx.check()
+                ctx.start()
+            except ContextUnavailable as e:
+                self._failures[key] = str(e)
+                raise
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                self._failures[key] = f"could not start a {ctx.label} container: {e}"
+                raise ContextUnavailable(self._failures[key]) from e
+            self._contexts[key] = ctx
+        return ctx
+
+    def close(self) -> None:
+        for ctx in self._contexts.values():
+            try:
+                ctx.stop()
+            except Exception:  # noqa: BLE001 - cleanup of one context must not stop the others
+                pass
+        self._contexts.clear()
+
+    def __enter__(self) -> ContextPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,232 @@
+"""Text forms of raw syscall values, as Falco renders them: open flags (``O_RDWR|O_CREAT``), clone
+flags, socket domains, ptrace requests, capabilities (``CAP_SYS_ADMIN CAP_NET_RAW``), errno names.
+
+All tables are built at import time; renderers are plain functions over dict lookups. Values are
+the raw Linux (x86_64) numbers the collector reports (Falco encodes its own ``PPM_*`` bits; the
+*names* are the same, so ``evt.arg.flags contains O_TRUNC`` works unchanged).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from collections.abc import Callable
+
+# ------------------------------------------------------------------------------------ open(2)
+O_ACCMODE = 0o3
+O_RDONLY, O_WRONLY, O_RDWR = 0, 0o1, 0o2
+O_CREAT = 0o100
+O_TRUNC = 0o1000
+O_DIRECTORY = 0o200000
+O_TMPFILE = 0o20000000 | O_DIRECTORY
+O_CLOEXEC = 0o2000000
+_OPEN_BITS: tuple[tuple[int, str], ...] = (
+    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o10000, "O_DSYNC"), (0o20000, "O_ASYNC"),
+    (0o40000, "O_DIRECT"), (0o100000, "O_LARGEFILE"), (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"), (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"),
+    (0o4000000, "O_SYNC"), (0o10000000, "O_PATH"), (0o20000000, "O_TMPFILE"),
+)
+_ACCMODE_NAMES = {O_RDONLY: "O_RDONLY", O_WRONLY: "O_WRONLY", O_RDWR: "O_RDWR", 3: "O_RDWR"}
+
+
+def open_flags(v: int) -> str:
+    """``O_WRONLY|O_CREAT|O_TRUNC``: the access mode first, then every set bit."""
+    names = [_ACCMODE_NAMES[v & O_ACCMODE]]
+    if v & 0o4010000 == 0o4010000:          # O_SYNC includes the O_DSYNC bit
+        v &= ~0o10000
+    names.extend(n for bit, n in _OPEN_BITS if v & bit)
+    return "|".join(names)
+
+
+def is_open_read(flags: int) -> bool:
+    return flags & O_ACCMODE in (O_RDONLY, O_RDWR) and not flags & 0o10000000   # not O_PATH
+
+
+def is_open_write(flags: int) -> bool:
+    return flags & O_ACCMODE in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
+
+
+def _bits(table: tuple[tuple[int, str], ...], zero: str = "") -> Callable[[int], str]:
+    """A renderer for a plain bit-flag table; leftover unknown bits are shown in hex."""
+    def render(v: int, _t: tuple[tuple[int, str], ...] = table, _zero: str = zero) -> str:
+        if v == 0:
+            return _zero
+        names, rest = [], v
+        for bit, name in _t:
+            if v & bit == bit:
+                names.append(name)
+                rest &= ~bit
+        if rest:
+            names.append(hex(rest))
+        return "|".join(names)
+    return render
+
+
+def _enum(table: dict[int, str]) -> Callable[[int], str]:
+    def render(v: int, _t: dict[int, str] = table) -> str:
+        return _t.get(v, str(v))
+    return render
+
+
+# ------------------------------------------------------------------------------------ clone(2)
+CLONE_VM, CLONE_FS, CLONE_FILES = 0x100, 0x200, 0x400
+CLONE_PARENT, CLONE_THREAD = 0x8000, 0x10000
+CLONE_NEWPID = 0x20000000
+CLONE_BITS = (
+    (0x100, "CLONE_VM"), (0x200, "CLONE_FS"), (0x400, "CLONE_FILES"), (0x800, "CLONE_SIGHAND"),
+    (0x1000, "CLONE_PIDFD"), (0x2000, "CLONE_PTRACE"), (0x4000, "CLONE_VFORK"),
+    (0x8000, "CLONE_PARENT"), (0x10000, "CLONE_THREAD"), (0x20000, "CLONE_NEWNS"),
+    (0x40000, "CLONE_SYSVSEM"), (0x80000, "CLONE_SETTLS"), (0x100000, "CLONE_PARENT_SETTID"),
+    (0x200000, "CLONE_CHILD_CLEARTID"), (0x400000, "CLONE_DETACHED"), (0x800000, "CLONE_UNTRACED"),
+    (0x1000000, "CLONE_CHILD_SETTID"), (0x2000000, "CLONE_NEWCGROUP"), (0x4000000, "CLONE_NEWUTS"),
+    (0x8000000, "CLONE_NEWIPC"), (0x10000000, "CLONE_NEWUSER"), (0x20000000, "CLONE_NEWPID"),
+    (0x40000000, "CLONE_NEWNET"), (0x80000000, "CLONE_IO"),
+)
+clone_flags = _bits(CLONE_BITS, "0")
+
+
+def _clone_flags(v: int) -> str:
+    """clone(2) flags; the low byte is the exit signal and is not a flag."""
+    return clone_flags(v & ~0xFF) if v & ~0xFF else "0"
+
+
+# ------------------------------------------------------------------------------------ sockets
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 1, 2, 10, 16, 17
+_AF = {0: "AF_UNSPEC", 1: "AF_UNIX", 2: "AF_INET", 3: "AF_AX25", 4: "AF_IPX", 5: "AF_APPLETALK",
+       9: "AF_X25", 10: "AF_INET6", 15: "AF_KEY", 16: "AF_NETLINK", 17: "AF_PACKET",
+       29: "AF_CAN", 31: "AF_BLUETOOTH", 38: "AF_ALG", 40: "AF_VSOCK", 44: "AF_XDP"}
+socket_family = _enum(_AF)
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
+_SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM",
+               5: "SOCK_SEQPACKET", 6: "SOCK_DCCP", 10: "SOCK_PACKET"}
+
+
+def socket_type(v: int) -> str:
+    names = [_SOCK_TYPES.get(v & 0xF, str(v & 0xF))]
+    if v & 0o4000:
+        names.append("SOCK_NONBLOCK")
+    if v & 0o2000000:
+        names.append("SOCK_CLOEXEC")
+    return "|".join(names)
+
+
+# ------------------------------------------------------------------------------------ misc
+_PTRACE = {0: "PTRACE_TRACEME", 1: "PTRACE_PEEKTEXT", 2: "PTRACE_PEEKDATA", 3: "PTRACE_PEEKUSR",
+           4: "PTRACE_POKETEXT", 5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSR", 7: "PTRACE_CONT",
+           8: "PTRACE_KILL", 9: "PTRACE_SINGLESTEP", 12: "PTRACE_GETREGS", 13: "PTRACE_SETREGS",
+           14: "PTRACE_GETFPREGS", 15: "PTRACE_SETFPREGS", 16: "PTRACE_ATTACH",
+           17: "PTRACE_DETACH", 24: "PTRACE_SYSCALL", 0x4200: "PTRACE_SETOPTIONS",
+           0x4201: "PTRACE_GETEVENTMSG", 0x4202: "PTRACE_GETSIGINFO", 0x4203: "PTRACE_SETSIGINFO",
+           0x4204: "PTRACE_GETREGSET", 0x4205: "PTRACE_SETREGSET", 0x4206: "PTRACE_SEIZE",
+           0x4207: "PTRACE_INTERRUPT", 0x4208: "PTRACE_LISTEN"}
+ptrace_request = _enum(_PTRACE)
+memfd_flags = _bits(((1, "MFD_CLOEXEC"), (2, "MFD_ALLOW_SEALING"), (4, "MFD_HUGETLB"),
+                     (8, "MFD_NOEXEC_SEAL"), (16, "MFD_EXEC")), "0")
+at_flags = _bits(((0x100, "AT_SYMLINK_NOFOLLOW"), (0x200, "AT_REMOVEDIR"),
+                  (0x400, "AT_SYMLINK_FOLLOW"), (0x800, "AT_NO_AUTOMOUNT"),
+                  (0x1000, "AT_EMPTY_PATH")), "0")
+cloexec_flags = _bits(((0o2000000, "O_CLOEXEC"), (0o4000, "O_NONBLOCK")), "0")
+mount_flags = _bits(((1, "MS_RDONLY"), (2, "MS_NOSUID"), (4, "MS_NODEV"), (8, "MS_NOEXEC"),
+                     (16, "MS_SYNCHRONOUS"), (32, "MS_REMOUNT"), (64, "MS_MANDLOCK"),
+                     (128, "MS_DIRSYNC"), (1024, "MS_NOATIME"), (2048, "MS_NODIRATIME"),
+                     (4096, "MS_BIND"), (8192, "MS_MOVE"), (16384, "MS_REC"),
+                     (1 << 16, "MS_UNBINDABLE"), (1 << 17, "MS_PRIVATE"), (1 << 18, "MS_SLAVE"),
+                     (1 << 19, "MS_SHARED")), "0")
+umount_flags = _bits(((1, "MNT_FORCE"), (2, "MNT_DETACH"), (4, "MNT_EXPIRE"),
+                      (8, "UMOUNT_NOFOLLOW")), "0")
+rename_flags = _bits(((1, "RENAME_NOREPLACE"), (2, "RENAME_EXCHANGE"), (4, "RENAME_WHITEOUT")), "0")
+resolve_flags = _bits(((1, "RESOLVE_NO_XDEV"), (2, "RESOLVE_NO_MAGICLINKS"),
+                       (4, "RESOLVE_NO_SYMLINKS"), (8, "RESOLVE_BENEATH"),
+                       (16, "RESOLVE_IN_ROOT"), (32, "RESOLVE_CACHED")), "0")
+_PRCTL = {1: "PR_SET_PDEATHSIG", 4: "PR_SET_DUMPABLE", 8: "PR_SET_KEEPCAPS", 15: "PR_SET_NAME",
+          16: "PR_GET_NAME", 22: "PR_SET_SECCOMP", 36: "PR_SET_CHILD_SUBREAPER",
+          38: "PR_SET_NO_NEW_PRIVS", 47: "PR_CAP_AMBIENT"}
+prctl_option = _enum(_PRCTL)
+_BPF_CMDS = {0: "BPF_MAP_CREATE", 1: "BPF_MAP_LOOKUP_ELEM", 2: "BPF_MAP_UPDATE_ELEM",
+             5: "BPF_PROG_LOAD", 6: "BPF_OBJ_PIN", 7: "BPF_OBJ_GET", 8: "BPF_PROG_ATTACH",
+             28: "BPF_LINK_CREATE"}
+bpf_cmd = _enum(_BPF_CMDS)
+
+#: execve's ``flags`` parameter in Falco (PPM_EXE_*), synthesised from the exe flags we track
+EXE_WRITABLE, EXE_UPPER_LAYER, EXE_FROM_MEMFD, EXE_LOWER_LAYER = 1, 2, 4, 8
+exe_flags = _bits(((1, "EXE_WRITABLE"), (2, "EXE_UPPER_LAYER"), (4, "EXE_FROM_MEMFD"),
+                   (8, "EXE_LOWER_LAYER")), "0")
+
+
+def file_mode(v: int) -> str:
+    return f"0{v:o}"
+
+
+# ------------------------------------------------------------------------------------ capabilities
+CAP_NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+_CAP_CACHE: dict[int, str] = {}
+
+
+def caps(mask: int) -> str:
+    """``CAP_CHOWN CAP_DAC_OVERRIDE ...`` (space separated, Falco's form). Cached per mask: a host
+    has only a handful of distinct capability sets."""
+    s = _CAP_CACHE.get(mask)
+    if s is None:
+        s = " ".join(n for i, n in enumerate(CAP_NAMES) if mask >> i & 1)
+        if len(_CAP_CACHE) < 4096:
+            _CAP_CACHE[mask] = s
+    return s
+
+
+# ------------------------------------------------------------------------------------ errno
+_ERRNO: dict[int, str] = dict(_errno.errorcode)
+_ERRNO.setdefault(512, "ERESTARTSYS")
+_ERRNO.setdefault(115, "EINPROGRESS")
+
+
+def res_str(res: int) -> str:
+    """Falco's ``evt.res``: ``SUCCESS`` or the errno name (``ENOENT``)."""
+    if res >= 0:
+        return "SUCCESS"
+    return _ERRNO.get(-res, str(res))
+
+
+# ------------------------------------------------------------------------------------ per-event
+#: renderer for ``(event type, arg name)``; ``(None, name)`` applies to every event type
+_OPENS = ("open", "openat", "openat2", "creat", "open_by_handle_at")
+RENDERERS: dict[tuple[str | None, str], Callable[[int], str]] = {}
+for _t in _OPENS:
+    RENDERERS[(_t, "flags")] = open_flags
+    RENDERERS[(_t, "mode")] = file_mode
+for _t in ("clone", "clone3", "fork", "vfork", "unshare"):
+    RENDERERS[(_t, "flags")] = _clone_flags
+for _t in ("dup3", "accept4", "pipe2", "eventfd2", "inotify_init1", "signalfd4", "epoll_create1"):
+    RENDERERS[(_t, "flags")] = cloexec_flags
+for _t in ("linkat", "unlinkat", "execveat", "fchmodat", "fchownat"):
+    RENDERERS[(_t, "flags")] = at_flags
+for _t in ("mkdir", "mkdirat", "chmod", "fchmod", "fchmodat"):
+    RENDERERS[(_t, "mode")] = file_mode
+RENDERERS.update({
+    ("memfd_create", "flags"): memfd_flags,
+    ("mount", "flags"): mount_flags,
+    ("umount2", "flags"): umount_flags,
+    ("renameat2", "flags"): rename_flags,
+    ("openat2", "resolve"): resolve_flags,
+    ("setns", "nstype"): _clone_flags,
+    ("socket", "domain"): socket_family,
+    ("socket", "type"): socket_type,
+    ("ptrace", "request"): ptrace_request,
+    ("prctl", "option"): prctl_option,
+    ("bpf", "cmd"): bpf_cmd,
+    ("execve", "flags"): exe_flags,
+    ("execveat", "flags"): at_flags,
+    (None, "family"): socket_family,
+    (None, "cap_effective"): caps,
+    (None, "cap_permitted"): caps,
+    (None, "cap_inheritable"): caps,
+})

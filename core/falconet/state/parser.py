@@ -1,0 +1,611 @@
+"""The core state parser: runs on every syscall event before rules, keeps the tables current.
+
+For each event it attaches ``evt.thread`` (creating an entry when an unknown tid shows up: from
+``/proc`` in live mode, a minimal entry in replay) and ``evt.fdinfo`` (the fd the event refers to),
+and applies the event's effect on process and fd state:
+
+- ``procfork``/``clone``/``fork``/``vfork``/``clone3``: create the child. Parent = ``parent_pid`` of
+  ``procfork`` (the reliable source; ``CLONE_PARENT`` is honoured when the clone exit shows it).
+  The child inherits everything; a new process gets a *copy* of the fd table unless CLONE_FILES
+  (then it shares it); a thread always shares its process's table.
+- ``execve``/``execveat``: replace the image (comm, exe, args, exepath, ids, caps, tty, sid, exe
+  flags, ...); close-on-exec fds go away; a changed cgroup id clears ``container_id``.
+- ``procexit``: the process is marked dead and kept for a grace period (``dead_grace_ns`` of *event*
+  time, at most ``max_dead`` entries) so its children's ancestor chain survives a parent that exits
+  first; then it is reclaimed. Reclaim is driven by event timestamps, so replay behaves as live.
+- fds: open/openat/openat2/creat/memfd_create/socket/connect/accept/accept4/bind/listen/dup*/close/
+  sendto/recvfrom/sendmsg, and cwd/ids: chdir/fchdir/set*id/capset.
+
+Handlers are looked up once per event in a dict built at construction: per-event cost is one dict
+get plus the handler.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+from falconet.events import SYSCALL_SOURCE, Event
+from falconet.state import flags as F
+from falconet.state.overlay import is_upper_layer
+from falconet.state.proc_bootstrap import boot_time_ns, clone_thread, exe_writable, read_thread
+from falconet.state.tables import FdInfo, StateTables, ThreadInfo, thread_to_dict
+
+AT_FDCWD = -100
+_UNSET = 4294967295
+_EINPROGRESS = -115
+#: per-event cache key telling ``fd.name_changed`` that this event renamed its fd
+NAME_CHANGED_KEY = "_state.fd_name_changed"
+
+Handler = Callable[[Event, ThreadInfo], None]
+
+
+def _uid(v: Any) -> int | None:
+    """A uid/gid argument: ``None`` when absent or ``-1``/UINT32_MAX (unchanged in set*id)."""
+    if v is None:
+        return None
+    v = int(v)
+    return None if v in (-1, _UNSET) else v
+
+
+class StateParser:
+    """Callable ``parse(evt)``; one per engine. ``live`` allows reading ``/proc`` (never in replay).
+
+    Counters (also mirrored into :class:`falconet.metrics.EngineMetrics` when given):
+    ``proc_lookups`` / ``proc_misses`` (unknown tids looked up in /proc), ``synthesized``
+    (minimal entries made without /proc), ``evictions`` (entries dropped by the table cap).
+    """
+
+    def __init__(self, tables: StateTables, *, live: bool = False, metrics: Any = None,
+                 users: Any = None, proc: str = "/proc",
+                 emit_state: Callable[[str, Any], None] | None = None,
+                 plugin_name: str = "core-state") -> None:
+        self.tables = tables
+        self.live = live
+        self.metrics = metrics
+        self.users = users
+        self.proc = proc
+        self.emit_state = emit_state
+        self.plugin_name = plugin_name
+        self.proc_lookups = 0
+        self.proc_misses = 0
+        self.synthesized = 0
+        self.evictions = 0
+        self._btime: int | None = None
+        h: dict[str, Handler] = {}
+        for n in ("procfork",):
+            h[n] = self._on_procfork
+        for n in ("clone", "clone3", "fork", "vfork"):
+            h[n] = self._on_clone
+        h["execve"] = h["execveat"] = self._on_execve
+        h["procexit"] = self._on_procexit
+        for n in ("open", "openat", "openat2", "creat", "open_by_handle_at"):
+            h[n] = self._on_open
+        h["memfd_create"] = self._on_memfd
+        h["socket"] = self._on_socket
+        h["connect"] = self._on_connect
+        h["accept"] = h["accept4"] = self._on_accept
+        h["bind"] = self._on_bind
+        h["listen"] = self._on_listen
+        h["sendto"] = h["sendmsg"] = self._on_sendto
+        h["recvfrom"] = h["recvmsg"] = self._on_recvfrom
+        h["dup"] = h["dup2"] = h["dup3"] = self._on_dup
+        h["fcntl"] = self._on_fcntl
+        h["close"] = self._on_close
+        h["chdir"] = self._on_chdir
+        h["fchdir"] = self._on_fchdir
+        for n in ("setuid", "setreuid", "setresuid"):
+            h[n] = self._on_setuid
+        for n in ("setgid", "setregid", "setresgid"):
+            h[n] = self._on_setgid
+        h["capset"] = self._on_capset
+        h["userfaultfd"] = self._on_newfd("u")
+        for n in ("eventfd", "eventfd2"):
+            h[n] = self._on_newfd("e")
+        for n in ("signalfd", "signalfd4"):
+            h[n] = self._on_newfd("s")
+        for n in ("epoll_create", "epoll_create1"):
+            h[n] = self._on_newfd("l")
+        for n in ("inotify_init", "inotify_init1"):
+            h[n] = self._on_newfd("i")
+        h["io_uring_setup"] = self._on_newfd("r")
+        h["pipe"] = h["pipe2"] = self._on_pipe
+        self.handlers = h
+
+    # ------------------------------------------------------------------------------ entry point
+    def __call__(self, evt: Event) -> None:
+        if evt.source != SYSCALL_SOURCE or not evt.tid:
+            return
+        t = self.tables.threads.get(evt.tid)
+        if t is None:
+            if evt.type == "procexit":
+                return
+            t = self._unknown(evt)
+        evt.thread = t
+        h = self.handlers.get(evt.type)
+        if h is not None:
+            h(evt, t)
+        else:
+            fd = evt.args.get("fd")
+            if fd is not None:
+                evt.fdinfo = t.fds.get(fd)
+
+    parse = __call__
+
+    # ------------------------------------------------------------------------------ unknown tids
+    def _add(self, t: ThreadInfo) -> None:
+        n = self.tables.add(t)
+        if n:
+            self.evictions += n
+            if self.metrics is not None:
+                self.metrics.drop("state_evicted", n)
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.enrichment[(self.plugin_name, result)] += 1
+
+    def _unknown(self, evt: Event) -> ThreadInfo:
+        """An event from a tid we don't know: same process known → a thread copy; else /proc
+        (live) or a minimal entry (replay)."""
+        tid, pid = evt.tid, evt.pid or evt.tid
+        threads = self.tables.threads
+        main = threads.get(pid) if pid != tid else None
+        t: ThreadInfo | None = None
+        if main is not None:
+            t = clone_thread(main, tid)
+            t.start_ts = evt.ts
+        elif self.live:
+            self.proc_lookups += 1
+            if self._btime is None:
+                self._btime = boot_time_ns(self.proc)
+            t = read_thread(pid, proc=self.proc, btime_ns=self._btime)
+            if t is not None and tid != pid:
+                self._add(t)
+                main, t = t, clone_thread(t, tid)
+            if t is None:
+                self.proc_misses += 1
+                self._count("miss")
+            else:
+                self._count("hit")
+                if self.emit_state is not None:
+                    recs = [thread_to_dict(x) for x in ((main, t) if main is not None else (t,))]
+                    self.emit_state(self.plugin_name, {"threads": recs})
+        if t is None:
+            self.synthesized += 1
+            t = ThreadInfo(tid=tid, pid=pid, start_ts=evt.ts)
+            a = evt.args
+            if "cgroup_id" in a:
+                t.cgroup_id = a["cgroup_id"]
+            if main is not None:
+                t.fds = main.fds
+        cg = evt.args.get("cgroup_id")
+        if cg and not t.cgroup_id:
+            t.cgroup_id = cg
+        self._add(t)
+        return t
+
+    # ------------------------------------------------------------------------------ processes
+    def _new_child(self, parent: ThreadInfo, ctid: int, cpid: int, ts: int, flags: int,
+                   parent_pid: int | None, comm: str | None) -> ThreadInfo:
+        tables = self.tables
+        pm = tables.main(parent)
+        if ctid != cpid:                     # a new thread of an existing process
+            owner = tables.threads.get(cpid) or pm
+            c = clone_thread(owner, ctid, cpid)
+            c.fds = owner.fds
+        else:
+            c = clone_thread(pm, ctid, cpid)
+            pp = tables.threads.get(parent_pid) if parent_pid else None
+            c.ptid = pm.ptid if flags & F.CLONE_PARENT else (pp.pid if pp is not None else pm.pid)
+            if not flags & F.CLONE_FILES:
+                c.fds = dict(pm.fds)
+            if pm.vpid == pm.pid:
+                c.vpid = cpid
+            elif flags & F.CLONE_NEWPID:
+                c.vpid = 1
+            else:
+                c.vpid = 0                   # learnt at exec (execve carries vpid)
+            if flags & F.CLONE_NEWPID:
+                c.pidns_init_start_ts = ts
+        c.start_ts = ts
+        if comm:
+            c.comm = comm
+        c.env = pm.env
+        self._add(c)
+        return c
+
+    def _on_procfork(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        ctid = a.get("child_tid")
+        if not ctid:
+            return
+        cpid = a.get("child_pid") or ctid
+        old = self.tables.threads.get(ctid)
+        if old is not None and not old.dead and old.start_ts >= evt.ts:
+            return                           # already created (by an earlier event of the child)
+        c = self._new_child(t, ctid, cpid, evt.ts, 0, a.get("parent_pid"), a.get("child_comm"))
+        cg = a.get("cgroup_id")
+        if cg:
+            c.cgroup_id = cg
+
+    def _on_clone(self, evt: Event, t: ThreadInfo) -> None:
+        res = evt.res
+        if res is None or res <= 0:          # failed, or the child's own return (0)
+            return
+        a = evt.args
+        flags = int(a.get("flags") or 0)
+        ctid = a.get("child_tid") or res
+        cpid = a.get("child_pid") or (t.pid if flags & F.CLONE_THREAD else ctid)
+        c = self.tables.threads.get(ctid)
+        if c is None or c.dead:
+            c = self._new_child(t, ctid, cpid, evt.ts, flags, t.pid, None)
+        elif ctid == cpid:                   # procfork made it without the flags: apply them now
+            pm = self.tables.main(t)
+            if flags & F.CLONE_FILES:
+                c.fds = pm.fds
+            if flags & F.CLONE_PARENT:
+                c.ptid = pm.ptid
+            if flags & F.CLONE_NEWPID:
+                c.vpid, c.pidns_init_start_ts = 1, c.start_ts
+
+    def _on_execve(self, evt: Event, t: ThreadInfo) -> None:
+        if evt.res is not None and evt.res < 0:
+            return
+        a = evt.args
+        if t.tid != t.pid:                   # exec from a non-leader thread: it becomes the leader
+            m = self.tables.threads.get(t.pid)
+            if m is not None:
+                self.tables.remove(t.tid)
+                evt.thread = t = m
+        argv = a.get("argv")
+        if isinstance(argv, str):
+            argv = argv.split("\0") if "\0" in argv else argv.split(" ")
+        argv = list(argv or ())
+        filename = a.get("filename") or ""
+        t.exe = a.get("exe") or (argv[0] if argv else filename)
+        t.args = argv[1:]
+        if "cwd" in a and a["cwd"]:
+            t.cwd = a["cwd"]
+        exepath = a.get("exepath") or a.get("trusted_exepath") or ""
+        if not exepath and filename:
+            exepath = self._resolve(filename, a.get("dirfd", AT_FDCWD), t)
+        t.exepath = exepath
+        comm = a.get("comm")
+        t.comm = comm if comm else posixpath.basename(filename or exepath)[:15]
+        v = _uid(a.get("uid"))
+        if v is not None:
+            t.uid = v
+            t.euid = v
+        v = _uid(a.get("euid"))
+        if v is not None:
+            t.euid = v
+        v = _uid(a.get("gid"))
+        if v is not None:
+            t.gid = v
+            t.egid = v
+        v = _uid(a.get("egid"))
+        if v is not None:
+            t.egid = v
+        if "loginuid" in a:
+            lu = int(a["loginuid"])
+            t.loginuid = -1 if lu in (-1, _UNSET) else lu
+        for key, attr in (("tty", "tty"), ("sid", "sid"), ("vpid", "vpid"),
+                          ("cap_effective", "cap_effective"), ("cap_permitted", "cap_permitted"),
+                          ("cap_inheritable", "cap_inheritable"), ("exe_ino", "exe_ino"),
+                          ("exe_ino_ctime", "exe_ino_ctime"), ("exe_ino_mtime", "exe_ino_mtime")):
+            if key in a:
+                setattr(t, attr, a[key])
+        pg = a.get("pgid", a.get("vpgid"))
+        if pg is not None:
+            t.vpgid = pg
+        if "env" in a and a["env"] is not None:
+            t.env = list(a["env"])
+        t.exe_from_memfd = bool(a.get("exe_from_memfd")) or exepath.startswith("/memfd:")
+        live = self.live
+        if "exe_upper_layer" in a:
+            t.exe_upper_layer = bool(a["exe_upper_layer"])
+        else:
+            t.exe_upper_layer = live and not t.exe_from_memfd and is_upper_layer(t.pid, exepath, self.proc)
+        if "exe_writable" in a:
+            t.exe_writable = bool(a["exe_writable"])
+        if live and ("exe_ino" not in a or "exe_writable" not in a):
+            try:                             # once per exec; the process may already be gone
+                st = os.stat(f"{self.proc}/{t.pid}/exe")
+                if "exe_ino" not in a:
+                    t.exe_ino, t.exe_ino_ctime, t.exe_ino_mtime = st.st_ino, st.st_ctime_ns, st.st_mtime_ns
+                if "exe_writable" not in a:
+                    t.exe_writable = exe_writable(st, t.euid, t.egid, t.cap_effective)
+            except OSError:
+                pass
+        cg = a.get("cgroup_id")
+        if cg is not None and cg != t.cgroup_id:
+            if t.cgroup_id:
+                t.container_id = ""          # moved to another cgroup: let the container plugin re-resolve
+            t.cgroup_id = cg
+        # exec unshares the fd table and closes close-on-exec fds
+        t.fds = {n: f for n, f in t.fds.items() if not f.flags & F.O_CLOEXEC}
+        users = self.users
+        if users is not None:
+            users.refresh()
+
+    def _on_procexit(self, evt: Event, t: ThreadInfo) -> None:
+        tables = self.tables
+        tables.mark_dead(t, evt.ts)
+        if tables.dead:
+            tables.reclaim(evt.ts)
+
+    # ------------------------------------------------------------------------------ paths
+    def _resolve(self, path: str, dirfd: Any, t: ThreadInfo) -> str:
+        """Absolute, normalised path: relative paths against the cwd or ``dirfd``'s directory."""
+        if not path:
+            return path
+        if path[0] != "/":
+            if dirfd is None or dirfd == AT_FDCWD:
+                base = self.tables.main(t).cwd
+            else:
+                d = t.fds.get(dirfd)
+                base = d.name if d is not None else ""
+            if not base:
+                return path
+            path = base + "/" + path
+        if "/." in path or "//" in path or path.endswith("/"):
+            path = posixpath.normpath(path)
+            if path.startswith("//"):
+                path = path[1:]
+        return path
+
+    # ------------------------------------------------------------------------------ files
+    def _on_open(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        raw = a.get("name") or a.get("path") or ""
+        path = self._resolve(raw, a.get("dirfd", AT_FDCWD), t)
+        flags = a.get("flags")
+        if flags is None:
+            flags = 0o1101 if evt.type == "creat" else 0      # O_WRONLY|O_CREAT|O_TRUNC
+        res = evt.res
+        fd = res if res is not None else a.get("fd", -1)
+        f = FdInfo(fd if fd >= 0 else -1, "d" if flags & F.O_DIRECTORY == F.O_DIRECTORY and not
+                   flags & 0o20000000 else "f", path, raw, flags, ino=a.get("ino", 0), dev=a.get("dev", 0))
+        if fd >= 0:
+            t.fds[fd] = f
+        evt.fdinfo = f
+
+    def _on_memfd(self, evt: Event, t: ThreadInfo) -> None:
+        res = evt.res
+        if res is None or res < 0:
+            return
+        name = "/memfd:" + str(evt.args.get("name", ""))
+        f = t.fds[res] = FdInfo(res, "m", name, name, int(evt.args.get("flags") or 0))
+        evt.fdinfo = f
+
+    def _on_newfd(self, typechar: str) -> Handler:
+        names = {"e": "<eventfd>", "s": "<signalfd>", "l": "<epoll>", "i": "<inotify>",
+                 "r": "<io_uring>", "u": "<userfaultfd>"}
+
+        def handler(evt: Event, t: ThreadInfo, _tc: str = typechar, _n: str = names[typechar]) -> None:
+            res = evt.res
+            if res is not None and res >= 0:
+                evt.fdinfo = t.fds[res] = FdInfo(res, _tc, _n)
+        return handler
+
+    def _on_pipe(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        if evt.res is not None and evt.res < 0:
+            return
+        ino = a.get("ino", 0)
+        for key in ("fd1", "fd2"):
+            fd = a.get(key)
+            if fd is not None and fd >= 0:
+                t.fds[fd] = FdInfo(fd, "p", f"pipe:[{ino}]" if ino else "", ino=ino)
+
+    def _on_dup(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        res = evt.res
+        old = t.fds.get(a.get("oldfd", a.get("fd")))
+        if res is None or res < 0:
+            evt.fdinfo = old
+            return
+        if old is None:
+            evt.fdinfo = t.fds.get(res)
+            return
+        new = FdInfo(res, old.typechar, old.name, old.nameraw,
+                     (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
+                     old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
+                     old.connected, old.ino, old.dev)
+        evt.fdinfo = t.fds[res] = new
+
+    def _on_fcntl(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        old = t.fds.get(a.get("fd"))
+        evt.fdinfo = old
+        cmd = a.get("cmd")
+        res = evt.res
+        if old is not None and cmd in (0, 1030) and res is not None and res >= 0:   # F_DUPFD(_CLOEXEC)
+            evt.args.setdefault("oldfd", a.get("fd"))
+            self._on_dup(evt, t)
+
+    def _on_close(self, evt: Event, t: ThreadInfo) -> None:
+        fd = evt.args.get("fd")
+        res = evt.res
+        if res is None or res >= 0:
+            evt.fdinfo = t.fds.pop(fd, None)
+        else:
+            evt.fdinfo = t.fds.get(fd)
+
+    def _on_chdir(self, evt: Event, t: ThreadInfo) -> None:
+        if evt.res is not None and evt.res < 0:
+            return
+        path = evt.args.get("path")
+        if path:
+            m = self.tables.main(t)
+            m.cwd = t.cwd = self._resolve(path, AT_FDCWD, t)
+
+    def _on_fchdir(self, evt: Event, t: ThreadInfo) -> None:
+        f = t.fds.get(evt.args.get("fd"))
+        evt.fdinfo = f
+        if f is not None and (evt.res is None or evt.res >= 0):
+            m = self.tables.main(t)
+            m.cwd = t.cwd = f.name
+
+    # ------------------------------------------------------------------------------ ids, caps
+    def _on_setuid(self, evt: Event, t: ThreadInfo) -> None:
+        if evt.res is not None and evt.res < 0:
+            return
+        a = evt.args
+        r = _uid(a.get("ruid", a.get("uid")))
+        e = _uid(a.get("euid", a.get("uid")))
+        if r is not None:
+            t.uid = r
+        if e is not None:
+            t.euid = e
+
+    def _on_setgid(self, evt: Event, t: ThreadInfo) -> None:
+        if evt.res is not None and evt.res < 0:
+            return
+        a = evt.args
+        r = _uid(a.get("rgid", a.get("gid")))
+        e = _uid(a.get("egid", a.get("gid")))
+        if r is not None:
+            t.gid = r
+        if e is not None:
+            t.egid = e
+
+    def _on_capset(self, evt: Event, t: ThreadInfo) -> None:
+        if evt.res is not None and evt.res < 0:
+            return
+        a = evt.args
+        for k in ("cap_effective", "cap_permitted", "cap_inheritable"):
+            if k in a:
+                setattr(t, k, a[k])
+
+    # ------------------------------------------------------------------------------ sockets
+    def _on_socket(self, evt: Event, t: ThreadInfo) -> None:
+        res = evt.res
+        if res is None or res < 0:
+            return
+        a = evt.args
+        dom = a.get("domain", 0)
+        typ = int(a.get("type") or 0) & 0xF
+        proto = a.get("proto", 0)
+        tc = _SOCK_TYPECHAR.get(dom, "o")
+        l4 = ""
+        if tc in "46":
+            l4 = "icmp" if proto in (1, 58) else _L4.get(typ, "")
+        evt.fdinfo = t.fds[res] = FdInfo(res, tc, "", l4proto=l4,
+                                         flags=F.O_CLOEXEC if int(a.get("type") or 0) & F.O_CLOEXEC else 0)
+
+    def _sock(self, t: ThreadInfo, fd: Any, family: Any) -> FdInfo | None:
+        """The fd entry of a socket, created if we missed its ``socket`` call."""
+        if fd is None or fd < 0:
+            return None
+        f = t.fds.get(fd)
+        if f is None:
+            f = t.fds[fd] = FdInfo(fd, _SOCK_TYPECHAR.get(family, "o"), "",
+                                   l4proto="tcp" if family in (F.AF_INET, F.AF_INET6) else "")
+        elif family in _SOCK_TYPECHAR and f.typechar == "o":
+            f.typechar = _SOCK_TYPECHAR[family]
+        return f
+
+    def _rename(self, evt: Event, f: FdInfo, name: str) -> None:
+        if f.name != name:
+            if f.name:
+                evt.cache[NAME_CHANGED_KEY] = True
+            f.name = name
+
+    def _on_connect(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        fam = a.get("family")
+        f = self._sock(t, a.get("fd"), fam)
+        evt.fdinfo = f
+        res = evt.res
+        if f is None or (res is not None and res < 0 and res != _EINPROGRESS):
+            return
+        if fam == F.AF_UNIX or f.typechar == "u":
+            self._rename(evt, f, a.get("path") or f.name)
+            f.connected = True
+            return
+        dip, dport = a.get("dip") or "", a.get("dport") or 0
+        if not dip and not dport:
+            return
+        sip, sport = a.get("sip") or "", a.get("sport") or 0
+        if not sip and not f.is_server and f.dip and not f.connected:
+            sip, sport = f.dip, f.dport      # bound before connect: that is our local side
+        f.sip, f.sport, f.dip, f.dport = sip, sport, dip, dport
+        f.is_server = False
+        f.connected = True
+        self._rename(evt, f, a.get("tuple") or f"{sip}:{sport}->{dip}:{dport}")
+
+    def _on_accept(self, evt: Event, t: ThreadInfo) -> None:
+        res = evt.res
+        a = evt.args
+        lst = t.fds.get(a.get("listenfd"))
+        if res is None or res < 0:
+            evt.fdinfo = lst
+            return
+        fam = a.get("family")
+        tc = _SOCK_TYPECHAR.get(fam) or (lst.typechar if lst is not None else "o")
+        if tc == "u":
+            f = FdInfo(res, "u", a.get("path") or (lst.name if lst is not None else ""),
+                       is_server=True, connected=True)
+        else:
+            cip, cport = a.get("dip") or "", a.get("dport") or 0           # the peer: the client
+            sip, sport = a.get("sip") or "", a.get("sport") or 0           # our side: the server
+            if not sip and lst is not None:
+                sip, sport = lst.dip, lst.dport
+            f = FdInfo(res, tc, f"{cip}:{cport}->{sip}:{sport}",
+                       l4proto=lst.l4proto if lst is not None and lst.l4proto else "tcp",
+                       sip=cip, sport=cport, dip=sip, dport=sport, is_server=True, connected=True)
+        evt.fdinfo = t.fds[res] = f
+
+    def _on_bind(self, evt: Event, t: ThreadInfo) -> None:
+        a = evt.args
+        fam = a.get("family")
+        f = self._sock(t, a.get("fd"), fam)
+        evt.fdinfo = f
+        if f is None or (evt.res is not None and evt.res < 0):
+            return
+        if fam == F.AF_UNIX or f.typechar == "u":
+            self._rename(evt, f, a.get("path") or "")
+            return
+        ip, port = a.get("dip") or a.get("sip") or "", a.get("dport") or a.get("sport") or 0
+        f.dip, f.dport = ip, port
+        self._rename(evt, f, f"{ip}:{port}")
+
+    def _on_listen(self, evt: Event, t: ThreadInfo) -> None:
+        f = t.fds.get(evt.args.get("fd"))
+        evt.fdinfo = f
+        if f is not None and (evt.res is None or evt.res >= 0):
+            f.is_server = True
+
+    def _on_sendto(self, evt: Event, t: ThreadInfo) -> None:
+        """A datagram to an explicit address names the fd ``local->peer`` (UDP)."""
+        a = evt.args
+        f = self._sock(t, a.get("fd"), a.get("family"))
+        evt.fdinfo = f
+        dip = a.get("dip")
+        if f is None or not dip or f.connected and f.l4proto == "tcp":
+            return
+        sip, sport = a.get("sip") or f.sip, a.get("sport") or f.sport
+        f.sip, f.sport, f.dip, f.dport = sip, sport, dip, a.get("dport") or 0
+        f.is_server = False
+        self._rename(evt, f, a.get("tuple") or f"{sip}:{sport}->{dip}:{f.dport}")
+
+    def _on_recvfrom(self, evt: Event, t: ThreadInfo) -> None:
+        """A datagram from an address: the sender is the client, we are the server."""
+        a = evt.args
+        f = self._sock(t, a.get("fd"), a.get("family"))
+        evt.fdinfo = f
+        peer = a.get("dip")
+        if f is None or not peer or f.connected and f.l4proto == "tcp":
+            return
+        sip = a.get("sip") or f.dip
+        sport = a.get("sport") or f.dport
+        f.sip, f.sport, f.dip, f.dport = peer, a.get("dport") or 0, sip, sport
+        f.is_server = True
+        self._rename(evt, f, f"{peer}:{f.sport}->{sip}:{sport}")
+
+
+_SOCK_TYPECHAR = {F.AF_INET: "4", F.AF_INET6: "6", F.AF_UNIX: "u", F.AF_NETLINK: "n"}
+_L4 = {F.SOCK_STREAM: "tcp", F.SOCK_DGRAM: "udp", F.SOCK_RAW: "raw"}

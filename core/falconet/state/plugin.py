@@ -1,0 +1,170 @@
+"""Built-in plugin "core-state": process/fd state and the core field families.
+
+Hooks: ``falconet_configure`` (table limits), ``falconet_fields`` (evt/proc/thread/user/group/fd),
+``falconet_event_parsers`` (the state parser), ``falconet_start`` (bootstrap from ``/proc`` when the
+source is live: ``engine.extras["falconet.live"]``), ``falconet_capture_state`` /
+``falconet_restore_state`` (the whole thread + fd table and the user/group names, so a replay sees
+the state the live run saw and never reads the replaying host's ``/proc``).
+
+Configuration (``plugins: {core-state: {...}}`` in falconet.yaml):
+
+=====================  ==========  =======================================================
+key                    default     meaning
+=====================  ==========  =======================================================
+max_threads            262144      thread table cap; beyond it the oldest entries are
+                                   evicted (counted: ``falconet_drops_total{cause="state_evicted"}``)
+max_dead               4096        exited processes kept for their children's ancestor chain
+dead_grace_seconds     5           how long (event time) an exited process is kept
+bootstrap              true        read ``/proc`` at start in live mode
+read_env               true        read ``/proc/<pid>/environ`` at bootstrap (``proc.env``)
+user_check_seconds     10          how often ``/etc/passwd``/``/etc/group`` mtimes are checked
+=====================  ==========  =======================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconet.api import PluginConfigError, hookimpl
+from falconet.fields.core_fields import core_field_defs
+from falconet.state.parser import StateParser
+from falconet.state.proc_bootstrap import BootstrapStats, bootstrap
+from falconet.state.tables import StateTables, thread_from_dict, thread_to_dict
+from falconet.state.users import UserDB
+
+NAME = "core-state"
+_KEY = "falconet.core-state"
+CAPTURE_VERSION = 1
+
+_DEFAULTS: dict[str, Any] = {"max_threads": 262144, "max_dead": 4096, "dead_grace_seconds": 5.0,
+                             "bootstrap": True, "read_env": True, "user_check_seconds": 10.0}
+
+
+class CoreState:
+    """Everything the plugin owns for one engine (kept in ``engine.extras``)."""
+
+    def __init__(self, engine: Any, config: dict[str, Any] | None = None) -> None:
+        cfg = validate_config(config or {})
+        self.config = cfg
+        tables = getattr(engine, "state", None)
+        if not isinstance(tables, StateTables):
+            tables = StateTables()
+            if engine is not None:
+                engine.state = tables
+        tables.max_threads = cfg["max_threads"]
+        tables.max_dead = cfg["max_dead"]
+        tables.dead_grace_ns = int(cfg["dead_grace_seconds"] * 1e9)
+        self.tables = tables
+        self.users = UserDB(check_interval=cfg["user_check_seconds"])
+        metrics = getattr(engine, "metrics", None)
+        self.parser = StateParser(tables, live=False, metrics=metrics, users=self.users,
+                                  emit_state=getattr(engine, "emit_state", None), plugin_name=NAME)
+        self.bootstrap_stats: BootstrapStats | None = None
+        if metrics is not None:
+            prev = metrics.gauges.get("state_table_entries")
+
+            def sizes(_prev: Any = prev, _t: StateTables = tables) -> dict[str, float]:
+                out = dict(_prev()) if _prev is not None else {}
+                out.update({k: float(v) for k, v in _t.sizes().items()})
+                return out
+            metrics.gauges["state_table_entries"] = sizes
+
+    # ------------------------------------------------------------------------------ capture
+    def capture(self) -> dict[str, Any]:
+        return {"version": CAPTURE_VERSION, "snapshot": True,
+                "threads": [thread_to_dict(t) for t in list(self.tables.threads.values())],
+                **self.users.dump()}
+
+    def restore(self, data: Any) -> None:
+        """Load a snapshot (``snapshot: true`` replaces the tables) or an incremental record
+        (threads learnt from /proc during the recording)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"core-state record must be an object, got {type(data).__name__}")
+        tables = self.tables
+        if data.get("snapshot"):
+            tables.clear()
+        loaded = [thread_from_dict(d) for d in data.get("threads") or ()]
+        for t in loaded:
+            tables.add(t)
+            if t.dead and t.tid == t.pid:
+                tables.dead.append((t.exit_ts, t.tid))
+        for t in loaded:                      # threads share their process's fd table
+            if t.tid != t.pid:
+                m = tables.threads.get(t.pid)
+                if m is not None:
+                    t.fds = m.fds
+        if "users" in data or "groups" in data:
+            self.users.load(data)
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Defaults plus checked values; raises :class:`PluginConfigError` naming the key."""
+    if not isinstance(config, dict):
+        raise PluginConfigError(f"plugins.{NAME} must be a mapping")
+    out = dict(_DEFAULTS)
+    for k, v in config.items():
+        if k in ("required", "enabled"):
+            continue
+        if k not in _DEFAULTS:
+            raise PluginConfigError(f"plugins.{NAME}.{k}: unknown key (allowed: "
+                                    f"{', '.join(sorted(_DEFAULTS))})")
+        want = type(_DEFAULTS[k])
+        if want is bool:
+            if not isinstance(v, bool):
+                raise PluginConfigError(f"plugins.{NAME}.{k}: expected true or false, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (
+                want is int and not isinstance(v, int)):
+            kind = "a positive integer" if want is int else "a positive number"
+            raise PluginConfigError(f"plugins.{NAME}.{k}: expected {kind}, got {v!r}")
+        out[k] = v
+    return out
+
+
+def state_of(engine: Any) -> CoreState:
+    """The plugin's state for ``engine`` (created on first use, e.g. by ``falconet fields``)."""
+    extras = getattr(engine, "extras", None)
+    if extras is None:
+        return CoreState(engine)
+    st = extras.get(_KEY)
+    if st is None:
+        st = extras[_KEY] = CoreState(engine)
+    return st
+
+
+# ---------------------------------------------------------------------------------- hooks
+@hookimpl
+def falconet_configure(config: dict[str, Any], engine: Any) -> None:
+    engine.extras[_KEY] = CoreState(engine, config)
+
+
+@hookimpl
+def falconet_fields(engine: Any) -> list[Any]:
+    st = state_of(engine)
+    return core_field_defs(st.tables, st.users, getattr(engine, "hostname", None))
+
+
+@hookimpl
+def falconet_event_parsers(engine: Any) -> list[Any]:
+    return [state_of(engine).parser]
+
+
+@hookimpl
+def falconet_start(engine: Any) -> None:
+    st = state_of(engine)
+    live = bool(engine.extras.get("falconet.live"))
+    st.parser.live = live
+    if live and st.config["bootstrap"]:
+        st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
+        engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in %.0f ms",
+                        s.processes, s.threads, s.fds, s.seconds * 1000)
+
+
+@hookimpl
+def falconet_capture_state(engine: Any) -> Any:
+    return state_of(engine).capture()
+
+
+@hookimpl
+def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
+    if plugin == NAME:
+        state_of(engine).restore(data)

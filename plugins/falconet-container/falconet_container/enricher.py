@@ -1,0 +1,234 @@
+"""The hot-path parser: which container is this event's process in?
+
+Per event the common case is one dict lookup (pid → full container id) and one attribute store
+on the thread. Misses (a new process, an ``execve``, which follows runc moving its init process
+into the container's cgroup) resolve from a cache keyed by the cgroup id the kernel reported,
+and only on a cgroup id never seen before from ``/proc/<pid>/cgroup``. Metadata lookups go to the
+background worker; their results are drained here, so the table has a single writer.
+
+Containers are dropped when their last process exits (procexit of a process's main thread);
+the drop happens at the next event, so the exit event itself still carries the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from falconet_container import PLUGIN_NAME
+from falconet_container.cgroup import container_from_cgroup_text, read_proc_cgroup
+from falconet_container.model import FAILED, ContainerInfo
+from falconet_container.worker import LookupWorker
+
+log = logging.getLogger("falconet.container")
+
+EXEC_TYPES = frozenset({"execve", "execveat"})
+SYSCALL = "syscall"
+
+
+def cgroup_ids_usable(sys_fs_cgroup: str = "/sys/fs/cgroup") -> bool:
+    """Whether ``bpf_get_current_cgroup_id()`` tells containers apart: true when a cgroup2
+    hierarchy exists (pure v2, or hybrid with ``unified``). On pure v1 every task reports the
+    v2 root id, so the plugin must key by process instead."""
+    try:
+        if os.path.exists(os.path.join(sys_fs_cgroup, "cgroup.controllers")):
+            return True
+        return os.path.exists(os.path.join(sys_fs_cgroup, "unified", "cgroup.procs"))
+    except OSError:
+        return False
+
+
+class ContainerEnricher:
+    """Container table + the parser. One per engine.
+
+    Args:
+        worker: the lookup worker, or ``None`` (replay, or ``lookups: false``): ids only.
+        metrics: ``EngineMetrics`` or ``None``.
+        emit_state: ``engine.emit_state`` (records resolutions into a capture being recorded).
+        state: the core ``StateTables`` (threads updated on restore), or ``None``.
+        use_cgroup_id: key the id cache by cgroup id (see :func:`cgroup_ids_usable`).
+        read_cgroup: ``pid -> /proc/<pid>/cgroup text | None`` (tests substitute it).
+    """
+
+    def __init__(self, worker: LookupWorker | None = None, metrics: Any = None,
+                 emit_state: Callable[[str, Any], None] | None = None, state: Any = None,
+                 use_cgroup_id: bool = True,
+                 read_cgroup: Callable[[int], str | None] = read_proc_cgroup) -> None:
+        self.containers: dict[str, ContainerInfo] = {}
+        self.by_cgroup: dict[int, str] = {}          # cgroup id -> full id ("" host)
+        self.pid_cid: dict[int, str] = {}            # pid -> full id ("" host)
+        self.members: dict[str, set[int]] = {}       # full id -> pids seen in it
+        self.cgroups_of: dict[str, set[int]] = {}    # full id -> cgroup ids mapped to it
+        self.worker = worker
+        self.metrics = metrics
+        self.emit_state = emit_state
+        self.state = state
+        self.use_cgroup_id = use_cgroup_id
+        self.read_cgroup = read_cgroup
+        self.replay = False           # ids come from the capture, never from this host's /proc
+        self._exited: list[int] = []
+        self._done = worker.done if worker is not None else None
+        self.proc_reads = 0           # /proc/<pid>/cgroup reads (misses that reached /proc)
+
+    # ------------------------------------------------------------------ hot path
+    def parse(self, evt: Any) -> None:
+        """The ``falconet_event_parsers`` callable."""
+        if evt.source != SYSCALL:
+            return
+        if self._exited:
+            self._gc()
+        done = self._done
+        if done:
+            self._drain()
+        pid = evt.pid
+        cid = self.pid_cid.get(pid)
+        if cid is None or evt.type in EXEC_TYPES:
+            cid = self._resolve(evt, pid, cid)
+        t = evt.thread
+        if t is not None and t.container_id != cid:
+            t.container_id = cid
+        if evt.type == "procexit" and evt.tid == pid:
+            self._exited.append(pid)
+
+    def full_id(self, evt: Any) -> str | None:
+        """The event's full container id ("" host, ``None`` unknown): for the field extractors."""
+        t = evt.thread
+        if t is not None:
+            return t.container_id
+        return self.pid_cid.get(evt.pid)
+
+    # ------------------------------------------------------------------ misses
+    def _resolve(self, evt: Any, pid: int, old: str | None) -> str:
+        t = evt.thread
+        hint = ""
+        if self.replay:
+            cid = t.container_id if t is not None else (old or "")
+        else:
+            cg = 0
+            if self.use_cgroup_id:
+                cg = evt.args.get("cgroup_id") or (t.cgroup_id if t is not None else 0) or 0
+            cached = self.by_cgroup.get(cg) if cg else None
+            if cached is not None:
+                cid = cached
+            else:
+                text = self.read_cgroup(pid) if pid > 0 else None
+                self.proc_reads += 1
+                if text is None:
+                    # the process is gone (or no pid): keep what the thread inherited at fork
+                    cid = (t.container_id if t is not None else "") or (old or "")
+                else:
+                    cid, hint = container_from_cgroup_text(text)
+                    if cg:
+                        self.by_cgroup[cg] = cid
+                        if cid:
+                            self.cgroups_of.setdefault(cid, set()).add(cg)
+        if cid != old:
+            self._assign(pid, cid, old, hint)
+        return cid
+
+    def _assign(self, pid: int, cid: str, old: str | None, hint: str) -> None:
+        if old:
+            m = self.members.get(old)
+            if m is not None:
+                m.discard(pid)
+        self.pid_cid[pid] = cid
+        if cid:
+            self.members.setdefault(cid, set()).add(pid)
+            if cid not in self.containers:
+                self._new_container(cid, hint)
+        if self.emit_state is not None and not self.replay:
+            self.emit_state(PLUGIN_NAME, {"pid": pid, "container_id": cid})
+
+    def _new_container(self, cid: str, hint: str) -> None:
+        info = ContainerInfo(cid, type=hint or None)
+        self.containers[cid] = info
+        if self.worker is not None and not self.replay:
+            if not self.worker.submit(cid, hint):
+                info.status = FAILED
+                if self.metrics is not None:
+                    self.metrics.drop("container_lookup_queue_full")
+
+    # ------------------------------------------------------------------ results and exits
+    def _drain(self) -> None:
+        done = self._done
+        m = self.metrics
+        while done:
+            d = done.popleft()
+            if m is not None:
+                m.enrichment[(PLUGIN_NAME, d.result)] += 1
+            if d.reason:
+                log.debug("container %s: %s (%s)", d.full_id[:12], d.result, d.reason)
+            cur = self.containers.get(d.full_id)
+            if cur is None:
+                continue            # exited meanwhile: nothing to publish
+            if d.info is None:
+                if cur.status != FAILED:
+                    self.containers[d.full_id] = _failed(cur)
+                continue
+            self.containers[d.full_id] = d.info
+            if self.emit_state is not None:
+                self.emit_state(PLUGIN_NAME, {"container": d.info.to_dict()})
+
+    def _gc(self) -> None:
+        exited, self._exited = self._exited, []
+        for pid in exited:
+            cid = self.pid_cid.pop(pid, None)
+            if not cid:
+                continue
+            m = self.members.get(cid)
+            if m is not None:
+                m.discard(pid)
+                if not m:
+                    self.drop_container(cid)
+
+    def drop_container(self, cid: str) -> None:
+        self.members.pop(cid, None)
+        self.containers.pop(cid, None)
+        for cg in self.cgroups_of.pop(cid, ()):
+            self.by_cgroup.pop(cg, None)
+
+    def drain_now(self) -> None:
+        """Apply finished lookups now (tests, benchmarks; the hot loop does it per event)."""
+        if self._done:
+            self._drain()
+
+    # ------------------------------------------------------------------ capture / replay
+    def capture_state(self) -> dict[str, Any]:
+        return {"containers": [c.to_dict() for c in self.containers.values()],
+                "pids": {str(p): c for p, c in self.pid_cid.items()}}
+
+    def restore(self, data: Any) -> None:
+        """Apply one capture record (:meth:`capture_state` or a per-event emit)."""
+        self.replay = True
+        if not isinstance(data, dict):
+            raise ValueError("container state record is not an object")
+        for c in data.get("containers") or ():
+            info = ContainerInfo.from_dict(c)
+            self.containers[info.full_id] = info
+        if "container" in data:
+            info = ContainerInfo.from_dict(data["container"])
+            self.containers[info.full_id] = info
+        pids = dict(data.get("pids") or {})
+        if "pid" in data:
+            pids[data["pid"]] = data.get("container_id") or ""
+        for p, cid in pids.items():
+            pid = int(p)
+            cid = str(cid or "")
+            old = self.pid_cid.get(pid)
+            if old and old != cid:
+                self.members.get(old, set()).discard(pid)
+            self.pid_cid[pid] = cid
+            if cid:
+                self.members.setdefault(cid, set()).add(pid)
+                self.containers.setdefault(cid, ContainerInfo(cid))
+            t = self.state.get(pid) if self.state is not None else None
+            if t is not None:
+                t.container_id = cid
+
+
+def _failed(cur: ContainerInfo) -> ContainerInfo:
+    info = ContainerInfo(cur.full_id, type=cur.type)
+    info.status = FAILED
+    return info

@@ -1,0 +1,126 @@
+"""``container.*`` and ``k8s.*`` field declarations (names and meanings follow Falco's container
+plugin). Extractors are bound once at rule-load time; per event they read the thread's container
+id and one dict entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from falconet.fields import ArgKind, FieldDef, FieldType
+
+from falconet_container import PLUGIN_NAME
+from falconet_container.enricher import ContainerEnricher
+
+Extract = Callable[[Any], Any]
+
+#: (field, type, attribute of ContainerInfo, value for host processes, suggested, description)
+_ATTR_FIELDS: tuple[tuple[str, FieldType, str, Any, bool, str], ...] = (
+    ("container.name", FieldType.STRING, "name", "host", True,
+     "The container name (host for host processes). Empty until the runtime lookup finishes."),
+    ("container.image", FieldType.STRING, "image", None, False,
+     "The container image as the runtime reports it (e.g. busybox:latest)."),
+    ("container.image.repository", FieldType.STRING, "image_repository", None, True,
+     "The container image repository (e.g. docker.io/library/busybox)."),
+    ("container.image.tag", FieldType.STRING, "image_tag", None, True,
+     "The container image tag (e.g. latest)."),
+    ("container.image.digest", FieldType.STRING, "image_digest", None, False,
+     "The container image registry digest (sha256:...), when the runtime knows it."),
+    ("container.image.id", FieldType.STRING, "image_id", None, False,
+     "The container image id, 12 hex characters."),
+    ("container.type", FieldType.STRING, "type", "host", False,
+     "The container runtime: docker, containerd, cri-o, podman or runc (host for host processes)."),
+    ("container.privileged", FieldType.BOOL, "privileged", None, False,
+     "true for containers running privileged, false otherwise."),
+    ("container.start_ts", FieldType.ABSTIME, "start_ts", None, False,
+     "Container start as epoch timestamp in nanoseconds (from the runtime)."),
+    ("k8s.pod.name", FieldType.STRING, "k8s_pod_name", None, True,
+     "The Kubernetes pod name (from CRI annotations/labels)."),
+    ("k8s.ns.name", FieldType.STRING, "k8s_ns_name", None, True,
+     "The Kubernetes namespace name (from CRI annotations/labels)."),
+    ("k8s.pod.uid", FieldType.STRING, "k8s_pod_uid", None, False,
+     "The Kubernetes pod UID."),
+    ("k8s.pod.id", FieldType.STRING, "k8s_pod_uid", None, False,
+     "Alias of k8s.pod.uid (kept for older rules)."),
+    ("k8s.container.name", FieldType.STRING, "k8s_container_name", None, False,
+     "The container's name in its Kubernetes pod spec."),
+    ("k8s.pod.sandbox_id", FieldType.STRING, "k8s_pod_sandbox_id", None, False,
+     "The pod sandbox id, 12 hex characters."),
+)
+
+
+def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
+    full_id = enricher.full_id
+    table = enricher.containers
+
+    def id_extractor(_arg: str | None) -> Extract:
+        def extract(evt: Any) -> str | None:
+            f = full_id(evt)
+            if f is None:
+                return None
+            return f[:12] if f else "host"
+        return extract
+
+    def full_id_extractor(_arg: str | None) -> Extract:
+        def extract(evt: Any) -> str | None:
+            f = full_id(evt)
+            if f is None:
+                return None
+            return f or "host"
+        return extract
+
+    def attr_extractor(attr: str, host_value: Any, short: bool) -> Callable[[str | None], Extract]:
+        def make(_arg: str | None) -> Extract:
+            def extract(evt: Any) -> Any:
+                f = full_id(evt)
+                if not f:
+                    return host_value if f == "" else None
+                info = table.get(f)
+                if info is None:
+                    return None
+                v = getattr(info, attr)
+                return v[:12] if short and v else v
+            return extract
+        return make
+
+    def label_extractor(arg: str | None) -> Extract:
+        if not arg:
+            raise ValueError("container.label needs a label name: container.label[app]")
+        key = arg
+
+        def extract(evt: Any) -> str | None:
+            f = full_id(evt)
+            info = table.get(f) if f else None
+            return info.labels.get(key) if info is not None else None
+        return extract
+
+    def duration_extractor(_arg: str | None) -> Extract:
+        def extract(evt: Any) -> int | None:
+            f = full_id(evt)
+            info = table.get(f) if f else None
+            if info is None or not info.start_ts:
+                return None
+            return evt.ts - info.start_ts
+        return extract
+
+    p = PLUGIN_NAME
+    defs = [
+        FieldDef("container.id", FieldType.STRING,
+                 "The truncated container id (12 hex chars) from the process's cgroup; 'host' "
+                 "for host processes. Always available, without waiting for the runtime.",
+                 id_extractor, provider=p, suggested=True),
+        FieldDef("container.full_id", FieldType.STRING,
+                 "The full container id (64 hex chars); 'host' for host processes.",
+                 full_id_extractor, provider=p),
+        FieldDef("container.label", FieldType.STRING,
+                 "A container label (docker/containerd/CRI-O labels): container.label[app] or "
+                 "container.label.app.", label_extractor, arg=ArgKind.REQUIRED, dotted_arg=True,
+                 provider=p),
+        FieldDef("container.duration", FieldType.RELTIME,
+                 "Nanoseconds since the container started.", duration_extractor, provider=p),
+    ]
+    for name, ftype, attr, host_value, suggested, desc in _ATTR_FIELDS:
+        defs.append(FieldDef(name, ftype, desc,
+                             attr_extractor(attr, host_value, name == "k8s.pod.sandbox_id"),
+                             provider=p, suggested=suggested))
+    return defs

@@ -1,0 +1,189 @@
+"""The plugin's hooks (entry point ``container`` in group ``falconet``).
+
+Config (``falconet.yaml``)::
+
+    plugins:
+      container:
+        lookups: true                 # false: container.id only, never ask a runtime
+        docker_socket: /var/run/docker.sock
+        containerd_socket: /run/containerd/containerd.sock
+        runc_roots: [/run/runc, /run/containerd/runc, /run/docker/runtime-runc]
+        ctr_binary: ctr
+        podman_binary: podman
+        podman_inspect: true          # fall back to `podman inspect` when storage files are absent
+        lookup_timeout: 2.0           # seconds per runtime call
+        use_cgroup_id: auto           # auto | true | false
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconet.api import PluginConfigError, hookimpl
+
+from falconet_container import PLUGIN_NAME, __version__
+from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
+from falconet_container.fields import field_defs
+from falconet_container.resolver import MetadataResolver, ResolverConfig
+from falconet_container.worker import LATENCY_BUCKETS, LookupWorker
+
+_KNOWN = {"lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary",
+          "podman_binary", "podman_inspect", "lookup_timeout", "use_cgroup_id",
+          "required", "enabled"}
+
+
+class ContainerPlugin:
+    """State of one engine's container plugin (the module-level hooks delegate to it)."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.cfg = ResolverConfig()
+        self.lookups = True
+        self.use_cgroup_id: bool | None = None
+        self.enricher = ContainerEnricher()
+        self.worker: LookupWorker | None = None
+
+    def configure(self, config: dict[str, Any], engine: Any) -> None:
+        unknown = sorted(set(config) - _KNOWN)
+        if unknown:
+            raise PluginConfigError(f"unknown setting(s) {', '.join(unknown)} "
+                                    f"(known: {', '.join(sorted(_KNOWN - {'required', 'enabled'}))})")
+        cfg = ResolverConfig()
+        for key in ("docker_socket", "containerd_socket", "ctr_binary", "podman_binary"):
+            if key in config:
+                if not isinstance(config[key], str) or not config[key]:
+                    raise PluginConfigError(f"{key} must be a non-empty string")
+                setattr(cfg, key, config[key])
+        if "runc_roots" in config:
+            roots = config["runc_roots"]
+            if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+                raise PluginConfigError("runc_roots must be a list of directories")
+            cfg.runc_roots = list(roots)
+        if "lookup_timeout" in config:
+            t = config["lookup_timeout"]
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 60:
+                raise PluginConfigError("lookup_timeout must be a number of seconds in (0, 60]")
+            cfg.timeout = float(t)
+        for key in ("lookups", "podman_inspect"):
+            if key in config and not isinstance(config[key], bool):
+                raise PluginConfigError(f"{key} must be true or false")
+        cfg.podman_inspect = config.get("podman_inspect", True)
+        self.lookups = config.get("lookups", True)
+        ucg = config.get("use_cgroup_id", "auto")
+        if ucg not in ("auto", True, False):
+            raise PluginConfigError("use_cgroup_id must be auto, true or false")
+        self.use_cgroup_id = None if ucg == "auto" else ucg
+        self.cfg = cfg
+        self.engine = engine
+        self._build(engine)
+
+    def _build(self, engine: Any) -> None:
+        source = (getattr(engine, "extras", None) or {}).get("falconet.source")
+        replay = source == "replay"
+        use_cg = self.use_cgroup_id if self.use_cgroup_id is not None else cgroup_ids_usable()
+        enricher = ContainerEnricher(metrics=getattr(engine, "metrics", None),
+                                     emit_state=getattr(engine, "emit_state", None),
+                                     state=getattr(engine, "state", None), use_cgroup_id=use_cg)
+        enricher.replay = replay
+        if self.lookups and not replay:
+            self.worker = LookupWorker(MetadataResolver(self.cfg),
+                                       wanted=enricher.containers.__contains__)
+            enricher.worker = self.worker
+            enricher._done = self.worker.done
+        self.enricher = enricher
+
+    def start(self, engine: Any) -> None:
+        m = getattr(engine, "metrics", None)
+        if m is not None:
+            prev = m.gauges.get("state_table_entries")
+            table = self.enricher.containers
+
+            def sizes() -> dict[str, float]:
+                out = dict(prev()) if prev is not None else {}
+                out["containers"] = float(len(table))
+                return out
+            m.gauges["state_table_entries"] = sizes
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+
+_plugin = ContainerPlugin()
+
+
+@hookimpl
+def falconet_configure(config: dict[str, Any], engine: Any) -> None:
+    global _plugin
+    _plugin = ContainerPlugin()        # one engine per configure (tests build several)
+    _plugin.configure(config, engine)
+
+
+@hookimpl
+def falconet_fields(engine: Any) -> list[Any]:
+    return field_defs(_plugin.enricher)
+
+
+@hookimpl
+def falconet_event_parsers(engine: Any) -> list[Any]:
+    return [_plugin.enricher.parse]
+
+
+@hookimpl
+def falconet_plugin_versions(engine: Any) -> dict[str, str]:
+    return {"container": __version__}
+
+
+@hookimpl
+def falconet_start(engine: Any) -> None:
+    _plugin.start(engine)
+
+
+@hookimpl
+def falconet_stop(engine: Any) -> None:
+    _plugin.stop()
+
+
+@hookimpl
+def falconet_capture_state(engine: Any) -> Any:
+    return _plugin.enricher.capture_state()
+
+
+@hookimpl
+def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
+    if plugin == PLUGIN_NAME:
+        _plugin.enricher.restore(data)
+
+
+@hookimpl
+def falconet_metrics(registry: Any, engine: Any) -> None:
+    registry.register(_LatencyCollector(_plugin))
+
+
+class _LatencyCollector:
+    """``falconet_enrichment_lookup_seconds{plugin="container"}``, built at scrape time from the
+    worker's plain-integer histogram (nothing to do per lookup but a few additions)."""
+
+    def __init__(self, plugin: ContainerPlugin) -> None:
+        self.plugin = plugin
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import HistogramMetricFamily  # noqa: PLC0415
+
+        fam = HistogramMetricFamily("falconet_enrichment_lookup_seconds",
+                                    "Time of one enrichment metadata lookup", labels=["plugin"])
+        w = self.plugin.worker
+        if w is not None:
+            h = w.latency
+            acc, buckets = 0, []
+            for b, c in zip(LATENCY_BUCKETS, h.counts, strict=False):
+                acc += c
+                buckets.append((repr(b), acc))
+            buckets.append(("+Inf", h.n))
+            fam.add_metric([PLUGIN_NAME], buckets, h.sum)
+        yield fam

@@ -1,0 +1,64 @@
+"""The plugin's hooks (entry point ``otel`` in group ``falconet``; config section ``plugins.otel``).
+
+With no endpoint configured the plugin contributes no sink and says so in one line at start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconet import __version__ as falconet_version
+from falconet.api import hookimpl
+
+from falconet_otel.config import OtelSettings, resolve_settings
+from falconet_otel.metrics import OtelExportCollector
+from falconet_otel.shipper import SignalStats
+from falconet_otel.sink import OtelSink
+
+
+class _State:
+    """What the hooks share during one engine run."""
+
+    def __init__(self) -> None:
+        self.settings = OtelSettings()
+        self.sink: OtelSink | None = None
+        self.stats: dict[str, SignalStats] = {}
+        self.announced = False
+        self.configured = False
+
+
+_state = _State()
+
+
+@hookimpl
+def falconet_configure(config: dict[str, Any], engine: Any) -> None:
+    """Validate ``plugins.otel`` (raises ``PluginConfigError``) and merge the OTEL_* environment."""
+    _state.__init__()
+    _state.settings = resolve_settings(config)
+    _state.stats = {s: SignalStats(s) for s in _state.settings.targets}
+    _state.configured = True
+
+
+@hookimpl
+def falconet_alert_sinks(engine: Any) -> list[Any] | None:
+    if not _state.configured:          # no configure call (no config at all): environment only
+        falconet_configure({}, engine)
+    settings = _state.settings
+    log = getattr(engine, "log", None)
+    if log is not None and not _state.announced:
+        _state.announced = True
+        # the brief: say in one line whether we export; "off" must be visible without -v
+        (log.info if settings.enabled else log.warning)(settings.describe())
+    if not settings.enabled:
+        return None
+    metrics = getattr(engine, "metrics", None)
+    on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
+    _state.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
+                           version=falconet_version, stats=_state.stats, on_loss=on_loss)
+    return [_state.sink]
+
+
+@hookimpl
+def falconet_metrics(registry: Any, engine: Any) -> None:
+    if _state.settings.enabled:
+        registry.register(OtelExportCollector(lambda: _state.stats))

@@ -1,0 +1,323 @@
+"""The eBPF collector against the real kernel: events from real commands have the right values.
+
+Runs as root with bcc (``need_bcc``). One collector (all event types) is shared by the module;
+the selective-attach and drop tests start their own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need_bcc
+
+pytestmark = [pytest.mark.root, pytest.mark.ebpf]
+
+ALL = None     # event_types None = everything the collector knows
+
+PROBE = textwrap.dedent(r"""
+    import ctypes, os, socket, sys
+    os.chdir(sys.argv[1])
+    port = int(sys.argv[2])
+    fd = os.open("probe.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.mkdir("d1", 0o750)
+    os.rename("probe.txt", "probe2.txt")
+    os.symlink("probe2.txt", "lnk")
+    os.chmod("probe2.txt", 0o600)
+    os.unlink("lnk")
+    os.dup2(fd, 77)
+    os.close(77)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.connect(("127.0.0.1", port))
+    s.close()
+    m = os.memfd_create("falconet-test", 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, b"fnprobe", 0, 0, 0)
+    os.chdir("d1")
+    os.execv("/bin/true", ["true", "marker-7f3a"])
+""")
+
+
+@pytest.fixture(scope="module")
+def live():
+    need_bcc()
+    from live_collector import LiveCollector  # noqa: PLC0415
+    c = LiveCollector(ALL)
+    yield c
+    c.close()
+
+
+def _run_probe(tmp_path: Path) -> tuple[subprocess.Popen, int, socket.socket]:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-c", PROBE, str(tmp_path), str(port)])
+    assert p.wait(15) == 0
+    return p, port, srv
+
+
+def test_file_socket_and_exec_events_carry_the_real_values(live, tmp_path):
+    p, port, srv = _run_probe(tmp_path)
+    pid = p.pid
+
+    def of(*types):
+        return lambda e: e.pid == pid and e.type in types
+
+    o = live.wait_for(lambda e: of("openat")(e) and e.args["name"] == "probe.txt", what="openat")
+    assert o.tid == pid and o.res >= 3 and o.args["fd"] == o.res
+    assert o.args["dirfd"] == -100
+    assert o.args["flags"] == os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    assert o.args["mode"] == 0o640
+    assert o.args["cgroup_id"] > 0
+
+    mk = live.wait_for(lambda e: of("mkdir", "mkdirat")(e), what="mkdir")
+    assert mk.args["path"] == "d1" and mk.args["mode"] == 0o750 and mk.res == 0
+    rn = live.wait_for(of("rename", "renameat", "renameat2"), what="rename")
+    assert (rn.args["oldpath"], rn.args["newpath"], rn.res) == ("probe.txt", "probe2.txt", 0)
+    sl = live.wait_for(of("symlink", "symlinkat"), what="symlink")
+    assert (sl.args["target"], sl.args["linkpath"]) == ("probe2.txt", "lnk")
+    ch = live.wait_for(of("chmod", "fchmodat"), what="chmod")
+    assert ch.args["filename"] == "probe2.txt" and ch.args["mode"] == 0o600
+    ul = live.wait_for(lambda e: of("unlink", "unlinkat")(e)
+                       and (e.args.get("path") or e.args.get("name")) == "lnk", what="unlink")
+    assert ul.res == 0
+    d2 = live.wait_for(of("dup2", "dup3"), what="dup2")
+    assert d2.args["oldfd"] == o.res and d2.args["newfd"] == 77 and d2.res == 77
+    live.wait_for(lambda e: of("close")(e) and e.args["fd"] == 77 and e.res == 0, what="close")
+
+    sk = live.wait_for(lambda e: of("socket")(e) and e.args["domain"] == socket.AF_INET,
+                       what="socket")
+    assert sk.args["type"] & 0xF == socket.SOCK_STREAM and sk.res == sk.args["fd"] >= 0
+    cn = live.wait_for(of("connect"), what="connect")
+    assert cn.res == 0 and cn.args["fd"] == sk.res
+    assert (cn.args["family"], cn.args["dip"], cn.args["dport"]) == (2, "127.0.0.1", port)
+    assert cn.args["tuple"].endswith(f"->127.0.0.1:{port}")
+
+    mf = live.wait_for(of("memfd_create"), what="memfd_create")
+    assert mf.args["name"] == "falconet-test" and mf.res >= 0
+    pr = live.wait_for(lambda e: of("prctl")(e) and e.args["option"] == 15, what="prctl")
+    assert pr.args["arg2_str"] == "fnprobe"
+    cd = live.wait_for(lambda e: of("chdir")(e) and e.args["path"] == "d1", what="chdir")
+    assert cd.res == 0
+
+    ex = live.wait_for(lambda e: of("execve")(e) and e.args["filename"] == "/bin/true",
+                       what="execve")
+    assert ex.res == 0 and ex.tid == pid
+    assert ex.args["argv"] == ["true", "marker-7f3a"]
+    assert ex.args["comm"] == "true"
+    assert ex.args["uid"] == os.getuid() and ex.args["gid"] == os.getgid()
+    assert ex.args["ppid"] == os.getpid()
+    # cwd/exepath come from /proc at decode time; a very short-lived process may be gone by then
+    assert ex.args["cwd"] in (str(tmp_path / "d1"), "")
+    assert ex.args["exepath"] in (os.path.realpath("/bin/true"), "/bin/true")
+    # the parent side of the fork that started the probe, and the probe's exit
+    live.wait_for(lambda e: e.type == "procfork" and e.args["child_pid"] == pid, what="procfork")
+    ex_end = live.wait_for(lambda e: e.type == "procexit" and e.pid == pid, what="procexit")
+    assert ex_end.args["status"] == 0
+    srv.close()
+
+
+def test_accept_bind_listen_have_addresses(live):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    code = textwrap.dedent("""
+        import socket, sys
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+        print(s.getsockname()[1], flush=True)
+        c, a = s.accept(); print(a[1], flush=True); c.close()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    port = int(p.stdout.readline())
+    srv.connect(("127.0.0.1", port))
+    client_port = srv.getsockname()[1]
+    assert int(p.stdout.readline()) == client_port
+    p.wait(5)
+    srv.close()
+    b = live.wait_for(lambda e: e.pid == p.pid and e.type == "bind", what="bind")
+    assert (b.args["sip"], b.args["family"], b.res) == ("127.0.0.1", 2, 0)
+    lst = live.wait_for(lambda e: e.pid == p.pid and e.type == "listen", what="listen")
+    assert lst.args["fd"] == b.args["fd"] and lst.args["backlog"] == 1
+    ac = live.wait_for(lambda e: e.pid == p.pid and e.type in ("accept", "accept4"),
+                       what="accept")
+    assert ac.res >= 0 and ac.args["listenfd"] == b.args["fd"]
+    assert (ac.args["sip"], ac.args["sport"]) == ("127.0.0.1", client_port)
+
+
+def test_fork_events_link_child_to_parent(live):
+    code = "import os, sys\npid = os.fork()\nif pid == 0: os._exit(3)\nos.waitpid(pid, 0)\nprint(pid)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    child = int(out.stdout)
+    pf = live.wait_for(lambda e: e.type == "procfork" and e.args["child_tid"] == child,
+                       what="procfork")
+    assert pf.args["child_pid"] == child
+    parent = pf.args["parent_pid"]
+    assert pf.pid == parent and pf.args["parent_tid"] == pf.tid
+    cl = live.wait_for(lambda e: e.pid == parent and e.type in ("clone", "clone3", "fork")
+                       and e.res == child, what="clone exit in the parent")
+    assert cl.args["child_tid"] == child and cl.args["child_pid"] == child
+    ex = live.wait_for(lambda e: e.type == "procexit" and e.tid == child, what="procexit")
+    assert ex.args["status"] == 3 << 8          # exit_code as the kernel keeps it (status << 8)
+
+
+def test_threads_report_their_process(live):
+    code = ("import threading\nt = threading.Thread(target=lambda: open('/dev/null').close())\n"
+            "t.start(); t.join()")
+    p = subprocess.Popen([sys.executable, "-c", code])
+    p.wait(10)
+    cl = live.wait_for(lambda e: e.pid == p.pid and e.type in ("clone", "clone3") and e.res > 0,
+                       what="thread clone")
+    assert cl.args["flags"] & 0x00010000                    # CLONE_THREAD
+    assert cl.args["child_pid"] == p.pid and cl.args["child_tid"] == cl.res
+    o = live.wait_for(lambda e: e.pid == p.pid and e.type == "openat"
+                      and e.args["name"] == "/dev/null", what="thread openat")
+    assert o.tid == cl.res
+
+
+def _proc_stat(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2:].split()        # fields from 3 (state) on
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def test_btf_derived_task_fields_equal_proc(live):
+    p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        ex = live.wait_for(lambda e: e.pid == p.pid and e.type == "execve", what="execve")
+        st, status = _proc_stat(p.pid), _proc_status(p.pid)
+        a = ex.args
+        assert a["ppid"] == int(st[1]) == os.getpid()
+        assert a["pgid"] == int(st[2]) == p.pid          # new session: its own group and session
+        assert a["sid"] == int(st[3]) == p.pid
+        assert a["tty"] == int(st[4])
+        assert a["loginuid"] == int(Path(f"/proc/{p.pid}/loginuid").read_text())
+        assert a["cap_effective"] == int(status["CapEff"], 16)
+        assert a["cap_permitted"] == int(status["CapPrm"], 16)
+        assert a["cap_inheritable"] == int(status["CapInh"], 16)
+        uid = status["Uid"].split()
+        gid = status["Gid"].split()
+        assert (a["uid"], a["euid"], a["gid"], a["egid"]) == (
+            int(uid[0]), int(uid[1]), int(gid[0]), int(gid[1]))
+        assert a["exe_ino"] == os.stat(f"/proc/{p.pid}/exe").st_ino
+        assert a["vpid"] == int(status["NSpid"].split()[-1])
+        assert a["vpgid"] == int(status["NSpgid"].split()[-1])
+        assert a["exepath"] == os.readlink(f"/proc/{p.pid}/exe")
+        assert a["cwd"] == os.getcwd()
+        assert a["exe_from_memfd"] is False
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_tty_is_the_controlling_terminal(live):
+    """A process on a pseudo-terminal: tty equals /proc/<pid>/stat tty_nr (non-zero)."""
+    import pty  # noqa: PLC0415
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv("/bin/sleep", ["sleep", "30"])
+    try:
+        ex = live.wait_for(lambda e: e.pid == pid and e.type == "execve", what="execve")
+        tty_nr = int(_proc_stat(pid)[4])
+        assert tty_nr != 0 and ex.args["tty"] == tty_nr
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(master)
+
+
+def test_exec_from_memfd_is_flagged(live, tmp_path):
+    code = textwrap.dedent("""
+        import os
+        fd = os.memfd_create("falconet-exe", 0)
+        os.write(fd, open("/bin/true", "rb").read())
+        os.execve(fd, ["memtrue"], {}) if hasattr(os, "execve") else None
+    """)
+    p = subprocess.run([sys.executable, "-c", code], check=True)
+    del p
+    ex = live.wait_for(lambda e: e.type in ("execve", "execveat") and e.args.get("argv") ==
+                       ["memtrue"], what="memfd exec")
+    assert ex.res == 0 and ex.args["exe_from_memfd"] is True
+
+
+def test_own_process_is_filtered_in_the_kernel(live, tmp_path):
+    marker = tmp_path / "own-filter-probe"
+    marker.write_text("x")
+    open(marker).close()                               # noqa: SIM115 - the engine's own open
+    p = subprocess.run(["cat", str(marker)], capture_output=True, check=True)
+    del p
+    live.wait_for(lambda e: e.type == "openat" and e.args["name"] == str(marker)
+                  and e.pid != os.getpid(), what="cat's openat (positive control)")
+    mine = live.matching(lambda e: e.pid == os.getpid())
+    assert mine == []
+
+
+def test_only_selected_syscalls_are_attached(tmp_path):
+    need_bcc()
+    from live_collector import LiveCollector  # noqa: PLC0415
+    c = LiveCollector({"openat"})
+    try:
+        built = c.source.built
+        assert "openat" in built.events and "connect" not in built.events
+        assert "execve" in built.events and "procexit" in built.events   # state base set
+        assert "close" in built.events                                    # fd partner of opens
+        attached = set(c.source.attached)
+        assert "syscalls:sys_enter_openat" in attached
+        assert "syscalls:sys_enter_connect" not in attached
+        assert "syscalls:sys_enter_unlinkat" not in attached
+        code = ("import socket,os\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"
+                "c=socket.socket(); c.connect(s.getsockname()); os.unlink(os.devnull+'x') "
+                "if False else None\nopen('/etc/hostname').close()")
+        p = subprocess.run([sys.executable, "-c", code], check=True)
+        del p
+        c.wait_for(lambda e: e.type == "openat" and e.args["name"] == "/etc/hostname",
+                   what="openat")
+        types = {e.type for e in c.events}
+        assert types <= set(built.events)
+        assert "connect" not in types and "bind" not in types
+    finally:
+        c.close()
+
+
+def test_drops_are_counted_by_category_when_the_buffer_is_tiny(tmp_path):
+    """A 1-page ring buffer that nobody reads: the kernel counts every lost open by category, the
+    source moves the counts into EngineMetrics and raises the internal drop alert."""
+    need_bcc()
+    from live_collector import LiveCollector  # noqa: PLC0415
+
+    from falconet.collector.source import DROP_RULE, CollectorConfig  # noqa: PLC0415
+    from falconet.metrics import EngineMetrics  # noqa: PLC0415
+    alerts = []
+    metrics = EngineMetrics()
+    c = LiveCollector({"openat"}, CollectorConfig(ring_buffer_pages=1), consume=False,
+                      metrics=metrics, inject=alerts.append)
+    try:
+        code = "for _ in range(2000): open('/etc/hostname').close()"
+        subprocess.run([sys.executable, "-c", code], check=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            c.source.poll_stats()
+            if metrics.drops.get("kernel_open", 0) > 0:
+                break
+            time.sleep(0.05)
+        s = c.source.stats
+        assert s.drops_by_category["open"] > 1000
+        assert metrics.drops["kernel_open"] == s.drops_by_category["open"]
+        assert metrics.kernel_drops >= s.drops_by_category["open"]
+        assert metrics.kernel_events >= metrics.kernel_drops
+        assert alerts and alerts[0].rule == DROP_RULE and alerts[0].source == "internal"
+        assert alerts[0].output_fields["n_drops_buffer_open_exit"] > 0
+    finally:
+        c.close()

@@ -1,0 +1,141 @@
+"""Capture format v1: round trip (plain and gzip), state records in order, malformed lines."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from falconet.capture import (FORMAT_VERSION, CaptureError, CaptureWriter, MalformedReporter,
+                              ReplaySource, read_capture, read_header)
+from falconet.events import Event
+from falconet.metrics import EngineMetrics
+
+
+def sample_events() -> list[Event]:
+    return [
+        Event("syscall", "execve", 1_000, 7, 7, {"filename": "/bin/cat", "argv": ["cat", "x"],
+                                                 "cwd": "/", "uid": 0}, 0),
+        Event("syscall", "openat", 2_000, 7, 7, {"fd": 3, "name": "/etc/shadow", "flags": 1}, 3),
+        Event("k8s_audit", "event", 3_000, raw={"verb": "create"}),
+        Event("syscall", "procexit", 4_000, 7, 7, {"status": 0}),
+    ]
+
+
+@pytest.mark.parametrize("name", ["x.fcap", "x.fcap.gz"])
+def test_round_trip_with_state_in_order(tmp_path: Path, name: str) -> None:
+    path = str(tmp_path / name)
+    evs = sample_events()
+    with CaptureWriter(path, host="h1", kernel="6.18.0", start_ns=5) as w:
+        w.write_state("core-state", {"threads": [{"tid": 7}]})
+        w.write_event(evs[0])
+        w.write_event(evs[1])
+        w.write_state("container", {"id": "abc", "name": "web"})
+        w.write_event(evs[2])
+        w.write_event(evs[3])
+    raw = Path(path).read_bytes()
+    assert (raw[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    h = read_header(path)
+    assert h == {"falconet_capture": FORMAT_VERSION, "host": "h1", "kernel": "6.18.0",
+                 "start_ns": 5, "engine_version": h["engine_version"]}
+    order: list[str] = []
+    got = []
+    for e in read_capture(path, on_state=lambda p, d: order.append(f"state:{p}")):
+        order.append(f"evt:{e.type}")
+        got.append(e)
+    assert order == ["state:core-state", "evt:execve", "evt:openat", "state:container",
+                     "evt:event", "evt:procexit"]
+    assert [e.to_dict() for e in got] == [e.to_dict() for e in evs]
+
+
+def test_gzip_is_detected_by_magic_not_name(tmp_path: Path) -> None:
+    plain = tmp_path / "a.fcap"
+    with CaptureWriter(str(plain), start_ns=1) as w:
+        w.write_event(sample_events()[1])
+    odd = tmp_path / "compressed-but-no-suffix"
+    odd.write_bytes(gzip.compress(plain.read_bytes()))
+    assert [e.type for e in read_capture(str(odd))] == ["openat"]
+
+
+def test_malformed_lines_are_reported_counted_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "bad.fcap"
+    good = json.dumps({"k": "evt", "src": "syscall", "type": "openat", "ts": 1, "args": {}})
+    path.write_text("\n".join([
+        json.dumps({"falconet_capture": 1, "host": "h", "kernel": "k", "start_ns": 0,
+                    "engine_version": "0"}),
+        good,
+        "{not json",
+        json.dumps({"k": "evt", "src": "syscall", "ts": 2}),                      # no type
+        json.dumps({"k": "evt", "src": "syscall", "type": "x", "ts": "soon"}),     # ts not int
+        json.dumps({"k": "mystery"}),
+        "",
+        good,
+    ]) + "\n")
+    m = EngineMetrics()
+    err = io.StringIO()
+    rep = MalformedReporter(str(path), m, stream=err)
+    evs = list(read_capture(str(path), on_malformed=rep))
+    assert len(evs) == 2
+    assert m.drops["capture_malformed"] == 4
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith(f"falconet: {path}:3: malformed capture line skipped: invalid JSON")
+    assert lines[1] == f"falconet: {path}:4: malformed capture line skipped: missing key 'type'"
+    assert lines[2].startswith(f"falconet: {path}:5: malformed capture line skipped: src/type")
+    assert lines[3] == f"falconet: {path}:6: malformed capture line skipped: unknown record kind 'mystery'"
+
+
+def test_malformed_reports_are_rate_limited(tmp_path: Path) -> None:
+    path = tmp_path / "junk.fcap"
+    path.write_text('{"falconet_capture": 1}\n' + "junk\n" * 100)
+    m = EngineMetrics()
+    err = io.StringIO()
+    rep = MalformedReporter(str(path), m, stream=err, limit=5)
+    assert list(read_capture(str(path), on_malformed=rep)) == []
+    rep.summary()
+    out = err.getvalue().splitlines()
+    assert len(out) == 5 + 1 + 1
+    assert m.drops["capture_malformed"] == 100
+    assert out[-1].endswith("100 malformed lines skipped in total")
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
+    path = tmp_path / "cut.fcap.gz"
+    with CaptureWriter(str(path), start_ns=1) as w:
+        for i in range(2000):
+            w.write_event(Event("syscall", "read", i + 1, 1, 1, {"fd": i}))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    problems: list[tuple[int, str]] = []
+    n = sum(1 for _ in read_capture(str(path), on_malformed=lambda ln, r: problems.append((ln, r))))
+    assert 0 < n < 2000
+    assert any("truncated" in r for _, r in problems)
+
+
+def test_not_a_capture_and_unsupported_version(tmp_path: Path) -> None:
+    p = tmp_path / "x.txt"
+    p.write_text("hello\n")
+    with pytest.raises(CaptureError, match=r"x.txt:1: not a falconet capture"):
+        read_header(str(p))
+    p.write_text('{"falconet_capture": 99}\n')
+    with pytest.raises(CaptureError, match="unsupported capture format version 99"):
+        ReplaySource().open({"path": str(p)})
+    with pytest.raises(CaptureError, match="cannot open capture"):
+        ReplaySource().open({"path": str(tmp_path / "missing")})
+
+
+def test_replay_source_close_stops_iteration(tmp_path: Path) -> None:
+    path = tmp_path / "many.fcap"
+    with CaptureWriter(str(path), start_ns=1) as w:
+        for i in range(10000):
+            w.write_event(Event("syscall", "read", i + 1, 1, 1, {}))
+    src = ReplaySource()
+    it = src.open({"path": str(path)})
+    n = 0
+    for _ in it:
+        n += 1
+        if n == 10:
+            src.close()
+    assert n < 2048

@@ -1,0 +1,115 @@
+"""Alerts through the OTel plugin (its hooks, configured by OTEL_* variables) to a real OTLP
+receiver over HTTP/protobuf and gRPC: log records, severity, attributes, resource, spans, linking."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+
+import pytest
+from falconet.api import EngineContext
+from falconet.fields import FieldRegistry
+from falconet.metrics import EngineMetrics
+from falconet.priorities import Priority
+from falconet_otel import mapping
+from falconet_otel import plugin as otel_plugin
+from otel_alerts import T0, make_alert
+from otlp_receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+
+RECEIVERS = {"http/protobuf": OtlpHttpReceiver, "grpc": OtlpGrpcReceiver}
+
+
+@pytest.fixture(params=sorted(RECEIVERS))
+def receiver(request, monkeypatch):
+    rx = RECEIVERS[request.param]().start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", request.param)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team%20a")
+    monkeypatch.setenv("K8S_NODE_NAME", "node-7")
+    yield rx
+    rx.stop()
+
+
+def engine_ctx() -> EngineContext:
+    return EngineContext(hostname="node-a", fields=FieldRegistry(), metrics=EngineMetrics())
+
+
+def test_plugin_is_an_entry_point():
+    eps = {ep.name: ep.value for ep in md.entry_points(group="falconet")}
+    assert eps.get("otel") == "falconet_otel.plugin"
+
+
+def test_off_without_endpoint_says_so_once(monkeypatch, caplog):
+    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = engine_ctx()
+    otel_plugin.falconet_configure({}, ctx)
+    with caplog.at_level("INFO", logger="falconet"):
+        assert otel_plugin.falconet_alert_sinks(ctx) is None
+    lines = [r.getMessage() for r in caplog.records if "otel" in r.getMessage()]
+    assert len(lines) == 1 and "off" in lines[0]
+
+
+def test_alerts_arrive_as_logs_and_spans(receiver):
+    ctx = engine_ctx()
+    otel_plugin.falconet_configure({"timeout": 2}, ctx)
+    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    sink.start()
+    first = make_alert()
+    sink.send(first)
+    sink.send(make_alert(rule="Read sensitive file untrusted", priority=Priority.WARNING,
+                         t=T0 + 10, lineage=first.lineage))
+    sink.send(make_alert(rule="Host rule", priority=Priority.EMERGENCY, pod=None, container=None,
+                         pid=77, t=T0 + 20))
+    sink.close()
+    assert receiver.wait_for(lambda: len(receiver.logs) == 3 and len(receiver.spans) == 7), (
+        len(receiver.logs), len(receiver.spans))
+
+    logs = {r.attributes["security_rule.name"]: r for r in receiver.logs}
+    crit = logs["Terminal shell in container"]
+    lr = crit.record
+    assert lr.body.string_value == first.output
+    assert lr.event_name == "falco.alert"
+    assert "event.name" not in crit.attributes
+    assert (lr.severity_text, lr.severity_number) == ("Critical", 18)
+    assert (logs["Read sensitive file untrusted"].record.severity_number,
+            logs["Host rule"].record.severity_number) == (13, 21)
+    assert lr.time_unix_nano == T0
+    a = crit.attributes
+    assert a["security_rule.category"] == "mitre_execution"
+    assert a["security_rule.ruleset.name"] == "falco_rules.yaml"
+    assert a["falco.tags"] == ["T1059", "container", "mitre_execution", "shell"]
+    assert a["falco.output_fields.proc.aname[2]"] == "containerd-shim"
+    assert (a["process.pid"], a["process.parent_pid"]) == (4242, 4000)
+    assert a["process.executable.path"] == "/usr/bin/bash"
+    assert a["process.command_line"] == "bash -i"
+    assert a["user.name"] == "root"
+    assert (a["container.id"], a["k8s.pod.name"], a["k8s.namespace.name"]) == (
+        "abc123def456", "web-1", "shop")
+    assert a["file.path"] == "/etc/shadow"
+    res = crit.resource
+    assert res["service.name"] == "falconet" and res["host.name"] == "node-a"
+    assert res["k8s.node.name"] == "node-7" and res["service.version"] and res["service.instance.id"]
+    assert crit.headers.get("x-tenant") == "team a"
+
+    # spans: one trace per workload; ancestors once; the alert is an event on the process span
+    spans = receiver.spans
+    pod_trace = mapping.trace_id_for("pod:shop/web-1").to_bytes(16, "big")
+    host_trace = mapping.trace_id_for("host:node-a").to_bytes(16, "big")
+    assert {s.record.trace_id for s in spans} == {pod_trace, host_trace}
+    pod_spans = [s.record for s in spans if s.record.trace_id == pod_trace]
+    names = sorted(s.name for s in pod_spans)
+    assert names == ["bash", "bash", "containerd-shim", "sh"]
+    by_id = {s.span_id: s for s in pod_spans}
+    for s in pod_spans:
+        if s.name == "bash":
+            assert by_id[s.parent_span_id].name == "sh"
+            assert by_id[by_id[s.parent_span_id].parent_span_id].name == "containerd-shim"
+            assert [e.name for e in s.events] == ["falco.alert"]
+    # the log record carries the trace and span id of its alert's process span
+    for r in receiver.logs:
+        sp = next(s.record for s in spans if s.record.span_id == r.record.span_id)
+        assert sp.trace_id == r.record.trace_id
+        ev = {kv.key for kv in sp.events[0].attributes}
+        assert "security_rule.name" in ev and "falco.output_fields.proc.name" in ev
+    assert sink.stats["logs"].sent == 3 and sink.stats["logs"].failed == 0
