@@ -7,6 +7,7 @@ VENV ?= .venv
 export VENV PYTHON
 BIN := $(VENV)/bin
 RUN_ARGS ?=
+CONFIG ?= falconet.yaml
 
 .PHONY: run test setup setup-test lint unit bench clean
 
@@ -17,7 +18,7 @@ setup-test:
 	@scripts/setup.sh test
 
 run: setup
-	$(BIN)/falconet run $(RUN_ARGS)
+	$(BIN)/falconet run -c $(CONFIG) $(RUN_ARGS)
 
 lint: setup
 	$(BIN)/ruff check core plugins tests bench

@@ -27,58 +27,89 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "rules"))
 
 from falconet.events import Event  # noqa: E402
+from falconet.fields.registry import FieldRegistry  # noqa: E402
 from falconet.rules import load_rules  # noqa: E402
-from falconet.state.tables import FdInfo, ThreadInfo  # noqa: E402
+from falconet.state.tables import FdInfo, StateTables, ThreadInfo  # noqa: E402
 from stubfields import stub_registry  # noqa: E402
 
 FALCO_RULES = REPO.parent / "shared" / "falco" / "falco_rules.yaml"
 
 
-def build_registry():
-    """The engine's registry when core fields are there; else the test stand-in."""
-    try:
-        from falconet.rules.registry_builder import build_registry as real  # noqa: PLC0415
-        reg, kind = real(), "real"
-        if "proc.name" in reg.fields and "container.id" in reg.fields:
-            return reg, kind
-    except Exception:  # noqa: BLE001 - fall back to the stand-in
-        pass
+class World:
+    """The state the extractors read: thread table and container table."""
+
+    def __init__(self) -> None:
+        self.tables = StateTables()
+        self.containers: dict[str, object] = {}
+
+
+def build_registry(world: World, force_stub: bool = False):
+    """The engine's real registry (core fields bound to ``world.tables`` + the container
+    plugin's fields), or the unit tests' stand-in when those are not installed."""
+    if not force_stub:
+        try:
+            from falconet.fields.core_fields import core_field_defs  # noqa: PLC0415
+            from falconet_container.enricher import ContainerEnricher  # noqa: PLC0415
+            from falconet_container.fields import field_defs  # noqa: PLC0415
+
+            enricher = ContainerEnricher()
+            world.containers = enricher.containers
+            reg = FieldRegistry()
+            reg.register_all(core_field_defs(world.tables))
+            reg.register_all(field_defs(enricher))
+            return reg, "real"
+        except ImportError:
+            pass
     return stub_registry(), "stub"
 
 
-def make_threads(rng: random.Random) -> list[ThreadInfo]:
-    names = [("bash", "/usr/bin/bash"), ("python3", "/usr/bin/python3.11"), ("nginx", "/usr/sbin/nginx"),
-             ("java", "/usr/lib/jvm/bin/java"), ("node", "/usr/bin/node"), ("cron", "/usr/sbin/cron"),
-             ("sshd", "/usr/sbin/sshd"), ("containerd", "/usr/bin/containerd"),
-             ("postgres", "/usr/lib/postgresql/bin/postgres"), ("ls", "/usr/bin/ls"),
-             ("cat", "/usr/bin/cat"), ("grep", "/usr/bin/grep"), ("sh", "/usr/bin/dash")]
+def make_threads(rng: random.Random, world: World) -> list[ThreadInfo]:
+    names = [("bash", "/usr/bin/bash"), ("python3", "/usr/bin/python3.11"),
+             ("nginx", "/usr/sbin/nginx"), ("java", "/usr/lib/jvm/bin/java"),
+             ("node", "/usr/bin/node"), ("cron", "/usr/sbin/cron"), ("sshd", "/usr/sbin/sshd"),
+             ("containerd", "/usr/bin/containerd"), ("postgres", "/usr/lib/postgresql/bin/postgres"),
+             ("ls", "/usr/bin/ls"), ("cat", "/usr/bin/cat"), ("grep", "/usr/bin/grep"),
+             ("sh", "/usr/bin/dash")]
     threads = []
     init = ThreadInfo(1, 1, comm="systemd", exe="/sbin/init", exepath="/usr/lib/systemd/systemd")
+    world.tables.threads[1] = init
     for i in range(200):
         comm, path = rng.choice(names)
         parent_comm, parent_path = rng.choice(names)
-        parent = ThreadInfo(5000 + i, 5000 + i, ptid=1, comm=parent_comm, exe=parent_comm,
-                            exepath=parent_path, args=["-c", "run"], start_ts=1)
-        grand = ThreadInfo(7000 + i, 7000 + i, ptid=1, comm="containerd-shim", exe="containerd-shim",
-                           exepath="/usr/bin/containerd-shim-runc-v2")
+        grand = ThreadInfo(7000 + i, 7000 + i, ptid=1, comm="containerd-shim",
+                           exe="containerd-shim", exepath="/usr/bin/containerd-shim-runc-v2")
+        parent = ThreadInfo(5000 + i, 5000 + i, ptid=grand.pid, comm=parent_comm,
+                            exe=parent_comm, exepath=parent_path, args=["-c", "run"], start_ts=1)
         t = ThreadInfo(10000 + i, 10000 + i, ptid=parent.pid, comm=comm, exe=comm, exepath=path,
                        args=rng.choice([["-l"], ["--config", "/etc/app.yaml"], ["/srv/app.py"], []]),
                        uid=rng.choice([0, 1000, 33]), cwd="/srv", tty=0, start_ts=1,
                        loginuid=-1)
-        t.extra["ancestors"] = [parent, grand, init]
+        for x in (grand, parent, t):
+            world.tables.threads[x.tid] = x
+        t.extra["ancestors"] = [parent, grand, init]          # for the stand-in registry
         t.extra["caps"] = "CAP_CHOWN CAP_NET_BIND_SERVICE"
         if i % 2:
-            t.extra["container"] = {"id": f"{i:012x}", "name": f"app{i}",
-                                    "repository": "docker.io/library/nginx", "tag": "1.25",
-                                    "privileged": False, "start_ts": 1}
+            cid = f"{i:064x}"
+            t.container_id = cid
+            meta = {"id": cid[:12], "name": f"app{i}", "repository": "docker.io/library/nginx",
+                    "tag": "1.25", "privileged": False, "start_ts": 1}
+            t.extra["container"] = meta
+            try:
+                from falconet_container.model import ContainerInfo  # noqa: PLC0415
+                world.containers[cid] = ContainerInfo(
+                    cid, type="docker", name=meta["name"], image="nginx:1.25",
+                    image_repository=meta["repository"], image_tag="1.25", privileged=False,
+                    start_ts=1)
+            except ImportError:
+                pass
         threads.append(t)
     return threads
 
 
-def make_events(n: int, seed: int = 7) -> list[tuple]:
+def make_events(n: int, world: World, seed: int = 7) -> list[tuple]:
     """Event recipes (type, thread, fd, args, res): mostly benign activity."""
     rng = random.Random(seed)
-    threads = make_threads(rng)
+    threads = make_threads(rng, world)
     files = ["/etc/ld.so.cache", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/srv/data/log.txt",
              "/proc/self/status", "/var/log/nginx/access.log", "/etc/hosts", "/tmp/tmpa1b2",
              "/home/user/.cache/x", "/etc/passwd", "/dev/null"]
@@ -93,7 +124,7 @@ def make_events(n: int, seed: int = 7) -> list[tuple]:
         if ty == "openat":
             path = rng.choice(files)
             fd = FdInfo(rng.randint(3, 64), "f", path, path, flags=0)
-            args = {"fd": fd.num, "name": path, "flags": "O_RDONLY|O_CLOEXEC", "flags_raw": 0}
+            args = {"fd": fd.num, "name": path, "flags": 0o2000000, "mode": 0}   # O_RDONLY|O_CLOEXEC
             res = fd.num
         elif ty in ("connect", "sendto"):
             fd = FdInfo(5, "4", "10.0.0.5:40000->10.0.0.9:443", l4proto="tcp", sip="10.0.0.5",
@@ -134,20 +165,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--profile", action="store_true", help="add the cProfile top entries")
     ap.add_argument("--rules", default=str(FALCO_RULES))
+    ap.add_argument("--stub", action="store_true", help="use the unit tests' stand-in fields")
+    ap.add_argument("--closures", action="store_true",
+                    help="compile conditions to closure trees instead of generated functions")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N timed runs (default 3)")
     a = ap.parse_args(argv)
-    registry, kind = build_registry()
+    if a.closures:
+        import falconet.rules.loader as loader_mod  # noqa: PLC0415
+        loader_mod.USE_CODEGEN = False
+    world = World()
+    registry, kind = build_registry(world, a.stub)
     t0 = time.perf_counter()
     res = load_rules([a.rules], registry, plugin_versions={"container": "0.6.0"})
     load_s = time.perf_counter() - t0
     if not res.ok:
         print(json.dumps({"error": [str(m) for m in res.errors]}))
         return 1
-    recipes = make_events(a.events)
+    recipes = make_events(a.events, world)
     run(res.ruleset, recipes[:5000])                 # warm-up
-    secs, alerts = run(res.ruleset, recipes)
-    out = {"benchmark": "rules", "registry": kind, "rules": res.counts["rules"],
+    secs, alerts = min(run(res.ruleset, recipes) for _ in range(a.repeat))
+    types = res.ruleset.event_types("syscall") or set()
+    ruled = [r for r in recipes if r[0] in types]       # only events some rule looks at
+    secs_ruled = min(run(res.ruleset, ruled)[0] for _ in range(a.repeat))
+    out = {"benchmark": "rules", "registry": kind,
+           "compiler": "closures" if a.closures else "codegen", "rules": res.counts["rules"],
            "load_seconds": round(load_s, 4), "events": a.events, "seconds": round(secs, 3),
            "events_per_second": round(a.events / secs), "alerts": alerts,
+           "ruled_events": len(ruled), "ruled_events_per_second": round(len(ruled) / secs_ruled),
            "eval_errors": sum(res.ruleset.eval_errors.values())}
     if a.profile:
         prof = cProfile.Profile()

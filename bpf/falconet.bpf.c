@@ -71,22 +71,26 @@ struct args_t {
 };
 
 struct rec_base { struct hdr_t h; };
-struct rec_str1 { struct hdr_t h; char s0[PATH_LEN]; };
-struct rec_str2 { struct hdr_t h; char s0[PATH_LEN]; char s1[PATH_LEN]; };
-struct rec_str3 { struct hdr_t h; char s0[PATH_LEN]; char s1[PATH_LEN]; char s2[PATH_LEN]; };
+struct rec_comm { struct hdr_t h; char s0[16]; };
 struct rec_sock { struct hdr_t h; char s0[SOCK_LEN]; };
 
+// Records with strings are variable-sized: built in a per-CPU scratch buffer, strings packed one
+// after the other (s0 at the base, s1 at base + len0, s2 at base + len0 + len1; each length
+// includes the NUL), then copied with bpf_ringbuf_output. A typical open is ~130 bytes instead of
+// 600, so the same ring buffer absorbs four times the burst.
 #define N_EXEC_WORDS 24
-struct rec_exec {
+struct exec_head {
     struct hdr_t h;
     u64 x[N_EXEC_WORDS];
     char comm[16];
-    char s0[PATH_LEN];          // filename
-    char s1[ARGV_LEN];          // argv, NUL separated
-#if ENV_LEN > 0
-    char s2[ENV_LEN];           // environment, NUL separated
+};                              // then filename, argv (NUL separated), env (NUL separated)
+#define STR_BASE sizeof(struct hdr_t)
+#define EXEC_BASE sizeof(struct exec_head)
+#ifndef MAX_REC
+#define MAX_REC 16384           // power of two, >= 2 * largest record (set by program.py)
 #endif
-};
+#define POS_MASK (MAX_REC / 2 - 1)
+struct scratch_t { char b[MAX_REC]; };
 
 struct fname_t { char s[PATH_LEN]; };
 
@@ -94,7 +98,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_HASH(args_map, u32, struct args_t, ARGS_MAP_SIZE);
 BPF_HASH(exec_fn, u32, struct fname_t, 4096);
 BPF_PERCPU_ARRAY(scratch, struct fname_t, 1);
+BPF_PERCPU_ARRAY(rec_scratch, struct scratch_t, 1);
 BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
+BPF_ARRAY(wanted, u8, 512);           // syscall nr -> 1 when a handler is installed
 
 static __always_inline void count(u32 idx) {
     u64 *c = counters.lookup(&idx);
@@ -226,44 +232,51 @@ static __always_inline int emit_base(void *ctx, u32 id, u32 cat) {
     return 0;
 }
 
-static __always_inline int emit_str1(void *ctx, u32 id, u32 cat, int i0) {
-    struct args_t a;
-    u64 pt;
-    if (!take_args(id, &a, &pt))
-        return 0;
-    RESERVE(rec_str1, cat);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
-    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
-    events.ringbuf_submit(r, 0);
+static __always_inline char *scratch_buf(void) {
+    u32 zero = 0;
+    return (char *)rec_scratch.lookup(&zero);
+}
+
+static __always_inline int output(char *buf, u32 size, u32 cat) {
+    count(C_EVENTS);
+    BOUND(size, MAX_REC - 1);
+    if (events.ringbuf_output(buf, size, 0) != 0)
+        count(C_DROP_BASE + cat);
     return 0;
 }
 
-static __always_inline int emit_str2(void *ctx, u32 id, u32 cat, int i0, int i1) {
-    struct args_t a;
-    u64 pt;
-    if (!take_args(id, &a, &pt))
-        return 0;
-    RESERVE(rec_str2, cat);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
-    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
-    r->h.len1 = ustr(r->s1, PATH_LEN, a.a[i1 & 7]);
-    events.ringbuf_submit(r, 0);
-    return 0;
+// Append a user string at *pos (bounded for the verifier); returns the stored length.
+static __always_inline u16 put_ustr(char *buf, u32 *pos, u32 max, u64 ptr) {
+    u32 p = *pos;
+    BOUND(p, POS_MASK);
+    u16 n = ustr(buf + p, max, ptr);
+    *pos = p + n;
+    return n;
 }
 
-static __always_inline int emit_str3(void *ctx, u32 id, u32 cat, int i0, int i1, int i2) {
+static __always_inline int emit_strs(void *ctx, u32 id, u32 cat, int nstr, int i0, int i1,
+                                     int i2) {
     struct args_t a;
     u64 pt;
     if (!take_args(id, &a, &pt))
         return 0;
-    RESERVE(rec_str3, cat);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
-    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[i0 & 7]);
-    r->h.len1 = ustr(r->s1, PATH_LEN, a.a[i1 & 7]);
-    r->h.len2 = ustr(r->s2, PATH_LEN, a.a[i2 & 7]);
-    events.ringbuf_submit(r, 0);
-    return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    fill_hdr(h, id, SYS_RET(ctx), pt, &a);
+    u32 pos = STR_BASE;
+    h->len0 = put_ustr(buf, &pos, PATH_LEN, a.a[i0 & 7]);
+    if (nstr > 1)
+        h->len1 = put_ustr(buf, &pos, PATH_LEN, a.a[i1 & 7]);
+    if (nstr > 2)
+        h->len2 = put_ustr(buf, &pos, PATH_LEN, a.a[i2 & 7]);
+    return output(buf, pos, cat);
 }
+
+#define emit_str1(ctx, id, cat, i0) emit_strs(ctx, id, cat, 1, i0, 0, 0)
+#define emit_str2(ctx, id, cat, i0, i1) emit_strs(ctx, id, cat, 2, i0, i1, 0)
+#define emit_str3(ctx, id, cat, i0, i1, i2) emit_strs(ctx, id, cat, 3, i0, i1, i2)
 
 // Sizes PATH_LEN, ARGV_LEN, ENV_LEN and SOCK_LEN must be powers of two (verifier-friendly masks).
 // sockaddr modes: 0 = length is the word at len_i; 1 = word at len_i points to an int length
@@ -309,12 +322,17 @@ static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int 
 
 // clone/fork/vfork/clone3: a[0] = flags (clone), or the user clone_args pointer (clone3).
 static __always_inline int emit_clone(void *ctx, u32 id, int is_clone3) {
-    struct args_t a;
+    struct args_t a = {};
     u64 pt;
-    if (!take_args(id, &a, &pt))
-        return 0;
+    if (!take_args(id, &a, &pt)) {
+        // the child's return from clone has no enter of its own (it starts inside the syscall)
+        if (SYS_RET(ctx) != 0 || is_self(pt))
+            return 0;
+        __builtin_memset(&a, 0, sizeof(a));
+        is_clone3 = 3;
+    }
     u64 flags = 0;
-    if (is_clone3) {
+    if (is_clone3 == 1) {
         if (a.a[0] && bpf_probe_read_user(&flags, sizeof(flags), (void *)a.a[0]) < 0)
             count(C_USER_READ);
     } else if (is_clone3 == 0) {
@@ -387,20 +405,38 @@ static __always_inline int save_exec(void *ctx, u32 id, int nargs, int fname_i) 
 
 static __always_inline int emit_exec(void *ctx, u32 id) {
     struct args_t a;
-    u64 pt;
-    if (!take_args(id, &a, &pt))
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
         return 0;
+    // A successful execveat can report its exit under execve's number (measured on 6.18): take
+    // whichever exec enter this thread saved, and report it under that enter's type.
+    {
+        u32 t = (u32)pt;
+        struct args_t *ap = args_map.lookup(&t);
+        if (!ap || (ap->id != EV_execve && ap->id != EV_execveat)) {
+            count(C_NO_ENTER);
+            return 0;
+        }
+        __builtin_memcpy(&a, ap, sizeof(a));
+        args_map.delete(&t);
+        id = a.id;
+    }
     u32 tid = (u32)pt;
     s64 res = SYS_RET(ctx);
-    RESERVE(rec_exec, CAT_EXECVE);
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct exec_head *r = (struct exec_head *)buf;
     fill_hdr(&r->h, id, res, pt, &a);
+    u32 pos = EXEC_BASE;
     struct fname_t *fn = exec_fn.lookup(&tid);
     if (fn) {
-        long n = bpf_probe_read_kernel_str(r->s0, PATH_LEN, fn->s);
-        r->h.len0 = n > 0 ? (u16)n : 0;
+        long n = bpf_probe_read_kernel_str(buf + EXEC_BASE, PATH_LEN, fn->s);
+        if (n > 0) {
+            r->h.len0 = (u16)n;
+            pos += (u32)n;
+        }
         exec_fn.delete(&tid);
-    } else {
-        r->s0[0] = 0;
     }
     bpf_get_current_comm(r->comm, sizeof(r->comm));
 
@@ -467,11 +503,13 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
         if (n > ARGV_LEN - 1)
             n = ARGV_LEN - 1;
         BOUND(n, ARGV_LEN - 1);
-        if (n && bpf_probe_read_user(r->s1, n, (void *)start) < 0) {
+        BOUND(pos, POS_MASK);
+        if (n && bpf_probe_read_user(buf + pos, n, (void *)start) < 0) {
             count(C_USER_READ);
             n = 0;
         }
         r->h.len1 = (u16)n;
+        pos += n;
 #if ENV_LEN > 0
         start = kread_u64(mm, OFF_MM_ENV_START);
         end = kread_u64(mm, OFF_MM_ENV_END);
@@ -479,15 +517,16 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
         if (n > ENV_LEN - 1)
             n = ENV_LEN - 1;
         BOUND(n, ENV_LEN - 1);
-        if (n && bpf_probe_read_user(r->s2, n, (void *)start) < 0) {
+        BOUND(pos, POS_MASK);
+        if (n && bpf_probe_read_user(buf + pos, n, (void *)start) < 0) {
             count(C_USER_READ);
             n = 0;
         }
         r->h.len2 = (u16)n;
+        pos += n;
 #endif
     }
-    events.ringbuf_submit(r, 0);
-    return 0;
+    return output(buf, pos, CAT_EXECVE);
 }
 
 // prctl: arg2 is a string for PR_SET_NAME (15) only
@@ -496,12 +535,15 @@ static __always_inline int emit_prctl(void *ctx, u32 id) {
     u64 pt;
     if (!take_args(id, &a, &pt))
         return 0;
-    RESERVE(rec_str1, CAT_OTHER);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    fill_hdr(h, id, SYS_RET(ctx), pt, &a);
+    u32 pos = STR_BASE;
     if (a.a[0] == 15)
-        r->h.len0 = ustr(r->s0, 16, a.a[1]);
-    events.ringbuf_submit(r, 0);
-    return 0;
+        h->len0 = put_ustr(buf, &pos, 16, a.a[1]);
+    return output(buf, pos, CAT_OTHER);
 }
 
 // openat2(dfd, filename, struct open_how *how, size): how = {u64 flags, mode, resolve}
@@ -513,14 +555,17 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     u64 how[3] = {};
     if (a.a[2] && bpf_probe_read_user(how, sizeof(how), (void *)a.a[2]) < 0)
         count(C_USER_READ);
-    RESERVE(rec_str1, CAT_OPEN);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
-    r->h.a[2] = how[0];
-    r->h.a[3] = how[1];
-    r->h.a[4] = how[2];
-    r->h.len0 = ustr(r->s0, PATH_LEN, a.a[1]);
-    events.ringbuf_submit(r, 0);
-    return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    fill_hdr(h, id, SYS_RET(ctx), pt, &a);
+    h->a[2] = how[0];
+    h->a[3] = how[1];
+    h->a[4] = how[2];
+    u32 pos = STR_BASE;
+    h->len0 = put_ustr(buf, &pos, PATH_LEN, a.a[1]);
+    return output(buf, pos, CAT_OPEN);
 }
 
 // ---------------------------------------------------------------- process events
@@ -530,7 +575,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (is_self(pt))
         return 0;
     void *child = (void *)ctx->args[1];
-    RESERVE(rec_str1, CAT_CLONE);
+    RESERVE(rec_comm, CAT_CLONE);
     fill_hdr(&r->h, EV_procfork, 0, pt, 0);
     r->h.a[0] = kread_u32(child, OFF_TASK_PID);
     r->h.a[1] = kread_u32(child, OFF_TASK_TGID);
@@ -562,5 +607,57 @@ int falconet_procexit(void *ctx) {
     return 0;
 }
 #endif
+
+// ---------------------------------------------------------------- syscall dispatch
+// raw_syscalls:sys_enter/sys_exit have the same context layout as syscalls:sys_{enter,exit}_X
+// (nr at 8, args or ret at 16), so the per-syscall handlers below run unchanged as tail calls.
+// One attachment pair instead of one per syscall: detaching ~100 syscall tracepoints takes ~8 s
+// (an RCU grace period each), detaching two is instant.
+#define MAX_SYSCALL_NR 512
+#define TS_COMPAT 0x0002
+BPF_PROG_ARRAY(enter_progs, MAX_SYSCALL_NR);
+BPF_PROG_ARRAY(exit_progs, MAX_SYSCALL_NR);
+
+static __always_inline int is_compat(void) {
+#ifdef OFF_TASK_TI_STATUS
+    // 32-bit (ia32) syscalls use another numbering: never dispatch them by the x86_64 table
+    void *task = (void *)bpf_get_current_task();
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status), (char *)task + OFF_TASK_TI_STATUS);
+    return status & TS_COMPAT;
+#else
+    return 0;
+#endif
+}
+
+int falconet_sys_enter(void *ctx) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    s64 nr = *(s64 *)((char *)ctx + 8);
+    if (nr < 0 || nr >= MAX_SYSCALL_NR)
+        return 0;
+    u32 idx = (u32)nr;
+    u8 *want = wanted.lookup(&idx);
+    if (!want || !*want || is_compat())
+        return 0;
+    enter_progs.call(ctx, idx);
+    return 0;
+}
+
+int falconet_sys_exit(void *ctx) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    s64 nr = *(s64 *)((char *)ctx + 8);
+    if (nr < 0 || nr >= MAX_SYSCALL_NR)
+        return 0;
+    u32 idx = (u32)nr;
+    u8 *want = wanted.lookup(&idx);
+    if (!want || !*want || is_compat())
+        return 0;
+    exit_progs.call(ctx, idx);
+    return 0;
+}
 
 // ---------------------------------------------------------------- generated handlers follow

@@ -90,6 +90,20 @@ COMMON_VARS = [HOST_VAR, INSTANCE_VAR, NAMESPACE_VAR, PRIORITY_VAR]
 
 
 # ------------------------------------------------------------------------------------ panels
+def per_output(counter: str) -> str:
+    """Rate of an output counter by output, 0 for outputs that never failed/dropped: the engine
+    creates those series on the first failure, so without the fallback a healthy output shows
+    "No data" instead of 0. The outputs are the ones that delivered something."""
+    sent = f"sum by (output) (rate(falconet_output_sent_total{{{I}}}[$__rate_interval]))"
+    return f"sum by (output) (rate({counter}{{{I}}}[$__rate_interval])) or ({sent} * 0)"
+
+
+def or_zero(expr: str) -> str:
+    """``expr``, or a single 0 when its series do not exist yet (e.g. no enrichment lookup happened:
+    container metadata is looked up live, never during a replay). Shows 0 instead of "No data"."""
+    return f"({expr}) or on() vector(0)"
+
+
 def prom(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A") -> dict[str, Any]:
     return {"refId": ref, "datasource": PROM, "expr": expr, "legendFormat": legend or "__auto",
             "range": not instant, "instant": instant, "editorMode": "code"}
@@ -262,10 +276,9 @@ def overview() -> dict[str, Any]:
                    "Failures retry; drops are lost alerts.",
                    [prom(f"sum by (output) (rate(falconet_output_sent_total{{{I}}}[$__rate_interval]))",
                          "{{output}} sent"),
-                    prom(f"sum by (output) (rate(falconet_output_failures_total{{{I}}}[$__rate_interval]))",
-                         "{{output}} failed", ref="B"),
-                    prom(f"sum by (output) (rate(falconet_output_drops_total{{{I}}}[$__rate_interval]))",
-                         "{{output}} dropped", ref="C")], unit="ops", w=8),
+                    prom(per_output("falconet_output_failures_total"), "{{output}} failed", ref="B"),
+                    prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="C")],
+                   unit="ops", w=8),
         timeseries("Engine CPU and memory", "CPU used by the engine process in cores "
                    "(rate of falconet_cpu_seconds_total), and its resident memory "
                    "(falconet_resident_memory_bytes, right axis).",
@@ -352,34 +365,33 @@ def engine_health() -> dict[str, Any]:
         timeseries("Output failures and drops", "Delivery failures and alerts lost because a queue was full, "
                    "per second (falconet_output_failures_total, falconet_output_drops_total, "
                    "falcosecurity_falco_outputs_queue_num_drops_total).",
-                   [prom(f"sum by (output) (rate(falconet_output_failures_total{{{I}}}[$__rate_interval]))",
-                         "{{output}} failed"),
-                    prom(f"sum by (output) (rate(falconet_output_drops_total{{{I}}}[$__rate_interval]))",
-                         "{{output}} dropped", ref="B"),
+                   [prom(per_output("falconet_output_failures_total"), "{{output}} failed"),
+                    prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="B"),
                     prom(f"sum(rate(falcosecurity_falco_outputs_queue_num_drops_total{{{I}}}[$__rate_interval]))",
                          "queue drops (all outputs)", ref="C")], unit="ops", w=12),
         row("Enrichment and state"),
         timeseries("Enrichment lookups by result", "Container and Kubernetes metadata lookups per second by "
                    "plugin and result (falconet_enrichment_lookups_total: hit, miss, error, timeout).",
-                   [prom(f"sum by (plugin, result) (rate(falconet_enrichment_lookups_total{{{I}}}"
-                         f"[$__rate_interval]))", "{{plugin}} {{result}}")], unit="ops", w=8),
+                   [prom(or_zero(f"sum by (plugin, result) (rate(falconet_enrichment_lookups_total{{{I}}}"
+                                 f"[$__rate_interval]))"), "{{plugin}} {{result}}")], unit="ops", w=8),
         timeseries("Enrichment miss ratio", "Share of lookups that missed, failed or timed out, by plugin. "
                    "A high ratio means alerts lack container or pod names (alert: FalconetMetadataMissesHigh).",
-                   [prom(f'sum by (plugin) (rate(falconet_enrichment_lookups_total{{{I}, '
-                         f'result=~"miss|error|timeout"}}[$__rate_interval])) / sum by (plugin) '
-                         f'(rate(falconet_enrichment_lookups_total{{{I}}}[$__rate_interval]))', "{{plugin}}")],
+                   [prom(or_zero(f'sum by (plugin) (rate(falconet_enrichment_lookups_total{{{I}, '
+                                 f'result=~"miss|error|timeout"}}[$__rate_interval])) / sum by (plugin) '
+                                 f'(rate(falconet_enrichment_lookups_total{{{I}}}[$__rate_interval]))'),
+                         "{{plugin}}")],
                    unit="percentunit", w=8),
         timeseries("Enrichment lookup latency (p99)", "99th percentile of metadata lookup time by plugin "
                    "(falconet_enrichment_lookup_seconds).",
-                   [prom(f"histogram_quantile(0.99, sum by (plugin, le) (rate(falconet_enrichment_lookup_seconds_"
-                         f"bucket{{{I}}}[$__rate_interval])))", "{{plugin}}")], unit="s", w=8),
+                   [prom(or_zero(f"histogram_quantile(0.99, sum by (plugin, le) (rate(falconet_enrichment_lookup_"
+                                 f"seconds_bucket{{{I}}}[$__rate_interval])))"), "{{plugin}}")], unit="s", w=8),
         timeseries("State table sizes", "Entries in the engine's state tables (falconet_state_table_entries): "
                    "threads, file descriptors, containers. Steady growth can mean missed exit events.",
                    [prom(f"sum by (table) (falconet_state_table_entries{{{I}}})", "{{table}}")], w=12),
         timeseries("Plugin errors", "Exceptions raised by plugin hooks per second "
                    "(falconet_plugin_errors_total); 0 when no plugin ever failed.",
-                   [prom(f"sum by (plugin, hook) (rate(falconet_plugin_errors_total{{{I}}}[$__rate_interval])) "
-                         f"or on() vector(0)", "{{plugin}} {{hook}}")], unit="ops", w=12),
+                   [prom(or_zero(f"sum by (plugin, hook) (rate(falconet_plugin_errors_total{{{I}}}"
+                                 f"[$__rate_interval]))"), "{{plugin}} {{hook}}")], unit="ops", w=12),
         row("Rules"),
         stat("Rules reload", "Result of the last rules (re)load (falconet_rules_reload_success): OK or FAILED. "
              "On failure the engine keeps the previous rules.",

@@ -260,10 +260,10 @@ PYEOF
 
 case "${1:-setup}" in
   setup)
-    T0=$(date +%s.%N)
+    T0=$(date +%s%N)
     build_images; start_containerd; load_containerd_images
     start_dockerd; load_docker_image; setup_podman; write_env
-    log "ready in $(printf '%.1f' "$(echo "$(date +%s.%N) - $T0" | bc)")s; source $CI_RT_DIR/env.sh" ;;
+    log "ready in $(( ($(date +%s%N) - T0) / 1000000 )) ms; source $CI_RT_DIR/env.sh" ;;
   stop)   stop_all ;;
   status) status ;;
   smoke)  smoke ;;

@@ -259,11 +259,14 @@ class App:
 
     def _count_rules(self, res: Any) -> None:
         counts: dict[str, int] = {}
+        min_prio = Priority.parse(self.config["priority"])
         for r in getattr(res, "rules", None) or []:
-            src = r.get("source") if isinstance(r, dict) else getattr(r, "source", None)
-            enabled = r.get("enabled", True) if isinstance(r, dict) else getattr(r, "enabled", True)
-            if src and enabled:
+            src, enabled = getattr(r, "source", None), getattr(r, "enabled", True)
+            prio = getattr(r, "priority", Priority.DEBUG)
+            if src and enabled and prio <= min_prio:
                 counts[src] = counts.get(src, 0) + 1
+                # known at load time: metric series get their tag labels before the first alert
+                self.metrics.rule_tags[r.name] = sorted(getattr(r, "tags", None) or [])
         if not counts and getattr(res, "counts", None):
             c = res.counts
             n = c.get("rules") if isinstance(c, dict) else getattr(c, "rules", 0)
@@ -376,9 +379,11 @@ class App:
         finally:
             if timer is not None:
                 timer.cancel()
-            for s, h in old.items():
-                signal.signal(s, h)
-            self._shutdown(pipeline, src, linger)
+            try:
+                self._shutdown(pipeline, src, linger)   # a signal here ends the linger early
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
         if stopped_by:
             log.info("stopped by %s", stopped_by[0])
         return rc
@@ -434,7 +439,8 @@ def add_engine_arguments(p: argparse.ArgumentParser, *, metrics_default: bool = 
     p.add_argument("--metrics-address", metavar="ADDR", help="metrics bind address "
                    "(default: metrics.address, 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="metrics port (default: metrics.port, 8765)")
+                   help="metrics port (default: metrics.port, 8765)" if metrics_default else
+                   "serve /metrics on PORT (only when given)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -138,6 +138,9 @@ class Pipeline:
         self.ruleset = ruleset
         self.parsers = list(parsers)
         self.metrics = metrics or EngineMetrics()
+        if hasattr(ruleset, "metrics"):
+            # the rules engine counts a rule that raises as drop("rule_error") and goes on
+            ruleset.metrics = self.metrics
         self.state = state
         self.workers = [SinkWorker(s, self.metrics, getattr(s, "queue_size", None) or queue_capacity)
                         for s in sinks]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages. bcc comes from the distribution (python3-bpfcc); the PyPI "bcc" is unrelated.
 set -euo pipefail
-pkgs=(python3-bpfcc bpfcc-tools bc)
+pkgs=(python3-venv python3-bpfcc bpfcc-tools bc)
 if [ "$MODE" = test ]; then
   pkgs+=(runc busybox-static containerd docker.io docker-compose podman prometheus prometheus-alertmanager)
 fi

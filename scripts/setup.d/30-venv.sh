@@ -13,6 +13,12 @@ if [ ! -f "$stamp" ] || [ "$newest" -nt "$stamp" ]; then
   for p in plugins/*/; do
     [ -f "$p/pyproject.toml" ] && args+=(-e "$p")
   done
-  "$VENV/bin/pip" install -q "${args[@]}"
+  # build backends print pages of deprecation notes: show pip's output only when it fails
+  log="$VENV/.falconet-pip.log"
+  if ! "$VENV/bin/pip" install -q "${args[@]}" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "[setup] pip install failed (log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

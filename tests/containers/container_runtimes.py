@@ -68,15 +68,18 @@ def need_runc() -> None:
 
 
 def start_runc(request, annotations: dict[str, str] | None = None, cgroup: str | None = None,
-               root: str | None = None, full_id: str | None = None) -> Running:
+               root: str | None = None, full_id: str | None = None,
+               spec_update: dict | None = None, cmd: list[str] | None = None) -> Running:
+    """``cgroup`` may contain ``{id}`` (the container id), as the runtimes' own layouts do."""
     need_runc()
     cid = full_id or new_id()
     bundle = CI_RT_DIR / "bundles" / cid
     bundle.mkdir(parents=True, exist_ok=True)
     spec = json.loads((CI_RT_DIR / "bundle-template" / "config.json").read_text())
-    spec["process"]["args"] = ["sleep", "300"]
+    spec["process"]["args"] = cmd or ["sleep", "300"]
     spec["annotations"] = dict(annotations or {})
-    spec["linux"]["cgroupsPath"] = cgroup or f"/falconet-test/{cid}"
+    spec.update(spec_update or {})
+    spec["linux"]["cgroupsPath"] = (cgroup or "/falconet-test/{id}").format(id=cid)
     (bundle / "config.json").write_text(json.dumps(spec))
     rootargs = ["--root", root] if root else []
     # the container inherits runc's stdio: pipes would never reach EOF, so use files
@@ -126,7 +129,8 @@ def need_containerd() -> None:
 
 def start_ctr(request, annotations: dict[str, str] | None = None,
               labels: dict[str, str] | None = None, cgroup: str | None = None,
-              ns: str = "default") -> Running:
+              ns: str = "default", cmd: list[str] | None = None) -> Running:
+    """``cgroup`` may contain ``{id}`` (the container id)."""
     need_containerd()
     cid = new_id()
     args = ["run", "-d"]
@@ -135,13 +139,14 @@ def start_ctr(request, annotations: dict[str, str] | None = None,
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
     if cgroup:
-        args += ["--cgroup", cgroup]
-    ctr(*args, IMAGE, cid, "sleep", "300", ns=ns)
+        args += ["--cgroup", cgroup.format(id=cid)]
+    ctr(*args, IMAGE, cid, *(cmd or ["sleep", "300"]), ns=ns)
 
     def cleanup():
         ctr("task", "kill", "-s", "KILL", cid, ns=ns, check=False)
         for _ in range(100):
-            if "STOPPED" in ctr("task", "ls", ns=ns, check=False) or cid not in ctr("task", "ls", ns=ns, check=False):
+            tasks = ctr("task", "ls", ns=ns, check=False)
+            if cid not in tasks or "STOPPED" in tasks:
                 break
             time.sleep(0.02)
         ctr("task", "rm", "-f", cid, ns=ns, check=False)
@@ -164,13 +169,13 @@ def need_docker() -> None:
 
 
 def start_docker(request, name: str | None = None, labels: dict[str, str] | None = None,
-                 extra: tuple[str, ...] = ()) -> Running:
+                 extra: tuple[str, ...] = (), cmd: list[str] | None = None) -> Running:
     need_docker()
     name = name or f"fnt-{secrets.token_hex(4)}"
     args = ["docker", "run", "-d", "--name", name, "--network", "none"]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
-    cid = sh(*args, *extra, DOCKER_IMAGE, "sleep", "300").strip()
+    cid = sh(*args, *extra, DOCKER_IMAGE, *(cmd or ["sleep", "300"])).strip()
     request.addfinalizer(lambda: sh("docker", "rm", "-f", name, check=False))
     pid = int(sh("docker", "inspect", "-f", "{{.State.Pid}}", name).strip())
     return Running(cid, pid, name)
@@ -183,13 +188,13 @@ def need_podman() -> None:
 
 
 def start_podman(request, name: str | None = None, annotations: dict[str, str] | None = None,
-                 extra: tuple[str, ...] = ()) -> Running:
+                 extra: tuple[str, ...] = (), cmd: list[str] | None = None) -> Running:
     need_podman()
     name = name or f"fnt-{secrets.token_hex(4)}"
     args = [PODMAN, "run", "-d", "--name", name]
     for k, v in (annotations or {}).items():
         args += ["--annotation", f"{k}={v}"]
-    cid = sh(*args, *extra, IMAGE, "sleep", "300").strip().splitlines()[-1]
+    cid = sh(*args, *extra, IMAGE, *(cmd or ["sleep", "300"])).strip().splitlines()[-1]
     request.addfinalizer(lambda: sh(PODMAN, "rm", "-f", "-t", "0", name, check=False))
     pid = int(sh(PODMAN, "inspect", "-f", "{{.State.Pid}}", name).strip())
     return Running(cid, pid, name)

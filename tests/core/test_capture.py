@@ -8,9 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from falconet.capture import (FORMAT_VERSION, CaptureError, CaptureWriter, MalformedReporter,
-                              ReplaySource, read_capture, read_header)
+from falconet.capture import (
+    FORMAT_VERSION,
+    CaptureError,
+    CaptureWriter,
+    MalformedReporter,
+    ReplaySource,
+    read_capture,
+    read_header,
+)
 from falconet.events import Event
 from falconet.metrics import EngineMetrics
 
@@ -139,3 +145,18 @@ def test_replay_source_close_stops_iteration(tmp_path: Path) -> None:
         if n == 10:
             src.close()
     assert n < 2048
+
+
+def test_progress_bar_on_large_files(tmp_path: Path, monkeypatch, capsys) -> None:
+    import falconet.capture as cap
+    monkeypatch.setattr(cap, "PROGRESS_MIN_BYTES", 1)
+    path = tmp_path / "p.fcap"
+    with CaptureWriter(str(path), start_ns=1) as w:
+        for i in range(3000):
+            w.write_event(Event("syscall", "read", i + 1, 1, 1, {}))
+    assert sum(1 for _ in read_capture(str(path), stop=lambda: False, progress=True)) == 3000
+    err = capsys.readouterr().err
+    assert "\rreplay [" in err and "%" in err
+    # not a terminal and not asked for: no bar
+    assert sum(1 for _ in read_capture(str(path), stop=lambda: False)) == 3000
+    assert capsys.readouterr().err == ""

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 from falconet.config import DEFAULTS, SCHEMA, ConfigError, load_config
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeRuleset, evt
-
 from falconet.alerts import Alert
 from falconet.config import load_config
 from falconet.outputs import builtin

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from fakes import BlockingSink, FailingSink, FakeRuleset, ListSink, evt
-
 from falconet.alerts import Alert
 from falconet.metrics import EngineMetrics
 from falconet.pipeline import LATENCY_SAMPLE_MASK, Pipeline

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from fakes import FakeRuleset, ListSink, evt
-
 from falconet.api import EngineContext, FieldType, PluginConfigError, attr_field, hookimpl
 from falconet.app import App, StartupError
 from falconet.config import load_config

@@ -5,93 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
 
 import pytest
-from conftest import need_binary
-from falconet.alerts import Alert
-from falconet.api import EngineContext
-from falconet.events import Event
-from falconet.fields import FieldRegistry
-from falconet.metrics import EngineMetrics
-from falconet.pipeline import Pipeline
-from falconet.priorities import Priority
-from falconet.prometheus import MetricsServer
+from conftest import need_bcc, need_binary
 from prom_server import Prometheus, free_port
 
 pytestmark = pytest.mark.prometheus
 
 T0 = 1_764_000_000_000_000_000
 RULE = "Read shadow"
-TAGS = ["T1003.008", "filesystem", "mitre_credential_access"]
-
-
-class ShadowRule:
-    """Stand-in ruleset for the in-process run: openat of /etc/shadow is Critical."""
-
-    def match(self, evt: Event) -> list[Alert]:
-        if evt.type != "openat" or evt.args.get("name") != "/etc/shadow":
-            return []
-        return [Alert(RULE, Priority.CRITICAL, "syscall", TAGS, "shadow read", {}, evt.ts, "h")]
-
-    def event_types(self, source):
-        return None
 
 
 def value(result) -> float:
     assert len(result) == 1, result
     return float(result[0]["value"][1])
-
-
-def test_prometheus_scrapes_running_pipeline(tmp_path):
-    prom_bin = need_binary("prometheus")
-    metrics = EngineMetrics()
-    ctx = EngineContext(hostname="node-live", fields=FieldRegistry(), metrics=metrics)
-    pipeline = Pipeline(ShadowRule(), metrics=metrics)
-    srv = MetricsServer(ctx, metrics, None, port=0)
-    srv.start()
-    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{srv.port}"])
-    stop = threading.Event()
-
-    def events():
-        i = 0
-        while not stop.is_set():          # the engine keeps running while Prometheus scrapes
-            i += 1
-            name = "/etc/shadow" if i % 10 == 0 else "/tmp/x"
-            yield Event("syscall", "openat", T0 + i, 1, 1, {"name": name})
-            if i % 1000 == 0:
-                time.sleep(0.01)
-            if i == 20000:                # then the counts stay put so they can be compared
-                while not stop.is_set():
-                    yield None
-                    time.sleep(0.01)
-
-    runner = threading.Thread(target=pipeline.run, args=(events(),), daemon=True)
-    runner.start()
-    try:
-        prom.wait_ready()
-        r = prom.wait_query(
-            f'falcosecurity_falco_rules_matches_total{{rule_name="{RULE}"}}',
-            lambda res: res and float(res[0]["value"][1]) == 2000)
-        assert r[0]["metric"] == {
-            "__name__": "falcosecurity_falco_rules_matches_total", "job": "falconet",
-            "instance": f"127.0.0.1:{srv.port}", "rule_name": RULE, "priority": "2",
-            "source": "syscall", "tag_T1003_008": "true", "tag_filesystem": "true",
-            "tag_mitre_credential_access": "true"}
-        assert value(prom.query(f'falconet_alerts_total{{rule="{RULE}",priority="Critical",'
-                                f'source="syscall"}}')) == 2000
-        assert value(prom.query('falconet_events_total{source="syscall",type="openat"}')) == 20000
-        assert value(prom.query('falcosecurity_evt_hostname_info{hostname="node-live"}')) == 1
-        assert value(prom.query("falcosecurity_falco_version_info")) == 1
-        assert value(prom.query('up{job="falconet"}')) == 1
-        assert value(prom.query("falconet_rule_eval_seconds_count")) > 0
-        assert value(prom.query("falcosecurity_falco_memory_rss_bytes")) > 1e6
-    finally:
-        stop.set()
-        runner.join(5)
-        prom.stop()
-        srv.stop()
 
 
 CAPTURE_RULES = """\
@@ -153,6 +80,62 @@ def test_prometheus_scrapes_falconet_replay(tmp_path, falconet_bin):
         engine.terminate()
         try:
             engine.wait(10)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait()
+
+
+LIVE_RULES = """\
+- rule: Live marker opened
+  desc: a process opened the test's marker file
+  condition: evt.type in (open, openat, openat2) and fd.name startswith {prefix}
+  output: "marker opened (proc=%proc.name pid=%proc.pid file=%fd.name)"
+  priority: WARNING
+  tags: [filesystem, mitre_discovery, T1083]
+"""
+
+
+@pytest.mark.root
+@pytest.mark.ebpf
+def test_prometheus_scrapes_live_engine(tmp_path, falconet_bin):
+    """``falconet run`` (eBPF): Prometheus scrapes it while it runs; a process opens a marker file
+    three times and the match counters say so."""
+    need_bcc()
+    prom_bin = need_binary("prometheus")
+    marker = tmp_path / "marker-live"
+    marker.write_text("x")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LIVE_RULES.format(prefix=str(tmp_path / "marker-")))
+    port = free_port()
+    engine = subprocess.Popen([falconet_bin, "run", "-r", str(rules), "--metrics-port", str(port),
+                               "--duration", "90"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{port}"])
+    try:
+        prom.wait_ready()
+        prom.wait_query("falcosecurity_scap_n_evts_total", lambda r: bool(r) and float(
+            r[0]["value"][1]) > 0 or engine.poll() is not None, timeout=60)
+        assert engine.poll() is None, engine.stderr.read().decode()
+        for _ in range(3):
+            with open(marker) as f:
+                f.read()
+        r = prom.wait_query('falcosecurity_falco_rules_matches_total{rule_name="Live marker opened"}',
+                            lambda res: bool(res) and float(res[0]["value"][1]) >= 3)
+        assert float(r[0]["value"][1]) == 3
+        labels = r[0]["metric"]
+        assert (labels["priority"], labels["source"], labels["tag_T1083"],
+                labels["tag_mitre_discovery"]) == ("4", "syscall", "true", "true")
+        assert value(prom.query('falconet_alerts_total{rule="Live marker opened",'
+                                'priority="Warning",source="syscall"}')) == 3
+        assert value(prom.query('sum(falconet_events_total{source="syscall"})')) > 0
+        assert value(prom.query('falconet_state_table_entries{table="threads"}')) > 10
+        assert value(prom.query('falconet_rules_loaded{source="syscall"}')) >= 1
+        assert value(prom.query('up{job="falconet"}')) == 1
+    finally:
+        prom.stop()
+        engine.terminate()
+        try:
+            engine.wait(20)
         except subprocess.TimeoutExpired:
             engine.kill()
             engine.wait()

@@ -4,16 +4,20 @@ receiver over HTTP/protobuf and gRPC: log records, severity, attributes, resourc
 from __future__ import annotations
 
 import importlib.metadata as md
+import urllib.request
 
 import pytest
 from falconet.api import EngineContext
 from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.plugins import PluginHost
 from falconet.priorities import Priority
+from falconet.prometheus import MetricsServer
 from falconet_otel import mapping
 from falconet_otel import plugin as otel_plugin
 from otel_alerts import T0, make_alert
 from otlp_receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from prometheus_client.parser import text_string_to_metric_families
 
 RECEIVERS = {"http/protobuf": OtlpHttpReceiver, "grpc": OtlpGrpcReceiver}
 
@@ -113,3 +117,31 @@ def test_alerts_arrive_as_logs_and_spans(receiver):
         ev = {kv.key for kv in sp.events[0].attributes}
         assert "security_rule.name" in ev and "falco.output_fields.proc.name" in ev
     assert sink.stats["logs"].sent == 3 and sink.stats["logs"].failed == 0
+
+
+def test_export_counters_on_metrics_endpoint(receiver):
+    """The plugin's falconet_metrics hook: records sent are served on /metrics."""
+    host = PluginHost({"otel": {"timeout": 2}}, builtins=[], entry_points=False,
+                      extra=[("otel", otel_plugin)])
+    host.load()
+    ctx = engine_ctx()
+    host.configure(ctx)
+    [(_, [sink])] = host.call("falconet_alert_sinks", engine=ctx)
+    srv = MetricsServer(ctx, ctx.metrics, host, port=0)
+    srv.start()
+    try:
+        sink.start()
+        lineage = make_alert().lineage
+        for i in range(5):
+            sink.send(make_alert(t=T0 + i, lineage=lineage))
+        assert sink.drain(10)
+        body = urllib.request.urlopen(srv.url + "/metrics", timeout=5).read().decode()
+    finally:
+        sink.close()
+        srv.stop()
+    samples = {(s.name, s.labels.get("signal"), s.labels.get("result")): s.value
+               for fam in text_string_to_metric_families(body) for s in fam.samples}
+    assert samples[("falconet_otel_records_total", "logs", "sent")] == 5
+    assert samples[("falconet_otel_records_total", "traces", "sent")] == 7   # 2 ancestors + 5
+    assert samples[("falconet_otel_records_total", "logs", "failed")] == 0
+    assert samples[("falconet_otel_queue_depth", "logs", None)] == 0

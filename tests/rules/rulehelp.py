@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stubfields import stub_registry
-
 from falconet.rules import LoadResult, load_rules_text
+from stubfields import stub_registry
 
 REG = stub_registry()
 
@@ -23,7 +22,7 @@ def loaded(text: str | list, **kw: Any) -> LoadResult:
 
 
 def rule(cond: str, name: str = "r", output: str = "out", prio: str = "warning", **extra: Any) -> str:
-    lines = [f"- rule: {name}", f"  desc: d", f"  condition: {_q(cond)}", f"  output: {_q(output)}",
+    lines = [f"- rule: {name}", "  desc: d", f"  condition: {_q(cond)}", f"  output: {_q(output)}",
              f"  priority: {prio}"]
     for k, v in extra.items():
         lines.append(f"  {k.replace('_', '-') if k == 'skip_if_unknown_filter' else k}: {v}")

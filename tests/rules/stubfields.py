@@ -111,7 +111,8 @@ def _open_mode(write: bool):
     def get(e: Event) -> Any:
         if e.type not in OPEN_TYPES:
             return False
-        acc = int(e.args.get("flags_raw", 0)) & 3
+        raw = e.args.get("flags_raw", e.args.get("flags", 0))
+        acc = (raw if isinstance(raw, int) else 0) & 3
         return acc in (1, 2) if write else acc in (0, 2)
     return get
 

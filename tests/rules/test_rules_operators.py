@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from falconet.state.tables import FdInfo
 from rulehelp import errors, matcher
 from stubfields import event, proc
-
-from falconet.state.tables import FdInfo
 
 BASH = proc("bash", "/usr/bin/bash", ["-c", "ls /tmp"], uid=1000, tty=34817,
             ancestors=[proc("sshd", "/usr/sbin/sshd", pid=50), proc("systemd", "/sbin/init", pid=1)],
@@ -20,7 +19,7 @@ def ev(etype: str = "openat", fd: FdInfo | None = FILE, thread=BASH, **kw):
     return event(etype, thread, fd=fd, **kw)
 
 
-@pytest.mark.parametrize("cond, expected", [
+OPERATOR_CASES = [
     # = == !=
     ("proc.name = bash", True), ("proc.name == bash", True), ("proc.name = Bash", False),
     ("proc.name != bash", False), ("proc.name != zsh", True),
@@ -69,10 +68,43 @@ def ev(etype: str = "openat", fd: FdInfo | None = FILE, thread=BASH, **kw):
     ("proc.name = zsh or proc.name = bash and user.uid = 1000", True),
     ("(proc.name = zsh or proc.name = bash) and user.uid = 0", False),
     ("not proc.name = zsh", True), ("not (proc.name = bash and user.uid = 1000)", False),
-])
+]
+
+
+def _open_evt():
+    return ev(args={"name": "/etc/shadow", "flags": "O_RDONLY|O_CLOEXEC", "flags_raw": 0}, res=3)
+
+
+@pytest.mark.parametrize("cond, expected", OPERATOR_CASES)
 def test_operator(cond: str, expected: bool) -> None:
-    assert matcher(cond)(ev(args={"name": "/etc/shadow", "flags": "O_RDONLY|O_CLOEXEC",
-                                  "flags_raw": 0}, res=3)) is expected
+    assert matcher(cond)(_open_evt()) is expected
+
+
+def test_closure_compiler_gives_the_same_verdicts(monkeypatch) -> None:
+    """The generated-code compiler and the closure fallback agree on every case."""
+    import falconet.rules.loader as loader_mod
+    monkeypatch.setattr(loader_mod, "USE_CODEGEN", False)
+    for cond, expected in OPERATOR_CASES:
+        assert matcher(cond)(_open_evt()) is expected, cond
+
+
+def test_generated_code_contains_no_rule_text() -> None:
+    from rulehelp import loaded, rule
+    res = loaded(rule("proc.name = \"__import__('os')\" or fd.name startswith /etc/ or "
+                      "user.uid in (1, 2)"))
+    src = res.compiled[0].check.__falconet_source__
+    assert "__import__" not in src and "/etc/" not in src and "proc.name" not in src
+    assert res.ruleset.match(ev(thread=proc("__import__('os')")))
+
+
+def test_very_deep_condition_falls_back_to_closures() -> None:
+    from rulehelp import loaded, rule
+    depth = 300          # Python's parser allows ~200 nested parentheses
+    cond = "proc.name = z or (" * depth + "proc.name = bash" + ")" * depth + " and user.uid = 1000"
+    res = loaded(rule(cond))
+    assert not hasattr(res.compiled[0].check, "__falconet_source__")     # closures were used
+    assert res.ruleset.match(_open_evt())
+    assert not res.ruleset.match(ev(thread=proc("zsh")))
 
 
 @pytest.mark.parametrize("cond, expected", [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from falconet.rules.errors import FilterSyntaxError
 from falconet.rules.parser import And, Binary, ListValue, Not, Or, as_string, parse_condition
 

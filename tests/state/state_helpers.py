@@ -35,13 +35,13 @@ class MiniEngine:
         self.tables.add(t)
         return t
 
-    def evt(self, type: str, tid: int, res: int | None = 0, pid: int | None = None,
+    def evt(self, etype: str, tid: int, res: int | None = 0, pid: int | None = None, /,
             **args: Any) -> Event:
         """Build and parse one syscall event; returns it with thread/fdinfo attached."""
         self.ts += 1000
         self.num += 1
         t = self.tables.get(tid)
-        e = Event("syscall", type, self.ts, tid, pid if pid is not None else (t.pid if t else tid),
+        e = Event("syscall", etype, self.ts, tid, pid if pid is not None else (t.pid if t else tid),
                   args, res)
         e.num = self.num
         self.parser(e)

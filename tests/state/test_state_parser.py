@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from state_helpers import SEC, MiniEngine
-
 from falconet.state import flags as F
+from state_helpers import SEC, MiniEngine
 
 O_RDONLY_CLOEXEC = F.O_CLOEXEC
 
@@ -55,7 +54,16 @@ def test_fork_exec_open_connect_dup_close_exit() -> None:
     assert m.field(ex, "proc.tty") == 34816
     assert m.field(ex, "user.loginuid") == 1000
     assert m.field(ex, "thread.cap_effective") == "CAP_SYS_ADMIN"
-    assert m.field(ex, "evt.arg", "flags") == "EXE_LOWER_LAYER" or m.field(ex, "evt.arg", "flags") == "0"
+    assert m.field(ex, "evt.arg", "flags") == "0"        # replay, no exe flags in the event
+    ex2 = m.evt("execve", 200, 0, filename="/tmp/x", argv=["x"], exe_writable=True,
+                exe_upper_layer=True, exe_ino=5)
+    assert m.field(ex2, "evt.arg", "flags") == "EXE_WRITABLE|EXE_UPPER_LAYER"
+    assert m.field(ex2, "proc.is_exe_upper_layer") is True and m.field(ex2, "proc.exe_ino") == 5
+    ex3 = m.evt("execve", 200, 0, filename="/bin/y", argv=["y"], exe_on_overlay=True,
+                exe_upper_layer=False)
+    assert m.field(ex3, "evt.arg", "flags") == "EXE_LOWER_LAYER"
+    ex = m.evt("execve", 200, 0, filename="/usr/bin/cat", argv=["cat", "/etc/shadow"],
+               comm="cat", exepath="/usr/bin/cat", exe_upper_layer=False, exe_writable=False)
 
     op = m.evt("openat", 200, 3, fd=3, dirfd=-100, name="../../etc/./shadow",
                flags=O_RDONLY_CLOEXEC, mode=0)
@@ -74,7 +82,8 @@ def test_fork_exec_open_connect_dup_close_exit() -> None:
     assert "flags=524288(O_RDONLY|O_CLOEXEC)" in m.field(op, "evt.args")
 
     bad = m.evt("openat", 200, -2, fd=-2, dirfd=-100, name="/nope", flags=0o1101, mode=0o644)
-    assert (m.field(bad, "fd.num"), m.field(bad, "fd.name"), m.field(bad, "evt.res")) == (-1, "/nope", "ENOENT")
+    assert (m.field(bad, "fd.num"), m.field(bad, "fd.name")) == (-1, "/nope")
+    assert m.field(bad, "evt.res") == "ENOENT"
     assert m.field(bad, "evt.failed") is True
     assert m.field(bad, "evt.rawres") == -2
     assert m.field(bad, "evt.is_open_write") is True
@@ -180,15 +189,26 @@ def test_accept_bind_listen_udp_names() -> None:
     m = MiniEngine()
     _host(m)
     m.evt("socket", 150, 3, fd=3, domain=2, type=1, proto=0)
-    m.evt("bind", 150, 0, fd=3, family=2, sip="", sport=0, dip="0.0.0.0", dport=8080)
+    # collector convention: bind's local address in sip/sport; accept's peer (client) in sip/sport
+    m.evt("bind", 150, 0, fd=3, family=2, sip="0.0.0.0", sport=8080, dip="", dport=0)
     li = m.evt("listen", 150, 0, fd=3, backlog=10)
     assert m.field(li, "fd.name") == "0.0.0.0:8080" and m.field(li, "fd.is_server") is True
-    ac = m.evt("accept4", 150, 4, fd=4, listenfd=3, flags=0, family=2, sip="10.0.0.1",
-               sport=8080, dip="10.0.0.9", dport=5555)
+    ac = m.evt("accept4", 150, 4, fd=4, listenfd=3, flags=0, family=2, sip="10.0.0.9",
+               sport=5555, dip="10.0.0.1", dport=8080)
     assert m.field(ac, "fd.name") == "10.0.0.9:5555->10.0.0.1:8080"
     assert (m.field(ac, "fd.lport"), m.field(ac, "fd.rport")) == (8080, 5555)
     assert (m.field(ac, "fd.lip"), m.field(ac, "fd.rip")) == ("10.0.0.1", "10.0.0.9")
     assert m.field(ac, "fd.is_server") is True
+    ac2 = m.evt("accept", 150, 7, fd=7, listenfd=3, family=2, sip="10.0.0.8", sport=6000, dip="",
+                dport=0)                                  # local side unknown: the listener's
+    assert m.field(ac2, "fd.name") == "10.0.0.8:6000->0.0.0.0:8080"
+    # UDP server: recvfrom names the sender as client
+    m.evt("socket", 150, 8, fd=8, domain=2, type=2, proto=0)
+    m.evt("bind", 150, 0, fd=8, family=2, sip="0.0.0.0", sport=53, dip="", dport=0)
+    rf = m.evt("recvfrom", 150, 20, fd=8, size=20, family=2, sip="10.1.1.1", sport=3333, dip="",
+               dport=0)
+    assert m.field(rf, "fd.name") == "10.1.1.1:3333->0.0.0.0:53"
+    assert (m.field(rf, "fd.lport"), m.field(rf, "fd.rport"), m.field(rf, "fd.is_server")) == (53, 3333, True)
     # UDP: the tuple changes per datagram → fd.name_changed
     m.evt("socket", 150, 5, fd=5, domain=10, type=2, proto=0)
     s1 = m.evt("sendto", 150, 10, fd=5, size=10, family=10, sip="::1", sport=999, dip="::1", dport=53)

@@ -173,6 +173,7 @@ class BTF:
 #: undefined and the BPF code falls back (value unknown) under ``#ifdef``.
 OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_TASK_PID": ("task_struct", "pid"),
+    "OFF_TASK_TI_STATUS": ("task_struct", "thread_info.status"),
     "OFF_TASK_TGID": ("task_struct", "tgid"),
     "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
     "OFF_TASK_GROUP_LEADER": ("task_struct", "group_leader"),

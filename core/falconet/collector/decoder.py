@@ -99,12 +99,11 @@ def _make_generic(name: str, spec: program.Spec, base: int, path_len: int) -> De
             fd_res = key == "fd"
         elif src in ("s0", "s1", "s2"):
             strs.append((key, int(src[1])))
-        elif key == "addr":
+        elif src in ("dst", "peer", "local"):
             addr_role = src
         else:
             conv, _, idx = src.partition(":")
             nums.append((key, int(idx), _CONV[conv]))
-    offs = [base + i * path_len for i in range(3)]
     sock = spec.kind == "sock"
 
     def decode(view: memoryview, off: int, h: tuple) -> Event:
@@ -116,9 +115,10 @@ def _make_generic(name: str, spec: program.Spec, base: int, path_len: int) -> De
         for key, idx, conv in nums:
             args[key] = conv(a[idx])
         lens = h[6:9]
-        for key, si in strs:
+        for key, si in strs:           # strings are packed: s1 follows s0, s2 follows s1
             n = lens[si]
-            args[key] = text(view[off + offs[si]: off + offs[si] + n - 1]) if n > 1 else ""
+            start = off + base + (lens[0] if si >= 1 else 0) + (lens[1] if si == 2 else 0)
+            args[key] = text(view[start: start + n - 1]) if n > 1 else ""
         if sock:
             _addr_args(args, bytes(view[off + base: off + base + lens[0]]), addr_role)
         args["cgroup_id"] = h[1]
@@ -161,8 +161,6 @@ def _proc_link(pid: int, what: str) -> str:
 
 def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder:
     s0 = program.EXEC_S0_OFF
-    s1 = s0 + path_len
-    s2 = s1 + argv_len
     comm_off = program.EXEC_COMM_OFF
     dirfd_flags = name == "execveat"
 
@@ -171,7 +169,9 @@ def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder
         lens = h[6:9]
         x = EXEC_WORDS.unpack_from(view, off + program.HDR_SIZE)
         filename = text(view[off + s0: off + s0 + lens[0] - 1]) if lens[0] > 1 else ""
-        argv = _split_nul(bytes(view[off + s1: off + s1 + lens[1]]))
+        s1 = off + s0 + lens[0]                  # argv follows the filename, env follows argv
+        s2 = s1 + lens[1]
+        argv = _split_nul(bytes(view[s1: s2]))
         comm = bytes(view[off + comm_off: off + comm_off + 16]).split(b"\0", 1)[0]
         args: dict[str, Any] = {
             "filename": filename, "argv": argv, "exe": argv[0] if argv else filename,
@@ -190,7 +190,7 @@ def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder
         if res == 0 and not args["exepath"] and filename.startswith("/"):
             args["exepath"] = filename      # the process is gone; the path it was started by
         if env_len:
-            args["env"] = _split_nul(bytes(view[off + s2: off + s2 + lens[2]]))
+            args["env"] = _split_nul(bytes(view[s2: s2 + lens[2]]))
         if dirfd_flags:
             args["dirfd"] = _i32(h[9])
             args["flags"] = _u32(h[13])

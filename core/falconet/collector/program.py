@@ -171,6 +171,8 @@ class BuiltProgram:
     text: str
     cflags: list[str]
     attach: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, tp, fn)
+    #: (syscall nr, enter fn, exit fn) installed in the enter_progs/exit_progs tail-call tables
+    dispatch: list[tuple[int, str, str]] = field(default_factory=list)
     events: frozenset[str] = frozenset()
     unavailable: frozenset[str] = frozenset()
 
@@ -195,10 +197,14 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     cflags = [f"-DSELF_TGID={self_tgid}", f"-DRINGBUF_PAGES={ring_buffer_pages}",
               f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
               f"-DARGS_MAP_SIZE={args_map_size}"]
+    biggest = EXEC_S0_OFF + path_len + argv_len + env_len + 3 * path_len
+    max_rec = 1 << (2 * biggest - 1).bit_length()      # power of two >= 2 * largest record
+    cflags.append(f"-DMAX_REC={max_rec}")
     cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items())]
     cflags += [f"-DEV_{n}={i}" for n, i in EVENT_IDS.items()]
     lines = [BPF_SOURCE.read_text()]
     attach: list[tuple[str, str, str]] = []
+    dispatch: list[tuple[int, str, str]] = []
     cats = {c: i for i, c in enumerate(syscalls.CATEGORIES)}
     for name in sorted(chosen):
         if name == "procfork":
@@ -212,9 +218,11 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
         spec = SPECS[name]
         sub = {"id": EVENT_IDS[name], "cat": cats[syscalls.EVENTS[name].category],
                "n": spec.nargs}
-        tp = tracepoint_name(name)
         lines.append(f"int enter_{name}(void *ctx) {{ return {spec.enter.format(**sub)}; }}")
         lines.append(f"int exit_{name}(void *ctx) {{ return {spec.exit.format(**sub)}; }}")
-        attach.append(("tp", f"syscalls:sys_enter_{tp}", f"enter_{name}"))
-        attach.append(("tp", f"syscalls:sys_exit_{tp}", f"exit_{name}"))
-    return BuiltProgram("\n".join(lines) + "\n", cflags, attach, frozenset(chosen), unavailable)
+        dispatch.append((syscalls.SYSCALL_NUMBERS[name], f"enter_{name}", f"exit_{name}"))
+    if dispatch:
+        attach.append(("tp", "raw_syscalls:sys_enter", "falconet_sys_enter"))
+        attach.append(("tp", "raw_syscalls:sys_exit", "falconet_sys_exit"))
+    return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
+                        unavailable)

@@ -8,6 +8,7 @@ kernel dropped events in the last second, a rate-limited internal alert is raise
 
 from __future__ import annotations
 
+import ctypes as ct
 import logging
 import os
 import time
@@ -133,7 +134,8 @@ class EbpfSource:
         self.bpf: Any = None
         self.ring: RingBuffer | None = None
         self.built: program.BuiltProgram | None = None
-        self.attached: list[str] = []
+        self.attached: list[str] = []          # tracepoints attached
+        self.dispatched: list[str] = []        # syscalls with handlers in the dispatch tables
         self.stats = KernelStats()
         self._closed = False
         self._looping = False
@@ -166,21 +168,27 @@ class EbpfSource:
                         ", ".join(sorted(built.unavailable)))
         t0 = time.monotonic()
         try:
-            b = bcc.BPF(text=built.text, cflags=built.cflags)
+            b = bcc.BPF(text=built.text.encode(), cflags=built.cflags)
         except Exception as e:
             raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load: {e}") from e
         try:
+            # handlers first, then the dispatchers: no event can reach a half-filled table
+            enter_t, exit_t, wanted = b[b"enter_progs"], b[b"exit_progs"], b[b"wanted"]
+            for nr, enter_fn, exit_fn in built.dispatch:
+                tp = f"dispatch {enter_fn}"
+                enter_t[ct.c_int(nr)] = ct.c_int(b.load_func(enter_fn.encode(), bcc.BPF.TRACEPOINT).fd)
+                exit_t[ct.c_int(nr)] = ct.c_int(b.load_func(exit_fn.encode(), bcc.BPF.TRACEPOINT).fd)
+                wanted[ct.c_int(nr)] = ct.c_uint8(1)
+                self.dispatched.append(enter_fn.removeprefix("enter_"))
             for kind, tp, fn in built.attach:
-                if kind == "auto":
-                    pass                # RAW_TRACEPOINT_PROBE: bcc attached it on load
-                else:
-                    b.attach_tracepoint(tp=tp, fn_name=fn)
+                if kind != "auto":      # RAW_TRACEPOINT_PROBE: bcc attached it on load
+                    b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
                 self.attached.append(tp)
         except Exception as e:
             b.cleanup()
-            raise bccloader.CollectorUnavailable(f"cannot attach tracepoint {tp}: {e}") from e
+            raise bccloader.CollectorUnavailable(f"cannot attach {tp}: {e}") from e
         self.bpf, self.built = b, built
-        table = b["events"]
+        table = b[b"events"]
         self.ring = RingBuffer(map_fd_of(table), cfg.ring_buffer_pages * 4096)
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
                                      env_len=cfg.env_len if cfg.capture_env else 0)
@@ -259,7 +267,7 @@ class EbpfSource:
         """Sum the per-CPU kernel counters."""
         if self.bpf is None:
             return self.stats
-        tab = self.bpf["counters"]
+        tab = self.bpf[b"counters"]
         vals = [0] * program.N_COUNTERS
         for k, v in tab.items():
             vals[k.value] = sum(int(x) for x in v)

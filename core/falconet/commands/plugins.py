@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps({"plugins": [i.to_dict() for i in infos],
                               "failed": [vars(f) for f in failures]}, indent=2))
             return 0
-        print(f"{'NAME':<14} {'VERSION':<9} {'KIND':<22} {'FIELDS':>6}  HOOKS")
+        print(f"{'NAME':<14} {'VERSION':<9} {'KIND':<30} {'FIELDS':>6}  HOOKS")
         for i in infos:
             hooks = ", ".join(h.removeprefix("falconet_") for h in i.hooks)
             kind = ",".join(i.kinds) or "-"

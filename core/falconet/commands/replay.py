@@ -12,6 +12,7 @@ from falconet.app import (
     guarded,
     metrics_address,
 )
+from falconet.capture import read_header
 
 HELP = "replay a capture file through the rules"
 DESCRIPTION = """Replay a capture (from `falconet record`) through the same pipeline as `run`:
@@ -36,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     def body() -> int:
         cfg = config_from_args(args)
+        read_header(args.file)      # a file that is not a capture fails before anything starts
         app = App(cfg, source_name="replay")
         app.load_plugins()
         app.source("replay")

@@ -62,14 +62,27 @@ def _f(name: str, type: FieldType, desc: str, fn: Extractor, *, cache: bool = Fa
     return FieldDef(name, type, desc, _const(fn), cache=cache, sources=sources, **kw)
 
 
+#: (second, text) of the last rendered second: consecutive events share it (strftime is slow)
+_LAST_TIME: tuple[int, str] = (-1, "")
+_LAST_DATETIME: tuple[int, str] = (-1, "")
+
+
 def _time_str(ts: int) -> str:
+    global _LAST_TIME
     s, ns = divmod(ts, 1_000_000_000)
-    return time.strftime("%H:%M:%S", time.localtime(s)) + f".{ns:09d}"
+    last = _LAST_TIME
+    if last[0] != s:
+        last = _LAST_TIME = (s, time.strftime("%H:%M:%S", time.localtime(s)))
+    return f"{last[1]}.{ns:09d}"
 
 
 def _datetime_str(ts: int) -> str:
+    global _LAST_DATETIME
     s, ns = divmod(ts, 1_000_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s)) + f".{ns:09d}"
+    last = _LAST_DATETIME
+    if last[0] != s:
+        last = _LAST_DATETIME = (s, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s)))
+    return f"{last[1]}.{ns:09d}"
 
 
 def _iso8601(ts: int) -> str:
@@ -111,11 +124,14 @@ class ArgRenderer:
 
     def text(self, evt: Event, name: str, v: Any) -> str | None:
         """The resolved text of one argument (``evt.arg.<name>``)."""
+        tv = type(v)
+        if tv is str:
+            return v
         if v is None:
             return None
-        if isinstance(v, bool):
+        if tv is bool:
             return "true" if v else "false"
-        if isinstance(v, int):
+        if tv is int:
             if name in _FD_ARGS:
                 return self.fd_text(evt, v)
             r = self.renderer(evt.type, name)
@@ -141,8 +157,8 @@ def _exe_flags(t: ThreadInfo) -> int:
         v |= F.EXE_WRITABLE
     if t.exe_upper_layer:
         v |= F.EXE_UPPER_LAYER
-    elif not t.exe_from_memfd:
-        v |= F.EXE_LOWER_LAYER if t.exe_ino else 0
+    elif t.extra.get("exe_lower_layer"):
+        v |= F.EXE_LOWER_LAYER
     if t.exe_from_memfd:
         v |= F.EXE_FROM_MEMFD
     return v
@@ -319,10 +335,24 @@ def _proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         def make(arg: str | None) -> Extractor:
             if arg is None:
                 def all_ancestors(evt: Event) -> tuple[Any, ...] | None:
+                    """Parent first, at most 64, stops at a loop or an unknown parent."""
                     t = evt.thread
                     if t is None:
                         return None
-                    return tuple(fn(p) for p in tables.ancestors(t))
+                    get = threads.get
+                    m = t if t.tid == t.pid else get(t.pid, t)
+                    seen = {m.pid}
+                    out = []
+                    p = get(m.ptid)
+                    while p is not None and len(out) < 64:
+                        if p.tid != p.pid:
+                            p = get(p.pid, p)
+                        if p.pid in seen:
+                            break
+                        seen.add(p.pid)
+                        out.append(fn(p))
+                        p = get(p.ptid)
+                    return tuple(out)
                 return all_ancestors
             n = int(arg)
             if n < 0:
@@ -332,11 +362,16 @@ def _proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
                 t = evt.thread
                 if t is None:
                     return None
-                p: ThreadInfo | None = main(t)
+                get = threads.get
+                p = t if t.tid == t.pid else get(t.pid, t)
                 seen = {p.pid}
                 for _ in range(n):
-                    p = parent(p)
-                    if p is None or p.pid in seen:
+                    p = get(p.ptid)
+                    if p is None:
+                        return None
+                    if p.tid != p.pid:
+                        p = get(p.pid, p)
+                    if p.pid in seen:
                         return None
                     seen.add(p.pid)
                 return fn(p)

@@ -72,6 +72,9 @@ def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] 
                 engine_version=engine_version)
     add(ld)
     compiled, described = compile_loaded(ld, append_output)
+    order = {f: i for i, f in enumerate(ld.source_lines)}
+    for msgs in (ld.errors, ld.warnings):      # in file order, then by position
+        msgs.sort(key=lambda m: (order.get(m.file, -1), m.line, m.col))
     counts = {"rules": len(ld.rules), "macros": len(ld.macros), "lists": len(ld.lists)}
     res = LoadResult(None, ld.errors, ld.warnings, counts, described, compiled)
     if res.ok:

@@ -23,6 +23,7 @@ import yaml
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.priorities import Priority
 from falconet.rules import errors as E
+from falconet.rules.codegen import generate
 from falconet.rules.compiler import (
     ConditionCompiler,
     event_types,
@@ -40,6 +41,8 @@ from falconet.rules.parser import ALL_OPS, LIST_OPS, MODIFIERS, STR_OPS, parse_c
 from falconet.rules.yamlnodes import YMap, YSeq, load_documents, offset_location
 
 TOO_MANY_EVTTYPES = 100
+#: compile conditions to generated functions (falls back to closures); for benchmarks
+USE_CODEGEN = True
 
 RULE_KEYS = frozenset({"rule", "condition", "output", "desc", "priority", "tags", "enabled",
                        "source", "exceptions", "override", "append", "warn_evttypes",
@@ -439,13 +442,12 @@ class Loader:
         name = self._str(d, "rule")
         assert name is not None
         prev = self.rules.get(name)
-        if "source" in d:
-            source = self._str(d, "source")
-            if prev is not None and source != prev.source and (
-                    "override" in d or d.get("append") is True):
+        def same_source() -> None:
+            if "source" in d and prev is not None and self._str(d, "source") != prev.source:
                 self.fail("Rule has been re-defined with a different source", d.locs["source"])
         if "override" in d:
             app, rep = self._override(d, RULE_APPENDABLE, RULE_REPLACEABLE)
+            same_source()
             if app and prev is None:
                 self.fail("Rule uses 'append' or 'override.<key>: append' but no rule by that "
                           "name already exists", d.loc)
@@ -461,6 +463,7 @@ class Loader:
             if prev is None:
                 self.fail("Rule uses 'append' or 'override.<key>: append' but no rule by that "
                           "name already exists", d.loc)
+            same_source()
             keys = {k for k in ("condition", "exceptions") if k in d}
             if not keys:
                 self.fail("Appended rule must have exceptions or condition property", d.loc)
@@ -795,6 +798,17 @@ def _extras(ld: Loader, entries: list[dict[str, Any]], r: RuleItem) -> _Extras:
     return _Extras("".join(text), getters, consts)
 
 
+def compile_check(cc: ConditionCompiler, ast: Any, name: str) -> Any:
+    """Generated code when possible (faster), else the closure tree (same semantics)."""
+    if USE_CODEGEN:
+        try:
+            return generate(cc, ast, name)
+        except (RecursionError, MemoryError, SyntaxError, ValueError):
+            cc.fields.clear()
+            cc.warnings.clear()
+    return cc.compile(ast)
+
+
 def _parse_located(ld: Loader, raw: Any, text: str, fallback: Location) -> Any:
     """Parse ``text`` (the substituted condition); on a syntax error, locate it in ``raw``."""
     try:
@@ -857,7 +871,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
             cc = ConditionCompiler(ld.registry, ri.source)
-            check = cc.compile(ast)
+            check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None
             if ri.source == "syscall":
                 types = event_types(ast, universe)
@@ -900,7 +914,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
                                          ri.enabled, sorted(types) if types is not None else None,
                                          file, ri.desc))
     for name, mi in ld.macros.items():
-        if name not in used_macros:
+        if name not in used_macros and name in macros:
             ld.warn(E.LOAD_UNUSED_MACRO, "Macro not referred to by any other rule/macro", mi.loc,
                     ("macro", name))
     for name, li in ld.lists.items():

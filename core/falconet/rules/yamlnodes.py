@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 
 from falconet.rules.errors import Location
 
@@ -38,6 +38,17 @@ class YStr(str):
     node: yaml.ScalarNode
 
 
+class _Constructor(SafeConstructor):
+    """SafeConstructor that reads a plain ``=`` (YAML's obscure "value" tag) as the string
+    ``"="``, as yaml-cpp does: exception ``comps: [=, =]`` must work."""
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:value", SafeConstructor.construct_yaml_str)
+
+
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 def _loc(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
@@ -45,9 +56,12 @@ def _loc(file: str, mark: Any) -> Location:
 class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
-        self.ctor = SafeConstructor()
+        self.ctor = _Constructor()
 
     def build(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            raise ConstructorError(None, None, "could not determine a constructor for the tag "
+                                   f"{node.tag!r}", node.start_mark)
         if isinstance(node, yaml.MappingNode):
             self.ctor.flatten_mapping(node)        # '<<' merge keys, as safe_load does
             m = YMap()

@@ -12,6 +12,7 @@ Falco stable rule, when one covers the behaviour.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class Action:
         privileged: run in a privileged container by default (CAP_SYS_ADMIN etc.).
         needs_python: uses ``payload.py`` (the host's /usr/bin/python3).
         fn: performs the behaviour in a context.
+        unsupported: ``() -> reason | None``: why this kernel cannot exhibit the behaviour at
+            all (then the action is "not applicable" rather than skipped or failed).
     """
 
     name: str
@@ -47,6 +50,10 @@ class Action:
     privileged: bool
     needs_python: bool
     fn: ActionFn
+    unsupported: Callable[[], str | None] | None = None
+
+    def not_applicable(self) -> str | None:
+        return self.unsupported() if self.unsupported is not None else None
 
     def run(self, ctx: Context) -> None:
         if ctx.kind not in self.where:
@@ -62,12 +69,13 @@ ACTIONS: dict[str, Action] = {}
 
 def action(name: str, summary: str, *, where: tuple[str, ...], rule: str | None,
            falco_rule: str | None = None, privileged: bool = False,
-           needs_python: bool = False) -> Callable[[ActionFn], ActionFn]:
+           needs_python: bool = False,
+           unsupported: Callable[[], str | None] | None = None) -> Callable[[ActionFn], ActionFn]:
     def register(fn: ActionFn) -> ActionFn:
         if name in ACTIONS:
             raise ValueError(f"duplicate action {name}")
         ACTIONS[name] = Action(name, summary, where, rule, falco_rule, privileged, needs_python,
-                               fn)
+                               fn, unsupported)
         return fn
     return register
 
@@ -359,9 +367,17 @@ def _traceme(ctx: Context) -> None:
     _ok(ctx.payload("ptrace_traceme"), "ptrace traceme")
 
 
+def _no_module_support() -> str | None:
+    if not os.path.exists("/proc/modules"):
+        return ("this kernel has no loadable module support (no /proc/modules, "
+                "CONFIG_MODULES=n): init_module/finit_module do not exist to be called or traced")
+    return None
+
+
 @action("kernel_module_load", "finit_module() of a file of zeros (rejected by the kernel)",
         where=("host", "runc", "docker"), rule="Kernel Module Load",
-        falco_rule="Linux Kernel Module Injection Detected", needs_python=True)
+        falco_rule="Linux Kernel Module Injection Detected", needs_python=True,
+        unsupported=_no_module_support)
 def _kmod(ctx: Context) -> None:
     _ok(ctx.payload("kernel_module"), "finit_module")
 
@@ -373,7 +389,7 @@ def _bpf(ctx: Context) -> None:
 
 
 @action("debugfs_in_privileged_container", "run a program named debugfs in a privileged container",
-        where=("docker", "runc"), rule=None,
+        where=("runc", "docker"), rule=None,
         falco_rule="Debugfs Launched in Privileged Container", privileged=True)
 def _debugfs(ctx: Context) -> None:
     # a busybox link named debugfs: the process is called debugfs, busybox exits "not found"
@@ -401,7 +417,10 @@ def _history(ctx: Context) -> None:
 @action("shred_file", "`shred -u` a private temporary file", where=("runc", "docker"), rule=None,
         falco_rule="Remove Bulk Data from Disk")
 def _shred(ctx: Context) -> None:
-    ctx.sh("f=/tmp/falconet-sim-shred; echo x > $f && shred -u $f; rm -f $f; exit 0")
+    # run shred as its own process (busybox sh would run the applet in-process, no execve)
+    ctx.exec(["touch", "/tmp/falconet-sim-shred"])
+    ctx.exec(["shred", "-u", "/tmp/falconet-sim-shred"])
+    ctx.exec(["rm", "-f", "/tmp/falconet-sim-shred"])
 
 
 @action("setuid_bit", "`chmod u+s` on a private temporary file", where=("runc", "docker", "host"),
@@ -425,11 +444,12 @@ def _benign_passwd(ctx: Context) -> None:
     _ok(ctx.exec(["cat", "/etc/passwd"]), "cat /etc/passwd")
 
 
-@action("benign_tmp_write", "write and remove a file in /tmp (benign)",
+@action("benign_tmp_write", "create, read and remove a file in /tmp (benign)",
         where=("runc", "docker", "host"), rule=None)
 def _benign_tmp(ctx: Context) -> None:
-    _ok(ctx.sh("f=/tmp/falconet-sim-benign; echo hello > $f && cat $f >/dev/null; rm -f $f"),
-        "tmp write")
+    _ok(ctx.exec(["touch", "/tmp/falconet-sim-benign"]), "touch")
+    _ok(ctx.exec(["cat", "/tmp/falconet-sim-benign"]), "cat")
+    _ok(ctx.exec(["rm", "-f", "/tmp/falconet-sim-benign"]), "rm")
 
 
 def get_action(name: str) -> Action:

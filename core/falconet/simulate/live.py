@@ -73,7 +73,9 @@ def parse_alert_line(line: str, received_ns: int) -> ReceivedAlert | None:
         return None
     fields = d.get("output_fields") or {}
     t = fields.get("evt.rawtime")
-    if not isinstance(t, int):
+    if not isinstance(t, int) or isinstance(t, bool):
+        t = fields.get("evt.time")
+    if not isinstance(t, int) or isinstance(t, bool):
         try:
             t = parse_iso_ns(d["time"])
         except (KeyError, ValueError, TypeError):
@@ -113,6 +115,11 @@ class LiveEngine:
         argv = [*self.base_argv, "run", "--json", "-v", "--no-metrics"]
         for r in self.rules:
             argv += ["--rules", r]
+        if self.rules:
+            # Rules written for Falco (stable) leave container fields out of their outputs and
+            # rely on Falco's default `append_output: [suggested_output: true]`; do the same so
+            # alerts carry container.id. Falconet's default rules name those fields themselves.
+            argv += ["-o", "append_output=[{suggested_output: true}]"]
         return argv + self.extra_args
 
     def start(self) -> None:

@@ -29,6 +29,23 @@ _OPEN_BITS: tuple[tuple[int, str], ...] = (
 _ACCMODE_NAMES = {O_RDONLY: "O_RDONLY", O_WRONLY: "O_WRONLY", O_RDWR: "O_RDWR", 3: "O_RDWR"}
 
 
+def _memo(fn: Callable[[int], str]) -> Callable[[int], str]:
+    """Cache a renderer's results: a host uses few distinct flag values, and rendering one costs
+    a loop over the table."""
+    cache: dict[int, str] = {}
+
+    def render(v: int, _c: dict[int, str] = cache, _fn: Callable[[int], str] = fn) -> str:
+        s = _c.get(v)
+        if s is None:
+            s = _fn(v)
+            if len(_c) < 4096:
+                _c[v] = s
+        return s
+    render.__doc__ = fn.__doc__
+    return render
+
+
+@_memo
 def open_flags(v: int) -> str:
     """``O_WRONLY|O_CREAT|O_TRUNC``: the access mode first, then every set bit."""
     names = [_ACCMODE_NAMES[v & O_ACCMODE]]
@@ -59,7 +76,7 @@ def _bits(table: tuple[tuple[int, str], ...], zero: str = "") -> Callable[[int],
         if rest:
             names.append(hex(rest))
         return "|".join(names)
-    return render
+    return _memo(render)
 
 
 def _enum(table: dict[int, str]) -> Callable[[int], str]:

@@ -10,10 +10,13 @@ exec (never per event) and only when the collector did not already report the fl
 from __future__ import annotations
 
 import os
+import time
 
-#: mount namespace inode -> [(mount point, upperdir)], longest mount point first
-_CACHE: dict[str, list[tuple[str, str]]] = {}
+#: mount namespace -> (read at, [(mount point, upperdir)] longest mount point first). Entries
+#: expire after ``_TTL`` seconds: mounts come and go in a namespace (the host's in particular).
+_CACHE: dict[str, tuple[float, list[tuple[str, str]]]] = {}
 _CACHE_MAX = 1024
+_TTL = 5.0
 
 
 def _unescape(s: str) -> str:
@@ -29,8 +32,10 @@ def overlay_mounts(pid: int, proc: str = "/proc") -> list[tuple[str, str]]:
         ns = os.readlink(f"{proc}/{pid}/ns/mnt")
     except OSError:
         ns = ""
-    if ns and ns in _CACHE:
-        return _CACHE[ns]
+    now = time.monotonic()
+    hit = _CACHE.get(ns) if ns else None
+    if hit is not None and now - hit[0] < _TTL:
+        return hit[1]
     mounts: list[tuple[str, str]] = []
     try:
         with open(f"{proc}/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
@@ -55,22 +60,23 @@ def overlay_mounts(pid: int, proc: str = "/proc") -> list[tuple[str, str]]:
     if ns:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
-        _CACHE[ns] = mounts
+        _CACHE[ns] = (now, mounts)
     return mounts
 
 
 def is_upper_layer(pid: int, exepath: str, proc: str = "/proc") -> bool:
     """True if ``exepath`` (as ``pid`` sees it) lives in the upper layer of an overlay mount.
 
-    The upperdir path is a host path; it is checked through ``/proc/<pid>/root`` of the host's
-    init so it resolves in the host mount namespace even when we run in a container ourselves.
+    The upperdir path is a host path: checked as is (we run in the host mount namespace), then
+    through ``/proc/1/root`` in case we run in a container ourselves.
     """
     if not exepath.startswith("/"):
         return False
     for mnt, upper in overlay_mounts(pid, proc):
         if exepath == mnt or exepath.startswith(mnt.rstrip("/") + "/"):
             rel = exepath[len(mnt.rstrip("/")):].lstrip("/")
-            return os.path.lexists(os.path.join(f"{proc}/1/root{upper}", rel))
+            return (os.path.lexists(os.path.join(upper, rel))
+                    or os.path.lexists(os.path.join(f"{proc}/1/root{upper}", rel)))
     return False
 
 

@@ -30,7 +30,14 @@ from typing import Any
 from falconet.events import SYSCALL_SOURCE, Event
 from falconet.state import flags as F
 from falconet.state.overlay import is_upper_layer
-from falconet.state.proc_bootstrap import boot_time_ns, clone_thread, exe_writable, read_thread
+from falconet.state.proc_bootstrap import (
+    SockAddr,
+    boot_time_ns,
+    clone_thread,
+    exe_writable,
+    read_thread,
+    socket_addr,
+)
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo, thread_to_dict
 
 AT_FDCWD = -100
@@ -113,18 +120,21 @@ class StateParser:
         h["io_uring_setup"] = self._on_newfd("r")
         h["pipe"] = h["pipe2"] = self._on_pipe
         self.handlers = h
+        # bound once: the tables' dict is never replaced (clear() empties it in place)
+        self._thread_get = tables.threads.get
+        self._handler_get = h.get
 
     # ------------------------------------------------------------------------------ entry point
     def __call__(self, evt: Event) -> None:
         if evt.source != SYSCALL_SOURCE or not evt.tid:
             return
-        t = self.tables.threads.get(evt.tid)
+        t = self._thread_get(evt.tid)
         if t is None:
             if evt.type == "procexit":
                 return
             t = self._unknown(evt)
         evt.thread = t
-        h = self.handlers.get(evt.type)
+        h = self._handler_get(evt.type)
         if h is not None:
             h(evt, t)
         else:
@@ -303,22 +313,19 @@ class StateParser:
         if "env" in a and a["env"] is not None:
             t.env = list(a["env"])
         t.exe_from_memfd = bool(a.get("exe_from_memfd")) or exepath.startswith("/memfd:")
-        live = self.live
-        if "exe_upper_layer" in a:
-            t.exe_upper_layer = bool(a["exe_upper_layer"])
+        if self.live:
+            self._exec_facts(t, a)
+        t.exe_upper_layer = bool(a.get("exe_upper_layer", False))
+        t.exe_writable = bool(a.get("exe_writable", False))
+        # Falco's EXE_LOWER_LAYER: on overlayfs but not in the upper layer (when the collector says)
+        lower = bool(a.get("exe_lower_layer")) or (bool(a.get("exe_on_overlay")) and not t.exe_upper_layer)
+        if lower:
+            t.extra["exe_lower_layer"] = True
         else:
-            t.exe_upper_layer = live and not t.exe_from_memfd and is_upper_layer(t.pid, exepath, self.proc)
-        if "exe_writable" in a:
-            t.exe_writable = bool(a["exe_writable"])
-        if live and ("exe_ino" not in a or "exe_writable" not in a):
-            try:                             # once per exec; the process may already be gone
-                st = os.stat(f"{self.proc}/{t.pid}/exe")
-                if "exe_ino" not in a:
-                    t.exe_ino, t.exe_ino_ctime, t.exe_ino_mtime = st.st_ino, st.st_ctime_ns, st.st_mtime_ns
-                if "exe_writable" not in a:
-                    t.exe_writable = exe_writable(st, t.euid, t.egid, t.cap_effective)
-            except OSError:
-                pass
+            t.extra.pop("exe_lower_layer", None)
+        ppid = a.get("ppid")
+        if ppid and not t.ptid:              # we missed the fork: the kernel's parent
+            t.ptid = ppid
         cg = a.get("cgroup_id")
         if cg is not None and cg != t.cgroup_id:
             if t.cgroup_id:
@@ -329,6 +336,27 @@ class StateParser:
         users = self.users
         if users is not None:
             users.refresh()
+
+    def _exec_facts(self, t: ThreadInfo, a: dict[str, Any]) -> None:
+        """Live only, once per exec: what the collector did not report about the new image (exe
+        inode times, writability, overlay upper layer), from /proc. Written into the event's
+        args so that a recording replays with the same values without /proc."""
+        need_stat = not all(k in a for k in ("exe_ino", "exe_ino_ctime", "exe_ino_mtime",
+                                             "exe_writable"))
+        if need_stat:
+            try:
+                st = os.stat(f"{self.proc}/{t.pid}/exe")
+            except OSError:
+                st = None
+            if st is not None:
+                a.setdefault("exe_ino", st.st_ino)
+                a.setdefault("exe_ino_ctime", st.st_ctime_ns)
+                a.setdefault("exe_ino_mtime", st.st_mtime_ns)
+                a.setdefault("exe_writable", exe_writable(st, t.euid, t.egid, t.cap_effective))
+                t.exe_ino, t.exe_ino_ctime, t.exe_ino_mtime = (a["exe_ino"], a["exe_ino_ctime"],
+                                                               a["exe_ino_mtime"])
+        if "exe_upper_layer" not in a and t.exepath and not t.exe_from_memfd:
+            a["exe_upper_layer"] = is_upper_layer(t.pid, t.exepath, self.proc)
 
     def _on_procexit(self, evt: Event, t: ThreadInfo) -> None:
         tables = self.tables
@@ -359,15 +387,23 @@ class StateParser:
     # ------------------------------------------------------------------------------ files
     def _on_open(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
-        raw = a.get("name") or a.get("path") or ""
-        path = self._resolve(raw, a.get("dirfd", AT_FDCWD), t)
+        raw = a.get("name") or ""
+        if raw[:1] == "/" and "/." not in raw and "//" not in raw:
+            path = raw                       # the common case: already absolute and clean
+        else:
+            path = self._resolve(raw, a.get("dirfd", AT_FDCWD), t)
         flags = a.get("flags")
         if flags is None:
-            flags = 0o1101 if evt.type == "creat" else 0      # O_WRONLY|O_CREAT|O_TRUNC
-        res = evt.res
-        fd = res if res is not None else a.get("fd", -1)
-        f = FdInfo(fd if fd >= 0 else -1, "d" if flags & F.O_DIRECTORY == F.O_DIRECTORY and not
-                   flags & 0o20000000 else "f", path, raw, flags, ino=a.get("ino", 0), dev=a.get("dev", 0))
+            flags = _CREAT_FLAGS if evt.type == "creat" else 0
+        fd = evt.res
+        if fd is None:
+            fd = a.get("fd", -1)
+        # O_TMPFILE includes the O_DIRECTORY bit but creates a file
+        f = FdInfo(fd if fd >= 0 else -1, "d" if flags & _DIR_MASK == F.O_DIRECTORY else "f",
+                   path, raw, flags)
+        if "ino" in a:
+            f.ino = a["ino"]
+            f.dev = a.get("dev", 0)
         if fd >= 0:
             t.fds[fd] = f
         evt.fdinfo = f
@@ -514,10 +550,21 @@ class StateParser:
                 evt.cache[NAME_CHANGED_KEY] = True
             f.name = name
 
+    def _kernel_view(self, evt: Event, fd: int, family: int, l4proto: str) -> SockAddr | None:
+        """Live only: the socket's addresses from /proc (the collector reports the side the
+        syscall names; the other side is the kernel's business). Once per connect/accept."""
+        if not self.live or family not in (F.AF_INET, F.AF_INET6):
+            return None
+        return socket_addr(evt.pid or evt.tid, fd, family, l4proto, self.proc)
+
     def _on_connect(self, evt: Event, t: ThreadInfo) -> None:
+        """Collector convention: ``dip``/``dport`` = the server the call names; ``sip``/``sport``
+        = our (client) side when known. Unknown local sides are filled from /proc when live and
+        written back into the event, so a recording carries them to replay."""
         a = evt.args
         fam = a.get("family")
-        f = self._sock(t, a.get("fd"), fam)
+        fd = a.get("fd")
+        f = self._sock(t, fd, fam)
         evt.fdinfo = f
         res = evt.res
         if f is None or (res is not None and res < 0 and res != _EINPROGRESS):
@@ -530,33 +577,52 @@ class StateParser:
         if not dip and not dport:
             return
         sip, sport = a.get("sip") or "", a.get("sport") or 0
-        if not sip and not f.is_server and f.dip and not f.connected:
-            sip, sport = f.dip, f.dport      # bound before connect: that is our local side
+        if not sip:
+            sa = self._kernel_view(evt, fd, fam or _FAMILY.get(f.typechar, 0), f.l4proto)
+            if sa is not None and sa.lport:
+                sip, sport = sa.lip, sa.lport
+                a["sip"], a["sport"] = sip, sport
+                a["tuple"] = f"{sip}:{sport}->{dip}:{dport}"
+            elif not f.is_server and f.dip and not f.connected:
+                sip, sport = f.dip, f.dport  # bound before connect: that is our local side
         f.sip, f.sport, f.dip, f.dport = sip, sport, dip, dport
         f.is_server = False
         f.connected = True
-        self._rename(evt, f, a.get("tuple") or f"{sip}:{sport}->{dip}:{dport}")
+        self._rename(evt, f, f"{sip}:{sport}->{dip}:{dport}")
 
     def _on_accept(self, evt: Event, t: ThreadInfo) -> None:
+        """Collector convention: ``sip``/``sport`` = the peer (client), ``dip``/``dport`` = our
+        (server) side when known; else from /proc (live) or the listening socket's address."""
         res = evt.res
         a = evt.args
         lst = t.fds.get(a.get("listenfd"))
         if res is None or res < 0:
             evt.fdinfo = lst
             return
-        fam = a.get("family")
+        fam = a.get("family") or 0
         tc = _SOCK_TYPECHAR.get(fam) or (lst.typechar if lst is not None else "o")
         if tc == "u":
             f = FdInfo(res, "u", a.get("path") or (lst.name if lst is not None else ""),
                        is_server=True, connected=True)
-        else:
-            cip, cport = a.get("dip") or "", a.get("dport") or 0           # the peer: the client
-            sip, sport = a.get("sip") or "", a.get("sport") or 0           # our side: the server
-            if not sip and lst is not None:
-                sip, sport = lst.dip, lst.dport
-            f = FdInfo(res, tc, f"{cip}:{cport}->{sip}:{sport}",
-                       l4proto=lst.l4proto if lst is not None and lst.l4proto else "tcp",
-                       sip=cip, sport=cport, dip=sip, dport=sport, is_server=True, connected=True)
+            evt.fdinfo = t.fds[res] = f
+            return
+        l4 = lst.l4proto if lst is not None and lst.l4proto else "tcp"
+        cip, cport = a.get("sip") or "", a.get("sport") or 0
+        sip, sport = a.get("dip") or "", a.get("dport") or 0
+        if not sip or not cip:
+            sa = self._kernel_view(evt, res, fam or _FAMILY.get(tc, 0), l4)
+            if sa is not None:
+                if tc == "o":
+                    tc = "6" if sa.family == F.AF_INET6 else "4"
+                sip, sport = sip or sa.lip, sport or sa.lport
+                cip, cport = cip or sa.rip, cport or sa.rport
+                a["sip"], a["sport"], a["dip"], a["dport"] = cip, cport, sip, sport
+                a["family"] = sa.family
+                a["tuple"] = f"{cip}:{cport}->{sip}:{sport}"
+        if not sip and lst is not None:
+            sip, sport = lst.dip, lst.dport
+        f = FdInfo(res, tc, f"{cip}:{cport}->{sip}:{sport}", l4proto=l4, sip=cip, sport=cport,
+                   dip=sip, dport=sport, is_server=True, connected=True)
         evt.fdinfo = t.fds[res] = f
 
     def _on_bind(self, evt: Event, t: ThreadInfo) -> None:
@@ -588,24 +654,30 @@ class StateParser:
         if f is None or not dip or f.connected and f.l4proto == "tcp":
             return
         sip, sport = a.get("sip") or f.sip, a.get("sport") or f.sport
+        if not sip and f.dip and not f.is_server and not f.connected:
+            sip, sport = f.dip, f.dport      # bound: our local address
         f.sip, f.sport, f.dip, f.dport = sip, sport, dip, a.get("dport") or 0
         f.is_server = False
-        self._rename(evt, f, a.get("tuple") or f"{sip}:{sport}->{dip}:{f.dport}")
+        self._rename(evt, f, f"{sip}:{sport}->{dip}:{f.dport}")
 
     def _on_recvfrom(self, evt: Event, t: ThreadInfo) -> None:
-        """A datagram from an address: the sender is the client, we are the server."""
+        """A datagram from an address (``sip``/``sport`` = the sender, the client): we are the
+        server, on the address the socket was bound to."""
         a = evt.args
         f = self._sock(t, a.get("fd"), a.get("family"))
         evt.fdinfo = f
-        peer = a.get("dip")
+        peer = a.get("sip")
         if f is None or not peer or f.connected and f.l4proto == "tcp":
             return
-        sip = a.get("sip") or f.dip
-        sport = a.get("sport") or f.dport
-        f.sip, f.sport, f.dip, f.dport = peer, a.get("dport") or 0, sip, sport
+        lip = a.get("dip") or (f.dip if f.is_server or not f.sip else f.sip)
+        lport = a.get("dport") or (f.dport if f.is_server or not f.sip else f.sport)
+        f.sip, f.sport, f.dip, f.dport = peer, a.get("sport") or 0, lip, lport
         f.is_server = True
-        self._rename(evt, f, f"{peer}:{f.sport}->{sip}:{sport}")
+        self._rename(evt, f, f"{peer}:{f.sport}->{lip}:{lport}")
 
 
+_CREAT_FLAGS = 0o1101                   # creat(2) = O_WRONLY|O_CREAT|O_TRUNC
+_DIR_MASK = F.O_TMPFILE                 # O_DIRECTORY | __O_TMPFILE
 _SOCK_TYPECHAR = {F.AF_INET: "4", F.AF_INET6: "6", F.AF_UNIX: "u", F.AF_NETLINK: "n"}
+_FAMILY = {"4": F.AF_INET, "6": F.AF_INET6, "u": F.AF_UNIX}
 _L4 = {F.SOCK_STREAM: "tcp", F.SOCK_DGRAM: "udp", F.SOCK_RAW: "raw"}

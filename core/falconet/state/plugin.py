@@ -18,11 +18,16 @@ dead_grace_seconds     5           how long (event time) an exited process is ke
 bootstrap              true        read ``/proc`` at start in live mode
 read_env               true        read ``/proc/<pid>/environ`` at bootstrap (``proc.env``)
 user_check_seconds     10          how often ``/etc/passwd``/``/etc/group`` mtimes are checked
+sweep_seconds          30          live: how often entries of processes that are gone from
+                                   ``/proc`` (their exit event was dropped) are marked dead
 =====================  ==========  =======================================================
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any
 
 from falconet.api import PluginConfigError, hookimpl
@@ -37,7 +42,8 @@ _KEY = "falconet.core-state"
 CAPTURE_VERSION = 1
 
 _DEFAULTS: dict[str, Any] = {"max_threads": 262144, "max_dead": 4096, "dead_grace_seconds": 5.0,
-                             "bootstrap": True, "read_env": True, "user_check_seconds": 10.0}
+                             "bootstrap": True, "read_env": True, "user_check_seconds": 10.0,
+                             "sweep_seconds": 30.0}
 
 
 class CoreState:
@@ -60,6 +66,9 @@ class CoreState:
         self.parser = StateParser(tables, live=False, metrics=metrics, users=self.users,
                                   emit_state=getattr(engine, "emit_state", None), plugin_name=NAME)
         self.bootstrap_stats: BootstrapStats | None = None
+        self.swept = 0
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         if metrics is not None:
             prev = metrics.gauges.get("state_table_entries")
 
@@ -68,6 +77,41 @@ class CoreState:
                 out.update({k: float(v) for k, v in _t.sizes().items()})
                 return out
             metrics.gauges["state_table_entries"] = sizes
+
+    # ------------------------------------------------------------------------------ sweeping
+    def sweep(self, proc: str = "/proc", min_age_ns: int = 5_000_000_000) -> int:
+        """Mark dead the entries whose task is gone from ``/proc`` (a dropped ``procexit``);
+        the hot loop's reclaim then frees them. Entries younger than ``min_age_ns`` are left
+        alone (their fork may still be in flight). Returns how many were marked."""
+        tables, now, n = self.tables, time.time_ns(), 0
+        for t in list(tables.threads.values()):
+            if t.dead or now - t.start_ts < min_age_ns:
+                continue
+            if not os.path.exists(f"{proc}/{t.tid}"):
+                # only mark: removal stays on the hot loop (reclaim), the one writer of the dict
+                t.dead, t.exit_ts = True, now
+                tables.dead.append((now, t.tid))
+                n += 1
+        self.swept += n
+        return n
+
+    def start_sweeper(self) -> None:
+        interval = float(self.config["sweep_seconds"])
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - a failed sweep is retried next time
+                    pass
+        self._sweeper = threading.Thread(target=loop, name="core-state-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(2)
+            self._sweeper = None
 
     # ------------------------------------------------------------------------------ capture
     def capture(self) -> dict[str, Any]:
@@ -157,6 +201,15 @@ def falconet_start(engine: Any) -> None:
         st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
         engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in %.0f ms",
                         s.processes, s.threads, s.fds, s.seconds * 1000)
+    if live:
+        st.start_sweeper()
+
+
+@hookimpl
+def falconet_stop(engine: Any) -> None:
+    st = engine.extras.get(_KEY)
+    if st is not None:
+        st.stop()
 
 
 @hookimpl

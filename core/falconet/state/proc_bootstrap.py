@@ -15,6 +15,7 @@ import stat as _stat
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from falconet.state.flags import AF_INET, AF_INET6
 from falconet.state.overlay import is_upper_layer
@@ -71,23 +72,27 @@ def _hex_ip6(h: str) -> str:
     return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
 
 
+def _parse_inet_lines(lines: Any, proto: str, v6: bool, out: dict[int, SockAddr]) -> None:
+    conv = _hex_ip6 if v6 else _hex_ip4
+    for line in lines:
+        p = line.split()
+        if len(p) < 10 or not p[9].isdigit():
+            continue
+        ino = int(p[9])
+        if ino == 0:
+            continue
+        la, _, lp = p[1].partition(":")
+        ra, _, rp = p[2].partition(":")
+        listening = (p[3] == "0A") if proto == "tcp" else (ra.strip("0") == "" and rp == "0000")
+        out[ino] = SockAddr(AF_INET6 if v6 else AF_INET, proto, conv(la), int(lp, 16),
+                            conv(ra), int(rp, 16), listening)
+
+
 def _parse_inet(path: str, proto: str, v6: bool, out: dict[int, SockAddr]) -> None:
     try:
         with open(path, encoding="ascii") as f:
             next(f, None)
-            for line in f:
-                p = line.split()
-                if len(p) < 10:
-                    continue
-                ino = int(p[9])
-                if ino == 0:
-                    continue
-                la, _, lp = p[1].partition(":")
-                ra, _, rp = p[2].partition(":")
-                conv = _hex_ip6 if v6 else _hex_ip4
-                listening = (p[3] == "0A") if proto == "tcp" else (ra.strip("0") == "" and rp == "0000")
-                out[ino] = SockAddr(AF_INET6 if v6 else AF_INET, proto, conv(la), int(lp, 16),
-                                    conv(ra), int(rp, 16), listening)
+            _parse_inet_lines(f, proto, v6, out)
     except OSError:
         pass
 
@@ -119,6 +124,43 @@ def read_net_tables(pid: int | str, proc: str = "/proc") -> dict[int, SockAddr]:
     _parse_inet(f"{base}/raw6", "raw", True, out)
     _parse_unix(f"{base}/unix", out)
     return out
+
+
+def socket_addr(pid: int, fd: int, family: int, l4proto: str = "", proc: str = "/proc"
+                ) -> SockAddr | None:
+    """The kernel's view of one socket fd (local and remote address), or ``None``.
+
+    Used by the live parser when a connect/accept event does not carry the local side: reads
+    only the table of the socket's family and protocol and stops at the socket's inode.
+    """
+    try:
+        target = os.readlink(f"{proc}/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    if not target.startswith("socket:["):
+        return None
+    ino = target[8:-1]
+    v6 = family == AF_INET6
+    protos = (l4proto,) if l4proto in ("tcp", "udp") else ("tcp", "udp")
+    needle = f" {ino} "
+    for proto in protos:
+        path = f"{proc}/{pid}/net/{proto}{'6' if v6 else ''}"
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read()
+        except OSError:
+            continue
+        i = text.find(needle)
+        while i >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            line = text[start:end if end >= 0 else len(text)]
+            out: dict[int, SockAddr] = {}
+            _parse_inet_lines([line], proto, v6, out)
+            if int(ino) in out:
+                return out[int(ino)]
+            i = text.find(needle, i + 1)
+    return None
 
 
 def _ipport(ip: str, port: int) -> str:

@@ -83,6 +83,10 @@ class StateTables:
 
     Threads of one process share the main thread's fd table and cwd, as in the kernel (CLONE_FILES
     is the common case): :meth:`main` returns the process entry for any thread.
+
+    ``threads`` is never replaced (only mutated; :meth:`clear` empties it in place): the state
+    parser binds its ``get`` once. Only the hot loop writes it; other threads only read it (through
+    ``list(...)`` copies when iterating).
     """
 
     __slots__ = ("threads", "max_threads", "evictions", "dead", "max_dead", "dead_grace_ns",
@@ -181,8 +185,11 @@ class StateTables:
 
     def sizes(self) -> dict[str, int]:
         """Table sizes, for metrics: threads and fds."""
-        n_fds = sum(len(t.fds) for t in self.threads.values() if t.tid == t.pid)
-        return {"threads": len(self.threads), "fds": n_fds}
+        # list() copies atomically under the GIL: the scrape thread must not iterate a dict the
+        # hot loop is resizing
+        threads = list(self.threads.values())
+        n_fds = sum(len(t.fds) for t in threads if t.tid == t.pid)
+        return {"threads": len(threads), "fds": n_fds}
 
 
 # ---------------------------------------------------------------------- (de)serialisation

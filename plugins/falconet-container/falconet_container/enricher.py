@@ -138,7 +138,8 @@ class ContainerEnricher:
             self.members.setdefault(cid, set()).add(pid)
             if cid not in self.containers:
                 self._new_container(cid, hint)
-        if self.emit_state is not None and not self.replay:
+        if self.emit_state is not None and not self.replay and (cid or old):
+            # host is the default on replay: only container membership needs recording
             self.emit_state(PLUGIN_NAME, {"pid": pid, "container_id": cid})
 
     def _new_container(self, cid: str, hint: str) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from falconet.api import (Event, FieldDef, FieldType, PluginConfigError, Priority, attr_field,
-                          hookimpl)
+from falconet.api import Event, FieldDef, FieldType, PluginConfigError, Priority, attr_field, hookimpl
+
 from falconet_example.sink import JsonLinesSink
 from falconet_example.source import SOURCE, ExampleSource
 

@@ -25,7 +25,8 @@ SIGNALS = ("logs", "traces")
 KNOWN_KEYS = {
     "endpoint", "protocol", "headers", "timeout", "insecure", "logs_endpoint", "traces_endpoint",
     "logs", "traces", "service_name", "min_priority", "batch_size", "queue_size",
-    "schedule_delay", "span_duration_ms", "required",
+    "schedule_delay", "span_duration_ms", "compression",
+    "required", "enabled",            # read by the plugin host
 }
 
 
@@ -39,6 +40,7 @@ class SignalTarget:
     headers: dict[str, str]
     timeout: float
     insecure: bool
+    compression: str = "none"
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,11 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         env_ms = env.get(f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
         # the specification's unit is milliseconds; default short so a dead collector costs little
         timeout = _number(env_ms, "OTEL_EXPORTER_OTLP_TIMEOUT", float, 1) / 1000 if env_ms else 2.0
-    return SignalTarget(signal, endpoint, protocol, headers, timeout, insecure)
+    compression = str(section.get("compression") or env.get(f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION")
+                      or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "none").strip().lower()
+    if compression not in ("none", "gzip"):
+        raise PluginConfigError(f"compression: expected none or gzip, got {compression!r}")
+    return SignalTarget(signal, endpoint, protocol, headers, timeout, insecure, compression)
 
 
 def resolve_settings(section: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> OtelSettings:

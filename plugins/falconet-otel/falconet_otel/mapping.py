@@ -107,9 +107,17 @@ def attr_value(v: Any) -> Any:
     return str(v)
 
 
+_uuid_cache: dict[str, str] = {}
+
+
 def rule_uuid(rule: str) -> str:
-    """``security_rule.uuid``: a stable UUIDv5 of the rule name."""
-    return str(uuid.uuid5(_UUID_NS, rule))
+    """``security_rule.uuid``: a stable UUIDv5 of the rule name (cached: rules are few)."""
+    u = _uuid_cache.get(rule)
+    if u is None:
+        if len(_uuid_cache) > 10000:
+            _uuid_cache.clear()
+        u = _uuid_cache[rule] = str(uuid.uuid5(_UUID_NS, rule))
+    return u
 
 
 def rule_category(tags: list[str], source: str) -> str:

@@ -138,9 +138,9 @@ class Shipper:
         try:
             result = self._exporter.export(batch)
         except Exception as e:  # noqa: BLE001 - an exporter bug must not kill the thread
-            self._warn(f"export raised {type(e).__name__}: {e}")
+            self._warn(f"export failed ({e})")
             return False
-        ok = getattr(result, "name", "") == "SUCCESS"
+        ok = result is True or getattr(result, "name", "") == "SUCCESS"
         if not ok:
             self._warn("export failed (collector unreachable, slow or rejecting)")
         return ok

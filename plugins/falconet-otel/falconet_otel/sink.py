@@ -1,7 +1,8 @@
 """The OTel alert sink: one log record per alert, plus process-tree spans (see docs/otel.md).
 
-``send`` runs on the sink's own worker thread (never the hot loop). It builds the records and hands
-them to a :class:`~falconet_otel.shipper.Shipper` per signal, which batches them to the collector.
+``send`` runs on the sink's own worker thread (never the hot loop). It encodes the OTLP records
+(:mod:`falconet_otel.wire`) and hands them to a :class:`~falconet_otel.shipper.Shipper` per signal,
+which batches them into export requests sent by a transport (:mod:`falconet_otel.transport`).
 """
 
 from __future__ import annotations
@@ -17,59 +18,29 @@ from typing import Any
 
 from falconet.alerts import Alert
 from falconet.priorities import Priority
-from opentelemetry._logs import LogRecord
-from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event as SpanEvent
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    set_span_in_context,
-)
 
-from falconet_otel import mapping
-from falconet_otel.config import OtelSettings, SignalTarget
+from falconet_otel import mapping, wire
+from falconet_otel.config import OtelSettings
 from falconet_otel.shipper import Shipper, SignalStats
+from falconet_otel.transport import make_transport
 
 log = logging.getLogger("falconet.otel")
 
 SCOPE_NAME = "falconet.otel"
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: process start times older than this before the alert are treated as unknown (not epoch ns)
 _MAX_PROCESS_AGE_NS = 366 * 86400 * 10**9
 #: how many ancestor process spans we remember having exported (each is exported once)
 _EMITTED_CAPACITY = 65536
+_WORKLOAD_ATTRS = ("container.id", "container.name", "container.image.name", "k8s.pod.name",
+                   "k8s.namespace.name", "k8s.pod.uid")
+_SEVERITY = {p: n.value for p, n in mapping.SEVERITY.items()}
+_LABEL = {p: p.label for p in Priority}
 
 
-def make_exporter(target: SignalTarget) -> Any:
-    """The OTLP exporter for one signal (gRPC or HTTP/protobuf), with a short timeout."""
-    # the exporters log every failed batch; the shipper reports failures itself, rate-limited
-    logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
-    headers = dict(target.headers) or None
-    if target.protocol == "grpc":
-        # grpc's C core logs connection churn (GOAWAY on a collector restart) at INFO to stderr
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        if target.signal == "logs":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
-        else:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
-        return Grpc(endpoint=target.endpoint, insecure=target.insecure, headers=headers,
-                    timeout=target.timeout)
-    if target.signal == "logs":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
-    return Http(endpoint=target.endpoint, headers=headers, timeout=target.timeout)
-
-
-def make_resource(service_name: str, version: str, hostname: str) -> Resource:
-    """The engine itself: service.*, host.name and k8s.node.name (DaemonSet: env K8S_NODE_NAME)."""
+def resource_attributes(service_name: str, version: str, hostname: str) -> dict[str, Any]:
+    """The engine itself: service.*, host.name, k8s.node.name (DaemonSet: env K8S_NODE_NAME),
+    merged over OTEL_RESOURCE_ATTRIBUTES by the SDK's resource detection."""
     attrs: dict[str, Any] = {
         "service.name": service_name,
         "service.version": version,
@@ -80,7 +51,25 @@ def make_resource(service_name: str, version: str, hostname: str) -> Resource:
     node = os.environ.get("K8S_NODE_NAME")
     if node:
         attrs["k8s.node.name"] = node
-    return Resource.create(attrs)
+    return dict(Resource.create(attrs).attributes)
+
+
+class OtlpExporter:
+    """Wraps a batch of encoded records into one export request and sends it."""
+
+    def __init__(self, signal: str, transport: Any, resource_body: bytes, scope_body: bytes) -> None:
+        self.signal = signal
+        self.transport = transport
+        self._wrap = wire.logs_request if signal == "logs" else wire.traces_request
+        self._resource = resource_body
+        self._scope = scope_body
+
+    def export(self, batch: list[bytes]) -> bool:
+        self.transport.send(self._wrap(self._resource, self._scope, batch))
+        return True
+
+    def shutdown(self) -> None:
+        self.transport.close()
 
 
 class OtelSink:
@@ -89,27 +78,31 @@ class OtelSink:
     name = "otel"
 
     def __init__(self, settings: OtelSettings, *, hostname: str, version: str,
-                 exporters: dict[str, Any] | None = None,
+                 transports: dict[str, Any] | None = None,
                  stats: dict[str, SignalStats] | None = None,
                  on_loss: Callable[[str, int], None] | None = None) -> None:
-        """``exporters`` overrides the OTLP exporters per signal (tests, benchmarks)."""
+        """``transports`` overrides the network transport per signal (tests, benchmarks)."""
         self.settings = settings
         self.min_priority: Priority = settings.min_priority
         self.hostname = hostname
-        self._exporters = exporters
+        self._transports = transports or {}
         self.stats = stats if stats is not None else {s: SignalStats(s) for s in settings.targets}
         self._on_loss = on_loss
-        self._resource = make_resource(settings.service_name, version, hostname)
-        self._scope = InstrumentationScope(SCOPE_NAME, version)
+        self.resource = resource_attributes(settings.service_name, version, hostname)
+        self._resource_body = wire.AttributeEncoder().encode(self.resource, 1)
+        self._scope_body = wire.scope(SCOPE_NAME, version)
+        self._attrs = wire.AttributeEncoder()
+        self._body_parts = wire.AttributeEncoder(cache_size=4096)
         self._logs: Shipper | None = None
         self._traces: Shipper | None = None
-        self._emitted: OrderedDict[int, None] = OrderedDict()
+        self._emitted: OrderedDict[bytes, None] = OrderedDict()
         self._seq = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        for signal in self.settings.targets:
-            exporter = (self._exporters or {}).get(signal) or make_exporter(self.settings.targets[signal])
+        for signal, target in self.settings.targets.items():
+            transport = self._transports.get(signal) or make_transport(target, target.compression)
+            exporter = OtlpExporter(signal, transport, self._resource_body, self._scope_body)
             stats = self.stats.setdefault(signal, SignalStats(signal))
             shipper = Shipper(exporter, stats, batch_size=self.settings.batch_size,
                               queue_size=self.settings.queue_size,
@@ -147,77 +140,62 @@ class OtelSink:
         if alert.priority > self.min_priority:
             return
         attrs = mapping.alert_attributes(alert)
-        trace_id = span_id = 0
+        parts = self._attrs.parts(attrs)        # encoded once: log record and span event share it
+        trace_id = span_id = b""
         if self._traces is not None:
-            trace_id, span_id = self._send_spans(alert, attrs)
+            trace_id, span_id = self._send_spans(alert, attrs, parts)
         if self._logs is not None:
-            self._logs.put(self._log_record(alert, attrs, trace_id, span_id))
+            self._logs.put(wire.log_record(
+                time_ns=alert.time_ns, observed_ns=time.time_ns(),
+                severity_number=_SEVERITY[alert.priority], severity_text=_LABEL[alert.priority],
+                body=alert.output, attributes=wire.repeated(6, parts),
+                event_name=mapping.EVENT_NAME, trace_id=trace_id, span_id=span_id))
 
-    def _log_record(self, alert: Alert, attrs: dict[str, Any], trace_id: int,
-                    span_id: int) -> ReadableLogRecord:
-        ctx = None
-        if trace_id:
-            ctx = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, span_id, False, _SAMPLED)))
-        record = LogRecord(timestamp=alert.time_ns, observed_timestamp=time.time_ns(), context=ctx,
-                           severity_text=alert.priority.label,
-                           severity_number=mapping.SEVERITY[alert.priority],
-                           body=alert.output, attributes=attrs, event_name=mapping.EVENT_NAME)
-        return ReadableLogRecord(log_record=record, resource=self._resource,
-                                 instrumentation_scope=self._scope)
-
-    def _send_spans(self, alert: Alert, attrs: dict[str, Any]) -> tuple[int, int]:
+    def _send_spans(self, alert: Alert, attrs: dict[str, Any], parts: list[bytes]) -> tuple[bytes, bytes]:
         """Ancestor spans (each process once), then this alert's span on the triggering process.
         Returns the (trace id, span id) the log record is linked to."""
         assert self._traces is not None
         key = mapping.workload_key(alert)
-        trace_id = mapping.trace_id_for(key)
+        trace_id = mapping.trace_id_for(key).to_bytes(16, "big")
         lineage = alert.lineage or _lineage_from_fields(alert.output_fields)
         workload = {k: attrs[k] for k in _WORKLOAD_ATTRS if k in attrs}
         workload["falconet.workload"] = key
-        parent_id: int | None = None
+        parent = b""
         for proc in reversed(lineage[1:]):
-            sid = mapping.process_span_id(key, proc.get("pid"), proc.get("start_ts"))
+            sid = mapping.process_span_id(key, proc.get("pid"), proc.get("start_ts")).to_bytes(8, "big")
             if sid not in self._emitted:
                 self._remember(sid)
-                self._traces.put(self._span(
-                    name=str(proc.get("name") or "process"), trace_id=trace_id, span_id=sid,
-                    parent_id=parent_id, start=_start_ns(proc, alert.time_ns), end=alert.time_ns,
-                    attributes={**mapping.process_attributes(proc), **workload}))
-            parent_id = sid
+                self._traces.put(wire.span(
+                    trace_id=trace_id, span_id=sid, parent_span_id=parent,
+                    name=str(proc.get("name") or "process"),
+                    start_ns=_start_ns(proc, alert.time_ns), end_ns=alert.time_ns,
+                    attributes=self._attrs.encode({**mapping.process_attributes(proc), **workload},
+                                                  9)))
+            parent = sid
         me = lineage[0] if lineage else {}
         self._seq += 1
         sid = mapping.alert_span_id(key, me.get("pid"), me.get("start_ts"), alert.time_ns, alert.rule,
-                                    self._seq)
-        end = alert.time_ns + self.settings.span_duration_ms * 1_000_000
-        span_attrs = {**mapping.process_attributes(me), **workload,
-                      "security_rule.name": alert.rule, "falco.priority": alert.priority.label}
-        event = SpanEvent(mapping.EVENT_NAME, attributes={"body": alert.output, **attrs},
-                          timestamp=alert.time_ns)
+                                    self._seq).to_bytes(8, "big")
+        start = _start_ns(me, alert.time_ns)
+        end = max(start, alert.time_ns + self.settings.span_duration_ms * 1_000_000)
+        event = wire.span_event(time_ns=alert.time_ns, name=mapping.EVENT_NAME, attributes=wire.repeated(
+            3, self._body_parts.parts({"body": alert.output}) + parts))
         severe = alert.priority <= Priority.ERROR
-        self._traces.put(self._span(
-            name=str(me.get("name") or alert.rule), trace_id=trace_id, span_id=sid, parent_id=parent_id,
-            start=_start_ns(me, alert.time_ns), end=end, attributes=span_attrs, events=(event,),
-            status=Status(StatusCode.ERROR, alert.rule) if severe else Status(StatusCode.UNSET)))
+        self._traces.put(wire.span(
+            trace_id=trace_id, span_id=sid, parent_span_id=parent, name=str(me.get("name") or alert.rule),
+            start_ns=start, end_ns=end,
+            attributes=self._attrs.encode({
+                **mapping.process_attributes(me), **workload, "security_rule.name": alert.rule,
+                "falco.priority": _LABEL[alert.priority]}, 9),
+            events=(event,),
+            status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
+            status_message=alert.rule if severe else ""))
         return trace_id, sid
 
-    def _span(self, *, name: str, trace_id: int, span_id: int, parent_id: int | None, start: int,
-              end: int, attributes: dict[str, Any], events: tuple[SpanEvent, ...] = (),
-              status: Status | None = None) -> ReadableSpan:
-        parent = SpanContext(trace_id, parent_id, False, _SAMPLED) if parent_id else None
-        return ReadableSpan(name=name, context=SpanContext(trace_id, span_id, False, _SAMPLED),
-                            parent=parent, resource=self._resource, attributes=attributes,
-                            events=events, kind=SpanKind.INTERNAL, start_time=start,
-                            end_time=max(end, start), instrumentation_scope=self._scope,
-                            status=status or Status(StatusCode.UNSET))
-
-    def _remember(self, span_id: int) -> None:
+    def _remember(self, span_id: bytes) -> None:
         self._emitted[span_id] = None
         if len(self._emitted) > _EMITTED_CAPACITY:
             self._emitted.popitem(last=False)
-
-
-_WORKLOAD_ATTRS = ("container.id", "container.name", "container.image.name", "k8s.pod.name",
-                   "k8s.namespace.name", "k8s.pod.uid")
 
 
 def _start_ns(proc: dict[str, Any], alert_ns: int) -> int:

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Benchmark of the eBPF collector with the whole engine (``falconet run``) as a subprocess.
+
+Prints one JSON document:
+
+- ``max_rate``: (a) the highest sustained rate of syscalls of interest (opens, plus a few execs per
+  second) with zero kernel drops, found by doubling the offered rate until drops appear or the
+  load generator saturates. For each step: offered and achieved rates, kernel events/s, drops, and
+  how far the engine lags behind the kernel.
+- ``slowdown``: (b) time of a fixed syscall-heavy workload (open+close loop) with the engine
+  running vs without, measured in the same run (without, with, without again).
+- ``steady``: (c) engine RSS and CPU at a steady offered rate (default 10,000 opens/s).
+
+``--mode collector`` measures the collector alone (a small consumer loop instead of
+``falconet run``), to separate kernel/transport costs from rule evaluation.
+
+Needs root and bcc. Usage: ``sudo .venv/bin/python bench/bench_collector.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FALCO_RULES = REPO.parent / "shared" / "falco" / "falco_rules.yaml"
+TARGET = "/etc/hostname"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+COLLECTOR_ONLY = r"""
+import os, sys, time, threading
+from falconet.collector.source import EbpfSource, CollectorConfig
+from falconet.metrics import EngineMetrics
+from falconet.rules import load_rules
+m = EngineMetrics()
+src = EbpfSource(CollectorConfig())
+types = None
+try:
+    from falconet.fields import FieldRegistry
+    from falconet.state.plugin import falconet_fields  # noqa
+except Exception:
+    pass
+it = src.open({"event_types": set(sys.argv[1].split(",")) if sys.argv[1] else None, "metrics": m})
+deadline = time.monotonic() + float(sys.argv[2])
+n = 0
+print("ready", flush=True)
+for e in it:
+    if e is not None:
+        n += 1
+    if time.monotonic() > deadline:
+        break
+src.close()
+for _ in it:
+    pass
+print(f"processed {n} kernel_events {m.kernel_events} kernel_drops {m.kernel_drops}", flush=True)
+"""
+
+
+# ----------------------------------------------------------------------------- load generator
+def _opener(rate: float, seconds: float, out: mp.Queue) -> None:
+    """Open+close TARGET ``rate`` times a second for ``seconds`` (paced in 5 ms ticks)."""
+    tick = 0.005
+    per_tick = rate * tick
+    done = 0.0
+    n = 0
+    start = time.monotonic()
+    end = start + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = (now - start) / tick * per_tick
+        while n < due:
+            os.close(os.open(TARGET, os.O_RDONLY))
+            n += 1
+        done = n
+        nxt = start + (int((now - start) / tick) + 1) * tick
+        if nxt > now:
+            time.sleep(nxt - now)
+    out.put(("open", done, time.monotonic() - start))
+
+
+def _execer(rate: float, seconds: float, out: mp.Queue) -> None:
+    n = 0
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv("/bin/true", ["true"])
+            finally:
+                os._exit(127)
+        os.waitpid(pid, 0)
+        n += 1
+        due = start + n / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    out.put(("exec", n, time.monotonic() - start))
+
+
+def offer_load(rate: float, seconds: float, workers: int = 2, exec_rate: float = 50.0
+               ) -> dict[str, float]:
+    """Run the generators; returns achieved opens/s and execs/s."""
+    q: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_opener, args=(rate / workers, seconds, q)) for _ in range(workers)]
+    if exec_rate > 0:
+        procs.append(mp.Process(target=_execer, args=(exec_rate, seconds, q)))
+    for p in procs:
+        p.start()
+    res = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    opens = sum(n for k, n, _ in res if k == "open")
+    execs = sum(n for k, n, _ in res if k == "exec")
+    return {"opens_per_s": opens / seconds, "execs_per_s": execs / seconds}
+
+
+# ----------------------------------------------------------------------------- engine control
+class Engine:
+    """``falconet run`` (or the collector alone) as a subprocess, read through /metrics."""
+
+    def __init__(self, mode: str, port: int, seconds: float = 3600) -> None:
+        self.mode, self.port = mode, port
+        py = str(REPO / ".venv" / "bin" / "python")
+        if mode == "engine":
+            cmd = [py, "-m", "falconet", "run", "--rules", str(FALCO_RULES), "--json",
+                   "--duration", str(seconds), "--metrics-port", str(port)]
+        else:
+            cmd = [py, "-c", COLLECTOR_ONLY, "", str(seconds)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if mode == "engine" else
+                                     subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=REPO)
+        self.t0 = time.monotonic()
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            m = re.match(r"^(\w+)(\{[^}]*\})?\s+([0-9.eE+-]+)$", line)
+            if m:
+                key = m.group(1) + (m.group(2) or "")
+                out[key] = out.get(key, 0.0) + float(m.group(3))
+        return out
+
+    def counters(self) -> dict[str, float]:
+        m = self.metrics()
+        events = sum(v for k, v in m.items() if k.startswith("falconet_events_total"))
+        return {"kernel_events": m.get("falcosecurity_scap_n_evts_total", 0.0),
+                "kernel_drops": m.get("falcosecurity_scap_n_drops_total", 0.0),
+                "processed": events}
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        """Until the kernel side counts events (the collector is attached)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {self.proc.stderr.read()[-2000:]}")
+            if self.mode == "collector":
+                line = self.proc.stdout.readline()
+                if line.startswith("ready"):
+                    return time.monotonic() - self.t0
+                continue
+            try:
+                if self.counters()["kernel_events"] > 0:
+                    return time.monotonic() - self.t0
+            except OSError:
+                pass
+            os.close(os.open(TARGET, os.O_RDONLY))
+            time.sleep(0.2)
+        raise RuntimeError("engine not ready")
+
+    def usage(self) -> tuple[float, int]:
+        """(cpu seconds, rss bytes) of the engine process."""
+        pid = self.proc.pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        f = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(f[11]) + int(f[12])) / CLK_TCK
+        rss = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+        return cpu, rss
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            _out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _out, err = self.proc.communicate()
+        return err or ""
+
+
+def wait_drained(eng: Engine, timeout: float = 30) -> float:
+    """Wait until the engine has processed what the kernel produced; returns the wait."""
+    t0 = time.monotonic()
+    last = -1.0
+    while time.monotonic() - t0 < timeout:
+        c = eng.counters()
+        backlog = c["kernel_events"] - c["kernel_drops"] - c["processed"]
+        if backlog <= 1000 or c["processed"] == last:
+            break
+        last = c["processed"]
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+# ----------------------------------------------------------------------------- measurements
+def measure_rate(eng: Engine, rate: float, seconds: float) -> dict[str, float]:
+    before = eng.counters()
+    t0 = time.monotonic()
+    achieved = offer_load(rate, seconds)
+    load_s = time.monotonic() - t0
+    lag_s = wait_drained(eng)
+    after = eng.counters()
+    d = {k: after[k] - before[k] for k in before}
+    return {"offered_opens_per_s": rate, **{k: round(v, 1) for k, v in achieved.items()},
+            "kernel_events_per_s": round(d["kernel_events"] / load_s, 1),
+            "kernel_drops": int(d["kernel_drops"]),
+            "processed_per_s": round(d["processed"] / load_s, 1),
+            "drain_seconds_after_load": round(lag_s, 2)}
+
+
+def workload(n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        os.close(os.open(TARGET, os.O_RDONLY))
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=("engine", "collector"), default="engine")
+    ap.add_argument("--start-rate", type=float, default=6250)
+    ap.add_argument("--max-rate", type=float, default=400000)
+    ap.add_argument("--window", type=float, default=5.0, help="seconds of load per step")
+    ap.add_argument("--steady-rate", type=float, default=10000)
+    ap.add_argument("--workload-ops", type=int, default=200000)
+    ap.add_argument("--port", type=int, default=18799)
+    ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print(json.dumps({"error": "needs root (eBPF)"}))
+        return 2
+    if args.quick:
+        args.window, args.workload_ops = 2.0, 50000
+    result: dict = {"mode": args.mode, "cpus": os.cpu_count(), "kernel": os.uname().release,
+                    "rules": str(FALCO_RULES) if args.mode == "engine" else None}
+
+    # (b) baseline before the engine starts
+    base1 = workload(args.workload_ops)
+
+    if args.mode == "collector":
+        eng = Engine("collector", args.port, seconds=3600)
+        result["startup_seconds"] = round(eng.wait_ready(), 2)
+        # the collector-only child has no /metrics: measure (b) only, then stop and report
+        with_engine = workload(args.workload_ops)
+        err = eng.stop()
+        base2 = workload(args.workload_ops)
+        result["slowdown"] = _slowdown(base1, with_engine, base2, args.workload_ops)
+        out = eng.proc.stdout.read() if eng.proc.stdout else ""
+        result["collector_summary"] = out.strip().splitlines()[-1:] + err.strip().splitlines()[-1:]
+        print(json.dumps(result, indent=2))
+        return 0
+
+    eng = Engine("engine", args.port)
+    try:
+        result["startup_seconds"] = round(eng.wait_ready(), 2)
+        # (c) steady state
+        cpu0, _ = eng.usage()
+        t0 = time.monotonic()
+        steady = measure_rate(eng, args.steady_rate, max(args.window, 5.0))
+        cpu1, rss = eng.usage()
+        result["steady"] = {**steady, "engine_cpu_percent": round(100 * (cpu1 - cpu0) /
+                                                                  (time.monotonic() - t0), 1),
+                            "engine_rss_mb": round(rss / 2**20, 1)}
+        # (a) doubling
+        steps = []
+        rate = args.start_rate
+        best = 0.0
+        while rate <= args.max_rate:
+            step = measure_rate(eng, rate, args.window)
+            steps.append(step)
+            if step["kernel_drops"] > 0:
+                break
+            best = max(best, step["kernel_events_per_s"])
+            if step["opens_per_s"] < 0.9 * rate:        # the generator saturated
+                step["note"] = "load generator saturated"
+                break
+            rate *= 2
+        result["max_rate"] = {"zero_drop_kernel_events_per_s": best, "steps": steps}
+        # (b) with the engine running
+        with_engine = workload(args.workload_ops)
+        wait_drained(eng)
+        _cpu, rss = eng.usage()
+        result["engine_rss_mb_end"] = round(rss / 2**20, 1)
+    finally:
+        err = eng.stop()
+    base2 = workload(args.workload_ops)
+    result["slowdown"] = _slowdown(base1, with_engine, base2, args.workload_ops)
+    summary = [ln for ln in err.splitlines() if ln.startswith("falconet:")]
+    result["engine_summary"] = summary[-1:] if summary else err.strip().splitlines()[-3:]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _slowdown(base1: float, with_engine: float, base2: float, ops: int) -> dict:
+    base = min(base1, base2)
+    return {"ops": ops, "without_s": round(base, 3), "with_s": round(with_engine, 3),
+            "ratio": round(with_engine / base, 3),
+            "ops_per_s_without": round(ops / base), "ops_per_s_with": round(ops / with_engine)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Fast tests of the collector's userspace parts: schema, program builder, decoder, BTF, config."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from falconet import syscalls
+from falconet.collector import btf, program
+from falconet.collector.decoder import HDR, RecordDecoder, parse_sockaddr
+from falconet.collector.source import CollectorConfig, EbpfSource, choose_events
+
+ADDR_KEYS = {"family", "sip", "sport", "dip", "dport", "path", "tuple"}
+
+
+# ------------------------------------------------------------------------------- schema
+def test_every_event_is_a_known_syscall_or_process_event():
+    for name in syscalls.EVENTS:
+        assert name in syscalls.SYSCALL_NUMBERS or name in syscalls.NON_SYSCALL_EVENTS, name
+        assert syscalls.is_known_event_type(name)
+    assert syscalls.SYSCALL_NUMBERS["openat"] == 257 and syscalls.SYSCALL_NUMBERS["execve"] == 59
+    assert len(syscalls.SYSCALL_NUMBERS) > 350
+    assert not syscalls.is_known_event_type("opnat")
+
+
+def test_decoder_table_produces_exactly_the_schema_params():
+    """The contract with the state parser: what the decoder fills is what syscalls.py says."""
+    for name, schema in syscalls.EVENTS.items():
+        if name in syscalls.NON_SYSCALL_EVENTS:
+            continue
+        spec = program.SPECS[name]
+        if spec.kind in ("clone", "exec"):
+            continue            # special decoders, checked on real records below
+        keys = {"cgroup_id"}
+        for item in spec.decode.split():
+            key, _, src = item.partition("=")
+            keys |= ADDR_KEYS if src in ("dst", "peer", "local") else {key}
+        assert keys == set(schema.param_names), name
+
+
+def test_base_set_and_fd_partners_follow_the_rules():
+    sel = syscalls.selected_events({"openat"})
+    assert {"openat", "close", "execve", "clone", "procfork", "procexit", "chdir"} <= sel
+    assert "connect" not in sel and "socket" not in sel
+    net = syscalls.selected_events({"connect"})
+    assert {"socket", "bind", "close"} <= net
+    assert syscalls.selected_events(None) == frozenset(syscalls.EVENTS)
+    assert syscalls.unsupported({"openat", "read", "container"}) == {"read", "container"}
+
+
+def test_choose_events_uses_ruleset_types_and_config():
+    class RS:
+        def event_types(self, source):
+            assert source == "syscall"
+            return {"ptrace"}
+    chosen = choose_events(ruleset=RS())
+    assert "ptrace" in chosen and "openat" not in chosen
+    assert "unlink" in choose_events(ruleset=RS(), cfg=CollectorConfig(syscalls=["unlink"]))
+    assert choose_events(ruleset=RS(), cfg=CollectorConfig(all_syscalls=True)) == frozenset(
+        syscalls.EVENTS)
+
+
+# ------------------------------------------------------------------------------- program
+def test_program_has_handlers_only_for_selected_syscalls():
+    built = program.build(syscalls.selected_events({"openat"}), self_tgid=1234, offsets={})
+    assert "int enter_openat(void *ctx)" in built.text
+    assert "enter_connect" not in built.text and "enter_unlinkat" not in built.text
+    nrs = {nr for nr, _, _ in built.dispatch}
+    assert syscalls.SYSCALL_NUMBERS["openat"] in nrs
+    assert syscalls.SYSCALL_NUMBERS["connect"] not in nrs
+    assert "-DSELF_TGID=1234" in built.cflags and "-DWANT_PROCFORK" in built.cflags
+
+
+def test_program_rejects_sizes_that_are_not_powers_of_two():
+    with pytest.raises(ValueError, match="ring_buffer_pages must be a power of two"):
+        program.build({"openat"}, self_tgid=1, offsets={}, ring_buffer_pages=3)
+
+
+# ------------------------------------------------------------------------------- decoder
+def _record(name: str, res: int, words: tuple[int, ...], strings: list[bytes]) -> bytes:
+    lens = [len(s) for s in strings] + [0] * (3 - len(strings))
+    hdr = HDR.pack(1_000, 42, res, 100, 99, program.EVENT_IDS[name], *lens, *words)
+    return hdr + b"".join(strings)
+
+
+def test_decoder_reads_packed_strings_and_signed_words():
+    dec = RecordDecoder(path_len=512, argv_len=4096, env_len=0)
+    raw = _record("renameat", 0, ((-100) & (2**64 - 1), 0, 5, 0, 0, 0),
+                  [b"old/name\0", b"/new/\xffname\0"])
+    e = dec.decode(memoryview(raw), 0)
+    assert (e.type, e.tid, e.pid, e.res) == ("renameat", 100, 99, 0)
+    assert e.args["olddirfd"] == -100 and e.args["newdirfd"] == 5
+    assert e.args["oldpath"] == "old/name"
+    assert e.args["newpath"] == "/new/\\xffname"          # undecodable bytes escaped, not lost
+    assert e.args["cgroup_id"] == 42
+    assert e.ts == 1_000 + dec.boot_offset
+
+
+def test_decoder_sets_fd_from_res_for_fd_returning_calls():
+    dec = RecordDecoder(path_len=512, argv_len=4096, env_len=0)
+    raw = _record("openat", 7, ((-100) & (2**64 - 1), 0, 0o2101, 0o644, 0, 0), [b"/etc/x\0"])
+    e = dec.decode(memoryview(raw), 0)
+    assert e.args == {"fd": 7, "dirfd": -100, "name": "/etc/x", "flags": 0o2101, "mode": 0o644,
+                      "cgroup_id": 42}
+
+
+def test_decoder_exec_record():
+    dec = RecordDecoder(path_len=512, argv_len=4096, env_len=4096)
+    words = [0] * program.N_EXEC_WORDS
+    words[0:3] = [1000, 1001, 1002]
+    words[7] = 4294967295
+    words[14] = 1
+    head = HDR.pack(5, 42, 0, 999999, 999999, program.EVENT_IDS["execve"], 8, 12, 8,
+                    0, 0, 0, 0, 0, 0)
+    raw = (head + struct.pack(f"<{program.N_EXEC_WORDS}Q", *words) + b"ls\0".ljust(16, b"\0")
+           + b"/bin/ls\0" + b"ls\0-la\0/tmp\0" + b"A=1\0B=2\0")
+    e = dec.decode(memoryview(raw), 0)
+    assert e.args["filename"] == "/bin/ls" and e.args["argv"] == ["ls", "-la", "/tmp"]
+    assert e.args["env"] == ["A=1", "B=2"] and e.args["comm"] == "ls"
+    assert (e.args["uid"], e.args["gid"], e.args["euid"]) == (1000, 1001, 1002)
+    assert e.args["loginuid"] == 4294967295 and e.args["ppid"] == 1
+    assert e.args["exepath"] == "/bin/ls"      # pid 999999 has no /proc entry: falls back
+
+
+def test_parse_sockaddr_families():
+    v4 = struct.pack("<H", 2) + struct.pack(">H", 8080) + socket.inet_aton("10.1.2.3") + b"\0" * 8
+    assert parse_sockaddr(v4) == (2, "10.1.2.3", 8080, "")
+    v6 = (struct.pack("<H", 10) + struct.pack(">H", 443) + b"\0" * 4
+          + socket.inet_pton(socket.AF_INET6, "::1") + b"\0" * 4)
+    assert parse_sockaddr(v6) == (10, "::1", 443, "")
+    assert parse_sockaddr(struct.pack("<H", 1) + b"/run/x.sock\0") == (1, "", 0, "/run/x.sock")
+    assert parse_sockaddr(struct.pack("<H", 1) + b"\0abstract\0") == (1, "", 0, "@abstract")
+    assert parse_sockaddr(b"") == (0, "", 0, "")
+
+
+# ------------------------------------------------------------------------------- BTF
+def test_btf_rejects_garbage():
+    with pytest.raises(btf.BTFError, match="magic"):
+        btf.BTF(b"\0" * 64)
+
+
+def test_btf_resolves_kernel_offsets():
+    from pathlib import Path  # noqa: PLC0415
+
+    from conftest import need  # noqa: PLC0415
+    need(Path(btf.VMLINUX).exists(), "the kernel has no BTF (/sys/kernel/btf/vmlinux)")
+    b = btf.BTF.load()
+    offs = btf.kernel_offsets(b)
+    for k in ("OFF_TASK_TGID", "OFF_TASK_CRED", "OFF_CRED_CAP_EFF", "OFF_MM_ARG_START",
+              "OFF_PID_NUMBERS", "SIZE_UPID"):
+        assert k in offs, k
+    assert offs["OFF_TASK_TGID"] == offs["OFF_TASK_PID"] + 4     # adjacent pid_t fields
+    assert b.struct_size("upid") == offs["SIZE_UPID"] > 0
+    with pytest.raises(btf.BTFError):
+        b.offset("task_struct", "no_such_member")
+
+
+# ------------------------------------------------------------------------------- config/plugin
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError) as e:
+        CollectorConfig.from_dict({"ring_buffer_pages": 3, "bogus": 1, "syscalls": ["nope"]})
+    msg = str(e.value)
+    assert "collector.ring_buffer_pages: expected a power of two" in msg
+    assert "unknown key 'bogus'" in msg and "nope" in msg
+    c = CollectorConfig.from_dict({"ring_buffer_pages": 64, "drop_alert_priority": "debug"})
+    assert c.ring_buffer_pages == 64 and c.drop_alert_priority.name == "DEBUG"
+
+
+def test_plugin_contributes_the_ebpf_source():
+    from falconet.api import PluginConfigError  # noqa: PLC0415
+    from falconet.collector import plugin  # noqa: PLC0415
+
+    class Ctx:
+        config = {"collector": {"ring_buffer_pages": 512}}
+    plugin.falconet_configure({}, Ctx())
+    (src,) = plugin.falconet_event_sources(Ctx())
+    assert isinstance(src, EbpfSource)
+    assert (src.name, src.source, src.live) == ("ebpf", "syscall", True)
+    assert src.config.ring_buffer_pages == 512
+    Ctx.config = {"collector": {"path_len": 100}}
+    with pytest.raises(PluginConfigError, match="path_len"):
+        plugin.falconet_configure({}, Ctx())
+    Ctx.config = {}
+    plugin.falconet_configure({}, Ctx())

@@ -1,0 +1,30 @@
+"""A few seconds of fuzzing (bench/fuzz_rules.py runs the same properties for minutes)."""
+
+from __future__ import annotations
+
+import yaml
+from fuzzstrategies import any_condition, check_load, check_parse, conditions, documents
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+FEW = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FAST
+@given(any_condition)
+def test_parser_raises_only_its_own_error(text: str) -> None:
+    check_parse(text)
+
+
+@FEW
+@given(st.lists(documents, min_size=1, max_size=3))
+def test_loader_never_raises(docs: list[str]) -> None:
+    check_load(docs)
+
+
+@FEW
+@given(conditions())
+def test_generated_rules_compile_or_fail_cleanly(cond: str) -> None:
+    check_load([yaml.safe_dump([{"rule": "r", "desc": "d", "condition": cond, "output": "o",
+                                 "priority": "INFO"}])])
