@@ -124,6 +124,25 @@ def bench_fields(n: int) -> dict[str, float]:
     return out
 
 
+def bench_memory(n: int = 10_000, fds: int = 10) -> dict[str, float]:
+    """Bytes per process entry (fork of a process with ``fds`` open files), via tracemalloc."""
+    import tracemalloc  # noqa: PLC0415
+
+    tables, parser, _ = _world()
+    for i in range(fds):
+        parser(Event("syscall", "openat", TS0, 30, 30, {"fd": 10 + i, "dirfd": -100,
+                                                        "name": f"/var/log/f{i}", "flags": 0}, 10 + i))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        parser(Event("syscall", "procfork", TS0 + i, 30, 30, {"child_tid": 200000 + i,
+                                                              "child_pid": 200000 + i,
+                                                              "parent_tid": 30, "parent_pid": 30}))
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return {"processes": n, "fds_each": fds, "bytes_per_process": round(used / n)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=100_000, help="events per measurement")
@@ -139,6 +158,7 @@ def main() -> None:
         "n": a.n,
         "parser_ns_per_event": bench_parser(a.n),
         "extractor_ns_per_op": bench_fields(a.n),
+        "memory": bench_memory(),
         "bootstrap": {"processes": s.processes, "threads": s.threads, "fds": s.fds,
                       "ms": round(s.seconds * 1000, 1)},
     }

@@ -160,8 +160,11 @@ def stat(title: str, description: str, target: dict[str, Any], *, w: int = 6, h:
 
 def table(title: str, description: str, target: dict[str, Any], *, w: int = 12, h: int = 9,
           rename: dict[str, str] | None = None, sort_by: str = "Value") -> dict[str, Any]:
-    transformations: list[Any] = [{"id": "labelsToFields", "options": {}}] if target["datasource"] is LOKI \
-        else []
+    if target["datasource"] is PROM:
+        target = {**target, "format": "table"}          # one row per series, labels as columns
+        transformations: list[Any] = []
+    else:                                              # Loki: one frame per series -> one table
+        transformations = [{"id": "labelsToFields", "options": {}}, {"id": "merge", "options": {}}]
     transformations.append({"id": "organize", "options": {
         "excludeByName": {"Time": True}, "renameByName": rename or {}}})
     transformations.append({"id": "sortBy", "options": {"sort": [{"field": sort_by, "desc": True}]}})

@@ -301,7 +301,15 @@ def check(as_json: bool) -> int:
     from falconet.simulate.live import LiveEngine  # noqa: PLC0415
     from falconet.simulate.runner import host_canary  # noqa: PLC0415
 
-    engine = LiveEngine()
+    # every alert carries the pid and ancestor pids of its process, so alerts are attributed to
+    # this workload (our descendants) and not to whatever else runs on the machine
+    engine = LiveEngine(extra_args=["-o", "append_output=[{extra_fields: [proc.pid, proc.apid]}]"])
+    me = os.getpid()
+
+    def ours(a) -> bool:
+        f = a.output_fields
+        return f.get("proc.pid") == me or me in (f.get("proc.apid") or ())
+
     engine.start()
     try:
         engine.wait_ready(90, canary=host_canary)
@@ -310,18 +318,19 @@ def check(as_json: bool) -> int:
         failed = run_workload(verbose=not as_json)
         t1 = time.time_ns()
         time.sleep(1.0)   # late alerts
-        alerts = [a for a in engine.snapshot() if t0 <= a.time_ns <= t1]
+        in_window = [a for a in engine.snapshot() if t0 <= a.time_ns <= t1]
     finally:
         engine.stop()
+    alerts = [a for a in in_window if ours(a)]
+    background = [a for a in in_window if not ours(a)]
     high = [a for a in alerts if a.priority <= Priority.WARNING]
     low = [a for a in alerts if a.priority > Priority.WARNING]
-    by_rule: dict[str, int] = {}
-    for a in low:
-        by_rule[f"{a.rule} ({a.priority.label})"] = by_rule.get(f"{a.rule} ({a.priority.label})",
-                                                                0) + 1
+    by_rule = _count(low)
     report = {"warning_or_higher": len(high), "lower_priority": len(low),
               "lower_by_rule": by_rule, "failed_steps": failed,
               "duration_s": round((t1 - t0) / 1e9, 1),
+              "background_alerts_not_from_workload": len(background),
+              "background_by_rule": _count(background),
               "warning_or_higher_alerts": [a.raw.get("output", a.output) for a in high]}
     if as_json:
         print(json.dumps(report, indent=1))
@@ -331,6 +340,14 @@ def check(as_json: bool) -> int:
         for a in high:
             print(f"  {a.raw.get('output', a.output)}")
     return 1 if high or failed else 0
+
+
+def _count(alerts: list) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for a in alerts:
+        key = f"{a.rule} ({a.priority.label})"
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def main() -> int:

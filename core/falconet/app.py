@@ -342,6 +342,7 @@ class App:
         except PluginRequiredError as e:
             self._shutdown(pipeline, None, 0)
             raise StartupError(str(e)) from None
+        self._drop_dead_contributions(pipeline)
         if before_open is not None:
             before_open()
         opts = {"engine": self.ctx, "metrics": self.metrics, **options}
@@ -349,8 +350,16 @@ class App:
             events = src.open(opts)
         except Exception as e:  # noqa: BLE001 - the source says what is missing
             self._shutdown(pipeline, None, 0)
-            raise StartupError(f"cannot start event source '{source_name}': {e}") from None
+            why = str(e).strip() or type(e).__name__
+            raise StartupError(f"cannot start event source '{source_name}': {why}") from None
 
+        if getattr(src, "live", False):
+            # also the readiness signal: the source is attached when this line appears
+            n_rules = sum(self.metrics.rules_loaded.values())
+            where = f", metrics on {self.metrics_server.url}/metrics" if self.metrics_server and \
+                hasattr(self.metrics_server, "url") else ""
+            print(f"falconet: watching (source {source_name}, {n_rules} rules){where}",
+                  file=sys.stderr, flush=True)
         stopped_by: list[str] = []
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -387,6 +396,19 @@ class App:
         if stopped_by:
             log.info("stopped by %s", stopped_by[0])
         return rc
+
+    def _drop_dead_contributions(self, pipeline: Pipeline) -> None:
+        """A plugin whose ``falconet_start`` failed was unregistered: take its parsers and sinks
+        out of the pipeline too."""
+        alive = set(self.host.info)
+        dead_sinks = {id(s) for name, s in self.sinks if name not in alive}
+        if not dead_sinks and all(n in alive for n, _ in self.parsers):
+            return
+        mine = {n for n, _ in self.parsers}
+        pipeline.parsers = [(n, f) for n, f in pipeline.parsers if n in alive or n not in mine]
+        for w in [w for w in pipeline.workers if id(w.sink) in dead_sinks]:
+            pipeline.workers.remove(w)
+            w.stop(1.0)
 
     def _shutdown(self, pipeline: Pipeline, src: Any, linger: float) -> None:
         if src is not None:

@@ -186,7 +186,9 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
             size = os.fstat(raw.fileno()).st_size
             if size >= PROGRESS_MIN_BYTES:
                 bar = _Progress(raw, size)
-        loads = json.loads
+        # the C scanner directly: json.loads() spends more time in its Python wrappers
+        # (encoding detection, whitespace checks) than in parsing these short lines
+        scan = json.JSONDecoder().scan_once
         make = Event
         lineno = 1
         try:
@@ -198,7 +200,13 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                     if bar is not None:
                         bar.update()
                 try:
-                    d = loads(line)
+                    text = line.decode("utf-8")
+                    try:
+                        d, end = scan(text, 0)
+                    except StopIteration:
+                        raise ValueError("invalid JSON at column 1: expected an object") from None
+                    if end < len(text) - 1 and text[end:].strip():
+                        raise ValueError(f"extra data after the record at column {end + 1}")
                     k = d["k"]
                     if k == "evt":
                         args = d.get("args")

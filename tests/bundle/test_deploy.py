@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,20 @@ def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
     bad.write_text(COMPOSE.read_text().replace("    pid: host\n", "    pid: host\n    no_such_key: 1\n"))
     r = _compose_config(bad)
     assert r.returncode != 0 and "no_such_key" in r.stdout + r.stderr
+
+
+def test_compose_spec_schema_accepts_the_file(tmp_path: Path) -> None:
+    """The Compose Specification (what `docker compose` v2 reads), via check-jsonschema's vendored
+    schema (offline), with a negative control."""
+    cj = Path(sys.executable).parent / "check-jsonschema"
+    need(cj.exists(), "check-jsonschema is not installed (pip install check-jsonschema)")
+    cmd = [str(cj), "--builtin-schema", "vendor.compose-spec"]
+    r = subprocess.run([*cmd, str(COMPOSE)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text(COMPOSE.read_text().replace("    pid: host\n", "    pid: host\n    privilegd: true\n"))
+    r = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "privilegd" in r.stdout + r.stderr
 
 
 def test_compose_images_are_pinned_and_ports_local() -> None:

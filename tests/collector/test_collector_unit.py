@@ -6,7 +6,6 @@ import socket
 import struct
 
 import pytest
-
 from falconet import syscalls
 from falconet.collector import btf, program
 from falconet.collector.decoder import HDR, RecordDecoder, parse_sockaddr

@@ -68,12 +68,16 @@ class LiveEngine:
                 out.append(a)
         return out
 
-    def alert_for(self, token: str, timeout: float = 15.0) -> dict:
+    def alert_for(self, token: str, timeout: float = 20.0, enriched: bool = False) -> dict:
+        """The first alert on the marker ``token``; with ``enriched``, the first one whose
+        container metadata had arrived (on a loaded machine an early write may beat the
+        lookup: its alert has the id but ``container.name`` missing, by design)."""
         def find():
             if self.proc.poll() is not None:
                 raise AssertionError(f"falconet exited: {self.err.read_text()[-2000:]}")
             for a in self.alerts():
-                if token in a["output_fields"].get("fd.name", ""):
+                f = a["output_fields"]
+                if token in f.get("fd.name", "") and (not enriched or f.get("container.name")):
                     return a
             return None
         return wait_until(find, timeout, interval=0.05)
@@ -122,8 +126,8 @@ def _seen(eng: LiveEngine, token: str) -> bool:
 
 
 def marker_cmd(token: str) -> list[str]:
-    # the marker is written a moment after start, by which time the lookup has finished
-    return ["sh", "-c", f"sleep 1; echo x > /tmp/falconet-marker-{token}; sleep 300"]
+    # the marker is written every 0.3 s, so some write comes after the metadata lookup finished
+    return ["sh", "-c", f"while true; do echo x > /tmp/falconet-marker-{token}; sleep 0.3; done"]
 
 
 def check(alert: dict, full_id: str, name: str, ctype: str, repo: str = REPO_NAME) -> None:
@@ -148,32 +152,33 @@ def test_host(live):
 
 def test_runc(live, request):
     token = secrets.token_hex(4)
-    c = start_runc(request, annotations={"io.kubernetes.cri.image-name": IMAGE,
+    c = start_runc(request, annotations={"io.kubernetes.cri-o.ImageName": IMAGE,
                                          "io.kubernetes.pod.name": "web-0",
-                                         "io.kubernetes.pod.namespace": "shop"},
-                   cmd=marker_cmd(token))
-    a = live.alert_for(token)
-    check(a, c.full_id, c.full_id, "cri-o")       # CRI-O's annotation keys
+                                         "io.kubernetes.pod.namespace": "shop",
+                                         "io.kubernetes.container.name": "web"},
+                   cmd=marker_cmd(token), cgroup="/kubepods/besteffort/pod1/crio-{id}")
+    a = live.alert_for(token, enriched=True)
+    check(a, c.full_id, "web", "cri-o")           # laid out as CRI-O does it
     assert "k8s_pod_name=web-0 k8s_ns_name=shop" in a["output"]
 
 
 def test_containerd(live, request):
     token = secrets.token_hex(4)
     c = start_ctr(request, cmd=marker_cmd(token))
-    check(live.alert_for(token), c.full_id, c.full_id, "containerd")
+    check(live.alert_for(token, enriched=True), c.full_id, c.full_id, "containerd")
 
 
 def test_docker(live, request):
     token = secrets.token_hex(4)
     c = start_docker(request, cmd=marker_cmd(token))
-    a = live.alert_for(token)
+    a = live.alert_for(token, enriched=True)
     check(a, c.full_id, c.name, "docker", repo=REPO_NAME.removeprefix("docker.io/library/"))
 
 
 def test_podman(live, request):
     token = secrets.token_hex(4)
     c = start_podman(request, cmd=marker_cmd(token))
-    check(live.alert_for(token), c.full_id, c.name, "podman")
+    check(live.alert_for(token, enriched=True), c.full_id, c.name, "podman")
 
 
 def test_metrics(live, request):
@@ -183,7 +188,7 @@ def test_metrics(live, request):
     before = hits()
     token = secrets.token_hex(4)
     start_docker(request, cmd=marker_cmd(token))
-    live.alert_for(token)
+    live.alert_for(token, enriched=True)
     assert hits() > before
     assert live.metric("falconet_enrichment_lookup_seconds_count", plugin="container") >= 1
     assert live.metric("falconet_state_table_entries", table="containers") >= 1
@@ -213,8 +218,12 @@ def test_record_then_replay_sees_the_same_container(request, tmp_path):
         wait_until(recording, 60, interval=0.2)
         token = secrets.token_hex(4)
         c = start_docker(request, cmd=marker_cmd(token))
-        wait_until(lambda: token in rec_out.read_text(), 15)
-        live_alert = next(json.loads(x) for x in rec_out.read_text().splitlines() if token in x)
+        def enriched_alert():
+            for x in rec_out.read_text().splitlines():
+                if token in x and json.loads(x)["output_fields"].get("container.name"):
+                    return json.loads(x)
+            return None
+        live_alert = wait_until(enriched_alert, 20)
     finally:
         rec.terminate()
         rec.wait(30)
@@ -224,7 +233,10 @@ def test_record_then_replay_sees_the_same_container(request, tmp_path):
                          str(tmp_path / "rules.yaml"), "--json", "--no-progress", str(cap)],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert cp.returncode == 0, cp.stderr[-2000:]
-    replayed = next(json.loads(x) for x in cp.stdout.splitlines() if token in x)
+    # the same event, replayed: same evt.time, same container fields
+    replayed = next(json.loads(x) for x in cp.stdout.splitlines()
+                    if token in x and json.loads(x)["output_fields"]["evt.time"] ==
+                    live_alert["output_fields"]["evt.time"])
     check(replayed, c.full_id, c.name, "docker", repo=REPO_NAME.removeprefix("docker.io/library/"))
     keys = [k for k in live_alert["output_fields"] if k.startswith(("container.", "k8s."))]
     assert {k: replayed["output_fields"][k] for k in keys} == \

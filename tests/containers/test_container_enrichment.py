@@ -163,7 +163,7 @@ def test_lookup_time_docker(engine, request):
     t0 = time.perf_counter()
     engine.event(c.pid)
     wait_until(lambda: engine.field(engine.event(c.pid), "container.name"), 5, interval=0.001)
-    assert time.perf_counter() - t0 < 0.5      # generous for a loaded CI box; bench measures it
+    assert time.perf_counter() - t0 < 2.0      # generous for a loaded CI box; the bench measures it
 
 
 # ---------------------------------------------------------------------------------- kubernetes

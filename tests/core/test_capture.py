@@ -160,3 +160,14 @@ def test_progress_bar_on_large_files(tmp_path: Path, monkeypatch, capsys) -> Non
     # not a terminal and not asked for: no bar
     assert sum(1 for _ in read_capture(str(path), stop=lambda: False)) == 3000
     assert capsys.readouterr().err == ""
+
+
+def test_trailing_garbage_and_non_objects_are_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "g.fcap"
+    good = json.dumps({"k": "evt", "src": "syscall", "type": "read", "ts": 1})
+    path.write_text('{"falconet_capture": 1}\n' + good + " trailing\n" + "[1, 2]\n" + good + "\n")
+    problems: list[tuple[int, str]] = []
+    evs = list(read_capture(str(path), on_malformed=lambda ln, r: problems.append((ln, r))))
+    assert len(evs) == 1
+    assert [ln for ln, _ in problems] == [2, 3]
+    assert "extra data after the record" in problems[0][1]

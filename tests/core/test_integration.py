@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from capgen import RULES, write_capture
 from conftest import need_bcc, need_binary
+from core_capgen import RULES, write_capture
 
 FALCONET = [sys.executable, "-m", "falconet"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fakes import BlockingSink, FailingSink, FakeRuleset, ListSink, evt
+from core_fakes import BlockingSink, FailingSink, FakeRuleset, ListSink, evt
 from falconet.alerts import Alert
 from falconet.metrics import EngineMetrics
 from falconet.pipeline import LATENCY_SAMPLE_MASK, Pipeline

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeRuleset, ListSink, evt
+from core_fakes import FakeRuleset, ListSink, evt
 from falconet.api import EngineContext, FieldType, PluginConfigError, attr_field, hookimpl
 from falconet.app import App, StartupError
 from falconet.config import load_config
@@ -171,3 +171,47 @@ def test_builtins_are_listed_with_engine_version() -> None:
     assert app.host.info["outputs"].kinds == ["output"]
     assert app.host.info["replay"].kinds == ["input"]
     assert "replay" in app.sources
+
+
+class SinkAndParser:
+    @hookimpl
+    def falconet_event_parsers(self, engine):
+        return [lambda e: None]
+
+    @hookimpl
+    def falconet_alert_sinks(self, engine):
+        self.sink = ListSink(f"sink-{id(self)}")
+        return [self.sink]
+
+
+class CrashOnStart(SinkAndParser):
+    @hookimpl
+    def falconet_start(self, engine):
+        raise OSError("runtime socket missing")
+
+
+def test_plugin_failing_at_start_loses_its_parsers_and_sinks() -> None:
+    from falconet.events import Event
+
+    class OneShot:
+        name, source, live = "one", "syscall", False
+
+        def open(self, options):
+            return iter([Event("syscall", "openat", 1, 1, 1, {})])
+
+        def close(self):
+            pass
+
+    class Src:
+        @hookimpl
+        def falconet_event_sources(self, engine):
+            return [OneShot()]
+
+    bad, good = CrashOnStart(), SinkAndParser()
+    app = make_app([("src", Src()), ("bad", bad), ("good2", good)])
+    app.load_plugins()
+    app.build_pipeline(FakeRuleset([("r", Priority.ERROR, lambda e: True)]))
+    assert app.run("one", {}) == 0
+    assert [f.name for f in app.host.failures] == ["bad"]
+    assert bad.sink.alerts == [] and len(good.sink.alerts) == 1
+    assert [n for n, _ in app.pipeline.parsers] == ["good2"]

@@ -167,3 +167,32 @@ def test_docs_fields_md_is_generated_from_the_code() -> None:
     doc = (REPO / "docs" / "fields.md").read_text()
     table = markdown_table(core_field_defs(hostname="host"))
     assert table in doc, "docs/fields.md is stale: python -m falconet.fields.core_fields"
+
+
+def test_evt_args_and_indexed_args(reg: FieldRegistry) -> None:
+    t = ThreadInfo(tid=1, pid=1)
+    f = t.fds[3] = FdInfo(3, "f", "/etc/passwd")
+    e = Event("syscall", "openat", 1, 1, 1, {"fd": 3, "dirfd": -100, "name": "/etc/passwd",
+                                             "flags": 0o1101, "mode": 0o644, "cgroup_id": 9}, 3)
+    e.thread, e.fdinfo = t, f
+    assert reg.resolve("evt.args").extract(e) == (
+        "fd=3(<f>/etc/passwd) dirfd=-100(AT_FDCWD) name=/etc/passwd "
+        "flags=577(O_WRONLY|O_CREAT|O_TRUNC) mode=420(0644)")
+    assert reg.resolve("evt.arg", "0").extract(e) == "<f>/etc/passwd"
+    assert reg.resolve("evt.arg", "2").extract(e) == "/etc/passwd"
+    assert reg.resolve("evt.arg", "9").extract(e) is None
+    assert reg.resolve("evt.rawarg", "3").extract(e) == 0o1101
+    assert reg.resolve("evt.arg.mode").extract(e) == "0644"
+    assert reg.resolve("evt.arg.nope").extract(e) is None
+    assert reg.resolve("evt.is_open_exec").extract(e) is False
+    c = Event("syscall", "connect", 1, 1, 1, {"fd": 3, "family": 2, "dip": "1.2.3.4", "dport": 22},
+              -111)
+    # no thread attached: the fd renders as its number
+    assert reg.resolve("evt.args").extract(c) == ("res=-111(ECONNREFUSED) fd=3 family=2(AF_INET) "
+                                                  "dip=1.2.3.4 dport=22")
+    assert reg.resolve("evt.arg.res").extract(c) == "ECONNREFUSED"
+    assert reg.resolve("evt.rawarg.res").extract(c) == -111
+    p = Event("syscall", "ptrace", 1, 1, 1, {"request": 16, "pid": 5}, 0)
+    assert reg.resolve("evt.arg.request").extract(p) == "PTRACE_ATTACH"
+    s = Event("syscall", "socket", 1, 1, 1, {"fd": 4, "domain": 17, "type": 3, "proto": 0}, 4)
+    assert reg.resolve("evt.arg.domain").extract(s) == "AF_PACKET"

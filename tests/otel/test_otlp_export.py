@@ -145,3 +145,16 @@ def test_export_counters_on_metrics_endpoint(receiver):
     assert samples[("falconet_otel_records_total", "traces", "sent")] == 7   # 2 ancestors + 5
     assert samples[("falconet_otel_records_total", "logs", "failed")] == 0
     assert samples[("falconet_otel_queue_depth", "logs", None)] == 0
+
+
+def test_gzip_compression(receiver):
+    ctx = engine_ctx()
+    otel_plugin.falconet_configure({"compression": "gzip", "traces": False}, ctx)
+    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    sink.start()
+    sink.send(make_alert())
+    sink.close()
+    assert receiver.wait_for(lambda: len(receiver.logs) == 1, 5)
+    assert receiver.logs[0].attributes["security_rule.name"] == "Terminal shell in container"
+    if isinstance(receiver, OtlpHttpReceiver):
+        assert receiver.logs[0].headers.get("content-encoding") == "gzip"

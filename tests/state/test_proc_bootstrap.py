@@ -116,6 +116,7 @@ def test_live_parser_reads_unknown_tid_from_proc(child: dict) -> None:
     assert m.parser.proc_lookups == 1 and m.parser.proc_misses == 0
     assert m.metrics.enrichment[("core-state", "hit")] == 1
     assert e.thread.tid == child["worker"] and e.thread.pid == pid
+    assert e.thread.comm == "worker" and m.field(e, "thread.ismain") is False
     assert m.field(e, "proc.cmdline").endswith("extra-arg")
     assert m.tables.get(pid) is not None                       # the process came along
     assert m.field(e, "proc.ppid") == os.getpid()

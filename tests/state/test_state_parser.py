@@ -142,6 +142,15 @@ def test_exec_closes_cloexec_fds_and_reresolves_container() -> None:
     assert t.comm == "ls"
 
 
+def test_exec_takes_the_kernels_parent() -> None:
+    m = MiniEngine()
+    _host(m)
+    m.evt("procfork", 150, None, child_tid=300, child_pid=300, parent_tid=150, parent_pid=150)
+    m.evt("procexit", 150, None, status=0)                  # the parent exits: re-parented to init
+    e = m.evt("execve", 300, 0, filename="/bin/sleep", argv=["sleep", "9"], ppid=1)
+    assert m.field(e, "proc.ppid") == 1 and m.field(e, "proc.pname") == "systemd"
+
+
 def test_threads_share_fds_and_cwd_and_exec_from_thread() -> None:
     m = MiniEngine()
     _host(m)
@@ -249,6 +258,7 @@ def test_unknown_tid_in_replay_is_synthesized_not_read_from_proc() -> None:
     e = m.evt("openat", os.getpid(), 3, fd=3, dirfd=-100, name="/etc/hosts", flags=0, cgroup_id=42)
     assert e.thread is not None and e.thread.comm == "" and e.thread.cgroup_id == 42
     assert m.parser.synthesized == 1 and m.parser.proc_lookups == 0
+    assert m.metrics.enrichment[("core-state", "miss")] == 1
     assert m.field(e, "fd.name") == "/etc/hosts"
     assert m.field(e, "proc.name") == ""
     assert m.field(e, "proc.pname") is None

@@ -177,8 +177,26 @@ class BuiltProgram:
     unavailable: frozenset[str] = frozenset()
 
 
+def rings_code(n: int) -> str:
+    """C for ``n`` ring buffers and the per-CPU choice of ring (bcc rewrites map calls only in
+    plain code, so each ring gets its own call site)."""
+    decl = "".join(f"BPF_RINGBUF_OUTPUT(events{i}, RINGBUF_PAGES);\n" for i in range(n))
+    pick = "bpf_get_smp_processor_id() / CPUS_PER_RING"
+    res = "".join(f"    case {i}: return events{i}.ringbuf_reserve(size);\n" for i in range(1, n))
+    out = "".join(f"    case {i}: return events{i}.ringbuf_output(buf, size, 0);\n"
+                  for i in range(1, n))
+    return (decl
+            + "static __always_inline void *ring_reserve(u32 size) {\n"
+            + f"    switch ({pick}) {{\n{res}    default: return events0.ringbuf_reserve(size);\n"
+            + "    }\n}\n"
+            + "static __always_inline long ring_output(void *buf, u32 size) {\n"
+            + f"    switch ({pick}) {{\n{out}"
+            + "    default: return events0.ringbuf_output(buf, size, 0);\n    }\n}\n")
+
+
 def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
-          ring_buffer_pages: int = 2048, path_len: int = 512, argv_len: int = 4096,
+          rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
+          path_len: int = 512, argv_len: int = 4096,
           env_len: int = 0, args_map_size: int = 32768) -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
 
@@ -195,6 +213,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     unavailable = frozenset(e for e in chosen if not available(e, root))
     chosen -= unavailable
     cflags = [f"-DSELF_TGID={self_tgid}", f"-DRINGBUF_PAGES={ring_buffer_pages}",
+              f"-DCPUS_PER_RING={cpus_per_ring}", f"-DNR_RINGS={rings}",
               f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
               f"-DARGS_MAP_SIZE={args_map_size}"]
     biggest = EXEC_S0_OFF + path_len + argv_len + env_len + 3 * path_len
@@ -202,7 +221,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     cflags.append(f"-DMAX_REC={max_rec}")
     cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items())]
     cflags += [f"-DEV_{n}={i}" for n, i in EVENT_IDS.items()]
-    lines = [BPF_SOURCE.read_text()]
+    lines = [BPF_SOURCE.read_text().replace("// @RINGS@", rings_code(rings))]
     attach: list[tuple[str, str, str]] = []
     dispatch: list[tuple[int, str, str]] = []
     cats = {c: i for i, c in enumerate(syscalls.CATEGORIES)}

@@ -15,6 +15,7 @@ after a batch, which frees the space for the kernel.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import select
@@ -24,12 +25,32 @@ from collections.abc import Iterator
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR = 8
-_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_long)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _mmap(fd: int, length: int, prot: int, offset: int) -> int:
+    addr = _libc.mmap(None, length, prot, mmap.MAP_SHARED, fd, offset)
+    if addr in (None, _MAP_FAILED):
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap of ring buffer failed: {os.strerror(err)}")
+    return int(addr)
+
+
 class RingBuffer:
-    """Consumer side of one ``BPF_MAP_TYPE_RINGBUF`` map (by fd) of ``size`` bytes."""
+    """Consumer side of one ``BPF_MAP_TYPE_RINGBUF`` map (by fd) of ``size`` bytes.
+
+    The two positions are read and written as whole aligned 64-bit words through ctypes: a
+    ``struct.pack_into`` store goes byte by byte, and a producer reading a half-written consumer
+    position sees the ring as full (we measured a few spurious drops per 100k events that way).
+    """
 
     def __init__(self, map_fd: int, size: int) -> None:
         if size <= 0 or size & (size - 1):
@@ -38,23 +59,18 @@ class RingBuffer:
         self.size = size
         self.mask = size - 1
         page = mmap.PAGESIZE
-        self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
-                               offset=0)
-        self._prod = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
-                               offset=page)
+        self._page = page
+        self._cons_addr = _mmap(map_fd, page, mmap.PROT_READ | mmap.PROT_WRITE, 0)
+        self._prod_len = page + 2 * size
+        self._prod_addr = _mmap(map_fd, self._prod_len, mmap.PROT_READ, page)
+        self._cons = ctypes.c_uint64.from_address(self._cons_addr)
+        self._prod = ctypes.c_uint64.from_address(self._prod_addr)
         self.data_off = page
-        self.view = memoryview(self._prod)
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
-
-    def wait(self, timeout: float) -> bool:
-        """Block until data may be available or ``timeout`` seconds pass."""
-        if self.available():
-            return True
-        return bool(self._epoll.poll(timeout))
+        self._raw = (ctypes.c_char * self._prod_len).from_address(self._prod_addr)
+        self.view = memoryview(self._raw).cast("B")
 
     def available(self) -> int:
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        return self._prod.value - self._cons.value
 
     def records(self, max_records: int = 4096) -> Iterator[tuple[int, int]]:
         """Yield ``(offset, length)`` of committed records in :attr:`view`, oldest first.
@@ -62,32 +78,51 @@ class RingBuffer:
         The consumer position advances when the iterator is exhausted or closed, so the data at a
         yielded offset is valid until the next record is requested.
         """
-        cons_map, prod_map = self._cons, self._prod
-        cons = _U64.unpack_from(cons_map, 0)[0]
-        prod = _U64.unpack_from(prod_map, 0)[0]
+        cons_word = self._cons
+        cons = cons_word.value
+        prod = self._prod.value
+        view = self.view
         mask, base, u32 = self.mask, self.data_off, _U32.unpack_from
         n = 0
         try:
             while cons < prod and n < max_records:
                 off = base + (cons & mask)
-                length = u32(prod_map, off)[0]
+                length = u32(view, off)[0]
                 if length & BUSY:
                     break                         # not committed yet: stop, come back later
-                cons += (HDR + (length & ~DISCARD & 0x3FFFFFFF) + 7) & ~7
+                cons += (HDR + (length & 0x3FFFFFFF) + 7) & ~7
                 if not length & DISCARD:
                     n += 1
-                    yield off + HDR, length
+                    yield off + HDR, length & 0x3FFFFFFF
         finally:
-            _U64.pack_into(cons_map, 0, cons)
+            cons_word.value = cons                # one aligned 64-bit store
 
     def close(self) -> None:
-        try:
-            self._epoll.close()
+        if self._cons_addr:
             self.view.release()
-            self._prod.close()
-            self._cons.close()
-        except (BufferError, ValueError, OSError):
-            pass
+            _libc.munmap(self._prod_addr, self._prod_len)
+            _libc.munmap(self._cons_addr, self._page)
+            self._cons_addr = self._prod_addr = 0
+
+
+class RingSet:
+    """Several ring buffers (one per CPU group) waited on with one epoll."""
+
+    def __init__(self, rings: list[RingBuffer]) -> None:
+        self.rings = rings
+        self._epoll = select.epoll()
+        for r in rings:
+            self._epoll.register(r.fd, select.EPOLLIN)
+
+    def wait(self, timeout: float) -> bool:
+        if any(r.available() for r in self.rings):
+            return True
+        return bool(self._epoll.poll(timeout))
+
+    def close(self) -> None:
+        self._epoll.close()
+        for r in self.rings:
+            r.close()
 
 
 def map_fd_of(table: object) -> int:

@@ -20,7 +20,7 @@ from falconet import syscalls
 from falconet.alerts import Alert
 from falconet.collector import bccloader, btf, program
 from falconet.collector.decoder import RecordDecoder
-from falconet.collector.ringbuf import RingBuffer, map_fd_of
+from falconet.collector.ringbuf import RingBuffer, RingSet, map_fd_of
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
 from falconet.priorities import Priority
 
@@ -29,11 +29,16 @@ log = logging.getLogger("falconet.collector")
 DROP_RULE = "Falconet internal: syscall event drop"
 
 
+def _ts(evt: Event) -> int:
+    return evt.ts
+
+
 @dataclass
 class CollectorConfig:
     """The ``collector:`` section of ``falconet.yaml`` (see docs/collector.md)."""
 
-    ring_buffer_pages: int = 2048          # 8 MiB with 4 KiB pages, Falco's default buffer size
+    ring_buffer_pages: int = 1024          # per ring: 4 MiB with 4 KiB pages (power of two)
+    cpus_for_each_buffer: int = 1          # CPUs sharing one ring (Falco's option of that name)
     path_len: int = 512                    # bytes kept per path argument (power of two)
     argv_len: int = 4096                   # bytes of argv kept per execve (power of two)
     capture_env: bool = False              # copy the environment of execve (proc.env)
@@ -132,7 +137,7 @@ class EbpfSource:
         self.config = config or CollectorConfig()
         self.engine = engine
         self.bpf: Any = None
-        self.ring: RingBuffer | None = None
+        self.rings: RingSet | None = None
         self.built: program.BuiltProgram | None = None
         self.attached: list[str] = []          # tracepoints attached
         self.dispatched: list[str] = []        # syscalls with handlers in the dispatch tables
@@ -158,8 +163,12 @@ class EbpfSource:
                                "OFF_TASK_TGID", "SIZE_UPID") if k not in offsets]
         if missing:
             raise bccloader.CollectorUnavailable("kernel BTF lacks " + ", ".join(missing))
+        ncpu = os.cpu_count() or 1
+        per = max(1, cfg.cpus_for_each_buffer)
+        n_rings = min((ncpu + per - 1) // per, 64)
         built = program.build(events, self_tgid=os.getpid() if self_tgid is None else self_tgid,
-                              offsets=offsets, ring_buffer_pages=cfg.ring_buffer_pages,
+                              offsets=offsets, rings=n_rings, cpus_per_ring=per,
+                              ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
                               args_map_size=cfg.args_map_size)
@@ -188,8 +197,8 @@ class EbpfSource:
             b.cleanup()
             raise bccloader.CollectorUnavailable(f"cannot attach {tp}: {e}") from e
         self.bpf, self.built = b, built
-        table = b[b"events"]
-        self.ring = RingBuffer(map_fd_of(table), cfg.ring_buffer_pages * 4096)
+        self.rings = RingSet([RingBuffer(map_fd_of(b[f"events{i}".encode()]),
+                                         cfg.ring_buffer_pages * 4096) for i in range(n_rings)])
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
                                      env_len=cfg.env_len if cfg.capture_env else 0)
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
@@ -208,31 +217,44 @@ class EbpfSource:
         self._inject = options.get("inject") or (
             getattr(engine, "extras", {}) or {}).get("falconet.inject_alert")
         if "event_types" in options:
-            events = choose_events(event_types=options["event_types"], cfg=self.config)
+            wanted = options["event_types"]
         else:
-            events = choose_events(ruleset=options.get("ruleset"), cfg=self.config)
+            rs = options.get("ruleset")
+            wanted = rs.event_types(SYSCALL_SOURCE) if rs is not None else None
+        events = choose_events(event_types=wanted, cfg=self.config)
+        missing = syscalls.unsupported(wanted)
+        if missing:
+            log.info("rules name event types the eBPF collector does not produce: %s",
+                     ", ".join(sorted(missing)))
         self.start(events, options.get("self_tgid"))
         return self._loop()
 
     def _loop(self) -> Iterator[Event | None]:
         self._looping = True
-        ring, decode = self.ring, self.decoder.decode
-        assert ring is not None
-        view, batch = ring.view, self.config.batch
+        rings, decode = self.rings, self.decoder.decode
+        assert rings is not None
+        batch = self.config.batch
         next_stats = time.monotonic() + self.config.stats_interval
         metrics = self._metrics
+        single = len(rings.rings) == 1
         try:
             while not self._closed:
-                got = 0
-                for off, _length in ring.records(batch):
-                    got += 1
-                    try:
-                        evt = decode(view, off)
-                    except Exception:  # noqa: BLE001 - one bad record never stops the rest
-                        if metrics is not None:
-                            metrics.drop("decode_error")
-                        continue
-                    yield evt
+                # Decode everything available (decoding copies the data out, so each ring's
+                # space is released at once), then merge the rings by timestamp: events of one
+                # process may sit in different rings when it migrates between CPUs.
+                got: list[Event] = []
+                for ring in rings.rings:
+                    view = ring.view
+                    for off, _length in ring.records(batch):
+                        try:
+                            got.append(decode(view, off))
+                        except Exception:  # noqa: BLE001 - one bad record never stops the rest
+                            if metrics is not None:
+                                metrics.drop("decode_error")
+                if got:
+                    if not single:
+                        got.sort(key=_ts)
+                    yield from got
                 now = time.monotonic()
                 if now >= next_stats:
                     next_stats = now + self.config.stats_interval
@@ -240,7 +262,7 @@ class EbpfSource:
                 if not got:
                     yield None
                     if not self._closed:
-                        ring.wait(0.1)
+                        rings.wait(0.1)
         finally:
             self.poll_stats()
             self._teardown()
@@ -252,9 +274,9 @@ class EbpfSource:
             self._teardown()
 
     def _teardown(self) -> None:
-        if self.ring is not None:
-            self.ring.close()
-            self.ring = None
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
         if self.bpf is not None:
             try:
                 self.bpf.cleanup()

@@ -146,7 +146,9 @@ class ArgRenderer:
         """``name=value`` as ``evt.args`` shows it: ``flags=577(O_WRONLY|O_CREAT|O_TRUNC)``."""
         if isinstance(v, int) and not isinstance(v, bool):
             if name in _FD_ARGS or self.renderer(evt.type, name) is not None:
-                return f"{name}={v}({self.text(evt, name, v)})"
+                text = self.text(evt, name, v)
+                if text != str(v):
+                    return f"{name}={v}({text})"
             return f"{name}={v}"
         return f"{name}={self.text(evt, name, v)}"
 
@@ -209,7 +211,7 @@ def _evt_args(r: ArgRenderer) -> Extractor:
     def ex(evt: Event) -> str:
         parts = []
         a = evt.args
-        if evt.res is not None and "fd" not in a:
+        if evt.res is not None and a.get("fd") != evt.res:     # fd-returning calls show it as fd
             res = evt.res
             parts.append(f"res={res}" if res >= 0 else f"res={res}({F.res_str(res)})")
         for k, v in a.items():

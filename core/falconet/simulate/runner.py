@@ -8,6 +8,7 @@ action's container (for container cases), with the expected priority and output 
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +21,13 @@ from falconet.simulate.live import LiveEngine, ReceivedAlert
 from falconet.simulate.suite import Case, Suite
 
 #: an alert's event time may precede our clock reading by this much (clock conversion jitter)
-WINDOW_SLACK_NS = 50_000_000
+WINDOW_SLACK_NS = 10_000_000
+#: "expect: nothing" cases first let the previous case's events settle for this long
+NOTHING_SETTLE_S = 0.1
+#: after warming up the containers: the container plugin looks metadata up in the background
+#: on a container's first event (as Falco's does), so fields like container.privileged are
+#: <NA> for the first few milliseconds of a new container's life
+WARMUP_SETTLE_S = 0.5
 #: how long "expect: nothing" cases wait for late alerts
 NOTHING_GRACE_S = 1.0
 
@@ -150,7 +157,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of an ascending list."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
     return sorted_values[k]
 
 
@@ -182,6 +189,8 @@ def _field_mismatches(alert: ReceivedAlert, want: dict[str, str]) -> list[str]:
 
 
 def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) -> CaseResult:
+    if case.expect.nothing:
+        time.sleep(NOTHING_SETTLE_S)
     t_start = time.monotonic()
     res = run_action(pool, case.action, case.where, case.privileged)
     out = CaseResult(case=case, status="skip", context=res.context,
@@ -196,6 +205,8 @@ def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) 
         out.status, out.reason = "fail", f"action failed: {res.reason}"
         return out
     lo, hi = res.start_ns - WINDOW_SLACK_NS, res.end_ns + WINDOW_SLACK_NS
+    if case.expect.nothing:
+        lo = res.start_ns   # never blame this case for what happened before it
 
     def in_window(a: ReceivedAlert) -> bool:
         return lo <= a.time_ns <= hi and _same_container(a, res.container_id)
@@ -249,16 +260,30 @@ def host_canary(token: str) -> None:
     HostContext().exec(["cat", "/etc/shadow", f"/nonexistent/{token}"], timeout=5)
 
 
+def warm_up(pool: ContextPool, contexts: Iterable[tuple[str, bool]]) -> None:
+    """Start the containers a suite needs and let the engine learn their metadata."""
+    started = False
+    for kind, privileged in sorted(contexts):
+        try:
+            pool.get(kind, privileged).exec(["true"])
+            started = True
+        except ContextUnavailable:
+            pass   # its cases report the reason
+    if started:
+        time.sleep(WARMUP_SETTLE_S)
+
+
 def run_suite(suite: Suite, engine: LiveEngine, *, timeout: float | None = None,
               only: Iterable[str] | None = None,
               on_result: Callable[[CaseResult], None] | None = None) -> SuiteReport:
     """Run the cases of ``suite`` (all, or those named in ``only``) against a started engine."""
     wanted = set(only or [])
     report = SuiteReport(suite=suite.name, rules=engine.rules, ready=engine.ready_reason)
+    cases = [c for c in suite.cases
+             if not wanted or c.name in wanted or c.action in wanted]
     with ContextPool() as pool:
-        for case in suite.cases:
-            if wanted and case.name not in wanted and case.action not in wanted:
-                continue
+        warm_up(pool, {(c.where, c.privileged) for c in cases if c.where != "host"})
+        for case in cases:
             r = run_case(engine, pool, case, timeout or suite.timeout)
             report.results.append(r)
             if on_result:

@@ -37,6 +37,7 @@ from falconet.state.proc_bootstrap import (
     exe_writable,
     read_thread,
     socket_addr,
+    thread_of,
 )
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo, thread_to_dict
 
@@ -173,7 +174,8 @@ class StateParser:
             t = read_thread(pid, proc=self.proc, btime_ns=self._btime)
             if t is not None and tid != pid:
                 self._add(t)
-                main, t = t, clone_thread(t, tid)
+                main, t = t, (thread_of(t, tid, proc=self.proc, btime_ns=self._btime)
+                              or clone_thread(t, tid))
             if t is None:
                 self.proc_misses += 1
                 self._count("miss")
@@ -184,6 +186,8 @@ class StateParser:
                     self.emit_state(self.plugin_name, {"threads": recs})
         if t is None:
             self.synthesized += 1
+            if not self.live:
+                self._count("miss")          # replay: a thread the capture's snapshot lacked
             t = ThreadInfo(tid=tid, pid=pid, start_ts=evt.ts)
             a = evt.args
             if "cgroup_id" in a:
@@ -324,7 +328,9 @@ class StateParser:
         else:
             t.extra.pop("exe_lower_layer", None)
         ppid = a.get("ppid")
-        if ppid and not t.ptid:              # we missed the fork: the kernel's parent
+        if ppid:
+            # the kernel's real parent at exec: right even when we missed the fork, and it is the
+            # reaper when the original parent exited (Falco re-parents the same way)
             t.ptid = ppid
         cg = a.get("cgroup_id")
         if cg is not None and cg != t.cgroup_id:

@@ -143,8 +143,11 @@ class MetadataResolver:
         k8s = k8s_fields(ann, labels)
         for k, v in k8s.items():
             setattr(info, k, v)
+        # runc and containerd name containers by their id; the others have real names, and an
+        # unknown one stays missing rather than pretending
         info.name = name or first((ann, labels), CONTAINER_NAME_KEYS) or \
-            ann.get("io.kubernetes.cri-o.ContainerName") or full_id
+            ann.get("io.kubernetes.cri-o.ContainerName") or \
+            (full_id if ctype in ("runc", "containerd") else None)
         info.image = image
         info.image_repository, info.image_tag, digest = split_image(image)
         info.image_digest = info.image_digest or digest
