@@ -34,6 +34,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print(json.dumps({"bench": "detection", "error": "needs root (eBPF)"}))
         return 2
+    load_before = round(os.getloadavg()[0], 2)   # latency tails follow machine load
     suite = load_suite(args.suite)
     rules = args.rules if args.rules is not None else [
         str((Path(args.suite).resolve().parent / r).resolve()) for r in suite.rules]
@@ -57,6 +58,8 @@ def main() -> int:
         engine.stop()
     print(json.dumps({"bench": "detection", "suite": suite.name, "rules": rules or "default",
                       "rounds": args.rounds, "engine_startup_s": round(startup_s, 2),
+                      "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
+                      "cpus": os.cpu_count(),
                       "latency_ms": latency_stats(all_lat), "per_round": rounds,
                       "goal": "p99 < 50 ms"}, indent=1))
     return 0 if all(r["failed"] == 0 for r in rounds) else 1

@@ -275,12 +275,15 @@ def overview() -> dict[str, Any]:
                          f"sum(rate(falconet_rule_eval_seconds_count{{{I}}}[$__rate_interval]))", "mean",
                          ref="C")], unit="s", w=8),
         timeseries("Exporter health", "Alerts delivered, failed and dropped per second by output "
-                   "(falconet_output_sent_total, falconet_output_failures_total, falconet_output_drops_total). "
-                   "Failures retry; drops are lost alerts.",
+                   "(falconet_output_sent_total, falconet_output_failures_total, falconet_output_drops_total), "
+                   "and OTLP records the OTel output exported, failed or dropped per signal "
+                   "(falconet_otel_records_total). Failures retry; drops are lost alerts.",
                    [prom(f"sum by (output) (rate(falconet_output_sent_total{{{I}}}[$__rate_interval]))",
                          "{{output}} sent"),
                     prom(per_output("falconet_output_failures_total"), "{{output}} failed", ref="B"),
-                    prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="C")],
+                    prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="C"),
+                    prom(f"sum by (signal, result) (rate(falconet_otel_records_total{{{I}}}[$__rate_interval]))",
+                         "otlp {{signal}} {{result}}", ref="D")],
                    unit="ops", w=8),
         timeseries("Engine CPU and memory", "CPU used by the engine process in cores "
                    "(rate of falconet_cpu_seconds_total), and its resident memory "
@@ -362,16 +365,25 @@ def engine_health() -> dict[str, Any]:
                     prom(f"sum by (instance) (rate(falcosecurity_scap_n_drops_total{{{I}}}[$__rate_interval]))",
                          "drops {{instance}}", ref="B")], unit="ops", w=6),
         row("Outputs"),
-        timeseries("Output queue depth", "Alerts waiting in each output's queue (falconet_output_queue_depth). "
+        timeseries("Output queue depth", "Alerts waiting in each output's queue (falconet_output_queue_depth), "
+                   "and OTLP records waiting in the OTel exporter's queue (falconet_otel_queue_depth). "
                    "A queue that keeps growing means the output is slower than the alert rate.",
-                   [prom(f"sum by (output) (falconet_output_queue_depth{{{I}}})", "{{output}}")], w=12),
+                   [prom(f"sum by (output) (falconet_output_queue_depth{{{I}}})", "{{output}}"),
+                    prom(f"sum by (signal) (falconet_otel_queue_depth{{{I}}})", "otlp {{signal}}", ref="B")],
+                   w=8),
         timeseries("Output failures and drops", "Delivery failures and alerts lost because a queue was full, "
                    "per second (falconet_output_failures_total, falconet_output_drops_total, "
                    "falcosecurity_falco_outputs_queue_num_drops_total).",
                    [prom(per_output("falconet_output_failures_total"), "{{output}} failed"),
                     prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="B"),
                     prom(f"sum(rate(falcosecurity_falco_outputs_queue_num_drops_total{{{I}}}[$__rate_interval]))",
-                         "queue drops (all outputs)", ref="C")], unit="ops", w=12),
+                         "queue drops (all outputs)", ref="C")], unit="ops", w=8),
+        timeseries("OTLP export", "Records (alert logs and spans) the OTel output sent to the collector, "
+                   "failed to send (collector down, slow or rejecting; alert FalconetOtlpExportFailing) "
+                   "or dropped (export queue full), per second (falconet_otel_records_total). Only when "
+                   "the OTel output is configured.",
+                   [prom(f"sum by (signal, result) (rate(falconet_otel_records_total{{{I}}}[$__rate_interval]))",
+                         "{{signal}} {{result}}")], unit="ops", w=8),
         row("Enrichment and state"),
         timeseries("Enrichment lookups by result", "Container and Kubernetes metadata lookups per second by "
                    "plugin and result (falconet_enrichment_lookups_total: hit, miss, error, timeout).",

@@ -19,12 +19,15 @@ If Alertmanager cannot be reached, ``/v1/logs`` answers 503 so the collector ret
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -90,7 +93,8 @@ def otlp_to_alerts(payload: dict[str, Any]) -> list[dict[str, Any]]:
             for rec in sl.get("logRecords", []):
                 attrs = {**res, **attributes(rec.get("attributes"))}
                 labels = {"alertname": "FalconetEscalation", "severity": "critical",
-                          "priority": clean(rec.get("severityText") or attrs.get("falco.priority", ""))}
+                          "priority": clean(rec.get("severityText") or attrs.get("falco.priority")
+                                            or "unknown")}
                 for key, label in LABELS.items():
                     if attrs.get(key) not in (None, ""):
                         labels[label] = clean(attrs[key])
@@ -103,6 +107,14 @@ def otlp_to_alerts(payload: dict[str, Any]) -> list[dict[str, Any]]:
                 alerts.append({"labels": labels, "annotations": annotations,
                                "startsAt": _iso(rec.get("timeUnixNano"))})
     return alerts
+
+
+def _bounded(stream: Any) -> bytes:
+    """Read a decompressing stream, refusing more than MAX_BODY bytes (no decompression bombs)."""
+    data = stream.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise ValueError(f"decompressed body is larger than {MAX_BODY} bytes")
+    return data
 
 
 class Relay:
@@ -145,7 +157,16 @@ def make_handler(relay: Relay) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 raise ValueError(f"body of {length} bytes is larger than {MAX_BODY}")
-            return json.loads(self.rfile.read(length) or b"{}")
+            body = self.rfile.read(length)
+            # the collector's otlp_http exporter compresses with gzip by default
+            encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+            if encoding == "gzip":
+                body = _bounded(gzip.GzipFile(fileobj=io.BytesIO(body)))
+            elif encoding == "deflate":
+                body = _bounded(io.BytesIO(zlib.decompress(body, bufsize=MAX_BODY)))
+            elif encoding != "identity":
+                raise ValueError(f"unsupported Content-Encoding {encoding!r} (gzip, deflate or none)")
+            return json.loads(body or b"{}")
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             if self.path == "/healthz":
@@ -162,7 +183,7 @@ def make_handler(relay: Relay) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 payload = self._json_body()
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error) as e:
                 self._reply(400, {"error": f"bad JSON body: {e}"})
                 return
             if self.path == "/v1/logs":

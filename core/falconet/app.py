@@ -30,6 +30,7 @@ from falconet.config import Config, ConfigError, default_config_path, load_confi
 from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldDef, FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline
 from falconet.plugins import PluginHost, PluginRequiredError
 from falconet.priorities import Priority
@@ -112,6 +113,7 @@ class App:
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
         self.parsers: list[tuple[str, Callable[[Any], None]]] = []
         self.sinks: list[tuple[str, Any]] = []
+        self.actions: dict[str, tuple[str, Any]] = {}        # action name -> (plugin, action)
         self.plugin_rules: list[tuple[str, str]] = []
         self.plugin_versions: dict[str, str] = {}
         self.ruleset: Any = None
@@ -142,6 +144,7 @@ class App:
         sources = h.call("falconet_event_sources", engine=ctx)
         parsers = h.call("falconet_event_parsers", engine=ctx)
         sinks = h.call("falconet_alert_sinks", engine=ctx)
+        actions = h.call("falconet_response_actions", engine=ctx)
 
         # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
         field_owner: dict[str, str] = {}
@@ -189,6 +192,12 @@ class App:
                     h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
                     break
                 self.sinks.append((name, s))
+        for name, acts in actions:
+            for a in acts:
+                if not (hasattr(a, "name") and callable(getattr(a, "run", None))):
+                    h.drop(name, "falconet_response_actions", f"not a ResponseAction: {a!r}")
+                    break
+                self.actions[a.name] = (name, a)
         for name, files in rules:
             self.plugin_rules += [(name, str(f)) for f in files]
         merged = dict(h.versions)
@@ -200,6 +209,7 @@ class App:
         self.sources = {k: v for k, v in self.sources.items() if v[0] in alive}
         self.parsers = [p for p in self.parsers if p[0] in alive]
         self.sinks = [s for s in self.sinks if s[0] in alive]
+        self.actions = {k: v for k, v in self.actions.items() if v[0] in alive}
         self.plugin_rules = [r for r in self.plugin_rules if r[0] in alive]
         self.plugin_versions = {k: v for k, v in merged.items() if k not in h.versions or k in alive}
         dead = [n for n, owner in field_owner.items() if owner not in alive]
@@ -280,7 +290,15 @@ class App:
         rs = ruleset if ruleset is not None else self.ruleset
         if rs is None:
             rs = self.load_ruleset()
-        self.pipeline = Pipeline(rs, [*self.parsers, *extra_parsers], [s for _, s in self.sinks],
+        sinks = [s for _, s in self.sinks]
+        for i, r in enumerate(self.config["responses"]):
+            if r["action"] not in self.actions:
+                raise StartupError(f"responses item {i + 1}: no plugin provides the response action "
+                                   f"'{r['action']}' (available: "
+                                   f"{', '.join(sorted(self.actions)) or 'none'})")
+            sinks.append(ResponseSink(self.actions[r["action"]][1], r["params"], r["rules"],
+                                      Priority.parse(r["min_priority"])))
+        self.pipeline = Pipeline(rs, [*self.parsers, *extra_parsers], sinks,
                                  self.metrics, state=self.ctx.state,
                                  queue_capacity=self.config["outputs_queue"]["capacity"])
         # sources (the collector's drop alerts) raise internal alerts through this

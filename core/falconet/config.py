@@ -2,8 +2,8 @@
 
 The file is read with ``yaml.safe_load`` for the values and composed once more into nodes so every
 key can be reported with the line and column where it was written. Validation checks every known
-key against :data:`SCHEMA`; free-form sections (``collector``, ``plugins.<name>``, ``responses``)
-are left to their owners, which validate them in ``falconet_configure``.
+key against :data:`SCHEMA`; free-form sections (``collector``, ``plugins.<name>``) are left to
+their owners, which validate them in ``falconet_configure``.
 """
 
 from __future__ import annotations
@@ -116,6 +116,35 @@ def _append_output(v: Any) -> list[Any]:
     return v
 
 
+def _responses(v: Any) -> list[dict[str, Any]]:
+    if v is None or v == {}:
+        return []
+    if not isinstance(v, list):
+        raise ValueError("expected a list of {action, rules, min_priority, params}")
+    out = []
+    for i, r in enumerate(v):
+        where = f"item {i + 1}"
+        if not isinstance(r, dict) or not isinstance(r.get("action"), str) or not r["action"]:
+            raise ValueError(f"{where}: expected a mapping with 'action: <name>'")
+        unknown = set(r) - {"action", "rules", "min_priority", "params"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key '{sorted(unknown)[0]}' (allowed: action, "
+                             f"rules, min_priority, params)")
+        rules = r.get("rules") or []
+        if not isinstance(rules, list) or not all(isinstance(x, str) for x in rules):
+            raise ValueError(f"{where}: rules: expected a list of rule names")
+        params = r.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{where}: params: expected a mapping")
+        try:
+            prio = _priority(r.get("min_priority", "debug"))
+        except ValueError as e:
+            raise ValueError(f"{where}: min_priority: {e}") from None
+        out.append({"action": r["action"], "rules": rules, "min_priority": prio,
+                    "params": params})
+    return out
+
+
 def _headers(v: Any) -> dict[str, str]:
     if v is None:
         return {}
@@ -153,7 +182,7 @@ SCHEMA: dict[str, Any] = {
     "metrics": {"enabled": _bool, "address": _str, "port": _int_range(0, 65535)},
     "collector": FREE,
     "plugins": FREE,       # plugins.<name>: {required, enabled, ...}; checked below
-    "responses": FREE,
+    "responses": _responses,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -177,7 +206,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics": {"enabled": True, "address": "127.0.0.1", "port": 8765},
     "collector": {},
     "plugins": {},
-    "responses": {},
+    "responses": [],
 }
 
 

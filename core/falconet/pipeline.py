@@ -38,6 +38,9 @@ class SinkWorker:
         self.name: str = sink.name
         mp = getattr(sink, "min_priority", Priority.DEBUG)
         self.min_priority = int(mp if isinstance(mp, Priority) else Priority.parse(mp))
+        #: optional rule-name filter of the sink (response actions); None admits every rule
+        rules = getattr(sink, "rules", None)
+        self.rules: frozenset[str] | None = frozenset(rules) if rules else None
         self.metrics = metrics
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._thread = threading.Thread(target=self._run, name=f"falconet-sink-{self.name}",
@@ -82,16 +85,27 @@ class SinkWorker:
         except Exception as e:  # noqa: BLE001
             log.warning("output %s: flush failed: %s", self.name, e)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued (up to ``timeout``), then flush and close the sink."""
+    def request_stop(self, timeout: float) -> None:
+        """Queue the end marker behind the alerts already waiting."""
         if self._thread.is_alive():
             try:
                 self.queue.put(_STOP, timeout=timeout)
             except queue.Full:
                 log.warning("output %s: queue still full at shutdown", self.name)
-            self._thread.join(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout``), then flush and close the sink."""
+        self.request_stop(timeout)
+        self.finish(timeout)
+
+    def finish(self, timeout: float) -> None:
+        """Wait for the worker (after :meth:`request_stop`), count what it could not deliver,
+        then flush and close the sink."""
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, timeout))
             if self._thread.is_alive():
-                left = self.queue.qsize()
+                with self.queue.mutex:
+                    left = sum(1 for item in self.queue.queue if item is not _STOP)
                 self.metrics.output_drops[self.name] += left
                 self.metrics.drop("output_queue_full", left)
                 log.warning("output %s did not drain in %.0fs; %d alerts dropped",
@@ -174,13 +188,18 @@ class Pipeline:
         return self._stopping
 
     def close(self, timeout: float = 10.0) -> None:
-        """Drain every sink queue, flush and close sinks."""
+        """Drain every sink queue, flush and close sinks; all sinks drain in parallel within
+        one ``timeout``."""
+        deadline = time.monotonic() + timeout
         for w in self.workers:
-            w.stop(timeout)
+            w.request_stop(max(0.1, deadline - time.monotonic()))
+        for w in self.workers:
+            w.finish(deadline - time.monotonic())
 
     # ----------------------------------------------------------------------------- alerts
     def dispatch(self, alert: Alert) -> None:
-        """Count an alert and queue it to every sink whose ``min_priority`` admits it."""
+        """Count an alert and queue it to every sink whose ``min_priority`` (and rule filter)
+        admits it."""
         m = self.metrics
         m.alerts[(alert.rule, int(alert.priority), alert.source)] += 1
         if alert.rule not in m.rule_tags:
@@ -188,7 +207,7 @@ class Pipeline:
         self.alerts += 1
         prio = int(alert.priority)
         for w in self.workers:
-            if prio <= w.min_priority:
+            if prio <= w.min_priority and (w.rules is None or alert.rule in w.rules):
                 w.offer(alert)
 
     def inject(self, alert: Alert) -> None:

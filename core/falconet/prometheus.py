@@ -174,14 +174,26 @@ class EngineCollector(Collector):
             metric, label, doc = _GAUGES.get(name, (f"falconet_{_LABEL_BAD.sub('_', name)}", "key",
                                                     f"Engine gauge {name}"))
             fam = GaugeMetricFamily(metric, doc, labels=[label])
-            try:
-                values = fn()
-            except Exception:  # noqa: BLE001 - one broken gauge must not break the scrape
+            values = _read_gauge(fn)
+            if values is None:      # one broken gauge must not break the scrape: counted, skipped
                 self.m.plugin_errors[("engine", f"gauge:{name}")] += 1
                 continue
             for k, v in sorted(values.items()):
                 fam.add_metric([str(k)], float(v))
             yield fam
+
+
+def _read_gauge(fn: Callable[[], dict[str, float]], attempts: int = 3) -> dict[str, float] | None:
+    """Call a gauge callback. It may iterate a table the hot loop is changing ("dictionary changed
+    size during iteration"): that is retried; anything else (or repeated failure) gives None."""
+    for _ in range(attempts):
+        try:
+            return dict(fn())
+        except RuntimeError:
+            continue
+        except Exception:  # noqa: BLE001
+            return None
+    return None
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -4,8 +4,11 @@ Alertmanager (Debian's prometheus-alertmanager) → its webhook notification bac
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,17 @@ def test_critical_records_become_alertmanager_alerts(stack: dict[str, Any], expo
     wait_for(lambda: http_json(stack["relay"] + "/healthz")[1]["notifications"] >= 1, 15,
              "Alertmanager's webhook notification at the relay")
     assert "notification from alertmanager: firing FalconetEscalation" in stack["relay_proc"].output()
+
+
+def test_gzip_bodies_as_the_collector_sends_them(stack: dict[str, Any], exported: Exported) -> None:
+    """otlp_http compresses with gzip by default: the relay must accept it."""
+    body = gzip.compress(json.dumps(exported.logs_request_json()).encode())
+    req = urllib.request.Request(stack["relay"] + "/v1/logs", data=body, method="POST",
+                                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    _, health = http_json(stack["relay"] + "/healthz")
+    assert health["forwarded"] == 3 and health["failed"] == 0
 
 
 def test_alertmanager_down_means_503_so_the_collector_retries(stack: dict[str, Any],

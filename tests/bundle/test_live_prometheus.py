@@ -52,7 +52,7 @@ RULES = """
   tags: [filesystem, mitre_credential_access, T1003]
 - rule: Bundle Tmp Open
   desc: a file under /tmp was opened
-  condition: evt.type = openat and fd.name startswith /tmp/x1
+  condition: evt.type = openat and fd.name = /tmp/x1
   output: "Tmp file opened (file=%fd.name proc=%proc.name)"
   priority: WARNING
   tags: [filesystem]

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -91,26 +92,43 @@ def start_runc(request, annotations: dict[str, str] | None = None, cgroup: str |
         if rc != 0:
             raise RuntimeError(f"runc run failed ({rc}): {log.read().strip()}")
 
+    pid = int((bundle / "pid").read_text())
+
     def cleanup():
         sh("runc", *rootargs, "kill", cid, "KILL", check=False)
-        for _ in range(100):
-            if "stopped" in sh("runc", *rootargs, "state", cid, check=False) or \
-                    not sh("runc", *rootargs, "state", cid, check=False):
-                break
-            time.sleep(0.02)
-        sh("runc", *rootargs, "delete", "-f", cid, check=False)
-        shutil.rmtree(bundle, ignore_errors=True)
-        path = spec["linux"]["cgroupsPath"]
-        for base in Path("/sys/fs/cgroup").iterdir():
-            for p in (base / path.lstrip("/"), (base / path.lstrip("/")).parent):
-                if p.is_dir() and p.name != base.name:
-                    try:
-                        p.rmdir()
-                    except OSError:
-                        pass
+        try:
+            os.kill(pid, signal.SIGKILL)     # in case runc could not (a test broke its state)
+        except ProcessLookupError:
+            pass
+        try:
+            wait_until(lambda: not process_alive(pid), 10)
+        finally:
+            sh("runc", *rootargs, "delete", "-f", cid, check=False)
+            shutil.rmtree(bundle, ignore_errors=True)
+            remove_cgroup(spec["linux"]["cgroupsPath"])
     request.addfinalizer(cleanup)
-    pid = int((bundle / "pid").read_text())
     return Running(cid, pid, cid)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def remove_cgroup(path: str) -> None:
+    """rmdir the container's cgroup (and its parent if now empty) in every hierarchy; runc
+    delete leaves the parents behind."""
+    rel = path.strip("/")
+    for base in Path("/sys/fs/cgroup").iterdir():
+        for p in (base / rel, (base / rel).parent):
+            if p != base and p.is_dir():
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
 
 
 # ----------------------------------------------------------------------------------- containerd

@@ -296,7 +296,10 @@ def test_missing_docker_socket(request, tmp_path):
 def test_malformed_state_file(request, tmp_path):
     root = tmp_path / "runc-root"
     c = start_runc(request, root=str(root))
-    (root / c.full_id / "state.json").write_text('{"id": "' + c.full_id + '", "config": {"lab')
+    state = root / c.full_id / "state.json"
+    good = state.read_bytes()
+    request.addfinalizer(lambda: state.write_bytes(good))   # runs before runc's cleanup
+    state.write_text('{"id": "' + c.full_id + '", "config": {"lab')
     eng = Engine(runc_roots=[str(root)]).start()
     try:
         e = eng.event(c.pid)

@@ -122,3 +122,15 @@ def test_cli_reports_config_error_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert f"{p}:3:5: error: outputs.stdout.enabled: expected true or false" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_responses_are_validated(tmp_path: Path) -> None:
+    p = write(tmp_path, "responses:\n  - action: notify\n    rule: [x]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}:1:1: error: responses: item 1: unknown key 'rule' (allowed: "
+                            "action, rules, min_priority, params), got [{'action': 'notify', "
+                            "'rule': ['x']}]")
+    cfg = load_config(None, ["responses=[{action: notify}]"])
+    assert cfg["responses"] == [{"action": "notify", "rules": [], "min_priority": "debug",
+                                 "params": {}}]

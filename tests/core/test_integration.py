@@ -246,3 +246,26 @@ def test_ebpf_source_that_cannot_start_says_why_without_traceback() -> None:
     assert r.returncode == 1
     assert "falconet: error: cannot start event source 'ebpf': " in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_plugin_source_record_then_replay(tmp_path: Path) -> None:
+    """A plugin's live source recorded with `record --source`, replayed through the same rule."""
+    cap = str(tmp_path / "ex.fcap")
+    rules = tmp_path / "ex.yaml"
+    rules.write_text("""\
+- rule: Example URL
+  desc: url in an example message
+  condition: example.message contains "http://"
+  output: URL (msg=%example.message seq=%example.seq)
+  priority: NOTICE
+  source: example
+""")
+    ex = ["-o", "plugins.example.interval=0", "-o", "plugins.example.count=4",
+          "-o", 'plugins.example.messages=[hi, "get http://a"]']
+    live = run("record", cap, "--source", "example", "--no-metrics", "-r", str(rules), *ex)
+    assert live.returncode == 0, live.stderr
+    assert "4 events recorded" in live.stderr
+    replay = run("replay", cap, "-r", str(rules))
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout == live.stdout
+    assert replay.stdout.count("URL (msg=get http://a") == 2

@@ -177,3 +177,19 @@ def test_internal_alerts_can_be_injected() -> None:
     p.close()
     assert sink.alerts[0].source == "internal"
     assert p.metrics.alerts[("Falcon internal: drops", 7, "internal")] == 1
+
+
+def test_close_drains_sinks_in_parallel_and_counts_what_is_left() -> None:
+    stuck1, stuck2 = BlockingSink("s1"), BlockingSink("s2")
+    m = EngineMetrics()
+    p = Pipeline(FakeRuleset([shadow_rule()]), sinks=[stuck1, stuck2], metrics=m)
+    p.run([evt(name="/etc/shadow")] * 3)
+    assert wait_for(lambda: all(w.queue.qsize() == 2 for w in p.workers))
+    t0 = time.monotonic()
+    p.close(timeout=0.5)
+    assert time.monotonic() - t0 < 1.0, "sinks must drain within one shared timeout"
+    # one alert is inside each stuck send(), the two queued ones are counted as dropped
+    assert m.output_drops["s1"] == m.output_drops["s2"] == 2
+    assert stuck1.closed and stuck2.closed
+    stuck1.release.set()
+    stuck2.release.set()

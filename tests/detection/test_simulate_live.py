@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from conftest import need, need_binary, need_root
-
 from falconet.simulate.actions import ACTIONS
 from falconet.simulate.contexts import WORK_DIR, ContextPool, DockerContext, runtime_env
 from falconet.simulate.runner import run_action

@@ -197,3 +197,29 @@ def test_binds_loopback_by_default_and_busy_port_is_oserror(server):
                          "tag_mitre_execution"), ("a-b c", "tag_a_b_c")])
 def test_tag_label_names(tag, label):
     assert tag_label(tag) == label
+
+
+def test_gauge_racing_the_hot_loop_is_retried_and_a_broken_one_is_counted():
+    m = EngineMetrics()
+    calls = {"n": 0}
+
+    def racy():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+        return {"threads": 5}
+
+    def broken():
+        raise KeyError("gone")
+
+    m.gauges["state_table_entries"] = racy
+    m.gauges["flaky"] = broken
+    srv = MetricsServer(EngineContext(hostname="h", fields=FieldRegistry(), metrics=m), m, None, port=0)
+    srv.start()
+    try:
+        s = scrape(srv)
+    finally:
+        srv.stop()
+    assert one(s["falconet_state_table_entries"], table="threads").value == 5
+    assert "falconet_flaky" not in s
+    assert m.plugin_errors[("engine", "gauge:flaky")] == 1

@@ -1,5 +1,7 @@
 """The live engine (``falconet run``, eBPF) exports alerts of a real process tree to a real OTLP
-receiver: the log record, and spans where the triggering ``cat`` is a child of its ``sh``."""
+receiver: the log record, and spans where the triggering ``cat`` is a child of its ``sh``. Then the
+receiver is killed: the engine keeps running and counts failed exports on /metrics; the receiver
+comes back on the same port and the next alerts arrive."""
 
 from __future__ import annotations
 
@@ -30,6 +32,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def otel_counter(port: int, signal: str, result: str) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    m = re.search(rf'^falconet_otel_records_total{{result="{result}",signal="{signal}"}} ([0-9.e+]+)$',
+                  body, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def poll(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def wait_events_flowing(port: int, engine: subprocess.Popen, timeout: float = 60) -> None:
     """The collector is attached once the kernel side has produced events (scap_n_evts > 0)."""
     deadline = time.monotonic() + timeout
@@ -57,7 +75,7 @@ def test_live_run_exports_process_tree(tmp_path, falconet_bin):
     rx = OtlpHttpReceiver().start()
     port = free_port()
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": "500"}
     engine = subprocess.Popen([falconet_bin, "run", "-r", str(rules), "--metrics-port", str(port),
                                "--duration", "90"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -65,8 +83,22 @@ def test_live_run_exports_process_tree(tmp_path, falconet_bin):
         wait_events_flowing(port, engine)
         sh = subprocess.Popen(["/bin/sh", "-c", f"cat {marker} >/dev/null; cat {marker} >/dev/null"])
         sh.wait(10)
-        assert rx.wait_for(lambda: len(rx.logs) >= 2 and len(rx.spans) >= 3, 20), (
-            len(rx.logs), len(rx.spans))
+        def linked() -> bool:       # both alerts, and every span their log records point to
+            ids = {s.record.span_id for s in rx.spans}
+            return len(rx.logs) >= 2 and all(r.record.span_id in ids for r in rx.logs)
+
+        assert rx.wait_for(linked, 20), (len(rx.logs), len(rx.spans))
+        logs = list(rx.logs)
+
+        rx.stop()                                           # the collector dies mid-run
+        subprocess.run(["/bin/cat", str(marker)], stdout=subprocess.DEVNULL, check=True)
+        assert poll(lambda: otel_counter(port, "logs", "failed") >= 1, 20)
+        assert engine.poll() is None                        # ... and the engine goes on
+        rx.start()                                          # back on the same port
+        n_before = len(rx.logs)
+        assert poll(lambda: (subprocess.run(["/bin/cat", str(marker)], stdout=subprocess.DEVNULL)
+                             and False) or len(rx.logs) > n_before, 20)
+        assert otel_counter(port, "logs", "sent") >= 3
     finally:
         engine.terminate()
         try:
@@ -75,7 +107,7 @@ def test_live_run_exports_process_tree(tmp_path, falconet_bin):
             engine.kill()
             engine.wait()
         rx.stop()
-    logs = [r for r in rx.logs if r.attributes.get("security_rule.name") == "Live marker opened"]
+    logs = [r for r in logs if r.attributes.get("security_rule.name") == "Live marker opened"]
     assert len(logs) == 2
     for r in logs:
         assert (r.record.severity_text, r.record.severity_number) == ("Critical", 18)

@@ -134,7 +134,14 @@ def test_transformers_and_val(cond: str, expected: bool) -> None:
     assert matcher(cond)(e) is expected
 
 
-def test_missing_values_three_way_semantics() -> None:
+@pytest.fixture(params=["codegen", "closures"])
+def both_compilers(request, monkeypatch):
+    import falconet.rules.loader as loader_mod
+    monkeypatch.setattr(loader_mod, "USE_CODEGEN", request.param == "codegen")
+    return request.param
+
+
+def test_missing_values_three_way_semantics(both_compilers) -> None:
     e = ev(fd=None)                    # no fd: every fd.* field is missing
     assert matcher("fd.name = /etc/shadow")(e) is False
     assert matcher("fd.name != /etc/shadow")(e) is False
@@ -150,7 +157,7 @@ def test_missing_values_three_way_semantics() -> None:
     assert matcher("tolower(fd.name) = x")(e) is False
 
 
-def test_ancestors_are_existential() -> None:
+def test_ancestors_are_existential(both_compilers) -> None:
     # ancestors of BASH: sshd, systemd (the process itself is not included)
     e = ev()
     assert matcher("proc.aname = sshd")(e) is True
@@ -170,7 +177,7 @@ def test_ancestors_are_existential() -> None:
     assert matcher("proc.aname != x")(orphan) is False
 
 
-def test_list_fields_in_and_intersects() -> None:
+def test_list_fields_in_and_intersects(both_compilers) -> None:
     t = proc("bash")
     t.fds = {0: FdInfo(0, "f"), 1: FdInfo(1, "4")}
     e = ev(thread=t)

@@ -194,3 +194,16 @@ def test_plugin_source_rules() -> None:
 def test_rule_matching_must_be_valid() -> None:
     with pytest.raises(ValueError):
         load(rule("evt.type = openat"), rule_matching="some")
+
+
+def test_plugin_extractor_factory_that_raises_is_a_load_error() -> None:
+    reg = FieldRegistry(dict(REG.fields))
+
+    def broken(_arg):
+        raise TypeError("plugin bug")
+    reg.register(FieldDef("test.broken", FieldType.STRING, "broken", broken))
+    res = load_rules_text(rule("test.broken = x", name="bad") + rule("evt.type = openat",
+                                                                     name="good"), reg)
+    assert not res.ok
+    assert [str(e) for e in res.errors] == [
+        "<rules>:3:14: error: rule 'bad': cannot compile rule: TypeError: plugin bug"]

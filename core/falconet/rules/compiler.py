@@ -340,7 +340,7 @@ class ConditionCompiler:
             pred = _modifier_pred(modifier, preds)
         else:
             pred = self.value_pred(base, values, left)
-        return self.wrap(left, base, pred, values)
+        return self.wrap(left, base, pred)
 
     def _is_field_name(self, text: str) -> bool:
         try:
@@ -419,8 +419,7 @@ class ConditionCompiler:
             return s
         return as_str
 
-    def wrap(self, left: _Operand, op: str, pred: Callable[[Any], bool],
-             values: list[str]) -> Check:
+    def wrap(self, left: _Operand, op: str, pred: Callable[[Any], bool]) -> Check:
         """Combine the extractor with ``pred``, with the three-way missing-value semantics."""
         g = left.get
         if left.multi:      # ancestors: true if any ancestor satisfies the check

@@ -236,6 +236,9 @@ class Loader:
                     self._add_item(item, name)
                 except _Stop:
                     pass
+                except Exception as e:  # noqa: BLE001 - one bad item never stops the load
+                    self.error(f"Invalid item: {type(e).__name__}: {e}", item.loc,
+                               E.LOAD_ERR_YAML_VALIDATE)
 
     def _add_item(self, d: YMap, file: str) -> None:
         if "required_engine_version" in d:
@@ -856,6 +859,9 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             macros[name] = expand_macros(ast, macros, used_macros)
         except RuleLoadError as e:
             ld.error(e.message, e.loc or mi.loc, e.code, item)
+        except Exception as e:  # noqa: BLE001 - never let one macro stop the load
+            ld.error(f"cannot compile macro: {type(e).__name__}: {e}", mi.loc,
+                     E.LOAD_ERR_COMPILE_CONDITION, item)
     compiled: list[CompiledRule] = []
     described: list[RuleDescription] = []
     for name, ri in ld.rules.items():
@@ -890,6 +896,10 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             continue
         except RuleLoadError as e:
             ld.error(e.message, e.loc or cond_loc, e.code, item)
+            continue
+        except Exception as e:  # noqa: BLE001 - e.g. a plugin's make_extractor raising
+            ld.error(f"cannot compile rule: {type(e).__name__}: {e}", cond_loc,
+                     E.LOAD_ERR_COMPILE_CONDITION, item)
             continue
         for w in cc.warnings:
             ld.warn(E.LOAD_COMPILE_CONDITION, w, cond_loc, item)

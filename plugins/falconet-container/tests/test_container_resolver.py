@@ -158,3 +158,34 @@ def test_hung_docker_with_runc_state_gives_partial_answer(roots, tmp_path, hung_
     with pytest.raises(PartialResult) as ei:
         r.resolve(ID, "docker")
     assert ei.value.info.type == "docker" and ei.value.err.result == "timeout"
+
+
+def test_podman_inspect_fallback(roots, tmp_path):
+    """Without podman's storage files the worker asks `podman inspect` (argument vector)."""
+    write_state(roots[0], ID, {"io.container.manager": "libpod"},
+                bundle=tmp_path / "nostore" / "overlay-containers" / ID / "userdata")
+    fake = tmp_path / "podman"
+    args_file = tmp_path / "args"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"$@\" > {args_file}\n"
+                    "echo '[{\"Name\": \"pc9\", \"ImageName\": \"quay.io/x/y:2\", "
+                    "\"Image\": \"5d5d5d5d5d5d5d5d\", \"Config\": {\"Labels\": {\"app\": \"z\"}}}]'\n")
+    fake.chmod(0o755)
+    r = resolver(roots, tmp_path)
+    r.cfg.podman_binary = str(fake)
+    info = r.resolve(ID, "podman")
+    assert (info.name, info.image_repository, info.image_tag, info.labels) == \
+        ("pc9", "quay.io/x/y", "2", {"app": "z"})
+    assert args_file.read_text().split() == ["--root", str(tmp_path / "nostore"), "inspect",
+                                             "--type", "container", ID]
+
+
+def test_podman_inspect_timeout(roots, tmp_path):
+    write_state(roots[0], ID, {"io.container.manager": "libpod"})
+    fake = tmp_path / "podman"
+    fake.write_text("#!/bin/sh\nexec sleep 10\n")
+    fake.chmod(0o755)
+    r = resolver(roots, tmp_path)
+    r.cfg.podman_binary = str(fake)
+    with pytest.raises(LookupTimeout):
+        r.resolve(ID, "podman")

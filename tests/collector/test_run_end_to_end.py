@@ -1,0 +1,79 @@
+"""`falconet run` with the eBPF source and Falco's stable rules sees a real `cat /etc/shadow`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import FALCO_RULES, REPO, need, need_bcc
+
+pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kernel_events(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+        m = re.search(r"^falcosecurity_scap_n_evts_total\s+(\S+)$", r.read().decode(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
+    need_bcc()
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    port = _free_port()
+    out = tmp_path / "alerts.jsonl"
+    with open(out, "w") as fh:
+        eng = subprocess.Popen([falconet_bin, "run", "--rules", str(FALCO_RULES), "--json",
+                                "--duration", "90", "--metrics-port", str(port)],
+                               stdout=fh, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            assert eng.poll() is None, eng.stderr.read()
+            try:
+                ready = _kernel_events(port) > 0
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert ready, "engine did not start within 60 s"
+        me = Path("/proc/self/comm").read_text().strip()
+        alert = None
+        deadline = time.monotonic() + 20
+        while alert is None and time.monotonic() < deadline:
+            subprocess.run(["cat", "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+            time.sleep(0.3)
+            for line in out.read_text().splitlines():
+                a = json.loads(line)
+                if a["rule"] == "Read sensitive file untrusted":
+                    alert = a
+                    break
+        assert alert is not None, out.read_text()[-2000:]
+        f = alert["output_fields"]
+        assert f["proc.name"] == "cat" and f["fd.name"] == "/etc/shadow"
+        assert f["proc.pname"] == me
+        assert f["proc.cmdline"] == "cat /etc/shadow"
+        assert f["user.name"] == "root" and alert["priority"] == "Warning"
+    finally:
+        eng.send_signal(signal.SIGINT)
+        try:
+            _out, err = eng.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            eng.kill()
+            _out, err = eng.communicate()
+    assert eng.returncode == 0, err[-2000:]
+    assert os.path.exists(out)
