@@ -3,6 +3,8 @@
 # Debian bookworm: bcc comes from the distribution (python3-bpfcc; the PyPI "bcc" is unrelated), so
 # the virtualenv is created with --system-site-packages to see it. Kernel headers are NOT in the
 # image: they must match the host kernel, so /lib/modules and /usr/src are mounted from the host.
+# Every plugin of plugins/ is installed except the example plugin (its demo rules and hooks do not
+# belong in a production image).
 FROM debian:bookworm-slim
 
 ARG DEBIAN_FRONTEND=noninteractive
@@ -20,6 +22,7 @@ RUN python3 -m venv --system-site-packages /opt/falconet/venv \
  && /opt/falconet/venv/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/falconet/venv/bin/pip install --no-cache-dir . \
  && for p in plugins/*/; do \
+      case "$p" in *-example/) continue ;; esac; \
       [ -f "$p/pyproject.toml" ] && /opt/falconet/venv/bin/pip install --no-cache-dir "$p"; \
     done \
  && /opt/falconet/venv/bin/python -c "import falconet" \

@@ -266,6 +266,7 @@ def main() -> int:
     if args.quick:
         args.window, args.workload_ops = 2.0, 50000
     result: dict = {"mode": args.mode, "cpus": os.cpu_count(), "kernel": os.uname().release,
+                    "loadavg_at_start": os.getloadavg()[0],
                     "rules": str(FALCO_RULES) if args.mode == "engine" else None}
 
     # (b) baseline before the engine starts
@@ -306,6 +307,7 @@ def main() -> int:
         err = eng.stop()
     base2 = workload(args.workload_ops)
     result["slowdown"] = _slowdown(base1, with_engine, base2, args.workload_ops)
+    result["loadavg_at_end"] = os.getloadavg()[0]
     summary = [ln for ln in err.splitlines() if ln.startswith("falconet:")]
     result["engine_summary"] = summary[-1:] if summary else err.strip().splitlines()[-3:]
     print(json.dumps(result, indent=2))

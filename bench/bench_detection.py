@@ -52,15 +52,21 @@ def main() -> int:
             rounds.append({"passed": rep.count("pass"), "failed": rep.count("fail"),
                            "skipped": rep.count("skip"), "not_applicable": rep.count("n/a"),
                            "latency_ms": rep.latency_summary(),
-                           "failed_cases": [r.case.name for r in rep.results
-                                            if r.status == "fail"]})
+                           "failed_cases": [f"{r.case.name}: {r.reason}" for r in rep.results
+                                            if r.status == "fail"],
+                           "slowest_ms": sorted(((round(r.latency_ms, 1), r.case.name)
+                                                 for r in rep.results
+                                                 if r.latency_ms is not None),
+                                                reverse=True)[:3]})
     finally:
         engine.stop()
+        drops = [ln for ln in engine.stderr_tail.splitlines() if "drop" in ln.lower()]
     print(json.dumps({"bench": "detection", "suite": suite.name, "rules": rules or "default",
                       "rounds": args.rounds, "engine_startup_s": round(startup_s, 2),
                       "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
                       "cpus": os.cpu_count(),
                       "latency_ms": latency_stats(all_lat), "per_round": rounds,
+                      "engine_drop_messages": drops[-5:],
                       "goal": "p99 < 50 ms"}, indent=1))
     return 0 if all(r["failed"] == 0 for r in rounds) else 1
 

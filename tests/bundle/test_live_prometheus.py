@@ -28,6 +28,7 @@ from bundle_support import (
     dashboard_queries,
     env_without_otel,
     free_port,
+    grafana_alert_queries,
     prometheus_rule_exprs,
     split_label_values,
     substitute,
@@ -221,7 +222,8 @@ def test_variables_resolve(run: Run) -> None:
 
 
 def test_alert_rules_evaluate_and_the_critical_alert_fires(run: Run) -> None:
-    for q in prometheus_rule_exprs():
+    grafana_rules = [q for q in grafana_alert_queries() if q.kind == "prometheus"]
+    for q in [*prometheus_rule_exprs(), *grafana_rules]:
         run.prom.api("query", query=q.text, time=f"{run.end:.3f}")     # raises on any error
 
     def critical_firing() -> list[Any]:

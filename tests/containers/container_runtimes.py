@@ -119,16 +119,29 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_cgroup(path: str) -> None:
-    """rmdir the container's cgroup (and its parent if now empty) in every hierarchy; runc
-    delete leaves the parents behind."""
+    """rmdir the container's cgroup and its parents that are now empty, in every hierarchy
+    (runc delete and containerd leave the parents behind)."""
     rel = path.strip("/")
+
+    def empty() -> bool:   # the container's other processes die just after its init
+        try:
+            return not any(Path(f"/sys/fs/cgroup/{h}/{rel}/cgroup.procs").read_text().split()
+                           for h in ("unified", "memory", "pids"))
+        except OSError:
+            return True
+    try:
+        wait_until(empty, 5)
+    except AssertionError:
+        return
     for base in Path("/sys/fs/cgroup").iterdir():
-        for p in (base / rel, (base / rel).parent):
-            if p != base and p.is_dir():
+        p = base / rel
+        while p != base:
+            if p.is_dir():         # the runtime may have removed the leaf itself
                 try:
-                    p.rmdir()
+                    p.rmdir()      # only empty cgroups can be removed: others are left alone
                 except OSError:
-                    pass
+                    break
+            p = p.parent
 
 
 # ----------------------------------------------------------------------------------- containerd
@@ -169,6 +182,8 @@ def start_ctr(request, annotations: dict[str, str] | None = None,
             time.sleep(0.02)
         ctr("task", "rm", "-f", cid, ns=ns, check=False)
         ctr("container", "rm", cid, ns=ns, check=False)
+        if cgroup:
+            remove_cgroup(cgroup.format(id=cid))
     request.addfinalizer(cleanup)
     pid = 0
     for line in ctr("task", "ls", ns=ns).splitlines():

@@ -213,6 +213,21 @@ def test_ctr_annotations(engine, request, keys):
         assert engine.field(e, "container.image.repository") == REPO   # ctr knows the real image
 
 
+def test_pod_labels_from_the_containerd_sandbox(engine, request):
+    # kubelet gives the pod's labels to the sandbox (pause) container; containers point to it
+    sandbox = start_ctr(request, ns="k8s.io", labels={
+        "app": "shop", "tier": "web", "io.kubernetes.pod.name": "web-7d9f",
+        "io.cri-containerd.kind": "sandbox"})
+    c = start_ctr(request, ns="k8s.io", annotations={
+        **CONTAINERD_CRI, "io.kubernetes.cri.sandbox-id": sandbox.full_id},
+        cgroup="/kubepods/besteffort/pod0f1e2d3c/{id}")
+    e = engine.wait_metadata(c.pid, "k8s.pod.name")
+    assert engine.field(e, "k8s.pod.label.app") == "shop"
+    assert engine.ctx.fields.resolve("k8s.pod.label", "tier").extract(e) == "web"
+    assert engine.field(e, "k8s.pod.label.io.cri-containerd.kind") is None   # runtime's own
+    assert engine.field(e, "k8s.pod.sandbox_id") == sandbox.full_id[:12]
+
+
 def test_ctr_labels_as_kubelet_writes_them(engine, request):
     # kubelet passes io.kubernetes.pod.* as CRI labels, which containerd keeps as container labels
     c = start_ctr(request, labels=CRIO)

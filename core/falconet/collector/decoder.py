@@ -26,7 +26,7 @@ CLONE_THREAD = 0x00010000
 CLONE_VM_VFORK = 0x00004100
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
-Decoder = Callable[[memoryview, int, tuple], Event]
+Decoder = Callable[[memoryview, int], Event]
 
 
 def _i32(v: int) -> int:
@@ -87,9 +87,13 @@ def _addr_args(args: dict[str, Any], raw: bytes, role: str) -> None:
         args["tuple"] = ""
 
 
-def _make_generic(name: str, spec: program.Spec, base: int, path_len: int) -> Decoder:
-    eid_type = name
-    nums: list[tuple[str, int, Callable[[int], int]]] = []
+_WORD_FMT = {"i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
+
+
+def _make_generic(name: str, spec: program.Spec, boot: int) -> Decoder:
+    """One closure per event type around a per-type ``struct.Struct`` that converts the six
+    argument words (signed/unsigned, 32/64-bit) in the same C call as the header."""
+    nums: list[tuple[int, str, str]] = []
     strs: list[tuple[str, int]] = []
     fd_res = False
     addr_role = ""
@@ -103,32 +107,51 @@ def _make_generic(name: str, spec: program.Spec, base: int, path_len: int) -> De
             addr_role = src
         else:
             conv, _, idx = src.partition(":")
-            nums.append((key, int(idx), _CONV[conv]))
+            nums.append((int(idx), key, conv))
+    words = ["8x"] * 6
+    for idx, _key, conv in nums:
+        words[idx] = _WORD_FMT[conv]
+    # ts, cgroup_id, res, tid, pid, (id skipped), len0, len1, len2, converted words...
+    unpack = struct.Struct("<QQqII2xHHH" + "".join(words)).unpack_from
+    keys = tuple(key for _idx, key, _conv in sorted(nums))
     sock = spec.kind == "sock"
+    base = program.HDR_SIZE
+    k0 = strs[0][0] if strs else ""
+    k1 = strs[1][0] if len(strs) > 1 else ""
+    k2 = strs[2][0] if len(strs) > 2 else ""
+    nstr = len(strs)
+    if any(si != i for i, (_k, si) in enumerate(strs)):
+        raise ValueError(f"{name}: strings must be listed s0, s1, s2 in order")
 
-    def decode(view: memoryview, off: int, h: tuple) -> Event:
-        a = h[9:15]
-        args: dict[str, Any] = {}
-        res = h[2]
+    def decode(view: memoryview, off: int) -> Event:
+        v = unpack(view, off)
+        args: dict[str, Any] = dict(zip(keys, v[8:], strict=True))
         if fd_res:
-            args["fd"] = res
-        for key, idx, conv in nums:
-            args[key] = conv(a[idx])
-        lens = h[6:9]
-        for key, si in strs:           # strings are packed: s1 follows s0, s2 follows s1
-            n = lens[si]
-            start = off + base + (lens[0] if si >= 1 else 0) + (lens[1] if si == 2 else 0)
-            args[key] = text(view[start: start + n - 1]) if n > 1 else ""
-        if sock:
-            _addr_args(args, bytes(view[off + base: off + base + lens[0]]), addr_role)
-        args["cgroup_id"] = h[1]
-        return Event("syscall", eid_type, h[0], h[3], h[4], args, res)
+            args["fd"] = v[2]
+        if nstr:                        # strings are packed: s1 follows s0, s2 follows s1
+            p = off + base
+            n = v[5]
+            args[k0] = str(view[p: p + n - 1], "utf-8", "backslashreplace") if n > 1 else ""
+            if nstr > 1:
+                p += n
+                n = v[6]
+                args[k1] = str(view[p: p + n - 1], "utf-8", "backslashreplace") if n > 1 else ""
+                if nstr > 2:
+                    p += n
+                    n = v[7]
+                    args[k2] = (str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                                if n > 1 else "")
+        elif sock:
+            _addr_args(args, bytes(view[off + base: off + base + v[5]]), addr_role)
+        args["cgroup_id"] = v[1]
+        return Event("syscall", name, v[0] + boot, v[3], v[4], args, v[2])
 
     return decode
 
 
-def _make_clone(name: str) -> Decoder:
-    def decode(view: memoryview, off: int, h: tuple) -> Event:
+def _make_clone(name: str, boot: int) -> Decoder:
+    def decode(view: memoryview, off: int) -> Event:
+        h = HDR.unpack_from(view, off)
         res, tid, pid = h[2], h[3], h[4]
         flags = h[9] if name in ("clone", "clone3") else (CLONE_VM_VFORK if name == "vfork" else 0)
         if res > 0:
@@ -139,7 +162,7 @@ def _make_clone(name: str) -> Decoder:
             child_tid = child_pid = 0
         args = {"child_tid": child_tid, "child_pid": child_pid, "flags": flags,
                 "cgroup_id": h[1]}
-        return Event("syscall", name, h[0], tid, pid, args, res)
+        return Event("syscall", name, h[0] + boot, tid, pid, args, res)
     return decode
 
 
@@ -159,12 +182,13 @@ def _proc_link(pid: int, what: str) -> str:
         return ""
 
 
-def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder:
+def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
     s0 = program.EXEC_S0_OFF
     comm_off = program.EXEC_COMM_OFF
     dirfd_flags = name == "execveat"
 
-    def decode(view: memoryview, off: int, h: tuple) -> Event:
+    def decode(view: memoryview, off: int) -> Event:
+        h = HDR.unpack_from(view, off)
         res, tid, pid = h[2], h[3], h[4]
         lens = h[6:9]
         x = EXEC_WORDS.unpack_from(view, off + program.HDR_SIZE)
@@ -196,22 +220,28 @@ def _make_exec(name: str, path_len: int, argv_len: int, env_len: int) -> Decoder
             args["flags"] = _u32(h[13])
         if res != 0:
             args["argv"] = []
-        return Event("syscall", name, h[0], tid, pid, args, res)
+        return Event("syscall", name, h[0] + boot, tid, pid, args, res)
     return decode
 
 
-def _procfork(view: memoryview, off: int, h: tuple) -> Event:
-    n = h[6]
-    comm = bytes(view[off + program.HDR_SIZE: off + program.HDR_SIZE + n]).split(b"\0", 1)[0]
-    args = {"child_tid": h[9] & 0xFFFFFFFF, "child_pid": h[10] & 0xFFFFFFFF,
-            "parent_tid": h[11], "parent_pid": h[12], "child_comm": text(comm),
-            "cgroup_id": h[1]}
-    return Event("syscall", "procfork", h[0], h[3], h[4], args, None)
+def _make_procfork(boot: int) -> Decoder:
+    def decode(view: memoryview, off: int) -> Event:
+        h = HDR.unpack_from(view, off)
+        n = h[6]
+        comm = bytes(view[off + program.HDR_SIZE: off + program.HDR_SIZE + n]).split(b"\0", 1)[0]
+        args = {"child_tid": h[9] & 0xFFFFFFFF, "child_pid": h[10] & 0xFFFFFFFF,
+                "parent_tid": h[11], "parent_pid": h[12], "child_comm": text(comm),
+                "cgroup_id": h[1]}
+        return Event("syscall", "procfork", h[0] + boot, h[3], h[4], args, None)
+    return decode
 
 
-def _procexit(view: memoryview, off: int, h: tuple) -> Event:
-    return Event("syscall", "procexit", h[0], h[3], h[4],
-                 {"status": _i32(h[9]), "cgroup_id": h[1]}, None)
+def _make_procexit(boot: int) -> Decoder:
+    def decode(view: memoryview, off: int) -> Event:
+        h = HDR.unpack_from(view, off)
+        return Event("syscall", "procexit", h[0] + boot, h[3], h[4],
+                     {"status": _i32(h[9]), "cgroup_id": h[1]}, None)
+    return decode
 
 
 class RecordDecoder:
@@ -219,26 +249,25 @@ class RecordDecoder:
 
     def __init__(self, *, path_len: int, argv_len: int, env_len: int) -> None:
         # kernel timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns); events carry epoch ns
-        self.boot_offset = time.time_ns() - time.monotonic_ns()
+        self.boot_offset = boot = time.time_ns() - time.monotonic_ns()
+        self.path_len, self.argv_len = path_len, argv_len
         table: dict[int, Decoder] = {}
         for name in syscalls.EVENTS:
             eid = program.EVENT_IDS[name]
             if name == "procfork":
-                table[eid] = _procfork
+                table[eid] = _make_procfork(boot)
             elif name == "procexit":
-                table[eid] = _procexit
+                table[eid] = _make_procexit(boot)
             else:
                 spec = program.SPECS[name]
                 if spec.kind == "clone":
-                    table[eid] = _make_clone(name)
+                    table[eid] = _make_clone(name, boot)
                 elif spec.kind == "exec":
-                    table[eid] = _make_exec(name, path_len, argv_len, env_len)
+                    table[eid] = _make_exec(name, env_len, boot)
                 else:
-                    table[eid] = _make_generic(name, spec, program.HDR_SIZE, path_len)
+                    table[eid] = _make_generic(name, spec, boot)
         self.table = table
 
     def decode(self, view: memoryview, off: int) -> Event:
-        h = HDR.unpack_from(view, off)
-        evt = self.table[h[5]](view, off, h)
-        evt.ts += self.boot_offset
-        return evt
+        # the event id is the u16 at byte 32 of the header (struct hdr_t)
+        return self.table[view[off + 32] | (view[off + 33] << 8)](view, off)

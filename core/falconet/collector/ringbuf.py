@@ -123,12 +123,3 @@ class RingSet:
         self._epoll.close()
         for r in self.rings:
             r.close()
-
-
-def map_fd_of(table: object) -> int:
-    """The map fd of a bcc table (``bpf["events"]``)."""
-    fd = getattr(table, "map_fd", None)
-    if fd is None:
-        raise RuntimeError("bcc table has no map_fd")
-    os.fstat(fd)      # raises if invalid
-    return int(fd)

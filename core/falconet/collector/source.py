@@ -8,7 +8,6 @@ kernel dropped events in the last second, a rate-limited internal alert is raise
 
 from __future__ import annotations
 
-import ctypes as ct
 import logging
 import os
 import time
@@ -18,9 +17,10 @@ from typing import Any
 
 from falconet import syscalls
 from falconet.alerts import Alert
-from falconet.collector import bccloader, btf, program
+from falconet.collector import bccloader, bpfproc, btf, program
+from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
-from falconet.collector.ringbuf import RingBuffer, RingSet, map_fd_of
+from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
 from falconet.priorities import Priority
 
@@ -136,7 +136,9 @@ class EbpfSource:
     def __init__(self, config: CollectorConfig | None = None, engine: Any = None) -> None:
         self.config = config or CollectorConfig()
         self.engine = engine
-        self.bpf: Any = None
+        self.bpf: Any = None                   # truthy while the programs are loaded
+        self._fds: list[int] = []
+        self.counters: PerCpuU64Array | None = None
         self.rings: RingSet | None = None
         self.built: program.BuiltProgram | None = None
         self.attached: list[str] = []          # tracepoints attached
@@ -151,9 +153,9 @@ class EbpfSource:
 
     # ------------------------------------------------------------------ start
     def start(self, events: frozenset[str], self_tgid: int | None = None) -> None:
-        """Compile and attach. Raises :class:`bccloader.CollectorUnavailable` with the fix."""
+        """Compile, load and attach (in a child process, see :mod:`bpfproc`), then map the
+        rings. Raises :class:`bccloader.CollectorUnavailable` saying what is missing."""
         bccloader.check_prerequisites()
-        bcc = bccloader.import_bcc()
         cfg = self.config
         try:
             offsets = btf.kernel_offsets()
@@ -176,31 +178,25 @@ class EbpfSource:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
         t0 = time.monotonic()
+        ring_maps = [f"events{i}" for i in range(n_rings)]
+        request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
+                   "attach": built.attach,
+                   "maps": [*ring_maps, "counters", "enter_progs", "exit_progs", "wanted"]}
         try:
-            b = bcc.BPF(text=built.text.encode(), cflags=built.cflags)
-        except Exception as e:
-            raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load: {e}") from e
-        try:
-            # handlers first, then the dispatchers: no event can reach a half-filled table
-            enter_t, exit_t, wanted = b[b"enter_progs"], b[b"exit_progs"], b[b"wanted"]
-            for nr, enter_fn, exit_fn in built.dispatch:
-                tp = f"dispatch {enter_fn}"
-                enter_t[ct.c_int(nr)] = ct.c_int(b.load_func(enter_fn.encode(), bcc.BPF.TRACEPOINT).fd)
-                exit_t[ct.c_int(nr)] = ct.c_int(b.load_func(exit_fn.encode(), bcc.BPF.TRACEPOINT).fd)
-                wanted[ct.c_int(nr)] = ct.c_uint8(1)
-                self.dispatched.append(enter_fn.removeprefix("enter_"))
-            for kind, tp, fn in built.attach:
-                if kind != "auto":      # RAW_TRACEPOINT_PROBE: bcc attached it on load
-                    b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
-                self.attached.append(tp)
-        except Exception as e:
-            b.cleanup()
-            raise bccloader.CollectorUnavailable(f"cannot attach {tp}: {e}") from e
-        self.bpf, self.built = b, built
-        self.rings = RingSet([RingBuffer(map_fd_of(b[f"events{i}".encode()]),
-                                         cfg.ring_buffer_pages * 4096) for i in range(n_rings)])
+            fds = bpfproc.load_in_child(request)
+        except RuntimeError as e:
+            raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load/attach: "
+                                                 f"{e}") from None
+        self._fds = list(fds.values())
+        self.built = built
+        self.dispatched = [fn.removeprefix("enter_") for _nr, fn, _x in built.dispatch]
+        self.attached = [tp for _k, tp, _fn in built.attach]
+        self.counters = PerCpuU64Array(fds["map:counters"], program.N_COUNTERS)
+        self.rings = RingSet([RingBuffer(fds[f"map:{m}"], cfg.ring_buffer_pages * 4096)
+                              for m in ring_maps])
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
                                      env_len=cfg.env_len if cfg.capture_env else 0)
+        self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)
 
@@ -277,22 +273,20 @@ class EbpfSource:
         if self.rings is not None:
             self.rings.close()
             self.rings = None
-        if self.bpf is not None:
+        for fd in self._fds:        # closing the attachment fds detaches the programs
             try:
-                self.bpf.cleanup()
-            except Exception as e:  # noqa: BLE001
-                log.warning("bcc cleanup failed: %s", e)
-            self.bpf = None
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        self.bpf = None
 
     # ------------------------------------------------------------------ drops
     def read_counters(self) -> KernelStats:
         """Sum the per-CPU kernel counters."""
         if self.bpf is None:
             return self.stats
-        tab = self.bpf[b"counters"]
-        vals = [0] * program.N_COUNTERS
-        for k, v in tab.items():
-            vals[k.value] = sum(int(x) for x in v)
+        vals = self.counters.sums()
         s = KernelStats(events=vals[program.C_EVENTS],
                         drops_by_category={c: vals[program.C_DROP_BASE + i]
                                            for i, c in enumerate(syscalls.CATEGORIES)},

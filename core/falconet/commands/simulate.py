@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privileged", action="store_true", default=None,
                    help="use a privileged container")
     p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove containers left behind by a simulator that was killed")
 
 
 def _list(as_json: bool) -> int:
@@ -55,6 +57,12 @@ def _list(as_json: bool) -> int:
 def main(args: argparse.Namespace) -> int:
     if args.list:
         return _list(args.json)
+    if args.cleanup:
+        from falconet.simulate.contexts import cleanup_leftovers  # noqa: PLC0415
+
+        removed = cleanup_leftovers()
+        print("\n".join(f"removed {r}" for r in removed) or "nothing to clean up")
+        return 0
     names = sorted(ACTIONS) if args.all else list(args.actions)
     if not names:
         print("falconet simulate: error: name actions to run, or use --all / --list",

@@ -427,3 +427,32 @@ class ContextPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def cleanup_leftovers() -> list[str]:
+    """Remove containers a killed simulator left behind: runc bundles below ``WORK_DIR/runc``
+    and docker containers labelled ``io.falconet.simulator=true``. Returns what was removed.
+    (Not done automatically: another simulator may be running.)"""
+    removed: list[str] = []
+    runc_dir = WORK_DIR / "runc"
+    if runc_dir.is_dir() and shutil.which("runc"):
+        listing = _run(["runc", "list", "-q"], check=False).stdout.split()
+        for bundle in runc_dir.iterdir():
+            ids = [i for i in listing if i.startswith(bundle.name)]
+            ctx = RuncContext()
+            ctx.bundle = bundle
+            ctx.container_id = ids[0] if ids else bundle.name
+            ctx.cgroup_path = f"/falconet-sim/{ctx.container_id}"
+            ctx.stop()
+            removed.append(f"runc {ctx.container_id[:12]}")
+    if shutil.which("docker"):
+        env = runtime_env()
+        try:
+            p = _run(["docker", "ps", "-aq", "--filter", "label=io.falconet.simulator=true"],
+                     env=env, check=False, timeout=15)
+        except subprocess.TimeoutExpired:
+            return removed
+        for cid in p.stdout.split():
+            _run(["docker", "rm", "-f", cid], env=env, check=False, timeout=30)
+            removed.append(f"docker {cid[:12]}")
+    return removed

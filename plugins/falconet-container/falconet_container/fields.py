@@ -103,6 +103,17 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
             return info.labels.get(key) if info is not None else None
         return extract
 
+    def pod_label_extractor(arg: str | None) -> Extract:
+        if not arg:
+            raise ValueError("k8s.pod.label needs a label name: k8s.pod.label[app]")
+        key = arg
+
+        def extract(evt: Any) -> str | None:
+            f = full_id(evt)
+            info = table.get(f) if f else None
+            return info.k8s_pod_labels.get(key) if info is not None else None
+        return extract
+
     def duration_extractor(_arg: str | None) -> Extract:
         def extract(evt: Any) -> int | None:
             f = full_id(evt)
@@ -125,6 +136,10 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
                  "A container label (docker/containerd/CRI-O labels): container.label[app] or "
                  "container.label.app.", label_extractor, arg=ArgKind.REQUIRED, dotted_arg=True,
                  provider=p),
+        FieldDef("k8s.pod.label", FieldType.STRING,
+                 "A Kubernetes pod label, from the pod sandbox (containerd CRI, CRI-O): "
+                 "k8s.pod.label[app] or k8s.pod.label.app.", pod_label_extractor,
+                 arg=ArgKind.REQUIRED, dotted_arg=True, provider=p),
         FieldDef("container.duration", FieldType.RELTIME,
                  "Nanoseconds since the container started.", duration_extractor, provider=p),
     ]

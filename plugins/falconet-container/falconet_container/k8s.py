@@ -46,3 +46,15 @@ def k8s_fields(*maps: Mapping[str, str]) -> dict[str, str | None]:
         "k8s_container_name": first(maps, CONTAINER_NAME_KEYS),
         "k8s_pod_sandbox_id": first(maps, SANDBOX_ID_KEYS),
     }
+
+
+#: label prefixes the runtimes and kubelet add themselves; what remains on a pod sandbox are the
+#: pod's own labels (kubelet passes them to RunPodSandbox)
+_SYSTEM_LABEL_PREFIXES = ("io.kubernetes.", "io.cri-containerd.", "io.containerd.",
+                          "org.opencontainers.", "io.podman.")
+
+
+def pod_labels(sandbox_labels: Mapping[str, str]) -> dict[str, str]:
+    """The pod's labels from its sandbox container's labels."""
+    return {str(k): str(v) for k, v in sandbox_labels.items()
+            if not str(k).startswith(_SYSTEM_LABEL_PREFIXES)}

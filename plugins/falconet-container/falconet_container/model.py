@@ -35,6 +35,7 @@ class ContainerInfo:
     k8s_pod_uid: str | None = None
     k8s_container_name: str | None = None
     k8s_pod_sandbox_id: str | None = None
+    k8s_pod_labels: dict[str, str] = field(default_factory=dict)   # from the pod sandbox
     status: str = PENDING
 
     @property
@@ -52,7 +53,8 @@ class ContainerInfo:
         kw = {k: v for k, v in d.items() if k in names}
         if not isinstance(kw.get("full_id"), str):
             raise ValueError("container record without a full_id")
-        kw["labels"] = {str(k): str(v) for k, v in (kw.get("labels") or {}).items()}
+        for key in ("labels", "k8s_pod_labels"):
+            kw[key] = {str(k): str(v) for k, v in (kw.get(key) or {}).items()}
         return cls(**kw)
 
 

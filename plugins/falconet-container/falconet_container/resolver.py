@@ -23,6 +23,7 @@ from falconet_container.k8s import (
     IMAGE_KEYS,
     first,
     k8s_fields,
+    pod_labels,
 )
 from falconet_container.model import RESOLVED, ContainerInfo, parse_rfc3339_ns, split_image
 from falconet_container.ocistate import RuncState, find_state_file, load_state, spec_privileged
@@ -133,6 +134,7 @@ class MetadataResolver:
                 raise
             except LookupError:
                 pass     # ctr missing or containerd down: annotations still give k8s fields
+            info.k8s_pod_labels = self._containerd_pod_labels(full_id, ann, st.namespace)
         elif ctype == "podman":
             name, image = self._podman(full_id, st, info, image, labels)
             priv = ann.get("io.podman.annotations.privileged")
@@ -140,6 +142,7 @@ class MetadataResolver:
                 info.privileged = priv.upper() == "TRUE"
         elif ctype == "cri-o":
             labels = {str(k): str(v) for k, v in crio_labels.items()}
+            info.k8s_pod_labels = self._crio_pod_labels(full_id, ann)
         k8s = k8s_fields(ann, labels)
         for k, v in k8s.items():
             setattr(info, k, v)
@@ -157,6 +160,33 @@ class MetadataResolver:
             # counted by the worker as the docker error it was
             raise PartialResult(info, docker_err)
         return info
+
+    def _containerd_pod_labels(self, full_id: str, ann: dict[str, str],
+                               namespace: str | None) -> dict[str, str]:
+        """containerd CRI: the pod's labels are the sandbox (pause) container's labels."""
+        sandbox = ann.get("io.kubernetes.cri.sandbox-id")
+        if not sandbox or sandbox == full_id:
+            return {}
+        try:
+            doc = ctr_info(sandbox, namespace or "k8s.io", self.cfg.ctr_binary,
+                           self.cfg.containerd_socket, self.cfg.timeout)
+        except LookupError:
+            return {}        # optional: the container's own metadata is what matters
+        return pod_labels(doc.get("Labels") or {})
+
+    def _crio_pod_labels(self, full_id: str, ann: dict[str, str]) -> dict[str, str]:
+        """CRI-O: the infra container's ``io.kubernetes.cri-o.Labels`` annotation."""
+        sandbox = ann.get("io.kubernetes.cri-o.SandboxID")
+        if not sandbox or sandbox == full_id:
+            return {}
+        found = find_state_file(sandbox, self.cfg.runc_roots)
+        if found is None:
+            return {}
+        try:
+            st = load_state(*found)
+        except (LookupError, OSError):
+            return {}
+        return pod_labels(_json_map(st.annotations.get("io.kubernetes.cri-o.Labels")))
 
     def _podman(self, full_id: str, st: RuncState, info: ContainerInfo, image: str | None,
                 labels: dict[str, str]) -> tuple[str | None, str | None]:

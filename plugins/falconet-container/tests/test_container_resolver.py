@@ -189,3 +189,17 @@ def test_podman_inspect_timeout(roots, tmp_path):
     r.cfg.podman_binary = str(fake)
     with pytest.raises(LookupTimeout):
         r.resolve(ID, "podman")
+
+
+def test_crio_pod_labels_from_the_infra_container(roots, tmp_path):
+    sandbox = "cd" * 32
+    write_state(roots[0], sandbox, {
+        "io.kubernetes.cri-o.ContainerType": "sandbox",
+        "io.kubernetes.cri-o.Labels": json.dumps({"app": "shop", "tier": "web",
+                                                  "io.kubernetes.pod.name": "api-0"})})
+    write_state(roots[0], ID, {
+        "io.kubernetes.cri-o.SandboxID": sandbox,
+        "io.kubernetes.cri-o.Labels": json.dumps({"io.kubernetes.pod.name": "api-0"})})
+    info = resolver(roots, tmp_path).resolve(ID, "cri-o")
+    assert info.k8s_pod_labels == {"app": "shop", "tier": "web"}
+    assert info.k8s_pod_sandbox_id == sandbox
