@@ -212,7 +212,12 @@ stop_all() {
     ids=$($DOCKER ps -aq)
     [ -n "$ids" ] && $DOCKER rm -f $ids >/dev/null
   fi
-  for id in $(runc list -q 2>/dev/null); do runc kill "$id" KILL; sleep 0.2; runc delete -f "$id"; done
+  # only runc containers whose bundle is ours: /run/runc is shared with podman and anything else
+  for id in $(runc list -f json 2>/dev/null | $PY -c 'import json,sys
+for c in json.load(sys.stdin) or []:
+    if c.get("bundle", "").startswith(sys.argv[1] + "/"): print(c["id"])' "$CI_RT_DIR"); do
+    runc kill "$id" KILL; sleep 0.2; runc delete -f "$id"
+  done
   if $CTR version >/dev/null 2>&1; then
     for ns in $($CTR ns ls -q); do
       for t in $($CTR -n "$ns" task ls -q); do

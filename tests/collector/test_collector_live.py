@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import need_bcc
+from conftest import need, need_bcc
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf]
 
@@ -323,3 +323,29 @@ def test_drops_are_counted_by_category_when_the_buffer_is_tiny(tmp_path):
         assert alerts[0].output_fields["n_drops_buffer_open_exit"] > 0
     finally:
         c.close()
+
+
+def test_exe_upper_layer_on_overlayfs(live, tmp_path):
+    """A binary written into an overlay's upper layer is flagged; one from the lower is not."""
+    lower, upper, work, merged = (tmp_path / d for d in ("lower", "upper", "work", "merged"))
+    for d in (lower, upper, work, merged):
+        d.mkdir()
+    (lower / "lowertrue").write_bytes(Path("/bin/true").read_bytes())
+    (lower / "lowertrue").chmod(0o755)
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)],
+                       capture_output=True, text=True)
+    need(r.returncode == 0, f"cannot mount overlayfs: {r.stderr.strip()}")
+    try:
+        (merged / "uppertrue").write_bytes(Path("/bin/true").read_bytes())
+        (merged / "uppertrue").chmod(0o755)
+        subprocess.run([str(merged / "uppertrue")], check=True)
+        subprocess.run([str(merged / "lowertrue")], check=True)
+        up = live.wait_for(lambda e: e.type == "execve" and e.res == 0
+                           and e.args["filename"] == str(merged / "uppertrue"), what="upper exec")
+        low = live.wait_for(lambda e: e.type == "execve" and e.res == 0
+                            and e.args["filename"] == str(merged / "lowertrue"), what="lower exec")
+        assert up.args["exe_upper_layer"] is True
+        assert low.args["exe_upper_layer"] is False
+    finally:
+        subprocess.run(["umount", str(merged)], check=False)

@@ -593,3 +593,16 @@ def test_capture_keys() -> None:
 def test_yaml_is_loaded_safely() -> None:
     errs = errors("- rule: !!python/object/apply:os.system ['true']\n")
     assert any("Invalid YAML" in e or "could not determine a constructor" in e for e in errs)
+
+
+def test_yaml_aliases_are_shared_not_expanded() -> None:
+    bomb = "- list: a\n  items: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    prev = "a"
+    for i in range(20):                      # 10**20 items if aliases were expanded
+        bomb += f"- list: l{i}\n  items: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, " \
+                f"*{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        prev = f"l{i}"
+    res = load(bomb)
+    assert not res.ok and "items" in res.errors[0].message     # nested lists: not scalars
+    cyc = load("- list: c\n  items: &c [a, *c]\n")
+    assert not cyc.ok

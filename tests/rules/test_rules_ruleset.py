@@ -207,3 +207,9 @@ def test_plugin_extractor_factory_that_raises_is_a_load_error() -> None:
     assert not res.ok
     assert [str(e) for e in res.errors] == [
         "<rules>:3:14: error: rule 'bad': cannot compile rule: TypeError: plugin bug"]
+
+
+def test_unknown_event_type_warns() -> None:
+    ws = warnings(rule("evt.type in (openat, opnat)"))
+    assert any("unknown event type(s) opnat" in w for w in ws), ws
+    assert not any("unknown event type" in w for w in warnings(rule("evt.type = openat")))

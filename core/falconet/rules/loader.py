@@ -908,6 +908,10 @@ def compile_loaded(ld: Loader, append_output: Any = None,
         if any(f.fdef.name == "evt.dir" for f in cc.fields):
             ld.warn(E.LOAD_DEPRECATED_ITEM, "usage of deprecated field 'evt.dir' has been "
                     "detected in the rule condition", cond_loc, item)
+        unknown_types = sorted(types - universe) if types is not None and universe else []
+        if unknown_types:
+            ld.warn(E.LOAD_UNKNOWN_FILTER, "unknown event type(s) "
+                    f"{', '.join(unknown_types)}: the rule can never match them", cond_loc, item)
         if types is not None and ri.warn_evttypes and len(types) > TOO_MANY_EVTTYPES:
             ld.warn(E.LOAD_NO_EVTTYPE, "Rule matches too many evt.type values. This has a "
                     "significant performance penalty.", cond_loc, item)

@@ -57,14 +57,19 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.ctor = _Constructor()
+        self.memo: dict[int, Any] = {}
 
     def build(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
             raise ConstructorError(None, None, "could not determine a constructor for the tag "
                                    f"{node.tag!r}", node.start_mark)
+        done = self.memo.get(id(node))
+        if done is not None:        # an alias: share the value (no alias-bomb blow-up, no cycles)
+            return done
         if isinstance(node, yaml.MappingNode):
             self.ctor.flatten_mapping(node)        # '<<' merge keys, as safe_load does
             m = YMap()
+            self.memo[id(node)] = m
             m.loc = _loc(self.file, node.start_mark)
             m.locs = {}
             m.key_locs = {}
@@ -79,7 +84,9 @@ class _Builder:
                 m.key_locs[key] = _loc(self.file, knode.start_mark)
             return m
         if isinstance(node, yaml.SequenceNode):
-            s = YSeq(self.build(v) for v in node.value)
+            s = YSeq()
+            self.memo[id(node)] = s
+            s.extend(self.build(v) for v in node.value)
             s.loc = _loc(self.file, node.start_mark)
             s.locs = [_loc(self.file, v.start_mark) for v in node.value]
             return s
