@@ -26,10 +26,25 @@ DOCKER="env DOCKER_HOST=unix://$DOCKER_SOCK /usr/bin/docker"
 
 log() { echo "[ci-runtimes $(date +%T)] $*" >&2; }
 
-wait_for() {  # wait_for SECONDS CMD... : poll until CMD succeeds
-  local n=$(( $1 * 20 )); shift
-  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+wait_for() {  # wait_for SECONDS PID CMD... : poll until CMD succeeds; fail early if PID died
+  local deadline=$(( $(date +%s) + $1 )) pid=$2; shift 2
+  while [ "$(date +%s)" -le "$deadline" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
   return 1
+}
+
+drop_stale_pidfile() {  # drop_stale_pidfile FILE COMM: a daemon killed with -9 leaves its pid file
+  local f=$1 comm=$2 pid
+  [ -s "$f" ] || return 0
+  pid=$(cat "$f")
+  local state; state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  # gone, reused by another program, or a zombie PID 1 has not reaped yet
+  if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$comm" ] || [ "$state" = Z ] || [ "$state" = X ]; then
+    rm -f "$f"
+  fi
 }
 
 write_build_image_py() {
@@ -137,7 +152,7 @@ EOT
   log "starting containerd ($CONTAINERD_SOCK)"
   setsid containerd --config "$D/config.toml" >"$D/containerd.log" 2>&1 </dev/null &
   echo $! > "$D/containerd.pid"
-  wait_for 30 $CTR version || { tail -20 "$D/containerd.log" >&2; exit 1; }
+  wait_for 30 $! $CTR version || { tail -20 "$D/containerd.log" >&2; exit 1; }
 }
 
 load_containerd_images() {
@@ -155,13 +170,16 @@ start_dockerd() {
   if $DOCKER version >/dev/null 2>&1; then return 0; fi
   local drv=overlay2
   case "$(stat -f -c %T "$D/data")" in overlayfs|tmpfs|fuseblk|nfs*) drv=vfs ;; esac
+  drop_stale_pidfile "$D/dockerd.pid" dockerd
+  # a dockerd killed with -9 leaves its netns bind mount behind
+  mountpoint -q "$D/exec/netns/default" 2>/dev/null && umount "$D/exec/netns/default"
   log "starting dockerd ($DOCKER_SOCK, storage $drv)"
   setsid dockerd --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" \
     -H "unix://$DOCKER_SOCK" --containerd "$CONTAINERD_SOCK" \
     --iptables=false --ip6tables=false --ip-masq=false --bridge=none \
     --storage-driver=$drv --exec-opt native.cgroupdriver=cgroupfs \
     >"$D/dockerd.log" 2>&1 </dev/null &
-  wait_for 60 $DOCKER version || { tail -20 "$D/dockerd.log" >&2; exit 1; }
+  wait_for 60 $! $DOCKER version || { tail -20 "$D/dockerd.log" >&2; exit 1; }
 }
 
 load_docker_image() {
@@ -235,7 +253,10 @@ for c in json.load(sys.stdin) or []:
     fi
     rm -f "$pf"
   done
-  mountpoint -q "$CI_RT_DIR/docker/exec/netns/default" 2>/dev/null && umount "$CI_RT_DIR/docker/exec/netns/default"
+  # dockerd bind-mounts its data-root and netns; a killed one leaves them behind
+  for m in "$CI_RT_DIR/docker/exec/netns/default" "$CI_RT_DIR/docker/data"; do
+    while mountpoint -q "$m" 2>/dev/null; do umount "$m" || break; done
+  done
   set -e
 }
 

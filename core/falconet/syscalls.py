@@ -107,6 +107,7 @@ _ADDR = "family:int sip:ip sport:port dip:ip dport:port path:path tuple:tuple"
 _EXEC = ("filename:path argv:argv exe:str cwd:path exepath:path comm:str uid:uid gid:gid "
          "euid:uid egid:gid loginuid:uid tty:dev sid:pid pgid:pid vpgid:pid vpid:pid vtid:pid "
          "cap_effective:uint cap_permitted:uint cap_inheritable:uint exe_ino:uint "
+         "exe_ino_ctime:uint exe_ino_mtime:uint exe_writable:bool "
          "exe_from_memfd:bool exe_upper_layer:bool env:argv ppid:pid")
 _CLONE = "child_tid:pid child_pid:pid flags:flags"
 

@@ -212,7 +212,10 @@ def test_btf_derived_task_fields_equal_proc(live):
         gid = status["Gid"].split()
         assert (a["uid"], a["euid"], a["gid"], a["egid"]) == (
             int(uid[0]), int(uid[1]), int(gid[0]), int(gid[1]))
-        assert a["exe_ino"] == os.stat(f"/proc/{p.pid}/exe").st_ino
+        est = os.stat(f"/proc/{p.pid}/exe")
+        assert a["exe_ino"] == est.st_ino
+        assert (a["exe_ino_ctime"], a["exe_ino_mtime"]) == (est.st_ctime_ns, est.st_mtime_ns)
+        assert a["exe_writable"] is True                 # root may write any file
         assert a["vpid"] == int(status["NSpid"].split()[-1])
         assert a["vpgid"] == int(status["NSpgid"].split()[-1])
         assert a["exepath"] == os.readlink(f"/proc/{p.pid}/exe")
@@ -278,8 +281,9 @@ def test_only_selected_syscalls_are_attached(tmp_path):
         assert dispatched == set(built.events) - {"procfork", "procexit"}
         assert "openat" in dispatched and "connect" not in dispatched
         assert "unlinkat" not in dispatched
-        assert set(c.source.attached) == {"raw_syscalls:sys_enter", "raw_syscalls:sys_exit",
-                                          "sched_process_fork", "sched:sched_process_exit"}
+        assert set(c.source.attached) == {"sys_exit", "sched_process_fork",
+                                          "sched:sched_process_exit", "syscalls:sys_enter_execve",
+                                          "syscalls:sys_enter_execveat"}
         code = ("import socket,os\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"
                 "c=socket.socket(); c.connect(s.getsockname()); os.unlink(os.devnull+'x') "
                 "if False else None\nopen('/etc/hostname').close()")

@@ -64,9 +64,9 @@ def test_choose_events_uses_ruleset_types_and_config():
 # ------------------------------------------------------------------------------- program
 def test_program_has_handlers_only_for_selected_syscalls():
     built = program.build(syscalls.selected_events({"openat"}), self_tgid=1234, offsets={})
-    assert "int enter_openat(void *ctx)" in built.text
-    assert "enter_connect" not in built.text and "enter_unlinkat" not in built.text
-    nrs = {nr for nr, _, _ in built.dispatch}
+    assert "int exit_openat(void *ctx)" in built.text
+    assert "exit_connect" not in built.text and "exit_unlinkat" not in built.text
+    nrs = {nr for nr, _fn in built.dispatch}
     assert syscalls.SYSCALL_NUMBERS["openat"] in nrs
     assert syscalls.SYSCALL_NUMBERS["connect"] not in nrs
     assert "-DSELF_TGID=1234" in built.cflags and "-DWANT_PROCFORK" in built.cflags

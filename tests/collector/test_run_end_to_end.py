@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import FALCO_RULES, REPO, need, need_bcc
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]

@@ -38,6 +38,8 @@ OPERATOR_CASES = [
     ("fd.name glob '/etc/*'", True), ("fd.name glob '/etc/sha?ow'", True),
     ("fd.name glob 'etc/*'", False), ("fd.name glob '/etc/[a-s]hadow'", True),
     ("fd.name iglob '/ETC/SH*'", True), ("fd.name glob '/ETC/SH*'", False),
+    ("fd.name glob '/etc/[!x]hadow'", True), ("fd.name glob '/etc/[^s]hadow'", False),
+    ("fd.name glob /e\\tc/sha\\dow", True), ("fd.name glob '/*'", True),
     # regex is a full match
     ("fd.name regex '/etc/[a-z]+'", True), ("fd.name regex 'etc'", False),
     ("fd.name regex '.*shad.*'", True),

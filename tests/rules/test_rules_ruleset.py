@@ -213,3 +213,12 @@ def test_unknown_event_type_warns() -> None:
     ws = warnings(rule("evt.type in (openat, opnat)"))
     assert any("unknown event type(s) opnat" in w for w in ws), ws
     assert not any("unknown event type" in w for w in warnings(rule("evt.type = openat")))
+
+
+def test_unsafe_na_check_warns() -> None:
+    reg = FieldRegistry(dict(REG.fields))
+    reg.register(FieldDef("ka.user.name", FieldType.STRING, "user",
+                          lambda _a: lambda e: None, sources=frozenset({"k8s_audit"})))
+    res = load_rules_text(rule("ka.user.name != <NA>", source="k8s_audit"), reg)
+    assert res.ok
+    assert [w.code for w in res.warnings] == ["LOAD_UNSAFE_NA_CHECK"]

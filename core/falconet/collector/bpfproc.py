@@ -84,10 +84,11 @@ def _child(sock_fd: int) -> int:
         from falconet.collector.bccloader import import_bcc  # noqa: PLC0415
         bcc = import_bcc()
         b = bcc.BPF(text=req["text"].encode(), cflags=req["cflags"])
-        enter_t, exit_t, wanted = b[b"enter_progs"], b[b"exit_progs"], b[b"wanted"]
-        for nr, enter_fn, exit_fn in req["dispatch"]:
-            enter_t[ct.c_int(nr)] = ct.c_int(b.load_func(enter_fn.encode(), bcc.BPF.TRACEPOINT).fd)
-            exit_t[ct.c_int(nr)] = ct.c_int(b.load_func(exit_fn.encode(), bcc.BPF.TRACEPOINT).fd)
+        # handlers first, then the dispatcher may see them: fill the table before attaching
+        exit_t, wanted = b[b"exit_progs"], b[b"wanted"]
+        for nr, exit_fn in req["dispatch"]:
+            fn = b.load_func(exit_fn.encode(), bcc.BPF.RAW_TRACEPOINT)
+            exit_t[ct.c_int(nr)] = ct.c_int(fn.fd)
             wanted[ct.c_int(nr)] = ct.c_uint8(1)
         names: list[str] = []
         fds: list[int] = []

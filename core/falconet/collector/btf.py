@@ -209,6 +209,9 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_DENTRY_NAME": ("dentry", "d_name.name"),
     "OFF_INODE_INO": ("inode", "i_ino"),
     "OFF_INODE_SB": ("inode", "i_sb"),
+    "OFF_INODE_MODE": ("inode", "i_mode"),
+    "OFF_INODE_UID": ("inode", "i_uid"),
+    "OFF_INODE_GID": ("inode", "i_gid"),
     "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_OVL_UPPERDENTRY": ("ovl_inode", "__upperdentry"),
     "OFF_OVL_VFS_INODE": ("ovl_inode", "vfs_inode"),
@@ -229,4 +232,14 @@ def kernel_offsets(btf: BTF | None = None) -> dict[str, int]:
         out["SIZE_UPID"] = btf.struct_size("upid")
     except BTFError:
         pass
+    # inode times: i_ctime_sec/_nsec (6.11+), else a timespec64 (__i_ctime 6.6+, i_ctime older)
+    for t in ("ctime", "mtime"):
+        for sec, nsec in ((f"i_{t}_sec", f"i_{t}_nsec"), (f"__i_{t}.tv_sec", f"__i_{t}.tv_nsec"),
+                          (f"i_{t}.tv_sec", f"i_{t}.tv_nsec")):
+            try:
+                out[f"OFF_INODE_{t.upper()}_SEC"] = btf.offset("inode", sec)
+                out[f"OFF_INODE_{t.upper()}_NSEC"] = btf.offset("inode", nsec)
+                break
+            except BTFError:
+                continue
     return out

@@ -50,6 +50,7 @@ class CollectorConfig:
     drop_alert_interval: float = 30.0      # at most one drop alert per this many seconds
     drop_threshold: float = 0.0            # fraction of events dropped in the last second
     batch: int = 4096                      # records read per ring-buffer pass
+    poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
 
     @classmethod
@@ -181,7 +182,7 @@ class EbpfSource:
         ring_maps = [f"events{i}" for i in range(n_rings)]
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach,
-                   "maps": [*ring_maps, "counters", "enter_progs", "exit_progs", "wanted"]}
+                   "maps": [*ring_maps, "counters", "exit_progs", "wanted"]}
         try:
             fds = bpfproc.load_in_child(request)
         except RuntimeError as e:
@@ -189,7 +190,7 @@ class EbpfSource:
                                                  f"{e}") from None
         self._fds = list(fds.values())
         self.built = built
-        self.dispatched = [fn.removeprefix("enter_") for _nr, fn, _x in built.dispatch]
+        self.dispatched = [fn.removeprefix("exit_") for _nr, fn in built.dispatch]
         self.attached = [tp for _k, tp, _fn in built.attach]
         self.counters = PerCpuU64Array(fds["map:counters"], program.N_COUNTERS)
         self.rings = RingSet([RingBuffer(fds[f"map:{m}"], cfg.ring_buffer_pages * 4096)
@@ -258,7 +259,7 @@ class EbpfSource:
                 if not got:
                     yield None
                     if not self._closed:
-                        rings.wait(0.1)
+                        rings.wait(self.config.poll_interval)
         finally:
             self.poll_stats()
             self._teardown()

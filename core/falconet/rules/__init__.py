@@ -78,7 +78,9 @@ def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] 
     counts = {"rules": len(ld.rules), "macros": len(ld.macros), "lists": len(ld.lists)}
     res = LoadResult(None, ld.errors, ld.warnings, counts, described, compiled)
     if res.ok:
-        active = [r for r in compiled if r.priority <= Priority(min_priority)]
+        floor = Priority.parse(min_priority) if isinstance(min_priority, str) \
+            else Priority(min_priority)
+        active = [r for r in compiled if r.priority <= floor]
         res.ruleset = Ruleset(active, rule_matching=rule_matching, hostname=hostname)
     return res
 

@@ -23,6 +23,8 @@ from falconet.rules.parser import And, Binary, Field, ListValue, Not, Or, Unary,
 _INLINE_STR_OPS = {"startswith": "{v}.startswith({c})", "endswith": "{v}.endswith({c})",
                    "contains": "{c} in {v}"}
 _NO_INLINE_TYPES = (FieldType.IPADDR, FieldType.IPNET, FieldType.BYTEBUF)
+#: "not in the per-event cache" (any private object works: only our own lookups see it)
+_MISSING = object()
 
 
 class _Gen:
@@ -49,13 +51,27 @@ class _Gen:
             return inline
         return f"{self.bind('p', self.cc.compile(node))}(evt)"
 
+    def getter(self, left: Any) -> str:
+        """An expression for the operand's value. Cached fields read the per-event cache inline
+        (a dict lookup, no Python call, when another check already extracted the value) and call
+        the registry's caching extractor only on a miss. The registry caches under the token
+        (``ResolvedField.token``); if it ever keyed differently this would only be slower."""
+        g = self.bind("g", left.get)
+        rf = left.field
+        if not rf.fdef.cache or left.transformed:
+            return f"{g}(evt)"
+        k = self.bind("k", rf.token)
+        v = f"_v{self.n}"
+        self.n += 1
+        return f"({v} if ({v} := _cache.get({k}, _MISSING)) is not _MISSING else {g}(evt))"
+
     def inline_leaf(self, node: Any) -> str | None:
         """An inline expression for the common simple checks on plain fields, else None."""
         if isinstance(node, Unary) and isinstance(node.left, Field):
             left = self.cc.operand(node.left)
             if left.multi or left.is_list:
                 return None
-            return f"({self.bind('g', left.get)}(evt) is not None)"
+            return f"({self.getter(left)} is not None)"
         if not (isinstance(node, Binary) and isinstance(node.left, Field)):
             return None
         op = node.op
@@ -72,23 +88,23 @@ class _Gen:
         # type checks and value parsing exactly as the closure compiler does them
         self.cc.compile(node)
         conv = self.cc.converter(left.type)
-        g = self.bind("g", left.get)
+        g = self.getter(left)
         if op in ("in", "intersects"):
             if not isinstance(node.right, ListValue):
                 return None
             s = frozenset(conv(v) for v in node.right.values)
-            return f"({g}(evt) in {self.bind('s', s)})"
+            return f"({g} in {self.bind('s', s)})"
         if not isinstance(node.right, Value):
             return None
         c = self.bind("c", conv(node.right.text))
         if op in ("=", "=="):
-            return f"({g}(evt) == {c})"
+            return f"({g} == {c})"
         v = f"_v{self.n}"
         self.n += 1
         if op == "!=":
-            return f"(({v} := {g}(evt)) is not None and {v} != {c})"
+            return f"(({v} := {g}) is not None and {v} != {c})"
         body = _INLINE_STR_OPS[op].format(v=v, c=c)
-        return f"(({v} := {g}(evt)) is not None and {body})"
+        return f"(({v} := {g}) is not None and {body})"
 
 
 def generate(cc: ConditionCompiler, ast: Any, name: str = "rule") -> Check:
@@ -96,8 +112,9 @@ def generate(cc: ConditionCompiler, ast: Any, name: str = "rule") -> Check:
     Raises whatever the closure compiler raises for bad conditions (same errors)."""
     gen = _Gen(cc)
     body = gen.expr(ast)
-    src = f"def check(evt):\n    return bool({body})\n"
+    src = f"def check(evt):\n    _cache = evt.cache\n    return bool({body})\n"
     ns = dict(gen.ns)
+    ns["_MISSING"] = _MISSING
     code = compile(src, f"<rule {name!r}>", "exec")
     exec(code, ns)  # noqa: S102 - generated from our own identifiers only, see module docstring
     fn = ns["check"]

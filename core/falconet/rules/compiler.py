@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import functools
 import ipaddress
 import os
@@ -157,7 +156,7 @@ class PathTrie:
             node = self.root
             for comp in _components(p):
                 if any(ch in comp for ch in "*?["):
-                    rx = re.compile(fnmatch.translate(comp)).match
+                    rx = glob_regex(comp).match
                     for m, child in node[2]:
                         if m is rx:
                             node = child
@@ -188,6 +187,45 @@ class PathTrie:
             if node is None:
                 return False
             i += 1
+
+
+@functools.lru_cache(maxsize=4096)
+def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
+    """A whole-string regex for an fnmatch(3) pattern as libc reads it without flags: ``*`` and
+    ``?`` also match ``/``, ``[...]`` classes with ``!`` or ``^`` negation, ``\\`` escapes."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "\\" and i < n:
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:                      # no closing bracket: a literal '['
+                out.append("\\[")
+                continue
+            body = pattern[i:j]
+            neg = body[:1] in ("!", "^")
+            if neg:
+                body = body[1:]
+            body = body.replace("\\", "\\\\")
+            out.append(("[^" if neg else "[") + body + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+    return re.compile("(?s:" + "".join(out) + r")\Z", re.IGNORECASE if ignore_case else 0)
 
 
 def _components(path: str) -> list[str]:
@@ -249,6 +287,7 @@ class ConditionCompiler:
         self.source = source
         self.fields: list[ResolvedField] = []
         self.warnings: list[str] = []
+        self.na_checks: list[str] = []      # LOAD_UNSAFE_NA_CHECK
 
     # -- operands
     def resolve(self, f: Field) -> ResolvedField:
@@ -330,6 +369,9 @@ class ConditionCompiler:
                                  "string value")
         base, _, modifier = op.partition(" ")
         values = right.values if isinstance(right, ListValue) else [right.text]
+        if "<NA>" in values and left.field.fdef.name.startswith(("ka.", "jevt.")):
+            self.na_checks.append(f"comparing '{left.field.token}' with '<NA>' is unsafe: a "
+                                  "missing value never equals '<NA>'; use 'exists' instead")
         if base in ("=", "==") and not modifier and not left.multi and not left.is_list and \
                 left.type not in (FieldType.IPADDR, FieldType.IPNET):
             c = self.converter(left.type)(values[0])   # fast path: None never equals a constant
@@ -391,7 +433,7 @@ class ConditionCompiler:
         if op == "endswith":
             return lambda v, _c=c: v.endswith(_c)
         if op in ("glob", "iglob"):
-            rx = re.compile(fnmatch.translate(str(c)), re.IGNORECASE if op == "iglob" else 0)
+            rx = glob_regex(str(c), ignore_case=op == "iglob")
             return lambda v, _m=rx.match: _m(v) is not None
         if op == "regex":
             try:
@@ -493,8 +535,8 @@ _FIELD_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "icontains": lambda a, b: b.lower() in a.lower(), "startswith": lambda a, b: a.startswith(b),
     "endswith": lambda a, b: a.endswith(b), "in": lambda a, b: a == b,
     "intersects": lambda a, b: a == b,
-    "glob": lambda a, b: fnmatch.fnmatchcase(a, b),
-    "iglob": lambda a, b: fnmatch.fnmatchcase(a.lower(), b.lower()),
+    "glob": lambda a, b: glob_regex(b).match(a) is not None,
+    "iglob": lambda a, b: glob_regex(b, True).match(a) is not None,
 }
 
 

@@ -809,6 +809,7 @@ def compile_check(cc: ConditionCompiler, ast: Any, name: str) -> Any:
         except (RecursionError, MemoryError, SyntaxError, ValueError):
             cc.fields.clear()
             cc.warnings.clear()
+            cc.na_checks.clear()
     return cc.compile(ast)
 
 
@@ -903,6 +904,8 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             continue
         for w in cc.warnings:
             ld.warn(E.LOAD_COMPILE_CONDITION, w, cond_loc, item)
+        for w in dict.fromkeys(cc.na_checks):
+            ld.warn(E.LOAD_UNSAFE_NA_CHECK, w, cond_loc, item)
         for w in fmt.warnings:
             ld.warn(E.LOAD_DEPRECATED_ITEM, w, ri.loc, item)
         if any(f.fdef.name == "evt.dir" for f in cc.fields):

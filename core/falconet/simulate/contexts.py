@@ -36,6 +36,8 @@ _PYTHON_MOUNTS = [
     ("/usr/lib64", "/lib64"),
 ]
 
+#: a privileged container's capabilities: all but CAP_SYS_RESOURCE, which root itself lacks on
+#: the CI VM (runc fails to apply a capability its caller does not hold)
 ALL_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
@@ -401,18 +403,26 @@ class ContextPool:
             raise ContextUnavailable(self._failures[key])
         ctx = self._contexts.get(key)
         if ctx is None:
+            ctx = self._start(kind, privileged)
+            self._contexts[key] = ctx
+        return ctx
+
+    def _start(self, kind: str, privileged: bool) -> Context:
+        key = (kind, privileged)
+        for attempt in (1, 2):   # one retry: runtimes fail transiently on a loaded machine
             ctx = make_context(kind, privileged)
             try:
                 ctx.check()
                 ctx.start()
+                return ctx
             except ContextUnavailable as e:
                 self._failures[key] = str(e)
                 raise
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                self._failures[key] = f"could not start a {ctx.label} container: {e}"
-                raise ContextUnavailable(self._failures[key]) from e
-            self._contexts[key] = ctx
-        return ctx
+                if attempt == 2:
+                    self._failures[key] = f"could not start a {ctx.label} container: {e}"
+                    raise ContextUnavailable(self._failures[key]) from e
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         for ctx in self._contexts.values():

@@ -188,9 +188,15 @@ def _field_mismatches(alert: ReceivedAlert, want: dict[str, str]) -> list[str]:
     return bad
 
 
-def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) -> CaseResult:
+def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float,
+             claimed: set[int] | None = None) -> CaseResult:
+    """Run one case. ``claimed`` holds the alerts earlier cases matched (by ``id``): an alert
+    proves one case only."""
+    claimed = set() if claimed is None else claimed
     if case.expect.nothing:
         time.sleep(NOTHING_SETTLE_S)
+    # alerts received before the action started cannot be about it
+    first = len(engine.snapshot())
     t_start = time.monotonic()
     res = run_action(pool, case.action, case.where, case.privileged)
     out = CaseResult(case=case, status="skip", context=res.context,
@@ -214,7 +220,7 @@ def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) 
     exp = case.expect
     if exp.nothing:
         time.sleep(NOTHING_GRACE_S)   # no signal exists for "no alert will come": bounded wait
-        noise = [a for a in engine.snapshot() if in_window(a)]
+        noise = [a for a in engine.snapshot()[first:] if in_window(a)]
         out.duration_s = time.monotonic() - t_start
         if noise:
             out.status = "fail"
@@ -226,13 +232,14 @@ def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) 
         return out
 
     deadline = time.monotonic() + timeout
-    alert = engine.wait_for(lambda a: a.rule == exp.rule and in_window(a), deadline)
+    alert = engine.wait_for(lambda a: a.rule == exp.rule and in_window(a) and id(a) not in claimed,
+                            deadline, start=first)
     out.duration_s = time.monotonic() - t_start
     if alert is None:
         out.status = "fail"
         same_rule = [a for a in engine.snapshot() if a.rule == exp.rule
                      and lo <= a.time_ns <= hi]
-        others = [a.rule for a in engine.snapshot() if in_window(a)]
+        others = [a for a in engine.snapshot()[first:] if in_window(a)]
         if not engine.running():
             out.reason = "the engine exited"
         elif same_rule:
@@ -240,8 +247,10 @@ def run_case(engine: LiveEngine, pool: ContextPool, case: Case, timeout: float) 
                           f", expected '{res.container_id[:12] or 'host'}'")
         else:
             out.reason = f"no '{exp.rule}' alert within {timeout:g}s" + (
-                f" (got: {', '.join(sorted(set(others)))})" if others else "")
+                f" (got: {', '.join(sorted({a.rule for a in others}))}; first: "
+                f"{others[0].output[:300]})" if others else "")
         return out
+    claimed.add(id(alert))
     out.alert = alert
     problems = []
     if exp.priority is not None and alert.priority != exp.priority:
@@ -283,8 +292,9 @@ def run_suite(suite: Suite, engine: LiveEngine, *, timeout: float | None = None,
              if not wanted or c.name in wanted or c.action in wanted]
     with ContextPool() as pool:
         warm_up(pool, {(c.where, c.privileged) for c in cases if c.where != "host"})
+        claimed: set[int] = set()
         for case in cases:
-            r = run_case(engine, pool, case, timeout or suite.timeout)
+            r = run_case(engine, pool, case, timeout or suite.timeout, claimed)
             report.results.append(r)
             if on_result:
                 on_result(r)

@@ -104,7 +104,13 @@ class ContainerEnricher:
         t = evt.thread
         hint = ""
         if self.replay:
-            cid = t.container_id if t is not None else (old or "")
+            # the capture's records are authoritative (they precede their event); the thread
+            # snapshot, or what the state parser inherited at fork, covers the rest. Never
+            # t.container_id first: the state parser clears it when an exec changes cgroup.
+            if old is not None:
+                cid = old
+            else:
+                cid = t.container_id if t is not None else ""
         else:
             cg = 0
             if self.use_cgroup_id:

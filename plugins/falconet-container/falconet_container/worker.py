@@ -120,9 +120,11 @@ class LookupWorker:
     def lookup_once(self, full_id: str, hint: str, attempt: int = 0) -> Done:
         """One lookup (public so tests and benchmarks can drive it synchronously)."""
         if not self.wanted(full_id):
-            # its last process exited while the lookup waited: nothing to ask, but counted
+            # its last process exited while the lookup waited: nothing to ask; counted once
+            # (a retry of a lookup that already failed is just dropped)
             done = Done(full_id, None, "miss", 0.0, "exited before its lookup")
-            self.done.append(done)
+            if attempt == 0:
+                self.done.append(done)
             return done
         t0 = time.perf_counter()
         info: ContainerInfo | None = None

@@ -241,3 +241,20 @@ def test_suggested_fields_order():
     assert [f.name for f in reg.suggested("syscall")] == [
         "container.id", "container.name", "container.image.repository", "container.image.tag",
         "k8s.pod.name", "k8s.ns.name"]
+
+
+def test_replay_exec_keeps_the_recorded_container():
+    """As recorded: the pid record precedes runc init's exec; the state parser then clears
+    ``container_id`` because the exec changed cgroup. The recorded id must win."""
+    enr, worker, m, reg, reads, _ = make({})
+    enr.worker = None
+    enr.restore({"containers": [], "pids": {}})
+    t = thread(9, cgroup_id=1)
+    enr.parse(event(t, "clone"))               # runc init, still on the host
+    assert t.container_id == ""
+    enr.restore({"pid": 9, "container_id": A})  # written before the exec event
+    t.container_id = ""                         # the state parser on the exec (cgroup changed)
+    e = event(t, "execve", cgroup_id=77)
+    enr.parse(e)
+    assert val(reg, e, "container.id") == A[:12]
+    assert reads == []
