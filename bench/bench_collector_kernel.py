@@ -97,7 +97,7 @@ def main() -> None:
     progs = {}
     for name, (t, c) in after.items():
         t0_, c0 = before.get(name, (0, 0))
-        if c - c0 > 0 and (name.startswith(("falconet", "enter_", "exit_", "raw_tracepoint"))):
+        if c - c0 > 0:
             progs[name] = {"runs": c - c0, "ns_per_run": round((t - t0_) / (c - c0), 1)}
     # per traced open+close pair: 2 dispatcher runs each way + handlers of openat and close
     pair = sum(progs.get(k, {}).get("ns_per_run", 0) for k in

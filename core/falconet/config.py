@@ -194,7 +194,7 @@ DEFAULTS: dict[str, Any] = {
     "json_include_output_property": True,
     "json_include_tags_property": True,
     "time_format_iso_8601": False,
-    "append_output": [],
+    "append_output": [{"suggested_output": True}],
     "hostname": None,
     "outputs": {
         "stdout": {"enabled": True, "min_priority": "debug"},

@@ -220,11 +220,11 @@ def _traversal(ctx: Context) -> None:
     _ok(ctx.payload("open_path", "/etc/../etc/../etc/passwd"), "traversal open")
 
 
-@action("server_reads_shadow_late", "a process named nginx, running for 5.5 s, reads /etc/shadow",
+@action("server_reads_shadow_late", "a process named nginx, running for 6.5 s, reads /etc/shadow",
         where=("host", "runc"), rule="Sensitive File Read by Untrusted Program",
         falco_rule="Read sensitive file trusted after startup", needs_python=True)
 def _server_late(ctx: Context) -> None:
-    _ok(ctx.payload("sleep_then_read", "5.5", "/etc/shadow", argv0="nginx"), "late read")
+    _ok(ctx.payload("sleep_then_read", "6.5", "/etc/shadow", argv0="nginx"), "late read")
 
 
 # ------------------------------------------------------------------------ writes, drift

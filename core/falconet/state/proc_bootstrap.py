@@ -297,13 +297,33 @@ def _split_argv(raw: bytes) -> list[str]:
 
 
 _CGROUP_IDS: dict[str, int] = {}
+_CGROUP2_ROOT: str | None = None
 
 
-def cgroup_id(path: str, root: str = "/sys/fs/cgroup") -> int:
-    """The cgroup v2 id of a cgroup path (its directory inode, what ``bpf_get_current_cgroup_id``
-    returns); 0 if unknown. Cached: many processes share a cgroup."""
+def cgroup2_root(mounts: str = "/proc/self/mounts") -> str:
+    """Where the cgroup2 (unified) hierarchy is mounted: ``/sys/fs/cgroup`` on pure v2 hosts,
+    ``/sys/fs/cgroup/unified`` on hybrid ones. ``bpf_get_current_cgroup_id`` is an inode there."""
+    try:
+        with open(mounts) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "cgroup2":
+                    return parts[1]
+    except OSError:
+        pass
+    return "/sys/fs/cgroup"
+
+
+def cgroup_id(path: str, root: str | None = None) -> int:
+    """The cgroup v2 id of a unified-hierarchy cgroup path (its directory inode, what
+    ``bpf_get_current_cgroup_id`` returns); 0 if unknown. Cached: many processes share a cgroup."""
     cid = _CGROUP_IDS.get(path)
     if cid is None:
+        global _CGROUP2_ROOT
+        if root is None:
+            if _CGROUP2_ROOT is None:
+                _CGROUP2_ROOT = cgroup2_root()
+            root = _CGROUP2_ROOT
         try:
             cid = os.stat(root + path).st_ino
         except OSError:
