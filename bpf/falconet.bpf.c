@@ -6,10 +6,10 @@
 // helpers, bpf_probe_read_user*, and for task fields bpf_probe_read_kernel at offsets resolved from
 // /sys/kernel/btf/vmlinux by collector/btf.py and passed as -DOFF_* macros.
 //
-// Pattern: sys_enter_X saves the raw syscall words in a per-tid hash map; sys_exit_X takes them,
-// reserves one fixed-size ring-buffer record, copies user strings / sockaddrs at exit time and
-// submits. The Python side (collector/program.py) generates one enter/exit pair per selected
-// syscall from the helpers below and defines EV_<name> ids, PATH_LEN, ARGV_LEN, SELF_TGID.
+// Pattern: exit events only. A raw tracepoint on sys_exit tail-calls the selected syscall's
+// handler, which reads the arguments from pt_regs, copies user strings / sockaddrs, and emits one
+// record into the ring buffer of its CPU. The Python side (collector/program.py) appends one exit
+// handler per selected syscall and defines EV_<name> ids, sizes, SELF_TGID and the BTF offsets.
 
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>

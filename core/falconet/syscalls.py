@@ -76,7 +76,7 @@ class EventSchema:
         params: the ``args`` keys and types, in Falco's order (``cgroup_id`` is always added).
         category: drop-accounting category (see :data:`CATEGORIES`).
         state: True if process/fd state tracking needs it whatever the rules say (the base set).
-        tracepoint: the kernel tracepoint(s) it comes from.
+        tracepoint: the kernel tracepoint it comes from (syscalls: the sys_exit dispatcher).
         net: a network syscall (its fd-state partners ``socket``/``close`` join the base set).
         file: a file syscall that creates fds (``close`` joins the base set).
     """
@@ -114,7 +114,7 @@ _CLONE = "child_tid:pid child_pid:pid flags:flags"
 
 def _sys(name: str, params: str, category: str, **kw: bool) -> EventSchema:
     return EventSchema(name, _p(params + " cgroup_id:uint"), category,
-                       tracepoint=f"syscalls:sys_enter_{name}+sys_exit_{name}", **kw)
+                       tracepoint="raw_syscalls:sys_exit", **kw)
 
 
 #: every event type the eBPF collector can produce, by name

@@ -50,6 +50,9 @@ def test_off_without_endpoint_says_so_once(monkeypatch, caplog):
     otel_plugin.falconet_configure({}, ctx)
     with caplog.at_level("INFO", logger="falconet"):
         assert otel_plugin.falconet_alert_sinks(ctx) is None
+        assert not caplog.records      # nothing said while only building (rules validate, ...)
+        otel_plugin.falconet_start(ctx)
+        otel_plugin.falconet_start(ctx)
     lines = [r.getMessage() for r in caplog.records if "otel" in r.getMessage()]
     assert len(lines) == 1 and "off" in lines[0]
 

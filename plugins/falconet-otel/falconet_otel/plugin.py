@@ -44,11 +44,6 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
     if not _state.configured:          # no configure call (no config at all): environment only
         falconet_configure({}, engine)
     settings = _state.settings
-    log = getattr(engine, "log", None)
-    if log is not None and not _state.announced:
-        _state.announced = True
-        # the brief: say in one line whether we export; "off" must be visible without -v
-        (log.info if settings.enabled else log.warning)(settings.describe())
     if not settings.enabled:
         return None
     metrics = getattr(engine, "metrics", None)
@@ -56,6 +51,17 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
     _state.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
                            version=falconet_version, stats=_state.stats, on_loss=on_loss)
     return [_state.sink]
+
+
+@hookimpl
+def falconet_start(engine: Any) -> None:
+    """Say in one line whether alerts are exported. Only when the engine really runs (not for
+    ``rules validate`` or ``plugins list``), and "off" is visible without ``-v``."""
+    log = getattr(engine, "log", None)
+    if log is not None and not _state.announced:
+        _state.announced = True
+        settings = _state.settings
+        (log.info if settings.enabled else log.warning)(settings.describe())
 
 
 @hookimpl
