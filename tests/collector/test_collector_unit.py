@@ -183,3 +183,17 @@ def test_plugin_contributes_the_ebpf_source():
         plugin.falconet_configure({}, Ctx())
     Ctx.config = {}
     plugin.falconet_configure({}, Ctx())
+
+
+# ------------------------------------------------------------------------------- errors
+def test_missing_prerequisites_say_what_and_how(monkeypatch):
+    from falconet.collector import bccloader  # noqa: PLC0415
+    monkeypatch.setattr(bccloader.os, "geteuid", lambda: 1000)
+    with pytest.raises(bccloader.CollectorUnavailable, match="needs root"):
+        bccloader.check_prerequisites()
+    monkeypatch.setattr(bccloader.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(bccloader.platform, "release", lambda: "0.0.0-no-such-kernel")
+    with pytest.raises(bccloader.CollectorUnavailable) as e:
+        bccloader.check_prerequisites()
+    assert "kernel headers for 0.0.0-no-such-kernel are missing" in str(e.value)
+    assert "make run" in str(e.value)

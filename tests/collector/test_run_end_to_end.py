@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import FALCO_RULES, REPO, need, need_bcc
+from conftest import FALCO_RULES, REPO, need, need_bcc, need_binary
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]
 
@@ -76,3 +76,16 @@ def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
             _out, err = eng.communicate()
     assert eng.returncode == 0, err[-2000:]
     assert os.path.exists(out)
+
+
+def test_run_without_root_says_what_is_missing(falconet_bin):
+    """As an unprivileged user: a one-line reason and a non-zero exit, no traceback."""
+    setpriv = need_binary("setpriv")
+    need(os.geteuid() == 0, "needs root to switch to an unprivileged user")
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", falconet_bin,
+                        "run", "--rules", str(FALCO_RULES), "--duration", "1", "--no-metrics"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode != 0
+    assert "cannot start event source 'ebpf': the eBPF collector needs root" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -192,9 +192,13 @@ class EbpfSource:
         self.built = built
         self.dispatched = [fn.removeprefix("exit_") for _nr, fn in built.dispatch]
         self.attached = [tp for _k, tp, _fn in built.attach]
-        self.counters = PerCpuU64Array(fds["map:counters"], program.N_COUNTERS)
-        self.rings = RingSet([RingBuffer(fds[f"map:{m}"], cfg.ring_buffer_pages * 4096)
-                              for m in ring_maps])
+        try:
+            self.counters = PerCpuU64Array(fds["map:counters"], program.N_COUNTERS)
+            self.rings = RingSet([RingBuffer(fds[f"map:{m}"], cfg.ring_buffer_pages * 4096)
+                                  for m in ring_maps])
+        except (OSError, KeyError, ValueError) as e:
+            self._teardown()
+            raise bccloader.CollectorUnavailable(f"cannot map the ring buffers: {e}") from None
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
                                      env_len=cfg.env_len if cfg.capture_env else 0)
         self.bpf = True
