@@ -275,12 +275,27 @@ class MalformedReporter:
                 f"falconet: {self.path}: {self.count} malformed lines skipped in total\n")
 
 
+def _paced(events: Iterator[Event], rate: float, batch: int = 256) -> Iterator[Event]:
+    """At most ``rate`` events per second (checked every ``batch`` events, so pacing costs
+    nothing per event): for load tests, and to let a scraper watch a replay happen."""
+    t0 = time.monotonic()
+    n = 0
+    for evt in events:
+        yield evt
+        n += 1
+        if not n % batch:
+            ahead = n / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
 class ReplaySource:
     """The ``replay`` event source: events of any source from a capture file.
 
     ``open`` options: ``path`` (required), ``restore_state`` (``(plugin, data) -> None``, called
     for state records in file order), ``metrics`` (an ``EngineMetrics`` for the drop counter),
-    ``progress`` (bool, default: stderr is a terminal).
+    ``progress`` (bool, default: stderr is a terminal), ``rate`` (events per second, default:
+    as fast as possible).
     """
 
     name = "replay"
@@ -302,9 +317,11 @@ class ReplaySource:
 
     def _events(self, path: str, options: dict[str, Any]) -> Iterator[Event | None]:
         try:
-            yield from read_capture(path, on_state=options.get("restore_state"),
-                                    on_malformed=self.reporter,
-                                    stop=lambda: self._closed, progress=options.get("progress"))
+            events = read_capture(path, on_state=options.get("restore_state"),
+                                  on_malformed=self.reporter,
+                                  stop=lambda: self._closed, progress=options.get("progress"))
+            rate = options.get("rate")
+            yield from (_paced(events, float(rate)) if rate else events)
         finally:
             if self.reporter is not None:
                 self.reporter.summary()

@@ -39,7 +39,8 @@ from conftest import need_binary
 pytestmark = pytest.mark.prometheus
 
 HOSTNAME = "bundle-e2e-host"
-CYCLES = 30000                    # x 3 events: the replay takes 2-3 s, i.e. 20+ scrapes
+CYCLES = 30000                    # x 3 events, paced at REPLAY_RATE: 3 s, i.e. 20+ scrapes
+REPLAY_RATE = 30000               # events/s: a replay is otherwise done between two scrapes
 EXPECTED_EVENTS = 3 * CYCLES
 #: macros for the test: the whole run fits in 1 minute; rate windows span several 100 ms scrapes
 MACROS = {"__rate_interval": "1s", "__interval": "1s", "__range": "1m", "__auto": "1s"}
@@ -136,7 +137,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     start = time.time()
     log = open(tmp / "falconet.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([falconet_bin, "replay", str(capture), "-c", str(config), "-r", str(rules),
-                             "--metrics-port", str(port), "--linger", "60", "--no-progress"],
+                             "--metrics-port", str(port), "--linger", "60", "--no-progress",
+                             "--rate", str(REPLAY_RATE)],
                             stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL, env=env)
     try:
         def scraped_everything() -> bool:

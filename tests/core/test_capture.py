@@ -171,3 +171,16 @@ def test_trailing_garbage_and_non_objects_are_malformed(tmp_path: Path) -> None:
     assert len(evs) == 1
     assert [ln for ln, _ in problems] == [2, 3]
     assert "extra data after the record" in problems[0][1]
+
+
+def test_replay_rate_paces_events() -> None:
+    """``--rate``: 2,048 events at 20,000/s take at least ~0.1 s; unpaced they take far less."""
+    import time as _time  # noqa: PLC0415
+
+    from falconet.capture import _paced  # noqa: PLC0415
+    from falconet.events import Event  # noqa: PLC0415
+
+    events = [Event("syscall", "openat", i) for i in range(2048)]
+    t0 = _time.monotonic()
+    assert list(_paced(iter(events), 20000.0)) == events
+    assert _time.monotonic() - t0 >= 0.09

@@ -32,10 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
                    help="keep serving metrics for SECONDS after the replay ends")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_SEC",
+                   help="replay at most this many events per second (default: as fast as possible)")
 
 
 def main(args: argparse.Namespace) -> int:
     def body() -> int:
+        if args.rate is not None and not args.rate > 0:
+            print("falconet replay: --rate must be a positive number of events per second",
+                  file=sys.stderr)
+            return 2
         cfg = config_from_args(args)
         read_header(args.file)      # a file that is not a capture fails before anything starts
         app = App(cfg, source_name="replay")
@@ -46,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         options = {"path": args.file,
                    "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
                                                                                 app.ctx),
-                   "progress": False if args.no_progress else None}
+                   "progress": False if args.no_progress else None,
+                   "rate": args.rate}
         rc = app.run("replay", options, linger=args.linger,
                      metrics_addr=metrics_address(args, cfg, default_on=False))
         print(app.summary(), file=sys.stderr)
