@@ -4,9 +4,21 @@ prometheus_client call.
 
 Every drop anywhere in the engine goes through :meth:`EngineMetrics.drop` with a cause, so nothing
 is dropped silently. Causes in use (``falconet_drops_total{cause}``):
-``kernel_buffer`` (ring buffer full), ``kernel_<category>`` (per-category kernel counts),
-``decode_error``, ``capture_malformed``, ``parser_error``, ``rule_error``, ``output_queue_full``,
-``source_error``.
+
+- ``kernel_<category>``: the ring buffer was full when the kernel tried to write an event of that
+  category (``kernel_open``, ``kernel_execve``, ... see ``falconet.syscalls``);
+  ``kernel_args_map_full``: exec arguments could not be staged in the kernel;
+- ``decode_error``: a kernel record could not be decoded; ``source_error``: a source failed;
+- ``capture_malformed``: a capture line could not be read (reported with its line number);
+- ``rule_error``: a rule raised while evaluating an event (the other rules still ran);
+- ``state_evicted``: the thread table was full and an entry was evicted;
+- ``output_queue_full``: an alert did not fit in an output's queue (also per output in
+  ``falconet_output_drops_total{output}``);
+- ``container_lookup_queue_full``: a container metadata lookup could not be queued;
+- ``otel_queue_full``, ``otel_logs_export_failed``, ``otel_traces_export_failed``: OTel export
+  losses (the OTel plugin).
+
+Parser exceptions are counted per plugin in ``falconet_plugin_errors_total{plugin,hook}``.
 """
 
 from __future__ import annotations
