@@ -12,6 +12,11 @@ Prints one JSON document:
 - ``slowdown_paced_cpu``: (b) CPU time of the same loop paced at ``--paced-rate`` pairs/s, with
   vs without the engine: the per-syscall overhead without CPU contention effects.
 - ``steady``: (c) engine RSS and CPU at a steady offered rate (default 10,000 opens/s).
+- ``realistic``: (b) on real syscall-heavy workloads (``tar`` of the Python stdlib through a
+  pipe; a shell loop that execs small tools on files), run alternately without and with the
+  engine (``--rounds`` times each, the engine started fresh for every "with" run), reporting the
+  median wall and CPU time (user+sys of the workload's processes) and the event rate the engine
+  saw while it ran.
 
 ``--mode collector`` measures the collector alone (a small consumer loop instead of
 ``falconet run``), to separate kernel/transport costs from rule evaluation.
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,6 +239,16 @@ def wait_drained(eng: Engine, timeout: float = 30) -> float:
 
 
 # ----------------------------------------------------------------------------- measurements
+def settle(eng: Engine) -> None:
+    """Until the engine's kernel counters (refreshed every stats_interval, 1 s) include what
+    happened so far and the engine has drained its backlog."""
+    first = eng.counters().get("kernel_events", 0)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and eng.counters().get("kernel_events", 0) == first:
+        time.sleep(0.05)
+    wait_drained(eng)
+
+
 def measure_rate(eng: Engine, rate: float, seconds: float) -> dict[str, float]:
     before = eng.counters()
     t0 = time.monotonic()
@@ -269,6 +285,89 @@ def paced_cpu(ops: int, rate: float) -> float:
     return float(out.stdout)
 
 
+#: realistic workloads for (b): name -> argv (no shell=True: the pipeline lives in sh -c text
+#: that we write ourselves, nothing user-supplied)
+REALISTIC = {
+    # read-heavy: ~22k files, an open/fstat/read.../close per file
+    "tar": ["sh", "-c", "tar -cf - /usr/lib/python3.11 /usr/lib/python3 /usr/share/doc "
+                        "/usr/share/man 2>/dev/null | cat >/dev/null"],
+    # exec-heavy: a fork+exec of two small tools per file, like shell scripts and build steps
+    "shell_tools": ["sh", "-c", "for f in /usr/lib/python3.11/*.py; do head -c 64 \"$f\" | "
+                                "wc -c >/dev/null; done"],
+    # a developer workload: byte-compile a copy of some stdlib packages (stat/open/read/write)
+    "compileall": ["python3", "-m", "compileall", "-q", "-f", "-j", "1", "{tmp}"],
+}
+COMPILE_DIRS = ("email", "json", "http", "xml", "asyncio", "logging", "unittest")
+
+
+def run_realistic(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the workload's processes) of one run."""
+    r0 = os.times()
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    r1 = os.times()
+    return wall, (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
+
+
+def realistic(mode: str, port: int, rounds: int) -> dict:
+    """Alternate without/with the engine for each workload; medians of ``rounds`` runs."""
+    def med(xs: list[float]) -> float:
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    tmp = tempfile.mkdtemp(prefix="falconet-bench-")
+    for d in COMPILE_DIRS:
+        shutil.copytree(f"/usr/lib/python3.11/{d}", f"{tmp}/{d}")
+    workloads = {k: [a.replace("{tmp}", tmp) for a in v] for k, v in REALISTIC.items()}
+    try:
+        return _realistic(mode, port, rounds, workloads, med)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _realistic(mode: str, port: int, rounds: int, workloads: dict[str, list[str]],
+               med: Callable[[list[float]], float]) -> dict:
+    out: dict = {}
+    for argv in workloads.values():      # warm the page cache: both sides see cached files
+        run_realistic(argv)
+    runs: dict[str, dict[str, list[float]]] = {
+        k: {"wall_without": [], "cpu_without": [], "wall_with": [], "cpu_with": [],
+            "events_per_s": [], "drops": []} for k in workloads}
+    for _ in range(rounds):
+        for name, argv in workloads.items():
+            w, c = run_realistic(argv)
+            runs[name]["wall_without"].append(w)
+            runs[name]["cpu_without"].append(c)
+        eng = Engine(mode, port)
+        try:
+            eng.wait_ready()
+            wait_drained(eng)
+            for name, argv in workloads.items():
+                settle(eng)
+                before = eng.counters()
+                w, c = run_realistic(argv)
+                settle(eng)
+                after = eng.counters()
+                runs[name]["wall_with"].append(w)
+                runs[name]["cpu_with"].append(c)
+                runs[name]["events_per_s"].append((after["kernel_events"] -
+                                                   before["kernel_events"]) / w)
+                runs[name]["drops"].append(after["kernel_drops"] - before["kernel_drops"])
+        finally:
+            eng.stop()
+    for name, r in runs.items():
+        ww, wo = med(r["wall_with"]), med(r["wall_without"])
+        cw, co = med(r["cpu_with"]), med(r["cpu_without"])
+        out[name] = {"rounds": rounds, "wall_s_without": round(wo, 3), "wall_s_with": round(ww, 3),
+                     "wall_ratio": round(ww / wo, 3), "cpu_s_without": round(co, 3),
+                     "cpu_s_with": round(cw, 3), "cpu_ratio": round(cw / co, 3),
+                     "engine_events_per_s": round(med(r["events_per_s"])),
+                     "kernel_drops": int(sum(r["drops"]))}
+    return out
+
+
 def workload(n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -288,16 +387,25 @@ def main() -> int:
     ap.add_argument("--paced-rate", type=float, default=25000,
                     help="open+close pairs/s of the paced (b) workload (2 syscalls each)")
     ap.add_argument("--port", type=int, default=18799)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="without/with rounds of the realistic (b) workloads (0 = skip)")
+    ap.add_argument("--only-realistic", action="store_true",
+                    help="run only the realistic (b) workloads")
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print(json.dumps({"error": "needs root (eBPF)"}))
         return 2
     if args.quick:
-        args.window, args.workload_ops = 2.0, 50000
+        args.window, args.workload_ops, args.rounds = 2.0, 50000, min(args.rounds, 1)
     result: dict = {"mode": args.mode, "cpus": os.cpu_count(), "kernel": os.uname().release,
                     "loadavg_at_start": os.getloadavg()[0],
                     "rules": str(FALCO_RULES) if args.mode == "engine" else None}
+    if args.only_realistic:
+        result["realistic"] = realistic(args.mode, args.port, max(args.rounds, 1))
+        result["loadavg_at_end"] = os.getloadavg()[0]
+        print(json.dumps(result, indent=2))
+        return 0
 
     # (b) baseline before the engine starts
     base1 = workload(args.workload_ops)
@@ -357,6 +465,8 @@ def main() -> int:
         "pairs_per_s": args.paced_rate, "syscalls_per_s": 2 * args.paced_rate, "pairs": paced_ops,
         "cpu_s_without": round(paced_base, 3), "cpu_s_with": round(paced_with, 3),
         "ratio": round(paced_with / paced_base, 3)}
+    if args.rounds > 0:
+        result["realistic"] = realistic(args.mode, args.port, args.rounds)
     result["loadavg_at_end"] = os.getloadavg()[0]
     summary = [ln for ln in err.splitlines() if ln.startswith(("falconet:", "collector:"))]
     result["engine_summary"] = summary[-1:] if summary else err.strip().splitlines()[-3:]

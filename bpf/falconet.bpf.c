@@ -40,7 +40,6 @@
 #define C_NO_ENTER 10       // exit without a saved enter (started mid-syscall; not emitted)
 #define C_USER_READ 11      // user memory read failed (event emitted with empty value)
 #define C_KERNEL_READ 12    // kernel memory read failed (event emitted with 0 value)
-#define C_WAKE 13           // records committed on this CPU (drives forced wakeups)
 #define N_COUNTERS 16
 
 #define CAT_CLONE 0
@@ -100,7 +99,6 @@ BPF_HASH(exec_fn, u32, struct fname_t, 4096);
 BPF_PERCPU_ARRAY(scratch, struct fname_t, 1);
 BPF_PERCPU_ARRAY(rec_scratch, struct scratch_t, 1);
 BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
-BPF_ARRAY(wanted, u8, 512);           // syscall nr -> 1 when a handler is installed
 
 static __always_inline void count(u32 idx) {
     u64 *c = counters.lookup(&idx);
@@ -115,9 +113,10 @@ static __always_inline int is_self(u64 pt) {
 // the check away from the use, which would leave the verifier with an unbounded register.
 #define BOUND(var, mask) asm volatile("%0 &= %1" : "+r"(var) : "i"(mask))
 
-// Commit flags: no wakeup, except every 256th record of this CPU (see program.rings_code).
-static __always_inline u64 ring_flags(void) {
-    u32 k = C_WAKE;
+// Count one record about to be emitted (C_EVENTS) and choose its commit flags in the same map
+// lookup: no wakeup, except every 256th record of this CPU (see program.rings_code).
+static __always_inline u64 count_event(void) {
+    u32 k = C_EVENTS;
     u64 *c = counters.lookup(&k);
     if (c) {
         *c += 1;
@@ -183,10 +182,24 @@ static __always_inline int save_args(void *ctx, u32 id, int nargs) {
     return 0;
 }
 
+#define TS_COMPAT 0x0002
+// 32-bit (ia32) syscalls use another numbering: never decode them by the x86_64 table. Checked
+// in the handlers (traced syscalls only), not in the dispatcher every syscall passes.
+static __always_inline int is_compat(void) {
+#ifdef OFF_TASK_TI_STATUS
+    void *task = (void *)bpf_get_current_task();
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status), (char *)task + OFF_TASK_TI_STATUS);
+    return status & TS_COMPAT;
+#else
+    return 0;
+#endif
+}
+
 // The six syscall arguments of the current syscall, from pt_regs at exit.
 static __always_inline int take_args(void *ctx, struct args_t *out, u64 *pt) {
     *pt = bpf_get_current_pid_tgid();
-    if (is_self(*pt))
+    if (is_compat())
         return 0;
     u64 w[8];
     if (bpf_probe_read_kernel(w, sizeof(w), SYS_REGS(ctx) + REGS_ARGS_OFF) < 0) {
@@ -234,8 +247,8 @@ static __always_inline u16 ustr(char *dst, u32 size, u64 ptr) {
 
 // bcc rewrites map calls only outside macros, hence a helper (inlined: the size stays constant
 // for the verifier).
-static __always_inline void *reserve(u32 size, u32 cat) {
-    count(C_EVENTS);
+static __always_inline void *reserve(u32 size, u32 cat, u64 *flags) {
+    *flags = count_event();
     void *r = ring_reserve(size);
     if (!r)
         count(C_DROP_BASE + cat);
@@ -243,7 +256,8 @@ static __always_inline void *reserve(u32 size, u32 cat) {
 }
 
 #define RESERVE(rec_type, cat)                                              \
-    struct rec_type *r = reserve(sizeof(struct rec_type), (cat));           \
+    u64 fl_;                                                                \
+    struct rec_type *r = reserve(sizeof(struct rec_type), (cat), &fl_);     \
     if (!r)                                                                 \
         return 0;
 
@@ -254,7 +268,7 @@ static __always_inline int emit_base(void *ctx, u32 id, u32 cat) {
         return 0;
     RESERVE(rec_base, cat);
     fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 
@@ -264,9 +278,9 @@ static __always_inline char *scratch_buf(void) {
 }
 
 static __always_inline int output(char *buf, u32 size, u32 cat) {
-    count(C_EVENTS);
+    u64 fl = count_event();
     BOUND(size, MAX_REC - 1);
-    if (ring_output(buf, size) != 0)
+    if (ring_output(buf, size, fl) != 0)
         count(C_DROP_BASE + cat);
     return 0;
 }
@@ -342,7 +356,7 @@ static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int 
         len = 0;
     }
     r->h.len0 = (u16)len;
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 
@@ -363,7 +377,7 @@ static __always_inline int emit_clone(void *ctx, u32 id, int is_clone3) {
     RESERVE(rec_base, CAT_CLONE);
     fill_hdr(&r->h, id, SYS_RET(ctx), pt, 0);
     r->h.a[0] = flags;
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 
@@ -393,7 +407,7 @@ static __always_inline int emit_creds(void *ctx, u32 id, u32 cat) {
     r->h.a[0] = x[4];
     r->h.a[1] = x[5];
     r->h.a[2] = x[6];
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 
@@ -619,7 +633,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (child && bpf_probe_read_kernel_str(r->s0, 16, (char *)child + OFF_TASK_COMM) > 0)
         r->h.len0 = 16;
 #endif
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 #endif
@@ -636,7 +650,7 @@ int falconet_procexit(void *ctx) {
     fill_hdr(&r->h, EV_procexit, 0, pt, 0);
     void *task = (void *)bpf_get_current_task();
     r->h.a[0] = kread_u32(task, OFF_TASK_EXIT_CODE);
-    bpf_ringbuf_submit(r, ring_flags());
+    bpf_ringbuf_submit(r, fl_);
     return 0;
 }
 #endif
@@ -649,31 +663,16 @@ int falconet_procexit(void *ctx) {
 #define TS_COMPAT 0x0002
 BPF_PROG_ARRAY(exit_progs, MAX_SYSCALL_NR);
 
-static __always_inline int is_compat(void) {
-#ifdef OFF_TASK_TI_STATUS
-    // 32-bit (ia32) syscalls use another numbering: never dispatch them by the x86_64 table
-    void *task = (void *)bpf_get_current_task();
-    u32 status = 0;
-    bpf_probe_read_kernel(&status, sizeof(status), (char *)task + OFF_TASK_TI_STATUS);
-    return status & TS_COMPAT;
-#else
-    return 0;
-#endif
-}
-
 RAW_TRACEPOINT_PROBE(sys_exit) {
-    u64 pt = bpf_get_current_pid_tgid();
-    if (is_self(pt))
+    // Every syscall of the host passes here: keep it to one helper, one read and the tail call
+    // (an empty slot of the prog array just falls through, so no "wanted" lookup is needed).
+    if (is_self(bpf_get_current_pid_tgid()))
         return 0;
     s64 nr = -1;
     bpf_probe_read_kernel(&nr, sizeof(nr), SYS_REGS(ctx) + REGS_ORIG_AX);
     if (nr < 0 || nr >= MAX_SYSCALL_NR)
         return 0;
-    u32 idx = (u32)nr;
-    u8 *want = wanted.lookup(&idx);
-    if (!want || !*want || is_compat())
-        return 0;
-    exit_progs.call(ctx, idx);
+    exit_progs.call(ctx, (u32)nr);
     return 0;
 }
 

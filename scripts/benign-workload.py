@@ -38,6 +38,12 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Run under the repository's virtualenv (falconet and its dependencies live there, and the engine
+# is started as its `falconet` script), so `sudo scripts/benign-workload.py --check` works as the
+# README says whatever python3 is first on PATH.
+_VENV = REPO / ".venv"
+if (_VENV / "bin" / "python").exists() and Path(sys.prefix).resolve() != _VENV.resolve():
+    os.execv(str(_VENV / "bin" / "python"), [str(_VENV / "bin" / "python"), __file__, *sys.argv[1:]])
 sys.path.insert(0, str(REPO / "core"))
 
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",

@@ -31,9 +31,10 @@ from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldDef, FieldRegistry
 from falconet.metrics import EngineMetrics
 from falconet.outputs.response import ResponseSink
-from falconet.pipeline import Pipeline
+from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events
 from falconet.plugins import PluginHost, PluginRequiredError
 from falconet.priorities import Priority
+from falconet.reload import RulesReloader
 from falconet.state.tables import StateTables
 
 log = logging.getLogger("falconet")
@@ -120,6 +121,9 @@ class App:
         self.load_result: Any = None
         self.pipeline: Pipeline | None = None
         self.metrics_server: Any = None
+        self.reloader: RulesReloader | None = None
+        self._cli_rules: list[str] | None = None
+        self._running_source: Any = None
         self._loaded = False
 
     # ------------------------------------------------------------------------------ plugins
@@ -238,7 +242,22 @@ class App:
         """Load rules with ``falconet.rules.load_rules``; warnings go to stderr. Raises
         :class:`StartupError` with every error (``file:line:col: error: ...``)."""
         self.load_plugins()
-        files = self.rules_files(cli_rules)
+        self._cli_rules = list(cli_rules) if cli_rules else None
+        res = self._load_rules_files(self.rules_files(cli_rules))
+        self.metrics.last_reload_ts = time.time()
+        if not res.ok:
+            self.metrics.last_reload_ok = False
+            raise StartupError("cannot load rules:\n" + "\n".join(str(e) for e in res.errors))
+        self.metrics.last_reload_ok = True
+        self.load_result = res
+        self.ruleset = res.ruleset
+        self._count_rules(res)
+        return res.ruleset
+
+    def _load_rules_files(self, files: list[str]) -> Any:
+        """One load with this engine's registry, plugin versions and configuration (start-up and
+        every reload). Warnings go to stderr; returns the ``LoadResult``. Raises
+        :class:`StartupError` when there is nothing to load."""
         if not files:
             raise StartupError("no rules files: pass --rules FILE, set rules_files in "
                                "falconet.yaml, or install rules in $FALCONET_RULES_DIR, "
@@ -257,15 +276,72 @@ class App:
                          append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
-        self.metrics.last_reload_ts = time.time()
-        if not res.ok:
-            self.metrics.last_reload_ok = False
-            raise StartupError("cannot load rules:\n" + "\n".join(str(e) for e in res.errors))
-        self.metrics.last_reload_ok = True
-        self.load_result = res
-        self.ruleset = res.ruleset
-        self._count_rules(res)
-        return res.ruleset
+        return res
+
+    # ------------------------------------------------------------------------------ hot reload
+    def watched_rules_paths(self) -> list[str]:
+        """What a rules reload reads: the paths as given (a directory, to see files added to
+        it) plus every file loaded from them, plugin rules files included."""
+        given = list(self._cli_rules or self.config["rules_files"] or [])
+        return list(dict.fromkeys([*given, *self.rules_files(self._cli_rules)]))
+
+    def reload_rules(self, reason: str = "reload requested", *, wait: float = 10.0) -> bool:
+        """Load the rules again (same registry, plugin versions and configuration). On errors
+        the running ruleset stays, every error is printed (``file:line:col``) and the failure is
+        counted; on success the pipeline swaps rulesets between two events and the rule metrics
+        follow. Returns whether the new rules are in place (or queued, when the loop is not
+        running). Runs on the reloader thread while events keep flowing."""
+        m = self.metrics
+        try:
+            res = self._load_rules_files(self.rules_files(self._cli_rules))
+            errors = [] if res.ok else [str(e) for e in res.errors]
+        except StartupError as e:
+            res, errors = None, [str(e)]
+        if errors:
+            m.last_reload_ok = False
+            m.reload_failures += 1
+            print(f"falconet: error: rules reload ({reason}) failed, the previous rules stay "
+                  "active:\n" + "\n".join(f"  {e}" for e in errors), file=sys.stderr, flush=True)
+            return False
+        self._warn_untraced(res.ruleset)
+        swapped = threading.Event()
+
+        def on_swapped(_rs: Any) -> None:     # on the loop thread, between two events
+            self.ruleset, self.load_result = res.ruleset, res
+            self._count_rules(res)
+            m.last_reload_ts = time.time()
+            m.last_reload_ok = True
+            swapped.set()
+
+        if self.pipeline is None:
+            on_swapped(res.ruleset)
+        else:
+            self.pipeline.swap_ruleset(res.ruleset, on_swapped)
+            if not swapped.wait(wait):
+                # the loop is between events for longer (an idle source): it swaps on its next
+                # event or idle tick
+                log.info("rules reload: the new ruleset is queued for the next event")
+                return True
+        n = sum(m.rules_loaded.values())
+        print(f"falconet: rules reloaded ({reason}): {n} rules", file=sys.stderr, flush=True)
+        return True
+
+    def _warn_untraced(self, ruleset: Any) -> None:
+        """The eBPF source picks its syscalls at start: say which new event types it does not
+        trace (they need a restart)."""
+        src = self._running_source
+        built = getattr(src, "built", None)
+        attached = getattr(built, "events", None)
+        if src is None or attached is None:
+            return
+        from falconet import syscalls  # noqa: PLC0415 - only for the live collector
+
+        wanted = ruleset.event_types(getattr(src, "source", SYSCALL_SOURCE))
+        missing = sorted(syscalls.selected_events(wanted) - set(attached))
+        if missing:
+            print("falconet: warning: the reloaded rules use event types the running collector "
+                  f"does not trace (restart falconet to trace them): {', '.join(missing)}",
+                  file=sys.stderr, flush=True)
 
     def _count_rules(self, res: Any) -> None:
         counts: dict[str, int] = {}
@@ -346,9 +422,10 @@ class App:
     # ------------------------------------------------------------------------------ running
     def run(self, source_name: str, options: dict[str, Any], *, duration: float | None = None,
             metrics_addr: tuple[str, int] | None = None, linger: float = 0.0,
-            before_open: Callable[[], None] | None = None) -> int:
+            before_open: Callable[[], None] | None = None, hot_reload: bool = False) -> int:
         """Run the pipeline on one source until it ends, ``duration`` passes, or SIGINT/SIGTERM.
-        Returns the exit code."""
+        With ``hot_reload``, SIGHUP (and, with ``watch_rules_files``, a changed rules file)
+        reloads the rules. Returns the exit code."""
         src = self.source(source_name)
         pipeline = self.pipeline or self.build_pipeline()
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
@@ -387,15 +464,26 @@ class App:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         old: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
             for s in (signal.SIGINT, signal.SIGTERM):
                 old[s] = signal.signal(s, on_signal)
+        if hot_reload:
+            self._running_source = src
+            watch = self.watched_rules_paths if self.config["watch_rules_files"] else None
+            self.reloader = RulesReloader(self._reload_and_refreeze, watch)
+            self.reloader.start()
+            if in_main and hasattr(signal, "SIGHUP"):
+                reloader = self.reloader
+                old[signal.SIGHUP] = signal.signal(
+                    signal.SIGHUP, lambda _s, _f: reloader.request("SIGHUP"))
         timer = None
         if duration is not None:
             timer = threading.Timer(duration, pipeline.request_stop)
             timer.daemon = True
             timer.start()
         rc = 0
+        gc_before = tune_gc_for_events()
         try:
             pipeline.run(events)
         except Exception as e:  # noqa: BLE001 - a source that dies mid-run: report, shut down clean
@@ -404,8 +492,12 @@ class App:
                   f"{type(e).__name__}: {e}", file=sys.stderr)
             rc = 1
         finally:
+            restore_gc(gc_before)
             if timer is not None:
                 timer.cancel()
+            if self.reloader is not None:
+                self.reloader.stop(timeout=2.0)    # a daemon thread: never hold up the exit
+                self.reloader = None
             try:
                 self._shutdown(pipeline, src, linger)   # a signal here ends the linger early
             finally:
@@ -414,6 +506,12 @@ class App:
         if stopped_by:
             log.info("stopped by %s", stopped_by[0])
         return rc
+
+    def _reload_and_refreeze(self, reason: str) -> bool:
+        ok = self.reload_rules(reason)
+        if ok:
+            refreeze_gc()       # collect the old ruleset, which start-up froze
+        return ok
 
     def _drop_dead_contributions(self, pipeline: Pipeline) -> None:
         """A plugin whose ``falconet_start`` failed was unregistered: take its parsers and sinks

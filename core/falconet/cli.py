@@ -22,13 +22,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(sp)
-        sp.set_defaults(_main=mod.main)
+        sp.set_defaults(_main=mod.main, _parser=sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # reported by the subcommand's parser: its usage line, not the top-level one
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     from falconet.app import setup_logging  # noqa: PLC0415 - keep `--help` fast
 
     setup_logging(getattr(args, "verbose", False) is True)

@@ -163,6 +163,7 @@ _sink_common: dict[str, Any] = {"enabled": _bool, "min_priority": _priority}
 SCHEMA: dict[str, Any] = {
     "rules_files": _str_list,
     "load_plugin_rules": _bool,
+    "watch_rules_files": _bool,
     "priority": _priority,
     "rule_matching": _choice("first", "all"),
     "json_output": _bool,
@@ -188,6 +189,7 @@ SCHEMA: dict[str, Any] = {
 DEFAULTS: dict[str, Any] = {
     "rules_files": [],
     "load_plugin_rules": True,
+    "watch_rules_files": True,
     "priority": "debug",
     "rule_matching": "first",
     "json_output": False,

@@ -146,6 +146,14 @@ class PluginHost:
         for name, obj in self._extra:
             if self._enabled(name):
                 self._register(name, obj, getattr(obj, "__version__", "0"), builtin=False)
+        # A plugin the config requires but nobody installed must not pass silently (a typo in
+        # the name, or a forgotten `pip install`): the user asked for it to be fatal.
+        failed = {f.name for f in self.failures}
+        for name in self.plugin_config:
+            if (self.is_required(name) and self._enabled(name) and name not in self.info
+                    and name not in failed):
+                self._fail(name, "import", "not installed (no built-in or 'falconet' entry "
+                           "point of this name; see `falconet plugins list`)", registered=False)
         self.raise_if_required_failed()
 
     def _register(self, name: str, obj: Any, version: str, *, builtin: bool) -> None:

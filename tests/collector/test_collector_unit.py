@@ -105,6 +105,26 @@ def test_decoder_sets_fd_from_res_for_fd_returning_calls():
                       "cgroup_id": 42}
 
 
+@pytest.mark.parametrize("name, res, words, strings", [
+    ("openat", 7, ((-100) & (2**64 - 1), 0, 0o2101, 0o644, 0, 0), [b"/etc/\xffx\0"]),
+    ("openat", -2, (3, 0, 0, 0, 0, 0), [b"\0"]),
+    ("open", 3, (0, 0o101, 0o600, 0, 0, 0), [b"rel/path\0"]),
+    ("close", -9, ((-1) & (2**64 - 1), 0, 0, 0, 0, 0), []),
+])
+def test_hand_written_hot_decoders_match_the_spec_driven_decoder(name, res, words, strings):
+    """open/openat/close have hand-written decoders for speed; they must give exactly what the
+    generic, SPECS-driven decoder gives (same values, same key order, same Event fields)."""
+    from falconet.collector.decoder import _make_generic  # noqa: PLC0415
+    dec = RecordDecoder(path_len=512, argv_len=4096, env_len=0)
+    raw = memoryview(b"\0" * 8 + _record(name, res, words, strings))
+    generic = _make_generic(name, program.SPECS[name], dec.boot_offset, hot=False)
+    fast, slow = dec.decode(raw, 8), generic(raw, 8)
+    assert dec.table[program.EVENT_IDS[name]] is not generic
+    assert list(fast.args.items()) == list(slow.args.items())
+    assert (fast.source, fast.type, fast.ts, fast.tid, fast.pid, fast.res) == \
+        (slow.source, slow.type, slow.ts, slow.tid, slow.pid, slow.res)
+
+
 def test_decoder_exec_record():
     dec = RecordDecoder(path_len=512, argv_len=4096, env_len=4096)
     words = [0] * program.N_EXEC_WORDS

@@ -127,6 +127,19 @@ def test_required_missing_builtin_is_fatal() -> None:
         host.load()
 
 
+def test_required_plugin_not_installed_is_fatal() -> None:
+    host = PluginHost({"nosuch": {"required": True}}, builtins=[], entry_points=False)
+    with pytest.raises(PluginRequiredError, match="required plugin 'nosuch' failed .*not installed"):
+        host.load()
+
+
+def test_optional_or_disabled_plugin_not_installed_is_fine() -> None:
+    host = PluginHost({"nosuch": {"level": 3}, "off": {"required": True, "enabled": False}},
+                      builtins=[], entry_points=False)
+    host.load()
+    assert not host.failures
+
+
 def test_disabled_plugin_is_not_loaded() -> None:
     app = make_app([("good", GoodPlugin())], overrides=["plugins.good.enabled=false"])
     app.load_plugins()

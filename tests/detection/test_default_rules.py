@@ -18,6 +18,16 @@ def test_rules_validate_clean(falconet_bin: str) -> None:
     assert "(0 warnings)" in r.stdout, r.stdout
 
 
+def test_without_the_container_plugin_the_first_error_names_it(falconet_bin: str) -> None:
+    r = subprocess.run([falconet_bin, "rules", "validate", str(REPO / "rules"),
+                        "-o", "plugins.container.enabled=false"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    first = r.stdout.splitlines()[0]
+    assert "error: required_plugin_versions: Plugin requirement not satisfied, must load one " \
+           "of: container (>= 0.4.0)" in first, r.stdout
+
+
 def test_every_rule_has_mitre_tags_and_useful_desc() -> None:
     items = yaml.safe_load(RULES.read_text())
     rules = [d for d in items if "rule" in d]

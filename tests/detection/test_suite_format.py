@@ -145,3 +145,39 @@ def test_cli_reports_suite_errors_without_traceback(tmp_path: Path, falconet_bin
     r = subprocess.run([falconet_bin, "test", "--validate", str(DEFAULT_SUITE)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "cases OK" in r.stdout
+
+
+def test_cli_rejects_a_case_whose_rule_the_rules_do_not_define(tmp_path: Path,
+                                                               falconet_bin: str) -> None:
+    """Checked before the engine starts (no root needed), not discovered as a timeout per case."""
+    import subprocess  # noqa: PLC0415
+
+    p = _write(tmp_path, """\
+        rules: [rules.yaml]
+        cases:
+          - action: benign_ls
+            where: host
+            expect: {rule: No Such Rule}
+        """)
+    (tmp_path / "rules.yaml").write_text(
+        "- rule: Some Rule\n  desc: d\n  condition: evt.type = open\n  output: o\n"
+        "  priority: WARNING\n")
+    r = subprocess.run([falconet_bin, "test", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"{p}:3: error: case 'benign_ls@host' expects rule 'No Such Rule'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_reports_rules_that_do_not_load_before_starting(tmp_path: Path,
+                                                            falconet_bin: str) -> None:
+    import subprocess  # noqa: PLC0415
+
+    p = _write(tmp_path, "rules: [rules.yaml]\ncases:\n  - action: benign_ls\n"
+                         "    where: host\n    expect: nothing\n")
+    (tmp_path / "rules.yaml").write_text(
+        "- rule: Bad\n  desc: d\n  condition: evt.type = open and proc.name ~= x\n"
+        "  output: o\n  priority: WARNING\n")
+    r = subprocess.run([falconet_bin, "test", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "the rules do not load" in r.stderr and "rules.yaml:3:" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -606,3 +606,44 @@ def test_yaml_aliases_are_shared_not_expanded() -> None:
     assert not res.ok and "items" in res.errors[0].message     # nested lists: not scalars
     cyc = load("- list: c\n  items: &c [a, *c]\n")
     assert not cyc.ok
+
+
+@pytest.mark.parametrize("text, line, col, words", [
+    # an unclosed quote: the parser fails at the end of the file; the message says where it began
+    ('- rule: R\n  desc: d\n  output: "o\n  priority: INFO\n',
+     5, 1, "while scanning a quoted scalar started at line 3 column 11"),
+    ("- rule: R\n  desc: [a, b\n  condition: evt.type=open\n",
+     3, 12, "while parsing a flow sequence started at line 2 column 9"),
+    # a forbidden character has no parser mark, only an offset: still a real line and column
+    ("- rule: R\n  desc: ok\x01\n", 2, 11, "special characters are not allowed (character #x0001)"),
+])
+def test_yaml_errors_point_at_line_column_with_context(text: str, line: int, col: int,
+                                                       words: str) -> None:
+    res = load([("f.yaml", text)])
+    assert not res.ok
+    e = res.errors[0]
+    assert "Invalid YAML" in e.message and words in e.message, str(e)
+    assert (e.line, e.col) == (line, col), str(e)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("- macro: a\n  condition: a\n", "(a macro cannot use itself)"),
+    ("- macro: a\n  condition: b\n- macro: b\n  condition: evt.type = open\n",
+     "(macro 'b' is defined later, at f.yaml:4; a macro can only use macros defined before it)"),
+    # a loop a -> b -> a cannot form: the first use is already a use of a later macro
+    ("- macro: a\n  condition: b\n- macro: b\n  condition: a\n", "is defined later"),
+])
+def test_undefined_macro_says_why_when_the_macro_exists(text: str, words: str) -> None:
+    res = load([("f.yaml", text + "- rule: R\n  desc: d\n  condition: evt.type = open and a\n"
+                                  "  output: o\n  priority: INFO\n")])
+    assert not res.ok
+    msgs = [e.message for e in res.errors]
+    assert any("Undefined macro" in m and words in m for m in msgs), msgs
+    # the rule using the broken macro points at the macro's own error instead of repeating it
+    assert any(m.startswith("Undefined macro 'a'") and "has errors" in m for m in msgs), msgs
+
+
+def test_undefined_macro_that_does_not_exist_keeps_falco_wording() -> None:
+    res = load([("f.yaml", "- rule: R\n  desc: d\n  condition: evt.type = open and nope\n"
+                           "  output: o\n  priority: INFO\n")])
+    assert [e.message for e in res.errors] == ["Undefined macro 'nope' used in filter."]

@@ -222,3 +222,28 @@ def test_unsafe_na_check_warns() -> None:
     res = load_rules_text(rule("ka.user.name != <NA>", source="k8s_audit"), reg)
     assert res.ok
     assert [w.code for w in res.warnings] == ["LOAD_UNSAFE_NA_CHECK"]
+
+
+def test_append_output_extra_fields_accept_indexed_fields() -> None:
+    """Falco accepts field arguments in extra_fields (proc.aname[2], proc.apid[1])."""
+    cfg = [{"extra_fields": ["proc.aname[2]", "proc.apid[1]", "proc.name"]}]
+    res = loaded(rule("evt.type = openat", name="a", output="A"), append_output=cfg)
+    parent, grandparent = proc("bash", pid=7), proc("sshd", pid=3)
+    (a,) = res.ruleset.match(event("openat", proc("cat", pid=42,
+                                                    ancestors=[parent, grandparent])))
+    assert a.output_fields["proc.aname[2]"] == "sshd"
+    assert a.output_fields["proc.apid[1]"] == 7
+    assert a.output_fields["proc.name"] == "cat"
+
+
+@pytest.mark.parametrize("token, why", [
+    ("proc.nosuch[1]", "nonexistent field proc.nosuch"),
+    ("proc.name[1]", "does not take an argument"),
+    ("proc.aname[x]", "must be a number"),
+    ("proc.aname[1] junk", "is not a field name"),
+])
+def test_append_output_extra_fields_bad_tokens_are_load_errors(token: str, why: str) -> None:
+    res = load(rule("evt.type = openat", name="a", output="A"),
+               append_output=[{"extra_fields": [token]}])
+    assert not res.ok
+    assert any(why in str(e) for e in res.errors), [str(e) for e in res.errors]

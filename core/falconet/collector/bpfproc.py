@@ -85,11 +85,10 @@ def _child(sock_fd: int) -> int:
         bcc = import_bcc()
         b = bcc.BPF(text=req["text"].encode(), cflags=req["cflags"])
         # handlers first, then the dispatcher may see them: fill the table before attaching
-        exit_t, wanted = b[b"exit_progs"], b[b"wanted"]
+        exit_t = b[b"exit_progs"]
         for nr, exit_fn in req["dispatch"]:
             fn = b.load_func(exit_fn.encode(), bcc.BPF.RAW_TRACEPOINT)
             exit_t[ct.c_int(nr)] = ct.c_int(fn.fd)
-            wanted[ct.c_int(nr)] = ct.c_uint8(1)
         names: list[str] = []
         fds: list[int] = []
         for kind, tp, fn in req["attach"]:

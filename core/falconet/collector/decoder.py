@@ -90,7 +90,7 @@ def _addr_args(args: dict[str, Any], raw: bytes, role: str) -> None:
 _WORD_FMT = {"i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
 
 
-def _make_generic(name: str, spec: program.Spec, boot: int) -> Decoder:
+def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) -> Decoder:
     """One closure per event type around a per-type ``struct.Struct`` that converts the six
     argument words (signed/unsigned, 32/64-bit) in the same C call as the header."""
     nums: list[tuple[int, str, str]] = []
@@ -123,9 +123,14 @@ def _make_generic(name: str, spec: program.Spec, boot: int) -> Decoder:
     if any(si != i for i, (_k, si) in enumerate(strs)):
         raise ValueError(f"{name}: strings must be listed s0, s1, s2 in order")
 
+    fast = _hot_decoder(name, unpack, boot) if hot else None
+    if fast is not None:
+        return fast
+
     def decode(view: memoryview, off: int) -> Event:
         v = unpack(view, off)
-        args: dict[str, Any] = dict(zip(keys, v[8:], strict=True))
+        # same length by construction; strict=True costs a check per event
+        args: dict[str, Any] = dict(zip(keys, v[8:], strict=False))
         if fd_res:
             args["fd"] = v[2]
         if nstr:                        # strings are packed: s1 follows s0, s2 follows s1
@@ -147,6 +152,39 @@ def _make_generic(name: str, spec: program.Spec, boot: int) -> Decoder:
         return Event("syscall", name, v[0] + boot, v[3], v[4], args, v[2])
 
     return decode
+
+
+def _hot_decoder(name: str, unpack: Callable[..., tuple], boot: int) -> Decoder | None:
+    """Hand-written decoders for the types that dominate real workloads (opens and closes are
+    most of what a host does): a dict display with fixed keys is about twice as fast as building
+    the args from the spec's key list. They unpack with the same per-type ``struct.Struct`` as the
+    generic decoder, so the layout stays defined by :data:`program.SPECS` only (the unit tests
+    compare both paths)."""
+    base = program.HDR_SIZE
+    if name == "close":
+        def decode_close(view: memoryview, off: int) -> Event:
+            ts, cg, res, tid, pid, _l0, _l1, _l2, fd = unpack(view, off)
+            return Event("syscall", "close", ts + boot, tid, pid, {"fd": fd, "cgroup_id": cg}, res)
+        return decode_close
+    if name == "openat":
+        def decode_openat(view: memoryview, off: int) -> Event:
+            ts, cg, res, tid, pid, n, _l1, _l2, dirfd, flags, mode = unpack(view, off)
+            p = off + base
+            return Event("syscall", "openat", ts + boot, tid, pid,
+                         {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
+                          "name": str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                          if n > 1 else "", "cgroup_id": cg}, res)
+        return decode_openat
+    if name == "open":
+        def decode_open(view: memoryview, off: int) -> Event:
+            ts, cg, res, tid, pid, n, _l1, _l2, flags, mode = unpack(view, off)
+            p = off + base
+            return Event("syscall", "open", ts + boot, tid, pid,
+                         {"flags": flags, "mode": mode, "fd": res,
+                          "name": str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                          if n > 1 else "", "cgroup_id": cg}, res)
+        return decode_open
+    return None
 
 
 def _make_clone(name: str, boot: int) -> Decoder:

@@ -195,8 +195,7 @@ def rings_code(n: int) -> str:
             + "static __always_inline void *ring_reserve(u32 size) {\n"
             + f"    switch ({pick}) {{\n{res}    default: return events0.ringbuf_reserve(size);\n"
             + "    }\n}\n"
-            + "static __always_inline long ring_output(void *buf, u32 size) {\n"
-            + "    u64 fl = ring_flags();\n"
+            + "static __always_inline long ring_output(void *buf, u32 size, u64 fl) {\n"
             + f"    switch ({pick}) {{\n{out}"
             + "    default: return events0.ringbuf_output(buf, size, fl);\n    }\n}\n")
 

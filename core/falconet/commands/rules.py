@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="rules file or directory (repeatable)")
     ls.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(_rules_parser=p)
+    v.set_defaults(_parser=v)       # cli.main reports unknown options with this usage line
+    ls.set_defaults(_parser=ls)
 
 
 def _engine(args: argparse.Namespace) -> App:

@@ -19,6 +19,8 @@ DESCRIPTION = """Watch the kernel with eBPF, evaluate the rules and print alerts
 examples:
   falconet run                               # default rules, text alerts on stdout
   falconet run --json -r rules/ --duration 60
+  kill -HUP <pid>                            # reload the rules (also on file change, see
+                                             # watch_rules_files in falconet.yaml)
   falconet run -o outputs.webhook.enabled=true -o outputs.webhook.url=http://127.0.0.1:2801/
 """
 
@@ -42,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
         options: dict = {}
         options["event_types"] = app.ruleset.event_types(getattr(src, "source", "syscall"))
         rc = app.run(args.source, options, duration=args.duration,
-                     metrics_addr=metrics_address(args, cfg, default_on=True))
+                     metrics_addr=metrics_address(args, cfg, default_on=True),
+                     hot_reload=True)
         print(app.summary(), file=sys.stderr)
         return rc
     return guarded(body)

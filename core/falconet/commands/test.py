@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-from falconet.simulate.live import LiveEngine
+from falconet.simulate.live import LiveEngine, falconet_argv
 from falconet.simulate.runner import CaseResult, host_canary, run_suite
 from falconet.simulate.suite import SuiteError, load_suite
 
@@ -53,6 +54,34 @@ def _rules(args: argparse.Namespace, suite_rules: list[str], suite_path: str) ->
     return [str((base / r).resolve()) if not os.path.isabs(r) else r for r in suite_rules]
 
 
+def _rule_names(rules: list[str], extra_args: list[str]) -> tuple[set[str] | None, str]:
+    """The rule names the engine will load (``falconet rules list --json`` with the same rules
+    and config), or ``(None, why)`` when the rules do not load: found before the engine starts
+    instead of as a timeout per case."""
+    conf: list[str] = []          # the engine arguments that change which rules load
+    it = iter(extra_args)
+    for a in it:
+        if a in ("-c", "--config", "-o"):
+            conf += [a, next(it, "")]
+        elif a.startswith(("--config=", "-o")):
+            conf.append(a)
+    argv = [*falconet_argv(), "rules", "list", "--json", *conf]
+    for r in rules:
+        argv += ["-r", r]
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=120, check=False)
+    if p.returncode != 0:
+        return None, (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}")
+    return {r["name"] for r in json.loads(p.stdout)}, ""
+
+
+def _latency_text(lat: dict) -> str:
+    if not lat["n"]:
+        return "detection latency n/a (no alert received)"
+    return f"detection latency p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms " \
+           f"(n={lat['n']})"
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         suite = load_suite(args.suite)
@@ -65,15 +94,26 @@ def main(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"{suite.path}: {len(suite.cases)} cases OK")
         return 0
-    if os.geteuid() != 0:
-        print("falconet test: error: needs root (the engine uses eBPF)", file=sys.stderr)
-        return 2
     strict = args.strict if args.strict is not None else \
         os.environ.get("CI", "").lower() in ("1", "true", "yes")
     rules = _rules(args, suite.rules, suite.path)
     missing = [r for r in rules if not os.path.exists(r)]
     if missing:
         print(f"falconet test: error: rules file not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    names, why = _rule_names(rules, args.engine_arg)
+    if names is None:
+        print(f"falconet test: error: the rules do not load:\n{why}", file=sys.stderr)
+        return 2
+    unknown = [c for c in suite.cases if c.expect.rule is not None and c.expect.rule not in names
+               and (not args.case or c.name in args.case or c.action in args.case)]
+    if unknown:
+        for c in unknown:
+            print(f"{suite.path}:{c.line}: error: case '{c.name}' expects rule "
+                  f"'{c.expect.rule}', which the loaded rules do not define", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("falconet test: error: needs root (the engine uses eBPF)", file=sys.stderr)
         return 2
 
     def show(r: CaseResult) -> None:
@@ -105,11 +145,9 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
-        lat = report.latency_summary()
         print(f"\n{report.count('pass')} passed, {report.count('fail')} failed, "
               f"{report.count('skip')} skipped, {report.count('n/a')} not applicable; "
-              f"detection latency p50={lat['p50']}ms "
-              f"p99={lat['p99']}ms max={lat['max']}ms (n={lat['n']})")
+              + _latency_text(report.latency_summary()))
     if not report.ok:
         return 1
     if strict and report.count("skip"):

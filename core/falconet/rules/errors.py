@@ -57,7 +57,8 @@ class LoadMessage:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
-        item = f"{self.item_type} '{self.item_name}': " if self.item_type else ""
+        item = (f"{self.item_type} '{self.item_name}': " if self.item_name else
+                f"{self.item_type}: ") if self.item_type else ""
         return f"{where}: {self.severity}: {item}{self.message}"
 
     def to_dict(self) -> dict[str, object]:

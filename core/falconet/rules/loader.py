@@ -37,7 +37,15 @@ from falconet.rules.errors import (
     RuleLoadError,
 )
 from falconet.rules.formatter import OutputFormat, compile_output
-from falconet.rules.parser import ALL_OPS, LIST_OPS, MODIFIERS, STR_OPS, parse_condition
+from falconet.rules.parser import (
+    ALL_OPS,
+    LIST_OPS,
+    MODIFIERS,
+    STR_OPS,
+    Field,
+    parse_condition,
+    parse_field_token,
+)
 from falconet.rules.yamlnodes import YMap, YSeq, load_documents, offset_location
 
 TOO_MANY_EVTTYPES = 100
@@ -157,6 +165,29 @@ def compatible(have: tuple[int, int, int], need: tuple[int, int, int]) -> bool:
 
 
 # ------------------------------------------------------------------------------ the loader
+def _yaml_error_location(e: yaml.YAMLError, text: str, name: str) -> tuple[Location, str]:
+    """Where a YAML error is and what it is, in one line. The problem mark is where the parser
+    gave up (often the end of the file for an unclosed quote or bracket), so the context
+    ("while scanning a quoted scalar") and where that started are added; a reader error (a
+    forbidden character) only has a character offset."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None)
+    if isinstance(e, yaml.reader.ReaderError):
+        before = text[:e.position]
+        line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        return Location(name, line, col), f"{e.reason} (character #x{code:04x})"
+    if problem is None:
+        problem = " ".join(str(e).split())
+    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and cmark is not None and cmark is not mark:
+        problem += f" ({ctx} started at line {cmark.line + 1} column {cmark.column + 1})"
+    elif ctx:
+        problem += f" ({ctx})"
+    loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
+    return loc, problem
+
+
 class Loader:
     """One load of one or more files. Use :func:`falconet.rules.load_rules`."""
 
@@ -212,9 +243,7 @@ class Loader:
         try:
             docs = load_documents(text, name)
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-            loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 0, 0)
-            problem = getattr(e, "problem", None) or str(e)
+            loc, problem = _yaml_error_location(e, text, name)
             self.error(f"Invalid YAML: {problem}", loc, E.LOAD_ERR_YAML_PARSE, ("file", name))
             return
         for doc, loc in docs:
@@ -791,14 +820,25 @@ def _extras(ld: Loader, entries: list[dict[str, Any]], r: RuleItem) -> _Extras:
             if isinstance(ef, dict):
                 consts.update({str(k): v for k, v in ef.items()})
             else:
-                try:
-                    rf = ld.registry.resolve(str(ef), None, r.source)
-                except UnknownFieldError as e:
-                    raise FilterCompileError(f"append_output extra_fields: {e}",
-                                             unknown_filter=True,
-                                             code=E.LOAD_ERR_COMPILE_OUTPUT) from None
-                getters.append((str(ef), rf.extract))
+                getters.append((str(ef), _extra_field_getter(ld.registry, str(ef), r.source)))
     return _Extras("".join(text), getters, consts)
+
+
+def _extra_field_getter(registry: FieldRegistry, token: str, source: str) -> Any:
+    """Bind one ``extra_fields`` entry: a field token as written in an output, argument included
+    (``proc.aname[2]``, ``evt.arg.flags``, ``proc.env[HOME]``), like Falco accepts."""
+    def fail(why: str) -> FilterCompileError:
+        return FilterCompileError(f"append_output extra_fields: {why}", unknown_filter=True,
+                                  code=E.LOAD_ERR_COMPILE_OUTPUT)
+
+    parsed = parse_field_token(token.strip(), 0)
+    if parsed is None or parsed[1] != len(token.strip()) or not isinstance(parsed[0], Field):
+        raise fail(f"'{token}' is not a field name (expected e.g. proc.name or proc.aname[2])")
+    node = parsed[0]
+    try:
+        return registry.resolve(node.name, node.arg, source).extract
+    except UnknownFieldError as e:
+        raise fail(str(e)) from None
 
 
 def compile_check(cc: ConditionCompiler, ast: Any, name: str) -> Any:
@@ -826,6 +866,28 @@ def _parse_located(ld: Loader, raw: Any, text: str, fallback: Location) -> Any:
             loc = offset_location(raw, e2.pos, lines) or loc
             msg = e2.message
         raise RuleLoadError(msg, loc, E.LOAD_ERR_COMPILE_CONDITION) from None
+
+
+_UNDEFINED_MACRO_RE = re.compile(r"Undefined macro '(.+)' used in filter\.")
+
+
+def _undefined_macro_hint(message: str, ld: Loader, user: str | None,
+                          compiled: dict[str, Any]) -> str:
+    """Say why a macro that *is* in the files counts as undefined: it uses itself, is defined
+    after the macro ``user`` (macros only see earlier macros, as in Falco, so loops cannot
+    form), or failed to compile (reported on its own)."""
+    m = _UNDEFINED_MACRO_RE.fullmatch(message)
+    if m is None or m.group(1) not in ld.macros:
+        return message
+    ref = m.group(1)
+    if ref == user:
+        return f"{message} (a macro cannot use itself)"
+    order = list(ld.macros)
+    if ref not in compiled and (user is None or order.index(ref) < order.index(user)):
+        return f"{message} (macro '{ref}' has errors, reported on its own)"
+    loc = ld.macros[ref].loc
+    return (f"{message} (macro '{ref}' is defined later, at {loc.file}:{loc.line}; a macro can "
+            "only use macros defined before it)")
 
 
 def compile_loaded(ld: Loader, append_output: Any = None,
@@ -859,7 +921,8 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             ast = _parse_located(ld, mi.condition, text, mi.loc)
             macros[name] = expand_macros(ast, macros, used_macros)
         except RuleLoadError as e:
-            ld.error(e.message, e.loc or mi.loc, e.code, item)
+            ld.error(_undefined_macro_hint(e.message, ld, name, macros), e.loc or mi.loc, e.code,
+                     item)
         except Exception as e:  # noqa: BLE001 - never let one macro stop the load
             ld.error(f"cannot compile macro: {type(e).__name__}: {e}", mi.loc,
                      E.LOAD_ERR_COMPILE_CONDITION, item)
@@ -892,8 +955,8 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             if e.unknown_filter and ri.skip_if_unknown_filter:
                 ld.warn(E.LOAD_UNKNOWN_FILTER, e.message, cond_loc, item)
                 continue
-            ld.error(e.message, cond_loc if e.code != E.LOAD_ERR_COMPILE_OUTPUT else ri.loc,
-                     e.code, item)
+            ld.error(_undefined_macro_hint(e.message, ld, None, macros),
+                     cond_loc if e.code != E.LOAD_ERR_COMPILE_OUTPUT else ri.loc, e.code, item)
             continue
         except RuleLoadError as e:
             ld.error(e.message, e.loc or cond_loc, e.code, item)

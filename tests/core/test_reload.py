@@ -1,0 +1,363 @@
+"""Hot reload of the rules: the pipeline's swap between two events, the reloader thread (SIGHUP
+requests, file watching), App.reload_rules with the real rule engine, and a live `falconet run`
+reloaded with SIGHUP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import REPO, need_bcc
+from core_fakes import FakeRuleset, ListSink, evt
+from falconet.app import App
+from falconet.config import load_config
+from falconet.events import Event
+from falconet.pipeline import Pipeline
+from falconet.priorities import Priority
+from falconet.reload import RulesReloader, fingerprint
+
+
+def wait_for(cond, timeout: float = 10.0, step: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()
+
+
+def named(rule: str) -> FakeRuleset:
+    return FakeRuleset([(rule, Priority.WARNING, lambda e: True)])
+
+
+# ----------------------------------------------------------------------------- pipeline swap
+def test_swap_happens_between_two_events_and_no_event_is_lost() -> None:
+    sink = ListSink()
+    parsed: list[str] = []
+    p = Pipeline(named("old"), parsers=[("count", lambda e: parsed.append(e.args["name"]))],
+                 sinks=[sink])
+    new = named("new")
+    swapped_on: list[tuple[int, str]] = []
+
+    def events():
+        for i in range(6):
+            if i == 3:
+                # requested mid-stream (as the reloader thread does): takes effect before event 4
+                p.swap_ruleset(new, lambda rs: swapped_on.append(
+                    (len(parsed), threading.current_thread().name)))
+            yield evt(name=str(i))
+
+    n = p.run(events())
+    p.close()
+    assert n == 6
+    assert [a.rule for a in sink.alerts] == ["old"] * 3 + ["new"] * 3
+    assert swapped_on == [(3, threading.current_thread().name)]   # on the loop's thread
+    assert p.ruleset is new
+
+
+def test_swap_during_an_idle_tick_and_stop_still_wins() -> None:
+    sink = ListSink()
+    p = Pipeline(named("old"), sinks=[sink])
+
+    def events():
+        yield evt()
+        p.swap_ruleset(named("new"))
+        yield None                         # idle: the swap happens here, no event processed
+        assert p.ruleset.rules[0][0] == "new"
+        yield evt()
+        p.request_stop()
+        p.swap_ruleset(named("never"))
+        yield evt()                        # not processed: stop wins over a pending swap
+
+    assert p.run(events()) == 2
+    p.close()
+    assert [a.rule for a in sink.alerts] == ["old", "new"]
+
+
+def test_swap_outside_the_loop_applies_on_the_next_process_call() -> None:
+    p = Pipeline(named("old"))
+    p.swap_ruleset(named("new"))
+    assert [a.rule for a in p.process(evt())] == ["new"]
+
+
+def test_swapped_ruleset_counts_its_errors_in_the_engine_metrics() -> None:
+    class Counting(FakeRuleset):
+        metrics = None
+
+    p = Pipeline(named("old"))
+    rs = Counting([])
+    p.swap_ruleset(rs)
+    p.process(evt())
+    assert rs.metrics is p.metrics
+
+
+# ----------------------------------------------------------------------------- reloader thread
+def test_reloader_reloads_on_request_and_on_file_change(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("a")
+    d = tmp_path / "rules.d"
+    d.mkdir()
+    reasons: list[str] = []
+    r = RulesReloader(lambda why: reasons.append(why) or True, lambda: [str(f), str(d)],
+                      interval=0.02, settle=0.02)
+    r.start()
+    try:
+        r.request("SIGHUP")
+        assert wait_for(lambda: reasons == ["SIGHUP"])
+        f.write_text("a longer content")
+        assert wait_for(lambda: len(reasons) == 2)
+        assert reasons[1] == f"{f} changed"
+        (d / "new.yaml").write_text("x")                  # a file added to a rules directory
+        assert wait_for(lambda: len(reasons) == 3)
+        time.sleep(0.1)                                   # nothing changed: no more reloads
+        assert len(reasons) == 3
+    finally:
+        r.stop()
+    assert not r._thread.is_alive()
+
+
+def test_reloader_survives_a_failing_reload_and_watching_can_be_off(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("a")
+    calls: list[str] = []
+
+    def boom(why: str) -> bool:
+        calls.append(why)
+        raise RuntimeError("bad")
+
+    r = RulesReloader(boom, None)                          # watch_rules_files: false
+    r.start()
+    try:
+        f.write_text("changed")
+        r.request("SIGHUP")
+        assert wait_for(lambda: r.reloads == 1)
+        r.request("SIGHUP")
+        assert wait_for(lambda: r.reloads == 2)
+    finally:
+        r.stop()
+    assert calls == ["SIGHUP", "SIGHUP"]
+
+
+def test_fingerprint_sees_replaced_and_missing_files(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("a")
+    before = fingerprint([str(f)])
+    g = tmp_path / "tmp.yaml"
+    g.write_text("b")
+    os.replace(g, f)                                       # how editors save
+    assert fingerprint([str(f)]) != before
+    f.unlink()
+    assert fingerprint([str(f)])[0][1] == -1
+
+
+# ----------------------------------------------------------------------------- App.reload_rules
+RULE = """\
+- rule: {name}
+  desc: test
+  condition: evt.type = {etype}
+  output: "{name} %evt.type"
+  priority: WARNING
+  tags: [{tag}]
+"""
+
+
+def _app(tmp_path: Path, rules: Path) -> App:
+    cfg = load_config(None, ["outputs.stdout.enabled=false", "append_output=[]"])
+    app = App(cfg, source_name="replay", entry_points=False,
+              builtins=[("core-state", "falconet.state.plugin"), ("replay", "falconet.capture")])
+    app.load_ruleset([str(rules)])
+    app.build_pipeline()
+    return app
+
+
+def test_app_reload_keeps_old_rules_on_errors_and_swaps_good_ones(tmp_path: Path, capsys) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULE.format(name="Old rule", etype="unlinkat", tag="old"))
+    app = _app(tmp_path, rules)
+    m = app.metrics
+    assert app.pipeline is not None
+    old = app.ruleset
+    first_ts = m.last_reload_ts
+
+    rules.write_text(RULE.format(name="Broken", etype="unlinkat", tag="x")
+                     + "  condition: evt.type = (\n")
+    assert app.reload_rules("SIGHUP", wait=0) is False
+    err = capsys.readouterr().err
+    assert "rules reload (SIGHUP) failed, the previous rules stay active" in err
+    assert re.search(rf"{re.escape(str(rules))}:\d+:\d+: error", err), err
+    assert m.last_reload_ok is False and m.reload_failures == 1
+    assert app.ruleset is old and m.last_reload_ts == first_ts
+    alerts = app.pipeline.process(Event("syscall", "unlinkat", 1, 1, 1, {}, 0))
+    assert [a.rule for a in alerts] == ["Old rule"]
+
+    rules.write_text(RULE.format(name="Old rule", etype="unlinkat", tag="old")
+                     + RULE.format(name="New rule", etype="mkdirat", tag="new"))
+    assert app.reload_rules("SIGHUP", wait=0) is True          # queued: the loop is not running
+    alerts = app.pipeline.process(Event("syscall", "mkdirat", 2, 1, 1, {}, 0))
+    assert [a.rule for a in alerts] == ["New rule"]
+    assert app.ruleset is not old
+    assert m.last_reload_ok is True and m.reload_failures == 1
+    assert m.last_reload_ts > first_ts
+    assert m.rules_loaded == {"syscall": 2}
+    assert m.rule_tags["New rule"] == ["new"]
+
+
+def test_app_reload_of_a_deleted_rules_file_is_a_counted_failure(tmp_path: Path, capsys) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULE.format(name="Old rule", etype="unlinkat", tag="old"))
+    app = _app(tmp_path, rules)
+    rules.unlink()
+    assert app.reload_rules("x changed", wait=0) is False
+    assert "rules file not found" in capsys.readouterr().err
+    assert app.metrics.reload_failures == 1 and not app.metrics.last_reload_ok
+
+
+def test_config_watch_rules_files_defaults_on_and_is_validated(tmp_path: Path) -> None:
+    assert load_config(None, [])["watch_rules_files"] is True
+    assert load_config(None, ["watch_rules_files=false"])["watch_rules_files"] is False
+    p = tmp_path / "f.yaml"
+    p.write_text("watch_rules_files: sometimes\n")
+    try:
+        load_config(str(p), [])
+    except Exception as e:  # noqa: BLE001
+        assert "f.yaml:1:" in str(e) and "expected true or false" in str(e)
+    else:
+        raise AssertionError("a non-boolean watch_rules_files was accepted")
+
+
+# ----------------------------------------------------------------------------- live
+LIVE_RULE = """\
+- rule: {name}
+  desc: test
+  condition: evt.type in (open, openat, openat2) and fd.name = {path} and proc.name = cat
+  output: "{name} file=%fd.name"
+  priority: WARNING
+  tags: [test]
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        m = re.search(rf"^{name}\s+(\S+)$", r.read().decode(), re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_live_run_reloads_on_sighup_and_keeps_old_rules_on_errors(tmp_path: Path) -> None:
+    need_bcc()
+    target = tmp_path / "reload-target"
+    target.write_text("x\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
+    port = _free_port()
+    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
+                            "--metrics-port", str(port), "--duration", "120",
+                            "-o", "watch_rules_files=false", "-o", "append_output=[]"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda s=s, sink=sink: sink.extend(iter(s.readline, "")),
+                                daemon=True) for s, sink in ((eng.stdout, out), (eng.stderr, err))]
+    for t in readers:
+        t.start()
+
+    def said(text: str) -> bool:
+        return any(text in line for line in err)
+
+    def alerted(rule: str) -> bool:
+        subprocess.run(["cat", str(target)], stdout=subprocess.DEVNULL, check=True)
+        return any(rule in line for line in out)
+
+    try:
+        assert wait_for(lambda: said("falconet: watching") or eng.poll() is not None, 90, 0.1)
+        assert eng.poll() is None, "".join(err)
+
+        rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow")
+                         + LIVE_RULE.format(name="Target read", path=target))
+        eng.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: said("rules reloaded (SIGHUP): 2 rules"), 20), "".join(err)
+        assert wait_for(lambda: alerted("Target read"), 20, 0.2), "no alert from the new rule"
+        assert _metric(port, "falconet_rules_reload_success") == 1
+
+        rules.write_text("- rule: Broken\n  condition: evt.type = (\n")
+        eng.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: said("failed, the previous rules stay active"), 20), "".join(err)
+        assert wait_for(lambda: _metric(port, "falconet_rules_reload_success") == 0, 5)
+        assert _metric(port, "falconet_rules_reload_failures_total") == 1
+        n = sum("Target read" in line for line in out)
+        assert wait_for(lambda: alerted("Target read") and
+                        sum("Target read" in line for line in out) > n, 20, 0.2), \
+            "the old rules stopped alerting after a failed reload"
+        assert eng.poll() is None
+    finally:
+        eng.send_signal(signal.SIGTERM)
+        try:
+            eng.wait(30)
+        except subprocess.TimeoutExpired:
+            eng.kill()
+            eng.wait(10)
+    assert eng.returncode == 0, "".join(err)
+    assert not said("Traceback")
+
+
+def test_live_run_reloads_a_changed_rules_file_and_warns_about_untraced_syscalls(
+        tmp_path: Path) -> None:
+    need_bcc()
+    target = tmp_path / "watch-target"
+    target.write_text("x\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
+    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
+                            "--no-metrics", "--duration", "120", "-o", "append_output=[]"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda s=s, sink=sink: sink.extend(iter(s.readline, "")),
+                                daemon=True) for s, sink in ((eng.stdout, out), (eng.stderr, err))]
+    for t in readers:
+        t.start()
+
+    def said(text: str) -> bool:
+        return any(text in line for line in err)
+
+    def alerted() -> bool:
+        subprocess.run(["cat", str(target)], stdout=subprocess.DEVNULL, check=True)
+        return any("Watched read" in line for line in out)
+
+    try:
+        assert wait_for(lambda: said("falconet: watching") or eng.poll() is not None, 90, 0.1)
+        assert eng.poll() is None, "".join(err)
+        # no signal: watch_rules_files (default true) notices the new content
+        rules.write_text(LIVE_RULE.format(name="Watched read", path=target) + """\
+- rule: Outbound connect
+  desc: needs connect, which the collector did not attach at start
+  condition: evt.type = connect and proc.name = nosuchproc
+  output: "connect %fd.name"
+  priority: NOTICE
+""")
+        assert wait_for(lambda: said(f"rules reloaded ({rules} changed): 2 rules"), 20), \
+            "".join(err)
+        assert said("does not trace (restart falconet to trace them): bind, connect, socket")
+        assert wait_for(alerted, 20, 0.2), "no alert from the reloaded file"
+    finally:
+        eng.send_signal(signal.SIGTERM)
+        try:
+            eng.wait(30)
+        except subprocess.TimeoutExpired:
+            eng.kill()
+            eng.wait(10)
+    assert eng.returncode == 0, "".join(err)
