@@ -217,3 +217,38 @@ def test_missing_prerequisites_say_what_and_how(monkeypatch):
         bccloader.check_prerequisites()
     assert "kernel headers for 0.0.0-no-such-kernel are missing" in str(e.value)
     assert "make run" in str(e.value)
+
+
+# ------------------------------------------------------------------------------- ring buffer
+def test_ring_pending_walks_committed_records_skips_discarded_stops_at_busy():
+    """The consumer walk on the kernel's ring layout (consumer page, producer page, data), laid
+    out in a memfd: committed records come back in order, a discarded one is skipped, a busy
+    (still being written) one stops the walk, and release() publishes the position."""
+    import mmap  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from falconet.collector.ringbuf import BUSY, DISCARD, RingBuffer  # noqa: PLC0415
+    page, size = mmap.PAGESIZE, 1 << 14
+    fd = os.memfd_create("ring-test")
+    try:
+        os.ftruncate(fd, 2 * page + 2 * size)
+        recs = [(5, 0), (12, DISCARD), (16, 0), (3, BUSY), (8, 0)]
+        pos, starts = 0, []
+        for length, flag in recs:
+            os.pwrite(fd, struct.pack("<II", length | flag, 0) + b"r" * length, 2 * page + pos)
+            starts.append(pos)
+            pos += (8 + length + 7) & ~7
+        os.pwrite(fd, struct.pack("<Q", pos), page)                  # producer position
+        ring = RingBuffer(fd, size)
+        try:
+            offsets, cons = ring.pending()
+            assert offsets == [page + starts[0] + 8, page + starts[2] + 8]
+            assert cons == starts[3]                                  # stopped at the busy one
+            assert ring.available() == pos                            # nothing released yet
+            ring.release(cons)
+            assert ring.available() == pos - cons
+            assert ring.pending(max_records=1)[0] == []               # still busy
+        finally:
+            ring.close()
+    finally:
+        os.close(fd)

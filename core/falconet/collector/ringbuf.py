@@ -68,6 +68,7 @@ class RingBuffer:
         self.data_off = page
         self._raw = (ctypes.c_char * self._prod_len).from_address(self._prod_addr)
         self.view = memoryview(self._raw).cast("B")
+        self._view32 = self.view.cast("I")       # record headers read as one index each
 
     def available(self) -> int:
         return self._prod.value - self._cons.value
@@ -97,8 +98,40 @@ class RingBuffer:
         finally:
             cons_word.value = cons                # one aligned 64-bit store
 
+    def pending(self, max_records: int = 4096) -> tuple[list[int], int]:
+        """Offsets in :attr:`view` of up to ``max_records`` committed records (data start, past
+        the 8-byte header), oldest first, and the consumer position after them.
+
+        The hot-path form of :meth:`records`: a list instead of a generator and the header word
+        read through a uint32 view (about 100 ns less per record). The records stay valid until
+        :meth:`release` is called with the returned position, which frees their space.
+        """
+        cons = self._cons.value
+        prod = self._prod.value
+        v32, mask, base = self._view32, self.mask, self.data_off
+        out: list[int] = []
+        add = out.append
+        n = 0
+        while cons < prod and n < max_records:
+            off = base + (cons & mask)               # 8-aligned: a valid uint32 index
+            length = v32[off >> 2]
+            if length & (BUSY | DISCARD):
+                if length & BUSY:
+                    break                         # not committed yet: stop, come back later
+                cons += (HDR + (length & 0x3FFFFFFF) + 7) & ~7
+                continue
+            cons += (HDR + length + 7) & ~7
+            n += 1
+            add(off + HDR)
+        return out, cons
+
+    def release(self, cons: int) -> None:
+        """Publish the consumer position (one aligned 64-bit store) after :meth:`pending`."""
+        self._cons.value = cons
+
     def close(self) -> None:
         if self._cons_addr:
+            self._view32.release()
             self.view.release()
             _libc.munmap(self._prod_addr, self._prod_len)
             _libc.munmap(self._cons_addr, self._page)

@@ -9,6 +9,7 @@ kernel dropped events in the last second, a rate-limited internal alert is raise
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +30,7 @@ log = logging.getLogger("falconet.collector")
 DROP_RULE = "Falconet internal: syscall event drop"
 
 
-def _ts(evt: Event) -> int:
-    return evt.ts
+_ts = operator.attrgetter("ts")     # sort key of the ring merge (faster than a def)
 
 
 @dataclass
@@ -249,12 +249,14 @@ class EbpfSource:
                 got: list[Event] = []
                 for ring in rings.rings:
                     view = ring.view
-                    for off, _length in ring.records(batch):
+                    offsets, cons = ring.pending(batch)
+                    for off in offsets:
                         try:
                             got.append(table[view[off + 32] | view[off + 33] << 8](view, off))
                         except Exception:  # noqa: BLE001 - one bad record never stops the rest
                             if metrics is not None:
                                 metrics.drop("decode_error")
+                    ring.release(cons)               # decoded: the kernel may reuse the space
                 if got:
                     if not single:
                         got.sort(key=_ts)
