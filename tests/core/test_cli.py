@@ -21,3 +21,20 @@ def test_unknown_option_names_the_subcommand(argv: list[str], usage: str,
     assert ei.value.code == 2
     err = capsys.readouterr().err
     assert usage in err and "Traceback" not in err
+
+
+def test_fields_of_an_unknown_source_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fields", "--source", "nosuch"]) == 2
+    out = capsys.readouterr()
+    assert "unknown event source 'nosuch' (known: " in out.err and "syscall" in out.err
+    assert out.out == ""
+    assert main(["fields", "--source", "syscall"]) == 0
+    assert "proc.name" in capsys.readouterr().out
+
+
+def test_validating_a_directory_without_rules_files_is_an_error(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not rules")
+    assert main(["rules", "validate", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert f"no rules files (*.yaml, *.yml) in {tmp_path}" in out.err and "OK" not in out.out

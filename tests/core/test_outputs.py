@@ -3,6 +3,7 @@ HTTP server on 127.0.0.1 (retries, a failing endpoint, a stuck endpoint)."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -206,3 +207,23 @@ def test_stuck_endpoint_costs_counted_drops_not_a_stalled_loop(receiver) -> None
     p.close()
     assert p.metrics.output_sent["webhook"] + p.metrics.output_drops["webhook"] == 20
     assert len(receiver.requests) == p.metrics.output_sent["webhook"]
+
+
+def test_webhook_credentials_in_the_url_become_basic_auth_and_never_show(receiver) -> None:
+    port = receiver.server_address[1]
+    sink = WebhookSink("webhook", f"http://sidekick:s%40cret@127.0.0.1:{port}/falco",
+                       Formatter(json_output=True), retries=0)
+    assert "s%40cret" not in sink.url and "sidekick" not in sink.url
+    sink.send(alert())
+    path, headers, _, _ = receiver.requests[0]
+    assert path == "/falco"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"sidekick:s@cret").decode()
+    receiver.statuses.append(403)
+    with pytest.raises(WebhookError) as ei:
+        sink.send(alert())
+    assert "cret" not in str(ei.value) and "sidekick" not in str(ei.value)
+    # an explicit Authorization header wins over the URL's
+    sink = WebhookSink("webhook", f"http://u:p@127.0.0.1:{port}/", Formatter(json_output=True),
+                       headers={"Authorization": "Bearer t"})
+    sink.send(alert())
+    assert receiver.requests[-1][1]["Authorization"] == "Bearer t"

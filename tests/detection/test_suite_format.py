@@ -181,3 +181,13 @@ def test_cli_reports_rules_that_do_not_load_before_starting(tmp_path: Path,
     assert r.returncode == 2
     assert "the rules do not load" in r.stderr and "rules.yaml:3:" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cli_rejects_a_case_filter_that_matches_nothing(falconet_bin: str) -> None:
+    """Otherwise zero cases run and the suite "passes"."""
+    import subprocess  # noqa: PLC0415
+
+    r = subprocess.run([falconet_bin, "test", str(DEFAULT_SUITE), "--case", "nosuch"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "--case 'nosuch': no case of" in r.stderr and "Traceback" not in r.stderr

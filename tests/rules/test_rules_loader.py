@@ -647,3 +647,47 @@ def test_undefined_macro_that_does_not_exist_keeps_falco_wording() -> None:
     res = load([("f.yaml", "- rule: R\n  desc: d\n  condition: evt.type = open and nope\n"
                            "  output: o\n  priority: INFO\n")])
     assert [e.message for e in res.errors] == ["Undefined macro 'nope' used in filter."]
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("- rule: R\n  desc: d\n  condition: evt.type = open\n  output: o %proc.bogus\n"
+     "  priority: INFO\n", 4, 13),
+    # a folded output: the line and column of the token, not of the rule
+    ("- rule: R\n  desc: d\n  condition: evt.type = open\n  output: >\n    o %proc.name\n"
+     "    and %proc.bogus there\n  priority: INFO\n", 6, 9),
+    # an output replaced by an override: the replacing text is where the error is
+    ("- rule: R\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: INFO\n"
+     "- rule: R\n  output: now %proc.bogus\n  override:\n    output: replace\n", 7, 15),
+])
+def test_unknown_output_field_points_at_the_token(text: str, line: int, col: int) -> None:
+    res = load([("f.yaml", text)])
+    assert not res.ok
+    e = res.errors[0]
+    assert "nonexistent field proc.bogus" in e.message, str(e)
+    assert (e.line, e.col) == (line, col), str(e)
+
+
+def test_duplicate_key_is_a_warning_with_its_location() -> None:
+    """safe_load keeps the last value: a second `condition:` silently replaces the first."""
+    res = load([("f.yaml", "- rule: R\n  desc: d\n  condition: evt.type = open\n"
+                           "  condition: evt.type = close\n  output: o\n  priority: INFO\n"
+                           "  exceptions:\n    - name: e\n      fields: proc.name\n"
+                           "      fields: proc.pname\n      values: [a]\n")])
+    assert res.ok, [str(e) for e in res.errors]
+    dups = [w for w in res.warnings if w.code == "LOAD_DUPLICATE_KEY"]
+    assert [(w.line, w.col) for w in dups] == [(4, 3), (10, 7)], [str(w) for w in dups]
+    assert str(dups[0]).endswith("warning: rule 'R': Duplicate key 'condition': only its last "
+                                 "value is used")
+
+
+def test_a_file_that_is_not_utf8_points_at_the_bad_byte(tmp_path) -> None:
+    from falconet.rules import load_rules  # noqa: PLC0415
+    from rulehelp import REG  # noqa: PLC0415
+
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(b"- rule: R\n  desc: caf\xe9\n")
+    res = load_rules([p], REG, plugin_versions={}, append_output=[])
+    assert not res.ok
+    e = res.errors[0]
+    assert (e.line, e.col) == (2, 12), str(e)
+    assert "not UTF-8 text (byte 0xe9" in e.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from falconet.app import App, add_config_arguments, config_from_args, guarded, quiet_plugin_log
 from falconet.fields import ArgKind, FieldDef
@@ -45,6 +46,11 @@ def main(args: argparse.Namespace) -> int:
         app.load_plugins()
         fields = sorted(app.ctx.fields.fields.values(), key=lambda f: f.name)
         if args.source:
+            known = app.event_sources
+            if args.source not in known:
+                print(f"falconet fields: error: unknown event source '{args.source}' (known: "
+                      f"{', '.join(sorted(known))})", file=sys.stderr)
+                return 2
             fields = [f for f in fields if args.source in f.sources]
         if args.json:
             print(json.dumps([_as_dict(f) for f in fields], indent=2))

@@ -71,8 +71,12 @@ def _load(app: App, files: list[str]) -> Any:
 def _validate(args: argparse.Namespace) -> int:
     from falconet.rules import rules_files_in  # noqa: PLC0415
 
-    app = _engine(args)
     files = rules_files_in(args.paths)
+    if not files:        # only empty directories: "OK" would claim rules that are not there
+        print(f"falconet: error: no rules files (*.yaml, *.yml) in {', '.join(args.paths)}",
+              file=sys.stderr)
+        return 1
+    app = _engine(args)
     res = _load(app, files)
     summary = (f"{res.counts.get('rules', 0)} rules, {res.counts.get('macros', 0)} macros, "
                f"{res.counts.get('lists', 0)} lists")

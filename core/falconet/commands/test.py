@@ -94,6 +94,13 @@ def main(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"{suite.path}: {len(suite.cases)} cases OK")
         return 0
+    if args.case:
+        known = {c.name for c in suite.cases} | {c.action for c in suite.cases}
+        unmatched = [n for n in args.case if n not in known]
+        if unmatched:
+            print(f"falconet test: error: --case {', '.join(repr(n) for n in unmatched)}: no "
+                  f"case of {suite.path} has this name or action", file=sys.stderr)
+            return 2
     strict = args.strict if args.strict is not None else \
         os.environ.get("CI", "").lower() in ("1", "true", "yes")
     rules = _rules(args, suite.rules, suite.path)

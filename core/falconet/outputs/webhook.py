@@ -7,8 +7,10 @@ slow endpoint costs counted drops, never a stalled event loop.
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
@@ -21,6 +23,19 @@ class WebhookError(RuntimeError):
     pass
 
 
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host/`` → (``http://host/``, ``Basic ...``). urllib would take
+    ``user:pw@host`` for the host name, and the URL appears in error messages and logs, where
+    the password must not."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    cred = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    auth = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
+
+
 class WebhookSink:
     def __init__(self, name: str, url: str, fmt: Callable[[Alert], str], *,
                  min_priority: Priority = Priority.DEBUG, retries: int = 3, timeout: float = 5.0,
@@ -29,7 +44,7 @@ class WebhookSink:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url must be http:// or https://, got {url!r}")
         self.name = name
-        self.url = url
+        self.url, auth = _split_userinfo(url)
         self.min_priority = min_priority
         self.retries = retries
         self.timeout = timeout
@@ -38,6 +53,8 @@ class WebhookSink:
         self._fmt = fmt
         self.headers = {"Content-Type": "application/json",
                         "User-Agent": f"falconet/{__version__}", **(headers or {})}
+        if auth and not any(k.lower() == "authorization" for k in self.headers):
+            self.headers["Authorization"] = auth
         self.attempts = 0
         # no proxies from the environment: alerts go where the config says
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

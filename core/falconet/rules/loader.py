@@ -108,6 +108,7 @@ class RuleItem:
     skip_if_unknown_filter: bool = False
     capture: bool = False
     capture_duration: int = 0
+    output_loc: Location | None = None     # where the output text starts (output errors)
 
 
 @dataclass
@@ -231,10 +232,18 @@ class Loader:
     def add_file(self, path: str | os.PathLike[str]) -> None:
         p = str(path)
         try:
-            text = Path(p).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            self.error(f"Could not read file: {getattr(e, 'strerror', None) or e}",
+            data = Path(p).read_bytes()
+        except OSError as e:
+            self.error(f"Could not read file: {e.strerror or e}",
                        Location(p, 0, 0), E.LOAD_ERR_FILE_READ, ("file", p))
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:      # point at the bad byte, not at line 0
+            before = data[:e.start]
+            line, col = before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1
+            self.error(f"Could not read file: not UTF-8 text (byte 0x{data[e.start]:02x}: "
+                       f"{e.reason})", Location(p, line, col), E.LOAD_ERR_FILE_READ, ("file", p))
             return
         self.add_text(text, p)
 
@@ -268,6 +277,21 @@ class Loader:
                 except Exception as e:  # noqa: BLE001 - one bad item never stops the load
                     self.error(f"Invalid item: {type(e).__name__}: {e}", item.loc,
                                E.LOAD_ERR_YAML_VALIDATE)
+                else:
+                    self._warn_duplicate_keys(item)
+
+    def _warn_duplicate_keys(self, node: Any) -> None:
+        """A key written twice (``condition:`` twice in one rule) silently keeps only the last
+        value; in a security rule that is a hidden change of meaning, so say so."""
+        if isinstance(node, YMap):
+            for key, loc in getattr(node, "duplicates", ()):
+                self.warn(E.LOAD_DUPLICATE_KEY, f"Duplicate key '{key}': only its last value is "
+                          "used", loc, self._item)
+            for v in node.values():
+                self._warn_duplicate_keys(v)
+        elif isinstance(node, YSeq):
+            for v in node:
+                self._warn_duplicate_keys(v)
 
     def _add_item(self, d: YMap, file: str) -> None:
         if "required_engine_version" in d:
@@ -520,6 +544,7 @@ class Loader:
         prio = self._priority(d)
         assert output is not None and desc is not None
         r = RuleItem(name, cond, output.strip(), desc, prio, d.loc)
+        r.output_loc = d.locs.get("output")
         r.source = self._str(d, "source", required=False) or "syscall"
         self._rule_options(r, d)
         if "exceptions" in d:
@@ -583,6 +608,7 @@ class Loader:
                 self._str(d, "condition")
             elif k == "output":
                 prev.output = str(self._str(d, "output")).strip()
+                prev.output_loc = d.locs.get("output")
             elif k == "desc":
                 prev.desc = str(self._str(d, "desc"))
             elif k == "priority":
@@ -868,6 +894,25 @@ def _parse_located(ld: Loader, raw: Any, text: str, fallback: Location) -> Any:
         raise RuleLoadError(msg, loc, E.LOAD_ERR_COMPILE_CONDITION) from None
 
 
+_NONEXISTENT_FIELD_RE = re.compile(r"nonexistent field (\S+)")
+
+
+def _output_error_loc(ld: Loader, ri: RuleItem, message: str) -> Location:
+    """Where an output error is: the unknown field's ``%token`` in the output text when it can
+    be found in the lines of the output value, else where the output starts (else the rule)."""
+    base = ri.output_loc or ri.loc
+    m = _NONEXISTENT_FIELD_RE.search(message)
+    lines = ld.source_lines.get(base.file)
+    if m is None or not lines or base.line < 1:
+        return base
+    token = m.group(1)
+    for i in range(base.line - 1, min(len(lines), base.line + 30)):
+        col = lines[i].find(f"%{token}")
+        if col >= 0:
+            return Location(base.file, i + 1, col + 1)
+    return base
+
+
 _UNDEFINED_MACRO_RE = re.compile(r"Undefined macro '(.+)' used in filter\.")
 
 
@@ -956,7 +1001,9 @@ def compile_loaded(ld: Loader, append_output: Any = None,
                 ld.warn(E.LOAD_UNKNOWN_FILTER, e.message, cond_loc, item)
                 continue
             ld.error(_undefined_macro_hint(e.message, ld, None, macros),
-                     cond_loc if e.code != E.LOAD_ERR_COMPILE_OUTPUT else ri.loc, e.code, item)
+                     cond_loc if e.code != E.LOAD_ERR_COMPILE_OUTPUT else _output_error_loc(ld, ri,
+                                                                                  e.message),
+                     e.code, item)
             continue
         except RuleLoadError as e:
             ld.error(e.message, e.loc or cond_loc, e.code, item)

@@ -16,11 +16,14 @@ from falconet.rules.errors import Location
 
 
 class YMap(dict):
-    """A mapping with ``loc`` (its start) and ``locs`` (start of each key's value)."""
+    """A mapping with ``loc`` (its start) and ``locs`` (start of each key's value).
+    ``duplicates``: keys written more than once (the last value wins, as in safe_load), with
+    where each repeat is, so the loader can warn instead of silently using one of them."""
 
     loc: Location
     locs: dict[Any, Location]
     key_locs: dict[Any, Location]
+    duplicates: list[tuple[Any, Location]]
 
 
 class YSeq(list):
@@ -73,12 +76,15 @@ class _Builder:
             m.loc = _loc(self.file, node.start_mark)
             m.locs = {}
             m.key_locs = {}
+            m.duplicates = []
             for knode, vnode in node.value:
                 key = self.ctor.construct_object(knode, deep=True)
                 try:
                     hash(key)
                 except TypeError:
                     key = str(key)
+                if key in m:
+                    m.duplicates.append((key, _loc(self.file, knode.start_mark)))
                 m[key] = self.build(vnode)
                 m.locs[key] = _loc(self.file, vnode.start_mark)
                 m.key_locs[key] = _loc(self.file, knode.start_mark)
