@@ -268,6 +268,35 @@ def test_own_process_is_filtered_in_the_kernel(live, tmp_path):
     assert mine == []
 
 
+# ia32 read(fd) through int 0x80 from a 64-bit process (ia32 syscall 3 is read; x86_64 syscall 3
+# is close), then a real x86_64 close as the positive control.
+INT80 = textwrap.dedent("""
+    import ctypes, mmap, os, sys
+    # push rbx; mov eax, 3; mov ebx, edi; xor ecx, ecx; xor edx, edx; int 0x80; pop rbx; ret
+    code = bytes.fromhex("53b80300000089fb31c931d2cd805bc3")
+    buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    buf.write(code)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+    print(fn(int(sys.argv[1])), flush=True)
+    try:
+        os.close(int(sys.argv[2]))
+    except OSError:
+        pass
+""")
+
+
+def test_ia32_syscalls_are_not_decoded_with_the_x86_64_table(live):
+    """A 32-bit syscall has another numbering: the handlers skip it (TS_COMPAT), or an ia32
+    read would be reported as an x86_64 close (an evasion and a state-corrupting lie)."""
+    p = subprocess.run([sys.executable, "-c", INT80, "54321", "54322"], capture_output=True,
+                       text=True, timeout=15)
+    need(p.returncode == 0 and p.stdout.strip() == "-9",
+         f"int 0x80 (ia32 emulation) unavailable here: rc={p.returncode} {p.stdout!r}")
+    live.wait_for(lambda e: e.type == "close" and e.args["fd"] == 54322,
+                  what="the real close (positive control)")
+    assert live.matching(lambda e: e.type == "close" and e.args["fd"] == 54321) == []
+
+
 def test_only_selected_syscalls_are_attached(tmp_path):
     need_bcc()
     from live_collector import LiveCollector  # noqa: PLC0415

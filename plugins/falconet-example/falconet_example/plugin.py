@@ -24,6 +24,10 @@ from falconet_example.source import SOURCE, ExampleSource
 
 RULES = Path(__file__).parent / "rules" / "example_rules.yaml"
 
+#: our settings, plus the two the engine reads from every plugin section (required, enabled)
+KNOWN_KEYS = frozenset({"messages", "interval", "count", "output", "min_priority", "rules",
+                        "required", "enabled"})
+
 _cfg: dict[str, Any] = {}
 #: enrichment state kept by the parser: events seen per message text
 _seen: dict[str, int] = {}
@@ -32,6 +36,10 @@ _seen: dict[str, int] = {}
 @hookimpl
 def falconet_configure(config: dict[str, Any], engine: Any) -> None:
     """Validate our section; raise PluginConfigError with a clear message when it is wrong."""
+    unknown = sorted(str(k) for k in config if k not in KNOWN_KEYS)
+    if unknown:     # a typo must not silently fall back to a default
+        raise PluginConfigError(f"plugins.example: unknown key(s) {', '.join(unknown)} (known: "
+                                f"{', '.join(sorted(KNOWN_KEYS))})")
     messages = config.get("messages", ["hello from the example plugin"])
     if not isinstance(messages, list) or not messages or not all(isinstance(m, str) for m in messages):
         raise PluginConfigError("plugins.example.messages: expected a non-empty list of strings")

@@ -45,3 +45,11 @@ def test_bad_config_is_reported_by_name(tmp_path: Path) -> None:
     [f] = app.host.failures
     assert (f.name, f.stage) == ("example", "configure")
     assert "plugins.example.messages: expected a non-empty list of strings" in f.reason
+
+
+def test_unknown_key_is_reported_not_ignored(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path, "plugins.example.intervall=5")
+    app.load_plugins()
+    [f] = app.host.failures
+    assert (f.name, f.stage) == ("example", "configure")
+    assert "plugins.example: unknown key(s) intervall (known: " in f.reason
