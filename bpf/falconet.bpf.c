@@ -663,7 +663,10 @@ int falconet_procexit(void *ctx) {
 #define TS_COMPAT 0x0002
 BPF_PROG_ARRAY(exit_progs, MAX_SYSCALL_NR);
 
-RAW_TRACEPOINT_PROBE(sys_exit) {
+// Not RAW_TRACEPOINT_PROBE: bcc would attach it as soon as the program is compiled, and the
+// loader would then see its own BPF_PROG_LOAD calls (false "BPF program loaded" alerts). The
+// loader attaches it by name after every other program is loaded (collector/bpfproc.py).
+int falconet_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
     // Every syscall of the host passes here: keep it to one helper, one read and the tail call
     // (an empty slot of the prog array just falls through, so no "wanted" lookup is needed).
     if (is_self(bpf_get_current_pid_tgid()))

@@ -89,3 +89,37 @@ def test_run_without_root_says_what_is_missing(falconet_bin):
     assert r.returncode != 0
     assert "cannot start event source 'ebpf': the eBPF collector needs root" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_engine_start_does_not_report_its_own_bpf_loads(falconet_bin, tmp_path):
+    """The loader child's BPF_PROG_LOAD calls happen before the syscall dispatcher is attached,
+    so starting the engine raises no "BPF Program Loaded by Unexpected Process" alert (the rule
+    itself is exercised by the detection suite)."""
+    need_bcc()
+    port = _free_port()
+    out = tmp_path / "alerts.jsonl"
+    with open(out, "w") as fh:
+        eng = subprocess.Popen([falconet_bin, "run", "--json", "--duration", "60",
+                                "--metrics-port", str(port)],
+                               stdout=fh, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            assert eng.poll() is None, eng.stderr.read()
+            try:
+                ready = _kernel_events(port) > 0
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert ready, "engine did not start within 60 s"
+    finally:
+        eng.send_signal(signal.SIGINT)
+        try:
+            _out, err = eng.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            eng.kill()
+            _out, err = eng.communicate()
+    assert eng.returncode == 0, err[-2000:]
+    rules = [json.loads(line)["rule"] for line in out.read_text().splitlines()]
+    assert "BPF Program Loaded by Unexpected Process" not in rules, rules

@@ -92,8 +92,13 @@ def _child(sock_fd: int) -> int:
         names: list[str] = []
         fds: list[int] = []
         for kind, tp, fn in req["attach"]:
-            if kind != "auto":
+            if kind == "tp":
                 b.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+        # the syscall dispatcher last: had it been attached before, this loader's own
+        # BPF_PROG_LOAD calls above would be reported as events of an unknown process
+        for kind, tp, fn in req["attach"]:
+            if kind == "raw":
+                b.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
         for tp, fd in b.tracepoint_fds.items():
             names.append(f"tp:{tp.decode() if isinstance(tp, bytes) else tp}")
             fds.append(fd)

@@ -249,6 +249,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
         lines.append(f"int exit_{name}(void *ctx) {{ return {spec.exit.format(**sub)}; }}")
         dispatch.append((syscalls.SYSCALL_NUMBERS[name], f"exit_{name}"))
     if dispatch:
-        attach.append(("auto", "sys_exit", "raw_tracepoint__sys_exit"))
+        # attached last by the loader, once every other program is loaded (see bpfproc.py)
+        attach.append(("raw", "sys_exit", "falconet_sys_exit"))
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
                         unavailable)
