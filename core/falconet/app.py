@@ -231,7 +231,12 @@ class App:
 
     # ------------------------------------------------------------------------------ rules
     def rules_files(self, cli_rules: list[str] | None) -> list[str]:
-        files = expand_rules_paths(cli_rules or self.config["rules_files"] or [])
+        asked = cli_rules or self.config["rules_files"] or []
+        files = expand_rules_paths(asked)
+        if asked and not files:
+            # an explicit choice that names no rules file must not fall back to the defaults
+            raise StartupError("no rules files in " + ", ".join(map(str, asked))
+                               + " (expected .yaml/.yml files)")
         if not files:
             files = default_rules_paths()
         if self.config["load_plugin_rules"]:

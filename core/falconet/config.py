@@ -113,7 +113,19 @@ def _append_output(v: Any) -> list[Any]:
     if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
         raise ValueError("expected a list of mappings (match:, extra_output:, extra_fields:, "
                          "suggested_output:)")
+    for i, entry in enumerate(v):
+        unknown = sorted(set(map(str, entry)) - _APPEND_OUTPUT_KEYS)
+        if unknown:
+            raise ValueError(f"entry {i + 1}: unknown key {unknown[0]!r} (allowed: "
+                             + ", ".join(sorted(_APPEND_OUTPUT_KEYS)) + ")")
+        match = entry.get("match")
+        if match is not None and (not isinstance(match, dict)
+                                  or set(map(str, match)) - {"source", "tags", "rule"}):
+            raise ValueError(f"entry {i + 1}: match: expected a mapping with source:, tags:, rule:")
     return v
+
+
+_APPEND_OUTPUT_KEYS = {"match", "extra_output", "extra_fields", "suggested_output"}
 
 
 def _responses(v: Any) -> list[dict[str, Any]]:

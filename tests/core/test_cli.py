@@ -38,3 +38,12 @@ def test_validating_a_directory_without_rules_files_is_an_error(
     assert main(["rules", "validate", str(tmp_path)]) == 1
     out = capsys.readouterr()
     assert f"no rules files (*.yaml, *.yml) in {tmp_path}" in out.err and "OK" not in out.out
+
+
+def test_an_explicit_rules_directory_without_rules_does_not_fall_back_to_the_defaults(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not rules")
+    assert main(["rules", "list", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert f"no rules files in {tmp_path}" in out.err
+    assert out.out == ""          # not the 32 default rules

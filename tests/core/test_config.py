@@ -134,3 +134,13 @@ def test_responses_are_validated(tmp_path: Path) -> None:
     cfg = load_config(None, ["responses=[{action: notify}]"])
     assert cfg["responses"] == [{"action": "notify", "rules": [], "min_priority": "debug",
                                  "params": {}}]
+
+
+def test_append_output_entries_are_validated() -> None:
+    """A typo in append_output (a key Falco doesn't know) is a clear start-up error, not ignored."""
+    with pytest.raises(ConfigError, match=r"append_output: entry 1: unknown key 'bogus'"):
+        load_config(None, ["append_output=[{bogus: 1}]"])
+    with pytest.raises(ConfigError, match=r"match: expected a mapping with source:, tags:, rule:"):
+        load_config(None, ["append_output=[{match: {sourc: syscall}, extra_output: x}]"])
+    cfg = load_config(None, ["append_output=[{match: {source: syscall}, extra_output: x}]"])
+    assert cfg["append_output"][0]["extra_output"] == "x"
