@@ -140,12 +140,15 @@ def test_metrics_served_during_replay_linger(tmp_path: Path, rules: str) -> None
                 body = r.read().decode()
         except OSError:
             return None
-        return body if 'falconet_events_total{source="syscall",type="read"} 2997' in body else None
+        # a scrape is not one atomic snapshot (each family is copied in turn while a fast replay
+        # runs), so wait until one shows both the last events and the alerts they raised
+        done = ('falconet_events_total{source="syscall",type="read"} 2997' in body
+                and 'rule_name="Core test unlink"' in body)
+        return body if done else None
 
     try:
         body = wait_for(scrape)
-        assert body, "metrics never showed the replayed events"
-        assert 'rule_name="Core test unlink"' in body
+        assert body, "metrics never showed the replayed events and their alerts"
         assert "falcosecurity_falco_rules_matches_total" in body
         p.send_signal(signal.SIGTERM)     # ends the linger early
         p.communicate(timeout=20)
