@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +32,14 @@ def _kernel_events(port: int) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
-    need_bcc()
-    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+@contextlib.contextmanager
+def _live_engine(falconet_bin: str, out: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """``falconet run --json`` writing alerts to ``out``; yields once the kernel side delivers
+    events (seen on /metrics), stops it with SIGINT and checks the clean exit afterwards."""
     port = _free_port()
-    out = tmp_path / "alerts.jsonl"
     with open(out, "w") as fh:
-        eng = subprocess.Popen([falconet_bin, "run", "--rules", str(FALCO_RULES), "--json",
-                                "--duration", "90", "--metrics-port", str(port)],
+        eng = subprocess.Popen([falconet_bin, "run", "--json", "--duration", "90",
+                                "--metrics-port", str(port), *args],
                                stdout=fh, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         deadline = time.monotonic() + 60
@@ -50,6 +52,22 @@ def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
                 pass
             time.sleep(0.2)
         assert ready, "engine did not start within 60 s"
+        yield eng
+    finally:
+        eng.send_signal(signal.SIGINT)
+        try:
+            _out, err = eng.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            eng.kill()
+            _out, err = eng.communicate()
+    assert eng.returncode == 0, err[-2000:]
+
+
+def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
+    need_bcc()
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    out = tmp_path / "alerts.jsonl"
+    with _live_engine(falconet_bin, out, "--rules", str(FALCO_RULES)):
         me = Path("/proc/self/comm").read_text().strip()
         alert = None
         deadline = time.monotonic() + 20
@@ -67,15 +85,6 @@ def test_run_alerts_on_reading_etc_shadow(falconet_bin, tmp_path):
         assert f["proc.pname"] == me
         assert f["proc.cmdline"] == "cat /etc/shadow"
         assert f["user.name"] == "root" and alert["priority"] == "Warning"
-    finally:
-        eng.send_signal(signal.SIGINT)
-        try:
-            _out, err = eng.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            eng.kill()
-            _out, err = eng.communicate()
-    assert eng.returncode == 0, err[-2000:]
-    assert os.path.exists(out)
 
 
 def test_run_without_root_says_what_is_missing(falconet_bin):
@@ -96,30 +105,8 @@ def test_engine_start_does_not_report_its_own_bpf_loads(falconet_bin, tmp_path):
     so starting the engine raises no "BPF Program Loaded by Unexpected Process" alert (the rule
     itself is exercised by the detection suite)."""
     need_bcc()
-    port = _free_port()
     out = tmp_path / "alerts.jsonl"
-    with open(out, "w") as fh:
-        eng = subprocess.Popen([falconet_bin, "run", "--json", "--duration", "60",
-                                "--metrics-port", str(port)],
-                               stdout=fh, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 60
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            assert eng.poll() is None, eng.stderr.read()
-            try:
-                ready = _kernel_events(port) > 0
-            except OSError:
-                pass
-            time.sleep(0.2)
-        assert ready, "engine did not start within 60 s"
-    finally:
-        eng.send_signal(signal.SIGINT)
-        try:
-            _out, err = eng.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            eng.kill()
-            _out, err = eng.communicate()
-    assert eng.returncode == 0, err[-2000:]
+    with _live_engine(falconet_bin, out):      # the default rules
+        pass
     rules = [json.loads(line)["rule"] for line in out.read_text().splitlines()]
     assert "BPF Program Loaded by Unexpected Process" not in rules, rules
