@@ -44,6 +44,9 @@ LOKI_STREAM = '{service_name="falconet"}'
 #: the filters every Loki query applies (structured metadata and index labels alike)
 LOKI_FILTERS = '| severity_text=~"$priority" | k8s_namespace_name=~"$namespace" | host_name=~"$host"'
 I = 'instance=~"$instance"'  # short on purpose: it is in every PromQL selector
+#: drops per second by cause, and OTLP records per second by signal and result (two dashboards)
+DROPS_BY_CAUSE = f"sum by (cause) (rate(falconet_drops_total{{{I}}}[$__rate_interval]))"
+OTLP_RECORDS = f"sum by (signal, result) (rate(falconet_otel_records_total{{{I}}}[$__rate_interval]))"
 
 
 # ------------------------------------------------------------------------------------ variables
@@ -263,7 +266,7 @@ def overview() -> dict[str, Any]:
         timeseries("Drops by cause", "Events or alerts the engine could not handle, per second, by cause "
                    "(falconet_drops_total): kernel_buffer, decode_error, capture_malformed, "
                    "output_queue_full... Every drop is counted; any non-zero value means missed data.",
-                   [prom(f"sum by (cause) (rate(falconet_drops_total{{{I}}}[$__rate_interval]))", "{{cause}}")],
+                   [prom(DROPS_BY_CAUSE, "{{cause}}")],
                    unit="ops", w=12),
         timeseries("Rule evaluation latency", "Time to evaluate all rules of an event's type, sampled per "
                    "event (falconet_rule_eval_seconds): 50th and 99th percentile, and the mean.",
@@ -282,7 +285,7 @@ def overview() -> dict[str, Any]:
                          "{{output}} sent"),
                     prom(per_output("falconet_output_failures_total"), "{{output}} failed", ref="B"),
                     prom(per_output("falconet_output_drops_total"), "{{output}} dropped", ref="C"),
-                    prom(f"sum by (signal, result) (rate(falconet_otel_records_total{{{I}}}[$__rate_interval]))",
+                    prom(OTLP_RECORDS,
                          "otlp {{signal}} {{result}}", ref="D")],
                    unit="ops", w=8),
         timeseries("Engine CPU and memory", "CPU used by the engine process in cores "
@@ -353,7 +356,7 @@ def engine_health() -> dict[str, Any]:
                    "kernel ring buffer or a kernel-side category overflowed; decode_error / "
                    "capture_malformed: unreadable input; parser_error / rule_error: a bad event or rule; "
                    "output_queue_full: an output could not keep up.",
-                   [prom(f"sum by (cause) (rate(falconet_drops_total{{{I}}}[$__rate_interval]))", "{{cause}}")],
+                   [prom(DROPS_BY_CAUSE, "{{cause}}")],
                    unit="ops", w=12),
         table("Drops in time range", "Total drops per cause and instance in the selected time range.",
               prom(f"sum by (instance, cause) (increase(falconet_drops_total{{{I}}}[$__range]))", instant=True),
@@ -382,7 +385,7 @@ def engine_health() -> dict[str, Any]:
                    "failed to send (collector down, slow or rejecting; alert FalconetOtlpExportFailing) "
                    "or dropped (export queue full), per second (falconet_otel_records_total). Only when "
                    "the OTel output is configured.",
-                   [prom(f"sum by (signal, result) (rate(falconet_otel_records_total{{{I}}}[$__rate_interval]))",
+                   [prom(OTLP_RECORDS,
                          "{{signal}} {{result}}")], unit="ops", w=8),
         row("Enrichment and state"),
         timeseries("Enrichment lookups by result", "Container and Kubernetes metadata lookups per second by "

@@ -109,9 +109,22 @@ def otlp_to_alerts(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return alerts
 
 
-def _bounded(stream: Any) -> bytes:
-    """Read a decompressing stream, refusing more than MAX_BODY bytes (no decompression bombs)."""
-    data = stream.read(MAX_BODY + 1)
+def decode_body(body: bytes, encoding: str) -> bytes:
+    """``body`` decompressed per its Content-Encoding (gzip, deflate or identity), refusing more
+    than MAX_BODY bytes of output without ever inflating more than that (no decompression bombs).
+    Raises ValueError, OSError, EOFError or zlib.error for bad input."""
+    if encoding == "identity":
+        return body
+    if encoding == "gzip":
+        data = gzip.GzipFile(fileobj=io.BytesIO(body)).read(MAX_BODY + 1)
+    elif encoding == "deflate":
+        # max_length bounds the output (zlib.decompress's bufsize is only a starting size)
+        inflate = zlib.decompressobj()
+        data = inflate.decompress(body, MAX_BODY + 1)
+        if not inflate.eof and len(data) <= MAX_BODY:
+            raise ValueError("truncated deflate body")
+    else:
+        raise ValueError(f"unsupported Content-Encoding {encoding!r} (gzip, deflate or none)")
     if len(data) > MAX_BODY:
         raise ValueError(f"decompressed body is larger than {MAX_BODY} bytes")
     return data
@@ -157,15 +170,9 @@ def make_handler(relay: Relay) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 raise ValueError(f"body of {length} bytes is larger than {MAX_BODY}")
-            body = self.rfile.read(length)
             # the collector's otlp_http exporter compresses with gzip by default
             encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-            if encoding == "gzip":
-                body = _bounded(gzip.GzipFile(fileobj=io.BytesIO(body)))
-            elif encoding == "deflate":
-                body = _bounded(io.BytesIO(zlib.decompress(body, bufsize=MAX_BODY)))
-            elif encoding != "identity":
-                raise ValueError(f"unsupported Content-Encoding {encoding!r} (gzip, deflate or none)")
+            body = decode_body(self.rfile.read(length), encoding)
             return json.loads(body or b"{}")
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API

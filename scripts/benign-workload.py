@@ -25,6 +25,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import os
@@ -35,7 +36,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Run under the repository's virtualenv (falconet and its dependencies live there, and the engine
@@ -100,28 +103,39 @@ def packages_host(work: Path) -> None:
     run(["dpkg", "--purge", "falconet-benign"])
 
 
-@step("package install with dpkg in a runc container")
-def packages_container(work: Path) -> None:
+@contextlib.contextmanager
+def runc_container() -> Iterator[Any]:
+    """A started runc container (falconet.simulate RuncContext), stopped on exit; None, with a
+    note, where runc cannot run here (the workload goes on without it)."""
     from falconet.simulate.contexts import ContextUnavailable, RuncContext  # noqa: PLC0415
 
-    deb = work / "falconet-benign_1.0_all.deb"
-    if not deb.exists():
-        deb = build_deb(work)
     ctx = RuncContext()
     try:
         ctx.start()
     except (ContextUnavailable, RuntimeError) as e:
         print(f"  (no runc container: {e})")
+        yield None
         return
     try:
+        yield ctx
+    finally:
+        ctx.stop()
+
+
+@step("package install with dpkg in a runc container")
+def packages_container(work: Path) -> None:
+    deb = work / "falconet-benign_1.0_all.deb"
+    if not deb.exists():
+        deb = build_deb(work)
+    with runc_container() as ctx:
+        if ctx is None:
+            return
         # hand the package to the container through its writable upper layer
         shutil.copy(deb, ctx.bundle / "merged" / "tmp" / deb.name)
         ctx.exec(["mkdir", "-p", "/var/lib/dpkg/info", "/usr/share/doc"])
         ctx.exec(["dpkg", "-i", f"/tmp/{deb.name}"])
         ctx.exec(["dpkg", "-l"])
         ctx.exec(["rm", "-f", f"/tmp/{deb.name}"])
-    finally:
-        ctx.stop()
 
 
 # ---------------------------------------------------------------------------- python project
@@ -259,21 +273,13 @@ def c_build(work: Path) -> None:
 
 @step("application container running its entrypoint (runc)")
 def app_container(work: Path) -> None:
-    from falconet.simulate.contexts import ContextUnavailable, RuncContext  # noqa: PLC0415
-
-    ctx = RuncContext()
-    try:
-        ctx.start()
-    except (ContextUnavailable, RuntimeError) as e:
-        print(f"  (no runc container: {e})")
-        return
-    try:
+    with runc_container() as ctx:
+        if ctx is None:
+            return
         ctx.exec(["ls", "/"])
         ctx.exec(["cat", "/etc/passwd"])
         ctx.exec(["touch", "/tmp/app.pid"])
         ctx.exec(["wc", "-l", "/etc/group"])
-    finally:
-        ctx.stop()
 
 
 STEPS = [packages_host, packages_container, python_project, git_ops, web_server, cron_jobs,

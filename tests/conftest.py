@@ -3,14 +3,23 @@
 Policy (DEVELOPERS.md): in CI (``CI=true``, root) the eBPF, container and Prometheus tests must run.
 Use :func:`need` instead of ``pytest.skip``: outside CI it skips and says why; in CI a missing
 prerequisite is a failure, so a broken setup can never pass as green.
+
+Also the small helpers every test folder needs (``wait_for``, ``free_port``, ``stop_process``):
+one copy here instead of one per folder. A plugin's own tests keep their own (they stand alone).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +70,34 @@ def falconet_bin() -> str:
     """The installed ``falconet`` console script of the test virtualenv."""
     p = Path(sys.executable).parent / "falconet"
     return str(p) if p.exists() else "falconet"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to ``proc`` if it still runs and wait ``timeout`` s for it to exit, then kill
+    it: a test's ``finally`` must neither leave an engine or server behind nor hang on one."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02) -> Any:
+    """Poll ``cond()`` every ``step`` s until it returns something truthy and return that; at the
+    deadline return its last (falsy) value, for the caller's ``assert ..., why``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()

@@ -270,10 +270,8 @@ class App:
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
             raise StartupError("rules file not found: " + ", ".join(missing))
-        try:
-            from falconet.rules import load_rules  # noqa: PLC0415 - optional until installed
-        except ImportError as e:
-            raise StartupError(f"the rule engine (falconet.rules) is not available: {e}") from None
+        # imported on first load: commands that load no rules (plugins, fields) start faster
+        from falconet.rules import load_rules  # noqa: PLC0415
         cfg = self.config
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
@@ -393,8 +391,8 @@ class App:
     def source(self, name: str) -> Any:
         self.load_plugins()
         if name not in self.sources:
-            failed = [f for f in self.host.failures]
-            why = "".join(f"\n  plugin '{f.name}' failed ({f.stage}): {f.reason}" for f in failed)
+            why = "".join(f"\n  plugin '{f.name}' failed ({f.stage}): {f.reason}"
+                          for f in self.host.failures)
             raise StartupError(f"unknown event source '{name}' (available: "
                                f"{', '.join(sorted(self.sources)) or 'none'}){why}")
         return self.sources[name][1]

@@ -194,8 +194,8 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         try:
             for line in f:
                 lineno += 1
-                if stop is not None and not lineno & 1023:
-                    if stop():
+                if not lineno & 1023:          # every 1024 lines: stop request, progress
+                    if stop is not None and stop():
                         return
                     if bar is not None:
                         bar.update()

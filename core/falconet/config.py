@@ -250,9 +250,6 @@ class Config:
     def plugin_required(self, name: str) -> bool:
         return bool(self.plugin_section(name).get("required", False))
 
-    def plugin_enabled(self, name: str) -> bool:
-        return self.plugin_section(name).get("enabled", True) is not False
-
     @property
     def hostname(self) -> str:
         return (self.data.get("hostname") or os.environ.get("FALCONET_HOSTNAME")

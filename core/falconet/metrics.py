@@ -24,6 +24,7 @@ Parser exceptions are counted per plugin in ``falconet_plugin_errors_total{plugi
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -64,8 +65,5 @@ class EngineMetrics:
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
         self.latency_n += 1
-        for i, b in enumerate(self.LATENCY_BUCKETS):
-            if seconds <= b:
-                self.latency_counts[i] += 1
-                return
-        self.latency_counts[-1] += 1
+        # first bucket with seconds <= bound; past the last bound lands in the +Inf slot
+        self.latency_counts[bisect_left(self.LATENCY_BUCKETS, seconds)] += 1

@@ -266,11 +266,11 @@ class Pipeline:
         """Count an alert and queue it to every sink whose ``min_priority`` (and rule filter)
         admits it."""
         m = self.metrics
-        m.alerts[(alert.rule, int(alert.priority), alert.source)] += 1
+        prio = int(alert.priority)
+        m.alerts[(alert.rule, prio, alert.source)] += 1
         if alert.rule not in m.rule_tags:
             m.rule_tags[alert.rule] = list(alert.tags)
         self.alerts += 1
-        prio = int(alert.priority)
         for w in self.workers:
             if prio <= w.min_priority and (w.rules is None or alert.rule in w.rules):
                 w.offer(alert)
@@ -298,12 +298,17 @@ class Pipeline:
             self.metrics.drop("rule_error")
             return []
         if alerts:
-            lineage = lineage_of(evt, self.state)
-            for a in alerts:
-                if not a.lineage:
-                    a.lineage = lineage
-                self.dispatch(a)
+            self._emit(evt, alerts)
         return alerts
+
+    def _emit(self, evt: Event, alerts: list[Alert]) -> None:
+        """Dispatch the alerts of ``evt``, each with the process lineage of ``evt`` unless it
+        already has one (looked up once for all of them)."""
+        lineage = lineage_of(evt, self.state)
+        for a in alerts:
+            if not a.lineage:
+                a.lineage = lineage
+            self.dispatch(a)
 
     def run(self, events: Iterable[Event | None]) -> int:
         """The hot loop: consume ``events`` until it ends or :meth:`request_stop`. Returns the
@@ -317,11 +322,10 @@ class Pipeline:
         if self._attention and not self._stopping:
             self._take_pending()
         match = self.ruleset.match
-        dispatch = self.dispatch
+        emit = self._emit
         observe = m.observe_latency
         perf = time.perf_counter
         mask = LATENCY_SAMPLE_MASK
-        state = self.state
         n = self.events
         it: Iterator[Event | None] = iter(events)
         try:
@@ -355,11 +359,7 @@ class Pipeline:
                     m.drops["rule_error"] += 1
                     continue
                 if alerts:
-                    lineage = lineage_of(evt, state)
-                    for a in alerts:
-                        if not a.lineage:
-                            a.lineage = lineage
-                        dispatch(a)
+                    emit(evt, alerts)
         finally:
             self.events = n
             close = getattr(it, "close", None)

@@ -93,7 +93,7 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self.m
         # snapshots: the hot loop keeps writing while we read (copies are atomic under the GIL)
-        alerts = m.alerts.copy()
+        alerts = sorted(m.alerts.copy().items())
         rule_tags = m.rule_tags.copy()
         output_drops = m.output_drops.copy()
         cpu, rss, age = process_usage()
@@ -102,7 +102,7 @@ class EngineCollector(Collector):
         # ---------------------------------------------------------------- Falco-compatible
         matches = CounterMetricFamily("falcosecurity_falco_rules_matches",
                                       "Number of times each rule matched")
-        for (rule, prio, source), n in sorted(alerts.items()):
+        for (rule, prio, source), n in alerts:
             labels = {"rule_name": rule, "priority": str(int(prio)), "source": source,
                       **self._tag_labels(rule, rule_tags.get(rule, []))}
             matches.add_sample("falcosecurity_falco_rules_matches_total", labels, n)
@@ -125,7 +125,7 @@ class EngineCollector(Collector):
         # ---------------------------------------------------------------- Falconet's own
         fam = CounterMetricFamily("falconet_alerts", "Alerts by rule, priority and source",
                                   labels=["rule", "priority", "source"])
-        for (rule, prio, source), n in sorted(alerts.items()):
+        for (rule, prio, source), n in alerts:
             fam.add_metric([rule, _PRIORITY_LABEL.get(int(prio), str(prio)), source], n)
         yield fam
         yield _labelled(CounterMetricFamily, "falconet_events", "Events processed by source and type",
@@ -151,7 +151,7 @@ class EngineCollector(Collector):
         yield _gauge("falconet_rules_reload_success", "1 when the last rules (re)load succeeded",
                      1 if m.last_reload_ok else 0)
         yield _counter("falconet_rules_reload_failures", "Failed rules reloads",
-                       getattr(m, "reload_failures", 0))
+                       m.reload_failures)
         yield _info("falconet_build_info", "Falconet version", "version", self.version)
         yield _counter("falconet_cpu_seconds", "CPU seconds used by the engine", cpu)
         yield _gauge("falconet_resident_memory_bytes", "Resident memory of the engine", rss)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -51,12 +49,6 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_exc})" if last_exc else ""))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------ dashboards
@@ -224,55 +216,6 @@ def grafana_alert_queries() -> list[Query]:
 
 
 # ------------------------------------------------------------------------------------ real servers
-class Prometheus:
-    """A real ``prometheus`` on 127.0.0.1 with a temporary data directory."""
-
-    def __init__(self, binary: str, workdir: Path, scrape_targets: list[str], *,
-                 scrape_interval: str = "250ms", rule_files: list[Path] | None = None,
-                 job: str = "falconet") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = {"global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s",
-                          "scrape_timeout": scrape_interval},
-               "rule_files": [str(p) for p in rule_files or []],
-               "scrape_configs": [{"job_name": job, "static_configs": [{"targets": scrape_targets}]}]}
-        self.config = workdir / "prometheus.yml"
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_for(lambda: self._ready(), 20, "prometheus /-/ready")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}")
-        with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-            return r.status == 200
-
-    def api(self, path: str, **params: Any) -> Any:
-        url = f"{self.url}/api/v1/{path}?" + urllib.parse.urlencode(params, doseq=True)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                body = json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            body = json.loads(e.read() or b"{}")
-            raise AssertionError(f"Prometheus rejected {params}: {body.get('error', e)}") from None
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-
-
 @dataclass
 class OtlpRequest:
     path: str

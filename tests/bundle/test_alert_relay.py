@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from bundle_support import REPO, free_port, http_json, wait_for
-from conftest import need_binary
+from bundle_support import REPO, http_json, wait_for
+from conftest import free_port, need_binary, stop_process
 from otel_records import Exported, export_sample_alerts
 
 RELAY = REPO / "otel-collector" / "alert_relay.py"
@@ -34,13 +34,7 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.log.close()
 
 
@@ -130,14 +124,53 @@ def test_bad_requests_get_clear_errors(stack: dict[str, Any]) -> None:
     assert code == 200
 
 
-def test_control_characters_are_escaped() -> None:
+def _import_relay() -> Any:
     sys.path.insert(0, str(RELAY.parent))
     try:
         import alert_relay  # noqa: PLC0415
     finally:
         sys.path.remove(str(RELAY.parent))
+    return alert_relay
+
+
+def test_control_characters_are_escaped() -> None:
+    alert_relay = _import_relay()
     alerts = alert_relay.otlp_to_alerts({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
         "severityText": "Critical", "body": {"stringValue": "evil\x1b[2Jname\nforged line"},
         "attributes": [{"key": "security_rule.name", "value": {"stringValue": "r\x07"}}]}]}]}]})
     assert alerts[0]["annotations"]["summary"] == "evil\\x1b[2Jname\\x0aforged line"
     assert alerts[0]["labels"]["rule"] == "r\\x07"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_bodies_are_bounded_without_inflating_a_bomb(encoding: str) -> None:
+    """A small body that inflates to 64 MiB is refused without inflating it all (only a bit more
+    than MAX_BODY, 8 MiB, plus the decompressor's buffers): zlib.decompress(bufsize=...) would
+    have built all 64 MiB first."""
+    import tracemalloc  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    alert_relay = _import_relay()
+    doc = json.dumps({"resourceLogs": []}).encode()
+    pack = gzip.compress if encoding == "gzip" else zlib.compress
+    assert alert_relay.decode_body(pack(doc), encoding) == doc
+    assert alert_relay.decode_body(doc, "identity") == doc
+    with pytest.raises(ValueError, match="unsupported Content-Encoding 'br'"):
+        alert_relay.decode_body(doc, "br")
+    inflated = 64 * 1024 * 1024
+    bomb = pack(bytes(inflated))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="larger than"):
+            alert_relay.decode_body(bomb, encoding)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < inflated // 2
+
+
+def test_truncated_deflate_body_is_refused() -> None:
+    import zlib  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="truncated"):
+        _import_relay().decode_body(zlib.compress(b'{"resourceLogs": []}')[:-6], "deflate")

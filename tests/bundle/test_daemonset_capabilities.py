@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bundle_support import K8S, OtlpHttpReceiver, env_without_otel, free_port, http_json, wait_for
-from conftest import need, need_bcc, need_binary
+from bundle_support import K8S, OtlpHttpReceiver, env_without_otel, http_json, wait_for
+from conftest import free_port, need, need_bcc, need_binary, stop_process
 
 
 def daemonset_caps() -> list[str]:
@@ -51,16 +51,6 @@ def start_engine(tmp: Path, caps: list[str], probe: Path, port: int,
         stdin=subprocess.DEVNULL, env=env_without_otel())
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.mark.root
 @pytest.mark.ebpf
 def test_engine_runs_with_exactly_the_daemonset_capabilities(tmp_path: Path) -> None:
@@ -87,7 +77,7 @@ def test_engine_runs_with_exactly_the_daemonset_capabilities(tmp_path: Path) -> 
         wait_for(lambda: any(r.severity_text == "Critical" for _, _, r in otlp.log_records()), 15,
                  "the live alert over OTLP")
     finally:
-        stop(proc)
+        stop_process(proc, 15)
         otlp.stop()
 
 

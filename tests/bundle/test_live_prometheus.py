@@ -23,18 +23,17 @@ import yaml
 from bundle_support import (
     PROM_RULES,
     OtlpHttpReceiver,
-    Prometheus,
     Query,
     dashboard_queries,
     env_without_otel,
-    free_port,
     grafana_alert_queries,
     prometheus_rule_exprs,
     split_label_values,
     substitute,
     wait_for,
 )
-from conftest import need_binary
+from conftest import free_port, need_binary, stop_process
+from prometheus_server import Prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -163,13 +162,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         variables = {"host": HOSTNAME, "instance": regex.replace("\\", "\\\\")}
         yield Run(prom, otlp, start, end, variables)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, 15)
         log.close()
         prom.stop()
         otlp.stop()

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,15 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FALCO_RULES, REPO, need, need_bcc, need_binary
+from conftest import FALCO_RULES, REPO, free_port, need, need_bcc, need_binary
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kernel_events(port: int) -> float:
@@ -36,7 +29,7 @@ def _kernel_events(port: int) -> float:
 def _live_engine(falconet_bin: str, out: Path, *args: str) -> Iterator[subprocess.Popen]:
     """``falconet run --json`` writing alerts to ``out``; yields once the kernel side delivers
     events (seen on /metrics), stops it with SIGINT and checks the clean exit afterwards."""
-    port = _free_port()
+    port = free_port()
     with open(out, "w") as fh:
         eng = subprocess.Popen([falconet_bin, "run", "--json", "--duration", "90",
                                 "--metrics-port", str(port), *args],

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, need_bcc
+from conftest import REPO, need_bcc, stop_process
 from container_runtimes import (
     DOCKER_RUNC_ROOT,
     DOCKER_SOCK,
@@ -92,12 +92,7 @@ class LiveEngine:
         return None
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 @pytest.fixture(scope="module")

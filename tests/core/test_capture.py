@@ -157,6 +157,9 @@ def test_progress_bar_on_large_files(tmp_path: Path, monkeypatch, capsys) -> Non
     assert sum(1 for _ in read_capture(str(path), stop=lambda: False, progress=True)) == 3000
     err = capsys.readouterr().err
     assert "\rreplay [" in err and "%" in err
+    # the bar does not depend on a stop callback
+    assert sum(1 for _ in read_capture(str(path), progress=True)) == 3000
+    assert "\rreplay [" in capsys.readouterr().err
     # not a terminal and not asked for: no bar
     assert sum(1 for _ in read_capture(str(path), stop=lambda: False)) == 3000
     assert capsys.readouterr().err == ""

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import need_bcc, need_binary
+from conftest import free_port, need_bcc, need_binary, wait_for
 from core_capgen import RULES, write_capture
 
 FALCONET = [sys.executable, "-m", "falconet"]
@@ -25,16 +23,6 @@ def run(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[st
                           **kw)
 
 
-def wait_for(cond, timeout: float = 15.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
-
-
 @pytest.fixture
 def rules(tmp_path: Path) -> str:
     p = tmp_path / "rules.yaml"
@@ -42,12 +30,6 @@ def rules(tmp_path: Path) -> str:
     return str(p)
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_replay_json_alerts_with_real_rules(tmp_path: Path, rules: str) -> None:
@@ -108,7 +90,7 @@ def test_sigterm_stops_a_replay_cleanly(tmp_path: Path, rules: str) -> None:
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # wait until alerts are flowing, then stop it mid-file
-        assert wait_for(lambda: out.exists() and out.stat().st_size > 0), "no alerts written"
+        assert wait_for(lambda: out.exists() and out.stat().st_size > 0, 15), "no alerts written"
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=30)
     finally:
@@ -147,7 +129,7 @@ def test_metrics_served_during_replay_linger(tmp_path: Path, rules: str) -> None
         return body if done else None
 
     try:
-        body = wait_for(scrape)
+        body = wait_for(scrape, 15)
         assert body, "metrics never showed the replayed events and their alerts"
         assert "falcosecurity_falco_rules_matches_total" in body
         p.send_signal(signal.SIGTERM)     # ends the linger early

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import time
 
+from conftest import wait_for
 from core_fakes import BlockingSink, FailingSink, FakeRuleset, ListSink, evt
 from falconet.alerts import Alert
 from falconet.metrics import EngineMetrics
 from falconet.pipeline import LATENCY_SAMPLE_MASK, Pipeline
 from falconet.priorities import Priority
 from falconet.state.tables import StateTables, ThreadInfo
-
-
-def wait_for(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 def shadow_rule(prio: Priority = Priority.WARNING):
@@ -92,9 +84,9 @@ def test_slow_sink_drops_are_counted_and_do_not_block_the_loop() -> None:
     assert m.output_drops["slow"] in (46, 47)
     assert m.drops["output_queue_full"] == m.output_drops["slow"]
     assert m.output_drops["fast"] == 0
-    assert wait_for(lambda: len(fast.alerts) == 50)
+    assert wait_for(lambda: len(fast.alerts) == 50, 5)
     # the worker holds one alert in send(), the others wait in the queue
-    assert wait_for(lambda: m.gauges["output_queue_depth"]()["slow"] == 50 - m.output_drops["slow"] - 1)
+    assert wait_for(lambda: m.gauges["output_queue_depth"]()["slow"] == 50 - m.output_drops["slow"] - 1, 5)
     slow.release.set()
     p.close()
     assert m.output_sent["slow"] == len(slow.alerts) == 50 - m.output_drops["slow"]
@@ -184,7 +176,7 @@ def test_close_drains_sinks_in_parallel_and_counts_what_is_left() -> None:
     m = EngineMetrics()
     p = Pipeline(FakeRuleset([shadow_rule()]), sinks=[stuck1, stuck2], metrics=m)
     p.run([evt(name="/etc/shadow")] * 3)
-    assert wait_for(lambda: all(w.queue.qsize() == 2 for w in p.workers))
+    assert wait_for(lambda: all(w.queue.qsize() == 2 for w in p.workers), 5)
     t0 = time.monotonic()
     p.close(timeout=0.5)
     assert time.monotonic() - t0 < 1.0, "sinks must drain within one shared timeout"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import REPO, need_bcc
+from conftest import REPO, free_port, need_bcc, stop_process, wait_for
 from core_fakes import FakeRuleset, ListSink, evt
 from falconet.app import App
 from falconet.config import load_config
@@ -23,16 +22,6 @@ from falconet.events import Event
 from falconet.pipeline import Pipeline
 from falconet.priorities import Priority
 from falconet.reload import RulesReloader, fingerprint
-
-
-def wait_for(cond, timeout: float = 10.0, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def named(rule: str) -> FakeRuleset:
@@ -245,12 +234,6 @@ LIVE_RULE = """\
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _metric(port: int, name: str) -> float | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         m = re.search(rf"^{name}\s+(\S+)$", r.read().decode(), re.M)
@@ -263,7 +246,7 @@ def test_live_run_reloads_on_sighup_and_keeps_old_rules_on_errors(tmp_path: Path
     target.write_text("x\n")
     rules = tmp_path / "rules.yaml"
     rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
-    port = _free_port()
+    port = free_port()
     eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
                             "--metrics-port", str(port), "--duration", "120",
                             "-o", "watch_rules_files=false", "-o", "append_output=[]"],
@@ -304,12 +287,7 @@ def test_live_run_reloads_on_sighup_and_keeps_old_rules_on_errors(tmp_path: Path
             "the old rules stopped alerting after a failed reload"
         assert eng.poll() is None
     finally:
-        eng.send_signal(signal.SIGTERM)
-        try:
-            eng.wait(30)
-        except subprocess.TimeoutExpired:
-            eng.kill()
-            eng.wait(10)
+        stop_process(eng, 30)
     assert eng.returncode == 0, "".join(err)
     assert not said("Traceback")
 
@@ -354,10 +332,5 @@ def test_live_run_reloads_a_changed_rules_file_and_warns_about_untraced_syscalls
         assert said("does not trace (restart falconet to trace them): bind, connect, socket")
         assert wait_for(alerted, 20, 0.2), "no alert from the reloaded file"
     finally:
-        eng.send_signal(signal.SIGTERM)
-        try:
-            eng.wait(30)
-        except subprocess.TimeoutExpired:
-            eng.kill()
-            eng.wait(10)
+        stop_process(eng, 30)
     assert eng.returncode == 0, "".join(err)

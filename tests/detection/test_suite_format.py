@@ -47,6 +47,16 @@ def test_default_suite_loads_and_covers_every_default_rule() -> None:
     assert {c.where for c in suite.cases} == {"host", "runc", "docker"}
 
 
+def test_select_picks_cases_by_name_or_action() -> None:
+    suite = load_suite(DEFAULT_SUITE)
+    assert suite.select(None) == suite.select([]) == suite.cases
+    first = suite.cases[0]
+    by_action = suite.select([first.action])
+    assert first in by_action and all(c.action == first.action for c in by_action)
+    assert first in suite.select([first.name])
+    assert suite.select(["nosuch"]) == []
+
+
 def test_falco_suite_covers_every_stable_rule_but_documented_misses() -> None:
     assert FALCO_RULES.exists(), FALCO_RULES
     suite = load_suite(FALCO_SUITE)

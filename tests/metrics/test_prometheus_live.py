@@ -7,8 +7,8 @@ import json
 import subprocess
 
 import pytest
-from conftest import need_bcc, need_binary
-from prom_server import Prometheus, free_port
+from conftest import free_port, need_bcc, need_binary, stop_process
+from prometheus_server import Prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -57,13 +57,12 @@ def test_prometheus_scrapes_falconet_replay(tmp_path, falconet_bin):
     write_capture(cap, 25)
     rules.write_text(CAPTURE_RULES)
     port = free_port()
+    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{port}"], scrape_interval="1s")
     engine = subprocess.Popen(
         [falconet_bin, "replay", str(cap), "-r", str(rules), "--metrics-port", str(port),
          "--linger", "60", "--no-progress"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{port}"])
     try:
-        prom.wait_ready()
         r = prom.wait_query(f'falcosecurity_falco_rules_matches_total{{rule_name="{RULE}"}}',
                             lambda res: bool(res) or engine.poll() is not None)
         assert engine.poll() is None, engine.stderr.read().decode()
@@ -77,12 +76,7 @@ def test_prometheus_scrapes_falconet_replay(tmp_path, falconet_bin):
         assert value(prom.query('falconet_rules_loaded{source="syscall"}')) >= 1
     finally:
         prom.stop()
-        engine.terminate()
-        try:
-            engine.wait(10)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-            engine.wait()
+        stop_process(engine, 10)
 
 
 LIVE_RULES = """\
@@ -107,12 +101,11 @@ def test_prometheus_scrapes_live_engine(tmp_path, falconet_bin):
     rules = tmp_path / "rules.yaml"
     rules.write_text(LIVE_RULES.format(prefix=str(tmp_path / "marker-")))
     port = free_port()
+    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{port}"], scrape_interval="1s")
     engine = subprocess.Popen([falconet_bin, "run", "-r", str(rules), "--metrics-port", str(port),
                                "--duration", "90"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    prom = Prometheus(prom_bin, tmp_path, [f"127.0.0.1:{port}"])
     try:
-        prom.wait_ready()
         prom.wait_query("falcosecurity_scap_n_evts_total", lambda r: bool(r) and float(
             r[0]["value"][1]) > 0 or engine.poll() is not None, timeout=60)
         assert engine.poll() is None, engine.stderr.read().decode()
@@ -133,9 +126,4 @@ def test_prometheus_scrapes_live_engine(tmp_path, falconet_bin):
         assert value(prom.query('up{job="falconet"}')) == 1
     finally:
         prom.stop()
-        engine.terminate()
-        try:
-            engine.wait(20)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-            engine.wait()
+        stop_process(engine, 20)

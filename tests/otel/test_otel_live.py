@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
-from conftest import need_bcc
+from conftest import free_port, need_bcc, stop_process, wait_for
 from otlp_receivers import OtlpHttpReceiver
 
 RULES = """\
@@ -26,26 +25,11 @@ RULES = """\
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def otel_counter(port: int, signal: str, result: str) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     m = re.search(rf'^falconet_otel_records_total{{result="{result}",signal="{signal}"}} ([0-9.e+]+)$',
                   body, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-def poll(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def wait_events_flowing(port: int, engine: subprocess.Popen, timeout: float = 60) -> None:
@@ -92,20 +76,15 @@ def test_live_run_exports_process_tree(tmp_path, falconet_bin):
 
         rx.stop()                                           # the collector dies mid-run
         subprocess.run(["/bin/cat", str(marker)], stdout=subprocess.DEVNULL, check=True)
-        assert poll(lambda: otel_counter(port, "logs", "failed") >= 1, 20)
+        assert wait_for(lambda: otel_counter(port, "logs", "failed") >= 1, 20, 0.1)
         assert engine.poll() is None                        # ... and the engine goes on
         rx.start()                                          # back on the same port
         n_before = len(rx.logs)
-        assert poll(lambda: (subprocess.run(["/bin/cat", str(marker)], stdout=subprocess.DEVNULL)
-                             and False) or len(rx.logs) > n_before, 20)
+        assert wait_for(lambda: (subprocess.run(["/bin/cat", str(marker)], stdout=subprocess.DEVNULL)
+                                 and False) or len(rx.logs) > n_before, 20, 0.1)
         assert otel_counter(port, "logs", "sent") >= 3
     finally:
-        engine.terminate()
-        try:
-            engine.wait(20)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-            engine.wait()
+        stop_process(engine, 20)
         rx.stop()
     logs = [r for r in logs if r.attributes.get("security_rule.name") == "Live marker opened"]
     assert len(logs) == 2

@@ -249,6 +249,10 @@ def test_memfd_exec_and_setuid() -> None:
     assert (t.uid, t.euid) == (0, 33)
     m.evt("setgid", 150, -1, gid=0)              # failed: unchanged
     assert t.egid == 1000
+    m.evt("setresgid", 150, 0, rgid=7, egid=4294967295, sgid=4294967295)
+    assert (t.gid, t.egid) == (7, 1000)
+    m.evt("setgid", 150, 0, gid=0)
+    assert (t.gid, t.egid) == (0, 0)
 
 
 def test_unknown_tid_in_replay_is_synthesized_not_read_from_proc() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from falconet import syscalls
 from falconet.collector import program
 from falconet.events import Event
+from falconet.state.proc_bootstrap import writable_by
 
 #: ts, cgroup_id, res, tid, pid, id, len0, len1, len2, a0..a5
 HDR = struct.Struct("<QQqIIHHHH6Q")
@@ -204,18 +205,6 @@ def _make_clone(name: str, boot: int) -> Decoder:
     return decode
 
 
-def _writable(mode: int, f_uid: int, f_gid: int, euid: int, egid: int, cap_eff: int) -> bool:
-    """Falco's PPM_EXE_WRITABLE: the process's effective user may write its executable
-    (same rule as falconet.state.proc_bootstrap.exe_writable, on kernel-read inode fields)."""
-    if euid == 0 or cap_eff >> 1 & 1:          # CAP_DAC_OVERRIDE
-        return True
-    if f_uid == euid:
-        return bool(mode & 0o200)
-    if f_gid == egid:
-        return bool(mode & 0o020)
-    return bool(mode & 0o002)
-
-
 def _split_nul(b: bytes) -> list[str]:
     if not b:
         return []
@@ -260,7 +249,7 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
             "vtid": x[12], "vpid": x[13], "ppid": x[14], "exe_ino": x[15],
             "exe_from_memfd": bool(x[16]), "exe_upper_layer": bool(x[17]),
             "exe_ino_ctime": x[19], "exe_ino_mtime": x[20],
-            "exe_writable": _writable(x[21], x[22], x[23], x[2], x[3], x[4]) if x[18] & 2 else False,
+            "exe_writable": writable_by(x[21], x[22], x[23], x[2], x[3], x[4]) if x[18] & 2 else False,
             "cgroup_id": h[1],
         }
         if res == 0 and not args["exepath"] and filename.startswith("/"):

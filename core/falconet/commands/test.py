@@ -95,8 +95,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{suite.path}: {len(suite.cases)} cases OK")
         return 0
     if args.case:
-        known = {c.name for c in suite.cases} | {c.action for c in suite.cases}
-        unmatched = [n for n in args.case if n not in known]
+        unmatched = [n for n in args.case if not suite.select([n])]
         if unmatched:
             print(f"falconet test: error: --case {', '.join(repr(n) for n in unmatched)}: no "
                   f"case of {suite.path} has this name or action", file=sys.stderr)
@@ -112,8 +111,8 @@ def main(args: argparse.Namespace) -> int:
     if names is None:
         print(f"falconet test: error: the rules do not load:\n{why}", file=sys.stderr)
         return 2
-    unknown = [c for c in suite.cases if c.expect.rule is not None and c.expect.rule not in names
-               and (not args.case or c.name in args.case or c.action in args.case)]
+    unknown = [c for c in suite.select(args.case)
+               if c.expect.rule is not None and c.expect.rule not in names]
     if unknown:
         for c in unknown:
             print(f"{suite.path}:{c.line}: error: case '{c.name}' expects rule "

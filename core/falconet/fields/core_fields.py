@@ -62,27 +62,23 @@ def _f(name: str, type: FieldType, desc: str, fn: Extractor, *, cache: bool = Fa
     return FieldDef(name, type, desc, _const(fn), cache=cache, sources=sources, **kw)
 
 
-#: (second, text) of the last rendered second: consecutive events share it (strftime is slow)
-_LAST_TIME: tuple[int, str] = (-1, "")
-_LAST_DATETIME: tuple[int, str] = (-1, "")
+def _local_time_formatter(fmt: str) -> Callable[[int], str]:
+    """``ts`` (ns) -> ``"<fmt in local time>.<ns>"``. Keeps the (second, text) of the last
+    rendered second: consecutive events share it, and strftime is slow."""
+    last: tuple[int, str] = (-1, "")
+
+    def render(ts: int) -> str:
+        nonlocal last
+        s, ns = divmod(ts, 1_000_000_000)
+        cached = last
+        if cached[0] != s:
+            cached = last = (s, time.strftime(fmt, time.localtime(s)))
+        return f"{cached[1]}.{ns:09d}"
+    return render
 
 
-def _time_str(ts: int) -> str:
-    global _LAST_TIME
-    s, ns = divmod(ts, 1_000_000_000)
-    last = _LAST_TIME
-    if last[0] != s:
-        last = _LAST_TIME = (s, time.strftime("%H:%M:%S", time.localtime(s)))
-    return f"{last[1]}.{ns:09d}"
-
-
-def _datetime_str(ts: int) -> str:
-    global _LAST_DATETIME
-    s, ns = divmod(ts, 1_000_000_000)
-    last = _LAST_DATETIME
-    if last[0] != s:
-        last = _LAST_DATETIME = (s, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s)))
-    return f"{last[1]}.{ns:09d}"
+_time_str = _local_time_formatter("%H:%M:%S")
+_datetime_str = _local_time_formatter("%Y-%m-%d %H:%M:%S")
 
 
 def _iso8601(ts: int) -> str:

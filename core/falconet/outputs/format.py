@@ -9,19 +9,15 @@ nanoseconds (``2025-02-10T09:15:40.698757000Z``).
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 from falconet.alerts import Alert
 
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
-_ESC = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-
-
-def _escape_char(m: re.Match[str]) -> str:
-    c = m.group()
-    return _ESC.get(c) or f"\\u{ord(c):04x}"
+#: ``str.translate`` table: control characters escaped as a JSON string escapes them (shared
+#: with the rule output formatter, which escapes field values the same way)
+CONTROL_ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(0x20)} | {
+    0x7F: "\\u007f", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
 
 
 def escape_control(text: str) -> str:
@@ -29,7 +25,7 @@ def escape_control(text: str) -> str:
     attacker-chosen file name cannot forge lines or terminal sequences in the text output."""
     if text.isprintable():
         return text
-    return _CTRL.sub(_escape_char, text)
+    return text.translate(CONTROL_ESCAPES)
 
 
 def iso_time(ns: int) -> str:

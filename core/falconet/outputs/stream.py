@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import IO
@@ -49,8 +50,6 @@ class FileSink:
         self._f: IO[str] | None = None
 
     def start(self) -> None:
-        import os  # noqa: PLC0415
-
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._f = open(fd, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
 

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
+from falconet.outputs.format import CONTROL_ESCAPES
 from falconet.rules.compiler import TRANSFORMER_FUNCS
 from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
 from falconet.rules.parser import Field, Transform, parse_field_token
 
 NA = "<NA>"
-_CTRL = {i: f"\\u{i:04x}" for i in range(0x20)}
-_CTRL.update({0x7F: "\\u007f", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
 DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
 
 
@@ -31,11 +30,11 @@ def to_text(v: Any) -> str:
         return NA
     t = type(v)
     if t is str:
-        return v.translate(_CTRL) if not v.isprintable() else v
+        return v.translate(CONTROL_ESCAPES) if not v.isprintable() else v
     if t is bool:
         return "true" if v else "false"
     if t is bytes or t is bytearray:
-        return bytes(v).decode("utf-8", "replace").translate(_CTRL)
+        return bytes(v).decode("utf-8", "replace").translate(CONTROL_ESCAPES)
     if t is tuple or t is list:
         return ",".join(to_text(x) for x in v)
     return str(v)

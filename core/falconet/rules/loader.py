@@ -47,6 +47,7 @@ from falconet.rules.parser import (
     parse_field_token,
 )
 from falconet.rules.yamlnodes import YMap, YSeq, load_documents, offset_location
+from falconet.syscalls import ALL_EVENT_TYPES
 
 TOO_MANY_EVTTYPES = 100
 #: compile conditions to generated functions (falls back to closures); for benchmarks
@@ -801,15 +802,6 @@ def _quote_list_item(item: str) -> str:
 
 
 # ------------------------------------------------------------------------------ phase 2: compile
-def evttype_universe() -> frozenset[str]:
-    """Every value ``evt.type`` can take for syscall rules (the complement's universe)."""
-    try:
-        from falconet.syscalls import ALL_EVENT_TYPES  # noqa: PLC0415 - optional at import time
-        return frozenset(ALL_EVENT_TYPES)
-    except ImportError:      # pragma: no cover - the syscall table ships with the core
-        return frozenset()
-
-
 @dataclass
 class _Extras:
     text: str
@@ -938,7 +930,6 @@ def _undefined_macro_hint(message: str, ld: Loader, user: str | None,
 def compile_loaded(ld: Loader, append_output: Any = None,
                    ) -> tuple[list[CompiledRule], list[RuleDescription]]:
     """Compile what :class:`Loader` collected; errors and warnings go to ``ld``."""
-    universe = evttype_universe()
     try:
         out_entries = _norm_append_output(append_output)
     except RuleLoadError as e:
@@ -989,7 +980,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None
             if ri.source == "syscall":
-                types = event_types(ast, universe)
+                types = event_types(ast, ALL_EVENT_TYPES)
             extras = _extras(ld, out_entries, ri)
             try:
                 fmt = compile_output(ri.output + extras.text, ld.registry, ri.source)
@@ -1021,14 +1012,14 @@ def compile_loaded(ld: Loader, append_output: Any = None,
         if any(f.fdef.name == "evt.dir" for f in cc.fields):
             ld.warn(E.LOAD_DEPRECATED_ITEM, "usage of deprecated field 'evt.dir' has been "
                     "detected in the rule condition", cond_loc, item)
-        unknown_types = sorted(types - universe) if types is not None and universe else []
+        unknown_types = sorted(types - ALL_EVENT_TYPES) if types is not None else []
         if unknown_types:
             ld.warn(E.LOAD_UNKNOWN_FILTER, "unknown event type(s) "
                     f"{', '.join(unknown_types)}: the rule can never match them", cond_loc, item)
         if types is not None and ri.warn_evttypes and len(types) > TOO_MANY_EVTTYPES:
             ld.warn(E.LOAD_NO_EVTTYPE, "Rule matches too many evt.type values. This has a "
                     "significant performance penalty.", cond_loc, item)
-        if types is not None and universe and types >= universe:
+        if types is not None and types >= ALL_EVENT_TYPES:
             types = None
         file = ld.rule_files.get(name, "")
         cr = CompiledRule(name, ri.priority, ri.source, sorted(ri.tags), ri.desc,

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from falconet.state.flags import CAP_NAMES
+
 #: where the simulator keeps its runc rootfs and bundles
 WORK_DIR = Path(os.environ.get("FALCONET_SIM_DIR", "/tmp/falconet-sim"))
 #: the runtime environment written by scripts/setup.d/50-runtimes.sh
@@ -38,16 +40,7 @@ _PYTHON_MOUNTS = [
 
 #: a privileged container's capabilities: all but CAP_SYS_RESOURCE, which root itself lacks on
 #: the CI VM (runc fails to apply a capability its caller does not hold)
-ALL_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]
+ALL_CAPS = [c for c in CAP_NAMES if c != "CAP_SYS_RESOURCE"]
 
 
 class ContextUnavailable(RuntimeError):

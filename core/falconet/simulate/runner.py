@@ -286,10 +286,8 @@ def run_suite(suite: Suite, engine: LiveEngine, *, timeout: float | None = None,
               only: Iterable[str] | None = None,
               on_result: Callable[[CaseResult], None] | None = None) -> SuiteReport:
     """Run the cases of ``suite`` (all, or those named in ``only``) against a started engine."""
-    wanted = set(only or [])
     report = SuiteReport(suite=suite.name, rules=engine.rules, ready=engine.ready_reason)
-    cases = [c for c in suite.cases
-             if not wanted or c.name in wanted or c.action in wanted]
+    cases = suite.select(only)
     with ContextPool() as pool:
         warm_up(pool, {(c.where, c.privileged) for c in cases if c.where != "host"})
         claimed: set[int] = set()

@@ -26,6 +26,7 @@ Errors name the file, line and column, and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ class Suite:
     description: str = ""
     rules: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
+
+    def select(self, names: Iterable[str] | None) -> list[Case]:
+        """The cases ``names`` picks out, by case name or action; all of them when it is empty."""
+        wanted = set(names or ())
+        return [c for c in self.cases if not wanted or c.name in wanted or c.action in wanted]
 
 
 _SUITE_KEYS = {"suite", "description", "rules", "timeout", "cases"}

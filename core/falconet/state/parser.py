@@ -83,8 +83,7 @@ class StateParser:
         self.evictions = 0
         self._btime: int | None = None
         h: dict[str, Handler] = {}
-        for n in ("procfork",):
-            h[n] = self._on_procfork
+        h["procfork"] = self._on_procfork
         for n in ("clone", "clone3", "fork", "vfork"):
             h[n] = self._on_clone
         h["execve"] = h["execveat"] = self._on_execve
@@ -104,10 +103,8 @@ class StateParser:
         h["close"] = self._on_close
         h["chdir"] = self._on_chdir
         h["fchdir"] = self._on_fchdir
-        for n in ("setuid", "setreuid", "setresuid"):
-            h[n] = self._on_setuid
-        for n in ("setgid", "setregid", "setresgid"):
-            h[n] = self._on_setgid
+        h["setuid"] = h["setreuid"] = h["setresuid"] = self._on_set_ids("uid", "euid")
+        h["setgid"] = h["setregid"] = h["setresgid"] = self._on_set_ids("gid", "egid")
         h["capset"] = self._on_capset
         h["userfaultfd"] = self._on_newfd("u")
         for n in ("eventfd", "eventfd2"):
@@ -492,27 +489,24 @@ class StateParser:
             m.cwd = t.cwd = f.name
 
     # ------------------------------------------------------------------------------ ids, caps
-    def _on_setuid(self, evt: Event, t: ThreadInfo) -> None:
-        if evt.res is not None and evt.res < 0:
-            return
-        a = evt.args
-        r = _uid(a.get("ruid", a.get("uid")))
-        e = _uid(a.get("euid", a.get("uid")))
-        if r is not None:
-            t.uid = r
-        if e is not None:
-            t.euid = e
+    @staticmethod
+    def _on_set_ids(real: str, effective: str) -> Handler:
+        """The handler of the set*uid (``"uid", "euid"``) or set*gid (``"gid", "egid"``) family:
+        ``setuid(uid)`` sets both ids; ``setre*``/``setres*`` name the real (``r`` + ``real``)
+        and effective ids; -1 leaves an id unchanged."""
+        real_arg = "r" + real
 
-    def _on_setgid(self, evt: Event, t: ThreadInfo) -> None:
-        if evt.res is not None and evt.res < 0:
-            return
-        a = evt.args
-        r = _uid(a.get("rgid", a.get("gid")))
-        e = _uid(a.get("egid", a.get("gid")))
-        if r is not None:
-            t.gid = r
-        if e is not None:
-            t.egid = e
+        def handler(evt: Event, t: ThreadInfo) -> None:
+            if evt.res is not None and evt.res < 0:
+                return
+            a = evt.args
+            r = _uid(a.get(real_arg, a.get(real)))
+            e = _uid(a.get(effective, a.get(real)))
+            if r is not None:
+                setattr(t, real, r)
+            if e is not None:
+                setattr(t, effective, e)
+        return handler
 
     def _on_capset(self, evt: Event, t: ThreadInfo) -> None:
         if evt.res is not None and evt.res < 0:

@@ -334,16 +334,23 @@ def cgroup_id(path: str, root: str | None = None) -> int:
     return cid
 
 
-def exe_writable(st: os.stat_result, uid: int, gid: int, cap_eff: int) -> bool:
-    """Falco's PPM_EXE_WRITABLE: the running user may write the executable file."""
+def writable_by(mode: int, f_uid: int, f_gid: int, uid: int, gid: int, cap_eff: int) -> bool:
+    """Falco's PPM_EXE_WRITABLE: a user (``uid``/``gid``, effective capabilities ``cap_eff``)
+    may write a file of ``mode``, owned by ``f_uid``/``f_gid``. The one rule for both origins of
+    the file's metadata: a stat from /proc here, inode fields read by the kernel program in
+    :mod:`falconet.collector.decoder`."""
     if uid == 0 or cap_eff >> 1 & 1:        # CAP_DAC_OVERRIDE
         return True
-    m = st.st_mode
-    if st.st_uid == uid:
-        return bool(m & _stat.S_IWUSR)
-    if st.st_gid == gid:
-        return bool(m & _stat.S_IWGRP)
-    return bool(m & _stat.S_IWOTH)
+    if f_uid == uid:
+        return bool(mode & _stat.S_IWUSR)
+    if f_gid == gid:
+        return bool(mode & _stat.S_IWGRP)
+    return bool(mode & _stat.S_IWOTH)
+
+
+def exe_writable(st: os.stat_result, uid: int, gid: int, cap_eff: int) -> bool:
+    """:func:`writable_by` for the executable's ``stat`` result."""
+    return writable_by(st.st_mode, st.st_uid, st.st_gid, uid, gid, cap_eff)
 
 
 def read_thread(pid: int, tid: int | None = None, *, proc: str = "/proc", btime_ns: int | None = None,

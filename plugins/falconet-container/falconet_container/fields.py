@@ -71,6 +71,11 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
 
     pid_cid = enricher.pid_cid
 
+    def info_of(evt: Any) -> Any:
+        """The event's ContainerInfo, or None (host process, unknown, or not looked up yet)."""
+        f = full_id(evt)
+        return table.get(f) if f else None
+
     def attr_extractor(attr: str, host_value: Any, short: bool) -> Callable[[str | None], Extract]:
         def make(_arg: str | None) -> Extract:
             # inlined full_id(): this runs for every suggested field of every alert
@@ -98,8 +103,7 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
         key = arg
 
         def extract(evt: Any) -> str | None:
-            f = full_id(evt)
-            info = table.get(f) if f else None
+            info = info_of(evt)
             return info.labels.get(key) if info is not None else None
         return extract
 
@@ -109,15 +113,13 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
         key = arg
 
         def extract(evt: Any) -> str | None:
-            f = full_id(evt)
-            info = table.get(f) if f else None
+            info = info_of(evt)
             return info.k8s_pod_labels.get(key) if info is not None else None
         return extract
 
     def duration_extractor(_arg: str | None) -> Extract:
         def extract(evt: Any) -> int | None:
-            f = full_id(evt)
-            info = table.get(f) if f else None
+            info = info_of(evt)
             if info is None or not info.start_ts:
                 return None
             return evt.ts - info.start_ts

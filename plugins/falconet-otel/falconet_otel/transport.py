@@ -11,6 +11,7 @@ import http.client
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +33,26 @@ class ExportError(Exception):
 
 def _backoff(attempt: int) -> float:
     return min(0.05 * (2 ** attempt), 1.0) * (0.5 + random.random() / 2)
+
+
+def _send_with_retry(attempt_once: Callable[[float], str | None], timeout: float) -> None:
+    """Call ``attempt_once(seconds_left)`` until it returns None (delivered), backing off between
+    tries. It returns why a retryable try failed, or raises ExportError for a final failure. Gives
+    up, with the last reason, when the next pause would pass ``timeout``."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ExportError("timed out")
+        why = attempt_once(left)
+        if why is None:
+            return
+        pause = _backoff(attempt)
+        attempt += 1
+        if time.monotonic() + pause >= deadline:
+            raise ExportError(why)
+        time.sleep(pause)
 
 
 class HttpTransport:
@@ -69,33 +90,24 @@ class HttpTransport:
     def send(self, body: bytes) -> None:
         if self._gzip:
             body = gzip.compress(body, compresslevel=5)
-        deadline = time.monotonic() + self._timeout
-        attempt = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ExportError("timed out")
+
+        def post(left: float) -> str | None:
             try:
                 conn = self._connection(left)
                 conn.request("POST", self._path, body=body, headers=self._headers)
                 resp = conn.getresponse()
                 payload = resp.read()
-                status = resp.status
             except (OSError, http.client.HTTPException) as e:
                 self._drop_connection()
-                why = f"{type(e).__name__}: {e}"
-                status = 0
-            else:
-                if 200 <= status < 300:
-                    return
-                why = f"HTTP {status}: {payload[:200]!r}"
-                if status not in _HTTP_RETRY:
-                    raise ExportError(why)
-            pause = _backoff(attempt)
-            attempt += 1
-            if time.monotonic() + pause >= deadline:
+                return f"{type(e).__name__}: {e}"
+            if 200 <= resp.status < 300:
+                return None
+            why = f"HTTP {resp.status}: {payload[:200]!r}"
+            if resp.status not in _HTTP_RETRY:
                 raise ExportError(why)
-            time.sleep(pause)
+            return why
+
+        _send_with_retry(post, self._timeout)
 
     def close(self) -> None:
         self._drop_connection()
@@ -124,27 +136,20 @@ class GrpcTransport:
         self._compression = grpc.Compression.Gzip if compression == "gzip" else None
 
     def send(self, body: bytes) -> None:
-        deadline = time.monotonic() + self._timeout
-        attempt = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ExportError("timed out")
+        def export(left: float) -> str | None:
             try:
                 self._call(body, timeout=left, metadata=self._metadata,
                            compression=self._compression)
-                return
             except self._grpc.RpcError as e:
                 code = e.code() if hasattr(e, "code") else None
                 name = getattr(code, "name", str(code))
                 why = f"gRPC {name}: {e.details() if hasattr(e, 'details') else e}"
                 if name not in self._RETRY:
                     raise ExportError(why) from None
-            pause = _backoff(attempt)
-            attempt += 1
-            if time.monotonic() + pause >= deadline:
-                raise ExportError(why)
-            time.sleep(pause)
+                return why
+            return None
+
+        _send_with_retry(export, self._timeout)
 
     def close(self) -> None:
         self._channel.close()
