@@ -234,6 +234,19 @@ LIVE_RULE = """\
 """
 
 
+def _live_engine(rules: Path, *args: str) -> tuple[subprocess.Popen[str], list[str], list[str]]:
+    """``falconet run -r RULES ARGS...``, with its stdout and stderr lines collected as they come
+    (reader threads: the pipes never fill up and block the engine)."""
+    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules), *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    out: list[str] = []
+    err: list[str] = []
+    for stream, sink in ((eng.stdout, out), (eng.stderr, err)):
+        threading.Thread(target=lambda s=stream, k=sink: k.extend(iter(s.readline, "")),
+                         daemon=True).start()
+    return eng, out, err
+
+
 def _metric(port: int, name: str) -> float | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         m = re.search(rf"^{name}\s+(\S+)$", r.read().decode(), re.M)
@@ -247,16 +260,8 @@ def test_live_run_reloads_on_sighup_and_keeps_old_rules_on_errors(tmp_path: Path
     rules = tmp_path / "rules.yaml"
     rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
     port = free_port()
-    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
-                            "--metrics-port", str(port), "--duration", "120",
-                            "-o", "watch_rules_files=false", "-o", "append_output=[]"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    out: list[str] = []
-    err: list[str] = []
-    readers = [threading.Thread(target=lambda s=s, sink=sink: sink.extend(iter(s.readline, "")),
-                                daemon=True) for s, sink in ((eng.stdout, out), (eng.stderr, err))]
-    for t in readers:
-        t.start()
+    eng, out, err = _live_engine(rules, "--metrics-port", str(port), "--duration", "120",
+                                 "-o", "watch_rules_files=false", "-o", "append_output=[]")
 
     def said(text: str) -> bool:
         return any(text in line for line in err)
@@ -299,15 +304,7 @@ def test_live_run_reloads_a_changed_rules_file_and_warns_about_untraced_syscalls
     target.write_text("x\n")
     rules = tmp_path / "rules.yaml"
     rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
-    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
-                            "--no-metrics", "--duration", "120", "-o", "append_output=[]"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    out: list[str] = []
-    err: list[str] = []
-    readers = [threading.Thread(target=lambda s=s, sink=sink: sink.extend(iter(s.readline, "")),
-                                daemon=True) for s, sink in ((eng.stdout, out), (eng.stderr, err))]
-    for t in readers:
-        t.start()
+    eng, out, err = _live_engine(rules, "--no-metrics", "--duration", "120", "-o", "append_output=[]")
 
     def said(text: str) -> bool:
         return any(text in line for line in err)
