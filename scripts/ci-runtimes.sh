@@ -13,7 +13,7 @@
 # CAP_SYS_RESOURCE here, hence restrict_oom_score_adj and podman's ulimits; podman takes
 # --root/--runroot as flags (CONTAINERS_STORAGE_CONF makes `run --rm` hang 20 s); ctr needs
 # --connect-timeout; dockerd must be told --containerd explicitly.
-set -euo pipefail
+set -Eeuo pipefail
 
 CI_RT_DIR=${CI_RT_DIR:-/tmp/falconet-ci}          # short: unix socket paths are limited to 108 bytes
 CONTAINERD_SOCK=${CONTAINERD_SOCK:-/run/containerd/containerd.sock}
@@ -25,6 +25,8 @@ CTR="ctr --address $CONTAINERD_SOCK --connect-timeout 2s"
 DOCKER="env DOCKER_HOST=unix://$DOCKER_SOCK /usr/bin/docker"
 
 log() { echo "[ci-runtimes $(date +%T)] $*" >&2; }
+# set -e exits without a word; say where, so a CI log shows the failing command
+trap 'rc=$?; log "failed (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
 
 wait_for() {  # wait_for SECONDS PID CMD... : poll until CMD succeeds; fail early if PID died
   local deadline=$(( $(date +%s) + $1 )) pid=$2; shift 2
@@ -40,7 +42,9 @@ drop_stale_pidfile() {  # drop_stale_pidfile FILE COMM: a daemon killed with -9 
   local f=$1 comm=$2 pid
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
-  local state; state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+  local state
+  # no /proc entry (the usual case after a reboot or a killed session) is "gone", not an error
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || state=X
   # gone, reused by another program, or a zombie PID 1 has not reaped yet
   if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$comm" ] || [ "$state" = Z ] || [ "$state" = X ]; then
     rm -f "$f"

@@ -9,6 +9,6 @@ export VENV="${VENV:-.venv}" PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 for step in scripts/setup.d/*.sh; do
   t0=$(date +%s.%N)
-  bash "$step"
+  bash "$step" || { rc=$?; echo "[setup] $(basename "$step") failed (exit $rc)" >&2; exit "$rc"; }
   printf '[setup] %-28s %.1fs\n' "$(basename "$step")" "$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo 0)" >&2
 done
