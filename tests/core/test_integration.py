@@ -52,11 +52,26 @@ def test_replay_reports_malformed_lines_and_goes_on(tmp_path: Path, rules: str) 
     cap = str(tmp_path / "bad.fcap")
     write_capture(cap, 2000, every=1000, bad_lines=["{oops", '{"k": "evt", "src": "syscall"}'])
     r = run("replay", cap, "-r", rules)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr      # everything else replayed, but the file is damaged
     assert r.stdout.count("Secret deleted") == 2
     assert f"{cap}:2004: malformed capture line skipped: invalid JSON" in r.stderr
     assert f"{cap}:2005: malformed capture line skipped: missing key 'type'" in r.stderr
     assert "capture_malformed: 2" in r.stderr
+    assert "2 unreadable line(s) skipped: exit status 1" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_replay_of_a_truncated_gzip_capture_replays_what_is_left_and_exits_1(
+        tmp_path: Path, rules: str) -> None:
+    cap = tmp_path / "cut.fcap.gz"
+    write_capture(str(cap), 20000, every=1000)
+    data = cap.read_bytes()
+    cap.write_bytes(data[: len(data) // 2])      # a recording killed mid-write
+    r = run("replay", str(cap), "-r", rules)
+    assert r.returncode == 1, r.stderr
+    assert 0 < r.stdout.count("Secret deleted") < 20
+    assert "malformed capture line skipped: truncated capture" in r.stderr
+    assert "unreadable line(s) skipped: exit status 1" in r.stderr
     assert "Traceback" not in r.stderr
 
 

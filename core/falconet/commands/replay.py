@@ -18,7 +18,10 @@ HELP = "replay a capture file through the rules"
 DESCRIPTION = """Replay a capture (from `falconet record`) through the same pipeline as `run`:
 state records are restored in order, events are parsed and matched, alerts go to the outputs.
 Malformed lines are reported with their line number, counted (drop cause capture_malformed)
-and skipped.
+and skipped; a truncated capture (a recording killed mid-write) is reported the same way. The
+rest of the file still replays, and the exit status is then 1, so scripts notice the damage.
+
+exit status: 0 replayed cleanly; 1 an error, or the capture had malformed lines or was truncated.
 
 examples:
   falconet replay /tmp/host.fcap.gz --json
@@ -57,5 +60,10 @@ def main(args: argparse.Namespace) -> int:
         rc = app.run("replay", options, linger=args.linger,
                      metrics_addr=metrics_address(args, cfg, default_on=False))
         print(app.summary(), file=sys.stderr)
+        damaged = app.source("replay").reporter
+        if rc == 0 and damaged is not None and damaged.count:
+            print(f"falconet: {args.file}: replayed with {damaged.count} unreadable "
+                  f"line(s) skipped: exit status 1", file=sys.stderr)
+            rc = 1
         return rc
     return guarded(body)
