@@ -35,6 +35,7 @@ from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_eve
 from falconet.plugins import PluginHost, PluginRequiredError
 from falconet.priorities import Priority
 from falconet.reload import RulesReloader
+from falconet.rules import rules_files_in
 from falconet.state.tables import StateTables
 
 log = logging.getLogger("falconet")
@@ -63,23 +64,10 @@ def default_rules_paths() -> list[str]:
     candidates += [Path(__file__).resolve().parents[2] / "rules", Path("/etc/falconet/rules")]
     for d in candidates:
         if d.is_dir():
-            files = expand_rules_paths([str(d)])
+            files = rules_files_in([str(d)])
             if files:
                 return files
     return []
-
-
-def expand_rules_paths(paths: Iterable[str]) -> list[str]:
-    """Files as given; directories become their ``*.yaml``/``*.yml`` files in name order."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            out += sorted(str(f) for f in path.iterdir()
-                          if f.suffix in (".yaml", ".yml") and f.is_file())
-        else:
-            out.append(str(path))
-    return out
 
 
 def _signal_name(signum: int) -> str:
@@ -232,7 +220,7 @@ class App:
     # ------------------------------------------------------------------------------ rules
     def rules_files(self, cli_rules: list[str] | None) -> list[str]:
         asked = cli_rules or self.config["rules_files"] or []
-        files = expand_rules_paths(asked)
+        files = rules_files_in(asked)
         if asked and not files:
             # an explicit choice that names no rules file must not fall back to the defaults
             raise StartupError("no rules files in " + ", ".join(map(str, asked))

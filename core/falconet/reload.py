@@ -15,7 +15,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
+
+from falconet.rules import rules_files_in
 
 log = logging.getLogger("falconet.reload")
 
@@ -29,21 +30,20 @@ def fingerprint(paths: Iterable[str]) -> Fingerprint:
     added or removed file counts as a change. A missing path is recorded as such."""
     out: list[tuple[str, int, int, int]] = []
     for p in paths:
-        path = Path(p)
-        if path.is_dir():
+        if os.path.isdir(p):
             try:
-                files = sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml"))
+                files = rules_files_in([p])
             except OSError:
                 files = []
-            out.append((str(path), -2, len(files), 0))
+            out.append((str(p), -2, len(files), 0))
         else:
-            files = [path]
+            files = [str(p)]
         for f in files:
             try:
                 st = os.stat(f)
-                out.append((str(f), st.st_mtime_ns, st.st_size, st.st_ino))
+                out.append((f, st.st_mtime_ns, st.st_size, st.st_ino))
             except OSError:
-                out.append((str(f), -1, -1, -1))
+                out.append((f, -1, -1, -1))
     return tuple(out)
 
 

@@ -49,13 +49,17 @@ class LoadResult:
 
 
 def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted); keep files as given."""
+    """Expand directories into their ``*.yaml``/``*.yml`` files in name order; keep files as
+    given (a missing file stays in the list so loading reports it). The one place that decides
+    which files a rules directory contributes: ``run``, ``rules validate`` and the hot-reload
+    watcher all use it. An unreadable directory raises :class:`OSError`."""
     out: list[str] = []
     for p in paths:
         s = os.fspath(p)
         if os.path.isdir(s):
-            out.extend(os.path.join(s, n) for n in sorted(os.listdir(s))
-                       if n.endswith((".yaml", ".yml")))
+            out.extend(f for f in (os.path.join(s, n) for n in sorted(os.listdir(s))
+                                   if n.endswith((".yaml", ".yml")))
+                       if os.path.isfile(f))
         else:
             out.append(s)
     return out
