@@ -101,3 +101,24 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02)
             return v
         time.sleep(step)
     return cond()
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "the condition",
+               interval: float = 0.02) -> Any:
+    """Like :func:`wait_for`, but raise ``AssertionError`` naming ``what`` at the deadline. An
+    exception from ``cond`` (a server not up yet) counts as "not yet" and is named if it was the
+    last outcome."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+            last_exc = None
+        except Exception as e:  # noqa: BLE001 - keep polling; report the last error
+            last_exc = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_exc})" if last_exc else ""))
+        time.sleep(interval)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "dashboards"
@@ -37,18 +37,7 @@ _VAR = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)")
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - keep polling; report the last error
-            last_exc = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                         + (f" (last error: {last_exc})" if last_exc else ""))
+    return wait_until(cond, timeout, what, interval)
 
 
 # ------------------------------------------------------------------------------------ dashboards

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import need, need_binary, need_root
+from conftest import need, need_binary, need_root, wait_until
 
 CI_RT_DIR = Path(os.environ.get("CI_RT_DIR", "/tmp/falconet-ci"))
 IMAGE = os.environ.get("TEST_IMAGE", "docker.io/library/busybox-local:latest")
@@ -42,18 +42,6 @@ def sh(*argv: str, timeout: float = 30, check: bool = True) -> str:
     if check and cp.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({cp.returncode}): {cp.stderr.strip()}")
     return cp.stdout
-
-
-def wait_until(cond, timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``cond()`` until it returns something truthy; return it, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def new_id() -> str:
