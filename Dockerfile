@@ -25,6 +25,7 @@ RUN python3 -m venv --system-site-packages /opt/falconet/venv \
       case "$p" in *-example/) continue ;; esac; \
       [ -f "$p/pyproject.toml" ] && /opt/falconet/venv/bin/pip install --no-cache-dir "$p"; \
     done \
+ && /opt/falconet/venv/bin/pip install --no-cache-dir "./plugins/falconet-container[k8s]" \
  && /opt/falconet/venv/bin/python -c "import falconet" \
  && /usr/bin/python3 -c "import bcc"
 

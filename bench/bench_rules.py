@@ -4,7 +4,7 @@ Prints JSON: load time of falco_rules.yaml, events/s on one core through ``Rules
 are fresh objects each time, so per-event field caches start empty as in the real pipeline), the
 alert count, and (with ``--profile``) the cProfile top entries.
 
-    .venv/bin/python bench/bench_rules.py [--events 200000] [--profile]
+    .venv/bin/python bench/bench_rules.py [--events 200000] [--profile] [--regex]
 
 Events are built with thread/fd state pre-attached (``falconet.state.tables`` objects). Fields come
 from the real registry (core fields + container plugin) when those are installed, else from the
@@ -162,6 +162,39 @@ def run(ruleset, recipes) -> tuple[float, int]:
     return time.process_time() - t0, alerts
 
 
+#: (pattern, value) pairs for ``--regex``: typical rule patterns, a match and a miss each
+REGEX_CASES = [("/usr/(s)?bin/[^/]+", "/usr/bin/bash"), ("/usr/(s)?bin/[^/]+", "/opt/x/y"),
+               ("python[23](\\.[0-9]+)?", "python3.11"), (".*\\.(sh|py)", "/tmp/payload.sh"),
+               ("[[:alnum:]_-]+", "kube-proxy")]
+
+
+def regex_costs(n: int = 200_000) -> list[dict[str, object]]:
+    """CPU ns per ``regex`` check: the engine's RE2 matcher (without and with its verdict cache;
+    the same value again and again hits the cache) against Python's ``re.fullmatch`` (the
+    engine's matcher before RE2), same pattern and value."""
+    import re  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    import falconet.rules.regex as rx  # noqa: PLC0415
+    out = []
+    for pattern, value in REGEX_CASES:
+        row: dict[str, object] = {"pattern": pattern, "value": value}
+        with warnings.catch_warnings():          # re reads '[[:alnum:]]' as a nested set
+            warnings.simplefilter("ignore")
+            python_re = re.compile(pattern).fullmatch
+        saved, rx.VERDICT_CACHE_SIZE = rx.VERDICT_CACHE_SIZE, 0
+        uncached = rx.compile_regex(pattern)
+        rx.VERDICT_CACHE_SIZE = saved
+        for name, fn in (("re2_ns", uncached), ("re2_repeated_value_ns", rx.compile_regex(pattern)),
+                         ("python_re_ns", python_re)):
+            t0 = time.process_time()
+            for _ in range(n):
+                fn(value)
+            row[name] = round((time.process_time() - t0) / n * 1e9)
+        out.append(row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -171,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--closures", action="store_true",
                     help="compile conditions to closure trees instead of generated functions")
     ap.add_argument("--repeat", type=int, default=3, help="best of N timed runs (default 3)")
+    ap.add_argument("--regex", action="store_true",
+                    help="add the CPU cost of one regex check, RE2 vs Python re")
     a = ap.parse_args(argv)
     if a.closures:
         import falconet.rules.loader as loader_mod  # noqa: PLC0415
@@ -195,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
            "events_per_second": round(a.events / secs), "alerts": alerts,
            "ruled_events": len(ruled), "ruled_events_per_second": round(len(ruled) / secs_ruled),
            "eval_errors": sum(res.ruleset.eval_errors.values())}
+    if a.regex:
+        out["regex_check_cost"] = regex_costs()
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()

@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/fuzz_rules.py [--minutes 3] [--seed N]
 
-Property: no input makes parsing raise anything but ``FilterSyntaxError``, nor makes loading
-raise at all. Prints JSON with the number of examples and any failure (with its input).
+Properties: no input makes parsing raise anything but ``FilterSyntaxError``, nor makes loading
+raise at all; a generated condition that loads (multivalue transformers, RE2 ``regex``,
+``<strop> oneof list_name`` included) gives the same verdicts with generated code and with
+closures and never raises while evaluating. Prints JSON with the number of examples and any
+failure (with its input).
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "rules"))
 
-from fuzzstrategies import any_condition, check_load, check_parse, documents  # noqa: E402
+from fuzzstrategies import (  # noqa: E402
+    any_condition,
+    check_compilers_agree,
+    check_load,
+    check_parse,
+    conditions,
+    documents,
+)
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -29,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=int(time.time()))
     a = ap.parse_args(argv)
     deadline = time.monotonic() + a.minutes * 60
-    counts = {"parse": 0, "load": 0}
+    counts = {"parse": 0, "load": 0, "agree": 0}
     failures: list[dict[str, str]] = []
     cfg = settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck),
                    database=None)
@@ -46,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         counts["load"] += 1
         check_load(docs)
 
+    @cfg
+    @given(conditions())
+    def agree_prop(cond: str) -> None:
+        counts["agree"] += 1
+        check_compilers_agree(cond)
+
     rounds = 0
     while time.monotonic() < deadline and not failures:
-        for name, prop in (("parse", parse_prop), ("load", load_prop)):
+        for name, prop in (("parse", parse_prop), ("load", load_prop), ("agree", agree_prop)):
             try:
                 seed(a.seed + rounds)(prop)()
             except Exception as e:  # noqa: BLE001 - report any failure with its input

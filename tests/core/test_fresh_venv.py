@@ -1,5 +1,5 @@
 """The template plugin as a third party would use it: a FRESH virtualenv with only the falconet and
-falconet-example wheels (and falconet's three runtime dependencies) installed, then
+falconet-example wheels (and falconet's runtime dependencies) installed, then
 `falconet plugins list` and one replay that uses the plugin's source, field and output."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from falconet.capture import CaptureWriter
 from falconet.events import Event
 
 PIP = [sys.executable, "-m", "pip"]
-DEPS = ["pluggy", "PyYAML", "prometheus-client"]
+DEPS = ["pluggy", "PyYAML", "prometheus-client", "google-re2"]
 
 
 def _pip(*args: str, timeout: float = 300) -> None:

@@ -16,11 +16,9 @@ DEFAULT_RULES = REPO / "rules" / "falconet_rules.yaml"
 DEFAULT_SUITE = REPO / "suites" / "default.yaml"
 FALCO_SUITE = REPO / "suites" / "falco-stable.yaml"
 
-#: stable rules the falco-stable suite cannot exercise here, with the reason (see the suite file)
-FALCO_STABLE_MISSES = {
-    "Contact K8S API Server From Container":
-        "needs fd.sip.name from DNS of a real Kubernetes service; actions stay on loopback",
-}
+#: stable rules the falco-stable suite cannot exercise here, with the reason (see the suite file);
+#: none since fd.sip.name is resolved by the engine (suite `engine_hosts`)
+FALCO_STABLE_MISSES: dict[str, str] = {}
 
 
 def _rules(path: Path) -> dict[str, dict]:
@@ -70,6 +68,35 @@ def test_falco_suite_covers_every_stable_rule_but_documented_misses() -> None:
         assert rule in text, f"the suite file must explain why '{rule}' is not covered"
     # the suite's rules path points at the shared upstream file
     assert (FALCO_SUITE.parent / suite.rules[0]).resolve() == FALCO_RULES.resolve()
+
+
+def test_falco_suite_makes_the_engine_resolve_the_api_server_name_to_the_actions_address() -> None:
+    from falconet.simulate.actions import K8S_API_SERVER_NAME, K8S_API_SERVER_TEST_ADDRESS
+    suite = load_suite(FALCO_SUITE)
+    assert suite.engine_hosts == {K8S_API_SERVER_NAME: K8S_API_SERVER_TEST_ADDRESS}
+    assert K8S_API_SERVER_TEST_ADDRESS.startswith("127.")      # nothing leaves loopback
+    case = [c for c in suite.cases if c.expect.rule == "Contact K8S API Server From Container"]
+    assert [c.action for c in case] == ["k8s_api_server_connect"]
+    assert f'fd.sip.name="{K8S_API_SERVER_NAME}"' in FALCO_RULES.read_text()
+
+
+def test_engine_hosts_errors_point_at_the_value(tmp_path: Path) -> None:
+    p = _write(tmp_path, """
+        engine_hosts:
+          api.example: not-an-ip
+        cases:
+          - {action: benign_ls, expect: nothing}
+        """)
+    with pytest.raises(SuiteError, match=r"suite.yaml:3:16: error: engine_hosts.api.example: "
+                                         r"expected an IP address"):
+        load_suite(p)
+    p = _write(tmp_path, """
+        engine_hosts: [a]
+        cases:
+          - {action: benign_ls, expect: nothing}
+        """)
+    with pytest.raises(SuiteError, match="engine_hosts must be a mapping"):
+        load_suite(p)
 
 
 def test_every_action_names_rules_that_exist() -> None:

@@ -23,10 +23,20 @@ FIELDS = ["proc.name", "proc.aname", "proc.aname[2]", "fd.name", "evt.type", "us
           "fd.connected", "proc.nosuch", "a.b", "evt.num", "proc.args"]
 OPS = ["=", "==", "!=", "<", "<=", ">", ">=", "contains", "icontains", "bcontains", "startswith",
        "bstartswith", "endswith", "glob", "iglob", "regex", "in", "intersects", "pmatch", "exists",
-       "startswith oneof", "contains allof"]
+       "startswith oneof", "contains allof", "regex anyof", "endswith oneof"]
 WORDS = ["and", "or", "not", "(", ")", ",", "val(", "tolower(", "toupper(", "b64(", "basename(",
-         "len(", "macro1", "list1", '"quoted value"', "'q'", "0x1f", "-3", "1.5e+3", "*.log",
-         "/etc/", "10.0.0.0/8", "::1", "\\", '"', "'", "[", "]", "%", "\x00", "é", "\n"]
+         "len(", "join(", "concat(", "getopt(", ")[t]", "oneof", "anyof", "allof", "macro1",
+         "list1", '"quoted value"', "'q'", "0x1f", "-3", "1.5e+3", "*.log", "/etc/", "10.0.0.0/8",
+         "::1", "\\", '"', "'", "[", "]", "%", "\x00", "é", "\n"]
+#: regex operands: valid RE2 POSIX, what RE2 rejects (backreferences, lookaround, Perl classes,
+#: inline flags), catastrophic-backtracking shapes, and random text
+REGEXES = ["'ba.h'", "'[[:alpha:]]+'", "'(x+x+)+y'", "'(a|aa)*b'", "'(a)\\\\1'", "'a(?=b)'",
+           "'(?<!a)b'", "'(?i)bash'", "'(?:a)'", "'\\\\d+'", "'[z-a]'", "'['", "'a{1001}'",
+           "'.*'", "''", "'\\xff'", "'é+'"]
+#: arguments of the multivalue transformers join/concat/getopt, valid and not
+MV_ARGS = ['"-"', '","', '""', "12", "proc.name", "fd.name", "fd.types", "evt.num",
+           "user.loginname", "proc.aname", "proc.nosuch", "toupper(proc.name)", "()",
+           '("a", proc.name)', '("-t", "v", "-n")', '(fd.types)', '("-ab", 3)', "bare"]
 
 tokens = st.sampled_from(FIELDS + OPS + WORDS)
 values = st.one_of(st.sampled_from(["bash", "0", "/etc", "true", "10.0.0.1", "6869", "x y"]),
@@ -34,22 +44,87 @@ values = st.one_of(st.sampled_from(["bash", "0", "/etc", "true", "10.0.0.1", "68
 
 
 @st.composite
+def multivalue(draw: Any, depth: int = 0) -> str:
+    """``join(...)``, ``concat(...)``, ``getopt(...)[x]`` with any mix of arguments."""
+    name = draw(st.sampled_from(["join", "concat", "getopt"]))
+    arg = st.sampled_from(MV_ARGS) if depth else st.one_of(st.sampled_from(MV_ARGS),
+                                                           multivalue(depth + 1))
+    args = draw(st.lists(arg, max_size=4))
+    selector = draw(st.sampled_from(["", "", "[t]", "[n]", "[ab]", "['x']"]))
+    return f"{name}({', '.join(args)}){selector}"
+
+
+@st.composite
+def operands(draw: Any) -> str:
+    kind = draw(st.integers(0, 5))
+    if kind <= 2:
+        return draw(st.sampled_from(FIELDS))
+    if kind == 3:
+        return f"{draw(st.sampled_from(['tolower', 'len', 'b64']))}({draw(multivalue())})"
+    return draw(multivalue())
+
+
+@st.composite
 def checks(draw: Any) -> str:
-    f = draw(st.sampled_from(FIELDS))
+    f = draw(operands())
     op = draw(st.sampled_from(OPS))
     if op == "exists":
         return f"{f} exists"
-    if op in ("in", "intersects", "pmatch") or op.endswith(("oneof", "allof")):
-        vs = draw(st.lists(values, max_size=3))
+    if op.endswith(("oneof", "allof", "anyof")) and draw(st.booleans()):
+        return f"{f} {op} list1"                    # `<strop> oneof list_name`
+    if op in ("in", "intersects", "pmatch") or op.endswith(("oneof", "allof", "anyof")):
+        vs = draw(st.lists(st.sampled_from(REGEXES) if op.startswith("regex") else values,
+                           max_size=3))
         return f"{f} {op} ({', '.join(vs)})"
+    if op == "regex":
+        return f"{f} regex {draw(st.one_of(st.sampled_from(REGEXES), values))}"
+    if draw(st.integers(0, 4)) == 0:
+        return f"{f} {op} {draw(multivalue())}"        # a transformer on the right
     return f"{f} {op} {draw(values)}"
+
+
+@st.composite
+def valid_checks(draw: Any) -> str:
+    """Checks that compile (so generated rules load often enough to compare verdicts)."""
+    mv_single = st.sampled_from([
+        'join("-", (proc.name, fd.name))', 'join(",", fd.types)', 'join(proc.name, ())',
+        'concat(proc.name, "x", fd.name)', 'concat(toupper(proc.name), fd.directory)',
+        'getopt(("-t", "v", "-n"), "nt:")[t]', 'getopt(("-ab", proc.name), "ab:")[b]',
+        'getopt(("-x", "-n"), "n")[n]', 'concat(user.loginname, "x")', 'tolower(join("", ()))'])
+    mv_list = st.sampled_from(['getopt(("-t", "v", "-n"), "nt:")', 'getopt(fd.types, "f4")',
+                               'getopt(("-nt"), ":nt:")'])
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        op = draw(st.sampled_from(["=", "!=", "contains", "startswith", "endswith", "glob",
+                                   "in", "regex"]))
+        rhs = draw(st.sampled_from(["bash", "/etc/shadow", "bash-/etc/shadow", "v", "n", '""',
+                                    "(bash, v)", "'b.*'", "'[[:alpha:]]+'"]))
+        if op == "in" and not rhs.startswith("("):
+            rhs = f"({rhs})"
+        if op != "in" and rhs.startswith("("):
+            rhs = "bash"
+        return f"{draw(mv_single)} {op} {rhs}"
+    if kind == 1:
+        return f"{draw(mv_list)} {draw(st.sampled_from(['in', 'intersects']))} (t, v, n, '?')"
+    if kind == 2:
+        pattern = draw(st.sampled_from(["'ba.h'", "'[[:alpha:]]+'", "'(x+x+)+y'", "'.*/sh.*'",
+                                        "'(a|aa)*b'", "'é+'"]))
+        return f"{draw(st.sampled_from(['proc.name', 'fd.name', 'proc.args']))} regex {pattern}"
+    if kind == 3:
+        op = draw(st.sampled_from(["startswith", "contains", "endswith", "regex", "="]))
+        mod = draw(st.sampled_from(["oneof", "anyof", "allof"]))
+        return f"{draw(st.sampled_from(['proc.name', 'fd.name']))} {op} {mod} " + \
+            draw(st.sampled_from(["list1", "list2", "empty", "(list1)", "(ba, zsh)"]))
+    return f"proc.name {draw(st.sampled_from(['=', 'startswith']))} {draw(mv_single)}"
 
 
 @st.composite
 def conditions(draw: Any, depth: int = 0) -> str:
     kind = draw(st.integers(0, 5 if depth < 3 else 1))
-    if kind <= 1:
-        return draw(checks())
+    if kind == 0:
+        return draw(st.one_of(checks(), valid_checks()))
+    if kind == 1:
+        return draw(valid_checks())
     if kind == 2:
         return "not " + draw(conditions(depth + 1))
     if kind == 3:
@@ -104,6 +179,49 @@ def check_parse(text: str) -> None:
         parse_condition(text)
     except FilterSyntaxError:
         pass
+
+
+#: items that generated conditions can refer to (``list1`` for ``startswith oneof list1``)
+PRELUDE = [{"list": "list1", "items": ["ba", "/etc", "x y", "list2"]},
+           {"list": "list2", "items": ["zsh"]}, {"list": "empty", "items": []}]
+
+
+def rule_document(cond: str) -> str:
+    return yaml.safe_dump(PRELUDE + [{"rule": "r", "desc": "d", "condition": cond,
+                                      "output": "o %proc.name", "priority": "INFO"}])
+
+
+#: events for verdict comparisons: a process with arguments, an open file, a socket, nothing
+def _events() -> list[Any]:
+    from falconet.state.tables import FdInfo
+    from stubfields import event, proc
+    t = proc("bash", "/usr/bin/bash", ["-t", "v", "-n", "x"], uid=1000,
+             ancestors=[proc("sshd", pid=50)])
+    t.fds = {0: FdInfo(0, "f"), 1: FdInfo(1, "4")}
+    return [event("openat", t, fd=FdInfo(3, "f", "/etc/shadow", "/etc/shadow"),
+                  args={"flags": "O_RDONLY"}),
+            event("connect", t, fd=FdInfo(4, "4", "x", sip="10.0.0.5", dip="10.1.2.3",
+                                          dport=22, l4proto="tcp")),
+            event("execve", proc("zsh")), event("openat", None)]
+
+
+def check_compilers_agree(cond: str) -> None:
+    """A condition that loads gives the same verdicts with generated code and with closures,
+    and evaluating it never raises (errors would be counted as rule_error drops)."""
+    import falconet.rules.loader as loader_mod
+    verdicts = []
+    for codegen in (True, False):
+        old = loader_mod.USE_CODEGEN
+        loader_mod.USE_CODEGEN = codegen
+        try:
+            res = load_rules_text([rule_document(cond)], REG)
+        finally:
+            loader_mod.USE_CODEGEN = old
+        if not res.ok:
+            return
+        verdicts.append([bool(res.ruleset.match(e)) for e in _events()])
+        assert not res.ruleset.eval_errors, (cond, res.ruleset.eval_errors)
+    assert verdicts[0] == verdicts[1], (cond, verdicts)
 
 
 def check_load(docs: list[str]) -> None:

@@ -69,3 +69,46 @@ def test_sensitive_file_read_through_the_real_engine(engine) -> None:
                    {"fd": 4, "dirfd": -100, "name": "/etc/hosts", "flags": 0, "mode": 0,
                     "cgroup_id": 0}, res=4)
     assert pipe.process(benign) == []
+
+
+NEW_SYNTAX_RULES = """
+- list: shell_dirs
+  items: [/usr/bin/, /bin/]
+- rule: Shell by regex, list modifier and multivalue transformers
+  desc: d
+  condition: >
+    evt.type = execve and proc.exepath regex '(/usr)?/bin/(ba|z|da)sh'
+    and proc.exepath startswith oneof shell_dirs
+    and concat(proc.name, "@", proc.pname) = "bash@sshd"
+    and join("/", (proc.name, user.uid)) = "bash/0"
+  output: shell %concat(proc.name, " <- ", proc.pname) (%proc.exepath)
+  priority: WARNING
+"""
+
+
+def test_new_syntax_through_the_real_engine(engine, tmp_path) -> None:
+    """RE2 ``regex``, ``startswith oneof <list>``, ``concat``/``join`` with the real field
+    registry and state parser, as ``falconet run`` loads a rules file."""
+    _, app = engine
+    from falconet.pipeline import Pipeline
+    from falconet.rules import load_rules
+
+    f = tmp_path / "new.yaml"
+    f.write_text(NEW_SYNTAX_RULES)
+    res = load_rules([f], app.ctx.fields, plugin_versions=app.plugin_versions,
+                     sources=app.event_sources, append_output=[])
+    assert res.ok, [str(e) for e in res.errors]
+    pipe = Pipeline(res.ruleset, app.parsers, [], app.metrics, state=app.ctx.state)
+    assert pipe.process(_exec(5100, "sshd", "/usr/sbin/sshd", ["sshd"], T0)) == []
+    pipe.process(Event("syscall", "procfork", T0 + 1, 5100, 5100,
+                       {"child_tid": 5200, "child_pid": 5200, "parent_tid": 5100,
+                        "parent_pid": 5100}))
+    [a] = pipe.process(_exec(5200, "bash", "/usr/bin/bash", ["bash"], T0 + 2))
+    assert a.output == "shell bash <- sshd (/usr/bin/bash)"
+    pipe.process(Event("syscall", "procfork", T0 + 3, 5200, 5200,
+                       {"child_tid": 5300, "child_pid": 5300, "parent_tid": 5200,
+                        "parent_pid": 5200}))
+    # fish is not matched by the regex; bash under bash fails concat(...) = "bash@sshd"
+    assert pipe.process(_exec(5300, "fish", "/usr/bin/fish", ["fish"], T0 + 4)) == []
+    assert pipe.process(_exec(5300, "bash", "/usr/bin/bash", ["bash"], T0 + 5)) == []
+    assert res.ruleset.eval_errors == {}

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import yaml
-from fuzzstrategies import any_condition, check_load, check_parse, conditions, documents
+from fuzzstrategies import (
+    any_condition,
+    check_compilers_agree,
+    check_load,
+    check_parse,
+    conditions,
+    documents,
+    rule_document,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,5 +33,10 @@ def test_loader_never_raises(docs: list[str]) -> None:
 @FEW
 @given(conditions())
 def test_generated_rules_compile_or_fail_cleanly(cond: str) -> None:
-    check_load([yaml.safe_dump([{"rule": "r", "desc": "d", "condition": cond, "output": "o",
-                                 "priority": "INFO"}])])
+    check_load([rule_document(cond)])
+
+
+@FEW
+@given(conditions())
+def test_generated_code_and_closures_agree(cond: str) -> None:
+    check_compilers_agree(cond)

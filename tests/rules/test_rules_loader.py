@@ -691,3 +691,45 @@ def test_a_file_that_is_not_utf8_points_at_the_bad_byte(tmp_path) -> None:
     e = res.errors[0]
     assert (e.line, e.col) == (2, 12), str(e)
     assert "not UTF-8 text (byte 0xe9" in e.message
+
+
+# ------------------------------------------------------------------------------ <strop> oneof list
+def test_modifier_followed_by_a_list_name_takes_the_whole_list() -> None:
+    lists = {"pfx": ["ba", "z s"], "empty": []}
+    used: set[str] = set()
+    assert substitute_lists("x.y startswith oneof pfx", lists, used) == \
+        'x.y startswith oneof (ba, "z s")'
+    assert substitute_lists("x.y contains allof\n  pfx and x.z in (pfx)", lists, used) == \
+        'x.y contains allof\n  (ba, "z s") and x.z in (ba, "z s")'
+    assert substitute_lists("x.y endswith anyof empty", lists, used) == "x.y endswith anyof ()"
+    assert substitute_lists("x.y startswith oneof (pfx)", lists, used) == \
+        'x.y startswith oneof (ba, "z s")'
+    assert substitute_lists("x.y = xoneof pfx", lists, used) == 'x.y = xoneof ba, "z s"'
+    assert used == {"pfx", "empty"}
+
+
+def test_strop_modifier_list_name_matches() -> None:
+    from rulehelp import matcher
+    lists = y("""
+        - list: shells
+          items: [ba, zs]
+        - list: more
+          items: [shells, ks]
+        - list: nothing
+          items: []
+    """)
+    e = event("execve", proc("bash"))
+    assert matcher("proc.name startswith oneof shells", prefix=lists)(e) is True
+    assert matcher("proc.name startswith anyof more", prefix=lists)(e) is True
+    assert matcher("proc.name contains allof shells", prefix=lists)(e) is False
+    assert matcher("proc.name startswith oneof nothing", prefix=lists)(e) is False
+    assert matcher("not proc.name startswith oneof more", prefix=lists)(event("execve",
+                                                                               proc("ksh"))) is False
+    res = loaded(lists + rule("proc.name startswith oneof more"))
+    assert not any("List not referred to" in str(w) and "'more'" in str(w) for w in res.warnings)
+
+
+def test_strop_modifier_unknown_list_name_is_an_error_with_location() -> None:
+    errs = errors(rule("proc.name startswith oneof no_such_list"))
+    assert errs == ["<rules>:3:14: error: rule 'r': filter error: unexpected identifier "
+                    "'no_such_list'"]

@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
             line += f"\n       {r.alert.priority.label} {r.alert.rule}: {r.alert.output[:160]}"
         print(line, flush=True)
 
-    engine = LiveEngine(rules, extra_args=args.engine_arg)
+    engine = LiveEngine(rules, extra_args=args.engine_arg, hosts=suite.engine_hosts)
     try:
         engine.start()
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
 from falconet.fields.registry import ArgKind, Extractor, FieldDef, FieldType
 from falconet.state import flags as F
+from falconet.state.dns import DomainResolver, domain_check
 from falconet.state.parser import NAME_CHANGED_KEY
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo
 
@@ -616,7 +617,7 @@ def _user_fields(users: Any) -> list[FieldDef]:
 
 
 # ---------------------------------------------------------------------------------- fd.*
-def _fd_fields(tables: StateTables) -> list[FieldDef]:
+def _fd_fields(tables: StateTables, dns: DomainResolver) -> list[FieldDef]:
     def fd(fn: Callable[[FdInfo], Any]) -> Extractor:
         def ex(evt: Event) -> Any:
             f = evt.fdinfo
@@ -686,9 +687,6 @@ def _fd_fields(tables: StateTables) -> list[FieldDef]:
         tc = f.typechar
         return "ip" if tc in "46" else ("unix" if tc == "u" else None)
 
-    def none(_evt: Event) -> None:
-        return None
-
     ips = frozenset({SYSCALL_SOURCE})
     return [
         _f("fd.num", T.INT64, "the unique number identifying the file descriptor (-1 for a failed "
@@ -744,34 +742,67 @@ def _fd_fields(tables: StateTables) -> list[FieldDef]:
                  "either matches.", both(lambda f: (f.sip, f.dip)), ancestor=True, sources=ips),
         FieldDef("fd.port", T.PORT, "matches the port (client or server) of the fd: true if either "
                  "matches.", both(lambda f: (f.sport, f.dport)), ancestor=True, sources=ips),
-        _f("fd.cip.name", T.STRING, "Domain name associated with the client IP address (reverse "
-           "DNS is not done by Falconet: always missing).", none),
-        _f("fd.sip.name", T.STRING, "Domain name associated with the server IP address (reverse "
-           "DNS is not done by Falconet: always missing).", none),
-        _f("fd.lip.name", T.STRING, "Domain name associated with the local IP address (not "
-           "resolved: always missing).", none),
-        _f("fd.rip.name", T.STRING, "Domain name associated with the remote IP address (not "
-           "resolved: always missing).", none),
+        *_domain_fields(dns, local, remote),
         FieldDef("fd.types", T.STRING, "List of FD types in use by the process. fd.types[N] gives "
                  "the type of fd N (e.g. fd.types[0] for stdin).", types_factory,
                  arg=ArgKind.OPTIONAL, arg_is_index=True, is_list=True, cache=True),
     ]
 
 
+_DOMAIN_NOTE = (" No reverse DNS (as Falco): the engine resolves, in the background, the names "
+                "conditions compare it with; '=', '!=' and 'in' test the address against their "
+                "addresses. Extracted: the tracked name resolving to the address, if any.")
+
+
+def _domain_fields(dns: DomainResolver, local: Callable[[FdInfo], tuple[str, int]],
+                   remote: Callable[[FdInfo], tuple[str, int]]) -> list[FieldDef]:
+    """``fd.cip.name``, ``fd.sip.name``, ``fd.lip.name``, ``fd.rip.name`` (see
+    :mod:`falconet.state.dns`)."""
+    def address(side: Callable[[FdInfo], str]) -> Extractor:
+        def ex(evt: Event) -> str | None:
+            f = evt.fdinfo
+            if f is None or f.typechar not in "46":
+                return None
+            return side(f) or None
+        return ex
+
+    def field(name: str, what: str, side: Callable[[FdInfo], str]) -> FieldDef:
+        addr = address(side)
+        name_of = dns.name_of
+
+        def extract(evt: Event) -> str | None:
+            return name_of(addr(evt))
+
+        def check(_arg: str | None, op: str, values: list[str]) -> Callable[[Event], bool] | None:
+            return domain_check(dns, addr, op, values)
+        return FieldDef(name, T.STRING, f"Domain name associated with the {what} IP address."
+                        + _DOMAIN_NOTE, _const(extract), cache=False, compile_check=check)
+
+    return [field("fd.cip.name", "client", lambda f: f.sip),
+            field("fd.sip.name", "server", lambda f: f.dip),
+            field("fd.lip.name", "local", lambda f: local(f)[0]),
+            field("fd.rip.name", "remote", lambda f: remote(f)[0])]
+
+
 # ---------------------------------------------------------------------------------- entry point
 def core_field_defs(tables: StateTables | None = None, users: Any = None,
-                    hostname: str | None = None) -> list[FieldDef]:
-    """Every core field, bound to ``tables`` (the engine's state) and ``users`` (a
-    :class:`falconet.state.users.UserDB`). Without them, fresh empty ones are used (listing only)."""
+                    hostname: str | None = None, dns: DomainResolver | None = None
+                    ) -> list[FieldDef]:
+    """Every core field, bound to ``tables`` (the engine's state), ``users`` (a
+    :class:`falconet.state.users.UserDB`) and ``dns`` (the engine's resolver of the names in
+    ``fd.*ip.name`` conditions). Without them, fresh empty ones are used (listing, validating:
+    that resolver never starts a thread, so those names never match)."""
     if tables is None:
         tables = StateTables()
     if users is None:
         from falconet.state.users import UserDB  # noqa: PLC0415
 
         users = UserDB(frozen=True)
+    if dns is None:
+        dns = DomainResolver(autostart=False)
     r = ArgRenderer(tables)
     return [*_evt_fields(r, hostname), *_proc_fields(tables, users), *_user_fields(users),
-            *_fd_fields(tables)]
+            *_fd_fields(tables, dns)]
 
 
 def markdown_table(defs: Iterable[FieldDef]) -> str:

@@ -83,6 +83,12 @@ class FieldDef:
             plugin ``addOutput``), e.g. ``container.id``.
         cache: whether values are cached per event (off for trivial attribute reads).
         no_transformer: transformers and ``val()`` are not allowed on it (EPF_NO_TRANSFORMER).
+        compile_check: optional ``(arg, op, values) -> check(evt) -> bool | None``, called by the
+            rule compiler at load time for ``field op <constants>`` (no transformer, no
+            modifier); a non-``None`` result replaces the generic comparison of the extracted
+            value. For fields whose comparison is not on the extracted value, e.g.
+            ``fd.sip.name = "x"`` is true when the server IP is one of x's resolved addresses
+            (:mod:`falconet.state.dns`). Raise ``ValueError`` for an invalid value.
     """
 
     name: str
@@ -99,6 +105,7 @@ class FieldDef:
     suggested: bool = False
     cache: bool = True
     no_transformer: bool = False
+    compile_check: Callable[[str | None, str, list[str]], Callable[[Event], bool] | None] | None = None
 
 
 @dataclass(slots=True)

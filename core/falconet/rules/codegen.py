@@ -83,6 +83,8 @@ class _Gen:
         self.cc.fields.pop()          # operand() recorded it; compile() below records it again
         if left.multi or left.is_list or left.type in _NO_INLINE_TYPES:
             return None
+        if left.field.fdef.compile_check is not None:
+            return None               # the field compiles its own check (fd.sip.name = x)
         if op in _INLINE_STR_OPS and not left.type.is_string:
             return None
         # type checks and value parsing exactly as the closure compiler does them

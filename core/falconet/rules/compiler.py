@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.fields.registry import FieldRegistry, FieldType, ResolvedField, UnknownFieldError
+from falconet.rules import multivalue
 from falconet.rules.errors import FilterCompileError
 from falconet.rules.parser import (
     And,
@@ -30,13 +31,16 @@ from falconet.rules.parser import (
     Field,
     Ident,
     ListValue,
+    MultiTransform,
     Not,
     Or,
     Transform,
+    TransformList,
     Unary,
     Val,
     Value,
 )
+from falconet.rules.regex import compile_regex
 
 Check = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
@@ -220,7 +224,8 @@ def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
             neg = body[:1] in ("!", "^")
             if neg:
                 body = body[1:]
-            body = body.replace("\\", "\\\\")
+            # '[' inside a class is a literal: escaped so Python's re does not read a nested set
+            body = body.replace("\\", "\\\\").replace("[", "\\[")
             out.append(("[^" if neg else "[") + body + "]")
             i = j + 1
         else:
@@ -242,8 +247,11 @@ def _t_toupper(v: Any) -> Any:
 
 
 def _t_b64(v: Any) -> Any:
+    data = v.encode() if isinstance(v, str) else bytes(v)
+    if len(data) % 4 and not data.endswith(b"="):
+        data += b"=" * (-len(data) % 4)       # libsinsp decodes unpadded input too
     try:
-        raw = base64.b64decode(v.encode() if isinstance(v, str) else v, validate=True)
+        raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         return None
     return raw.decode("utf-8", "replace") if isinstance(v, str) else raw
@@ -308,9 +316,11 @@ class ConditionCompiler:
                 raise FilterCompileError(f"filter error: field '{op.field.token}' does not "
                                          "support val()")
             return op
+        if isinstance(node, MultiTransform):
+            return self.multi_operand(node)
         if isinstance(node, Transform):
             inner = self.operand(node.child)
-            if inner.field.fdef.no_transformer or inner.multi:
+            if inner.field is not None and (inner.field.fdef.no_transformer or inner.multi):
                 raise FilterCompileError(f"filter error: field '{inner.field.token}' does not "
                                          f"support transformer '{node.name}'")
             fn = TRANSFORMER_FUNCS[node.name]
@@ -331,6 +341,112 @@ class ConditionCompiler:
                 return None if v is None else _f(v)
             return _Operand(get, out_type, False, False, inner.field, True)
         raise FilterCompileError(f"filter error: unexpected operand {type(node).__name__}")
+
+    def multi_operand(self, node: MultiTransform) -> _Operand:
+        """``join``/``concat``/``getopt``: argument count and type checks with libsinsp's
+        messages (``sinsp_filtercheck_multivalue_transformer.cpp``), then one getter."""
+        name = node.name
+        if node.arg is not None and name != "getopt":
+            raise FilterCompileError(f"filter error: transformer '{name}' does not support "
+                                     "field arguments")
+        args = [self.mv_argument(a, name) for a in node.args]
+        n = len(args)
+        if name == "join":
+            if n != 2:
+                raise _mv_error("join() requires exactly 2 arguments: separator and list")
+            if args[0].is_list:
+                raise _mv_error("join() first argument (separator) must be a single value, "
+                                "not a list")
+            if not args[1].is_list:
+                raise _mv_error("join() second argument must be a list")
+            gs, gl = args[0].get, args[1].get
+
+            def get_join(evt: Any, _s: Getter = gs, _l: Getter = gl) -> Any:
+                sep = _s(evt)
+                if sep is None:
+                    return None
+                vals = _l(evt)
+                return None if vals is None else multivalue.join(multivalue.as_text(sep), vals)
+            return _Operand(get_join, FieldType.STRING, False, False, None, True)
+        if name == "concat":
+            if n < 2:
+                raise _mv_error("concat() requires at least 2 arguments")
+            if any(a.is_list or not a.type.is_string for a in args):
+                raise _mv_error("concat() arguments must be strings")
+            getters = tuple(a.get for a in args)
+
+            def get_concat(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
+                vals = []
+                for g in _gs:
+                    v = g(evt)
+                    if v is None:
+                        return None
+                    vals.append(v)
+                return multivalue.concat(vals)
+            return _Operand(get_concat, FieldType.STRING, False, False, None, True)
+        # getopt
+        if n != 2:
+            raise _mv_error("getopt() requires exactly 2 arguments: args list and optstring")
+        if not args[0].is_list:
+            raise _mv_error("getopt() first argument must be a list")
+        if args[1].is_list:
+            raise _mv_error("getopt() second argument (optstring) must be a single value")
+        if not (args[0].type.is_string and args[1].type.is_string):
+            raise _mv_error("getopt() arguments must be strings")
+        if node.arg is not None and len(node.arg) != 1:
+            raise _mv_error("getopt() field argument must be a single option character")
+        selector = node.arg
+        ga, go = args[0].get, args[1].get
+        const = node.args[1].text if isinstance(node.args[1], Value) else None
+        if const is not None:          # a literal optstring is decoded once, at load time
+            opts = multivalue.OptString(const)
+
+            def get_getopt(evt: Any, _a: Getter = ga, _o: multivalue.OptString = opts,
+                           _sel: str | None = selector) -> Any:
+                argv = _a(evt)
+                return None if argv is None else multivalue.getopt(argv, _o, _sel)
+        else:
+            decode = functools.lru_cache(maxsize=64)(multivalue.OptString)
+
+            def get_getopt(evt: Any, _a: Getter = ga, _g: Getter = go,
+                           _d: Callable[[str], multivalue.OptString] = decode,
+                           _sel: str | None = selector) -> Any:
+                optstring = _g(evt)
+                if optstring is None:
+                    return None
+                argv = _a(evt)
+                if argv is None:
+                    return None
+                return multivalue.getopt(argv, _d(multivalue.as_text(optstring)), _sel)
+        return _Operand(get_getopt, FieldType.STRING, selector is None, False, None, True)
+
+    def mv_argument(self, node: Any, transformer: str) -> _Operand:
+        """One argument of a multivalue transformer: a constant (quoted string or number, a
+        string for libsinsp), a ``(...)`` list (a list of strings), a field or a transformer."""
+        if isinstance(node, Value):
+            text = node.text
+            return _Operand(lambda evt, _t=text: _t, FieldType.STRING, False, False, None, True)
+        if isinstance(node, TransformList):
+            items = [self.mv_argument(i, transformer) for i in node.items]
+            if any(i.is_list for i in items):
+                raise _mv_error(f"{transformer}() list elements must be single values, not lists")
+            getters = tuple(i.get for i in items)
+
+            def get_list(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
+                vals = []
+                for g in _gs:
+                    v = g(evt)
+                    if v is None:
+                        return None      # a missing element: the whole list is missing
+                    vals.append(v)
+                return tuple(vals)
+            return _Operand(get_list, FieldType.STRING, True, False, None, True)
+        op = self.operand(node)
+        if op.field is not None and not op.transformed and (op.multi or
+                                                            op.field.fdef.no_transformer):
+            raise FilterCompileError(f"filter error: field '{op.field.token}' does not support "
+                                     f"transformer '{transformer}'")
+        return op
 
     # -- boolean structure
     def compile(self, node: Any) -> Check:
@@ -360,7 +476,7 @@ class ConditionCompiler:
                                      "filters")
         check_op_type(op, left.type)
         right = node.right
-        if isinstance(right, Val | Transform):
+        if isinstance(right, Val | Transform | MultiTransform):
             return self.field_to_field(left, op, self.operand(right))
         if isinstance(right, Ident):
             raise FilterCompileError(f"filter error: unexpected identifier '{right.name}'")
@@ -369,9 +485,13 @@ class ConditionCompiler:
                                  "string value")
         base, _, modifier = op.partition(" ")
         values = right.values if isinstance(right, ListValue) else [right.text]
-        if "<NA>" in values and left.field.fdef.name.startswith(("ka.", "jevt.")):
+        if "<NA>" in values and left.field is not None and \
+                left.field.fdef.name.startswith(("ka.", "jevt.")):
             self.na_checks.append(f"comparing '{left.field.token}' with '<NA>' is unsafe: a "
                                   "missing value never equals '<NA>'; use 'exists' instead")
+        custom = self.field_check(left, base, modifier, values)
+        if custom is not None:
+            return custom
         if base in ("=", "==") and not modifier and not left.multi and not left.is_list and \
                 left.type not in (FieldType.IPADDR, FieldType.IPNET):
             c = self.converter(left.type)(values[0])   # fast path: None never equals a constant
@@ -383,6 +503,20 @@ class ConditionCompiler:
         else:
             pred = self.value_pred(base, values, left)
         return self.wrap(left, base, pred)
+
+    @staticmethod
+    def field_check(left: _Operand, op: str, modifier: str, values: list[str]) -> Check | None:
+        """The field's own comparison (``FieldDef.compile_check``, e.g. ``fd.sip.name`` against
+        resolved addresses), for a plain field compared with constants; ``None`` otherwise."""
+        if left.field is None or left.transformed:      # multivalue transformers have no field
+            return None
+        fn = left.field.fdef.compile_check
+        if fn is None or modifier:
+            return None
+        try:
+            return fn(left.field.arg, op, values)
+        except ValueError as e:
+            raise FilterCompileError(f"filter error: {e}") from None
 
     def _is_field_name(self, text: str) -> bool:
         try:
@@ -436,15 +570,11 @@ class ConditionCompiler:
             rx = glob_regex(str(c), ignore_case=op == "iglob")
             return lambda v, _m=rx.match: _m(v) is not None
         if op == "regex":
-            try:
-                rx = re.compile(str(c))
-            except re.error as e:
-                raise FilterCompileError(f"filter error: invalid regular expression "
-                                         f"'{c}': {e}") from None
+            matcher = compile_regex(str(c))       # RE2, POSIX syntax, full match (as libsinsp)
             if re.fullmatch(r"[\w/ .-]*", str(c)):
                 self.warnings.append(f"regex check with '{c}' may be optimized with simpler "
                                      "operators such as '=', 'contains', 'startswith', 'endswith'")
-            return lambda v, _m=rx.fullmatch: _m(v) is not None
+            return matcher
         raise FilterCompileError(f"filter error: unknown operator '{op}'")
 
     @staticmethod
@@ -514,6 +644,10 @@ class ConditionCompiler:
             b = _r(evt)
             return b is not None and _f(a, b)
         return check
+
+
+def _mv_error(message: str) -> FilterCompileError:
+    return FilterCompileError(f"filter error: {message}")
 
 
 def _as_bytes(v: Any) -> bytes:
@@ -635,7 +769,7 @@ def event_types(node: Any, universe: frozenset[str], negated: bool = False) -> f
         if isinstance(left, Transform) and _is_evt_type(left.child):
             raise FilterCompileError("filter error: evt.type can not be used with a transformer")
         if _is_evt_type(left):
-            if isinstance(node.right, Val | Transform):
+            if isinstance(node.right, Val | Transform | MultiTransform):
                 raise FilterCompileError("filter error: evt.type can not be compared with val() "
                                          "or a transformer")
             if node.op in ("=", "==", "in", "!="):

@@ -16,9 +16,9 @@ from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.outputs.format import CONTROL_ESCAPES
-from falconet.rules.compiler import TRANSFORMER_FUNCS
+from falconet.rules.compiler import TRANSFORMER_FUNCS, ConditionCompiler
 from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
-from falconet.rules.parser import Field, Transform, parse_field_token
+from falconet.rules.parser import Field, MultiTransform, Transform, parse_field_token
 
 NA = "<NA>"
 DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
@@ -132,7 +132,7 @@ def _token(text: str, pos: int, registry: FieldRegistry, source: str,
         warnings.append(f"usage of deprecated field '{node.name}' has been detected in the rule "
                         "output")
         return None, node.name, end, False
-    if isinstance(node, Transform):
+    if isinstance(node, Transform | MultiTransform):
         return _transformed(node, registry, source), text[pos:end], end, False
     assert isinstance(node, Field)
     name, arg = node.name, node.arg
@@ -157,6 +157,12 @@ def _transformed(node: Any, registry: FieldRegistry, source: str) -> Callable[[A
             return registry.resolve(node.name, node.arg, source).extract
         except UnknownFieldError as e:
             raise FilterCompileError(f"unknown filter: {e}", unknown_filter=True,
+                                     code=LOAD_ERR_COMPILE_OUTPUT) from None
+    if isinstance(node, MultiTransform):       # join/concat/getopt: the compiler's checks
+        try:
+            return ConditionCompiler(registry, source).multi_operand(node).get
+        except FilterCompileError as e:
+            raise FilterCompileError(str(e), unknown_filter=e.unknown_filter,
                                      code=LOAD_ERR_COMPILE_OUTPUT) from None
     inner = _transformed(node.child, registry, source)
     fn = TRANSFORMER_FUNCS[node.name]

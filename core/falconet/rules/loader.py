@@ -762,11 +762,24 @@ def exception_condition(e: ExceptionItem) -> str:
 
 # ------------------------------------------------------------------------------ list substitution
 _TOKEN_RE = re.compile(r"[^\s(),=]+")
+_MODIFIERS = ("oneof", "anyof", "allof")
+
+
+def _after_modifier(text: str, pos: int) -> bool:
+    """Whether the text before ``pos`` ends with a modifier word and blanks
+    (``startswith oneof <pos>``). Walks back from ``pos``: O(1) for the usual ``(name``."""
+    j = pos
+    while j > 0 and text[j - 1].isspace():
+        j -= 1
+    if j == pos or j < 5 or text[j - 5:j] not in _MODIFIERS:
+        return False
+    return j == 5 or text[j - 6].isspace()
 
 
 def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> str:
     """Falco's textual list substitution: a list name bounded by blanks, ``(``, ``)``, ``,``,
-    ``=`` or the string ends becomes ``item1, item2``; an empty list also eats one comma."""
+    ``=`` or the string ends becomes ``item1, item2``; an empty list also eats one comma.
+    Right after a modifier (``startswith oneof list_name``) it becomes ``(item1, item2)``."""
     out: list[str] = []
     last = 0
     drop_comma = False
@@ -779,7 +792,11 @@ def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> 
         if drop_comma:
             chunk = re.sub(r"^\s*,", "", chunk, count=1)
             drop_comma = False
-        if items:
+        if _after_modifier(text, m.start()):
+            # `<strop> oneof list_name` (Falco 0.44): the list becomes a parenthesised list
+            out.append(chunk)
+            out.append("(" + ", ".join(_quote_list_item(i) for i in items) + ")")
+        elif items:
             out.append(chunk)
             out.append(", ".join(_quote_list_item(i) for i in items))
         else:

@@ -24,6 +24,8 @@ from falconet.rules.errors import FilterSyntaxError
 MAX_DEPTH = 1000          # Falco's limit for rule conditions
 
 TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len")
+#: Falco 0.44 multivalue transformers: several arguments, see :class:`MultiTransform`
+MULTI_TRANSFORMERS = ("join", "concat", "getopt")
 UNARY_OPS = ("exists",)
 NUM_OPS = ("<=", "<", ">=", ">")
 STR_OPS = ("==", "=", "!=", "contains", "icontains", "bcontains", "startswith", "bstartswith",
@@ -76,6 +78,27 @@ class Transform:
 
     name: str
     child: object
+
+
+@dataclass(slots=True)
+class MultiTransform:
+    """A multivalue transformer (libsinsp ``field_transformer_expr`` with several arguments):
+    ``join(sep, (a, b))``, ``concat(a, b, ...)``, ``getopt(args, optstring)[opt]``.
+
+    ``args`` are Field, Transform, MultiTransform, Value (a quoted string or a number) or
+    TransformList; ``arg`` is the ``[...]`` after the closing parenthesis (getopt's selector)."""
+
+    name: str
+    args: list
+    arg: str | None = None
+    pos: int = 0
+
+
+@dataclass(slots=True)
+class TransformList:
+    """``(a, "b", tolower(c))`` inside a multivalue transformer: fields, transformers, values."""
+
+    items: list
 
 
 @dataclass(slots=True)
@@ -275,6 +298,9 @@ class _Parser:
                 if not self.lit(")"):
                     raise self.error("expected a ')' token")
                 return Val(fld)
+            if name in MULTI_TRANSFORMERS:
+                self.pos = m.end() + 1
+                return self._multi_transformer(name, start)
             if name in TRANSFORMERS:
                 self.pos = m.end() + 1
                 self.blank()
@@ -290,6 +316,84 @@ class _Parser:
                 return Transform(name, inner)
         self.pos = start
         return self.parse_field()
+
+    def _multi_transformer(self, name: str, start: int) -> MultiTransform:
+        """After ``join(``: comma-separated arguments, ``)``, an optional ``[arg]``
+        (libsinsp ``parse_field_or_transformer_remainder``)."""
+        args: list = []
+        while True:
+            self.blank()
+            args.append(self._multi_arg())
+            self.blank()
+            if not self.lit(","):
+                break
+        if not self.lit(")"):
+            raise self.error("expected a ')' token closing the transformer")
+        self.last_token = ")"
+        arg = None
+        if self.lit("["):
+            arg = self._quoted() if self.peek('"') or self.peek("'") else self.regex(_BARE_ARG_RE)
+            if arg is None or not self.lit("]"):
+                raise self.error("expected a valid field argument: a quoted string or a bare string")
+            self.last_token = "]"
+        return MultiTransform(name, args, arg, start)
+
+    def _multi_arg(self) -> object:
+        """FieldTransformerArg ::= NumValue | QuotedStr | TransformerList | FieldTransformer |
+        Field (in libsinsp's order)."""
+        num = self._number()
+        if num is not None:
+            return Value(num)
+        if self.peek('"') or self.peek("'"):
+            return Value(self._quoted())
+        if self.lit("("):
+            return self._transformer_list()
+        node = self._nested_transformer_or_field()
+        if node is None:
+            raise self.error("expected field transformer argument: field, transformer, quoted "
+                             "string, number, or transformer list")
+        return node
+
+    def _transformer_list(self) -> TransformList:
+        """After ``(``: TransformerListArg (',' TransformerListArg)* ``)``, or ``()``."""
+        items: list = []
+        self.blank()
+        if self.lit(")"):
+            return TransformList(items)
+        while True:
+            node = self._nested_transformer_or_field()
+            if node is None:
+                if self.peek('"') or self.peek("'"):
+                    node = Value(self._quoted())
+                else:
+                    num = self._number()
+                    if num is None:
+                        raise self.error("expected transformer list argument: field, "
+                                         "transformer, quoted string, or number")
+                    node = Value(num)
+            items.append(node)
+            self.blank()
+            if self.lit(")"):
+                return TransformList(items)
+            if not self.lit(","):
+                raise self.error("expected ')'")
+            self.blank()
+
+    def _nested_transformer_or_field(self) -> object | None:
+        self.push()
+        try:
+            return self._transformer_or_field(allow_val=False)
+        finally:
+            self.depth -= 1
+
+    def _number(self) -> str | None:
+        """A number (decimal or hex) not directly followed by bare-string characters."""
+        save = self.pos
+        num = self.regex(_NUM_RE)
+        if num is not None and self._continues_bare():
+            self.pos = save
+            return None
+        return num
 
     def parse_field(self) -> Field | None:
         start = self.pos
@@ -368,7 +472,8 @@ class _Parser:
     def _transformer_or_field_rhs(self) -> object | None:
         m = _IDENT_RE.match(self.text, self.pos)
         if m is not None and self.text.startswith("(", m.end()) and \
-                (m.group(0) in TRANSFORMERS or m.group(0) == "val"):
+                (m.group(0) in TRANSFORMERS or m.group(0) in MULTI_TRANSFORMERS or
+                 m.group(0) == "val"):
             return self._transformer_or_field(allow_val=True)
         return None
 
@@ -502,6 +607,11 @@ def as_string(node: object) -> str:
         return node.token
     if isinstance(node, Transform):
         return f"{node.name}({as_string(node.child)})"
+    if isinstance(node, MultiTransform):
+        out = f"{node.name}({', '.join(_mv_string(a) for a in node.args)})"
+        return out if node.arg is None else f"{out}[{node.arg}]"
+    if isinstance(node, TransformList):
+        return "(" + ", ".join(_mv_string(i) for i in node.items) + ")"
     if isinstance(node, Val):
         return f"val({node.field.token})"
     if isinstance(node, Value):
@@ -513,3 +623,11 @@ def as_string(node: object) -> str:
     if isinstance(node, Binary):
         return f"{as_string(node.left)} {node.op} {as_string(node.right)}"
     raise TypeError(f"not an AST node: {node!r}")
+
+
+def _mv_string(node: object) -> str:
+    """Inside a multivalue transformer a string is always quoted: bare strings are not allowed
+    there, so the printed form parses back to the same AST."""
+    if isinstance(node, Value):
+        return '"' + node.text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return as_string(node)

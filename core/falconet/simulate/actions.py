@@ -345,6 +345,21 @@ def _ssh_port(ctx: Context) -> None:
     _ok(ctx.payload("connect_port", "4444", "192.0.2.10", argv0="ssh"), "ssh connect")
 
 
+#: what the falco-stable suite makes the *engine* resolve the in-cluster API server name to
+#: (suite ``engine_hosts``): a loopback address, so the connection stays in the container's own
+#: network namespace and nothing leaves it
+K8S_API_SERVER_NAME = "kubernetes.default.svc.cluster.local"
+K8S_API_SERVER_TEST_ADDRESS = "127.0.0.44"
+
+
+@action("k8s_api_server_connect", f"connect to {K8S_API_SERVER_TEST_ADDRESS}:6443 (loopback "
+        "listener), the address the falco-stable suite's engine resolves "
+        f"{K8S_API_SERVER_NAME} to", where=("runc", "docker"), rule=None,
+        falco_rule="Contact K8S API Server From Container", needs_python=True)
+def _k8s_api_server(ctx: Context) -> None:
+    _ok(ctx.payload("connect_port", "6443", K8S_API_SERVER_TEST_ADDRESS), "connect 6443")
+
+
 @action("packet_socket_in_container", "`arping -I lo` opens an AF_PACKET socket",
         where=("runc", "docker"), rule="Packet Socket Opened in Container",
         falco_rule="Packet socket created in container")

@@ -17,12 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from falconet.priorities import Priority
+from falconet.simulate.private_hosts import wrap, write_hosts_file
 
 #: a stderr line that says the collector's probes are attached (falconet.collector.source)
 READY_MARKERS = ("tracepoints attached",)
@@ -94,11 +95,16 @@ def falconet_argv() -> list[str]:
 
 
 class LiveEngine:
-    """``falconet run --json`` with the given rules; alerts in :attr:`alerts`."""
+    """``falconet run --json`` with the given rules; alerts in :attr:`alerts`. ``hosts``
+    (name -> address) are resolved by the engine only: it runs in a private mount namespace with
+    its own /etc/hosts (:mod:`falconet.simulate.private_hosts`; root)."""
 
     def __init__(self, rules: Sequence[str] | None = None, extra_args: Sequence[str] = (),
-                 argv: Sequence[str] | None = None) -> None:
+                 argv: Sequence[str] | None = None, hosts: Mapping[str, str] | None = None
+                 ) -> None:
         self.rules = list(rules or [])
+        self.hosts = dict(hosts or {})
+        self._hosts_file: str | None = None
         self.extra_args = list(extra_args)
         self.base_argv = list(argv) if argv else falconet_argv()
         self.alerts: list[ReceivedAlert] = []
@@ -125,9 +131,19 @@ class LiveEngine:
     def start(self) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
-                                     start_new_session=True)
+        argv = self.argv
+        if self.hosts:
+            self._hosts_file = write_hosts_file(self.hosts)
+            argv = wrap(argv, self._hosts_file)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+                                         start_new_session=True)
+        except OSError:
+            if self._hosts_file is not None:
+                os.unlink(self._hosts_file)
+                self._hosts_file = None
+            raise
         for target in (self._read_stdout, self._read_stderr):
             t = threading.Thread(target=target, daemon=True)
             t.start()
@@ -229,6 +245,9 @@ class LiveEngine:
         for t in self._threads:
             t.join(2)
         self._stderr_file.close()
+        if self._hosts_file is not None:
+            os.unlink(self._hosts_file)
+            self._hosts_file = None
         return self.proc.returncode
 
     def __enter__(self) -> LiveEngine:

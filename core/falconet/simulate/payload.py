@@ -39,11 +39,12 @@ PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
 
 
-def _loopback_listener(port: int = 0) -> tuple[socket.socket, int]:
-    """A TCP listener on 127.0.0.1 that accepts connections in a daemon thread."""
+def _loopback_listener(port: int = 0, host: str = "127.0.0.1") -> tuple[socket.socket, int]:
+    """A TCP listener on a loopback address (127.0.0.1 unless told) that accepts connections in
+    a daemon thread."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind((host, port))
     srv.listen(4)
 
     def serve() -> None:
@@ -175,13 +176,13 @@ def _wait_or_kill(pid: int, seconds: float) -> None:
 
 
 def connect_port(port: str, host: str = "127.0.0.1") -> int:
-    """Connect to HOST:PORT. On loopback a listener is opened first so the connect succeeds;
-    elsewhere the connect is non-blocking (EINPROGRESS) and abandoned at once."""
+    """Connect to HOST:PORT. On loopback a listener is opened first (on HOST) so the connect
+    succeeds; elsewhere the connect is non-blocking (EINPROGRESS) and abandoned at once."""
     p = int(port)
     srv = None
     if host.startswith("127."):
         try:
-            srv, _ = _loopback_listener(p)
+            srv, _ = _loopback_listener(p, host)
         except OSError as e:
             if e.errno != errno.EADDRINUSE:
                 raise

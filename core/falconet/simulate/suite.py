@@ -6,7 +6,9 @@ Format (see ``docs/detection.md``)::
     description: what it proves
     rules: [rules/]                # optional: rules files/dirs, relative to the suite file's repo
     timeout: 5                     # optional: seconds to wait for each expected alert
-    cases:
+    engine_hosts:                  # optional: names only the engine under test resolves
+      kubernetes.default.svc.cluster.local: 127.0.0.44   # (a private /etc/hosts, see
+    cases:                                               #  falconet.simulate.private_hosts)
       - name: shell in a runc container
         action: shell_in_container # see `falconet simulate --list`
         where: runc                # host | runc | docker (default: the action's first)
@@ -26,6 +28,7 @@ Errors name the file, line and column, and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +79,8 @@ class Suite:
     description: str = ""
     rules: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
+    #: name -> address the engine (only) resolves, through a private /etc/hosts
+    engine_hosts: dict[str, str] = field(default_factory=dict)
 
     def select(self, names: Iterable[str] | None) -> list[Case]:
         """The cases ``names`` picks out, by case name or action; all of them when it is empty."""
@@ -83,7 +88,7 @@ class Suite:
         return [c for c in self.cases if not wanted or c.name in wanted or c.action in wanted]
 
 
-_SUITE_KEYS = {"suite", "description", "rules", "timeout", "cases"}
+_SUITE_KEYS = {"suite", "description", "rules", "timeout", "cases", "engine_hosts"}
 _CASE_KEYS = {"name", "action", "where", "privileged", "expect"}
 _EXPECT_KEYS = {"rule", "priority", "output_fields"}
 
@@ -169,6 +174,7 @@ def load_suite(path: str | Path) -> Suite:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
         rules = [r.string(n, "rules item") for n in items]
     timeout = r.number(top["timeout"][1], "timeout") if "timeout" in top else DEFAULT_TIMEOUT
+    hosts = _engine_hosts(r, top["engine_hosts"][1]) if "engine_hosts" in top else {}
     cases_node = top["cases"][1]
     if not isinstance(cases_node, yaml.SequenceNode) or not cases_node.value:
         raise r.err(cases_node, "cases must be a non-empty list")
@@ -180,7 +186,24 @@ def load_suite(path: str | Path) -> Suite:
                                               f"{seen[c.name]})")
         seen[c.name] = c.line
     return Suite(name=name, path=path, cases=cases, description=desc, rules=rules,
-                 timeout=timeout)
+                 timeout=timeout, engine_hosts=hosts)
+
+
+def _engine_hosts(r: _Reader, node: yaml.Node) -> dict[str, str]:
+    if not isinstance(node, yaml.MappingNode) or not node.value:
+        raise r.err(node, "engine_hosts must be a mapping of host name: IP address")
+    out: dict[str, str] = {}
+    for k, v in node.value:
+        name = r.string(k, "engine_hosts name")
+        if any(c.isspace() or c == "#" for c in name):
+            raise r.err(k, f"engine_hosts: invalid host name '{name}'")
+        addr = r.string(v, f"engine_hosts.{name}")
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise r.err(v, f"engine_hosts.{name}: expected an IP address, got '{addr}'") from None
+        out[name] = addr
+    return out
 
 
 def _case(r: _Reader, node: yaml.Node) -> Case:
@@ -241,6 +264,7 @@ def _expect(r: _Reader, node: yaml.Node) -> Expectation:
 def suite_as_dict(s: Suite) -> dict[str, Any]:
     """A plain dict (for ``--json`` listings)."""
     return {"suite": s.name, "path": s.path, "timeout": s.timeout, "rules": s.rules,
+            "engine_hosts": s.engine_hosts,
             "cases": [{"name": c.name, "action": c.action, "where": c.where,
                        "privileged": c.privileged,
                        "expect": "nothing" if c.expect.nothing else {

@@ -20,6 +20,13 @@ read_env               true        read ``/proc/<pid>/environ`` at bootstrap (``
 user_check_seconds     10          how often ``/etc/passwd``/``/etc/group`` mtimes are checked
 sweep_seconds          30          live: how often entries of processes that are gone from
                                    ``/proc`` (their exit event was dropped) are marked dead
+dns_refresh_seconds    10          names of ``fd.*ip.name`` conditions are resolved again this
+                                   long after their addresses changed...
+dns_max_refresh_...    320         ...doubling while the answer stays the same, up to this
+                                   (``dns_max_refresh_seconds``; failures retry after 1 s,
+                                   doubling to the same bound; see ``falconet.state.dns``)
+dns_startup_wait_...   2           replay only: wait at most this long at start for the first
+                                   answers (``dns_startup_wait_seconds``); live never waits
 =====================  ==========  =======================================================
 """
 
@@ -32,6 +39,7 @@ from typing import Any
 
 from falconet.api import PluginConfigError, hookimpl
 from falconet.fields.core_fields import core_field_defs
+from falconet.state.dns import DomainResolver
 from falconet.state.parser import StateParser
 from falconet.state.proc_bootstrap import BootstrapStats, bootstrap
 from falconet.state.tables import StateTables, thread_from_dict, thread_to_dict
@@ -43,7 +51,8 @@ CAPTURE_VERSION = 1
 
 _DEFAULTS: dict[str, Any] = {"max_threads": 262144, "max_dead": 4096, "dead_grace_seconds": 5.0,
                              "bootstrap": True, "read_env": True, "user_check_seconds": 10.0,
-                             "sweep_seconds": 30.0}
+                             "sweep_seconds": 30.0, "dns_refresh_seconds": 10.0,
+                             "dns_max_refresh_seconds": 320.0, "dns_startup_wait_seconds": 2.0}
 
 
 class CoreState:
@@ -63,6 +72,12 @@ class CoreState:
         self.tables = tables
         self.users = UserDB(check_interval=cfg["user_check_seconds"])
         metrics = getattr(engine, "metrics", None)
+        # names of fd.*ip.name conditions: registered by the compiler, resolved in a thread
+        # from falconet_start on (commands that only load rules, e.g. `rules validate`, never
+        # look a name up)
+        self.dns = DomainResolver(metrics, refresh_seconds=cfg["dns_refresh_seconds"],
+                                  max_refresh_seconds=cfg["dns_max_refresh_seconds"],
+                                  autostart=False)
         self.parser = StateParser(tables, live=False, metrics=metrics, users=self.users,
                                   emit_state=getattr(engine, "emit_state", None), plugin_name=NAME)
         self.bootstrap_stats: BootstrapStats | None = None
@@ -109,6 +124,7 @@ class CoreState:
 
     def stop(self) -> None:
         self._stop.set()
+        self.dns.stop()
         if self._sweeper is not None:
             self._sweeper.join(2)
             self._sweeper = None
@@ -161,6 +177,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             kind = "a positive integer" if want is int else "a positive number"
             raise PluginConfigError(f"plugins.{NAME}.{k}: expected {kind}, got {v!r}")
         out[k] = v
+    if out["dns_refresh_seconds"] > out["dns_max_refresh_seconds"]:
+        raise PluginConfigError(f"plugins.{NAME}.dns_refresh_seconds: must not exceed "
+                                f"dns_max_refresh_seconds ({out['dns_max_refresh_seconds']})")
     return out
 
 
@@ -184,7 +203,7 @@ def falconet_configure(config: dict[str, Any], engine: Any) -> None:
 @hookimpl
 def falconet_fields(engine: Any) -> list[Any]:
     st = state_of(engine)
-    return core_field_defs(st.tables, st.users, getattr(engine, "hostname", None))
+    return core_field_defs(st.tables, st.users, getattr(engine, "hostname", None), st.dns)
 
 
 @hookimpl
@@ -203,6 +222,15 @@ def falconet_start(engine: Any) -> None:
                         s.processes, s.threads, s.fds, s.seconds * 1000)
     if live:
         st.start_sweeper()
+    st.dns.autostart = True          # names a hot reload adds start the thread too
+    if st.dns.entries:
+        st.dns.start()
+    if not live and st.dns.entries:
+        # a replay starts at once: let the first answers arrive (bounded) so its connections
+        # are matched as a live engine that had been running would match them
+        if not st.dns.wait_resolved(st.config["dns_startup_wait_seconds"]):
+            engine.log.warning("core-state: the domain names of the rules are not resolved yet "
+                               "(fd.*ip.name checks match once they are)")
 
 
 @hookimpl

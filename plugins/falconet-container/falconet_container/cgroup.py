@@ -72,6 +72,26 @@ def container_from_cgroup_text(text: str) -> tuple[str, str]:
     return "", ""
 
 
+#: ``pod<uid>`` (cgroupfs: ``/kubepods/burstable/pod1f0c...-...``) or the systemd slice form
+#: (``kubepods-burstable-pod1f0c..._..._....slice``: dashes of the uid become underscores)
+_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
+                      r"(?:\.slice)?$")
+
+
+def pod_uid_from_cgroup_text(text: str) -> str | None:
+    """The Kubernetes pod uid in a ``/proc/<pid>/cgroup`` text (kubelet names the pod's cgroup
+    after it), dashed as the API writes it; ``None`` outside a Kubernetes pod."""
+    if "pod" not in text:
+        return None
+    for line in text.splitlines():
+        path = line.partition(":")[2].partition(":")[2]
+        for comp in reversed(path.split("/")):
+            m = _POD_UID.search(comp)
+            if m:
+                return m.group(1).replace("_", "-")
+    return None
+
+
 def read_proc_cgroup(pid: int, proc_root: str = "/proc") -> str | None:
     """The text of ``/proc/<pid>/cgroup``, or ``None`` when the process is gone."""
     try:

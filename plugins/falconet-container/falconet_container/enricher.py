@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from falconet_container import PLUGIN_NAME
-from falconet_container.cgroup import container_from_cgroup_text, read_proc_cgroup
+from falconet_container.cgroup import (
+    container_from_cgroup_text,
+    pod_uid_from_cgroup_text,
+    read_proc_cgroup,
+)
+from falconet_container.k8s_api import K8sCache
 from falconet_container.model import FAILED, ContainerInfo
 from falconet_container.worker import LookupWorker
 
@@ -71,6 +77,11 @@ class ContainerEnricher:
         self._exited: list[int] = []
         self._done = worker.done if worker is not None else None
         self.proc_reads = 0           # /proc/<pid>/cgroup reads (misses that reached /proc)
+        #: pod/namespace metadata from the Kubernetes API (empty unless k8s_api is enabled or a
+        #: replayed capture has some); ``k8s_updates`` is the API watcher's outbox
+        self.k8s = K8sCache(on_evict=self._k8s_evicted)
+        self.k8s_updates: deque[dict[str, Any]] | None = None
+        self.k8s_api = False          # the API (or a replayed capture) may fill k8s.pod.name/ns
 
     # ------------------------------------------------------------------ hot path
     def parse(self, evt: Any) -> None:
@@ -82,6 +93,8 @@ class ContainerEnricher:
         done = self._done
         if done:
             self._drain()
+        if self.k8s_updates:
+            self._drain_k8s()
         pid = evt.pid
         cid = self.pid_cid.get(pid)
         if cid is None or evt.type in EXEC_TYPES:
@@ -103,6 +116,7 @@ class ContainerEnricher:
     def _resolve(self, evt: Any, pid: int, old: str | None) -> str:
         t = evt.thread
         hint = ""
+        pod_uid: str | None = None
         if self.replay:
             # the capture's records are authoritative (they precede their event); the thread
             # snapshot, or what the state parser inherited at fork, covers the rest. Never
@@ -126,15 +140,19 @@ class ContainerEnricher:
                     cid = (t.container_id if t is not None else "") or (old or "")
                 else:
                     cid, hint = container_from_cgroup_text(text)
+                    if cid and cid not in self.containers:
+                        # known before any runtime answers: the key of the API's pod metadata
+                        pod_uid = pod_uid_from_cgroup_text(text)
                     if cg:
                         self.by_cgroup[cg] = cid
                         if cid:
                             self.cgroups_of.setdefault(cid, set()).add(cg)
         if cid != old:
-            self._assign(pid, cid, old, hint)
+            self._assign(pid, cid, old, hint, pod_uid)
         return cid
 
-    def _assign(self, pid: int, cid: str, old: str | None, hint: str) -> None:
+    def _assign(self, pid: int, cid: str, old: str | None, hint: str,
+                pod_uid: str | None = None) -> None:
         if old:
             m = self.members.get(old)
             if m is not None:
@@ -143,14 +161,17 @@ class ContainerEnricher:
         if cid:
             self.members.setdefault(cid, set()).add(pid)
             if cid not in self.containers:
-                self._new_container(cid, hint)
+                self._new_container(cid, hint, pod_uid)
         if self.emit_state is not None and not self.replay and (cid or old):
             # host is the default on replay: only container membership needs recording
             self.emit_state(PLUGIN_NAME, {"pid": pid, "container_id": cid})
 
-    def _new_container(self, cid: str, hint: str) -> None:
-        info = ContainerInfo(cid, type=hint or None)
+    def _new_container(self, cid: str, hint: str, pod_uid: str | None = None) -> None:
+        info = ContainerInfo(cid, type=hint or None, k8s_pod_uid=pod_uid)
         self.containers[cid] = info
+        if pod_uid and self.emit_state is not None and not self.replay:
+            # a replay needs the uid too, even if the runtime lookup never answers
+            self.emit_state(PLUGIN_NAME, {"container": info.to_dict()})
         if self.worker is not None and not self.replay:
             if not self.worker.submit(cid, hint):
                 info.status = FAILED
@@ -174,9 +195,33 @@ class ContainerEnricher:
                 if cur.status != FAILED:
                     self.containers[d.full_id] = _failed(cur)
                 continue
+            if d.info.k8s_pod_uid is None and cur.k8s_pod_uid:
+                d.info.k8s_pod_uid = cur.k8s_pod_uid     # from the cgroup path; not published yet
             self.containers[d.full_id] = d.info
             if self.emit_state is not None:
                 self.emit_state(PLUGIN_NAME, {"container": d.info.to_dict()})
+
+    def _drain_k8s(self) -> None:
+        """Apply the Kubernetes API watcher's updates (this thread is the table's only writer)
+        and record them, in order with the events, into a capture being recorded."""
+        upd = self.k8s_updates
+        batch = []
+        while upd:
+            u = upd.popleft()
+            try:
+                self.k8s.apply(u)
+            except ValueError as e:       # the watcher builds them: a bug, not input
+                log.warning("k8s API update not applied: %s", e)
+                if self.metrics is not None:
+                    self.metrics.drop("k8s_update_malformed")
+                continue
+            batch.append(u)
+        if batch and self.emit_state is not None:
+            self.emit_state(PLUGIN_NAME, {"k8s": batch})
+
+    def _k8s_evicted(self) -> None:
+        if self.metrics is not None:
+            self.metrics.drop("k8s_pod_cache_full")
 
     def _gc(self) -> None:
         exited, self._exited = self._exited, []
@@ -203,8 +248,11 @@ class ContainerEnricher:
 
     # ------------------------------------------------------------------ capture / replay
     def capture_state(self) -> dict[str, Any]:
-        return {"containers": [c.to_dict() for c in self.containers.values()],
-                "pids": {str(p): c for p, c in self.pid_cid.items()}}
+        out: dict[str, Any] = {"containers": [c.to_dict() for c in self.containers.values()],
+                               "pids": {str(p): c for p, c in self.pid_cid.items()}}
+        if self.k8s.pods or self.k8s.ns_labels:
+            out["k8s"] = self.k8s.snapshot()
+        return out
 
     def restore(self, data: Any) -> None:
         """Apply one capture record (:meth:`capture_state` or a per-event emit)."""
@@ -217,6 +265,10 @@ class ContainerEnricher:
         if "container" in data:
             info = ContainerInfo.from_dict(data["container"])
             self.containers[info.full_id] = info
+        for u in data.get("k8s") or ():
+            if not isinstance(u, dict):
+                raise ValueError("k8s update record is not an object")
+            self.k8s.apply(u)
         pids = dict(data.get("pids") or {})
         if "pid" in data:
             pids[data["pid"]] = data.get("container_id") or ""
@@ -236,6 +288,6 @@ class ContainerEnricher:
 
 
 def _failed(cur: ContainerInfo) -> ContainerInfo:
-    info = ContainerInfo(cur.full_id, type=cur.type)
+    info = ContainerInfo(cur.full_id, type=cur.type, k8s_pod_uid=cur.k8s_pod_uid)
     info.status = FAILED
     return info

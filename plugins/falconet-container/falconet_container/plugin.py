@@ -13,6 +13,16 @@ Config (``falconet.yaml``)::
         podman_inspect: true          # fall back to `podman inspect` when storage files are absent
         lookup_timeout: 2.0           # seconds per runtime call
         use_cgroup_id: auto           # auto | true | false
+        k8s_api:                      # pod/namespace labels from the Kubernetes API (extra [k8s])
+          enabled: false
+          kubeconfig: null            # null: in-cluster service account
+          node_name: null             # null: $NODE_NAME (downward API), else the host name
+          namespaces: true            # also watch namespaces (k8s.ns.label[...])
+          max_pods: 10000
+          request_timeout: 10.0
+          watch_timeout: 300
+          backoff_initial: 0.5
+          backoff_max: 30.0
 """
 
 from __future__ import annotations
@@ -24,12 +34,13 @@ from falconet.api import PluginConfigError, hookimpl
 from falconet_container import PLUGIN_NAME, __version__
 from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
 from falconet_container.fields import field_defs
+from falconet_container.k8s_api import K8sApiConfig, K8sConfigError, K8sWatcher, parse_config
 from falconet_container.resolver import MetadataResolver, ResolverConfig
 from falconet_container.worker import LATENCY_BUCKETS, LookupWorker
 
 _KNOWN = {"lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary",
           "podman_binary", "podman_inspect", "lookup_timeout", "use_cgroup_id",
-          "required", "enabled"}
+          "k8s_api", "required", "enabled"}
 
 
 class ContainerPlugin:
@@ -42,6 +53,8 @@ class ContainerPlugin:
         self.use_cgroup_id: bool | None = None
         self.enricher = ContainerEnricher()
         self.worker: LookupWorker | None = None
+        self.k8s_cfg = K8sApiConfig()
+        self.k8s_watcher: K8sWatcher | None = None
 
     def configure(self, config: dict[str, Any], engine: Any) -> None:
         unknown = sorted(set(config) - _KNOWN)
@@ -73,6 +86,10 @@ class ContainerPlugin:
         if ucg not in ("auto", True, False):
             raise PluginConfigError("use_cgroup_id must be auto, true or false")
         self.use_cgroup_id = None if ucg == "auto" else ucg
+        try:
+            self.k8s_cfg = parse_config(config.get("k8s_api"))
+        except K8sConfigError as e:
+            raise PluginConfigError(str(e)) from e
         self.cfg = cfg
         self.engine = engine
         self._build(engine)
@@ -85,6 +102,11 @@ class ContainerPlugin:
                                      emit_state=getattr(engine, "emit_state", None),
                                      state=getattr(engine, "state", None), use_cgroup_id=use_cg)
         enricher.replay = replay
+        enricher.k8s.max_pods = self.k8s_cfg.max_pods
+        enricher.k8s_api = self.k8s_cfg.enabled or replay
+        if self.k8s_cfg.enabled and not replay:
+            self.k8s_watcher = K8sWatcher(self.k8s_cfg)
+            enricher.k8s_updates = self.k8s_watcher.updates
         if self.lookups and not replay:
             self.worker = LookupWorker(MetadataResolver(self.cfg),
                                        wanted=enricher.containers.__contains__)
@@ -97,18 +119,26 @@ class ContainerPlugin:
         if m is not None:
             prev = m.gauges.get("state_table_entries")
             table = self.enricher.containers
+            k8s = self.enricher.k8s if self.k8s_watcher is not None else None
 
             def sizes() -> dict[str, float]:
                 out = dict(prev()) if prev is not None else {}
                 out["containers"] = float(len(table))
+                if k8s is not None:
+                    out["k8s_pods"] = float(len(k8s.pods))
+                    out["k8s_namespaces"] = float(len(k8s.ns_labels))
                 return out
             m.gauges["state_table_entries"] = sizes
         if self.worker is not None:
             self.worker.start()
+        if self.k8s_watcher is not None:
+            self.k8s_watcher.start()
 
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+        if self.k8s_watcher is not None:
+            self.k8s_watcher.stop()
 
 
 _plugin = ContainerPlugin()
@@ -160,6 +190,7 @@ def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
 @hookimpl
 def falconet_metrics(registry: Any, engine: Any) -> None:
     registry.register(_LatencyCollector(_plugin))
+    registry.register(_K8sApiCollector(_plugin))
 
 
 class _LatencyCollector:
@@ -187,3 +218,42 @@ class _LatencyCollector:
             buckets.append(("+Inf", h.n))
             fam.add_metric([PLUGIN_NAME], buckets, h.sum)
         yield fam
+
+
+class _K8sApiCollector:
+    """The Kubernetes API watcher's counters (only with ``k8s_api.enabled``), read at scrape
+    time from its plain-integer dicts."""
+
+    def __init__(self, plugin: ContainerPlugin) -> None:
+        self.plugin = plugin
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        w = self.plugin.k8s_watcher
+        if w is None:
+            return
+        req = CounterMetricFamily("falconet_k8s_api_requests",
+                                  "Kubernetes API list/watch calls of the container plugin, by result",
+                                  labels=["resource", "verb", "result"])
+        for (res, verb, result), n in sorted(dict(w.requests).items()):
+            req.add_metric([res, verb, result], n)
+        yield req
+        ev = CounterMetricFamily("falconet_k8s_api_watch_events",
+                                 "Kubernetes API watch events received, by type",
+                                 labels=["resource", "type"])
+        for (res, typ), n in sorted(dict(w.events).items()):
+            ev.add_metric([res, typ], n)
+        yield ev
+        up = GaugeMetricFamily("falconet_k8s_api_synced",
+                               "1 while the last list/watch of the resource succeeded",
+                               labels=["resource"])
+        for res, v in sorted(dict(w.synced).items()):
+            up.add_metric([res], v)
+        yield up
