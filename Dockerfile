@@ -18,6 +18,9 @@ WORKDIR /opt/falconet/src
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY plugins ./plugins
+# the wheel carries the BPF source and default rules as data (<venv>/share/falconet)
+COPY bpf ./bpf
+COPY rules ./rules
 RUN python3 -m venv --system-site-packages /opt/falconet/venv \
  && /opt/falconet/venv/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/falconet/venv/bin/pip install --no-cache-dir . \
@@ -26,7 +29,7 @@ RUN python3 -m venv --system-site-packages /opt/falconet/venv \
       [ -f "$p/pyproject.toml" ] && /opt/falconet/venv/bin/pip install --no-cache-dir "$p"; \
     done \
  && /opt/falconet/venv/bin/pip install --no-cache-dir "./plugins/falconet-container[k8s]" \
- && /opt/falconet/venv/bin/python -c "import falconet" \
+ && /opt/falconet/venv/bin/python -c "from falconet.collector.program import bpf_source_path; print(bpf_source_path())" \
  && /usr/bin/python3 -c "import bcc"
 
 COPY rules/ /etc/falconet/rules/

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RUN_ARGS ?=
 CONFIG ?= falconet.yaml
 
-.PHONY: run test setup setup-test lint unit bench clean
+.PHONY: run test setup setup-test lint unit bench clean install
 
 setup:
 	@scripts/setup.sh run
@@ -35,3 +35,7 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build core/*.egg-info plugins/*/*.egg-info
+
+# Falconet as a host service: /opt/falconet/venv, /etc/falconet, the systemd unit (root).
+install:
+	@scripts/install.sh

@@ -58,10 +58,12 @@ class EmptyRuleset:
 
 # ----------------------------------------------------------------------------------- rules paths
 def default_rules_paths() -> list[str]:
-    """``$FALCONET_RULES_DIR``, else the repository's ``rules/``, else ``/etc/falconet/rules``."""
+    """``$FALCONET_RULES_DIR``, else the repository's ``rules/``, else ``/etc/falconet/rules``,
+    else the copy a wheel installs (``<prefix>/share/falconet/rules``, see pyproject.toml)."""
     env = os.environ.get("FALCONET_RULES_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "rules", Path("/etc/falconet/rules")]
+    candidates += [Path(__file__).resolve().parents[2] / "rules", Path("/etc/falconet/rules"),
+                   Path(sys.prefix) / "share" / "falconet" / "rules"]
     for d in candidates:
         if d.is_dir():
             files = rules_files_in([str(d)])

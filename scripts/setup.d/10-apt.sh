@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(python3-venv python3-bpfcc bpfcc-tools bc)
 if [ "$MODE" = test ]; then
-  pkgs+=(runc busybox-static containerd docker.io docker-compose podman prometheus prometheus-alertmanager)
+  pkgs+=(runc busybox-static containerd docker.io docker-compose podman prometheus prometheus-alertmanager
+         systemd)   # systemd-analyze verifies deploy/systemd/falconet.service
 fi
 missing=()
 for p in "${pkgs[@]}"; do

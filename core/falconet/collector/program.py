@@ -9,12 +9,36 @@ the state base set) need is compiled and attached. The same table tells the deco
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from falconet import syscalls
 
-BPF_SOURCE = Path(__file__).resolve().parents[3] / "bpf" / "falconet.bpf.c"
+#: where the BPF C source is: a checkout's ``bpf/`` (editable installs, tests), then the copy a
+#: wheel installs as data (``<prefix>/share/falconet/bpf``, see pyproject.toml), then the
+#: distribution-wide locations a package would use
+BPF_SOURCE_CANDIDATES = (
+    Path(__file__).resolve().parents[3] / "bpf" / "falconet.bpf.c",
+    Path(sys.prefix) / "share" / "falconet" / "bpf" / "falconet.bpf.c",
+    Path("/usr/local/share/falconet/bpf/falconet.bpf.c"),
+    Path("/usr/share/falconet/bpf/falconet.bpf.c"),
+)
+
+
+def bpf_source_path() -> Path:
+    """The BPF C source to compile: ``$FALCONET_BPF_SOURCE``, else the first of
+    :data:`BPF_SOURCE_CANDIDATES` that exists. Raises ``FileNotFoundError`` naming every place
+    looked at."""
+    env = os.environ.get("FALCONET_BPF_SOURCE")
+    candidates = (Path(env),) if env else BPF_SOURCE_CANDIDATES
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise FileNotFoundError("the BPF program source falconet.bpf.c is not installed (looked in "
+                            + ", ".join(map(str, candidates)) + "); reinstall falconet")
+
+
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 #: kernel counter slots (``counters`` per-CPU array in the BPF program)
@@ -227,7 +251,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     cflags.append(f"-DMAX_REC={max_rec}")
     cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items())]
     cflags += [f"-DEV_{n}={i}" for n, i in EVENT_IDS.items()]
-    lines = [BPF_SOURCE.read_text().replace("// @RINGS@", rings_code(rings))]
+    lines = [bpf_source_path().read_text().replace("// @RINGS@", rings_code(rings))]
     attach: list[tuple[str, str, str]] = []
     dispatch: list[tuple[int, str]] = []
     cats = {c: i for i, c in enumerate(syscalls.CATEGORIES)}
