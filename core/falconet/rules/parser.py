@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from falconet.rules.errors import FilterSyntaxError
@@ -208,42 +209,30 @@ class _Parser:
         return node
 
     def parse_or(self) -> object:
-        self.push()
-        children = [self.parse_and()]
-        while True:
-            save = self.pos
-            self.blank()
-            if self._keyword("or"):
-                if self.blank():
-                    children.append(self.parse_and())
-                    continue
-                if self.lit("("):
-                    children.append(self.embedded())
-                    continue
-                raise self.error("expected blank or '(' after 'or'")
-            self.pos = save
-            break
-        self.depth -= 1
-        return children[0] if len(children) == 1 else Or(children)
+        return self._chain("or", self.parse_and, Or)
 
     def parse_and(self) -> object:
+        return self._chain("and", self.parse_not, And)
+
+    def _chain(self, keyword: str, operand: Callable[[], object], node: type) -> object:
+        """``operand (keyword operand)*``: the operator needs a blank or a ``(`` after it."""
         self.push()
-        children = [self.parse_not()]
+        children = [operand()]
         while True:
             save = self.pos
             self.blank()
-            if self._keyword("and"):
+            if self._keyword(keyword):
                 if self.blank():
-                    children.append(self.parse_not())
+                    children.append(operand())
                     continue
                 if self.lit("("):
                     children.append(self.embedded())
                     continue
-                raise self.error("expected blank or '(' after 'and'")
+                raise self.error(f"expected blank or '(' after '{keyword}'")
             self.pos = save
             break
         self.depth -= 1
-        return children[0] if len(children) == 1 else And(children)
+        return children[0] if len(children) == 1 else node(children)
 
     def _keyword(self, kw: str) -> bool:
         """``and``/``or`` as a keyword: the word is recognised by prefix, as libsinsp does."""
