@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "otel"))
+sys.path[:0] = [str(REPO / "tests" / "otel"), str(REPO / "tests")]
 
 from falconet.priorities import Priority  # noqa: E402
 from falconet_otel.config import resolve_settings  # noqa: E402

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import otlp_receivers
 import yaml
 from conftest import wait_until
 
@@ -205,73 +204,22 @@ def grafana_alert_queries() -> list[Query]:
 
 
 # ------------------------------------------------------------------------------------ real servers
-@dataclass
-class OtlpRequest:
-    path: str
-    body: bytes
-    content_type: str
-
-
-class OtlpHttpReceiver:
-    """Accepts OTLP/HTTP protobuf ``POST /v1/logs`` and ``/v1/traces`` on 127.0.0.1 and keeps the
-    decoded requests (opentelemetry-proto)."""
+class OtlpHttpReceiver(otlp_receivers.OtlpHttpReceiver):
+    """The shared OTLP/HTTP receiver (tests/otlp_receivers.py), started on a free port, with the
+    tuple views the bundle tests use."""
 
     def __init__(self) -> None:
-        self.requests: list[OtlpRequest] = []
-        store = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    import gzip  # noqa: PLC0415 - rare path
-                    body = gzip.decompress(body)
-                store.append(OtlpRequest(self.path, body, self.headers.get("Content-Type", "")))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
+        self.start()
+        self.url = self.endpoint
 
     def log_records(self) -> list[tuple[dict[str, Any], str, Any]]:
         """(resource attributes, scope name, LogRecord protobuf) of everything received."""
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: PLC0415
-        out = []
-        for r in list(self.requests):
-            if r.path != "/v1/logs":
-                continue
-            req = ExportLogsServiceRequest.FromString(r.body)
-            for rl in req.resource_logs:
-                res = pb_attributes(rl.resource.attributes)
-                for sl in rl.scope_logs:
-                    for rec in sl.log_records:
-                        out.append((res, sl.scope.name, rec))
-        return out
+        return [(r.resource, r.scope, r.record) for r in list(self.logs)]
 
-    def spans(self) -> list[tuple[dict[str, Any], Any]]:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: PLC0415
-        out = []
-        for r in list(self.requests):
-            if r.path != "/v1/traces":
-                continue
-            req = ExportTraceServiceRequest.FromString(r.body)
-            for rs in req.resource_spans:
-                res = pb_attributes(rs.resource.attributes)
-                for ss in rs.scope_spans:
-                    out.extend((res, s) for s in ss.spans)
-        return out
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def span_records(self) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, Span protobuf) of everything received."""
+        return [(r.resource, r.record) for r in list(self.spans)]
 
 
 def pb_value(v: Any) -> Any:

@@ -47,7 +47,7 @@ class Exported:
     def __init__(self, receiver: OtlpHttpReceiver) -> None:
         self.receiver = receiver
         self.logs = receiver.log_records()        # (resource, scope, LogRecord pb)
-        self.spans = receiver.spans()             # (resource, Span pb)
+        self.spans = receiver.span_records()       # (resource, Span pb)
 
     def logs_request_json(self) -> dict[str, Any]:
         """The logs as one OTLP/JSON ExportLogsServiceRequest, as the collector's otlp_http
@@ -57,9 +57,9 @@ class Exported:
             ExportLogsServiceRequest,
         )
         merged: dict[str, Any] = {"resourceLogs": []}
-        for r in self.receiver.requests:
-            if r.path == "/v1/logs":
-                d = MessageToDict(ExportLogsServiceRequest.FromString(r.body), use_integers_for_enums=True)
+        for path, body in list(self.receiver.bodies):
+            if path == "/v1/logs":
+                d = MessageToDict(ExportLogsServiceRequest.FromString(body), use_integers_for_enums=True)
                 merged["resourceLogs"].extend(d.get("resourceLogs", []))
         for rl in merged["resourceLogs"]:
             for sl in rl.get("scopeLogs", []):
@@ -83,7 +83,7 @@ def export_sample_alerts() -> Exported:
         for a in alerts:
             sink.send(a)
         sink.flush()
-        wait_for(lambda: len(receiver.log_records()) >= len(alerts) and receiver.spans(), 10,
+        wait_for(lambda: len(receiver.log_records()) >= len(alerts) and receiver.span_records(), 10,
                  "the OTel plugin's logs and spans at the local OTLP receiver")
         sink.close()
         time.sleep(0)      # let the server threads finish their last responses

@@ -7,6 +7,8 @@
 
 Both keep what they received as flattened :class:`Received` items and can be stopped and started
 again on the same port (collector outage tests). ``wait_for`` polls a condition with a deadline.
+The HTTP receiver also keeps each request's decompressed body (``bodies``: ``(path, bytes)``),
+for tests that re-encode exactly what was sent (tests/bundle: OTLP/JSON for the relay).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class _Store:
         self.logs: list[Received] = []
         self.spans: list[Received] = []
         self.requests = 0
+        self.bodies: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
 
     def add_logs(self, req: logs_service_pb2.ExportLogsServiceRequest, headers: dict[str, str]) -> None:
@@ -99,6 +102,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
             body = zlib.decompress(body)
         headers = {k.lower(): v for k, v in self.headers.items()}
         store = self.server.store
+        store.bodies.append((self.path, body))
         if self.path == "/v1/logs":
             req = logs_service_pb2.ExportLogsServiceRequest()
             req.ParseFromString(body)
