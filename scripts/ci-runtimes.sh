@@ -26,7 +26,8 @@ DOCKER="env DOCKER_HOST=unix://$DOCKER_SOCK /usr/bin/docker"
 
 log() { echo "[ci-runtimes $(date +%T)] $*" >&2; }
 # set -e exits without a word; say where, so a CI log shows the failing command
-trap 'rc=$?; log "failed (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
+# (only while set -e is on: stop_all's `set +e` section expects failures)
+trap 'rc=$?; [[ $- == *e* ]] && log "failed (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
 
 wait_for() {  # wait_for SECONDS PID CMD... : poll until CMD succeeds; fail early if PID died
   local deadline=$(( $(date +%s) + $1 )) pid=$2; shift 2

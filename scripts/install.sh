@@ -32,7 +32,8 @@ if ! { "$PREFIX/venv/bin/pip" install -q --upgrade pip &&
 fi
 install -d -m 0755 "$ETC/rules"
 install -m 0644 rules/*.yaml "$ETC/rules/"
-[ -e "$ETC/falconet.yaml" ] || install -m 0644 falconet.yaml "$ETC/falconet.yaml"
+# 0600: the configuration is where webhook/OTLP credentials go (outputs.*.headers)
+[ -e "$ETC/falconet.yaml" ] || install -m 0600 falconet.yaml "$ETC/falconet.yaml"
 install -d -m 0755 "$UNIT_DIR"
 sed "s#/opt/falconet/venv#$PREFIX/venv#g; s#/etc/falconet/#$ETC/#g" \
   deploy/systemd/falconet.service > "$UNIT_DIR/falconet.service"

@@ -57,13 +57,25 @@ class EmptyRuleset:
 
 
 # ----------------------------------------------------------------------------------- rules paths
+#: where the default rules are, after ``$FALCONET_RULES_DIR``: a checkout's ``rules/``, the host
+#: service's ``/etc/falconet/rules``, then the copy a wheel installs as data beside the BPF source
+#: (``<prefix>/share/falconet/rules``, see pyproject.toml; a distribution's Python installs into
+#: ``/usr/local``, not ``sys.prefix``): the same places as ``collector.program``'s candidates
+RULES_DIR_CANDIDATES: tuple[Path, ...] = (
+    Path(__file__).resolve().parents[2] / "rules",
+    Path("/etc/falconet/rules"),
+    Path(sys.prefix) / "share" / "falconet" / "rules",
+    Path("/usr/local/share/falconet/rules"),
+    Path("/usr/share/falconet/rules"),
+)
+
+
 def default_rules_paths() -> list[str]:
-    """``$FALCONET_RULES_DIR``, else the repository's ``rules/``, else ``/etc/falconet/rules``,
-    else the copy a wheel installs (``<prefix>/share/falconet/rules``, see pyproject.toml)."""
+    """``$FALCONET_RULES_DIR``, else the first of :data:`RULES_DIR_CANDIDATES` that holds rules
+    files (the repository's ``rules/``, ``/etc/falconet/rules``, a wheel's installed copy)."""
     env = os.environ.get("FALCONET_RULES_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "rules", Path("/etc/falconet/rules"),
-                   Path(sys.prefix) / "share" / "falconet" / "rules"]
+    candidates += RULES_DIR_CANDIDATES
     for d in candidates:
         if d.is_dir():
             files = rules_files_in([str(d)])
@@ -415,10 +427,12 @@ class App:
     # ------------------------------------------------------------------------------ running
     def run(self, source_name: str, options: dict[str, Any], *, duration: float | None = None,
             metrics_addr: tuple[str, int] | None = None, linger: float = 0.0,
-            before_open: Callable[[], None] | None = None, hot_reload: bool = False) -> int:
+            before_open: Callable[[], None] | None = None, hot_reload: bool = False,
+            early_hups: list[int] | None = None) -> int:
         """Run the pipeline on one source until it ends, ``duration`` passes, or SIGINT/SIGTERM.
         With ``hot_reload``, SIGHUP (and, with ``watch_rules_files``, a changed rules file)
-        reloads the rules. Returns the exit code."""
+        reloads the rules; ``early_hups`` holds SIGHUPs the caller caught before (see
+        ``commands/run.py``), which reload once the engine runs. Returns the exit code."""
         src = self.source(source_name)
         pipeline = self.pipeline or self.build_pipeline()
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
@@ -434,9 +448,19 @@ class App:
         if before_open is not None:
             before_open()
         opts = {"engine": self.ctx, "metrics": self.metrics, **options}
+        in_main = threading.current_thread() is threading.main_thread()
+        early_hups = early_hups if early_hups is not None else []
+        old_hup: Any = None
+        early_hup_handler = hot_reload and in_main and hasattr(signal, "SIGHUP")
+        if early_hup_handler:
+            # opening the eBPF source takes seconds; a `systemctl reload` meanwhile must not kill
+            # the engine (SIGHUP's default action): remember it, reload once the reloader runs
+            old_hup = signal.signal(signal.SIGHUP, lambda s, _f: early_hups.append(s))
         try:
             events = src.open(opts)
         except Exception as e:  # noqa: BLE001 - the source says what is missing
+            if early_hup_handler:
+                signal.signal(signal.SIGHUP, old_hup)
             self._shutdown(pipeline, None, 0)
             why = str(e).strip() or type(e).__name__
             raise StartupError(f"cannot start event source '{source_name}': {why}") from None
@@ -457,7 +481,8 @@ class App:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         old: dict[int, Any] = {}
-        in_main = threading.current_thread() is threading.main_thread()
+        if early_hup_handler:
+            old[signal.SIGHUP] = old_hup
         if in_main:
             for s in (signal.SIGINT, signal.SIGTERM):
                 old[s] = signal.signal(s, on_signal)
@@ -468,8 +493,9 @@ class App:
             self.reloader.start()
             if in_main and hasattr(signal, "SIGHUP"):
                 reloader = self.reloader
-                old[signal.SIGHUP] = signal.signal(
-                    signal.SIGHUP, lambda _s, _f: reloader.request("SIGHUP"))
+                signal.signal(signal.SIGHUP, lambda _s, _f: reloader.request("SIGHUP"))
+                if early_hups:
+                    reloader.request("SIGHUP")
         timer = None
         if duration is not None:
             timer = threading.Timer(duration, pipeline.request_stop)

@@ -82,6 +82,8 @@ def test_make_install_gives_a_working_service(tmp_path: Path) -> None:
     assert unit_values(text)["ExecStart"] == [
         f"{prefix}/venv/bin/falconet run -c {etc}/falconet.yaml"]
     verify(installed)
+    # the configuration holds webhook/OTLP credentials (outputs.*.headers): root only
+    assert (etc / "falconet.yaml").stat().st_mode & 0o077 == 0, oct((etc / "falconet.yaml").stat().st_mode)
     falconet = prefix / "venv" / "bin" / "falconet"
     # not an editable install: the engine must not come from this checkout
     where = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c",

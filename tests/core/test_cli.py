@@ -47,3 +47,29 @@ def test_an_explicit_rules_directory_without_rules_does_not_fall_back_to_the_def
     out = capsys.readouterr()
     assert f"no rules files in {tmp_path}" in out.err
     assert out.out == ""          # not the 32 default rules
+
+
+def test_default_rules_are_looked_for_wherever_the_bpf_source_is() -> None:
+    """A wheel installs bpf/ and rules/ side by side as data (<prefix>/share/falconet); a
+    distribution's Python puts that prefix in /usr/local, not sys.prefix. The engine must look
+    for the default rules in every place it looks for the BPF source."""
+    from falconet.app import RULES_DIR_CANDIDATES
+    from falconet.collector.program import BPF_SOURCE_CANDIDATES
+
+    for bpf in BPF_SOURCE_CANDIDATES[1:]:
+        assert bpf.parents[1] / "rules" in RULES_DIR_CANDIDATES, bpf
+
+
+def test_default_rules_come_from_the_first_candidate_with_rules(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from falconet import app
+
+    empty, share = tmp_path / "empty", tmp_path / "share" / "falconet" / "rules"
+    empty.mkdir()
+    share.mkdir(parents=True)
+    (share / "a.yaml").write_text("[]\n")
+    monkeypatch.delenv("FALCONET_RULES_DIR", raising=False)
+    monkeypatch.setattr(app, "RULES_DIR_CANDIDATES", (tmp_path / "missing", empty, share))
+    assert app.default_rules_paths() == [str(share / "a.yaml")]
+    monkeypatch.setenv("FALCONET_RULES_DIR", str(empty))      # empty: the next one
+    assert app.default_rules_paths() == [str(share / "a.yaml")]

@@ -331,3 +331,44 @@ def test_live_run_reloads_a_changed_rules_file_and_warns_about_untraced_syscalls
     finally:
         stop_process(eng, 30)
     assert eng.returncode == 0, "".join(err)
+
+
+def _catches_sighup(pid: int) -> bool:
+    """True once the process has a SIGHUP handler (bit 0 of SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def test_sighup_while_the_engine_starts_does_not_kill_it_and_reloads_once_running(
+        tmp_path: Path) -> None:
+    """`systemctl reload` during start-up (rules load, BPF compile) must not kill the engine
+    (SIGHUP's default action); the reload is done once it runs."""
+    need_bcc()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LIVE_RULE.format(name="Shadow read", path="/etc/shadow"))
+    eng, _out, err = _live_engine(rules, "--metrics-port", str(free_port()), "--duration", "60",
+                                  "-o", "watch_rules_files=false", "-o", "append_output=[]")
+
+    def said(text: str) -> bool:
+        return any(text in line for line in err)
+
+    try:
+        assert wait_for(lambda: _catches_sighup(eng.pid) or eng.poll() is not None, 30)
+        sent = 0
+        while not said("falconet: watching") and eng.poll() is None and sent < 2000:
+            eng.send_signal(signal.SIGHUP)        # keep hitting the start-up phase
+            sent += 1
+            time.sleep(0.01)
+        assert eng.poll() is None, f"the engine died of a SIGHUP during start-up: {''.join(err)}"
+        assert said("falconet: watching"), "".join(err)
+        assert sent > 0, "no SIGHUP handler during start-up (only once the engine watched)"
+        assert wait_for(lambda: said("rules reloaded (SIGHUP)"), 20), "".join(err)
+    finally:
+        stop_process(eng, 30)
+    assert eng.returncode == 0, "".join(err)

@@ -54,3 +54,24 @@ def test_only_the_wrapped_process_resolves_the_name() -> None:
         assert bare.returncode == 1 and "refusing" in bare.stderr
     finally:
         os.unlink(path)
+
+
+def test_no_temporary_hosts_file_is_left_behind_when_the_engine_cannot_start(
+        tmp_path, monkeypatch) -> None:
+    """The hosts file is written before the engine starts: a failure on the way (no
+    ``unshare``, an invalid entry) must not leave it in the temporary directory."""
+    import tempfile
+
+    import falconet.simulate.private_hosts as ph
+    from falconet.simulate.live import LiveEngine
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValueError):
+        write_hosts_file({"bad name": "127.0.0.44"})
+    assert list(tmp_path.glob("falconet-hosts-*")) == []
+    monkeypatch.setattr(ph.shutil, "which", lambda _name: None)
+    engine = LiveEngine(["rules.yaml"], argv=["true"], hosts={NAME: "127.0.0.44"})
+    with pytest.raises(RuntimeError, match="'unshare' .* is needed"):
+        engine.start()
+    engine.stop()
+    assert list(tmp_path.glob("falconet-hosts-*")) == []

@@ -97,6 +97,17 @@ def test_engine_hosts_errors_point_at_the_value(tmp_path: Path) -> None:
         """)
     with pytest.raises(SuiteError, match="engine_hosts must be a mapping"):
         load_suite(p)
+    # a name given twice is an error (as a duplicate key anywhere else), not the last one wins
+    p = _write(tmp_path, """
+        engine_hosts:
+          api.example: 127.0.0.44
+          api.example: 127.0.0.45
+        cases:
+          - {action: benign_ls, expect: nothing}
+        """)
+    with pytest.raises(SuiteError, match=r"suite.yaml:4:3: error: engine_hosts: duplicate name "
+                                         r"'api.example' \(first on line 3\)"):
+        load_suite(p)
 
 
 def test_every_action_names_rules_that_exist() -> None:
@@ -228,3 +239,34 @@ def test_cli_rejects_a_case_filter_that_matches_nothing(falconet_bin: str) -> No
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "--case 'nosuch': no case of" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.root
+def test_cli_reports_an_engine_that_cannot_start_without_traceback(tmp_path: Path,
+                                                                   falconet_bin: str) -> None:
+    """``engine_hosts`` needs ``unshare``: without it (here: not on PATH) the command says so
+    and fails, instead of a traceback."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from conftest import need_root  # noqa: PLC0415
+    need_root()
+    p = _write(tmp_path, """\
+        rules: [rules.yaml]
+        engine_hosts: {api.example: 127.0.0.44}
+        cases:
+          - action: benign_ls
+            where: host
+            expect: nothing
+        """)
+    (tmp_path / "rules.yaml").write_text(
+        "- rule: Some Rule\n  desc: d\n  condition: evt.type = open\n  output: o\n"
+        "  priority: WARNING\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    r = subprocess.run([falconet_bin, "test", str(p)], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PATH": str(empty)})
+    assert r.returncode == 1, r.stderr
+    assert "falconet test: error: cannot start the engine: 'unshare' (util-linux) is needed" \
+        in r.stderr
+    assert "Traceback" not in r.stderr

@@ -733,3 +733,17 @@ def test_strop_modifier_unknown_list_name_is_an_error_with_location() -> None:
     errs = errors(rule("proc.name startswith oneof no_such_list"))
     assert errs == ["<rules>:3:14: error: rule 'r': filter error: unexpected identifier "
                     "'no_such_list'"]
+
+
+def test_a_rules_directory_contributes_its_yaml_files_in_name_order(tmp_path) -> None:
+    from falconet.rules import rules_files_in  # noqa: PLC0415
+
+    d = tmp_path / "rules.d"
+    d.mkdir()
+    for name in ("b.yaml", "a.yml", "notes.txt"):
+        (d / name).write_text("[]\n")
+    (d / "sub.yaml").mkdir()                                  # a directory is not a rules file
+    (d / "c.yaml").symlink_to(tmp_path / "missing.yaml")      # kept: loading must report it
+    single = tmp_path / "one.yaml"
+    assert rules_files_in([single, d]) == [str(single), str(d / "a.yml"), str(d / "b.yaml"),
+                                           str(d / "c.yaml")]

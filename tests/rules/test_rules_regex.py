@@ -129,6 +129,23 @@ def test_verdict_cache_is_bounded_and_never_changes_a_verdict(monkeypatch) -> No
     assert len(cache) == 3
 
 
+def test_verdict_cache_memory_is_bounded_whatever_the_value_length() -> None:
+    """The cache is bounded in bytes, not only in entries: values are attacker-chosen (command
+    lines, file names, plugin strings), and 4096 remembered 16 KB values would pin 64 MB per
+    pattern in a root process. Long values are matched without being remembered."""
+    import falconet.rules.regex as rx
+    match = rx.compile_regex("x.*")
+    cache = next(d for d in match.__defaults__ if isinstance(d, dict))
+    for i in range(rx.VERDICT_CACHE_SIZE + 10):
+        value = f"{i:08d}" + "y" * 16_000
+        assert match(value) is False
+        assert match("x" + value) is True           # verdicts unchanged for long values
+    assert sum(len(k) for k in cache) <= rx.VERDICT_CACHE_SIZE * rx.VERDICT_CACHE_MAX_LEN
+    for v in ("xa", "b", "x" * rx.VERDICT_CACHE_MAX_LEN):
+        match(v)
+    assert {"xa", "b", "x" * rx.VERDICT_CACHE_MAX_LEN} <= set(cache)   # short ones still are
+
+
 def test_cli_validate_reports_rejected_syntax_without_traceback(tmp_path) -> None:
     import subprocess
     import sys

@@ -230,6 +230,27 @@ def test_new_names_of_a_reload_are_resolved_promptly() -> None:
         dns.stop()
 
 
+def test_an_answered_name_is_already_in_the_reverse_maps() -> None:
+    """``wait_resolved`` (a replay's start) returns once no name is pending: by then every
+    answered name must be visible to every check, ``in (a, b)`` and ``%fd.sip.name`` (reverse
+    maps) as much as ``= a`` (the entry). Observed from inside the next lookup of the round,
+    which is where a waiting replay could start matching."""
+    seen: list[tuple[str, str | None, bool]] = []
+    fake = FakeDNS({"a.example": ["10.0.0.1"], "b.example": ["10.0.0.2"]})
+
+    def lookup(name: str) -> Iterable[str]:
+        if name == "b.example":
+            a = dns.entries["a.example"]
+            seen.append((a.state, dns.name_of("10.0.0.1"),
+                         "a.example" in dns.all_names_by_addr.get("10.0.0.1", ())))
+        return fake(name)
+    dns = DomainResolver(resolve=lookup, autostart=False)
+    dns.register("a.example")
+    dns.register("b.example")
+    dns.refresh_due()
+    assert seen == [("hit", "a.example", True)]
+
+
 def test_resolver_configuration_is_checked() -> None:
     with pytest.raises(ValueError):
         DomainResolver(refresh_seconds=10, max_refresh_seconds=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from falconet.app import (
@@ -34,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # SIGHUP reloads the rules, but its default action kills: a `systemctl reload` while the
+    # engine still loads rules and compiles the BPF program is remembered and done afterwards
+    early_hups: list[int] = []
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, _f: early_hups.append(s))
+
     def body() -> int:
         cfg = config_from_args(args)
         app = App(cfg, source_name=args.source)
@@ -45,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         options["event_types"] = app.ruleset.event_types(getattr(src, "source", "syscall"))
         rc = app.run(args.source, options, duration=args.duration,
                      metrics_addr=metrics_address(args, cfg, default_on=True),
-                     hot_reload=True)
+                     hot_reload=True, early_hups=early_hups)
         print(app.summary(), file=sys.stderr)
         return rc
     return guarded(body)

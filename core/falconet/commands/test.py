@@ -136,7 +136,11 @@ def main(args: argparse.Namespace) -> int:
 
     engine = LiveEngine(rules, extra_args=args.engine_arg, hosts=suite.engine_hosts)
     try:
-        engine.start()
+        try:
+            engine.start()
+        except (OSError, RuntimeError) as e:      # no falconet or `unshare` (engine_hosts)
+            print(f"falconet test: error: cannot start the engine: {e}", file=sys.stderr)
+            return 1
         try:
             engine.wait_ready(args.ready_timeout, canary=host_canary)
         except RuntimeError as e:

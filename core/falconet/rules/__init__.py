@@ -57,9 +57,11 @@ def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     for p in paths:
         s = os.fspath(p)
         if os.path.isdir(s):
+            # a subdirectory named *.yaml is not a rules file; a broken symlink is kept, so
+            # loading reports it instead of silently skipping it
             out.extend(f for f in (os.path.join(s, n) for n in sorted(os.listdir(s))
                                    if n.endswith((".yaml", ".yml")))
-                       if os.path.isfile(f))
+                       if not os.path.isdir(f))
         else:
             out.append(s)
     return out

@@ -31,6 +31,11 @@ Matcher = Callable[[str], bool]
 #: names) repeat a lot. Bounded: once full, new values are matched without being remembered, so
 #: a flood of distinct values costs memory once and never changes a verdict.
 VERDICT_CACHE_SIZE = 4096
+#: Longest value (characters) whose verdict is remembered. Why: the values are attacker-chosen
+#: (command lines, file names, plugin strings of any length), so a bound on entries alone lets
+#: 4096 long values pin tens of MB per pattern; with this the cache holds at most ~4 MB. Long
+#: values are rarer repeats anyway, and RE2 matches them in linear time.
+VERDICT_CACHE_MAX_LEN = 1024
 
 _ANCHOR_BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
 
@@ -73,13 +78,14 @@ def compile_regex(pattern: str) -> Matcher:
     seen: dict[Any, bool] = {}
 
     def fullmatch(value: str, _m: Callable = match, _a: object = _ANCHOR_BOTH,
-                  _seen: dict[Any, bool] = seen, _limit: int = VERDICT_CACHE_SIZE) -> bool:
+                  _seen: dict[Any, bool] = seen, _limit: int = VERDICT_CACHE_SIZE,
+                  _max_len: int = VERDICT_CACHE_MAX_LEN) -> bool:
         hit = _seen.get(value)
         if hit is not None:
             return hit
         b = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
         hit = _m(_a, b, 0, len(b))[0][0] >= 0
-        if len(_seen) < _limit:
+        if len(_seen) < _limit and len(value) <= _max_len:
             _seen[value] = hit
         return hit
     return fullmatch

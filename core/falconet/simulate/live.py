@@ -132,14 +132,14 @@ class LiveEngine:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = self.argv
-        if self.hosts:
-            self._hosts_file = write_hosts_file(self.hosts)
-            argv = wrap(argv, self._hosts_file)
         try:
+            if self.hosts:
+                self._hosts_file = write_hosts_file(self.hosts)
+                argv = wrap(argv, self._hosts_file)     # RuntimeError without `unshare`
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
                                          start_new_session=True)
-        except OSError:
+        except (OSError, RuntimeError):
             if self._hosts_file is not None:
                 os.unlink(self._hosts_file)
                 self._hosts_file = None

@@ -2,7 +2,7 @@
 does not (a suite's ``engine_hosts``, e.g. ``kubernetes.default.svc.cluster.local``), and nothing
 else on the machine sees them. The real ``/etc/hosts`` is never written.
 
-How: :func:`wrap` returns ``unshare --mount --propagation private -- python -m
+How: :func:`wrap` returns ``unshare --mount --propagation slave -- python -m
 falconet.simulate.private_hosts FILE -- ARGV...``. In its own mount namespace, this module
 bind-mounts FILE over ``/etc/hosts`` and ``exec``s ARGV: same PID, same process name, only the
 mount table differs. Needs root (CAP_SYS_ADMIN). No shell anywhere.
@@ -41,9 +41,10 @@ def hosts_text(extra: Mapping[str, str], base: str | None = None) -> str:
 
 def write_hosts_file(extra: Mapping[str, str]) -> str:
     """A temporary hosts file for :func:`wrap` (the caller removes it)."""
+    text = hosts_text(extra)          # validated first: an invalid entry leaves no file behind
     fd, path = tempfile.mkstemp(prefix="falconet-hosts-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(hosts_text(extra))
+        f.write(text)
     os.chmod(path, 0o644)
     return path
 
@@ -53,7 +54,7 @@ def wrap(argv: Sequence[str], hosts_file: str) -> list[str]:
     unshare = shutil.which("unshare")
     if unshare is None:
         raise RuntimeError("'unshare' (util-linux) is needed for a private /etc/hosts")
-    return [unshare, "--mount", "--propagation", "private", "--", sys.executable, "-m",
+    return [unshare, "--mount", "--propagation", "slave", "--", sys.executable, "-m",
             "falconet.simulate.private_hosts", hosts_file, "--", *argv]
 
 

@@ -193,8 +193,12 @@ def _engine_hosts(r: _Reader, node: yaml.Node) -> dict[str, str]:
     if not isinstance(node, yaml.MappingNode) or not node.value:
         raise r.err(node, "engine_hosts must be a mapping of host name: IP address")
     out: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for k, v in node.value:
         name = r.string(k, "engine_hosts name")
+        if name in lines:
+            raise r.err(k, f"engine_hosts: duplicate name '{name}' (first on line {lines[name]})")
+        lines[name] = k.start_mark.line + 1
         if any(c.isspace() or c == "#" for c in name):
             raise r.err(k, f"engine_hosts: invalid host name '{name}'")
         addr = r.string(v, f"engine_hosts.{name}")

@@ -194,13 +194,10 @@ class DomainResolver:
         now = time.monotonic() if now is None else now
         with self._lock:
             due = [e for e in self.entries.values() if e.due <= now]
-        changed = False
         for e in due:
             if self._stop.is_set():
                 break
-            changed |= self._refresh(e, now)
-        if changed:
-            self._rebuild_reverse()
+            self._refresh(e, now)          # publishes each change at once (reverse maps too)
         with self._round_done:
             self._rounds += 1
             self._round_done.notify_all()
@@ -230,14 +227,17 @@ class DomainResolver:
         else:   # the same answer again: back off
             e.interval = min(max(e.interval, self.refresh_seconds) * 2, self.max_refresh_seconds)
         e.due = now + e.interval
-        e.state = result
+        changed = new != old
+        if changed:
+            e.addrs = new
+            # reverse maps before the state: once a name is answered (what wait_resolved
+            # waits for), `in (a, b)` and extraction see it as `= a` does
+            self._rebuild_reverse()
+            log.info("dns: %s -> %s", e.name, ", ".join(sorted(new)) or "(no address)")
         if result != "error":
             e.resolved = True
-        if new != old:
-            e.addrs = new
-            log.info("dns: %s -> %s", e.name, ", ".join(sorted(new)) or "(no address)")
-            return True
-        return False
+        e.state = result
+        return changed
 
     def _rebuild_reverse(self) -> None:
         every: dict[str, set[str]] = {}

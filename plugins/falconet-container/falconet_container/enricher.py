@@ -86,6 +86,10 @@ class ContainerEnricher:
     # ------------------------------------------------------------------ hot path
     def parse(self, evt: Any) -> None:
         """The ``falconet_event_parsers`` callable."""
+        if self.k8s_updates:
+            # before the source check: an engine reading a plugin source (no syscall events)
+            # still runs the watcher, and its outbox must not grow without bound
+            self._drain_k8s()
         if evt.source != SYSCALL:
             return
         if self._exited:
@@ -93,8 +97,6 @@ class ContainerEnricher:
         done = self._done
         if done:
             self._drain()
-        if self.k8s_updates:
-            self._drain_k8s()
         pid = evt.pid
         cid = self.pid_cid.get(pid)
         if cid is None or evt.type in EXEC_TYPES:

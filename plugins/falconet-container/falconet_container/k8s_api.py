@@ -120,6 +120,8 @@ class PodMeta:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PodMeta:
+        if not isinstance(d, Mapping):
+            raise ValueError("k8s pod record is not an object")
         uid = d.get("uid")
         if not isinstance(uid, str) or not uid:
             raise ValueError("k8s pod record without a uid")
@@ -141,8 +143,11 @@ class K8sCache:
         """Apply one update record (see :func:`pod_update` and friends). Raises ``ValueError``
         on a malformed record (a bad capture line)."""
         if "pods" in update:                       # a full list: replaces every pod
+            raw_pods = update["pods"] or ()
+            if not isinstance(raw_pods, list | tuple):
+                raise ValueError("k8s pods record is not a list")
             pods = {}
-            for d in update["pods"] or ():
+            for d in raw_pods:
                 p = PodMeta.from_dict(d)
                 pods[p.uid] = p
             if len(pods) > self.max_pods:

@@ -365,6 +365,17 @@ def test_malformed_update_is_counted_not_fatal():
     assert "ok" in enr.k8s.pods and m.drops["k8s_update_malformed"] == 1
 
 
+def test_updates_are_drained_by_events_of_any_source():
+    """An engine reading a plugin source (k8s_audit, ...) with the same configuration still runs
+    the watcher: its outbox must not grow without bound because no syscall event comes."""
+    enr = ContainerEnricher(metrics=EngineMetrics())
+    enr.k8s_updates = deque([{"pod": {"uid": "u1", "name": "p1"}}])
+    audit = event(None, "k8s_audit", pid=0)
+    audit.source = "k8s_audit"
+    enr.parse(audit)
+    assert not enr.k8s_updates and "u1" in enr.k8s.pods
+
+
 # ---------------------------------------------------------------------- plugin, metrics
 def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
     from prometheus_client import CollectorRegistry, generate_latest
@@ -462,6 +473,20 @@ def test_capture_state_and_restore_round_trip():
     with pytest.raises(ValueError):
         other.restore({"k8s": ["not an object"]})
     assert K8sCache().snapshot()[0] == {"pods": []}
+
+
+@pytest.mark.parametrize("record", [{"pods": ["web-0"]}, {"pod": "web-0"}, {"pods": "web-0"},
+                                    {"pod": {"uid": "u", "labels": ["app"]}}])
+def test_a_malformed_k8s_record_is_a_value_error(record):
+    """What a damaged capture holds is reported as bad input (ValueError, what the live drain
+    counts as k8s_update_malformed), never an AttributeError from deep inside."""
+    m = EngineMetrics()
+    enr = ContainerEnricher(metrics=m)
+    with pytest.raises(ValueError):
+        enr.restore({"k8s": [record]})
+    enr.k8s_updates = deque([record, {"pod": {"uid": "ok"}}])
+    enr.parse(event(thread(1, container_id="")))
+    assert "ok" in enr.k8s.pods and m.drops["k8s_update_malformed"] == 1
 
 
 # ---------------------------------------------------------------------- deployment
