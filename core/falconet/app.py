@@ -288,6 +288,9 @@ class App:
         """What a rules reload reads: the paths as given (a directory, to see files added to
         it) plus every file loaded from them, plugin rules files included."""
         given = list(self._cli_rules or self.config["rules_files"] or [])
+        if not given:
+            # the default rules: watch their directory too, so a file dropped into it loads
+            given = list(dict.fromkeys(str(Path(f).parent) for f in default_rules_paths()))
         return list(dict.fromkeys([*given, *self.rules_files(self._cli_rules)]))
 
     def reload_rules(self, reason: str = "reload requested", *, wait: float = 10.0) -> bool:

@@ -210,6 +210,23 @@ def test_app_reload_of_a_deleted_rules_file_is_a_counted_failure(tmp_path: Path,
     assert app.metrics.reload_failures == 1 and not app.metrics.last_reload_ok
 
 
+def test_default_rules_directory_is_watched_so_a_new_file_reloads(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    rules_dir = tmp_path / "rules.d"
+    rules_dir.mkdir()
+    (rules_dir / "a.yaml").write_text(RULE.format(name="A", etype="unlinkat", tag="a"))
+    monkeypatch.setenv("FALCONET_RULES_DIR", str(rules_dir))
+    cfg = load_config(None, ["outputs.stdout.enabled=false", "append_output=[]"])
+    app = App(cfg, source_name="replay", entry_points=False,
+              builtins=[("core-state", "falconet.state.plugin"), ("replay", "falconet.capture")])
+    app.load_ruleset(None)
+    watched = app.watched_rules_paths()
+    assert str(rules_dir) in watched and str(rules_dir / "a.yaml") in watched
+    before = fingerprint(watched)
+    (rules_dir / "b.yaml").write_text(RULE.format(name="B", etype="mkdirat", tag="b"))
+    assert fingerprint(watched) != before          # the directory entry sees the new file
+
+
 def test_config_watch_rules_files_defaults_on_and_is_validated(tmp_path: Path) -> None:
     assert load_config(None, [])["watch_rules_files"] is True
     assert load_config(None, ["watch_rules_files=false"])["watch_rules_files"] is False

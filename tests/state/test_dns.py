@@ -260,6 +260,12 @@ def test_resolver_configuration_is_checked() -> None:
         validate_config({"dns_refresh_seconds": 400})
     with pytest.raises(PluginConfigError, match="dns_max_refresh_seconds"):
         validate_config({"dns_max_refresh_seconds": "x"})
+    # 0 turns the replay's start-up wait off; other intervals must stay positive
+    assert validate_config({"dns_startup_wait_seconds": 0})["dns_startup_wait_seconds"] == 0
+    with pytest.raises(PluginConfigError, match=r"dns_startup_wait_seconds: expected a number >= 0"):
+        validate_config({"dns_startup_wait_seconds": -1})
+    with pytest.raises(PluginConfigError, match="dns_refresh_seconds: expected a positive number"):
+        validate_config({"dns_refresh_seconds": 0})
 
 
 def test_listing_registry_never_resolves() -> None:

@@ -26,7 +26,8 @@ dns_max_refresh_...    320         ...doubling while the answer stays the same, 
                                    (``dns_max_refresh_seconds``; failures retry after 1 s,
                                    doubling to the same bound; see ``falconet.state.dns``)
 dns_startup_wait_...   2           replay only: wait at most this long at start for the first
-                                   answers (``dns_startup_wait_seconds``); live never waits
+                                   answers (``dns_startup_wait_seconds``; 0: don't wait); live
+                                   never waits
 =====================  ==========  =======================================================
 """
 
@@ -157,6 +158,10 @@ class CoreState:
             self.users.load(data)
 
 
+#: keys where 0 means "off" (a replay that must not wait for DNS at all)
+_ZERO_ALLOWED = frozenset({"dns_startup_wait_seconds"})
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Defaults plus checked values; raises :class:`PluginConfigError` naming the key."""
     if not isinstance(config, dict):
@@ -172,9 +177,12 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         if want is bool:
             if not isinstance(v, bool):
                 raise PluginConfigError(f"plugins.{NAME}.{k}: expected true or false, got {v!r}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                v < 0 if k in _ZERO_ALLOWED else v <= 0) or (
                 want is int and not isinstance(v, int)):
             kind = "a positive integer" if want is int else "a positive number"
+            if k in _ZERO_ALLOWED:
+                kind = "a number >= 0"
             raise PluginConfigError(f"plugins.{NAME}.{k}: expected {kind}, got {v!r}")
         out[k] = v
     if out["dns_refresh_seconds"] > out["dns_max_refresh_seconds"]:
@@ -225,7 +233,7 @@ def falconet_start(engine: Any) -> None:
     st.dns.autostart = True          # names a hot reload adds start the thread too
     if st.dns.entries:
         st.dns.start()
-    if not live and st.dns.entries:
+    if not live and st.dns.entries and st.config["dns_startup_wait_seconds"] > 0:
         # a replay starts at once: let the first answers arrive (bounded) so its connections
         # are matched as a live engine that had been running would match them
         if not st.dns.wait_resolved(st.config["dns_startup_wait_seconds"]):
