@@ -293,6 +293,7 @@ class K8sWatcher:
         delay = self.cfg.backoff_initial
         rv: str | None = None             # None: (re)list before watching
         failing = False                   # log once per outage, not per retry
+        gone_streak = 0                   # watches answered 410 in a row (each after a relist)
         while not self._stop.is_set():
             verb = "config"
             try:
@@ -311,6 +312,7 @@ class K8sWatcher:
                 rv = self._watch(api, res, rv)
                 self._count(res, "watch", OK)
                 delay = self.cfg.backoff_initial
+                gone_streak = 0
                 if time.monotonic() - began >= 1.0:
                     continue
                 # a server that ends watches at once must not make this a busy loop
@@ -325,7 +327,16 @@ class K8sWatcher:
                 result, why = _classify(e)
                 self._count(res, verb, result)
                 if result == GONE and verb == "watch":
-                    rv = None                     # too old to resume: relist now
+                    rv = None                     # too old to resume: relist now...
+                    gone_streak += 1
+                    if gone_streak == 1:
+                        continue
+                    # ...but a server that answers 410 to every fresh watch must not get a
+                    # tight list loop: back off, doubling per 410 in a row
+                    wait = min(self.cfg.backoff_initial * 2 ** (gone_streak - 2),
+                               self.cfg.backoff_max)
+                    if self._stop.wait(wait):
+                        return
                     continue
                 self.synced[res] = 0
                 rv = None           # relist after an outage: what changed meanwhile is in it

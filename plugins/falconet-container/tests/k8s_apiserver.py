@@ -38,6 +38,7 @@ class FakeApiServer:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, resource, type, obj)
         self.oldest_rv = 0              # a watch from before this gets 410 Gone
+        self.always_gone = False        # every watch gets 410 Gone (a misbehaving server)
         self.forbidden: set[str] = set()
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.active_watches = 0
@@ -219,7 +220,7 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 gen = api._generation
                 api.active_watches += 1
             try:
-                if rv and rv < api.oldest_rv:
+                if api.always_gone or (rv and rv < api.oldest_rv):
                     self._chunk({"type": "ERROR", "object": status(
                         410, "Expired", f"too old resource version: {rv} ({api.oldest_rv})")})
                     return

@@ -221,6 +221,23 @@ def test_410_gone_relists_and_catches_up(api, kubeconfig, watchers):
     assert wait_for(lambda: w.synced["pods"] == 1)
 
 
+def test_a_server_that_answers_410_to_every_watch_gets_no_tight_list_loop(
+        api, kubeconfig, watchers):
+    api.always_gone = True
+    w = watchers(fast_cfg(kubeconfig, backoff_initial=0.05, backoff_max=0.4))
+    assert wait_for(lambda: w.requests.get(("pods", "watch", "gone"), 0) >= 3)
+    t0 = time.monotonic()
+    lists0 = api.count("pods", watch=False)
+    time.sleep(2.0)      # a window to count requests in: no signal to wait for here
+    rate = (api.count("pods", watch=False) - lists0) / (time.monotonic() - t0)
+    # backing off to 0.4 s between relists: ~2.5 lists/s; a tight loop makes hundreds
+    assert rate < 6, rate
+    api.always_gone = False
+    uid = api.add_pod("web-1", "shop", NODE, {"app": "web"})
+    live = Live(w)
+    assert live.until(lambda: uid in live.enricher.k8s.pods)     # recovers once watches work
+
+
 def test_server_down_then_back(api, kubeconfig, watchers, caplog):
     uid = api.add_pod("web-0", "shop", NODE, {"app": "web"})
     w = watchers(fast_cfg(kubeconfig))
