@@ -509,8 +509,9 @@ def test_a_malformed_k8s_record_is_a_value_error(record):
 # ---------------------------------------------------------------------- deployment
 def test_deploy_manifests_grant_what_the_watcher_uses():
     """deploy/kubernetes: the DaemonSet's service account may get/list/watch pods and namespaces
-    (and nothing more), its token is mounted, and NODE_NAME comes from the downward API. The
-    manifests' schema validity is checked by tests/bundle."""
+    (and nothing more), its token is mounted exactly when the shipped config turns k8s_api on
+    (least privilege: off by default, so no token), and NODE_NAME comes from the downward API.
+    The manifests' schema validity is checked by tests/bundle."""
     import yaml
 
     k8s_dir = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
@@ -519,7 +520,11 @@ def test_deploy_manifests_grant_what_the_watcher_uses():
     ds = next(d for d in docs if d["kind"] == "DaemonSet" and d["metadata"]["name"] == "falconet")
     pod = ds["spec"]["template"]["spec"]
     sa, ns = pod["serviceAccountName"], ds["metadata"]["namespace"]
-    assert pod["automountServiceAccountToken"] is True
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and "falconet.yaml" in d.get("data", {}))
+    engine_cfg = yaml.safe_load(cm["data"]["falconet.yaml"])
+    enabled = engine_cfg["plugins"]["container"]["k8s_api"]["enabled"]
+    assert enabled is False                                   # the shipped default
+    assert pod["automountServiceAccountToken"] is enabled
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding"
