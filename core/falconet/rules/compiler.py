@@ -376,13 +376,8 @@ class ConditionCompiler:
             getters = tuple(a.get for a in args)
 
             def get_concat(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
-                vals = []
-                for g in _gs:
-                    v = g(evt)
-                    if v is None:
-                        return None
-                    vals.append(v)
-                return multivalue.concat(vals)
+                vals = _all_values(_gs, evt)
+                return None if vals is None else multivalue.concat(vals)
             return _Operand(get_concat, FieldType.STRING, False, False, None, True)
         # getopt
         if n != 2:
@@ -433,13 +428,7 @@ class ConditionCompiler:
             getters = tuple(i.get for i in items)
 
             def get_list(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
-                vals = []
-                for g in _gs:
-                    v = g(evt)
-                    if v is None:
-                        return None      # a missing element: the whole list is missing
-                    vals.append(v)
-                return tuple(vals)
+                return _all_values(_gs, evt)
             return _Operand(get_list, FieldType.STRING, True, False, None, True)
         op = self.operand(node)
         if op.field is not None and not op.transformed and (op.multi or
@@ -672,6 +661,18 @@ _FIELD_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "glob": lambda a, b: glob_regex(b).match(a) is not None,
     "iglob": lambda a, b: glob_regex(b, True).match(a) is not None,
 }
+
+
+def _all_values(getters: tuple[Getter, ...], evt: Any) -> tuple[Any, ...] | None:
+    """Every getter's value for ``evt``, or None when one is missing: a multivalue
+    transformer's argument list is missing as a whole, as in libsinsp."""
+    vals = []
+    for g in getters:
+        v = g(evt)
+        if v is None:
+            return None
+        vals.append(v)
+    return tuple(vals)
 
 
 def _and(checks: list[Check]) -> Check:
