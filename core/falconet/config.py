@@ -18,16 +18,20 @@ from typing import Any
 
 import yaml
 
+from falconet.outputs.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
 from falconet.priorities import PRIORITY_NAMES, Priority
+from falconet.redact import redact_text, redact_value
 
 #: (line, column), both 1-based, of a key's value; ``None`` when the value was not written.
 Mark = tuple[int, int]
 
 
 class ConfigError(Exception):
-    """The configuration is invalid. ``str()`` lists every problem, one per line, with location."""
+    """The configuration is invalid. ``str()`` lists every problem, one per line, with location;
+    secrets (URL userinfo and query values, ``Bearer`` tokens) are redacted from them."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [redact_text(p) for p in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
 
@@ -184,6 +188,7 @@ SCHEMA: dict[str, Any] = {
     "time_format_iso_8601": _bool,
     "append_output": _append_output,
     "hostname": _opt_str,
+    "output_max_field_len": _int_range(MIN_MAX_FIELD_LEN),
     "outputs": {
         "stdout": dict(_sink_common),
         "file": {**_sink_common, "path": _opt_str, "json": _bool},
@@ -210,6 +215,7 @@ DEFAULTS: dict[str, Any] = {
     "time_format_iso_8601": False,
     "append_output": [{"suggested_output": True}],
     "hostname": None,
+    "output_max_field_len": DEFAULT_MAX_FIELD_LEN,
     "outputs": {
         "stdout": {"enabled": True, "min_priority": "debug"},
         "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True},
@@ -339,7 +345,7 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
                 data[key] = {}
             elif not isinstance(value, dict):
                 problems.append(f"{where(path)}: error: {dotted}: expected a mapping, "
-                                f"got {value!r}")
+                                f"got {redact_value(value, dotted)!r}")
             continue
         if isinstance(spec, dict):
             if value is None:
@@ -347,14 +353,15 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
                 continue
             if not isinstance(value, dict):
                 problems.append(f"{where(path)}: error: {dotted}: expected a mapping with keys "
-                                f"{', '.join(sorted(spec))}, got {value!r}")
+                                f"{', '.join(sorted(spec))}, got {redact_value(value, dotted)!r}")
                 continue
             _validate(value, spec, path, where, problems)
             continue
         try:
             data[key] = spec(value)
         except ValueError as e:
-            problems.append(f"{where(path)}: error: {dotted}: {e}, got {value!r}")
+            problems.append(f"{where(path)}: error: {dotted}: {e}, "
+                            f"got {redact_value(value, dotted)!r}")
 
 
 def _validate_plugins(plugins: dict[str, Any], where: Callable[[tuple[str, ...]], str],
@@ -366,7 +373,7 @@ def _validate_plugins(plugins: dict[str, Any], where: Callable[[tuple[str, ...]]
             continue
         if not isinstance(sec, dict):
             problems.append(f"{where(path)}: error: plugins.{name}: expected a mapping "
-                            f"(the plugin's settings), got {sec!r}")
+                            f"(the plugin's settings), got {redact_value(sec)!r}")
             continue
         for flag in ("required", "enabled"):
             if flag in sec and not isinstance(sec[flag], bool):
@@ -424,7 +431,7 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
             _http_url(wh["url"])
         except ValueError as e:
             problems.append(f"{where(('outputs', 'webhook', 'url'))}: error: "
-                            f"outputs.webhook.url: {e}, got {wh['url']!r}")
+                            f"outputs.webhook.url: {e}, got {redact_value(wh['url'])!r}")
     fo = merged["outputs"]["file"]
     if fo["enabled"] and not fo["path"]:
         problems.append(f"{where(('outputs', 'file'))}: error: outputs.file is enabled but "

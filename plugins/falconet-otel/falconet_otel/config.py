@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from falconet.api import PluginConfigError, Priority
+from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("logs", "traces")
@@ -64,7 +65,8 @@ class OtelSettings:
         if not self.targets:
             return ("otel: no OTLP endpoint configured (set OTEL_EXPORTER_OTLP_ENDPOINT or "
                     "plugins.otel.endpoint); OpenTelemetry output is off")
-        parts = [f"{t.signal} -> {t.endpoint} ({t.protocol})" for t in self.targets.values()]
+        parts = [f"{t.signal} -> {redact_url(t.endpoint)} ({t.protocol})"
+                 for t in self.targets.values()]
         return "otel: exporting " + ", ".join(parts)
 
 
@@ -76,7 +78,8 @@ def parse_headers(text: str) -> dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise PluginConfigError(f"bad OTLP header {item.strip()!r}: expected key=value")
+            raise PluginConfigError(f"bad OTLP header {redact_text(item.strip())!r}: expected "
+                                    "key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
     return headers
 
@@ -122,16 +125,17 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         raise PluginConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r} "
                                 "(http/json is not supported)")
     raw = str(specific or general).strip()
+    register_url_secrets(raw)         # masked in every later message (redact_text)
     if protocol == "http/protobuf":
         if not raw.startswith(("http://", "https://")):
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: an http/protobuf endpoint must be an "
-                                    "http:// or https:// URL")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: an http/protobuf "
+                                    "endpoint must be an http:// or https:// URL")
         endpoint = raw if specific else _http_signal_url(raw, signal)
         insecure = raw.startswith("http://")
     else:
         parsed = urlparse(raw if "://" in raw else f"//{raw}")
         if not parsed.hostname or not parsed.port:
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: a grpc endpoint needs host:port")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: a grpc endpoint needs host:port")
         endpoint = f"{parsed.hostname}:{parsed.port}"
         default_insecure = parsed.scheme == "http" or env.get(
             f"OTEL_EXPORTER_OTLP_{up}_INSECURE", env.get("OTEL_EXPORTER_OTLP_INSECURE", "")).lower() == "true"
@@ -146,6 +150,7 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         headers = parse_headers(headers_cfg)
     else:
         raise PluginConfigError("headers: expected a mapping or 'k=v,k2=v2'")
+    register_header_secrets(headers)
     if "timeout" in section:
         timeout = _number(section["timeout"], "timeout", float, 0.01)          # seconds
     else:

@@ -97,6 +97,9 @@ class OtelSink:
         self._traces: Shipper | None = None
         self._emitted: OrderedDict[bytes, None] = OrderedDict()
         self._seq = 0
+        #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
+        #: logs when exported (a record per alert), else the traces' alert spans
+        self._loss_signal = "logs" if "logs" in settings.targets else "traces"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -170,7 +173,7 @@ class OtelSink:
                     name=str(proc.get("name") or "process"),
                     start_ns=_start_ns(proc, alert.time_ns), end_ns=alert.time_ns,
                     attributes=self._attrs.encode({**mapping.process_attributes(proc), **workload},
-                                                  9)))
+                                                  9)), alerts=0)
             parent = sid
         me = lineage[0] if lineage else {}
         self._seq += 1
@@ -189,7 +192,8 @@ class OtelSink:
                 "falco.priority": _LABEL[alert.priority]}, 9),
             events=(event,),
             status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
-            status_message=alert.rule if severe else ""))
+            status_message=alert.rule if severe else ""),
+            alerts=1 if self._loss_signal == "traces" else 0)
         return trace_id, sid
 
     def _remember(self, span_id: bytes) -> None:
