@@ -12,7 +12,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         srv: Any = self.server
-        status, headers = srv.answers.pop(0) if srv.answers else (200, {})
+        status, headers = srv.answers.pop(0) if srv.answers else (srv.default_status, {})
         with srv.lock:
             srv.requests.append((self.path, dict(self.headers), body))
         self.send_response(status)
@@ -28,9 +28,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, default_status: int = 200) -> None:
         self.srv: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.srv.answers, self.srv.requests, self.srv.lock = [], [], threading.Lock()
+        self.srv.default_status = default_status
         self._t = threading.Thread(target=self.srv.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:
