@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from falconet.api import PluginConfigError, Priority
-from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
+from falconet.redact import redact_url, register_header_secrets, register_url_secrets
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("logs", "traces")
@@ -73,13 +73,13 @@ class OtelSettings:
 def parse_headers(text: str) -> dict[str, str]:
     """``OTEL_EXPORTER_OTLP_HEADERS`` syntax: ``k1=v1,k2=v2`` with URL-encoded values."""
     headers: dict[str, str] = {}
-    for item in text.split(","):
+    for i, item in enumerate(text.split(","), 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise PluginConfigError(f"bad OTLP header {redact_text(item.strip())!r}: expected "
-                                    "key=value")
+            # the item may be a credential written wrongly: never echoed
+            raise PluginConfigError(f"bad OTLP header (item {i} of the list): expected key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
     return headers
 
