@@ -281,7 +281,8 @@ class App:
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
-                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                         max_file_bytes=cfg["rules_max_file_size"])
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res

@@ -9,7 +9,8 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
   category (``kernel_open``, ``kernel_execve``, ... see ``falconet.syscalls``);
   ``kernel_args_map_full``: exec arguments could not be staged in the kernel;
 - ``decode_error``: a kernel record could not be decoded; ``source_error``: a source failed;
-- ``capture_malformed``: a capture line could not be read (reported with its line number);
+- ``capture_malformed``: a capture line could not be read: bad JSON, too long or deeply nested, a
+  wrongly typed field, a gzip bomb cut off (reported with its line number);
 - ``rule_error``: a rule raised while evaluating an event (the other rules still ran);
 - ``state_evicted``: the thread table was full and an entry was evicted;
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
