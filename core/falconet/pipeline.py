@@ -94,6 +94,9 @@ class SinkWorker:
         self._unconfirmed = 0
         #: set once shutdown gave up on this sink: the worker then counts nothing more
         self._abandoned = False
+        #: the sink counts ``output_sent`` itself when delivery is confirmed later (the OTel
+        #: sink: after the collector accepted the export); the worker still counts failures
+        self._self_reported = bool(getattr(sink, "reports_delivery", False))
         self._count_lock = threading.Lock()
 
     def start(self) -> None:
@@ -149,7 +152,8 @@ class SinkWorker:
             n, self._unconfirmed = self._unconfirmed, 0
             if n and not self._abandoned:
                 if ok:
-                    self.metrics.output_sent[self.name] += n
+                    if not self._self_reported:
+                        self.metrics.output_sent[self.name] += n
                 else:
                     self.metrics.output_failures[self.name] += n
 

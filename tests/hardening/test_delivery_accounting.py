@@ -195,6 +195,22 @@ def test_otel_logs_and_traces_lost_for_one_alert_are_one_drop() -> None:
     assert stats["logs"].failed == 3 and stats["traces"].failed == 6   # 3 records, 6 spans lost
     assert sum(m.drops.values()) == 3, dict(m.drops)                   # ... for 3 alerts
     assert m.drops["otel_logs_export_failed"] == 3
+    assert m.output_sent["otel"] == 0                # handed to the exporter is not sent
+
+
+def test_otel_alerts_count_as_sent_once_the_collector_accepted_them() -> None:
+    from falconet_otel import plugin as otel_plugin  # noqa: PLC0415
+
+    with Receiver() as rx:                            # accepts every export (HTTP 200)
+        m = EngineMetrics()
+        ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
+        otel_plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
+                                        "timeout": 2, "schedule_delay": 0.05}, ctx)
+        [sink] = otel_plugin.falconet_alert_sinks(ctx)
+        p = Pipeline(EveryEvent(), sinks=[sink], metrics=m)
+        p.run(events(4))
+        p.close()
+    assert m.output_sent["otel"] == 4 and sum(m.drops.values()) == 0
 
 
 def test_run_summary_lists_every_output(tmp_path: Path) -> None:

@@ -48,8 +48,13 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
         return None
     metrics = getattr(engine, "metrics", None)
     on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
+    on_sent = None
+    if metrics is not None and hasattr(metrics, "output_sent"):
+        def on_sent(n: int) -> None:
+            metrics.output_sent[OtelSink.name] += n
     _state.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
-                           version=falconet_version, stats=_state.stats, on_loss=on_loss)
+                           version=falconet_version, stats=_state.stats, on_loss=on_loss,
+                           on_sent=on_sent)
     return [_state.sink]
 
 

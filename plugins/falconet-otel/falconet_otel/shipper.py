@@ -9,7 +9,9 @@ sent, failed (the exporter gave up: collector down, timeout, rejected) and dropp
 Records and alerts are not the same count: one alert is a log record *and* several spans. The
 engine's drop counter (``on_loss``) gets the number of *alerts* lost, which each record carries
 (``put(record, alerts=...)``): the sink gives 1 to the records of one signal only, so an alert
-whose log record and spans are all lost is one drop in the run summary, not two or more.
+whose log record and spans are all lost is one drop in the run summary, not two or more. In the
+same way ``on_sent`` gets the alerts of an export the collector accepted: the engine counts an
+OTel alert as sent only then.
 """
 
 from __future__ import annotations
@@ -46,13 +48,16 @@ class Shipper:
 
     def __init__(self, exporter: Any, stats: SignalStats, *, batch_size: int = 512,
                  queue_size: int = 20000, schedule_delay: float = 0.2,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
+                 on_loss: Callable[[str, int], None] | None = None,
+                 on_sent: Callable[[int], None] | None = None) -> None:
         self._exporter = exporter
         self.stats = stats
         self._batch_size = batch_size
         self._queue_size = queue_size
         self._delay = schedule_delay
         self._on_loss = on_loss
+        #: told how many alerts an accepted export carried (the engine's output_sent)
+        self._on_sent = on_sent
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._idle = threading.Condition()
@@ -134,6 +139,9 @@ class Shipper:
                 self._in_flight = 0
             if ok:
                 self.stats.sent += n
+                alerts = sum(a for _item, a in taken)
+                if self._on_sent is not None and alerts:
+                    self._on_sent(alerts)
             else:
                 self.stats.failed += n
                 self.stats.batches_failed += 1

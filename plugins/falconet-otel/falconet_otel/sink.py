@@ -76,11 +76,14 @@ class OtelSink:
     """An :class:`falconet.api.AlertSink` exporting alerts as OTLP logs and spans."""
 
     name = "otel"
+    #: the engine's output_sent{output="otel"} is counted on confirmed exports (``on_sent``)
+    reports_delivery = True
 
     def __init__(self, settings: OtelSettings, *, hostname: str, version: str,
                  transports: dict[str, Any] | None = None,
                  stats: dict[str, SignalStats] | None = None,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
+                 on_loss: Callable[[str, int], None] | None = None,
+                 on_sent: Callable[[int], None] | None = None) -> None:
         """``transports`` overrides the network transport per signal (tests, benchmarks)."""
         self.settings = settings
         self.min_priority: Priority = settings.min_priority
@@ -88,6 +91,7 @@ class OtelSink:
         self._transports = transports or {}
         self.stats = stats if stats is not None else {s: SignalStats(s) for s in settings.targets}
         self._on_loss = on_loss
+        self._on_sent = on_sent
         self.resource = resource_attributes(settings.service_name, version, hostname)
         self._resource_body = wire.AttributeEncoder().encode(self.resource, 1)
         self._scope_body = wire.scope(SCOPE_NAME, version)
@@ -109,7 +113,8 @@ class OtelSink:
             stats = self.stats.setdefault(signal, SignalStats(signal))
             shipper = Shipper(exporter, stats, batch_size=self.settings.batch_size,
                               queue_size=self.settings.queue_size,
-                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss)
+                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss,
+                              on_sent=self._on_sent)
             if signal == "logs":
                 self._logs = shipper
             else:
