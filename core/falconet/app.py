@@ -108,7 +108,8 @@ class App:
                  extra_plugins: Iterable[tuple[str, Any]] = ()) -> None:
         self.config = config
         # before any rule loads: the rule formatter bounds field values with it
-        output_encoding.configure(config["output_max_field_len"])
+        output_encoding.configure(config.get("output_max_field_len",
+                                             output_encoding.DEFAULT_MAX_FIELD_LEN))
         self.metrics = EngineMetrics()
         self.ctx = EngineContext(hostname=config.hostname, fields=FieldRegistry(),
                                  config=config.data, metrics=self.metrics, state=StateTables(),
