@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from conftest import need_root, wait_for
 from falconet.alerts import Alert
@@ -178,18 +179,24 @@ def test_a_buffering_sink_is_sent_only_once_its_flush_returned() -> None:
     assert m.output_sent["buffering"] == 2 and m.output_failures["buffering"] == 5
 
 
-def test_otel_logs_and_traces_lost_for_one_alert_are_one_drop() -> None:
+def run_otel(rx: Receiver, n: int, timeout: float) -> tuple[Any, EngineMetrics]:
+    """``n`` alerts through the real OTel plugin's sink to ``rx`` (OTLP/HTTP), drained."""
     from falconet_otel import plugin as otel_plugin  # noqa: PLC0415
 
+    m = EngineMetrics()
+    ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
+    otel_plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
+                                    "timeout": timeout, "schedule_delay": 0.05}, ctx)
+    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    p = Pipeline(EveryEvent(), sinks=[sink], metrics=m)
+    p.run(events(n))
+    p.close()
+    return sink, m
+
+
+def test_otel_logs_and_traces_lost_for_one_alert_are_one_drop() -> None:
     with Receiver(default_status=400) as rx:          # rejects every export, at once
-        m = EngineMetrics()
-        ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
-        otel_plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
-                                        "timeout": 0.5, "schedule_delay": 0.05}, ctx)
-        [sink] = otel_plugin.falconet_alert_sinks(ctx)
-        p = Pipeline(EveryEvent(), sinks=[sink], metrics=m)
-        p.run(events(3))
-        p.close()
+        sink, m = run_otel(rx, 3, 0.5)
         assert {r[0] for r in rx.requests} == {"/v1/logs", "/v1/traces"}
     stats = sink.stats
     assert stats["logs"].failed == 3 and stats["traces"].failed == 6   # 3 records, 6 spans lost
@@ -199,17 +206,8 @@ def test_otel_logs_and_traces_lost_for_one_alert_are_one_drop() -> None:
 
 
 def test_otel_alerts_count_as_sent_once_the_collector_accepted_them() -> None:
-    from falconet_otel import plugin as otel_plugin  # noqa: PLC0415
-
     with Receiver() as rx:                            # accepts every export (HTTP 200)
-        m = EngineMetrics()
-        ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
-        otel_plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
-                                        "timeout": 2, "schedule_delay": 0.05}, ctx)
-        [sink] = otel_plugin.falconet_alert_sinks(ctx)
-        p = Pipeline(EveryEvent(), sinks=[sink], metrics=m)
-        p.run(events(4))
-        p.close()
+        _sink, m = run_otel(rx, 4, 2.0)
     assert m.output_sent["otel"] == 4 and sum(m.drops.values()) == 0
 
 
