@@ -20,7 +20,7 @@ import yaml
 
 from falconet.outputs.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
 from falconet.priorities import PRIORITY_NAMES, Priority
-from falconet.redact import redact_text, redact_value
+from falconet.redact import redact_override, redact_text, redact_value
 
 #: (line, column), both 1-based, of a key's value; ``None`` when the value was not written.
 Mark = tuple[int, int]
@@ -316,7 +316,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError([f"-o {text}: error: the value is not valid YAML: "
+        raise ConfigError([f"-o {redact_override(text)}: error: the value is not valid YAML: "
                            f"{getattr(e, 'problem', e)}"]) from None
     return key.split("."), value
 
@@ -403,13 +403,13 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
             nxt = cur.get(k)
             if not isinstance(nxt, dict):
                 if nxt is not None:
-                    raise ConfigError([f"-o {text}: error: '{'.'.join(keys[:i + 1])}' is not "
-                                       f"a section"])
+                    raise ConfigError([f"-o {redact_override(text)}: error: "
+                                       f"'{'.'.join(keys[:i + 1])}' is not a section"])
                 nxt = cur[k] = {}
             cur = nxt
         cur[keys[-1]] = value
         for i in range(1, len(keys) + 1):
-            origin[tuple(keys[:i])] = f"-o {text}"
+            origin[tuple(keys[:i])] = f"-o {redact_override(text)}"
 
     def where(p: tuple[str, ...]) -> str:
         if p in origin:

@@ -27,8 +27,11 @@ _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
-#: shorter values are not registered (they would mask ordinary words)
-_MIN_SECRET_LEN = 4
+#: shorter values are not registered (they would mask ordinary words such as "true")
+_MIN_SECRET_LEN = 8
+#: a ``-o key.path=value`` whose path has a component ending like this shows no value
+_SECRET_KEYS = ("headers", "url", "endpoint", "password", "passwd", "token", "secret", "auth",
+                "authorization", "api_key", "apikey", "credentials")
 
 
 def register_secret(value: str | None) -> None:
@@ -94,6 +97,16 @@ def redact_value(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def redact_override(text: str) -> str:
+    """A ``-o key.path=value`` override for a message: the value masked when the key names a
+    secret-bearing setting (``outputs.webhook.headers...``, ``...url``, ``...token``)."""
+    key, sep, _value = text.partition("=")
+    parts = [p.strip().lower() for p in key.split(".")]
+    if sep and any(p.endswith(_SECRET_KEYS) for p in parts):
+        return f"{key}={MASK}"
+    return redact_text(text)
 
 
 def redact_text(text: str) -> str:

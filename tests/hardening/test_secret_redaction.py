@@ -46,6 +46,11 @@ def test_config_errors_never_show_secrets(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "outputs.webhook.url" in r.stderr, r.stderr
     assert_no_secret(r.stderr)
+    # an override of a header: the message names the key, never the value
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["outputs.webhook.headers.Authorization=[hdr-value-42]"])
+    assert "-o outputs.webhook.headers.Authorization=***: error:" in str(e.value), str(e.value)
+    assert_no_secret(str(e.value))
 
 
 def test_output_failures_never_log_secrets(caplog: pytest.LogCaptureFixture) -> None:

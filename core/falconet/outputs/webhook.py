@@ -98,6 +98,7 @@ class WebhookSink:
                 self._post(body)
                 return
             except urllib.error.HTTPError as e:
+                e.close()
                 if 300 <= e.code < 400:
                     where = e.headers.get("Location") if e.headers is not None else None
                     to = f" to {redact_url(urllib.parse.urljoin(self.url, where))}" if where else ""
