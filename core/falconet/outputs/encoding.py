@@ -2,10 +2,11 @@
 escaping").
 
 Field values come from what watched processes write (argv, paths, comm, environment), read
-from ``/proc``, the kernel or a capture as ``str`` with *surrogate escapes*: a byte that is not
-UTF-8 is the lone surrogate ``U+DC80 + byte``. Such a string cannot be encoded as UTF-8, and
-control characters in it can forge lines or reorder text on an operator's terminal. So before a
-value becomes output it goes through :func:`bound`:
+from ``/proc`` or a capture as ``str`` with *surrogate escapes*: a byte that is not UTF-8 is the
+lone surrogate ``U+DC80 + byte`` (the eBPF decoder writes such bytes as the text ``\\xNN``
+already, which this policy leaves as it is: both look the same in every output). Such a string
+cannot be encoded as UTF-8, and control characters in it can forge lines or reorder text on an
+operator's terminal. So before a value becomes output it goes through :func:`bound`:
 
 - a byte that is not UTF-8 (``U+DC80``-``U+DCFF``) is shown as ``\\xNN``; any other lone surrogate
   as ``\\udNNN``;
