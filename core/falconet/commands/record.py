@@ -68,6 +68,6 @@ def main(args: argparse.Namespace) -> int:
         finally:
             app.ctx.state_writer = None
             writer.close()
-        print(app.summary() + f", {writer.events} events recorded to {args.file}", file=sys.stderr)
+        print(app.summary() + f"; {writer.events} events recorded to {args.file}", file=sys.stderr)
         return rc
     return guarded(body)
