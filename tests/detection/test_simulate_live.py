@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import need, need_binary, need_root
 from falconet.simulate.actions import ACTIONS
-from falconet.simulate.contexts import WORK_DIR, ContextPool, DockerContext, runtime_env
+from falconet.simulate.contexts import ContextPool, DockerContext, runtime_env
 from falconet.simulate.runner import run_action
 
 pytestmark = [pytest.mark.root, pytest.mark.containers]
@@ -75,6 +75,6 @@ def test_every_action_runs_in_its_default_context() -> None:
     # idempotent and clean: nothing new left in /tmp, no runc bundles left
     leftovers = {p for p in set(os.listdir("/tmp")) - before if p.startswith("falconet-sim")}
     assert not leftovers, leftovers
-    assert not any((WORK_DIR / "runc").glob("*"))
+    assert not any(Path("/dev/shm").glob("falconet-sim-*"))
     assert not Path("/etc/falconet-sim.conf").exists()
     assert not Path("/var/log/falconet-sim.log").exists()
