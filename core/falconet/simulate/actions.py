@@ -133,7 +133,7 @@ def _unshare(ctx: Context) -> None:
 @action("mount_in_container", "`mount -t tmpfs` inside a container (EPERM unless privileged)",
         where=("runc", "docker"), rule="Mount Attempted in Container")
 def _mount(ctx: Context) -> None:
-    with ctx.private_dir("/mnt") as d:
+    with ctx.private_dir() as d:
         p = ctx.exec(["mount", "-t", "tmpfs", "falconet-sim", d])
         if p.returncode == 0:
             ctx.exec(["umount", d])
@@ -435,8 +435,9 @@ def _log_truncate(ctx: Context) -> None:
         where=("runc", "docker"), rule="Shell History Tampering")
 def _history(ctx: Context) -> None:
     # (container only, the name the rule needs; /root is root-only)
-    _ok(ctx.sh("mkdir -p /root; f=/root/.ash_history; rm -f $f; (set -C; : > $f); rc=$?; "
-               "rm -f $f; exit $rc"), "truncate history")
+    # created exclusively, then truncated (O_TRUNC, what the rule looks for)
+    _ok(ctx.sh("mkdir -p /root; f=/root/.ash_history; rm -f $f; (set -C; : > $f) && : >| $f; "
+               "rc=$?; rm -f $f; exit $rc"), "truncate history")
 
 
 @action("shred_file", "`shred -u` a private temporary file", where=("runc", "docker"), rule=None,
