@@ -239,7 +239,8 @@ def authorized(header: str | None, token: bytes | None) -> bool:
     scheme, _, given = (header or "").strip().partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token)
+    # http.server decodes header bytes as Latin-1: encoding back gives the bytes sent exactly
+    return hmac.compare_digest(given.strip().encode("latin-1", "replace"), token)
 
 
 def load_token(token_file: str | None, environ: dict[str, str] | os._Environ[str]) -> bytes | None:

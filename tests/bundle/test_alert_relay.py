@@ -363,3 +363,15 @@ def test_unsafe_text_is_escaped_and_bad_timestamps_keep_the_alert() -> None:
         [alert] = alert_relay.otlp_to_alerts({"resourceLogs": [{"scopeLogs": [{"logRecords": [
             {"timeUnixNano": ts, "body": {"stringValue": "s"}}]}]}]})
         assert alert["startsAt"].endswith("Z")
+
+
+def test_token_comparison_is_bytewise() -> None:
+    """A non-ASCII token (UTF-8 bytes on the wire, read by http.server as Latin-1) matches;
+    anything else, or another scheme, does not."""
+    authorized = _import_relay().authorized
+    token = "tökén-1".encode()
+    assert authorized("Bearer " + token.decode("latin-1"), token)
+    assert authorized("bearer  " + token.decode("latin-1") + " ", token)
+    assert not authorized("Bearer tökén-1", token)            # not the bytes that were sent
+    assert not authorized("Token " + token.decode("latin-1"), token)
+    assert not authorized(None, token) and authorized(None, None)
