@@ -227,16 +227,11 @@ class RuncContext(_ContainerContext):
         self.bundle = Path(_mkdtemp(BUNDLE_PREFIX))
         try:
             lower = build_base_rootfs(self.bundle / "rootfs")
-        except Exception:
-            self.stop()
-            raise
-        upper, work, merged = (self.bundle / n for n in ("upper", "work", "merged"))
-        for d in (upper, work, merged):
-            d.mkdir()
-        _run(["mount", "-t", "overlay", "overlay", "-o",
-              f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)])
-        try:
-            (self.bundle / "config.json").unlink(missing_ok=True)
+            upper, work, merged = (self.bundle / n for n in ("upper", "work", "merged"))
+            for d in (upper, work, merged):
+                d.mkdir()
+            _run(["mount", "-t", "overlay", "overlay", "-o",
+                  f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)])
             _run(["runc", "spec", "--bundle", str(self.bundle)])
             cfg_path = self.bundle / "config.json"
             cfg = json.loads(cfg_path.read_text())
