@@ -375,3 +375,11 @@ def test_token_comparison_is_bytewise() -> None:
     assert not authorized("Bearer tökén-1", token)            # not the bytes that were sent
     assert not authorized("Token " + token.decode("latin-1"), token)
     assert not authorized(None, token) and authorized(None, None)
+
+
+def test_protocol_errors_are_short_json_too(relay_only: RelayOnly) -> None:
+    """http.server's own refusals (unknown method, oversized header) answer JSON as well."""
+    code, body = relay_only.raw(b"PUT /v1/logs HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert code == 501 and "PUT" in body["error"]
+    code, body = relay_only.raw(b"POST /v1/logs HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert code == 431 and len(body["error"]) < 100
