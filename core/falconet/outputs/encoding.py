@@ -155,6 +155,25 @@ def safe_value(v: Any) -> Any:
     return bound(str(v), POLICY.max_field_len)
 
 
+def safe_fields(fields: dict[Any, Any]) -> dict[str, Any]:
+    """:func:`safe_value` of every key and value of an alert's ``output_fields``, with the clean
+    case (short printable strings, numbers: what the rule formatter already bounded) checked
+    inline: this runs for every alert a JSON output serialises."""
+    limit = POLICY.max_field_len
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if type(k) is not str or len(k) > limit or not k.isprintable():
+            k = safe_key(k)
+        t = type(v)
+        if t is str:
+            if len(v) > limit or not v.isprintable():
+                v = bound(v, limit)
+        elif not (v is None or t is int or t is float or t is bool):
+            v = safe_value(v)
+        out[k] = v
+    return out
+
+
 def safe_key(k: Any) -> str:
     return bound(k if type(k) is str else str(k), POLICY.max_field_len)
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from falconet.alerts import Alert
-from falconet.outputs.encoding import escape_text, safe_key, safe_value
+from falconet.outputs.encoding import escape_text, safe_fields, safe_value
 
 #: the text of a whole line through the output policy (:mod:`falconet.outputs.encoding`)
 escape_control = escape_text
@@ -45,7 +45,7 @@ def json_dict(alert: Alert, include_output: bool = True, include_tags: bool = Tr
     as they are, anything else (fields a plugin or ``append_output`` added raw) is bounded here."""
     d: dict[str, Any] = {
         "hostname": safe_value(alert.hostname),
-        "output_fields": {safe_key(k): safe_value(v) for k, v in alert.output_fields.items()},
+        "output_fields": safe_fields(alert.output_fields),
         "priority": alert.priority.label,
         "rule": safe_value(alert.rule),
         "source": safe_value(alert.source),
