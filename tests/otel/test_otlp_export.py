@@ -129,7 +129,7 @@ def test_export_counters_on_metrics_endpoint(receiver):
     host.load()
     ctx = engine_ctx()
     host.configure(ctx)
-    [(_, [sink])] = host.call("falconet_alert_sinks", engine=ctx)
+    [(_, [sink])] = host.call(host.hook.falconet_alert_sinks, engine=ctx)
     srv = MetricsServer(ctx, ctx.metrics, host, port=0)
     srv.start()
     try:
