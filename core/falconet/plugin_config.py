@@ -247,15 +247,15 @@ def _bounded(what: str, lo: float | None, hi: float | None, *,
     return f"expected {what}"
 
 
-def configure_by_hand(plugin: Any, name: str, section: Mapping[str, Any] | None,
+def configure_by_hand(plugin: Any, name: str, config: Mapping[str, Any] | None,
                       engine: Any) -> None:
     """Configure one plugin object the way the host does (tests, tools): validate ``section``
     against its ``falconet_config_schema`` (if it has one; raises ``PluginConfigError``), then
     call its ``falconet_configure`` with the values."""
     schema_hook = getattr(plugin, "falconet_config_schema", None)
-    values = dict(section or {})
+    values = dict(config or {})
     if schema_hook is not None:
-        values = check_or_raise(schema_hook(), name, section,
+        values = check_or_raise(schema_hook(), name, config,
                                 whole=getattr(engine, "config", None) or {})
     configure = getattr(plugin, "falconet_configure", None)
     if configure is not None:

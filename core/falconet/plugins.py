@@ -368,7 +368,8 @@ class PluginHost:
             values, problems = validate_section(schema, name, self._section(name), self._where,
                                                 whole=self._whole)
             if problems:
-                self._fail(name, "configure", "; ".join(problems))
+                # worded as the plugin raising it itself would be
+                self._fail(name, "configure", "PluginConfigError: " + "; ".join(problems))
                 continue
             self.configs[name] = values
         self.call(self.hook.falconet_configure, config={}, engine=engine)

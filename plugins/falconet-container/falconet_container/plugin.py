@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from falconet.api import PluginConfigError, hookimpl
+from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
+from falconet.plugin_config import any_value, check_or_raise
 
 from falconet_container import PLUGIN_NAME, __version__
 from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
@@ -38,13 +39,16 @@ from falconet_container.k8s_api import K8sApiConfig, K8sConfigError, K8sWatcher,
 from falconet_container.resolver import MetadataResolver, ResolverConfig
 from falconet_container.worker import LATENCY_BUCKETS, LookupWorker
 
-_KNOWN = {"lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary",
-          "podman_binary", "podman_inspect", "lookup_timeout", "use_cgroup_id",
-          "k8s_api", "required", "enabled"}
+#: ``plugins.container``: its keys (values are checked by ``ContainerPlugin.configure`` and
+#: ``k8s_api.parse_config``, documented in the module docstring)
+SCHEMA = ConfigSchema({k: Setting(any_value()) for k in (
+    "lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary", "podman_binary",
+    "podman_inspect", "lookup_timeout", "use_cgroup_id", "k8s_api")})
 
 
 class ContainerPlugin:
-    """State of one engine's container plugin (the module-level hooks delegate to it)."""
+    """One engine's container plugin: its state and its hooks (the host makes one instance per
+    engine)."""
 
     def __init__(self) -> None:
         self.engine: Any = None
@@ -57,10 +61,7 @@ class ContainerPlugin:
         self.k8s_watcher: K8sWatcher | None = None
 
     def configure(self, config: dict[str, Any], engine: Any) -> None:
-        unknown = sorted(set(config) - _KNOWN)
-        if unknown:
-            raise PluginConfigError(f"unknown setting(s) {', '.join(unknown)} "
-                                    f"(known: {', '.join(sorted(_KNOWN - {'required', 'enabled'}))})")
+        config = check_or_raise(SCHEMA, PLUGIN_NAME, config)
         cfg = ResolverConfig()
         for key in ("docker_socket", "containerd_socket", "ctr_binary", "podman_binary"):
             if key in config:
@@ -140,57 +141,52 @@ class ContainerPlugin:
         if self.k8s_watcher is not None:
             self.k8s_watcher.stop()
 
+    # ------------------------------------------------------------------------------ hooks
+    @hookimpl
+    def falconet_config_schema(self) -> ConfigSchema:
+        return SCHEMA
 
-_plugin = ContainerPlugin()
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: Any) -> None:
+        self.configure(config, engine)
 
+    @hookimpl
+    def falconet_fields(self, engine: Any) -> list[Any]:
+        return field_defs(self.enricher)
 
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    global _plugin
-    _plugin = ContainerPlugin()        # one engine per configure (tests build several)
-    _plugin.configure(config, engine)
+    @hookimpl
+    def falconet_event_parsers(self, engine: Any) -> list[Any]:
+        return [self.enricher.parse]
 
+    @hookimpl
+    def falconet_plugin_versions(self, engine: Any) -> dict[str, str]:
+        return {"container": __version__}
 
-@hookimpl
-def falconet_fields(engine: Any) -> list[Any]:
-    return field_defs(_plugin.enricher)
+    @hookimpl
+    def falconet_start(self, engine: Any) -> None:
+        self.start(engine)
 
+    @hookimpl
+    def falconet_stop(self, engine: Any) -> None:
+        self.stop()
 
-@hookimpl
-def falconet_event_parsers(engine: Any) -> list[Any]:
-    return [_plugin.enricher.parse]
+    @hookimpl
+    def falconet_capture_state(self, engine: Any) -> Any:
+        return self.enricher.capture_state()
 
+    @hookimpl
+    def falconet_restore_state(self, plugin: str, data: Any, engine: Any) -> None:
+        if plugin == PLUGIN_NAME:
+            self.enricher.restore(data)
 
-@hookimpl
-def falconet_plugin_versions(engine: Any) -> dict[str, str]:
-    return {"container": __version__}
-
-
-@hookimpl
-def falconet_start(engine: Any) -> None:
-    _plugin.start(engine)
-
-
-@hookimpl
-def falconet_stop(engine: Any) -> None:
-    _plugin.stop()
-
-
-@hookimpl
-def falconet_capture_state(engine: Any) -> Any:
-    return _plugin.enricher.capture_state()
-
-
-@hookimpl
-def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
-    if plugin == PLUGIN_NAME:
-        _plugin.enricher.restore(data)
+    @hookimpl
+    def falconet_metrics(self, registry: Any, engine: Any) -> None:
+        registry.register(_LatencyCollector(self))
+        registry.register(_K8sApiCollector(self))
 
 
-@hookimpl
-def falconet_metrics(registry: Any, engine: Any) -> None:
-    registry.register(_LatencyCollector(_plugin))
-    registry.register(_K8sApiCollector(_plugin))
+#: the host makes one instance of this class per engine
+FALCONET_PLUGIN = ContainerPlugin
 
 
 class _LatencyCollector:
