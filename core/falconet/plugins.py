@@ -258,7 +258,12 @@ class PluginHost:
             return False
         problem = self._check_impls(c.obj)
         if problem:
+            callers = self.pm.get_hookcallers(c.obj) or []
             self.pm.unregister(c.obj)
+            for caller in callers:
+                # pluggy keeps a caller for a spec-less name: drop it, so that name stays unknown
+                if caller.spec is None and not caller.get_hookimpls():
+                    delattr(self.pm.hook, caller.name)
             self._fail(c.name, "import", problem, registered=False)
             return False
         for caller in self.pm.get_hookcallers(c.obj) or []:

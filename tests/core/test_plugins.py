@@ -269,3 +269,111 @@ def test_unknown_response_action_is_a_startup_error() -> None:
     with pytest.raises(StartupError, match="responses item 1: no plugin provides the response "
                                            "action 'kill'"):
         app.build_pipeline(FakeRuleset([]))
+
+
+# ------------------------------------------------------------------------------ pluggy semantics
+def _recording(tag: str, calls: list[str], **marks: bool) -> object:
+    class P:
+        @hookimpl(**marks)
+        def falconet_event_parsers(self, engine):
+            calls.append(tag)
+            return [lambda e: None]
+    return P()
+
+
+def test_tryfirst_plugin_runs_before_the_builtins_and_trylast_after() -> None:
+    calls: list[str] = []
+    app = make_app([("late", _recording("late", calls, trylast=True)),
+                    ("plain", _recording("plain", calls)),
+                    ("early", _recording("early", calls, tryfirst=True))],
+                   builtins=[("core-state", "falconet.state.plugin"),
+                             ("outputs", "falconet.outputs.builtin")])
+    app.load_plugins()
+    assert not app.host.failures
+    # pluggy's order: tryfirst, then unmarked in load order (built-ins first), then trylast
+    assert calls == ["early", "plain", "late"]
+    assert [n for n, _ in app.parsers] == ["early", "core-state", "plain", "late"]
+
+
+def test_hook_wrappers_are_refused_with_a_load_error_naming_the_plugin() -> None:
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def falconet_fields(self, engine):
+            return (yield)
+
+    class OldWrapper:
+        @hookimpl(hookwrapper=True)
+        def falconet_alert_sinks(self, engine):
+            yield
+
+    app = make_app([("wrap", Wrapper()), ("oldwrap", OldWrapper()), ("good", GoodPlugin())])
+    app.load_plugins()
+    failures = {f.name: (f.stage, f.reason) for f in app.host.failures}
+    assert failures["wrap"][0] == "import"
+    assert "hook wrappers are not supported: falconet_fields is marked wrapper=True" in \
+        failures["wrap"][1]
+    assert "falconet_alert_sinks is marked hookwrapper=True" in failures["oldwrap"][1]
+    assert "wrap" not in app.host.names and "good" in app.host.names
+    assert "good.answer" in app.ctx.fields.fields
+
+
+def test_a_misspelt_hook_is_an_error_not_a_silent_no_op() -> None:
+    class Typo:
+        @hookimpl
+        def falconet_feilds(self, engine):
+            return []
+
+    host = PluginHost({}, builtins=[], entry_points=False, extra=[("typo", Typo())])
+    host.load()
+    [f] = host.failures
+    assert f.name == "typo" and "falconet_feilds is not a Falconet hook" in f.reason
+    with pytest.raises(AttributeError):
+        host.hook.falconet_feilds       # the engine's side: a typo fails loudly too
+
+
+def test_a_class_plugin_gets_one_instance_per_engine() -> None:
+    class Counter:
+        def __init__(self) -> None:
+            self.configured = 0
+
+        @hookimpl
+        def falconet_configure(self, config, engine):
+            self.configured += 1
+
+    apps = [make_app([("counter", Counter)]) for _ in range(2)]
+    for app in apps:
+        app.load_plugins()
+    objs = [app.host.pm.get_plugin("counter") for app in apps]
+    assert objs[0] is not objs[1] and [o.configured for o in objs] == [1, 1]
+
+
+def test_a_declared_schema_validates_the_section_with_its_location(tmp_path) -> None:
+    from falconet.plugin_config import ConfigSchema, Setting, integer
+
+    class Schemed:
+        def __init__(self) -> None:
+            self.config = None
+
+        @hookimpl
+        def falconet_config_schema(self):
+            return ConfigSchema({"level": Setting(integer(0, 9), 3)})
+
+        @hookimpl
+        def falconet_configure(self, config, engine):
+            self.config = config
+
+    f = tmp_path / "falconet.yaml"
+    f.write_text("plugins:\n  schemed:\n    level: 12\n    colour: red\n")
+    cfg = load_config(str(f), ["outputs.stdout.enabled=false"])
+    app = App(cfg, builtins=[], entry_points=False, extra_plugins=[("schemed", Schemed)])
+    app.load_plugins()
+    [fail] = app.host.failures
+    assert (fail.name, fail.stage) == ("schemed", "configure")
+    assert f"{f}:3:5: error: plugins.schemed.level: expected an integer between 0 and 9, " \
+           "got 12" in fail.reason
+    assert f"{f}:4:5: error: plugins.schemed.colour: unknown key 'colour' (allowed here: " \
+           "level)" in fail.reason
+    ok = App(load_config(None, []), builtins=[], entry_points=False,
+             extra_plugins=[("schemed", Schemed)])
+    ok.load_plugins()
+    assert ok.host.pm.get_plugin("schemed").config == {"level": 3}     # the default filled in
