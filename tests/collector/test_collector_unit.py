@@ -190,7 +190,6 @@ def test_config_errors_name_the_key():
 def test_plugin_contributes_the_ebpf_source():
     from falconet.api import PluginConfigError  # noqa: PLC0415
     from falconet.collector import plugin  # noqa: PLC0415
-
     from falconet.plugin_config import configure_by_hand  # noqa: PLC0415
 
     class Ctx:

@@ -327,8 +327,8 @@ def test_a_misspelt_hook_is_an_error_not_a_silent_no_op() -> None:
     host.load()
     [f] = host.failures
     assert f.name == "typo" and "falconet_feilds is not a Falconet hook" in f.reason
-    with pytest.raises(AttributeError):
-        host.hook.falconet_feilds       # the engine's side: a typo fails loudly too
+    with pytest.raises(AttributeError):       # the engine's side: a typo fails loudly too
+        host.call(host.hook.falconet_feilds, engine=None)
 
 
 def test_a_class_plugin_gets_one_instance_per_engine() -> None:

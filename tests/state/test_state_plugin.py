@@ -15,7 +15,6 @@ from falconet.plugin_config import configure_by_hand
 from falconet.state import plugin as P
 from falconet.state.tables import StateTables
 
-
 #: the plugin instance of each engine (the host makes one per engine)
 _PLUGINS: dict[int, P.CoreStatePlugin] = {}
 

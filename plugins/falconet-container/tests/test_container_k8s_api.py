@@ -151,13 +151,15 @@ class Live:
 def test_bad_k8s_api_config_is_rejected_with_the_key(section, message):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     with pytest.raises(PluginConfigError) as ei:
-        configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={"k8s_api": section}, engine=c)
+        cp = plugin.ContainerPlugin()
+        configure_by_hand(cp, "container", config={"k8s_api": section}, engine=c)
     assert message in str(ei.value)
 
 
 def test_off_by_default_and_node_name_from_the_downward_api(monkeypatch):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={}, engine=c)
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={}, engine=c)
     assert cp.k8s_watcher is None and not cp.enricher.k8s_api
     monkeypatch.setenv("NODE_NAME", "node-from-env")
     assert K8sApiConfig().node() == "node-from-env"
@@ -402,7 +404,8 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     section = {"enabled": True, "kubeconfig": str(kubeconfig), "node_name": NODE,
                "backoff_initial": 0.02, "backoff_max": 0.1}
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={"lookups": False, "k8s_api": section}, engine=c)
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={"lookups": False, "k8s_api": section}, engine=c)
     p = cp
     assert p.k8s_watcher is not None and p.enricher.k8s_updates is p.k8s_watcher.updates
     cp.falconet_start(engine=c)
@@ -432,7 +435,8 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
 def test_replay_source_never_starts_the_watcher(kubeconfig):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     c.extras["falconet.source"] = "replay"
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={"k8s_api": {"enabled": True, "kubeconfig": str(kubeconfig)}},
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={"k8s_api": {"enabled": True, "kubeconfig": str(kubeconfig)}},
                               engine=c)
     assert cp.k8s_watcher is None and cp.enricher.k8s_api
 

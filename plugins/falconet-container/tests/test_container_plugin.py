@@ -25,13 +25,15 @@ def ctx(**extras):
 ])
 def test_bad_config_is_rejected_with_the_key(config, message):
     with pytest.raises(PluginConfigError) as ei:
-        configure_by_hand(cp := plugin.ContainerPlugin(), "container", config=config, engine=ctx())
+        cp = plugin.ContainerPlugin()
+        configure_by_hand(cp, "container", config=config, engine=ctx())
     assert message in str(ei.value)
 
 
 def test_hooks():
     c = ctx()
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={"required": True, "lookup_timeout": 0.5}, engine=c)
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={"required": True, "lookup_timeout": 0.5}, engine=c)
     assert cp.falconet_plugin_versions(engine=c) == {"container": "0.6.0"}
     names = {f.name for f in cp.falconet_fields(engine=c)}
     assert {"container.id", "container.name", "container.image.repository", "k8s.pod.name",
@@ -49,7 +51,8 @@ def test_hooks():
 
 def test_replay_source_means_no_lookups():
     c = ctx(**{"falconet.source": "replay"})
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={}, engine=c)
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={}, engine=c)
     assert cp.worker is None and cp.enricher.replay
     cp.falconet_restore_state(plugin="core-state", data={"x": 1}, engine=c)   # not ours
     cp.falconet_restore_state(plugin="container", data={"pid": 5, "container_id": "a" * 64},
@@ -60,7 +63,8 @@ def test_replay_source_means_no_lookups():
 def test_latency_histogram_is_exposed():
     from prometheus_client import CollectorRegistry, generate_latest
     c = ctx()
-    configure_by_hand(cp := plugin.ContainerPlugin(), "container", config={}, engine=c)
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={}, engine=c)
     cp.worker.latency.observe(0.003)
     reg = CollectorRegistry()
     cp.falconet_metrics(registry=reg, engine=c)
