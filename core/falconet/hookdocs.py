@@ -14,7 +14,8 @@ from pathlib import Path
 
 from falconet import hookspecs
 
-BEGIN = "<!-- hook reference: generated from falconet/hookspecs.py by `python -m falconet.hookdocs --write docs/plugins.md`; do not edit -->"
+BEGIN = ("<!-- hook reference: generated from falconet/hookspecs.py by "
+         "`python -m falconet.hookdocs --write docs/plugins.md`; do not edit -->")
 END = "<!-- end of the hook reference -->"
 
 

@@ -122,8 +122,9 @@ def falconet_event_parsers(engine: EngineContext) -> list[Callable[[Event], None
     """Contribute per-event parsers: callables ``parse(event) -> None``.
 
     Every event of every source passes through every parser **once, before rules run**, in hook
-    order (``tryfirst`` parsers, then load order with core state first, then ``trylast`` ones). Use them to update your own state (a cache keyed by pid,
-    a container table...) and to attach data to the event. They are on the hot path: do no I/O and
+    order (``tryfirst`` parsers, then load order with core state first, then ``trylast`` ones).
+    Use them to update your own state (a cache keyed by pid, a container table...) and to attach
+    data to the event. They are on the hot path: do no I/O and
     no blocking calls here; hand slow work to a background thread. An exception from a parser is
     counted (``falconet_plugin_errors_total{plugin,hook="parser"}``) and the event goes on.
     """
