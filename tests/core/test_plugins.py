@@ -377,3 +377,48 @@ def test_a_declared_schema_validates_the_section_with_its_location(tmp_path) -> 
              extra_plugins=[("schemed", Schemed)])
     ok.load_plugins()
     assert ok.host.pm.get_plugin("schemed").config == {"level": 3}     # the default filled in
+
+
+def test_the_metrics_server_comes_through_its_hook() -> None:
+    import urllib.request
+
+    app = make_app([], builtins=[("metrics", "falconet.metrics_plugin")])
+    app.load_plugins()
+    assert app.host.info["metrics"].hooks == ["falconet_metrics_server"]
+    app.start_metrics("127.0.0.1", 0)
+    try:
+        body = urllib.request.urlopen(app.metrics_server.url + "/metrics", timeout=5).read()
+        assert b"falconet_events_total" in body or b"falcosecurity_" in body
+    finally:
+        app.stop_metrics()
+    off = make_app([], overrides=["plugins.metrics.enabled=false"],
+                   builtins=[("metrics", "falconet.metrics_plugin")])
+    off.load_plugins()
+    off.start_metrics("127.0.0.1", 0)
+    assert off.metrics_server is None
+
+
+def test_a_third_party_tryfirst_server_replaces_the_builtin() -> None:
+    class Server:
+        url = "stand-in://metrics"
+        started = stopped = False
+
+        def start(self) -> None:
+            self.started = True
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    class Mine:
+        @hookimpl(tryfirst=True)
+        def falconet_metrics_server(self, engine, address, port, plugins):
+            self.server = Server()
+            return self.server
+
+    mine = Mine()
+    app = make_app([("mine", mine)], builtins=[("metrics", "falconet.metrics_plugin")])
+    app.load_plugins()
+    app.start_metrics("127.0.0.1", 0)
+    assert app.metrics_server is mine.server and mine.server.started
+    app.stop_metrics()
+    assert mine.server.stopped
