@@ -59,20 +59,18 @@ class K8sApiConfig:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-_KNOWN = {"enabled", "kubeconfig", "node_name", "namespaces", "max_pods", "request_timeout",
-          "watch_timeout", "backoff_initial", "backoff_max"}
+#: the keys of ``k8s_api`` (the plugin's config schema checks that no other is written)
+KEYS = ("enabled", "kubeconfig", "node_name", "namespaces", "max_pods", "request_timeout",
+        "watch_timeout", "backoff_initial", "backoff_max")
 
 
 def parse_config(section: Any) -> K8sApiConfig:
-    """Validate the ``k8s_api`` section; raises :class:`K8sConfigError` naming the key."""
+    """Validate the values of the ``k8s_api`` section (its keys: :data:`KEYS`, checked by the
+    plugin's config schema); raises :class:`K8sConfigError` naming the key."""
     if section is None:
         return K8sApiConfig()
     if not isinstance(section, Mapping):
         raise K8sConfigError("k8s_api must be a mapping (k8s_api: {enabled: true, ...})")
-    unknown = sorted(set(section) - _KNOWN)
-    if unknown:
-        raise K8sConfigError(f"unknown k8s_api setting(s) {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(_KNOWN))})")
     cfg = K8sApiConfig()
     for key in ("enabled", "namespaces"):
         if key in section:

@@ -35,15 +35,19 @@ from falconet.plugin_config import any_value, check_or_raise
 from falconet_container import PLUGIN_NAME, __version__
 from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
 from falconet_container.fields import field_defs
+from falconet_container.k8s_api import KEYS as K8S_KEYS
 from falconet_container.k8s_api import K8sApiConfig, K8sConfigError, K8sWatcher, parse_config
 from falconet_container.resolver import MetadataResolver, ResolverConfig
 from falconet_container.worker import LATENCY_BUCKETS, LookupWorker
 
 #: ``plugins.container``: its keys (values are checked by ``ContainerPlugin.configure`` and
 #: ``k8s_api.parse_config``, documented in the module docstring)
-SCHEMA = ConfigSchema({k: Setting(any_value()) for k in (
-    "lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary", "podman_binary",
-    "podman_inspect", "lookup_timeout", "use_cgroup_id", "k8s_api")})
+SCHEMA = ConfigSchema({
+    **{k: Setting(any_value()) for k in (
+        "lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary",
+        "podman_binary", "podman_inspect", "lookup_timeout", "use_cgroup_id")},
+    "k8s_api": ConfigSchema({k: Setting(any_value()) for k in K8S_KEYS}),
+})
 
 
 class ContainerPlugin:

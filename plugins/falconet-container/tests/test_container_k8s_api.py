@@ -140,13 +140,13 @@ class Live:
 
 # ---------------------------------------------------------------------- config
 @pytest.mark.parametrize("section,message", [
-    ({"enabeld": True}, "unknown k8s_api setting(s) enabeld"),
+    ({"enabeld": True}, "plugins.container.k8s_api.enabeld: unknown key 'enabeld'"),
     ({"enabled": "yes"}, "k8s_api.enabled must be true or false"),
     ({"kubeconfig": ""}, "k8s_api.kubeconfig must be a non-empty string or null"),
     ({"max_pods": 0}, "k8s_api.max_pods must be an integer in [1, 1e+06]"),
     ({"watch_timeout": 1.5}, "k8s_api.watch_timeout must be an integer"),
     ({"backoff_initial": 5, "backoff_max": 1}, "backoff_max must be >= backoff_initial"),
-    ("on", "k8s_api must be a mapping"),
+    ("on", "plugins.container.k8s_api: expected a mapping"),
 ])
 def test_bad_k8s_api_config_is_rejected_with_the_key(section, message):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
