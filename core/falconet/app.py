@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from falconet import ENGINE_VERSION, __version__
-from falconet.api import EngineContext, contribution_problem
+from falconet.api import EngineContext
 from falconet.config import Config, ConfigError, default_config_path, load_config
 from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldRegistry
@@ -140,20 +140,18 @@ class App:
 
     def _collect(self) -> None:
         h, ctx = self.host, self.ctx
-        fields = h.call(h.hook.falconet_fields, engine=ctx)
+        fields = h.contributions(h.hook.falconet_fields, engine=ctx)
         versions = h.call(h.hook.falconet_plugin_versions, engine=ctx)
         rules = h.call(h.hook.falconet_rules_files, engine=ctx)
-        sources = self._checked("falconet_event_sources",
-                                h.call(h.hook.falconet_event_sources, engine=ctx))
-        parsers = self._checked("falconet_event_parsers",
-                                h.call(h.hook.falconet_event_parsers, engine=ctx))
-        sinks = self._checked("falconet_alert_sinks", h.call(h.hook.falconet_alert_sinks, engine=ctx))
-        actions = self._checked("falconet_response_actions",
-                                h.call(h.hook.falconet_response_actions, engine=ctx))
+        # each checked against its Protocol (falconet.api.contribution_problem)
+        sources = h.contributions(h.hook.falconet_event_sources, engine=ctx)
+        parsers = h.contributions(h.hook.falconet_event_parsers, engine=ctx)
+        sinks = h.contributions(h.hook.falconet_alert_sinks, engine=ctx)
+        actions = h.contributions(h.hook.falconet_response_actions, engine=ctx)
 
         # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
         field_owner: dict[str, str] = {}
-        for name, fdefs in self._checked("falconet_fields", fields):
+        for name, fdefs in fields:
             if name not in h.info:
                 continue
             if name != "core-state":
@@ -199,23 +197,6 @@ class App:
         dead = [n for n, owner in field_owner.items() if owner not in alive]
         for n in dead:
             del ctx.fields.fields[n]
-
-    def _checked(self, hook: str, results: list[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
-        """The contributions that keep the hook's contract (``falconet.api.contribution_problem``);
-        a plugin that returned something else is dropped with the reason."""
-        out = []
-        for name, items in results:
-            try:
-                items = list(items)
-            except TypeError:
-                self.host.drop(name, hook, f"expected a list, got {type(items).__name__}")
-                continue
-            problem = contribution_problem(hook, items)
-            if problem:
-                self.host.drop(name, hook, problem)
-                continue
-            out.append((name, items))
-        return out
 
     @property
     def event_sources(self) -> set[str]:

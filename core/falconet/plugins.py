@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from falconet import __version__, hookspecs
+from falconet.api import contribution_problem
 from falconet.plugin_config import ConfigSchema, Where, validate_section
 
 if TYPE_CHECKING:
@@ -352,6 +353,25 @@ class PluginHost:
         finally:
             self._local.collect = outer
         self.raise_if_required_failed()
+        return out
+
+    def contributions(self, caller: HookCaller, **kwargs: Any) -> list[tuple[str, list[Any]]]:
+        """:meth:`call` for a hook that contributes a list of objects (sources, parsers, fields,
+        sinks, actions): each plugin's list is checked against the hook's Protocol
+        (:func:`falconet.api.contribution_problem`); a plugin that returned something else is
+        dropped with the reason and contributes nothing."""
+        out: list[tuple[str, list[Any]]] = []
+        for name, result in self.call(caller, **kwargs):
+            try:
+                items = list(result)
+            except TypeError:
+                self.drop(name, caller.name, f"expected a list, got {type(result).__name__}")
+                continue
+            problem = contribution_problem(caller.name, items)
+            if problem:
+                self.drop(name, caller.name, problem)
+                continue
+            out.append((name, items))
         return out
 
     def _config_for(self, name: str) -> dict[str, Any]:

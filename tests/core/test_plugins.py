@@ -422,3 +422,34 @@ def test_a_third_party_tryfirst_server_replaces_the_builtin() -> None:
     assert app.metrics_server is mine.server and mine.server.started
     app.stop_metrics()
     assert mine.server.stopped
+
+
+def test_contributions_are_checked_against_the_protocols() -> None:
+    class HalfSource:                   # no open/close: not an EventSource
+        name, source, live = "half", "syscall", False
+
+    class HalfSink:                     # send only: not an AlertSink
+        name = "half"
+
+        def send(self, alert):
+            pass
+
+    class Bad:
+        def __init__(self, hook, value):
+            setattr(self, hook, hookimpl(lambda engine: value, specname=hook))
+
+    app = make_app([("src", Bad("falconet_event_sources", [HalfSource()])),
+                    ("sink", Bad("falconet_alert_sinks", [HalfSink()])),
+                    ("parser", Bad("falconet_event_parsers", ["not callable"])),
+                    ("field", Bad("falconet_fields", [object()])),
+                    ("scalar", Bad("falconet_alert_sinks", 3)),
+                    ("good", GoodPlugin())])
+    app.load_plugins()
+    reasons = {f.name: (f.stage, f.reason) for f in app.host.failures}
+    assert reasons["src"][0] == "falconet_event_sources"
+    assert reasons["src"][1].startswith("not an EventSource: ")
+    assert reasons["sink"][1].startswith("not an AlertSink: ")
+    assert reasons["parser"][1] == "not callable: 'not callable'"
+    assert reasons["field"][1].startswith("not a FieldDef: ")
+    assert reasons["scalar"] == ("falconet_alert_sinks", "expected a list, got int")
+    assert "half" not in app.sources and app.host.names == ["outputs", "replay", "good"]
