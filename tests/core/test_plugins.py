@@ -453,3 +453,16 @@ def test_contributions_are_checked_against_the_protocols() -> None:
     assert reasons["field"][1].startswith("not a FieldDef: ")
     assert reasons["scalar"] == ("falconet_alert_sinks", "expected a list, got int")
     assert "half" not in app.sources and app.host.names == ["outputs", "replay", "good"]
+
+
+def test_collector_section_errors_carry_their_location(tmp_path) -> None:
+    f = tmp_path / "falconet.yaml"
+    f.write_text("collector:\n  ring_buffer_pages: 3\n  bogus: 1\n")
+    app = App(load_config(str(f), []), builtins=[("ebpf", "falconet.collector.plugin")],
+              entry_points=False)
+    app.load_plugins()
+    [fail] = app.host.failures
+    assert (fail.name, fail.stage) == ("ebpf", "configure")
+    assert f"{f}:2:3: error: collector.ring_buffer_pages: expected a power of two, got 3" \
+        in fail.reason
+    assert f"{f}:3:3: error: collector.bogus: unknown key 'bogus'" in fail.reason
