@@ -144,6 +144,11 @@ def instantiate(obj: Any) -> Any:
     return obj() if isinstance(obj, type) else obj
 
 
+def _given(obj: Any) -> Callable[[], Any]:
+    """A loader for an object already at hand (``extra`` plugins)."""
+    return lambda: obj
+
+
 @dataclass
 class _Candidate:
     name: str
@@ -205,34 +210,28 @@ class PluginHost:
         module docstring). Failures are recorded (and raised for required plugins once
         everything was tried)."""
         found: list[_Candidate] = []
-        for name, spec in self._builtins:
+
+        def add(name: str, make: Callable[[], Any], version: str, builtin: bool) -> None:
             if not self._enabled(name):
-                continue
+                return
+            if any(c.name == name for c in found):
+                self._fail(name, "import", "a plugin with this name is already loaded",
+                           registered=False)
+                return
             try:
-                obj = instantiate(import_plugin(spec))
+                obj = instantiate(make())
             except Exception as e:  # noqa: BLE001 - any import failure is the plugin's failure
                 self._fail(name, "import", _reason(e), registered=False)
-                continue
-            found.append(_Candidate(name, obj, __version__, True))
+                return
+            found.append(_Candidate(name, obj, version, builtin))
+
+        for name, spec in self._builtins:
+            add(name, functools.partial(import_plugin, spec), __version__, True)
         if self._entry_points:
             for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-                if not self._enabled(ep.name):
-                    continue
-                if any(c.name == ep.name for c in found):
-                    self._fail(ep.name, "import", "a plugin with this name is already loaded",
-                               registered=False)
-                    continue
-                try:
-                    obj = instantiate(ep.load())
-                except Exception as e:  # noqa: BLE001
-                    self._fail(ep.name, "import", _reason(e), registered=False)
-                    continue
-                version = ep.dist.version if ep.dist is not None else "0"
-                found.append(_Candidate(ep.name, obj, str(version), False))
+                add(ep.name, ep.load, str(ep.dist.version) if ep.dist is not None else "0", False)
         for name, obj in self._extra:
-            if self._enabled(name):
-                found.append(_Candidate(name, instantiate(obj),
-                                        str(getattr(obj, "__version__", "0")), False))
+            add(name, _given(obj), str(getattr(obj, "__version__", "0")), False)
         # pluggy calls the last registered first: register in reverse so load order is call order
         registered = {c.name for c in reversed(found) if self._register(c)}
         for c in found:

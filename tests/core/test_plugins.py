@@ -466,3 +466,16 @@ def test_collector_section_errors_carry_their_location(tmp_path) -> None:
     assert f"{f}:2:3: error: collector.ring_buffer_pages: expected a power of two, got 3" \
         in fail.reason
     assert f"{f}:3:3: error: collector.bogus: unknown key 'bogus'" in fail.reason
+
+
+def test_a_plugin_class_failing_to_build_or_a_duplicate_name_is_that_plugins_failure() -> None:
+    class Broken:
+        def __init__(self) -> None:
+            raise OSError("no socket")
+
+    app = make_app([("broken", Broken), ("good", GoodPlugin()), ("good", GoodPlugin())])
+    app.load_plugins()
+    reasons = [(f.name, f.stage, f.reason) for f in app.host.failures]
+    assert ("broken", "import", "OSError: no socket") in reasons
+    assert ("good", "import", "a plugin with this name is already loaded") in reasons
+    assert app.host.names == ["outputs", "replay", "good"]
