@@ -141,10 +141,11 @@ class Live:
 # ---------------------------------------------------------------------- config
 @pytest.mark.parametrize("section,message", [
     ({"enabeld": True}, "plugins.container.k8s_api.enabeld: unknown key 'enabeld'"),
-    ({"enabled": "yes"}, "k8s_api.enabled must be true or false"),
-    ({"kubeconfig": ""}, "k8s_api.kubeconfig must be a non-empty string or null"),
-    ({"max_pods": 0}, "k8s_api.max_pods must be an integer in [1, 1e+06]"),
-    ({"watch_timeout": 1.5}, "k8s_api.watch_timeout must be an integer"),
+    ({"enabled": "yes"}, "plugins.container.k8s_api.enabled: expected true or false"),
+    ({"kubeconfig": ""}, "plugins.container.k8s_api.kubeconfig: expected a non-empty string or null"),
+    ({"max_pods": 0}, "plugins.container.k8s_api.max_pods: expected an integer between 1 and 1000000"),
+    ({"watch_timeout": 1.5},
+     "plugins.container.k8s_api.watch_timeout: expected an integer between 1 and 3600"),
     ({"backoff_initial": 5, "backoff_max": 1}, "backoff_max must be >= backoff_initial"),
     ("on", "plugins.container.k8s_api: expected a mapping"),
 ])

@@ -16,12 +16,12 @@ def ctx(**extras):
 
 @pytest.mark.parametrize("config,message", [
     ({"docker_sock": "/x"}, "plugins.container.docker_sock: unknown key 'docker_sock'"),
-    ({"lookup_timeout": 0}, "lookup_timeout must be a number of seconds"),
-    ({"lookup_timeout": "2"}, "lookup_timeout must be a number of seconds"),
-    ({"runc_roots": "/run/runc"}, "runc_roots must be a list"),
-    ({"lookups": "yes"}, "lookups must be true or false"),
-    ({"use_cgroup_id": "maybe"}, "use_cgroup_id must be auto, true or false"),
-    ({"docker_socket": ""}, "docker_socket must be a non-empty string"),
+    ({"lookup_timeout": 0}, "plugins.container.lookup_timeout: expected a number in (0, 60]"),
+    ({"lookup_timeout": "2"}, "plugins.container.lookup_timeout: expected a number in (0, 60]"),
+    ({"runc_roots": "/run/runc"}, "plugins.container.runc_roots: expected a list of strings"),
+    ({"lookups": "yes"}, "plugins.container.lookups: expected true or false"),
+    ({"use_cgroup_id": "maybe"}, "plugins.container.use_cgroup_id: expected one of auto, true, false"),
+    ({"docker_socket": ""}, "plugins.container.docker_socket: expected a non-empty string"),
 ])
 def test_bad_config_is_rejected_with_the_key(config, message):
     with pytest.raises(PluginConfigError) as ei:
