@@ -185,9 +185,10 @@ def run_otel(rx: Receiver, n: int, timeout: float) -> tuple[Any, EngineMetrics]:
 
     m = EngineMetrics()
     ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
-    otel_plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
-                                    "timeout": timeout, "schedule_delay": 0.05}, ctx)
-    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    plugin = otel_plugin.OtelPlugin()               # one instance per engine
+    plugin.falconet_configure({"endpoint": rx.url, "protocol": "http/protobuf",
+                               "timeout": timeout, "schedule_delay": 0.05}, ctx)
+    [sink] = plugin.falconet_alert_sinks(ctx)
     p = Pipeline(EveryEvent(), sinks=[sink], metrics=m)
     p.run(events(n))
     p.close()
