@@ -47,8 +47,8 @@ MAX_LINE_BYTES = 16 << 20
 #: the longest header line (line 1); `replay /dev/zero` ends here
 MAX_HEADER_BYTES = 1 << 20
 #: a gzip capture decompresses to at most this many times its size (gzip's best is ~1032x;
-#: real captures are 5-50x), and never less than MIN_DECOMPRESSED_LIMIT: beyond, a bomb
-MAX_GZIP_RATIO = 200
+#: real captures are 40-50x), and never less than MIN_DECOMPRESSED_LIMIT: beyond, a bomb
+MAX_GZIP_RATIO = 500
 MIN_DECOMPRESSED_LIMIT = 256 << 20
 #: ranges of the integer fields (int64 timestamps and return values, 32-bit ids)
 _I64 = 1 << 63
