@@ -90,6 +90,32 @@ def test_process_with_non_utf8_argv_env_cwd_round_trips_exactly(tmp_path: Path) 
     assert os.fsencode(evs[0].args["name"]) == b"/tmp/" + EVIL
 
 
+def test_replay_alerts_on_a_process_known_only_from_the_recorded_table(tmp_path: Path) -> None:
+    """`falconet replay` of a capture whose process table holds a non-UTF-8 command line: the
+    table line is restored (v1 skipped it as malformed) and the rule on proc.cmdline fires."""
+    t = CoreState(None)
+    from falconet.state.tables import ThreadInfo  # noqa: PLC0415
+    t.tables.add(ThreadInfo(tid=4242, pid=4242, comm=_s(EVIL), exe=_s(EVIL),
+                            exepath="/usr/bin/" + _s(EVIL), args=["--x", _s(b"arg-" + EVIL)],
+                            cwd="/tmp/" + _s(EVIL), env=[_s(b"K=" + EVIL)], start_ts=1))
+    cap = tmp_path / "t.fcap"
+    with CaptureWriter(str(cap), start_ns=1) as w:
+        w.write_state("core-state", t.capture())
+        w.write_event(Event("syscall", "openat", 10, 4242, 4242,
+                            {"fd": 3, "dirfd": -100, "name": "/etc/shadow", "flags": 1,
+                             "mode": 0}, 3))
+    rules = tmp_path / "r.yaml"
+    rules.write_text("- rule: Evil reads shadow\n  desc: d\n  condition: evt.type = openat and "
+                     "fd.name = /etc/shadow and proc.cmdline contains EVIL\n  output: evil\n"
+                     "  priority: WARNING\n")
+    r = subprocess.run([*FALCONET, "replay", str(cap), "-r", str(rules), "--no-progress",
+                        "-o", "outputs.stdout.enabled=false"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "falconet: 1 events, 1 alerts" in r.stderr and "0 drops" in r.stderr, r.stderr
+    assert "malformed" not in r.stderr
+
+
 def test_header_is_v2_and_v1_files_with_raw_bytes_still_replay(tmp_path: Path) -> None:
     path = tmp_path / "x.fcap"
     with CaptureWriter(str(path), start_ns=1) as w:
