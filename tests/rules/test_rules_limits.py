@@ -100,6 +100,12 @@ def test_condition_nesting_matches_the_parser_limit_and_macros_cannot_exceed_it(
     assert (e.line, e.item_name) == (2 * (limits.MAX_EXPANDED_DEPTH + 1) + 2, "m401")
     assert e.message == (f"Macro condition is nested deeper than {limits.MAX_EXPANDED_DEPTH} "
                          "levels after expanding macros")
+    # transformers nest too (tolower(tolower(...))): the same budget, a clear message
+    tl = "tolower(" * 600 + "proc.name" + ")" * 600 + " = bash"
+    res = load([("t.yaml", RULE.format(cond=tl))])
+    assert not res.ok
+    assert res.errors[0].message == (f"Condition nests transformers deeper than "
+                                     f"{limits.MAX_EXPANDED_DEPTH} levels")
     # just under the limit: loads and evaluates (no RecursionError at compile or match time)
     ok = load([("m.yaml", text.split("- macro: m399\n")[0]
                 + RULE.format(cond="evt.type = openat and m398"))])

@@ -28,7 +28,17 @@ from __future__ import annotations
 from typing import Any
 
 from falconet.rules.errors import LOAD_ERR_COMPILE_CONDITION, LOAD_ERR_VALIDATE, RuleLoadError
-from falconet.rules.parser import MAX_DEPTH, And, Not, Or
+from falconet.rules.parser import (
+    MAX_DEPTH,
+    And,
+    Binary,
+    MultiTransform,
+    Not,
+    Or,
+    Transform,
+    TransformList,
+    Unary,
+)
 
 #: default of ``rules_max_file_size``: 8 MiB (Falco's stable rules are 64 KB)
 DEFAULT_MAX_FILE_BYTES = 8 << 20
@@ -88,14 +98,18 @@ def check_condition(ast: Any, what: str) -> None:
     stack: list[tuple[Any, bool]] = [(ast, False)]
     while stack:
         node, done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
         if isinstance(node, And | Or):
             kids = node.children
         elif isinstance(node, Not):
             kids = [node.child]
         else:
-            continue
-        key = id(node)
-        if key in sizes:
+            sizes[key] = (1, _operand_depth(node))
+            if sizes[key][1] > MAX_EXPANDED_DEPTH:
+                raise RuleLoadError(f"{what} nests transformers deeper than "
+                                    f"{MAX_EXPANDED_DEPTH} levels", code=LOAD_ERR_COMPILE_CONDITION)
             continue
         if not done:
             stack.append((node, True))
@@ -103,7 +117,7 @@ def check_condition(ast: Any, what: str) -> None:
             continue
         n, d = 1, 0
         for k in kids:
-            kn, kd = sizes.get(id(k), (1, 0))
+            kn, kd = sizes[id(k)]
             n += kn
             d = max(d, kd)
         d += 1
@@ -115,3 +129,24 @@ def check_condition(ast: Any, what: str) -> None:
                                 "expanding macros (a macro used many times over?)",
                                 code=LOAD_ERR_COMPILE_CONDITION)
         sizes[key] = (n, d)
+
+
+def _operand_depth(node: Any) -> int:
+    """How deeply a check's operands nest transformers (``tolower(tolower(...))``): compiled
+    and evaluated recursively like and/or/not, so it counts against the same limit."""
+    if not isinstance(node, Binary | Unary):
+        return 0
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(node.left, 0)]
+    if isinstance(node, Binary):
+        stack.append((node.right, 0))
+    while stack:
+        x, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(x, Transform):
+            stack.append((x.child, d + 1))
+        elif isinstance(x, MultiTransform):
+            stack.extend((a, d + 1) for a in x.args)
+        elif isinstance(x, TransformList):
+            stack.extend((a, d + 1) for a in x.items)
+    return deepest
