@@ -141,3 +141,22 @@ def test_file_size_limit_is_configurable_and_reads_stop_at_it(tmp_path: Path) ->
     r = validate("/dev/zero", budget=10)
     assert r.stdout.startswith("/dev/zero:1:1: error: file '/dev/zero': Could not read file: "
                                f"larger than {limits.DEFAULT_MAX_FILE_BYTES} bytes")
+
+
+def test_aliases_of_a_long_scalar_are_refused_not_copied(tmp_path: Path) -> None:
+    """Few nodes, huge text: 2000 aliases of one 2 MB scalar (a 2 MB file) were 2000 copies
+    (4 GB, MemoryError) and an exception condition joining them all; the node count alone
+    never saw it. Second review of issue 11."""
+    aliases = ", ".join(["*s"] * 2000)
+    p = tmp_path / "scalar_bomb.yaml"
+    p.write_text("- list: big\n  items: [&s " + "a" * (2 << 20) + "]\n"
+                 + RULE.format(cond="evt.type = openat")
+                 + "  exceptions:\n  - name: e\n    fields: proc.name\n    comps: in\n"
+                 + f"    values: [[{aliases}]]\n")
+    r = subprocess.run(["bash", "-c", "ulimit -v 2000000; exec \"$@\"", "validate", *FALCONET,
+                        "rules", "validate", "-c", "/dev/null", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
+    assert (f"Invalid YAML: aliases expand to more than {limits.MAX_YAML_ALIAS_CHARS} "
+            "characters") in r.stdout
