@@ -324,7 +324,7 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                             on_state(plugin, d.get("data"))
                         continue
                     else:
-                        raise ValueError(f"unknown record kind {k!r}")
+                        raise ValueError(f"unknown record kind {_quoted(k)}")
                 except (ValueError, KeyError, TypeError, RecursionError) as e:
                     if not line.strip():
                         continue
@@ -387,6 +387,16 @@ def _field_problem(d: dict[str, Any]) -> str:
         if lo_hi is not None and not lo_hi[0] <= v < lo_hi[1]:
             return f"field '{key}' out of range [{lo_hi[0]}, {lo_hi[1]})"
     return "src/type must be strings, ts an integer, args a mapping"
+
+
+#: characters of a value a malformed-line report quotes (the value may be megabytes)
+MAX_QUOTED = 60
+
+
+def _quoted(v: Any) -> str:
+    """``repr`` of a value from the file for a report: escaped (repr) and short."""
+    text = repr(v)
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
 def _malformed_reason(e: Exception) -> str:

@@ -199,6 +199,20 @@ def test_wrongly_typed_fields_are_counted_reported_and_skipped(tmp_path: Path) -
     assert out[-1].endswith("state record: 'plugin' must be a string, not an integer")
 
 
+
+def test_a_malformed_line_is_reported_briefly_whatever_it_holds(tmp_path: Path) -> None:
+    """An unknown record kind of 5 MB was quoted whole in the report (5 MB on stderr per line).
+    Second review of issue 11."""
+    path = tmp_path / "kind.fcap"
+    path.write_text("\n".join([header(), json.dumps({"k": "x" * (5 << 20)}), good_event(7)])
+                    + "\n")
+    err = io.StringIO()
+    rep = MalformedReporter(str(path), EngineMetrics(), stream=err)
+    assert [e.ts for e in read_capture(str(path), on_malformed=rep)] == [7]
+    out = err.getvalue()
+    assert ":2: malformed capture line skipped: unknown record kind 'xxx" in out, out[:300]
+    assert len(out) < 500, len(out)
+
 def _gzip_bomb(path: Path, gib: float = 1.0) -> None:
     """A ~1 MB multi-member gzip file expanding to ``gib`` GiB of NUL bytes after a header."""
     member = gzip.compress(b"\0" * (16 << 20), compresslevel=9)
