@@ -160,3 +160,14 @@ def test_aliases_of_a_long_scalar_are_refused_not_copied(tmp_path: Path) -> None
     assert "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
     assert (f"Invalid YAML: aliases expand to more than {limits.MAX_YAML_ALIAS_CHARS} "
             "characters") in r.stdout
+
+
+def test_load_messages_escape_what_the_file_holds(tmp_path: Path) -> None:
+    """A rule name with a terminal escape and a bidi override (a rules file from the internet)
+    reached the operator's terminal raw in `rules validate`. Second review of issue 11."""
+    p = tmp_path / "esc.yaml"
+    p.write_text('- rule: "r\\x1b[31mRED\\u202e"\n  desc: d\n  condition: nosuchfield = 1\n'
+                 "  output: o\n  priority: WARNING\n")
+    r = validate(p)
+    assert "rule 'r\\u001b[31mRED\\u202e': filter error" in r.stdout, r.stdout
+    assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
