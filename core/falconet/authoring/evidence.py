@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from falconet.authoring.focus import Focus, save_focus
-from falconet.simulate.live import READY_MARKERS, falconet_argv
+from falconet.simulate.live import falconet_argv
 
 #: scripts/benign-workload.py of this checkout (or installation)
 BENIGN_WORKLOAD = Path(__file__).resolve().parents[3] / "scripts" / "benign-workload.py"
+#: `falconet record` prints this once its live source is attached (app.App.run)
+READY_MARKER = "falconet: watching"
 READY_TIMEOUT_S = 120.0
 #: after the behaviour: let the collector drain its ring buffer into the capture
 SETTLE_S = 0.5
@@ -51,7 +53,7 @@ class Recorder:
         for line in self.proc.stderr:
             self._lines.append(line.rstrip("\n"))
             del self._lines[:-50]
-            if any(m in line for m in READY_MARKERS):
+            if READY_MARKER in line:
                 self._ready.set()
         self._ready.set()
 
@@ -94,24 +96,25 @@ def action_focus(res: Any, recorder_pid: int, label: str) -> Focus:
                  end_ns=res.end_ns, label=label)
 
 
-def record_actions(path: str, actions: Sequence[tuple[str, str | None]]) -> list[tuple[Any, Focus]]:
-    """Perform simulator actions (name, context or None) while one recorder runs; returns each
-    action's result and focus. Failed or skipped actions get an empty focus window."""
+def record_actions(path: str, actions: Sequence[tuple[str, str | None] | tuple[str, str | None, bool | None]]
+                   ) -> list[tuple[Any, Focus]]:
+    """Perform simulator actions ``(name, context or None[, privileged])`` while one recorder
+    runs; returns each action's result and focus."""
     from falconet.simulate.contexts import ContextPool  # noqa: PLC0415 - root-only machinery
     from falconet.simulate.runner import run_action, warm_up  # noqa: PLC0415
 
     out = []
     with ContextPool() as pool, Recorder(path) as rec:
         kinds = set()
-        for name, where in actions:
-            from falconet.simulate.actions import get_action  # noqa: PLC0415
+        from falconet.simulate.actions import get_action  # noqa: PLC0415
+        for name, where, *priv in actions:
             act = get_action(name)
             kind = where or act.where[0]
             if kind != "host":
-                kinds.add((kind, act.privileged))
+                kinds.add((kind, act.privileged if not priv or priv[0] is None else priv[0]))
         warm_up(pool, kinds)
-        for name, where in actions:
-            res = run_action(pool, name, where)
+        for name, where, *priv in actions:
+            res = run_action(pool, name, where, priv[0] if priv else None)
             out.append((res, action_focus(res, rec.pid, f"{name}@{res.context}")))
     return out
 

@@ -13,9 +13,9 @@ only as far as the negatives allow.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from falconet.events import Event
@@ -53,12 +53,14 @@ COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "proc.ana
 _VOLATILE = re.compile(r"\d{4,}|[0-9a-f]{10,}|tmp[a-z0-9_]{6,}|[A-Za-z0-9]{20,}")
 
 
+@functools.lru_cache(maxsize=65536)
 def volatile(value: str) -> bool:
     """A value that will not be the same next time (pids, random names, hashes)."""
     return bool(_VOLATILE.search(value)) or len(value) > 120
 
 
-def prefixes(path: str) -> list[str]:
+@functools.lru_cache(maxsize=65536)
+def prefixes(path: str) -> tuple[str, ...]:
     """Directory prefixes of ``path``, longest first, at least one level deep
     (``/a/b/c`` -> ``/a/b/``, ``/a/``)."""
     out = []
@@ -66,7 +68,7 @@ def prefixes(path: str) -> list[str]:
     while i > 0:
         out.append(path[:i + 1])
         i = path.rfind("/", 0, i)
-    return out
+    return tuple(p for p in out if not volatile(p))
 
 
 def atom_cost(a: Atom) -> float:
@@ -147,8 +149,7 @@ class Extractor:
                     out.add(("list", f, lst))
             if kind == "path" and v.startswith("/"):
                 for p in prefixes(v):
-                    if not volatile(p):
-                        out.add((f, "startswith", p))
+                    out.add((f, "startswith", p))
         for f, g in self.bools:
             if g is not None and g(evt) is True:
                 out.add((f, "=", "true"))
@@ -184,8 +185,7 @@ class Extractor:
                 if name in PATH_ARGS:
                     if v.startswith("/"):
                         for p in prefixes(v):
-                            if not volatile(p):
-                                out.add(("evt.arg." + name, "startswith", p))
+                            out.add(("evt.arg." + name, "startswith", p))
                     if not volatile(v):
                         out.add(("evt.arg." + name, "=", v))
                 elif not volatile(v) and len(v) <= 80:

@@ -189,7 +189,7 @@ def static_checks(res: LoadResult, app: App, context: RulesContext, text: str,
 
 
 def _replay_one(path: str, focus: Focus | None, context: RulesContext, text: str,
-                config: Config | None, name: str) -> CaptureResult:
+                config: Config | None, name: str, covered: bool = True) -> CaptureResult:
     out = CaptureResult(path)
 
     def setup(app: App) -> list[Any]:
@@ -197,7 +197,7 @@ def _replay_one(path: str, focus: Focus | None, context: RulesContext, text: str
         if not res.ok:
             raise ValueError("; ".join(str(e) for e in res.errors[:3]))
         mine = ruleset_of(res, [name])
-        theirs = ruleset_of(res, context.files)
+        theirs = ruleset_of(res, context.files if covered else [])
 
         def visit(evt: Event) -> None:
             for a in mine.match(evt):
@@ -234,7 +234,7 @@ def prove(text: str, *, context: RulesContext, positives: Iterable[str] = (),
                                            + (f"; it is caught by '{r.covered_by.most_common(1)[0][0]}'"
                                               if r.covered_by else "")))
     for n in negatives:
-        r = _replay_one(n, focus.get(n), context, text, config, name)
+        r = _replay_one(n, focus.get(n), context, text, config, name, covered=False)
         report.negatives.append(r)
         if r.hits:
             report.failures.append(Failure("fires_on_negative", f"{sum(r.hits.values())} alert(s) "

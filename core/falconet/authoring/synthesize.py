@@ -36,7 +36,7 @@ from falconet.authoring.features import (
     render,
     render_all,
 )
-from falconet.authoring.focus import Focus
+from falconet.authoring.focus import Focus, FocusFilter
 from falconet.authoring.prove import ProveReport, prove
 from falconet.authoring.replay import make_app, replay
 from falconet.config import Config
@@ -51,9 +51,12 @@ MAX_ATOMS = 6
 MAX_PROVE = 4
 #: event types that say little on their own: tried as seeds last
 DULL_TYPES = frozenset({"read", "write", "close", "mmap", "fstat", "brk", "munmap", "pread64",
-                        "lseek", "ioctl", "fcntl", "poll", "futex", "sendto", "recvfrom"})
+                        "lseek", "ioctl", "fcntl", "poll", "futex", "sendto", "recvfrom",
+                        "procexit"})
 DULL_PENALTY = 2.5
-TYPE_RANK = {"execve": 0, "execveat": 0}
+#: process creation is how everything starts, rarely the behaviour itself
+CLONE_TYPES = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
+CLONE_PENALTY = 1.0
 
 
 #: output labels, Falco's wording
@@ -116,6 +119,12 @@ class SynthesisResult:
         return "\n".join(lines)
 
 
+def _only(ev: Evidence, types: set[str]) -> Evidence:
+    out = Evidence(ev.path, Counter({s: n for s, n in ev.sets.items() if _seed_type(s) in types}),
+                   ev.events, ev.in_focus)
+    return out
+
+
 def _seed_type(seed: frozenset[Atom]) -> str:
     return next((a[2] for a in seed if a[0] == "evt.type"), "?")
 
@@ -167,6 +176,7 @@ class Synthesizer:
                 self.macro_types[r.name[len(PROBE_PREFIX):]] = frozenset(et) if et else None
         self.registry = app.ctx.fields
         self._cache: dict[tuple[str, Any], Evidence] = {}
+        self._indexes: dict[tuple[int, ...], tuple[list[Evidence], dict[Atom, int]]] = {}
 
     # ------------------------------------------------------------------------ evidence
     def evidence(self, path: str, types: frozenset[str] | None = None,
@@ -182,7 +192,7 @@ class Synthesizer:
             ex = Extractor(app.ctx.fields.resolve, self.lists, probes, PROBE_PREFIX)
 
             def visit(evt: Event) -> None:
-                if types is not None and evt.type not in types:
+                if (types is not None and evt.type not in types) or evt.type in DULL_TYPES:
                     return
                 ev.sets[ex.atoms(evt)] += 1
             return [visit]
@@ -191,18 +201,39 @@ class Synthesizer:
         self._cache[key] = ev
         return ev
 
+    def evidence_many(self, path: str, focuses: dict[str, Focus]) -> dict[str, Evidence]:
+        """The evidence of several focuses of one capture, in one replay (a batch recording of
+        many actions): atoms are computed once per event that is in any focus."""
+        out = {k: Evidence(path) for k in focuses}
+
+        def setup(app: App) -> list[Any]:
+            res = self.context.load(app, [(PROBE, self.probes)])
+            probes = ruleset_of(res, [PROBE]) if res.ok else None
+            ex = Extractor(app.ctx.fields.resolve, self.lists, probes, PROBE_PREFIX)
+            resolve = app.ctx.fields.resolve
+            filters = [(k, FocusFilter(f, resolve)) for k, f in focuses.items()]
+
+            def visit(evt: Event) -> None:
+                atoms = None
+                if evt.type in DULL_TYPES:
+                    return
+                for k, f in filters:
+                    if f(evt):
+                        ev = out[k]
+                        ev.in_focus += 1
+                        if atoms is None:
+                            atoms = ex.atoms(evt)
+                        ev.sets[atoms] += 1
+            return [visit]
+        st = replay(path, (), config=self.config, focus=Focus(), setup=setup)
+        for ev in out.values():
+            ev.events = st.events
+        return out
+
     # ------------------------------------------------------------------------ search
     def candidates(self, positives: list[Evidence], negatives: list[Evidence],
                    limit: int = MAX_PROVE) -> list[Candidate]:
-        universe: dict[frozenset[Atom], int] = {}
-        for n in negatives:
-            for s in n.sets:
-                universe.setdefault(s, len(universe))
-        index: dict[Atom, int] = {}
-        for s, i in universe.items():
-            bit = 1 << i
-            for a in s:
-                index[a] = index.get(a, 0) | bit
+        index = self._index(negatives)
 
         def mask(a: Atom) -> int:
             return index.get(a, 0)
@@ -219,11 +250,28 @@ class Synthesizer:
         return sorted(found.values(), key=lambda c: (c.cost, c.rank, len(c.atoms),
                                                      c.condition))[:limit]
 
+    def _index(self, negatives: list[Evidence]) -> dict[Atom, int]:
+        """atom -> bitset of the distinct negative events it is true on (cached)."""
+        key = tuple(id(n) for n in negatives)
+        if key in self._indexes:
+            return self._indexes[key][1]
+        universe: dict[frozenset[Atom], int] = {}
+        for n in negatives:
+            for s in n.sets:
+                universe.setdefault(s, len(universe))
+        index: dict[Atom, int] = {}
+        for s, i in universe.items():
+            bit = 1 << i
+            for a in s:
+                index[a] = index.get(a, 0) | bit
+        self._indexes[key] = (negatives, index)     # holds the evidences: ids stay valid
+        return index
+
     def _rank(self, seed: frozenset[Atom]) -> int:
         t = _seed_type(seed)
         if t in DULL_TYPES:
             return 5
-        return TYPE_RANK.get(t, 1)
+        return 4 if t in CLONE_TYPES else 1
 
     def _type_parts(self, seed: frozenset[Atom]) -> list[Atom]:
         t = _seed_type(seed)
@@ -291,7 +339,7 @@ class Synthesizer:
         atoms = tuple(chosen)
         rank = self._rank(seed)
         # a dull event type (read, close...) is rarely the behaviour itself: last resort
-        penalty = DULL_PENALTY if rank >= 5 else 0.0
+        penalty = DULL_PENALTY if rank >= 5 else CLONE_PENALTY if rank == 4 else 0.0
         return Candidate(atoms, sum(atom_cost(a) for a in atoms) + penalty, seed, rank)
 
     # ------------------------------------------------------------------------ the rule
@@ -332,10 +380,11 @@ class Synthesizer:
         empty = [p.path for p in pos if not p.sets]
         if empty:
             raise SynthesisError(f"no events in focus in {', '.join(empty)}")
-        types = set()
-        for p in pos:
-            for s in p.sets:
-                types.add(_seed_type(s))
+        types = {_seed_type(s) for p in pos for s in p.sets}
+        if types - DULL_TYPES:
+            # reads, closes...: never the behaviour when anything else is there
+            types -= DULL_TYPES
+            pos = [_only(p, types) for p in pos]
         for t in self.macro_types.values():
             if t and types & t:
                 types |= t
