@@ -47,7 +47,7 @@ PATH_ARGS = frozenset({"name", "path", "filename", "oldpath", "newpath", "target
 ANCESTRY_DEPTH = 4
 MAX_TOKENS = 6
 
-COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "proc.aname": 1.5,
+COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "endswith": 1.1, "proc.aname": 1.5,
         "proc.args": 2.0, "evt.arg": 1.6, "proc.tty": 1.4, "container.id": 1.1}
 
 _VOLATILE = re.compile(r"\d{4,}|[0-9a-f]{10,}|tmp[a-z0-9_]{6,}|[A-Za-z0-9]{20,}")
@@ -71,12 +71,21 @@ def prefixes(path: str) -> tuple[str, ...]:
     return tuple(p for p in out if not volatile(p))
 
 
+_EXT = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
+
+
+def suffix(path: str) -> str | None:
+    """A file extension (``.lua``, ``.so``), the part of a random name that is stable."""
+    m = _EXT.search(path.rsplit("/", 1)[-1])
+    return m.group(0) if m else None
+
+
 def atom_cost(a: Atom) -> float:
     f, op, _v = a
     if f in ("macro", "list"):
         return COST[f]
-    if op == "startswith":
-        return COST["startswith"]
+    if op in ("startswith", "endswith"):
+        return COST[op]
     for name, cost, _k in STRING_FIELDS:
         if name == f:
             return cost
@@ -92,6 +101,8 @@ def generality(a: Atom) -> int:
     """Higher = more general, among atoms on the same field (exact < long prefix < short)."""
     if a[1] == "startswith":
         return 1000 - len(a[2])
+    if a[1] == "endswith":
+        return 500
     if a[0] == "list":
         return 2000
     return 0
@@ -150,6 +161,9 @@ class Extractor:
             if kind == "path" and v.startswith("/"):
                 for p in prefixes(v):
                     out.add((f, "startswith", p))
+                ext = suffix(v)
+                if ext:
+                    out.add((f, "endswith", ext))
         for f, g in self.bools:
             if g is not None and g(evt) is True:
                 out.add((f, "=", "true"))

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -54,6 +55,7 @@ DULL_TYPES = frozenset({"read", "write", "close", "mmap", "fstat", "brk", "munma
                         "lseek", "ioctl", "fcntl", "poll", "futex", "sendto", "recvfrom",
                         "procexit"})
 DULL_PENALTY = 2.5
+SPREAD_WEIGHT = 0.3
 #: process creation is how everything starts, rarely the behaviour itself
 CLONE_TYPES = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
 CLONE_PENALTY = 1.0
@@ -244,7 +246,7 @@ class Synthesizer:
         found: dict[tuple[Atom, ...], Candidate] = {}
         for seed in seeds:
             for tp in self._type_parts(seed):
-                c = self._cover(seed, tp, mask, positives[1:])
+                c = self._cover(seed, tp, mask, first, positives[1:])
                 if c is not None and c.atoms not in found:
                     found[c.atoms] = c
         return sorted(found.values(), key=lambda c: (c.cost, c.rank, len(c.atoms),
@@ -283,7 +285,7 @@ class Synthesizer:
                     out.append(a)
         return out
 
-    def _cover(self, seed: frozenset[Atom], tp: Atom, mask: Any,
+    def _cover(self, seed: frozenset[Atom], tp: Atom, mask: Any, positive: Evidence,
                others: list[Evidence]) -> Candidate | None:
         chosen = [tp]
         remaining = mask(tp)
@@ -338,9 +340,14 @@ class Synthesizer:
                     break
         atoms = tuple(chosen)
         rank = self._rank(seed)
+        # the behaviour's key event fires once, not on every file its process reads: a
+        # condition true on many positive events is a description of the process, not of it
+        spread = sum(n for s, n in positive.sets.items() if s >= set(atoms))
+        penalty_spread = SPREAD_WEIGHT * math.log2(1 + spread)
         # a dull event type (read, close...) is rarely the behaviour itself: last resort
         penalty = DULL_PENALTY if rank >= 5 else CLONE_PENALTY if rank == 4 else 0.0
-        return Candidate(atoms, sum(atom_cost(a) for a in atoms) + penalty, seed, rank)
+        return Candidate(atoms, sum(atom_cost(a) for a in atoms) + penalty + penalty_spread,
+                         seed, rank)
 
     # ------------------------------------------------------------------------ the rule
     def rule_for(self, c: Candidate, name: str, *, priority: str = "WARNING",
