@@ -45,9 +45,11 @@ ARG_NAMES = frozenset({"request", "nstype", "flags", "mode", "domain", "type", "
 PATH_ARGS = frozenset({"name", "path", "filename", "oldpath", "newpath", "target", "linkpath",
                        "dir", "dev"})
 ANCESTRY_DEPTH = 4
+#: the kernel's ephemeral port range starts at 32768: such a port is chosen at random
+EPHEMERAL_PORTS = 32768
 MAX_TOKENS = 6
 
-COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "endswith": 1.1, "proc.aname": 1.5,
+COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "endswith": 1.1, "proc.aname": 2.2,
         "proc.args": 2.0, "evt.arg": 1.6, "proc.tty": 1.4, "container.id": 1.1}
 
 _VOLATILE = re.compile(r"\d{4,}|[0-9a-f]{10,}|tmp[a-z0-9_]{6,}|[A-Za-z0-9]{20,}")
@@ -169,7 +171,7 @@ class Extractor:
                 out.add((f, "=", "true"))
         for f, g in self.ports:
             v = g(evt) if g else None
-            if isinstance(v, int) and v > 0:
+            if isinstance(v, int) and 0 < v < EPHEMERAL_PORTS:
                 out.add((f, "=", str(v)))
         if self.tty is not None:
             v = self.tty(evt)

@@ -222,6 +222,22 @@ def sweep(suite_path: str, workdir: str, *, benign: str | None = None,
     neg_focus = {c.key: c.focus for c in cases if c.negative and c.status == "recorded"}
     t["extract"] = time.monotonic() - t0
     t0 = time.monotonic()
+    # the other behaviours of the suite are soft negatives: what many actions share (a shell
+    # in a container running a command) is the context, not the behaviour; the same action in
+    # another context is not held against it
+    acting = [c for c in cases if c.status == "recorded" and not c.negative]
+    soft = negs + [pos[c.key] for c in acting]
+    universe = syn.universe(soft)
+    owners: dict[frozenset, set[str]] = {}
+    for c in acting:
+        for st in pos[c.key].sets:
+            owners.setdefault(st, set()).add(c.action)
+    hard = set().union(*(n.sets for n in negs))
+    ignore: dict[str, int] = {}
+    for st, acts in owners.items():
+        if len(acts) == 1 and st not in hard:
+            a = next(iter(acts))
+            ignore[a] = ignore.get(a, 0) | (1 << universe[st])
     for c in cases:
         if c.status != "recorded" or c.negative:
             continue
@@ -230,7 +246,10 @@ def sweep(suite_path: str, workdir: str, *, benign: str | None = None,
         if not ev.sets:
             c.status, c.reason = "no_events", "no events in the action's focus"
             continue
-        c.candidates = syn.candidates([ev], negs, limit=MAX_PROVE)
+        c.candidates = syn.candidates([ev], soft, limit=MAX_PROVE,
+                                      ignore=ignore.get(c.action, 0))
+        if not c.candidates:     # it shares everything with another behaviour: benign only
+            c.candidates = syn.candidates([ev], negs, limit=MAX_PROVE)
         c.synth_seconds = time.monotonic() - t1
         if not c.candidates:
             c.status, c.reason = "no_candidate", "no condition separates it from the benign workload"

@@ -178,7 +178,7 @@ class Synthesizer:
                 self.macro_types[r.name[len(PROBE_PREFIX):]] = frozenset(et) if et else None
         self.registry = app.ctx.fields
         self._cache: dict[tuple[str, Any], Evidence] = {}
-        self._indexes: dict[tuple[int, ...], tuple[list[Evidence], dict[Atom, int]]] = {}
+        self._indexes: dict[tuple[int, ...], Any] = {}
 
     # ------------------------------------------------------------------------ evidence
     def evidence(self, path: str, types: frozenset[str] | None = None,
@@ -234,11 +234,14 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------ search
     def candidates(self, positives: list[Evidence], negatives: list[Evidence],
-                   limit: int = MAX_PROVE) -> list[Candidate]:
+                   limit: int = MAX_PROVE, ignore: int = 0) -> list[Candidate]:
+        """The best conditions, cheapest first. ``ignore``: bits of distinct negative events
+        (:meth:`universe`) that do not count (the same behaviour seen elsewhere)."""
         index = self._index(negatives)
+        keep = ~ignore
 
         def mask(a: Atom) -> int:
-            return index.get(a, 0)
+            return index.get(a, 0) & keep
 
         first = positives[0]
         seeds = sorted(first.sets, key=lambda s: (self._rank(s), -first.sets[s],
@@ -251,6 +254,11 @@ class Synthesizer:
                     found[c.atoms] = c
         return sorted(found.values(), key=lambda c: (c.cost, c.rank, len(c.atoms),
                                                      c.condition))[:limit]
+
+    def universe(self, negatives: list[Evidence]) -> dict[frozenset[Atom], int]:
+        """distinct negative event -> its bit in the bitsets of :meth:`candidates`."""
+        self._index(negatives)
+        return self._indexes[tuple(id(n) for n in negatives)][2]
 
     def _index(self, negatives: list[Evidence]) -> dict[Atom, int]:
         """atom -> bitset of the distinct negative events it is true on (cached)."""
@@ -266,7 +274,7 @@ class Synthesizer:
             bit = 1 << i
             for a in s:
                 index[a] = index.get(a, 0) | bit
-        self._indexes[key] = (negatives, index)     # holds the evidences: ids stay valid
+        self._indexes[key] = (negatives, index, universe)   # holds the evidences: ids stay valid
         return index
 
     def _rank(self, seed: frozenset[Atom]) -> int:
