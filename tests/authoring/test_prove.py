@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from falconet.authoring.prove import EXIT_CODES
+
 from tests.authoring.capgen import opens, process_capture, unlinks
 
 GOOD = """\
