@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from falconet.authoring.sweep import sweep
+
 from tests.conftest import REPO, need_bcc
 
 SUBSET = ["read_shadow host", "ptrace_attach host", "memfd_exec host",

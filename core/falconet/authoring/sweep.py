@@ -345,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = sweep(a.suite, a.workdir, benign=a.benign, only=a.only, live=not a.no_live,
                 log=lambda m: print(m, file=sys.stderr, flush=True))
     d = rep.to_dict()
-    d["rules"] = [c.rule for c in rep.cases if c.status == "ok"][:3]
+    ok = [c for c in rep.positive if c.status == "ok"]
+    d["rules"] = [c.rule for c in ok][:3]
+    times = sorted(c.synth_seconds for c in rep.positive if c.candidates)
+    d["search_seconds_per_case"] = {"max": round(times[-1], 3) if times else None,
+                                    "median": round(times[len(times) // 2], 3) if times else None}
     print(json.dumps(d, indent=2))
     return 0

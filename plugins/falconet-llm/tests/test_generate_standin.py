@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from standin_server import StandInChatServer, free_port, process_capture, unlinks
-
 
 BROKEN = """Here is the rule:
 ```yaml
