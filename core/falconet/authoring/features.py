@@ -42,6 +42,7 @@ PORT_FIELDS: tuple[tuple[str, float], ...] = (("fd.sport", 1.3),)
 #: event arguments worth a predicate (flags, modes, requests, paths); fds, pids, sizes never
 ARG_NAMES = frozenset({"request", "nstype", "flags", "mode", "domain", "type", "proto", "cmd",
                        "option", "uargs"})
+SEMANTIC_ARGS = frozenset({"request", "nstype", "domain", "cmd", "option"})
 PATH_ARGS = frozenset({"name", "path", "filename", "oldpath", "newpath", "target", "linkpath",
                        "dir", "dev"})
 ANCESTRY_DEPTH = 4
@@ -50,7 +51,7 @@ EPHEMERAL_PORTS = 32768
 MAX_TOKENS = 6
 
 COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "endswith": 1.1, "proc.aname": 2.2,
-        "proc.args": 2.0, "evt.arg": 1.6, "proc.tty": 1.4, "container.id": 1.1}
+        "proc.args": 2.0, "evt.arg": 1.6, "evt.arg_semantic": 1.1, "proc.tty": 1.4, "container.id": 1.1}
 
 _VOLATILE = re.compile(r"\d{4,}|[0-9a-f]{10,}|tmp[a-z0-9_]{6,}|[A-Za-z0-9]{20,}")
 
@@ -82,10 +83,19 @@ def suffix(path: str) -> str | None:
     return m.group(0) if m else None
 
 
+def _field_cost(name: str) -> float:
+    for f, cost, _k in STRING_FIELDS:
+        if f == name:
+            return cost
+    return 1.5
+
+
 def atom_cost(a: Atom) -> float:
     f, op, _v = a
-    if f in ("macro", "list"):
+    if f == "macro":
         return COST[f]
+    if f == "list":       # a loaded list on proc.name is cheapest; on other fields, their cost
+        return COST[f] if a[1] == "proc.name" else max(COST[f], _field_cost(a[1]) - 0.1)
     if op in ("startswith", "endswith"):
         return COST[op]
     for name, cost, _k in STRING_FIELDS:
@@ -95,7 +105,8 @@ def atom_cost(a: Atom) -> float:
         if name == f:
             return cost
     if f.startswith("evt.arg."):
-        return COST["evt.arg"]
+        # a syscall's own request/flags say what it did: as telling as a process name
+        return COST["evt.arg_semantic"] if f[8:] in SEMANTIC_ARGS else COST["evt.arg"]
     return COST.get(f, 1.5)
 
 
