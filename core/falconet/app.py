@@ -2,17 +2,12 @@
 it on one event source. The ``run``, ``record``, ``replay``, ``fields`` and ``plugins`` commands
 are thin layers over :class:`App`.
 
-Start order (what a plugin can rely on):
-``falconet_configure`` → ``falconet_fields`` / ``falconet_plugin_versions`` /
-``falconet_rules_files`` / ``falconet_event_sources`` / ``falconet_event_parsers`` /
-``falconet_alert_sinks`` → rules load → ``falconet_start`` → (record: ``falconet_capture_state``)
-→ source opens → events → source closes → outputs drained → ``falconet_stop``.
+The start order a plugin can rely on is written once, in ``falconet.hookspecs``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -28,8 +23,9 @@ from falconet import ENGINE_VERSION, __version__
 from falconet.api import EngineContext
 from falconet.config import Config, ConfigError, default_config_path, load_config
 from falconet.events import SYSCALL_SOURCE
-from falconet.fields import FieldDef, FieldRegistry
+from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.outputs import encoding as output_encoding
 from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events
 from falconet.plugins import PluginHost, PluginRequiredError
@@ -106,13 +102,17 @@ class App:
                  builtins: Iterable[tuple[str, str]] | None = None, entry_points: bool = True,
                  extra_plugins: Iterable[tuple[str, Any]] = ()) -> None:
         self.config = config
+        # before any rule loads: the rule formatter bounds field values with it
+        output_encoding.configure(config.get("output_max_field_len",
+                                             output_encoding.DEFAULT_MAX_FIELD_LEN))
         self.metrics = EngineMetrics()
         self.ctx = EngineContext(hostname=config.hostname, fields=FieldRegistry(),
                                  config=config.data, metrics=self.metrics, state=StateTables(),
                                  log=logging.getLogger("falconet"))
         self.ctx.extras["falconet.source"] = source_name
         self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
-                               entry_points=entry_points, extra=extra_plugins)
+                               entry_points=entry_points, extra=extra_plugins,
+                               where=config.where, whole_config=config.data)
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
         self.parsers: list[tuple[str, Callable[[Any], None]]] = []
         self.sinks: list[tuple[str, Any]] = []
@@ -144,23 +144,19 @@ class App:
 
     def _collect(self) -> None:
         h, ctx = self.host, self.ctx
-        fields = h.call("falconet_fields", engine=ctx)
-        versions = h.call("falconet_plugin_versions", engine=ctx)
-        rules = h.call("falconet_rules_files", engine=ctx)
-        sources = h.call("falconet_event_sources", engine=ctx)
-        parsers = h.call("falconet_event_parsers", engine=ctx)
-        sinks = h.call("falconet_alert_sinks", engine=ctx)
-        actions = h.call("falconet_response_actions", engine=ctx)
+        fields = h.contributions(h.hook.falconet_fields, engine=ctx)
+        versions = h.call(h.hook.falconet_plugin_versions, engine=ctx)
+        rules = h.call(h.hook.falconet_rules_files, engine=ctx)
+        # each checked against its Protocol (falconet.api.contribution_problem)
+        sources = h.contributions(h.hook.falconet_event_sources, engine=ctx)
+        parsers = h.contributions(h.hook.falconet_event_parsers, engine=ctx)
+        sinks = h.contributions(h.hook.falconet_alert_sinks, engine=ctx)
+        actions = h.contributions(h.hook.falconet_response_actions, engine=ctx)
 
         # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
         field_owner: dict[str, str] = {}
         for name, fdefs in fields:
             if name not in h.info:
-                continue
-            fdefs = list(fdefs)
-            bad = [f for f in fdefs if not isinstance(f, FieldDef)]
-            if bad:
-                h.drop(name, "falconet_fields", f"not a FieldDef: {bad[0]!r}")
                 continue
             if name != "core-state":
                 # plugin fields name their plugin (``falconet fields`` shows it)
@@ -178,31 +174,15 @@ class App:
 
         for name, srcs in sources:
             for s in srcs:
-                if not (hasattr(s, "name") and callable(getattr(s, "open", None))):
-                    h.drop(name, "falconet_event_sources", f"not an EventSource: {s!r}")
-                    break
                 if s.name in self.sources:
                     h.drop(name, "falconet_event_sources", f"event source '{s.name}' is already "
                            f"provided by plugin '{self.sources[s.name][0]}'")
                     break
                 self.sources[s.name] = (name, s)
-        for name, fns in parsers:
-            for fn in fns:
-                if not callable(fn):
-                    h.drop(name, "falconet_event_parsers", f"not callable: {fn!r}")
-                    break
-                self.parsers.append((name, fn))
-        for name, ss in sinks:
-            for s in ss:
-                if not (hasattr(s, "name") and callable(getattr(s, "send", None))):
-                    h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
-                    break
-                self.sinks.append((name, s))
+        self.parsers += [(name, fn) for name, fns in parsers for fn in fns]
+        self.sinks += [(name, s) for name, ss in sinks for s in ss]
         for name, acts in actions:
             for a in acts:
-                if not (hasattr(a, "name") and callable(getattr(a, "run", None))):
-                    h.drop(name, "falconet_response_actions", f"not a ResponseAction: {a!r}")
-                    break
                 self.actions[a.name] = (name, a)
         for name, files in rules:
             self.plugin_rules += [(name, str(f)) for f in files]
@@ -278,7 +258,8 @@ class App:
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
-                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                         max_file_bytes=cfg["rules_max_file_size"])
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res
@@ -404,15 +385,17 @@ class App:
 
     # ------------------------------------------------------------------------------ metrics
     def start_metrics(self, address: str, port: int) -> None:
-        try:
-            mod = importlib.import_module("falconet.prometheus")
-        except ModuleNotFoundError as e:
-            if e.name != "falconet.prometheus":
-                raise StartupError(f"metrics server cannot start: {e}") from None
-            log.warning("metrics server not available (falconet.prometheus is not installed)")
+        """Start the server a ``falconet_metrics_server`` hook contributes (the built-in
+        ``metrics`` plugin's Prometheus server); none: a warning, the engine runs without."""
+        h = self.host
+        servers = h.call(h.hook.falconet_metrics_server, engine=self.ctx, address=address,
+                         port=port, plugins=h)
+        if not servers:
+            log.warning("metrics server not available (no plugin provides one: is the built-in "
+                        "'metrics' plugin disabled or failing? see `falconet plugins list`)")
             return
+        srv = servers[0][1]
         try:
-            srv = mod.MetricsServer(self.ctx, self.metrics, self.host, address, port)
             srv.start()
         except OSError as e:
             raise StartupError(f"metrics server cannot listen on {address}:{port}: "
@@ -443,7 +426,7 @@ class App:
             self.start_metrics(*metrics_addr)
         pipeline.start()
         try:
-            self.host.call("falconet_start", engine=self.ctx)
+            self.host.call(self.host.hook.falconet_start, engine=self.ctx)
         except PluginRequiredError as e:
             self._shutdown(pipeline, None, 0)
             raise StartupError(str(e)) from None
@@ -555,7 +538,7 @@ class App:
             except Exception as e:  # noqa: BLE001
                 log.warning("closing source failed: %s", e)
         pipeline.close()
-        self.host.call_safely("falconet_stop", engine=self.ctx)
+        self.host.hook.falconet_stop(engine=self.ctx)      # failures logged, plugins kept
         if linger > 0 and self.metrics_server is not None:
             deadline = time.monotonic() + linger
             while time.monotonic() < deadline and not pipeline.stopping:
@@ -563,6 +546,8 @@ class App:
         self.stop_metrics()
 
     def summary(self) -> str:
+        """One line: events, alerts by priority, drops by cause, and per output what was sent
+        (confirmed by the sink), failed and dropped."""
         m = self.metrics
         drops = sum(m.drops.values())
         by_prio: dict[str, int] = {}
@@ -575,8 +560,28 @@ class App:
         alerts = self.pipeline.alerts if self.pipeline else 0
         return (f"falconet: {events} events, {alerts} alerts"
                 + (f" ({prios})" if prios else "") + f", {drops} drops"
-                + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items())) + ")"
-                   if drops else ""))
+                + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
+                   if drops else "") + self._outputs_summary())
+
+    def _outputs_summary(self) -> str:
+        m = self.metrics
+        names = sorted(set(m.output_sent) | set(m.output_failures) | set(m.output_drops)
+                       | {w.name for w in (self.pipeline.workers if self.pipeline else [])})
+        parts = []
+        for name in names:
+            counts = [f"{m.output_sent.get(name, 0)} sent"]
+            if m.output_failures.get(name):
+                counts.append(f"{m.output_failures[name]} failed")
+            if m.output_drops.get(name):
+                counts.append(f"{m.output_drops[name]} dropped")
+            parts.append(f"{name} " + ", ".join(counts))
+        return "; outputs: " + "; ".join(parts) if parts else ""
+
+    def losses(self) -> int:
+        """Everything lost in this run, each counted once: drops (every cause; alerts an output
+        queue could not take are among them) plus alerts an output failed to deliver."""
+        m = self.metrics
+        return sum(m.drops.values()) + sum(m.output_failures.values())
 
 
 # ----------------------------------------------------------------------------------- CLI helpers

@@ -18,16 +18,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from falconet.api import PluginConfigError, Priority
+from falconet.api import ConfigSchema, PluginConfigError, Priority, Setting
+from falconet.plugin_config import any_value, check_or_raise
+from falconet.redact import redact_url, register_header_secrets, register_url_secrets
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("logs", "traces")
-KNOWN_KEYS = {
-    "endpoint", "protocol", "headers", "timeout", "insecure", "logs_endpoint", "traces_endpoint",
-    "logs", "traces", "service_name", "min_priority", "batch_size", "queue_size",
-    "schedule_delay", "span_duration_ms", "compression",
-    "required", "enabled",            # read by the plugin host
-}
+#: ``plugins.otel``: the keys (values are read by :func:`resolve_settings`, which merges them
+#: with the ``OTEL_EXPORTER_OTLP_*`` environment and accepts the environment's spellings)
+SCHEMA = ConfigSchema({k: Setting(any_value(), doc=d) for k, d in {
+    "endpoint": "OTLP endpoint of both signals (default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    "logs_endpoint": "logs only, used as is", "traces_endpoint": "traces only, used as is",
+    "protocol": "grpc or http/protobuf", "headers": "mapping or 'k=v,k2=v2'",
+    "timeout": "seconds per export", "insecure": "grpc: plaintext",
+    "logs": "export alerts as log records", "traces": "export alerts as spans",
+    "service_name": "service.name resource attribute", "min_priority": "lowest priority sent",
+    "batch_size": "records per export", "queue_size": "records waiting at most",
+    "schedule_delay": "seconds between exports", "span_duration_ms": "span length",
+    "compression": "none or gzip",
+}.items()})
 
 
 @dataclass(frozen=True)
@@ -64,19 +73,21 @@ class OtelSettings:
         if not self.targets:
             return ("otel: no OTLP endpoint configured (set OTEL_EXPORTER_OTLP_ENDPOINT or "
                     "plugins.otel.endpoint); OpenTelemetry output is off")
-        parts = [f"{t.signal} -> {t.endpoint} ({t.protocol})" for t in self.targets.values()]
+        parts = [f"{t.signal} -> {redact_url(t.endpoint)} ({t.protocol})"
+                 for t in self.targets.values()]
         return "otel: exporting " + ", ".join(parts)
 
 
 def parse_headers(text: str) -> dict[str, str]:
     """``OTEL_EXPORTER_OTLP_HEADERS`` syntax: ``k1=v1,k2=v2`` with URL-encoded values."""
     headers: dict[str, str] = {}
-    for item in text.split(","):
+    for i, item in enumerate(text.split(","), 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise PluginConfigError(f"bad OTLP header {item.strip()!r}: expected key=value")
+            # the item may be a credential written wrongly: never echoed
+            raise PluginConfigError(f"bad OTLP header (item {i} of the list): expected key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
     return headers
 
@@ -122,16 +133,17 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         raise PluginConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r} "
                                 "(http/json is not supported)")
     raw = str(specific or general).strip()
+    register_url_secrets(raw)         # masked in every later message (redact_text)
     if protocol == "http/protobuf":
         if not raw.startswith(("http://", "https://")):
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: an http/protobuf endpoint must be an "
-                                    "http:// or https:// URL")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: an http/protobuf "
+                                    "endpoint must be an http:// or https:// URL")
         endpoint = raw if specific else _http_signal_url(raw, signal)
         insecure = raw.startswith("http://")
     else:
         parsed = urlparse(raw if "://" in raw else f"//{raw}")
         if not parsed.hostname or not parsed.port:
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: a grpc endpoint needs host:port")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: a grpc endpoint needs host:port")
         endpoint = f"{parsed.hostname}:{parsed.port}"
         default_insecure = parsed.scheme == "http" or env.get(
             f"OTEL_EXPORTER_OTLP_{up}_INSECURE", env.get("OTEL_EXPORTER_OTLP_INSECURE", "")).lower() == "true"
@@ -146,6 +158,7 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         headers = parse_headers(headers_cfg)
     else:
         raise PluginConfigError("headers: expected a mapping or 'k=v,k2=v2'")
+    register_header_secrets(headers)
     if "timeout" in section:
         timeout = _number(section["timeout"], "timeout", float, 0.01)          # seconds
     else:
@@ -161,12 +174,8 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
 
 def resolve_settings(section: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> OtelSettings:
     """Merge ``plugins.otel`` with the environment. Raises ``PluginConfigError`` on bad values."""
-    section = dict(section or {})
+    section = check_or_raise(SCHEMA, "otel", section)
     env = os.environ if env is None else env
-    unknown = set(section) - KNOWN_KEYS
-    if unknown:
-        raise PluginConfigError(f"unknown key(s) {', '.join(sorted(unknown))}; expected some of "
-                                f"{', '.join(sorted(KNOWN_KEYS))}")
     targets: dict[str, SignalTarget] = {}
     for signal in SIGNALS:
         if not _bool(section.get(signal, True), signal):
