@@ -138,7 +138,8 @@ def summarize(ev: Any) -> str:
 
 def backends(app: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for _plugin, items in app.host.call("falconet_rule_authoring_backends", engine=app.ctx):
+    host = app.host
+    for _plugin, items in host.call(host.hook.falconet_rule_authoring_backends, engine=app.ctx):
         for b in items or []:
             if hasattr(b, "name") and callable(getattr(b, "propose", None)):
                 out.setdefault(b.name, b)

@@ -1,6 +1,7 @@
 """The ``openai`` rule authoring backend (hook ``falconet_rule_authoring_backends``).
 
-Configuration (``falconet.yaml``, section ``plugins.llm``; ``-o plugins.llm.model=x`` works)::
+Configuration (``falconet.yaml``, section ``plugins.llm``; ``-o plugins.llm.model=x`` works),
+declared once in :data:`SCHEMA`::
 
     plugins:
       llm:
@@ -20,32 +21,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from falconet.api import PluginConfigError, hookimpl
+from falconet import plugin_config as c
+from falconet.api import ConfigSchema, EngineContext, Setting, hookimpl
 
-KNOWN_KEYS = frozenset({"base_url", "model", "api_key_env", "timeout", "temperature",
-                        "required", "enabled"})
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 
-_cfg: dict[str, Any] = {}
-
-
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    unknown = sorted(str(k) for k in config if k not in KNOWN_KEYS)
-    if unknown:
-        raise PluginConfigError(f"plugins.llm: unknown key(s) {', '.join(unknown)} (known: "
-                                f"{', '.join(sorted(KNOWN_KEYS))})")
-    for key in ("base_url", "model", "api_key_env"):
-        v = config.get(key)
-        if v is not None and not (isinstance(v, str) and v):
-            raise PluginConfigError(f"plugins.llm.{key}: expected a non-empty string")
-    for key in ("timeout", "temperature"):
-        v = config.get(key)
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-            raise PluginConfigError(f"plugins.llm.{key}: expected a number >= 0")
-    _cfg.clear()
-    _cfg.update(config)
+SCHEMA = ConfigSchema({
+    "base_url": Setting(c.optional(c.string()), None,
+                        "chat completions base URL (default $OPENAI_BASE_URL, else OpenAI's)"),
+    "model": Setting(c.optional(c.string()), None,
+                     "model name (default $FALCONET_LLM_MODEL, else gpt-4o-mini)"),
+    "api_key_env": Setting(c.string(), "OPENAI_API_KEY",
+                           "the environment variable that holds the API key"),
+    "timeout": Setting(c.number(0), 120.0, "seconds per request"),
+    "temperature": Setting(c.number(0), 0.0, "sampling temperature"),
+})
 
 
 class OpenAIBackend:
@@ -76,9 +67,9 @@ class OpenAIBackend:
                              max_retries=1)
 
     def propose(self, messages: list[dict[str, str]]) -> str:
+        client = self._client()
         import openai  # noqa: PLC0415
 
-        client = self._client()
         try:
             r = client.chat.completions.create(model=self.model, messages=messages,
                                                temperature=self.temperature)
@@ -91,6 +82,23 @@ class OpenAIBackend:
         return r.choices[0].message.content
 
 
-@hookimpl
-def falconet_rule_authoring_backends(engine: Any) -> list[Any]:
-    return [OpenAIBackend(_cfg)]
+class LlmPlugin:
+    """One engine's backend settings."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = SCHEMA.defaults()
+
+    @hookimpl
+    def falconet_config_schema(self) -> ConfigSchema:
+        return SCHEMA
+
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: EngineContext) -> None:
+        self.config = config
+
+    @hookimpl
+    def falconet_rule_authoring_backends(self, engine: EngineContext) -> list[Any]:
+        return [OpenAIBackend(self.config)]
+
+
+FALCONET_PLUGIN = LlmPlugin
