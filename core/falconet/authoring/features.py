@@ -56,10 +56,22 @@ COST = {"macro": 0.8, "list": 0.9, "evt.type": 1.0, "startswith": 1.0, "endswith
 _VOLATILE = re.compile(r"\d{4,}|[0-9a-f]{10,}|tmp[a-z0-9_]{6,}|[A-Za-z0-9]{20,}")
 
 
+#: a mktemp-style random suffix: 6+ letters/digits of at least two kinds after a separator
+_RANDOM_SUFFIX = re.compile(r"[._-]([A-Za-z0-9]{6,})(?=/|$)")
+
+
+def _random_token(tok: str) -> bool:
+    kinds = (any(ch.islower() for ch in tok) + any(ch.isupper() for ch in tok)
+             + any(ch.isdigit() for ch in tok))
+    return kinds >= 2
+
+
 @functools.lru_cache(maxsize=65536)
 def volatile(value: str) -> bool:
     """A value that will not be the same next time (pids, random names, hashes)."""
-    return bool(_VOLATILE.search(value)) or len(value) > 120
+    if _VOLATILE.search(value) or len(value) > 120:
+        return True
+    return any(_random_token(m.group(1)) for m in _RANDOM_SUFFIX.finditer(value))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -71,7 +83,18 @@ def prefixes(path: str) -> tuple[str, ...]:
     while i > 0:
         out.append(path[:i + 1])
         i = path.rfind("/", 0, i)
-    return tuple(p for p in out if not volatile(p))
+    keep: list[str] = []
+    for p in out:
+        if not volatile(p):
+            keep.append(p)
+            continue
+        # /tmp/falconet-sim-mZgRvj/ -> /tmp/falconet-sim- (the stable part of a random name)
+        m = next((m for m in _RANDOM_SUFFIX.finditer(p) if _random_token(m.group(1))), None)
+        if m is not None:
+            stem = p[:m.start(1)]
+            if len(stem) - stem.rfind("/") > 3 and not volatile(stem):
+                keep.append(stem)
+    return tuple(dict.fromkeys(keep))
 
 
 _EXT = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
