@@ -135,3 +135,13 @@ def test_focus_selects_the_process_tree_and_window(tmp_path: Path) -> None:
     seen: list[int] = []
     replay(path, [lambda e: seen.append(e.pid)], focus=load_focus(path))
     assert seen == [11, 12]          # descendants of 10 only, inside the window
+
+
+def test_random_temporary_names_are_never_atoms_but_their_stem_is() -> None:
+    """A rule on /tmp/falconet-sim-mZgRvj/ never fires again: mktemp picks a new name."""
+    from falconet.authoring.features import prefixes, volatile
+    assert volatile("/tmp/falconet-sim-mZgRvj/payload")
+    assert prefixes("/tmp/falconet-sim-mZgRvj/x/a.conf") == ("/tmp/falconet-sim-", "/tmp/")
+    assert not volatile("/usr/lib/x86_64-linux-gnu/libc.so.6")
+    assert not volatile("containerd-shim") and not volatile("/tmp/falconet-sim-benign")
+
