@@ -275,7 +275,7 @@ def sweep(suite_path: str, workdir: str, *, benign: str | None = None,
             fired = on_pos[c.key][c.rule_name] > 0
             noisy = on_neg[c.rule_name] > 0
             if fired and not noisy:
-                c.status = "proven"
+                c.status, c.reason = "proven", ""
             else:
                 c.reason = ("misses its action" if not fired else
                             f"{on_neg[c.rule_name]} alert(s) on the benign evidence")
