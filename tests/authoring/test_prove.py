@@ -110,3 +110,17 @@ def test_both_an_undefined_macro_and_an_unknown_field_are_reported(
     p = _prove(tmp_path, text, *evidence)
     assert "Undefined macro 'spawned_proc'" in p.stdout
     assert "unknown field 'proc.nam'" in p.stdout
+
+
+def test_unreadable_evidence_is_one_clear_error(tmp_path: Path, evidence: tuple[str, str]) -> None:
+    not_a_capture = tmp_path / "x.fcap"
+    not_a_capture.write_text("hello\n")
+    p = _prove(tmp_path, GOOD, str(not_a_capture), evidence[1])
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert str(not_a_capture) in p.stderr
+    bad_focus = tmp_path / "pos.fcap"
+    bad_focus.write_bytes(Path(evidence[0]).read_bytes())
+    (tmp_path / "pos.fcap.focus.json").write_text("{not json")
+    p = _prove(tmp_path, GOOD, str(bad_focus), evidence[1])
+    assert p.returncode == 1 and "unreadable focus file" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from falconet.capture import CaptureError
 from falconet.events import Event
 
 #: how far up the process tree an event's ancestry is followed
@@ -66,7 +67,8 @@ def load_focus(capture: str) -> Focus:
     except FileNotFoundError:
         return Focus()
     except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"{sidecar_path(capture)}: unreadable focus file: {e}") from None
+        # a CaptureError: the commands report it as one line, like an unreadable capture
+        raise CaptureError(f"{sidecar_path(capture)}: unreadable focus file: {e}") from None
 
 
 class FocusFilter:

@@ -291,7 +291,8 @@ def sweep(suite_path: str, workdir: str, *, benign: str | None = None,
     t0 = time.monotonic()
     proven = [c for c in cases if c.status == "proven"]
     rules_path = os.path.join(workdir, "synthesized.yaml")
-    with open(rules_path, "w") as f:
+    fd = os.open(rules_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(yaml.safe_dump([c.rule for c in proven], sort_keys=False, width=100))
     fresh = os.path.join(workdir, "fresh.fcap.gz")
     eng = RecordingEngine(fresh, [*files, rules_path])
