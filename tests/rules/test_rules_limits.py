@@ -171,3 +171,18 @@ def test_load_messages_escape_what_the_file_holds(tmp_path: Path) -> None:
     r = validate(p)
     assert "rule 'r\\u001b[31mRED\\u202e': filter error" in r.stdout, r.stdout
     assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
+
+
+def test_many_rules_sharing_a_big_macro_have_a_load_wide_budget(tmp_path: Path) -> None:
+    """Each condition under MAX_CONDITION_NODES (a macro of 16k nodes), but 300 rules use it:
+    5 million nodes to compile (~75 s, and 100k such rules fit in the file limit). The whole
+    load has a budget. Second review of issue 11."""
+    macros = "- macro: m0\n  condition: proc.name = a\n" + "".join(
+        f"- macro: m{i}\n  condition: (m{i - 1} or m{i - 1})\n" for i in range(1, 14))
+    rules = "".join(f"- rule: r{i}\n  desc: d\n  condition: evt.type = openat and m13\n"
+                    "  output: o\n  priority: WARNING\n" for i in range(300))
+    p = tmp_path / "many.yaml"
+    p.write_text(macros + rules)
+    r = validate(p, budget=15)
+    assert (f"the conditions of this load expand to more than "
+            f"{limits.MAX_LOADED_CONDITION_NODES} nodes in total") in r.stdout, r.stdout[-500:]

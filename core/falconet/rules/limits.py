@@ -17,6 +17,7 @@ condition nesting      :data:`MAX_CONDITION_DEPTH` = libsinsp's parser    ``pars
                        depth as Falco sets it (1000)
 expanded nesting       :data:`MAX_EXPANDED_DEPTH` and/or/not levels       :func:`check_condition`
 expanded condition     :data:`MAX_CONDITION_NODES` after macro expansion  :func:`check_condition`
+all conditions         :data:`MAX_LOADED_CONDITION_NODES` in one load      :class:`NodeBudget`
 =====================  =================================================  =====================
 
 The figures are far above real rules (Falco's stable ruleset: 1.5k YAML nodes, lists of at most
@@ -61,6 +62,10 @@ MAX_EXPANDED_DEPTH = 400
 #: 200x the largest condition of Falco's stable rules (124 nodes); compiling 25k nodes takes
 #: ~1 s, 100k took 2.5 s
 MAX_CONDITION_NODES = 25_000
+#: expanded nodes of every rule condition of one load together: a 16k-node macro used by 100k
+#: rules fits every other limit and would compile for hours; Falco's stable ruleset is ~800
+#: nodes in all, 250k compile in ~4 s
+MAX_LOADED_CONDITION_NODES = 250_000
 
 
 class FileTooLarge(Exception):
@@ -94,7 +99,7 @@ class ConditionTooLarge(RuleLoadError):
                          "substituting lists", code=LOAD_ERR_COMPILE_CONDITION)
 
 
-def check_condition(ast: Any, what: str) -> None:
+def check_condition(ast: Any, what: str) -> int:
     """Refuse an expanded condition with more than :data:`MAX_CONDITION_NODES` nodes or deeper
     than :data:`MAX_EXPANDED_DEPTH` and/or/not levels. Macro expansion shares the AST of a macro
     between its uses (a DAG), so a chain of 39 macros that each use the previous one twice is
@@ -136,6 +141,7 @@ def check_condition(ast: Any, what: str) -> None:
                                 "expanding macros (a macro used many times over?)",
                                 code=LOAD_ERR_COMPILE_CONDITION)
         sizes[key] = (n, d)
+    return sizes[id(ast)][0]
 
 
 def _operand_depth(node: Any) -> int:
@@ -157,3 +163,18 @@ def _operand_depth(node: Any) -> int:
         elif isinstance(x, TransformList):
             stack.extend((a, d + 1) for a in x.items)
     return deepest
+
+
+class NodeBudget:
+    """The expanded condition nodes one load may compile (:data:`MAX_LOADED_CONDITION_NODES`):
+    each rule spends its :func:`check_condition` count before it is compiled."""
+
+    def __init__(self, limit: int = MAX_LOADED_CONDITION_NODES) -> None:
+        self.limit, self.spent = limit, 0
+
+    def spend(self, nodes: int) -> None:
+        self.spent += nodes
+        if self.spent > self.limit:
+            raise RuleLoadError(f"Condition not compiled: the conditions of this load expand to "
+                                f"more than {self.limit} nodes in total (one large macro used by "
+                                "many rules?)", code=LOAD_ERR_COMPILE_CONDITION)

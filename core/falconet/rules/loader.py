@@ -1004,6 +1004,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
                      E.LOAD_ERR_COMPILE_CONDITION, item)
     compiled: list[CompiledRule] = []
     described: list[RuleDescription] = []
+    budget = limits.NodeBudget()
     for name, ri in ld.rules.items():
         item = ("rule", name)
         if ld.sources is not None and ri.source not in ld.sources:
@@ -1016,7 +1017,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             text = substitute_lists(full, lists, used_lists)
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
-            limits.check_condition(ast, "Condition")
+            budget.spend(limits.check_condition(ast, "Condition"))
             cc = ConditionCompiler(ld.registry, ri.source)
             check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None
