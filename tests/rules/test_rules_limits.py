@@ -186,3 +186,27 @@ def test_many_rules_sharing_a_big_macro_have_a_load_wide_budget(tmp_path: Path) 
     r = validate(p, budget=15)
     assert (f"the conditions of this load expand to more than "
             f"{limits.MAX_LOADED_CONDITION_NODES} nodes in total") in r.stdout, r.stdout[-500:]
+
+
+def test_many_rules_sharing_a_big_list_have_a_load_wide_budget(tmp_path: Path) -> None:
+    """A 50k-item list is one node, 450 KB of condition text per rule that uses it: 150 rules
+    were ~37 s (and a set of 50k strings each). Second review of issue 11."""
+    items = ", ".join(f"p{i:06d}" for i in range(50_000))
+    rules = "".join(f"- rule: r{i}\n  desc: d\n  condition: evt.type = openat and proc.name in "
+                    "(big)\n  output: o\n  priority: WARNING\n" for i in range(150))
+    p = tmp_path / "biglist.yaml"
+    p.write_text(f"- list: big\n  items: [{items}]\n" + rules)
+    r = validate(p, budget=15)
+    assert (f"the conditions of this load are longer than "
+            f"{limits.MAX_LOADED_CONDITION_CHARS} characters in total") in r.stdout, r.stdout[-500:]
+
+
+def test_many_macros_sharing_a_big_list_spend_the_same_budget(tmp_path: Path) -> None:
+    items = ", ".join(f"p{i:06d}" for i in range(50_000))
+    macros = "".join(f"- macro: m{i}\n  condition: proc.name in (big)\n" for i in range(150))
+    p = tmp_path / "biglist_macros.yaml"
+    p.write_text(f"- list: big\n  items: [{items}]\n" + macros
+                 + RULE.format(cond="evt.type = openat and m149"))
+    r = validate(p, budget=15)
+    assert f"longer than {limits.MAX_LOADED_CONDITION_CHARS} characters" in r.stdout, \
+        r.stdout[-500:]

@@ -18,6 +18,7 @@ condition nesting      :data:`MAX_CONDITION_DEPTH` = libsinsp's parser    ``pars
 expanded nesting       :data:`MAX_EXPANDED_DEPTH` and/or/not levels       :func:`check_condition`
 expanded condition     :data:`MAX_CONDITION_NODES` after macro expansion  :func:`check_condition`
 all conditions         :data:`MAX_LOADED_CONDITION_NODES` in one load      :class:`NodeBudget`
+all condition text     :data:`MAX_LOADED_CONDITION_CHARS` in one load      :class:`NodeBudget`
 =====================  =================================================  =====================
 
 The figures are far above real rules (Falco's stable ruleset: 1.5k YAML nodes, lists of at most
@@ -66,6 +67,9 @@ MAX_CONDITION_NODES = 25_000
 #: rules fits every other limit and would compile for hours; Falco's stable ruleset is ~800
 #: nodes in all, 250k compile in ~4 s
 MAX_LOADED_CONDITION_NODES = 250_000
+#: characters of every rule condition of one load after list substitution: a 50k-item list is
+#: one node but 450 KB to parse and a set of 50k strings per rule that uses it
+MAX_LOADED_CONDITION_CHARS = 16 << 20
 
 
 class FileTooLarge(Exception):
@@ -166,11 +170,22 @@ def _operand_depth(node: Any) -> int:
 
 
 class NodeBudget:
-    """The expanded condition nodes one load may compile (:data:`MAX_LOADED_CONDITION_NODES`):
-    each rule spends its :func:`check_condition` count before it is compiled."""
+    """The expanded condition nodes (:data:`MAX_LOADED_CONDITION_NODES`) and the condition text
+    (:data:`MAX_LOADED_CONDITION_CHARS`) one load may compile: each rule spends its text before
+    it is parsed and its :func:`check_condition` count before it is compiled."""
 
-    def __init__(self, limit: int = MAX_LOADED_CONDITION_NODES) -> None:
+    def __init__(self, limit: int = MAX_LOADED_CONDITION_NODES,
+                 char_limit: int = MAX_LOADED_CONDITION_CHARS) -> None:
         self.limit, self.spent = limit, 0
+        self.char_limit, self.chars = char_limit, 0
+
+    def spend_text(self, chars: int) -> None:
+        self.chars += chars
+        if self.chars > self.char_limit:
+            raise RuleLoadError(f"Condition not compiled: the conditions of this load are longer "
+                                f"than {self.char_limit} characters in total after substituting "
+                                "lists (one large list used by many rules?)",
+                                code=LOAD_ERR_COMPILE_CONDITION)
 
     def spend(self, nodes: int) -> None:
         self.spent += nodes

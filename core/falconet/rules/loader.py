@@ -985,6 +985,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             ld.error(e.message, li.loc, e.code, ("list", name))
             continue
         lists[name] = items
+    budget = limits.NodeBudget()        # the whole load's, macros' text included
     # macros: in order, each sees only earlier macros
     macros: dict[str, Any] = {}
     used_macros: set[str] = set()
@@ -992,6 +993,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
         item = ("macro", name)
         try:
             text = substitute_lists(str(mi.condition), lists, used_lists)
+            budget.spend_text(len(text))
             ast = _parse_located(ld, mi.condition, text, mi.loc)
             expanded = expand_macros(ast, macros, used_macros)
             limits.check_condition(expanded, "Macro condition")
@@ -1004,7 +1006,6 @@ def compile_loaded(ld: Loader, append_output: Any = None,
                      E.LOAD_ERR_COMPILE_CONDITION, item)
     compiled: list[CompiledRule] = []
     described: list[RuleDescription] = []
-    budget = limits.NodeBudget()
     for name, ri in ld.rules.items():
         item = ("rule", name)
         if ld.sources is not None and ri.source not in ld.sources:
@@ -1015,6 +1016,7 @@ def compile_loaded(ld: Loader, append_output: Any = None,
             exc = "".join(exception_condition(e) for e in ri.exceptions)
             full = f"({ri.condition}){exc}" if exc else str(ri.condition)
             text = substitute_lists(full, lists, used_lists)
+            budget.spend_text(len(text))
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
             budget.spend(limits.check_condition(ast, "Condition"))
