@@ -78,7 +78,8 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
     """A new file, mode 0600 (captures hold process environments), never through a symlink:
     ``O_CREAT|O_EXCL|O_NOFOLLOW``. An existing regular file is an error (``FileExistsError``)
     unless ``overwrite``; then it is unlinked first (a hard link to another file is cut, not
-    written through). A symlink at ``path`` is refused even with ``overwrite``."""
+    written through). Anything else that exists (a device such as ``/dev/null``, a FIFO) is
+    never replaced, and a symlink at ``path`` is refused, even with ``overwrite``."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -90,6 +91,9 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
             raise FileExistsError(errno.EEXIST, "file exists (use --force to overwrite it)")
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            # a device, FIFO or socket (`--force /dev/null`): unlinking it would remove it
+            raise OSError(errno.EEXIST, "exists and is not a regular file (not replaced)")
         os.unlink(path)
     # O_EXCL: a file (or symlink) planted between the unlink and here is an error, not followed
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -260,6 +260,21 @@ def test_replay_of_dev_zero_and_a_bomb_end_cleanly(tmp_path: Path) -> None:
     assert "capture_malformed: " in r.stderr
 
 
+
+def test_force_replaces_only_a_regular_file(tmp_path: Path) -> None:
+    """``record --force /dev/null`` unlinked /dev/null and left a regular file in its place (any
+    device, FIFO or socket the same). --force replaces a regular file, nothing else. Second
+    review of issue 11."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        CaptureWriter(str(fifo), start_ns=1, overwrite=True)
+    assert fifo.is_fifo()
+    r = subprocess.run([*FALCONET, "record", "--force", "--duration", "0.1", str(fifo)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "not a regular file" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and fifo.is_fifo()
+
 # ------------------------------------------------------------------------ finding 8: the writer
 def test_writer_creates_0600_and_refuses_existing_files_and_symlinks(tmp_path: Path) -> None:
     old = os.umask(0o022)

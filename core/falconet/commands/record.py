@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="capture file to write (.gz: compressed)")
     add_engine_arguments(p)
     p.add_argument("--force", action="store_true",
-                   help="replace FILE if it exists (a symbolic link is still refused)")
+                   help="replace FILE if it is a regular file (a symbolic link, device or FIFO is "
+                        "still refused)")
     p.add_argument("--source", default="ebpf", metavar="NAME", help="live source (default: ebpf)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--no-rules", action="store_true",
