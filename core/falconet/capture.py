@@ -25,6 +25,7 @@ import errno
 import gzip
 import io
 import json
+import logging
 import os
 import platform
 import socket
@@ -38,6 +39,8 @@ from typing import IO, Any
 from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
 from falconet.events import Event
+
+log = logging.getLogger("falconet.capture")
 
 FORMAT_VERSION = 2
 #: versions this reader understands (v1: raw non-UTF-8 bytes; v2: ``\\udcXX`` escapes)
@@ -107,7 +110,11 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
 
 class CaptureWriter:
     """Writes a capture. Thread-safe: plugins may call ``emit_state`` from their own threads.
-    The file is created 0600 and never through a symlink (:func:`create_private`)."""
+    The file is created 0600 and never through a symlink (:func:`create_private`).
+
+    A write error (a full disk) never raises into the engine: the first one is kept in
+    :attr:`error`, nothing more is written, and ``close`` reports through it too, so the caller
+    can say the capture is incomplete (``record`` exits 1)."""
 
     def __init__(self, path: str, *, host: str | None = None, kernel: str | None = None,
                  start_ns: int | None = None, compress: bool | None = None,
@@ -125,6 +132,8 @@ class CaptureWriter:
                                        ensure_ascii=False).encode
         self.events = 0
         self.states = 0
+        #: the first write error; once set, the capture is incomplete and nothing more is written
+        self.error: OSError | None = None
         header = {"falconet_capture": FORMAT_VERSION, "host": host or socket.gethostname(),
                   "kernel": kernel or platform.release(),
                   "start_ns": start_ns if start_ns is not None else time.time_ns(),
@@ -137,7 +146,14 @@ class CaptureWriter:
         # out, the same string back on read (format v2)
         data = (self._dumps(obj) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
-            self._f.write(data)
+            if self.error is not None:
+                return
+            try:
+                self._f.write(data)
+            except OSError as e:
+                self.error = e
+                log.error("%s: cannot write the capture (%s): recording stops here, the capture "
+                          "is incomplete", self.path, e.strerror or e)
 
     def write_state(self, plugin: str, data: Any) -> None:
         self.states += 1
@@ -150,10 +166,14 @@ class CaptureWriter:
         self._write(d)
 
     def close(self) -> None:
+        """Flush and close; an error doing so is kept in :attr:`error`, never raised."""
         with self._lock:
-            if self._f is not self._raw:
-                self._f.close()      # flushes the buffer into gzip and closes the gzip stream
-            self._raw.close()
+            for f in ((self._f, self._raw) if self._f is not self._raw else (self._raw,)):
+                try:
+                    f.close()    # the buffer into gzip and the gzip stream, then the file
+                except (OSError, ValueError) as e:
+                    if self.error is None:
+                        self.error = e if isinstance(e, OSError) else OSError(str(e))
 
     def __enter__(self) -> CaptureWriter:
         return self

@@ -69,6 +69,11 @@ def main(args: argparse.Namespace) -> int:
         finally:
             app.ctx.state_writer = None
             writer.close()
+        if writer.error is not None:
+            print(app.summary(), file=sys.stderr)
+            print(f"falconet: error: {args.file}: the capture is incomplete: "
+                  f"{writer.error.strerror or writer.error}", file=sys.stderr)
+            return 1
         print(app.summary() + f"; {writer.events} events recorded to {args.file}", file=sys.stderr)
         return rc
     return guarded(body)
