@@ -285,7 +285,9 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         limit = max_decompressed(raw) if f is not raw else 0
         # the C scanner directly: json.loads() spends more time in its Python wrappers
         # (encoding detection, whitespace checks) than in parsing these short lines
-        scan = json.JSONDecoder().scan_once
+        # NaN and Infinity are not JSON (RFC 8259): such a line is malformed, never an alert
+        # whose JSON strict consumers refuse (called only for those constants: free otherwise)
+        scan = json.JSONDecoder(parse_constant=_not_json).scan_once
         make = Event
         i64, id_max = _I64, _ID_MAX
         readline = f.readline
@@ -366,6 +368,10 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
     finally:
         f.close()
         raw.close()
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"not a JSON number: {name}")
 
 
 def _skip_line(readline: Callable[[int], bytes], size: int, stop: Callable[[], bool] | None,

@@ -213,6 +213,23 @@ def test_a_malformed_line_is_reported_briefly_whatever_it_holds(tmp_path: Path) 
     assert ":2: malformed capture line skipped: unknown record kind 'xxx" in out, out[:300]
     assert len(out) < 500, len(out)
 
+
+def test_nan_and_infinity_are_not_json(tmp_path: Path) -> None:
+    """Python's JSON reader takes NaN and Infinity, which then went out in JSON alerts that
+    strict consumers (falcosidekick) refuse. RFC 8259 has no such numbers: the line is
+    malformed. Second review of issue 11."""
+    base = json.loads(good_event())
+    path = tmp_path / "nan.fcap"
+    path.write_text("\n".join([header(), json.dumps({**base, "args": {"flags": float("nan")}}),
+                               json.dumps({**base, "args": {"mode": float("-inf")}}),
+                               good_event(8)]) + "\n")
+    err = io.StringIO()
+    m = EngineMetrics()
+    rep = MalformedReporter(str(path), m, stream=err)
+    assert [e.ts for e in read_capture(str(path), on_malformed=rep)] == [8]
+    assert m.drops["capture_malformed"] == 2
+    assert "not a JSON number: NaN" in err.getvalue(), err.getvalue()
+
 def _gzip_bomb(path: Path, gib: float = 1.0) -> None:
     """A ~1 MB multi-member gzip file expanding to ``gib`` GiB of NUL bytes after a header."""
     member = gzip.compress(b"\0" * (16 << 20), compresslevel=9)
