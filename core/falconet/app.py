@@ -119,6 +119,9 @@ class App:
         self.actions: dict[str, tuple[str, Any]] = {}        # action name -> (plugin, action)
         self.plugin_rules: list[tuple[str, str]] = []
         self.plugin_versions: dict[str, str] = {}
+        #: field tokens every alert carries in ``Alert.match_fields``: the union of the
+        #: ``AlertMatcher.fields`` of response policies and output routes (before rules load)
+        self.capture_fields: set[str] = set()
         self.ruleset: Any = None
         self.load_result: Any = None
         self.pipeline: Pipeline | None = None
@@ -278,7 +281,8 @@ class App:
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
-                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                         capture_fields=self.capture_fields)
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res
