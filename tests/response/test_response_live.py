@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
 from container_runtimes import (  # noqa: E402
     DOCKER_RUNC_ROOT,
     DOCKER_SOCK,
-    process_alive,
     sh,
     start_docker,
     start_runc,
