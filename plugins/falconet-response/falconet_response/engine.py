@@ -135,8 +135,8 @@ class ResponseEngine:
         self.audit.close()
 
     def send(self, alert: Alert) -> None:
-        if alert.rule == BREAKER_RULE:
-            return          # never act on our own alarm
+        # our own breaker alarm passes too (a notification policy may forward it): it names
+        # no process or container, so only allow_host policies see it and nothing is hit
         target = resolve_target(alert)
         for p in self.policies:
             if not p.match(alert):
@@ -209,6 +209,8 @@ class ResponseEngine:
             "detail": out.detail, "dry_run": p.dry_run, "target": target_dict(target),
             "rule": alert.rule, "priority": alert.priority.label, "alert_time_ns": alert.time_ns,
             "done_ns": done, "latency_ms": round((done - alert.time_ns) / 1e6, 3),
+            # event -> this action started: collector, rules, queue, earlier actions
+            "started_ms": round(((start_ns or done) - alert.time_ns) / 1e6, 3),
             "reversible": bool(step is not None and step.action.reversible
                                and out.undo is not None),
             "undo": out.undo,
