@@ -178,7 +178,10 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                     # the client timed out and went away (timeout tests)
             self.close_connection = True
 
         def _body(self) -> Any:
