@@ -353,3 +353,28 @@ def test_every_call_the_actions_make_is_granted_by_the_shipped_rbac(api: FakeApi
     assert used <= granted, used - granted
     assert {("", "pods", "patch"), ("", "pods", "delete"),
             ("networking.k8s.io", "networkpolicies", "create")} <= used
+
+
+def test_delete_pod_needs_the_pod_uid(api: FakeApiServer, tmp_path: Path) -> None:
+    deployment_pod(api, available=3)
+    d = make(api, tmp_path)["delete_pod"]
+    out = d.run(target("web-7d9f-x", None), ALERT, d.check_params({}))
+    assert out.result == "skipped" and "k8s.pod.uid" in out.detail and api.requests == []
+
+
+def test_client_is_built_at_load_time_so_the_first_action_is_fast(api: FakeApiServer,
+                                                                 tmp_path: Path) -> None:
+    """check_params (load time) starts building the client on a daemon thread: the first
+    action then pays only its API round trips, not the client's import and set-up."""
+    uid = api.add_pod("web-1", NS, {})
+    label = make(api, tmp_path)["label"]
+    client = label.client                      # type: ignore[attr-defined]
+    assert client._apis is None
+    params = label.check_params({"labels": {"x": "1"}})
+    deadline = time.monotonic() + 20
+    while client._apis is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert client._apis is not None and api.requests == []     # built, nothing sent yet
+    t0 = time.monotonic()
+    assert label.run(target("web-1", uid), ALERT, params).result == "done"
+    assert time.monotonic() - t0 < 0.5

@@ -17,7 +17,9 @@ between: read again and retry once), deletes carry the uid.
   (mirror) pod or a DaemonSet's pod only with ``allow_static`` / ``allow_daemonset``; the pod's
   controller (Deployment via its ReplicaSet, ReplicaSet, StatefulSet, DaemonSet) must keep at
   least ``min_healthy_replicas`` available replicas besides this pod. A pod without a controller
-  has none besides itself, so it is deleted only with ``min_healthy_replicas: 0``. Not reversible.
+  has none besides itself, so it is deleted only with ``min_healthy_replicas: 0``. An alert
+  without ``k8s.pod.uid`` deletes nothing (the pod could not be told from a namesake). Not
+  reversible.
 
 All calls go through :mod:`.k8s_client` (timeouts, no urllib3 retries, short error texts); an
 expected failure is an ``Outcome(result="failed")``, never an exception.
@@ -290,6 +292,7 @@ class LabelAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_keys(params, {"labels"}, self.name)
+        self.client.warm_up()
         return {"labels": _labels_param(params.get("labels"), self.name)}
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
@@ -319,6 +322,7 @@ class QuarantineAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_keys(params, {"label", "value", "policy_name", "annotate"}, self.name)
+        self.client.warm_up()
         s = self.client.settings
         label = params.get("label", s.quarantine_label)
         why = label_key_problem(label)
@@ -369,6 +373,7 @@ class DeletePodAction(_PodAction):
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         known = {"allow_daemonset", "allow_static", "min_healthy_replicas", "grace_period_seconds"}
         _check_keys(params, known, self.name)
+        self.client.warm_up()
         return {"allow_daemonset": _bool(params, "allow_daemonset", False, self.name),
                 "allow_static": _bool(params, "allow_static", False, self.name),
                 "min_healthy_replicas": _int(params, "min_healthy_replicas", 1, 0, 100_000,
@@ -417,6 +422,10 @@ class DeletePodAction(_PodAction):
         return None
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
+        if target.k8s_ns and target.k8s_pod and not target.k8s_pod_uid:
+            # irreversible: only the very pod that alerted, identified by its uid
+            return Outcome("skipped", f"pod {target.k8s_ns}/{target.k8s_pod}: the alert has no "
+                                      "k8s.pod.uid, so the pod cannot be identified for delete")
         pod, end = self._find(target)
         if end is not None:
             return end

@@ -81,6 +81,23 @@ class K8sClient:
         self._lock = threading.Lock()
         self._apis: tuple[Any, Any, Any] | None = None
         self._models: Any = None
+        self._warming = False
+
+    def warm_up(self) -> None:
+        """Import and configure the client on a daemon thread now (at load time, when a policy
+        uses a Kubernetes action) so that the first action does not pay ~1 s for it. A failure
+        is left for that action to report."""
+        with self._lock:
+            if self._warming or self._apis is not None:
+                return
+            self._warming = True
+
+        def build() -> None:
+            try:
+                self._clients()
+            except K8sCallError:
+                pass
+        threading.Thread(target=build, name="falconet-k8s-warm-up", daemon=True).start()
 
     def _clients(self) -> tuple[Any, Any, Any]:
         """(CoreV1Api, AppsV1Api, NetworkingV1Api), built once; a failed build is retried at
