@@ -378,3 +378,14 @@ def test_client_is_built_at_load_time_so_the_first_action_is_fast(api: FakeApiSe
     t0 = time.monotonic()
     assert label.run(target("web-1", uid), ALERT, params).result == "done"
     assert time.monotonic() - t0 < 0.5
+
+
+def test_a_missing_client_is_a_load_time_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util as iu
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "kubernetes"
+                        else real(name, *a))
+    q = {a.name: a for a in k8s_actions(None, LOG)}["quarantine"]
+    with pytest.raises(ActionParamError, match=r"pip install 'falconet-response\[k8s\]'"):
+        q.check_params({})

@@ -187,6 +187,12 @@ class _PodAction:
         self.client = client
         self.log = log
 
+    def _warm_up(self) -> None:
+        try:
+            self.client.warm_up()
+        except ModuleNotFoundError as e:
+            raise ActionParamError(f"{self.name}: {e}") from None
+
     def _find(self, target: Target) -> tuple[dict[str, Any] | None, Outcome | None]:
         """The target's pod, or the Outcome that ends the action (no pod, another pod, gone)."""
         ns, name = target.k8s_ns, target.k8s_pod
@@ -292,7 +298,7 @@ class LabelAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_keys(params, {"labels"}, self.name)
-        self.client.warm_up()
+        self._warm_up()
         return {"labels": _labels_param(params.get("labels"), self.name)}
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
@@ -322,7 +328,7 @@ class QuarantineAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_keys(params, {"label", "value", "policy_name", "annotate"}, self.name)
-        self.client.warm_up()
+        self._warm_up()
         s = self.client.settings
         label = params.get("label", s.quarantine_label)
         why = label_key_problem(label)
@@ -373,7 +379,7 @@ class DeletePodAction(_PodAction):
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         known = {"allow_daemonset", "allow_static", "min_healthy_replicas", "grace_period_seconds"}
         _check_keys(params, known, self.name)
-        self.client.warm_up()
+        self._warm_up()
         return {"allow_daemonset": _bool(params, "allow_daemonset", False, self.name),
                 "allow_static": _bool(params, "allow_static", False, self.name),
                 "min_healthy_replicas": _int(params, "min_healthy_replicas", 1, 0, 100_000,

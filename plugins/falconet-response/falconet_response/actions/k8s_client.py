@@ -13,6 +13,7 @@ client version in the pinned range.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ OWNER_READERS = {"ReplicaSet": "read_namespaced_replica_set",
                  "Deployment": "read_namespaced_deployment",
                  "StatefulSet": "read_namespaced_stateful_set",
                  "DaemonSet": "read_namespaced_daemon_set"}
+NOT_INSTALLED = "the kubernetes client is not installed (pip install 'falconet-response[k8s]')"
 
 
 class K8sCallError(RuntimeError):
@@ -65,8 +67,7 @@ def describe_error(what: str, e: BaseException) -> K8sCallError:
         text = f"{what}: HTTP {status} {reason}".rstrip() + (f": {msg}" if msg else "")
         return K8sCallError(text[:300], status)
     if isinstance(e, ModuleNotFoundError):
-        return K8sCallError("the kubernetes client is not installed "
-                            "(pip install 'falconet-response[k8s]')")
+        return K8sCallError(NOT_INSTALLED)
     name = type(e).__name__
     # urllib3's errors name the pool and the URL path: keep the class name and a bounded first line
     first = str(e).splitlines()[0][:160] if str(e) else ""
@@ -84,9 +85,11 @@ class K8sClient:
         self._warming = False
 
     def warm_up(self) -> None:
-        """Import and configure the client on a daemon thread now (at load time, when a policy
-        uses a Kubernetes action) so that the first action does not pay ~1 s for it. A failure
-        is left for that action to report."""
+        """Fail now (load time) when the client is not installed; else import and configure it
+        on a daemon thread now, when a policy uses a Kubernetes action, so that the first
+        action does not pay ~1 s for it. A failure to configure is left for that action."""
+        if importlib.util.find_spec("kubernetes") is None:
+            raise ModuleNotFoundError(NOT_INSTALLED)
         with self._lock:
             if self._warming or self._apis is not None:
                 return
