@@ -37,6 +37,7 @@ from falconet.alerts import Alert
 
 from .base import Action, ActionParamError, Outcome, Target
 from .k8s_client import K8sCallError, K8sClient, K8sSettings
+from .params import check_known, flag, number
 
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -66,32 +67,6 @@ def label_value_problem(value: Any) -> str | None:
     if value and (len(value) > 63 or not _NAME.fullmatch(value)):
         return "at most 63 characters [A-Za-z0-9-_.], alphanumeric at both ends, or empty"
     return None
-
-
-def _check_keys(params: Mapping[str, Any], known: set[str], action: str) -> None:
-    if not isinstance(params, Mapping):
-        raise ActionParamError(f"{action}: params must be a mapping")
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ActionParamError(f"{action}: unknown parameter(s) {', '.join(map(str, unknown))} "
-                               f"(expected: {', '.join(sorted(known)) or 'none'})")
-
-
-def _bool(params: Mapping[str, Any], key: str, default: bool, action: str) -> bool:
-    v = params.get(key, default)
-    if not isinstance(v, bool):
-        raise ActionParamError(f"{action}: {key} must be true or false, got {v!r}")
-    return v
-
-
-def _int(params: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int,
-         action: str) -> int | None:
-    v = params.get(key, default)
-    if v is None and default is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ActionParamError(f"{action}: {key} must be an integer in [{lo}, {hi}], got {v!r}")
-    return v
 
 
 def _labels_param(v: Any, action: str, key: str = "labels") -> dict[str, str]:
@@ -297,7 +272,7 @@ class LabelAction(_PodAction):
     reversible = True
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        _check_keys(params, {"labels"}, self.name)
+        check_known(params, {"labels"}, self.name)
         self._warm_up()
         return {"labels": _labels_param(params.get("labels"), self.name)}
 
@@ -327,7 +302,7 @@ class QuarantineAction(_PodAction):
     reversible = True
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        _check_keys(params, {"label", "value", "policy_name", "annotate"}, self.name)
+        check_known(params, {"label", "value", "policy_name", "annotate"}, self.name)
         self._warm_up()
         s = self.client.settings
         label = params.get("label", s.quarantine_label)
@@ -343,7 +318,7 @@ class QuarantineAction(_PodAction):
             raise ActionParamError(f"{self.name}: policy_name must be a lowercase DNS name, "
                                    f"got {pname!r}")
         return {"label": label, "value": value, "policy_name": pname,
-                "annotate": _bool(params, "annotate", True, self.name)}
+                "annotate": flag(params, "annotate", True, self.name)}
 
     def _ensure_policy(self, ns: str, params: dict[str, Any]) -> str:
         """Create the policy unless it exists with exactly our spec; returns a note for the
@@ -378,14 +353,14 @@ class DeletePodAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         known = {"allow_daemonset", "allow_static", "min_healthy_replicas", "grace_period_seconds"}
-        _check_keys(params, known, self.name)
+        check_known(params, known, self.name)
         self._warm_up()
-        return {"allow_daemonset": _bool(params, "allow_daemonset", False, self.name),
-                "allow_static": _bool(params, "allow_static", False, self.name),
-                "min_healthy_replicas": _int(params, "min_healthy_replicas", 1, 0, 100_000,
-                                             self.name),
-                "grace_period_seconds": _int(params, "grace_period_seconds", None, 0, 86_400,
-                                             self.name)}
+        return {"allow_daemonset": flag(params, "allow_daemonset", False, self.name),
+                "allow_static": flag(params, "allow_static", False, self.name),
+                "min_healthy_replicas": number(params, "min_healthy_replicas", 1, 0, 100_000,
+                                               self.name, integer=True),
+                "grace_period_seconds": number(params, "grace_period_seconds", None, 0, 86_400,
+                                               self.name, integer=True)}
 
     def _available(self, ns: str, ref: Mapping[str, Any]) -> tuple[str, int]:
         """(who, available replicas) of the pod's controller; a Deployment counts across its

@@ -32,6 +32,7 @@ from falconet.outputs.webhook import _split_userinfo
 
 from . import slack_format
 from .base import Action, ActionParamError, Outcome, Target
+from .params import check_known, number
 from .secrets import SecretError, SecretRef, redact, secret_ref
 
 DEFAULT_SLACK_ENV = "FALCONET_SLACK_WEBHOOK_URL"
@@ -135,25 +136,6 @@ def _short_answer(e: urllib.error.HTTPError) -> str:
 
 
 # ---------------------------------------------------------------------- shared param checks
-def _known(params: Mapping[str, Any], known: set[str], what: str) -> None:
-    if not isinstance(params, Mapping):
-        raise ActionParamError(f"{what}: params must be a mapping")
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ActionParamError(f"{what}: unknown parameter(s) {', '.join(map(str, unknown))} "
-                               f"(expected: {', '.join(sorted(known))})")
-
-
-def _number(params: Mapping[str, Any], key: str, default: float, lo: float, hi: float,
-            what: str, integer: bool = False) -> Any:
-    v = params.get(key, default)
-    ok = isinstance(v, int) if integer else isinstance(v, int | float)
-    if isinstance(v, bool) or not ok or not lo <= v <= hi:
-        kind = "an integer" if integer else "a number"
-        raise ActionParamError(f"{what}: {key} must be {kind} in [{lo:g}, {hi:g}], got {v!r}")
-    return v
-
-
 def _text(params: Mapping[str, Any], key: str, what: str) -> str | None:
     v = params.get(key)
     if v is not None and (not isinstance(v, str) or not v.isprintable()):
@@ -199,9 +181,9 @@ class SlackAction:
         what = self.name
         known = {*self._SOURCES, "channel", "username", "icon_url", "footer", "output_format",
                  "message", "timeout", "retries"}
-        _known(params, known, what)
+        check_known(params, known, what)
         p = _with_defaults(self.defaults, params, self._SOURCES)
-        _known(p, known, "plugins.response.notify.slack")
+        check_known(p, known, "plugins.response.notify.slack")
         ref = _ref(p, *self._SOURCES, what) or _ref({"webhook_url_env": DEFAULT_SLACK_ENV},
                                                      *self._SOURCES, what)
         assert ref is not None
@@ -210,8 +192,8 @@ class SlackAction:
             raise ActionParamError(f"{what}: output_format must be one of "
                                    f"{', '.join(slack_format.OUTPUT_FORMATS)}, got {fmt!r}")
         out: dict[str, Any] = {**ref.to_params(*self._SOURCES), "output_format": fmt,
-                               "timeout": float(_number(p, "timeout", 5.0, 0.1, 60, what)),
-                               "retries": _number(p, "retries", 1, 0, 5, what, integer=True),
+                               "timeout": float(number(p, "timeout", 5.0, 0.1, 60, what)),
+                               "retries": number(p, "retries", 1, 0, 5, what, integer=True),
                                "username": _text(p, "username", what) or "Falconet"}
         for key in ("channel", "icon_url", "footer", "message"):
             v = _text(p, key, what)
@@ -269,9 +251,9 @@ class WebhookAction:
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         what = self.name
         known = {*self._SOURCES, "headers", "headers_env", "headers_file", "timeout", "retries"}
-        _known(params, known, what)
+        check_known(params, known, what)
         p = _with_defaults(self.defaults, params, self._SOURCES)
-        _known(p, known, "plugins.response.notify.webhook")
+        check_known(p, known, "plugins.response.notify.webhook")
         given = [k for k in self._SOURCES if p.get(k) is not None]
         if len(given) != 1:
             raise ActionParamError(f"{what}: give exactly one of url, url_env, url_file"
@@ -284,8 +266,8 @@ class WebhookAction:
             assert ref is not None
             out.update(ref.to_params("url_env", "url_file"))
         out.update(self._headers(p))
-        out["timeout"] = float(_number(p, "timeout", 5.0, 0.1, 60, what))
-        out["retries"] = _number(p, "retries", 1, 0, 5, what, integer=True)
+        out["timeout"] = float(number(p, "timeout", 5.0, 0.1, 60, what))
+        out["retries"] = number(p, "retries", 1, 0, 5, what, integer=True)
         return out
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
