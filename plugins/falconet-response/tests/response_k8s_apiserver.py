@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local_http import serve, shutdown
+
 TOKEN = "falconet-test-token"
 _CORE = re.compile(r"^/api/v1/namespaces/([^/]+)/(pods)(?:/([^/]+))?$")
 _APPS = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(replicasets|deployments|statefulsets|"
@@ -80,19 +82,13 @@ class FakeApiServer:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeApiServer:
-        srv = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
-        srv.daemon_threads = True
-        self.port = srv.server_address[1]
-        self._server = srv
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        self._server = serve(_handler(self), self.port)
+        self.port = self._server.server_address[1]
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None
 
     def write_kubeconfig(self, path: Path, token: str = TOKEN) -> Path:
         path.write_text(json.dumps({
