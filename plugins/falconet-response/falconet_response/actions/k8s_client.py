@@ -147,11 +147,12 @@ class K8sClient:
         return self._call(f"get pod {ns}/{name}", core.read_namespaced_pod, name, ns)
 
     def patch_pod(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A strategic merge patch (what ``kubectl label`` sends); ``null`` removes a key."""
+        """A strategic merge patch (what ``kubectl label`` sends); ``null`` removes a key.
+        Every client version in the pinned range sends a ``dict`` body to PATCH as
+        ``application/strategic-merge-patch+json`` (``_content_type`` is not accepted by all)."""
         core, _, _ = self._clients()
         return self._call(f"patch pod {ns}/{name}", core.patch_namespaced_pod, name, ns, patch,
-                          field_manager=self.settings.field_manager,
-                          _content_type="application/strategic-merge-patch+json")
+                          field_manager=self.settings.field_manager)
 
     def delete_pod(self, ns: str, name: str, uid: str, grace_seconds: int | None) -> None:
         """Delete exactly the pod with this uid (a precondition: a pod recreated under the same
@@ -160,8 +161,7 @@ class K8sClient:
         m = self._models
         body = m.V1DeleteOptions(preconditions=m.V1Preconditions(uid=uid),
                                  grace_period_seconds=grace_seconds)
-        self._call(f"delete pod {ns}/{name}", core.delete_namespaced_pod, name, ns, body=body,
-                   _content_type="application/json")
+        self._call(f"delete pod {ns}/{name}", core.delete_namespaced_pod, name, ns, body=body)
 
     # ------------------------------------------------------------------ owners
     def get_owner(self, kind: str, ns: str, name: str) -> dict[str, Any]:
@@ -185,5 +185,4 @@ class K8sClient:
         _, _, net = self._clients()
         return self._call(f"create networkpolicy {ns}/{body['metadata']['name']}",
                           net.create_namespaced_network_policy, ns, body,
-                          field_manager=self.settings.field_manager,
-                          _content_type="application/json")
+                          field_manager=self.settings.field_manager)
