@@ -56,9 +56,15 @@ class AlertSink(Protocol):
 
 @runtime_checkable
 class ResponseAction(Protocol):
-    name: str
+    """A response action (contract: ``falconet_response.actions.base.Action``): ``run``
+    receives the resolved target and returns an ``Outcome``; ``undo`` reverts one."""
 
-    def run(self, alert: Alert, params: dict[str, Any]) -> None: ...
+    name: str
+    reversible: bool
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def run(self, target: Any, alert: Alert, params: dict[str, Any]) -> Any: ...
+    def undo(self, data: dict[str, Any]) -> Any: ...
 
 
 class Ruleset(Protocol):

@@ -134,10 +134,13 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
 
 @hookspec
 def falconet_response_actions(engine: Any) -> list[Any] | None:
-    """Contribute response actions that rules can trigger (``falconet.yaml: responses:``).
+    """Contribute response actions that ``responses:`` policies of ``falconet.yaml`` can run.
 
-    Return :class:`falconet.api.ResponseAction` objects (``name``, ``run(alert, params)``). They run
-    off the hot path like sinks. Never run a shell: pass argument vectors to ``subprocess``.
+    Return :class:`falconet.api.ResponseAction` objects (``name``, ``reversible``,
+    ``check_params(params)``, ``run(target, alert, params) -> Outcome``, ``undo(data)``; the
+    contract is ``falconet_response.actions.base``). The response plugin runs them off the hot
+    path, within its safety model (docs/response.md). Never run a shell: pass argument vectors
+    to ``subprocess``.
     """
 
 
@@ -169,4 +172,34 @@ def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
 
     Called for every plugin with the writer's plugin name; act only when ``plugin`` is yours.
     Records arrive in file order, interleaved with events exactly as they were recorded.
+    """
+
+
+# --------------------------------------------------------------------------------- alert matching
+@hookspec
+def falconet_alert_fields(engine: Any) -> list[str] | None:
+    """Compile what reads alert fields, and name the field tokens alerts must carry.
+
+    Called once, after every plugin's fields are registered and before rules load (and after
+    :func:`falconet_response_actions`: ``engine.extras["falconet.response_actions"]`` maps
+    every contributed action name to its action). Compile ``match:`` specs here
+    (:func:`falconet.alertmatch.compile_match`) and return the field tokens their conditions
+    read (``AlertMatcher.fields``): every rule then captures their values into
+    ``Alert.match_fields`` at render time. Raise ``falconet.api.PluginConfigError`` with
+    ``file:line:col`` messages for invalid specs. The plugin that takes ``responses:`` sets
+    ``engine.extras["falconet.responses"]``; without one, configured policies stop start-up.
+    """
+
+
+# --------------------------------------------------------------------------------- CLI
+@hookspec
+def falconet_commands() -> list[Any] | None:
+    """Contribute ``falconet`` subcommands (``falconet respond ...`` comes from the response
+    plugin this way).
+
+    Return objects (modules work) with ``NAME``, ``HELP`` (one line), optional
+    ``DESCRIPTION``, ``add_arguments(parser)`` and ``main(args) -> int``, like the modules of
+    ``falconet.commands``. Called without an engine, only when the command line names no core
+    command (or asks for help): keep the import light. A name that clashes with a core command
+    is ignored.
     """

@@ -230,42 +230,26 @@ def test_plugin_failing_at_start_loses_its_parsers_and_sinks() -> None:
     assert [n for n, _ in app.pipeline.parsers] == ["good2"]
 
 
-class Recorder:
-    """A response-action plugin: records what it was asked to do."""
+def test_configured_responses_need_the_response_plugin() -> None:
+    """Policies nobody runs are a start-up error, not silently ignored (the response plugin
+    and its policy tests are in plugins/falconet-response)."""
+    app = make_app([], overrides=["responses=[{name: p, actions: [{action: kill}]}]"])
+    with pytest.raises(StartupError, match="required plugin 'response' failed \\(import\\): not "
+                                           "installed"):
+        app.load_plugins()
 
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, dict]] = []
+
+class AlertFields:
+    """A plugin compiling a ``match:`` spec at ``falconet_alert_fields`` time."""
 
     @hookimpl
-    def falconet_response_actions(self, engine):
-        outer = self
-
-        class Action:
-            name = "record"
-
-            def run(self, alert, params):
-                outer.runs.append((alert.rule, params))
-        return [Action()]
+    def falconet_alert_fields(self, engine):
+        from falconet.alertmatch import compile_match
+        self.matcher = compile_match({"condition": "proc.name = x"}, engine.fields)
+        return sorted(self.matcher.fields)
 
 
-def test_responses_run_plugin_actions_for_selected_rules() -> None:
-    rec = Recorder()
-    app = make_app([("rec", rec)], overrides=[
-        "responses=[{action: record, rules: [crit], min_priority: error, params: {why: x}}]"])
+def test_alert_fields_hook_tokens_are_captured_by_rules() -> None:
+    app = make_app([("af", AlertFields())], builtins=[("core-state", "falconet.state.plugin")])
     app.load_plugins()
-    assert app.host.info["rec"].kinds == ["output"]
-    rules = [("warn", Priority.WARNING, lambda e: True), ("crit", Priority.CRITICAL, lambda e: True),
-             ("other", Priority.CRITICAL, lambda e: True)]
-    pipe = app.build_pipeline(FakeRuleset(rules))
-    pipe.run([evt(), evt()])
-    pipe.close()
-    assert rec.runs == [("crit", {"why": "x"})] * 2
-    assert app.metrics.output_sent["response:record"] == 2
-
-
-def test_unknown_response_action_is_a_startup_error() -> None:
-    app = make_app([], overrides=["responses=[{action: kill}]"])
-    app.load_plugins()
-    with pytest.raises(StartupError, match="responses item 1: no plugin provides the response "
-                                           "action 'kill'"):
-        app.build_pipeline(FakeRuleset([]))
+    assert app.capture_fields == {"proc.name"}

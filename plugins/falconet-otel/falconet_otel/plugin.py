@@ -29,6 +29,9 @@ class _State:
 
 _state = _State()
 
+#: ``engine.extras`` key under which the sink is published to other plugins
+SPANS_EXTRA = "falconet.otel.spans"
+
 
 @hookimpl
 def falconet_configure(config: dict[str, Any], engine: Any) -> None:
@@ -50,6 +53,10 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
     on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
     _state.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
                            version=falconet_version, stats=_state.stats, on_loss=on_loss)
+    extras = getattr(engine, "extras", None)
+    if isinstance(extras, dict):
+        # span_ids(alert) / emit_span(...): the response plugin's action spans join the trace
+        extras[SPANS_EXTRA] = _state.sink
     return [_state.sink]
 
 
