@@ -23,7 +23,9 @@ list and watch endpoints (the actions read single objects), extended with:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import os
 import re
 import threading
 import time
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from local_http import serve, shutdown
 
 TOKEN = "falconet-test-token"
@@ -44,6 +47,16 @@ KINDS = {"pods": "Pod", "replicasets": "ReplicaSet", "deployments": "Deployment"
          "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
          "networkpolicies": "NetworkPolicy"}
 API_VERSIONS = {"pods": "v1", "networkpolicies": "networking.k8s.io/v1"}
+
+
+def need_kubernetes_client() -> None:
+    """tests/conftest.py's policy (plugin tests stand alone): missing in CI is a failure."""
+    if importlib.util.find_spec("kubernetes") is not None:
+        return
+    why = "the kubernetes client is not installed (pip install 'falconet-response[k8s]')"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI prerequisite missing: {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:

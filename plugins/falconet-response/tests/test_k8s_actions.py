@@ -8,9 +8,7 @@ API server can be installed on this machine; see docs/response.md.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +19,12 @@ from falconet.alerts import Alert
 from falconet.priorities import Priority
 from falconet_response.actions.base import Action, ActionParamError, Target
 from falconet_response.actions.k8s import k8s_actions
-from response_k8s_apiserver import TOKEN, FakeApiServer
+from response_k8s_apiserver import TOKEN, FakeApiServer, need_kubernetes_client
 
 LOG = logging.getLogger("test")
 NS = "prod"
 ALERT = Alert("Terminal shell in container", Priority.CRITICAL, "syscall", [], "shell", {},
               1_764_626_694_000_000_000, "node-a")
-
-
-def need_kubernetes_client() -> None:
-    """tests/conftest.py's policy (plugin tests stand alone): missing in CI is a failure."""
-    if importlib.util.find_spec("kubernetes") is not None:
-        return
-    why = "the kubernetes client is not installed (pip install 'falconet-response[k8s]')"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI prerequisite missing: {why}", pytrace=False)
-    pytest.skip(why)
 
 
 @pytest.fixture

@@ -69,19 +69,25 @@ def label_value_problem(value: Any) -> str | None:
     return None
 
 
-def _labels_param(v: Any, action: str, key: str = "labels") -> dict[str, str]:
+def _labels_param(v: Any, key: str = "labels") -> dict[str, str]:
     if not isinstance(v, Mapping) or not v:
-        raise ActionParamError(f"{action}: {key} must be a non-empty mapping of label: value")
+        raise ActionParamError(f"{key} must be a non-empty mapping of label: value")
     out: dict[str, str] = {}
     for k, val in v.items():
         why = label_key_problem(k)
         if why:
-            raise ActionParamError(f"{action}: label key {k!r} must be {why}")
+            raise ActionParamError(f"label key {k!r} must be {why}")
         why = label_value_problem(val)
         if why:
-            raise ActionParamError(f"{action}: label {k} value {val!r} must be {why}")
+            raise ActionParamError(f"label {k} value {val!r} must be {why}")
         out[k] = val
     return out
+
+
+def _ttl(params: Mapping[str, Any]) -> dict[str, float]:
+    """``ttl``: the engine undoes a reversible action by itself after this many seconds."""
+    v = number(params, "ttl", None, 1, 30 * 86400, "")
+    return {} if v is None else {"ttl": float(v)}
 
 
 def parse_settings(cfg: Mapping[str, Any] | None) -> K8sSettings:
@@ -166,7 +172,7 @@ class _PodAction:
         try:
             self.client.warm_up()
         except ModuleNotFoundError as e:
-            raise ActionParamError(f"{self.name}: {e}") from None
+            raise ActionParamError(str(e)) from None
 
     def _find(self, target: Target) -> tuple[dict[str, Any] | None, Outcome | None]:
         """The target's pod, or the Outcome that ends the action (no pod, another pod, gone)."""
@@ -272,9 +278,9 @@ class LabelAction(_PodAction):
     reversible = True
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        check_known(params, {"labels"}, self.name)
+        check_known(params, {"labels", "ttl"}, "")
         self._warm_up()
-        return {"labels": _labels_param(params.get("labels"), self.name)}
+        return {"labels": _labels_param(params.get("labels")), **_ttl(params)}
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
         return self._label_run(target, params["labels"], None, "labelled")
@@ -302,23 +308,23 @@ class QuarantineAction(_PodAction):
     reversible = True
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        check_known(params, {"label", "value", "policy_name", "annotate"}, self.name)
+        check_known(params, {"label", "value", "policy_name", "annotate", "ttl"}, "")
         self._warm_up()
         s = self.client.settings
         label = params.get("label", s.quarantine_label)
         why = label_key_problem(label)
         if why:
-            raise ActionParamError(f"{self.name}: label must be {why}, got {label!r}")
+            raise ActionParamError(f"label must be {why}, got {label!r}")
         value = params.get("value", "true")
         why = label_value_problem(value)
         if why:
-            raise ActionParamError(f"{self.name}: value must be {why}, got {value!r}")
+            raise ActionParamError(f"value must be {why}, got {value!r}")
         pname = params.get("policy_name", s.networkpolicy_name)
         if not isinstance(pname, str) or len(pname) > 253 or not _SUBDOMAIN.fullmatch(pname):
-            raise ActionParamError(f"{self.name}: policy_name must be a lowercase DNS name, "
+            raise ActionParamError(f"policy_name must be a lowercase DNS name, "
                                    f"got {pname!r}")
         return {"label": label, "value": value, "policy_name": pname,
-                "annotate": flag(params, "annotate", True, self.name)}
+                "annotate": flag(params, "annotate", True, ""), **_ttl(params)}
 
     def _ensure_policy(self, ns: str, params: dict[str, Any]) -> str:
         """Create the policy unless it exists with exactly our spec; returns a note for the
@@ -353,14 +359,14 @@ class DeletePodAction(_PodAction):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         known = {"allow_daemonset", "allow_static", "min_healthy_replicas", "grace_period_seconds"}
-        check_known(params, known, self.name)
+        check_known(params, known, "")
         self._warm_up()
-        return {"allow_daemonset": flag(params, "allow_daemonset", False, self.name),
-                "allow_static": flag(params, "allow_static", False, self.name),
+        return {"allow_daemonset": flag(params, "allow_daemonset", False, ""),
+                "allow_static": flag(params, "allow_static", False, ""),
                 "min_healthy_replicas": number(params, "min_healthy_replicas", 1, 0, 100_000,
-                                               self.name, integer=True),
+                                               "", integer=True),
                 "grace_period_seconds": number(params, "grace_period_seconds", None, 0, 86_400,
-                                               self.name, integer=True)}
+                                               "", integer=True)}
 
     def _available(self, ns: str, ref: Mapping[str, Any]) -> tuple[str, int]:
         """(who, available replicas) of the pod's controller; a Deployment counts across its

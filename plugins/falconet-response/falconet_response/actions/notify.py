@@ -32,7 +32,7 @@ from falconet.outputs.webhook import _split_userinfo
 
 from . import slack_format
 from .base import Action, ActionParamError, Outcome, Target
-from .params import check_known, number
+from .params import at, check_known, number
 from .secrets import SecretError, SecretRef, redact, secret_ref
 
 DEFAULT_SLACK_ENV = "FALCONET_SLACK_WEBHOOK_URL"
@@ -75,10 +75,10 @@ class Endpoint:
 
 def _check_url(url: Any, what: str) -> str:
     if not isinstance(url, str):
-        raise ActionParamError(f"{what}: url must be a string")
+        raise ActionParamError(f"{at(what)}url must be a string")
     p = urllib.parse.urlsplit(url)
     if p.scheme not in ("http", "https") or not p.hostname:
-        raise ActionParamError(f"{what}: url must be an http:// or https:// URL with a host")
+        raise ActionParamError(f"{at(what)}url must be an http:// or https:// URL with a host")
     return url
 
 
@@ -139,17 +139,17 @@ def _short_answer(e: urllib.error.HTTPError) -> str:
 def _text(params: Mapping[str, Any], key: str, what: str) -> str | None:
     v = params.get(key)
     if v is not None and (not isinstance(v, str) or not v.isprintable()):
-        raise ActionParamError(f"{what}: {key} must be a single-line string")
+        raise ActionParamError(f"{at(what)}{key} must be a single-line string")
     return v
 
 
 def _ref(params: Mapping[str, Any], env_key: str, file_key: str, what: str) -> SecretRef | None:
     try:
-        ref = secret_ref(params, env_key, file_key, what)
+        ref = secret_ref(params, env_key, file_key)
         if ref is not None:
             ref.read()                   # a missing secret is a load-time error
     except (ValueError, SecretError) as e:
-        raise ActionParamError(f"{what}: {e}") from None
+        raise ActionParamError(f"{at(what)}{e}") from None
     return ref
 
 
@@ -178,7 +178,7 @@ class SlackAction:
         self.log = log
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        what = self.name
+        what = ""                        # the policy compiler names the action
         known = {*self._SOURCES, "channel", "username", "icon_url", "footer", "output_format",
                  "message", "timeout", "retries"}
         check_known(params, known, what)
@@ -189,7 +189,7 @@ class SlackAction:
         assert ref is not None
         fmt = p.get("output_format", "all")
         if fmt not in slack_format.OUTPUT_FORMATS:
-            raise ActionParamError(f"{what}: output_format must be one of "
+            raise ActionParamError(f"{at(what)}output_format must be one of "
                                    f"{', '.join(slack_format.OUTPUT_FORMATS)}, got {fmt!r}")
         out: dict[str, Any] = {**ref.to_params(*self._SOURCES), "output_format": fmt,
                                "timeout": float(number(p, "timeout", 5.0, 0.1, 60, what)),
@@ -203,11 +203,11 @@ class SlackAction:
             try:
                 slack_format.check_message(out["message"])
             except ValueError as e:
-                raise ActionParamError(f"{what}: message: {e}") from None
+                raise ActionParamError(f"{at(what)}message: {e}") from None
         return out
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
-        ref = secret_ref(params, *self._SOURCES, self.name)
+        ref = secret_ref(params, *self._SOURCES)
         body = json.dumps(slack_format.slack_payload(alert, params), ensure_ascii=False)
         return post_json(Endpoint(secret=ref), body.encode("utf-8"), {}, params["timeout"],
                          params["retries"])
@@ -233,30 +233,30 @@ class WebhookAction:
         for key in ("headers", "headers_env", "headers_file"):
             v = p.get(key) or {}
             if not isinstance(v, Mapping):
-                raise ActionParamError(f"{self.name}: {key} must be a mapping of header: value")
+                raise ActionParamError(f"{key} must be a mapping of header: value")
             for name, val in v.items():
                 if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-                    raise ActionParamError(f"{self.name}: {key}: {name!r} is not a header name")
+                    raise ActionParamError(f"{key}: {name!r} is not a header name")
                 if name.lower() in _RESERVED_HEADERS:
-                    raise ActionParamError(f"{self.name}: {key}: {name} is set by the action")
+                    raise ActionParamError(f"{key}: {name} is set by the action")
                 if not isinstance(val, str) or not val.isprintable():
-                    raise ActionParamError(f"{self.name}: {key}: {name} must be a single-line "
+                    raise ActionParamError(f"{key}: {name} must be a single-line "
                                            "string")
                 if key != "headers":
                     src = "env" if key == "headers_env" else "file"
-                    _ref({src: val}, "env", "file", f"{self.name}: {key}: {name}")
+                    _ref({src: val}, "env", "file", f"{key}: {name}")
             out[key] = dict(v)
         return out
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        what = self.name
+        what = ""                        # the policy compiler names the action
         known = {*self._SOURCES, "headers", "headers_env", "headers_file", "timeout", "retries"}
         check_known(params, known, what)
         p = _with_defaults(self.defaults, params, self._SOURCES)
         check_known(p, known, "plugins.response.notify.webhook")
         given = [k for k in self._SOURCES if p.get(k) is not None]
         if len(given) != 1:
-            raise ActionParamError(f"{what}: give exactly one of url, url_env, url_file"
+            raise ActionParamError(f"{at(what)}give exactly one of url, url_env, url_file"
                                    + (f" (got {', '.join(given)})" if given else ""))
         out: dict[str, Any] = {}
         if given[0] == "url":
@@ -272,7 +272,7 @@ class WebhookAction:
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
         endpoint = Endpoint(url=params["url"]) if params.get("url") else \
-            Endpoint(secret=secret_ref(params, "url_env", "url_file", self.name))
+            Endpoint(secret=secret_ref(params, "url_env", "url_file"))
         headers = dict(params.get("headers") or {})
         for key, src in (("headers_env", "env"), ("headers_file", "file")):
             for name, where in (params.get(key) or {}).items():

@@ -9,19 +9,25 @@ from typing import Any
 from .base import ActionParamError
 
 
+def at(what: str) -> str:
+    """The message prefix naming a settings section (empty for a policy's own params: the
+    policy compiler already names the action)."""
+    return f"{at(what)}" if what else ""
+
+
 def check_known(params: Any, known: set[str], what: str) -> None:
     if not isinstance(params, Mapping):
-        raise ActionParamError(f"{what}: params must be a mapping")
+        raise ActionParamError(f"{at(what)}params must be a mapping")
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ActionParamError(f"{what}: unknown parameter(s) {', '.join(map(str, unknown))} "
+        raise ActionParamError(f"{at(what)}unknown parameter(s) {', '.join(map(str, unknown))} "
                                f"(expected: {', '.join(sorted(known)) or 'none'})")
 
 
 def flag(params: Mapping[str, Any], key: str, default: bool, what: str) -> bool:
     v = params.get(key, default)
     if not isinstance(v, bool):
-        raise ActionParamError(f"{what}: {key} must be true or false, got {v!r}")
+        raise ActionParamError(f"{at(what)}{key} must be true or false, got {v!r}")
     return v
 
 
@@ -35,5 +41,5 @@ def number(params: Mapping[str, Any], key: str, default: Any, lo: float, hi: flo
     ok = isinstance(v, int) if integer else isinstance(v, int | float)
     if isinstance(v, bool) or not ok or not lo <= v <= hi:
         kind = "an integer" if integer else "a number"
-        raise ActionParamError(f"{what}: {key} must be {kind} in [{lo:g}, {hi:g}], got {v!r}")
+        raise ActionParamError(f"{at(what)}{key} must be {kind} in [{lo:g}, {hi:g}], got {v!r}")
     return v

@@ -55,20 +55,19 @@ class SecretRef:
         return {env_key: self.env} if self.env else {file_key: str(self.file)}
 
 
-def secret_ref(params: Mapping[str, Any], env_key: str, file_key: str,
-               what: str) -> SecretRef | None:
+def secret_ref(params: Mapping[str, Any], env_key: str, file_key: str) -> SecretRef | None:
     """The reference in ``params[env_key]`` / ``params[file_key]`` (at most one), or ``None``.
     Raises :class:`ValueError` saying what was expected."""
     env, path = params.get(env_key), params.get(file_key)
     if env is not None and path is not None:
-        raise ValueError(f"{what}: give {env_key} or {file_key}, not both")
+        raise ValueError(f"give {env_key} or {file_key}, not both")
     if env is not None:
         if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
-            raise ValueError(f"{what}: {env_key} must be an environment variable name, got {env!r}")
+            raise ValueError(f"{env_key} must be an environment variable name, got {env!r}")
         return SecretRef(env=env)
     if path is not None:
         if not isinstance(path, str) or not os.path.isabs(path):
-            raise ValueError(f"{what}: {file_key} must be an absolute path, got {path!r}")
+            raise ValueError(f"{file_key} must be an absolute path, got {path!r}")
         return SecretRef(file=path)
     return None
 
