@@ -145,18 +145,20 @@ class FakeApiServer:
         return str(pod["metadata"]["uid"])
 
     def add_owner(self, resource: str, ns: str, name: str, available: int,
-                  owner: tuple[str, str] | None = None) -> None:
+                  owner: tuple[str, str] | None = None, desired: int | None = None) -> None:
         """A ReplicaSet/Deployment/StatefulSet (``availableReplicas``) or DaemonSet
         (``numberAvailable``), optionally controlled by ``owner`` (kind, name)."""
         md: dict[str, Any] = {}
         if owner:
             md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1],
                                       "uid": str(uuid.uuid4()), "controller": True}]
-        st = ({"numberAvailable": available, "desiredNumberScheduled": available,
+        desired = available if desired is None else desired
+        st = ({"numberAvailable": available, "desiredNumberScheduled": desired,
                "currentNumberScheduled": available, "numberMisscheduled": 0, "numberReady": available}
               if resource == "daemonsets" else
               {"replicas": available, "readyReplicas": available, "availableReplicas": available})
-        self.put(resource, ns, name, {"metadata": md, "spec": {}, "status": st})
+        spec = {} if resource == "daemonsets" else {"replicas": desired}
+        self.put(resource, ns, name, {"metadata": md, "spec": spec, "status": st})
 
     def get(self, resource: str, ns: str, name: str) -> dict[str, Any] | None:
         with self.lock:

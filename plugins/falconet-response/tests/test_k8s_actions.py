@@ -243,6 +243,23 @@ def test_delete_pod_keeps_the_minimum_healthy_replicas(api: FakeApiServer,
     assert out.result == "done"
 
 
+def test_min_healthy_replicas_as_a_percentage_of_desired(api: FakeApiServer,
+                                                         tmp_path: Path) -> None:
+    """Desired 4, available 3 including this pod: 2 others. 75% of 4 = 3 refuses, 50% = 2
+    deletes."""
+    api.add_owner("deployments", NS, "web", 3, desired=4)
+    api.add_owner("replicasets", NS, "web-7d9f", 3, owner=("Deployment", "web"), desired=4)
+    uid = api.add_pod("web-7d9f-x", NS, {}, owner=("ReplicaSet", "web-7d9f"))
+    d = make(api, tmp_path)["delete_pod"]
+    out = d.run(target("web-7d9f-x", uid), ALERT, d.check_params({"min_healthy_replicas": "75%"}))
+    assert out.result == "skipped" and "75% of 4 = 3" in out.detail
+    out = d.run(target("web-7d9f-x", uid), ALERT, d.check_params({"min_healthy_replicas": "50%"}))
+    assert out.result == "done", out
+    for bad in ("150%", "half", 1.5, -1):
+        with pytest.raises(ActionParamError, match="min_healthy_replicas"):
+            d.check_params({"min_healthy_replicas": bad})
+
+
 def test_an_unready_pod_does_not_count_itself(api: FakeApiServer, tmp_path: Path) -> None:
     uid = deployment_pod(api, available=1, ready=False)       # the 1 available is another pod
     d = make(api, tmp_path)["delete_pod"]

@@ -16,7 +16,8 @@ between: read again and retry once), deletes carry the uid.
 - ``delete_pod``: guards first, each of which turns the action into ``skipped``: a static
   (mirror) pod or a DaemonSet's pod only with ``allow_static`` / ``allow_daemonset``; the pod's
   controller (Deployment via its ReplicaSet, ReplicaSet, StatefulSet, DaemonSet) must keep at
-  least ``min_healthy_replicas`` available replicas besides this pod. A pod without a controller
+  least ``min_healthy_replicas`` (a count, or a percentage of its desired replicas) available
+  replicas besides this pod. A pod without a controller
   has none besides itself, so it is deleted only with ``min_healthy_replicas: 0``. An alert
   without ``k8s.pod.uid`` deletes nothing (the pod could not be told from a namesake). Not
   reversible.
@@ -28,6 +29,7 @@ expected failure is an ``Outcome(result="failed")``, never an exception.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +42,7 @@ from .k8s_client import K8sCallError, K8sClient, K8sSettings
 from .params import check_known, flag, number
 
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_PERCENT = re.compile(r"[0-9]{1,3}%")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 #: kubelet marks the API copy of a static pod with this annotation
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -88,6 +91,20 @@ def _ttl(params: Mapping[str, Any]) -> dict[str, float]:
     """``ttl``: the engine undoes a reversible action by itself after this many seconds."""
     v = number(params, "ttl", None, 1, 30 * 86400, "")
     return {} if v is None else {"ttl": float(v)}
+
+
+def _min_healthy(v: Any) -> int | str:
+    """An absolute count or a percentage (``"50%"``) of the controller's desired replicas."""
+    if isinstance(v, str) and _PERCENT.fullmatch(v) and int(v[:-1]) <= 100:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100_000:
+        raise ActionParamError(f"min_healthy_replicas must be an integer in [0, 100000] or a "
+                               f"percentage like \"50%\", got {v!r}")
+    return v
+
+
+def _count(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 def parse_settings(cfg: Mapping[str, Any] | None) -> K8sSettings:
@@ -363,17 +380,16 @@ class DeletePodAction(_PodAction):
         self._warm_up()
         return {"allow_daemonset": flag(params, "allow_daemonset", False, ""),
                 "allow_static": flag(params, "allow_static", False, ""),
-                "min_healthy_replicas": number(params, "min_healthy_replicas", 1, 0, 100_000,
-                                               "", integer=True),
+                "min_healthy_replicas": _min_healthy(params.get("min_healthy_replicas", 1)),
                 "grace_period_seconds": number(params, "grace_period_seconds", None, 0, 86_400,
                                                "", integer=True)}
 
-    def _available(self, ns: str, ref: Mapping[str, Any]) -> tuple[str, int]:
-        """(who, available replicas) of the pod's controller; a Deployment counts across its
-        ReplicaSets (a rollout's old and new pods are all its replicas)."""
+    def _available(self, ns: str, ref: Mapping[str, Any]) -> tuple[str, int, int]:
+        """(who, available replicas, desired replicas) of the pod's controller; a Deployment
+        counts across its ReplicaSets (a rollout's old and new pods are all its replicas)."""
         kind, name = str(ref.get("kind")), str(ref.get("name"))
         if kind not in ("ReplicaSet", "StatefulSet", "DaemonSet"):
-            return f"{kind} {name} (not a controller the guard knows)", 0
+            return f"{kind} {name} (not a controller the guard knows)", 0, 1
         owner = self.client.get_owner(kind, ns, name)
         if kind == "ReplicaSet":
             dep = _controller(owner)
@@ -381,9 +397,12 @@ class DeletePodAction(_PodAction):
                 kind, name = "Deployment", str(dep.get("name"))
                 owner = self.client.get_owner(kind, ns, name)
         st = owner.get("status") or {}
-        key = "numberAvailable" if kind == "DaemonSet" else "availableReplicas"
-        n = st.get(key, st.get("readyReplicas", 0))
-        return f"{kind} {name}", n if isinstance(n, int) and not isinstance(n, bool) else 0
+        if kind == "DaemonSet":
+            available, desired = st.get("numberAvailable", 0), st.get("desiredNumberScheduled", 1)
+        else:
+            available = st.get("availableReplicas", st.get("readyReplicas", 0))
+            desired = (owner.get("spec") or {}).get("replicas", 1)     # the API's default is 1
+        return f"{kind} {name}", _count(available), _count(desired)
 
     def _guard(self, pod: dict[str, Any], params: dict[str, Any]) -> str | None:
         """Why the pod must not be deleted, or ``None``. Raises K8sCallError (cannot verify)."""
@@ -395,17 +414,19 @@ class DeletePodAction(_PodAction):
             return "a static (mirror) pod; allow_static: true to delete it"
         if ref is not None and ref.get("kind") == "DaemonSet" and not params["allow_daemonset"]:
             return f"owned by DaemonSet {ref.get('name')}; allow_daemonset: true to delete it"
-        want = params["min_healthy_replicas"]
-        if want == 0:
+        spec = params["min_healthy_replicas"]
+        if spec in (0, "0%"):
             return None
         if ref is None or static:
-            who, available = "no controller", 0
+            who, available, desired = "no controller", 0, 1
         else:
-            who, available = self._available(str(md.get("namespace")), ref)
+            who, available, desired = self._available(str(md.get("namespace")), ref)
+        want = spec if isinstance(spec, int) else math.ceil(int(spec[:-1]) * desired / 100)
         others = max(0, available - (1 if _pod_ready(pod) else 0))
         if others < want:
+            shown = spec if isinstance(spec, int) else f"{spec} of {desired} = {want}"
             return (f"{who}: {others} other available replica(s), min_healthy_replicas is "
-                    f"{want}")
+                    f"{shown}")
         return None
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
