@@ -169,6 +169,9 @@ def test_webhook_retries_5xx_then_succeeds(receiver: Receiver) -> None:
     hook = actions()["webhook"]
     out = hook.run(TARGET, alert(), hook.check_params({"url": receiver.url("/"), "retries": 1}))
     assert out.result == "done" and len(receiver.requests) == 2
+    receiver.answers = [(503, b"busy", {})]
+    out = hook.run(TARGET, alert(), hook.check_params({"url": receiver.url("/"), "retries": 1}))
+    assert out.result == "failed" and out.detail.endswith("HTTP 503 busy after 2 attempts")
 
 
 def test_failures_are_redacted_and_bounded(monkeypatch: pytest.MonkeyPatch,
@@ -179,7 +182,7 @@ def test_failures_are_redacted_and_bounded(monkeypatch: pytest.MonkeyPatch,
     out = slack.run(TARGET, alert(), slack.check_params({"webhook_url_env": "SECRET_URL",
                                                          "retries": 2}))
     assert out.result == "failed" and "HTTP 404 no_service" in out.detail
-    assert len(receiver.requests) == 1                          # a 4xx is final
+    assert len(receiver.requests) == 1 and "attempts" not in out.detail   # a 4xx is final
     assert SECRET_PATH not in out.detail and str(receiver.port) not in out.detail
     # nobody listening: a connection error, reported without the URL, in bounded time
     port = receiver.port

@@ -98,8 +98,9 @@ def post_json(endpoint: Endpoint, body: bytes, headers: Mapping[str, str], timeo
     secrets = [url, p.netloc, p.path, p.query, *hdrs.values()] if endpoint.secret else \
         [p.path, p.query, *headers.values()]
     secrets = [s for s in secrets if s not in ("/", "application/json")]
-    last, delay = "", backoff
+    last, delay, attempts = "", backoff, 0
     for attempt in range(retries + 1):
+        attempts += 1
         try:
             req = urllib.request.Request(url, data=body, headers=hdrs, method="POST")
             with _OPENER.open(req, timeout=timeout) as resp:
@@ -121,7 +122,7 @@ def post_json(endpoint: Endpoint, body: bytes, headers: Mapping[str, str], timeo
         if attempt < retries:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-    tries = f" after {retries + 1} attempts" if retries else ""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
     return Outcome("failed", redact(f"POST {endpoint.shown()}: {last}{tries}", secrets)[:300])
 
 
