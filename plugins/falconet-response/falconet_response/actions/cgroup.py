@@ -48,6 +48,24 @@ def container_cgroup(pid: int, cid: str, root: str = CGROUP_ROOT, proc: str = pr
     return None
 
 
+def find_container_cgroup(cid: str, root: str = CGROUP_ROOT, max_depth: int = 6
+                          ) -> tuple[str, str] | None:
+    """When the alert's process is gone: the cgroup directory named after the container id
+    (``docker-<id>.scope``, ``/docker/<id>``, ``cri-containerd-<id>.scope``, runc's path...),
+    v1 freezer first. Bounded walk, off the hot path."""
+    for kind, base, probe in (("v1", os.path.join(root, "freezer"), "freezer.state"),
+                              ("v2", v2_root(root), "cgroup.freeze")):
+        if not os.path.isdir(base):
+            continue
+        base_depth = base.rstrip("/").count("/")
+        for d, subdirs, files in os.walk(base):
+            if d.count("/") - base_depth >= max_depth:
+                subdirs[:] = []
+            if d != base and cid in os.path.basename(d) and probe in files:
+                return kind, d
+    return None
+
+
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -105,12 +123,14 @@ class FreezeAction:
         return {"ttl": ttl} if ttl is not None else {}
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
-        if target.container_id is None or target.pid is None:
+        if target.container_id is None:
             return skipped("freeze acts on containers: the alert's process is on the host")
-        st = procfs.stat(target.pid, self.proc)
-        if st is None or not procfs.same_process(st, target.start_ts, alert.time_ns):
-            return skipped(f"pid {target.pid} has exited: its container's cgroup is unknown")
-        found = container_cgroup(target.pid, target.container_id, self.root, self.proc)
+        st = procfs.stat(target.pid, self.proc) if target.pid else None
+        found = None
+        if st is not None and procfs.same_process(st, target.start_ts, alert.time_ns):
+            found = container_cgroup(target.pid, target.container_id, self.root, self.proc)
+        if found is None:     # the process already exited (a `docker exec`): find it by id
+            found = find_container_cgroup(target.container_id, self.root)
         if found is None:
             return failed(f"no freezable cgroup naming container {target.container_id[:12]}")
         kind, d = found
@@ -157,10 +177,11 @@ class UnfreezeAction:
         return {}
 
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
-        if target.container_id is None or target.pid is None:
+        if target.container_id is None:
             return skipped("unfreeze acts on containers")
-        found = container_cgroup(target.pid, target.container_id, self.freeze.root,
-                                 self.freeze.proc)
+        found = container_cgroup(target.pid or 0, target.container_id, self.freeze.root,
+                                 self.freeze.proc) \
+            or find_container_cgroup(target.container_id, self.freeze.root)
         if found is None:
             return failed(f"no freezable cgroup naming container {target.container_id[:12]}")
         return self.freeze.undo({"kind": found[0], "dir": found[1],

@@ -1,0 +1,290 @@
+"""Live acceptance of the response plugin: ``falconet run`` (eBPF collector, default rules, the
+container and response plugins) against real processes, a real docker container and a real runc
+container. Every policy is keyed to the processes/containers this module starts (other tests on
+the host trigger rules too), and the triggering rule is the default Critical rule
+``Crypto Miner Launched`` (a process with ``stratum+tcp://`` on its command line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, need_bcc, stop_process, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
+from container_runtimes import (  # noqa: E402
+    DOCKER_RUNC_ROOT,
+    DOCKER_SOCK,
+    sh,
+    start_docker,
+    start_runc,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.containers, pytest.mark.ebpf]
+
+TOK = secrets.token_hex(4)
+MINER = "stratum+tcp://pool.minexmr.com:4444"
+RULE = "Crypto Miner Launched"
+TTL = 3
+#: a counter the container bumps every 50 ms: it stops advancing exactly while frozen
+COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"]
+LOOP = "import sys, time\nwhile True: time.sleep(0.01)"
+
+
+def policies(docker_id: str, runc_id: str) -> list[dict]:
+    def host(name: str, token: str, **kw) -> dict:
+        return {"name": name, "match": {"rules": [RULE],
+                                        "condition": f"proc.cmdline contains {token}"},
+                "actions": [{"action": "kill"}], "allow_host": True, "dedup_seconds": 0, **kw}
+    ids = f"container.id in ({docker_id[:12]}, {runc_id[:12]})"
+    return [
+        {"name": "freeze-hold",
+         "match": {"priority": ">=Critical", "condition": f"{ids} and proc.cmdline contains "
+                                                          f"fnt-hold-{TOK}"},
+         "actions": [{"action": "freeze"}], "dedup_seconds": 0},
+        {"name": "freeze-containers",
+         "match": {"priority": ">=Critical", "condition": ids},
+         "actions": [{"action": "freeze", "ttl": TTL}], "dedup_seconds": 0},
+        host("kill-host", f"fnt-kill-{TOK}"),
+        host("shadow", f"fnt-dry-{TOK}", dry_run=True),
+        {**host("no-host", f"fnt-nohost-{TOK}"), "allow_host": False},
+        host("guarded", f"fnt-guard-{TOK}"),
+        host("storm", f"fnt-storm-{TOK}", breaker={"max_targets": 3, "window_seconds": 60}),
+    ]
+
+
+class Engine:
+    def __init__(self, tmp: Path, docker_id: str, runc_id: str) -> None:
+        self.audit = tmp / "audit.jsonl"
+        cfg = {
+            "plugins": {
+                "container": {"runc_roots": ["/run/runc", "/run/containerd/runc",
+                                             DOCKER_RUNC_ROOT], "docker_socket": DOCKER_SOCK},
+                "response": {"audit_log": str(self.audit),
+                             "protected": f"proc.cmdline contains fnt-guard-{TOK}"},
+            },
+            "responses": policies(docker_id, runc_id),
+        }
+        self.config = tmp / "falconet.yaml"
+        self.config.write_text(json.dumps(cfg))
+        self.out, self.err = tmp / "alerts.json", tmp / "stderr.txt"
+        with __import__("socket").socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.exe = str(Path(sys.executable).parent / "falconet")
+        self.proc = subprocess.Popen(
+            [self.exe, "run", "-c", str(self.config), "--json", "--metrics-port", str(self.port)],
+            cwd=REPO, stdout=self.out.open("w"), stderr=self.err.open("w"),
+            stdin=subprocess.DEVNULL)
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"falconet exited: {self.err.read_text()[-3000:]}")
+
+    def records(self, **match) -> list[dict]:
+        out = []
+        if not self.audit.exists():
+            return out
+        for line in self.audit.read_text().splitlines():
+            r = json.loads(line)
+            if all(r.get(k) == v for k, v in match.items()):
+                out.append(r)
+        return out
+
+    def alerts(self, rule: str) -> list[dict]:
+        out = []
+        for line in self.out.read_text().splitlines():
+            try:
+                a = json.loads(line)
+            except ValueError:
+                continue
+            if a.get("rule") == rule:
+                out.append(a)
+        return out
+
+    def metric(self, name: str, **labels: str) -> float:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in body.decode().splitlines():
+            if line.startswith(name + "{"):
+                got = ",".join(sorted(line[line.index("{") + 1:line.index("}")].split(",")))
+                if got == want:
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def respond(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([self.exe, "respond", *args, "-c", str(self.config)],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def miner(token: str) -> subprocess.Popen:
+    """A host process whose exec triggers the rule and that keeps running afterwards."""
+    return subprocess.Popen([sys.executable, "-c", LOOP, MINER, token],
+                            stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def rig(request, tmp_path_factory):
+    need_bcc()
+    docker = start_docker(request, cmd=COUNTER)
+    runc = start_runc(request, cmd=COUNTER)
+    eng = Engine(tmp_path_factory.mktemp("response"), docker.full_id, runc.full_id)
+    request.addfinalizer(lambda: stop_process(eng.proc, 15))
+    # ready: a shadow (dry-run) policy records a "would have acted" for a probe process
+    probes: list[subprocess.Popen] = []
+
+    def ready() -> bool:
+        eng.alive()
+        p = miner(f"fnt-dry-{TOK}")
+        probes.append(p)
+        time.sleep(0.3)
+        return bool(eng.records(policy="shadow"))
+    try:
+        wait_until(ready, 90, interval=0.5, what="the engine to act on a probe")
+    finally:
+        for p in probes:
+            stop_process(p, 5, signal.SIGKILL)
+    return eng, docker, runc
+
+
+def counter(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/root/tmp/n").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return -1
+
+
+def advancing(pid: int, window: float = 0.6) -> bool:
+    a = counter(pid)
+    time.sleep(window)
+    return counter(pid) > a
+
+
+def frozen(pid: int) -> bool:
+    """Checked from outside: the container's counter does not move for 0.6 s (12 ticks)."""
+    return not advancing(pid)
+
+
+def trigger_in(kind: str, cid: str, *extra: str) -> None:
+    if kind == "docker":
+        sh("docker", "exec", cid, "/bin/true", MINER, *extra)
+    else:
+        sh("runc", "exec", cid, "/bin/true", MINER, *extra)
+
+
+@pytest.mark.parametrize("kind", ["docker", "runc"])
+def test_container_is_frozen_thaws_after_ttl_and_undo_by_id(rig, kind: str) -> None:
+    eng, docker, runc = rig
+    c = docker if kind == "docker" else runc
+    wait_until(lambda: advancing(c.pid, 0.2), 10, what="the container's counter to run")
+    before = len(eng.records(policy="freeze-containers", result="done"))
+    trigger_in(kind, c.full_id if kind == "runc" else c.name)
+    wait_until(lambda: len(eng.records(policy="freeze-containers", result="done")) > before, 20,
+               what="a freeze to be audited")
+    rec = eng.records(policy="freeze-containers", result="done")[-1]
+    assert rec["target"]["container_id"] == c.full_id and rec["reversible"] and rec["ttl"] == TTL
+    assert frozen(c.pid), "the container kept running after the freeze"
+    # the ttl thaws it by itself
+    wait_until(lambda: eng.records(type="undo", of=rec["id"], by="ttl", result="done"), TTL + 10,
+               what="the ttl thaw")
+    wait_until(lambda: advancing(c.pid, 0.2), 5, what="the counter to run again")
+
+    # frozen again (a policy without ttl), then undone by id from the CLI
+    held = len(eng.records(policy="freeze-hold", result="done"))
+    trigger_in(kind, c.full_id if kind == "runc" else c.name, f"fnt-hold-{TOK}")
+    wait_until(lambda: len(eng.records(policy="freeze-hold", result="done")) > held, 20,
+               what="the second freeze")
+    rec2 = eng.records(policy="freeze-hold", result="done")[-1]
+    assert frozen(c.pid)
+    listed = eng.respond("list")
+    assert listed.returncode == 0 and rec2["id"] in listed.stdout, listed
+    r = eng.respond("undo", rec2["id"])
+    assert r.returncode == 0, r.stderr
+    assert "done" in r.stdout
+    assert advancing(c.pid), "undo did not thaw the container"
+    again = eng.respond("undo", rec2["id"])
+    assert again.returncode == 1 and "already undone" in again.stderr
+
+
+def test_host_process_is_killed_and_another_is_untouched(rig) -> None:
+    eng = rig[0]
+    bystander = subprocess.Popen([sys.executable, "-c", LOOP, "fnt-bystander"],
+                                 stdin=subprocess.DEVNULL)
+    victim = miner(f"fnt-kill-{TOK}")
+    try:
+        wait_until(lambda: victim.poll() is not None, 10, what="the matching process to die")
+        assert victim.returncode == -signal.SIGKILL
+        rec = eng.records(policy="kill-host", result="done")[-1]
+        assert rec["target"]["pid"] == victim.pid and rec["latency_ms"] < 1000
+        assert bystander.poll() is None, "a process that matched nothing was hit"
+        assert eng.metric("falconet_response_actions_total", policy="kill-host", action="kill",
+                          result="done") >= 1
+    finally:
+        stop_process(bystander, 5, signal.SIGKILL)
+        stop_process(victim, 5, signal.SIGKILL)
+
+
+def test_dry_run_changes_nothing_and_counts(rig) -> None:
+    eng = rig[0]
+    n = eng.metric("falconet_response_actions_total", policy="shadow", action="kill",
+                   result="dry_run")
+    p = miner(f"fnt-dry-{TOK}")
+    try:
+        wait_until(lambda: eng.metric("falconet_response_actions_total", policy="shadow",
+                                      action="kill", result="dry_run") > n, 15,
+                   what="the dry run to be counted")
+        assert p.poll() is None, "dry_run killed the process"
+        assert any(r["target"].get("pid") == p.pid for r in eng.records(policy="shadow",
+                                                                        result="dry_run"))
+    finally:
+        stop_process(p, 5, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("policy, token", [("no-host", "fnt-nohost"), ("guarded", "fnt-guard")])
+def test_protected_targets_are_untouched_even_when_matched(rig, policy: str, token: str) -> None:
+    """A host process without allow_host, and a process matching plugins.response.protected."""
+    eng = rig[0]
+    p = miner(f"{token}-{TOK}")
+    try:
+        wait_until(lambda: any(r["target"].get("pid") == p.pid
+                               for r in eng.records(policy=policy, result="protected")), 15,
+                   what="the protected decision to be audited")
+        time.sleep(0.3)
+        assert p.poll() is None, "a protected process was killed"
+        assert not eng.records(policy=policy, result="done")
+    finally:
+        stop_process(p, 5, signal.SIGKILL)
+
+
+def test_a_storm_of_targets_trips_the_breaker_and_sighup_rearms(rig) -> None:
+    eng = rig[0]
+    procs = []
+    try:
+        for _ in range(6):
+            procs.append(miner(f"fnt-storm-{TOK}"))
+            time.sleep(0.15)
+        wait_until(lambda: eng.records(type="breaker", policy="storm", state="open"), 20,
+                   what="the breaker to open")
+        time.sleep(1.0)
+        killed = [p for p in procs if p.poll() is not None]
+        assert len(killed) == 3, "the breaker let more than max_targets through"
+        assert eng.metric("falconet_response_policy_armed", policy="storm") == 0
+        wait_until(lambda: eng.alerts("Falconet response circuit breaker open"), 10,
+                   what="the internal alert")
+        r = eng.respond("rearm")
+        assert r.returncode == 0, r.stderr
+        wait_until(lambda: eng.records(type="breaker", policy="storm", state="rearmed"), 10,
+                   what="the re-arm")
+        assert eng.metric("falconet_response_policy_armed", policy="storm") == 1
+    finally:
+        for p in procs:
+            stop_process(p, 5, signal.SIGKILL)
+    assert os.path.exists(eng.audit) and (os.stat(eng.audit).st_mode & 0o777) == 0o600
