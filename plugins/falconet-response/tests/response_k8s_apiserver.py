@@ -30,6 +30,8 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,17 @@ def need_kubernetes_client() -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI prerequisite missing: {why}", pytrace=False)
     pytest.skip(why)
+
+
+@contextmanager
+def running_api_server() -> Iterator[FakeApiServer]:
+    """A started stand-in (and the client it is for), stopped afterwards."""
+    need_kubernetes_client()
+    srv = FakeApiServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:

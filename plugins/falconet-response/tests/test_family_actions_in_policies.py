@@ -25,17 +25,15 @@ from falconet_response.policy import PolicyError, compile_policies
 from falconet_response.safety import Protection
 from falconet_response.settings import parse_settings
 from notify_receivers import Receiver
-from response_k8s_apiserver import FakeApiServer, need_kubernetes_client
+from response_k8s_apiserver import FakeApiServer, running_api_server
 
 NS = "shop"
 
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    need_kubernetes_client()
-    srv = FakeApiServer().start()
-    yield srv
-    srv.stop()
+    with running_api_server() as srv:
+        yield srv
 
 
 @pytest.fixture

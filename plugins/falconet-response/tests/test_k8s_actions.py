@@ -19,7 +19,7 @@ from falconet.alerts import Alert
 from falconet.priorities import Priority
 from falconet_response.actions.base import Action, ActionParamError, Target
 from falconet_response.actions.k8s import k8s_actions
-from response_k8s_apiserver import TOKEN, FakeApiServer, need_kubernetes_client
+from response_k8s_apiserver import TOKEN, FakeApiServer, running_api_server
 
 LOG = logging.getLogger("test")
 NS = "prod"
@@ -29,10 +29,8 @@ ALERT = Alert("Terminal shell in container", Priority.CRITICAL, "syscall", [], "
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    need_kubernetes_client()
-    srv = FakeApiServer().start()
-    yield srv
-    srv.stop()
+    with running_api_server() as srv:
+        yield srv
 
 
 def make(api: FakeApiServer, tmp_path: Path, **cfg: Any) -> dict[str, Action]:
