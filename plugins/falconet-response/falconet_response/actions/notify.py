@@ -6,7 +6,7 @@ Both POST with the standard library, bounded: a per-request ``timeout``, ``retri
 connection errors, timeouts, 429 and 5xx, no redirect followed (a 3xx is a failure: a webhook that
 redirects would send the alert where the config does not say), no proxy from the environment.
 Secrets (the Slack webhook URL, a secret function URL, header tokens) come from env vars or files
-named in the params (:mod:`.secrets`); the normalised params hold only those names, and every
+named in the params (:mod:`.secret_source`); the normalised params hold only those names, and every
 error text is redacted (the URL shows as its source, ``URL from $SLACK_WEBHOOK``, or for a plain
 ``url`` as ``scheme://host:port``).
 """
@@ -33,7 +33,7 @@ from falconet.outputs.webhook import _split_userinfo
 from . import slack_format
 from .base import Action, ActionParamError, Outcome, Target
 from .params import at, check_known, number
-from .secrets import SecretError, SecretRef, redact, secret_ref
+from .secret_source import SecretError, SecretRef, redact, secret_ref
 
 DEFAULT_SLACK_ENV = "FALCONET_SLACK_WEBHOOK_URL"
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
