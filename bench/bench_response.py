@@ -161,19 +161,32 @@ def one_kill(eng: Engine, tmp: Path, port: int) -> tuple[float, int] | None:
     return (rec["latency_ms"], n) if rec else None
 
 
+def thaw_all(eng: Engine) -> None:
+    """Thaw every cgroup a bench freeze touched (a late freeze must not wedge the next exec)."""
+    for r in eng.records():
+        undo = r.get("undo") if r.get("policy") == "bench-freeze" else None
+        if isinstance(undo, dict):
+            f = "freezer.state" if undo["kind"] == "v1" else "cgroup.freeze"
+            try:
+                Path(undo["dir"], f).write_text("THAWED" if undo["kind"] == "v1" else "0")
+            except OSError:
+                pass
+
+
 def one_freeze(eng: Engine, name: str) -> float | None:
     """``name``: the container's name (docker exec); its id is in the policy."""
     before = {r.get("id") for r in eng.records()}
-    subprocess.run(["docker", "exec", name, "/bin/true", "stratum+tcp://pool.minexmr.com:4444"],
-                   check=False, capture_output=True, timeout=30)
-    rec = eng.wait_record(lambda r: r.get("policy") == "bench-freeze"
-                          and r.get("result") == "done" and r.get("id") not in before, 10)
-    if rec is None:
-        return None
-    undo = rec["undo"]
-    f = "freezer.state" if undo["kind"] == "v1" else "cgroup.freeze"
-    Path(undo["dir"], f).write_text("THAWED" if undo["kind"] == "v1" else "0")
-    return rec["latency_ms"]
+    try:
+        subprocess.run(["docker", "exec", name, "/bin/true",
+                        "stratum+tcp://pool.minexmr.com:4444"],
+                       check=False, capture_output=True, timeout=30)
+        rec = eng.wait_record(lambda r: r.get("policy") == "bench-freeze"
+                              and r.get("result") == "done" and r.get("id") not in before, 15)
+    except subprocess.TimeoutExpired:
+        rec = None
+    finally:
+        thaw_all(eng)
+    return rec["latency_ms"] if rec else None
 
 
 def phase(eng: Engine, tmp: Path, port: int, rounds: int, freeze_rounds: int,

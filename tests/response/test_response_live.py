@@ -137,7 +137,11 @@ def rig(request, tmp_path_factory):
     docker = start_docker(request, cmd=COUNTER)
     runc = start_runc(request, cmd=COUNTER)
     eng = Engine(tmp_path_factory.mktemp("response"), docker.full_id, runc.full_id)
-    request.addfinalizer(lambda: stop_process(eng.proc, 15))
+
+    def cleanup() -> None:
+        stop_process(eng.proc, 15)
+        thaw_all(eng)     # a failed test must not leave a frozen container to the runtimes
+    request.addfinalizer(cleanup)
     # ready: a shadow (dry-run) policy records a "would have acted" for a probe process
     probes: list[subprocess.Popen] = []
 
@@ -153,6 +157,16 @@ def rig(request, tmp_path_factory):
         for p in probes:
             stop_process(p, 5, signal.SIGKILL)
     return eng, docker, runc
+
+
+def thaw_all(eng: Engine) -> None:
+    for r in eng.records(type="action", action="freeze"):
+        undo = r.get("undo") or {}
+        f = "freezer.state" if undo.get("kind") == "v1" else "cgroup.freeze"
+        try:
+            Path(undo["dir"], f).write_text("THAWED" if undo.get("kind") == "v1" else "0")
+        except (KeyError, OSError):
+            pass
 
 
 def counter(pid: int) -> int:

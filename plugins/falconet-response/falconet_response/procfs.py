@@ -33,6 +33,7 @@ class ProcStat:
     flags: int
     start_ns: int          # epoch ns
     state: str
+    start_ticks: int = 0   # raw /proc start time: exact, for comparing two reads
 
     @property
     def kernel_thread(self) -> bool:
@@ -50,7 +51,7 @@ def stat(pid: int, proc: str = PROC) -> ProcStat | None:
     rest = raw.rsplit(")", 1)[1].split()
     return ProcStat(pid=pid, ppid=int(rest[1]), pgid=int(rest[2]), flags=int(rest[6]),
                     start_ns=boot_epoch_ns() + int(rest[19]) * 1_000_000_000 // CLK_TCK,
-                    state=rest[0])
+                    state=rest[0], start_ticks=int(rest[19]))
 
 
 def same_process(st: ProcStat, start_ts: int | None, event_ns: int | None) -> bool:

@@ -87,7 +87,7 @@ class KillAction:
                 continue
             try:
                 again = procfs.stat(pid, self.proc)   # still the same process, same group
-                if again is not None and again.start_ns == st.start_ns and again.pgid == pgid:
+                if again is not None and again.start_ticks == st.start_ticks and again.pgid == pgid:
                     procfs.pidfd_kill(fd, sig)
                     hit.append(pid)
             except ProcessLookupError:
