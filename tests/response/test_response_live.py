@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,18 +36,25 @@ TOK = secrets.token_hex(4)
 MINER = "stratum+tcp://pool.minexmr.com:4444"
 RULE = "Crypto Miner Launched"
 TTL = 3
+KEEP = os.environ.get("FALCONET_KEEP_TEST_DIRS")   # debugging: keep the engine's files
 #: a counter the container bumps every 50 ms: it stops advancing exactly while frozen
 COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"]
 LOOP = "import sys, time\nwhile True: time.sleep(0.01)"
 
 
-def policies(docker_id: str, runc_id: str) -> list[dict]:
+def policies(docker_id: str, runc_id: str, net_id: str, pause_id: str) -> list[dict]:
     def host(name: str, token: str, **kw) -> dict:
         return {"name": name, "match": {"rules": [RULE],
                                         "condition": f"proc.cmdline contains {token}"},
                 "actions": [{"action": "kill"}], "allow_host": True, "dedup_seconds": 0, **kw}
     ids = f"container.id in ({docker_id[:12]}, {runc_id[:12]})"
     return [
+        {"name": "offline", "match": {"priority": ">=Critical",
+                                      "condition": f"container.id = {net_id[:12]}"},
+         "actions": [{"action": "isolate_network"}], "dedup_seconds": 0},
+        {"name": "pause", "match": {"priority": ">=Critical",
+                                    "condition": f"container.id = {pause_id[:12]}"},
+         "actions": [{"action": "pause"}], "dedup_seconds": 0},
         {"name": "freeze-hold",
          "match": {"priority": ">=Critical", "condition": f"{ids} and proc.cmdline contains "
                                                           f"fnt-hold-{TOK}"},
@@ -62,7 +71,7 @@ def policies(docker_id: str, runc_id: str) -> list[dict]:
 
 
 class Engine:
-    def __init__(self, tmp: Path, docker_id: str, runc_id: str) -> None:
+    def __init__(self, tmp: Path, *ids: str) -> None:
         self.audit = tmp / "audit.jsonl"
         cfg = {
             "plugins": {
@@ -71,7 +80,7 @@ class Engine:
                 "response": {"audit_log": str(self.audit),
                              "protected": f"proc.cmdline contains fnt-guard-{TOK}"},
             },
-            "responses": policies(docker_id, runc_id),
+            "responses": policies(*ids),
         }
         self.config = tmp / "falconet.yaml"
         self.config.write_text(json.dumps(cfg))
@@ -132,11 +141,17 @@ def miner(token: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def rig(request, tmp_path_factory):
+def rig(request):
     need_bcc()
     docker = start_docker(request, cmd=COUNTER)
     runc = start_runc(request, cmd=COUNTER)
-    eng = Engine(tmp_path_factory.mktemp("response"), docker.full_id, runc.full_id)
+    net = start_docker(request)
+    paused = start_docker(request)
+    # not tmp_path_factory: concurrent pytest runs of the same user prune each other's
+    # basetemp, which would unlink the audit log under the running engine
+    tmp = Path(tempfile.mkdtemp(prefix="falconet-response-live-"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True) if KEEP is None else None)
+    eng = Engine(tmp, docker.full_id, runc.full_id, net.full_id, paused.full_id)
 
     def cleanup() -> None:
         stop_process(eng.proc, 15)
@@ -156,7 +171,7 @@ def rig(request, tmp_path_factory):
     finally:
         for p in probes:
             stop_process(p, 5, signal.SIGKILL)
-    return eng, docker, runc
+    return eng, docker, runc, net, paused
 
 
 def thaw_all(eng: Engine) -> None:
@@ -196,7 +211,7 @@ def trigger_in(kind: str, cid: str, *extra: str) -> None:
 
 @pytest.mark.parametrize("kind", ["docker", "runc"])
 def test_container_is_frozen_thaws_after_ttl_and_undo_by_id(rig, kind: str) -> None:
-    eng, docker, runc = rig
+    eng, docker, runc = rig[:3]
     c = docker if kind == "docker" else runc
     wait_until(lambda: advancing(c.pid, 0.2), 10, what="the container's counter to run")
     before = len(eng.records(policy="freeze-containers", result="done"))
@@ -223,7 +238,7 @@ def test_container_is_frozen_thaws_after_ttl_and_undo_by_id(rig, kind: str) -> N
     r = eng.respond("undo", rec2["id"])
     assert r.returncode == 0, r.stderr
     assert "done" in r.stdout
-    assert advancing(c.pid), "undo did not thaw the container"
+    wait_until(lambda: advancing(c.pid, 0.2), 5, what="undo to thaw the container")
     again = eng.respond("undo", rec2["id"])
     assert again.returncode == 1 and "already undone" in again.stderr
 
@@ -302,3 +317,50 @@ def test_a_storm_of_targets_trips_the_breaker_and_sighup_rearms(rig) -> None:
         for p in procs:
             stop_process(p, 5, signal.SIGKILL)
     assert os.path.exists(eng.audit) and (os.stat(eng.audit).st_mode & 0o777) == 0o600
+
+
+def _links(name: str) -> dict[str, bool]:
+    """Link name -> administratively up, as the container's own `ip` sees it."""
+    out = {}
+    for line in sh("docker", "exec", name, "ip", "-o", "link").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            flags = parts[2].split("<", 1)[1].split(">", 1)[0].split(",")
+            out[parts[1].strip().split("@")[0]] = "UP" in flags
+    return out
+
+
+def test_isolate_network_takes_links_down_and_undo_brings_them_back(rig) -> None:
+    eng, net = rig[0], rig[3]
+    from falconet_response.actions.netns import in_netns  # setup helper only
+
+    fd = os.open(f"/proc/{net.pid}/ns/net", os.O_RDONLY)
+    try:
+        def veth(ipr):
+            ipr.link("add", ifname="fnt0", kind="veth", peer="fnt1")
+            for n in ("fnt0", "fnt1"):
+                ipr.link("set", index=ipr.link_lookup(ifname=n)[0], state="up")
+        in_netns(fd, veth)
+    finally:
+        os.close(fd)
+    assert _links(net.name) == {"lo": True, "fnt0": True, "fnt1": True}
+    sh("docker", "exec", net.name, "/bin/true", MINER)
+    wait_until(lambda: eng.records(policy="offline", result="done"), 40,
+               what="isolate_network to be audited")
+    rec = eng.records(policy="offline", result="done")[-1]
+    assert _links(net.name) == {"lo": True, "fnt0": False, "fnt1": False}
+    r = eng.respond("undo", rec["id"])
+    assert r.returncode == 0, r.stderr
+    assert _links(net.name) == {"lo": True, "fnt0": True, "fnt1": True}
+
+
+def test_pause_through_the_docker_api_and_undo(rig) -> None:
+    eng, paused = rig[0], rig[4]
+    sh("docker", "exec", paused.name, "/bin/true", MINER)
+    wait_until(lambda: eng.records(policy="pause", result="done"), 40,
+               what="pause to be audited")
+    rec = eng.records(policy="pause", result="done")[-1]
+    assert sh("docker", "inspect", "-f", "{{.State.Paused}}", paused.name).strip() == "true"
+    r = eng.respond("undo", rec["id"])
+    assert r.returncode == 0, r.stderr
+    assert sh("docker", "inspect", "-f", "{{.State.Paused}}", paused.name).strip() == "false"

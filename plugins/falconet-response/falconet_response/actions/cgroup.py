@@ -40,6 +40,12 @@ def container_cgroup(pid: int, cid: str, root: str = CGROUP_ROOT, proc: str = pr
         d = os.path.join(root, "freezer", v1.lstrip("/"))
         if os.path.exists(os.path.join(d, "freezer.state")):
             return "v1", d
+    if os.path.isdir(os.path.join(root, "freezer")):
+        # a hybrid host: a process that is exiting already left its v1 cgroups (a zombie shows
+        # freezer:/) while it is still in its v2 one; freeze the same hierarchy as always
+        by_id = find_container_cgroup(cid, root)
+        if by_id is not None and by_id[0] == "v1":
+            return by_id
     v2 = cg.get("")
     if v2 and v2 != "/" and _names_container(v2, cid):
         d = os.path.join(v2_root(root), v2.lstrip("/"))

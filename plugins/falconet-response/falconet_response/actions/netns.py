@@ -15,7 +15,9 @@ from falconet.alerts import Alert
 
 from falconet_response import procfs
 from falconet_response.actions.base import ActionParamError, Outcome, Target
+from falconet_response.actions.cgroup import find_container_cgroup
 from falconet_response.actions.common import check_keys, failed, skipped
+from falconet_response.actions.process import container_init
 
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
@@ -94,17 +96,43 @@ class IsolateNetworkAction:
             raise PermissionError("the process shares the host's network namespace")
         return ns, ino
 
+    def anchor(self, target: Target, event_ns: int) -> tuple[int, int | None] | None:
+        """A long-lived process of the container to reach (and later undo) its namespace: the
+        container's init (pid 1 of its pid namespace), found through the alert's process or the
+        container's cgroup (the triggering process is often short-lived: a `docker exec`)."""
+        cid = target.container_id or ""
+        alive = None
+        if target.pid is not None:
+            st = procfs.stat(target.pid, self.proc)
+            if st is not None and procfs.same_process(st, target.start_ts, event_ns):
+                alive = (target.pid, st.start_ns)
+                init = container_init(target.pid, self.proc)
+                ist = procfs.stat(init, self.proc) if init is not None else None
+                if ist is not None:
+                    return init, ist.start_ns          # type: ignore[return-value]
+        found = find_container_cgroup(cid)
+        members = procfs.pids_in(os.path.join(found[1], "cgroup.procs")) if found else []
+        for pid in sorted(members, key=lambda p: procfs.nspid(p, self.proc)[-1:] != [1]):
+            st = procfs.stat(pid, self.proc)
+            if st is not None and cid in "".join(procfs.cgroups(pid, self.proc).values()):
+                return pid, st.start_ns
+        return alive
+
     def run(self, target: Target, alert: Alert, params: dict[str, Any]) -> Outcome:
-        if target.container_id is None or target.pid is None:
+        if target.container_id is None:
             return skipped("isolate_network acts on containers")
+        anchor = self.anchor(target, alert.time_ns)
+        if anchor is None:
+            return skipped("no live process of the container to reach its network namespace")
+        pid, start_ns = anchor
         try:
-            ns, ino = self._open_ns(target.pid, target.start_ts, alert.time_ns)
+            ns, ino = self._open_ns(pid, start_ns, alert.time_ns)
         except procfs.ProcessGone as e:
             return skipped(str(e))
         except PermissionError as e:
             return skipped(str(e))
         except OSError as e:
-            return failed(f"netns of pid {target.pid}: {e.strerror or e}")
+            return failed(f"netns of pid {pid}: {e.strerror or e}")
         try:
             down = in_netns(ns, lambda ipr: _set_links(ipr, None, False,
                                                        params.get("include_loopback", False)))
@@ -112,8 +140,7 @@ class IsolateNetworkAction:
             return failed(f"netlink: {e}")
         finally:
             os.close(ns)
-        undo = {"pid": target.pid, "start_ts": target.start_ts, "event_ns": alert.time_ns,
-                "netns_ino": ino, "links": down}
+        undo = {"pid": pid, "start_ts": start_ns, "netns_ino": ino, "links": down}
         return Outcome("done", f"links down: {', '.join(down) or 'none were up'}", undo)
 
     def undo(self, data: dict[str, Any]) -> Outcome:
@@ -121,7 +148,7 @@ class IsolateNetworkAction:
         if not isinstance(pid, int) or not isinstance(links, list):
             return failed("undo data names no process and links")
         try:
-            ns, ino = self._open_ns(pid, data.get("start_ts"), data.get("event_ns"))
+            ns, ino = self._open_ns(pid, data.get("start_ts"), None)
         except (procfs.ProcessGone, PermissionError) as e:
             return skipped(f"cannot reach the namespace: {e}")
         except OSError as e:
