@@ -110,6 +110,12 @@ class ResponseEngine:
         self.hostname = hostname
         self.counts: Counter[tuple[str, str, str]] = Counter()
         self.log_once = LogOnce(log, self.settings.failure_log_seconds)
+        self._lock = threading.Lock()
+        self.set_policies(policies)
+
+    def set_policies(self, policies: list[Policy]) -> None:
+        """Install compiled policies (the sink exists before the field registry is complete:
+        policies are compiled later, at ``falconet_alert_fields``)."""
         self.states: dict[str, PolicyState] = {}
         for p in policies:
             self.states[p.name] = PolicyState(
@@ -121,7 +127,6 @@ class ResponseEngine:
         self.rules: frozenset[str] | None = None
         if policies and all(p.match.rules for p in policies):
             self.rules = frozenset().union(*(p.match.rules or () for p in policies))
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ sink protocol
     def start(self) -> None:

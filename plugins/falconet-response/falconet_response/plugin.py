@@ -164,8 +164,7 @@ def falconet_alert_fields(engine: Any) -> list[str] | None:
     eng = _state.engine
     if eng is None:
         return None
-    eng.__init__(policies, audit=eng.audit, protection=_state.protection, settings=eng.settings,
-                 scheduler=_state.scheduler, hostname=eng.hostname)
+    eng.set_policies(policies)
     engine.extras["falconet.responses"] = eng
     return sorted(tokens)
 
