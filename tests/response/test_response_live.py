@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers"))
 from container_runtimes import (  # noqa: E402
     DOCKER_RUNC_ROOT,
     DOCKER_SOCK,
+    ctr,
     sh,
+    start_ctr,
     start_docker,
     start_runc,
 )
@@ -43,7 +45,8 @@ COUNTER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.0
 LOOP = "import sys, time\nwhile True: time.sleep(0.01)"
 
 
-def policies(docker_id: str, runc_id: str, net_id: str, pause_id: str) -> list[dict]:
+def policies(docker_id: str, runc_id: str, net_id: str, pause_id: str, ctr_id: str
+             ) -> list[dict]:
     def host(name: str, token: str, **kw) -> dict:
         return {"name": name, "match": {"rules": [RULE],
                                         "condition": f"proc.cmdline contains {token}"},
@@ -53,8 +56,8 @@ def policies(docker_id: str, runc_id: str, net_id: str, pause_id: str) -> list[d
         {"name": "offline", "match": {"priority": ">=Critical",
                                       "condition": f"container.id = {net_id[:12]}"},
          "actions": [{"action": "isolate_network"}], "dedup_seconds": 0},
-        {"name": "pause", "match": {"priority": ">=Critical",
-                                    "condition": f"container.id = {pause_id[:12]}"},
+        {"name": "pause", "match": {"priority": ">=Critical", "condition":
+                                    f"container.id in ({pause_id[:12]}, {ctr_id[:12]})"},
          "actions": [{"action": "pause"}], "dedup_seconds": 0},
         {"name": "freeze-hold",
          "match": {"priority": ">=Critical", "condition": f"{ids} and proc.cmdline contains "
@@ -149,11 +152,12 @@ def rig(request):
     runc = start_runc(request, cmd=COUNTER)
     net = start_docker(request)
     paused = start_docker(request)
+    task = start_ctr(request)
     # not tmp_path_factory: concurrent pytest runs of the same user prune each other's
     # basetemp, which would unlink the audit log under the running engine
     tmp = Path(tempfile.mkdtemp(prefix="falconet-response-live-"))
     request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True) if KEEP is None else None)
-    eng = Engine(tmp, docker.full_id, runc.full_id, net.full_id, paused.full_id)
+    eng = Engine(tmp, docker.full_id, runc.full_id, net.full_id, paused.full_id, task.full_id)
 
     def cleanup() -> None:
         stop_process(eng.proc, 15)
@@ -173,7 +177,7 @@ def rig(request):
     finally:
         for p in probes:
             stop_process(p, 5, signal.SIGKILL)
-    return eng, docker, runc, net, paused
+    return eng, docker, runc, net, paused, task
 
 
 def thaw_all(eng: Engine) -> None:
@@ -207,10 +211,11 @@ def frozen(pid: int) -> bool:
 def trigger_in(kind: str, cid: str, *extra: str) -> subprocess.Popen:
     """Exec the miner command line in the container, without waiting: a freeze may land before
     the exec'd process exits, and `docker exec` then waits for the thaw."""
-    tool = "docker" if kind == "docker" else "runc"
-    return subprocess.Popen([tool, "exec", cid, "/bin/true", MINER, *extra],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    argv = {"docker": ["docker", "exec", cid], "runc": ["runc", "exec", cid],
+            "containerd": ["ctr", "-n", "default", "task", "exec", "--exec-id",
+                           f"fnt-{secrets.token_hex(3)}", cid]}[kind]
+    return subprocess.Popen([*argv, "/bin/true", MINER, *extra], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def exec_until(kind: str, cid: str, audited, what: str, *extra: str, timeout: float = 40,
@@ -394,5 +399,29 @@ def test_pause_through_the_docker_api_and_undo(rig) -> None:
     r = eng.respond("undo", rec["id"])
     assert r.returncode == 0, r.stderr
     assert sh("docker", "inspect", "-f", "{{.State.Paused}}", paused.name).strip() == "false"
+    for p in execs:
+        stop_process(p, 10)
+
+
+def _task_status(cid: str) -> str:
+    for line in ctr("task", "ls").splitlines():
+        parts = line.split()
+        if parts and parts[0] == cid:
+            return parts[-1]
+    return ""
+
+
+def test_pause_of_a_containerd_task_through_ctr_and_undo(rig) -> None:
+    eng, task = rig[0], rig[5]
+    before = len(eng.records(policy="pause", result="done"))
+    execs = exec_until("containerd", task.full_id,
+                       lambda: len(eng.records(policy="pause", result="done")) > before,
+                       "pause to be audited")
+    rec = eng.records(policy="pause", result="done")[-1]
+    assert rec["target"]["container_id"] == task.full_id
+    assert _task_status(task.full_id) == "PAUSED"
+    r = eng.respond("undo", rec["id"])
+    assert r.returncode == 0, r.stderr
+    assert _task_status(task.full_id) == "RUNNING"
     for p in execs:
         stop_process(p, 10)

@@ -22,6 +22,10 @@ DEFAULTS = {"docker_socket": "/var/run/docker.sock", "podman_socket": "/run/podm
             "timeout": 10.0}
 
 
+#: runtimes with an API here, in the order they are asked when container.type is unknown
+RUNTIMES = ("docker", "podman", "containerd")
+
+
 class _UnixHTTP(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -89,9 +93,18 @@ class RuntimeAction:
             return skipped(f"{self.verb} acts on containers: the process is on the host")
         ns = params.get("namespace") or ("k8s.io" if target.k8s_pod_uid or target.k8s_pod
                                          else "default")
-        undo = {"runtime": rt, "container_id": cid, "namespace": ns}
         verb = self.verb if self.verb == "pause" else f"stop?t={params.get('grace', 10)}"
-        return self._do(rt, cid, ns, verb, undo)
+        # container.type is missing until the container plugin's lookup finished: then ask
+        # each runtime in turn (a runtime that does not know the id answers "not found")
+        if rt in ("cri-o", "runc"):
+            return skipped(f"{self.verb}: no API for runtime {rt} (use freeze)")
+        out = skipped(f"{self.verb}: no runtime knows container {cid[:12]}")
+        for cand in ([rt] if rt in RUNTIMES else list(RUNTIMES)):
+            out = self._do(cand, cid, ns, verb, {"runtime": cand, "container_id": cid,
+                                                 "namespace": ns})
+            if out.result == "done" or rt in RUNTIMES:
+                return out
+        return out
 
     def undo(self, data: dict[str, Any]) -> Outcome:
         back = "unpause" if self.verb == "pause" else "start"
