@@ -295,3 +295,32 @@ def test_scheduler_runs_callbacks_in_time_order() -> None:
         time.sleep(0.01)
     s.stop()
     assert out == ["a", "b"]
+
+
+def _falconet(*args: str, cwd: Path) -> Any:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    exe = str(Path(sys.executable).parent / "falconet")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, "FALCONET_CONFIG": str(cwd / "none.yaml")})
+
+
+def test_respond_command_lists_undoes_and_reports_a_missing_engine(tmp_path: Path) -> None:
+    """`falconet respond` comes from the plugin through the falconet_commands hook."""
+    (tmp_path / "none.yaml").write_text(
+        f"plugins: {{response: {{audit_log: {tmp_path / 'a' / 'audit.jsonl'}}}}}\n")
+    rec = Recorder()
+    eng = engine(tmp_path / "a", [{"name": "p", "actions": [{"action": "rec"}]}], {"rec": rec})
+    eng.send(alert(cid="abc"))
+    rid = actions_with_state(str(tmp_path / "a" / "audit.jsonl"))[0]["id"]
+    r = _falconet("respond", "list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert rid in r.stdout and "container:abc" in r.stdout and f"undo {rid}" in r.stdout
+    r = _falconet("respond", "list", "--json", cwd=tmp_path)
+    assert json.loads(r.stdout.splitlines()[0])["id"] == rid
+    r = _falconet("respond", "undo", rid, cwd=tmp_path)          # 'rec' is not installed
+    assert r.returncode == 1 and "action 'rec' is not available" in r.stderr
+    r = _falconet("respond", "rearm", cwd=tmp_path)
+    assert r.returncode == 1 and "no running engine" in r.stderr and "Traceback" not in r.stderr
+    r = _falconet("respond", "list", "-o", "plugins.response.breaker=3", cwd=tmp_path)
+    assert r.returncode == 2 and "plugins.response.breaker: expected" in r.stderr
