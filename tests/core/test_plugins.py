@@ -153,7 +153,7 @@ def test_parser_errors_counted_per_plugin_and_stop_hook_called() -> None:
     pipe = app.build_pipeline(FakeRuleset([("r", Priority.ERROR, lambda e: e.cache.get("good.seen"))]))
     pipe.run([evt(), evt()])
     pipe.close()
-    app.host.call_safely("falconet_stop", engine=app.ctx)
+    app.host.hook.falconet_stop(engine=app.ctx)
     assert app.metrics.plugin_errors[("crashing", "parser")] == 2
     assert len(good.sink.alerts) == 2
     assert good.stopped
@@ -172,7 +172,7 @@ def test_hooks_called_in_registration_order() -> None:
     host = PluginHost({}, builtins=[], entry_points=False,
                       extra=[("first", mk("first")), ("second", mk("second"))])
     host.load()
-    host.call("falconet_start", engine=EngineContext("h", FieldRegistry()))
+    host.call(host.hook.falconet_start, engine=EngineContext("h", FieldRegistry()))
     assert calls == ["first", "second"]
 
 
@@ -253,3 +253,5 @@ def test_alert_fields_hook_tokens_are_captured_by_rules() -> None:
     app = make_app([("af", AlertFields())], builtins=[("core-state", "falconet.state.plugin")])
     app.load_plugins()
     assert app.capture_fields == {"proc.name"}
+
+

@@ -34,22 +34,6 @@ from falconet_response.telemetry import OTEL_EXTRA, ResponseCollector, span_emit
 log = logging.getLogger("falconet.response")
 
 
-class _State:
-    """What the hooks share during one engine run."""
-
-    def __init__(self) -> None:
-        self.settings = ResponseSettings()
-        self.scheduler = Scheduler()
-        self.ring: EventRing | None = None
-        self.protection = Protection()
-        self.engine: ResponseEngine | None = None
-        self.configured = False
-        self.pidfile: str | None = None
-
-
-_state = _State()
-
-
 def _policies_cfg(engine: Any) -> list[Any]:
     cfg = getattr(engine, "config", None) or {}
     return list(cfg.get("responses") or [])
@@ -59,19 +43,6 @@ def _uses(engine: Any, action: str) -> bool:
     return any(isinstance(p, dict) and any(isinstance(a, dict) and a.get("action") == action
                                            for a in p.get("actions") or [])
                for p in _policies_cfg(engine))
-
-
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    _state.__init__()
-    _state.settings = parse_settings(config)
-    _state.configured = True
-
-
-def _settings(engine: Any) -> ResponseSettings:
-    if not _state.configured:
-        falconet_configure({}, engine)
-    return _state.settings
 
 
 def first_party_actions(s: ResponseSettings, ring: EventRing | None, scheduler: Scheduler,
@@ -104,71 +75,6 @@ def family_actions(s: ResponseSettings) -> list[Any]:
     return out
 
 
-@hookimpl
-def falconet_response_actions(engine: Any) -> list[Any] | None:
-    s = _settings(engine)
-    if _uses(engine, "capture") and _state.ring is None:
-        _state.ring = EventRing(s.capture_buffer_events)
-    try:
-        fam = family_actions(s)
-    except ValueError as e:           # ActionParamError of a family's settings
-        raise PluginConfigError(str(e)) from None
-    return first_party_actions(s, _state.ring, _state.scheduler, _state.protection) + fam
-
-
-@hookimpl
-def falconet_event_parsers(engine: Any) -> list[Any] | None:
-    """The capture window: one deque append per event, only when a policy captures."""
-    if _state.ring is None and _uses(engine, "capture"):
-        _state.ring = EventRing(_settings(engine).capture_buffer_events)
-    return [_state.ring.parse] if _state.ring is not None else None
-
-
-@hookimpl
-def falconet_alert_sinks(engine: Any) -> list[Any] | None:
-    if not _policies_cfg(engine):
-        return None
-    s = _settings(engine)
-    _state.engine = ResponseEngine(
-        [], audit=AuditLog(s.audit_log), protection=_state.protection,
-        settings=Settings(s.breaker, s.failure_log_seconds), scheduler=_state.scheduler,
-        hostname=getattr(engine, "hostname", "") or "")
-    return [_state.engine]
-
-
-@hookimpl
-def falconet_alert_fields(engine: Any) -> list[str] | None:
-    items = _policies_cfg(engine)
-    if not items:
-        return None
-    s = _settings(engine)
-    actions = dict(getattr(engine, "extras", {}).get("falconet.response_actions") or {})
-    registry = engine.fields
-    try:
-        policies = compile_policies(items, registry, actions, where="responses")
-    except PolicyError as e:
-        raise PluginConfigError("\n".join(e.problems)) from None
-    tokens = set(TARGET_FIELDS)
-    if s.protected:
-        try:
-            prot = compile_match({"condition": s.protected}, registry,
-                                 where="plugins.response.protected")
-        except MatchError as e:
-            raise PluginConfigError("\n".join(
-                p.replace("match.condition", "plugins.response.protected") for p in e.problems)
-            ) from None
-        _state.protection.condition = prot
-        tokens |= prot.fields
-    for p in policies:
-        tokens |= p.fields
-    eng = _state.engine
-    if eng is None:
-        return None
-    eng.set_policies(policies)
-    engine.extras["falconet.responses"] = eng
-    return sorted(tokens)
-
-
 def _write_pidfile(path: str) -> None:
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
@@ -177,55 +83,136 @@ def _write_pidfile(path: str) -> None:
         os.close(fd)
 
 
-@hookimpl
-def falconet_start(engine: Any) -> None:
-    eng = _state.engine
-    if eng is None:
-        return
-    extras = getattr(engine, "extras", {})
-    eng.inject_alert = extras.get("falconet.inject_alert")
-    otel = extras.get(OTEL_EXTRA)
-    if otel is not None and hasattr(otel, "span_ids"):
-        eng.spans = span_emitter(otel)
-    extras.setdefault("falconet.on_sighup", []).append(_on_sighup)
-    s = _state.settings
-    try:
-        secure_dir(s.state)
-        eng.audit.open()
-        _write_pidfile(s.pidfile)
-        _state.pidfile = s.pidfile
-        if _state.ring is not None:
-            secure_dir(s.capture_dir)
-    except (OSError, AuditError) as e:
-        # the audit trail is part of the safety model: no audit log, no actions
-        raise PluginConfigError(f"plugins.response: {e}") from None
-    n = len(eng.policies)
-    modes = sum(1 for p in eng.policies if p.dry_run)
-    log.info("response: %d policies (%d dry-run), audit log %s", n, modes, s.audit_log)
+class ResponsePlugin:
+    """One engine's response plugin (the host makes one instance per engine run)."""
 
+    def __init__(self) -> None:
+        self.settings = ResponseSettings()
+        self.scheduler = Scheduler()
+        self.ring: EventRing | None = None
+        self.protection = Protection()
+        self.engine: ResponseEngine | None = None
+        self.configured = False
+        self.pidfile: str | None = None
 
-def _on_sighup() -> None:
-    """In the signal handler: re-arming is a few dict operations and an audit line."""
-    eng = _state.engine
-    if eng is not None:
-        eng.rearm(by="SIGHUP")
+    def _settings(self, engine: Any) -> ResponseSettings:
+        if not self.configured:
+            self.falconet_configure({}, engine)
+        return self.settings
 
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: Any) -> None:
+        self.settings = parse_settings(config)
+        self.configured = True
 
-@hookimpl
-def falconet_stop(engine: Any) -> None:
-    if _state.pidfile:
+    @hookimpl
+    def falconet_response_actions(self, engine: Any) -> list[Any] | None:
+        s = self._settings(engine)
+        if _uses(engine, "capture") and self.ring is None:
+            self.ring = EventRing(s.capture_buffer_events)
         try:
-            os.unlink(_state.pidfile)
-        except OSError:
-            pass
-        _state.pidfile = None
+            fam = family_actions(s)
+        except ValueError as e:           # ActionParamError of a family's settings
+            raise PluginConfigError(str(e)) from None
+        return first_party_actions(s, self.ring, self.scheduler, self.protection) + fam
+
+    @hookimpl
+    def falconet_event_parsers(self, engine: Any) -> list[Any] | None:
+        """The capture window: one deque append per event, only when a policy captures."""
+        if self.ring is None and _uses(engine, "capture"):
+            self.ring = EventRing(self._settings(engine).capture_buffer_events)
+        return [self.ring.parse] if self.ring is not None else None
+
+    @hookimpl
+    def falconet_alert_sinks(self, engine: Any) -> list[Any] | None:
+        if not _policies_cfg(engine):
+            return None
+        s = self._settings(engine)
+        self.engine = ResponseEngine(
+            [], audit=AuditLog(s.audit_log), protection=self.protection,
+            settings=Settings(s.breaker, s.failure_log_seconds), scheduler=self.scheduler,
+            hostname=getattr(engine, "hostname", "") or "")
+        return [self.engine]
+
+    @hookimpl
+    def falconet_alert_fields(self, engine: Any) -> list[str] | None:
+        items = _policies_cfg(engine)
+        if not items:
+            return None
+        s = self._settings(engine)
+        actions = dict(getattr(engine, "extras", {}).get("falconet.response_actions") or {})
+        registry = engine.fields
+        try:
+            policies = compile_policies(items, registry, actions, where="responses")
+        except PolicyError as e:
+            raise PluginConfigError("\n".join(e.problems)) from None
+        tokens = set(TARGET_FIELDS)
+        if s.protected:
+            try:
+                prot = compile_match({"condition": s.protected}, registry,
+                                     where="plugins.response.protected")
+            except MatchError as e:
+                raise PluginConfigError("\n".join(
+                    p.replace("match.condition", "plugins.response.protected")
+                    for p in e.problems)) from None
+            self.protection.condition = prot
+            tokens |= prot.fields
+        for p in policies:
+            tokens |= p.fields
+        if self.engine is None:
+            return None
+        self.engine.set_policies(policies)
+        engine.extras["falconet.responses"] = self.engine
+        return sorted(tokens)
+
+    @hookimpl
+    def falconet_start(self, engine: Any) -> None:
+        eng = self.engine
+        if eng is None:
+            return
+        extras = getattr(engine, "extras", {})
+        eng.inject_alert = extras.get("falconet.inject_alert")
+        otel = extras.get(OTEL_EXTRA)
+        if otel is not None and hasattr(otel, "span_ids"):
+            eng.spans = span_emitter(otel)
+        extras.setdefault("falconet.on_sighup", []).append(self._on_sighup)
+        s = self.settings
+        try:
+            secure_dir(s.state)
+            eng.audit.open()
+            _write_pidfile(s.pidfile)
+            self.pidfile = s.pidfile
+            if self.ring is not None:
+                secure_dir(s.capture_dir)
+        except (OSError, AuditError) as e:
+            # the audit trail is part of the safety model: no audit log, no actions
+            raise PluginConfigError(f"plugins.response: {e}") from None
+        n = len(eng.policies)
+        shadow = sum(1 for p in eng.policies if p.dry_run)
+        log.info("response: %d policies (%d dry-run), audit log %s", n, shadow, s.audit_log)
+
+    def _on_sighup(self) -> None:
+        """In the signal handler: re-arming is a few dict operations and an audit line."""
+        if self.engine is not None:
+            self.engine.rearm(by="SIGHUP")
+
+    @hookimpl
+    def falconet_stop(self, engine: Any) -> None:
+        if self.pidfile:
+            try:
+                os.unlink(self.pidfile)
+            except OSError:
+                pass
+            self.pidfile = None
+
+    @hookimpl
+    def falconet_metrics(self, registry: Any, engine: Any) -> None:
+        registry.register(ResponseCollector(lambda: self.engine))
+
+    @hookimpl
+    def falconet_commands(self) -> list[Any]:
+        return [cli]
 
 
-@hookimpl
-def falconet_metrics(registry: Any, engine: Any) -> None:
-    registry.register(ResponseCollector(lambda: _state.engine))
-
-
-@hookimpl
-def falconet_commands() -> list[Any]:
-    return [cli]
+#: the host makes one instance of this class per engine
+FALCONET_PLUGIN = ResponsePlugin

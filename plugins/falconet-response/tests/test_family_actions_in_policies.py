@@ -138,7 +138,7 @@ def test_bad_family_settings_are_plugin_config_errors() -> None:
 
     for cfg, why in (({"k8s": {"request_timeout": "fast"}}, "plugins.response.k8s.request_timeout"),
                      ({"notify": {"teams": {}}}, "plugins.response.notify: unknown setting")):
-        plugin.falconet_configure({**cfg}, Engine())
+        p = plugin.ResponsePlugin()          # one instance per engine
+        p.falconet_configure({**cfg}, Engine())
         with pytest.raises(PluginConfigError, match=why):
-            plugin.falconet_response_actions(Engine())
-    plugin.falconet_configure({}, Engine())          # leave the plugin state as found
+            p.falconet_response_actions(Engine())
