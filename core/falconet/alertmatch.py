@@ -23,6 +23,7 @@ fails counts as no match and is counted in :attr:`AlertMatcher.stats`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -134,10 +135,24 @@ class _Where:
         return self.at(key)
 
 
+#: a config file larger than this is not read again to place an error inside a block scalar
+_MAX_REREAD = 1 << 20
+
+
 def _source_lines(value: YStr) -> list[str]:
-    """The text lines of the buffer a scalar was read from (block scalars need them)."""
+    """The text lines a scalar was read from (block scalars need them): PyYAML's buffer, else
+    (libyaml keeps none) the file again, only on this error path."""
     buf = getattr(value.node.start_mark, "buffer", None)
-    return buf.rstrip("\0").splitlines(keepends=True) if isinstance(buf, str) else []
+    if isinstance(buf, str):
+        return buf.rstrip("\0").splitlines(keepends=True)
+    try:
+        path = value.loc.file
+        if os.path.getsize(path) <= _MAX_REREAD:
+            with open(path, encoding="utf-8") as f:
+                return f.read().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return []
 
 
 # ------------------------------------------------------------------------------------ compiling

@@ -5,8 +5,8 @@ The window is kept by a parser hook that only appends each event to a bounded de
 filtering, no I/O on the hot path); the action filters it on the response worker, writes the
 part before the alert at once (so a policy that freezes next has it on disk first), follows the
 tree in memory for ``seconds`` and writes the rest from the engine's timer thread. Files are
-created 0600 (O_EXCL|O_NOFOLLOW) in a 0700 directory and written with the capture module's
-writer, so ``falconet replay`` reads them."""
+written by the capture module's writer (0600, exclusive, never through a symlink) in a 0700
+directory, so ``falconet replay`` reads them."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from falconet.capture import CaptureWriter
 
 from falconet_response.actions.base import Outcome, Target
 from falconet_response.actions.common import check_keys, failed, seconds, skipped
-from falconet_response.audit import open_private
 
 #: events kept for the window before an alert, whatever the rate
 DEFAULT_MAX_EVENTS = 50_000
@@ -122,8 +121,7 @@ class CaptureAction:
                f"-{os.getpid()}-{time.time_ns() % 1_000_000}.jsonl"
         path = os.path.join(self.directory, name)
         try:
-            fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            os.close(fd)
+            # the capture module's writer creates it 0600, exclusively, never through a symlink
             w = CaptureWriter(path, start_ns=events[0].ts if events else alert.time_ns)
             for e in events:
                 w.write_event(e)
