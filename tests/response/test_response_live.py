@@ -218,7 +218,7 @@ def trigger_in(kind: str, cid: str, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def exec_until(kind: str, cid: str, audited, what: str, *extra: str, timeout: float = 40,
+def exec_until(kind: str, cid: str, audited, what: str, *extra: str, timeout: float = 60,
                every: float = 4.0) -> list[subprocess.Popen]:
     """Trigger in the container until ``audited()``: on a loaded host the container plugin
     sometimes attributes a container's very first `exec` to the host (container.id = host),
