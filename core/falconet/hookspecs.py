@@ -170,3 +170,17 @@ def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
     Called for every plugin with the writer's plugin name; act only when ``plugin`` is yours.
     Records arrive in file order, interleaved with events exactly as they were recorded.
     """
+
+
+# --------------------------------------------------------------------------------- CLI
+@hookspec
+def falconet_commands() -> list[Any] | None:
+    """Contribute ``falconet`` subcommands (``falconet respond ...`` comes from the response
+    plugin this way).
+
+    Return objects (modules work) with ``NAME``, ``HELP`` (one line), optional
+    ``DESCRIPTION``, ``add_arguments(parser)`` and ``main(args) -> int``, like the modules of
+    ``falconet.commands``. Called without an engine, only when the command line names no core
+    command (or asks for help): keep the import light. A name that clashes with a core command
+    is ignored.
+    """

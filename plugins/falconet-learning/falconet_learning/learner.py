@@ -1,0 +1,463 @@
+"""The learner: the hot-path parser, the lookups behind the ``profile.*`` fields, the alert sink
+that taints processes, and the background writer.
+
+Per event (the parser):
+  one dict lookup finds the event's profile (by container id, or executable path for host
+  processes); while the profile learns, an exec/open/connect/listen whose key is not in the
+  profile yet is appended to a bounded queue (a tuple, no I/O). The writer thread commits queued
+  observations after ``quarantine_seconds`` unless an alert at Warning or above named their
+  process (or its parent) meanwhile: a process that raised such an alert is never learned from.
+
+Per field (the extractors): the same profile lookup plus one or two set lookups by a key built
+from the event (path classes come from a bounded memo).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from falconet.priorities import Priority
+
+from falconet_learning.generalise import ClassCache
+from falconet_learning.identity import container_identity, host_identity
+from falconet_learning.profile import LEARNING, READY, Profile, profile_id
+from falconet_learning.store import ProfileStore, new_profile_row
+
+log = logging.getLogger("falconet.learning")
+
+EXEC = frozenset({"execve", "execveat"})
+OPEN = frozenset({"open", "openat", "openat2", "creat"})
+_O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC, _O_PATH = 3, 1, 2, 0o1000, 0o10000000
+_CREAT_FLAGS = 0o1101
+
+
+@dataclass
+class LearningConfig:
+    state_dir: str = "/var/lib/falconet/learning"
+    learning_seconds: float = 3600.0
+    learning_events: int = 0
+    max_entries: int = 5000
+    max_profiles: int = 1000
+    queue_size: int = 65536
+    flush_interval: float = 1.0
+    quarantine_seconds: float = 2.0
+    host_profiles: bool = True
+
+
+def open_modes(evt: Any) -> tuple[bool, bool]:
+    """(read, write) of an open event (``evt.is_open_read`` / ``evt.is_open_write``)."""
+    f = evt.args.get("flags")
+    if f is None:
+        f = _CREAT_FLAGS if evt.type == "creat" else 0
+    acc = f & _O_ACCMODE
+    return (acc in (0, _O_RDWR) and not f & _O_PATH,
+            acc in (_O_WRONLY, _O_RDWR) or bool(f & _O_TRUNC))
+
+
+class Learner:
+    """One engine's learning state. ``fields`` is the engine's field registry (container
+    identity is read through the container plugin's fields when they are declared)."""
+
+    def __init__(self, cfg: LearningConfig, metrics: Any = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.profiles: dict[str, Profile] = {}          # identity -> profile
+        self._route: dict[str, Profile] = {}            # container id / "host:exe" -> profile
+        self._by_image: dict[str, Profile] = {}         # identity without digest -> profile
+        self._by_id: dict[str, Profile] = {}
+        self.classes = ClassCache()
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.tainted: OrderedDict[int, None] = OrderedDict()
+        self.counts = {"observed": 0, "learned": 0, "tainted_dropped": 0, "queue_full": 0,
+                       "profile_full": 0, "profiles_limit": 0, "writes": 0, "rows": 0,
+                       "identity_pending": 0}
+        self.full_profiles = 0
+        self._img: tuple[Any, ...] | None = None        # container field extractors
+        self.store: ProfileStore | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()                   # writer batches vs. stop's final flush
+
+    # ----------------------------------------------------------------------------- set-up
+    def bind_fields(self, registry: Any) -> None:
+        """Container identity through the container plugin's fields (absent: host only)."""
+        try:
+            self._img = tuple(registry.resolve(n).extract for n in (
+                "container.image.repository", "container.image.tag", "container.image.digest",
+                "k8s.ns.name", "k8s.pod.name"))
+        except Exception:  # noqa: BLE001 - no container plugin: every process is a host process
+            self._img = None
+
+    def open_store(self) -> None:
+        self.store = ProfileStore(self.cfg.state_dir)
+        for p in self.store.load():
+            self._adopt(p)
+
+    def _adopt(self, p: Profile) -> None:
+        p.ready_at_ns = p.created_ns + int(self.cfg.learning_seconds * 1e9)
+        p.min_events = self.cfg.learning_events
+        self.profiles[p.identity] = p
+        self._by_image[p.identity.split("@", 1)[0]] = p
+        self._by_id[p.id] = p
+        if p.full:
+            self.full_profiles += 1
+
+    def start(self) -> None:
+        if self.store is None:
+            self.open_store()
+        self._thread = threading.Thread(target=self._run, name="falconet-learning", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush(final=True)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ----------------------------------------------------------------------------- lookup
+    def profile_for(self, identity: str, ts: int) -> Profile | None:
+        p = self.profiles.get(identity)
+        if p is None:
+            if len(self.profiles) >= self.cfg.max_profiles:
+                self.counts["profiles_limit"] += 1
+                return None
+            p = Profile(profile_id(identity), identity, LEARNING, created_ns=ts)
+            self._adopt(p)
+            self.queue.append(("meta", p))
+        return p
+
+    def _miss(self, t: Any, ts: int) -> Profile | None:
+        cid = t.container_id
+        if cid:
+            img = self._img
+            if img is None:
+                ident = f"container:{cid[:12]}"
+            else:
+                t_evt = _ThreadEvent(t)
+                ident = container_identity(*(f(t_evt) for f in img))
+                if ident is None:
+                    self.counts["identity_pending"] += 1
+                    return None       # metadata not resolved yet: not learned, no verdicts
+            p = self.profile_for(ident, ts)
+            if p is not None:
+                self._route[cid] = p
+            return p
+        if not self.cfg.host_profiles:
+            return None
+        exe = t.exepath or t.exe
+        ident = host_identity(exe)
+        if ident is None:
+            return None
+        p = self.profile_for(ident, ts)
+        if p is not None:
+            self._route[exe] = p    # container ids are hex, executable paths start with /
+        return p
+
+    def of_thread(self, t: Any, ts: int) -> Profile | None:
+        """The profile of a thread's workload (O(1) when warm)."""
+        cid = t.container_id
+        p = self._route.get(cid or t.exepath or t.exe)
+        return p if p is not None else self._miss(t, ts)
+
+    def exec_owner(self, evt: Any) -> tuple[Profile | None, str, str]:
+        """Exec events: (owner profile, child exe, edge key). The owner is the container's
+        profile, or on the host the *parent's* (what sshd spawns belongs to sshd's profile)."""
+        t = evt.thread
+        exe = t.exepath or t.exe
+        pexe = ""
+        parent = self._parent(t)
+        if parent is not None:
+            pexe = parent.exepath or parent.exe
+        if t.container_id:
+            owner = self.of_thread(t, evt.ts)
+        elif parent is not None and not parent.container_id:
+            owner = self.of_thread(parent, evt.ts)
+        else:
+            owner = None
+        return owner, exe, pexe + "\0" + exe
+
+    _state: Any = None
+
+    def _parent(self, t: Any) -> Any:
+        st = self._state
+        return st.parent(t) if st is not None else None
+
+    # ----------------------------------------------------------------------------- hot path
+    def parse(self, evt: Any) -> None:
+        """The ``falconet_event_parsers`` callable."""
+        t = evt.thread
+        if t is None:
+            return
+        etype = evt.type
+        if etype in EXEC:
+            if evt.res is not None and evt.res < 0:
+                return
+            p, exe, edge = self.exec_owner(evt)
+            if p is None or p.state != LEARNING:
+                return
+            self._tick(p, evt.ts)
+            if p.state == LEARNING:
+                self._observe(p, "proc", exe, evt)
+                self._observe(p, "spawn", edge, evt)
+            return
+        cid = t.container_id
+        p = self._route.get(cid or t.exepath or t.exe)
+        if p is None:
+            p = self._miss(t, evt.ts)
+            if p is None:
+                return
+        if p.state != LEARNING:
+            return
+        self._tick(p, evt.ts)
+        if p.state != LEARNING:
+            return
+        if etype in OPEN:
+            f = evt.fdinfo
+            if f is None or (evt.res is not None and evt.res < 0):
+                return
+            r, w = open_modes(evt)
+            cls = self.classes.get(f.name)
+            if r:
+                self._observe(p, "file_r", cls, evt)
+            if w:
+                self._observe(p, "file_w", cls, evt)
+        elif etype == "connect":
+            k = net_key(evt)
+            if k is not None:
+                self._observe(p, "net", k, evt)
+        elif etype == "listen":
+            k = listen_key(evt)
+            if k is not None:
+                self._observe(p, "listen", k, evt)
+
+    def _tick(self, p: Profile, ts: int) -> None:
+        p.events += 1
+        if ts >= p.ready_at_ns and p.events >= p.min_events:
+            p.state = READY
+            p.ready_ns = ts
+            self.queue.append(("meta", p))
+            log.info("profile %s (%s) is ready: %d entries learned over %d events",
+                     p.id, p.identity, p.size, p.events)
+
+    def _observe(self, p: Profile, kind: str, key: str, evt: Any) -> None:
+        if p.full or p.known(kind, key):
+            return
+        if len(self.queue) >= self.cfg.queue_size:
+            self.counts["queue_full"] += 1
+            m = self.metrics
+            if m is not None:
+                m.drop("learning_queue_full")
+            return
+        p.pending[kind].add(key)
+        t = evt.thread
+        self.counts["observed"] += 1
+        self.queue.append((time.monotonic(), p, kind, key, t.pid, t.ptid, evt.ts))
+
+    # ----------------------------------------------------------------------------- verdicts
+    def proc_new(self, evt: Any) -> bool | None:
+        if evt.type not in EXEC or evt.thread is None:
+            return None
+        p, exe, _edge = self.exec_owner(evt)
+        if p is None:
+            return None
+        return p.state == READY and not p.known("proc", exe)
+
+    def spawn_new(self, evt: Any) -> bool | None:
+        if evt.type not in EXEC or evt.thread is None:
+            return None
+        p, _exe, edge = self.exec_owner(evt)
+        if p is None:
+            return None
+        return p.state == READY and not p.known("spawn", edge)
+
+    def file_new(self, evt: Any) -> bool | None:
+        t = evt.thread
+        f = evt.fdinfo
+        if evt.type not in OPEN or t is None or f is None:
+            return None
+        p = self.of_thread(t, evt.ts)
+        if p is None:
+            return None
+        if p.state != READY:
+            return False
+        r, w = open_modes(evt)
+        cls = self.classes.get(f.name)
+        return (r and not p.known("file_r", cls)) or (w and not p.known("file_w", cls))
+
+    def net_new(self, evt: Any) -> bool | None:
+        t = evt.thread
+        if evt.type != "connect" or t is None:
+            return None
+        k = net_key(evt)
+        p = self.of_thread(t, evt.ts) if k is not None else None
+        if p is None:
+            return None
+        return p.state == READY and not p.known("net", k)
+
+    def listen_new(self, evt: Any) -> bool | None:
+        t = evt.thread
+        if evt.type != "listen" or t is None:
+            return None
+        k = listen_key(evt)
+        p = self.of_thread(t, evt.ts) if k is not None else None
+        if p is None:
+            return None
+        return p.state == READY and not p.known("listen", k)
+
+    def profile_of_event(self, evt: Any) -> Profile | None:
+        t = evt.thread
+        return self.of_thread(t, evt.ts) if t is not None else None
+
+    # ----------------------------------------------------------------------------- alerts
+    def on_alert(self, alert: Any) -> None:
+        """The sink: Warning+ taints the process; lower alerts of a learning profile are kept
+        as evidence for ``falconet learn suggest``."""
+        if "learning" in alert.tags:
+            return
+        lineage = alert.lineage or []
+        of = alert.output_fields or {}
+        pid = lineage[0].get("pid") if lineage else of.get("proc.pid")
+        if alert.priority <= Priority.WARNING:
+            if isinstance(pid, int):
+                with self._lock:
+                    self.tainted[pid] = None
+                    while len(self.tainted) > 65536:
+                        self.tainted.popitem(last=False)
+            return
+        ev = evidence(alert)
+        ident = identity_of_alert(alert, ev)
+        p = self._by_image.get(ident) if ident else None
+        if p is None or p.state != LEARNING:
+            return
+        self.queue.append(("alert", p.id, alert.rule, alert.priority.name.lower(),
+                           json.dumps(ev, sort_keys=True)))
+
+    # ----------------------------------------------------------------------------- writer
+    def _run(self) -> None:
+        while not self._stop.wait(self.cfg.flush_interval):
+            try:
+                self.flush()
+            except Exception as e:  # noqa: BLE001 - a failing batch is retried, never fatal
+                log.warning("learning: profile write failed: %s", e)
+
+    def flush(self, final: bool = False) -> None:
+        """Commit queued observations older than the quarantine (all of them when ``final``)."""
+        with self._lock:
+            self._flush(final)
+
+    def _flush(self, final: bool) -> None:
+        q = self.queue
+        horizon = time.monotonic() - (0.0 if final else self.cfg.quarantine_seconds)
+        metas: dict[str, Profile] = {}
+        entries: list[tuple[str, str, str, int]] = []
+        alerts: list[tuple[str, str, str, str, int]] = []
+        tainted = self.tainted
+        limit = self.cfg.max_entries
+        while q:
+            item = q[0]
+            tag = item[0]
+            if tag == "meta":
+                q.popleft()
+                metas[item[1].id] = item[1]
+                continue
+            if tag == "alert":
+                q.popleft()
+                alerts.append((item[1], item[2], item[3], item[4], 1))
+                continue
+            if tag > horizon:
+                break
+            q.popleft()
+            _mono, p, kind, key, pid, ppid, ts = item
+            if pid in tainted or ppid in tainted:
+                self.counts["tainted_dropped"] += 1
+            elif p.size >= limit:
+                if not p.full:
+                    p.full = True
+                    self.full_profiles += 1
+                    metas[p.id] = p
+                    log.warning("learning: profile %s (%s) reached max_entries_per_profile=%d: "
+                                "it stops growing", p.id, p.identity, limit)
+                self.counts["profile_full"] += 1
+            else:
+                p.add(kind, key)
+                entries.append((p.id, kind, key, ts))
+                self.counts["learned"] += 1
+            p.pending[kind].discard(key)
+        if (metas or entries or alerts) and self.store is not None:
+            for p in {e[0] for e in entries} - set(metas):
+                prof = self._by_id.get(p)
+                if prof is not None:
+                    metas[p] = prof
+            self.store.write_batch([new_profile_row(p) for p in metas.values()], entries, alerts)
+            self.counts["writes"] += 1
+            self.counts["rows"] += len(entries) + len(metas) + len(alerts)
+
+
+class _ThreadEvent:
+    """A minimal event for the container field extractors (they read ``thread``/``pid`` and
+    cache in ``cache``): identity is resolved per thread, not per event."""
+
+    __slots__ = ("thread", "pid", "tid", "cache", "source", "type", "args", "fdinfo")
+
+    def __init__(self, t: Any) -> None:
+        self.thread, self.pid, self.tid, self.cache = t, t.pid, t.tid, {}
+        self.source, self.type, self.args, self.fdinfo = "syscall", "", {}, None
+
+
+def net_key(evt: Any) -> str | None:
+    """``<ip>:<port>`` of an outbound connection (the server side), ``None`` when unknown."""
+    f = evt.fdinfo
+    if f is None or (evt.res is not None and evt.res < 0 and evt.res != -115):   # EINPROGRESS
+        return None
+    ip, port = f.dip, f.dport
+    if not ip and not port:
+        return None
+    return f"{f.l4proto or 'ip'}:{ip}:{port}"
+
+
+def listen_key(evt: Any) -> str | None:
+    f = evt.fdinfo
+    if f is None or (evt.res is not None and evt.res < 0):
+        return None
+    return f"{f.l4proto or 'ip'}:{f.dport}"
+
+
+def evidence(alert: Any) -> dict[str, Any]:
+    """What an exception can be narrowed to: image, process, parent, path (when present)."""
+    of = alert.output_fields or {}
+    lin = alert.lineage or []
+    ev: dict[str, Any] = {}
+    for k in ("container.image.repository", "container.image.tag", "k8s.ns.name"):
+        v = of.get(k)
+        if v not in (None, "", "host"):
+            ev[k] = v
+    exe = lin[0].get("exepath") if lin else of.get("proc.exepath")
+    if exe:
+        ev["proc.exepath"] = exe
+    pname = lin[1].get("name") if len(lin) > 1 else of.get("proc.pname")
+    if pname:
+        ev["proc.pname"] = pname
+    fd = of.get("fd.name")
+    if isinstance(fd, str) and fd:
+        ev["fd.name"] = fd
+    return ev
+
+
+def identity_of_alert(alert: Any, ev: dict[str, Any]) -> str | None:
+    """The profile identity (without digest) an alert belongs to."""
+    repo = ev.get("container.image.repository")
+    if repo:
+        of = alert.output_fields or {}
+        return container_identity(repo, ev.get("container.image.tag"), None,
+                                  of.get("k8s.ns.name"), of.get("k8s.pod.name"))
+    exe = ev.get("proc.exepath")
+    return host_identity(exe) if exe else None
