@@ -172,11 +172,11 @@ class Learner:
         """Exec events: (owner profile, child exe, edge key). The owner is the container's
         profile, or on the host the *parent's* (what sshd spawns belongs to sshd's profile)."""
         t = evt.thread
-        exe = t.exepath or t.exe
+        exe = exe_key(t)
         pexe = ""
         parent = self._parent(t)
         if parent is not None:
-            pexe = parent.exepath or parent.exe
+            pexe = exe_key(parent)
         if t.container_id:
             owner = self.of_thread(t, evt.ts)
         elif parent is not None and not parent.container_id:
@@ -221,8 +221,8 @@ class Learner:
         if p.state != LEARNING:
             return
         if etype in OPEN:
-            f = evt.fdinfo
-            if f is None or (evt.res is not None and evt.res < 0):
+            f = evt.fdinfo          # failed opens too: probing for a file is behaviour as well
+            if f is None:
                 return
             r, w = open_modes(evt)
             cls = self.classes.get(f.name)
@@ -400,6 +400,18 @@ class Learner:
             self.store.write_batch([new_profile_row(p) for p in metas.values()], entries, alerts)
             self.counts["writes"] += 1
             self.counts["rows"] += len(entries) + len(metas) + len(alerts)
+
+
+def exe_key(t: Any) -> str:
+    """The executable as profiles record it: its path, plus the name it was run as (argv[0]'s
+    basename) when that differs (``/bin/busybox[cat]``: a multi-call binary's applets, busybox
+    re-executing ``/proc/self/exe``, or a binary run through a symlink with another name, are
+    different executables)."""
+    exe = t.exepath or t.exe
+    name = t.exe.rsplit("/", 1)[-1] if t.exe else t.comm
+    if not name or exe.rsplit("/", 1)[-1] == name:
+        return exe
+    return f"{exe}[{name}]"
 
 
 class _ThreadEvent:
