@@ -22,7 +22,6 @@ from container_runtimes import (  # noqa: E402
     need_docker,
     sh,
 )
-
 from falconet.simulate.contexts import DockerContext  # noqa: E402
 
 #: a web server under local load: busybox httpd on a loopback port, wget in a loop

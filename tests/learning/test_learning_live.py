@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 from conftest import free_port, need_bcc, wait_until
+from falconet.simulate.actions import ACTIONS
 from learning_live import (
     WEB,
     WORKER,
@@ -33,8 +33,6 @@ from learning_live import (
     untag_image,
     wait_ready,
 )
-
-from falconet.simulate.actions import ACTIONS
 
 pytestmark = [pytest.mark.root, pytest.mark.containers, pytest.mark.ebpf, pytest.mark.slow]
 

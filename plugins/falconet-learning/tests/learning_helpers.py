@@ -11,7 +11,6 @@ from falconet.app import App
 from falconet.capture import CaptureWriter
 from falconet.config import load_config
 from falconet.events import Event
-
 from falconet_learning import plugin
 
 S = 1_000_000_000

@@ -7,9 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from learning_helpers import S, T0, Cap, run_replay
-
 from falconet_learning.store import ProfileStore
+from learning_helpers import T0, Cap, S, run_replay
 
 CRON = "/usr/sbin/cron"
 
