@@ -143,7 +143,7 @@ def render(cands: list[Candidate], header: str) -> str:
         for i, (fields, cs) in enumerate(sorted(by_rule[rule].items()), start=1):
             out += [f"    - name: learned_{i}",
                     f"      fields: [{', '.join(fields)}]",
-                    f"      comps: [{', '.join('=' for _ in fields)}]",
+                    "      comps: [" + ", ".join('"="' for _ in fields) + "]",
                     "      values:"]
             for c in cs:
                 sample = " ".join(c.sample.split())[:160]
