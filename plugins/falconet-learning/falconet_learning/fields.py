@@ -28,10 +28,13 @@ def field_defs(learner: Learner) -> list[FieldDef]:
 
     def kind(evt: Any) -> str | None:
         p = prof(evt)
-        return None if p is None else ("host" if p.identity.startswith("host:") else "container")
+        return p.kind if p is not None else None
 
     def f(name: str, typ: FieldType, desc: str, fn: Any) -> FieldDef:
-        return FieldDef(name, typ, desc, lambda _arg, _fn=fn: _fn, provider=PLUGIN_NAME)
+        # no per-event value cache: each lookup is cheaper than the cache's own dict work, and
+        # the exec fields share one memo of the event's exec facts
+        return FieldDef(name, typ, desc, lambda _arg, _fn=fn: _fn, provider=PLUGIN_NAME,
+                        cache=False)
 
     B, S = FieldType.BOOL, FieldType.STRING
     return [

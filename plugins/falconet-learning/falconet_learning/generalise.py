@@ -97,7 +97,7 @@ class ClassCache:
         if c is None:
             c = path_class(path)
             if len(self._d) >= self.max_size:
-                self._d.clear()
+                self._d.clear()     # in place: the learner reads this very dict
             self._d[path] = c
             self.misses += 1
         return c

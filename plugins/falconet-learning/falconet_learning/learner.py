@@ -32,6 +32,8 @@ from falconet_learning.store import ProfileStore, new_profile_row
 log = logging.getLogger("falconet.learning")
 
 EXEC = frozenset({"execve", "execveat"})
+#: per-event memo of :meth:`Learner.exec_owner` in ``Event.cache`` (a key no field token has)
+_EXEC_MEMO = "\0learning.exec"
 OPEN = frozenset({"open", "openat", "openat2", "creat"})
 _O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC, _O_PATH = 3, 1, 2, 0o1000, 0o10000000
 _CREAT_FLAGS = 0o1101
@@ -71,7 +73,9 @@ class Learner:
         self._route: dict[str, Profile] = {}            # container id / "host:exe" -> profile
         self._by_image: dict[str, Profile] = {}         # identity without digest -> profile
         self._by_id: dict[str, Profile] = {}
+        self._exe_keys: dict[tuple[str, str], str] = {}
         self.classes = ClassCache()
+        self._class_memo = self.classes._d         # the memo's dict, read directly when warm
         self.queue: deque[tuple[Any, ...]] = deque()
         self.tainted: OrderedDict[int, None] = OrderedDict()
         self.counts = {"observed": 0, "learned": 0, "tainted_dropped": 0, "queue_full": 0,
@@ -169,27 +173,41 @@ class Learner:
         return p if p is not None else self._miss(t, ts)
 
     def exec_owner(self, evt: Any) -> tuple[Profile | None, str, str]:
-        """Exec events: (owner profile, child exe, edge key). The owner is the container's
-        profile, or on the host the *parent's* (what sshd spawns belongs to sshd's profile)."""
+        """Exec events: (owner profile, child exe, edge key), computed once per event (the
+        parser and both exec fields share it through the event's cache). The owner is the
+        container's profile, or on the host the *parent's* (what sshd spawns belongs to sshd's
+        profile)."""
+        c = evt.cache
+        v = c.get(_EXEC_MEMO)
+        if v is not None:
+            return v
         t = evt.thread
-        exe = exe_key(t)
+        keys = self._exe_keys
+        exe = keys.get((t.exepath, t.exe))
+        if exe is None:
+            exe = self._exe_key(t)
         pexe = ""
-        parent = self._parent(t)
+        st = self._state
+        parent = st.parent(t) if st is not None else None
         if parent is not None:
-            pexe = exe_key(parent)
+            pexe = keys.get((parent.exepath, parent.exe)) or self._exe_key(parent)
         if t.container_id:
             owner = self.of_thread(t, evt.ts)
         elif parent is not None and not parent.container_id:
             owner = self.of_thread(parent, evt.ts)
         else:
             owner = None
-        return owner, exe, pexe + "\0" + exe
+        v = c[_EXEC_MEMO] = (owner, exe, pexe + "\0" + exe)
+        return v
+
+    def _exe_key(self, t: Any) -> str:
+        k = exe_key(t)
+        if len(self._exe_keys) >= 65536:
+            self._exe_keys.clear()
+        self._exe_keys[(t.exepath, t.exe)] = k
+        return k
 
     _state: Any = None
-
-    def _parent(self, t: Any) -> Any:
-        st = self._state
-        return st.parent(t) if st is not None else None
 
     # ----------------------------------------------------------------------------- hot path
     def parse(self, evt: Any) -> None:
@@ -202,23 +220,22 @@ class Learner:
             if evt.res is not None and evt.res < 0:
                 return
             p, exe, edge = self.exec_owner(evt)
-            if p is None or p.state != LEARNING:
+            if p is None or p.state is not LEARNING:
                 return
             self._tick(p, evt.ts)
-            if p.state == LEARNING:
+            if p.state is LEARNING:
                 self._observe(p, "proc", exe, evt)
                 self._observe(p, "spawn", edge, evt)
             return
-        cid = t.container_id
-        p = self._route.get(cid or t.exepath or t.exe)
+        p = self._route.get(t.container_id or t.exepath or t.exe)
         if p is None:
             p = self._miss(t, evt.ts)
             if p is None:
                 return
-        if p.state != LEARNING:
+        if p.state is not LEARNING:
             return
         self._tick(p, evt.ts)
-        if p.state != LEARNING:
+        if p.state is not LEARNING:
             return
         if etype in OPEN:
             f = evt.fdinfo          # failed opens too: probing for a file is behaviour as well
@@ -269,7 +286,7 @@ class Learner:
         p, exe, _edge = self.exec_owner(evt)
         if p is None:
             return None
-        return p.state == READY and not p.known("proc", exe)
+        return p.state is READY and exe not in p.sets["proc"] and exe not in p.pending["proc"]
 
     def spawn_new(self, evt: Any) -> bool | None:
         if evt.type not in EXEC or evt.thread is None:
@@ -277,31 +294,44 @@ class Learner:
         p, _exe, edge = self.exec_owner(evt)
         if p is None:
             return None
-        return p.state == READY and not p.known("spawn", edge)
+        return p.state is READY and edge not in p.sets["spawn"] and \
+            edge not in p.pending["spawn"]
 
     def file_new(self, evt: Any) -> bool | None:
         t = evt.thread
         f = evt.fdinfo
         if evt.type not in OPEN or t is None or f is None:
             return None
-        p = self.of_thread(t, evt.ts)
+        p = self._route.get(t.container_id or t.exepath or t.exe) or self._miss(t, evt.ts)
         if p is None:
             return None
-        if p.state != READY:
+        if p.state is not READY:
             return False
-        r, w = open_modes(evt)
-        cls = self.classes.get(f.name)
-        return (r and not p.known("file_r", cls)) or (w and not p.known("file_w", cls))
+        name = f.name
+        cls = self._class_memo.get(name) or self.classes.get(name)
+        flags = evt.args.get("flags")
+        if flags is None:
+            flags = _CREAT_FLAGS if evt.type == "creat" else 0
+        acc = flags & _O_ACCMODE
+        sets, pend = p.sets, p.pending
+        if acc != _O_WRONLY and not flags & _O_PATH and cls not in sets["file_r"] \
+                and cls not in pend["file_r"]:
+            return True
+        if (acc or flags & _O_TRUNC) and cls not in sets["file_w"] and cls not in pend["file_w"]:
+            return True
+        return False
 
     def net_new(self, evt: Any) -> bool | None:
         t = evt.thread
         if evt.type != "connect" or t is None:
             return None
         k = net_key(evt)
-        p = self.of_thread(t, evt.ts) if k is not None else None
+        if k is None:
+            return None
+        p = self._route.get(t.container_id or t.exepath or t.exe) or self._miss(t, evt.ts)
         if p is None:
             return None
-        return p.state == READY and not p.known("net", k)
+        return p.state is READY and k not in p.sets["net"] and k not in p.pending["net"]
 
     def listen_new(self, evt: Any) -> bool | None:
         t = evt.thread
@@ -311,11 +341,13 @@ class Learner:
         p = self.of_thread(t, evt.ts) if k is not None else None
         if p is None:
             return None
-        return p.state == READY and not p.known("listen", k)
+        return p.state is READY and not p.known("listen", k)
 
     def profile_of_event(self, evt: Any) -> Profile | None:
         t = evt.thread
-        return self.of_thread(t, evt.ts) if t is not None else None
+        if t is None:
+            return None
+        return self._route.get(t.container_id or t.exepath or t.exe) or self._miss(t, evt.ts)
 
     # ----------------------------------------------------------------------------- alerts
     def on_alert(self, alert: Any) -> None:
@@ -425,15 +457,24 @@ class _ThreadEvent:
         self.source, self.type, self.args, self.fdinfo = "syscall", "", {}, None
 
 
+_NET_KEYS: dict[tuple[str, str, int], str] = {}
+
+
 def net_key(evt: Any) -> str | None:
-    """``<ip>:<port>`` of an outbound connection (the server side), ``None`` when unknown."""
+    """``<proto>:<ip>:<port>`` of an outbound connection (the server side), ``None`` when
+    unknown. Memoised by (proto, ip, port): formatting costs more than the lookup."""
     f = evt.fdinfo
     if f is None or (evt.res is not None and evt.res < 0 and evt.res != -115):   # EINPROGRESS
         return None
-    ip, port = f.dip, f.dport
-    if not ip and not port:
-        return None
-    return f"{f.l4proto or 'ip'}:{ip}:{port}"
+    t = (f.l4proto, f.dip, f.dport)
+    k = _NET_KEYS.get(t)
+    if k is None:
+        if not t[1] and not t[2]:
+            return None
+        if len(_NET_KEYS) >= 65536:
+            _NET_KEYS.clear()
+        k = _NET_KEYS[t] = f"{t[0] or 'ip'}:{t[1]}:{t[2]}"
+    return k
 
 
 def listen_key(evt: Any) -> str | None:

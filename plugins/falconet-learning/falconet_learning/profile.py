@@ -27,7 +27,7 @@ class Profile:
 
     id: str
     identity: str
-    state: str = LEARNING
+    state: str = LEARNING     # LEARNING or READY (these very objects: compared with `is`)
     created_ns: int = 0
     ready_ns: int = 0
     events: int = 0
@@ -38,6 +38,10 @@ class Profile:
     sets: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
     pending: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
     size: int = 0
+    kind: str = ""          # "container" or "host" (profile.kind), set from the identity
+
+    def __post_init__(self) -> None:
+        self.kind = "host" if self.identity.startswith("host:") else "container"
 
     @property
     def learning(self) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from falconet_learning.profile import KINDS, LEARNING, Profile
+from falconet_learning.profile import KINDS, LEARNING, READY, Profile
 
 DB_NAME = "profiles.db"
 SCHEMA = """
@@ -96,7 +96,9 @@ class ProfileStore:
         out: dict[str, Profile] = {}
         for pid, ident, state, created, ready, events, full in self.db.execute(
                 "SELECT id, identity, state, created_ns, ready_ns, events, full FROM profiles"):
-            out[pid] = Profile(pid, ident, state, created, ready, events, full=bool(full))
+            # the module's constants (the hot path compares states by identity)
+            st = READY if state == READY else LEARNING
+            out[pid] = Profile(pid, ident, st, created, ready, events, full=bool(full))
         for pid, kind, key in self.db.execute("SELECT profile, kind, key FROM entries"):
             p = out.get(pid)
             if p is not None and kind in KINDS:
