@@ -18,7 +18,7 @@ def plugin_commands() -> list[Any]:
     host = PluginHost(builtins=[])
     try:
         host.load()
-        found = host.call("falconet_commands")
+        found = host.call(host.hook.falconet_commands)
     except Exception:  # noqa: BLE001 - a broken plugin must not break the core commands
         return []
     core = {n for n, _ in COMMANDS}

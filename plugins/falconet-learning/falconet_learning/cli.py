@@ -19,12 +19,14 @@ def _state_dir(args: argparse.Namespace) -> str:
     if getattr(args, "state_dir", None):
         return str(args.state_dir)
     from falconet.app import config_from_args  # noqa: PLC0415
+    from falconet.plugin_config import check_or_raise  # noqa: PLC0415
 
-    from falconet_learning.config import parse_config  # noqa: PLC0415
+    from falconet_learning.config import SCHEMA, learning_config  # noqa: PLC0415
 
     cfg = config_from_args(args)
-    section = dict((cfg.data.get("plugins") or {}).get("learning") or {})
-    return parse_config(section, cfg.data).state_dir
+    section = (cfg.data.get("plugins") or {}).get("learning")
+    values = check_or_raise(SCHEMA, "learning", section, whole=cfg.data)
+    return learning_config(values, cfg.data).state_dir
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -77,8 +79,17 @@ examples:
 
     @staticmethod
     def main(args: argparse.Namespace) -> int:
+        from falconet.api import PluginConfigError  # noqa: PLC0415
+        from falconet.app import guarded  # noqa: PLC0415
+
         try:
-            store = ProfileStore(_state_dir(args))
+            state_dir = _state_dir(args)
+        except PluginConfigError as e:
+            return _err(str(e), 2)
+        except Exception:  # noqa: BLE001 - the config's own errors: guarded reports them
+            return guarded(lambda: _state_dir(args) and 0)
+        try:
+            store = ProfileStore(state_dir)
         except StoreError as e:
             return _err(str(e))
         try:

@@ -1,58 +1,56 @@
-"""``plugins.learning`` of ``falconet.yaml`` (documented there, with the defaults)."""
+"""``plugins.learning`` of ``falconet.yaml``: every key declared once (check, default, meaning);
+the engine validates the section against :data:`SCHEMA` (``falconet.yaml:LINE:COL: error:
+plugins.learning.<key>: expected ...``). ``falconet.yaml`` documents them too."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from falconet.api import PluginConfigError
+from falconet import plugin_config as c
+from falconet.api import ConfigSchema, PluginConfigError, Setting
 
 from falconet_learning.learner import LearningConfig
 
-_NUMBERS: dict[str, tuple[type, float, float]] = {
-    "learning_seconds": (float, 0, 365 * 86400),
-    "learning_events": (int, 0, 10**12),
-    "max_entries_per_profile": (int, 1, 10**7),
-    "max_profiles": (int, 1, 10**6),
-    "queue_size": (int, 16, 10**7),
-    "flush_interval": (float, 0.01, 60),
-    "quarantine_seconds": (float, 0, 600),
-}
-_ATTR = {"max_entries_per_profile": "max_entries"}
-KNOWN = {*_NUMBERS, "state_dir", "host_profiles", "required", "enabled"}
+SCHEMA = ConfigSchema({
+    "state_dir": Setting(c.optional(c.string()), None,
+                         "profile database directory (0700); null: <state_dir>/learning, "
+                         "$FALCONET_STATE_DIR/learning, else /var/lib/falconet/learning"),
+    "learning_seconds": Setting(c.number(0, 365 * 86400), 3600.0,
+                                "a profile learns at least this long (event time) ..."),
+    "learning_events": Setting(c.integer(0), 0, "... and at least this many events"),
+    "max_entries_per_profile": Setting(c.integer(1, 10**7), 5000,
+                                       "bound per profile: then a warning, and it stops growing"),
+    "max_profiles": Setting(c.integer(1, 10**6), 1000, "bound on the number of profiles"),
+    "queue_size": Setting(c.integer(16, 10**7), 65536,
+                          "observations waiting for the writer (drops counted beyond)"),
+    "flush_interval": Setting(c.number(0.01, 60), 1.0, "seconds between writer batches"),
+    "quarantine_seconds": Setting(c.number(0, 600), 2.0,
+                                  "an observation waits this long for a Warning+ alert on its "
+                                  "process before it is learned"),
+    "host_profiles": Setting(c.boolean(), True, "also profile host processes (per executable)"),
+})
 
 
-def default_state_dir(engine_config: dict[str, Any] | None) -> str:
+def default_state_dir(engine_config: Mapping[str, Any] | None) -> str:
     """``<state_dir>/learning`` when the engine has a ``state_dir``, else
     ``$FALCONET_STATE_DIR/learning``, else ``/var/lib/falconet/learning``."""
     base = (engine_config or {}).get("state_dir") or os.environ.get("FALCONET_STATE_DIR")
     return os.path.join(str(base), "learning") if base else "/var/lib/falconet/learning"
 
 
-def parse_config(config: dict[str, Any], engine_config: dict[str, Any] | None = None
-                 ) -> LearningConfig:
-    unknown = sorted(set(config) - KNOWN)
-    if unknown:
-        raise PluginConfigError(f"plugins.learning: unknown setting(s) {', '.join(unknown)} "
-                                f"(known: {', '.join(sorted(KNOWN - {'required', 'enabled'}))})")
-    cfg = LearningConfig(state_dir=default_state_dir(engine_config))
-    for key, (typ, lo, hi) in _NUMBERS.items():
-        if key not in config:
-            continue
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or (typ is int and v != int(v)) \
-                or not lo <= v <= hi:
-            raise PluginConfigError(f"plugins.learning.{key}: expected a "
-                                    f"{'whole ' if typ is int else ''}number in [{lo:g}, {hi:g}], "
-                                    f"got {v!r}")
-        setattr(cfg, _ATTR.get(key, key), typ(v))
-    if "state_dir" in config:
-        v = config["state_dir"]
-        if not isinstance(v, str) or not v.startswith("/"):
-            raise PluginConfigError("plugins.learning.state_dir: expected an absolute path")
-        cfg.state_dir = v
-    if "host_profiles" in config:
-        if not isinstance(config["host_profiles"], bool):
-            raise PluginConfigError("plugins.learning.host_profiles: expected true or false")
-        cfg.host_profiles = config["host_profiles"]
-    return cfg
+def learning_config(values: Mapping[str, Any], engine_config: Mapping[str, Any] | None = None
+                    ) -> LearningConfig:
+    """The validated section (defaults filled in) as the learner's settings."""
+    state_dir = values.get("state_dir") or default_state_dir(engine_config)
+    if not os.path.isabs(state_dir):
+        raise PluginConfigError("plugins.learning.state_dir: expected an absolute path")
+    return LearningConfig(
+        state_dir=state_dir, learning_seconds=float(values["learning_seconds"]),
+        learning_events=int(values["learning_events"]),
+        max_entries=int(values["max_entries_per_profile"]),
+        max_profiles=int(values["max_profiles"]), queue_size=int(values["queue_size"]),
+        flush_interval=float(values["flush_interval"]),
+        quarantine_seconds=float(values["quarantine_seconds"]),
+        host_profiles=bool(values["host_profiles"]))
