@@ -368,6 +368,10 @@ class Learner:
         ev = evidence(alert)
         ident = identity_of_alert(alert, ev)
         p = self._by_image.get(ident) if ident else None
+        if p is None and len(lineage) > 1 and ident and ident.startswith("host:"):
+            # a host exec belongs to the parent's profile (what sshd spawns is sshd's)
+            parent = host_identity(lineage[1].get("exepath") or "")
+            p = self._by_image.get(parent) if parent else None
         if p is None or p.state != LEARNING:
             return
         self.queue.append(("alert", p.id, alert.rule, alert.priority.name.lower(),
