@@ -14,21 +14,12 @@ from falconet_learning.learner import Learner
 def field_defs(learner: Learner) -> list[FieldDef]:
     prof = learner.profile_of_event
 
-    def state(evt: Any) -> str | None:
-        p = prof(evt)
-        return p.state if p is not None else None
-
-    def pid(evt: Any) -> str | None:
-        p = prof(evt)
-        return p.id if p is not None else None
-
-    def identity(evt: Any) -> str | None:
-        p = prof(evt)
-        return p.identity if p is not None else None
-
-    def kind(evt: Any) -> str | None:
-        p = prof(evt)
-        return p.kind if p is not None else None
+    def attribute(name: str) -> Any:
+        def extract(evt: Any, _name: str = name) -> str | None:
+            p = prof(evt)
+            return getattr(p, _name) if p is not None else None
+        return extract
+    state, pid, identity, kind = (attribute(n) for n in ("state", "id", "identity", "kind"))
 
     def f(name: str, typ: FieldType, desc: str, fn: Any) -> FieldDef:
         # no per-event value cache: each lookup is cheaper than the cache's own dict work, and

@@ -280,22 +280,23 @@ class Learner:
         self.queue.append((time.monotonic(), p, kind, key, t.pid, t.ptid, evt.ts))
 
     # ----------------------------------------------------------------------------- verdicts
-    def proc_new(self, evt: Any) -> bool | None:
+    def _exec_new(self, evt: Any, kind: str, index: int) -> bool | None:
+        """``profile.proc.new`` (``index`` 1: the executable) / ``profile.spawn.new`` (2: the
+        edge) from the event's memoised exec facts."""
         if evt.type not in EXEC or evt.thread is None:
             return None
-        p, exe, _edge = self.exec_owner(evt)
+        facts = self.exec_owner(evt)
+        p = facts[0]
         if p is None:
             return None
-        return p.state is READY and exe not in p.sets["proc"] and exe not in p.pending["proc"]
+        key = facts[index]
+        return p.state is READY and key not in p.sets[kind] and key not in p.pending[kind]
+
+    def proc_new(self, evt: Any) -> bool | None:
+        return self._exec_new(evt, "proc", 1)
 
     def spawn_new(self, evt: Any) -> bool | None:
-        if evt.type not in EXEC or evt.thread is None:
-            return None
-        p, _exe, edge = self.exec_owner(evt)
-        if p is None:
-            return None
-        return p.state is READY and edge not in p.sets["spawn"] and \
-            edge not in p.pending["spawn"]
+        return self._exec_new(evt, "spawn", 2)
 
     def file_new(self, evt: Any) -> bool | None:
         t = evt.thread
