@@ -187,8 +187,11 @@ class Learner:
         if exe is None:
             exe = self._exe_key(t)
         pexe = ""
-        st = self._state
-        parent = st.parent(t) if st is not None else None
+        threads = self._threads       # the state table's dict (StateTables.parent, inlined)
+        m = t if t.tid == t.pid else threads.get(t.pid, t)
+        parent = threads.get(m.ptid)
+        if parent is not None and parent.tid != parent.pid:
+            parent = threads.get(parent.pid, parent)
         if parent is not None:
             pexe = keys.get((parent.exepath, parent.exe)) or self._exe_key(parent)
         if t.container_id:
@@ -207,7 +210,19 @@ class Learner:
         self._exe_keys[(t.exepath, t.exe)] = k
         return k
 
-    _state: Any = None
+    _threads: dict[int, Any] = {}     # noqa: RUF012 - replaced per engine by the state table
+
+    @property
+    def _state(self) -> Any:
+        return self._tables
+
+    @_state.setter
+    def _state(self, tables: Any) -> None:
+        """The core state tables: parents are looked up in their (never replaced) dict."""
+        self._tables = tables
+        self._threads = tables.threads if tables is not None else {}
+
+    _tables: Any = None
 
     # ----------------------------------------------------------------------------- hot path
     def parse(self, evt: Any) -> None:
@@ -283,9 +298,11 @@ class Learner:
     def _exec_new(self, evt: Any, kind: str, index: int) -> bool | None:
         """``profile.proc.new`` (``index`` 1: the executable) / ``profile.spawn.new`` (2: the
         edge) from the event's memoised exec facts."""
-        if evt.type not in EXEC or evt.thread is None:
-            return None
-        facts = self.exec_owner(evt)
+        facts = evt.cache.get(_EXEC_MEMO)
+        if facts is None:
+            if evt.type not in EXEC or evt.thread is None:
+                return None
+            facts = self.exec_owner(evt)
         p = facts[0]
         if p is None:
             return None
