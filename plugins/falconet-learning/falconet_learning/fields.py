@@ -38,10 +38,10 @@ def field_defs(learner: Learner) -> list[FieldDef]:
         f("profile.kind", S, "container or host (the kind of workload of the profile).", kind),
         f("profile.proc.new", B, "execve: true when this executable never ran in the workload "
           "(host processes: never run by this parent executable) while its profile learned; "
-          "false while the profile is learning.", lambda e, _f=learner._exec_new: _f(e, "proc", 1)),
+          "false while the profile is learning.", learner.proc_new),
         f("profile.spawn.new", B, "execve: true when this parent->child executable edge is new "
           "for the workload; false while the profile is learning.",
-          lambda e, _f=learner._exec_new: _f(e, "spawn", 2)),
+          learner.spawn_new),
         f("profile.file.new", B, "open: true when the path class (docs/learning.md) was never "
           "opened in this mode (read/write) by the workload; false while learning.",
           learner.file_new),

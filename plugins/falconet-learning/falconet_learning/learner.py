@@ -32,8 +32,8 @@ from falconet_learning.store import ProfileStore, new_profile_row
 log = logging.getLogger("falconet.learning")
 
 EXEC = frozenset({"execve", "execveat"})
-#: per-event memo of :meth:`Learner.exec_owner` in ``Event.cache`` (a key no field token has)
-_EXEC_MEMO = "\0learning.exec"
+#: per-event memo of the exec facts in ``Event.cache`` (keys no field token can be)
+_EXEC_OWNER, _EXEC_EXE, _EXEC_EDGE = "\0learning.owner", "\0learning.exe", "\0learning.edge"
 OPEN = frozenset({"open", "openat", "openat2", "creat"})
 _O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC, _O_PATH = 3, 1, 2, 0o1000, 0o10000000
 _CREAT_FLAGS = 0o1101
@@ -73,7 +73,7 @@ class Learner:
         self._route: dict[str, Profile] = {}            # container id / "host:exe" -> profile
         self._by_image: dict[str, Profile] = {}         # identity without digest -> profile
         self._by_id: dict[str, Profile] = {}
-        self._exe_keys: dict[tuple[str, str], str] = {}
+        self._exe_keys: dict[str, dict[str, str]] = {}
         self.classes = ClassCache()
         self._class_memo = self.classes._d         # the memo's dict, read directly when warm
         self.queue: deque[tuple[Any, ...]] = deque()
@@ -173,17 +173,23 @@ class Learner:
         return p if p is not None else self._miss(t, ts)
 
     def exec_owner(self, evt: Any) -> tuple[Profile | None, str, str]:
-        """Exec events: (owner profile, child exe, edge key), computed once per event (the
-        parser and both exec fields share it through the event's cache). The owner is the
-        container's profile, or on the host the *parent's* (what sshd spawns belongs to sshd's
-        profile)."""
+        """Exec events: (owner profile, child exe, edge key). The owner is the container's
+        profile, or on the host the *parent's* (what sshd spawns belongs to sshd's profile)."""
+        owner = self._exec_facts(evt)
         c = evt.cache
-        v = c.get(_EXEC_MEMO)
-        if v is not None:
-            return v
+        return owner, c[_EXEC_EXE], c[_EXEC_EDGE]
+
+    def _exec_facts(self, evt: Any) -> Profile | None:
+        """Computes the exec facts once per event into the event's cache (the parser and both
+        exec fields share them): three plain entries, no tuple per event (tuples feed the cyclic
+        GC, which then costs more than the lookups)."""
+        c = evt.cache
+        if _EXEC_EDGE in c:
+            return c[_EXEC_OWNER]
         t = evt.thread
-        keys = self._exe_keys
-        exe = keys.get((t.exepath, t.exe))
+        keys = self._exe_keys         # exepath -> argv0 -> key: no key string built per event
+        by_name = keys.get(t.exepath)
+        exe = by_name.get(t.exe) if by_name is not None else None
         if exe is None:
             exe = self._exe_key(t)
         pexe = ""
@@ -193,21 +199,32 @@ class Learner:
         if parent is not None and parent.tid != parent.pid:
             parent = threads.get(parent.pid, parent)
         if parent is not None:
-            pexe = keys.get((parent.exepath, parent.exe)) or self._exe_key(parent)
-        if t.container_id:
-            owner = self.of_thread(t, evt.ts)
+            by_name = keys.get(parent.exepath)
+            pexe = by_name.get(parent.exe) if by_name is not None else None
+            if pexe is None:
+                pexe = self._exe_key(parent)
+        route = self._route
+        cid = t.container_id
+        if cid:
+            owner = route.get(cid) or self._miss(t, evt.ts)
         elif parent is not None and not parent.container_id:
-            owner = self.of_thread(parent, evt.ts)
+            owner = route.get(parent.exepath or parent.exe) or self._miss(parent, evt.ts)
         else:
             owner = None
-        v = c[_EXEC_MEMO] = (owner, exe, pexe + "\0" + exe)
-        return v
+        c[_EXEC_OWNER] = owner
+        c[_EXEC_EXE] = exe
+        c[_EXEC_EDGE] = pexe + "\0" + exe
+        return owner
 
     def _exe_key(self, t: Any) -> str:
         k = exe_key(t)
-        if len(self._exe_keys) >= 65536:
-            self._exe_keys.clear()
-        self._exe_keys[(t.exepath, t.exe)] = k
+        keys = self._exe_keys
+        if len(keys) >= 16384:
+            keys.clear()
+        by_name = keys.setdefault(t.exepath, {})
+        if len(by_name) >= 256:
+            by_name.clear()
+        by_name[t.exe] = k
         return k
 
     _threads: dict[int, Any] = {}     # noqa: RUF012 - replaced per engine by the state table
@@ -234,13 +251,14 @@ class Learner:
         if etype in EXEC:
             if evt.res is not None and evt.res < 0:
                 return
-            p, exe, edge = self.exec_owner(evt)
+            p = self._exec_facts(evt)
             if p is None or p.state is not LEARNING:
                 return
             self._tick(p, evt.ts)
             if p.state is LEARNING:
-                self._observe(p, "proc", exe, evt)
-                self._observe(p, "spawn", edge, evt)
+                c = evt.cache
+                self._observe(p, "proc", c[_EXEC_EXE], evt)
+                self._observe(p, "spawn", c[_EXEC_EDGE], evt)
             return
         p = self._route.get(t.container_id or t.exepath or t.exe)
         if p is None:
@@ -295,25 +313,26 @@ class Learner:
         self.queue.append((time.monotonic(), p, kind, key, t.pid, t.ptid, evt.ts))
 
     # ----------------------------------------------------------------------------- verdicts
-    def _exec_new(self, evt: Any, kind: str, index: int) -> bool | None:
-        """``profile.proc.new`` (``index`` 1: the executable) / ``profile.spawn.new`` (2: the
-        edge) from the event's memoised exec facts."""
-        facts = evt.cache.get(_EXEC_MEMO)
-        if facts is None:
-            if evt.type not in EXEC or evt.thread is None:
-                return None
-            facts = self.exec_owner(evt)
-        p = facts[0]
+    def _exec_new(self, evt: Any, kind: str, key: str) -> bool | None:
+        """``profile.proc.new`` (``key`` the executable's memo) / ``profile.spawn.new`` (the
+        edge's) from the event's exec facts."""
+        c = evt.cache
+        if _EXEC_EDGE in c:
+            p = c[_EXEC_OWNER]
+        elif evt.type not in EXEC or evt.thread is None:
+            return None
+        else:
+            p = self._exec_facts(evt)
         if p is None:
             return None
-        key = facts[index]
-        return p.state is READY and key not in p.sets[kind] and key not in p.pending[kind]
+        k = c[key]
+        return p.state is READY and k not in p.sets[kind] and k not in p.pending[kind]
 
     def proc_new(self, evt: Any) -> bool | None:
-        return self._exec_new(evt, "proc", 1)
+        return self._exec_new(evt, "proc", _EXEC_EXE)
 
     def spawn_new(self, evt: Any) -> bool | None:
-        return self._exec_new(evt, "spawn", 2)
+        return self._exec_new(evt, "spawn", _EXEC_EDGE)
 
     def file_new(self, evt: Any) -> bool | None:
         t = evt.thread
