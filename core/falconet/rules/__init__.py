@@ -20,6 +20,7 @@ import falconet
 from falconet.fields.registry import FieldRegistry
 from falconet.priorities import Priority
 from falconet.rules.errors import LoadMessage, Location, RuleLoadError
+from falconet.rules.limits import DEFAULT_MAX_FILE_BYTES
 from falconet.rules.loader import (
     CompiledRule,
     Loader,
@@ -69,13 +70,14 @@ def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] | None,
           sources: Iterable[str] | None, min_priority: Priority, rule_matching: str,
-          hostname: str, append_output: Any, engine_version: str) -> LoadResult:
+          hostname: str, append_output: Any, engine_version: str,
+          max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
     if sources is None:
         srcs = {"syscall"} | {s for f in registry.fields.values() for s in f.sources}
     else:
         srcs = set(sources)
     ld = Loader(registry, plugin_versions=plugin_versions, sources=srcs,
-                engine_version=engine_version)
+                engine_version=engine_version, max_file_bytes=max_file_bytes)
     add(ld)
     compiled, described = compile_loaded(ld, append_output)
     order = {f: i for i, f in enumerate(ld.source_lines)}
@@ -96,7 +98,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
                sources: Iterable[str] | None = None,
                min_priority: Priority = Priority.DEBUG, rule_matching: str = "first",
                hostname: str = "", append_output: Any = None,
-               engine_version: str = falconet.ENGINE_VERSION) -> LoadResult:
+               engine_version: str = falconet.ENGINE_VERSION,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
     """Load rules files in order (later files append to/override earlier items).
 
     Args:
@@ -111,6 +114,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
         hostname: written into every alert.
         append_output: Falco's ``append_output`` list; ``None`` = ``[{suggested_output: true}]``.
         engine_version: checked against ``required_engine_version``.
+        max_file_bytes: a larger rules file is an error (``rules_max_file_size``); the other
+            limits are in :mod:`falconet.rules.limits`.
     """
     paths = rules_files_in(files)
 
@@ -119,7 +124,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
             ld.add_file(p)
     return _load(add, registry, plugin_versions=plugin_versions, sources=sources,
                  min_priority=min_priority, rule_matching=rule_matching, hostname=hostname,
-                 append_output=append_output, engine_version=engine_version)
+                 append_output=append_output, engine_version=engine_version,
+                 max_file_bytes=max_file_bytes)
 
 
 def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: FieldRegistry,
