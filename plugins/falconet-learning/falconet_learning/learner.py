@@ -537,6 +537,10 @@ def evidence(alert: Any) -> dict[str, Any]:
     exe = lin[0].get("exepath") if lin else of.get("proc.exepath")
     if exe:
         ev["proc.exepath"] = exe
+        # a multi-call binary (busybox) or a renamed link: the name tells its applets apart
+        name = lin[0].get("name") if lin else of.get("proc.name")
+        if name and exe.rsplit("/", 1)[-1][:15] != name:
+            ev["proc.name"] = name
     pname = lin[1].get("name") if len(lin) > 1 else of.get("proc.pname")
     if pname:
         ev["proc.pname"] = pname

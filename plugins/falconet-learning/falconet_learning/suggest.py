@@ -24,7 +24,7 @@ from falconet.priorities import Priority
 from falconet_learning.learner import evidence
 
 FIELD_ORDER = ("container.image.repository", "container.image.tag", "k8s.ns.name",
-               "proc.exepath", "proc.pname", "fd.name")
+               "proc.exepath", "proc.name", "proc.pname", "fd.name")
 
 
 class _Collector:
