@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,10 @@ class LiveEngine:
         rules = [a for r in extra_rules for a in ("-r", r)]
         if rules:
             rules = ["-r", str(REPO / "rules"), *rules]
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [str(exe), "run", "-c", str(conf), *rules, "--json", "--metrics-port",
-             str(free_port())], cwd=REPO, stdout=self.out.open("w"), stderr=self.err.open("w"),
+             str(self.port)], cwd=REPO, stdout=self.out.open("w"), stderr=self.err.open("w"),
             stdin=subprocess.DEVNULL)
         marker = f"/tmp/falconet-learning-ready-{tag}"
 
@@ -77,6 +79,15 @@ class LiveEngine:
             except ValueError:
                 continue
         return out
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample from the engine's real /metrics, or ``None`` when absent."""
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in body.decode().splitlines():
+            if line.startswith(name + ("{" if labels else " ")) and want in line:
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
     def stop(self) -> None:
         stop_process(self.proc, 20)

@@ -95,6 +95,10 @@ def test_attacks_in_learned_containers_raise_anomaly_alerts(learned) -> None:
     (learned["tmp"] / "attack-report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     assert share >= 0.9, report
+    # the plugin's series on the engine's real /metrics
+    assert engine.metric("falconet_learning_profiles", state="ready") >= 2
+    assert engine.metric("falconet_learning_observations_total", outcome="learned") > 0
+    assert engine.metric("falconet_learning_db_writes_total") > 0
 
 
 def test_restart_fresh_benign_run_is_quiet_and_new_tag_learns_anew(learned) -> None:

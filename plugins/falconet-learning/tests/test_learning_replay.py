@@ -150,3 +150,34 @@ def test_bounded_profile_stops_growing(tmp_path: Path, caplog) -> None:
     finally:
         st.close()
     assert sum("reached max_entries_per_profile=5" in r.message for r in caplog.records) == 1
+
+
+def test_bad_setting_is_reported_by_the_schema(tmp_path: Path) -> None:
+    from falconet.app import App
+    from falconet.config import load_config
+    from falconet_learning import plugin
+
+    cfg = load_config(None, ["plugins.learning.learning_seconds=-1",
+                             f"plugins.learning.state_dir={tmp_path}"])
+    app = App(cfg, source_name="replay", entry_points=False, extra_plugins=[("learning", plugin)])
+    app.load_plugins()
+    [f] = app.host.failures
+    assert (f.name, f.stage) == ("learning", "configure")
+    assert "plugins.learning.learning_seconds: expected a number between 0 and 31536000, " \
+           "got -1" in f.reason
+
+
+def test_state_dir_symlink_is_refused(tmp_path: Path) -> None:
+    import pytest
+    from falconet_learning.store import StoreError
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(StoreError, match="symlink is refused"):
+        ProfileStore(link)
+    (real / "profiles.db").symlink_to(tmp_path / "elsewhere.db")
+    with pytest.raises(StoreError, match="symlink is refused"):
+        ProfileStore(real)
+    assert not (tmp_path / "elsewhere.db").exists()
