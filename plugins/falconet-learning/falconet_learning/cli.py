@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from falconet_learning.store import ProfileStore, StoreError
+from falconet_learning.store import MAX_IMPORT_LINE, ProfileStore, StoreError
 
 
 def _state_dir(args: argparse.Namespace) -> str:
@@ -153,8 +153,9 @@ def _profiles(args: argparse.Namespace, store: ProfileStore) -> int:
             f = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
         except OSError as e:
             return _err(f"{args.file}: {e.strerror or e}")
-        with f:
-            n = store.import_lines(f, args.file)
+        with f:      # lines read with a bound: a huge line costs an error, not the memory
+            lines = iter(lambda: f.readline(MAX_IMPORT_LINE + 1), "")
+            n = store.import_lines(lines, args.file)
         print(f"imported {n} profile(s)")
         return 0
     return 2

@@ -409,7 +409,10 @@ class Learner:
             # a host exec belongs to the parent's profile (what sshd spawns is sshd's)
             parent = host_identity(lineage[1].get("exepath") or "")
             p = self._by_image.get(parent) if parent else None
-        if p is None or p.state != LEARNING:
+        if p is None or p.state is not LEARNING:
+            return
+        if len(self.queue) >= self.cfg.queue_size:
+            self.counts["queue_full"] += 1
             return
         self.queue.append(("alert", p.id, alert.rule, alert.priority.name.lower(),
                            json.dumps(ev, sort_keys=True)))

@@ -18,6 +18,9 @@ from typing import Any
 from falconet_learning.profile import KINDS, LEARNING, READY, Profile
 
 DB_NAME = "profiles.db"
+#: bounds of an import (time and memory stay bounded whatever the file holds)
+MAX_IMPORT_LINE = 65536
+MAX_IMPORT_ENTRIES = 10_000_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
     id TEXT PRIMARY KEY, identity TEXT NOT NULL UNIQUE, state TEXT NOT NULL,
@@ -195,9 +198,15 @@ class ProfileStore:
         for n, line in enumerate(lines, start=1):
             if len(errors) >= 20:
                 break
+            if len(line) > MAX_IMPORT_LINE:
+                errors.append(f"{source}:{n}: line longer than {MAX_IMPORT_LINE} characters")
+                continue
             line = line.strip()
             if not line:
                 continue
+            if len(entries) >= MAX_IMPORT_ENTRIES:
+                errors.append(f"{source}:{n}: more than {MAX_IMPORT_ENTRIES} entries")
+                break
             try:
                 d = json.loads(line)
             except ValueError as e:

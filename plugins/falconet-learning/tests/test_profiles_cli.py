@@ -102,3 +102,10 @@ def _rows(state: Path) -> list[dict]:
         return st.profiles()
     finally:
         st.close()
+
+
+def test_import_bounds_line_length(tmp_path: Path, capsys) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"falconet_profiles": 1}\n' + "x" * 200_000 + "\n")
+    assert main(["profiles", "import", str(big), "--state-dir", str(tmp_path / "s")]) == 1
+    assert f"{big}:2: line longer than 65536 characters" in capsys.readouterr().err
