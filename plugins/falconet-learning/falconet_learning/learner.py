@@ -302,15 +302,18 @@ class Learner:
         if p.full or p.known(kind, key):
             return
         if len(self.queue) >= self.cfg.queue_size:
-            self.counts["queue_full"] += 1
-            m = self.metrics
-            if m is not None:
-                m.drop("learning_queue_full")
+            self._queue_full()
             return
         p.pending[kind].add(key)
         t = evt.thread
         self.counts["observed"] += 1
         self.queue.append((time.monotonic(), p, kind, key, t.pid, t.ptid, evt.ts))
+
+    def _queue_full(self) -> None:
+        self.counts["queue_full"] += 1
+        m = self.metrics
+        if m is not None:
+            m.drop("learning_queue_full")
 
     # ----------------------------------------------------------------------------- verdicts
     def _exec_new(self, evt: Any, kind: str, key: str) -> bool | None:
@@ -412,7 +415,7 @@ class Learner:
         if p is None or p.state is not LEARNING:
             return
         if len(self.queue) >= self.cfg.queue_size:
-            self.counts["queue_full"] += 1
+            self._queue_full()
             return
         self.queue.append(("alert", p.id, alert.rule, alert.priority.name.lower(),
                            json.dumps(ev, sort_keys=True)))
