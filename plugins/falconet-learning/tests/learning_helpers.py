@@ -62,8 +62,10 @@ class Cap:
 
 
 def run_replay(tmp: Path, capture: Path, state_dir: Path, *opts: str,
-               rules: list[str] | None = None) -> list[dict[str, Any]]:
-    """Replay ``capture`` with the learning plugin; returns the alerts (JSON) it raised."""
+               rules: list[str] | None = None, engine: list[Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """Replay ``capture`` with the learning plugin; returns the alerts (JSON) it raised (and
+    appends the ``App`` to ``engine`` when given)."""
     out = tmp / f"alerts-{len(list(tmp.glob('alerts-*')))}.jsonl"
     noop = tmp / "noop_rules.yaml"
     noop.write_text(NOOP_RULES)
@@ -76,6 +78,8 @@ def run_replay(tmp: Path, capture: Path, state_dir: Path, *opts: str,
     assert not app.host.failures, app.host.failures
     app.load_ruleset(rules or [str(noop)])
     app.build_pipeline()
+    if engine is not None:
+        engine.append(app)
     rc = app.run("replay", {"path": str(capture), "progress": False,
                             "restore_state": lambda p, d: app.host.restore_state(p, d, app.ctx)})
     assert rc == 0

@@ -181,3 +181,27 @@ def test_state_dir_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="symlink is refused"):
         ProfileStore(real)
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_a_full_writer_queue_is_counted_once_per_drop(tmp_path: Path) -> None:
+    cap = tmp_path / "c.fcap"
+    c = Cap(cap)
+    c.spawn(T0, 1, 500, "/usr/bin/app")
+    for i in range(100):
+        c.open(T0 + S + i, 500, f"/srv/data/{'x' * (i % 7)}file{chr(97 + i % 26)}{i % 13}")
+    c.close()
+    apps: list = []
+    run_replay(tmp_path, cap, tmp_path / "state", "plugins.learning.queue_size=16",
+               "plugins.learning.flush_interval=60", "plugins.learning.quarantine_seconds=600",
+               engine=apps)
+    [app] = apps
+    dropped = app.metrics.drops["learning_queue_full"]
+    assert dropped > 0
+    st = ProfileStore(tmp_path / "state")
+    try:
+        prof = next(p for p in st.profiles() if p["identity"] == "host:/usr/bin/app")
+        learned = prof["entries"]
+    finally:
+        st.close()
+    distinct = len({f"/srv/data/{'x' * (i % 7)}file{chr(97 + i % 26)}{i % 13}" for i in range(100)})
+    assert learned + dropped == distinct and learned < 16
