@@ -81,12 +81,15 @@ class LiveEngine:
         return out
 
     def metric(self, name: str, **labels: str) -> float | None:
-        """One sample from the engine's real /metrics, or ``None`` when absent."""
+        """One sample from the engine's real /metrics (prometheus_client's own text parser),
+        or ``None`` when absent."""
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
         body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        for line in body.decode().splitlines():
-            if line.startswith(name + ("{" if labels else " ")) and want in line:
-                return float(line.rsplit(" ", 1)[1])
+        for fam in text_string_to_metric_families(body.decode()):
+            for smp in fam.samples:
+                if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items()):
+                    return float(smp.value)
         return None
 
     def stop(self) -> None:
