@@ -384,9 +384,14 @@ class Learner:
         return p.state is READY and not p.known("listen", k)
 
     def profile_of_event(self, evt: Any) -> Profile | None:
+        """The profile the event is judged against: the process's workload, except for an exec
+        on the host, which belongs to the parent's profile (as ``profile.*.new`` judge it)."""
         t = evt.thread
         if t is None:
             return None
+        if evt.type in EXEC:
+            c = evt.cache
+            return c[_EXEC_OWNER] if _EXEC_EDGE in c else self._exec_facts(evt)
         return self._route.get(t.container_id or t.exepath or t.exe) or self._miss(t, evt.ts)
 
     # ----------------------------------------------------------------------------- alerts

@@ -205,3 +205,25 @@ def test_a_full_writer_queue_is_counted_once_per_drop(tmp_path: Path) -> None:
         st.close()
     distinct = len({f"/srv/data/{'x' * (i % 7)}file{chr(97 + i % 26)}{i % 13}" for i in range(100)})
     assert learned + dropped == distinct and learned < 16
+
+
+def test_profile_fields_with_other_operators(tmp_path: Path) -> None:
+    rules = tmp_path / "ops.yaml"
+    rules.write_text("""\
+- rule: Test profile operators
+  desc: the profile fields behave like any field
+  condition: >
+    evt.type = execve and profile.state in (ready) and profile.identity startswith "host:/usr/sbin"
+    and profile.kind != container and profile.spawn.new != false and profile.id exists
+    and not profile.proc.new = false
+  output: ops (proc.exepath=%proc.exepath state=%profile.state id=%profile.id)
+  priority: NOTICE
+""")
+    cap = tmp_path / "c.fcap"
+    _learning_then_attack(cap)
+    alerts = run_replay(tmp_path, cap, tmp_path / "state", "plugins.learning.learning_seconds=10",
+                        rules=[str(rules)])
+    ops = [a for a in alerts if a["rule"] == "Test profile operators"]
+    assert [a["output_fields"]["proc.exepath"] for a in ops] == ["/usr/bin/nc"]
+    assert ops[0]["output_fields"]["profile.state"] == "ready"
+    assert len(ops[0]["output_fields"]["profile.id"]) == 12
