@@ -98,6 +98,10 @@ def test_synthesize_needs_exactly_one_positive_source() -> None:
     ("evt.type = open and proc.name = my_tool_name", "undefined_name", "my_tool_name"),
     ("spawned_process and proc.name = sh", "undefined_macro", "spawned_process"),
     ("evt.type = open and proc.nme = sh", "unknown_field", "proc.nme"),
+    # bare here, though the same word is also written inside a string literal
+    ('evt.type = open and proc.cmdline contains "my_tool" and proc.name in (my_tool)',
+     "undefined_name", "my_tool"),
+    ("evt.type = open and proc.name!=my_tool", "undefined_name", "my_tool"),
 ])
 def test_name_checks(cond: str, kind: str, name: str) -> None:
     app = make_app()
@@ -110,6 +114,9 @@ def test_name_checks(cond: str, kind: str, name: str) -> None:
     "evt.type = ptrace and evt.arg.request = PTRACE_ATTACH",  # upper case constant
     "evt.type = open and fd.name = /etc/my_file",             # a path
     "evt.type = open and proc.name in (falconet_shell_binaries)",
+    # quoted here; the same word inside another string literal is not a bare word either
+    'evt.type = open and proc.name = "my_tool" and proc.cmdline contains "run my_tool now"',
+    "evt.type = open and proc.name = 'my_tool' and proc.cmdline contains 'a \\' my_tool'",
 ])
 def test_name_checks_accept(cond: str) -> None:
     app = make_app()
