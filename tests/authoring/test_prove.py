@@ -102,6 +102,18 @@ def test_a_quoted_value_is_a_literal_not_an_undefined_name(tmp_path: Path,
     assert p.returncode == 0, p.stdout
 
 
+def test_an_undefined_list_in_a_macro_of_the_candidate_is_reported(
+        tmp_path: Path, evidence: tuple[str, str]) -> None:
+    """A model (or a person) often wraps the list in a macro of its own: the bare word is as
+    much a literal there as in the rule's condition."""
+    text = "- macro: secret_deleter\n  condition: proc.name in (secret_deleters)\n" + \
+        GOOD.replace("proc.name = cat", "secret_deleter")
+    p = _prove(tmp_path, text, *evidence)
+    assert p.returncode == EXIT_CODES["undefined_name"], p.stdout
+    assert "macro 'secret_deleter'" in p.stdout
+    assert "'secret_deleters' looks like a list or macro name" in p.stdout
+
+
 def test_both_an_undefined_macro_and_an_unknown_field_are_reported(
         tmp_path: Path, evidence: tuple[str, str]) -> None:
     """The loader stops at the first error of a rule; a model needs every problem at once."""

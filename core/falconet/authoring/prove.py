@@ -167,13 +167,15 @@ def static_checks(res: LoadResult, app: App, context: RulesContext, text: str,
     macros = set(context.items.macros) | set(mine.macros)
     lists = set(context.items.lists) | set(mine.lists)
     reported = {f.message for f in failures}
-    for rule, item in mine.rules.items():
-        cond = item.get("condition")
+    # the candidate's own macros too: a bare undefined list inside one is as silent a literal
+    conditions = [(f"macro '{m}'", c) for m, c in mine.macros.items()]
+    conditions += [(f"rule '{r}'", item.get("condition")) for r, item in mine.rules.items()]
+    for what, cond in conditions:
         if not isinstance(cond, str):
             continue
         for p in check_names(cond, app.ctx.fields, macros, lists):
             check = "unknown_field" if p.kind == "unknown_field" else "undefined_name"
-            msg = f"{name}: rule '{rule}': {p.message}"
+            msg = f"{name}: {what}: {p.message}"
             if not any(p.name in r and check == f.check for r in reported for f in failures):
                 failures.append(Failure(check, msg))
     names = [r.name for r in res.rules if os.path.basename(r.file) == base]
