@@ -4,11 +4,13 @@ context of the default rules."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from falconet.app import default_rules_paths
 from falconet.authoring.prove import EXIT_CODES
 
 from tests.authoring.capgen import opens, process_capture, unlinks
@@ -93,6 +95,22 @@ def test_an_existing_rule_that_catches_the_positive_is_reported(tmp_path: Path) 
                         "evt.type = openat and fd.name = /etc/shadow")
     p = _prove(tmp_path, text, pos, pos)
     assert "already covered by: 'Sensitive File Read by Untrusted Program'" in p.stdout
+
+
+def test_a_candidate_named_like_a_context_file_is_still_told_apart(tmp_path: Path) -> None:
+    """An edited copy of the default rules file (same base name, another directory) is the
+    candidate: the context's rules are neither its hits nor its rules."""
+    pos = process_capture(str(tmp_path / "shadow.fcap"), "cat", opens(["/etc/shadow"]))
+    copy = tmp_path / "mine" / os.path.basename(default_rules_paths()[0])
+    copy.parent.mkdir()
+    copy.write_text(GOOD.replace("evt.type = unlinkat and evt.arg.name startswith /tmp/secret",
+                                 "evt.type = openat and fd.name = /etc/shadow")
+                    .replace("proc.name = cat", "proc.name = dd"))
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", str(copy),
+                        "--positive", pos], capture_output=True, text=True, timeout=120)
+    assert p.returncode == EXIT_CODES["misses_positive"], p.stdout + p.stderr
+    assert "already covered by: 'Sensitive File Read by Untrusted Program'" in p.stdout
+    assert "PROVEN" not in p.stdout
 
 
 def test_a_quoted_value_is_a_literal_not_an_undefined_name(tmp_path: Path,

@@ -4,7 +4,6 @@ engine's own settings, so a rule proven here loads the same way in ``falconet ru
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +79,11 @@ class RulesContext:
 
 
 def ruleset_of(res: LoadResult, files: Iterable[str], *, matching: str = "all") -> Ruleset:
-    """A ruleset with only the rules loaded from ``files`` (all of them fire: ``all``)."""
-    wanted = {os.path.basename(f) for f in files}     # rules carry their file's base name
-    return Ruleset([r for r in res.compiled if r.file in wanted and r.enabled],
+    """A ruleset with only the rules loaded from ``files`` (all of them fire: ``all``).
+
+    Rules are told apart by the file name they were loaded under (``res.rules``), not by the
+    compiled rule's base name: an edited copy of a context file has the same base name."""
+    wanted = set(files)
+    names = {d.name for d in res.rules if d.file in wanted}
+    return Ruleset([r for r in res.compiled if r.name in names and r.enabled],
                    rule_matching=matching)
