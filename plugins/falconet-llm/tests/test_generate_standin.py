@@ -41,8 +41,10 @@ def evidence(tmp_path: Path) -> tuple[str, str]:
     return pos, neg
 
 
-def _generate(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _generate(url: str, *extra: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
     return subprocess.run([sys.executable, "-m", "falconet", "rules", "generate",
                            "--prompt", "cat deleting secrets below /tmp/secret",
                            "-o", f"plugins.llm.base_url={url}", "-o", "plugins.llm.model=standin",
@@ -88,3 +90,13 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
     p = _generate(f"http://127.0.0.1:{free_port()}/v1")
     assert p.returncode == 1
     assert "backend 'openai'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_api_key_is_never_printed_even_when_the_server_repeats_it() -> None:
+    key = "sk-falconet-test-0123456789abcdef"
+    with StandInChatServer([], free_port(), echo_auth_status=401) as srv:
+        p = _generate(srv.url, key=key)
+    assert srv.requests and srv.requests[0]["auth"] == f"Bearer {key}"
+    assert p.returncode == 1 and "backend 'openai'" in p.stderr, p.stdout + p.stderr
+    assert "AuthenticationError" in p.stderr
+    assert key not in p.stdout + p.stderr
