@@ -154,6 +154,13 @@ def generate(prompt: str, *, context: RulesContext, positives: list[str], negati
     app = make_app(config)
     found = backends(app)
     if not found:
+        failed = app.host.failures
+        if failed:
+            # an installed backend whose configuration is wrong is disabled: say why
+            raise GenerateError("no rule authoring backend is available; plugins that failed: "
+                                + "; ".join(f"'{f.name}' ({f.stage}): {f.reason}"
+                                            for f in failed)
+                                + " (see `falconet plugins list`)")
         raise GenerateError("no rule authoring backend is installed (pip install "
                             "'falconet-llm[openai]', see docs/authoring.md)")
     if backend is not None and backend not in found:

@@ -100,3 +100,10 @@ def test_the_api_key_is_never_printed_even_when_the_server_repeats_it() -> None:
     assert p.returncode == 1 and "backend 'openai'" in p.stderr, p.stdout + p.stderr
     assert "AuthenticationError" in p.stderr
     assert key not in p.stdout + p.stderr
+
+
+def test_a_configuration_error_is_reported_not_taken_for_a_missing_backend() -> None:
+    p = _generate(f"http://127.0.0.1:{free_port()}/v1", "-o", "plugins.llm.modle=x")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "plugins.llm.modle: unknown key 'modle'" in p.stderr, p.stderr
+    assert "pip install" not in p.stderr and "Traceback" not in p.stderr
