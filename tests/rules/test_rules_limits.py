@@ -141,3 +141,25 @@ def test_file_size_limit_is_configurable_and_reads_stop_at_it(tmp_path: Path) ->
     r = validate("/dev/zero", budget=10)
     assert r.stdout.startswith("/dev/zero:1:1: error: file '/dev/zero': Could not read file: "
                                f"larger than {limits.DEFAULT_MAX_FILE_BYTES} bytes")
+
+
+def test_aliases_of_a_long_scalar_are_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A 1 MiB scalar anchored once and aliased 200k times (a 1.6 MB file): every alias was a
+    fresh 1 MiB copy (13 GB in 30 s). Aliases now share the value, and the characters they
+    expand to are bounded like their nodes."""
+    import resource  # noqa: PLC0415
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    p = tmp_path / "scalar-bomb.yaml"
+    p.write_text("- list: big\n  items: [&a " + "x" * (1 << 20) + "]\n- list: l2\n  items: ["
+                 + ",".join(["*a"] * 200_000) + "]\n" + RULE.format(cond="evt.type = openat"))
+    t0 = time.monotonic()
+    r = subprocess.run([*FALCONET, "rules", "validate", "-c", "/dev/null", str(p)],
+                       capture_output=True, text=True, timeout=60, preexec_fn=limit_memory)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert f"{p}:4:" in r.stdout
+    assert (f"Invalid YAML: aliases expand to more than {limits.MAX_YAML_CHARS} characters"
+            in r.stdout), r.stdout

@@ -10,6 +10,7 @@ what                   limit                                              where
 file size              ``rules_max_file_size`` (falconet.yaml), 8 MiB     :func:`read_rules_file`
 YAML nesting           :data:`MAX_YAML_DEPTH` levels                      ``yamlnodes``
 YAML nodes per file    :data:`MAX_YAML_NODES`                             ``yamlnodes``
+YAML text via aliases  :data:`MAX_YAML_CHARS` characters                  ``yamlnodes``
 list items             :data:`MAX_LIST_ITEMS` after expanding lists       :func:`check_list_size`
 condition text         :data:`MAX_CONDITION_CHARS` after list substitution  ``substitute_lists``
 condition nesting      :data:`MAX_CONDITION_DEPTH` = libsinsp's parser    ``parser.MAX_DEPTH``
@@ -44,6 +45,8 @@ from falconet.rules.parser import (
 DEFAULT_MAX_FILE_BYTES = 8 << 20
 MAX_YAML_DEPTH = 64
 MAX_YAML_NODES = 500_000
+#: characters a value may hold once its aliases are expanded (8x the default file size)
+MAX_YAML_CHARS = 64 << 20
 MAX_LIST_ITEMS = 100_000
 MAX_CONDITION_CHARS = 4 << 20
 #: libsinsp's parser depth limit as Falco sets it (``p.set_max_depth(1000)`` in Falco's rule

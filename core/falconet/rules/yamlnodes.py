@@ -112,13 +112,22 @@ class _Builder:
         # id(node) -> its size with aliases expanded: what a consumer that walks the value
         # (str(), iteration) would do; 40 aliases of aliases are 2**40 nodes
         self.sizes: dict[int, int] = {}
+        # id(node) -> the characters of its scalars with aliases expanded (a long scalar
+        # aliased many times is as much to walk as many nodes)
+        self.chars: dict[int, int] = {}
 
     def _sized(self, node: yaml.Node, kids: Any) -> None:
+        kids = list(kids)
         n = 1 + sum(self.sizes.get(id(k), 1) for k in kids)
         if n > limits.MAX_YAML_NODES:
             raise ComposerError(None, None, f"aliases expand to more than {limits.MAX_YAML_NODES}"
                                 " YAML nodes", node.start_mark)
         self.sizes[id(node)] = n
+        c = sum(self.chars.get(id(k), 0) for k in kids)
+        if c > limits.MAX_YAML_CHARS:
+            raise ComposerError(None, None, f"aliases expand to more than {limits.MAX_YAML_CHARS}"
+                                " characters", node.start_mark)
+        self.chars[id(node)] = c
 
     def build(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
@@ -162,6 +171,8 @@ class _Builder:
             ys.loc = _loc(self.file, node.start_mark)
             ys.style = node.style or None      # libyaml says '' for plain, PyYAML None
             ys.node = node
+            self.memo[id(node)] = ys        # an alias of it shares it (no copy per alias)
+            self.chars[id(node)] = len(value)
             return ys
         return value
 
