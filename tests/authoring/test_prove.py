@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,27 @@ def test_both_an_undefined_macro_and_an_unknown_field_are_reported(
     p = _prove(tmp_path, text, *evidence)
     assert "Undefined macro 'spawned_proc'" in p.stdout
     assert "unknown field 'proc.nam'" in p.stdout
+
+
+def test_a_yaml_alias_bomb_is_a_load_error_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """Model output is untrusted: 10**9 list items through aliases of aliases (a 2 KB text).
+    The loader refuses it; the name checks must not expand it either (60 s and 5 GB before)."""
+    import resource  # noqa: PLC0415
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    text = "- list: l0\n  items: &a0 [" + ",".join(["aaaaaaaaaa"] * 10) + "]\n" + "".join(
+        f"- list: l{i}\n  items: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]\n"
+        for i in range(1, 9)) + GOOD.replace("proc.name = cat", "proc.name in (l8)")
+    rules = tmp_path / "bomb.yaml"
+    rules.write_text(text)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", str(rules)],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit_memory)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == EXIT_CODES["load"], p.stdout + p.stderr
+    assert "aliases expand to more than" in p.stdout and "Traceback" not in p.stderr
 
 
 def test_unreadable_evidence_is_one_clear_error(tmp_path: Path, evidence: tuple[str, str]) -> None:

@@ -13,6 +13,7 @@ import yaml
 from falconet.app import App
 from falconet.priorities import Priority
 from falconet.rules import LoadResult, Ruleset, load_rules_text
+from falconet.rules.yamlnodes import load_documents
 
 
 @dataclass
@@ -24,15 +25,27 @@ class Items:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _plain(v: Any) -> Any:
+    """Plain dicts, lists and strings (the reader's position-carrying types are not YAML-dumpable);
+    the reader bounds what aliases expand to, so this walk is bounded too."""
+    if isinstance(v, dict):
+        return {_plain(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return str(v) if isinstance(v, str) else v
+
+
 def read_items(texts: Iterable[tuple[str, str]]) -> Items:
-    """What the texts define (safe YAML; a text that does not parse contributes nothing: the
-    loader reports it with its location)."""
+    """What the texts define (the loader's safe, bounded YAML reader: aliases are shared and
+    limited, so untrusted text cannot expand here; a text that does not parse contributes
+    nothing: the loader reports it with its location)."""
     out = Items()
-    for _name, text in texts:
+    for name, text in texts:
         try:
-            doc = yaml.safe_load(text)
+            docs = load_documents(text, name)
         except yaml.YAMLError:
             continue
+        doc = _plain(docs[0][0]) if docs else None
         for item in doc if isinstance(doc, list) else []:
             if not isinstance(item, dict):
                 continue
