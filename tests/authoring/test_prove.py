@@ -164,6 +164,25 @@ def test_a_yaml_alias_bomb_is_a_load_error_in_bounded_time_and_memory(tmp_path: 
     assert "aliases expand to more than" in p.stdout and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("how", ["candidate", "context"])
+def test_an_endless_rules_file_is_refused_not_slurped(tmp_path: Path, how: str) -> None:
+    """``/dev/zero`` as the candidate or as a context file: read up to rules_max_file_size."""
+    import resource  # noqa: PLC0415
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    rules = tmp_path / "candidate.yaml"
+    rules.write_text(GOOD)
+    argv = ["/dev/zero"] if how == "candidate" else [str(rules), "-r", "/dev/zero"]
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", *argv],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit_memory)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "/dev/zero" in p.stderr and "larger than" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_unreadable_evidence_is_one_clear_error(tmp_path: Path, evidence: tuple[str, str]) -> None:
     not_a_capture = tmp_path / "x.fcap"
     not_a_capture.write_text("hello\n")

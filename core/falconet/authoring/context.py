@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
-from falconet.app import App
+from falconet.app import App, StartupError
 from falconet.priorities import Priority
 from falconet.rules import LoadResult, Ruleset, load_rules_text
+from falconet.rules.limits import DEFAULT_MAX_FILE_BYTES, FileTooLarge, read_rules_file
 from falconet.rules.yamlnodes import load_documents
 
 
@@ -65,19 +66,27 @@ def read_items(texts: Iterable[tuple[str, str]]) -> Items:
 class RulesContext:
     """``files``: the context rules (every rule's macros and lists are in scope)."""
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self.files = list(files)
         self.texts: list[tuple[str, str]] = []
         for f in self.files:
-            with open(f, encoding="utf-8", errors="replace") as fh:
-                self.texts.append((f, fh.read()))
+            self.texts.append((f, read_rules_text(f, max_bytes)))
         self.items = read_items(self.texts)
 
     @classmethod
     def from_app(cls, app: App, rules: list[str] | None) -> RulesContext:
         """The rules ``falconet run`` would load (``rules``, else the configured or default
         rules, plus plugin rules)."""
-        return cls(app.rules_files(rules))
+        return cls(app.rules_files(rules), app.config["rules_max_file_size"])
+
+
+def read_rules_text(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str:
+    """A rules file's text, read as the loader reads one (at most ``max_bytes``: ``/dev/zero``
+    is refused, never slurped). Raises :class:`StartupError` with the path."""
+    try:
+        return read_rules_file(path, max_bytes).decode("utf-8", errors="replace")
+    except (OSError, FileTooLarge) as e:
+        raise StartupError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
     def load(self, app: App, extra: Iterable[tuple[str, str]] = (),
              context: bool = True) -> LoadResult:
