@@ -79,15 +79,6 @@ class RulesContext:
         rules, plus plugin rules)."""
         return cls(app.rules_files(rules), app.config["rules_max_file_size"])
 
-
-def read_rules_text(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str:
-    """A rules file's text, read as the loader reads one (at most ``max_bytes``: ``/dev/zero``
-    is refused, never slurped). Raises :class:`StartupError` with the path."""
-    try:
-        return read_rules_file(path, max_bytes).decode("utf-8", errors="replace")
-    except (OSError, FileTooLarge) as e:
-        raise StartupError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-
     def load(self, app: App, extra: Iterable[tuple[str, str]] = (),
              context: bool = True) -> LoadResult:
         """Load the context rules (``context``) and then ``extra`` texts, with ``app``'s field
@@ -98,6 +89,15 @@ def read_rules_text(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str:
                                sources=app.event_sources, min_priority=Priority.DEBUG,
                                rule_matching="all", hostname=app.ctx.hostname,
                                append_output=cfg["append_output"])
+
+
+def read_rules_text(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str:
+    """A rules file's text, read as the loader reads one (at most ``max_bytes``: ``/dev/zero``
+    is refused, never slurped). Raises :class:`StartupError` with the path."""
+    try:
+        return read_rules_file(path, max_bytes).decode("utf-8", errors="replace")
+    except (OSError, FileTooLarge) as e:
+        raise StartupError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def ruleset_of(res: LoadResult, files: Iterable[str], *, matching: str = "all") -> Ruleset:
