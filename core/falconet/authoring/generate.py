@@ -139,10 +139,12 @@ def summarize(ev: Any) -> str:
 def backends(app: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     host = app.host
-    for _plugin, items in host.call(host.hook.falconet_rule_authoring_backends, engine=app.ctx):
-        for b in items or []:
-            if hasattr(b, "name") and callable(getattr(b, "propose", None)):
-                out.setdefault(b.name, b)
+    # each plugin's list is checked against falconet.api.RuleAuthoringBackend (a plugin that
+    # returns something else is that plugin's failure)
+    for _plugin, items in host.contributions(host.hook.falconet_rule_authoring_backends,
+                                             engine=app.ctx):
+        for b in items:
+            out.setdefault(b.name, b)
     return out
 
 
