@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from falconet.api import EngineContext, RuleAuthoringBackend, hookimpl
-from falconet.app import App
-from falconet.authoring.generate import backends
+from falconet.app import App, default_rules_paths
+from falconet.authoring import generate as generate_mod
+from falconet.authoring.context import RulesContext
+from falconet.authoring.generate import GenerateError, backends
 from falconet.config import load_config
 
 
@@ -49,3 +52,19 @@ def test_a_backend_is_checked_against_its_protocol() -> None:
     assert "expected a list" in failed["notalist"]
     assert "not a RuleAuthoringBackend" in failed["nopropose"]
     assert "good" not in failed
+
+
+def test_a_backend_that_fails_otherwise_than_documented_is_one_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook says: raise RuntimeError. A backend that raises something else (its HTTP
+    library's error, a bug) is still that backend's clear failure, not a traceback."""
+    class Broken:
+        name = "broken"
+
+        def propose(self, messages: list[dict[str, str]]) -> str:
+            raise ValueError("unexpected answer shape")
+
+    monkeypatch.setattr(generate_mod, "backends", lambda app: {"broken": Broken()})
+    with pytest.raises(GenerateError, match="backend 'broken': ValueError: unexpected answer"):
+        generate_mod.generate("x", context=RulesContext(default_rules_paths()), positives=[],
+                              negatives=[])

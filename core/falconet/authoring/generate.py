@@ -20,6 +20,7 @@ from falconet.authoring.context import RulesContext
 from falconet.authoring.prove import ProveReport, prove
 from falconet.authoring.replay import make_app
 from falconet.config import Config
+from falconet.redact import redact_text
 
 #: characters of the evidence summary per capture
 SUMMARY_TOP = 12
@@ -181,7 +182,10 @@ def generate(prompt: str, *, context: RulesContext, positives: list[str], negati
         try:
             reply = model.propose(messages)
         except RuntimeError as e:
-            raise GenerateError(f"backend '{model.name}': {e}") from None
+            raise GenerateError(redact_text(f"backend '{model.name}': {e}")) from None
+        except Exception as e:  # noqa: BLE001 - a third-party backend's failure is its own
+            raise GenerateError(redact_text(f"backend '{model.name}': {type(e).__name__}: "
+                                            f"{e}")) from None
         text = extract_yaml(reply)
         if text is None:
             result.rounds.append(Round(None, None, reply))
