@@ -107,3 +107,16 @@ def test_a_configuration_error_is_reported_not_taken_for_a_missing_backend() -> 
     assert p.returncode == 1, p.stdout + p.stderr
     assert "plugins.llm.modle: unknown key 'modle'" in p.stderr, p.stderr
     assert "pip install" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_oversized_answer_is_refused_and_fed_back(evidence: tuple[str, str]) -> None:
+    """Model output is untrusted: a huge answer is neither loaded nor sent back whole."""
+    huge = "```yaml\n" + "".join(
+        f"- list: l{i}\n  items: [{', '.join(['aaaaaaaa'] * 40)}]\n" for i in range(2000)) + "```"
+    with StandInChatServer([huge, FIXED], free_port()) as srv:
+        p = _generate(srv.url, "--positive", evidence[0], "--negative", evidence[1])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "round 1: answer too long" in p.stdout and "round 2: proven" in p.stdout
+    sent_back = srv.requests[1]["body"]["messages"]
+    assert sum(len(m["content"]) for m in sent_back) < len(huge)
+    assert "too long" in sent_back[-1]["content"]
