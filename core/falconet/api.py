@@ -74,6 +74,18 @@ class ResponseAction(Protocol):
 
 
 @runtime_checkable
+class RuleAuthoringBackend(Protocol):
+    """A model that proposes rules for ``falconet rules generate``
+    (``falconet_rule_authoring_backends``)."""
+
+    name: str
+
+    def propose(self, messages: list[dict[str, str]]) -> str:
+        """The reply to an OpenAI-format chat; raise ``RuntimeError`` when it cannot answer."""
+        ...
+
+
+@runtime_checkable
 class MetricsRegistry(Protocol):
     """What ``falconet_metrics`` receives: a per-plugin proxy of the server's registry."""
 
@@ -144,6 +156,7 @@ CONTRIBUTIONS: dict[str, tuple[type, str]] = {
     "falconet_alert_sinks": (AlertSink, "an AlertSink"),
     "falconet_response_actions": (ResponseAction, "a ResponseAction"),
     "falconet_fields": (FieldDef, "a FieldDef"),
+    "falconet_rule_authoring_backends": (RuleAuthoringBackend, "a RuleAuthoringBackend"),
 }
 
 
@@ -161,5 +174,6 @@ def contribution_problem(hook: str, items: list[object]) -> str | None:
 
 __all__ = ["Alert", "AlertSink", "ArgKind", "ConfigSchema", "EngineContext", "Event", "EventSource",
            "FieldDef", "FieldRegistry", "FieldType", "MetricsEndpoint", "MetricsRegistry",
-           "PluginConfigError", "Priority", "ResponseAction", "Ruleset", "Setting", "attr_field",
+           "PluginConfigError", "Priority", "ResponseAction", "RuleAuthoringBackend", "Ruleset",
+           "Setting", "attr_field",
            "contribution_problem", "hookimpl"]

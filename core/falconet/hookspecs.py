@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         MetricsEndpoint,
         MetricsRegistry,
         ResponseAction,
+        RuleAuthoringBackend,
     )
     from falconet.events import Event
     from falconet.fields import FieldDef
@@ -236,10 +237,11 @@ def falconet_restore_state(plugin: str, data: Any, engine: EngineContext) -> Non
 
 # --------------------------------------------------------------------------------- rule authoring
 @hookspec
-def falconet_rule_authoring_backends(engine: EngineContext) -> list[Any] | None:
+def falconet_rule_authoring_backends(engine: EngineContext) -> list[RuleAuthoringBackend] | None:
     """Contribute model backends for ``falconet rules generate`` (an LLM proposes a rule).
 
-    Return objects with ``name`` (a short identifier, chosen with ``--backend NAME``) and
+    Return :class:`falconet.api.RuleAuthoringBackend` objects: ``name`` (a short identifier,
+    chosen with ``--backend NAME``) and
     ``propose(messages) -> str``. ``messages`` is a chat in the OpenAI format, a list of
     ``{"role": "system" | "user" | "assistant", "content": str}``: the system message describes
     the rule format, the fields with their types, the macros and lists in scope and the

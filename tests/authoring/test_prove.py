@@ -4,11 +4,14 @@ context of the default rules."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from falconet.app import default_rules_paths
 from falconet.authoring.prove import EXIT_CODES
 
 from tests.authoring.capgen import opens, process_capture, unlinks
@@ -95,11 +98,39 @@ def test_an_existing_rule_that_catches_the_positive_is_reported(tmp_path: Path) 
     assert "already covered by: 'Sensitive File Read by Untrusted Program'" in p.stdout
 
 
+def test_a_candidate_named_like_a_context_file_is_still_told_apart(tmp_path: Path) -> None:
+    """An edited copy of the default rules file (same base name, another directory) is the
+    candidate: the context's rules are neither its hits nor its rules."""
+    pos = process_capture(str(tmp_path / "shadow.fcap"), "cat", opens(["/etc/shadow"]))
+    copy = tmp_path / "mine" / os.path.basename(default_rules_paths()[0])
+    copy.parent.mkdir()
+    copy.write_text(GOOD.replace("evt.type = unlinkat and evt.arg.name startswith /tmp/secret",
+                                 "evt.type = openat and fd.name = /etc/shadow")
+                    .replace("proc.name = cat", "proc.name = dd"))
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", str(copy),
+                        "--positive", pos], capture_output=True, text=True, timeout=120)
+    assert p.returncode == EXIT_CODES["misses_positive"], p.stdout + p.stderr
+    assert "already covered by: 'Sensitive File Read by Untrusted Program'" in p.stdout
+    assert "PROVEN" not in p.stdout
+
+
 def test_a_quoted_value_is_a_literal_not_an_undefined_name(tmp_path: Path,
                                                            evidence: tuple[str, str]) -> None:
     text = GOOD.replace("proc.name = cat", 'proc.name in ("cat", "secret_deleters")')
     p = _prove(tmp_path, text, *evidence)
     assert p.returncode == 0, p.stdout
+
+
+def test_an_undefined_list_in_a_macro_of_the_candidate_is_reported(
+        tmp_path: Path, evidence: tuple[str, str]) -> None:
+    """A model (or a person) often wraps the list in a macro of its own: the bare word is as
+    much a literal there as in the rule's condition."""
+    text = "- macro: secret_deleter\n  condition: proc.name in (secret_deleters)\n" + \
+        GOOD.replace("proc.name = cat", "secret_deleter")
+    p = _prove(tmp_path, text, *evidence)
+    assert p.returncode == EXIT_CODES["undefined_name"], p.stdout
+    assert "macro 'secret_deleter'" in p.stdout
+    assert "'secret_deleters' looks like a list or macro name" in p.stdout
 
 
 def test_both_an_undefined_macro_and_an_unknown_field_are_reported(
@@ -110,6 +141,46 @@ def test_both_an_undefined_macro_and_an_unknown_field_are_reported(
     p = _prove(tmp_path, text, *evidence)
     assert "Undefined macro 'spawned_proc'" in p.stdout
     assert "unknown field 'proc.nam'" in p.stdout
+
+
+def test_a_yaml_alias_bomb_is_a_load_error_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """Model output is untrusted: 10**9 list items through aliases of aliases (a 2 KB text).
+    The loader refuses it; the name checks must not expand it either (60 s and 5 GB before)."""
+    import resource  # noqa: PLC0415
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    text = "- list: l0\n  items: &a0 [" + ",".join(["aaaaaaaaaa"] * 10) + "]\n" + "".join(
+        f"- list: l{i}\n  items: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]\n"
+        for i in range(1, 9)) + GOOD.replace("proc.name = cat", "proc.name in (l8)")
+    rules = tmp_path / "bomb.yaml"
+    rules.write_text(text)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", str(rules)],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit_memory)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == EXIT_CODES["load"], p.stdout + p.stderr
+    assert "aliases expand to more than" in p.stdout and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("how", ["candidate", "context"])
+def test_an_endless_rules_file_is_refused_not_slurped(tmp_path: Path, how: str) -> None:
+    """``/dev/zero`` as the candidate or as a context file: read up to rules_max_file_size."""
+    import resource  # noqa: PLC0415
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    rules = tmp_path / "candidate.yaml"
+    rules.write_text(GOOD)
+    argv = ["/dev/zero"] if how == "candidate" else [str(rules), "-r", "/dev/zero"]
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "falconet", "rules", "prove", *argv],
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit_memory)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "/dev/zero" in p.stderr and "larger than" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_unreadable_evidence_is_one_clear_error(tmp_path: Path, evidence: tuple[str, str]) -> None:

@@ -15,7 +15,7 @@ from falconet.authoring.context import RulesContext
 from falconet.authoring.focus import Focus, load_focus, save_focus
 from falconet.authoring.names import check_names
 from falconet.authoring.replay import make_app, replay
-from falconet.authoring.synthesize import Synthesizer
+from falconet.authoring.synthesize import SynthesisError, Synthesizer
 from falconet.capture import CaptureWriter
 from falconet.events import Event
 
@@ -52,6 +52,27 @@ def test_paths_generalise_only_as_far_as_the_negatives_allow(tmp_path: Path,
     # /etc/ would match the negatives; /etc/falconet-x/ is as general as they allow
     assert "startswith /etc/falconet-x/" in r.candidate.condition, r.candidate.condition
     assert "conf.d" not in r.candidate.condition
+
+
+def test_an_undecodable_byte_in_the_evidence_never_reaches_the_rule(tmp_path: Path,
+                                                                    synth: Synthesizer) -> None:
+    """A file name with a byte that is not UTF-8 (held as a surrogate escape) cannot be written
+    in a rules file Falco loads (yaml-cpp: "invalid unicode"): the rule uses what is around it."""
+    pos = process_capture(str(tmp_path / "p.fcap"), "cat",
+                          opens(["/etc/falconet-x/dr\udcffop/a.conf"]))
+    neg = process_capture(str(tmp_path / "n.fcap"), "cat",
+                          opens(["/etc/passwd", "/etc/hosts", "/etc/falconet-y/b.conf"]), pid=200)
+    r = synth.synthesize([pos], [neg], name="X conf read")
+    assert r.proof.proven
+    assert "startswith /etc/falconet-x/" in r.candidate.condition, r.candidate.condition
+    assert "\udcff" not in r.yaml and "\\udcff" not in r.yaml.lower(), r.yaml
+    r.yaml.encode("utf-8")
+    # when the undecodable name is all that separates, there is no rule (not one Falco rejects)
+    only = process_capture(str(tmp_path / "o.fcap"), "cat", opens(["/srv/dr\udcffop/a.conf"]))
+    near = process_capture(str(tmp_path / "m.fcap"), "cat", opens(["/srv/other/b.conf"]), pid=200)
+    with pytest.raises(SynthesisError):
+        r = synth.synthesize([only], [near], name="X")
+        print(r.yaml)
 
 
 def test_macros_and_lists_of_the_loaded_rules_are_preferred(tmp_path: Path,
@@ -98,6 +119,10 @@ def test_synthesize_needs_exactly_one_positive_source() -> None:
     ("evt.type = open and proc.name = my_tool_name", "undefined_name", "my_tool_name"),
     ("spawned_process and proc.name = sh", "undefined_macro", "spawned_process"),
     ("evt.type = open and proc.nme = sh", "unknown_field", "proc.nme"),
+    # bare here, though the same word is also written inside a string literal
+    ('evt.type = open and proc.cmdline contains "my_tool" and proc.name in (my_tool)',
+     "undefined_name", "my_tool"),
+    ("evt.type = open and proc.name!=my_tool", "undefined_name", "my_tool"),
 ])
 def test_name_checks(cond: str, kind: str, name: str) -> None:
     app = make_app()
@@ -110,6 +135,9 @@ def test_name_checks(cond: str, kind: str, name: str) -> None:
     "evt.type = ptrace and evt.arg.request = PTRACE_ATTACH",  # upper case constant
     "evt.type = open and fd.name = /etc/my_file",             # a path
     "evt.type = open and proc.name in (falconet_shell_binaries)",
+    # quoted here; the same word inside another string literal is not a bare word either
+    'evt.type = open and proc.name = "my_tool" and proc.cmdline contains "run my_tool now"',
+    "evt.type = open and proc.name = 'my_tool' and proc.cmdline contains 'a \\' my_tool'",
 ])
 def test_name_checks_accept(cond: str) -> None:
     app = make_app()

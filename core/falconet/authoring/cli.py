@@ -107,15 +107,12 @@ def prove_main(args: argparse.Namespace) -> int:
     from falconet.authoring.prove import prove  # noqa: PLC0415
 
     def body() -> int:
-        try:
-            with open(args.file, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError as e:
-            print(f"falconet: error: {args.file}: {e.strerror or e}", file=sys.stderr)
-            return 1
+        from falconet.authoring.context import read_rules_text  # noqa: PLC0415
+
         if _missing(args.positive + args.negative):
             return 1
         cfg, ctx = _context(args)
+        text = read_rules_text(args.file, cfg["rules_max_file_size"])
         rep = prove(text, context=ctx, positives=args.positive, negatives=args.negative,
                     config=cfg, name=args.file)
         print(json.dumps(rep.to_dict(), indent=2) if args.json else rep.text())

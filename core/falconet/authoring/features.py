@@ -66,10 +66,16 @@ def _random_token(tok: str) -> bool:
     return kinds >= 2
 
 
+#: an undecodable kernel byte, held as a surrogate escape: no rules file can spell it (yaml-cpp
+#: rejects the \uDCxx escape PyYAML writes), so it never becomes a predicate
+_UNWRITABLE = re.compile("[\udc80-\udcff]")
+
+
 @functools.lru_cache(maxsize=65536)
 def volatile(value: str) -> bool:
-    """A value that will not be the same next time (pids, random names, hashes)."""
-    if _VOLATILE.search(value) or len(value) > 120:
+    """A value that will not be the same next time (pids, random names, hashes), or that a
+    rules file cannot hold (an undecodable byte)."""
+    if _VOLATILE.search(value) or len(value) > 120 or _UNWRITABLE.search(value):
         return True
     return any(_random_token(m.group(1)) for m in _RANDOM_SUFFIX.finditer(value))
 

@@ -20,10 +20,14 @@ from falconet.authoring.context import RulesContext
 from falconet.authoring.prove import ProveReport, prove
 from falconet.authoring.replay import make_app
 from falconet.config import Config
+from falconet.redact import redact_text
 
 #: characters of the evidence summary per capture
 SUMMARY_TOP = 12
 MAX_MACRO_CHARS = 200
+#: a model's answer longer than this is refused unread (a rule is a few KB; the answer is
+#: untrusted and would otherwise be loaded, replayed and sent back whole every round)
+MAX_REPLY_CHARS = 128 << 10
 
 RULE_FORMAT = """Answer with one YAML document (a list) in a ```yaml fenced block, Falco rule format:
 
@@ -50,6 +54,8 @@ class Round:
     text: str | None
     report: ProveReport | None
     reply: str
+    #: why there is no report ("no YAML in the answer", "answer too long")
+    problem: str = ""
 
 
 @dataclass
@@ -74,7 +80,7 @@ class GenerateResult:
     def summary(self) -> str:
         lines = [f"{len(self.rounds)} round(s)"]
         for i, r in enumerate(self.rounds, 1):
-            st = r.report.status if r.report else "no YAML in the answer"
+            st = r.report.status if r.report else (r.problem or "no YAML in the answer")
             lines.append(f"round {i}: {st}")
             if r.report:
                 lines += [f"  {f}" for f in r.report.feedback()]
@@ -139,10 +145,12 @@ def summarize(ev: Any) -> str:
 def backends(app: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     host = app.host
-    for _plugin, items in host.call(host.hook.falconet_rule_authoring_backends, engine=app.ctx):
-        for b in items or []:
-            if hasattr(b, "name") and callable(getattr(b, "propose", None)):
-                out.setdefault(b.name, b)
+    # each plugin's list is checked against falconet.api.RuleAuthoringBackend (a plugin that
+    # returns something else is that plugin's failure)
+    for _plugin, items in host.contributions(host.hook.falconet_rule_authoring_backends,
+                                             engine=app.ctx):
+        for b in items:
+            out.setdefault(b.name, b)
     return out
 
 
@@ -154,6 +162,13 @@ def generate(prompt: str, *, context: RulesContext, positives: list[str], negati
     app = make_app(config)
     found = backends(app)
     if not found:
+        failed = app.host.failures
+        if failed:
+            # an installed backend whose configuration is wrong is disabled: say why
+            raise GenerateError("no rule authoring backend is available; plugins that failed: "
+                                + "; ".join(f"'{f.name}' ({f.stage}): {f.reason}"
+                                            for f in failed)
+                                + " (see `falconet plugins list`)")
         raise GenerateError("no rule authoring backend is installed (pip install "
                             "'falconet-llm[openai]', see docs/authoring.md)")
     if backend is not None and backend not in found:
@@ -172,10 +187,22 @@ def generate(prompt: str, *, context: RulesContext, positives: list[str], negati
         try:
             reply = model.propose(messages)
         except RuntimeError as e:
-            raise GenerateError(f"backend '{model.name}': {e}") from None
+            raise GenerateError(redact_text(f"backend '{model.name}': {e}")) from None
+        except Exception as e:  # noqa: BLE001 - a third-party backend's failure is its own
+            raise GenerateError(redact_text(f"backend '{model.name}': {type(e).__name__}: "
+                                            f"{e}")) from None
+        if len(reply) > MAX_REPLY_CHARS:
+            result.rounds.append(Round(None, None, reply[:MAX_REPLY_CHARS], "answer too long"))
+            log(f"round {i + 1}: answer too long ({len(reply)} characters)")
+            feedback = (f"Your answer is too long ({len(reply)} characters, more than "
+                        f"{MAX_REPLY_CHARS}): answer with one short YAML rules document only.")
+            reply = reply[:2000] + "\n[... cut ...]"
+            messages += [{"role": "assistant", "content": reply},
+                         {"role": "user", "content": feedback}]
+            continue
         text = extract_yaml(reply)
         if text is None:
-            result.rounds.append(Round(None, None, reply))
+            result.rounds.append(Round(None, None, reply, "no YAML in the answer"))
             feedback = "Your answer has no ```yaml block with a rule. Answer with the YAML only."
         else:
             rep = prove(text, context=context, positives=positives, negatives=negatives,

@@ -53,8 +53,30 @@ def _walk(node: object) -> Iterator[object]:
             stack.append(n.field)
 
 
-def _unquoted(text: str, word: str) -> bool:
-    return re.search(r"(?<![\"'\w./-])" + re.escape(word) + r"(?![\"'\w./-])", text) is not None
+#: a bare token of a condition: the parser's bare-value characters, split at the comparison
+#: operators too (``proc.name<my_list`` holds the bare word ``my_list``)
+_BARE_TOKEN = re.compile(r"[^()\"'\s=,<>!]+")
+
+
+def bare_words(text: str) -> set[str]:
+    """The tokens of ``text`` written outside string literals. Literals are skipped as the
+    parser reads them (either quote, a backslash escapes the next character), so a word inside
+    ``"run my_tool now"`` is not bare and a quote inside a literal does not end it."""
+    out: set[str] = set()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            i += 1
+            while i < n and text[i] != c:
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+        elif (m := _BARE_TOKEN.match(text, i)) is not None:
+            out.add(m.group())
+            i = m.end()
+        else:
+            i += 1
+    return out
 
 
 def check_names(condition: str, registry: FieldRegistry, macros: set[str], lists: set[str]
@@ -65,6 +87,7 @@ def check_names(condition: str, registry: FieldRegistry, macros: set[str], lists
     except Exception:  # noqa: BLE001 - syntax errors are the loader's to report, with location
         return []
     out: list[NameProblem] = []
+    bare = bare_words(condition)
     seen: set[tuple[str, str]] = set()
 
     def add(kind: str, name: str, message: str) -> None:
@@ -89,7 +112,7 @@ def check_names(condition: str, registry: FieldRegistry, macros: set[str], lists
                     [n.right.text] if isinstance(n.right, P.Value) else [])
             for v in vals:
                 if _NAME_LIKE.fullmatch(v) and v not in lists and v not in macros \
-                        and _unquoted(condition, v):
+                        and v in bare:
                     add("undefined_name", v, f"'{v}' looks like a list or macro name but none "
                         "is defined: as a bare word it is compared as the literal string "
                         f"\"{v}\" and the rule may never fire (define the list, or quote the "

@@ -24,7 +24,6 @@ that already fires on a positive is reported ("already covered by ...").
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -155,32 +154,33 @@ def _classify(msg: Any) -> str:
 def static_checks(res: LoadResult, app: App, context: RulesContext, text: str,
                   name: str = CANDIDATE) -> tuple[list[Failure], list[str], list[str]]:
     """(failures, rule names, warnings) of the candidate text's load and name checks."""
-    base = os.path.basename(name)
     failures: list[Failure] = []
     for m in res.errors:
-        if os.path.basename(m.file) == base:
+        if m.file == name:
             failures.append(Failure(_classify(m), str(m)))
         else:
             failures.append(Failure("error", f"the context rules do not load: {m}"))
-    warnings = [str(w) for w in res.warnings if os.path.basename(w.file) == base]
+    warnings = [str(w) for w in res.warnings if w.file == name]
     mine = read_items([(name, text)])
     macros = set(context.items.macros) | set(mine.macros)
     lists = set(context.items.lists) | set(mine.lists)
     reported = {f.message for f in failures}
-    for rule, item in mine.rules.items():
-        cond = item.get("condition")
+    # the candidate's own macros too: a bare undefined list inside one is as silent a literal
+    conditions = [(f"macro '{m}'", c) for m, c in mine.macros.items()]
+    conditions += [(f"rule '{r}'", item.get("condition")) for r, item in mine.rules.items()]
+    for what, cond in conditions:
         if not isinstance(cond, str):
             continue
         for p in check_names(cond, app.ctx.fields, macros, lists):
             check = "unknown_field" if p.kind == "unknown_field" else "undefined_name"
-            msg = f"{name}: rule '{rule}': {p.message}"
+            msg = f"{name}: {what}: {p.message}"
             if not any(p.name in r and check == f.check for r in reported for f in failures):
                 failures.append(Failure(check, msg))
-    names = [r.name for r in res.rules if os.path.basename(r.file) == base]
+    names = [r.name for r in res.rules if r.file == name]
     if not names:
         names = list(mine.rules)
     for r in res.rules:
-        if os.path.basename(r.file) == base and r.enabled and r.event_types is None:
+        if r.file == name and r.enabled and r.event_types is None:
             failures.append(Failure("no_event_types", f"{name}: rule '{r.name}' is not "
                                     "restricted to event types (every event is evaluated "
                                     "against it): add an evt.type condition or a macro "

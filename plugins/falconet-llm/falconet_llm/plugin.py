@@ -23,6 +23,7 @@ from typing import Any
 
 from falconet import plugin_config as c
 from falconet.api import ConfigSchema, EngineContext, Setting, hookimpl
+from falconet.redact import redact_text, register_secret
 
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -63,6 +64,7 @@ class OpenAIBackend:
                 raise RuntimeError(f"no API key: set ${self.key_env} (or plugins.llm.base_url "
                                    "for a local server)")
             key = "unused"          # Ollama, vLLM, llama.cpp accept any key
+        register_secret(key)        # masked in every message, a server's answer included
         return openai.OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout,
                              max_retries=1)
 
@@ -74,11 +76,12 @@ class OpenAIBackend:
             r = client.chat.completions.create(model=self.model, messages=messages,
                                                temperature=self.temperature)
         except openai.APIError as e:
-            # the message names the server's answer, never the key
-            raise RuntimeError(f"{self.base_url}: {type(e).__name__}: "
-                               f"{getattr(e, 'message', str(e))[:300]}") from None
+            # the server's answer is untrusted text: it may repeat the key (or the base URL's
+            # credentials), so the whole message is redacted
+            raise RuntimeError(redact_text(f"{self.base_url}: {type(e).__name__}: "
+                                           f"{getattr(e, 'message', str(e))[:300]}")) from None
         if not r.choices or r.choices[0].message.content is None:
-            raise RuntimeError(f"{self.base_url}: an answer without content")
+            raise RuntimeError(redact_text(f"{self.base_url}: an answer without content"))
         return r.choices[0].message.content
 
 

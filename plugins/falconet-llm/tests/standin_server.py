@@ -42,7 +42,11 @@ def unlinks(prefix: str, n: int) -> list[tuple[str, dict, int]]:
 
 
 class StandInChatServer:
-    def __init__(self, replies: list[str], port: int) -> None:
+    """``echo_auth_status``: answer every request with that HTTP status and an error message
+    that repeats the request's Authorization header (as a misbehaving proxy might)."""
+
+    def __init__(self, replies: list[str], port: int, echo_auth_status: int | None = None
+                 ) -> None:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
         outer = self
@@ -58,6 +62,16 @@ class StandInChatServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self.send_response(404)
                     self.end_headers()
+                    return
+                if echo_auth_status is not None:
+                    err = json.dumps({"error": {"message": "invalid key: "
+                                                + self.headers.get("Authorization", ""),
+                                                "type": "invalid_request_error"}}).encode()
+                    self.send_response(echo_auth_status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(err)))
+                    self.end_headers()
+                    self.wfile.write(err)
                     return
                 i = min(len(outer.requests) - 1, len(outer.replies) - 1)
                 data = json.dumps({

@@ -41,8 +41,10 @@ def evidence(tmp_path: Path) -> tuple[str, str]:
     return pos, neg
 
 
-def _generate(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _generate(url: str, *extra: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
     return subprocess.run([sys.executable, "-m", "falconet", "rules", "generate",
                            "--prompt", "cat deleting secrets below /tmp/secret",
                            "-o", f"plugins.llm.base_url={url}", "-o", "plugins.llm.model=standin",
@@ -88,3 +90,33 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
     p = _generate(f"http://127.0.0.1:{free_port()}/v1")
     assert p.returncode == 1
     assert "backend 'openai'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_api_key_is_never_printed_even_when_the_server_repeats_it() -> None:
+    key = "sk-falconet-test-0123456789abcdef"
+    with StandInChatServer([], free_port(), echo_auth_status=401) as srv:
+        p = _generate(srv.url, key=key)
+    assert srv.requests and srv.requests[0]["auth"] == f"Bearer {key}"
+    assert p.returncode == 1 and "backend 'openai'" in p.stderr, p.stdout + p.stderr
+    assert "AuthenticationError" in p.stderr
+    assert key not in p.stdout + p.stderr
+
+
+def test_a_configuration_error_is_reported_not_taken_for_a_missing_backend() -> None:
+    p = _generate(f"http://127.0.0.1:{free_port()}/v1", "-o", "plugins.llm.modle=x")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "plugins.llm.modle: unknown key 'modle'" in p.stderr, p.stderr
+    assert "pip install" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_oversized_answer_is_refused_and_fed_back(evidence: tuple[str, str]) -> None:
+    """Model output is untrusted: a huge answer is neither loaded nor sent back whole."""
+    huge = "```yaml\n" + "".join(
+        f"- list: l{i}\n  items: [{', '.join(['aaaaaaaa'] * 40)}]\n" for i in range(2000)) + "```"
+    with StandInChatServer([huge, FIXED], free_port()) as srv:
+        p = _generate(srv.url, "--positive", evidence[0], "--negative", evidence[1])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "round 1: answer too long" in p.stdout and "round 2: proven" in p.stdout
+    sent_back = srv.requests[1]["body"]["messages"]
+    assert sum(len(m["content"]) for m in sent_back) < len(huge)
+    assert "too long" in sent_back[-1]["content"]
