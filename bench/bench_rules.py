@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="add the CPU cost of one regex check, RE2 vs Python re")
     a = ap.parse_args(argv)
     if a.closures:
-        import falconet.rules.loader as loader_mod  # noqa: PLC0415
+        import falconet.rules.compiler as loader_mod  # noqa: PLC0415
         loader_mod.USE_CODEGEN = False
     world = World()
     registry, kind = build_registry(world, a.stub)

@@ -13,19 +13,7 @@ import time
 from typing import Any
 
 from falconet.alerts import Alert
-
-#: ``str.translate`` table: control characters escaped as a JSON string escapes them (shared
-#: with the rule output formatter, which escapes field values the same way)
-CONTROL_ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(0x20)} | {
-    0x7F: "\\u007f", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
-
-
-def escape_control(text: str) -> str:
-    """Escape control characters the way a JSON string does (``\\n``, ``\\u001b``), so an
-    attacker-chosen file name cannot forge lines or terminal sequences in the text output."""
-    if text.isprintable():
-        return text
-    return text.translate(CONTROL_ESCAPES)
+from falconet.escape import escape_control
 
 
 def iso_time(ns: int) -> str:

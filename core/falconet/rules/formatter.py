@@ -15,67 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
-from falconet.outputs.format import CONTROL_ESCAPES
-from falconet.rules.compiler import TRANSFORMER_FUNCS, ConditionCompiler
+from falconet.rules.condition import TRANSFORMER_FUNCS, ConditionCompiler
 from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
+from falconet.rules.model import OutputFormat
 from falconet.rules.parser import Field, MultiTransform, Transform, parse_field_token
 
-NA = "<NA>"
 DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
-
-
-def to_text(v: Any) -> str:
-    """A field value as output text."""
-    if v is None:
-        return NA
-    t = type(v)
-    if t is str:
-        return v.translate(CONTROL_ESCAPES) if not v.isprintable() else v
-    if t is bool:
-        return "true" if v else "false"
-    if t is bytes or t is bytearray:
-        return bytes(v).decode("utf-8", "replace").translate(CONTROL_ESCAPES)
-    if t is tuple or t is list:
-        return ",".join(to_text(x) for x in v)
-    return str(v)
-
-
-def to_json_value(v: Any) -> Any:
-    """A field value for ``output_fields``: typed, JSON-serialisable."""
-    if v is None or type(v) in (str, int, float, bool):
-        return v
-    if isinstance(v, bytes | bytearray):
-        return bytes(v).decode("utf-8", "replace")
-    if isinstance(v, tuple | list):
-        return [to_json_value(x) for x in v]
-    return str(v) if not isinstance(v, int | float) else v
-
-
-class OutputFormat:
-    """A compiled output format. :meth:`render` returns ``(text, output_fields)``."""
-
-    __slots__ = ("text", "pieces", "fields", "warnings")
-
-    def __init__(self, text: str, pieces: list[Any], fields: list[tuple[str, Callable[[Any], Any]]],
-                 warnings: list[str]) -> None:
-        self.text = text
-        self.pieces = pieces          # str, or (getter, pad)
-        self.fields = fields          # (token, getter) for output_fields
-        self.warnings = warnings
-
-    def render(self, evt: Any) -> tuple[str, dict[str, Any]]:
-        out: list[str] = []
-        for p in self.pieces:
-            if p.__class__ is str:
-                out.append(p)
-            else:
-                g, pad = p
-                s = to_text(g(evt))
-                if pad:
-                    s = s[:pad].ljust(pad)
-                out.append(s)
-        fields = {tok: to_json_value(g(evt)) for tok, g in self.fields}
-        return "".join(out), fields
 
 
 def compile_output(text: str, registry: FieldRegistry, source: str) -> OutputFormat:

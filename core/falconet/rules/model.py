@@ -1,0 +1,113 @@
+"""The compiled rules: what the loading stages produce and the runtime (:mod:`falconet.rules.ruleset`)
+runs. Nothing here parses or compiles; a :class:`CompiledRule` carries its condition as a
+ready check and its output as a ready :class:`OutputFormat`.
+
+Output rendering lives here because it runs per alert: field values become text (control
+characters escaped, so an attacker-controlled file name cannot forge log lines) and the typed
+``output_fields``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from falconet.escape import CONTROL_ESCAPES
+from falconet.priorities import Priority
+
+NA = "<NA>"
+
+
+def to_text(v: Any) -> str:
+    """A field value as output text."""
+    if v is None:
+        return NA
+    t = type(v)
+    if t is str:
+        return v.translate(CONTROL_ESCAPES) if not v.isprintable() else v
+    if t is bool:
+        return "true" if v else "false"
+    if t is bytes or t is bytearray:
+        return bytes(v).decode("utf-8", "replace").translate(CONTROL_ESCAPES)
+    if t is tuple or t is list:
+        return ",".join(to_text(x) for x in v)
+    return str(v)
+
+
+def to_json_value(v: Any) -> Any:
+    """A field value for ``output_fields``: typed, JSON-serialisable."""
+    if v is None or type(v) in (str, int, float, bool):
+        return v
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, tuple | list):
+        return [to_json_value(x) for x in v]
+    return str(v) if not isinstance(v, int | float) else v
+
+
+class OutputFormat:
+    """A compiled output format. :meth:`render` returns ``(text, output_fields)``."""
+
+    __slots__ = ("text", "pieces", "fields", "warnings")
+
+    def __init__(self, text: str, pieces: list[Any], fields: list[tuple[str, Callable[[Any], Any]]],
+                 warnings: list[str]) -> None:
+        self.text = text
+        self.pieces = pieces          # str, or (getter, pad)
+        self.fields = fields          # (token, getter) for output_fields
+        self.warnings = warnings
+
+    def render(self, evt: Any) -> tuple[str, dict[str, Any]]:
+        out: list[str] = []
+        for p in self.pieces:
+            if p.__class__ is str:
+                out.append(p)
+            else:
+                g, pad = p
+                s = to_text(g(evt))
+                if pad:
+                    s = s[:pad].ljust(pad)
+                out.append(s)
+        fields = {tok: to_json_value(g(evt)) for tok, g in self.fields}
+        return "".join(out), fields
+
+
+@dataclass
+class CompiledRule:
+    """A rule ready to run. ``check`` is the compiled condition, ``fmt`` the compiled output."""
+
+    name: str
+    priority: Priority
+    source: str
+    tags: list[str]
+    desc: str
+    file: str
+    enabled: bool
+    check: Any
+    fmt: OutputFormat
+    event_types: frozenset[str] | None       # None = every type
+    condition: str
+    output: str
+    capture: bool = False
+    capture_duration_ns: int = 0
+    extra_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RuleDescription:
+    """A rule as ``falconet rules list`` shows it."""
+
+    name: str
+    priority: Priority
+    source: str
+    tags: list[str]
+    enabled: bool
+    event_types: list[str] | None
+    file: str
+    desc: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "priority": self.priority.label, "source": self.source,
+                "tags": self.tags, "enabled": self.enabled, "event_types": self.event_types,
+                "file": self.file, "desc": self.desc}
