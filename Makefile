@@ -22,9 +22,11 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/lint-imports
 
 test: setup-test
 	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/lint-imports
 	scripts/run-tests.sh
 
 unit: setup

@@ -48,7 +48,7 @@ def build_registry(world: World, force_stub: bool = False):
     plugin's fields), or the unit tests' stand-in when those are not installed."""
     if not force_stub:
         try:
-            from falconet.fields.core_fields import core_field_defs  # noqa: PLC0415
+            from falconet.state.fields import core_field_defs  # noqa: PLC0415
             from falconet_container.enricher import ContainerEnricher  # noqa: PLC0415
             from falconet_container.fields import field_defs  # noqa: PLC0415
 

@@ -30,9 +30,10 @@ from falconet.rules.resolvers import event_types, expand_macros
 from falconet.rules.yamlnodes import offset_location
 from falconet.syscalls import ALL_EVENT_TYPES
 
-# ConditionCompiler is this stage's tool for conditions; importing it from here is supported
-__all__ = ["USE_CODEGEN", "CompiledRule", "ConditionCompiler", "RuleDescription", "compile_check",
-           "compile_loaded", "exception_condition", "substitute_lists"]
+# ConditionCompiler (condition.py) is this stage's tool for conditions: other users of Falco
+# filters (alert matchers) may import it from here
+__all__ = ["USE_CODEGEN", "ConditionCompiler", "compile_check", "compile_loaded",
+           "exception_condition", "substitute_lists"]
 
 TOO_MANY_EVTTYPES = 100
 #: compile conditions to generated functions (falls back to closures); for benchmarks
@@ -259,7 +260,7 @@ def _undefined_macro_hint(message: str, ld: Collector, user: str | None,
 
 def compile_loaded(ld: Collector, append_output: Any = None,
                    ) -> tuple[list[CompiledRule], list[RuleDescription]]:
-    """Compile what :class:`Loader` collected; errors and warnings go to ``ld``."""
+    """Compile what the :class:`Collector` ``ld`` collected; errors and warnings go to ``ld``."""
     try:
         out_entries = _norm_append_output(append_output)
     except RuleLoadError as e:

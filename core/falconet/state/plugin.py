@@ -39,8 +39,8 @@ import time
 from typing import Any
 
 from falconet.api import PluginConfigError, hookimpl
-from falconet.fields.core_fields import core_field_defs
 from falconet.state.dns import DomainResolver
+from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
 from falconet.state.proc_bootstrap import BootstrapStats, bootstrap
 from falconet.state.tables import StateTables, thread_from_dict, thread_to_dict
