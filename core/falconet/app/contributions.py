@@ -1,0 +1,111 @@
+"""Collecting what plugins contribute (step "load plugins"), and forgetting what a plugin
+that failed later contributed. The checks of each contribution live here, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from falconet.fields import FieldDef, FieldRegistry
+from falconet.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from falconet.app.engine import App
+
+
+def collect_contributions(app: App) -> None:
+    """Every plugin's fields, sources, parsers, sinks, response actions, rules files and plugin
+    versions. A contribution that is not what its hook promises drops its plugin, and a dropped
+    plugin contributes nothing at all."""
+    h, ctx = app.host, app.ctx
+    fields = h.call("falconet_fields", engine=ctx)
+    versions = h.call("falconet_plugin_versions", engine=ctx)
+    rules = h.call("falconet_rules_files", engine=ctx)
+    sources = h.call("falconet_event_sources", engine=ctx)
+    parsers = h.call("falconet_event_parsers", engine=ctx)
+    sinks = h.call("falconet_alert_sinks", engine=ctx)
+    actions = h.call("falconet_response_actions", engine=ctx)
+
+    # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
+    field_owner: dict[str, str] = {}
+    for name, fdefs in fields:
+        if name not in h.info:
+            continue
+        fdefs = list(fdefs)
+        bad = [f for f in fdefs if not isinstance(f, FieldDef)]
+        if bad:
+            h.drop(name, "falconet_fields", f"not a FieldDef: {bad[0]!r}")
+            continue
+        if name != "core-state":
+            # plugin fields name their plugin (``falconet fields`` shows it)
+            fdefs = [replace(f, provider=name) if f.provider == "core" else f for f in fdefs]
+        trial = FieldRegistry(dict(ctx.fields.fields))
+        try:
+            trial.register_all(fdefs)
+        except ValueError as e:
+            h.drop(name, "falconet_fields", str(e))
+            continue
+        ctx.fields.fields = trial.fields
+        h.info[name].fields = sorted(f.name for f in fdefs)
+        for f in fdefs:
+            field_owner[f.name] = name
+
+    for name, srcs in sources:
+        for s in srcs:
+            if not (hasattr(s, "name") and callable(getattr(s, "open", None))):
+                h.drop(name, "falconet_event_sources", f"not an EventSource: {s!r}")
+                break
+            if s.name in app.sources:
+                h.drop(name, "falconet_event_sources", f"event source '{s.name}' is already "
+                       f"provided by plugin '{app.sources[s.name][0]}'")
+                break
+            app.sources[s.name] = (name, s)
+    for name, fns in parsers:
+        for fn in fns:
+            if not callable(fn):
+                h.drop(name, "falconet_event_parsers", f"not callable: {fn!r}")
+                break
+            app.parsers.append((name, fn))
+    for name, ss in sinks:
+        for s in ss:
+            if not (hasattr(s, "name") and callable(getattr(s, "send", None))):
+                h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
+                break
+            app.sinks.append((name, s))
+    for name, acts in actions:
+        for a in acts:
+            if not (hasattr(a, "name") and callable(getattr(a, "run", None))):
+                h.drop(name, "falconet_response_actions", f"not a ResponseAction: {a!r}")
+                break
+            app.actions[a.name] = (name, a)
+    for name, files in rules:
+        app.plugin_rules += [(name, str(f)) for f in files]
+    merged = dict(h.versions)
+    for _name, v in versions:
+        merged.update({str(k): str(x) for k, x in dict(v).items()})
+
+    # a plugin dropped at any step contributes nothing at all
+    alive = set(h.info)
+    app.sources = {k: v for k, v in app.sources.items() if v[0] in alive}
+    app.parsers = [p for p in app.parsers if p[0] in alive]
+    app.sinks = [s for s in app.sinks if s[0] in alive]
+    app.actions = {k: v for k, v in app.actions.items() if v[0] in alive}
+    app.plugin_rules = [r for r in app.plugin_rules if r[0] in alive]
+    app.plugin_versions = {k: v for k, v in merged.items() if k not in h.versions or k in alive}
+    dead = [n for n, owner in field_owner.items() if owner not in alive]
+    for n in dead:
+        del ctx.fields.fields[n]
+
+
+def drop_dead_contributions(app: App, pipeline: Pipeline) -> None:
+    """A plugin whose ``falconet_start`` failed was unregistered: take its parsers and sinks
+    out of the pipeline too."""
+    alive = set(app.host.info)
+    dead_sinks = {id(s) for name, s in app.sinks if name not in alive}
+    if not dead_sinks and all(n in alive for n, _ in app.parsers):
+        return
+    mine = {n for n, _ in app.parsers}
+    pipeline.parsers = [(n, f) for n, f in pipeline.parsers if n in alive or n not in mine]
+    for w in [w for w in pipeline.workers if id(w.sink) in dead_sinks]:
+        pipeline.workers.remove(w)
+        w.stop(1.0)
