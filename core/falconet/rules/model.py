@@ -84,7 +84,7 @@ class CompiledRule:
     desc: str
     file: str
     enabled: bool
-    check: Any
+    check: Callable[[Any], bool]
     fmt: OutputFormat
     event_types: frozenset[str] | None       # None = every type
     condition: str

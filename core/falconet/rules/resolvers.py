@@ -7,11 +7,10 @@ event types a condition can match, the key the ruleset indexes rules by.
 
 from __future__ import annotations
 
-from typing import Any
-
 from falconet.rules.ast import (
     And,
     Binary,
+    Expr,
     Field,
     Ident,
     ListValue,
@@ -26,7 +25,7 @@ from falconet.rules.ast import (
 from falconet.rules.errors import FilterCompileError
 
 
-def expand_macros(node: Any, macros: dict[str, Any], used: set[str] | None = None) -> Any:
+def expand_macros(node: Expr, macros: dict[str, Expr], used: set[str] | None = None) -> Expr:
     """Replace every identifier by the (already expanded) AST of the macro of that name.
     Raises :class:`FilterCompileError` ``Undefined macro 'X' used in filter.``"""
     if isinstance(node, Ident):
@@ -45,7 +44,7 @@ def expand_macros(node: Any, macros: dict[str, Any], used: set[str] | None = Non
     return node
 
 
-def identifiers(node: Any) -> list[str]:
+def identifiers(node: Expr) -> list[str]:
     """Macro names referenced by an AST (not expanded)."""
     out: list[str] = []
     stack = [node]
@@ -60,7 +59,7 @@ def identifiers(node: Any) -> list[str]:
     return out
 
 
-def event_types(node: Any, universe: frozenset[str], negated: bool = False) -> frozenset[str]:
+def event_types(node: Expr, universe: frozenset[str], negated: bool = False) -> frozenset[str]:
     """The event types a condition can match (libsinsp ``ppm_codes.cpp`` set algebra):
     ``and`` intersects, ``or`` unites, negations are pushed to the leaves, ``evt.type`` checks give
     their set (complement when negated or ``!=``), other checks are neutral (the universe)."""
@@ -104,7 +103,7 @@ def event_types(node: Any, universe: frozenset[str], negated: bool = False) -> f
     return universe
 
 
-def _is_evt_type(node: Any) -> bool:
+def _is_evt_type(node: object) -> bool:
     return isinstance(node, Field) and node.name in ("evt.type", "syscall.type") and node.arg is None
 
 
