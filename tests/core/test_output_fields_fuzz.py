@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from falconet.alerts import Alert
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.outputs.format import Formatter
 from falconet.outputs.stream import FileSink, StreamSink
 from falconet.rules import load_rules_text
+from falconet.state.fields import core_field_defs
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
