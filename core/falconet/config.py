@@ -230,6 +230,9 @@ class Config:
 
     data: dict[str, Any]
     path: str | None = None
+    #: ``key path -> "file:line:col"`` (or ``-o key=value``): where a key was written, for the
+    #: messages of validators that run later (plugin sections, see ``falconet.plugin_config``)
+    where: Callable[[tuple[str, ...]], str] = lambda _p: "<config>"
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -431,7 +434,7 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
                         f"outputs.file.path is not set")
     if problems:
         raise ConfigError(problems)
-    return Config(merged, path)
+    return Config(merged, path, where)
 
 
 def default_config_path() -> str | None:

@@ -16,7 +16,7 @@ of named steps, one module each, as Falco's ``app/actions``:
 8. :mod:`~falconet.app.shutdown` - close the source, drain outputs, ``falconet_stop``;
 9. :mod:`~falconet.app.summary` - the line a command prints at the end.
 
-The order in which plugins' hooks are called is documented in ``docs/plugins.md``.
+The start order a plugin can rely on is written once, in :mod:`falconet.hookspecs`.
 """
 
 from falconet import __version__

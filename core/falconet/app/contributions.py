@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from falconet.fields import FieldDef, FieldRegistry
+from falconet.fields import FieldRegistry
 from falconet.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -18,23 +18,19 @@ def collect_contributions(app: App) -> None:
     versions. A contribution that is not what its hook promises drops its plugin, and a dropped
     plugin contributes nothing at all."""
     h, ctx = app.host, app.ctx
-    fields = h.call("falconet_fields", engine=ctx)
-    versions = h.call("falconet_plugin_versions", engine=ctx)
-    rules = h.call("falconet_rules_files", engine=ctx)
-    sources = h.call("falconet_event_sources", engine=ctx)
-    parsers = h.call("falconet_event_parsers", engine=ctx)
-    sinks = h.call("falconet_alert_sinks", engine=ctx)
-    actions = h.call("falconet_response_actions", engine=ctx)
+    fields = h.contributions(h.hook.falconet_fields, engine=ctx)
+    versions = h.call(h.hook.falconet_plugin_versions, engine=ctx)
+    rules = h.call(h.hook.falconet_rules_files, engine=ctx)
+    # each checked against its Protocol (falconet.api.contribution_problem)
+    sources = h.contributions(h.hook.falconet_event_sources, engine=ctx)
+    parsers = h.contributions(h.hook.falconet_event_parsers, engine=ctx)
+    sinks = h.contributions(h.hook.falconet_alert_sinks, engine=ctx)
+    actions = h.contributions(h.hook.falconet_response_actions, engine=ctx)
 
     # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
     field_owner: dict[str, str] = {}
     for name, fdefs in fields:
         if name not in h.info:
-            continue
-        fdefs = list(fdefs)
-        bad = [f for f in fdefs if not isinstance(f, FieldDef)]
-        if bad:
-            h.drop(name, "falconet_fields", f"not a FieldDef: {bad[0]!r}")
             continue
         if name != "core-state":
             # plugin fields name their plugin (``falconet fields`` shows it)
@@ -52,31 +48,15 @@ def collect_contributions(app: App) -> None:
 
     for name, srcs in sources:
         for s in srcs:
-            if not (hasattr(s, "name") and callable(getattr(s, "open", None))):
-                h.drop(name, "falconet_event_sources", f"not an EventSource: {s!r}")
-                break
             if s.name in app.sources:
                 h.drop(name, "falconet_event_sources", f"event source '{s.name}' is already "
                        f"provided by plugin '{app.sources[s.name][0]}'")
                 break
             app.sources[s.name] = (name, s)
-    for name, fns in parsers:
-        for fn in fns:
-            if not callable(fn):
-                h.drop(name, "falconet_event_parsers", f"not callable: {fn!r}")
-                break
-            app.parsers.append((name, fn))
-    for name, ss in sinks:
-        for s in ss:
-            if not (hasattr(s, "name") and callable(getattr(s, "send", None))):
-                h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
-                break
-            app.sinks.append((name, s))
+    app.parsers += [(name, fn) for name, fns in parsers for fn in fns]
+    app.sinks += [(name, s) for name, ss in sinks for s in ss]
     for name, acts in actions:
         for a in acts:
-            if not (hasattr(a, "name") and callable(getattr(a, "run", None))):
-                h.drop(name, "falconet_response_actions", f"not a ResponseAction: {a!r}")
-                break
             app.actions[a.name] = (name, a)
     for name, files in rules:
         app.plugin_rules += [(name, str(f)) for f in files]

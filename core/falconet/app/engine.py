@@ -50,7 +50,8 @@ class App:
                                  log=logging.getLogger("falconet"))
         self.ctx.extras["falconet.source"] = source_name
         self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
-                               entry_points=entry_points, extra=extra_plugins)
+                               entry_points=entry_points, extra=extra_plugins,
+                               where=config.where, whole_config=config.data)
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
         self.parsers: list[tuple[str, Callable[[Any], None]]] = []
         self.sinks: list[tuple[str, Any]] = []

@@ -35,7 +35,7 @@ def start_plugins(app: App, pipeline: Pipeline) -> None:
     contributes nothing from here on. A required plugin's failure shuts down and raises."""
     pipeline.start()
     try:
-        app.host.call("falconet_start", engine=app.ctx)
+        app.host.call(app.host.hook.falconet_start, engine=app.ctx)
     except PluginRequiredError as e:
         shutdown(app, pipeline, None, 0)
         raise StartupError(str(e)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,17 +14,18 @@ log = logging.getLogger("falconet")
 
 
 def start_metrics(app: App, address: str, port: int) -> None:
-    """Serve ``/metrics`` and ``/healthz`` on ``address:port`` (``falconet.prometheus``) while
-    the engine runs; a port in use is a start-up error."""
-    try:
-        mod = importlib.import_module("falconet.prometheus")
-    except ModuleNotFoundError as e:
-        if e.name != "falconet.prometheus":
-            raise StartupError(f"metrics server cannot start: {e}") from None
-        log.warning("metrics server not available (falconet.prometheus is not installed)")
+    """Start the server a ``falconet_metrics_server`` hook contributes (the built-in
+    ``metrics`` plugin's Prometheus server) on ``address:port``; none: a warning, the engine
+    runs without. A port in use is a start-up error."""
+    h = app.host
+    servers = h.call(h.hook.falconet_metrics_server, engine=app.ctx, address=address,
+                     port=port, plugins=h)
+    if not servers:
+        log.warning("metrics server not available (no plugin provides one: is the built-in "
+                    "'metrics' plugin disabled or failing? see `falconet plugins list`)")
         return
+    srv = servers[0][1]
     try:
-        srv = mod.MetricsServer(app.ctx, app.metrics, app.host, address, port)
         srv.start()
     except OSError as e:
         raise StartupError(f"metrics server cannot listen on {address}:{port}: "

@@ -24,7 +24,7 @@ def shutdown(app: App, pipeline: Pipeline, src: Any, linger: float) -> None:
         except Exception as e:  # noqa: BLE001
             log.warning("closing source failed: %s", e)
     pipeline.close()
-    app.host.call_safely("falconet_stop", engine=app.ctx)
+    app.host.hook.falconet_stop(engine=app.ctx)      # failures logged, plugins kept
     if linger > 0 and app.metrics_server is not None:
         deadline = time.monotonic() + linger
         while time.monotonic() < deadline and not pipeline.stopping:
