@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from falconet import encoding as output_encoding
 from falconet.api import EngineContext
 from falconet.app import build_pipeline as _build
 from falconet.app import load_plugins as _plugins
@@ -44,6 +45,9 @@ class App:
                  builtins: Iterable[tuple[str, str]] | None = None, entry_points: bool = True,
                  extra_plugins: Iterable[tuple[str, Any]] = ()) -> None:
         self.config = config
+        # before any rule loads: the rule formatter bounds field values with it
+        output_encoding.configure(config.get("output_max_field_len",
+                                             output_encoding.DEFAULT_MAX_FIELD_LEN))
         self.metrics = EngineMetrics()
         self.ctx = EngineContext(hostname=config.hostname, fields=FieldRegistry(),
                                  config=config.data, metrics=self.metrics, state=StateTables(),
@@ -112,6 +116,9 @@ class App:
 
     def summary(self) -> str:
         return _summary.summary(self)
+
+    def losses(self) -> int:
+        return _summary.losses(self)
 
     # ------------------------------------------------------------------------------ a run
     def run(self, source_name: str, options: dict[str, Any], *, duration: float | None = None,

@@ -108,7 +108,8 @@ def load_rules_files(app: App, files: list[str]) -> Any:
     res = load_rules(files, app.ctx.fields, plugin_versions=app.plugin_versions,
                      sources=app.event_sources, min_priority=Priority.parse(cfg["priority"]),
                      rule_matching=cfg["rule_matching"], hostname=app.ctx.hostname,
-                     append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+                     append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                     max_file_bytes=cfg["rules_max_file_size"])
     for w in getattr(res, "warnings", []) or []:
         print(f"falconet: {w}", file=sys.stderr)
     return res

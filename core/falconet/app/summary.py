@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def summary(app: App) -> str:
-    """``falconet: N events, M alerts (Warning: 2, ...), K drops (cause: n, ...)``."""
+    """One line: events, alerts by priority, drops by cause, and per output what was sent
+    (confirmed by the sink), failed and dropped."""
     m = app.metrics
     drops = sum(m.drops.values())
     by_prio: dict[str, int] = {}
@@ -24,5 +25,27 @@ def summary(app: App) -> str:
     alerts = app.pipeline.alerts if app.pipeline else 0
     return (f"falconet: {events} events, {alerts} alerts"
             + (f" ({prios})" if prios else "") + f", {drops} drops"
-            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items())) + ")"
-               if drops else ""))
+            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
+               if drops else "") + _outputs_summary(app))
+
+
+def _outputs_summary(app: App) -> str:
+    m = app.metrics
+    names = sorted(set(m.output_sent) | set(m.output_failures) | set(m.output_drops)
+                   | {w.name for w in (app.pipeline.workers if app.pipeline else [])})
+    parts = []
+    for name in names:
+        counts = [f"{m.output_sent.get(name, 0)} sent"]
+        if m.output_failures.get(name):
+            counts.append(f"{m.output_failures[name]} failed")
+        if m.output_drops.get(name):
+            counts.append(f"{m.output_drops[name]} dropped")
+        parts.append(f"{name} " + ", ".join(counts))
+    return "; outputs: " + "; ".join(parts) if parts else ""
+
+
+def losses(app: App) -> int:
+    """Everything lost in this run, each counted once: drops (every cause; alerts an output
+    queue could not take are among them) plus alerts an output failed to deliver."""
+    m = app.metrics
+    return sum(m.drops.values()) + sum(m.output_failures.values())

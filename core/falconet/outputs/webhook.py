@@ -3,6 +3,11 @@
 Standard library only (urllib). Retries connection errors, timeouts, 429 and 5xx with exponential
 backoff; other 4xx answers are final. The engine puts the sink behind its own bounded queue, so a
 slow endpoint costs counted drops, never a stalled event loop.
+
+Redirects are never followed: a 3xx answer is a failure (not retried) naming where it pointed,
+so an alert is never counted as delivered to an endpoint that did not take it, and credentials
+(URL userinfo, ``headers``) never travel to another origin. URLs in messages are redacted
+(:mod:`falconet.redact`).
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from falconet import __version__
 from falconet.alerts import Alert
+from falconet.encoding import utf8
 from falconet.priorities import Priority
+from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
 
 
 class WebhookError(RuntimeError):
@@ -36,15 +44,27 @@ def _split_userinfo(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Every 3xx surfaces as an ``HTTPError`` instead of a new request to its ``Location``."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        return None
+
+
 class WebhookSink:
     def __init__(self, name: str, url: str, fmt: Callable[[Alert], str], *,
                  min_priority: Priority = Priority.DEBUG, retries: int = 3, timeout: float = 5.0,
                  backoff: float = 0.2, queue_size: int = 1000,
                  headers: dict[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url must be http:// or https://, got {url!r}")
+            raise ValueError(f"webhook url must be http:// or https://, got {redact_url(url)!r}")
         self.name = name
+        register_url_secrets(url)
+        register_header_secrets(headers or {})
         self.url, auth = _split_userinfo(url)
+        #: the URL as messages show it (no userinfo, query values masked)
+        self.shown_url = redact_url(self.url)
         self.min_priority = min_priority
         self.retries = retries
         self.timeout = timeout
@@ -56,8 +76,9 @@ class WebhookSink:
         if auth and not any(k.lower() == "authorization" for k in self.headers):
             self.headers["Authorization"] = auth
         self.attempts = 0
-        # no proxies from the environment: alerts go where the config says
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # no proxies from the environment: alerts go where the config says; no redirects
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                   _RefuseRedirects())
 
     def start(self) -> None:
         pass
@@ -68,7 +89,7 @@ class WebhookSink:
             resp.read()
 
     def send(self, alert: Alert) -> None:
-        body = self._fmt(alert).encode("utf-8")
+        body = utf8(self._fmt(alert))
         delay = self.backoff
         last = ""
         for attempt in range(self.retries + 1):
@@ -77,15 +98,22 @@ class WebhookSink:
                 self._post(body)
                 return
             except urllib.error.HTTPError as e:
+                e.close()
+                if 300 <= e.code < 400:
+                    where = e.headers.get("Location") if e.headers is not None else None
+                    to = f" to {redact_url(urllib.parse.urljoin(self.url, where))}" if where else ""
+                    raise WebhookError(f"{self.shown_url}: HTTP {e.code} redirect{to} refused "
+                                       "(webhooks never follow redirects; not delivered, not "
+                                       "retried)") from None
                 last = f"HTTP {e.code}"
                 if e.code != 429 and e.code < 500:
-                    raise WebhookError(f"{self.url}: {last} (not retried)") from None
+                    raise WebhookError(f"{self.shown_url}: {last} (not retried)") from None
             except (urllib.error.URLError, TimeoutError, OSError) as e:
-                last = str(getattr(e, "reason", e))
+                last = redact_text(str(getattr(e, "reason", e)))
             if attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise WebhookError(f"{self.url}: {last} after {self.retries + 1} attempts")
+        raise WebhookError(f"{self.shown_url}: {last} after {self.retries + 1} attempts")
 
     def flush(self) -> None:
         pass

@@ -27,6 +27,7 @@ from falconet.priorities import Priority
 from falconet.rules.collector import Collector
 from falconet.rules.compiler import compile_loaded
 from falconet.rules.errors import LoadMessage, Location, RuleLoadError
+from falconet.rules.limits import DEFAULT_MAX_FILE_BYTES
 from falconet.rules.model import CompiledRule, RuleDescription
 from falconet.rules.reader import read_file, read_text
 from falconet.rules.ruleset import Ruleset
@@ -78,7 +79,7 @@ def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] 
     else:
         srcs = set(sources)
     ld = Collector(registry, plugin_versions=plugin_versions, sources=srcs,
-                engine_version=engine_version)
+                   engine_version=engine_version)
     add(ld)
     compiled, described = compile_loaded(ld, append_output)
     order = {f: i for i, f in enumerate(ld.source_lines)}
@@ -99,7 +100,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
                sources: Iterable[str] | None = None,
                min_priority: Priority = Priority.DEBUG, rule_matching: str = "first",
                hostname: str = "", append_output: Any = None,
-               engine_version: str = falconet.ENGINE_VERSION) -> LoadResult:
+               engine_version: str = falconet.ENGINE_VERSION,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
     """Load rules files in order (later files append to/override earlier items).
 
     Args:
@@ -114,12 +116,14 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
         hostname: written into every alert.
         append_output: Falco's ``append_output`` list; ``None`` = ``[{suggested_output: true}]``.
         engine_version: checked against ``required_engine_version``.
+        max_file_bytes: a larger rules file is an error (``rules_max_file_size``); the other
+            limits are in :mod:`falconet.rules.limits`.
     """
     paths = rules_files_in(files)
 
     def add(ld: Collector) -> None:
         for p in paths:
-            for item in read_file(p, ld):
+            for item in read_file(p, ld, max_file_bytes):
                 ld.add_item(item, str(p))
     return _load(add, registry, plugin_versions=plugin_versions, sources=sources,
                  min_priority=min_priority, rule_matching=rule_matching, hostname=hostname,

@@ -149,16 +149,22 @@ class Collector:
 
     def _warn_duplicate_keys(self, node: Any) -> None:
         """A key written twice (``condition:`` twice in one rule) silently keeps only the last
-        value; in a security rule that is a hidden change of meaning, so say so."""
-        if isinstance(node, YMap):
-            for key, loc in getattr(node, "duplicates", ()):
-                self.warn(E.LOAD_DUPLICATE_KEY, f"Duplicate key '{key}': only its last value is "
-                          "used", loc, self._item)
-            for v in node.values():
-                self._warn_duplicate_keys(v)
-        elif isinstance(node, YSeq):
-            for v in node:
-                self._warn_duplicate_keys(v)
+        value; in a security rule that is a hidden change of meaning, so say so. Each node is
+        visited once: YAML aliases share nodes, and 40 aliases of aliases are 2**40 paths."""
+        seen: set[int] = set()
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, YMap | YSeq) or id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n, YMap):
+                for key, loc in getattr(n, "duplicates", ()):
+                    self.warn(E.LOAD_DUPLICATE_KEY, f"Duplicate key '{key}': only its last value "
+                              "is used", loc, self._item)
+                stack.extend(reversed(list(n.values())))
+            else:
+                stack.extend(reversed(n))
 
     def _add_item(self, d: YMap, file: str) -> None:
         if "required_engine_version" in d:

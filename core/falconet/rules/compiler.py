@@ -18,6 +18,7 @@ from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.rules import errors as E
+from falconet.rules import limits
 from falconet.rules.ast import Field
 from falconet.rules.codegen import generate
 from falconet.rules.collector import Collector, ExceptionItem, RuleItem, is_modifier
@@ -97,11 +98,15 @@ def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> 
     out: list[str] = []
     last = 0
     drop_comma = False
+    size = len(text)
     for m in _TOKEN_RE.finditer(text):
         items = lists.get(m.group(0))
         if items is None:
             continue
         used.add(m.group(0))
+        size += sum(map(len, items)) + 2 * len(items) + 2       # what this use adds, at most
+        if size > limits.MAX_CONDITION_CHARS:
+            raise limits.ConditionTooLarge
         chunk = text[last:m.start()]
         if drop_comma:
             chunk = re.sub(r"^\s*,", "", chunk, count=1)
@@ -271,12 +276,18 @@ def compile_loaded(ld: Collector, append_output: Any = None,
     used_lists: set[str] = set()
     for name, li in ld.lists.items():
         items: list[str] = []
-        for it in li.items:
-            if it in lists:
-                items.extend(lists[it])
-                used_lists.add(it)
-            else:
-                items.append(it)
+        try:
+            limits.check_list_size(name, len(li.items))
+            for it in li.items:
+                if it in lists:
+                    limits.check_list_size(name, len(items) + len(lists[it]))
+                    items.extend(lists[it])
+                    used_lists.add(it)
+                else:
+                    items.append(it)
+        except RuleLoadError as e:
+            ld.error(e.message, li.loc, e.code, ("list", name))
+            continue
         lists[name] = items
     # macros: in order, each sees only earlier macros
     macros: dict[str, Any] = {}
@@ -286,7 +297,9 @@ def compile_loaded(ld: Collector, append_output: Any = None,
         try:
             text = substitute_lists(str(mi.condition), lists, used_lists)
             ast = _parse_located(ld, mi.condition, text, mi.loc)
-            macros[name] = expand_macros(ast, macros, used_macros)
+            expanded = expand_macros(ast, macros, used_macros)
+            limits.check_condition(expanded, "Macro condition")
+            macros[name] = expanded
         except RuleLoadError as e:
             ld.error(_undefined_macro_hint(e.message, ld, name, macros), e.loc or mi.loc, e.code,
                      item)
@@ -307,6 +320,7 @@ def compile_loaded(ld: Collector, append_output: Any = None,
             text = substitute_lists(full, lists, used_lists)
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
+            limits.check_condition(ast, "Condition")
             cc = ConditionCompiler(ld.registry, ri.source)
             check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None

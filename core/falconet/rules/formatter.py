@@ -4,9 +4,12 @@
 N characters) and ``%%`` (a literal ``%``). The field token is the longest prefix that names a
 field, so ``%proc.name)`` is ``proc.name`` followed by ``)``. Missing values print ``<NA>``.
 
-A compiled format renders to the text and the typed ``output_fields`` (keyed by the token as
-written; transformer tokens are not included, as in Falco). Control characters in field values
-are escaped (JSON style) so that an attacker-controlled file name cannot forge log lines.
+A compiled format (:class:`falconet.rules.model.OutputFormat`) renders to the text and the typed
+``output_fields`` (keyed by the token as written; transformer tokens are not included, as in
+Falco). Every string value goes through the output policy (:mod:`falconet.encoding`: bytes that
+are not UTF-8 as ``\\xNN``, control, separator and bidi characters escaped, length bounded) so
+that an attacker-controlled file name cannot forge log lines, break an output's encoding or
+inflate an alert. Conditions never see this: they read the raw values.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 runs. Nothing here parses or compiles; a :class:`CompiledRule` carries its condition as a
 ready check and its output as a ready :class:`OutputFormat`.
 
-Output rendering lives here because it runs per alert: field values become text (control
-characters escaped, so an attacker-controlled file name cannot forge log lines) and the typed
-``output_fields``.
+Output rendering lives here because it runs per alert: field values become text and the typed
+``output_fields``, each string through the output policy (:mod:`falconet.encoding`), so an
+attacker-controlled file name cannot forge log lines, break an output's encoding or inflate an
+alert.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from falconet.escape import CONTROL_ESCAPES
+from falconet.encoding import decode_bytes, field_text
 from falconet.priorities import Priority
 
 NA = "<NA>"
@@ -25,25 +26,41 @@ def to_text(v: Any) -> str:
         return NA
     t = type(v)
     if t is str:
-        return v.translate(CONTROL_ESCAPES) if not v.isprintable() else v
+        return field_text(v)
     if t is bool:
         return "true" if v else "false"
     if t is bytes or t is bytearray:
-        return bytes(v).decode("utf-8", "replace").translate(CONTROL_ESCAPES)
+        return field_text(decode_bytes(v))
+    if t is int or t is float:
+        return str(v)
     if t is tuple or t is list:
-        return ",".join(to_text(x) for x in v)
+        return field_text(",".join(_raw_text(x) for x in v))
+    return field_text(str(v))
+
+
+def _raw_text(v: Any) -> str:
+    """An element of a list value, before the policy (applied once to the joined text)."""
+    if v is None:
+        return NA
+    if isinstance(v, bytes | bytearray):
+        return decode_bytes(v)
+    if v is True or v is False:
+        return "true" if v else "false"
     return str(v)
 
 
 def to_json_value(v: Any) -> Any:
     """A field value for ``output_fields``: typed, JSON-serialisable."""
-    if v is None or type(v) in (str, int, float, bool):
+    t = type(v)
+    if t is str:
+        return field_text(v)
+    if v is None or t is int or t is float or t is bool:
         return v
     if isinstance(v, bytes | bytearray):
-        return bytes(v).decode("utf-8", "replace")
+        return field_text(decode_bytes(v))
     if isinstance(v, tuple | list):
         return [to_json_value(x) for x in v]
-    return str(v) if not isinstance(v, int | float) else v
+    return field_text(str(v)) if not isinstance(v, int | float) else v
 
 
 class OutputFormat:

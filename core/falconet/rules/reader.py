@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
 
 import yaml
 
 from falconet.rules import errors as E
+from falconet.rules import limits
 from falconet.rules.errors import Location
 from falconet.rules.yamlnodes import YMap, YSeq, load_documents
 
@@ -54,12 +54,16 @@ def _yaml_error_location(e: yaml.YAMLError, text: str, name: str) -> tuple[Locat
     return loc, problem
 
 
-def read_file(path: str | os.PathLike[str], log: MessageSink) -> Iterator[YMap]:
+def read_file(path: str | os.PathLike[str], log: MessageSink,
+              max_file_bytes: int = limits.DEFAULT_MAX_FILE_BYTES) -> Iterator[YMap]:
     """The items of the rules file ``path`` (nothing, with an error in ``log``, when the file
-    cannot be read or is not UTF-8)."""
+    cannot be read, is larger than ``max_file_bytes`` or is not UTF-8)."""
     p = str(path)
     try:
-        data = Path(p).read_bytes()
+        data = limits.read_rules_file(p, max_file_bytes)
+    except limits.FileTooLarge as e:
+        log.error(str(e), Location(p, 1, 1), E.LOAD_ERR_FILE_READ, ("file", p))
+        return
     except OSError as e:
         log.error(f"Could not read file: {e.strerror or e}",
                   Location(p, 0, 0), E.LOAD_ERR_FILE_READ, ("file", p))

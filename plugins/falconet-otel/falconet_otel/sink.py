@@ -76,11 +76,14 @@ class OtelSink:
     """An :class:`falconet.api.AlertSink` exporting alerts as OTLP logs and spans."""
 
     name = "otel"
+    #: the engine's output_sent{output="otel"} is counted on confirmed exports (``on_sent``)
+    reports_delivery = True
 
     def __init__(self, settings: OtelSettings, *, hostname: str, version: str,
                  transports: dict[str, Any] | None = None,
                  stats: dict[str, SignalStats] | None = None,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
+                 on_loss: Callable[[str, int], None] | None = None,
+                 on_sent: Callable[[int], None] | None = None) -> None:
         """``transports`` overrides the network transport per signal (tests, benchmarks)."""
         self.settings = settings
         self.min_priority: Priority = settings.min_priority
@@ -88,6 +91,7 @@ class OtelSink:
         self._transports = transports or {}
         self.stats = stats if stats is not None else {s: SignalStats(s) for s in settings.targets}
         self._on_loss = on_loss
+        self._on_sent = on_sent
         self.resource = resource_attributes(settings.service_name, version, hostname)
         self._resource_body = wire.AttributeEncoder().encode(self.resource, 1)
         self._scope_body = wire.scope(SCOPE_NAME, version)
@@ -97,6 +101,9 @@ class OtelSink:
         self._traces: Shipper | None = None
         self._emitted: OrderedDict[bytes, None] = OrderedDict()
         self._seq = 0
+        #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
+        #: logs when exported (a record per alert), else the traces' alert spans
+        self._loss_signal = "logs" if "logs" in settings.targets else "traces"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -106,7 +113,8 @@ class OtelSink:
             stats = self.stats.setdefault(signal, SignalStats(signal))
             shipper = Shipper(exporter, stats, batch_size=self.settings.batch_size,
                               queue_size=self.settings.queue_size,
-                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss)
+                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss,
+                              on_sent=self._on_sent)
             if signal == "logs":
                 self._logs = shipper
             else:
@@ -170,7 +178,7 @@ class OtelSink:
                     name=str(proc.get("name") or "process"),
                     start_ns=_start_ns(proc, alert.time_ns), end_ns=alert.time_ns,
                     attributes=self._attrs.encode({**mapping.process_attributes(proc), **workload},
-                                                  9)))
+                                                  9)), alerts=0)
             parent = sid
         me = lineage[0] if lineage else {}
         self._seq += 1
@@ -189,7 +197,8 @@ class OtelSink:
                 "falco.priority": _LABEL[alert.priority]}, 9),
             events=(event,),
             status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
-            status_message=alert.rule if severe else ""))
+            status_message=alert.rule if severe else ""),
+            alerts=1 if self._loss_signal == "traces" else 0)
         return trace_id, sid
 
     def _remember(self, span_id: bytes) -> None:
