@@ -23,10 +23,12 @@ run: setup
 lint: setup
 	$(BIN)/ruff check core plugins tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup-test
 	$(BIN)/ruff check core plugins tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	scripts/run-tests.sh
 
 unit: setup

@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.rules import load_rules_text
 from falconet.state.dns import DomainResolver
+from falconet.state.fields import core_field_defs
 from falconet.state.tables import FdInfo, ThreadInfo
 
 NAMES = {f"svc{i}.example": [f"10.0.{i // 250}.{i % 250 + 1}"] for i in range(100)}

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from falconet import encoding
 from falconet.alerts import Alert
-from falconet.outputs import encoding
-from falconet.outputs.encoding import field_text
+from falconet.encoding import field_text
 from falconet.outputs.format import format_json, format_text, iso_time, text_time
 from falconet.priorities import Priority
 

@@ -49,7 +49,7 @@ def build_registry(world: World, force_stub: bool = False):
     plugin's fields), or the unit tests' stand-in when those are not installed."""
     if not force_stub:
         try:
-            from falconet.fields.core_fields import core_field_defs  # noqa: PLC0415
+            from falconet.state.fields import core_field_defs  # noqa: PLC0415
             from falconet_container.enricher import ContainerEnricher  # noqa: PLC0415
             from falconet_container.fields import field_defs  # noqa: PLC0415
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="add the CPU cost of one regex check, RE2 vs Python re")
     a = ap.parse_args(argv)
     if a.closures:
-        import falconet.rules.loader as loader_mod  # noqa: PLC0415
+        import falconet.rules.compiler as loader_mod  # noqa: PLC0415
         loader_mod.USE_CODEGEN = False
     world = World()
     registry, kind = build_registry(world, a.stub)

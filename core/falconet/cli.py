@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:   # reported by the subcommand's parser: its usage line, not the top-level one
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
-    from falconet.app import setup_logging  # noqa: PLC0415 - keep `--help` fast
+    from falconet.commands.common import setup_logging  # noqa: PLC0415 - keep `--help` fast
 
     setup_logging(getattr(args, "verbose", False) is True)
     if not getattr(args, "_main", None):

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from falconet.outputs.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
+from falconet.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
 from falconet.priorities import PRIORITY_NAMES, Priority
 from falconet.redact import redact_override, redact_text, redact_value
 

@@ -31,8 +31,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from falconet import __version__
+from falconet.encoding import field_text
 from falconet.metrics import EngineMetrics
-from falconet.outputs.encoding import field_text
 from falconet.priorities import Priority
 
 log = logging.getLogger("falconet.prometheus")

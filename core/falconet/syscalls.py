@@ -1,7 +1,7 @@
 """The syscall/event schema: every event type the eBPF collector produces, with its parameters.
 
 This is the contract between the collector (producer, ``falconet.collector``) and the state parser
-and field extractors (consumers, ``falconet.state``, ``falconet.fields.core_fields``). Documented
+and field extractors (consumers, ``falconet.state``, ``falconet.state.fields``). Documented
 for humans in ``docs/collector.md``.
 
 Conventions (see also ``docs/architecture.md``):

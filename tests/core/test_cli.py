@@ -62,7 +62,7 @@ def test_default_rules_are_looked_for_wherever_the_bpf_source_is() -> None:
 
 def test_default_rules_come_from_the_first_candidate_with_rules(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from falconet import app
+    from falconet.app import load_rules as app
 
     empty, share = tmp_path / "empty", tmp_path / "share" / "falconet" / "rules"
     empty.mkdir()

@@ -5,7 +5,7 @@ output (the real loader and core fields) and then through the output formatters 
 ``falconet/outputs/format.py``) and the stdout and file sinks never raises, and what they write is
 valid UTF-8, one line per alert, without a raw control character.
 
-Issue 11, findings 1-3; the policy is ``falconet.outputs.encoding`` (docs/outputs.md).
+Issue 11, findings 1-3; the policy is ``falconet.encoding`` (docs/outputs.md).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from falconet.alerts import Alert
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.outputs.format import Formatter
 from falconet.outputs.stream import FileSink, StreamSink
 from falconet.rules import load_rules_text
+from falconet.state.fields import core_field_defs
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -9,8 +9,8 @@ import time
 import pytest
 from conftest import REPO, SHARED
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs, markdown_table
 from falconet.fields.registry import FieldRegistry, FieldType, UnknownFieldError
+from falconet.state.fields import core_field_defs, markdown_table
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo
 
 REFERENCE = SHARED / "reference" / "falco-fields-used.md"
@@ -166,7 +166,7 @@ def test_fd_net_fields_only_for_ip_sockets() -> None:
 def test_docs_fields_md_is_generated_from_the_code() -> None:
     doc = (REPO / "docs" / "fields.md").read_text()
     table = markdown_table(core_field_defs(hostname="host"))
-    assert table in doc, "docs/fields.md is stale: python -m falconet.fields.core_fields"
+    assert table in doc, "docs/fields.md is stale: python -m falconet.state.fields"
 
 
 def test_evt_args_and_indexed_args(reg: FieldRegistry) -> None:

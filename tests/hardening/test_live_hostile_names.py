@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_bcc, stop_process, wait_until
-from falconet.outputs.encoding import field_text
+from falconet.encoding import field_text
 from output_receiver import Receiver
 
 FALCONET = [sys.executable, "-m", "falconet"]

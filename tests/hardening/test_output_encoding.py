@@ -1,6 +1,6 @@
 """Issue 11, findings 1-3 (output side): bytes that are not UTF-8, control, separator and bidi
 characters and oversized values never break, hide or inflate an alert in any output; the one
-policy is :mod:`falconet.outputs.encoding`. The end-to-end tests run the real ``falconet replay``
+policy is :mod:`falconet.encoding`. The end-to-end tests run the real ``falconet replay``
 with a real webhook receiver on 127.0.0.1."""
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def test_every_control_separator_and_bidi_character_is_escaped(cp: int) -> None:
 
 
 def test_printable_text_is_left_alone() -> None:
-    from falconet.outputs.encoding import bound, escape_text  # noqa: PLC0415
+    from falconet.encoding import bound, escape_text  # noqa: PLC0415
 
     s = "plain ünïcode 日本 \\ already-escaped \\xff emoji \U0001f600 zwj \u200d"
     assert escape_text(s) == s and bound(s, 4096) == s
@@ -216,7 +216,7 @@ def test_output_max_field_len_is_validated(tmp_path: Path) -> None:
 @given(st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=600),
        st.integers(64, 300))
 def test_bound_is_safe_short_and_idempotent(s: str, limit: int) -> None:
-    from falconet.outputs.encoding import bound, escape_text  # noqa: PLC0415
+    from falconet.encoding import bound, escape_text  # noqa: PLC0415
 
     b = bound(s, limit)
     assert len(b) <= limit

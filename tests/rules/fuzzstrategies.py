@@ -213,7 +213,7 @@ def _events() -> list[Any]:
 def check_compilers_agree(cond: str) -> None:
     """A condition that loads gives the same verdicts with generated code and with closures,
     and evaluating it never raises (errors would be counted as rule_error drops)."""
-    import falconet.rules.loader as loader_mod
+    import falconet.rules.compiler as loader_mod
     verdicts = []
     for codegen in (True, False):
         old = loader_mod.USE_CODEGEN

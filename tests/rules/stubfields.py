@@ -4,7 +4,7 @@ upstream stable rules use, with simple extractors over hand-built events.
 Events carry a ``ThreadInfo`` (``evt.thread``) whose ``extra["ancestors"]`` is the list of
 ancestor ThreadInfos (parent first), ``extra["container"]`` a dict of container metadata and
 ``extra["caps"]`` the rendered effective capabilities; ``evt.fdinfo`` is an ``FdInfo``.
-The real extractors live in ``falconet.fields.core_fields`` and the container plugin.
+The real extractors live in ``falconet.state.fields`` and the container plugin.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 from falconet.priorities import Priority
-from falconet.rules.loader import exception_condition, substitute_lists
+from falconet.rules.compiler import exception_condition, substitute_lists
 from falconet.state.tables import FdInfo
 from rulehelp import errors, load, loaded, rule, warnings
 from stubfields import event, proc
@@ -325,7 +325,8 @@ def test_exceptions_with_list_comp_and_nested_values() -> None:
 
 
 def test_exception_condition_text() -> None:
-    from falconet.rules.loader import ExceptionItem, Location
+    from falconet.rules.collector import ExceptionItem
+    from falconet.rules.errors import Location
     e = ExceptionItem("x", ["proc.cmdline"], ["contains"], [["curl 127.0.0.1"]], Location("f"))
     assert exception_condition(e) == ' and not (( proc.cmdline contains "curl 127.0.0.1"))'
     e2 = ExceptionItem("y", "proc.name", "in", ["a", "b"], Location("f"))

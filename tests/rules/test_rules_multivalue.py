@@ -23,7 +23,7 @@ def _evt():
 
 @pytest.fixture(params=["codegen", "closures"])
 def both_compilers(request, monkeypatch):
-    import falconet.rules.loader as loader_mod
+    import falconet.rules.compiler as loader_mod
     monkeypatch.setattr(loader_mod, "USE_CODEGEN", request.param == "codegen")
     return request.param
 

@@ -84,7 +84,7 @@ def test_operator(cond: str, expected: bool) -> None:
 
 def test_closure_compiler_gives_the_same_verdicts(monkeypatch) -> None:
     """The generated-code compiler and the closure fallback agree on every case."""
-    import falconet.rules.loader as loader_mod
+    import falconet.rules.compiler as loader_mod
     monkeypatch.setattr(loader_mod, "USE_CODEGEN", False)
     for cond, expected in OPERATOR_CASES:
         assert matcher(cond)(_open_evt()) is expected, cond
@@ -138,7 +138,7 @@ def test_transformers_and_val(cond: str, expected: bool) -> None:
 
 @pytest.fixture(params=["codegen", "closures"])
 def both_compilers(request, monkeypatch):
-    import falconet.rules.loader as loader_mod
+    import falconet.rules.compiler as loader_mod
     monkeypatch.setattr(loader_mod, "USE_CODEGEN", request.param == "codegen")
     return request.param
 

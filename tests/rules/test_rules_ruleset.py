@@ -7,8 +7,8 @@ from falconet.alerts import Alert
 from falconet.fields.registry import FieldDef, FieldRegistry, FieldType
 from falconet.priorities import Priority
 from falconet.rules import load_rules_text
-from falconet.rules.compiler import event_types
 from falconet.rules.parser import parse_condition
+from falconet.rules.resolvers import event_types
 from falconet.state.tables import FdInfo
 from rulehelp import REG, errors, load, loaded, rule, warnings
 from stubfields import event, proc

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
 from falconet.state.tables import StateTables, ThreadInfo
 from falconet.state.users import UserDB

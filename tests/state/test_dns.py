@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from conftest import FALCO_RULES, need
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.metrics import EngineMetrics
 from falconet.rules import load_rules, load_rules_text
 from falconet.state.dns import DomainResolver, NameNotFound, system_resolve
+from falconet.state.fields import core_field_defs
 from falconet.state.tables import FdInfo, ThreadInfo
 
 K8S = "kubernetes.default.svc.cluster.local"

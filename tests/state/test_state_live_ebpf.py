@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import need_bcc
 from falconet.events import Event
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
 from falconet.state.proc_bootstrap import bootstrap
 from falconet.state.tables import StateTables

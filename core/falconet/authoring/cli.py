@@ -9,7 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
-from falconet.app import add_config_arguments, config_from_args, guarded, quiet_plugin_log
+from falconet.commands.common import add_config_arguments, config_from_args, guarded, quiet_plugin_log
 
 PROVE_EPILOG = """exit status (the first failed check; every failure is printed):
   0 proven   3 does not load (YAML/item/syntax error)   4 unknown field

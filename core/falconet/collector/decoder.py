@@ -17,7 +17,7 @@ from typing import Any
 from falconet import syscalls
 from falconet.collector import program
 from falconet.events import Event
-from falconet.state.proc_bootstrap import writable_by
+from falconet.permissions import writable_by
 
 #: ts, cgroup_id, res, tid, pid, id, len0, len1, len2, a0..a5
 HDR = struct.Struct("<QQqIIHHHH6Q")

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from falconet.app import App, add_config_arguments, config_from_args, guarded, quiet_plugin_log
+from falconet.app import App
+from falconet.commands.common import add_config_arguments, config_from_args, guarded, quiet_plugin_log
 from falconet.fields import ArgKind, FieldDef
 
 HELP = "list the fields rules and outputs can use"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from falconet.app import App, add_config_arguments, config_from_args, guarded, quiet_plugin_log
+from falconet.app import App
+from falconet.commands.common import add_config_arguments, config_from_args, guarded, quiet_plugin_log
 
 HELP = "list plugins: name, version, kind, hooks, fields"
 DESCRIPTION = """Show every plugin the engine loads: the built-ins (core-state, ebpf, replay,

@@ -5,15 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from falconet.app import (
-    App,
-    EmptyRuleset,
-    add_engine_arguments,
-    config_from_args,
-    guarded,
-    metrics_address,
-)
+from falconet.app import App, EmptyRuleset
 from falconet.capture import CaptureWriter
+from falconet.commands.common import add_engine_arguments, config_from_args, guarded, metrics_address
 
 HELP = "record live events to a capture file for replay"
 DESCRIPTION = """Record events from a live source into a capture file (JSON lines; gzip when FILE

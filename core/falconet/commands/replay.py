@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from falconet.app import (
-    App,
-    add_engine_arguments,
-    config_from_args,
-    guarded,
-    metrics_address,
-)
+from falconet.app import App
 from falconet.capture import read_header
+from falconet.commands.common import add_engine_arguments, config_from_args, guarded, metrics_address
 
 HELP = "replay a capture file through the rules"
 DESCRIPTION = """Replay a capture (from `falconet record`) through the same pipeline as `run`:

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import Any
 
-from falconet.app import App, add_config_arguments, config_from_args, guarded, quiet_plugin_log
+from falconet.app import App
+from falconet.commands.common import add_config_arguments, config_from_args, guarded, quiet_plugin_log
 from falconet.priorities import Priority
 
 HELP = "validate, list, prove, synthesize or generate rules"

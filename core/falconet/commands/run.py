@@ -6,13 +6,8 @@ import argparse
 import signal
 import sys
 
-from falconet.app import (
-    App,
-    add_engine_arguments,
-    config_from_args,
-    guarded,
-    metrics_address,
-)
+from falconet.app import App
+from falconet.commands.common import add_engine_arguments, config_from_args, guarded, metrics_address
 
 HELP = "monitor this host live and print alerts"
 DESCRIPTION = """Watch the kernel with eBPF, evaluate the rules and print alerts.

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from falconet.alerts import Alert
-from falconet.outputs.encoding import escape_text, safe_fields, safe_value
+from falconet.encoding import escape_text, safe_fields, safe_value
 
-#: the text of a whole line through the output policy (:mod:`falconet.outputs.encoding`)
+#: the text of a whole line through the output policy (:mod:`falconet.encoding`)
 escape_control = escape_text
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import IO
 
 from falconet.alerts import Alert
-from falconet.outputs.encoding import utf8
+from falconet.encoding import utf8
 from falconet.priorities import Priority
 
 

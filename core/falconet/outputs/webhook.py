@@ -22,7 +22,7 @@ from typing import Any
 
 from falconet import __version__
 from falconet.alerts import Alert
-from falconet.outputs.encoding import utf8
+from falconet.encoding import utf8
 from falconet.priorities import Priority
 from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
 

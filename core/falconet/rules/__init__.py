@@ -1,5 +1,10 @@
 """Falco-compatible rules: load rules files, compile conditions and outputs, match events.
 
+Loading runs the stages of Falco's rule loader, one module each: :mod:`~falconet.rules.reader`
+(YAML → items with positions) → :mod:`~falconet.rules.collector` (append/override/exceptions)
+→ :mod:`~falconet.rules.compiler` (compiled rules of :mod:`~falconet.rules.model`) →
+:class:`~falconet.rules.ruleset.Ruleset`, the runtime, which needs only the model.
+
 Entry point (see docs/rules.md)::
 
     from falconet.rules import load_rules
@@ -19,14 +24,12 @@ from typing import Any
 import falconet
 from falconet.fields.registry import FieldRegistry
 from falconet.priorities import Priority
+from falconet.rules.collector import Collector
+from falconet.rules.compiler import compile_loaded
 from falconet.rules.errors import LoadMessage, Location, RuleLoadError
 from falconet.rules.limits import DEFAULT_MAX_FILE_BYTES
-from falconet.rules.loader import (
-    CompiledRule,
-    Loader,
-    RuleDescription,
-    compile_loaded,
-)
+from falconet.rules.model import CompiledRule, RuleDescription
+from falconet.rules.reader import read_file, read_text
 from falconet.rules.ruleset import Ruleset
 
 __all__ = ["LoadMessage", "LoadResult", "Location", "RuleDescription", "RuleLoadError",
@@ -71,14 +74,13 @@ def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] | None,
           sources: Iterable[str] | None, min_priority: Priority, rule_matching: str,
           hostname: str, append_output: Any, engine_version: str,
-          capture_fields: Iterable[str] = (),
-          max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
+          capture_fields: Iterable[str] = ()) -> LoadResult:
     if sources is None:
         srcs = {"syscall"} | {s for f in registry.fields.values() for s in f.sources}
     else:
         srcs = set(sources)
-    ld = Loader(registry, plugin_versions=plugin_versions, sources=srcs,
-                engine_version=engine_version, max_file_bytes=max_file_bytes)
+    ld = Collector(registry, plugin_versions=plugin_versions, sources=srcs,
+                   engine_version=engine_version)
     add(ld)
     compiled, described = compile_loaded(ld, append_output, capture_fields)
     order = {f: i for i, f in enumerate(ld.source_lines)}
@@ -124,13 +126,14 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
     """
     paths = rules_files_in(files)
 
-    def add(ld: Loader) -> None:
+    def add(ld: Collector) -> None:
         for p in paths:
-            ld.add_file(p)
+            for item in read_file(p, ld, max_file_bytes):
+                ld.add_item(item, str(p))
     return _load(add, registry, plugin_versions=plugin_versions, sources=sources,
                  min_priority=min_priority, rule_matching=rule_matching, hostname=hostname,
                  append_output=append_output, engine_version=engine_version,
-                 capture_fields=capture_fields, max_file_bytes=max_file_bytes)
+                 capture_fields=capture_fields)
 
 
 def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: FieldRegistry,
@@ -144,9 +147,10 @@ def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: Fiel
         for i, t in enumerate(texts):
             items.append(t if isinstance(t, tuple) else (f"<rules-{i + 1}>", t))
 
-    def add(ld: Loader) -> None:
+    def add(ld: Collector) -> None:
         for name, text in items:
-            ld.add_text(text, name)
+            for item in read_text(text, name, ld):
+                ld.add_item(item, name)
     opts: dict[str, Any] = {"plugin_versions": None, "sources": None,
                             "min_priority": Priority.DEBUG, "rule_matching": "first",
                             "hostname": "", "append_output": None,

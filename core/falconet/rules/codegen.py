@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from falconet.fields.registry import FieldType
-from falconet.rules.compiler import Check, ConditionCompiler
-from falconet.rules.parser import And, Binary, Field, ListValue, Not, Or, Unary, Value
+from falconet.rules.ast import And, Binary, Field, ListValue, Not, Or, Unary, Value
+from falconet.rules.condition import Check, ConditionCompiler
 
 _INLINE_STR_OPS = {"startswith": "{v}.startswith({c})", "endswith": "{v}.endswith({c})",
                    "contains": "{c} in {v}"}

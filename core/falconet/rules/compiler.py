@@ -1,818 +1,412 @@
-"""Compile a parsed, macro-expanded condition into a Python closure ``check(evt) -> bool``.
+"""Stage 3 of loading rules (Falco's ``rule_loader_compiler``): what the collector gathered →
+compiled rules (:mod:`falconet.rules.model`).
 
-Everything that can be decided at load time is: fields are resolved through the registry (their
-extractors cache per event), right-hand sides are parsed into the field's type, ``in`` sets become
-frozensets, ``pmatch`` prefixes a path-component trie, globs and regexes are compiled. Nothing of
-the rule text is ever evaluated as code: each check is a closure over constants.
-
-Semantics follow libsinsp (see docs/rules.md): a field without a value (extractor returns
-``None``) makes its check false for every operator (``!=`` and ``exists`` included), ancestor
-fields without index (``proc.aname``) are true if any ancestor satisfies the check, list fields
-(``is_list``) support only ``in`` (every value in the set), ``intersects`` (any) and ``exists``.
+In order: lists (items may name earlier lists), macros (in order; a macro sees only earlier
+macros), rules: condition + exceptions (as text, like Falco) → list substitution → parse
+(:mod:`~falconet.rules.parser`) → macro expansion and event types
+(:mod:`~falconet.rules.resolvers`) → check (:mod:`~falconet.rules.codegen`, else the closures of
+:mod:`~falconet.rules.condition`); the output is compiled too (:mod:`~falconet.rules.formatter`).
+Errors and warnings go to the collector's messages, each at the position of what caused it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import ipaddress
 import os
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from falconet.fields.registry import FieldRegistry, FieldType, ResolvedField, UnknownFieldError
-from falconet.rules import multivalue
-from falconet.rules.errors import FilterCompileError
-from falconet.rules.parser import (
-    And,
-    Binary,
-    Field,
-    Ident,
-    ListValue,
-    MultiTransform,
-    Not,
-    Or,
-    Transform,
-    TransformList,
-    Unary,
-    Val,
-    Value,
-)
-from falconet.rules.regex import compile_regex
+from falconet.fields.registry import FieldRegistry, UnknownFieldError
+from falconet.rules import errors as E
+from falconet.rules import limits
+from falconet.rules.ast import Field
+from falconet.rules.codegen import generate
+from falconet.rules.collector import Collector, ExceptionItem, RuleItem, is_modifier
+from falconet.rules.condition import ConditionCompiler
+from falconet.rules.errors import FilterCompileError, FilterSyntaxError, Location, RuleLoadError
+from falconet.rules.formatter import compile_output
+from falconet.rules.model import CompiledRule, RuleDescription
+from falconet.rules.parser import LIST_OPS, parse_condition, parse_field_token
+from falconet.rules.resolvers import event_types, expand_macros
+from falconet.rules.yamlnodes import offset_location
+from falconet.syscalls import ALL_EVENT_TYPES
 
-Check = Callable[[Any], bool]
-Getter = Callable[[Any], Any]
+# ConditionCompiler (condition.py) is this stage's tool for conditions: other users of Falco
+# filters (alert matchers) may import it from here
+__all__ = ["USE_CODEGEN", "ConditionCompiler", "compile_check", "compile_loaded",
+           "exception_condition", "substitute_lists"]
 
-# ------------------------------------------------------------------------- operator/type table
-_NUM_OK = frozenset({"=", "==", "!=", "<", "<=", ">", ">=", "in", "intersects", "exists"})
-_BOOL_OK = frozenset({"=", "==", "!=", "in", "intersects", "exists"})
-_BUF_OK = frozenset({"=", "==", "!=", "contains", "in", "exists", "startswith", "endswith",
-                     "intersects", "bcontains", "bstartswith"})
-_IP_OK = frozenset({"=", "==", "!=", "in", "exists", "intersects"})
-_STR_BAD = frozenset({"bcontains", "bstartswith"})
-_LIST_FIELD_OK = frozenset({"in", "intersects", "exists"})
+TOO_MANY_EVTTYPES = 100
+#: compile conditions to generated functions (falls back to closures); for benchmarks
+USE_CODEGEN = True
 
 
-def check_op_type(op: str, ftype: FieldType) -> None:
-    """Falco's ``flt_is_comparable``: raise with its wording when ``op`` does not suit ``ftype``."""
-    base = op.split(" ", 1)[0]
-    if ftype.is_numeric:
-        ok, kind = base in _NUM_OK, "numeric"
-    elif ftype is FieldType.BOOL:
-        ok, kind = base in _BOOL_OK, "boolean"
-    elif ftype is FieldType.BYTEBUF:
-        ok, kind = base in _BUF_OK, "buffer"
-    elif ftype in (FieldType.IPADDR, FieldType.IPNET):
-        ok, kind = base in _IP_OK, "ip address and network"
-        if " " in op and base not in ("=", "==", "!="):
-            ok = False
-    else:
-        ok, kind = base not in _STR_BAD, "string"
-    if not ok:
-        raise FilterCompileError(f"filter error: '{base}' operator not supported for {kind} filters")
+# ------------------------------------------------------------------------------ exceptions
+def _quote_exc_value(v: Any) -> str:
+    s = v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    if s.startswith(("'", '"')):
+        return s
+    if s == "" or any(ch in s for ch in " \t\n(),=\"'"):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return s
 
 
-# ------------------------------------------------------------------------------ value parsing
-def parse_number(text: str, ftype: FieldType) -> int | float:
-    t = text.strip()
-    try:
-        if t.lower().startswith(("0x", "+0x", "-0x")):
-            return int(t, 16)
-        if re.fullmatch(r"[+-]?[0-9]+", t):
-            return int(t)
-        return float(t)
-    except ValueError:
-        raise FilterCompileError(f"filter error: '{text}' is not a valid number for a "
-                                 f"{ftype.value} field") from None
-
-
-def parse_bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("true", "1"):
-        return True
-    if t in ("false", "0"):
-        return False
-    raise FilterCompileError(f"filter error: '{text}' is not a valid boolean")
-
-
-def parse_hex(text: str) -> bytes:
-    try:
-        if len(text) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", text):
-            raise ValueError
-        return bytes.fromhex(text)
-    except ValueError:
-        raise FilterCompileError("filter error: bcontains and bstartswith operator support hex "
-                                 "strings only") from None
-
-
-@functools.lru_cache(maxsize=65536)
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-class _IpSet:
-    """Addresses and networks of an IP comparison, parsed at load time."""
-
-    __slots__ = ("addrs", "nets")
-
-    def __init__(self, values: list[str]) -> None:
-        addrs: set[Any] = set()
-        nets: list[Any] = []
-        for v in values:
-            try:
-                if "/" in v:
-                    nets.append(ipaddress.ip_network(v, strict=False))
-                else:
-                    addrs.add(ipaddress.ip_address(v))
-            except ValueError:
-                raise FilterCompileError(f"filter error: '{v}' is not a valid IP address or "
-                                         "network") from None
-        self.addrs = frozenset(addrs)
-        self.nets = tuple(nets)
-
-    def __contains__(self, value: Any) -> bool:
-        a = value if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address) \
-            else _ip(str(value))
-        if a is None:
-            return False
-        if a in self.addrs:
-            return True
-        return any(a.version == n.version and a in n for n in self.nets)
-
-
-class PathTrie:
-    """``pmatch``: prefix match over path components; components may be globs (``/opt/*/x``).
-
-    ``/opt/dir`` matches ``/opt/dir`` and ``/opt/dir/sub/file`` but not ``/opt/dirt``.
-    """
-
-    __slots__ = ("root",)
-
-    def __init__(self, prefixes: list[str]) -> None:
-        # node: [terminal: bool, exact children: dict, glob children: list[(matcher, node)]]
-        self.root: list[Any] = [False, {}, []]
-        for p in prefixes:
-            node = self.root
-            for comp in _components(p):
-                if any(ch in comp for ch in "*?["):
-                    rx = glob_regex(comp).match
-                    for m, child in node[2]:
-                        if m is rx:
-                            node = child
-                            break
-                    else:
-                        child = [False, {}, []]
-                        node[2].append((rx, child))
-                        node = child
-                else:
-                    node = node[1].setdefault(comp, [False, {}, []])
-            node[0] = True
-
-    def match(self, path: str) -> bool:
-        return self._walk(self.root, _components(path), 0)
-
-    def _walk(self, node: list[Any], comps: list[str], i: int) -> bool:
-        while True:
-            if node[0]:
-                return True
-            if i >= len(comps):
-                return False
-            c = comps[i]
-            if node[2]:
-                for m, child in node[2]:
-                    if m(c) and self._walk(child, comps, i + 1):
-                        return True
-            node = node[1].get(c)
-            if node is None:
-                return False
-            i += 1
-
-
-@functools.lru_cache(maxsize=4096)
-def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
-    """A whole-string regex for an fnmatch(3) pattern as libc reads it without flags: ``*`` and
-    ``?`` also match ``/``, ``[...]`` classes with ``!`` or ``^`` negation, ``\\`` escapes."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "\\" and i < n:
-            out.append(re.escape(pattern[i]))
-            i += 1
-        elif c == "[":
-            j = i
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:                      # no closing bracket: a literal '['
-                out.append("\\[")
-                continue
-            body = pattern[i:j]
-            neg = body[:1] in ("!", "^")
-            if neg:
-                body = body[1:]
-            # '[' inside a class is a literal: escaped so Python's re does not read a nested set
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            out.append(("[^" if neg else "[") + body + "]")
-            i = j + 1
-        else:
-            out.append(re.escape(c))
-    return re.compile("(?s:" + "".join(out) + r")\Z", re.IGNORECASE if ignore_case else 0)
-
-
-def _components(path: str) -> list[str]:
-    return [c for c in path.split("/") if c]
-
-
-# ------------------------------------------------------------------------------ transformers
-def _t_tolower(v: Any) -> Any:
-    return v.lower()
-
-
-def _t_toupper(v: Any) -> Any:
-    return v.upper()
-
-
-def _t_b64(v: Any) -> Any:
-    data = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else bytes(v)
-    if len(data) % 4 and not data.endswith(b"="):
-        data += b"=" * (-len(data) % 4)       # libsinsp decodes unpadded input too
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw.decode("utf-8", "replace") if isinstance(v, str) else raw
-
-
-def _t_basename(v: Any) -> Any:
-    return "" if v.endswith("/") else os.path.basename(v)
-
-
-def _t_len(v: Any) -> Any:
-    return len(v)
-
-
-TRANSFORMER_FUNCS: dict[str, Callable[[Any], Any]] = {
-    "tolower": _t_tolower, "toupper": _t_toupper, "b64": _t_b64, "basename": _t_basename,
-    "len": _t_len,
-}
-
-
-class _Operand:
-    """A compiled left operand (or ``val()``/transformed right operand)."""
-
-    __slots__ = ("get", "type", "is_list", "multi", "field", "transformed")
-
-    def __init__(self, get: Getter, type: FieldType, is_list: bool, multi: bool,
-                 field: ResolvedField, transformed: bool) -> None:
-        self.get = get
-        self.type = type
-        self.is_list = is_list
-        self.multi = multi
-        self.field = field
-        self.transformed = transformed
-
-
-# ------------------------------------------------------------------------------ the compiler
-class ConditionCompiler:
-    """Turns a macro-expanded AST into a closure, for one event source."""
-
-    def __init__(self, registry: FieldRegistry, source: str) -> None:
-        self.registry = registry
-        self.source = source
-        self.fields: list[ResolvedField] = []
-        self.warnings: list[str] = []
-        self.na_checks: list[str] = []      # LOAD_UNSAFE_NA_CHECK
-
-    # -- operands
-    def resolve(self, f: Field) -> ResolvedField:
-        try:
-            rf = self.registry.resolve(f.name, f.arg, self.source)
-        except UnknownFieldError as e:
-            raise FilterCompileError(str(e), unknown_filter=True) from None
-        self.fields.append(rf)
-        return rf
-
-    def operand(self, node: Any) -> _Operand:
-        if isinstance(node, Field):
-            rf = self.resolve(node)
-            return _Operand(rf.extract, rf.type, rf.fdef.is_list, rf.multi, rf, False)
-        if isinstance(node, Val):
-            op = self.operand(node.field)
-            if op.field.fdef.no_transformer or op.multi:
-                raise FilterCompileError(f"filter error: field '{op.field.token}' does not "
-                                         "support val()")
-            return op
-        if isinstance(node, MultiTransform):
-            return self.multi_operand(node)
-        if isinstance(node, Transform):
-            inner = self.operand(node.child)
-            if inner.field is not None and (inner.field.fdef.no_transformer or inner.multi):
-                raise FilterCompileError(f"filter error: field '{inner.field.token}' does not "
-                                         f"support transformer '{node.name}'")
-            fn = TRANSFORMER_FUNCS[node.name]
-            if node.name == "len":
-                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF or inner.is_list):
-                    raise FilterCompileError(f"filter error: transformer 'len' is not "
-                                             f"supported on {inner.type.value} fields")
-                out_type = FieldType.UINT64
+def exception_condition(e: ExceptionItem) -> str:
+    """The ``and not (...)`` text Falco builds for one exception ('' when it has no values)."""
+    if not e.values:
+        return ""
+    if not isinstance(e.fields, list):
+        vals = ", ".join(_quote_exc_value(v) for v in e.values)
+        return f" and not {e.fields} {e.comps} ({vals})"
+    ors = []
+    for tup in e.values:
+        ands = []
+        for f, c, v in zip(e.fields, e.comps, tup, strict=True):
+            c = str(c)
+            is_list_op = c in LIST_OPS or is_modifier(c)
+            if isinstance(v, list):
+                vs = "(" + ", ".join(_quote_exc_value(x) for x in v) + ")"
+            elif is_list_op:
+                vs = f"({_quote_exc_value(v)})"
             else:
-                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF) or inner.is_list:
-                    raise FilterCompileError(f"filter error: transformer '{node.name}' is not "
-                                             f"supported on {inner.type.value} fields")
-                out_type = inner.type
-            g = inner.get
-
-            def get(evt: Any, _g: Getter = g, _f: Callable[[Any], Any] = fn) -> Any:
-                v = _g(evt)
-                return None if v is None else _f(v)
-            return _Operand(get, out_type, False, False, inner.field, True)
-        raise FilterCompileError(f"filter error: unexpected operand {type(node).__name__}")
-
-    def multi_operand(self, node: MultiTransform) -> _Operand:
-        """``join``/``concat``/``getopt``: argument count and type checks with libsinsp's
-        messages (``sinsp_filtercheck_multivalue_transformer.cpp``), then one getter."""
-        name = node.name
-        if node.arg is not None and name != "getopt":
-            raise FilterCompileError(f"filter error: transformer '{name}' does not support "
-                                     "field arguments")
-        args = [self.mv_argument(a, name) for a in node.args]
-        n = len(args)
-        if name == "join":
-            if n != 2:
-                raise _mv_error("join() requires exactly 2 arguments: separator and list")
-            if args[0].is_list:
-                raise _mv_error("join() first argument (separator) must be a single value, "
-                                "not a list")
-            if not args[1].is_list:
-                raise _mv_error("join() second argument must be a list")
-            gs, gl = args[0].get, args[1].get
-
-            def get_join(evt: Any, _s: Getter = gs, _l: Getter = gl) -> Any:
-                sep = _s(evt)
-                if sep is None:
-                    return None
-                vals = _l(evt)
-                return None if vals is None else multivalue.join(multivalue.as_text(sep), vals)
-            return _Operand(get_join, FieldType.STRING, False, False, None, True)
-        if name == "concat":
-            if n < 2:
-                raise _mv_error("concat() requires at least 2 arguments")
-            if any(a.is_list or not a.type.is_string for a in args):
-                raise _mv_error("concat() arguments must be strings")
-            getters = tuple(a.get for a in args)
-
-            def get_concat(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
-                vals = _all_values(_gs, evt)
-                return None if vals is None else multivalue.concat(vals)
-            return _Operand(get_concat, FieldType.STRING, False, False, None, True)
-        # getopt
-        if n != 2:
-            raise _mv_error("getopt() requires exactly 2 arguments: args list and optstring")
-        if not args[0].is_list:
-            raise _mv_error("getopt() first argument must be a list")
-        if args[1].is_list:
-            raise _mv_error("getopt() second argument (optstring) must be a single value")
-        if not (args[0].type.is_string and args[1].type.is_string):
-            raise _mv_error("getopt() arguments must be strings")
-        if node.arg is not None and len(node.arg) != 1:
-            raise _mv_error("getopt() field argument must be a single option character")
-        selector = node.arg
-        ga, go = args[0].get, args[1].get
-        const = node.args[1].text if isinstance(node.args[1], Value) else None
-        if const is not None:          # a literal optstring is decoded once, at load time
-            opts = multivalue.OptString(const)
-
-            def get_getopt(evt: Any, _a: Getter = ga, _o: multivalue.OptString = opts,
-                           _sel: str | None = selector) -> Any:
-                argv = _a(evt)
-                return None if argv is None else multivalue.getopt(argv, _o, _sel)
-        else:
-            decode = functools.lru_cache(maxsize=64)(multivalue.OptString)
-
-            def get_getopt(evt: Any, _a: Getter = ga, _g: Getter = go,
-                           _d: Callable[[str], multivalue.OptString] = decode,
-                           _sel: str | None = selector) -> Any:
-                optstring = _g(evt)
-                if optstring is None:
-                    return None
-                argv = _a(evt)
-                if argv is None:
-                    return None
-                return multivalue.getopt(argv, _d(multivalue.as_text(optstring)), _sel)
-        return _Operand(get_getopt, FieldType.STRING, selector is None, False, None, True)
-
-    def mv_argument(self, node: Any, transformer: str) -> _Operand:
-        """One argument of a multivalue transformer: a constant (quoted string or number, a
-        string for libsinsp), a ``(...)`` list (a list of strings), a field or a transformer."""
-        if isinstance(node, Value):
-            text = node.text
-            return _Operand(lambda evt, _t=text: _t, FieldType.STRING, False, False, None, True)
-        if isinstance(node, TransformList):
-            items = [self.mv_argument(i, transformer) for i in node.items]
-            if any(i.is_list for i in items):
-                raise _mv_error(f"{transformer}() list elements must be single values, not lists")
-            getters = tuple(i.get for i in items)
-
-            def get_list(evt: Any, _gs: tuple[Getter, ...] = getters) -> Any:
-                return _all_values(_gs, evt)
-            return _Operand(get_list, FieldType.STRING, True, False, None, True)
-        op = self.operand(node)
-        if op.field is not None and not op.transformed and (op.multi or
-                                                            op.field.fdef.no_transformer):
-            raise FilterCompileError(f"filter error: field '{op.field.token}' does not support "
-                                     f"transformer '{transformer}'")
-        return op
-
-    # -- boolean structure
-    def compile(self, node: Any) -> Check:
-        if isinstance(node, And):
-            return _and([self.compile(c) for c in node.children])
-        if isinstance(node, Or):
-            return _or([self.compile(c) for c in node.children])
-        if isinstance(node, Not):
-            inner = self.compile(node.child)
-            return lambda evt, _c=inner: not _c(evt)
-        if isinstance(node, Ident):
-            raise FilterCompileError(f"filter error: unexpected identifier '{node.name}'")
-        if isinstance(node, Unary):
-            left = self.operand(node.left)
-            g = left.get
-            return lambda evt, _g=g: _g(evt) is not None
-        if isinstance(node, Binary):
-            return self.binary(node)
-        raise FilterCompileError(f"filter error: unexpected node {type(node).__name__}")
-
-    # -- comparisons
-    def binary(self, node: Binary) -> Check:
-        left = self.operand(node.left)
-        op = node.op
-        if left.is_list and op not in _LIST_FIELD_OK:
-            raise FilterCompileError(f"filter error: '{op}' operator not supported for list "
-                                     "filters")
-        check_op_type(op, left.type)
-        right = node.right
-        if isinstance(right, Val | Transform | MultiTransform):
-            return self.field_to_field(left, op, self.operand(right))
-        if isinstance(right, Ident):
-            raise FilterCompileError(f"filter error: unexpected identifier '{right.name}'")
-        if isinstance(right, Value) and right.text.count(".") and self._is_field_name(right.text):
-            self.warnings.append(f"'{right.text}' may be a valid field misused as a const "
-                                 "string value")
-        base, _, modifier = op.partition(" ")
-        values = right.values if isinstance(right, ListValue) else [right.text]
-        if "<NA>" in values and left.field is not None and \
-                left.field.fdef.name.startswith(("ka.", "jevt.")):
-            self.na_checks.append(f"comparing '{left.field.token}' with '<NA>' is unsafe: a "
-                                  "missing value never equals '<NA>'; use 'exists' instead")
-        custom = self.field_check(left, base, modifier, values)
-        if custom is not None:
-            return custom
-        if base in ("=", "==") and not modifier and not left.multi and not left.is_list and \
-                left.type not in (FieldType.IPADDR, FieldType.IPNET):
-            c = self.converter(left.type)(values[0])   # fast path: None never equals a constant
-            g = left.get
-            return lambda evt, _g=g, _c=c: _g(evt) == _c
-        if modifier:
-            preds = [self.value_pred(base, [v], left) for v in values]
-            pred = _modifier_pred(modifier, preds)
-        else:
-            pred = self.value_pred(base, values, left)
-        return self.wrap(left, base, pred)
-
-    @staticmethod
-    def field_check(left: _Operand, op: str, modifier: str, values: list[str]) -> Check | None:
-        """The field's own comparison (``FieldDef.compile_check``, e.g. ``fd.sip.name`` against
-        resolved addresses), for a plain field compared with constants; ``None`` otherwise."""
-        if left.field is None or left.transformed:      # multivalue transformers have no field
-            return None
-        fn = left.field.fdef.compile_check
-        if fn is None or modifier:
-            return None
-        try:
-            return fn(left.field.arg, op, values)
-        except ValueError as e:
-            raise FilterCompileError(f"filter error: {e}") from None
-
-    def _is_field_name(self, text: str) -> bool:
-        try:
-            self.registry.lookup(text)
-            return True
-        except UnknownFieldError:
-            return False
-
-    def value_pred(self, op: str, values: list[str], left: _Operand) -> Callable[[Any], bool]:
-        """``pred(v) -> bool`` for a present value ``v`` (None handled by the caller)."""
-        t = left.type
-        if op in ("bcontains", "bstartswith"):
-            c = parse_hex(values[0])
-            if op == "bcontains":
-                return lambda v, _c=c: _c in _as_bytes(v)
-            return lambda v, _c=c: _as_bytes(v).startswith(_c)
-        if t in (FieldType.IPADDR, FieldType.IPNET):
-            ips = _IpSet(values)
-            if op == "!=":
-                return lambda v, _s=ips: v not in _s
-            return ips.__contains__
-        conv = self.converter(t)
-        if op in ("in", "intersects"):
-            s = frozenset(conv(v) for v in values)
-            return s.__contains__
-        if op == "pmatch":
-            return PathTrie([str(v) for v in values]).match
-        c = conv(values[0])
-        if op in ("=", "=="):
-            return lambda v, _c=c: v == _c
-        if op == "!=":
-            return lambda v, _c=c: v != _c
-        if op == "<":
-            return lambda v, _c=c: v < _c
-        if op == "<=":
-            return lambda v, _c=c: v <= _c
-        if op == ">":
-            return lambda v, _c=c: v > _c
-        if op == ">=":
-            return lambda v, _c=c: v >= _c
-        if op == "contains":
-            return lambda v, _c=c: _c in v
-        if op == "icontains":
-            lc = str(c).lower()
-            return lambda v, _c=lc: _c in v.lower()
-        if op == "startswith":
-            return lambda v, _c=c: v.startswith(_c)
-        if op == "endswith":
-            return lambda v, _c=c: v.endswith(_c)
-        if op in ("glob", "iglob"):
-            rx = glob_regex(str(c), ignore_case=op == "iglob")
-            return lambda v, _m=rx.match: _m(v) is not None
-        if op == "regex":
-            matcher = compile_regex(str(c))       # RE2, POSIX syntax, full match (as libsinsp)
-            if re.fullmatch(r"[\w/ .-]*", str(c)):
-                self.warnings.append(f"regex check with '{c}' may be optimized with simpler "
-                                     "operators such as '=', 'contains', 'startswith', 'endswith'")
-            return matcher
-        raise FilterCompileError(f"filter error: unknown operator '{op}'")
-
-    @staticmethod
-    def converter(t: FieldType) -> Callable[[str], Any]:
-        if t.is_numeric:
-            return lambda s, _t=t: parse_number(s, _t)
-        if t is FieldType.BOOL:
-            return parse_bool
-        if t is FieldType.BYTEBUF:
-            return lambda s: s.encode("utf-8", "surrogateescape")
-        def as_str(s: str) -> str:
-            if "\x00" in s:
-                raise FilterCompileError("filter error: string values can not contain NUL bytes")
-            return s
-        return as_str
-
-    def wrap(self, left: _Operand, op: str, pred: Callable[[Any], bool]) -> Check:
-        """Combine the extractor with ``pred``, with the three-way missing-value semantics."""
-        g = left.get
-        if left.multi:      # ancestors: true if any ancestor satisfies the check
-            def any_ancestor(evt: Any, _g: Getter = g, _p: Callable[[Any], bool] = pred) -> bool:
-                vals = _g(evt)
-                if not vals:
-                    return False
-                for v in vals:
-                    if v is not None and _p(v):
-                        return True
-                return False
-            return any_ancestor
-        if left.is_list:
-            if op == "in":
-                def all_in(evt: Any, _g: Getter = g, _p: Callable[[Any], bool] = pred) -> bool:
-                    vals = _g(evt)
-                    return bool(vals) and all(_p(v) for v in vals)
-                return all_in
-
-            def any_in(evt: Any, _g: Getter = g, _p: Callable[[Any], bool] = pred) -> bool:
-                vals = _g(evt)
-                return bool(vals) and any(_p(v) for v in vals)
-            return any_in
-        if op in ("in", "intersects") and isinstance(getattr(pred, "__self__", None), frozenset):
-            s = pred.__self__          # a missing value (None) is never in a set of constants
-            if None not in s:
-                return lambda evt, _g=g, _s=s: _g(evt) in _s
-
-        def check(evt: Any, _g: Getter = g, _p: Callable[[Any], bool] = pred) -> bool:
-            v = _g(evt)
-            return v is not None and _p(v)
-        return check
-
-    def field_to_field(self, left: _Operand, op: str, right: _Operand) -> Check:
-        base = op.split(" ", 1)[0]
-        if left.multi or right.multi or left.is_list or right.is_list or " " in op:
-            raise FilterCompileError(f"filter error: '{op}' with val() or a transformer is not "
-                                     "supported on this field")
-        fn = _FIELD_OPS.get(base)
-        if fn is None:
-            raise FilterCompileError(f"filter error: operator '{base}' is not supported with "
-                                     "val() or a transformer on the right-hand side")
-        gl, gr = left.get, right.get
-
-        def check(evt: Any, _l: Getter = gl, _r: Getter = gr,
-                  _f: Callable[[Any, Any], bool] = fn) -> bool:
-            a = _l(evt)
-            if a is None:
-                return False
-            b = _r(evt)
-            return b is not None and _f(a, b)
-        return check
+                vs = _quote_exc_value(v)
+            ands.append(f" {f} {c} {vs}")
+        ors.append("(" + " and ".join(ands) + ")")
+    return " and not (" + " or ".join(ors) + ")"
 
 
-def _mv_error(message: str) -> FilterCompileError:
-    return FilterCompileError(f"filter error: {message}")
+# ------------------------------------------------------------------------------ list substitution
+_TOKEN_RE = re.compile(r"[^\s(),=]+")
+_MODIFIERS = ("oneof", "anyof", "allof")
 
 
-def _as_bytes(v: Any) -> bytes:
-    return v if isinstance(v, bytes | bytearray) else str(v).encode("utf-8", "surrogateescape")
-
-
-def _modifier_pred(modifier: str, preds: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
-    if modifier == "anyof":
-        return lambda v, _ps=preds: any(p(v) for p in _ps)
-    if modifier == "allof":
-        return lambda v, _ps=preds: all(p(v) for p in _ps)
-    return lambda v, _ps=preds: sum(1 for p in _ps if p(v)) == 1
-
-
-_FIELD_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "contains": lambda a, b: b in a,
-    "icontains": lambda a, b: b.lower() in a.lower(), "startswith": lambda a, b: a.startswith(b),
-    "endswith": lambda a, b: a.endswith(b), "in": lambda a, b: a == b,
-    "intersects": lambda a, b: a == b,
-    "glob": lambda a, b: glob_regex(b).match(a) is not None,
-    "iglob": lambda a, b: glob_regex(b, True).match(a) is not None,
-}
-
-
-def _all_values(getters: tuple[Getter, ...], evt: Any) -> tuple[Any, ...] | None:
-    """Every getter's value for ``evt``, or None when one is missing: a multivalue
-    transformer's argument list is missing as a whole, as in libsinsp."""
-    vals = []
-    for g in getters:
-        v = g(evt)
-        if v is None:
-            return None
-        vals.append(v)
-    return tuple(vals)
-
-
-def _and(checks: list[Check]) -> Check:
-    if len(checks) == 1:
-        return checks[0]
-    if len(checks) == 2:
-        a, b = checks
-        return lambda evt, _a=a, _b=b: _a(evt) and _b(evt)
-    if len(checks) == 3:
-        a, b, c = checks
-        return lambda evt, _a=a, _b=b, _c=c: _a(evt) and _b(evt) and _c(evt)
-    cs = tuple(checks)
-
-    def all_of(evt: Any, _cs: tuple[Check, ...] = cs) -> bool:
-        for c in _cs:
-            if not c(evt):
-                return False
-        return True
-    return all_of
-
-
-def _or(checks: list[Check]) -> Check:
-    if len(checks) == 1:
-        return checks[0]
-    if len(checks) == 2:
-        a, b = checks
-        return lambda evt, _a=a, _b=b: _a(evt) or _b(evt)
-    if len(checks) == 3:
-        a, b, c = checks
-        return lambda evt, _a=a, _b=b, _c=c: _a(evt) or _b(evt) or _c(evt)
-    cs = tuple(checks)
-
-    def any_of(evt: Any, _cs: tuple[Check, ...] = cs) -> bool:
-        for c in _cs:
-            if c(evt):
-                return True
+def _after_modifier(text: str, pos: int) -> bool:
+    """Whether the text before ``pos`` ends with a modifier word and blanks
+    (``startswith oneof <pos>``). Walks back from ``pos``: O(1) for the usual ``(name``."""
+    j = pos
+    while j > 0 and text[j - 1].isspace():
+        j -= 1
+    if j == pos or j < 5 or text[j - 5:j] not in _MODIFIERS:
         return False
-    return any_of
+    return j == 5 or text[j - 6].isspace()
 
 
-# ------------------------------------------------------------------------- macros and evt types
-def expand_macros(node: Any, macros: dict[str, Any], used: set[str] | None = None) -> Any:
-    """Replace every identifier by the (already expanded) AST of the macro of that name.
-    Raises :class:`FilterCompileError` ``Undefined macro 'X' used in filter.``"""
-    if isinstance(node, Ident):
-        m = macros.get(node.name)
-        if m is None:
-            raise FilterCompileError(f"Undefined macro '{node.name}' used in filter.")
-        if used is not None:
-            used.add(node.name)
-        return m
-    if isinstance(node, And):
-        return And([expand_macros(c, macros, used) for c in node.children])
-    if isinstance(node, Or):
-        return Or([expand_macros(c, macros, used) for c in node.children])
-    if isinstance(node, Not):
-        return Not(expand_macros(node.child, macros, used))
-    return node
-
-
-def identifiers(node: Any) -> list[str]:
-    """Macro names referenced by an AST (not expanded)."""
+def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> str:
+    """Falco's textual list substitution: a list name bounded by blanks, ``(``, ``)``, ``,``,
+    ``=`` or the string ends becomes ``item1, item2``; an empty list also eats one comma.
+    Right after a modifier (``startswith oneof list_name``) it becomes ``(item1, item2)``."""
     out: list[str] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Ident):
-            out.append(n.name)
-        elif isinstance(n, And | Or):
-            stack.extend(n.children)
-        elif isinstance(n, Not):
-            stack.append(n.child)
-    return out
+    last = 0
+    drop_comma = False
+    size = len(text)
+    for m in _TOKEN_RE.finditer(text):
+        items = lists.get(m.group(0))
+        if items is None:
+            continue
+        used.add(m.group(0))
+        size += sum(map(len, items)) + 2 * len(items) + 2       # what this use adds, at most
+        if size > limits.MAX_CONDITION_CHARS:
+            raise limits.ConditionTooLarge
+        chunk = text[last:m.start()]
+        if drop_comma:
+            chunk = re.sub(r"^\s*,", "", chunk, count=1)
+            drop_comma = False
+        if _after_modifier(text, m.start()):
+            # `<strop> oneof list_name` (Falco 0.44): the list becomes a parenthesised list
+            out.append(chunk)
+            out.append("(" + ", ".join(_quote_list_item(i) for i in items) + ")")
+        elif items:
+            out.append(chunk)
+            out.append(", ".join(_quote_list_item(i) for i in items))
+        else:
+            stripped = re.sub(r",\s*$", "", chunk, count=1)
+            if stripped == chunk:
+                drop_comma = True
+            out.append(stripped)
+        last = m.end()
+    chunk = text[last:]
+    if drop_comma:
+        chunk = re.sub(r"^\s*,", "", chunk, count=1)
+    out.append(chunk)
+    return "".join(out)
 
 
-def event_types(node: Any, universe: frozenset[str], negated: bool = False) -> frozenset[str]:
-    """The event types a condition can match (libsinsp ``ppm_codes.cpp`` set algebra):
-    ``and`` intersects, ``or`` unites, negations are pushed to the leaves, ``evt.type`` checks give
-    their set (complement when negated or ``!=``), other checks are neutral (the universe)."""
-    if isinstance(node, Not):
-        return event_types(node.child, universe, not negated)
-    if isinstance(node, And | Or):
-        sets = [event_types(c, universe, negated) for c in node.children]
-        intersect = isinstance(node, And) != negated
-        out = sets[0]
-        for s in sets[1:]:
-            out = out & s if intersect else out | s
-        return out
-    if isinstance(node, Unary):
-        if _is_evt_type(node.left):
-            return frozenset() if negated else universe
-        return universe
-    if isinstance(node, Binary):
-        left = node.left
-        if isinstance(left, Transform) and _is_evt_type(left.child):
-            raise FilterCompileError("filter error: evt.type can not be used with a transformer")
-        if _is_evt_type(left):
-            if isinstance(node.right, Val | Transform | MultiTransform):
-                raise FilterCompileError("filter error: evt.type can not be compared with val() "
-                                         "or a transformer")
-            if node.op in ("=", "==", "in", "!="):
-                vals = node.right.values if isinstance(node.right, ListValue) else \
-                    [node.right.text] if isinstance(node.right, Value) else []
-                s = frozenset(vals)
-                if node.op == "!=":
-                    negated = not negated
-                return (universe - s) if negated else s
-            return universe
-        if isinstance(left, Field) and left.name == "evt.num" and left.arg is None and \
-                isinstance(node.right, Value):
-            never = _evt_num_never(node.op, node.right.text)
-            if never is not None:
-                if negated:
-                    never = not never
-                return frozenset() if never else universe
-        return universe
-    return universe
+def _quote_list_item(item: str) -> str:
+    if " " in item and not item.startswith(("'", '"')):
+        return f'"{item}"'
+    return item
 
 
-def _is_evt_type(node: Any) -> bool:
-    return isinstance(node, Field) and node.name in ("evt.type", "syscall.type") and node.arg is None
+# ------------------------------------------------------------------------------ phase 2: compile
+@dataclass
+class _Extras:
+    text: str
+    getters: list[tuple[str, Any]]
+    consts: dict[str, Any]
 
 
-def _evt_num_never(op: str, text: str) -> bool | None:
-    """``evt.num`` is always >= 1: True if the check can never hold, False if it always holds,
-    None if it depends on the event."""
+def _norm_append_output(cfg: Any) -> list[dict[str, Any]]:
+    if cfg is None:
+        return [{"suggested_output": True}]
+    if not isinstance(cfg, list) or not all(isinstance(e, dict) for e in cfg):
+        raise RuleLoadError("append_output must be a list of mappings")
+    return cfg
+
+
+def _extras(ld: Collector, entries: list[dict[str, Any]], r: RuleItem) -> _Extras:
+    text: list[str] = []
+    getters: list[tuple[str, Any]] = []
+    consts: dict[str, Any] = {}
+    for entry in entries:
+        match = entry.get("match") or {}
+        if "source" in match and str(match["source"]) != r.source:
+            continue
+        if "tags" in match and not {str(t) for t in (match["tags"] or [])} <= r.tags:
+            continue
+        if "rule" in match and str(match["rule"]) != r.name:
+            continue
+        if entry.get("suggested_output"):
+            for f in ld.registry.suggested(r.source):
+                text.append(f" {f.name.replace('.', '_')}=%{f.name}")
+        if entry.get("extra_output"):
+            text.append(" " + str(entry["extra_output"]).strip())
+        for ef in entry.get("extra_fields") or []:
+            if isinstance(ef, dict):
+                consts.update({str(k): v for k, v in ef.items()})
+            else:
+                getters.append((str(ef), _extra_field_getter(ld.registry, str(ef), r.source)))
+    return _Extras("".join(text), getters, consts)
+
+
+def _extra_field_getter(registry: FieldRegistry, token: str, source: str) -> Any:
+    """Bind one ``extra_fields`` entry: a field token as written in an output, argument included
+    (``proc.aname[2]``, ``evt.arg.flags``, ``proc.env[HOME]``), like Falco accepts."""
+    def fail(why: str) -> FilterCompileError:
+        return FilterCompileError(f"append_output extra_fields: {why}", unknown_filter=True,
+                                  code=E.LOAD_ERR_COMPILE_OUTPUT)
+
+    parsed = parse_field_token(token.strip(), 0)
+    if parsed is None or parsed[1] != len(token.strip()) or not isinstance(parsed[0], Field):
+        raise fail(f"'{token}' is not a field name (expected e.g. proc.name or proc.aname[2])")
+    node = parsed[0]
     try:
-        n = int(text, 0)
-    except ValueError:
-        return None
-    if op in ("=", "=="):
-        return True if n < 1 else None
-    if op == "<":
-        return True if n <= 1 else None
-    if op == "<=":
-        return True if n < 1 else None
-    if op == ">=":
-        return False if n <= 1 else None
-    if op == ">":
-        return False if n < 1 else None
-    if op == "!=":
-        return False if n < 1 else None
-    return None
+        return registry.resolve(node.name, node.arg, source).extract
+    except UnknownFieldError as e:
+        raise fail(str(e)) from None
+
+
+def _capture_getters(registry: FieldRegistry, tokens: list[str], source: str
+                     ) -> tuple[tuple[str, Any], ...]:
+    """Extractors of the capture tokens that exist for ``source`` (others are skipped: a
+    ``match:`` condition on them is simply false for alerts of that source)."""
+    out = []
+    for tok in tokens:
+        try:
+            out.append((tok, _extra_field_getter(registry, tok, source)))
+        except FilterCompileError:
+            continue
+    return tuple(out)
+
+
+def compile_check(cc: ConditionCompiler, ast: Any, name: str) -> Any:
+    """Generated code when possible (faster), else the closure tree (same semantics)."""
+    if USE_CODEGEN:
+        try:
+            return generate(cc, ast, name)
+        except (RecursionError, MemoryError, SyntaxError, ValueError):
+            cc.fields.clear()
+            cc.warnings.clear()
+            cc.na_checks.clear()
+    return cc.compile(ast)
+
+
+def _parse_located(ld: Collector, raw: Any, text: str, fallback: Location) -> Any:
+    """Parse ``text`` (the substituted condition); on a syntax error, locate it in ``raw``."""
+    try:
+        return parse_condition(text)
+    except FilterSyntaxError as e:
+        loc, msg = getattr(raw, "loc", None) or fallback, e.message
+        try:
+            parse_condition(str(raw))
+        except FilterSyntaxError as e2:
+            lines = ld.source_lines.get(loc.file, [])
+            loc = offset_location(raw, e2.pos, lines) or loc
+            msg = e2.message
+        raise RuleLoadError(msg, loc, E.LOAD_ERR_COMPILE_CONDITION) from None
+
+
+_NONEXISTENT_FIELD_RE = re.compile(r"nonexistent field (\S+)")
+
+
+def _output_error_loc(ld: Collector, ri: RuleItem, message: str) -> Location:
+    """Where an output error is: the unknown field's ``%token`` in the output text when it can
+    be found in the lines of the output value, else where the output starts (else the rule)."""
+    base = ri.output_loc or ri.loc
+    m = _NONEXISTENT_FIELD_RE.search(message)
+    lines = ld.source_lines.get(base.file)
+    if m is None or not lines or base.line < 1:
+        return base
+    token = m.group(1)
+    for i in range(base.line - 1, min(len(lines), base.line + 30)):
+        col = lines[i].find(f"%{token}")
+        if col >= 0:
+            return Location(base.file, i + 1, col + 1)
+    return base
+
+
+_UNDEFINED_MACRO_RE = re.compile(r"Undefined macro '(.+)' used in filter\.")
+
+
+def _undefined_macro_hint(message: str, ld: Collector, user: str | None,
+                          compiled: dict[str, Any]) -> str:
+    """Say why a macro that *is* in the files counts as undefined: it uses itself, is defined
+    after the macro ``user`` (macros only see earlier macros, as in Falco, so loops cannot
+    form), or failed to compile (reported on its own)."""
+    m = _UNDEFINED_MACRO_RE.fullmatch(message)
+    if m is None or m.group(1) not in ld.macros:
+        return message
+    ref = m.group(1)
+    if ref == user:
+        return f"{message} (a macro cannot use itself)"
+    order = list(ld.macros)
+    if ref not in compiled and (user is None or order.index(ref) < order.index(user)):
+        return f"{message} (macro '{ref}' has errors, reported on its own)"
+    loc = ld.macros[ref].loc
+    return (f"{message} (macro '{ref}' is defined later, at {loc.file}:{loc.line}; a macro can "
+            "only use macros defined before it)")
+
+
+def compile_loaded(ld: Collector, append_output: Any = None, capture_fields: Any = (),
+                   ) -> tuple[list[CompiledRule], list[RuleDescription]]:
+    """Compile what the :class:`Collector` ``ld`` collected; errors and warnings go to ``ld``.
+    ``capture_fields``: field tokens whose values every alert carries in ``match_fields``
+    (tokens not valid for a rule's source are skipped for that rule)."""
+    capture_tokens = sorted(set(capture_fields or ()))
+    capture_by_source: dict[str, tuple[tuple[str, Any], ...]] = {}
+    try:
+        out_entries = _norm_append_output(append_output)
+    except RuleLoadError as e:
+        ld.error(e.message, Location("<config>", 0, 0), E.LOAD_ERR_VALIDATE, ("append_output", ""))
+        out_entries = []
+    # lists: items may name earlier lists
+    lists: dict[str, list[str]] = {}
+    used_lists: set[str] = set()
+    for name, li in ld.lists.items():
+        items: list[str] = []
+        try:
+            limits.check_list_size(name, len(li.items))
+            for it in li.items:
+                if it in lists:
+                    limits.check_list_size(name, len(items) + len(lists[it]))
+                    items.extend(lists[it])
+                    used_lists.add(it)
+                else:
+                    items.append(it)
+        except RuleLoadError as e:
+            ld.error(e.message, li.loc, e.code, ("list", name))
+            continue
+        lists[name] = items
+    budget = limits.NodeBudget()        # the whole load's, macros' text included
+    # macros: in order, each sees only earlier macros
+    macros: dict[str, Any] = {}
+    used_macros: set[str] = set()
+    for name, mi in ld.macros.items():
+        item = ("macro", name)
+        try:
+            text = substitute_lists(str(mi.condition), lists, used_lists)
+            budget.spend_text(len(text))
+            ast = _parse_located(ld, mi.condition, text, mi.loc)
+            expanded = expand_macros(ast, macros, used_macros)
+            limits.check_condition(expanded, "Macro condition")
+            macros[name] = expanded
+        except RuleLoadError as e:
+            ld.error(_undefined_macro_hint(e.message, ld, name, macros), e.loc or mi.loc, e.code,
+                     item)
+        except Exception as e:  # noqa: BLE001 - never let one macro stop the load
+            ld.error(f"cannot compile macro: {type(e).__name__}: {e}", mi.loc,
+                     E.LOAD_ERR_COMPILE_CONDITION, item)
+    compiled: list[CompiledRule] = []
+    described: list[RuleDescription] = []
+    for name, ri in ld.rules.items():
+        item = ("rule", name)
+        if ld.sources is not None and ri.source not in ld.sources:
+            ld.warn(E.LOAD_UNKNOWN_SOURCE, f"Unknown source {ri.source}, skipping", ri.loc, item)
+            continue
+        cond_loc = getattr(ri.condition, "loc", None) or ri.loc
+        try:
+            exc = "".join(exception_condition(e) for e in ri.exceptions)
+            full = f"({ri.condition}){exc}" if exc else str(ri.condition)
+            text = substitute_lists(full, lists, used_lists)
+            budget.spend_text(len(text))
+            ast = _parse_located(ld, ri.condition, text, ri.loc)
+            ast = expand_macros(ast, macros, used_macros)
+            budget.spend(limits.check_condition(ast, "Condition"))
+            cc = ConditionCompiler(ld.registry, ri.source)
+            check = compile_check(cc, ast, name)
+            types: frozenset[str] | None = None
+            if ri.source == "syscall":
+                types = event_types(ast, ALL_EVENT_TYPES)
+            extras = _extras(ld, out_entries, ri)
+            try:
+                fmt = compile_output(ri.output + extras.text, ld.registry, ri.source)
+            except FilterCompileError as e:
+                e.code = E.LOAD_ERR_COMPILE_OUTPUT
+                raise
+        except FilterCompileError as e:
+            if e.unknown_filter and ri.skip_if_unknown_filter:
+                ld.warn(E.LOAD_UNKNOWN_FILTER, e.message, cond_loc, item)
+                continue
+            ld.error(_undefined_macro_hint(e.message, ld, None, macros),
+                     cond_loc if e.code != E.LOAD_ERR_COMPILE_OUTPUT else _output_error_loc(ld, ri,
+                                                                                  e.message),
+                     e.code, item)
+            continue
+        except RuleLoadError as e:
+            ld.error(e.message, e.loc or cond_loc, e.code, item)
+            continue
+        except Exception as e:  # noqa: BLE001 - e.g. a plugin's make_extractor raising
+            ld.error(f"cannot compile rule: {type(e).__name__}: {e}", cond_loc,
+                     E.LOAD_ERR_COMPILE_CONDITION, item)
+            continue
+        for w in cc.warnings:
+            ld.warn(E.LOAD_COMPILE_CONDITION, w, cond_loc, item)
+        for w in dict.fromkeys(cc.na_checks):
+            ld.warn(E.LOAD_UNSAFE_NA_CHECK, w, cond_loc, item)
+        for w in fmt.warnings:
+            ld.warn(E.LOAD_DEPRECATED_ITEM, w, ri.loc, item)
+        if any(f.fdef.name == "evt.dir" for f in cc.fields):
+            ld.warn(E.LOAD_DEPRECATED_ITEM, "usage of deprecated field 'evt.dir' has been "
+                    "detected in the rule condition", cond_loc, item)
+        unknown_types = sorted(types - ALL_EVENT_TYPES) if types is not None else []
+        if unknown_types:
+            ld.warn(E.LOAD_UNKNOWN_FILTER, "unknown event type(s) "
+                    f"{', '.join(unknown_types)}: the rule can never match them", cond_loc, item)
+        if types is not None and ri.warn_evttypes and len(types) > TOO_MANY_EVTTYPES:
+            ld.warn(E.LOAD_NO_EVTTYPE, "Rule matches too many evt.type values. This has a "
+                    "significant performance penalty.", cond_loc, item)
+        if types is not None and types >= ALL_EVENT_TYPES:
+            types = None
+        file = ld.rule_files.get(name, "")
+        cr = CompiledRule(name, ri.priority, ri.source, sorted(ri.tags), ri.desc,
+                          os.path.basename(file), ri.enabled, check, fmt, types,
+                          str(ri.condition), ri.output, ri.capture,
+                          ri.capture_duration * 1_000_000)
+        cr.extra_fields = {"getters": extras.getters, "consts": extras.consts}
+        if capture_tokens:
+            if ri.source not in capture_by_source:
+                capture_by_source[ri.source] = _capture_getters(ld.registry, capture_tokens,
+                                                                ri.source)
+            cr.capture_getters = capture_by_source[ri.source]
+        compiled.append(cr)
+        described.append(RuleDescription(name, ri.priority, ri.source, sorted(ri.tags),
+                                         ri.enabled, sorted(types) if types is not None else None,
+                                         file, ri.desc))
+    for name, mi in ld.macros.items():
+        if name not in used_macros and name in macros:
+            ld.warn(E.LOAD_UNUSED_MACRO, "Macro not referred to by any other rule/macro", mi.loc,
+                    ("macro", name))
+    for name, li in ld.lists.items():
+        if name not in used_lists:
+            ld.warn(E.LOAD_UNUSED_LIST, "List not referred to by any other rule/macro", li.loc,
+                    ("list", name))
+    return compiled, described

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from falconet.outputs.encoding import escape_text
+from falconet.encoding import escape_text
 
 # Error codes (Falco's falco_load_result.cpp).
 LOAD_ERR_FILE_READ = "LOAD_ERR_FILE_READ"

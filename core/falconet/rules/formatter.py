@@ -4,12 +4,12 @@
 N characters) and ``%%`` (a literal ``%``). The field token is the longest prefix that names a
 field, so ``%proc.name)`` is ``proc.name`` followed by ``)``. Missing values print ``<NA>``.
 
-A compiled format renders to the text and the typed ``output_fields`` (keyed by the token as
-written; transformer tokens are not included, as in Falco). Every string value goes through the
-output policy (:mod:`falconet.outputs.encoding`: bytes that are not UTF-8 as ``\\xNN``, control,
-separator and bidi characters escaped, length bounded) so that an attacker-controlled file name
-cannot forge log lines, break an output's encoding or inflate an alert. Conditions never see this:
-they read the raw values.
+A compiled format (:class:`falconet.rules.model.OutputFormat`) renders to the text and the typed
+``output_fields`` (keyed by the token as written; transformer tokens are not included, as in
+Falco). Every string value goes through the output policy (:mod:`falconet.encoding`: bytes that
+are not UTF-8 as ``\\xNN``, control, separator and bidi characters escaped, length bounded) so
+that an attacker-controlled file name cannot forge log lines, break an output's encoding or
+inflate an alert. Conditions never see this: they read the raw values.
 """
 
 from __future__ import annotations
@@ -18,83 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
-from falconet.outputs.encoding import decode_bytes, field_text
-from falconet.rules.compiler import TRANSFORMER_FUNCS, ConditionCompiler
+from falconet.rules.condition import TRANSFORMER_FUNCS, ConditionCompiler
 from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
+from falconet.rules.model import OutputFormat
 from falconet.rules.parser import Field, MultiTransform, Transform, parse_field_token
 
-NA = "<NA>"
 DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
-
-
-def to_text(v: Any) -> str:
-    """A field value as output text."""
-    if v is None:
-        return NA
-    t = type(v)
-    if t is str:
-        return field_text(v)
-    if t is bool:
-        return "true" if v else "false"
-    if t is bytes or t is bytearray:
-        return field_text(decode_bytes(v))
-    if t is int or t is float:
-        return str(v)
-    if t is tuple or t is list:
-        return field_text(",".join(_raw_text(x) for x in v))
-    return field_text(str(v))
-
-
-def _raw_text(v: Any) -> str:
-    """An element of a list value, before the policy (applied once to the joined text)."""
-    if v is None:
-        return NA
-    if isinstance(v, bytes | bytearray):
-        return decode_bytes(v)
-    if v is True or v is False:
-        return "true" if v else "false"
-    return str(v)
-
-
-def to_json_value(v: Any) -> Any:
-    """A field value for ``output_fields``: typed, JSON-serialisable."""
-    t = type(v)
-    if t is str:
-        return field_text(v)
-    if v is None or t is int or t is float or t is bool:
-        return v
-    if isinstance(v, bytes | bytearray):
-        return field_text(decode_bytes(v))
-    if isinstance(v, tuple | list):
-        return [to_json_value(x) for x in v]
-    return field_text(str(v)) if not isinstance(v, int | float) else v
-
-
-class OutputFormat:
-    """A compiled output format. :meth:`render` returns ``(text, output_fields)``."""
-
-    __slots__ = ("text", "pieces", "fields", "warnings")
-
-    def __init__(self, text: str, pieces: list[Any], fields: list[tuple[str, Callable[[Any], Any]]],
-                 warnings: list[str]) -> None:
-        self.text = text
-        self.pieces = pieces          # str, or (getter, pad)
-        self.fields = fields          # (token, getter) for output_fields
-        self.warnings = warnings
-
-    def render(self, evt: Any) -> tuple[str, dict[str, Any]]:
-        out: list[str] = []
-        for p in self.pieces:
-            if p.__class__ is str:
-                out.append(p)
-            else:
-                g, pad = p
-                s = to_text(g(evt))
-                if pad:
-                    s = s[:pad].ljust(pad)
-                out.append(s)
-        fields = {tok: to_json_value(g(evt)) for tok, g in self.fields}
-        return "".join(out), fields
 
 
 def compile_output(text: str, registry: FieldRegistry, source: str) -> OutputFormat:

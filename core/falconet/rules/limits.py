@@ -30,18 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from falconet.rules.ast import And, Binary, MultiTransform, Not, Or, Transform, TransformList, Unary
 from falconet.rules.errors import LOAD_ERR_COMPILE_CONDITION, LOAD_ERR_VALIDATE, RuleLoadError
-from falconet.rules.parser import (
-    MAX_DEPTH,
-    And,
-    Binary,
-    MultiTransform,
-    Not,
-    Or,
-    Transform,
-    TransformList,
-    Unary,
-)
+from falconet.rules.parser import MAX_DEPTH
 
 #: default of ``rules_max_file_size``: 8 MiB (Falco's stable rules are 64 KB)
 DEFAULT_MAX_FILE_BYTES = 8 << 20

@@ -18,8 +18,23 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from falconet.rules.ast import (
+    And,
+    Binary,
+    Field,
+    Ident,
+    ListValue,
+    MultiTransform,
+    Node,
+    Not,
+    Or,
+    Transform,
+    TransformList,
+    Unary,
+    Val,
+    Value,
+)
 from falconet.rules.errors import FilterSyntaxError
 
 MAX_DEPTH = 1000          # Falco's limit for rule conditions
@@ -36,101 +51,6 @@ MODIFIERS = ("oneof", "anyof", "allof")
 ALL_OPS = frozenset(UNARY_OPS + NUM_OPS + STR_OPS + LIST_OPS)
 #: word operators must be followed by a blank; symbols and in/intersects/pmatch need not
 _WORD_STR_OPS = frozenset(op for op in STR_OPS if op[0].isalpha())
-
-
-# ----------------------------------------------------------------------------------- the AST
-@dataclass(slots=True)
-class And:
-    children: list
-
-
-@dataclass(slots=True)
-class Or:
-    children: list
-
-
-@dataclass(slots=True)
-class Not:
-    child: object
-
-
-@dataclass(slots=True)
-class Ident:
-    """A bare identifier: a macro reference (replaced by the macro's AST at compile time)."""
-
-    name: str
-    pos: int = 0
-
-
-@dataclass(slots=True)
-class Field:
-    name: str
-    arg: str | None = None
-    pos: int = 0
-
-    @property
-    def token(self) -> str:
-        return self.name if self.arg is None else f"{self.name}[{self.arg}]"
-
-
-@dataclass(slots=True)
-class Transform:
-    """``tolower(x)``: ``child`` is a Field or another Transform."""
-
-    name: str
-    child: object
-
-
-@dataclass(slots=True)
-class MultiTransform:
-    """A multivalue transformer (libsinsp ``field_transformer_expr`` with several arguments):
-    ``join(sep, (a, b))``, ``concat(a, b, ...)``, ``getopt(args, optstring)[opt]``.
-
-    ``args`` are Field, Transform, MultiTransform, Value (a quoted string or a number) or
-    TransformList; ``arg`` is the ``[...]`` after the closing parenthesis (getopt's selector)."""
-
-    name: str
-    args: list
-    arg: str | None = None
-    pos: int = 0
-
-
-@dataclass(slots=True)
-class TransformList:
-    """``(a, "b", tolower(c))`` inside a multivalue transformer: fields, transformers, values."""
-
-    items: list
-
-
-@dataclass(slots=True)
-class Val:
-    """``val(field)`` on the right-hand side: compare against another field's value."""
-
-    field: Field
-
-
-@dataclass(slots=True)
-class Value:
-    text: str
-
-
-@dataclass(slots=True)
-class ListValue:
-    values: list[str]
-
-
-@dataclass(slots=True)
-class Unary:
-    left: object        # Field | Transform
-    op: str
-
-
-@dataclass(slots=True)
-class Binary:
-    left: object        # Field | Transform
-    op: str             # operator, with modifier when given: "startswith oneof"
-    right: object       # Value | ListValue | Val | Transform | Ident(list name not substituted)
-    pos: int = 0
 
 
 # ----------------------------------------------------------------------------------- lexing
@@ -544,7 +464,7 @@ class _Parser:
         raise self.error("unterminated quoted string", start)
 
 
-def parse_condition(text: str) -> object:
+def parse_condition(text: str) -> Node:
     """Parse a condition into an AST. Raises :class:`FilterSyntaxError`."""
     old = sys.getrecursionlimit()
     if old < 20000:
@@ -558,7 +478,7 @@ def parse_condition(text: str) -> object:
             sys.setrecursionlimit(old)
 
 
-def parse_field_token(text: str, pos: int = 0) -> tuple[object, int] | None:
+def parse_field_token(text: str, pos: int = 0) -> tuple[Node, int] | None:
     """For output formats: parse a field (with argument) or a transformer at ``pos``.
     Returns ``(node, end)`` or ``None`` if there is none."""
     p = _Parser(text)

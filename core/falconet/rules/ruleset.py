@@ -14,7 +14,7 @@ from typing import Any
 
 from falconet.alerts import Alert
 from falconet.events import SYSCALL_SOURCE, Event
-from falconet.rules.loader import CompiledRule
+from falconet.rules.model import CompiledRule
 
 
 class Ruleset:

@@ -39,9 +39,9 @@ import time
 from typing import Any
 
 from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
-from falconet.fields.core_fields import core_field_defs
 from falconet.plugin_config import boolean, check_or_raise, number, positive_integer
 from falconet.state.dns import DomainResolver
+from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
 from falconet.state.proc_bootstrap import BootstrapStats, bootstrap
 from falconet.state.tables import StateTables, thread_from_dict, thread_to_dict

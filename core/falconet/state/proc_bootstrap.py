@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from falconet.permissions import writable_by
 from falconet.state.flags import AF_INET, AF_INET6
 from falconet.state.overlay import is_upper_layer
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo
@@ -332,20 +333,6 @@ def cgroup_id(path: str, root: str | None = None) -> int:
             _CGROUP_IDS.clear()
         _CGROUP_IDS[path] = cid
     return cid
-
-
-def writable_by(mode: int, f_uid: int, f_gid: int, uid: int, gid: int, cap_eff: int) -> bool:
-    """Falco's PPM_EXE_WRITABLE: a user (``uid``/``gid``, effective capabilities ``cap_eff``)
-    may write a file of ``mode``, owned by ``f_uid``/``f_gid``. The one rule for both origins of
-    the file's metadata: a stat from /proc here, inode fields read by the kernel program in
-    :mod:`falconet.collector.decoder`."""
-    if uid == 0 or cap_eff >> 1 & 1:        # CAP_DAC_OVERRIDE
-        return True
-    if f_uid == uid:
-        return bool(mode & _stat.S_IWUSR)
-    if f_gid == gid:
-        return bool(mode & _stat.S_IWGRP)
-    return bool(mode & _stat.S_IWOTH)
 
 
 def exe_writable(st: os.stat_result, uid: int, gid: int, cap_eff: int) -> bool:

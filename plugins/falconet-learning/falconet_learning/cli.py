@@ -18,7 +18,7 @@ from falconet_learning.store import MAX_IMPORT_LINE, ProfileStore, StoreError
 def _state_dir(args: argparse.Namespace) -> str:
     if getattr(args, "state_dir", None):
         return str(args.state_dir)
-    from falconet.app import config_from_args  # noqa: PLC0415
+    from falconet.commands.common import config_from_args  # noqa: PLC0415
     from falconet.plugin_config import check_or_raise  # noqa: PLC0415
 
     from falconet_learning.config import SCHEMA, learning_config  # noqa: PLC0415
@@ -30,7 +30,7 @@ def _state_dir(args: argparse.Namespace) -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from falconet.app import add_config_arguments  # noqa: PLC0415
+    from falconet.commands.common import add_config_arguments  # noqa: PLC0415
 
     add_config_arguments(p)
     p.add_argument("--state-dir", metavar="DIR",
@@ -80,7 +80,7 @@ examples:
     @staticmethod
     def main(args: argparse.Namespace) -> int:
         from falconet.api import PluginConfigError  # noqa: PLC0415
-        from falconet.app import guarded  # noqa: PLC0415
+        from falconet.commands.common import guarded  # noqa: PLC0415
 
         try:
             state_dir = _state_dir(args)
@@ -199,13 +199,14 @@ examples:
 
     @staticmethod
     def main(args: argparse.Namespace) -> int:
-        from falconet.app import guarded  # noqa: PLC0415
+        from falconet.commands.common import guarded  # noqa: PLC0415
 
         return guarded(lambda: _suggest(args))
 
 
 def _rules(args: argparse.Namespace) -> list[str]:
-    from falconet.app import App, config_from_args  # noqa: PLC0415
+    from falconet.app import App  # noqa: PLC0415
+    from falconet.commands.common import config_from_args  # noqa: PLC0415
 
     app = App(config_from_args(args), source_name="replay")
     app.load_plugins()

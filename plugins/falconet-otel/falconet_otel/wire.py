@@ -8,7 +8,7 @@ the encoding of repeated key/value pairs (rule names, tags, hosts, images) is ca
 Field numbers are those of opentelemetry-proto (``logs/v1/logs.proto``, ``trace/v1/trace.proto``,
 ``common/v1/common.proto``); the tests decode our bytes with the official generated classes.
 
-Every string goes through the engine's output policy (:mod:`falconet.outputs.encoding`) before it
+Every string goes through the engine's output policy (:mod:`falconet.encoding`) before it
 is encoded: protobuf strings must be valid UTF-8 (a collector rejects the whole batch otherwise),
 so a byte that is not UTF-8 is sent as ``\\xNN``, control and bidi characters are escaped and
 attribute values are bounded by ``output_max_field_len``.
@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from falconet.outputs.encoding import escape_text, field_text, safe_key, utf8
+from falconet.encoding import escape_text, field_text, safe_key, utf8
 
 _pack_q = struct.Struct("<Q").pack          # fixed64
 _pack_d = struct.Struct("<d").pack          # double

@@ -29,7 +29,7 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from falconet.app import add_config_arguments  # noqa: PLC0415
+    from falconet.commands.common import add_config_arguments  # noqa: PLC0415
 
     p.add_argument("verb", choices=["list", "undo", "rearm"], help="what to do")
     p.add_argument("id", nargs="?", help="the action id (undo)")
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from falconet.app import config_from_args  # noqa: PLC0415
+    from falconet.commands.common import config_from_args  # noqa: PLC0415
 
     from falconet_response.settings import parse_settings  # noqa: PLC0415
 
@@ -143,7 +143,7 @@ def _rearm(s: Any) -> int:
 
 def main(args: argparse.Namespace) -> int:
     from falconet.api import PluginConfigError  # noqa: PLC0415
-    from falconet.app import guarded  # noqa: PLC0415
+    from falconet.commands.common import guarded  # noqa: PLC0415
 
     from falconet_response.audit import AuditError  # noqa: PLC0415
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from falconet.alerts import Alert
 from falconet.config import load_config
-from falconet.fields.core_fields import core_field_defs
 from falconet.fields.registry import FieldDef, FieldRegistry, FieldType
 from falconet.priorities import Priority
+from falconet.state.fields import core_field_defs
 from falconet.state.tables import StateTables
 from falconet_response.actions.base import ActionParamError, Outcome, Target
 from falconet_response.audit import AuditError, AuditLog, actions_with_state, open_private

@@ -1,5 +1,7 @@
 """The one escaping, encoding and length policy of every output (docs/outputs.md, "Encoding and
-escaping").
+escaping"). It sits below the stages that render text: the rule output formatter
+(:mod:`falconet.rules.model`) and the alert formats and sinks (:mod:`falconet.outputs`) both
+use it, neither imports the other.
 
 Field values come from what watched processes write (argv, paths, comm, environment), read
 from ``/proc`` or a capture as ``str`` with *surrogate escapes*: a byte that is not UTF-8 is the

@@ -1,0 +1,53 @@
+"""``user.*`` and ``group.*``: the thread's effective ids, named through the host's user database
+(:class:`falconet.state.users.UserDB`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconet.events import Event
+from falconet.fields.registry import Extractor, FieldDef
+from falconet.state.fields.common import T
+from falconet.state.fields.common import simple_field as _f
+
+
+def user_fields(users: Any) -> list[FieldDef]:
+    def uname(evt: Event) -> str | None:
+        t = evt.thread
+        return None if t is None else users.name(t.euid)
+
+    def loginname(evt: Event) -> str | None:
+        t = evt.thread
+        if t is None or t.loginuid < 0:
+            return None
+        return users.name(t.loginuid)
+
+    def entry(i: int) -> Extractor:
+        def ex(evt: Event) -> str | None:
+            t = evt.thread
+            if t is None:
+                return None
+            u = users.user(t.euid)
+            return None if u is None else u[i]
+        return ex
+
+    def gname(evt: Event) -> str | None:
+        t = evt.thread
+        return None if t is None else users.group(t.egid)
+
+    return [
+        _f("user.uid", T.UINT32, "user ID (the effective uid).",
+           lambda e: None if e.thread is None else e.thread.euid),
+        _f("user.name", T.STRING, "user name (resolved against the host's /etc/passwd).", uname,
+           cache=True),
+        _f("user.homedir", T.PATH, "home directory of the user.", entry(1), cache=True),
+        _f("user.shell", T.STRING, "user's shell.", entry(2), cache=True),
+        _f("user.loginuid", T.INT64, "audit user id (auid); -1 when unset (UINT32_MAX).",
+           lambda e: None if e.thread is None else e.thread.loginuid),
+        _f("user.loginname", T.STRING, "audit user name (auid).", loginname, cache=True),
+        _f("group.gid", T.UINT32, "group ID (the effective gid).",
+           lambda e: None if e.thread is None else e.thread.egid),
+        _f("group.name", T.STRING, "group name (resolved against the host's /etc/group).", gname,
+           cache=True),
+    ]
