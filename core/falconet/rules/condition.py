@@ -647,6 +647,9 @@ def _modifier_pred(modifier: str, preds: list[Callable[[Any], bool]]) -> Callabl
     if modifier == "anyof":
         return lambda v, _ps=preds: any(p(v) for p in _ps)
     if modifier == "allof":
+        if not preds:
+            # libsinsp: `allof ()` is false (no element to satisfy), not vacuously true
+            return lambda v: False
         return lambda v, _ps=preds: all(p(v) for p in _ps)
     return lambda v, _ps=preds: sum(1 for p in _ps if p(v)) == 1
 

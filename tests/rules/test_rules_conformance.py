@@ -1,0 +1,73 @@
+"""Cases where Falco 0.44.1 (libs 0.25.4) was run (`falco -V`) and Falconet must agree (issue 17).
+
+Every expectation here was checked against the upstream binary in ``../shared/falco-bin``."""
+
+from __future__ import annotations
+
+import pytest
+from falconet.rules.errors import FilterSyntaxError
+from falconet.rules.parser import as_string, parse_condition
+from rulehelp import matcher
+from stubfields import event, proc
+
+# ------------------------------------------------------------------ string comparator modifiers
+# libs 0.25: the modifier needs a blank on both sides and a list (or list name) after it;
+# otherwise the word is the plain value and what follows is an unexpected token.
+REJECTED_BY_FALCO = [
+    ("proc.name ==oneof (cat, nginx)", "unexpected token after 'oneof', expecting 'or', 'and'"),
+    ("proc.name == oneof(cat, nginx)", "unexpected token after 'oneof', expecting 'or', 'and'"),
+    ("proc.name contains oneof(cat, nginx)",
+     "unexpected token after 'oneof', expecting 'or', 'and'"),
+    ("proc.name startswith oneof(cat)", "unexpected token after 'oneof', expecting 'or', 'and'"),
+    ("proc.name == anyof fd.name", "unexpected token after 'fd', expecting 'or', 'and'"),
+    # messages: a field argument without its closing bracket
+    ('evt.arg["x" = value', "expected a ']' token"),
+    ('getopt(proc.args, "nt:")["t" = x', "expected a ']' token"),
+]
+
+
+@pytest.mark.parametrize("cond, msg", REJECTED_BY_FALCO)
+def test_rejected_as_falco_rejects(cond: str, msg: str) -> None:
+    with pytest.raises(FilterSyntaxError) as ei:
+        parse_condition(cond)
+    assert msg in str(ei.value)
+
+
+@pytest.mark.parametrize("cond, printed", [
+    ("proc.name == anyof and fd.name exists", "(proc.name == anyof and fd.name exists)"),
+    ("proc.name == anyof or fd.name exists", "(proc.name == anyof or fd.name exists)"),
+    ("proc.name == anyof", "proc.name == anyof"),
+    ("proc.name ==  oneof  (cat)", "proc.name == oneof (cat)"),
+    ("proc.name == oneof\t(cat)", "proc.name == oneof (cat)"),
+    ("proc.name == oneof\n(cat)", "proc.name == oneof (cat)"),
+    ("proc.name == anyof foo and fd.name exists", "(proc.name == anyof foo and fd.name exists)"),
+    # lexing: `exists` is a prefix, as every libsinsp operator
+    ("test.op existsand macro", "(test.op exists and macro)"),
+    # AST printing as libsinsp's string_visitor: field args go through escape_str
+    ('evt.arg["a b"] exists', 'evt.arg["a b"] exists'),
+    ('getopt(proc.args, "nt:")[t] exists', 'getopt(proc.args, "nt:")[t] exists'),
+    ('getopt(proc.args, "nt:")["t"] exists', 'getopt(proc.args, "nt:")[t] exists'),
+])
+def test_accepted_as_falco_accepts(cond: str, printed: str) -> None:
+    node = parse_condition(cond)
+    assert as_string(node) == printed
+    assert as_string(parse_condition(as_string(node))) == printed
+
+
+def test_anyof_without_list_is_a_plain_value() -> None:
+    m = matcher("proc.name == anyof and proc.name exists")
+    assert m(event("execve", proc("anyof"))) is True
+    assert m(event("execve", proc("bash"))) is False
+
+
+def test_allof_empty_list_is_false() -> None:
+    # libsinsp: allof over no element is false, not vacuously true
+    assert matcher("proc.name == allof ()")(event("execve", proc("bash"))) is False
+    assert matcher("proc.name contains allof ()")(event("execve", proc("bash"))) is False
+    assert matcher("not proc.name == allof ()")(event("execve", proc("bash"))) is True
+
+
+def test_unsubstituted_list_name_is_a_value() -> None:
+    # Falco loads `proc.name in foo` / `startswith oneof foo` with foo not a list
+    assert matcher("proc.name in bash")(event("execve", proc("bash"))) is True
+    assert matcher("proc.name startswith oneof ba")(event("execve", proc("bash"))) is True
