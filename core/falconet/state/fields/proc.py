@@ -125,8 +125,13 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         return found
 
     def cwd(evt: Event) -> str | None:
+        # Falco's value ends with '/' (sinsp_threadinfo::set_cwd appends it): stable's
+        # "Execution from /dev/shm" tests `proc.cwd startswith "/dev/shm/"`
         t = evt.thread
-        return None if t is None else main(t).cwd
+        if t is None:
+            return None
+        c = main(t).cwd
+        return c if not c or c.endswith("/") else c + "/"
 
     def env_factory(arg: str | None) -> Extractor:
         if arg is None:
