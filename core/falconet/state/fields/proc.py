@@ -190,6 +190,8 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            lambda e: None if e.thread is None else _cmdline(e.thread), cache=C),
         _f("proc.pid", T.INT64, "The id of the process generating the event.",
            lambda e: None if e.thread is None else e.thread.pid),
+        _f("proc.pid.ts", T.ABSTIME, "Start of process as epoch timestamp in nanoseconds.",
+           lambda e: None if e.thread is None else (main(e.thread).start_ts or None)),
         _f("proc.vpid", T.INT64, "The id of the process generating the event as seen from its "
            "current PID namespace.", nz("vpid")),
         _f("proc.ppid", T.INT64, "The pid of the parent of the process generating the event.",
