@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from falconet.rules.errors import FilterSyntaxError
 from falconet.rules.parser import as_string, parse_condition
-from rulehelp import matcher
+from rulehelp import loaded, matcher, rule, warnings
 from stubfields import event, proc
 
 # ------------------------------------------------------------------ string comparator modifiers
@@ -71,3 +71,28 @@ def test_unsubstituted_list_name_is_a_value() -> None:
     # Falco loads `proc.name in foo` / `startswith oneof foo` with foo not a list
     assert matcher("proc.name in bash")(event("execve", proc("bash"))) is True
     assert matcher("proc.name startswith oneof ba")(event("execve", proc("bash"))) is True
+
+
+# ------------------------------------------------------------------------- loader warnings
+def test_output_warnings_are_falcos() -> None:
+    w = warnings(rule("evt.type = execve and proc.name = x", output="o %evt.dir %container.info"))
+    assert any("usage of deprecated field 'evt.dir' has been detected in the rule output" in m
+               for m in w), w
+    assert any("%container.info is deprecated and no more useful, and will be dropped by Falco "
+               "1.0.0. The container plugin will automatically add required fields to the "
+               "output message." in m for m in w), w
+
+
+def test_container_info_renders_as_nothing() -> None:
+    # Falco 0.44.1 run live: output "X %container.info Y" printed "X  Y"
+    res = loaded(rule("proc.name = bash", output="X %container.info Y"))
+    alerts = res.ruleset.match(event("execve", proc("bash")))
+    assert alerts and alerts[0].output == "X  Y"
+
+
+def test_quoted_transformer_value_warns() -> None:
+    w = warnings(rule('evt.type = execve and proc.name = "tolower(proc.name)"'))
+    assert any("'tolower(proc.name)' may be a valid field transformer misused as a const string "
+               "value" in m for m in w), w
+    assert not any("transformer misused" in m
+                   for m in warnings(rule('evt.type = execve and proc.name = "tolower(x"')))

@@ -40,6 +40,7 @@ from falconet.rules.ast import (
     Value,
 )
 from falconet.rules.errors import FilterCompileError
+from falconet.rules.parser import parse_field_token
 from falconet.rules.regex import compile_regex
 
 Check = Callable[[Any], bool]
@@ -472,6 +473,11 @@ class ConditionCompiler:
         if isinstance(right, Value) and right.text.count(".") and self._is_field_name(right.text):
             self.warnings.append(f"'{right.text}' may be a valid field misused as a const "
                                  "string value")
+        elif isinstance(right, Value) and "(" in right.text and \
+                self._is_transformer_text(right.text):
+            # Falco 0.44.1: `proc.name = "tolower(proc.name)"` warns like a misused field
+            self.warnings.append(f"'{right.text}' may be a valid field transformer misused as a "
+                                 "const string value")
         base, _, modifier = op.partition(" ")
         values = right.values if isinstance(right, ListValue) else [right.text]
         if "<NA>" in values and left.field is not None and \
@@ -512,6 +518,18 @@ class ConditionCompiler:
             self.registry.lookup(text)
             return True
         except UnknownFieldError:
+            return False
+
+    def _is_transformer_text(self, text: str) -> bool:
+        """The whole text parses as a transformer of known fields (``tolower(proc.name)``)."""
+        parsed = parse_field_token(text)
+        if parsed is None or parsed[1] != len(text) or \
+                not isinstance(parsed[0], Transform | MultiTransform):
+            return False
+        try:
+            self.operand(parsed[0])
+            return True
+        except FilterCompileError:
             return False
 
     def value_pred(self, op: str, values: list[str], left: _Operand) -> Callable[[Any], bool]:
