@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from falconet.rules.errors import FilterSyntaxError
 from falconet.rules.parser import as_string, parse_condition
-from rulehelp import loaded, matcher, rule, warnings
+from rulehelp import errors, load, loaded, matcher, rule, warnings
 from stubfields import event, proc
 
 # ------------------------------------------------------------------ string comparator modifiers
@@ -96,3 +96,88 @@ def test_quoted_transformer_value_warns() -> None:
                "value" in m for m in w), w
     assert not any("transformer misused" in m
                    for m in warnings(rule('evt.type = execve and proc.name = "tolower(x"')))
+
+
+# ------------------------------------------------------------------------------ rule loader
+_EXC_RULE = """- rule: r
+  desc: d
+  condition: evt.type = execve and proc.name startswith ba
+  output: o
+  priority: INFO
+  exceptions:
+"""
+
+
+def test_transformers_in_exception_fields_and_values() -> None:
+    # Falco 0.44.1 loads both; an unquoted value is parsed as written (a transformer compares
+    # fields), only a value with a space is quoted
+    res = loaded(_EXC_RULE + """    - name: e1
+      fields: [tolower(proc.name), toupper(proc.pname)]
+      values: [[bash, SSHD]]
+    - name: e2
+      fields: [proc.name]
+      comps: [=]
+      values: [[toupper(proc.name)]]
+""")
+    rs = res.ruleset
+    assert not rs.match(event("execve", proc("bash", ancestors=[proc("sshd")])))   # e1
+    assert rs.match(event("execve", proc("bash", ancestors=[proc("init")])))
+    assert not rs.match(event("execve", proc("BASH")))        # e2: BASH = toupper(BASH)
+
+
+def test_exception_value_with_parenthesis_is_a_syntax_error_as_in_falco() -> None:
+    res = load(_EXC_RULE + """    - name: e1
+      fields: [proc.name, proc.pname]
+      values: [[x, "a(b"]]
+""")
+    assert not res.ok
+
+
+def test_duplicate_exception_name_is_a_warning_and_both_apply() -> None:
+    res = load(_EXC_RULE + """    - name: e1
+      fields: [proc.name]
+      values: [[bash]]
+    - name: e1
+      fields: [proc.pname]
+      values: [[sshd]]
+""")
+    assert res.ok, [str(e) for e in res.errors]
+    assert any("Multiple definitions of exception 'e1' in the same rule" in str(w)
+               for w in res.warnings)
+    rs = res.ruleset
+    assert not rs.match(event("execve", proc("bash")))
+    assert not rs.match(event("execve", proc("bax", ancestors=[proc("sshd")])))
+    assert rs.match(event("execve", proc("bax", ancestors=[proc("init")])))
+
+
+def test_list_name_with_spaces_is_substituted() -> None:
+    res = load("- list: my list\n  items: [bash, zsh]\n" +
+               rule("evt.type = execve and proc.name in (my list)"))
+    assert res.ok, [str(e) for e in res.errors]
+    assert [w.message for w in res.warnings] == [
+        "List has an invalid name. List names should match a regular expression: "
+        "([^()\"'[:space:]=,]+)"]
+    assert res.ruleset.match(event("execve", proc("zsh")))
+
+
+def test_capture_yes_and_padded_comps_load() -> None:
+    res = loaded(_EXC_RULE.replace("  exceptions:\n", '  capture: "yes"\n  exceptions:\n') +
+                 """    - name: e1
+      fields: [proc.name]
+      comps: ["  contains  "]
+      values: [[as]]
+""")
+    assert res.compiled[0].capture is True
+    assert not res.ruleset.match(event("execve", proc("bash")))
+    assert res.ruleset.match(event("execve", proc("ba")))
+    assert errors(rule("evt.type = execve", capture='"maybe"'))
+
+
+def test_redefinition_with_another_source_is_falcos_error() -> None:
+    errs = errors(rule("evt.type = execve") + rule("evt.type = execve", source="k8s_audit"))
+    assert any("Rule has been re-defined with a different source" in e for e in errs), errs
+
+
+def test_empty_source_is_falcos_error() -> None:
+    errs = errors(rule("evt.type = execve") .replace("  priority", "  source:\n  priority"))
+    assert any("Mapping for key 'source' is empty" in e for e in errs), errs
