@@ -181,3 +181,33 @@ def test_redefinition_with_another_source_is_falcos_error() -> None:
 def test_empty_source_is_falcos_error() -> None:
     errs = errors(rule("evt.type = execve") .replace("  priority", "  source:\n  priority"))
     assert any("Mapping for key 'source' is empty" in e for e in errs), errs
+
+
+# ----------------------------------------------------------------------- transformer typing
+def _with_fds() -> object:
+    from falconet.state.tables import FdInfo  # noqa: PLC0415
+
+    t = proc("cat")
+    t.fds = {3: FdInfo(3, "f", "/etc/hosts"), 4: FdInfo(4, "4", "1.2.3.4:1->5.6.7.8:2")}
+    return event("read", t)
+
+
+def test_string_transformers_apply_to_each_value_of_a_list_field() -> None:
+    # Falco 0.44.1 loads toupper/tolower/basename/b64 on fd.types; the result is a list
+    e = _with_fds()
+    assert matcher("toupper(fd.types) intersects (F)")(e) is True
+    assert matcher("tolower(fd.types) intersects (F)")(e) is False
+    assert matcher("len(toupper(fd.types)) = 2")(e) is True
+    errs = errors(rule("toupper(fd.types) = F"))
+    assert any("operator not supported" in m for m in errs), errs
+
+
+@pytest.mark.parametrize("name", ["tolower", "toupper", "basename"])
+def test_string_transformers_refuse_byte_buffers(name: str) -> None:
+    errs = errors(rule(f"evt.type = read and {name}(evt.buffer) = x"))
+    assert errs[0].endswith(f"can't add field transformer: type 'BYTEBUF' is not supported by "
+                            f"'{name}' transformer applied on field 'evt.buffer'"), errs
+
+
+def test_b64_and_len_take_byte_buffers() -> None:
+    loaded(rule("evt.type = read and b64(evt.buffer) = x and len(evt.buffer) > 1"))

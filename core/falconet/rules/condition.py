@@ -40,7 +40,7 @@ from falconet.rules.ast import (
     Value,
 )
 from falconet.rules.errors import FilterCompileError
-from falconet.rules.parser import parse_field_token
+from falconet.rules.parser import as_string, parse_field_token
 from falconet.rules.regex import compile_regex
 
 Check = Callable[[Any], bool]
@@ -331,10 +331,24 @@ class ConditionCompiler:
                                              f"supported on {inner.type.value} fields")
                 out_type = FieldType.UINT64
             else:
-                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF) or inner.is_list:
+                if inner.type is FieldType.BYTEBUF and node.name != "b64":
+                    # libsinsp: only b64 takes a byte buffer (Falco 0.44.1's message)
+                    where = inner.field.token if inner.field is not None else as_string(node.child)
+                    raise FilterCompileError("can't add field transformer: type 'BYTEBUF' is not "
+                                             f"supported by '{node.name}' transformer applied on "
+                                             f"field '{where}'")
+                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF):
                     raise FilterCompileError(f"filter error: transformer '{node.name}' is not "
                                              f"supported on {inner.type.value} fields")
                 out_type = inner.type
+                if inner.is_list:
+                    # libsinsp applies the transformer to every value of a list field
+                    gl = inner.get
+
+                    def get_each(evt: Any, _g: Getter = gl, _f: Callable[[Any], Any] = fn) -> Any:
+                        vs = _g(evt)
+                        return None if vs is None else tuple(_f(v) for v in vs)
+                    return _Operand(get_each, out_type, True, False, inner.field, True)
             g = inner.get
 
             def get(evt: Any, _g: Getter = g, _f: Callable[[Any], Any] = fn) -> Any:
