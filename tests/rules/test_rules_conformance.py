@@ -211,3 +211,21 @@ def test_string_transformers_refuse_byte_buffers(name: str) -> None:
 
 def test_b64_and_len_take_byte_buffers() -> None:
     loaded(rule("evt.type = read and b64(evt.buffer) = x and len(evt.buffer) > 1"))
+
+
+# ---------------------------------------------------------------------------- escapes
+@pytest.mark.parametrize("cond, msg", [
+    (r'proc.name = "a\x41"', r"unsupported string escape sequence: \x"),   # no \xHH in 0.44.1
+    (r'proc.name = "a\q"', r"unsupported string escape sequence: \q"),
+    (r"proc.name = 'a\"b'", "invalid \\\" escape in '-quoted string"),
+    (r'proc.name = "a\'b"', "invalid \\' escape in \"-quoted string"),
+])
+def test_escape_errors_are_falcos(cond: str, msg: str) -> None:
+    with pytest.raises(FilterSyntaxError) as ei:
+        parse_condition(cond)
+    assert str(ei.value).endswith(msg), str(ei.value)
+
+
+def test_escaped_quote_and_backslash_make_one_string() -> None:
+    node = parse_condition(r"proc.name = 'multiple escape single quote \' \\'")
+    assert node.right.text == "multiple escape single quote ' \\"
