@@ -28,6 +28,9 @@ class Alert:
         lineage: the triggering process and its ancestors, nearest first, as dicts with ``pid``,
             ``name``, ``exepath``, ``cmdline``, ``start_ts`` (for OTel spans); may be empty.
         extra: free-form data plugins attach (e.g. the container plugin's metadata).
+        match_fields: raw values of the field tokens ``load_rules(capture_fields=...)`` asked
+            for (what ``match:`` conditions of response policies and routes read, see
+            :mod:`falconet.alertmatch`), keyed by token; not serialised by outputs.
     """
 
     rule: str
@@ -42,3 +45,4 @@ class Alert:
     ruleset: str = ""
     lineage: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    match_fields: dict[str, Any] = field(default_factory=dict)

@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING, Any
 from falconet.app.errors import StartupError
 from falconet.app.load_plugins import load_plugins
 from falconet.app.load_rules import load_ruleset
-from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline
-from falconet.priorities import Priority
 
 if TYPE_CHECKING:
     from falconet.app.engine import App
@@ -20,19 +18,12 @@ if TYPE_CHECKING:
 def build_pipeline(app: App, ruleset: Any = None, *,
                    extra_parsers: Iterable[tuple[str, Any]] = ()) -> Pipeline:
     """The hot loop of this engine: the plugins' parsers (core-state first), the ruleset (the
-    loaded one unless given) and one bounded queue per sink, response sinks included."""
+    loaded one unless given) and one bounded queue per sink."""
     load_plugins(app)
     rs = ruleset if ruleset is not None else app.ruleset
     if rs is None:
         rs = load_ruleset(app)
     sinks = [s for _, s in app.sinks]
-    for i, r in enumerate(app.config["responses"]):
-        if r["action"] not in app.actions:
-            raise StartupError(f"responses item {i + 1}: no plugin provides the response action "
-                               f"'{r['action']}' (available: "
-                               f"{', '.join(sorted(app.actions)) or 'none'})")
-        sinks.append(ResponseSink(app.actions[r["action"]][1], r["params"], r["rules"],
-                                  Priority.parse(r["min_priority"])))
     app.pipeline = Pipeline(rs, [*app.parsers, *extra_parsers], sinks,
                              app.metrics, state=app.ctx.state,
                              queue_capacity=app.config["outputs_queue"]["capacity"])

@@ -6,11 +6,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from falconet.app.errors import StartupError
+from falconet.config import ConfigError
 from falconet.fields import FieldRegistry
 from falconet.pipeline import Pipeline
+from falconet.plugins import PluginRequiredError
 
 if TYPE_CHECKING:
     from falconet.app.engine import App
+
+#: the plugin that runs ``responses:`` policies (plugins/falconet-response)
+RESPONSE_PLUGIN = "response"
 
 
 def collect_contributions(app: App) -> None:
@@ -75,6 +81,33 @@ def collect_contributions(app: App) -> None:
     dead = [n for n, owner in field_owner.items() if owner not in alive]
     for n in dead:
         del ctx.fields.fields[n]
+    collect_alert_fields(app)
+
+
+def collect_alert_fields(app: App) -> None:
+    """``falconet_alert_fields``: plugins compile their ``match:`` specs (response policies)
+    against the complete registry; the tokens they name are captured by every rule."""
+    h, ctx = app.host, app.ctx
+    ctx.extras["falconet.response_actions"] = {k: a for k, (_p, a) in app.actions.items()}
+    try:
+        found = h.call(h.hook.falconet_alert_fields, engine=ctx)
+    except PluginRequiredError:
+        bad = [f for f in h.failures if f.stage == "falconet_alert_fields"
+               and f.name == RESPONSE_PLUGIN]
+        if not bad:
+            raise
+        # the policies' own file:line:col messages, without the plugin-host wrapping
+        raise ConfigError(bad[-1].reason.removeprefix("PluginConfigError: ").splitlines()
+                          ) from None
+    for _name, tokens in found:
+        app.capture_fields.update(str(t) for t in tokens)
+    alive = set(h.info)
+    app.sinks = [s for s in app.sinks if s[0] in alive]
+    app.parsers = [p for p in app.parsers if p[0] in alive]
+    app.actions = {k: v for k, v in app.actions.items() if v[0] in alive}
+    if app.config["responses"] and "falconet.responses" not in ctx.extras:
+        raise StartupError("responses: policies are configured but no plugin runs them "
+                           f"(the '{RESPONSE_PLUGIN}' plugin, plugins/falconet-response)")
 
 
 def drop_dead_contributions(app: App, pipeline: Pipeline) -> None:

@@ -19,6 +19,7 @@ from falconet.app import load_rules as _rules
 from falconet.app import metrics_server as _metrics
 from falconet.app import reload_rules as _reload
 from falconet.app import summary as _summary
+from falconet.app.contributions import RESPONSE_PLUGIN
 from falconet.app.open_source import announce, open_source
 from falconet.app.process_events import process_events
 from falconet.config import Config
@@ -53,7 +54,13 @@ class App:
                                  config=config.data, metrics=self.metrics, state=StateTables(),
                                  log=logging.getLogger("falconet"))
         self.ctx.extras["falconet.source"] = source_name
-        self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
+        plugins_cfg = dict(config.data.get("plugins") or {})
+        if config.data.get("responses"):
+            # configured policies must run or stop start-up, never be dropped silently: the
+            # plugin that runs them (falconet-response) is required
+            plugins_cfg[RESPONSE_PLUGIN] = {**(plugins_cfg.get(RESPONSE_PLUGIN) or {}),
+                                            "required": True}
+        self.host = PluginHost(plugins_cfg, builtins=builtins,
                                entry_points=entry_points, extra=extra_plugins,
                                where=config.where, whole_config=config.data)
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
@@ -62,6 +69,9 @@ class App:
         self.actions: dict[str, tuple[str, Any]] = {}        # action name -> (plugin, action)
         self.plugin_rules: list[tuple[str, str]] = []
         self.plugin_versions: dict[str, str] = {}
+        #: field tokens every alert carries in ``Alert.match_fields``: the union of the
+        #: ``AlertMatcher.fields`` of response policies and output routes (before rules load)
+        self.capture_fields: set[str] = set()
         self.ruleset: Any = None
         self.load_result: Any = None
         self.pipeline: Pipeline | None = None

@@ -109,6 +109,7 @@ def load_rules_files(app: App, files: list[str]) -> Any:
                      sources=app.event_sources, min_priority=Priority.parse(cfg["priority"]),
                      rule_matching=cfg["rule_matching"], hostname=app.ctx.hostname,
                      append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                     capture_fields=app.capture_fields,
                      max_file_bytes=cfg["rules_max_file_size"])
     for w in getattr(res, "warnings", []) or []:
         print(f"falconet: {w}", file=sys.stderr)

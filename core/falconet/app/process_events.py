@@ -28,7 +28,7 @@ def start_reloader(app: App, s: Session) -> None:
     watch = (lambda: watched_rules_paths(app)) if app.config["watch_rules_files"] else None
     app.reloader = RulesReloader(lambda reason: reload_and_refreeze(app, reason), watch)
     app.reloader.start()
-    install_reload_handler(s, app.reloader)
+    install_reload_handler(s, app.reloader, list(app.ctx.extras.get("falconet.on_sighup", [])))
 
 
 def process_events(app: App, s: Session, *, duration: float | None, hot_reload: bool,

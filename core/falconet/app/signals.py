@@ -4,6 +4,7 @@ rules. Handlers are installed on the main thread only and put back when the run 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from falconet.app.open_source import Session
@@ -34,10 +35,17 @@ def install_stop_handlers(s: Session) -> None:
             s.old_handlers[sig] = signal.signal(sig, on_signal)
 
 
-def install_reload_handler(s: Session, reloader: RulesReloader) -> None:
-    """SIGHUP asks ``reloader`` for a reload; SIGHUPs that came while the source opened do now."""
+def install_reload_handler(s: Session, reloader: RulesReloader,
+                           hup_hooks: list[Callable[[], None]]) -> None:
+    """SIGHUP asks ``reloader`` for a reload and calls ``hup_hooks`` (plugins that act on SIGHUP
+    too: the response plugin re-arms its policies); SIGHUPs that came while the source opened
+    reload now."""
     if s.in_main_thread and hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda _s, _f: reloader.request("SIGHUP"))
+        def on_hup(_s: int, _f: Any) -> None:
+            reloader.request("SIGHUP")
+            for hook in hup_hooks:
+                hook()
+        signal.signal(signal.SIGHUP, on_hup)
         if s.early_hups:
             reloader.request("SIGHUP")
 

@@ -109,6 +109,8 @@ class CompiledRule:
     capture: bool = False
     capture_duration_ns: int = 0
     extra_fields: dict[str, Any] = field(default_factory=dict)
+    #: (token, extractor) of the ``capture_fields`` valid for this rule's source
+    capture_getters: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass

@@ -100,7 +100,6 @@ class OtelSink:
         self._logs: Shipper | None = None
         self._traces: Shipper | None = None
         self._emitted: OrderedDict[bytes, None] = OrderedDict()
-        self._seq = 0
         #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
         #: logs when exported (a record per alert), else the traces' alert spans
         self._loss_signal = "logs" if "logs" in settings.targets else "traces"
@@ -164,7 +163,8 @@ class OtelSink:
         Returns the (trace id, span id) the log record is linked to."""
         assert self._traces is not None
         key = mapping.workload_key(alert)
-        trace_id = mapping.trace_id_for(key).to_bytes(16, "big")
+        tid, alert_sid = mapping.alert_span_ids(alert)
+        trace_id = tid.to_bytes(16, "big")
         lineage = alert.lineage or _lineage_from_fields(alert.output_fields)
         workload = {k: attrs[k] for k in _WORKLOAD_ATTRS if k in attrs}
         workload["falconet.workload"] = key
@@ -181,9 +181,7 @@ class OtelSink:
                                                   9)), alerts=0)
             parent = sid
         me = lineage[0] if lineage else {}
-        self._seq += 1
-        sid = mapping.alert_span_id(key, me.get("pid"), me.get("start_ts"), alert.time_ns, alert.rule,
-                                    self._seq).to_bytes(8, "big")
+        sid = alert_sid.to_bytes(8, "big")
         start = _start_ns(me, alert.time_ns)
         end = max(start, alert.time_ns + self.settings.span_duration_ms * 1_000_000)
         event = wire.span_event(time_ns=alert.time_ns, name=mapping.EVENT_NAME, attributes=wire.repeated(
@@ -200,6 +198,31 @@ class OtelSink:
             status_message=alert.rule if severe else ""),
             alerts=1 if self._loss_signal == "traces" else 0)
         return trace_id, sid
+
+    # ------------------------------------------------------------------ for other plugins
+    def span_ids(self, alert: Alert) -> tuple[int, int] | None:
+        """``(trace id, span id)`` of the alert's span, or ``None`` when traces are off or the
+        alert is below ``min_priority`` (it gets no span)."""
+        if self._traces is None or alert.priority > self.min_priority:
+            return None
+        return mapping.alert_span_ids(alert)
+
+    def emit_span(self, *, trace_id: int, span_id: int, parent_span_id: int, name: str,
+                  start_ns: int, end_ns: int, attributes: dict[str, Any], error: bool = False,
+                  status_message: str = "") -> bool:
+        """Export one span another plugin made (the response plugin: one per action, child of
+        the alert's span). Thread-safe; ``False`` when traces are off."""
+        traces = self._traces
+        if traces is None:
+            return False
+        traces.put(wire.span(
+            trace_id=trace_id.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"),
+            parent_span_id=parent_span_id.to_bytes(8, "big") if parent_span_id else b"",
+            name=name, start_ns=start_ns, end_ns=max(start_ns, end_ns),
+            attributes=wire.AttributeEncoder().encode(attributes, 9),
+            status_code=wire.STATUS_ERROR if error else wire.STATUS_UNSET,
+            status_message=status_message if error else ""), alerts=0)   # not an alert
+        return True
 
     def _remember(self, span_id: bytes) -> None:
         self._emitted[span_id] = None
