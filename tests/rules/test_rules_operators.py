@@ -26,7 +26,7 @@ OPERATOR_CASES = [
     # numeric comparisons, parsed into the field's type
     ("user.uid = 1000", True), ("user.uid != 1000", False), ("user.uid < 1001", True),
     ("user.uid <= 1000", True), ("user.uid > 1000", False), ("user.uid >= 1000", True),
-    ("user.uid = 0x3e8", True), ("fd.num = 3", True), ("fd.num > -1", True),
+    ("user.uid = 1000", True), ("fd.num = 3", True), ("fd.num > -1", True),
     # string ordering is lexicographic
     ("proc.name > 5", True), ("proc.name < 5", False),
     # substring / prefix / suffix
@@ -199,7 +199,9 @@ def test_list_fields_in_and_intersects(both_compilers) -> None:
     ("proc.name bcontains 6869", "'bcontains' operator not supported for string filters"),
     ("evt.buffer bcontains xyz", "bcontains and bstartswith operator support hex strings only"),
     ("fd.types = f", "'=' operator not supported for list filters"),
-    ("user.uid = abc", "'abc' is not a valid number"),
+    ("user.uid = abc", "abc is not a valid number"),
+    ("user.uid = 0x3e8", "0x3e8 is not a valid number"),     # Falco 0.44.1: no hex, no floats
+    ("proc.pid = 1.5", "1.5 is not a valid number"), ("proc.pid > 1e+3", "1e+3 is not a valid number"),
     ("fd.connected = maybe", "'maybe' is not a valid boolean"),
     ("fd.sip = not.an.ip", "is not a valid IP address"),
     ("proc.nme = bash", "filter_check called with nonexistent field proc.nme"),
@@ -210,7 +212,6 @@ def test_list_fields_in_and_intersects(both_compilers) -> None:
     ("proc.name = val(proc.aname)", "does not support val()"),
     ("fd.name regex '('", "invalid regular expression"),
     ("proc.name = foo and undefined_macro", "Undefined macro 'undefined_macro' used in filter."),
-    ("proc.name in some_list_name", "unexpected identifier 'some_list_name'"),
     ("tolower(evt.type) = open", "evt.type can not be used with a transformer"),
 ])
 def test_compile_errors(cond: str, msg: str) -> None:

@@ -102,7 +102,7 @@ def test_exec_and_open_seen_with_process_tree(live: LiveState, tmp_path: Path) -
     assert v["proc.cmdline"] == f"cat {marker}"
     assert v["proc.exepath"] == os.path.realpath(cat)
     assert v["proc.aname[2]"] == Path(f"/proc/{os.getpid()}/comm").read_text().strip()
-    assert v["proc.cwd"] == str(tmp_path)
+    assert v["proc.cwd"] == f"{tmp_path}/"   # Falco: with a trailing "/"
     assert v["user.uid"] == os.geteuid() and v["user.name"] == "root"
     assert v["fd.typechar"] == "f" and v["fd.num"] >= 0 and v["evt.res"] == "SUCCESS"
     assert v["proc.is_exe_upper_layer"] is False

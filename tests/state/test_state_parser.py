@@ -161,7 +161,7 @@ def test_threads_share_fds_and_cwd_and_exec_from_thread() -> None:
     assert o.thread is th and 7 in m.tables.get(150).fds
     m.evt("chdir", 151, 0, path="/tmp")
     e = m.evt("openat", 150, 8, fd=8, dirfd=-100, name="y", flags=0)
-    assert m.field(e, "fd.name") == "/tmp/y" and m.field(e, "proc.cwd") == "/tmp"
+    assert m.field(e, "fd.name") == "/tmp/y" and m.field(e, "proc.cwd") == "/tmp/"
     assert m.field(o, "thread.tid") == 151 and m.field(o, "proc.pid") == 150
     assert m.field(o, "thread.ismain") is False
     # thread exit removes it at once

@@ -16,8 +16,9 @@ from typing import Any
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.priorities import Priority
 from falconet.rules import errors as E
+from falconet.rules.ast import MultiTransform, Transform
 from falconet.rules.errors import LoadMessage, Location
-from falconet.rules.parser import ALL_OPS, LIST_OPS, MODIFIERS, STR_OPS
+from falconet.rules.parser import ALL_OPS, LIST_OPS, MODIFIERS, STR_OPS, parse_field_token
 from falconet.rules.yamlnodes import YMap, YSeq
 
 RULE_KEYS = frozenset({"rule", "condition", "output", "desc", "priority", "tags", "enabled",
@@ -210,6 +211,8 @@ class Collector:
         if key not in d:
             return None
         v = d[key]
+        if isinstance(v, str) and v in _YAML_CPP_BOOLS:
+            return _YAML_CPP_BOOLS[v]       # Falco decodes with yaml-cpp: `capture: "yes"` loads
         if not isinstance(v, bool):
             self.fail(f"Value for key '{key}' must be a boolean (true or false)", d.locs[key])
         return v
@@ -316,7 +319,7 @@ class Collector:
         assert name is not None
         if not _LIST_NAME_RE.fullmatch(name):
             self.warn(E.LOAD_INVALID_LIST_NAME, "List has an invalid name. List names should "
-                      "match a regular expression: [^()\"'[:space:]=,]+", d.locs["list"])
+                      "match a regular expression: ([^()\"'[:space:]=,]+)", d.locs["list"])
         if "items" not in d:
             self.fail("Item has no mapping for key 'items'", d.loc)
         items = d["items"]
@@ -348,7 +351,7 @@ class Collector:
         assert name is not None
         if not _MACRO_NAME_RE.fullmatch(name):
             self.warn(E.LOAD_INVALID_MACRO_NAME, "Macro has an invalid name. Macro names should "
-                      "match a regular expression: [a-zA-Z]+[a-zA-Z0-9_]*", d.locs["macro"])
+                      "match a regular expression: ([a-zA-Z]+[a-zA-Z0-9_]*)", d.locs["macro"])
         cond = self._str(d, "condition")
         append = False
         if "override" in d:
@@ -419,6 +422,10 @@ class Collector:
         r = RuleItem(name, cond, output.strip(), desc, prio, d.loc)
         r.output_loc = d.locs.get("output")
         r.source = self._str(d, "source", required=False) or "syscall"
+        if prev is not None and prev.source != r.source:
+            # Falco's collector compares the sources of every redefinition, not only appends
+            self.fail("Rule has been re-defined with a different source",
+                      d.locs.get("source", d.loc))
         self._rule_options(r, d)
         if "exceptions" in d:
             r.exceptions = self._exceptions(d, r, existing=[])
@@ -500,6 +507,8 @@ class Collector:
         if not isinstance(raw, list):
             self.fail("Value for key 'exceptions' must be a sequence", d.locs["exceptions"])
         out = list(existing)
+        # only the earlier definition's exceptions take appended values: a name repeated in the
+        # same list is a warning and a second exception (Falco's reader keeps both)
         by_name = {e.name: e for e in out}
         seen: set[str] = set()
         for i, ex in enumerate(raw):
@@ -544,13 +553,17 @@ class Collector:
             e = ExceptionItem(name, ex["fields"], ex.get("comps"), values, loc)
             self._validate_exception(e, item)
             out.append(e)
-            by_name[name] = e
         return out
 
     def _validate_exception(self, e: ExceptionItem, item: tuple[str, str]) -> None:
         def bad(msg: str) -> None:
             self.error(msg, e.loc, item=item)
             raise _Stop
+        # Falco trims the comparison operators: `"  contains  "` is `contains`
+        if isinstance(e.comps, list):
+            e.comps = [c.strip() if isinstance(c, str) else c for c in e.comps]
+        elif isinstance(e.comps, str):
+            e.comps = e.comps.strip()
         if isinstance(e.fields, list):
             if e.comps is None:
                 e.comps = ["="] * len(e.fields)
@@ -587,7 +600,23 @@ class Collector:
                         raise
                     self.registry.lookup(m.group(1), m.group(2))
                 except UnknownFieldError:
-                    bad(f"'{f}' is not a supported filter field")
+                    if not _is_transformer(str(f)):
+                        bad(f"'{f}' is not a supported filter field")
+
+
+def _is_transformer(text: str) -> bool:
+    """``tolower(proc.name)`` as an exception field: Falco accepts transformers there (the
+    condition compiler checks the fields inside)."""
+    parsed = parse_field_token(text.strip())
+    return parsed is not None and parsed[1] == len(text.strip()) and \
+        isinstance(parsed[0], Transform | MultiTransform)
+
+
+#: the scalars yaml-cpp's ``convert<bool>`` accepts (quoted or not)
+_YAML_CPP_BOOLS = {w: True for w in ("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on",
+                                     "On", "ON")} | \
+    {w: False for w in ("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off",
+                        "OFF")}
 
 
 def is_modifier(c: str) -> bool:

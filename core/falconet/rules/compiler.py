@@ -46,7 +46,9 @@ def _quote_exc_value(v: Any) -> str:
     s = v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
     if s.startswith(("'", '"')):
         return s
-    if s == "" or any(ch in s for ch in " \t\n(),=\"'"):
+    # Falco quotes a value only when it has a space: `tolower(proc.pname)` stays a transformer
+    # (a field comparison), `a(b` is a syntax error there as here
+    if s == "" or " " in s:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return s
 
@@ -95,6 +97,8 @@ def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> 
     """Falco's textual list substitution: a list name bounded by blanks, ``(``, ``)``, ``,``,
     ``=`` or the string ends becomes ``item1, item2``; an empty list also eats one comma.
     Right after a modifier (``startswith oneof list_name``) it becomes ``(item1, item2)``."""
+    if any(not _TOKEN_RE.fullmatch(name) for name in lists):
+        text = _substitute_spaced_names(text, lists, used)
     out: list[str] = []
     last = 0
     drop_comma = False
@@ -129,6 +133,34 @@ def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> 
         chunk = re.sub(r"^\s*,", "", chunk, count=1)
     out.append(chunk)
     return "".join(out)
+
+
+def _substitute_spaced_names(text: str, lists: dict[str, list[str]], used: set[str]) -> str:
+    """List names with blanks or delimiters (`my list`): Falco's ``resolve_list`` finds the name
+    as a substring bounded by ``blanks(),=`` or the string ends, so they work too (with the
+    invalid-name warning)."""
+    for name, items in lists.items():
+        if not name or _TOKEN_RE.fullmatch(name):
+            continue
+        start = text.find(name)
+        while start >= 0:
+            end = start + len(name)
+            if (start == 0 or text[start - 1] in _DELIMS) and \
+                    (end >= len(text) or text[end] in _DELIMS):
+                used.add(name)
+                sub = ", ".join(_quote_list_item(i) for i in items)
+                if _after_modifier(text, start):
+                    sub = f"({sub})"
+                if len(text) + len(sub) > limits.MAX_CONDITION_CHARS:
+                    raise limits.ConditionTooLarge
+                text = text[:start] + sub + text[end:]
+                start = text.find(name, start + len(sub))
+            else:
+                start = text.find(name, start + 1)
+    return text
+
+
+_DELIMS = " \t\n\r(),="
 
 
 def _quote_list_item(item: str) -> str:

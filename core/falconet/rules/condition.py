@@ -40,6 +40,7 @@ from falconet.rules.ast import (
     Value,
 )
 from falconet.rules.errors import FilterCompileError
+from falconet.rules.parser import as_string, parse_field_token
 from falconet.rules.regex import compile_regex
 
 Check = Callable[[Any], bool]
@@ -76,16 +77,13 @@ def check_op_type(op: str, ftype: FieldType) -> None:
 
 # ------------------------------------------------------------------------------ value parsing
 def parse_number(text: str, ftype: FieldType) -> int | float:
+    """A decimal integer, as libsinsp's number parser for integer fields: Falco 0.44.1 rejects
+    `0x10`, `1.5` and `1e+3` there with "<text> is not a valid number" (the parser lexes them,
+    the field's value parser refuses them)."""
     t = text.strip()
-    try:
-        if t.lower().startswith(("0x", "+0x", "-0x")):
-            return int(t, 16)
-        if re.fullmatch(r"[+-]?[0-9]+", t):
-            return int(t)
-        return float(t)
-    except ValueError:
-        raise FilterCompileError(f"filter error: '{text}' is not a valid number for a "
-                                 f"{ftype.value} field") from None
+    if re.fullmatch(r"[+-]?[0-9]+", t):
+        return int(t)
+    raise FilterCompileError(f"{text} is not a valid number")
 
 
 def parse_bool(text: str) -> bool:
@@ -330,10 +328,24 @@ class ConditionCompiler:
                                              f"supported on {inner.type.value} fields")
                 out_type = FieldType.UINT64
             else:
-                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF) or inner.is_list:
+                if inner.type is FieldType.BYTEBUF and node.name != "b64":
+                    # libsinsp: only b64 takes a byte buffer (Falco 0.44.1's message)
+                    where = inner.field.token if inner.field is not None else as_string(node.child)
+                    raise FilterCompileError("can't add field transformer: type 'BYTEBUF' is not "
+                                             f"supported by '{node.name}' transformer applied on "
+                                             f"field '{where}'")
+                if not (inner.type.is_string or inner.type is FieldType.BYTEBUF):
                     raise FilterCompileError(f"filter error: transformer '{node.name}' is not "
                                              f"supported on {inner.type.value} fields")
                 out_type = inner.type
+                if inner.is_list:
+                    # libsinsp applies the transformer to every value of a list field
+                    gl = inner.get
+
+                    def get_each(evt: Any, _g: Getter = gl, _f: Callable[[Any], Any] = fn) -> Any:
+                        vs = _g(evt)
+                        return None if vs is None else tuple(_f(v) for v in vs)
+                    return _Operand(get_each, out_type, True, False, inner.field, True)
             g = inner.get
 
             def get(evt: Any, _g: Getter = g, _f: Callable[[Any], Any] = fn) -> Any:
@@ -472,6 +484,11 @@ class ConditionCompiler:
         if isinstance(right, Value) and right.text.count(".") and self._is_field_name(right.text):
             self.warnings.append(f"'{right.text}' may be a valid field misused as a const "
                                  "string value")
+        elif isinstance(right, Value) and "(" in right.text and \
+                self._is_transformer_text(right.text):
+            # Falco 0.44.1: `proc.name = "tolower(proc.name)"` warns like a misused field
+            self.warnings.append(f"'{right.text}' may be a valid field transformer misused as a "
+                                 "const string value")
         base, _, modifier = op.partition(" ")
         values = right.values if isinstance(right, ListValue) else [right.text]
         if "<NA>" in values and left.field is not None and \
@@ -512,6 +529,18 @@ class ConditionCompiler:
             self.registry.lookup(text)
             return True
         except UnknownFieldError:
+            return False
+
+    def _is_transformer_text(self, text: str) -> bool:
+        """The whole text parses as a transformer of known fields (``tolower(proc.name)``)."""
+        parsed = parse_field_token(text)
+        if parsed is None or parsed[1] != len(text) or \
+                not isinstance(parsed[0], Transform | MultiTransform):
+            return False
+        try:
+            self.operand(parsed[0])
+            return True
+        except FilterCompileError:
             return False
 
     def value_pred(self, op: str, values: list[str], left: _Operand) -> Callable[[Any], bool]:
@@ -647,6 +676,9 @@ def _modifier_pred(modifier: str, preds: list[Callable[[Any], bool]]) -> Callabl
     if modifier == "anyof":
         return lambda v, _ps=preds: any(p(v) for p in _ps)
     if modifier == "allof":
+        if not preds:
+            # libsinsp: `allof ()` is false (no element to satisfy), not vacuously true
+            return lambda v: False
         return lambda v, _ps=preds: all(p(v) for p in _ps)
     return lambda v, _ps=preds: sum(1 for p in _ps if p(v)) == 1
 

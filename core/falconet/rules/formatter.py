@@ -77,9 +77,14 @@ def _token(text: str, pos: int, registry: FieldRegistry, source: str,
                                  code=LOAD_ERR_COMPILE_OUTPUT)
     node, end = parsed
     if isinstance(node, Field) and node.name in DEPRECATED_OUTPUT_FIELDS:
-        warnings.append(f"usage of deprecated field '{node.name}' has been detected in the rule "
-                        "output")
+        # Falco 0.44 renders %container.info as nothing (the container plugin's suggested
+        # fields are appended instead) with this warning
+        warnings.append("%container.info is deprecated and no more useful, and will be dropped "
+                        "by Falco 1.0.0. The container plugin will automatically add required "
+                        "fields to the output message.")
         return None, node.name, end, False
+    if isinstance(node, Field) and node.name == "evt.dir":
+        warnings.append("usage of deprecated field 'evt.dir' has been detected in the rule output")
     if isinstance(node, Transform | MultiTransform):
         return _transformed(node, registry, source), text[pos:end], end, False
     assert isinstance(node, Field)

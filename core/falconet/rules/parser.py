@@ -241,9 +241,7 @@ class _Parser:
         self.last_token = ")"
         arg = None
         if self.lit("["):
-            arg = self._quoted() if self.peek('"') or self.peek("'") else self.regex(_BARE_ARG_RE)
-            if arg is None or not self.lit("]"):
-                raise self.error("expected a valid field argument: a quoted string or a bare string")
+            arg = self._field_arg()
             self.last_token = "]"
         return MultiTransform(name, args, arg, start)
 
@@ -311,16 +309,26 @@ class _Parser:
             return None
         arg = None
         if self.lit("["):
-            arg = self._quoted() if self.peek('"') or self.peek("'") else self.regex(_BARE_ARG_RE)
-            if arg is None or not self.lit("]"):
-                raise self.error("expected a valid field argument: a quoted string or a bare string")
+            arg = self._field_arg()
             self.last_token = f"{name}[{arg}]"
         return Field(name, arg, start)
+
+    def _field_arg(self) -> str:
+        """After ``[``: the argument and ``]``, with libsinsp's two messages
+        (``parse_field_remainder``)."""
+        arg = self._quoted() if self.peek('"') or self.peek("'") else self.regex(_BARE_ARG_RE)
+        if arg is None:
+            raise self.error("expected a valid field argument: a quoted string or a bare string")
+        if not self.lit("]"):
+            raise self.error("expected a ']' token")
+        return arg
 
     def parse_condition(self, left: object, start: int) -> object:
         self.blank()
         op_pos = self.pos
-        if self._word_op("exists", need_blank=False):
+        # libsinsp lexes the unary operator as a plain prefix (lex_helper_str_list): no word
+        # boundary, so `a.b existsand macro` is `a.b exists and macro`
+        if self.lit("exists"):
             return Unary(left, "exists")
         for op in NUM_OPS:
             if self.lit(op):
@@ -334,8 +342,8 @@ class _Parser:
                 return Binary(left, op, rhs, op_pos)
         for op in STR_OPS:
             if self._word_op(op, need_blank=op in _WORD_STR_OPS):
-                self.blank()
-                mod = self._modifier()
+                blank = self.blank()
+                mod = self._modifier() if blank else None
                 if mod is not None:
                     return Binary(left, f"{op} {mod}", self._list_rhs(), op_pos)
                 rhs = self._transformer_or_field_rhs()
@@ -370,13 +378,21 @@ class _Parser:
         return True
 
     def _modifier(self) -> str | None:
+        """``<strop> <blank> oneof|anyof|allof <blank>`` followed by a list or a list name.
+        As Falco 0.44 (libs 0.25): the modifier needs a blank on both sides (`==oneof (a)` and
+        `== oneof(a)` are the value `oneof` followed by an unexpected token), and without a list
+        after it the word is a plain value (`proc.name == anyof and fd.name exists`)."""
         save = self.pos
         for mod in MODIFIERS:
             if self.lit(mod):
-                if self.blank() or self.peek("("):
+                if self.blank() and (self.peek("(") or self._list_name_follows()):
                     return mod
                 self.pos = save
         return None
+
+    def _list_name_follows(self) -> bool:
+        m = _IDENT_RE.match(self.text, self.pos)
+        return m is not None and m.group(0) not in ("and", "or")
 
     def _transformer_or_field_rhs(self) -> object | None:
         m = _IDENT_RE.match(self.text, self.pos)
@@ -406,10 +422,11 @@ class _Parser:
         rhs = self._transformer_or_field_rhs()
         if rhs is not None:
             return rhs
-        start = self.pos
+        # an identifier here is a list name that was not substituted: libsinsp keeps it as a
+        # plain value (`proc.name in foo` is `proc.name in (foo)`), it is not an error
         name = self.regex(_IDENT_RE)
         if name is not None:
-            return Ident(name, start)
+            return Value(name)
         raise self.error("expected a list, a list name, a transformer or val()")
 
     def _str_value(self) -> Value:
@@ -447,17 +464,14 @@ class _Parser:
                 elif e == q:
                     out.append(q)
                     p += 2
-                elif e == "x":
-                    hx = t[p + 2:p + 4]
-                    if len(hx) != 2 or any(h not in "0123456789abcdefABCDEF" for h in hx):
-                        raise self.error("unsupported string escape sequence", p)
-                    out.append(chr(int(hx, 16)))
-                    p += 4
                 elif e == " ":
                     out.append("\\ ")        # legacy: a backslash before a blank is kept
                     p += 2
+                elif e in "'\"":
+                    # Falco 0.44.1's wording; it has no `\xHH` escape either (libs 0.25.4)
+                    raise self.error(f"invalid \\{e} escape in {q}-quoted string", p)
                 else:
-                    raise self.error("unsupported string escape sequence", p)
+                    raise self.error(f"unsupported string escape sequence: \\{e}", p)
                 continue
             out.append(c)
             p += 1
@@ -512,13 +526,13 @@ def as_string(node: object) -> str:
         return "not " + as_string(node.child)
     if isinstance(node, Ident):
         return node.name
-    if isinstance(node, Field):
-        return node.token
+    if isinstance(node, Field):  # libsinsp: field "[" escape_str(arg) "]"
+        return node.name if node.arg is None else f"{node.name}[{_q(node.arg)}]"
     if isinstance(node, Transform):
         return f"{node.name}({as_string(node.child)})"
     if isinstance(node, MultiTransform):
         out = f"{node.name}({', '.join(_mv_string(a) for a in node.args)})"
-        return out if node.arg is None else f"{out}[{node.arg}]"
+        return out if node.arg is None else f"{out}[{_q(node.arg)}]"
     if isinstance(node, TransformList):
         return "(" + ", ".join(_mv_string(i) for i in node.items) + ")"
     if isinstance(node, Val):

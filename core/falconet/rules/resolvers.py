@@ -92,38 +92,12 @@ def event_types(node: Expr, universe: frozenset[str], negated: bool = False) -> 
                     negated = not negated
                 return (universe - s) if negated else s
             return universe
-        if isinstance(left, Field) and left.name == "evt.num" and left.arg is None and \
-                isinstance(node.right, Value):
-            never = _evt_num_never(node.op, node.right.text)
-            if never is not None:
-                if negated:
-                    never = not never
-                return frozenset() if never else universe
+        # `evt.num` checks are neutral, whatever the value: Falco 0.44.1 (`--dry-run`, debug
+        # log "syscalls in rules") gives `evt.type = open and evt.num = 0` the set {open} and
+        # `evt.num in (0)`, `evt.num in ()`, `evt.num = -1` every event type
         return universe
     return universe
 
 
 def _is_evt_type(node: object) -> bool:
     return isinstance(node, Field) and node.name in ("evt.type", "syscall.type") and node.arg is None
-
-
-def _evt_num_never(op: str, text: str) -> bool | None:
-    """``evt.num`` is always >= 1: True if the check can never hold, False if it always holds,
-    None if it depends on the event."""
-    try:
-        n = int(text, 0)
-    except ValueError:
-        return None
-    if op in ("=", "=="):
-        return True if n < 1 else None
-    if op == "<":
-        return True if n <= 1 else None
-    if op == "<=":
-        return True if n < 1 else None
-    if op == ">=":
-        return False if n <= 1 else None
-    if op == ">":
-        return False if n < 1 else None
-    if op == "!=":
-        return False if n < 1 else None
-    return None

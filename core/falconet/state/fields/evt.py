@@ -19,6 +19,17 @@ _OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_a
 #: argument names whose value is an fd (rendered ``<f>/etc/passwd`` like Falco)
 _FD_ARGS = frozenset({"fd", "oldfd", "newfd", "listenfd", "dirfd", "olddirfd", "newdirfd",
                       "linkdirfd", "olddir", "newdir"})
+#: libsinsp's EF_READS_FROM_FD / EF_WRITES_TO_FD event flags (``evt.is_io*``)
+_IO_READ_TYPES = frozenset({"read", "pread64", "readv", "preadv", "preadv2", "recvfrom",
+                            "recvmsg", "recvmmsg"})
+_IO_WRITE_TYPES = frozenset({"write", "pwrite64", "writev", "pwritev", "pwritev2", "sendto",
+                             "sendmsg", "sendmmsg"})
+#: event types that are not system calls (libsinsp's internal/scheduler/metaevents):
+#: ``syscall.type`` is unset for them
+_NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signaldeliver",
+                           "container", "pluginevent", "drop", "notification", "meta",
+                           "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
+                           "cpu_hotplug", "page_fault", "asyncevent", "security"})
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
 _HIDDEN_ARGS = frozenset({"cgroup_id", "env"})
 
@@ -250,6 +261,20 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
                  dotted_arg=True),
         _f("evt.args", T.STRING, "all the event arguments, aggregated into a single string.",
            _evt_args(r), cache=True),
+        _f("evt.count", T.UINT32, "This filter field always returns 1.", lambda e: 1,
+           sources=A),
+        _f("evt.is_io", T.BOOL, "'true' for events that read or write to FDs, like read(), "
+           "send, recvfrom, etc.", lambda e: e.type in _IO_READ_TYPES or e.type in _IO_WRITE_TYPES),
+        _f("evt.is_io_read", T.BOOL, "'true' for events that read from FDs, like read(), recv(), "
+           "recvfrom(), etc.", lambda e: e.type in _IO_READ_TYPES),
+        _f("evt.is_io_write", T.BOOL, "'true' for events that write to FDs, like write(), "
+           "send(), etc.", lambda e: e.type in _IO_WRITE_TYPES),
+        _f("syscall.type", T.STRING, "For system call events, the name of the system call (e.g. "
+           "'open'). Unset for other events (e.g. switch or internal events).",
+           lambda e: None if e.type in _NOT_SYSCALLS else e.type),
+        # plugin events carry no plugin-rendered summary here: the value is always missing
+        _f("evt.plugininfo", T.STRING, "if the event is from a plugin, a summary of the event as "
+           "formatted by the plugin.", lambda e: None, sources=A),
         _f("evt.is_open_read", T.BOOL, "'true' for open/openat/openat2/open_by_handle_at events "
            "where the path was opened for reading", _is_open_read),
         _f("evt.is_open_write", T.BOOL, "'true' for open/openat/openat2/open_by_handle_at events "

@@ -125,8 +125,13 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         return found
 
     def cwd(evt: Event) -> str | None:
+        # Falco's value ends with '/' (sinsp_threadinfo::set_cwd appends it): stable's
+        # "Execution from /dev/shm" tests `proc.cwd startswith "/dev/shm/"`
         t = evt.thread
-        return None if t is None else main(t).cwd
+        if t is None:
+            return None
+        c = main(t).cwd
+        return c if not c or c.endswith("/") else c + "/"
 
     def env_factory(arg: str | None) -> Extractor:
         if arg is None:
@@ -185,6 +190,8 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            lambda e: None if e.thread is None else _cmdline(e.thread), cache=C),
         _f("proc.pid", T.INT64, "The id of the process generating the event.",
            lambda e: None if e.thread is None else e.thread.pid),
+        _f("proc.pid.ts", T.ABSTIME, "Start of process as epoch timestamp in nanoseconds.",
+           lambda e: None if e.thread is None else (main(e.thread).start_ts or None)),
         _f("proc.vpid", T.INT64, "The id of the process generating the event as seen from its "
            "current PID namespace.", nz("vpid")),
         _f("proc.ppid", T.INT64, "The pid of the parent of the process generating the event.",
