@@ -27,6 +27,8 @@ from typing import Any
 from falconet import ENGINE_VERSION, __version__
 from falconet.api import EngineContext
 from falconet.config import Config, ConfigError, default_config_path, load_config
+from falconet.delivery.setup import PolicyError, build_policies, capture_fields
+from falconet.delivery.statedir import StateDirError, private_dir
 from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldDef, FieldRegistry
 from falconet.metrics import EngineMetrics
@@ -127,6 +129,7 @@ class App:
         self._cli_rules: list[str] | None = None
         self._running_source: Any = None
         self._loaded = False
+        self._policies: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ plugins
     def load_plugins(self) -> None:
@@ -275,10 +278,14 @@ class App:
         # imported on first load: commands that load no rules (plugins, fields) start faster
         from falconet.rules import load_rules  # noqa: PLC0415
         cfg = self.config
+        # the fields outputs' match:/aggregate: read are captured when alerts render
+        capture = capture_fields(self.output_policies())
+        extra: dict[str, Any] = {"capture_fields": capture} if capture else {}
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
-                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION)
+                         append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
+                         **extra)
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res
@@ -367,6 +374,38 @@ class App:
             counts = {SYSCALL_SOURCE: int(n or 0)}
         self.metrics.rules_loaded = counts
 
+    # ------------------------------------------------------------------------------ delivery
+    def output_policies(self) -> dict[str, Any]:
+        """Each output's routing, aggregation and spool settings (compiled once; a bad
+        ``match:`` or ``aggregate:`` is a :class:`StartupError` with file:line:col)."""
+        if self._policies is None:
+            self.load_plugins()
+            try:
+                self._policies = build_policies(self.config, self.sinks, self.ctx.fields)
+            except PolicyError as e:
+                raise StartupError("invalid output settings:\n" + "\n".join(e.problems)) from None
+            spooled = [p for p in self._policies.values() if p.spool]
+            if spooled:
+                try:    # an unsafe state_dir stops the start, not just one output
+                    private_dir(Path(self.config["state_dir"]) / "spool")
+                except StateDirError as e:
+                    raise StartupError(f"state_dir: {e}") from None
+        return self._policies
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``/healthz``: ``degraded`` (still 200) while an output spools or its queue is over
+        half full; each output's queue depth and spool state."""
+        outputs: dict[str, Any] = {}
+        degraded = False
+        for w in self.pipeline.workers if self.pipeline is not None else []:
+            h = w.health() if hasattr(w, "health") else {"state": "ok"}
+            h["queue_depth"] = w.queue.qsize()
+            if w.queue.maxsize and h["queue_depth"] * 2 > w.queue.maxsize and h["state"] == "ok":
+                h["state"] = "backlog"
+            degraded = degraded or h["state"] != "ok"
+            outputs[w.name] = h
+        return True, {"status": "degraded" if degraded else "ok", "outputs": outputs}
+
     # ------------------------------------------------------------------------------ pipeline
     def build_pipeline(self, ruleset: Any = None, *, extra_parsers: Iterable[tuple[str, Any]] = ()
                        ) -> Pipeline:
@@ -384,7 +423,8 @@ class App:
                                       Priority.parse(r["min_priority"])))
         self.pipeline = Pipeline(rs, [*self.parsers, *extra_parsers], sinks,
                                  self.metrics, state=self.ctx.state,
-                                 queue_capacity=self.config["outputs_queue"]["capacity"])
+                                 queue_capacity=self.config["outputs_queue"]["capacity"],
+                                 policies=self.output_policies())
         # sources (the collector's drop alerts) raise internal alerts through this
         self.ctx.extras["falconet.inject_alert"] = self.pipeline.inject
         st = self.ctx.state
@@ -412,7 +452,8 @@ class App:
             log.warning("metrics server not available (falconet.prometheus is not installed)")
             return
         try:
-            srv = mod.MetricsServer(self.ctx, self.metrics, self.host, address, port)
+            srv = mod.MetricsServer(self.ctx, self.metrics, self.host, address, port,
+                                    health=self.health)
             srv.start()
         except OSError as e:
             raise StartupError(f"metrics server cannot listen on {address}:{port}: "

@@ -12,12 +12,13 @@ import copy
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from falconet.delivery.policy import SPOOL_DEFAULTS, check_aggregate, check_spool
 from falconet.priorities import PRIORITY_NAMES, Priority
 
 #: (line, column), both 1-based, of a key's value; ``None`` when the value was not written.
@@ -169,7 +170,10 @@ def _headers(v: Any) -> dict[str, str]:
 #: Marker for a section whose content belongs to someone else (validated by its plugin).
 FREE = "free-form"
 
-_sink_common: dict[str, Any] = {"enabled": _bool, "min_priority": _priority}
+_sink_common: dict[str, Any] = {"enabled": _bool, "min_priority": _priority,
+                                # routing and aggregation (falconet.delivery; docs/outputs.md):
+                                # ``match`` is compiled against the field registry at start
+                                "match": _mapping, "aggregate": check_aggregate}
 
 #: Every key falconet.yaml may hold: nested dicts are sections, callables check leaf values.
 SCHEMA: dict[str, Any] = {
@@ -189,8 +193,9 @@ SCHEMA: dict[str, Any] = {
         "file": {**_sink_common, "path": _opt_str, "json": _bool},
         "webhook": {**_sink_common, "url": _opt_str, "retries": _int_range(0, 100),
                     "timeout": _positive_number, "queue_size": _int_range(1),
-                    "headers": _headers},
+                    "headers": _headers, "spool": check_spool},
     },
+    "state_dir": _opt_str,
     "outputs_queue": {"capacity": _int_range(1)},
     "metrics": {"enabled": _bool, "address": _str, "port": _int_range(0, 65535)},
     "collector": FREE,
@@ -211,11 +216,14 @@ DEFAULTS: dict[str, Any] = {
     "append_output": [{"suggested_output": True}],
     "hostname": None,
     "outputs": {
-        "stdout": {"enabled": True, "min_priority": "debug"},
-        "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True},
+        "stdout": {"enabled": True, "min_priority": "debug", "match": {}, "aggregate": None},
+        "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True,
+                 "match": {}, "aggregate": None},
         "webhook": {"enabled": False, "min_priority": "debug", "url": None, "retries": 3,
-                    "timeout": 5.0, "queue_size": 1000, "headers": {}},
+                    "timeout": 5.0, "queue_size": 1000, "headers": {}, "match": {},
+                    "aggregate": None, "spool": dict(SPOOL_DEFAULTS)},
     },
+    "state_dir": None,
     "outputs_queue": {"capacity": 10000},
     "metrics": {"enabled": True, "address": "127.0.0.1", "port": 8765},
     "collector": {},
@@ -230,6 +238,16 @@ class Config:
 
     data: dict[str, Any]
     path: str | None = None
+    #: where each key was written: ``("outputs", "webhook", "match") -> (line, col)`` (file keys
+    #: only), for messages about values checked after loading (``match:`` conditions)
+    marks: dict[tuple[str, ...], Mark] = field(default_factory=dict)
+
+    def where(self, path: tuple[str, ...]) -> str:
+        """``file:line:col`` of a key (or the file, or ``<config>``)."""
+        m = self.marks.get(path)
+        if self.path is None:
+            return "<config>"
+        return f"{self.path}:{m[0]}:{m[1]}" if m else self.path
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -431,7 +449,7 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
                         f"outputs.file.path is not set")
     if problems:
         raise ConfigError(problems)
-    return Config(merged, path)
+    return Config(merged, path, marks)
 
 
 def default_config_path() -> str | None:

@@ -14,6 +14,10 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
 - ``state_evicted``: the thread table was full and an entry was evicted;
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
   ``falconet_output_drops_total{output}``);
+- ``spool_full``, ``spool_expired``: an alert an output could not deliver was removed from its
+  on-disk spool, oldest first, past ``spool.max_bytes`` or ``spool.max_age``;
+  ``output_rejected``: a receiver refused an alert for good (e.g. HTTP 400), not retried;
+  ``output_encode_error``: an alert could not be encoded for a spooling output;
 - ``container_lookup_queue_full``: a container metadata lookup could not be queued;
 - ``otel_queue_full``, ``otel_logs_export_failed``, ``otel_traces_export_failed``: OTel export
   losses (the OTel plugin).
@@ -47,6 +51,14 @@ class EngineMetrics:
         self.output_sent: defaultdict[str, int] = defaultdict(int)
         self.output_failures: defaultdict[str, int] = defaultdict(int)
         self.output_drops: defaultdict[str, int] = defaultdict(int)
+        #: per output: alerts its ``match:`` did not select, alerts folded into an aggregation
+        #: summary, summaries sent (docs/outputs.md)
+        self.output_unmatched: defaultdict[str, int] = defaultdict(int)
+        self.output_aggregated: defaultdict[str, int] = defaultdict(int)
+        self.output_summaries: defaultdict[str, int] = defaultdict(int)
+        #: per output with a spool: alerts written to it, failed delivery attempts (batches)
+        self.spool_written: defaultdict[str, int] = defaultdict(int)
+        self.delivery_retries: defaultdict[str, int] = defaultdict(int)
         self.plugin_errors: defaultdict[tuple[str, str], int] = defaultdict(int)  # (plugin, hook)
         self.enrichment: defaultdict[tuple[str, str], int] = defaultdict(int)  # (plugin, result)
         self.latency_counts = [0] * (len(self.LATENCY_BUCKETS) + 1)

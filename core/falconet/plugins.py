@@ -20,6 +20,7 @@ from typing import Any
 import pluggy
 
 from falconet import __version__, hookspecs
+from falconet.delivery.policy import DELIVERY_KEYS
 
 log = logging.getLogger("falconet.plugins")
 
@@ -219,7 +220,9 @@ class PluginHost:
     def configure(self, engine: Any) -> None:
         """``falconet_configure`` with each plugin's own section only."""
         for name, impl in self._impls("falconet_configure"):
-            kw = {"config": dict(self._section(name)), "engine": engine}
+            # match:/aggregate:/spool: of a plugin's sinks belong to the engine (docs/outputs.md)
+            kw = {"config": {k: v for k, v in self._section(name).items()
+                             if k not in DELIVERY_KEYS}, "engine": engine}
             try:
                 impl.function(**{a: kw[a] for a in impl.argnames})
             except Exception as e:  # noqa: BLE001

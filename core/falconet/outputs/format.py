@@ -70,6 +70,8 @@ def json_dict(alert: Alert, include_output: bool = True, include_tags: bool = Tr
         d["output"] = f"{text_time(alert.time_ns, iso)}: {alert.priority.label} {alert.output}"
     if include_tags:
         d["tags"] = list(alert.tags)
+    if alert.uuid:
+        d["uuid"] = alert.uuid
     return d
 
 

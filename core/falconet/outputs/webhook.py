@@ -12,10 +12,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from falconet import __version__
 from falconet.alerts import Alert
+from falconet.delivery import PayloadRejected
 from falconet.priorities import Priority
 
 
@@ -56,6 +57,7 @@ class WebhookSink:
         if auth and not any(k.lower() == "authorization" for k in self.headers):
             self.headers["Authorization"] = auth
         self.attempts = 0
+        self.last_error = ""
         # no proxies from the environment: alerts go where the config says
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -86,6 +88,32 @@ class WebhookSink:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise WebhookError(f"{self.url}: {last} after {self.retries + 1} attempts")
+
+    # ------------------------------------------------------------------ spool contract
+    #: the engine may keep alerts this sink cannot deliver in its on-disk spool
+    #: (``falconet.delivery.worker``); it then calls ``encode``/``deliver`` instead of ``send``
+    spool = True
+
+    def encode(self, alert: Alert) -> bytes:
+        return self._fmt(alert).encode("utf-8")
+
+    def deliver(self, payloads: Sequence[bytes]) -> int:
+        """POST each payload once, in order; returns how many were accepted. A refusal that a
+        retry cannot change (4xx other than 408/429) raises ``PayloadRejected``; the spool
+        retries the rest with backoff, so no retry loop here."""
+        for i, body in enumerate(payloads):
+            self.attempts += 1
+            try:
+                self._post(body)
+            except urllib.error.HTTPError as e:
+                if e.code not in (408, 429) and e.code < 500:
+                    raise PayloadRejected(i, f"{self.url}: HTTP {e.code}") from None
+                self.last_error = f"{self.url}: HTTP {e.code}"
+                return i
+            except (urllib.error.URLError, TimeoutError, OSError) as e:
+                self.last_error = f"{self.url}: {getattr(e, 'reason', e)}"
+                return i
+        return len(payloads)
 
     def flush(self) -> None:
         pass
