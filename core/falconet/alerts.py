@@ -30,6 +30,9 @@ class Alert:
         extra: free-form data plugins attach (e.g. the container plugin's metadata).
         uuid: the alert's unique id (set when the pipeline dispatches it; the same in every
             output and every delivery retry, so receivers can drop duplicates).
+        match_fields: raw values of the field tokens ``load_rules(capture_fields=...)`` asked
+            for (what ``match:`` conditions of response policies and routes read, see
+            :mod:`falconet.alertmatch`), keyed by token; not serialised by outputs.
     """
 
     rule: str
@@ -45,3 +48,4 @@ class Alert:
     lineage: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     uuid: str = ""
+    match_fields: dict[str, Any] = field(default_factory=dict)

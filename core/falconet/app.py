@@ -121,6 +121,9 @@ class App:
         self.actions: dict[str, tuple[str, Any]] = {}        # action name -> (plugin, action)
         self.plugin_rules: list[tuple[str, str]] = []
         self.plugin_versions: dict[str, str] = {}
+        #: field tokens every alert carries in ``Alert.match_fields``: the union of the
+        #: ``AlertMatcher.fields`` of response policies and output routes (before rules load)
+        self.capture_fields: set[str] = set()
         self.ruleset: Any = None
         self.load_result: Any = None
         self.pipeline: Pipeline | None = None
@@ -279,13 +282,12 @@ class App:
         from falconet.rules import load_rules  # noqa: PLC0415
         cfg = self.config
         # the fields outputs' match:/aggregate: read are captured when alerts render
-        capture = capture_fields(self.output_policies())
-        extra: dict[str, Any] = {"capture_fields": capture} if capture else {}
+        capture = set(self.capture_fields) | capture_fields(self.output_policies())
         res = load_rules(files, self.ctx.fields, plugin_versions=self.plugin_versions,
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
                          append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
-                         **extra)
+                         capture_fields=capture)
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res

@@ -293,6 +293,11 @@ def _yaml_error(path: str, e: yaml.YAMLError) -> ConfigError:
     return ConfigError([f"{where}: error: invalid YAML: {problem}" + (f" ({ctx})" if ctx else "")])
 
 
+#: top-level sections whose values keep their YAML positions (see :func:`read_yaml`): what
+#: :func:`falconet.alertmatch.compile_match` and the response plugin report errors against
+LOCATED_SECTIONS: tuple[str, ...] = ("responses",)
+
+
 def read_yaml(path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], Mark]]:
     """Read a config file: (values, key positions). Raises :class:`ConfigError`."""
     try:
@@ -313,6 +318,15 @@ def read_yaml(path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], Mark]]:
                            f"got {type(data).__name__}"])
     marks: dict[tuple[str, ...], Mark] = {}
     _marks(node, (), marks)
+    located = [k for k in LOCATED_SECTIONS if k in data]
+    if located:
+        # position-aware values (YMap/YSeq/YStr: dict/list/str subclasses) for the sections
+        # compiled later by their owners, so their errors are file:line:col too
+        from falconet.rules.yamlnodes import load_documents  # noqa: PLC0415
+
+        top = load_documents(text, path)[0][0]
+        for k in located:
+            data[k] = top[k]
     return data, marks
 
 

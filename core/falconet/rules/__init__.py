@@ -69,7 +69,8 @@ def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] | None,
           sources: Iterable[str] | None, min_priority: Priority, rule_matching: str,
-          hostname: str, append_output: Any, engine_version: str) -> LoadResult:
+          hostname: str, append_output: Any, engine_version: str,
+          capture_fields: Iterable[str] = ()) -> LoadResult:
     if sources is None:
         srcs = {"syscall"} | {s for f in registry.fields.values() for s in f.sources}
     else:
@@ -77,7 +78,7 @@ def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] 
     ld = Loader(registry, plugin_versions=plugin_versions, sources=srcs,
                 engine_version=engine_version)
     add(ld)
-    compiled, described = compile_loaded(ld, append_output)
+    compiled, described = compile_loaded(ld, append_output, capture_fields)
     order = {f: i for i, f in enumerate(ld.source_lines)}
     for msgs in (ld.errors, ld.warnings):      # in file order, then by position
         msgs.sort(key=lambda m: (order.get(m.file, -1), m.line, m.col))
@@ -96,7 +97,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
                sources: Iterable[str] | None = None,
                min_priority: Priority = Priority.DEBUG, rule_matching: str = "first",
                hostname: str = "", append_output: Any = None,
-               engine_version: str = falconet.ENGINE_VERSION) -> LoadResult:
+               engine_version: str = falconet.ENGINE_VERSION,
+               capture_fields: Iterable[str] = ()) -> LoadResult:
     """Load rules files in order (later files append to/override earlier items).
 
     Args:
@@ -111,6 +113,9 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
         hostname: written into every alert.
         append_output: Falco's ``append_output`` list; ``None`` = ``[{suggested_output: true}]``.
         engine_version: checked against ``required_engine_version``.
+        capture_fields: field tokens (``k8s.ns.name``, ``proc.aname[2]``) whose values every
+            alert carries in ``Alert.match_fields`` (what :mod:`falconet.alertmatch` conditions
+            read); tokens not valid for a rule's source are skipped for that rule.
     """
     paths = rules_files_in(files)
 
@@ -119,7 +124,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
             ld.add_file(p)
     return _load(add, registry, plugin_versions=plugin_versions, sources=sources,
                  min_priority=min_priority, rule_matching=rule_matching, hostname=hostname,
-                 append_output=append_output, engine_version=engine_version)
+                 append_output=append_output, engine_version=engine_version,
+                 capture_fields=capture_fields)
 
 
 def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: FieldRegistry,
@@ -139,6 +145,6 @@ def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: Fiel
     opts: dict[str, Any] = {"plugin_versions": None, "sources": None,
                             "min_priority": Priority.DEBUG, "rule_matching": "first",
                             "hostname": "", "append_output": None,
-                            "engine_version": falconet.ENGINE_VERSION}
+                            "engine_version": falconet.ENGINE_VERSION, "capture_fields": ()}
     opts.update(kwargs)
     return _load(add, registry, **opts)

@@ -131,6 +131,8 @@ class CompiledRule:
     capture: bool = False
     capture_duration_ns: int = 0
     extra_fields: dict[str, Any] = field(default_factory=dict)
+    #: (token, extractor) of the ``capture_fields`` valid for this rule's source
+    capture_getters: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -876,6 +878,19 @@ def _extra_field_getter(registry: FieldRegistry, token: str, source: str) -> Any
         raise fail(str(e)) from None
 
 
+def _capture_getters(registry: FieldRegistry, tokens: list[str], source: str
+                     ) -> tuple[tuple[str, Any], ...]:
+    """Extractors of the capture tokens that exist for ``source`` (others are skipped: a
+    ``match:`` condition on them is simply false for alerts of that source)."""
+    out = []
+    for tok in tokens:
+        try:
+            out.append((tok, _extra_field_getter(registry, tok, source)))
+        except FilterCompileError:
+            continue
+    return tuple(out)
+
+
 def compile_check(cc: ConditionCompiler, ast: Any, name: str) -> Any:
     """Generated code when possible (faster), else the closure tree (same semantics)."""
     if USE_CODEGEN:
@@ -944,9 +959,13 @@ def _undefined_macro_hint(message: str, ld: Loader, user: str | None,
             "only use macros defined before it)")
 
 
-def compile_loaded(ld: Loader, append_output: Any = None,
+def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = (),
                    ) -> tuple[list[CompiledRule], list[RuleDescription]]:
-    """Compile what :class:`Loader` collected; errors and warnings go to ``ld``."""
+    """Compile what :class:`Loader` collected; errors and warnings go to ``ld``.
+    ``capture_fields``: field tokens whose values every alert carries in ``match_fields``
+    (tokens not valid for a rule's source are skipped for that rule)."""
+    capture_tokens = sorted(set(capture_fields or ()))
+    capture_by_source: dict[str, tuple[tuple[str, Any], ...]] = {}
     try:
         out_entries = _norm_append_output(append_output)
     except RuleLoadError as e:
@@ -1044,6 +1063,11 @@ def compile_loaded(ld: Loader, append_output: Any = None,
                           str(ri.condition), ri.output, ri.capture,
                           ri.capture_duration * 1_000_000)
         cr.extra_fields = {"getters": extras.getters, "consts": extras.consts}
+        if capture_tokens:
+            if ri.source not in capture_by_source:
+                capture_by_source[ri.source] = _capture_getters(ld.registry, capture_tokens,
+                                                                ri.source)
+            cr.capture_getters = capture_by_source[ri.source]
         compiled.append(cr)
         described.append(RuleDescription(name, ri.priority, ri.source, sorted(ri.tags),
                                          ri.enabled, sorted(types) if types is not None else None,

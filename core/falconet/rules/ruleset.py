@@ -93,8 +93,14 @@ class Ruleset:
                 fields[name] = g(evt)
             if extra["consts"]:
                 fields.update(extra["consts"])
-        return Alert(r.name, r.priority, r.source, list(r.tags), text, fields, evt.ts,
-                     self.hostname, r.desc, r.file)
+        alert = Alert(r.name, r.priority, r.source, list(r.tags), text, fields, evt.ts,
+                      self.hostname, r.desc, r.file)
+        capture = r.capture_getters
+        if capture:
+            # values `match:` conditions read (load_rules(capture_fields=...)), resolved now
+            # because state changes after the event
+            alert.match_fields = {tok: g(evt) for tok, g in capture}
+        return alert
 
     def _count_error(self, r: CompiledRule, e: Exception) -> None:
         self.eval_errors[r.name] += 1
