@@ -295,7 +295,7 @@ def _yaml_error(path: str, e: yaml.YAMLError) -> ConfigError:
 
 #: top-level sections whose values keep their YAML positions (see :func:`read_yaml`): what
 #: :func:`falconet.alertmatch.compile_match` and the response plugin report errors against
-LOCATED_SECTIONS: tuple[str, ...] = ("responses",)
+LOCATED_SECTIONS: tuple[str, ...] = ("responses", "outputs")
 
 
 def read_yaml(path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], Mark]]:
