@@ -109,3 +109,82 @@ def healthz(port: int) -> dict[str, Any]:
             return json.loads(r.read())
     except OSError:
         return {}
+
+
+T0 = 1_764_000_000_000_000_000
+
+#: one rule, one alert per ``unlinkat`` of ``/tmp/storm-*`` (the name tells which event it was)
+STORM_RULES = """\
+- rule: Delivery storm
+  desc: a file below /tmp/storm was deleted
+  condition: evt.type = unlinkat and evt.arg.name startswith /tmp/storm-
+  output: Storm file deleted (name=%evt.arg.name proc=%proc.name)
+  priority: ERROR
+  tags: [test]
+"""
+
+
+def storm_capture(path: str, n: int, prefix: str = "a") -> list[str]:
+    """A capture of one ``rm`` process deleting ``/tmp/storm-<prefix>-<i>`` ``n`` times (one alert
+    each). Returns the names, in order."""
+    from falconet.capture import CaptureWriter  # noqa: PLC0415
+    from falconet.events import Event  # noqa: PLC0415
+
+    names = [f"/tmp/storm-{prefix}-{i}" for i in range(n)]
+    with CaptureWriter(path, host="stormhost", kernel="6.18.0", start_ns=T0) as w:
+        w.write_event(Event("syscall", "procfork", T0 + 1, 99, 99,
+                            {"child_tid": 100, "child_pid": 100, "parent_tid": 99,
+                             "parent_pid": 99}))
+        w.write_event(Event("syscall", "execve", T0 + 2, 100, 100,
+                            {"filename": "/usr/bin/rm", "argv": ["rm", "x"], "cwd": "/tmp",
+                             "exepath": "/usr/bin/rm", "uid": 0, "gid": 0, "comm": "rm"}, 0))
+        for i, name in enumerate(names):
+            w.write_event(Event("syscall", "unlinkat", T0 + 10 + i, 100, 100,
+                                {"dirfd": -100, "name": name, "flags": 0}, 0))
+    return names
+
+
+def spooled_names(db: str) -> dict[str, str]:
+    """What a spool database holds: ``{evt.arg.name: uuid}`` (read while no engine runs)."""
+    import sqlite3  # noqa: PLC0415
+
+    con = sqlite3.connect(db)
+    try:
+        out = {}
+        for (payload,) in con.execute("SELECT payload FROM spool ORDER BY seq"):
+            a = json.loads(payload)
+            out[a["output_fields"]["evt.arg.name"]] = a["uuid"]
+        return out
+    finally:
+        con.close()
+
+
+def routed_capture(path: str, per_ns: int) -> None:
+    """Two containers in two Kubernetes namespaces (``prod-web``: pid 100, ``dev-api``: pid
+    200, as the container plugin records them), each deleting ``per_ns`` storm files named
+    after their namespace."""
+    from falconet.capture import CaptureWriter  # noqa: PLC0415
+    from falconet.events import Event  # noqa: PLC0415
+
+    containers = [{"full_id": c * 64, "type": "containerd", "name": f"{ns}-app",
+                   "k8s_ns_name": ns, "k8s_pod_name": f"{ns}-pod", "status": "resolved"}
+                  for c, ns in (("a", "prod-web"), ("b", "dev-api"))]
+    with CaptureWriter(path, host="stormhost", kernel="6.18.0", start_ns=T0) as w:
+        w.write_state("container", {"containers": containers,
+                                    "pids": {"100": "a" * 64, "200": "b" * 64}})
+        t = T0 + 1
+        for pid, ns in ((100, "prod-web"), (200, "dev-api")):
+            w.write_event(Event("syscall", "procfork", t, 99, 99,
+                                {"child_tid": pid, "child_pid": pid, "parent_tid": 99,
+                                 "parent_pid": 99}))
+            w.write_event(Event("syscall", "execve", t + 1, pid, pid,
+                                {"filename": "/usr/bin/rm", "argv": ["rm", ns], "cwd": "/",
+                                 "exepath": "/usr/bin/rm", "uid": 0, "gid": 0, "comm": "rm"},
+                                0))
+            t += 2
+        for i in range(per_ns):
+            for pid, ns in ((100, "prod-web"), (200, "dev-api")):
+                t += 1
+                w.write_event(Event("syscall", "unlinkat", t, pid, pid,
+                                    {"dirfd": -100, "name": f"/tmp/storm-{ns}-{i}", "flags": 0},
+                                    0))

@@ -43,7 +43,7 @@ def spooled_pipeline(tmp_path, url: str, metrics: EngineMetrics) -> tuple[Pipeli
     p = Pipeline(None, sinks=[sink], metrics=metrics, policies={"webhook": policy})
     w = p.workers[0]
     assert isinstance(w, SpoolingWorker)
-    w.retry_initial = w._backoff = 0.05      # test speed: retry within tens of milliseconds
+    w.retry_initial = 0.05                  # test speed: retry within tens of milliseconds
     w.retry_max = 0.2
     return p, sink
 

@@ -6,25 +6,29 @@ accepted from the start (all of them, or fewer when the receiver failed; raising
 ``PayloadRejected(index)`` says the receiver refused one for good: it is dropped (counted as
 ``output_rejected``) instead of blocking the spool forever.
 
-Two modes, on the worker thread only:
+Two threads per output, with the spool between them (write-ahead):
 
-- **direct**: alerts from the queue are encoded and delivered in batches. When a delivery fails,
-  what was not accepted goes to the spool and the output enters an *outage*.
-- **spooling** (the spool holds rows): every new alert is appended to the spool, behind the older
-  ones, so delivery order is kept. Delivery of the oldest batch is retried with exponential
-  backoff (``RETRY_INITIAL`` doubling to ``RETRY_MAX``); each failed attempt is counted in
-  ``falconet_output_delivery_retries_total``. Once the spool is empty the outage ends with one
-  warning that says how long it lasted.
+- **intake** (the :class:`~falconet.pipeline.SinkWorker` thread): takes alerts off the output's
+  queue in batches, applies ``match:`` and aggregation, encodes them and appends them to the
+  spool in one transaction. It never waits for the network, so a receiver that is slow or away
+  never fills the queue (the queue only overflows if the disk cannot keep up).
+- **delivery**: sends the oldest spooled batch; rows are removed only once the receiver accepted
+  them. When a delivery fails the output is in an *outage*: the same batch is retried with
+  exponential backoff (``RETRY_INITIAL`` doubling to ``RETRY_MAX``; each failed attempt counted
+  in ``falconet_output_delivery_retries_total``) while new alerts keep landing in the spool
+  behind it, so the order is kept. The outage ends, with one warning that says how long it
+  lasted, when the spool is empty again.
 
-Rows are removed only after the receiver accepted them, so delivery is at least once: an alert
-accepted but not yet removed when the engine dies (SIGKILL) is sent again after the restart,
-with the same id.
+So an alert is durable as soon as it left the in-memory queue, and delivery is at least once: an
+alert the receiver accepted but whose row was not yet removed when the engine died (SIGKILL) is
+sent again after the restart, with the same id.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from typing import Any
 
@@ -41,12 +45,13 @@ log = logging.getLogger("falconet.delivery")
 BATCH = 500
 RETRY_INITIAL = 0.5
 RETRY_MAX = 10.0
-#: how often the spool's age bound is applied while nothing is written
+#: how often the spool's age bound is applied while alerts wait
 AGE_CHECK_INTERVAL = 5.0
 
 
 class SpoolingWorker(SinkWorker):
-    """A :class:`~falconet.pipeline.SinkWorker` that keeps what it cannot deliver on disk."""
+    """A :class:`~falconet.pipeline.SinkWorker` that writes ahead to a spool and delivers from
+    it on a second thread."""
 
     def __init__(self, sink: Any, metrics: EngineMetrics, capacity: int,
                  policy: OutputPolicy) -> None:
@@ -60,14 +65,17 @@ class SpoolingWorker(SinkWorker):
         self.batch = BATCH
         self.retry_initial = RETRY_INITIAL
         self.retry_max = RETRY_MAX
-        self._backoff = self.retry_initial
-        self._retry_at = 0.0
+        #: guards the spool (intake writes, delivery reads/acks; each call is short)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._delivery = threading.Thread(target=self._deliver_loop, daemon=True,
+                                          name=f"falconet-deliver-{self.name}")
+        self._intake_done = False
+        self._stop_deadline: float | None = None
         self._outage_since: float | None = None     # wall clock, for /healthz and the warning
         self._outage_retries = 0
         self._outage_spooled = 0
         self._last_reason = ""
-        self._stop_deadline: float | None = None
-        self._next_age_check = 0.0
 
     def _spool_drop(self, cause: str, n: int) -> None:
         self.metrics.drop(cause, n)
@@ -77,21 +85,27 @@ class SpoolingWorker(SinkWorker):
     def start(self) -> None:
         self.spool.open()
         if self.spool.depth:
-            # left by the previous run (a crash, or an outage at shutdown): deliver those first
-            self._outage_since = self.spool.oldest_ts or time.time()
+            # left by the previous run (a crash, or an outage at shutdown): delivered first
             log.warning("output %s: %d undelivered alert(s) in the spool from a previous run "
                         "(%s); delivering them first", self.name, self.spool.depth,
                         self.spool.path)
         super().start()
+        self._delivery.start()
 
     def request_stop(self, timeout: float) -> None:
         self._stop_deadline = time.monotonic() + max(0.0, timeout - 0.5)
         super().request_stop(timeout)
 
     def finish(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
         super().finish(timeout)
-        if not self._thread.is_alive():
-            self.spool.close()
+        with self._wake:
+            self._intake_done = True
+            self._wake.notify_all()
+        self._delivery.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        if not self._thread.is_alive() and not self._delivery.is_alive():
+            with self._lock:
+                self.spool.close()
 
     # ------------------------------------------------------------------ state (any thread)
     @property
@@ -104,23 +118,17 @@ class SpoolingWorker(SinkWorker):
                              "queue_depth": self.queue.qsize(), "spool_depth": self.spool.depth,
                              "spool_bytes": self.spool.bytes,
                              "spool_oldest_age_seconds": round(self.spool.oldest_age(), 3)}
-        if self._outage_since is not None:
-            d["outage_seconds"] = round(time.time() - self._outage_since, 3)
+        since = self._outage_since
+        if since is not None:
+            d["outage_seconds"] = round(time.time() - since, 3)
             if self._last_reason:
                 d["last_error"] = self._last_reason
         return d
 
-    # ------------------------------------------------------------------ the worker thread
-    def _wait(self) -> float | None:
-        waits = [w for w in (super()._wait(),) if w is not None]
-        if self.spool.depth:
-            waits.append(max(0.0, self._retry_at - time.monotonic()))
-            waits.append(AGE_CHECK_INTERVAL)
-        return min(waits) if waits else None
-
+    # ------------------------------------------------------------------ intake thread
     def _take(self) -> tuple[list[Any], bool]:
-        """Up to one batch from the queue (blocking only while there is nothing else to do);
-        returns (items, stop seen)."""
+        """Up to one batch from the queue (blocking while there is nothing to do, or until an
+        aggregation window ends); returns (items, stop seen)."""
         q = self.queue
         try:
             first = q.get(timeout=self._wait())
@@ -148,18 +156,16 @@ class SpoolingWorker(SinkWorker):
                 alerts += self._admit(item, now)
             if stop:
                 alerts += self._closing_summaries()
-            self._handle(self._encode(alerts))
-            if self.spool.depth and time.monotonic() >= self._retry_at:
-                self._drain_once()
-            if self.spool.depth and now >= self._next_age_check:
-                self._next_age_check = now + AGE_CHECK_INTERVAL
-                self.spool.enforce_bounds()
-                self._check_recovered()
+            payloads = self._encode(alerts)
+            if payloads:
+                with self._wake:
+                    self.spool.put(payloads)
+                    self._wake.notify_all()
+                self.metrics.spool_written[self.name] += len(payloads)
+                if self._outage_since is not None:
+                    self._outage_spooled += len(payloads)
             if stop:
                 break
-            if self.queue.empty():
-                self._flush()
-        self._drain_at_stop()
 
     def _encode(self, alerts: list[Alert]) -> list[bytes]:
         out = []
@@ -172,21 +178,48 @@ class SpoolingWorker(SinkWorker):
                 self._log_error(f"cannot encode an alert of rule {a.rule!r}: {e}")
         return out
 
-    def _handle(self, payloads: list[bytes]) -> None:
-        if not payloads:
-            return
-        if self.spool.depth:                     # keep the order: behind what is waiting
-            self._to_spool(payloads)
-            return
-        n = self._deliver(payloads)
-        if n < len(payloads):
-            self._to_spool(payloads[n:])
-            self._enter_outage()
+    # ------------------------------------------------------------------ delivery thread
+    def _deliver_loop(self) -> None:
+        backoff = self.retry_initial
+        next_age_check = 0.0
+        while True:
+            with self._wake:
+                while not self.spool.depth and not self._intake_done:
+                    self._wake.wait(AGE_CHECK_INTERVAL)
+                if not self.spool.depth:
+                    break                            # intake finished and everything is out
+                now = time.monotonic()
+                if now >= next_age_check:
+                    next_age_check = now + AGE_CHECK_INTERVAL
+                    self.spool.enforce_bounds()
+                rows = self.spool.peek(self.batch)
+            if self._stopping_past_deadline():
+                break
+            n = self._deliver([p for _, p in rows]) if rows else 0
+            with self._lock:
+                if n:
+                    self.spool.ack(rows[n - 1][0])
+                left = self.spool.depth
+            if rows and n < len(rows):
+                self._failed()
+                if self._intake_done:
+                    break                            # shutting down: the rest waits on disk
+                self._pause(backoff)
+                backoff = min(backoff * 2, self.retry_max)
+            else:
+                backoff = self.retry_initial
+                if not left:
+                    self._recovered()
+        self._report_left()
 
-    def _to_spool(self, payloads: list[bytes]) -> None:
-        self.spool.put(payloads)
-        self.metrics.spool_written[self.name] += len(payloads)
-        self._outage_spooled += len(payloads)
+    def _stopping_past_deadline(self) -> bool:
+        return (self._intake_done and self._stop_deadline is not None
+                and time.monotonic() >= self._stop_deadline)
+
+    def _pause(self, seconds: float) -> None:
+        """Back off, but wake at once when the engine stops (the final attempt is made then)."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._intake_done, seconds)
 
     def _deliver(self, payloads: list[bytes]) -> int:
         """Deliver in order; returns how many leading payloads are done (accepted, or refused
@@ -204,7 +237,7 @@ class SpoolingWorker(SinkWorker):
                 self._log_error(f"receiver refused an alert, not retried: {e.reason}")
                 done += ok + 1
                 continue
-            except Exception as e:  # noqa: BLE001 - the receiver is away: spool, retry later
+            except Exception as e:  # noqa: BLE001 - the receiver is away: retry later
                 self._last_reason = str(e) or type(e).__name__
                 return done
             n = max(0, min(n, len(rest)))
@@ -216,58 +249,31 @@ class SpoolingWorker(SinkWorker):
                 return done
         return done
 
-    def _drain_once(self) -> None:
-        rows = self.spool.peek(self.batch)
-        if not rows:
-            return
-        n = self._deliver([p for _, p in rows])
-        if n:
-            self.spool.ack(rows[n - 1][0])
-        if n < len(rows):
-            self.metrics.delivery_retries[self.name] += 1
-            self._outage_retries += 1
-            self._retry_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, self.retry_max)
-        else:
-            self._backoff = self.retry_initial
-            self._retry_at = 0.0
-            self._check_recovered()
-
-    def _enter_outage(self) -> None:
+    def _failed(self) -> None:
+        self.metrics.delivery_retries[self.name] += 1
         if self._outage_since is None:
             self._outage_since = time.time()
             self._outage_retries = 0
             self._outage_spooled = self.spool.depth
-            log.info("output %s: receiver unavailable (%s); spooling alerts to %s", self.name,
+            log.info("output %s: receiver unavailable (%s); alerts wait in %s", self.name,
                      self._last_reason, self.spool.path)
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, self.retry_max)
+        self._outage_retries += 1
 
-    def _check_recovered(self) -> None:
-        if self._outage_since is not None and not self.spool.depth:
-            took = time.time() - self._outage_since
+    def _recovered(self) -> None:
+        since = self._outage_since
+        if since is not None:
             log.warning("output %s: delivery restored after an outage of %.1f s: %d alert(s) "
-                        "were spooled and delivered (%d failed attempts, %d dropped from the "
-                        "spool)", self.name, took, self._outage_spooled, self._outage_retries,
-                        sum(self.spool.dropped.values()))
+                        "waited in the spool and were delivered (%d failed attempts, %d dropped "
+                        "from the spool)", self.name, time.time() - since, self._outage_spooled,
+                        self._outage_retries, sum(self.spool.dropped.values()))
             self._outage_since = None
             self._last_reason = ""
-            self._outage_spooled = 0
 
-    def _drain_at_stop(self) -> None:
-        """Shutdown: deliver what the spool holds while the receiver answers and time is left;
-        the rest stays on disk for the next start."""
-        deadline = self._stop_deadline or time.monotonic()
-        while self.spool.depth and time.monotonic() < deadline:
-            before = self.spool.depth
-            self._retry_at = 0.0
-            self._drain_once()
-            if self.spool.depth >= before:
-                break                    # the receiver is still away
+    def _report_left(self) -> None:
         if self.spool.depth:
             since = self._outage_since or time.time()
-            log.warning("output %s: receiver still unavailable after %.1f s (%s); %d alert(s) "
-                        "kept in %s for the next start", self.name, time.time() - since,
+            log.warning("output %s: receiver unavailable for %.1f s at shutdown (%s); %d "
+                        "alert(s) kept in %s for the next start", self.name, time.time() - since,
                         self._last_reason or "not retried before shutdown", self.spool.depth,
                         self.spool.path)
 
