@@ -389,6 +389,7 @@ class App:
             spooled = [p for p in self._policies.values() if p.spool]
             if spooled:
                 try:    # an unsafe state_dir stops the start, not just one output
+                    private_dir(self.config["state_dir"])
                     private_dir(Path(self.config["state_dir"]) / "spool")
                 except StateDirError as e:
                     raise StartupError(f"state_dir: {e}") from None

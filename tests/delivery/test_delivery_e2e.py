@@ -164,7 +164,7 @@ outputs:
                for line in out_file.read_text().splitlines()]
     to_hook = [a["output_fields"]["evt.arg.name"] for a in rx.alerts]
     assert sorted(to_file) == sorted(f"/tmp/storm-prod-web-{i}" for i in range(50))
-    assert sorted(to_hook) == sorted(f"/tmp/storm-dev-api-{i}" for i in range(50))
+    assert sorted(to_hook) == sorted(f"/tmp/storm-dev-api-{i}" for i in range(50)), proc.stderr
 
 
 def test_thousand_identical_alerts_first_plus_summary_with_exact_metrics(tmp_path):

@@ -78,8 +78,8 @@ def build_policies(config: Any, sinks: Iterable[tuple[str, Any]], registry: Any
                 spool = check_spool(sec.get("spool"))
             except ValueError as e:
                 problems.append(f"{_where(config, (*path, 'spool'))}: error: {dotted}.spool: {e}")
-            if spool is not None and not spool["enabled"]:
-                spool = None
+            if spool is not None and (not spool["enabled"] or not state_dir):
+                spool = None            # no state_dir: no spool (docs/outputs.md)
         elif sec.get("spool") not in (None, False) and plugin != BUILTIN_OUTPUTS:
             problems.append(f"{_where(config, (*path, 'spool'))}: error: {dotted}.spool: output "
                             f"'{name}' cannot spool (its sink does not declare spool = True)")

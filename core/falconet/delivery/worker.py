@@ -44,7 +44,7 @@ log = logging.getLogger("falconet.delivery")
 #: alerts per delivery attempt and per spool write
 BATCH = 500
 RETRY_INITIAL = 0.5
-RETRY_MAX = 10.0
+RETRY_MAX = 5.0
 #: how often the spool's age bound is applied while alerts wait
 AGE_CHECK_INTERVAL = 5.0
 
@@ -97,13 +97,28 @@ class SpoolingWorker(SinkWorker):
         super().request_stop(timeout)
 
     def finish(self, timeout: float) -> None:
+        """Wait for intake (what it took is on disk), then for the delivery thread's last
+        attempts, and only then close the sink: never under a delivery in progress."""
         deadline = time.monotonic() + max(0.0, timeout)
-        super().finish(timeout)
+        self._thread.join(max(0.0, timeout))
         with self._wake:
             self._intake_done = True
             self._wake.notify_all()
         self._delivery.join(max(0.0, deadline - time.monotonic()) + 0.5)
-        if not self._thread.is_alive() and not self._delivery.is_alive():
+        if self._thread.is_alive():
+            with self.queue.mutex:
+                left = sum(1 for item in self.queue.queue if item is not _STOP)
+            self.metrics.output_drops[self.name] += left
+            self.metrics.drop("output_queue_full", left)
+            log.warning("output %s: %d alerts still queued at shutdown were dropped", self.name,
+                        left)
+        if self._delivery.is_alive():
+            return          # a delivery still in flight: its rows stay in the spool
+        try:
+            self.sink.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("output %s: close failed: %s", self.name, e)
+        if not self._thread.is_alive():
             with self._lock:
                 self.spool.close()
 

@@ -8,6 +8,8 @@ slow endpoint costs counted drops, never a stalled event loop.
 from __future__ import annotations
 
 import base64
+import http.client
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -58,6 +60,8 @@ class WebhookSink:
             self.headers["Authorization"] = auth
         self.attempts = 0
         self.last_error = ""
+        self._conn: http.client.HTTPConnection | None = None
+        self._path = "/"
         # no proxies from the environment: alerts go where the config says
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -98,25 +102,62 @@ class WebhookSink:
         return self._fmt(alert).encode("utf-8")
 
     def deliver(self, payloads: Sequence[bytes]) -> int:
-        """POST each payload once, in order; returns how many were accepted. A refusal that a
-        retry cannot change (4xx other than 408/429) raises ``PayloadRejected``; the spool
-        retries the rest with backoff, so no retry loop here."""
+        """POST each payload once, in order, over one kept-alive connection; returns how many
+        were accepted (2xx). A refusal a retry cannot change (4xx other than 408/429, or a
+        redirect: alerts go only where the config says) raises ``PayloadRejected``; the spool
+        retries the rest with backoff, so there is no retry loop here."""
         for i, body in enumerate(payloads):
             self.attempts += 1
             try:
-                self._post(body)
-            except urllib.error.HTTPError as e:
-                if e.code not in (408, 429) and e.code < 500:
-                    raise PayloadRejected(i, f"{self.url}: HTTP {e.code}") from None
-                self.last_error = f"{self.url}: HTTP {e.code}"
+                status = self._post_keepalive(body)
+            except (OSError, http.client.HTTPException) as e:
+                self._drop_connection()
+                self.last_error = f"{self.url}: {type(e).__name__}: {e}"
                 return i
-            except (urllib.error.URLError, TimeoutError, OSError) as e:
-                self.last_error = f"{self.url}: {getattr(e, 'reason', e)}"
+            if 200 <= status < 300:
+                continue
+            self.last_error = f"{self.url}: HTTP {status}"
+            if status in (408, 429) or status >= 500:
                 return i
+            raise PayloadRejected(i, self.last_error + " (not retried)")
         return len(payloads)
+
+    def _post_keepalive(self, body: bytes) -> int:
+        if self._conn is not None:
+            try:
+                return self._post_on_connection(body)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # the receiver closed the idle kept-alive connection: once more on a new one
+                self._drop_connection()
+        return self._post_on_connection(body)
+
+    def _post_on_connection(self, body: bytes) -> int:
+        conn = self._conn
+        if conn is None:
+            u = urllib.parse.urlsplit(self.url)
+            if u.scheme == "https":
+                conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443,
+                                                   timeout=self.timeout,
+                                                   context=ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(u.hostname or "", u.port or 80,
+                                                  timeout=self.timeout)
+            self._conn = conn
+            self._path = urllib.parse.urlunsplit(("", "", u.path or "/", u.query, ""))
+        conn.request("POST", self._path, body=body, headers=self.headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.will_close:
+            self._drop_connection()
+        return resp.status
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self._drop_connection()

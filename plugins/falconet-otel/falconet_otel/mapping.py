@@ -164,6 +164,10 @@ def alert_span_id(key: str, pid: Any, start_ts: Any, time_ns: int, rule: str, se
     return _digest(f"falconet-alert|{key}|{pid}|{start_ts}|{time_ns}|{rule}|{seq}", 8)
 
 
+#: what an aggregation summary carries, as top-level attributes too
+AGGREGATION_FIELDS = ("falconet.count", "falconet.first_time", "falconet.last_time")
+
+
 def alert_attributes(alert: Alert) -> dict[str, Any]:
     """Attributes of the log record (and of the span event): security_rule.*, falco.*, semconv
     workload attributes and every output field under ``falco.output_fields.<field>``."""
@@ -181,7 +185,14 @@ def alert_attributes(alert: Alert) -> dict[str, Any]:
         attrs["security_rule.description"] = alert.desc
     if alert.ruleset:
         attrs["security_rule.ruleset.name"] = alert.ruleset
+    if alert.uuid:
+        # the alert's id: the same on every delivery retry, so receivers can drop duplicates
+        attrs["falconet.alert.uuid"] = alert.uuid
     fields = alert.output_fields
+    if "falconet.count" in fields:      # an aggregation summary (docs/outputs.md)
+        for k in AGGREGATION_FIELDS:
+            if fields.get(k) is not None:
+                attrs[k] = fields[k]
     fd_type = fields.get("fd.type")
     for name, value in fields.items():
         v = attr_value(value)
