@@ -254,6 +254,7 @@ class OtelSink:
             start_ns=start, end_ns=end,
             attributes=self._attrs.encode({
                 **mapping.process_attributes(me), **workload, "security_rule.name": alert.rule,
+                **({"falconet.alert.uuid": alert.uuid} if alert.uuid else {}),
                 "falco.priority": _LABEL[alert.priority]}, 9),
             events=(event,),
             status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
