@@ -285,12 +285,16 @@ class SpoolingWorker(SinkWorker):
             self._last_reason = ""
 
     def _report_left(self) -> None:
-        if self.spool.depth:
-            since = self._outage_since or time.time()
+        if not self.spool.depth:
+            return
+        since = self._outage_since
+        if since is None:
+            log.warning("output %s: shutdown came before delivery finished; %d alert(s) kept "
+                        "in %s for the next start", self.name, self.spool.depth, self.spool.path)
+        else:
             log.warning("output %s: receiver unavailable for %.1f s at shutdown (%s); %d "
                         "alert(s) kept in %s for the next start", self.name, time.time() - since,
-                        self._last_reason or "not retried before shutdown", self.spool.depth,
-                        self.spool.path)
+                        self._last_reason, self.spool.depth, self.spool.path)
 
     def _log_error(self, msg: str) -> None:
         now = time.monotonic()
