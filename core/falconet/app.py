@@ -386,14 +386,17 @@ class App:
                 self._policies = build_policies(self.config, self.sinks, self.ctx.fields)
             except PolicyError as e:
                 raise StartupError("invalid output settings:\n" + "\n".join(e.problems)) from None
-            spooled = [p for p in self._policies.values() if p.spool]
-            if spooled:
-                try:    # an unsafe state_dir stops the start, not just one output
-                    private_dir(self.config["state_dir"])
-                    private_dir(Path(self.config["state_dir"]) / "spool")
-                except StateDirError as e:
-                    raise StartupError(f"state_dir: {e}") from None
         return self._policies
+
+    def _check_state_dir(self) -> None:
+        """Before any output starts: an unsafe or unusable ``state_dir`` stops the start (an
+        output that silently lost its spool would drop what it promised to keep)."""
+        for state_dir in {p.state_dir for p in self.output_policies().values() if p.state_dir}:
+            try:
+                private_dir(state_dir)
+                private_dir(Path(state_dir) / "spool")
+            except StateDirError as e:
+                raise StartupError(f"state_dir: {e}") from None
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``/healthz``: ``degraded`` (still 200) while an output spools or its queue is over
@@ -417,6 +420,7 @@ class App:
         if rs is None:
             rs = self.load_ruleset()
         sinks = [s for _, s in self.sinks]
+        self._check_state_dir()
         for i, r in enumerate(self.config["responses"]):
             if r["action"] not in self.actions:
                 raise StartupError(f"responses item {i + 1}: no plugin provides the response action "

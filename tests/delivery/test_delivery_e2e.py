@@ -97,6 +97,8 @@ def test_sigkill_mid_outage_then_restart_delivers_everything_spooled(tmp_path):
     try:
         wait_until(lambda: scrape(port).get('falconet_spool_depth{output="webhook"}', 0) >= 2_000,
                    30, "2000 alerts in the spool")
+        h = healthz(port)
+        assert h["status"] == "degraded" and h["outputs"]["webhook"]["state"] == "spooling", h
         alerts_before = scrape(port).get("falconet_alerts_total{priority=\"Error\","
                                          "rule=\"Delivery storm\",source=\"syscall\"}", 0)
         os.kill(proc.pid, signal.SIGKILL)

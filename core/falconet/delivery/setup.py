@@ -13,6 +13,7 @@ in (``spool = True``, see ``falconet.api.SpoolingSink``) and only when ``state_d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,13 +46,19 @@ def _where(config: Any, path: tuple[str, ...]) -> str:
     return fn(path) if fn is not None else "<config>"
 
 
+def state_dir_of(config: Any) -> str | None:
+    """``state_dir`` from the config, else ``$FALCONET_STATE_DIR`` (the host service sets it to
+    its systemd ``StateDirectory``), else None (no spool)."""
+    return config.data.get("state_dir") or os.environ.get("FALCONET_STATE_DIR") or None
+
+
 def build_policies(config: Any, sinks: Iterable[tuple[str, Any]], registry: Any
                    ) -> dict[str, OutputPolicy]:
     """``{output name: OutputPolicy}`` for ``sinks`` (``(plugin, sink)`` pairs). Raises
     :class:`PolicyError` with every problem."""
     problems: list[str] = []
     out: dict[str, OutputPolicy] = {}
-    state_dir = config.data.get("state_dir")
+    state_dir = state_dir_of(config)
     for plugin, sink in sinks:
         name = str(getattr(sink, "name", plugin))
         path, sec = _section(config, plugin, name)
