@@ -64,6 +64,9 @@ def test_receiver_down_for_the_first_60s_of_a_20000_alert_storm(tmp_path):
         assert out["state"] == "spooling" and out["spool_depth"] > 0, out
         m = scrape(port)
         assert m['falconet_spool_depth{output="webhook"}'] > 0
+        assert m['falconet_spool_bytes{output="webhook"}'] > 0
+        assert m['falconet_spool_oldest_age_seconds{output="webhook"}'] >= 0
+        assert m['falconet_spool_written_total{output="webhook"}'] > 0
         assert m['falconet_output_delivery_retries_total{output="webhook"}'] >= 1
         # the outage: 60 s from the start of the storm (a duration, not a condition to poll)
         time.sleep(max(0.0, 60 - (time.monotonic() - t0)))

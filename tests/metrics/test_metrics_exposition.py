@@ -151,9 +151,16 @@ def test_every_documented_metric_is_served(server):
     # per-plugin families documented in metrics.md are served by those plugins, not the core;
     # the k8s_api ones only when that option is on (plugins/falconet-container/tests/
     # test_container_k8s_api.py scrapes them)
+    # per-output delivery series have samples only once an output routes, aggregates or
+    # spools (tests/delivery scrapes them from a running engine)
+    delivery = {"falconet_output_unmatched_total", "falconet_output_aggregated_total",
+                "falconet_output_summaries_total", "falconet_output_delivery_retries_total",
+                "falconet_spool_written_total", "falconet_spool_depth", "falconet_spool_bytes",
+                "falconet_spool_oldest_age_seconds"}
     assert missing <= {"falconet_enrichment_lookup_seconds", "falconet_otel_records_total",
                        "falconet_otel_queue_depth", "falconet_k8s_api_requests_total",
-                       "falconet_k8s_api_watch_events_total", "falconet_k8s_api_synced"}, missing
+                       "falconet_k8s_api_watch_events_total", "falconet_k8s_api_synced",
+                       *delivery}, missing
 
 
 def test_plugin_metrics_and_isolation(server):
