@@ -197,3 +197,27 @@ def test_thousand_identical_alerts_first_plus_summary_with_exact_metrics(tmp_pat
     assert m['falconet_output_sent_total{output="webhook"}'] == 2
     sent, summaries = m['falconet_output_sent_total{output="webhook"}'], 1
     assert sent - summaries + 999 == 1_000, "counts add up exactly"
+
+
+def test_spool_byte_bound_drops_the_oldest_and_counts_each_exactly(tmp_path):
+    cap = tmp_path / "storm.fcap"
+    storm_capture(str(cap), 2_000)
+    rx = AlertReceiver(free_port())                   # down for the whole run
+    port = free_port()
+    proc = engine(tmp_path, str(cap), rx.url, rate=None, port=port,
+                  extra=("-o", "outputs.webhook.spool={max_bytes: 100KiB}",
+                         "-o", "outputs.webhook.queue_size=100000", "--linger", "60"))
+    try:
+        m = wait_until(lambda: (s := scrape(port)).get(
+            'falconet_spool_written_total{output="webhook"}') == 2_000 and s, 60,
+            "every alert written to the spool")
+    finally:
+        stop_process(proc)
+    depth = m['falconet_spool_depth{output="webhook"}']
+    dropped = m['falconet_drops_total{cause="spool_full"}']
+    assert 0 < depth < 2_000 and m['falconet_spool_bytes{output="webhook"}'] <= 100 * 1024
+    assert depth + dropped == 2_000, "every alert is either in the spool or counted as dropped"
+    assert m['falconet_output_drops_total{output="webhook"}'] == dropped
+    # the oldest went first: what is left is the newest, in order
+    left = list(spooled_names(str(tmp_path / "state" / "spool" / "webhook.db")))
+    assert left == [f"/tmp/storm-a-{i}" for i in range(2_000 - len(left), 2_000)]
