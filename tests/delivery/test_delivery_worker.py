@@ -56,7 +56,8 @@ def test_outage_spools_in_order_then_delivers_everything_once(tmp_path, caplog):
     w = p.workers[0]
     for i in range(300):
         p.dispatch(alert(i))
-    wait_until(lambda: w.spool.depth == 300, 10, "all alerts spooled while the receiver is down")
+    wait_until(lambda: w.spool.depth == 300 and w.spooling, 10,
+               "all alerts spooled and a failed delivery seen while the receiver is down")
     h = w.health()
     assert h["state"] == "spooling" and h["spool_depth"] == 300 and h["outage_seconds"] >= 0
     assert m.spool_written["webhook"] == 300 and m.output_sent["webhook"] == 0
