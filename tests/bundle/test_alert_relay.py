@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,11 +25,12 @@ RELAY = REPO / "otel-collector" / "alert_relay.py"
 
 
 class Proc:
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL,
+                                     env=None if env is None else {**os.environ, **env})
 
     def output(self) -> str:
         self.log.flush()
@@ -174,3 +177,209 @@ def test_truncated_deflate_body_is_refused() -> None:
 
     with pytest.raises(ValueError, match="truncated"):
         _import_relay().decode_body(zlib.compress(b'{"resourceLogs": []}')[:-6], "deflate")
+
+
+# ------------------------------------------------------------------ hardening (issue 11, finding 9)
+
+TOKEN = "s3cret-relay-token-9f2c"
+
+
+class RelayOnly:
+    """The relay alone (its Alertmanager is a closed port: valid alerts get 503), as a process."""
+
+    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc([sys.executable, str(RELAY), "--listen", f"127.0.0.1:{self.port}",
+                          "--alertmanager", f"http://127.0.0.1:{free_port()}", *extra],
+                         tmp_path / "relay.log", env)
+        wait_for(lambda: _healthz(self.url), 20, "relay ready")
+
+    def raw(self, request: bytes, *, half_close: bool = True, timeout: float = 20) -> tuple[int, Any]:
+        """Send raw bytes, read the whole answer: (status, JSON body). A dropped connection or a
+        non-JSON answer fails the test."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(request)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data, "the relay dropped the connection without an answer"
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        assert b"Content-Type: application/json" in head, head
+        return status, json.loads(body)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def _healthz(url: str) -> bool:
+    try:
+        return http_json(url + "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def _post(path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: relay", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _chunked(data: bytes, size: int = 65536) -> bytes:
+    out = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                   for i in range(0, len(data), size))
+    return out + b"0\r\n\r\n"
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def relay_only(tmp_path: Path) -> Iterator[RelayOnly]:
+    r = RelayOnly(tmp_path)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def test_body_limit_holds_for_every_framing(relay_only: RelayOnly) -> None:
+    """Missing, negative or bogus Content-Length, chunked and compressed bodies: all bounded.
+    (The old relay read a missing length as 0, ignored chunked bodies, and read(-1) until EOF.)"""
+    empty = b'{"resourceLogs": []}'
+    big = b'{"resourceLogs": [], "pad": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    r = relay_only.raw
+    assert r(_post("/v1/logs", JSON, empty))[0] == 411
+    for bad in ("-1", "+5", "1e3", "0x10", "5, 6"):
+        code, body = r(_post("/v1/logs", {**JSON, "Content-Length": bad}, empty))
+        assert (code, body["error"]) == (400, "invalid Content-Length"), bad
+    code, body = r(_post("/v1/logs", {**JSON, "Content-Length": str(len(big))}), half_close=False)
+    assert code == 413 and "larger than" in body["error"]
+    code, body = r(_post("/v1/logs", {**JSON, "Transfer-Encoding": "chunked"}, _chunked(big)))
+    assert code == 413 and "larger than" in body["error"]
+    for broken in (b"zz\r\n{}\r\n0\r\n\r\n", b"5\r\n{}", b"ffffffffffffffffffff\r\n"):
+        code, body = r(_post("/v1/logs", {**JSON, "Transfer-Encoding": "chunked"}, broken))
+        assert code == 400 and "chunked" in body["error"], broken
+    # a legitimate chunked body (Go's client sends one when it does not know the length), gzip
+    code, _ = r(_post("/v1/logs", {**JSON, "Transfer-Encoding": "chunked",
+                                   "Content-Encoding": "gzip"}, _chunked(gzip.compress(empty), 7)))
+    assert code == 200
+    bomb = gzip.compress(b"[" + b" " * (16 * 1024 * 1024) + b"]")
+    code, body = r(_post("/v1/logs", {**JSON, "Content-Encoding": "gzip", "Transfer-Encoding":
+                                      "chunked"}, _chunked(bomb)))
+    assert code == 413
+    assert _healthz(relay_only.url)
+
+
+@pytest.mark.parametrize("path,payload", [
+    ("/v1/logs", b"[" * 100_000 + b"]" * 100_000),                     # nesting: RecursionError
+    ("/v1/logs", b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": 5}]}]}]}'),
+    ("/v1/logs", b'{"resourceLogs": 7}'),
+    ("/v1/logs", b'{"resourceLogs": [{"resource": {"attributes": [{"value": {}}]}}]}'),
+    ("/v1/logs", b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": '
+                 b'[{"key": "k", "value": {"intValue": "' + b"9" * 5000 + b'"}}]}]}]}]}'),
+    ("/v1/logs", b"\xff\xfe{}"),
+    ("/alertmanager", b'{"alerts": 5}'),
+    ("/alertmanager", b'{"alerts": ["x", 1]}'),
+    ("/grafana", b'{"alerts": [{"labels": [], "annotations": "x"}]}'),
+], ids=["deep", "body-int", "resourcelogs-int", "no-key", "huge-int", "not-utf8", "alerts-int",
+        "alerts-str", "labels-list"])
+def test_malformed_payloads_get_a_short_json_400(relay_only: RelayOnly, path: str,
+                                                 payload: bytes) -> None:
+    code, body = relay_only.raw(_post(path, {**JSON, "Content-Length": str(len(payload))}, payload))
+    if path == "/grafana":           # tolerated: wrong-typed labels/annotations are left out
+        assert code == 200
+    else:
+        assert code == 400 and set(body) == {"error"}
+        assert len(body["error"]) < 300 and "Traceback" not in body["error"]
+    assert "Traceback" not in relay_only.proc.output()
+    assert _healthz(relay_only.url)
+
+
+def test_a_stalled_client_is_cut_off(tmp_path: Path) -> None:
+    relay = RelayOnly(tmp_path, "--read-timeout", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+            s.sendall(_post("/v1/logs", {**JSON, "Content-Length": "100"}, b"{"))
+            assert _healthz(relay.url)                # others are served meanwhile
+            assert s.recv(65536) == b""               # closed by the relay after ~1 s
+    finally:
+        relay.stop()
+
+
+def test_bearer_token_is_required_and_never_logged(tmp_path: Path) -> None:
+    relay = RelayOnly(tmp_path, env={"ALERT_RELAY_TOKEN": TOKEN})
+    try:
+        empty = b'{"resourceLogs": []}'
+        length = {"Content-Length": str(len(empty))}
+        for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                     {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": "Bearer"}):
+            code, body = relay.raw(_post("/v1/logs", {**JSON, **length, **auth}, empty))
+            assert code == 401 and "bearer token" in body["error"], auth
+        # checked before the body is read or the content type is looked at
+        code, _ = relay.raw(_post("/v1/logs", {"Content-Type": "text/plain",
+                                               "Content-Length": str(len(empty))}, empty))
+        assert code == 401
+        code, _ = relay.raw(_post("/v1/logs", {**JSON, **length, "Authorization": f"Bearer {TOKEN}"},
+                                  empty))
+        assert code == 200
+        code, _ = relay.raw(_post("/alertmanager", {**JSON, **length,
+                                                    "Authorization": f"bearer {TOKEN}"}, empty))
+        assert code == 200
+        assert _healthz(relay.url)                    # liveness probes need no token
+        out = relay.proc.output()
+        assert "bearer token required" in out and TOKEN not in out
+    finally:
+        relay.stop()
+
+
+def test_token_file_and_its_errors(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text(TOKEN + "\n")
+    relay = RelayOnly(tmp_path, "--token-file", str(f))
+    try:
+        empty = b'{"resourceLogs": []}'
+        hdr = {**JSON, "Content-Length": str(len(empty))}
+        assert relay.raw(_post("/v1/logs", hdr, empty))[0] == 401
+        assert relay.raw(_post("/v1/logs", {**hdr, "Authorization": f"Bearer {TOKEN}"}, empty))[0] == 200
+    finally:
+        relay.stop()
+    for bad, why in ((tmp_path / "missing", "cannot read the token file"),
+                     (tmp_path / "empty", "is empty")):
+        if bad.name == "empty":
+            bad.write_text("\n")
+        p = subprocess.run([sys.executable, str(RELAY), "--listen", f"127.0.0.1:{free_port()}",
+                            "--token-file", str(bad)], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 1 and why in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unsafe_text_is_escaped_and_bad_timestamps_keep_the_alert() -> None:
+    alert_relay = _import_relay()
+    assert alert_relay.clean("a\x85b\u202ec\u2028d\udc80e\x9bf") == \
+        "a\\x85b\\u202ec\\u2028d\\udc80e\\x9bf"
+    for ts in ("9" * 30, "-5", "x", 10**30):
+        [alert] = alert_relay.otlp_to_alerts({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+            {"timeUnixNano": ts, "body": {"stringValue": "s"}}]}]}]})
+        assert alert["startsAt"].endswith("Z")
+
+
+def test_token_comparison_is_bytewise() -> None:
+    """A non-ASCII token (UTF-8 bytes on the wire, read by http.server as Latin-1) matches;
+    anything else, or another scheme, does not."""
+    authorized = _import_relay().authorized
+    token = "tökén-1".encode()
+    assert authorized("Bearer " + token.decode("latin-1"), token)
+    assert authorized("bearer  " + token.decode("latin-1") + " ", token)
+    assert not authorized("Bearer tökén-1", token)            # not the bytes that were sent
+    assert not authorized("Token " + token.decode("latin-1"), token)
+    assert not authorized(None, token) and authorized(None, None)
+
+
+def test_protocol_errors_are_short_json_too(relay_only: RelayOnly) -> None:
+    """http.server's own refusals (unknown method, oversized header) answer JSON as well."""
+    code, body = relay_only.raw(b"PUT /v1/logs HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert code == 501 and "PUT" in body["error"]
+    code, body = relay_only.raw(b"POST /v1/logs HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert code == 431 and len(body["error"]) < 100

@@ -138,7 +138,7 @@ def test_kubernetes_manifests_are_valid_against_the_api_schema() -> None:
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{name}: {doc['kind']} {doc['metadata']['name']}: {e.message} at {list(e.path)}")
         checked += 1
-    assert checked >= 12
+    assert checked >= 13
 
 
 def test_kubernetes_schema_check_rejects_a_typo() -> None:
@@ -192,3 +192,59 @@ def test_daemonset_least_privilege_and_probes() -> None:
     assert {"/sys/kernel/debug", "/lib/modules", "/usr/src", "/sys/fs/cgroup", "/run/containerd"} <= mounts
     annotations = ds["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8765"
+
+
+# ------------------------------------------------------------------- the alert relay (issue 11)
+
+def _k8s(kind: str, name: str) -> dict[str, Any]:
+    return next(d for _, d in k8s_documents() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_only_the_collector_gateway_reaches_the_alert_relay() -> None:
+    """The relay's NetworkPolicy selects the relay's pods and admits exactly the gateway's pods,
+    on the relay's port: no namespace selector, no ipBlock, no other rule."""
+    pol = _k8s("NetworkPolicy", "alert-relay")
+    relay = _k8s("Deployment", "alert-relay")
+    gateway = _k8s("Deployment", "otel-gateway")
+    relay_labels = relay["spec"]["template"]["metadata"]["labels"]
+    assert pol["spec"]["podSelector"]["matchLabels"].items() <= relay_labels.items()
+    assert pol["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = pol["spec"]["ingress"]
+    [peer] = rule["from"]
+    assert set(peer) == {"podSelector"}, "same namespace, pods only"
+    assert peer["podSelector"]["matchLabels"].items() <= \
+        gateway["spec"]["template"]["metadata"]["labels"].items()
+    assert not peer["podSelector"]["matchLabels"].items() <= relay_labels.items()
+    port = relay["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+
+
+def test_schema_check_rejects_a_broken_network_policy() -> None:
+    """Negative control for the NetworkPolicy's schema validation."""
+    try:
+        import kubernetes_validate  # noqa: PLC0415
+    except ImportError:
+        kubernetes_validate = None
+    need(kubernetes_validate is not None, "kubernetes-validate is not installed")
+    pol = _k8s("NetworkPolicy", "alert-relay")
+    kubernetes_validate.validate(pol, K8S_VERSION, strict=True)
+    bad = {**pol, "spec": {**pol["spec"], "ingres": pol["spec"]["ingress"]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_relay_token_is_wired_to_relay_and_collector() -> None:
+    """One optional token: the relay and the collector read the same variable (compose) or Secret
+    (Kubernetes), and the collector's escalation exporter sends it as a bearer token."""
+    services = compose()["services"]
+    relay = services["alert-relay"]
+    assert relay["ports"] == ["127.0.0.1:4319:4319"]
+    for name in ("alert-relay", "otel-collector"):
+        assert services[name]["environment"]["ALERT_RELAY_TOKEN"] == "${ALERT_RELAY_TOKEN:-}"
+    cfg = yaml.safe_load((REPO / "otel-collector" / "config.yaml").read_text())
+    assert cfg["exporters"]["otlp_http/escalation"]["headers"] == {
+        "Authorization": "Bearer ${env:ALERT_RELAY_TOKEN:-}"}
+    for kind, name in (("Deployment", "alert-relay"), ("Deployment", "otel-gateway")):
+        env = {e["name"]: e for e in _k8s(kind, name)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        ref = env["ALERT_RELAY_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "alert-relay-token", "key": "token", "optional": True}, name

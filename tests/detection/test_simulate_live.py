@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import need, need_binary, need_root
 from falconet.simulate.actions import ACTIONS
-from falconet.simulate.contexts import WORK_DIR, ContextPool, DockerContext, runtime_env
+from falconet.simulate.contexts import ContextPool, DockerContext, runtime_env
 from falconet.simulate.runner import run_action
 
 pytestmark = [pytest.mark.root, pytest.mark.containers]
@@ -75,6 +75,33 @@ def test_every_action_runs_in_its_default_context() -> None:
     # idempotent and clean: nothing new left in /tmp, no runc bundles left
     leftovers = {p for p in set(os.listdir("/tmp")) - before if p.startswith("falconet-sim")}
     assert not leftovers, leftovers
-    assert not any((WORK_DIR / "runc").glob("*"))
+    assert not any(Path("/dev/shm").glob("falconet-sim-*"))
     assert not Path("/etc/falconet-sim.conf").exists()
     assert not Path("/var/log/falconet-sim.log").exists()
+
+
+def test_cleanup_removes_what_a_killed_simulator_left(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runc container whose simulator died (never stopped) is found through its private
+    bundle directory and removed by `falconet simulate --cleanup` (cleanup_leftovers). In a
+    FALCONET_SIM_DIR of its own: other simulators running on this machine are not touched."""
+    need_root()
+    need_binary("runc")
+    from falconet.simulate.contexts import RuncContext, cleanup_leftovers  # noqa: PLC0415
+
+    monkeypatch.setenv("FALCONET_SIM_DIR", str(tmp_path))
+
+    ctx = RuncContext()
+    ctx.start()                                        # and never stopped: "killed"
+    bundle, cid = ctx.bundle, ctx.container_id
+    assert bundle is not None and bundle.name.startswith("falconet-sim-runc-")
+    assert bundle.parent == tmp_path
+    assert (bundle.stat().st_mode & 0o777) == 0o700
+    try:
+        removed = cleanup_leftovers()
+    finally:
+        if bundle.exists():
+            ctx.stop()
+    assert f"runc {cid[:12]}" in removed
+    assert not bundle.exists()
+    assert subprocess.run(["runc", "state", cid], capture_output=True).returncode != 0

@@ -3,7 +3,12 @@
 An action runs in a :class:`~falconet.simulate.contexts.Context` (host, runc or docker). Rules
 for every action: argv lists only (constant ``sh -c`` scripts of this file at most, never
 untrusted input in them), nothing leaves loopback, every file is created below a private
-temporary path and removed, and the action is idempotent. The kernel refusing a syscall (EPERM
+temporary directory (:meth:`Context.private_dir`: ``mktemp -d``, 0700, a random name) and
+removed, and the action is idempotent. No fixed path in a world-writable directory (/tmp,
+/dev/shm): the simulator runs as root, and a symlink planted there beforehand would redirect its
+writes or its ``chmod u+s``. The few fixed names the rules need (``/etc/falconet-sim.conf``,
+credential files planted in a container) are in root-only directories, removed first and created
+exclusively (``set -C``). The kernel refusing a syscall (EPERM
 in an unprivileged container) still counts as "performed": the engine must see the attempt.
 
 ``rule`` is the Falconet default rule an action should trigger; ``falco_rule`` the upstream
@@ -128,11 +133,10 @@ def _unshare(ctx: Context) -> None:
 @action("mount_in_container", "`mount -t tmpfs` inside a container (EPERM unless privileged)",
         where=("runc", "docker"), rule="Mount Attempted in Container")
 def _mount(ctx: Context) -> None:
-    ctx.exec(["mkdir", "-p", "/mnt/falconet-sim"])
-    p = ctx.exec(["mount", "-t", "tmpfs", "falconet-sim", "/mnt/falconet-sim"])
-    if p.returncode == 0:
-        ctx.exec(["umount", "/mnt/falconet-sim"])
-    ctx.exec(["rmdir", "/mnt/falconet-sim"])
+    with ctx.private_dir() as d:
+        p = ctx.exec(["mount", "-t", "tmpfs", "falconet-sim", d])
+        if p.returncode == 0:
+            ctx.exec(["umount", d])
 
 
 @action("release_agent_write", "write a file named release_agent (cgroup escape pattern) in a "
@@ -140,15 +144,15 @@ def _mount(ctx: Context) -> None:
         where=("runc", "docker"), rule="Cgroup release_agent Write",
         falco_rule="Detect release_agent File Container Escapes", privileged=True)
 def _release_agent(ctx: Context) -> None:
-    _ok(ctx.sh("d=/tmp/falconet-sim-cg; mkdir -p $d && echo /bin/true > $d/release_agent; "
-               "rc=$?; rm -rf $d; exit $rc"), "release_agent write")
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"set -C; echo /bin/true > {d}/release_agent"), "release_agent write")
 
 
 @action("proc_root_write", "write a file through /proc/self/root/...",
         where=("runc", "docker", "host"), rule="Write Through /proc Root Link")
 def _proc_root(ctx: Context) -> None:
-    _ok(ctx.sh("f=/proc/self/root/tmp/.falconet-sim-procroot; echo x > $f; rc=$?; "
-               "rm -f /tmp/.falconet-sim-procroot; exit $rc"), "write through /proc root")
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"set -C; echo x > /proc/self/root{d}/procroot"), "write through /proc root")
 
 
 # --------------------------------------------------------------------- credential access
@@ -162,9 +166,10 @@ def _read_shadow(ctx: Context) -> None:
 
 def _plant_and_read(ctx: Context, directory: str, filename: str) -> None:
     # create a fake credential inside the container, read it with cat, remove it
-    _ok(ctx.sh(f"mkdir -p {directory} && echo falconet-sim-fake > {directory}/{filename} && "
-               f"cat {directory}/{filename} >/dev/null; rc=$?; rm -f {directory}/{filename}; "
-               f"exit $rc"), f"read {directory}/{filename}")
+    # (container only, root-only directories: the rules need these exact names)
+    f = f"{directory}/{filename}"
+    _ok(ctx.sh(f"mkdir -p {directory} && rm -f {f} && (set -C; echo falconet-sim-fake > {f}) && "
+               f"cat {f} >/dev/null; rc=$?; rm -f {f}; exit $rc"), f"read {f}")
 
 
 @action("read_ssh_key", "plant and `cat` /root/.ssh/id_rsa in a container",
@@ -202,16 +207,17 @@ def _find_aws(ctx: Context) -> None:
 @action("symlink_sensitive_file", "`ln -s /etc/shadow /tmp/...`", where=("runc", "docker", "host"),
         rule="Link to Sensitive File Created", falco_rule="Create Symlink Over Sensitive Files")
 def _symlink(ctx: Context) -> None:
-    _ok(ctx.sh("l=/tmp/.falconet-sim-link; rm -f $l; ln -s /etc/shadow $l; rc=$?; rm -f $l; "
-               "exit $rc"), "symlink")
+    with ctx.private_dir() as d:
+        _ok(ctx.exec(["ln", "-s", "/etc/shadow", f"{d}/link"]), "symlink")
 
 
 @action("hardlink_sensitive_file", "`ln /etc/shadow /tmp/...` in a container",
         where=("runc", "docker"), rule="Link to Sensitive File Created",
         falco_rule="Create Hardlink Over Sensitive Files")
 def _hardlink(ctx: Context) -> None:
-    ctx.sh("touch /etc/shadow; l=/tmp/.falconet-sim-hlink; rm -f $l; ln /etc/shadow $l; "
-           "rm -f $l")
+    ctx.exec(["touch", "/etc/shadow"])
+    with ctx.private_dir() as d:
+        ctx.exec(["ln", "/etc/shadow", f"{d}/hlink"])
 
 
 @action("directory_traversal_read", "open /etc/../etc/../etc/passwd", where=("runc", "docker", "host"),
@@ -232,15 +238,17 @@ def _server_late(ctx: Context) -> None:
 @action("write_below_etc", "create and remove /etc/falconet-sim.conf", where=("runc", "docker", "host"),
         rule="Write Below Etc")
 def _write_etc(ctx: Context) -> None:
-    _ok(ctx.sh("echo falconet-sim > /etc/falconet-sim.conf; rc=$?; rm -f /etc/falconet-sim.conf; "
-               "exit $rc"), "write /etc")
+    # the suite expects this name; /etc is root-only, and whatever was there (a symlink) is
+    # removed first and the file created exclusively
+    _ok(ctx.sh("f=/etc/falconet-sim.conf; rm -f $f; (set -C; echo falconet-sim > $f); rc=$?; "
+               "rm -f $f; exit $rc"), "write /etc")
 
 
 @action("write_below_bin", "copy a binary into /usr/bin in a container, then remove it",
         where=("runc", "docker"), rule="Write Below Binary Directory")
 def _write_bin(ctx: Context) -> None:
-    _ok(ctx.sh("cp /bin/busybox /usr/bin/falconet-sim-drop; rc=$?; "
-               "rm -f /usr/bin/falconet-sim-drop; exit $rc"), "write /usr/bin")
+    _ok(ctx.sh("f=/usr/bin/falconet-sim-drop; rm -f $f; cp /bin/busybox $f; rc=$?; rm -f $f; "
+               "exit $rc"), "write /usr/bin")
 
 
 @action("package_manager_in_container", "`dpkg -l` in a container", where=("runc", "docker"),
@@ -253,23 +261,23 @@ def _pkg(ctx: Context) -> None:
         where=("runc", "docker"), rule="Execution from /tmp in Container",
         falco_rule="Drop and execute new binary in container")
 def _exec_tmp(ctx: Context) -> None:
-    _ok(ctx.sh("d=/tmp/falconet-sim-x; mkdir -p $d && cp /bin/busybox $d/true && $d/true; "
-               "rc=$?; rm -rf $d; exit $rc"), "exec from /tmp")
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"cp /bin/busybox {d}/true && {d}/true"), "exec from /tmp")
 
 
 @action("drop_and_exec_in_container", "write a new binary to /root in a container and run it "
         "(upper layer)", where=("runc", "docker"), rule="New Binary Executed in Container",
         falco_rule="Drop and execute new binary in container")
 def _drop_exec(ctx: Context) -> None:
-    _ok(ctx.sh("d=/root/falconet-sim-x; mkdir -p $d && cp /bin/busybox $d/true && $d/true; "
-               "rc=$?; rm -rf $d; exit $rc"), "drop and exec")
+    with ctx.private_dir("/root") as d:
+        _ok(ctx.sh(f"cp /bin/busybox {d}/true && {d}/true"), "drop and exec")
 
 
 @action("exec_from_dev_shm", "copy a binary to /dev/shm and run it", where=("host",),
         rule="Execution from /dev/shm", falco_rule="Execution from /dev/shm")
 def _exec_shm(ctx: Context) -> None:
-    _ok(ctx.sh("d=/dev/shm/falconet-sim-x; mkdir -p $d && cp /bin/true $d/true && $d/true; "
-               "rc=$?; rm -rf $d; exit $rc"), "exec from /dev/shm")
+    with ctx.private_dir("/dev/shm") as d:
+        _ok(ctx.sh(f"cp /bin/true {d}/true && {d}/true"), "exec from /dev/shm")
 
 
 @action("memfd_exec", "copy a binary into a memfd and execute it (fileless)",
@@ -298,12 +306,11 @@ def _cron_nc(ctx: Context) -> None:
 @action("system_user_interactive", "user nobody runs a program named login",
         where=("host",), rule=None, falco_rule="System user interactive", needs_python=True)
 def _system_user(ctx: Context) -> None:
-    _ok(ctx.sh("d=/tmp/falconet-sim-login; mkdir -p $d && chmod 755 $d && "
-               "ln -sf /bin/true $d/login"), "login link")
-    try:
-        _ok(ctx.payload("run_as", "65534", "/tmp/falconet-sim-login/login"), "run as nobody")
-    finally:
-        ctx.exec(["rm", "-rf", "/tmp/falconet-sim-login"])
+    with ctx.private_dir() as d:
+        # nobody must reach the link: the directory is root's, 0755, nothing else can write it
+        _ok(ctx.exec(["chmod", "755", d]), "chmod private directory")
+        _ok(ctx.exec(["ln", "-s", "/bin/true", f"{d}/login"]), "login link")
+        _ok(ctx.payload("run_as", "65534", f"{d}/login"), "run as nobody")
 
 
 # ------------------------------------------------------------------------------ network
@@ -408,8 +415,8 @@ def _bpf(ctx: Context) -> None:
         falco_rule="Debugfs Launched in Privileged Container", privileged=True)
 def _debugfs(ctx: Context) -> None:
     # a busybox link named debugfs: the process is called debugfs, busybox exits "not found"
-    ctx.sh("d=/tmp/falconet-sim-dbg; mkdir -p $d && ln -sf /bin/busybox $d/debugfs && "
-           "$d/debugfs; rm -rf $d; exit 0")
+    with ctx.private_dir() as d:
+        ctx.sh(f"ln -s /bin/busybox {d}/debugfs && {d}/debugfs; exit 0")
 
 
 # ------------------------------------------------------------------------ logs, setuid
@@ -418,31 +425,35 @@ def _debugfs(ctx: Context) -> None:
         where=("runc", "docker", "host"), rule="Log File Truncated",
         falco_rule="Clear Log Activities")
 def _log_truncate(ctx: Context) -> None:
-    _ok(ctx.sh("mkdir -p /var/log; f=/var/log/falconet-sim.log; echo entry >> $f && : > $f; "
-               "rc=$?; rm -f $f; exit $rc"), "truncate log")
+    # Falco's rule wants the file directly in /var/log (fd.directory): root-only, so a fixed
+    # name, whatever was there removed first and the file created exclusively
+    _ok(ctx.sh("mkdir -p /var/log; f=/var/log/falconet-sim.log; rm -f $f; "
+               "(set -C; echo entry > $f) && : >| $f; rc=$?; rm -f $f; exit $rc"), "truncate log")
 
 
 @action("shell_history_tamper", "truncate /root/.ash_history in a container",
         where=("runc", "docker"), rule="Shell History Tampering")
 def _history(ctx: Context) -> None:
-    _ok(ctx.sh("mkdir -p /root; f=/root/.ash_history; : > $f; rc=$?; rm -f $f; exit $rc"),
-        "truncate history")
+    # (container only, the name the rule needs; /root is root-only)
+    # created exclusively, then truncated (O_TRUNC, what the rule looks for)
+    _ok(ctx.sh("mkdir -p /root; f=/root/.ash_history; rm -f $f; (set -C; : > $f) && : >| $f; "
+               "rc=$?; rm -f $f; exit $rc"), "truncate history")
 
 
 @action("shred_file", "`shred -u` a private temporary file", where=("runc", "docker"), rule=None,
         falco_rule="Remove Bulk Data from Disk")
 def _shred(ctx: Context) -> None:
     # run shred as its own process (busybox sh would run the applet in-process, no execve)
-    ctx.exec(["touch", "/tmp/falconet-sim-shred"])
-    ctx.exec(["shred", "-u", "/tmp/falconet-sim-shred"])
-    ctx.exec(["rm", "-f", "/tmp/falconet-sim-shred"])
+    with ctx.private_dir() as d:
+        ctx.exec(["touch", f"{d}/shred"])
+        ctx.exec(["shred", "-u", f"{d}/shred"])
 
 
 @action("setuid_bit", "`chmod u+s` on a private temporary file", where=("runc", "docker", "host"),
         rule="Setuid or Setgid Bit Set")
 def _setuid(ctx: Context) -> None:
-    _ok(ctx.sh("f=/tmp/falconet-sim-suid; touch $f && chmod u+s $f; rc=$?; rm -f $f; exit $rc"),
-        "chmod u+s")
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"set -C; : > {d}/suid && chmod u+s {d}/suid"), "chmod u+s")
 
 
 # ------------------------------------------------------------------------------ benign
@@ -462,9 +473,10 @@ def _benign_passwd(ctx: Context) -> None:
 @action("benign_tmp_write", "create, read and remove a file in /tmp (benign)",
         where=("runc", "docker", "host"), rule=None)
 def _benign_tmp(ctx: Context) -> None:
-    _ok(ctx.exec(["touch", "/tmp/falconet-sim-benign"]), "touch")
-    _ok(ctx.exec(["cat", "/tmp/falconet-sim-benign"]), "cat")
-    _ok(ctx.exec(["rm", "-f", "/tmp/falconet-sim-benign"]), "rm")
+    with ctx.private_dir() as d:
+        _ok(ctx.exec(["touch", f"{d}/benign"]), "touch")
+        _ok(ctx.exec(["cat", f"{d}/benign"]), "cat")
+        _ok(ctx.exec(["rm", "-f", f"{d}/benign"]), "rm")
 
 
 def get_action(name: str) -> Action:

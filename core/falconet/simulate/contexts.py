@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from falconet.state.flags import CAP_NAMES
 
-#: where the simulator keeps its runc rootfs and bundles
-WORK_DIR = Path(os.environ.get("FALCONET_SIM_DIR", "/tmp/falconet-sim"))
+#: the parent of the runc bundles (each a private ``mkdtemp`` directory, 0700, its own rootfs
+#: inside): never a fixed path below /tmp, where anyone could plant a symlink or a rootfs first
+SIM_DIR_ENV = "FALCONET_SIM_DIR"
+#: prefix of every private directory the simulator creates (host and containers)
+TEMP_PREFIX = "falconet-sim-"
+BUNDLE_PREFIX = TEMP_PREFIX + "runc-"
 #: the runtime environment written by scripts/setup.d/50-runtimes.sh
 RUNTIME_ENV = Path(os.environ.get("FALCONET_CI_DIR", "/tmp/falconet-ci")) / "env.sh"
 PAYLOAD_DIR = Path(__file__).resolve().parent
@@ -112,6 +120,32 @@ class Context:
     def has_python(self) -> bool:
         return os.path.exists(HOST_PYTHON)
 
+    def mkdtemp(self, parent: str = "/tmp") -> str:
+        """A new private directory (0700) below ``parent`` in this context, by ``mktemp -d``: a
+        random name created exclusively, so nothing planted in ``parent`` beforehand (a symlink
+        to a file or directory elsewhere) can redirect what the action writes there. Raises
+        OSError when it cannot be created."""
+        p = self.exec(["mktemp", "-d", f"{parent}/{TEMP_PREFIX}XXXXXX"])
+        path = p.stdout.strip()
+        # the path goes into constant sh scripts: only the characters mktemp itself produces
+        if p.returncode != 0 or not _MKTEMP_PATH.fullmatch(path) or \
+                not path.startswith(f"{parent}/{TEMP_PREFIX}"):
+            raise OSError(f"mktemp -d in {parent} failed in {self.label} (rc {p.returncode}): "
+                          f"{(p.stderr or p.stdout).strip()[-200:]}")
+        return path
+
+    @contextmanager
+    def private_dir(self, parent: str = "/tmp") -> Iterator[str]:
+        """:meth:`mkdtemp`, removed with everything in it afterwards."""
+        d = self.mkdtemp(parent)
+        try:
+            yield d
+        finally:
+            self.exec(["rm", "-rf", "--", d])
+
+
+_MKTEMP_PATH = re.compile(r"/[A-Za-z0-9/._-]+")
+
 
 class HostContext(Context):
     kind = "host"
@@ -143,10 +177,9 @@ class HostContext(Context):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _mkdtemp() -> str:
-    import tempfile  # noqa: PLC0415
-
-    return tempfile.mkdtemp(prefix="falconet-sim-")
+def _mkdtemp(prefix: str = TEMP_PREFIX) -> str:
+    """A private (0700) host directory below ``$FALCONET_SIM_DIR`` or the temporary directory."""
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(SIM_DIR_ENV) or None)
 
 
 class _ContainerContext(Context):
@@ -157,14 +190,10 @@ class _ContainerContext(Context):
         if argv0 is None:
             return self.exec(["/usr/bin/python3", CONTAINER_PAYLOAD, behaviour, *args],
                              timeout=timeout)
-        d = f"/tmp/.falconet-sim-{secrets.token_hex(4)}"
-        self.exec(["mkdir", "-p", d])
-        self.exec(["ln", "-s", "/usr/bin/python3", f"{d}/{argv0}"])
-        try:
+        with self.private_dir() as d:
+            self.exec(["ln", "-s", "/usr/bin/python3", f"{d}/{argv0}"])
             return self.exec([f"{d}/{argv0}", CONTAINER_PAYLOAD, behaviour, *args],
                              timeout=timeout)
-        finally:
-            self.exec(["rm", "-rf", d])
 
     @staticmethod
     def python_mounts() -> list[tuple[str, str]]:
@@ -181,7 +210,8 @@ class RuncContext(_ContainerContext):
     def __init__(self, privileged: bool = False) -> None:
         super().__init__(privileged)
         self.container_id = secrets.token_hex(32)
-        self.bundle = WORK_DIR / "runc" / self.container_id[:12]
+        #: the bundle: a private directory made by start() (rootfs, overlay layers, config.json)
+        self.bundle: Path | None = None
         self.cgroup_path = f"/falconet-sim/{self.container_id}"
 
     def check(self) -> None:
@@ -194,14 +224,14 @@ class RuncContext(_ContainerContext):
 
     def start(self) -> None:
         self.check()
-        lower = ensure_base_rootfs()
-        upper, work, merged = (self.bundle / n for n in ("upper", "work", "merged"))
-        for d in (upper, work, merged):
-            d.mkdir(parents=True, exist_ok=True)
-        _run(["mount", "-t", "overlay", "overlay", "-o",
-              f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)])
+        self.bundle = Path(_mkdtemp(BUNDLE_PREFIX))
         try:
-            (self.bundle / "config.json").unlink(missing_ok=True)
+            lower = build_base_rootfs(self.bundle / "rootfs")
+            upper, work, merged = (self.bundle / n for n in ("upper", "work", "merged"))
+            for d in (upper, work, merged):
+                d.mkdir()
+            _run(["mount", "-t", "overlay", "overlay", "-o",
+                  f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)])
             _run(["runc", "spec", "--bundle", str(self.bundle)])
             cfg_path = self.bundle / "config.json"
             cfg = json.loads(cfg_path.read_text())
@@ -256,10 +286,8 @@ class RuncContext(_ContainerContext):
                     timeout=10).returncode == 0:
                 break
             time.sleep(0.1)
-        merged = self.bundle / "merged"
-        if os.path.ismount(merged):
-            _run(["umount", "-l", str(merged)], check=False)
-        shutil.rmtree(self.bundle, ignore_errors=True)
+        if self.bundle is not None:
+            _remove_bundle(self.bundle)
         _remove_cgroups(self.cgroup_path)
         self.started = False
 
@@ -320,6 +348,14 @@ class DockerContext(_ContainerContext):
         self.started = False
 
 
+def _remove_bundle(bundle: Path) -> None:
+    """A runc bundle removed: its overlay unmounted first (never delete through a mount)."""
+    merged = bundle / "merged"
+    if os.path.ismount(merged):
+        _run(["umount", "-l", str(merged)], check=False)
+    shutil.rmtree(bundle, ignore_errors=True)
+
+
 def _busybox() -> str | None:
     for p in ("/bin/busybox", "/usr/bin/busybox"):
         if os.path.exists(p):
@@ -327,16 +363,12 @@ def _busybox() -> str | None:
     return None
 
 
-def ensure_base_rootfs() -> Path:
-    """The busybox rootfs the runc containers' overlay uses as lower layer (built once)."""
-    root = WORK_DIR / "rootfs"
-    marker = root / ".falconet-sim-ready"
-    if marker.exists():
-        return root
+def build_base_rootfs(root: Path) -> Path:
+    """The busybox rootfs a runc container's overlay uses as lower layer, built at ``root``
+    (a new path inside the container's private bundle: nothing there to follow)."""
     bb = _busybox()
     if bb is None:
         raise ContextUnavailable("busybox (static) is not installed")
-    shutil.rmtree(root, ignore_errors=True)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc", "proc", "sys", "dev",
               "tmp", "root", "var/log", "var/run", "var/lib/dpkg", "mnt", "opt/falconet-sim"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -351,7 +383,6 @@ def ensure_base_rootfs() -> Path:
     shadow.chmod(0o640)
     (root / "var" / "lib" / "dpkg" / "status").write_text("")
     (root / "tmp").chmod(0o1777)
-    marker.write_text("1\n")
     return root
 
 
@@ -432,22 +463,44 @@ class ContextPool:
         self.close()
 
 
+def _leftover_bundles() -> list[Path]:
+    """The simulator's runc bundles in the temporary directory: real directories (not symlinks)
+    owned by us, as :func:`_mkdtemp` made them; anything else with that name is not ours."""
+    parent = Path(os.environ.get(SIM_DIR_ENV) or tempfile.gettempdir())
+    found = []
+    for p in parent.glob(BUNDLE_PREFIX + "*"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            found.append(p)
+    return found
+
+
 def cleanup_leftovers() -> list[str]:
-    """Remove containers a killed simulator left behind: runc bundles below ``WORK_DIR/runc``
-    and docker containers labelled ``io.falconet.simulator=true``. Returns what was removed.
+    """Remove containers a killed simulator left behind: runc bundles (private directories
+    ``falconet-sim-runc-*`` in the temporary directory) and docker containers labelled
+    ``io.falconet.simulator=true``. Returns what was removed.
     (Not done automatically: another simulator may be running.)"""
     removed: list[str] = []
-    runc_dir = WORK_DIR / "runc"
-    if runc_dir.is_dir() and shutil.which("runc"):
-        listing = _run(["runc", "list", "-q"], check=False).stdout.split()
-        for bundle in runc_dir.iterdir():
-            ids = [i for i in listing if i.startswith(bundle.name)]
+    bundles = _leftover_bundles()
+    if bundles and shutil.which("runc"):
+        try:
+            listing = json.loads(_run(["runc", "list", "-f", "json"], check=False).stdout or "null")
+        except ValueError:
+            listing = None
+        by_bundle = {c.get("bundle"): c.get("id") for c in listing or [] if isinstance(c, dict)}
+        for bundle in bundles:
             ctx = RuncContext()
             ctx.bundle = bundle
-            ctx.container_id = ids[0] if ids else bundle.name
-            ctx.cgroup_path = f"/falconet-sim/{ctx.container_id}"
-            ctx.stop()
-            removed.append(f"runc {ctx.container_id[:12]}")
+            ctx.container_id = by_bundle.get(str(bundle)) or ""
+            if ctx.container_id:
+                ctx.cgroup_path = f"/falconet-sim/{ctx.container_id}"
+                ctx.stop()
+            else:           # its container is gone already: only the directory is left
+                _remove_bundle(bundle)
+            removed.append(f"runc {ctx.container_id[:12] or bundle.name}")
     if shutil.which("docker"):
         env = runtime_env()
         try:

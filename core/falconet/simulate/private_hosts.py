@@ -45,7 +45,7 @@ def write_hosts_file(extra: Mapping[str, str]) -> str:
     fd, path = tempfile.mkstemp(prefix="falconet-hosts-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    os.chmod(path, 0o644)
+        os.fchmod(f.fileno(), 0o644)     # world-readable like /etc/hosts; by fd, never by path
     return path
 
 
