@@ -128,3 +128,17 @@ def test_damaged_database_is_moved_aside_and_a_fresh_one_starts(tmp_path):
 def test_output_names_are_made_safe_for_file_names(tmp_path):
     assert spool_path(tmp_path, "../../etc/passwd").parent == tmp_path / "spool"
     assert spool_path(tmp_path, "response:slack").name == "response_slack.db"
+
+
+def test_bounds_never_drop_the_batch_being_delivered(tmp_path):
+    sp, drops = make(tmp_path, max_bytes=30)
+    sp.put([b"a" * 10, b"b" * 10, b"c" * 10])
+    rows = sp.peek(2)                                 # a and b are in flight
+    sp.protect_upto = rows[-1][0]
+    sp.put([b"d" * 10])                               # 40 > 30: c goes, not a or b
+    assert drops == [("spool_full", 1)]
+    assert [p for _, p in sp.peek(10)] == [b"a" * 10, b"b" * 10, b"d" * 10]
+    sp.enforce_bounds(now=10**12)                     # everything expired but the batch
+    assert [p for _, p in sp.peek(10)] == [b"a" * 10, b"b" * 10]
+    sp.ack(rows[-1][0])
+    assert sp.depth == 0 and sp.bytes == 0

@@ -69,6 +69,9 @@ class Spool:
         self.oldest_ts: float | None = None
         #: rows dropped by cause (also reported through ``on_drop``)
         self.dropped: dict[str, int] = {}
+        #: rows up to this seq are being delivered: the bounds never drop them (an alert is
+        #: either delivered or counted as dropped, never both)
+        self.protect_upto = 0
 
     # ------------------------------------------------------------------ open / close
     def open(self) -> Spool:
@@ -197,11 +200,12 @@ class Spool:
             return
         now = time.time() if now is None else now
         db = self._db
+        low = self.protect_upto
         if self.oldest_ts is not None and now - self.oldest_ts > self.max_age:
             cut = now - self.max_age
             n, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM spool "
-                                 "WHERE ts < ?", (cut,)).fetchone()
-            db.execute("DELETE FROM spool WHERE ts < ?", (cut,))
+                                 "WHERE ts < ? AND seq > ?", (cut, low)).fetchone()
+            db.execute("DELETE FROM spool WHERE ts < ? AND seq > ?", (cut, low))
             self._removed(int(n), int(size))
             self._drop("spool_expired", int(n))
         if self.bytes > self.max_bytes:
@@ -209,11 +213,14 @@ class Spool:
             # walk the oldest rows until enough bytes are freed (a window function, one query)
             row = db.execute(
                 "SELECT seq, n, total FROM (SELECT seq, count(*) OVER w AS n, sum(size) OVER w "
-                "AS total FROM spool WINDOW w AS (ORDER BY seq)) WHERE total >= ? LIMIT 1",
-                (excess,)).fetchone()
-            if row is not None:
-                seq, n, total = row
-                db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+                "AS total FROM spool WHERE seq > ? WINDOW w AS (ORDER BY seq)) "
+                "WHERE total >= ? LIMIT 1", (low, excess)).fetchone()
+            if row is None:     # not enough outside the batch in flight: drop all of that
+                row = db.execute("SELECT max(seq), count(*), coalesce(sum(size), 0) FROM spool "
+                                 "WHERE seq > ?", (low,)).fetchone()
+            seq, n, total = row
+            if n:
+                db.execute("DELETE FROM spool WHERE seq > ? AND seq <= ?", (low, seq))
                 self._removed(int(n), int(total))
                 self._drop("spool_full", int(n))
 

@@ -208,12 +208,14 @@ class SpoolingWorker(SinkWorker):
                     next_age_check = now + AGE_CHECK_INTERVAL
                     self.spool.enforce_bounds()
                 rows = self.spool.peek(self.batch)
+                self.spool.protect_upto = rows[-1][0] if rows else 0
             if self._stopping_past_deadline():
                 break
             n = self._deliver([p for _, p in rows]) if rows else 0
             with self._lock:
                 if n:
                     self.spool.ack(rows[n - 1][0])
+                self.spool.protect_upto = 0
                 left = self.spool.depth
             if rows and n < len(rows):
                 self._failed()
