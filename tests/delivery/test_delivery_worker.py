@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 
-from conftest import free_port, wait_until
+from conftest import free_port, need_root, wait_until
 from delivery_helpers import AlertReceiver
 from falconet.alerts import Alert
 from falconet.delivery.aggregate import Aggregator
@@ -183,3 +184,29 @@ def test_a_match_that_rejects_is_counted_and_not_sent():
     p.close()
     assert [a.output_fields["n"] for a in sink.alerts] == [1]
     assert m.output_unmatched["list"] == 1
+
+
+def test_a_full_disk_under_the_spool_counts_every_alert_it_could_not_keep(tmp_path):
+    need_root()
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        m = EngineMetrics()
+        sink = WebhookSink("webhook", AlertReceiver(free_port()).url, Formatter(json_output=True))
+        p = Pipeline(None, sinks=[sink], metrics=m, policies={"webhook": OutputPolicy(
+            spool={**SPOOL_DEFAULTS, "max_bytes": 1 << 30}, state_dir=str(mnt))})
+        p.start()
+        big = "x" * 4000
+        for i in range(400):                       # ~1.6 MB of alerts into 256 KiB
+            a = alert(i)
+            a.output_fields["big"] = big
+            p.dispatch(a)
+        wait_until(lambda: m.spool_written["webhook"] + m.drops["spool_write_error"] == 400, 20,
+                   "every alert written or counted")
+        assert m.drops["spool_write_error"] > 0 and m.spool_written["webhook"] > 0
+        assert m.output_drops["webhook"] == m.drops["spool_write_error"]
+        p.close(timeout=1.0)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -158,7 +158,8 @@ class Spool:
             db.executemany("INSERT INTO spool (ts, size, payload) VALUES (?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:       # SQLite already rolled back on SQLITE_FULL
+                db.execute("ROLLBACK")
             raise
         self.depth += len(rows)
         self.bytes += sum(r[1] for r in rows)

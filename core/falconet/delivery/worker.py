@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -173,14 +174,31 @@ class SpoolingWorker(SinkWorker):
                 alerts += self._closing_summaries()
             payloads = self._encode(alerts)
             if payloads:
-                with self._wake:
-                    self.spool.put(payloads)
-                    self._wake.notify_all()
-                self.metrics.spool_written[self.name] += len(payloads)
-                if self._outage_since is not None:
-                    self._outage_spooled += len(payloads)
+                self._write(payloads)
             if stop:
                 break
+
+    def _write(self, payloads: list[bytes]) -> None:
+        try:
+            with self._wake:
+                self.spool.put(payloads)
+                self._wake.notify_all()
+        except sqlite3.Error as e:
+            if len(payloads) > 1:
+                # the disk is full or failing: keep what still fits, half a batch at a time
+                half = len(payloads) // 2
+                self._write(payloads[:half])
+                self._write(payloads[half:])
+                return
+            # this alert cannot be kept: counted, and the output goes on
+            self.metrics.drop("spool_write_error", len(payloads))
+            self.metrics.output_drops[self.name] += len(payloads)
+            self._log_error(f"cannot write to the spool {self.spool.path}: {e}; "
+                            f"{len(payloads)} alert(s) dropped (counted as spool_write_error)")
+            return
+        self.metrics.spool_written[self.name] += len(payloads)
+        if self._outage_since is not None:
+            self._outage_spooled += len(payloads)
 
     def _encode(self, alerts: list[Alert]) -> list[bytes]:
         out = []
@@ -195,6 +213,16 @@ class SpoolingWorker(SinkWorker):
 
     # ------------------------------------------------------------------ delivery thread
     def _deliver_loop(self) -> None:
+        try:
+            self._deliver_rows()
+        except Exception as e:  # noqa: BLE001 - a spool that fails to read must be seen
+            log.error("output %s: delivery from the spool %s stopped: %s; the alerts stay on "
+                      "disk for the next start", self.name, self.spool.path, e)
+            self.metrics.output_failures[self.name] += 1
+            self._last_reason = f"delivery stopped: {e}"
+            self._outage_since = self._outage_since or time.time()
+
+    def _deliver_rows(self) -> None:
         backoff = self.retry_initial
         next_age_check = 0.0
         while True:
