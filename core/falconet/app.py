@@ -27,8 +27,14 @@ from typing import Any
 from falconet import ENGINE_VERSION, __version__
 from falconet.api import EngineContext
 from falconet.config import Config, ConfigError, default_config_path, load_config
-from falconet.delivery.setup import PolicyError, build_policies, capture_fields
-from falconet.delivery.statedir import StateDirError, private_dir
+from falconet.delivery.setup import (
+    PolicyError,
+    build_policies,
+    capture_fields,
+    outputs_health,
+    prepare_state_dirs,
+)
+from falconet.delivery.statedir import StateDirError
 from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldDef, FieldRegistry
 from falconet.metrics import EngineMetrics
@@ -391,26 +397,14 @@ class App:
     def _check_state_dir(self) -> None:
         """Before any output starts: an unsafe or unusable ``state_dir`` stops the start (an
         output that silently lost its spool would drop what it promised to keep)."""
-        for state_dir in {p.state_dir for p in self.output_policies().values() if p.state_dir}:
-            try:
-                private_dir(state_dir)
-                private_dir(Path(state_dir) / "spool")
-            except StateDirError as e:
-                raise StartupError(f"state_dir: {e}") from None
+        try:
+            prepare_state_dirs(self.output_policies())
+        except StateDirError as e:
+            raise StartupError(f"state_dir: {e}") from None
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """``/healthz``: ``degraded`` (still 200) while an output spools or its queue is over
-        half full; each output's queue depth and spool state."""
-        outputs: dict[str, Any] = {}
-        degraded = False
-        for w in self.pipeline.workers if self.pipeline is not None else []:
-            h = w.health() if hasattr(w, "health") else {"state": "ok"}
-            h["queue_depth"] = w.queue.qsize()
-            if w.queue.maxsize and h["queue_depth"] * 2 > w.queue.maxsize and h["state"] == "ok":
-                h["state"] = "backlog"
-            degraded = degraded or h["state"] != "ok"
-            outputs[w.name] = h
-        return True, {"status": "degraded" if degraded else "ok", "outputs": outputs}
+        """``/healthz``: ``degraded`` (still 200) while an output spools (docs/outputs.md)."""
+        return outputs_health(self.pipeline.workers if self.pipeline is not None else [])
 
     # ------------------------------------------------------------------------------ pipeline
     def build_pipeline(self, ruleset: Any = None, *, extra_parsers: Iterable[tuple[str, Any]] = ()

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from falconet.delivery.policy import OutputPolicy, check_aggregate, check_spool
+from falconet.delivery.statedir import private_dir
 
 #: the plugin that contributes the built-in outputs (their settings are under ``outputs.*``)
 BUILTIN_OUTPUTS = "outputs"
@@ -126,3 +128,27 @@ def capture_fields(policies: dict[str, OutputPolicy]) -> frozenset[str]:
     for p in policies.values():
         out |= p.fields
     return frozenset(out)
+
+
+def prepare_state_dirs(policies: dict[str, OutputPolicy]) -> None:
+    """Create (0700) or check every state directory a spool will use, and its ``spool/``.
+    Raises :class:`~falconet.delivery.statedir.StateDirError`."""
+    for state_dir in sorted({p.state_dir for p in policies.values() if p.state_dir}):
+        private_dir(state_dir)
+        private_dir(Path(state_dir) / "spool")
+
+
+def outputs_health(workers: Iterable[Any]) -> tuple[bool, dict[str, Any]]:
+    """``/healthz`` details: each output's state and queue depth (a spooling output adds its
+    spool); ``"status": "degraded"`` (the engine is still healthy: HTTP 200) while an output
+    spools after a failed delivery or its queue is over half full."""
+    outputs: dict[str, Any] = {}
+    degraded = False
+    for w in workers:
+        h = w.health() if hasattr(w, "health") else {"state": "ok"}
+        h["queue_depth"] = w.queue.qsize()
+        if w.queue.maxsize and h["queue_depth"] * 2 > w.queue.maxsize and h["state"] == "ok":
+            h["state"] = "backlog"
+        degraded = degraded or h["state"] != "ok"
+        outputs[w.name] = h
+    return True, {"status": "degraded" if degraded else "ok", "outputs": outputs}
