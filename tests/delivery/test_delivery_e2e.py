@@ -25,6 +25,7 @@ from delivery_helpers import (
     spooled_names,
     storm_capture,
 )
+from otlp_receivers import OtlpHttpReceiver
 
 #: the test virtualenv's console script (``falconet_bin`` of conftest is a fixture)
 FALCONET = str(Path(sys.executable).parent / "falconet")
@@ -140,10 +141,17 @@ def test_alerts_of_a_namespace_go_only_to_the_output_that_matches_them(tmp_path)
     cap = tmp_path / "ns.fcap"
     routed_capture(str(cap), 50)
     rx = AlertReceiver(free_port()).start()
+    otlp = OtlpHttpReceiver().start()
     out_file = tmp_path / "prod.json"
     conf = tmp_path / "routes.yaml"
     conf.write_text(f"""\
 load_plugin_rules: false
+plugins:
+  otel:                      # a plugin's sink: its match: sits in the plugin's section
+    endpoint: {otlp.endpoint}
+    protocol: http/protobuf
+    traces: false
+    match: {{condition: k8s.ns.name = prod-web, priority: ">=Error"}}
 outputs:
   stdout: {{enabled: false}}
   file:
@@ -163,8 +171,11 @@ outputs:
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": ""})
     rx.stop()
+    otlp.stop()
     assert proc.returncode == 0, proc.stderr
     del port
+    to_otel = [x.attributes["falco.output_fields.evt.arg.name"] for x in otlp.logs]
+    assert sorted(to_otel) == sorted(f"/tmp/storm-prod-web-{i}" for i in range(50))
     to_file = [json.loads(line)["output_fields"]["evt.arg.name"]
                for line in out_file.read_text().splitlines()]
     to_hook = [a["output_fields"]["evt.arg.name"] for a in rx.alerts]
