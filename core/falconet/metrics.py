@@ -16,8 +16,6 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
   ``falconet_output_drops_total{output}``);
 - ``spool_full``, ``spool_expired``: an alert an output could not deliver was removed from its
   on-disk spool, oldest first, past ``spool.max_bytes`` or ``spool.max_age``;
-  ``output_rejected``: a receiver refused an alert for good (e.g. HTTP 400), not retried;
-  ``output_encode_error``: an alert could not be encoded for a spooling output;
   ``spool_write_error``: the spool could not be written (disk full or failing);
 - ``container_lookup_queue_full``: a container metadata lookup could not be queued;
 - ``otel_queue_full``, ``otel_logs_export_failed``, ``otel_traces_export_failed``: OTel export

@@ -107,7 +107,8 @@ def test_receiver_refusing_an_alert_for_good_is_a_counted_drop_not_a_stuck_spool
     p.start()
     for i in range(5):
         p.dispatch(alert(i))
-    wait_until(lambda: m.drops["output_rejected"] == 5, 10, "each refusal counted")
+    wait_until(lambda: m.output_failures["webhook"] == 5, 10, "each refusal counted once")
+    assert not m.drops and m.output_sent["webhook"] == 0
     assert p.workers[0].spool.depth == 0
     rx.status = 200
     p.dispatch(alert(5))

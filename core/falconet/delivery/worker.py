@@ -3,8 +3,9 @@
 The sink contract (``falconet.api.SpoolingSink``): ``encode(alert) -> bytes`` (what will be sent,
 the alert's id inside) and ``deliver(payloads) -> int``: send them in order, return how many were
 accepted from the start (all of them, or fewer when the receiver failed; raising means none).
-``PayloadRejected(index)`` says the receiver refused one for good: it is dropped (counted as
-``output_rejected``) instead of blocking the spool forever.
+``PayloadRejected(index)`` says the receiver refused one for good: it is removed and counted
+as a failure of the output (``falconet_output_failures_total``) instead of blocking the spool
+forever.
 
 Two threads per output, with the spool between them (write-ahead):
 
@@ -206,7 +207,6 @@ class SpoolingWorker(SinkWorker):
             try:
                 out.append(self.sink.encode(a))
             except Exception as e:  # noqa: BLE001 - one bad alert must not stop the output
-                self.metrics.drop("output_encode_error")
                 self.metrics.output_failures[self.name] += 1
                 self._log_error(f"cannot encode an alert of rule {a.rule!r}: {e}")
         return out
@@ -277,7 +277,7 @@ class SpoolingWorker(SinkWorker):
             except PayloadRejected as e:
                 ok = max(0, min(e.index, len(rest) - 1))
                 self.metrics.output_sent[self.name] += ok
-                self.metrics.drop("output_rejected")
+                # a failure of this output (not a drop: counted once, see docs/outputs.md)
                 self.metrics.output_failures[self.name] += 1
                 self._log_error(f"receiver refused an alert, not retried: {e.reason}")
                 done += ok + 1
