@@ -22,9 +22,11 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/mypy
 
 test: setup-test
 	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/mypy
 	scripts/run-tests.sh
 
 unit: setup

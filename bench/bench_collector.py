@@ -41,8 +41,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from falconet.upstream import falco_rules_path
+
 REPO = Path(__file__).resolve().parents[1]
-FALCO_RULES = REPO.parent / "shared" / "falco" / "falco_rules.yaml"
+FALCO_RULES = falco_rules_path()       # $FALCONET_FALCO_RULES (falconet.upstream)
 TARGET = "/etc/hostname"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

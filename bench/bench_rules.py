@@ -30,9 +30,10 @@ from falconet.events import Event  # noqa: E402
 from falconet.fields.registry import FieldRegistry  # noqa: E402
 from falconet.rules import load_rules  # noqa: E402
 from falconet.state.tables import FdInfo, StateTables, ThreadInfo  # noqa: E402
+from falconet.upstream import falco_rules_path  # noqa: E402
 from stubfields import stub_registry  # noqa: E402
 
-FALCO_RULES = REPO.parent / "shared" / "falco" / "falco_rules.yaml"
+FALCO_RULES = falco_rules_path()       # $FALCONET_FALCO_RULES (falconet.upstream)
 
 
 class World:

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from falconet.upstream import FALCO_RULES_ENV, falco_rules_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-FALCO_RULES = SHARED / "falco" / "falco_rules.yaml"
+#: the one external test input: $FALCONET_FALCO_RULES (default ../shared/falco/falco_rules.yaml)
+FALCO_RULES = falco_rules_path()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -61,7 +63,7 @@ def need_binary(name: str) -> str:
 
 @pytest.fixture
 def falco_rules_path() -> Path:
-    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing (../shared/falco/falco_rules.yaml)")
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing (set {FALCO_RULES_ENV})")
     return FALCO_RULES
 
 

@@ -8,7 +8,14 @@ Where things are, for a newcomer:
 - an alert leaves through ``falconet.pipeline`` (bounded queue) to the sinks in ``falconet.outputs``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    #: the one version source is pyproject.toml (``[project] version``); read back from the
+    #: installed distribution's metadata
+    __version__ = version("falconet")
+except PackageNotFoundError:          # run from a checkout without installing (bench/ scripts)
+    __version__ = "0.0.0+unknown"
 
 #: The version rules files are checked against (``required_engine_version``). We implement the
 #: language of Falco's engine 0.63, so the upstream stable rules (which need 0.57.0) load.

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pluggy
 
@@ -16,7 +16,12 @@ from falconet.alerts import Alert
 from falconet.delivery import PayloadRejected
 from falconet.events import Event
 from falconet.fields import ArgKind, FieldDef, FieldRegistry, FieldType, attr_field
+from falconet.plugin_config import ConfigSchema, Setting
 from falconet.priorities import Priority
+
+if TYPE_CHECKING:
+    from falconet.metrics import EngineMetrics
+    from falconet.state.tables import StateTables
 
 hookimpl = pluggy.HookimplMarker("falconet")
 
@@ -71,9 +76,32 @@ class SpoolingSink(AlertSink, Protocol):
 
 @runtime_checkable
 class ResponseAction(Protocol):
+    """An action rules can trigger (``falconet.yaml: responses:``); runs off the hot path."""
+
     name: str
 
     def run(self, alert: Alert, params: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class MetricsRegistry(Protocol):
+    """What ``falconet_metrics`` receives: a per-plugin proxy of the server's registry."""
+
+    def register(self, collector: Any) -> None: ...
+    def unregister(self, collector: Any) -> None: ...
+
+
+@runtime_checkable
+class MetricsEndpoint(Protocol):
+    """The ``/metrics`` server a ``falconet_metrics_server`` hook returns."""
+
+    url: str
+
+    def start(self) -> None:
+        """Listen and serve on a daemon thread; raises ``OSError`` when it cannot listen."""
+        ...
+
+    def stop(self) -> None: ...
 
 
 class Ruleset(Protocol):
@@ -105,12 +133,12 @@ class EngineContext:
     hostname: str
     fields: FieldRegistry
     config: dict[str, Any] = field(default_factory=dict)
-    metrics: Any = None
-    state: Any = None
+    metrics: EngineMetrics | None = None
+    state: StateTables | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("falconet"))
     extras: dict[str, Any] = field(default_factory=dict)
     #: set by ``falconet record``: writes a state record in order with the events
-    state_writer: Any = None
+    state_writer: Callable[[str, Any], None] | None = None
 
     def emit_state(self, plugin: str, data: Any) -> None:
         """Write plugin state into the capture being recorded (no-op when not recording)."""
@@ -119,6 +147,29 @@ class EngineContext:
             w(plugin, data)
 
 
-__all__ = ["Alert", "AlertSink", "ArgKind", "EngineContext", "Event", "EventSource", "FieldDef",
-           "FieldRegistry", "FieldType", "PayloadRejected", "PluginConfigError", "Priority",
-           "ResponseAction", "Ruleset", "SpoolingSink", "attr_field", "hookimpl"]
+# ------------------------------------------------------------------------------- contributions
+#: contribution hook -> (the Protocol its items must satisfy, what the message calls it)
+CONTRIBUTIONS: dict[str, tuple[type, str]] = {
+    "falconet_event_sources": (EventSource, "an EventSource"),
+    "falconet_alert_sinks": (AlertSink, "an AlertSink"),
+    "falconet_response_actions": (ResponseAction, "a ResponseAction"),
+    "falconet_fields": (FieldDef, "a FieldDef"),
+}
+
+
+def contribution_problem(hook: str, items: list[object]) -> str | None:
+    """Why what a plugin returned from ``hook`` is unusable, or ``None`` when every item is
+    what the hook's contract says (``isinstance`` against the runtime-checkable Protocols above;
+    parsers must be callable)."""
+    if hook == "falconet_event_parsers":
+        bad = [x for x in items if not callable(x)]
+        return f"not callable: {bad[0]!r}" if bad else None
+    want, label = CONTRIBUTIONS[hook]
+    bad = [x for x in items if not isinstance(x, want)]
+    return f"not {label}: {bad[0]!r}" if bad else None
+
+
+__all__ = ["Alert", "AlertSink", "ArgKind", "ConfigSchema", "EngineContext", "Event", "EventSource",
+           "FieldDef", "FieldRegistry", "FieldType", "MetricsEndpoint", "MetricsRegistry",
+           "PayloadRejected", "PluginConfigError", "Priority", "ResponseAction", "Ruleset",
+           "Setting", "SpoolingSink", "attr_field", "contribution_problem", "hookimpl"]

@@ -2,17 +2,12 @@
 it on one event source. The ``run``, ``record``, ``replay``, ``fields`` and ``plugins`` commands
 are thin layers over :class:`App`.
 
-Start order (what a plugin can rely on):
-``falconet_configure`` → ``falconet_fields`` / ``falconet_plugin_versions`` /
-``falconet_rules_files`` / ``falconet_event_sources`` / ``falconet_event_parsers`` /
-``falconet_alert_sinks`` → rules load → ``falconet_start`` → (record: ``falconet_capture_state``)
-→ source opens → events → source closes → outputs drained → ``falconet_stop``.
+The start order a plugin can rely on is written once, in ``falconet.hookspecs``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -36,7 +31,7 @@ from falconet.delivery.setup import (
 )
 from falconet.delivery.statedir import StateDirError
 from falconet.events import SYSCALL_SOURCE
-from falconet.fields import FieldDef, FieldRegistry
+from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
 from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events
@@ -120,7 +115,8 @@ class App:
                                  log=logging.getLogger("falconet"))
         self.ctx.extras["falconet.source"] = source_name
         self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
-                               entry_points=entry_points, extra=extra_plugins)
+                               entry_points=entry_points, extra=extra_plugins,
+                               where=config.where, whole_config=config.data)
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
         self.parsers: list[tuple[str, Callable[[Any], None]]] = []
         self.sinks: list[tuple[str, Any]] = []
@@ -156,23 +152,19 @@ class App:
 
     def _collect(self) -> None:
         h, ctx = self.host, self.ctx
-        fields = h.call("falconet_fields", engine=ctx)
-        versions = h.call("falconet_plugin_versions", engine=ctx)
-        rules = h.call("falconet_rules_files", engine=ctx)
-        sources = h.call("falconet_event_sources", engine=ctx)
-        parsers = h.call("falconet_event_parsers", engine=ctx)
-        sinks = h.call("falconet_alert_sinks", engine=ctx)
-        actions = h.call("falconet_response_actions", engine=ctx)
+        fields = h.contributions(h.hook.falconet_fields, engine=ctx)
+        versions = h.call(h.hook.falconet_plugin_versions, engine=ctx)
+        rules = h.call(h.hook.falconet_rules_files, engine=ctx)
+        # each checked against its Protocol (falconet.api.contribution_problem)
+        sources = h.contributions(h.hook.falconet_event_sources, engine=ctx)
+        parsers = h.contributions(h.hook.falconet_event_parsers, engine=ctx)
+        sinks = h.contributions(h.hook.falconet_alert_sinks, engine=ctx)
+        actions = h.contributions(h.hook.falconet_response_actions, engine=ctx)
 
         # fields first: a clash drops the plugin, and a dropped plugin contributes nothing
         field_owner: dict[str, str] = {}
         for name, fdefs in fields:
             if name not in h.info:
-                continue
-            fdefs = list(fdefs)
-            bad = [f for f in fdefs if not isinstance(f, FieldDef)]
-            if bad:
-                h.drop(name, "falconet_fields", f"not a FieldDef: {bad[0]!r}")
                 continue
             if name != "core-state":
                 # plugin fields name their plugin (``falconet fields`` shows it)
@@ -190,31 +182,15 @@ class App:
 
         for name, srcs in sources:
             for s in srcs:
-                if not (hasattr(s, "name") and callable(getattr(s, "open", None))):
-                    h.drop(name, "falconet_event_sources", f"not an EventSource: {s!r}")
-                    break
                 if s.name in self.sources:
                     h.drop(name, "falconet_event_sources", f"event source '{s.name}' is already "
                            f"provided by plugin '{self.sources[s.name][0]}'")
                     break
                 self.sources[s.name] = (name, s)
-        for name, fns in parsers:
-            for fn in fns:
-                if not callable(fn):
-                    h.drop(name, "falconet_event_parsers", f"not callable: {fn!r}")
-                    break
-                self.parsers.append((name, fn))
-        for name, ss in sinks:
-            for s in ss:
-                if not (hasattr(s, "name") and callable(getattr(s, "send", None))):
-                    h.drop(name, "falconet_alert_sinks", f"not an AlertSink: {s!r}")
-                    break
-                self.sinks.append((name, s))
+        self.parsers += [(name, fn) for name, fns in parsers for fn in fns]
+        self.sinks += [(name, s) for name, ss in sinks for s in ss]
         for name, acts in actions:
             for a in acts:
-                if not (hasattr(a, "name") and callable(getattr(a, "run", None))):
-                    h.drop(name, "falconet_response_actions", f"not a ResponseAction: {a!r}")
-                    break
                 self.actions[a.name] = (name, a)
         for name, files in rules:
             self.plugin_rules += [(name, str(f)) for f in files]
@@ -445,16 +421,19 @@ class App:
 
     # ------------------------------------------------------------------------------ metrics
     def start_metrics(self, address: str, port: int) -> None:
-        try:
-            mod = importlib.import_module("falconet.prometheus")
-        except ModuleNotFoundError as e:
-            if e.name != "falconet.prometheus":
-                raise StartupError(f"metrics server cannot start: {e}") from None
-            log.warning("metrics server not available (falconet.prometheus is not installed)")
+        """Start the server a ``falconet_metrics_server`` hook contributes (the built-in
+        ``metrics`` plugin's Prometheus server); none: a warning, the engine runs without."""
+        h = self.host
+        # /healthz shows each output's queue and spool (the server calls this per request)
+        self.ctx.extras["falconet.health"] = self.health
+        servers = h.call(h.hook.falconet_metrics_server, engine=self.ctx, address=address,
+                         port=port, plugins=h)
+        if not servers:
+            log.warning("metrics server not available (no plugin provides one: is the built-in "
+                        "'metrics' plugin disabled or failing? see `falconet plugins list`)")
             return
+        srv = servers[0][1]
         try:
-            srv = mod.MetricsServer(self.ctx, self.metrics, self.host, address, port,
-                                    health=self.health)
             srv.start()
         except OSError as e:
             raise StartupError(f"metrics server cannot listen on {address}:{port}: "
@@ -485,7 +464,7 @@ class App:
             self.start_metrics(*metrics_addr)
         pipeline.start()
         try:
-            self.host.call("falconet_start", engine=self.ctx)
+            self.host.call(self.host.hook.falconet_start, engine=self.ctx)
         except PluginRequiredError as e:
             self._shutdown(pipeline, None, 0)
             raise StartupError(str(e)) from None
@@ -597,7 +576,7 @@ class App:
             except Exception as e:  # noqa: BLE001
                 log.warning("closing source failed: %s", e)
         pipeline.close()
-        self.host.call_safely("falconet_stop", engine=self.ctx)
+        self.host.hook.falconet_stop(engine=self.ctx)      # failures logged, plugins kept
         if linger > 0 and self.metrics_server is not None:
             deadline = time.monotonic() + linger
             while time.monotonic() < deadline and not pipeline.stopping:

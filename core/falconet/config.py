@@ -12,7 +12,7 @@ import copy
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -238,16 +238,9 @@ class Config:
 
     data: dict[str, Any]
     path: str | None = None
-    #: where each key was written: ``("outputs", "webhook", "match") -> (line, col)`` (file keys
-    #: only), for messages about values checked after loading (``match:`` conditions)
-    marks: dict[tuple[str, ...], Mark] = field(default_factory=dict)
-
-    def where(self, path: tuple[str, ...]) -> str:
-        """``file:line:col`` of a key (or the file, or ``<config>``)."""
-        m = self.marks.get(path)
-        if self.path is None:
-            return "<config>"
-        return f"{self.path}:{m[0]}:{m[1]}" if m else self.path
+    #: ``key path -> "file:line:col"`` (or ``-o key=value``): where a key was written, for the
+    #: messages of validators that run later (plugin sections, see ``falconet.plugin_config``)
+    where: Callable[[tuple[str, ...]], str] = lambda _p: "<config>"
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -463,7 +456,7 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
                         f"outputs.file.path is not set")
     if problems:
         raise ConfigError(problems)
-    return Config(merged, path, marks)
+    return Config(merged, path, where)
 
 
 def default_config_path() -> str | None:

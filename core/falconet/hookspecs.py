@@ -20,33 +20,74 @@ Rules for every hook:
   :func:`falconet_configure` only.
 
 The objects passed around are documented in ``falconet.api`` (``EngineContext``, ``EventSource``,
-``AlertSink``, ``ResponseAction``).
+``AlertSink``, ``ResponseAction``, ``ConfigSchema``). How hooks are ordered and how failures are
+isolated: ``falconet.plugins``. The hook reference of ``docs/plugins.md`` is generated from this
+module (``python -m falconet.hookdocs --write``; a test keeps it up to date).
+
+Start order (the one place it is written; ``falconet.app`` follows it):
+``falconet_config_schema`` → ``falconet_configure`` → ``falconet_fields`` /
+``falconet_plugin_versions`` / ``falconet_rules_files`` / ``falconet_event_sources`` /
+``falconet_event_parsers`` / ``falconet_alert_sinks`` / ``falconet_response_actions`` → rules
+load → (``--metrics``: ``falconet_metrics_server`` → ``falconet_metrics``) → ``falconet_start``
+→ (record: ``falconet_capture_state``) → the source opens → events → the source closes →
+outputs drained, flushed, closed → ``falconet_stop``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from falconet.api import (
+        AlertSink,
+        ConfigSchema,
+        EngineContext,
+        EventSource,
+        MetricsEndpoint,
+        MetricsRegistry,
+        ResponseAction,
+    )
+    from falconet.events import Event
+    from falconet.fields import FieldDef
+    from falconet.plugins import PluginHost
 
 hookspec = pluggy.HookspecMarker("falconet")
 
 
 # --------------------------------------------------------------------------------- lifecycle
 @hookspec
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
+def falconet_config_schema() -> ConfigSchema | None:
+    """Declare the keys of your section (``plugins.<your plugin name>``) as a
+    :class:`falconet.api.ConfigSchema`.
+
+    The engine validates the section against it before :func:`falconet_configure` (unknown keys
+    and wrong values are reported as ``falconet.yaml:LINE:COL: error: plugins.<name>.<key>:
+    expected ...``, every plugin in the same format) and passes you the validated values with
+    the defaults filled in. Checkers for common values are in ``falconet.plugin_config``
+    (``boolean()``, ``integer()``, ``number()``, ``string()``, ``one_of()``, ``priority()``...).
+    """
+
+
+@hookspec
+def falconet_configure(config: dict[str, Any], engine: EngineContext) -> None:
     """Receive your plugin's configuration section and the engine context, before anything else.
 
-    ``config`` is the mapping under ``plugins.<your plugin name>`` in ``falconet.yaml`` (``{}`` when
-    absent), after ``-o`` overrides. Validate it here and raise ``falconet.api.PluginConfigError``
-    with a clear message when it is wrong: the engine reports it with your plugin's name.
+    ``config`` is your section ``plugins.<your plugin name>`` of ``falconet.yaml`` after ``-o``
+    overrides: validated, with defaults, when you declare :func:`falconet_config_schema`; else
+    the raw mapping (``{}`` when absent). Raise ``falconet.api.PluginConfigError`` for what a
+    schema cannot say (two keys that contradict each other): the engine reports it with your
+    plugin's name.
     ``engine`` is a :class:`falconet.api.EngineContext` (hostname, field registry, metrics,
     state tables, logger). Keep a reference if later hooks need it.
     """
 
 
 @hookspec
-def falconet_start(engine: Any) -> None:
+def falconet_start(engine: EngineContext) -> None:
     """Called once the pipeline is built, just before the first event is read.
 
     Start background threads here (for example a metadata lookup worker). They must be daemon
@@ -55,7 +96,7 @@ def falconet_start(engine: Any) -> None:
 
 
 @hookspec
-def falconet_stop(engine: Any) -> None:
+def falconet_stop(engine: EngineContext) -> None:
     """Called once at shutdown, after the last event and after outputs were flushed.
 
     Stop your threads and release resources. Exceptions are logged and ignored.
@@ -64,7 +105,7 @@ def falconet_stop(engine: Any) -> None:
 
 # --------------------------------------------------------------------------------- input
 @hookspec
-def falconet_event_sources(engine: Any) -> list[Any] | None:
+def falconet_event_sources(engine: EngineContext) -> list[EventSource] | None:
     """Contribute event sources.
 
     Return a list of :class:`falconet.api.EventSource` objects. Each has a unique ``name`` (what the
@@ -77,19 +118,20 @@ def falconet_event_sources(engine: Any) -> list[Any] | None:
 
 # --------------------------------------------------------------------------------- enrichment
 @hookspec
-def falconet_event_parsers(engine: Any) -> list[Any] | None:
+def falconet_event_parsers(engine: EngineContext) -> list[Callable[[Event], None]] | None:
     """Contribute per-event parsers: callables ``parse(event) -> None``.
 
-    Every event of every source passes through every parser **once, before rules run**, in plugin
-    registration order (core state first). Use them to update your own state (a cache keyed by pid,
-    a container table...) and to attach data to the event. They are on the hot path: do no I/O and
+    Every event of every source passes through every parser **once, before rules run**, in hook
+    order (``tryfirst`` parsers, then load order with core state first, then ``trylast`` ones).
+    Use them to update your own state (a cache keyed by pid, a container table...) and to attach
+    data to the event. They are on the hot path: do no I/O and
     no blocking calls here; hand slow work to a background thread. An exception from a parser is
     counted (``falconet_plugin_errors_total{plugin,hook="parser"}``) and the event goes on.
     """
 
 
 @hookspec
-def falconet_fields(engine: Any) -> list[Any] | None:
+def falconet_fields(engine: EngineContext) -> list[FieldDef] | None:
     """Declare fields that rules and outputs can use.
 
     Return a list of :class:`falconet.fields.FieldDef`. Prefix your fields with your plugin's
@@ -102,7 +144,7 @@ def falconet_fields(engine: Any) -> list[Any] | None:
 
 # --------------------------------------------------------------------------------- rules
 @hookspec
-def falconet_rules_files(engine: Any) -> list[Any] | None:
+def falconet_rules_files(engine: EngineContext) -> list[str | os.PathLike[str]] | None:
     """Ship rules: return paths (``str`` or ``pathlib.Path``) of Falco-format YAML rules files.
 
     They are loaded after the user's ``rules_files`` (so a rule pack can ``override`` the defaults)
@@ -111,7 +153,7 @@ def falconet_rules_files(engine: Any) -> list[Any] | None:
 
 
 @hookspec
-def falconet_plugin_versions(engine: Any) -> dict[str, str] | None:
+def falconet_plugin_versions(engine: EngineContext) -> dict[str, str] | None:
     """Name the Falco plugin names and versions your plugin satisfies.
 
     Rules files declare ``required_plugin_versions`` (e.g. ``container >= 0.4.0``); return
@@ -121,7 +163,7 @@ def falconet_plugin_versions(engine: Any) -> dict[str, str] | None:
 
 # --------------------------------------------------------------------------------- output
 @hookspec
-def falconet_alert_sinks(engine: Any) -> list[Any] | None:
+def falconet_alert_sinks(engine: EngineContext) -> list[AlertSink] | None:
     """Contribute alert sinks (outputs).
 
     Return :class:`falconet.api.AlertSink` objects: ``name``, ``min_priority``, ``start()``,
@@ -140,7 +182,7 @@ def falconet_alert_sinks(engine: Any) -> list[Any] | None:
 
 
 @hookspec
-def falconet_response_actions(engine: Any) -> list[Any] | None:
+def falconet_response_actions(engine: EngineContext) -> list[ResponseAction] | None:
     """Contribute response actions that rules can trigger (``falconet.yaml: responses:``).
 
     Return :class:`falconet.api.ResponseAction` objects (``name``, ``run(alert, params)``). They run
@@ -149,17 +191,34 @@ def falconet_response_actions(engine: Any) -> list[Any] | None:
 
 
 @hookspec
-def falconet_metrics(registry: Any, engine: Any) -> None:
-    """Register your own Prometheus metrics on ``registry`` (a ``prometheus_client``
-    ``CollectorRegistry``) so they are served on ``/metrics`` beside the engine's.
+def falconet_metrics(registry: MetricsRegistry, engine: EngineContext) -> None:
+    """Register your own Prometheus metrics on ``registry`` (``register(collector)`` /
+    ``unregister(collector)`` like a ``prometheus_client`` ``CollectorRegistry``) so they are
+    served on ``/metrics`` beside the engine's.
 
-    Keep label cardinality bounded (no pod or container ids as labels).
+    Called when the metrics server starts. Each plugin gets its own registry proxy: a collector
+    that raises at scrape time is counted (``falconet_plugin_errors_total{plugin,
+    hook="metrics"}``) and left out of that scrape. Keep label cardinality bounded (no pod or
+    container ids as labels).
+    """
+
+
+@hookspec
+def falconet_metrics_server(engine: EngineContext, address: str, port: int,
+                            plugins: PluginHost) -> MetricsEndpoint | None:
+    """Contribute the server of ``/metrics`` and ``/healthz`` (the built-in ``metrics`` plugin
+    provides the Prometheus one, ``falconet.prometheus.MetricsServer``).
+
+    Called once when the engine serves metrics (``metrics.enabled``, ``--metrics-port``), with
+    the address and port to listen on; the first server returned is used. Return an object
+    with ``start()`` (raises ``OSError`` when it cannot listen), ``stop()`` and ``url``, and
+    call :func:`falconet_metrics` on ``plugins`` yourself if you serve plugin metrics.
     """
 
 
 # --------------------------------------------------------------------------------- capture
 @hookspec
-def falconet_capture_state(engine: Any) -> Any:
+def falconet_capture_state(engine: EngineContext) -> Any:
     """Return your plugin's state as JSON-serialisable data when a recording starts (or ``None``).
 
     ``falconet record`` writes it near the head of the capture (Falco's ``dump_state``), so that a
@@ -171,7 +230,7 @@ def falconet_capture_state(engine: Any) -> Any:
 
 
 @hookspec
-def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
+def falconet_restore_state(plugin: str, data: Any, engine: EngineContext) -> None:
     """Replay: receive a state record written by ``falconet_capture_state`` or ``emit_state``.
 
     Called for every plugin with the writer's plugin name; act only when ``plugin`` is yours.

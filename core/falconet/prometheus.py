@@ -362,7 +362,9 @@ class MetricsServer:
         caller = getattr(getattr(pm, "hook", None), "falconet_metrics", None)
         if caller is None:
             return
-        for impl in caller.get_hookimpls():
+        # one call per plugin, each with its own registry proxy (pluggy's order: it calls the
+        # list from the end)
+        for impl in reversed(caller.get_hookimpls()):
             proxy = PluginRegistry(self.registry, impl.plugin_name, self.metrics)
             kw = {"registry": proxy, "engine": self.engine}
             try:

@@ -190,19 +190,21 @@ def test_config_errors_name_the_key():
 def test_plugin_contributes_the_ebpf_source():
     from falconet.api import PluginConfigError  # noqa: PLC0415
     from falconet.collector import plugin  # noqa: PLC0415
+    from falconet.plugin_config import configure_by_hand  # noqa: PLC0415
 
     class Ctx:
         config = {"collector": {"ring_buffer_pages": 512}}
-    plugin.falconet_configure({}, Ctx())
-    (src,) = plugin.falconet_event_sources(Ctx())
+    p = plugin.EbpfPlugin()          # one instance per engine
+    configure_by_hand(p, "ebpf", {}, Ctx())
+    (src,) = p.falconet_event_sources(Ctx())
     assert isinstance(src, EbpfSource)
     assert (src.name, src.source, src.live) == ("ebpf", "syscall", True)
     assert src.config.ring_buffer_pages == 512
     Ctx.config = {"collector": {"path_len": 100}}
     with pytest.raises(PluginConfigError, match="path_len"):
-        plugin.falconet_configure({}, Ctx())
+        configure_by_hand(p, "ebpf", {}, Ctx())
     Ctx.config = {}
-    plugin.falconet_configure({}, Ctx())
+    configure_by_hand(p, "ebpf", {}, Ctx())
 
 
 # ------------------------------------------------------------------------------- errors

@@ -41,9 +41,10 @@ def test_receiver_killed_and_restarted(rx_cls, monkeypatch):
     proto = "grpc" if rx_cls is OtlpGrpcReceiver else "http/protobuf"
     metrics = EngineMetrics()
     ctx = EngineContext(hostname="node-a", fields=FieldRegistry(), metrics=metrics)
-    otel_plugin.falconet_configure({"endpoint": rx.endpoint, "protocol": proto, "timeout": 0.5,
+    p = otel_plugin.OtelPlugin()          # one instance per engine
+    p.falconet_configure({"endpoint": rx.endpoint, "protocol": proto, "timeout": 0.5,
                                     "traces": False, "schedule_delay": 0.05}, ctx)
-    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    [sink] = p.falconet_alert_sinks(ctx)
     stats = sink.stats["logs"]
     pipeline = Pipeline(OneAlertPerEvent(), sinks=[sink], metrics=metrics)
     seen_during_outage = {}

@@ -47,20 +47,22 @@ def test_off_without_endpoint_says_so_once(monkeypatch, caplog):
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     ctx = engine_ctx()
-    otel_plugin.falconet_configure({}, ctx)
+    p = otel_plugin.OtelPlugin()          # one instance per engine
+    p.falconet_configure({}, ctx)
     with caplog.at_level("INFO", logger="falconet"):
-        assert otel_plugin.falconet_alert_sinks(ctx) is None
+        assert p.falconet_alert_sinks(ctx) is None
         assert not caplog.records      # nothing said while only building (rules validate, ...)
-        otel_plugin.falconet_start(ctx)
-        otel_plugin.falconet_start(ctx)
+        p.falconet_start(ctx)
+        p.falconet_start(ctx)
     lines = [r.getMessage() for r in caplog.records if "otel" in r.getMessage()]
     assert len(lines) == 1 and "off" in lines[0]
 
 
 def test_alerts_arrive_as_logs_and_spans(receiver):
     ctx = engine_ctx()
-    otel_plugin.falconet_configure({"timeout": 2}, ctx)
-    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    p = otel_plugin.OtelPlugin()          # one instance per engine
+    p.falconet_configure({"timeout": 2}, ctx)
+    [sink] = p.falconet_alert_sinks(ctx)
     sink.start()
     first = make_alert()
     sink.send(first)
@@ -129,7 +131,7 @@ def test_export_counters_on_metrics_endpoint(receiver):
     host.load()
     ctx = engine_ctx()
     host.configure(ctx)
-    [(_, [sink])] = host.call("falconet_alert_sinks", engine=ctx)
+    [(_, [sink])] = host.call(host.hook.falconet_alert_sinks, engine=ctx)
     srv = MetricsServer(ctx, ctx.metrics, host, port=0)
     srv.start()
     try:
@@ -152,8 +154,9 @@ def test_export_counters_on_metrics_endpoint(receiver):
 
 def test_gzip_compression(receiver):
     ctx = engine_ctx()
-    otel_plugin.falconet_configure({"compression": "gzip", "traces": False}, ctx)
-    [sink] = otel_plugin.falconet_alert_sinks(ctx)
+    p = otel_plugin.OtelPlugin()          # one instance per engine
+    p.falconet_configure({"compression": "gzip", "traces": False}, ctx)
+    [sink] = p.falconet_alert_sinks(ctx)
     sink.start()
     sink.send(make_alert())
     sink.close()

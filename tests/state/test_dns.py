@@ -313,7 +313,7 @@ def test_contact_k8s_api_server_from_container_with_the_real_registry() -> None:
     app = App(load_config(None, []))
     app.load_plugins()
     need("container.id" in app.ctx.fields.fields, "the container plugin is not installed")
-    st = app.ctx.extras["falconet.core-state"]
+    st = app.host.pm.get_plugin("core-state").state
     fake = FakeDNS({K8S: ["10.96.0.1"]})
     st.dns._resolve, st.dns.autostart = fake, False
     res = load_rules([FALCO_RULES], app.ctx.fields, plugin_versions=app.plugin_versions,
@@ -354,16 +354,18 @@ def test_core_state_resolves_from_engine_start_and_a_replay_waits_for_the_answer
     from falconet.state.tables import StateTables
     ctx = EngineContext(hostname="h1", fields=FieldRegistry(), metrics=EngineMetrics(),
                         state=StateTables())
-    P.falconet_configure({"dns_refresh_seconds": 5}, ctx)
-    ctx.fields.register_all(P.falconet_fields(ctx))
-    st = ctx.extras["falconet.core-state"]
+    from falconet.plugin_config import configure_by_hand
+    plugin = P.CoreStatePlugin()          # one instance per engine
+    configure_by_hand(plugin, "core-state", {"dns_refresh_seconds": 5}, ctx)
+    ctx.fields.register_all(plugin.falconet_fields(ctx))
+    st = plugin.state
     st.dns._resolve = FakeDNS({"api.example": ["10.0.0.1"]})
     assert st.dns.refresh_seconds == 5
     rs = rules(ctx.fields, 'fd.sip.name = "api.example"')
     assert not st.dns.running                     # loading rules alone resolves nothing
     ctx.extras["falconet.live"] = False
     try:
-        P.falconet_start(ctx)                     # replay: bounded wait for the first answers
+        plugin.falconet_start(ctx)                # replay: bounded wait for the first answers
         assert st.dns.running and st.dns.entries["api.example"].state == "hit"
         assert fired(rs, connect("10.0.0.1")) == ["r0"]
         assert ctx.metrics.enrichment[("dns", "hit")] == 1
@@ -373,5 +375,5 @@ def test_core_state_resolves_from_engine_start_and_a_replay_waits_for_the_answer
         assert st.dns.wait_resolved(5)
         assert fired(rs2, connect("10.0.0.5")) == ["r0"]
     finally:
-        P.falconet_stop(ctx)
+        plugin.falconet_stop(ctx)
     assert not st.dns.running

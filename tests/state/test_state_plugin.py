@@ -11,22 +11,30 @@ from falconet.api import EngineContext, PluginConfigError
 from falconet.events import Event
 from falconet.fields.registry import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.plugin_config import configure_by_hand
 from falconet.state import plugin as P
 from falconet.state.tables import StateTables
+
+#: the plugin instance of each engine (the host makes one per engine)
+_PLUGINS: dict[int, P.CoreStatePlugin] = {}
+
+
+def plug(ctx: EngineContext) -> P.CoreStatePlugin:
+    return _PLUGINS.setdefault(id(ctx), P.CoreStatePlugin())
 
 
 def _engine(live: bool | None = None, config: dict | None = None) -> EngineContext:
     ctx = EngineContext(hostname="h1", fields=FieldRegistry(), metrics=EngineMetrics(),
                         state=StateTables())
-    P.falconet_configure(config or {}, ctx)
-    ctx.fields.register_all(P.falconet_fields(ctx))
+    configure_by_hand(plug(ctx), "core-state", config or {}, ctx)
+    ctx.fields.register_all(plug(ctx).falconet_fields(ctx))
     if live is not None:
         ctx.extras["falconet.live"] = live
     return ctx
 
 
 def _run(ctx: EngineContext, events: list[Event]) -> list[Event]:
-    (parse,) = P.falconet_event_parsers(ctx)
+    (parse,) = plug(ctx).falconet_event_parsers(ctx)
     for e in events:
         parse(e)
     return events
@@ -55,23 +63,23 @@ def _values(ctx: EngineContext, e: Event) -> dict:
 
 def test_live_start_bootstraps_and_replay_from_capture_gives_same_values() -> None:
     live = _engine(live=True)
-    P.falconet_start(live)
+    plug(live).falconet_start(live)
     me = os.getpid()
     assert live.state.get(me) is not None                    # bootstrapped from /proc
-    snap = P.falconet_capture_state(live)
+    snap = plug(live).falconet_capture_state(live)
     snap = json.loads(json.dumps(snap))                      # must survive the capture file
     live_vals = _values(live, _run(live, _workload(me))[-1])
     assert live_vals["proc.pname"] == live.state.get(me).comm and live_vals["fd.name"] == "/etc/shadow"
     assert live_vals["user.name"] == "root"
 
     replay = _engine(live=False)
-    P.falconet_start(replay)
+    plug(replay).falconet_start(replay)
     assert not replay.state.threads                           # replay never reads /proc
-    P.falconet_restore_state("other-plugin", {"threads": []}, replay)   # not ours: ignored
-    P.falconet_restore_state("core-state", snap, replay)
+    plug(replay).falconet_restore_state("other-plugin", {"threads": []}, replay)   # not ours
+    plug(replay).falconet_restore_state("core-state", snap, replay)
     replay_vals = _values(replay, _run(replay, _workload(me))[-1])
     assert replay_vals == live_vals
-    assert replay.extras[P._KEY].users.frozen
+    assert plug(replay).state.users.frozen
 
 
 def test_restore_keeps_dead_processes_and_thread_fd_sharing() -> None:
@@ -88,9 +96,9 @@ def test_restore_keeps_dead_processes_and_thread_fd_sharing() -> None:
     st.add(th)
     gone = ThreadInfo(tid=20, pid=20, comm="dead", dead=True, exit_ts=5)
     st.add(gone)
-    data = json.loads(json.dumps(P.falconet_capture_state(src)))
+    data = json.loads(json.dumps(plug(src).falconet_capture_state(src)))
     dst = _engine(live=False)
-    P.falconet_restore_state("core-state", data, dst)
+    plug(dst).falconet_restore_state("core-state", data, dst)
     t = dst.state.get(11)
     assert t.fds is dst.state.get(10).fds and t.fds[4].dport == 80
     assert dst.state.get(20).dead and (5, 20) in dst.state.dead
@@ -99,7 +107,8 @@ def test_restore_keeps_dead_processes_and_thread_fd_sharing() -> None:
 def test_incremental_records_add_threads_without_clearing() -> None:
     ctx = _engine(live=False)
     ctx.state.add(__import__("falconet.state.tables", fromlist=["ThreadInfo"]).ThreadInfo(tid=1, pid=1))
-    P.falconet_restore_state("core-state", {"threads": [{"tid": 5, "pid": 5, "comm": "x"}]}, ctx)
+    plug(ctx).falconet_restore_state("core-state", {"threads": [{"tid": 5, "pid": 5, "comm": "x"}]},
+                                     ctx)
     assert ctx.state.get(1) is not None and ctx.state.get(5).comm == "x"
 
 
@@ -107,7 +116,7 @@ def test_live_unknown_tid_is_emitted_into_the_recording() -> None:
     ctx = _engine(live=True, config={"bootstrap": False})
     records: list = []
     ctx.state_writer = lambda plugin, data: records.append((plugin, data))
-    P.falconet_start(ctx)
+    plug(ctx).falconet_start(ctx)
     assert not ctx.state.threads
     _run(ctx, [Event("syscall", "close", 1, os.getpid(), os.getpid(), {"fd": 1000}, -9)])
     assert records and records[0][0] == "core-state"
@@ -121,7 +130,8 @@ def test_config_limits_and_errors() -> None:
     for bad, msg in (({"max_threads": 0}, "positive integer"), ({"max_threads": "x"}, "positive"),
                      ({"bootstrap": "yes"}, "true or false"), ({"nope": 1}, "unknown key")):
         with pytest.raises(PluginConfigError, match=msg):
-            P.falconet_configure(bad, EngineContext(hostname="h", fields=FieldRegistry()))
+            configure_by_hand(P.CoreStatePlugin(), "core-state", bad,
+                              EngineContext(hostname="h", fields=FieldRegistry()))
 
 
 def test_table_gauge_registered() -> None:
@@ -145,8 +155,8 @@ def test_sweep_marks_vanished_processes_dead_and_sweeper_stops() -> None:
     young = ThreadInfo(tid=p.pid + 100000, pid=p.pid + 100000, start_ts=__import__("time").time_ns())
     for t in (gone, alive, young):
         ctx.state.add(t)
-    st = ctx.extras[P._KEY]
-    P.falconet_start(ctx)                    # live: starts the sweeper thread
+    st = plug(ctx).state
+    plug(ctx).falconet_start(ctx)                    # live: starts the sweeper thread
     try:
         import time
 
@@ -156,5 +166,5 @@ def test_sweep_marks_vanished_processes_dead_and_sweeper_stops() -> None:
         assert gone.dead and not alive.dead and not young.dead
         assert st.swept >= 1 and (gone.exit_ts, gone.tid) in ctx.state.dead
     finally:
-        P.falconet_stop(ctx)
+        plug(ctx).falconet_stop(ctx)
     assert st._sweeper is None

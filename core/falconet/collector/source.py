@@ -13,7 +13,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from falconet import syscalls
@@ -23,6 +23,16 @@ from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
+from falconet.plugin_config import (
+    Checker,
+    ConfigSchema,
+    Setting,
+    boolean,
+    number,
+    positive_integer,
+    priority,
+    validate_section,
+)
 from falconet.priorities import Priority
 
 log = logging.getLogger("falconet.collector")
@@ -55,45 +65,57 @@ class CollectorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
-        d = dict(d or {})
-        c = cls()
-        problems = []
-        for k, v in d.items():
-            if k == "required":
-                continue
-            if not hasattr(c, k):
-                problems.append(f"collector: unknown key '{k}'")
-                continue
-            cur = getattr(c, k)
-            try:
-                if k == "drop_alert_priority":
-                    v = Priority.parse(v)
-                elif k == "syscalls":
-                    if v is not None and not (isinstance(v, list) and
-                                              all(isinstance(x, str) for x in v)):
-                        raise ValueError("expected a list of syscall names")
-                    bad = [x for x in (v or []) if x not in syscalls.EVENTS]
-                    if bad:
-                        raise ValueError(f"unknown or unsupported: {', '.join(bad)}")
-                elif isinstance(cur, bool):
-                    if not isinstance(v, bool):
-                        raise ValueError("expected true or false")
-                elif isinstance(cur, int):
-                    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                        raise ValueError("expected a positive integer")
-                    if k in ("ring_buffer_pages", "path_len", "argv_len", "env_len") and v & (v - 1):
-                        raise ValueError("expected a power of two")
-                elif isinstance(cur, float):
-                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                        raise ValueError("expected a number >= 0")
-                    v = float(v)
-            except ValueError as e:
-                problems.append(f"collector.{k}: {e} (got {v!r})")
-                continue
-            setattr(c, k, v)
+        """Build from a ``collector:`` mapping, checked by :data:`COLLECTOR_SCHEMA` (raises
+        ``ValueError`` naming each bad key)."""
+        values, problems = validate_section(COLLECTOR_SCHEMA, "ebpf", {}, _here,
+                                            whole={"collector": d or {}})
         if problems:
             raise ValueError("; ".join(problems))
-        return c
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> CollectorConfig:
+        """From values :data:`COLLECTOR_SCHEMA` validated."""
+        return cls(**{k: v for k, v in values.items() if k in _FIELDS})
+
+
+def _here(path: tuple[str, ...]) -> str:
+    return "<config>"
+
+
+def _syscall_names(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        raise ValueError("expected a list of syscall names")
+    bad = [x for x in v if x not in syscalls.EVENTS]
+    if bad:
+        raise ValueError(f"unknown or unsupported: {', '.join(bad)}")
+    return list(v)
+
+
+def _collector_schema() -> ConfigSchema:
+    """``collector:`` (and ``plugins.ebpf``, whose keys override it), from the dataclass: one
+    declaration of each key, its default and its check."""
+    checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names}
+    settings: dict[str, Setting] = {}
+    for f in fields(CollectorConfig):
+        default = f.default
+        if f.name in checks:
+            check = checks[f.name]
+        elif isinstance(default, bool):
+            check = boolean()
+        elif isinstance(default, int):
+            check = positive_integer(power_of_two=f.name in _POWERS_OF_TWO)
+        else:
+            check = number(0)
+        settings[f.name] = Setting(check, default)
+    return ConfigSchema(settings, merge_from="collector")
+
+
+_POWERS_OF_TWO = frozenset({"ring_buffer_pages", "path_len", "argv_len", "env_len"})
+_FIELDS = frozenset(f.name for f in fields(CollectorConfig))
+COLLECTOR_SCHEMA = _collector_schema()
 
 
 @dataclass

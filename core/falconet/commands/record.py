@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         app.build_pipeline(ruleset, extra_parsers=[("capture", writer.write_event)])
 
         def dump_state() -> None:
-            for name, data in app.host.call("falconet_capture_state", engine=app.ctx):
+            for name, data in app.host.call(app.host.hook.falconet_capture_state, engine=app.ctx):
                 writer.write_state(name, data)
 
         options: dict = {}

@@ -104,7 +104,7 @@ def _compile(spec: Any, registry: Any, where: str, config: Any) -> Any:
     from falconet.alertmatch import MatchError, compile_match  # noqa: PLC0415
 
     try:
-        return compile_match(spec, registry, where=where, marks=getattr(config, "marks", None))
+        return compile_match(spec, registry, where=where)
     except MatchError as e:
         err = ValueError(str(e))
         err.problems = list(e.problems)  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from falconet import upstream
 from falconet.priorities import Priority
 from falconet.simulate.actions import ACTIONS
 from falconet.simulate.contexts import CONTEXT_KINDS
@@ -172,7 +173,8 @@ def load_suite(path: str | Path) -> Suite:
     if "rules" in top:
         node = top["rules"][1]
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        rules = [r.string(n, "rules item") for n in items]
+        # $FALCONET_FALCO_RULES: the upstream rules file (falconet.upstream)
+        rules = [upstream.expand(r.string(n, "rules item")) for n in items]
     timeout = r.number(top["timeout"][1], "timeout") if "timeout" in top else DEFAULT_TIMEOUT
     hosts = _engine_hosts(r, top["engine_hosts"][1]) if "engine_hosts" in top else {}
     cases_node = top["cases"][1]

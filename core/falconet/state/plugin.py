@@ -38,8 +38,9 @@ import threading
 import time
 from typing import Any
 
-from falconet.api import PluginConfigError, hookimpl
+from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
 from falconet.fields.core_fields import core_field_defs
+from falconet.plugin_config import boolean, check_or_raise, number, positive_integer
 from falconet.state.dns import DomainResolver
 from falconet.state.parser import StateParser
 from falconet.state.proc_bootstrap import BootstrapStats, bootstrap
@@ -47,7 +48,6 @@ from falconet.state.tables import StateTables, thread_from_dict, thread_to_dict
 from falconet.state.users import UserDB
 
 NAME = "core-state"
-_KEY = "falconet.core-state"
 CAPTURE_VERSION = 1
 
 _DEFAULTS: dict[str, Any] = {"max_threads": 262144, "max_dead": 4096, "dead_grace_seconds": 5.0,
@@ -57,7 +57,7 @@ _DEFAULTS: dict[str, Any] = {"max_threads": 262144, "max_dead": 4096, "dead_grac
 
 
 class CoreState:
-    """Everything the plugin owns for one engine (kept in ``engine.extras``)."""
+    """Everything the plugin owns for one engine (kept by :class:`CoreStatePlugin`)."""
 
     def __init__(self, engine: Any, config: dict[str, Any] | None = None) -> None:
         cfg = validate_config(config or {})
@@ -158,102 +158,97 @@ class CoreState:
             self.users.load(data)
 
 
-#: keys where 0 means "off" (a replay that must not wait for DNS at all)
-_ZERO_ALLOWED = frozenset({"dns_startup_wait_seconds"})
+def _schema() -> ConfigSchema:
+    def check(key: str, default: Any) -> Any:
+        if isinstance(default, bool):
+            return boolean()
+        if isinstance(default, int):
+            return positive_integer()
+        # 0 turns the replay's DNS wait off; other intervals must stay positive
+        return number(0) if key == "dns_startup_wait_seconds" else number(0, exclusive_minimum=True)
+    return ConfigSchema({k: Setting(check(k, v), v) for k, v in _DEFAULTS.items()})
+
+
+#: ``plugins.core-state``: every key, its default and its check
+SCHEMA = _schema()
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Defaults plus checked values; raises :class:`PluginConfigError` naming the key."""
+    """Defaults plus checked values (:data:`SCHEMA`, and one rule a schema cannot say); raises
+    :class:`PluginConfigError` naming the key."""
     if not isinstance(config, dict):
         raise PluginConfigError(f"plugins.{NAME} must be a mapping")
-    out = dict(_DEFAULTS)
-    for k, v in config.items():
-        if k in ("required", "enabled"):
-            continue
-        if k not in _DEFAULTS:
-            raise PluginConfigError(f"plugins.{NAME}.{k}: unknown key (allowed: "
-                                    f"{', '.join(sorted(_DEFAULTS))})")
-        want = type(_DEFAULTS[k])
-        if want is bool:
-            if not isinstance(v, bool):
-                raise PluginConfigError(f"plugins.{NAME}.{k}: expected true or false, got {v!r}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or (
-                v < 0 if k in _ZERO_ALLOWED else v <= 0) or (
-                want is int and not isinstance(v, int)):
-            kind = "a positive integer" if want is int else "a positive number"
-            if k in _ZERO_ALLOWED:
-                kind = "a number >= 0"
-            raise PluginConfigError(f"plugins.{NAME}.{k}: expected {kind}, got {v!r}")
-        out[k] = v
+    out = check_or_raise(SCHEMA, NAME, config)
     if out["dns_refresh_seconds"] > out["dns_max_refresh_seconds"]:
         raise PluginConfigError(f"plugins.{NAME}.dns_refresh_seconds: must not exceed "
                                 f"dns_max_refresh_seconds ({out['dns_max_refresh_seconds']})")
     return out
 
 
-def state_of(engine: Any) -> CoreState:
-    """The plugin's state for ``engine`` (created on first use, e.g. by ``falconet fields``)."""
-    extras = getattr(engine, "extras", None)
-    if extras is None:
-        return CoreState(engine)
-    st = extras.get(_KEY)
-    if st is None:
-        st = extras[_KEY] = CoreState(engine)
-    return st
+class CoreStatePlugin:
+    """The hooks of one engine's core state (the host makes one instance per engine)."""
+
+    def __init__(self) -> None:
+        self.state: CoreState | None = None
+
+    def state_for(self, engine: Any) -> CoreState:
+        """The state (created with the defaults on first use, e.g. by ``falconet fields``)."""
+        if self.state is None:
+            self.state = CoreState(engine)
+        return self.state
+
+    @hookimpl
+    def falconet_config_schema(self) -> ConfigSchema:
+        return SCHEMA
+
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: Any) -> None:
+        self.state = CoreState(engine, config)
+
+    @hookimpl
+    def falconet_fields(self, engine: Any) -> list[Any]:
+        st = self.state_for(engine)
+        return core_field_defs(st.tables, st.users, getattr(engine, "hostname", None), st.dns)
+
+    @hookimpl
+    def falconet_event_parsers(self, engine: Any) -> list[Any]:
+        return [self.state_for(engine).parser]
+
+    @hookimpl
+    def falconet_start(self, engine: Any) -> None:
+        st = self.state_for(engine)
+        live = bool(engine.extras.get("falconet.live"))
+        st.parser.live = live
+        if live and st.config["bootstrap"]:
+            st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
+            engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in "
+                            "%.0f ms", s.processes, s.threads, s.fds, s.seconds * 1000)
+        if live:
+            st.start_sweeper()
+        st.dns.autostart = True          # names a hot reload adds start the thread too
+        if st.dns.entries:
+            st.dns.start()
+        if not live and st.dns.entries and st.config["dns_startup_wait_seconds"] > 0:
+            # a replay starts at once: let the first answers arrive (bounded) so its connections
+            # are matched as a live engine that had been running would match them
+            if not st.dns.wait_resolved(st.config["dns_startup_wait_seconds"]):
+                engine.log.warning("core-state: the domain names of the rules are not resolved "
+                                   "yet (fd.*ip.name checks match once they are)")
+
+    @hookimpl
+    def falconet_stop(self, engine: Any) -> None:
+        if self.state is not None:
+            self.state.stop()
+
+    @hookimpl
+    def falconet_capture_state(self, engine: Any) -> Any:
+        return self.state_for(engine).capture()
+
+    @hookimpl
+    def falconet_restore_state(self, plugin: str, data: Any, engine: Any) -> None:
+        if plugin == NAME:
+            self.state_for(engine).restore(data)
 
 
-# ---------------------------------------------------------------------------------- hooks
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    engine.extras[_KEY] = CoreState(engine, config)
-
-
-@hookimpl
-def falconet_fields(engine: Any) -> list[Any]:
-    st = state_of(engine)
-    return core_field_defs(st.tables, st.users, getattr(engine, "hostname", None), st.dns)
-
-
-@hookimpl
-def falconet_event_parsers(engine: Any) -> list[Any]:
-    return [state_of(engine).parser]
-
-
-@hookimpl
-def falconet_start(engine: Any) -> None:
-    st = state_of(engine)
-    live = bool(engine.extras.get("falconet.live"))
-    st.parser.live = live
-    if live and st.config["bootstrap"]:
-        st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
-        engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in %.0f ms",
-                        s.processes, s.threads, s.fds, s.seconds * 1000)
-    if live:
-        st.start_sweeper()
-    st.dns.autostart = True          # names a hot reload adds start the thread too
-    if st.dns.entries:
-        st.dns.start()
-    if not live and st.dns.entries and st.config["dns_startup_wait_seconds"] > 0:
-        # a replay starts at once: let the first answers arrive (bounded) so its connections
-        # are matched as a live engine that had been running would match them
-        if not st.dns.wait_resolved(st.config["dns_startup_wait_seconds"]):
-            engine.log.warning("core-state: the domain names of the rules are not resolved yet "
-                               "(fd.*ip.name checks match once they are)")
-
-
-@hookimpl
-def falconet_stop(engine: Any) -> None:
-    st = engine.extras.get(_KEY)
-    if st is not None:
-        st.stop()
-
-
-@hookimpl
-def falconet_capture_state(engine: Any) -> Any:
-    return state_of(engine).capture()
-
-
-@hookimpl
-def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
-    if plugin == NAME:
-        state_of(engine).restore(data)
+#: the host makes one instance of this class per engine
+FALCONET_PLUGIN = CoreStatePlugin

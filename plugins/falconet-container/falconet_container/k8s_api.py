@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from falconet import plugin_config as c
+from falconet.plugin_config import ConfigSchema, Setting
+
 log = logging.getLogger("falconet.container.k8s")
 
 PODS, NAMESPACES = "pods", "namespaces"
@@ -59,45 +62,29 @@ class K8sApiConfig:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-_KNOWN = {"enabled", "kubeconfig", "node_name", "namespaces", "max_pods", "request_timeout",
-          "watch_timeout", "backoff_initial", "backoff_max"}
+def _schema() -> ConfigSchema:
+    d = K8sApiConfig()
+    return ConfigSchema({
+        "enabled": Setting(c.boolean(), d.enabled),
+        "kubeconfig": Setting(c.optional(c.string()), d.kubeconfig),
+        "node_name": Setting(c.optional(c.string()), d.node_name),
+        "namespaces": Setting(c.boolean(), d.namespaces),
+        "max_pods": Setting(c.integer(1, 1_000_000), d.max_pods),
+        "request_timeout": Setting(c.number(0.1, 300), d.request_timeout),
+        "watch_timeout": Setting(c.integer(1, 3600), d.watch_timeout),
+        "backoff_initial": Setting(c.number(0.01, 300), d.backoff_initial),
+        "backoff_max": Setting(c.number(0.01, 3600), d.backoff_max),
+    })
 
 
-def parse_config(section: Any) -> K8sApiConfig:
-    """Validate the ``k8s_api`` section; raises :class:`K8sConfigError` naming the key."""
-    if section is None:
-        return K8sApiConfig()
-    if not isinstance(section, Mapping):
-        raise K8sConfigError("k8s_api must be a mapping (k8s_api: {enabled: true, ...})")
-    unknown = sorted(set(section) - _KNOWN)
-    if unknown:
-        raise K8sConfigError(f"unknown k8s_api setting(s) {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(_KNOWN))})")
-    cfg = K8sApiConfig()
-    for key in ("enabled", "namespaces"):
-        if key in section:
-            if not isinstance(section[key], bool):
-                raise K8sConfigError(f"k8s_api.{key} must be true or false")
-            setattr(cfg, key, section[key])
-    for key in ("kubeconfig", "node_name"):
-        v = section.get(key)
-        if v is not None:
-            if not isinstance(v, str) or not v:
-                raise K8sConfigError(f"k8s_api.{key} must be a non-empty string or null")
-            setattr(cfg, key, v)
-    limits: dict[str, tuple[type, float, float]] = {
-        "max_pods": (int, 1, 1_000_000), "watch_timeout": (int, 1, 3600),
-        "request_timeout": (float, 0.1, 300), "backoff_initial": (float, 0.01, 300),
-        "backoff_max": (float, 0.01, 3600)}
-    for key, (kind, lo, hi) in limits.items():
-        if key not in section:
-            continue
-        v = section[key]
-        ok_type = isinstance(v, int) if kind is int else isinstance(v, int | float)
-        if isinstance(v, bool) or not ok_type or not lo <= v <= hi:
-            what = "an integer" if kind is int else "a number"
-            raise K8sConfigError(f"k8s_api.{key} must be {what} in [{lo:g}, {hi:g}]")
-        setattr(cfg, key, kind(v))
+#: ``plugins.container.k8s_api``: every key, its default and its check
+SCHEMA = _schema()
+
+
+def parse_config(section: Mapping[str, Any] | None) -> K8sApiConfig:
+    """The ``k8s_api`` settings from values :data:`SCHEMA` checked (the plugin's schema nests
+    it); raises :class:`K8sConfigError` for what a schema cannot say."""
+    cfg = K8sApiConfig(**{k: v for k, v in (section or {}).items() if k in SCHEMA.settings})
     if cfg.backoff_max < cfg.backoff_initial:
         raise K8sConfigError("k8s_api.backoff_max must be >= backoff_initial")
     return cfg

@@ -29,22 +29,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from falconet.api import PluginConfigError, hookimpl
+from falconet import plugin_config as c
+from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
+from falconet.plugin_config import check_or_raise
 
 from falconet_container import PLUGIN_NAME, __version__
 from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
 from falconet_container.fields import field_defs
+from falconet_container.k8s_api import SCHEMA as K8S_SCHEMA
 from falconet_container.k8s_api import K8sApiConfig, K8sConfigError, K8sWatcher, parse_config
 from falconet_container.resolver import MetadataResolver, ResolverConfig
 from falconet_container.worker import LATENCY_BUCKETS, LookupWorker
 
-_KNOWN = {"lookups", "docker_socket", "containerd_socket", "runc_roots", "ctr_binary",
-          "podman_binary", "podman_inspect", "lookup_timeout", "use_cgroup_id",
-          "k8s_api", "required", "enabled"}
+
+def _schema() -> ConfigSchema:
+    d = ResolverConfig()
+    return ConfigSchema({
+        "lookups": Setting(c.boolean(), True),
+        "docker_socket": Setting(c.string(), d.docker_socket),
+        "containerd_socket": Setting(c.string(), d.containerd_socket),
+        "runc_roots": Setting(c.string_list(), list(d.runc_roots)),
+        "ctr_binary": Setting(c.string(), d.ctr_binary),
+        "podman_binary": Setting(c.string(), d.podman_binary),
+        "podman_inspect": Setting(c.boolean(), d.podman_inspect),
+        "lookup_timeout": Setting(c.number(0, 60, exclusive_minimum=True), d.timeout),
+        "use_cgroup_id": Setting(c.one_of("auto", True, False), "auto"),
+        "k8s_api": K8S_SCHEMA,
+    })
+
+
+#: ``plugins.container``: every key, its default and its check (documented in the module
+#: docstring and docs/containers.md)
+SCHEMA = _schema()
 
 
 class ContainerPlugin:
-    """State of one engine's container plugin (the module-level hooks delegate to it)."""
+    """One engine's container plugin: its state and its hooks (the host makes one instance per
+    engine)."""
 
     def __init__(self) -> None:
         self.engine: Any = None
@@ -57,37 +78,20 @@ class ContainerPlugin:
         self.k8s_watcher: K8sWatcher | None = None
 
     def configure(self, config: dict[str, Any], engine: Any) -> None:
-        unknown = sorted(set(config) - _KNOWN)
-        if unknown:
-            raise PluginConfigError(f"unknown setting(s) {', '.join(unknown)} "
-                                    f"(known: {', '.join(sorted(_KNOWN - {'required', 'enabled'}))})")
-        cfg = ResolverConfig()
-        for key in ("docker_socket", "containerd_socket", "ctr_binary", "podman_binary"):
-            if key in config:
-                if not isinstance(config[key], str) or not config[key]:
-                    raise PluginConfigError(f"{key} must be a non-empty string")
-                setattr(cfg, key, config[key])
-        if "runc_roots" in config:
-            roots = config["runc_roots"]
-            if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-                raise PluginConfigError("runc_roots must be a list of directories")
-            cfg.runc_roots = list(roots)
-        if "lookup_timeout" in config:
-            t = config["lookup_timeout"]
-            if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 60:
-                raise PluginConfigError("lookup_timeout must be a number of seconds in (0, 60]")
-            cfg.timeout = float(t)
-        for key in ("lookups", "podman_inspect"):
-            if key in config and not isinstance(config[key], bool):
-                raise PluginConfigError(f"{key} must be true or false")
-        cfg.podman_inspect = config.get("podman_inspect", True)
-        self.lookups = config.get("lookups", True)
-        ucg = config.get("use_cgroup_id", "auto")
-        if ucg not in ("auto", True, False):
-            raise PluginConfigError("use_cgroup_id must be auto, true or false")
+        """Apply ``plugins.container`` (checked against :data:`SCHEMA` here when called by
+        hand; the engine passes values it already checked, and checking twice is harmless)."""
+        config = check_or_raise(SCHEMA, PLUGIN_NAME, config)
+        cfg = ResolverConfig(docker_socket=config["docker_socket"],
+                             containerd_socket=config["containerd_socket"],
+                             runc_roots=list(config["runc_roots"]), ctr_binary=config["ctr_binary"],
+                             podman_binary=config["podman_binary"],
+                             podman_inspect=config["podman_inspect"],
+                             timeout=config["lookup_timeout"])
+        self.lookups = config["lookups"]
+        ucg = config["use_cgroup_id"]
         self.use_cgroup_id = None if ucg == "auto" else ucg
         try:
-            self.k8s_cfg = parse_config(config.get("k8s_api"))
+            self.k8s_cfg = parse_config(config["k8s_api"])
         except K8sConfigError as e:
             raise PluginConfigError(str(e)) from e
         self.cfg = cfg
@@ -140,57 +144,52 @@ class ContainerPlugin:
         if self.k8s_watcher is not None:
             self.k8s_watcher.stop()
 
+    # ------------------------------------------------------------------------------ hooks
+    @hookimpl
+    def falconet_config_schema(self) -> ConfigSchema:
+        return SCHEMA
 
-_plugin = ContainerPlugin()
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: Any) -> None:
+        self.configure(config, engine)
 
+    @hookimpl
+    def falconet_fields(self, engine: Any) -> list[Any]:
+        return field_defs(self.enricher)
 
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    global _plugin
-    _plugin = ContainerPlugin()        # one engine per configure (tests build several)
-    _plugin.configure(config, engine)
+    @hookimpl
+    def falconet_event_parsers(self, engine: Any) -> list[Any]:
+        return [self.enricher.parse]
 
+    @hookimpl
+    def falconet_plugin_versions(self, engine: Any) -> dict[str, str]:
+        return {"container": __version__}
 
-@hookimpl
-def falconet_fields(engine: Any) -> list[Any]:
-    return field_defs(_plugin.enricher)
+    @hookimpl
+    def falconet_start(self, engine: Any) -> None:
+        self.start(engine)
 
+    @hookimpl
+    def falconet_stop(self, engine: Any) -> None:
+        self.stop()
 
-@hookimpl
-def falconet_event_parsers(engine: Any) -> list[Any]:
-    return [_plugin.enricher.parse]
+    @hookimpl
+    def falconet_capture_state(self, engine: Any) -> Any:
+        return self.enricher.capture_state()
 
+    @hookimpl
+    def falconet_restore_state(self, plugin: str, data: Any, engine: Any) -> None:
+        if plugin == PLUGIN_NAME:
+            self.enricher.restore(data)
 
-@hookimpl
-def falconet_plugin_versions(engine: Any) -> dict[str, str]:
-    return {"container": __version__}
-
-
-@hookimpl
-def falconet_start(engine: Any) -> None:
-    _plugin.start(engine)
-
-
-@hookimpl
-def falconet_stop(engine: Any) -> None:
-    _plugin.stop()
-
-
-@hookimpl
-def falconet_capture_state(engine: Any) -> Any:
-    return _plugin.enricher.capture_state()
-
-
-@hookimpl
-def falconet_restore_state(plugin: str, data: Any, engine: Any) -> None:
-    if plugin == PLUGIN_NAME:
-        _plugin.enricher.restore(data)
+    @hookimpl
+    def falconet_metrics(self, registry: Any, engine: Any) -> None:
+        registry.register(_LatencyCollector(self))
+        registry.register(_K8sApiCollector(self))
 
 
-@hookimpl
-def falconet_metrics(registry: Any, engine: Any) -> None:
-    registry.register(_LatencyCollector(_plugin))
-    registry.register(_K8sApiCollector(_plugin))
+#: the host makes one instance of this class per engine
+FALCONET_PLUGIN = ContainerPlugin
 
 
 class _LatencyCollector:

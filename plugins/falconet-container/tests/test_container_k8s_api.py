@@ -26,6 +26,7 @@ from falconet.api import EngineContext, PluginConfigError
 from falconet.capture import CaptureWriter
 from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.plugin_config import configure_by_hand
 from falconet_container import plugin
 from falconet_container.enricher import ContainerEnricher
 from falconet_container.fields import field_defs
@@ -139,25 +140,28 @@ class Live:
 
 # ---------------------------------------------------------------------- config
 @pytest.mark.parametrize("section,message", [
-    ({"enabeld": True}, "unknown k8s_api setting(s) enabeld"),
-    ({"enabled": "yes"}, "k8s_api.enabled must be true or false"),
-    ({"kubeconfig": ""}, "k8s_api.kubeconfig must be a non-empty string or null"),
-    ({"max_pods": 0}, "k8s_api.max_pods must be an integer in [1, 1e+06]"),
-    ({"watch_timeout": 1.5}, "k8s_api.watch_timeout must be an integer"),
+    ({"enabeld": True}, "plugins.container.k8s_api.enabeld: unknown key 'enabeld'"),
+    ({"enabled": "yes"}, "plugins.container.k8s_api.enabled: expected true or false"),
+    ({"kubeconfig": ""}, "plugins.container.k8s_api.kubeconfig: expected a non-empty string or null"),
+    ({"max_pods": 0}, "plugins.container.k8s_api.max_pods: expected an integer between 1 and 1000000"),
+    ({"watch_timeout": 1.5},
+     "plugins.container.k8s_api.watch_timeout: expected an integer between 1 and 3600"),
     ({"backoff_initial": 5, "backoff_max": 1}, "backoff_max must be >= backoff_initial"),
-    ("on", "k8s_api must be a mapping"),
+    ("on", "plugins.container.k8s_api: expected a mapping"),
 ])
 def test_bad_k8s_api_config_is_rejected_with_the_key(section, message):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     with pytest.raises(PluginConfigError) as ei:
-        plugin.falconet_configure(config={"k8s_api": section}, engine=c)
+        cp = plugin.ContainerPlugin()
+        configure_by_hand(cp, "container", config={"k8s_api": section}, engine=c)
     assert message in str(ei.value)
 
 
 def test_off_by_default_and_node_name_from_the_downward_api(monkeypatch):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
-    plugin.falconet_configure(config={}, engine=c)
-    assert plugin._plugin.k8s_watcher is None and not plugin._plugin.enricher.k8s_api
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={}, engine=c)
+    assert cp.k8s_watcher is None and not cp.enricher.k8s_api
     monkeypatch.setenv("NODE_NAME", "node-from-env")
     assert K8sApiConfig().node() == "node-from-env"
     assert K8sApiConfig(node_name="cfg-node").node() == "cfg-node"
@@ -401,12 +405,13 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     section = {"enabled": True, "kubeconfig": str(kubeconfig), "node_name": NODE,
                "backoff_initial": 0.02, "backoff_max": 0.1}
-    plugin.falconet_configure(config={"lookups": False, "k8s_api": section}, engine=c)
-    p = plugin._plugin
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={"lookups": False, "k8s_api": section}, engine=c)
+    p = cp
     assert p.k8s_watcher is not None and p.enricher.k8s_updates is p.k8s_watcher.updates
-    plugin.falconet_start(engine=c)
+    cp.falconet_start(engine=c)
     try:
-        [parse] = plugin.falconet_event_parsers(engine=c)
+        [parse] = cp.falconet_event_parsers(engine=c)
 
         def synced() -> bool:
             parse(event(thread(9, container_id="")))
@@ -415,7 +420,7 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
         sizes = c.metrics.gauges["state_table_entries"]()
         assert sizes["k8s_pods"] == 1.0 and sizes["k8s_namespaces"] == 2.0
         reg = CollectorRegistry()
-        plugin.falconet_metrics(registry=reg, engine=c)
+        cp.falconet_metrics(registry=reg, engine=c)
         text = generate_latest(reg).decode()
         assert ('falconet_k8s_api_requests_total{resource="pods",result="ok",verb="list"} 1.0'
                 in text)
@@ -423,7 +428,7 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
         assert 'falconet_k8s_api_watch_events_total' in text
     finally:
         t0 = time.monotonic()
-        plugin.falconet_stop(engine=c)
+        cp.falconet_stop(engine=c)
         assert time.monotonic() - t0 < 2.0          # stop never waits for the watch timeout
     assert all(not t.is_alive() for t in p.k8s_watcher._threads) or not p.k8s_watcher._threads
 
@@ -431,9 +436,10 @@ def test_plugin_hooks_metrics_and_stop(api, kubeconfig):
 def test_replay_source_never_starts_the_watcher(kubeconfig):
     c = EngineContext(hostname="t", fields=FieldRegistry(), metrics=EngineMetrics())
     c.extras["falconet.source"] = "replay"
-    plugin.falconet_configure(config={"k8s_api": {"enabled": True, "kubeconfig": str(kubeconfig)}},
+    cp = plugin.ContainerPlugin()
+    configure_by_hand(cp, "container", config={"k8s_api": {"enabled": True, "kubeconfig": str(kubeconfig)}},
                               engine=c)
-    assert plugin._plugin.k8s_watcher is None and plugin._plugin.enricher.k8s_api
+    assert cp.k8s_watcher is None and cp.enricher.k8s_api
 
 
 # ---------------------------------------------------------------------- capture and replay

@@ -52,4 +52,5 @@ def test_unknown_key_is_reported_not_ignored(tmp_path: Path) -> None:
     app.load_plugins()
     [f] = app.host.failures
     assert (f.name, f.stage) == ("example", "configure")
-    assert "plugins.example: unknown key(s) intervall (known: " in f.reason
+    assert ("-o plugins.example.intervall=5: error: plugins.example.intervall: unknown key "
+            "'intervall' (allowed here: " in f.reason)

@@ -18,16 +18,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from falconet.api import PluginConfigError, Priority
+from falconet.api import ConfigSchema, PluginConfigError, Priority, Setting
+from falconet.plugin_config import any_value, check_or_raise
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("logs", "traces")
-KNOWN_KEYS = {
-    "endpoint", "protocol", "headers", "timeout", "insecure", "logs_endpoint", "traces_endpoint",
-    "logs", "traces", "service_name", "min_priority", "batch_size", "queue_size",
-    "schedule_delay", "span_duration_ms", "compression",
-    "required", "enabled",            # read by the plugin host
-}
+#: ``plugins.otel``: the keys (values are read by :func:`resolve_settings`, which merges them
+#: with the ``OTEL_EXPORTER_OTLP_*`` environment and accepts the environment's spellings)
+SCHEMA = ConfigSchema({k: Setting(any_value(), doc=d) for k, d in {
+    "endpoint": "OTLP endpoint of both signals (default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    "logs_endpoint": "logs only, used as is", "traces_endpoint": "traces only, used as is",
+    "protocol": "grpc or http/protobuf", "headers": "mapping or 'k=v,k2=v2'",
+    "timeout": "seconds per export", "insecure": "grpc: plaintext",
+    "logs": "export alerts as log records", "traces": "export alerts as spans",
+    "service_name": "service.name resource attribute", "min_priority": "lowest priority sent",
+    "batch_size": "records per export", "queue_size": "records waiting at most",
+    "schedule_delay": "seconds between exports", "span_duration_ms": "span length",
+    "compression": "none or gzip",
+}.items()})
 
 
 @dataclass(frozen=True)
@@ -161,12 +169,8 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
 
 def resolve_settings(section: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> OtelSettings:
     """Merge ``plugins.otel`` with the environment. Raises ``PluginConfigError`` on bad values."""
-    section = dict(section or {})
+    section = check_or_raise(SCHEMA, "otel", section)
     env = os.environ if env is None else env
-    unknown = set(section) - KNOWN_KEYS
-    if unknown:
-        raise PluginConfigError(f"unknown key(s) {', '.join(sorted(unknown))}; expected some of "
-                                f"{', '.join(sorted(KNOWN_KEYS))}")
     targets: dict[str, SignalTarget] = {}
     for signal in SIGNALS:
         if not _bool(section.get(signal, True), signal):

@@ -6,6 +6,7 @@ per-alert work is one pass over ``output_fields`` plus a few dict lookups.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -107,17 +108,11 @@ def attr_value(v: Any) -> Any:
     return str(v)
 
 
-_uuid_cache: dict[str, str] = {}
-
-
+@functools.lru_cache(maxsize=10000)
 def rule_uuid(rule: str) -> str:
-    """``security_rule.uuid``: a stable UUIDv5 of the rule name (cached: rules are few)."""
-    u = _uuid_cache.get(rule)
-    if u is None:
-        if len(_uuid_cache) > 10000:
-            _uuid_cache.clear()
-        u = _uuid_cache[rule] = str(uuid.uuid5(_UUID_NS, rule))
-    return u
+    """``security_rule.uuid``: a stable UUIDv5 of the rule name (memoised: a pure function of
+    the name, and rules are few; not engine state)."""
+    return str(uuid.uuid5(_UUID_NS, rule))
 
 
 def rule_category(tags: list[str], source: str) -> str:

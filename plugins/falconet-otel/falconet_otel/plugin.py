@@ -8,16 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from falconet import __version__ as falconet_version
-from falconet.api import hookimpl
+from falconet.api import AlertSink, ConfigSchema, EngineContext, MetricsRegistry, hookimpl
 
-from falconet_otel.config import OtelSettings, resolve_settings
+from falconet_otel.config import SCHEMA, OtelSettings, resolve_settings
 from falconet_otel.metrics import OtelExportCollector
 from falconet_otel.shipper import SignalStats
 from falconet_otel.sink import OtelSink
 
 
-class _State:
-    """What the hooks share during one engine run."""
+class OtelPlugin:
+    """One engine's OTLP output (the host makes one instance per engine)."""
 
     def __init__(self) -> None:
         self.settings = OtelSettings()
@@ -26,45 +26,44 @@ class _State:
         self.announced = False
         self.configured = False
 
+    @hookimpl
+    def falconet_config_schema(self) -> ConfigSchema:
+        return SCHEMA
 
-_state = _State()
+    @hookimpl
+    def falconet_configure(self, config: dict[str, Any], engine: EngineContext) -> None:
+        """Merge ``plugins.otel`` with the OTEL_* environment (raises ``PluginConfigError``)."""
+        self.settings = resolve_settings(config)
+        self.stats = {s: SignalStats(s) for s in self.settings.targets}
+        self.configured = True
+
+    @hookimpl
+    def falconet_alert_sinks(self, engine: EngineContext) -> list[AlertSink] | None:
+        if not self.configured:          # no configure call (no config at all): environment only
+            self.falconet_configure({}, engine)
+        settings = self.settings
+        if not settings.enabled:
+            return None
+        metrics = getattr(engine, "metrics", None)
+        on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
+        self.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
+                             version=falconet_version, stats=self.stats, on_loss=on_loss)
+        return [self.sink]
+
+    @hookimpl
+    def falconet_start(self, engine: EngineContext) -> None:
+        """Say in one line whether alerts are exported. Only when the engine really runs (not
+        for ``rules validate`` or ``plugins list``), and "off" is visible without ``-v``."""
+        log = getattr(engine, "log", None)
+        if log is not None and not self.announced:
+            self.announced = True
+            (log.info if self.settings.enabled else log.warning)(self.settings.describe())
+
+    @hookimpl
+    def falconet_metrics(self, registry: MetricsRegistry, engine: EngineContext) -> None:
+        if self.settings.enabled:
+            registry.register(OtelExportCollector(lambda: self.stats))
 
 
-@hookimpl
-def falconet_configure(config: dict[str, Any], engine: Any) -> None:
-    """Validate ``plugins.otel`` (raises ``PluginConfigError``) and merge the OTEL_* environment."""
-    _state.__init__()
-    _state.settings = resolve_settings(config)
-    _state.stats = {s: SignalStats(s) for s in _state.settings.targets}
-    _state.configured = True
-
-
-@hookimpl
-def falconet_alert_sinks(engine: Any) -> list[Any] | None:
-    if not _state.configured:          # no configure call (no config at all): environment only
-        falconet_configure({}, engine)
-    settings = _state.settings
-    if not settings.enabled:
-        return None
-    metrics = getattr(engine, "metrics", None)
-    on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
-    _state.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
-                           version=falconet_version, stats=_state.stats, on_loss=on_loss)
-    return [_state.sink]
-
-
-@hookimpl
-def falconet_start(engine: Any) -> None:
-    """Say in one line whether alerts are exported. Only when the engine really runs (not for
-    ``rules validate`` or ``plugins list``), and "off" is visible without ``-v``."""
-    log = getattr(engine, "log", None)
-    if log is not None and not _state.announced:
-        _state.announced = True
-        settings = _state.settings
-        (log.info if settings.enabled else log.warning)(settings.describe())
-
-
-@hookimpl
-def falconet_metrics(registry: Any, engine: Any) -> None:
-    if _state.settings.enabled:
-        registry.register(OtelExportCollector(lambda: _state.stats))
+#: the host makes one instance of this class per engine
+FALCONET_PLUGIN = OtelPlugin
