@@ -139,7 +139,7 @@ def main() -> int:
 
         def record() -> None:
             # the loop with a CaptureWriter as last parser, as `falconet record x.fcap.gz` runs
-            with CaptureWriter(os.path.join(d, "out.fcap.gz"), start_ns=T0) as w:
+            with CaptureWriter(os.path.join(d, "out.fcap.gz"), start_ns=T0, overwrite=True) as w:
                 p = Pipeline(EmptyRuleset(), parsers=[("capture", w.write_event)])
                 p.run(read_capture(path, progress=False))
                 p.close()

@@ -26,6 +26,7 @@ from falconet.delivery.setup import (
     PolicyError,
     build_policies,
     capture_fields,
+    delivery_summary,
     outputs_health,
     prepare_state_dirs,
 )
@@ -33,6 +34,7 @@ from falconet.delivery.statedir import StateDirError
 from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
+from falconet.outputs import encoding as output_encoding
 from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events
 from falconet.plugins import PluginHost, PluginRequiredError
@@ -109,6 +111,9 @@ class App:
                  builtins: Iterable[tuple[str, str]] | None = None, entry_points: bool = True,
                  extra_plugins: Iterable[tuple[str, Any]] = ()) -> None:
         self.config = config
+        # before any rule loads: the rule formatter bounds field values with it
+        output_encoding.configure(config.get("output_max_field_len",
+                                             output_encoding.DEFAULT_MAX_FIELD_LEN))
         self.metrics = EngineMetrics()
         self.ctx = EngineContext(hostname=config.hostname, fields=FieldRegistry(),
                                  config=config.data, metrics=self.metrics, state=StateTables(),
@@ -269,7 +274,8 @@ class App:
                          sources=self.event_sources, min_priority=Priority.parse(cfg["priority"]),
                          rule_matching=cfg["rule_matching"], hostname=self.ctx.hostname,
                          append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
-                         capture_fields=capture)
+                         capture_fields=capture,
+                         max_file_bytes=cfg["rules_max_file_size"])
         for w in getattr(res, "warnings", []) or []:
             print(f"falconet: {w}", file=sys.stderr)
         return res
@@ -584,6 +590,8 @@ class App:
         self.stop_metrics()
 
     def summary(self) -> str:
+        """One line: events, alerts by priority, drops by cause, and per output what was sent
+        (confirmed by the sink), failed and dropped."""
         m = self.metrics
         drops = sum(m.drops.values())
         by_prio: dict[str, int] = {}
@@ -596,8 +604,31 @@ class App:
         alerts = self.pipeline.alerts if self.pipeline else 0
         return (f"falconet: {events} events, {alerts} alerts"
                 + (f" ({prios})" if prios else "") + f", {drops} drops"
-                + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items())) + ")"
-                   if drops else ""))
+                + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
+                   if drops else "") + self._outputs_summary())
+
+    def _outputs_summary(self) -> str:
+        m = self.metrics
+        names = sorted(set(m.output_sent) | set(m.output_failures) | set(m.output_drops)
+                       | {w.name for w in (self.pipeline.workers if self.pipeline else [])})
+        spools = {w.name: w.spool for w in (self.pipeline.workers if self.pipeline else [])
+                  if hasattr(w, "spool")}
+        parts = []
+        for name in names:
+            counts = [f"{m.output_sent.get(name, 0)} sent"]
+            if m.output_failures.get(name):
+                counts.append(f"{m.output_failures[name]} failed")
+            if m.output_drops.get(name):
+                counts.append(f"{m.output_drops[name]} dropped")
+            counts += delivery_summary(m, name, spools.get(name))
+            parts.append(f"{name} " + ", ".join(counts))
+        return "; outputs: " + "; ".join(parts) if parts else ""
+
+    def losses(self) -> int:
+        """Everything lost in this run, each counted once: drops (every cause; alerts an output
+        queue could not take are among them) plus alerts an output failed to deliver."""
+        m = self.metrics
+        return sum(m.drops.values()) + sum(m.output_failures.values())
 
 
 # ----------------------------------------------------------------------------------- CLI helpers

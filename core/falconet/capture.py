@@ -1,25 +1,34 @@
 """Capture files: record (``falconet record``) and replay (the ``replay`` event source).
 
-Format v1 (``docs/capture-format.md``): JSON lines, gzip-compressed when the name ends in ``.gz``
-(on read, detected by the gzip magic). Line 1 is the header, then state records and events in the
-order they happened::
+Format v2 (``docs/capture-format.md``; v1 is still read): JSON lines, gzip-compressed when the
+name ends in ``.gz`` (on read, detected by the gzip magic). Line 1 is the header, then state records
+and events in the order they happened::
 
-    {"falconet_capture": 1, "host": "h", "kernel": "6.18.0", "start_ns": 1, "engine_version": "0.63.0"}
+    {"falconet_capture": 2, "host": "h", "kernel": "6.18.0", "start_ns": 1, "engine_version": "0.63.0"}
     {"k": "state", "plugin": "core-state", "data": {...}}
     {"k": "evt", "src": "syscall", "type": "openat", "ts": 2, "tid": 7, "pid": 7, "args": {...}, "res": 3}
 
-A malformed line is reported with its line number (rate-limited), counted as the drop cause
-``capture_malformed``, and skipped: the rest of the file replays.
+Strings hold what the kernel gave byte for byte: the engine keeps a byte that is not UTF-8 as
+the lone surrogate U+DC80+byte (Python's ``surrogateescape``), and v2 writes that as the JSON escape
+``\\udcXX``, so a replay sees exactly the recorded bytes (v1 wrote the raw byte, which made the
+line invalid UTF-8; the reader accepts such v1 lines too).
+
+A malformed line (bad JSON, too long, too deeply nested, a missing or wrongly typed field) is
+reported with its line number (rate-limited), counted as the drop cause ``capture_malformed``, and
+skipped: the rest of the file replays. Memory stays bounded: lines are read up to
+:data:`MAX_LINE_BYTES`, a gzip stream is decompressed to at most :func:`max_decompressed`.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
 import os
 import platform
 import socket
+import stat
 import sys
 import threading
 import time
@@ -30,7 +39,20 @@ from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
 from falconet.events import Event
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this reader understands (v1: raw non-UTF-8 bytes; v2: ``\\udcXX`` escapes)
+READ_VERSIONS = frozenset({1, 2})
+#: the longest line read (a longer one is skipped, read in pieces, never held whole)
+MAX_LINE_BYTES = 16 << 20
+#: the longest header line (line 1); `replay /dev/zero` ends here
+MAX_HEADER_BYTES = 1 << 20
+#: a gzip capture decompresses to at most this many times its size (gzip's best is ~1032x;
+#: real captures are 5-50x), and never less than MIN_DECOMPRESSED_LIMIT: beyond, a bomb
+MAX_GZIP_RATIO = 200
+MIN_DECOMPRESSED_LIMIT = 256 << 20
+#: ranges of the integer fields (int64 timestamps and return values, 32-bit ids)
+_I64 = 1 << 63
+_ID_MAX = 1 << 32
 GZIP_MAGIC = b"\x1f\x8b"
 #: malformed lines reported individually before switching to a summary
 MAX_REPORTED_MALFORMED = 20
@@ -44,20 +66,51 @@ class CaptureError(Exception):
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, bytes | bytearray):
-        return o.decode("utf-8", "backslashreplace")
+        # the same convention as strings read from /proc: invalid bytes become U+DC80+byte,
+        # which the encoding step below writes as a \udcXX escape (exact round trip)
+        return bytes(o).decode("utf-8", "surrogateescape")
     if isinstance(o, set | frozenset | tuple):
         return list(o)
     return str(o)
 
 
+def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
+    """A new file, mode 0600 (captures hold process environments), never through a symlink:
+    ``O_CREAT|O_EXCL|O_NOFOLLOW``. An existing regular file is an error (``FileExistsError``)
+    unless ``overwrite``; then it is unlinked first (a hard link to another file is cut, not
+    written through). A symlink at ``path`` is refused even with ``overwrite``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise OSError(errno.ELOOP, "is a symbolic link (not followed; remove it first)")
+        if not overwrite:
+            raise FileExistsError(errno.EEXIST, "file exists (use --force to overwrite it)")
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        os.unlink(path)
+    # O_EXCL: a file (or symlink) planted between the unlink and here is an error, not followed
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)            # whatever the umask
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class CaptureWriter:
-    """Writes a capture. Thread-safe: plugins may call ``emit_state`` from their own threads."""
+    """Writes a capture. Thread-safe: plugins may call ``emit_state`` from their own threads.
+    The file is created 0600 and never through a symlink (:func:`create_private`)."""
 
     def __init__(self, path: str, *, host: str | None = None, kernel: str | None = None,
-                 start_ns: int | None = None, compress: bool | None = None) -> None:
+                 start_ns: int | None = None, compress: bool | None = None,
+                 overwrite: bool = False) -> None:
         self.path = path
         gz = path.endswith(".gz") if compress is None else compress
-        raw: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+        raw: IO[bytes] = create_private(path, overwrite=overwrite)
         self._raw = raw
         # one compress() call per 256 KiB, not per event
         self._gz = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) if gz else None
@@ -75,7 +128,10 @@ class CaptureWriter:
         self._write(header)
 
     def _write(self, obj: dict[str, Any]) -> None:
-        data = (self._dumps(obj) + "\n").encode("utf-8", "surrogateescape")
+        # a lone surrogate (a non-UTF-8 byte kept by surrogateescape) only occurs inside JSON
+        # strings, where backslashreplace's "\udcff" is exactly the JSON escape: valid UTF-8
+        # out, the same string back on read (format v2)
+        data = (self._dumps(obj) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             self._f.write(data)
 
@@ -108,18 +164,32 @@ def _open_bytes(path: str) -> tuple[IO[bytes], IO[bytes]]:
         raw = open(path, "rb")  # noqa: SIM115
     except OSError as e:
         raise CaptureError(f"{path}: cannot open capture: {e.strerror or e}") from None
-    magic = raw.read(2)
-    raw.seek(0)
+    try:
+        magic = raw.read(2)
+        raw.seek(0)
+    except OSError as e:
+        raw.close()
+        raise CaptureError(f"{path}: cannot read capture: {e.strerror or e}") from None
     if magic == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb"), raw
     return raw, raw
+
+
+def max_decompressed(raw: IO[bytes]) -> int:
+    """How many bytes a gzip capture may decompress to: :data:`MAX_GZIP_RATIO` times its size,
+    at least :data:`MIN_DECOMPRESSED_LIMIT` (a 1 MB bomb stops there, not at 1 GB)."""
+    try:
+        size = os.fstat(raw.fileno()).st_size
+    except (OSError, ValueError):
+        size = 0
+    return max(MIN_DECOMPRESSED_LIMIT, MAX_GZIP_RATIO * size)
 
 
 def read_header(path: str) -> dict[str, Any]:
     """The capture's header. Raises :class:`CaptureError` if it is missing or unsupported."""
     f, raw = _open_bytes(path)
     try:
-        return _parse_header(path, f.readline())
+        return _parse_header(path, f.readline(MAX_HEADER_BYTES))
     except (OSError, EOFError) as e:
         raise CaptureError(f"{path}: cannot read capture: {e}") from None
     finally:
@@ -129,15 +199,16 @@ def read_header(path: str) -> dict[str, Any]:
 
 def _parse_header(path: str, line: bytes) -> dict[str, Any]:
     try:
-        h = json.loads(line)
-    except ValueError:
+        h = json.loads(line) if line.endswith(b"\n") or len(line) < MAX_HEADER_BYTES else None
+    except (ValueError, RecursionError):
         h = None
     if not isinstance(h, dict) or "falconet_capture" not in h:
         raise CaptureError(f"{path}:1: not a falconet capture: expected a header line "
-                           '{"falconet_capture": 1, ...}')
-    if h["falconet_capture"] != FORMAT_VERSION:
-        raise CaptureError(f"{path}:1: unsupported capture format version "
-                           f"{h['falconet_capture']!r} (this engine reads version {FORMAT_VERSION})")
+                           f'{{"falconet_capture": {FORMAT_VERSION}, ...}}')
+    v = h["falconet_capture"]
+    if type(v) is not int or v not in READ_VERSIONS:
+        raise CaptureError(f"{path}:1: unsupported capture format version {v!r} (this engine "
+                           f"reads versions {', '.join(map(str, sorted(READ_VERSIONS)))})")
     return h
 
 
@@ -169,14 +240,15 @@ class _Progress:
 def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = None,
                  on_malformed: Callable[[int, str], None] | None = None,
                  stop: Callable[[], bool] | None = None,
-                 progress: bool | None = None) -> Iterator[Event]:
+                 progress: bool | None = None,
+                 max_line: int = MAX_LINE_BYTES) -> Iterator[Event]:
     """Yield the events of a capture; state records go to ``on_state(plugin, data)`` in file
     order, malformed lines to ``on_malformed(lineno, reason)``. Raises :class:`CaptureError`
-    for a missing/unsupported header."""
+    for a missing/unsupported header. Never holds more than ``max_line`` bytes of one line."""
     f, raw = _open_bytes(path)
     try:
         try:
-            _parse_header(path, f.readline())
+            _parse_header(path, f.readline(MAX_HEADER_BYTES))
         except (OSError, EOFError) as e:
             raise CaptureError(f"{path}: cannot read capture: {e}") from None
         bar = None
@@ -186,21 +258,41 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
             size = os.fstat(raw.fileno()).st_size
             if size >= PROGRESS_MIN_BYTES:
                 bar = _Progress(raw, size)
+        limit = max_decompressed(raw) if f is not raw else 0
         # the C scanner directly: json.loads() spends more time in its Python wrappers
         # (encoding detection, whitespace checks) than in parsing these short lines
         scan = json.JSONDecoder().scan_once
         make = Event
+        readline = f.readline
         lineno = 1
         try:
-            for line in f:
+            while True:
+                line = readline(max_line)
+                if not line:
+                    break
                 lineno += 1
-                if not lineno & 1023:          # every 1024 lines: stop request, progress
+                if not lineno & 1023:          # every 1024 lines: stop request, progress, bomb
                     if stop is not None and stop():
                         return
                     if bar is not None:
                         bar.update()
+                    if limit and f.tell() > limit:
+                        _bomb(on_malformed, lineno, limit)
+                        return
+                if len(line) >= 65536:          # rare: a long line may be a bomb or too long
+                    if limit and f.tell() > limit:
+                        _bomb(on_malformed, lineno, limit)
+                        return
+                    if len(line) == max_line and not line.endswith(b"\n"):
+                        if not _skip_line(readline, max_line, stop, f, limit):
+                            _bomb(on_malformed, lineno, limit)
+                            return
+                        if on_malformed is not None:
+                            on_malformed(lineno, f"line longer than {max_line} bytes: skipped")
+                        continue
                 try:
-                    text = line.decode("utf-8")
+                    # surrogateescape: v1 files hold raw non-UTF-8 bytes (v2 escapes them)
+                    text = line.decode("utf-8", "surrogateescape")
                     try:
                         d, end = scan(text, 0)
                     except StopIteration:
@@ -212,16 +304,27 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                         args = d.get("args")
                         evt = make(d["src"], d["type"], d["ts"], d.get("tid", 0), d.get("pid", 0),
                                    args if args is not None else {}, d.get("res"), d.get("raw"))
-                        if type(evt.ts) is not int or type(evt.source) is not str \
-                                or type(evt.type) is not str or type(evt.args) is not dict:
-                            raise TypeError("src/type must be strings, ts an integer, args a mapping")
+                        res = evt.res
+                        # type() is: a bool is not an int here; ranges: no huge numbers
+                        if type(evt.ts) is not int or type(evt.tid) is not int \
+                                or type(evt.pid) is not int or type(evt.source) is not str \
+                                or type(evt.type) is not str or type(evt.args) is not dict \
+                                or not (0 <= evt.ts < _I64 and 0 <= evt.tid < _ID_MAX
+                                        and 0 <= evt.pid < _ID_MAX) \
+                                or (res is not None
+                                    and (type(res) is not int or not -_I64 <= res < _I64)):
+                            raise TypeError(_field_problem(d))
                     elif k == "state":
+                        plugin = d["plugin"]
+                        if type(plugin) is not str:
+                            raise TypeError(f"state record: 'plugin' must be a string, "
+                                            f"not {_kind(plugin)}")
                         if on_state is not None:
-                            on_state(d["plugin"], d.get("data"))
+                            on_state(plugin, d.get("data"))
                         continue
                     else:
                         raise ValueError(f"unknown record kind {k!r}")
-                except (ValueError, KeyError, TypeError) as e:
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
                     if not line.strip():
                         continue
                     if on_malformed is not None:
@@ -240,7 +343,54 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         raw.close()
 
 
+def _skip_line(readline: Callable[[int], bytes], size: int, stop: Callable[[], bool] | None,
+               f: IO[bytes], limit: int) -> bool:
+    """Read (and drop) the rest of an over-long line in pieces. False: the decompressed-size
+    limit was reached first (a gzip bomb)."""
+    while True:
+        piece = readline(size)
+        if not piece or piece.endswith(b"\n"):
+            return True
+        if (limit and f.tell() > limit) or (stop is not None and stop()):
+            return False
+
+
+def _bomb(on_malformed: Callable[[int, str], None] | None, lineno: int, limit: int) -> None:
+    if on_malformed is not None:
+        on_malformed(lineno, f"decompressed data exceeds {limit} bytes ({MAX_GZIP_RATIO}x the "
+                     "file): not read further (a gzip bomb?)")
+
+
+_FIELD_TYPES = (("src", str, False), ("type", str, False), ("ts", int, False),
+                ("tid", int, True), ("pid", int, True), ("args", dict, True),
+                ("res", int, True))
+_FIELD_RANGES = {"ts": (0, _I64), "tid": (0, _ID_MAX), "pid": (0, _ID_MAX), "res": (-_I64, _I64)}
+
+
+def _kind(v: Any) -> str:
+    return "null" if v is None else {bool: "a boolean", int: "an integer", float: "a number",
+                                     str: "a string", list: "an array",
+                                     dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _field_problem(d: dict[str, Any]) -> str:
+    """Which field of an event record is wrongly typed or out of range (the slow path)."""
+    for key, want, optional in _FIELD_TYPES:
+        if key not in d or (optional and d[key] is None):
+            continue
+        v = d[key]
+        if type(v) is not want:
+            name = {str: "a string", int: "an integer", dict: "an object"}[want]
+            return f"field '{key}' must be {name}, not {_kind(v)}"
+        lo_hi = _FIELD_RANGES.get(key)
+        if lo_hi is not None and not lo_hi[0] <= v < lo_hi[1]:
+            return f"field '{key}' out of range [{lo_hi[0]}, {lo_hi[1]})"
+    return "src/type must be strings, ts an integer, args a mapping"
+
+
 def _malformed_reason(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
     if isinstance(e, json.JSONDecodeError):
         return f"invalid JSON at column {e.colno}: {e.msg}"
     if isinstance(e, KeyError):

@@ -19,16 +19,20 @@ from typing import Any
 import yaml
 
 from falconet.delivery.policy import SPOOL_DEFAULTS, check_aggregate, check_spool
+from falconet.outputs.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
 from falconet.priorities import PRIORITY_NAMES, Priority
+from falconet.redact import redact_override, redact_text, redact_value
 
 #: (line, column), both 1-based, of a key's value; ``None`` when the value was not written.
 Mark = tuple[int, int]
 
 
 class ConfigError(Exception):
-    """The configuration is invalid. ``str()`` lists every problem, one per line, with location."""
+    """The configuration is invalid. ``str()`` lists every problem, one per line, with location;
+    secrets (URL userinfo and query values, ``Bearer`` tokens) are redacted from them."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [redact_text(p) for p in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
 
@@ -180,6 +184,7 @@ SCHEMA: dict[str, Any] = {
     "rules_files": _str_list,
     "load_plugin_rules": _bool,
     "watch_rules_files": _bool,
+    "rules_max_file_size": _int_range(1),
     "priority": _priority,
     "rule_matching": _choice("first", "all"),
     "json_output": _bool,
@@ -188,6 +193,7 @@ SCHEMA: dict[str, Any] = {
     "time_format_iso_8601": _bool,
     "append_output": _append_output,
     "hostname": _opt_str,
+    "output_max_field_len": _int_range(MIN_MAX_FIELD_LEN),
     "outputs": {
         "stdout": dict(_sink_common),
         "file": {**_sink_common, "path": _opt_str, "json": _bool},
@@ -207,6 +213,7 @@ DEFAULTS: dict[str, Any] = {
     "rules_files": [],
     "load_plugin_rules": True,
     "watch_rules_files": True,
+    "rules_max_file_size": 8 << 20,
     "priority": "debug",
     "rule_matching": "first",
     "json_output": False,
@@ -215,6 +222,7 @@ DEFAULTS: dict[str, Any] = {
     "time_format_iso_8601": False,
     "append_output": [{"suggested_output": True}],
     "hostname": None,
+    "output_max_field_len": DEFAULT_MAX_FIELD_LEN,
     "outputs": {
         "stdout": {"enabled": True, "min_priority": "debug", "match": {}, "aggregate": None},
         "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True,
@@ -333,7 +341,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError([f"-o {text}: error: the value is not valid YAML: "
+        raise ConfigError([f"-o {redact_override(text)}: error: the value is not valid YAML: "
                            f"{getattr(e, 'problem', e)}"]) from None
     return key.split("."), value
 
@@ -364,7 +372,7 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
                 data[key] = {}
             elif not isinstance(value, dict):
                 problems.append(f"{where(path)}: error: {dotted}: expected a mapping, "
-                                f"got {value!r}")
+                                f"got {redact_value(value, dotted)!r}")
             continue
         if isinstance(spec, dict):
             if value is None:
@@ -372,14 +380,15 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
                 continue
             if not isinstance(value, dict):
                 problems.append(f"{where(path)}: error: {dotted}: expected a mapping with keys "
-                                f"{', '.join(sorted(spec))}, got {value!r}")
+                                f"{', '.join(sorted(spec))}, got {redact_value(value, dotted)!r}")
                 continue
             _validate(value, spec, path, where, problems)
             continue
         try:
             data[key] = spec(value)
         except ValueError as e:
-            problems.append(f"{where(path)}: error: {dotted}: {e}, got {value!r}")
+            problems.append(f"{where(path)}: error: {dotted}: {e}, "
+                            f"got {redact_value(value, dotted)!r}")
 
 
 def _validate_plugins(plugins: dict[str, Any], where: Callable[[tuple[str, ...]], str],
@@ -391,7 +400,7 @@ def _validate_plugins(plugins: dict[str, Any], where: Callable[[tuple[str, ...]]
             continue
         if not isinstance(sec, dict):
             problems.append(f"{where(path)}: error: plugins.{name}: expected a mapping "
-                            f"(the plugin's settings), got {sec!r}")
+                            f"(the plugin's settings), got {redact_value(sec)!r}")
             continue
         for flag in ("required", "enabled"):
             if flag in sec and not isinstance(sec[flag], bool):
@@ -419,13 +428,13 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
             nxt = cur.get(k)
             if not isinstance(nxt, dict):
                 if nxt is not None:
-                    raise ConfigError([f"-o {text}: error: '{'.'.join(keys[:i + 1])}' is not "
-                                       f"a section"])
+                    raise ConfigError([f"-o {redact_override(text)}: error: "
+                                       f"'{'.'.join(keys[:i + 1])}' is not a section"])
                 nxt = cur[k] = {}
             cur = nxt
         cur[keys[-1]] = value
         for i in range(1, len(keys) + 1):
-            origin[tuple(keys[:i])] = f"-o {text}"
+            origin[tuple(keys[:i])] = f"-o {redact_override(text)}"
 
     def where(p: tuple[str, ...]) -> str:
         if p in origin:
@@ -449,7 +458,7 @@ def load_config(path: str | None = None, overrides: Iterable[str] = (),
             _http_url(wh["url"])
         except ValueError as e:
             problems.append(f"{where(('outputs', 'webhook', 'url'))}: error: "
-                            f"outputs.webhook.url: {e}, got {wh['url']!r}")
+                            f"outputs.webhook.url: {e}, got {redact_value(wh['url'])!r}")
     fo = merged["outputs"]["file"]
     if fo["enabled"] and not fo["path"]:
         problems.append(f"{where(('outputs', 'file'))}: error: outputs.file is enabled but "

@@ -9,17 +9,22 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
   category (``kernel_open``, ``kernel_execve``, ... see ``falconet.syscalls``);
   ``kernel_args_map_full``: exec arguments could not be staged in the kernel;
 - ``decode_error``: a kernel record could not be decoded; ``source_error``: a source failed;
-- ``capture_malformed``: a capture line could not be read (reported with its line number);
+- ``capture_malformed``: a capture line could not be read: bad JSON, too long or deeply nested, a
+  wrongly typed field, a gzip bomb cut off (reported with its line number);
 - ``rule_error``: a rule raised while evaluating an event (the other rules still ran);
 - ``state_evicted``: the thread table was full and an entry was evicted;
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
-  ``falconet_output_drops_total{output}``);
+  ``falconet_output_drops_total{output}``); ``output_shutdown_timeout``: an alert still queued
+  (or inside a stuck ``send``) when shutdown stopped waiting for its output (also per output);
 - ``spool_full``, ``spool_expired``: an alert an output could not deliver was removed from its
   on-disk spool, oldest first, past ``spool.max_bytes`` or ``spool.max_age``;
   ``spool_write_error``: the spool could not be written (disk full or failing);
 - ``container_lookup_queue_full``: a container metadata lookup could not be queued;
 - ``otel_queue_full``, ``otel_logs_export_failed``, ``otel_traces_export_failed``: OTel export
-  losses (the OTel plugin).
+  losses (the OTel plugin), one per alert (not per record: logs and spans of one alert are one).
+
+Alerts an output failed to deliver are ``output_failures`` (``falconet_output_failures_total``),
+not drops; docs/outputs.md explains the accounting.
 
 Parser exceptions are counted per plugin in ``falconet_plugin_errors_total{plugin,hook}``.
 """

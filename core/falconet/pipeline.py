@@ -23,6 +23,7 @@ from falconet.delivery.policy import OutputPolicy
 from falconet.events import Event
 from falconet.metrics import EngineMetrics
 from falconet.priorities import Priority
+from falconet.redact import redact_text
 
 log = logging.getLogger("falconet.pipeline")
 
@@ -68,7 +69,16 @@ def refreeze_gc() -> None:
 
 
 class SinkWorker:
-    """A sink behind a bounded queue, drained by its own daemon thread."""
+    """A sink behind a bounded queue, drained by its own daemon thread.
+
+    Delivery accounting (docs/outputs.md): a sink's ``send`` may buffer, so an alert is counted
+    as sent (``output_sent``) only once a ``flush`` after it returned; a ``send`` or ``flush``
+    that raises counts its alerts as failures (``output_failures``). At shutdown what could not
+    be delivered in time, including the alert inside a stuck ``send``, is counted as dropped,
+    once: a send that returns after that is not counted again."""
+
+    #: confirm (flush) at least every this many alerts, so ``output_sent`` follows a busy sink
+    CONFIRM_EVERY = 256
 
     def __init__(self, sink: Any, metrics: EngineMetrics, capacity: int = 10000,
                  policy: OutputPolicy | None = None) -> None:
@@ -90,6 +100,14 @@ class SinkWorker:
         self.matcher = policy.matcher
         agg = policy.aggregate
         self.aggregator = Aggregator(agg["window"], tuple(agg["by"])) if agg else None
+        #: alerts taken from the queue and not yet confirmed (in send, or sent and not flushed)
+        self._unconfirmed = 0
+        #: set once shutdown gave up on this sink: the worker then counts nothing more
+        self._abandoned = False
+        #: the sink counts ``output_sent`` itself when delivery is confirmed later (the OTel
+        #: sink: after the collector accepted the export); the worker still counts failures
+        self._self_reported = bool(getattr(sink, "reports_delivery", False))
+        self._count_lock = threading.Lock()
 
     def start(self) -> None:
         self.sink.start()
@@ -139,15 +157,18 @@ class SinkWorker:
         return out
 
     def _send(self, alert: Alert) -> None:
+        """Hand one alert to the sink; it counts as sent once a later flush confirms it."""
+        lock = self._count_lock
+        with lock:
+            self._unconfirmed += 1
         try:
             self.sink.send(alert)
-            self.metrics.output_sent[self.name] += 1
         except Exception as e:  # noqa: BLE001 - a failing sink is counted, never fatal
-            self.metrics.output_failures[self.name] += 1
-            now = time.monotonic()
-            if now - self._last_error_log > 10:
-                self._last_error_log = now
-                log.warning("output %s failed: %s", self.name, e)
+            with lock:
+                self._unconfirmed -= 1
+                if not self._abandoned:
+                    self.metrics.output_failures[self.name] += 1
+            self._log_failure(f"output {self.name} failed: {redact_text(str(e))}")
 
     def _run(self) -> None:
         q = self.queue
@@ -160,16 +181,34 @@ class SinkWorker:
                 break
             for a in self._admit(item, time.monotonic()):
                 self._send(a)
-            if q.empty():
+            if q.empty() or self._unconfirmed >= self.CONFIRM_EVERY:
                 self._flush()
         for a in self._closing_summaries():
             self._send(a)
 
+    def _log_failure(self, msg: str) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > 10:
+            self._last_error_log = now
+            log.warning("%s", msg)
+
     def _flush(self) -> None:
+        """Flush the sink and settle the alerts sent since the last flush: sent when it returns,
+        failed when it raises."""
         try:
             self.sink.flush()
+            ok = True
         except Exception as e:  # noqa: BLE001
-            log.warning("output %s: flush failed: %s", self.name, e)
+            ok = False
+            self._log_failure(f"output {self.name}: flush failed: {redact_text(str(e))}")
+        with self._count_lock:
+            n, self._unconfirmed = self._unconfirmed, 0
+            if n and not self._abandoned:
+                if ok:
+                    if not self._self_reported:
+                        self.metrics.output_sent[self.name] += n
+                else:
+                    self.metrics.output_failures[self.name] += n
 
     def request_stop(self, timeout: float) -> None:
         """Queue the end marker behind the alerts already waiting."""
@@ -190,17 +229,43 @@ class SinkWorker:
         if self._thread.is_alive():
             self._thread.join(max(0.0, timeout))
             if self._thread.is_alive():
-                with self.queue.mutex:
+                with self._count_lock, self.queue.mutex:
+                    self._abandoned = True
                     left = sum(1 for item in self.queue.queue if item is not _STOP)
+                    left += self._unconfirmed
+                    self._unconfirmed = 0
                 self.metrics.output_drops[self.name] += left
-                self.metrics.drop("output_queue_full", left)
+                self.metrics.drop("output_shutdown_timeout", left)
                 log.warning("output %s did not drain in %.0fs; %d alerts dropped",
                             self.name, timeout, left)
-        self._flush()
+        if not self._abandoned:
+            self._flush()
         try:
             self.sink.close()
         except Exception as e:  # noqa: BLE001
-            log.warning("output %s: close failed: %s", self.name, e)
+            log.warning("output %s: close failed: %s", self.name, redact_text(str(e)))
+
+
+class DeadWorker:
+    """Stands in for a sink whose ``start`` failed: every alert it would have taken is counted
+    as a failure of that output, so a file output that cannot open is not a silent loss."""
+
+    def __init__(self, worker: SinkWorker) -> None:
+        self.sink, self.name, self.metrics = worker.sink, worker.name, worker.metrics
+        self.min_priority, self.rules, self.queue = worker.min_priority, worker.rules, worker.queue
+
+    def offer(self, alert: Alert) -> bool:
+        self.metrics.output_failures[self.name] += 1
+        return False
+
+    def request_stop(self, timeout: float) -> None:
+        pass
+
+    def finish(self, timeout: float) -> None:
+        pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        pass
 
 
 def make_worker(sink: Any, metrics: EngineMetrics, capacity: int,
@@ -256,9 +321,9 @@ class Pipeline:
             ruleset.metrics = self.metrics
         self.state = state
         policies = policies or {}
-        self.workers = [make_worker(s, self.metrics,
-                                    getattr(s, "queue_size", None) or queue_capacity,
-                                    policies.get(s.name)) for s in sinks]
+        self.workers: list[Any] = [
+            make_worker(s, self.metrics, getattr(s, "queue_size", None) or queue_capacity,
+                        policies.get(s.name)) for s in sinks]
         self.events = 0
         self.alerts = 0
         self._stopping = False
@@ -281,14 +346,15 @@ class Pipeline:
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start sink workers. A sink whose ``start()`` fails is counted and left out."""
-        ok = []
+        ok: list[Any] = []
         for w in self.workers:
             try:
                 w.start()
                 ok.append(w)
             except Exception as e:  # noqa: BLE001
-                self.metrics.output_failures[w.name] += 1
-                log.error("output %s failed to start: %s", w.name, e)
+                log.error("output %s failed to start: %s; its alerts are counted as failed",
+                          w.name, redact_text(str(e)))
+                ok.append(DeadWorker(w))
         self.workers = ok
         self._started = True
 

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from falconet import __version__
 from falconet.metrics import EngineMetrics
+from falconet.outputs.encoding import field_text
 from falconet.priorities import Priority
 
 log = logging.getLogger("falconet.prometheus")
@@ -53,6 +54,12 @@ _GAUGES = {
 _PRIORITY_LABEL = {int(p): p.label for p in Priority}
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def label_value(v: Any) -> str:
+    """A label value through the output policy (rule names, hosts and output names come from
+    files and plugins: a lone surrogate would fail the whole scrape's UTF-8 encoding)."""
+    return field_text(v if type(v) is str else str(v))
 
 
 def tag_label(tag: str) -> str:
@@ -109,7 +116,8 @@ class EngineCollector(Collector):
         matches = CounterMetricFamily("falcosecurity_falco_rules_matches",
                                       "Number of times each rule matched")
         for (rule, prio, source), n in alerts:
-            labels = {"rule_name": rule, "priority": str(int(prio)), "source": source,
+            labels = {"rule_name": label_value(rule), "priority": str(int(prio)),
+                      "source": label_value(source),
                       **self._tag_labels(rule, rule_tags.get(rule, []))}
             matches.add_sample("falcosecurity_falco_rules_matches_total", labels, n)
         yield matches
@@ -132,7 +140,8 @@ class EngineCollector(Collector):
         fam = CounterMetricFamily("falconet_alerts", "Alerts by rule, priority and source",
                                   labels=["rule", "priority", "source"])
         for (rule, prio, source), n in alerts:
-            fam.add_metric([rule, _PRIORITY_LABEL.get(int(prio), str(prio)), source], n)
+            fam.add_metric([label_value(rule), _PRIORITY_LABEL.get(int(prio), str(prio)),
+                            label_value(source)], n)
         yield fam
         yield _labelled(CounterMetricFamily, "falconet_events", "Events processed by source and type",
                         ["source", "type"], m.events.copy())
@@ -199,7 +208,7 @@ class EngineCollector(Collector):
                 self.m.plugin_errors[("engine", f"gauge:{name}")] += 1
                 continue
             for k, v in sorted(values.items()):
-                fam.add_metric([str(k)], float(v))
+                fam.add_metric([label_value(k)], float(v))
             yield fam
 
 
@@ -226,7 +235,7 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
     fam = GaugeMetricFamily(name, doc, labels=[label])
-    fam.add_metric([value], 1)
+    fam.add_metric([label_value(value)], 1)
     return fam
 
 
@@ -234,7 +243,7 @@ def _labelled(cls: Any, name: str, doc: str, labels: list[str], data: dict[Any, 
     fam = cls(name, doc, labels=labels)
     for key, n in sorted(data.items(), key=lambda kv: str(kv[0])):
         values = list(key) if isinstance(key, tuple) else [key]
-        fam.add_metric([str(v) for v in values], n)
+        fam.add_metric([label_value(v) for v in values], n)
     return fam
 
 

@@ -1,4 +1,4 @@
-"""Capture format v1: round trip (plain and gzip), state records in order, malformed lines."""
+"""Capture format v2 (v1 still read): round trip (plain and gzip), state records in order, malformed lines."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def test_malformed_lines_are_reported_counted_and_skipped(tmp_path: Path) -> Non
     lines = err.getvalue().splitlines()
     assert lines[0].startswith(f"falconet: {path}:3: malformed capture line skipped: invalid JSON")
     assert lines[1] == f"falconet: {path}:4: malformed capture line skipped: missing key 'type'"
-    assert lines[2].startswith(f"falconet: {path}:5: malformed capture line skipped: src/type")
+    assert lines[2] == (f"falconet: {path}:5: malformed capture line skipped: field 'ts' must be "
+                        "an integer, not a string")
     assert lines[3] == f"falconet: {path}:6: malformed capture line skipped: unknown record kind 'mystery'"
 
 

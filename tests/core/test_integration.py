@@ -81,7 +81,7 @@ def test_replay_of_a_non_capture_is_a_clear_error(tmp_path: Path, rules: str) ->
     r = run("replay", str(p), "-r", rules)
     assert r.returncode == 1
     assert r.stderr.strip().endswith(f"falconet: error: {p}:1: not a falconet capture: expected "
-                                     'a header line {"falconet_capture": 1, ...}')
+                                     'a header line {"falconet_capture": 2, ...}')
 
 
 def test_bad_rules_file_is_reported_with_location(tmp_path: Path) -> None:

@@ -5,8 +5,7 @@ output (the real loader and core fields) and then through the output formatters 
 ``falconet/outputs/format.py``) and the stdout and file sinks never raises, and what they write is
 valid UTF-8, one line per alert, without a raw control character.
 
-Issue 11, findings 1-3. The escaping policy itself is branch i11-out's: until it is merged this
-test fails (xfail, strict); the integrator removes the xfail mark when merging i11-out.
+Issue 11, findings 1-3; the policy is ``falconet.outputs.encoding`` (docs/outputs.md).
 """
 
 from __future__ import annotations
@@ -90,10 +89,6 @@ def _check_lines(raw: bytes, n: int) -> list[str]:
         assert not bad, f"raw control characters {bad} in {line[:200]!r}"
     return lines
 
-
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="needs the output escaping policy of branch i11-out (issue 11); "
-                        "remove this mark when merging i11-out")
 
 
 @BUDGET

@@ -64,7 +64,8 @@ def test_json_format_is_falcos(utc) -> None:
                        "time"]
     assert d["time"] == "2025-02-10T09:15:40.698757000Z"
     assert d["priority"] == "Warning"
-    assert d["output"] == "09:15:40.698757000: Warning x\ny"
+    # the one output policy: a JSON consumer shows the escape the text output shows
+    assert d["output"] == "09:15:40.698757000: Warning x\\ny"
     assert d["output_fields"] == {"evt.time": TS, "fd.name": "/etc/shadow", "proc.pid": 42}
     assert d["tags"] == ["T1555", "filesystem"]
     assert "\n" not in line

@@ -180,8 +180,14 @@ def test_close_drains_sinks_in_parallel_and_counts_what_is_left() -> None:
     t0 = time.monotonic()
     p.close(timeout=0.5)
     assert time.monotonic() - t0 < 1.0, "sinks must drain within one shared timeout"
-    # one alert is inside each stuck send(), the two queued ones are counted as dropped
-    assert m.output_drops["s1"] == m.output_drops["s2"] == 2
+    # the two queued alerts and the one inside each stuck send() are all counted as dropped
+    # (the old code missed the one in send(): an off-by-one at every shutdown) ...
+    assert m.output_drops["s1"] == m.output_drops["s2"] == 3
+    assert m.drops["output_shutdown_timeout"] == 6
     assert stuck1.closed and stuck2.closed
     stuck1.release.set()
     stuck2.release.set()
+    # ... once: a send that returns after shutdown gave up is not counted as sent as well
+    assert wait_for(lambda: not any(w._thread.is_alive() for w in p.workers), 5)
+    assert len(stuck1.alerts) == len(stuck2.alerts) == 3
+    assert m.output_sent["s1"] == m.output_sent["s2"] == 0

@@ -603,7 +603,7 @@ def test_yaml_aliases_are_shared_not_expanded() -> None:
                 f"*{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
         prev = f"l{i}"
     res = load(bomb)
-    assert not res.ok and "items" in res.errors[0].message     # nested lists: not scalars
+    assert not res.ok and "aliases expand to more than 500000 YAML nodes" in res.errors[0].message
     cyc = load("- list: c\n  items: &c [a, *c]\n")
     assert not cyc.ok
 

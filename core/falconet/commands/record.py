@@ -19,6 +19,8 @@ HELP = "record live events to a capture file for replay"
 DESCRIPTION = """Record events from a live source into a capture file (JSON lines; gzip when FILE
 ends in .gz). Plugin state (process table, container metadata) is written at the start and
 whenever it changes, so `falconet replay FILE` sees the same world and raises the same alerts.
+FILE is created with mode 0600 (it holds process environments and command lines); an existing
+FILE is only replaced with --force, and a symbolic link at FILE is never followed.
 
 examples:
   falconet record /tmp/host.fcap.gz --duration 30
@@ -29,6 +31,8 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="capture file to write (.gz: compressed)")
     add_engine_arguments(p)
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE if it exists (a symbolic link is still refused)")
     p.add_argument("--source", default="ebpf", metavar="NAME", help="live source (default: ebpf)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--no-rules", action="store_true",
@@ -43,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         ruleset = EmptyRuleset() if args.no_rules else app.load_ruleset(args.rules)
         src = app.source(args.source)
         try:
-            writer = CaptureWriter(args.file, host=app.ctx.hostname)
+            writer = CaptureWriter(args.file, host=app.ctx.hostname, overwrite=args.force)
         except OSError as e:
             print(f"falconet: error: cannot write {args.file}: {e.strerror or e}", file=sys.stderr)
             return 1
@@ -64,6 +68,6 @@ def main(args: argparse.Namespace) -> int:
         finally:
             app.ctx.state_writer = None
             writer.close()
-        print(app.summary() + f", {writer.events} events recorded to {args.file}", file=sys.stderr)
+        print(app.summary() + f"; {writer.events} events recorded to {args.file}", file=sys.stderr)
         return rc
     return guarded(body)

@@ -20,8 +20,11 @@ state records are restored in order, events are parsed and matched, alerts go to
 Malformed lines are reported with their line number, counted (drop cause capture_malformed)
 and skipped; a truncated capture (a recording killed mid-write) is reported the same way. The
 rest of the file still replays, and the exit status is then 1, so scripts notice the damage.
+The same goes for anything lost on the way out: an alert an output failed to deliver or
+dropped (summary: "outputs: file 2 sent, 1 failed"), or any other counted drop.
 
-exit status: 0 replayed cleanly; 1 an error, or the capture had malformed lines or was truncated.
+exit status: 0 replayed cleanly, every alert delivered; 1 an error, the capture had malformed
+lines or was truncated, or something was dropped or not delivered (see the summary line).
 
 examples:
   falconet replay /tmp/host.fcap.gz --json
@@ -64,6 +67,11 @@ def main(args: argparse.Namespace) -> int:
         if rc == 0 and damaged is not None and damaged.count:
             print(f"falconet: {args.file}: replayed with {damaged.count} unreadable "
                   f"line(s) skipped: exit status 1", file=sys.stderr)
+            rc = 1
+        lost = app.losses()
+        if rc == 0 and lost:
+            print(f"falconet: {args.file}: {lost} drop(s) or failed deliveries (see the summary): "
+                  "exit status 1", file=sys.stderr)
             rc = 1
         return rc
     return guarded(body)

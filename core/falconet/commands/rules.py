@@ -65,7 +65,8 @@ def _load(app: App, files: list[str]) -> Any:
     return load_rules(files, app.ctx.fields, plugin_versions=app.plugin_versions,
                       sources=app.event_sources, min_priority=Priority.DEBUG,
                       rule_matching=cfg["rule_matching"], hostname=app.ctx.hostname,
-                      append_output=cfg["append_output"])   # the same as `run` loads
+                      append_output=cfg["append_output"],   # the same as `run` loads
+                      max_file_bytes=cfg["rules_max_file_size"])
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -152,3 +152,17 @@ def outputs_health(workers: Iterable[Any]) -> tuple[bool, dict[str, Any]]:
         degraded = degraded or h["state"] != "ok"
         outputs[w.name] = h
     return True, {"status": "degraded" if degraded else "ok", "outputs": outputs}
+
+
+def delivery_summary(metrics: Any, name: str, spool: Any = None) -> list[str]:
+    """What the run summary adds for one output: alerts its ``match:`` passed over, alerts
+    folded into aggregation summaries, alerts still in its spool (delivered at the next start)."""
+    out = []
+    if metrics.output_unmatched.get(name):
+        out.append(f"{metrics.output_unmatched[name]} not matched")
+    if metrics.output_aggregated.get(name):
+        out.append(f"{metrics.output_aggregated[name]} folded into "
+                   f"{metrics.output_summaries.get(name, 0)} summaries")
+    if spool is not None and spool.depth:
+        out.append(f"{spool.depth} kept in the spool")
+    return out

@@ -111,7 +111,7 @@ class SpoolingWorker(SinkWorker):
             with self.queue.mutex:
                 left = sum(1 for item in self.queue.queue if item is not _STOP)
             self.metrics.output_drops[self.name] += left
-            self.metrics.drop("output_queue_full", left)
+            self.metrics.drop("output_shutdown_timeout", left)
             log.warning("output %s: %d alerts still queued at shutdown were dropped", self.name,
                         left)
         if self._delivery.is_alive():

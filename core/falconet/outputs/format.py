@@ -13,19 +13,10 @@ import time
 from typing import Any
 
 from falconet.alerts import Alert
+from falconet.outputs.encoding import escape_text, safe_fields, safe_value
 
-#: ``str.translate`` table: control characters escaped as a JSON string escapes them (shared
-#: with the rule output formatter, which escapes field values the same way)
-CONTROL_ESCAPES: dict[int, str] = {i: f"\\u{i:04x}" for i in range(0x20)} | {
-    0x7F: "\\u007f", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
-
-
-def escape_control(text: str) -> str:
-    """Escape control characters the way a JSON string does (``\\n``, ``\\u001b``), so an
-    attacker-chosen file name cannot forge lines or terminal sequences in the text output."""
-    if text.isprintable():
-        return text
-    return text.translate(CONTROL_ESCAPES)
+#: the text of a whole line through the output policy (:mod:`falconet.outputs.encoding`)
+escape_control = escape_text
 
 
 def iso_time(ns: int) -> str:
@@ -43,33 +34,28 @@ def text_time(ns: int, iso: bool = False) -> str:
 
 
 def format_text(alert: Alert, iso: bool = False) -> str:
-    """``14:03:07.123456789: Warning Sensitive file opened ...`` (control characters escaped)."""
-    return f"{text_time(alert.time_ns, iso)}: {alert.priority.label} {escape_control(alert.output)}"
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes | bytearray):
-        return v.decode("utf-8", "backslashreplace")
-    if isinstance(v, set | frozenset):
-        return sorted(v)
-    return str(v)
+    """``14:03:07.123456789: Warning Sensitive file opened ...`` (unsafe characters escaped)."""
+    return f"{text_time(alert.time_ns, iso)}: {alert.priority.label} {escape_text(alert.output)}"
 
 
 def json_dict(alert: Alert, include_output: bool = True, include_tags: bool = True,
               iso: bool = False) -> dict[str, Any]:
-    """The Falco JSON alert as a dict (``output`` carries the full text line, as Falco's does)."""
+    """The Falco JSON alert as a dict (``output`` carries the full text line, as Falco's does).
+    Every string in it went through the output policy: values the rule formatter bounded stay
+    as they are, anything else (fields a plugin or ``append_output`` added raw) is bounded here."""
     d: dict[str, Any] = {
-        "hostname": alert.hostname,
-        "output_fields": alert.output_fields,
+        "hostname": safe_value(alert.hostname),
+        "output_fields": safe_fields(alert.output_fields),
         "priority": alert.priority.label,
-        "rule": alert.rule,
-        "source": alert.source,
+        "rule": safe_value(alert.rule),
+        "source": safe_value(alert.source),
         "time": iso_time(alert.time_ns),
     }
     if include_output:
-        d["output"] = f"{text_time(alert.time_ns, iso)}: {alert.priority.label} {alert.output}"
+        d["output"] = (f"{text_time(alert.time_ns, iso)}: {alert.priority.label} "
+                       f"{escape_text(alert.output)}")
     if include_tags:
-        d["tags"] = list(alert.tags)
+        d["tags"] = [safe_value(t) for t in alert.tags]
     if alert.uuid:
         d["uuid"] = alert.uuid
     return d
@@ -77,9 +63,10 @@ def json_dict(alert: Alert, include_output: bool = True, include_tags: bool = Tr
 
 def format_json(alert: Alert, include_output: bool = True, include_tags: bool = True,
                 iso: bool = False) -> str:
-    """One line of Falco-compatible JSON, keys sorted. Control characters are escaped by JSON."""
+    """One line of Falco-compatible JSON, keys sorted: valid UTF-8, every value escaped by the
+    output policy (so a JSON consumer shows what the text output shows)."""
     return json.dumps(json_dict(alert, include_output, include_tags, iso), sort_keys=True,
-                      ensure_ascii=False, default=_jsonable, separators=(",", ":"))
+                      ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 class Formatter:

@@ -3,6 +3,11 @@
 Standard library only (urllib). Retries connection errors, timeouts, 429 and 5xx with exponential
 backoff; other 4xx answers are final. The engine puts the sink behind its own bounded queue, so a
 slow endpoint costs counted drops, never a stalled event loop.
+
+Redirects are never followed: a 3xx answer is a failure (not retried) naming where it pointed,
+so an alert is never counted as delivered to an endpoint that did not take it, and credentials
+(URL userinfo, ``headers``) never travel to another origin. URLs in messages are redacted
+(:mod:`falconet.redact`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from falconet import __version__
 from falconet.alerts import Alert
 from falconet.delivery import PayloadRejected
+from falconet.outputs.encoding import utf8
 from falconet.priorities import Priority
+from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
 
 
 class WebhookError(RuntimeError):
@@ -39,15 +47,27 @@ def _split_userinfo(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Every 3xx surfaces as an ``HTTPError`` instead of a new request to its ``Location``."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        return None
+
+
 class WebhookSink:
     def __init__(self, name: str, url: str, fmt: Callable[[Alert], str], *,
                  min_priority: Priority = Priority.DEBUG, retries: int = 3, timeout: float = 5.0,
                  backoff: float = 0.2, queue_size: int = 1000,
                  headers: dict[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url must be http:// or https://, got {url!r}")
+            raise ValueError(f"webhook url must be http:// or https://, got {redact_url(url)!r}")
         self.name = name
+        register_url_secrets(url)
+        register_header_secrets(headers or {})
         self.url, auth = _split_userinfo(url)
+        #: the URL as messages show it (no userinfo, query values masked)
+        self.shown_url = redact_url(self.url)
         self.min_priority = min_priority
         self.retries = retries
         self.timeout = timeout
@@ -62,8 +82,9 @@ class WebhookSink:
         self.last_error = ""
         self._conn: http.client.HTTPConnection | None = None
         self._path = "/"
-        # no proxies from the environment: alerts go where the config says
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # no proxies from the environment: alerts go where the config says; no redirects
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                   _RefuseRedirects())
 
     def start(self) -> None:
         pass
@@ -74,7 +95,7 @@ class WebhookSink:
             resp.read()
 
     def send(self, alert: Alert) -> None:
-        body = self._fmt(alert).encode("utf-8")
+        body = utf8(self._fmt(alert))
         delay = self.backoff
         last = ""
         for attempt in range(self.retries + 1):
@@ -83,15 +104,22 @@ class WebhookSink:
                 self._post(body)
                 return
             except urllib.error.HTTPError as e:
+                e.close()
+                if 300 <= e.code < 400:
+                    where = e.headers.get("Location") if e.headers is not None else None
+                    to = f" to {redact_url(urllib.parse.urljoin(self.url, where))}" if where else ""
+                    raise WebhookError(f"{self.shown_url}: HTTP {e.code} redirect{to} refused "
+                                       "(webhooks never follow redirects; not delivered, not "
+                                       "retried)") from None
                 last = f"HTTP {e.code}"
                 if e.code != 429 and e.code < 500:
-                    raise WebhookError(f"{self.url}: {last} (not retried)") from None
+                    raise WebhookError(f"{self.shown_url}: {last} (not retried)") from None
             except (urllib.error.URLError, TimeoutError, OSError) as e:
-                last = str(getattr(e, "reason", e))
+                last = redact_text(str(getattr(e, "reason", e)))
             if attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise WebhookError(f"{self.url}: {last} after {self.retries + 1} attempts")
+        raise WebhookError(f"{self.shown_url}: {last} after {self.retries + 1} attempts")
 
     # ------------------------------------------------------------------ spool contract
     #: the engine may keep alerts this sink cannot deliver in its on-disk spool
@@ -99,7 +127,7 @@ class WebhookSink:
     spool = True
 
     def encode(self, alert: Alert) -> bytes:
-        return self._fmt(alert).encode("utf-8")
+        return utf8(self._fmt(alert))
 
     def deliver(self, payloads: Sequence[bytes]) -> int:
         """POST each payload once, in order, over one kept-alive connection; returns how many
@@ -112,13 +140,16 @@ class WebhookSink:
                 status = self._post_keepalive(body)
             except (OSError, http.client.HTTPException) as e:
                 self._drop_connection()
-                self.last_error = f"{self.url}: {type(e).__name__}: {e}"
+                self.last_error = redact_text(f"{self.shown_url}: {type(e).__name__}: {e}")
                 return i
             if 200 <= status < 300:
                 continue
-            self.last_error = f"{self.url}: HTTP {status}"
+            self.last_error = f"{self.shown_url}: HTTP {status}"
             if status in (408, 429) or status >= 500:
                 return i
+            if 300 <= status < 400:
+                raise PayloadRejected(i, f"{self.last_error} redirect refused (webhooks never "
+                                         "follow redirects; not retried)")
             raise PayloadRejected(i, self.last_error + " (not retried)")
         return len(payloads)
 

@@ -20,6 +20,7 @@ import falconet
 from falconet.fields.registry import FieldRegistry
 from falconet.priorities import Priority
 from falconet.rules.errors import LoadMessage, Location, RuleLoadError
+from falconet.rules.limits import DEFAULT_MAX_FILE_BYTES
 from falconet.rules.loader import (
     CompiledRule,
     Loader,
@@ -70,13 +71,14 @@ def rules_files_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 def _load(add: Any, registry: FieldRegistry, *, plugin_versions: dict[str, str] | None,
           sources: Iterable[str] | None, min_priority: Priority, rule_matching: str,
           hostname: str, append_output: Any, engine_version: str,
-          capture_fields: Iterable[str] = ()) -> LoadResult:
+          capture_fields: Iterable[str] = (),
+          max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
     if sources is None:
         srcs = {"syscall"} | {s for f in registry.fields.values() for s in f.sources}
     else:
         srcs = set(sources)
     ld = Loader(registry, plugin_versions=plugin_versions, sources=srcs,
-                engine_version=engine_version)
+                engine_version=engine_version, max_file_bytes=max_file_bytes)
     add(ld)
     compiled, described = compile_loaded(ld, append_output, capture_fields)
     order = {f: i for i, f in enumerate(ld.source_lines)}
@@ -98,7 +100,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
                min_priority: Priority = Priority.DEBUG, rule_matching: str = "first",
                hostname: str = "", append_output: Any = None,
                engine_version: str = falconet.ENGINE_VERSION,
-               capture_fields: Iterable[str] = ()) -> LoadResult:
+               capture_fields: Iterable[str] = (),
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadResult:
     """Load rules files in order (later files append to/override earlier items).
 
     Args:
@@ -116,6 +119,8 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
         capture_fields: field tokens (``k8s.ns.name``, ``proc.aname[2]``) whose values every
             alert carries in ``Alert.match_fields`` (what :mod:`falconet.alertmatch` conditions
             read); tokens not valid for a rule's source are skipped for that rule.
+        max_file_bytes: a larger rules file is an error (``rules_max_file_size``); the other
+            limits are in :mod:`falconet.rules.limits`.
     """
     paths = rules_files_in(files)
 
@@ -125,7 +130,7 @@ def load_rules(files: Iterable[str | os.PathLike[str]], registry: FieldRegistry,
     return _load(add, registry, plugin_versions=plugin_versions, sources=sources,
                  min_priority=min_priority, rule_matching=rule_matching, hostname=hostname,
                  append_output=append_output, engine_version=engine_version,
-                 capture_fields=capture_fields)
+                 capture_fields=capture_fields, max_file_bytes=max_file_bytes)
 
 
 def load_rules_text(texts: str | Iterable[str | tuple[str, str]], registry: FieldRegistry,

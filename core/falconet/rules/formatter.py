@@ -5,8 +5,11 @@ N characters) and ``%%`` (a literal ``%``). The field token is the longest prefi
 field, so ``%proc.name)`` is ``proc.name`` followed by ``)``. Missing values print ``<NA>``.
 
 A compiled format renders to the text and the typed ``output_fields`` (keyed by the token as
-written; transformer tokens are not included, as in Falco). Control characters in field values
-are escaped (JSON style) so that an attacker-controlled file name cannot forge log lines.
+written; transformer tokens are not included, as in Falco). Every string value goes through the
+output policy (:mod:`falconet.outputs.encoding`: bytes that are not UTF-8 as ``\\xNN``, control,
+separator and bidi characters escaped, length bounded) so that an attacker-controlled file name
+cannot forge log lines, break an output's encoding or inflate an alert. Conditions never see this:
+they read the raw values.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
-from falconet.outputs.format import CONTROL_ESCAPES
+from falconet.outputs.encoding import decode_bytes, field_text
 from falconet.rules.compiler import TRANSFORMER_FUNCS, ConditionCompiler
 from falconet.rules.errors import LOAD_ERR_COMPILE_OUTPUT, FilterCompileError
 from falconet.rules.parser import Field, MultiTransform, Transform, parse_field_token
@@ -30,25 +33,41 @@ def to_text(v: Any) -> str:
         return NA
     t = type(v)
     if t is str:
-        return v.translate(CONTROL_ESCAPES) if not v.isprintable() else v
+        return field_text(v)
     if t is bool:
         return "true" if v else "false"
     if t is bytes or t is bytearray:
-        return bytes(v).decode("utf-8", "replace").translate(CONTROL_ESCAPES)
+        return field_text(decode_bytes(v))
+    if t is int or t is float:
+        return str(v)
     if t is tuple or t is list:
-        return ",".join(to_text(x) for x in v)
+        return field_text(",".join(_raw_text(x) for x in v))
+    return field_text(str(v))
+
+
+def _raw_text(v: Any) -> str:
+    """An element of a list value, before the policy (applied once to the joined text)."""
+    if v is None:
+        return NA
+    if isinstance(v, bytes | bytearray):
+        return decode_bytes(v)
+    if v is True or v is False:
+        return "true" if v else "false"
     return str(v)
 
 
 def to_json_value(v: Any) -> Any:
     """A field value for ``output_fields``: typed, JSON-serialisable."""
-    if v is None or type(v) in (str, int, float, bool):
+    t = type(v)
+    if t is str:
+        return field_text(v)
+    if v is None or t is int or t is float or t is bool:
         return v
     if isinstance(v, bytes | bytearray):
-        return bytes(v).decode("utf-8", "replace")
+        return field_text(decode_bytes(v))
     if isinstance(v, tuple | list):
         return [to_json_value(x) for x in v]
-    return str(v) if not isinstance(v, int | float) else v
+    return field_text(str(v)) if not isinstance(v, int | float) else v
 
 
 class OutputFormat:

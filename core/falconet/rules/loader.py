@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +22,7 @@ import yaml
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.priorities import Priority
 from falconet.rules import errors as E
+from falconet.rules import limits
 from falconet.rules.codegen import generate
 from falconet.rules.compiler import (
     ConditionCompiler,
@@ -196,8 +196,10 @@ class Loader:
     """One load of one or more files. Use :func:`falconet.rules.load_rules`."""
 
     def __init__(self, registry: FieldRegistry, *, plugin_versions: dict[str, str] | None,
-                 sources: set[str] | None, engine_version: str) -> None:
+                 sources: set[str] | None, engine_version: str,
+                 max_file_bytes: int = limits.DEFAULT_MAX_FILE_BYTES) -> None:
         self.registry = registry
+        self.max_file_bytes = max_file_bytes
         self.plugin_versions = plugin_versions
         self.sources = sources
         self.engine_version = engine_version
@@ -235,7 +237,10 @@ class Loader:
     def add_file(self, path: str | os.PathLike[str]) -> None:
         p = str(path)
         try:
-            data = Path(p).read_bytes()
+            data = limits.read_rules_file(p, self.max_file_bytes)
+        except limits.FileTooLarge as e:
+            self.error(str(e), Location(p, 1, 1), E.LOAD_ERR_FILE_READ, ("file", p))
+            return
         except OSError as e:
             self.error(f"Could not read file: {e.strerror or e}",
                        Location(p, 0, 0), E.LOAD_ERR_FILE_READ, ("file", p))
@@ -285,16 +290,22 @@ class Loader:
 
     def _warn_duplicate_keys(self, node: Any) -> None:
         """A key written twice (``condition:`` twice in one rule) silently keeps only the last
-        value; in a security rule that is a hidden change of meaning, so say so."""
-        if isinstance(node, YMap):
-            for key, loc in getattr(node, "duplicates", ()):
-                self.warn(E.LOAD_DUPLICATE_KEY, f"Duplicate key '{key}': only its last value is "
-                          "used", loc, self._item)
-            for v in node.values():
-                self._warn_duplicate_keys(v)
-        elif isinstance(node, YSeq):
-            for v in node:
-                self._warn_duplicate_keys(v)
+        value; in a security rule that is a hidden change of meaning, so say so. Each node is
+        visited once: YAML aliases share nodes, and 40 aliases of aliases are 2**40 paths."""
+        seen: set[int] = set()
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, YMap | YSeq) or id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n, YMap):
+                for key, loc in getattr(n, "duplicates", ()):
+                    self.warn(E.LOAD_DUPLICATE_KEY, f"Duplicate key '{key}': only its last value "
+                              "is used", loc, self._item)
+                stack.extend(reversed(list(n.values())))
+            else:
+                stack.extend(reversed(n))
 
     def _add_item(self, d: YMap, file: str) -> None:
         if "required_engine_version" in d:
@@ -785,11 +796,15 @@ def substitute_lists(text: str, lists: dict[str, list[str]], used: set[str]) -> 
     out: list[str] = []
     last = 0
     drop_comma = False
+    size = len(text)
     for m in _TOKEN_RE.finditer(text):
         items = lists.get(m.group(0))
         if items is None:
             continue
         used.add(m.group(0))
+        size += sum(map(len, items)) + 2 * len(items) + 2       # what this use adds, at most
+        if size > limits.MAX_CONDITION_CHARS:
+            raise limits.ConditionTooLarge
         chunk = text[last:m.start()]
         if drop_comma:
             chunk = re.sub(r"^\s*,", "", chunk, count=1)
@@ -976,12 +991,18 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
     used_lists: set[str] = set()
     for name, li in ld.lists.items():
         items: list[str] = []
-        for it in li.items:
-            if it in lists:
-                items.extend(lists[it])
-                used_lists.add(it)
-            else:
-                items.append(it)
+        try:
+            limits.check_list_size(name, len(li.items))
+            for it in li.items:
+                if it in lists:
+                    limits.check_list_size(name, len(items) + len(lists[it]))
+                    items.extend(lists[it])
+                    used_lists.add(it)
+                else:
+                    items.append(it)
+        except RuleLoadError as e:
+            ld.error(e.message, li.loc, e.code, ("list", name))
+            continue
         lists[name] = items
     # macros: in order, each sees only earlier macros
     macros: dict[str, Any] = {}
@@ -991,7 +1012,9 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
         try:
             text = substitute_lists(str(mi.condition), lists, used_lists)
             ast = _parse_located(ld, mi.condition, text, mi.loc)
-            macros[name] = expand_macros(ast, macros, used_macros)
+            expanded = expand_macros(ast, macros, used_macros)
+            limits.check_condition(expanded, "Macro condition")
+            macros[name] = expanded
         except RuleLoadError as e:
             ld.error(_undefined_macro_hint(e.message, ld, name, macros), e.loc or mi.loc, e.code,
                      item)
@@ -1012,6 +1035,7 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
             text = substitute_lists(full, lists, used_lists)
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
+            limits.check_condition(ast, "Condition")
             cc = ConditionCompiler(ld.registry, ri.source)
             check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None

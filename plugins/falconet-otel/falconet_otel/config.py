@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from falconet.api import ConfigSchema, PluginConfigError, Priority, Setting
 from falconet.plugin_config import any_value, check_or_raise
+from falconet.redact import redact_url, register_header_secrets, register_url_secrets
 
 PROTOCOLS = ("grpc", "http/protobuf")
 SIGNALS = ("logs", "traces")
@@ -72,19 +73,21 @@ class OtelSettings:
         if not self.targets:
             return ("otel: no OTLP endpoint configured (set OTEL_EXPORTER_OTLP_ENDPOINT or "
                     "plugins.otel.endpoint); OpenTelemetry output is off")
-        parts = [f"{t.signal} -> {t.endpoint} ({t.protocol})" for t in self.targets.values()]
+        parts = [f"{t.signal} -> {redact_url(t.endpoint)} ({t.protocol})"
+                 for t in self.targets.values()]
         return "otel: exporting " + ", ".join(parts)
 
 
 def parse_headers(text: str) -> dict[str, str]:
     """``OTEL_EXPORTER_OTLP_HEADERS`` syntax: ``k1=v1,k2=v2`` with URL-encoded values."""
     headers: dict[str, str] = {}
-    for item in text.split(","):
+    for i, item in enumerate(text.split(","), 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise PluginConfigError(f"bad OTLP header {item.strip()!r}: expected key=value")
+            # the item may be a credential written wrongly: never echoed
+            raise PluginConfigError(f"bad OTLP header (item {i} of the list): expected key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
     return headers
 
@@ -130,16 +133,17 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         raise PluginConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r} "
                                 "(http/json is not supported)")
     raw = str(specific or general).strip()
+    register_url_secrets(raw)         # masked in every later message (redact_text)
     if protocol == "http/protobuf":
         if not raw.startswith(("http://", "https://")):
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: an http/protobuf endpoint must be an "
-                                    "http:// or https:// URL")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: an http/protobuf "
+                                    "endpoint must be an http:// or https:// URL")
         endpoint = raw if specific else _http_signal_url(raw, signal)
         insecure = raw.startswith("http://")
     else:
         parsed = urlparse(raw if "://" in raw else f"//{raw}")
         if not parsed.hostname or not parsed.port:
-            raise PluginConfigError(f"{signal} endpoint {raw!r}: a grpc endpoint needs host:port")
+            raise PluginConfigError(f"{signal} endpoint {redact_url(raw)!r}: a grpc endpoint needs host:port")
         endpoint = f"{parsed.hostname}:{parsed.port}"
         default_insecure = parsed.scheme == "http" or env.get(
             f"OTEL_EXPORTER_OTLP_{up}_INSECURE", env.get("OTEL_EXPORTER_OTLP_INSECURE", "")).lower() == "true"
@@ -154,6 +158,7 @@ def _resolve_target(signal: str, section: Mapping[str, Any], env: Mapping[str, s
         headers = parse_headers(headers_cfg)
     else:
         raise PluginConfigError("headers: expected a mapping or 'k=v,k2=v2'")
+    register_header_secrets(headers)
     if "timeout" in section:
         timeout = _number(section["timeout"], "timeout", float, 0.01)          # seconds
     else:

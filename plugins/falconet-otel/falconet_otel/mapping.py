@@ -104,7 +104,7 @@ def attr_value(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [str(x) for x in v if x is not None]
     if isinstance(v, bytes):
-        return v.decode("utf-8", "backslashreplace")
+        return v.decode("utf-8", "surrogateescape")     # shown as \xNN by the wire encoder
     return str(v)
 
 

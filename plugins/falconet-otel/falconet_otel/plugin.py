@@ -46,8 +46,13 @@ class OtelPlugin:
             return None
         metrics = getattr(engine, "metrics", None)
         on_loss = metrics.drop if metrics is not None and hasattr(metrics, "drop") else None
+        on_sent = None
+        if metrics is not None and hasattr(metrics, "output_sent"):
+            def on_sent(n: int) -> None:
+                metrics.output_sent[OtelSink.name] += n
         self.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
-                             version=falconet_version, stats=self.stats, on_loss=on_loss)
+                             version=falconet_version, stats=self.stats, on_loss=on_loss,
+                             on_sent=on_sent)
         return [self.sink]
 
     @hookimpl

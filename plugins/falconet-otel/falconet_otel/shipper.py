@@ -5,6 +5,13 @@ loss is counted. A :class:`Shipper` is the same idea (bounded queue, one export 
 ``batch_size`` every ``schedule_delay`` or sooner when a batch is full) with counters for records
 sent, failed (the exporter gave up: collector down, timeout, rejected) and dropped (queue full).
 ``put`` never blocks: it is called from the sink worker, which must keep up with the engine.
+
+Records and alerts are not the same count: one alert is a log record *and* several spans. The
+engine's drop counter (``on_loss``) gets the number of *alerts* lost, which each record carries
+(``put(record, alerts=...)``): the sink gives 1 to the records of one signal only, so an alert
+whose log record and spans are all lost is one drop in the run summary, not two or more. In the
+same way ``on_sent`` gets the alerts of an export the collector accepted: the engine counts an
+OTel alert as sent only then.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from falconet.redact import redact_text
 
 log = logging.getLogger("falconet.otel")
 
@@ -39,13 +48,16 @@ class Shipper:
 
     def __init__(self, exporter: Any, stats: SignalStats, *, batch_size: int = 512,
                  queue_size: int = 20000, schedule_delay: float = 0.2,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
+                 on_loss: Callable[[str, int], None] | None = None,
+                 on_sent: Callable[[int], None] | None = None) -> None:
         self._exporter = exporter
         self.stats = stats
         self._batch_size = batch_size
         self._queue_size = queue_size
         self._delay = schedule_delay
         self._on_loss = on_loss
+        #: told how many alerts an accepted export carried (the engine's output_sent)
+        self._on_sent = on_sent
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._idle = threading.Condition()
@@ -58,14 +70,15 @@ class Shipper:
         self._thread.start()
 
     # ------------------------------------------------------------------ producer side
-    def put(self, item: Any) -> bool:
-        """Queue one record; ``False`` (and a counted drop) when the queue is full."""
+    def put(self, item: Any, alerts: int = 1) -> bool:
+        """Queue one record that stands for ``alerts`` alerts in the engine's loss counts;
+        ``False`` (and a counted drop) when the queue is full."""
         if len(self._queue) >= self._queue_size or self._stopping:
             self.stats.dropped += 1
-            if self._on_loss is not None:
-                self._on_loss("otel_queue_full", 1)
+            if self._on_loss is not None and alerts:
+                self._on_loss("otel_queue_full", alerts)
             return False
-        self._queue.append(item)
+        self._queue.append((item, alerts))
         if len(self._queue) >= self._batch_size:
             self._wake.set()
         return True
@@ -96,14 +109,16 @@ class Shipper:
         self._thread.join(timeout=max(0.1, timeout))
         left = len(self._queue)
         if left:                       # could not be sent before the deadline: count, never lose silently
+            alerts = sum(n for _item, n in self._queue)
             self._queue.clear()
             self.stats.dropped += left
-            if self._on_loss is not None:
-                self._on_loss("otel_queue_full", left)
+            if self._on_loss is not None and alerts:
+                self._on_loss("otel_queue_full", alerts)
         try:
             self._exporter.shutdown()
         except Exception as e:  # noqa: BLE001 - shutting down: report and go on
-            log.warning("otel: %s exporter shutdown failed: %s", self.stats.signal, e)
+            log.warning("otel: %s exporter shutdown failed: %s", self.stats.signal,
+                        redact_text(str(e)))
 
     # ------------------------------------------------------------------ export thread
     def _run(self) -> None:
@@ -116,19 +131,23 @@ class Shipper:
         q = self._queue
         while q and not self._stopping:
             n = min(self._batch_size, len(q))
-            batch = [q.popleft() for _ in range(n)]
+            taken = [q.popleft() for _ in range(n)]
             self._in_flight = n
             try:
-                ok = self._export(batch)
+                ok = self._export([item for item, _alerts in taken])
             finally:
                 self._in_flight = 0
             if ok:
                 self.stats.sent += n
+                alerts = sum(a for _item, a in taken)
+                if self._on_sent is not None and alerts:
+                    self._on_sent(alerts)
             else:
                 self.stats.failed += n
                 self.stats.batches_failed += 1
-                if self._on_loss is not None:
-                    self._on_loss(f"otel_{self.stats.signal}_export_failed", n)
+                alerts = sum(a for _item, a in taken)
+                if self._on_loss is not None and alerts:
+                    self._on_loss(f"otel_{self.stats.signal}_export_failed", alerts)
             with self._idle:
                 self._idle.notify_all()
         with self._idle:
@@ -138,7 +157,7 @@ class Shipper:
         try:
             result = self._exporter.export(batch)
         except Exception as e:  # noqa: BLE001 - an exporter bug must not kill the thread
-            self._warn(f"export failed ({e})")
+            self._warn(f"export failed ({redact_text(str(e))})")
             return False
         ok = result is True or getattr(result, "name", "") == "SUCCESS"
         if not ok:

@@ -76,11 +76,14 @@ class OtelSink:
     """An :class:`falconet.api.AlertSink` exporting alerts as OTLP logs and spans."""
 
     name = "otel"
+    #: the engine's output_sent{output="otel"} is counted on confirmed exports (``on_sent``)
+    reports_delivery = True
 
     def __init__(self, settings: OtelSettings, *, hostname: str, version: str,
                  transports: dict[str, Any] | None = None,
                  stats: dict[str, SignalStats] | None = None,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
+                 on_loss: Callable[[str, int], None] | None = None,
+                 on_sent: Callable[[int], None] | None = None) -> None:
         """``transports`` overrides the network transport per signal (tests, benchmarks)."""
         self.settings = settings
         self.min_priority: Priority = settings.min_priority
@@ -88,6 +91,7 @@ class OtelSink:
         self._transports = transports or {}
         self.stats = stats if stats is not None else {s: SignalStats(s) for s in settings.targets}
         self._on_loss = on_loss
+        self._on_sent = on_sent
         self.resource = resource_attributes(settings.service_name, version, hostname)
         self._resource_body = wire.AttributeEncoder().encode(self.resource, 1)
         self._scope_body = wire.scope(SCOPE_NAME, version)
@@ -103,6 +107,9 @@ class OtelSink:
         #: spool mode: payloads whose log records were accepted while their spans were not
         #: (a retry then sends only the spans: no duplicate log records within one run)
         self._logs_done: set[bytes] = set()
+        #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
+        #: logs when exported (a record per alert), else the traces' alert spans
+        self._loss_signal = "logs" if "logs" in settings.targets else "traces"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -119,7 +126,8 @@ class OtelSink:
         for signal, exporter in self._exporters.items():
             shipper = Shipper(exporter, self.stats[signal], batch_size=self.settings.batch_size,
                               queue_size=self.settings.queue_size,
-                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss)
+                              schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss,
+                              on_sent=self._on_sent)
             if signal == "logs":
                 self._logs = shipper
             else:
@@ -156,9 +164,12 @@ class OtelSink:
         if not self._shipping:
             self._start_shippers()
         log_record, spans = self._records(alert)
-        if self._traces is not None:
-            for sp in spans:
-                self._traces.put(sp)
+        if self._traces is not None and spans:
+            # the alert's own span comes last; it carries the alert's loss count only when no
+            # log record does (see shipper.py: one drop per alert, not per record)
+            for sp in spans[:-1]:
+                self._traces.put(sp, alerts=0)
+            self._traces.put(spans[-1], alerts=1 if self._loss_signal == "traces" else 0)
         if self._logs is not None and log_record is not None:
             self._logs.put(log_record)
 

@@ -7,6 +7,11 @@ the encoding of repeated key/value pairs (rule names, tags, hosts, images) is ca
 
 Field numbers are those of opentelemetry-proto (``logs/v1/logs.proto``, ``trace/v1/trace.proto``,
 ``common/v1/common.proto``); the tests decode our bytes with the official generated classes.
+
+Every string goes through the engine's output policy (:mod:`falconet.outputs.encoding`) before it
+is encoded: protobuf strings must be valid UTF-8 (a collector rejects the whole batch otherwise),
+so a byte that is not UTF-8 is sent as ``\\xNN``, control and bidi characters are escaped and
+attribute values are bounded by ``output_max_field_len``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from falconet.outputs.encoding import escape_text, field_text, safe_key, utf8
 
 _pack_q = struct.Struct("<Q").pack          # fixed64
 _pack_d = struct.Struct("<d").pack          # double
@@ -59,7 +66,7 @@ _T_KV_VALUE = _tag(2, _LEN)
 def any_value(v: Any) -> bytes:
     """An encoded ``AnyValue`` (str, bool, int, float, bytes, or a list/tuple of those)."""
     if isinstance(v, str):
-        b = v.encode("utf-8", "surrogateescape")
+        b = utf8(field_text(v))
         return _T_STR + _varint(len(b)) + b
     if isinstance(v, bool):
         return _T_BOOL + (b"\x01" if v else b"\x00")
@@ -77,7 +84,7 @@ def any_value(v: Any) -> bytes:
 
 def key_value(key: str, v: Any) -> bytes:
     """An encoded ``KeyValue`` message body."""
-    k = key.encode("utf-8", "surrogateescape")
+    k = utf8(safe_key(key))
     av = any_value(v)
     return _T_STR + _varint(len(k)) + k + _T_KV_VALUE + _varint(len(av)) + av
 
@@ -151,11 +158,18 @@ def log_record(*, time_ns: int, observed_ns: int, severity_number: int, severity
                span_id: bytes = b"") -> bytes:
     """An encoded ``LogRecord`` body; ``attributes``: :func:`repeated` field 6."""
     out = [_LOG_TIME, _pack_q(time_ns), _LOG_SEV_NUM, _varint(severity_number),
-           _len_field(3, severity_text.encode()), _len_field(5, any_value(body)), attributes]
+           _len_field(3, severity_text.encode()), _len_field(5, _text_value(body)), attributes]
     if trace_id:
         out += [_LOG_FLAGS, _pack_i(1), _len_field(9, trace_id), _len_field(10, span_id)]
     out += [_LOG_OBSERVED, _pack_q(observed_ns), _len_field(12, event_name.encode())]
     return b"".join(out)
+
+
+def _text_value(text: str) -> bytes:
+    """A whole line (the alert's output) as an ``AnyValue``: escaped, not cut (its field values
+    are already bounded)."""
+    b = utf8(escape_text(text))
+    return _T_STR + _varint(len(b)) + b
 
 
 def scope(name: str, version: str) -> bytes:
@@ -191,11 +205,11 @@ def span(*, trace_id: bytes, span_id: bytes, parent_span_id: bytes, name: str, s
     out = [_len_field(1, trace_id), _len_field(2, span_id)]
     if parent_span_id:
         out.append(_len_field(4, parent_span_id))
-    out += [_len_field(5, name.encode("utf-8", "surrogateescape")), _SPAN_KIND, _varint(kind),
+    out += [_len_field(5, utf8(field_text(name))), _SPAN_KIND, _varint(kind),
             _SPAN_START, _pack_q(start_ns), _SPAN_END, _pack_q(end_ns), attributes]
     out += [_len_field(11, e) for e in events]
     if status_code:
-        st = _len_field(2, status_message.encode("utf-8", "surrogateescape")) + _tag(3, _VARINT) + \
+        st = _len_field(2, utf8(field_text(status_message))) + _tag(3, _VARINT) + \
             _varint(status_code)
         out.append(_len_field(15, st))
     out += [_SPAN_FLAGS, _pack_i(0x100 | 1)]     # sampled, parent is local (not remote)

@@ -186,7 +186,8 @@ def test_odd_values_become_valid_attributes(sink):
                             "evt.rawargs": ["a", None, 2], "evt.res": -2, "evt.ratio": 0.5,
                             "evt.flag": True}))
     a = attrs(sink.logs()[0][2].attributes)
-    assert a["falco.output_fields.evt.args"] == "\x00\\xff"
+    # the engine's output policy: valid UTF-8, controls and stray bytes escaped
+    assert a["falco.output_fields.evt.args"] == "\\u0000\\xff"
     assert a["falco.output_fields.proc.env"] == "{'A': 1}"
     assert "falco.output_fields.proc.aname[3]" not in a
     assert a["falco.output_fields.evt.rawargs"] == ["a", "2"]
