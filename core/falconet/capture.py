@@ -47,8 +47,8 @@ MAX_LINE_BYTES = 16 << 20
 #: the longest header line (line 1); `replay /dev/zero` ends here
 MAX_HEADER_BYTES = 1 << 20
 #: a gzip capture decompresses to at most this many times its size (gzip's best is ~1032x;
-#: real captures are 5-50x), and never less than MIN_DECOMPRESSED_LIMIT: beyond, a bomb
-MAX_GZIP_RATIO = 200
+#: real captures are 40-50x), and never less than MIN_DECOMPRESSED_LIMIT: beyond, a bomb
+MAX_GZIP_RATIO = 500
 MIN_DECOMPRESSED_LIMIT = 256 << 20
 #: ranges of the integer fields (int64 timestamps and return values, 32-bit ids)
 _I64 = 1 << 63
@@ -263,6 +263,7 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         # (encoding detection, whitespace checks) than in parsing these short lines
         scan = json.JSONDecoder().scan_once
         make = Event
+        i64, id_max = _I64, _ID_MAX
         readline = f.readline
         lineno = 1
         try:
@@ -301,19 +302,19 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                         raise ValueError(f"extra data after the record at column {end + 1}")
                     k = d["k"]
                     if k == "evt":
+                        src, typ, ts = d["src"], d["type"], d["ts"]
+                        tid, pid, res = d.get("tid", 0), d.get("pid", 0), d.get("res")
                         args = d.get("args")
-                        evt = make(d["src"], d["type"], d["ts"], d.get("tid", 0), d.get("pid", 0),
-                                   args if args is not None else {}, d.get("res"), d.get("raw"))
-                        res = evt.res
+                        if args is None:
+                            args = {}
                         # type() is: a bool is not an int here; ranges: no huge numbers
-                        if type(evt.ts) is not int or type(evt.tid) is not int \
-                                or type(evt.pid) is not int or type(evt.source) is not str \
-                                or type(evt.type) is not str or type(evt.args) is not dict \
-                                or not (0 <= evt.ts < _I64 and 0 <= evt.tid < _ID_MAX
-                                        and 0 <= evt.pid < _ID_MAX) \
-                                or (res is not None
-                                    and (type(res) is not int or not -_I64 <= res < _I64)):
+                        if not (type(ts) is int and type(tid) is int and type(pid) is int
+                                and type(src) is str and type(typ) is str
+                                and type(args) is dict and 0 <= ts < i64
+                                and 0 <= tid < id_max and 0 <= pid < id_max
+                                and (res is None or (type(res) is int and -i64 <= res < i64))):
                             raise TypeError(_field_problem(d))
+                        evt = make(src, typ, ts, tid, pid, args, res, d.get("raw"))
                     elif k == "state":
                         plugin = d["plugin"]
                         if type(plugin) is not str:

@@ -1,16 +1,21 @@
 """Hypothesis strategies and properties for fuzzing the condition parser and the rules loader.
 
-Shared by the short fuzz test (tests/rules/test_rules_fuzz.py) and the long run
-(bench/fuzz_rules.py). The property: whatever the input, parsing raises nothing but
-``FilterSyntaxError`` and loading raises nothing at all (problems are ``LoadResult.errors``).
+Shared by the short fuzz test (tests/rules/test_rules_fuzz.py) and the long runs
+(bench/fuzz_rules.py, bench/fuzz_inputs.py). The property: whatever the input, parsing raises
+nothing but ``FilterSyntaxError`` and loading raises nothing at all (problems are
+``LoadResult.errors``), also for files shaped like the attacks on the loader's limits
+(:func:`limit_documents`: macro chains that blow up, doubling lists, deep nesting, alias chains,
+random bytes).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import yaml
-from falconet.rules import load_rules_text
+from falconet.rules import load_rules, load_rules_text
 from falconet.rules.errors import FilterSyntaxError
 from falconet.rules.parser import parse_condition
 from hypothesis import strategies as st
@@ -233,3 +238,57 @@ def check_load(docs: list[str]) -> None:
         from stubfields import event, proc
         for t in ("execve", "openat", "connect"):
             res.ruleset.match(event(t, proc("bash")))
+
+
+# ------------------------------------------------------------------------------------ rules files
+@st.composite
+def limit_documents(draw: Any) -> bytes:
+    """Rules files shaped like the attacks on the loader, at random sizes around the limits."""
+    kind = draw(st.integers(0, 6))
+    rule = ("- rule: r\n  desc: d\n  condition: evt.type = openat and {c}\n  output: o\n"
+            "  priority: WARNING\n")
+    if kind == 0:               # macro chains: each uses the previous `fanout` times
+        n, fan = draw(st.integers(1, 40)), draw(st.integers(1, 3))
+        op = draw(st.sampled_from([" or ", " and ", " and not "]))
+        text = "- macro: m0\n  condition: proc.name = a\n" + "".join(
+            f"- macro: m{i}\n  condition: {op.join([f'm{i - 1}'] * fan)}\n" for i in range(1, n))
+        return (text + rule.format(c=f"m{n - 1}")).encode()
+    if kind == 1:               # lists that double
+        n = draw(st.integers(1, 40))
+        text = "- list: l0\n  items: [a, b]\n" + "".join(
+            f"- list: l{i}\n  items: [l{i - 1}, l{i - 1}]\n" for i in range(1, n))
+        return (text + rule.format(c=f"proc.name in (l{n - 1})")).encode()
+    if kind == 2:               # condition nesting
+        n = draw(st.integers(1, 1500))
+        shape = draw(st.sampled_from(["(", "not (", "proc.name = z or ("]))
+        return rule.format(c=shape * n + "proc.name = bash" + ")" * n).encode()
+    if kind == 3:               # YAML nesting, flow and block
+        n = draw(st.integers(1, 200))
+        if draw(st.booleans()):
+            return ("- rule: r\n  desc: " + "[" * n + "]" * n + "\n").encode()
+        return ("- rule: r\n  desc:\n" + "".join("  " * (i + 2) + f"k{i}:\n"
+                                                for i in range(n))).encode()
+    if kind == 4:               # alias chains
+        n = draw(st.integers(1, 40))
+        key = draw(st.sampled_from(["tags", "desc", "exceptions", "junk", "condition"]))
+        text = "- list: anchors\n  items: []\n  x:\n    a0: &a0 [x, x]\n" + "".join(
+            f"    a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, n))
+        return (text + rule.format(c="proc.name = a") + f"  {key}: *a{n - 1}\n").encode()
+    if kind == 5:               # random bytes, sometimes after a valid start
+        return draw(st.sampled_from([b"", rule.format(c="x").encode()])) + draw(st.binary(
+            max_size=200))
+    return draw(st.text(max_size=300)).encode("utf-8", "surrogatepass")
+
+
+def check_rules_file(data: bytes) -> None:
+    """Loading a file never raises; every error names the file with a line (>= 1 unless it is
+    about the whole file) and column."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.yaml")
+        with open(path, "wb") as f:
+            f.write(data)
+        res = load_rules([path], REG)
+    for m in res.errors + res.warnings:
+        assert m.file in (path, "<config>"), str(m)
+        assert isinstance(str(m), str)
+        assert m.line >= 0 and m.col >= 0, str(m)

@@ -7,8 +7,10 @@ from fuzzstrategies import (
     check_compilers_agree,
     check_load,
     check_parse,
+    check_rules_file,
     conditions,
     documents,
+    limit_documents,
     rule_document,
 )
 from hypothesis import HealthCheck, given, settings
@@ -40,3 +42,9 @@ def test_generated_rules_compile_or_fail_cleanly(cond: str) -> None:
 @given(conditions())
 def test_generated_code_and_closures_agree(cond: str) -> None:
     check_compilers_agree(cond)
+
+
+@FEW
+@given(limit_documents())
+def test_files_shaped_like_loader_attacks_fail_cleanly(data: bytes) -> None:
+    check_rules_file(data)

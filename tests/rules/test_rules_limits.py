@@ -40,7 +40,8 @@ def test_exponential_macro_expansion_fails_fast(tmp_path: Path) -> None:
     p.write_text(text + RULE.format(cond="evt.type = open and m39"))
     r = validate(p, budget=10)
     first = r.stdout.splitlines()[0]
-    assert first == (f"{p}:34:14: error: macro 'm16': Macro condition has more than "
+    bad = next(i for i in range(40) if 2 ** (i + 1) - 1 > limits.MAX_CONDITION_NODES)
+    assert first == (f"{p}:{2 * bad + 2}:14: error: macro 'm{bad}': Macro condition has more than "
                      f"{limits.MAX_CONDITION_NODES} nodes after expanding macros (a macro used "
                      "many times over?)")
 
@@ -100,6 +101,12 @@ def test_condition_nesting_matches_the_parser_limit_and_macros_cannot_exceed_it(
     assert (e.line, e.item_name) == (2 * (limits.MAX_EXPANDED_DEPTH + 1) + 2, "m401")
     assert e.message == (f"Macro condition is nested deeper than {limits.MAX_EXPANDED_DEPTH} "
                          "levels after expanding macros")
+    # transformers nest too (tolower(tolower(...))): the same budget, a clear message
+    tl = "tolower(" * 600 + "proc.name" + ")" * 600 + " = bash"
+    res = load([("t.yaml", RULE.format(cond=tl))])
+    assert not res.ok
+    assert res.errors[0].message == (f"Condition nests transformers deeper than "
+                                     f"{limits.MAX_EXPANDED_DEPTH} levels")
     # just under the limit: loads and evaluates (no RecursionError at compile or match time)
     ok = load([("m.yaml", text.split("- macro: m399\n")[0]
                 + RULE.format(cond="evt.type = openat and m398"))])

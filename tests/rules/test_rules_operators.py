@@ -239,3 +239,12 @@ def test_regex_simple_pattern_warns() -> None:
     from rulehelp import rule, warnings
     ws = warnings(rule("proc.name regex bash"))
     assert any("may be optimized with simpler operators" in w for w in ws)
+
+
+def test_b64_of_a_non_utf8_value_is_no_match_not_an_error() -> None:
+    """A process name with bytes that are not UTF-8 (held with surrogate escapes) must not make
+    ``b64()`` raise: that was a rule_error on every event of such a process (issue 11)."""
+    from rulehelp import loaded, rule
+    res = loaded(rule("b64(proc.name) = x or proc.name = z"))
+    assert not res.ruleset.match(ev(thread=proc("\udcff\udcfeEVIL")))
+    assert not res.ruleset.eval_errors

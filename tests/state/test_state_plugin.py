@@ -161,7 +161,8 @@ def test_sweep_marks_vanished_processes_dead_and_sweeper_stops() -> None:
         import time
 
         deadline = time.monotonic() + 5
-        while not gone.dead and time.monotonic() < deadline:
+        # the sweeper marks the entry, then counts it: wait for the count, not only the mark
+        while not (gone.dead and st.swept >= 1) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert gone.dead and not alive.dead and not young.dead
         assert st.swept >= 1 and (gone.exit_ts, gone.tid) in ctx.state.dead

@@ -247,7 +247,7 @@ def _t_toupper(v: Any) -> Any:
 
 
 def _t_b64(v: Any) -> Any:
-    data = v.encode() if isinstance(v, str) else bytes(v)
+    data = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else bytes(v)
     if len(data) % 4 and not data.endswith(b"="):
         data += b"=" * (-len(data) % 4)       # libsinsp decodes unpadded input too
     try:

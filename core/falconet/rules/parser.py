@@ -293,7 +293,7 @@ class _Parser:
             if name in TRANSFORMERS:
                 self.pos = m.end() + 1
                 self.blank()
-                inner = self._transformer_or_field(allow_val=False)
+                inner = self._nested_transformer_or_field()     # depth-limited, as libsinsp
                 if inner is None:
                     raise self.error(f"expected a field or a transformer inside '{name}'")
                 self.blank()
@@ -565,7 +565,7 @@ def parse_field_token(text: str, pos: int = 0) -> tuple[object, int] | None:
     p.pos = pos
     try:
         node = p._transformer_or_field(allow_val=False)
-    except FilterSyntaxError:
+    except (FilterSyntaxError, RecursionError):     # nested past the depth limit: not a field
         return None
     if node is None:
         return None

@@ -24,7 +24,7 @@ from falconet.rules.errors import Location
 try:
     from yaml._yaml import CParser
 except ImportError:          # PyYAML built without libyaml: the pure-Python parser only
-    CParser = None
+    CParser = None  # type: ignore[assignment,misc]
 
 
 class YMap(dict):
