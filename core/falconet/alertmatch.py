@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from falconet.alerts import Alert
@@ -135,9 +136,16 @@ class _Where:
 
 
 def _source_lines(value: YStr) -> list[str]:
-    """The text lines of the buffer a scalar was read from (block scalars need them)."""
+    """The text lines of the buffer a scalar was read from (block scalars need them). libyaml's
+    marks (the C parser the rules reader uses) keep no buffer: the file is read again then (an
+    error path only)."""
     buf = getattr(value.node.start_mark, "buffer", None)
-    return buf.rstrip("\0").splitlines(keepends=True) if isinstance(buf, str) else []
+    if isinstance(buf, str):
+        return buf.rstrip("\0").splitlines(keepends=True)
+    try:
+        return Path(value.loc.file).read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
 
 
 # ------------------------------------------------------------------------------------ compiling
