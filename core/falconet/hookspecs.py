@@ -236,3 +236,26 @@ def falconet_restore_state(plugin: str, data: Any, engine: EngineContext) -> Non
     Called for every plugin with the writer's plugin name; act only when ``plugin`` is yours.
     Records arrive in file order, interleaved with events exactly as they were recorded.
     """
+
+
+# --------------------------------------------------------------------------------- rule authoring
+@hookspec
+def falconet_rule_authoring_backends(engine: EngineContext) -> list[Any] | None:
+    """Contribute model backends for ``falconet rules generate`` (an LLM proposes a rule).
+
+    Return objects with ``name`` (a short identifier, chosen with ``--backend NAME``) and
+    ``propose(messages) -> str``. ``messages`` is a chat in the OpenAI format, a list of
+    ``{"role": "system" | "user" | "assistant", "content": str}``: the system message describes
+    the rule format, the fields with their types, the macros and lists in scope and the
+    evidence; later user messages are the validation failures of your previous answer
+    (``file:line:col`` load errors, unknown fields, undefined names, missed positives, alerts
+    on negatives). Return the model's reply text: it must contain one YAML rules document
+    (a fenced ```yaml block is fine). Every answer is validated by ``falconet rules prove``;
+    you never need to check it yourself.
+
+    Raise ``RuntimeError`` with a clear message when the backend cannot answer (client library
+    not installed, no API key, server unreachable): the command prints it and exits 1. Read
+    your settings from ``plugins.<your plugin name>`` (``falconet_configure``); never log or
+    echo an API key. ``plugins/falconet-llm`` is the first-party example (OpenAI-compatible
+    chat completions: hosted APIs, Ollama, vLLM, llama.cpp).
+    """

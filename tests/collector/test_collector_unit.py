@@ -92,7 +92,9 @@ def test_decoder_reads_packed_strings_and_signed_words():
     assert (e.type, e.tid, e.pid, e.res) == ("renameat", 100, 99, 0)
     assert e.args["olddirfd"] == -100 and e.args["newdirfd"] == 5
     assert e.args["oldpath"] == "old/name"
-    assert e.args["newpath"] == "/new/\\xffname"          # undecodable bytes escaped, not lost
+    # undecodable bytes kept as surrogate escapes, exactly as /proc is read (not lost)
+    assert e.args["newpath"] == "/new/\udcffname"
+    assert e.args["newpath"].encode("utf-8", "surrogateescape") == b"/new/\xffname"
     assert e.args["cgroup_id"] == 42
     assert e.ts == 1_000 + dec.boot_offset
 

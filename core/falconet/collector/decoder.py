@@ -51,8 +51,10 @@ _CONV = {"i32": _i32, "i64": _i64, "u32": _u32, "u64": _u64}
 
 
 def text(b: bytes | memoryview) -> str:
-    """Kernel bytes to str: UTF-8, undecodable bytes kept as ``\\xNN`` escapes."""
-    return bytes(b).decode("utf-8", "backslashreplace")
+    """Kernel bytes to str: UTF-8, undecodable bytes kept as surrogate escapes (U+DC80+byte),
+    as /proc is read: a live event, its replay and the process table hold the same value (the
+    output policy shows such a byte as ``\\xNN``, see docs/outputs.md)."""
+    return bytes(b).decode("utf-8", "surrogateescape")
 
 
 def parse_sockaddr(b: bytes) -> tuple[int, str, int, str]:
@@ -137,15 +139,15 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
         if nstr:                        # strings are packed: s1 follows s0, s2 follows s1
             p = off + base
             n = v[5]
-            args[k0] = str(view[p: p + n - 1], "utf-8", "backslashreplace") if n > 1 else ""
+            args[k0] = str(view[p: p + n - 1], "utf-8", "surrogateescape") if n > 1 else ""
             if nstr > 1:
                 p += n
                 n = v[6]
-                args[k1] = str(view[p: p + n - 1], "utf-8", "backslashreplace") if n > 1 else ""
+                args[k1] = str(view[p: p + n - 1], "utf-8", "surrogateescape") if n > 1 else ""
                 if nstr > 2:
                     p += n
                     n = v[7]
-                    args[k2] = (str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                    args[k2] = (str(view[p: p + n - 1], "utf-8", "surrogateescape")
                                 if n > 1 else "")
         elif sock:
             _addr_args(args, bytes(view[off + base: off + base + v[5]]), addr_role)
@@ -173,7 +175,7 @@ def _hot_decoder(name: str, unpack: Callable[..., tuple], boot: int) -> Decoder 
             p = off + base
             return Event("syscall", "openat", ts + boot, tid, pid,
                          {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
-                          "name": str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                          "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
                           if n > 1 else "", "cgroup_id": cg}, res)
         return decode_openat
     if name == "open":
@@ -182,7 +184,7 @@ def _hot_decoder(name: str, unpack: Callable[..., tuple], boot: int) -> Decoder 
             p = off + base
             return Event("syscall", "open", ts + boot, tid, pid,
                          {"flags": flags, "mode": mode, "fd": res,
-                          "name": str(view[p: p + n - 1], "utf-8", "backslashreplace")
+                          "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
                           if n > 1 else "", "cgroup_id": cg}, res)
         return decode_open
     return None

@@ -14,7 +14,7 @@ from typing import Any
 from falconet.app import App, add_config_arguments, config_from_args, guarded, quiet_plugin_log
 from falconet.priorities import Priority
 
-HELP = "validate or list rules files"
+HELP = "validate, list, prove, synthesize or generate rules"
 DESCRIPTION = """Validate Falco-compatible rules files, or list the rules they define.
 
 examples:
@@ -22,6 +22,11 @@ examples:
   falconet rules validate rules/ my_rules.yaml        # later files override earlier ones
   falconet rules list --json
   falconet rules list -r my_rules.yaml
+  falconet rules prove my_rule.yaml --positive attack.fcap --negative normal.fcap
+  falconet rules synthesize --simulate read_shadow --negative benign.fcap.gz
+  falconet rules generate --prompt "shell spawned by redis" --positive redis.fcap
+
+prove, synthesize and generate: see docs/authoring.md.
 
 validate prints every error and warning as file:line:col, then "N rules, M macros, K lists";
 it exits 0 only when there is no error (warnings do not fail).
@@ -46,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("-r", "--rules", action="append", default=[], metavar="FILE",
                     help="rules file or directory (repeatable)")
     ls.add_argument("--json", action="store_true", help="print a JSON array")
+    from falconet.authoring.cli import add_parsers  # noqa: PLC0415 - prove, synthesize, generate
+    add_parsers(sub)
     p.set_defaults(_rules_parser=p)
     v.set_defaults(_parser=v)       # cli.main reports unknown options with this usage line
     ls.set_defaults(_parser=ls)
@@ -131,4 +138,7 @@ def main(args: argparse.Namespace) -> int:
     if cmd is None:
         args._rules_parser.print_help()
         return 2
+    if cmd in ("prove", "synthesize", "generate"):
+        from falconet.authoring import cli  # noqa: PLC0415
+        return getattr(cli, f"{cmd}_main")(args)
     return guarded(lambda: _validate(args) if cmd == "validate" else _list(args))

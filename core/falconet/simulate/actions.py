@@ -313,6 +313,15 @@ def _system_user(ctx: Context) -> None:
         _ok(ctx.payload("run_as", "65534", f"{d}/login"), "run as nobody")
 
 
+@action("redis_lua_injection", "a process named redis-server runs sh, which writes a .lua "
+        "script below a private temporary directory and removes it (the Lua-injection pattern "
+        "of docs/authoring.md)", where=("host", "runc", "docker"), rule=None, needs_python=True)
+def _redis_lua(ctx: Context) -> None:
+    _ok(ctx.payload("spawn", "sh", "-c", "d=$(mktemp -d /tmp/falconet-sim-redis.XXXXXX) && "
+                    "echo 'return redis.call(\"ping\")' > $d/exploit.lua; rm -rf $d",
+                    argv0="redis-server"), "redis-server spawn")
+
+
 # ------------------------------------------------------------------------------ network
 
 @action("reverse_shell", "a shell whose stdin/stdout/stderr is a loopback TCP connection",

@@ -1,0 +1,1 @@
+"""OpenAI-compatible chat completions as a ``falconet rules generate`` backend."""
