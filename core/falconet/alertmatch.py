@@ -23,10 +23,10 @@ fails counts as no match and is counted in :attr:`AlertMatcher.stats`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from falconet.alerts import Alert
@@ -135,17 +135,24 @@ class _Where:
         return self.at(key)
 
 
+#: a config file larger than this is not read again to place an error inside a block scalar
+_MAX_REREAD = 1 << 20
+
+
 def _source_lines(value: YStr) -> list[str]:
-    """The text lines of the buffer a scalar was read from (block scalars need them). libyaml's
-    marks (the C parser the rules reader uses) keep no buffer: the file is read again then (an
-    error path only)."""
+    """The text lines a scalar was read from (block scalars need them): PyYAML's buffer, else
+    (libyaml keeps none) the file again, only on this error path."""
     buf = getattr(value.node.start_mark, "buffer", None)
     if isinstance(buf, str):
         return buf.rstrip("\0").splitlines(keepends=True)
     try:
-        return Path(value.loc.file).read_text(encoding="utf-8").splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return []
+        path = value.loc.file
+        if os.path.getsize(path) <= _MAX_REREAD:
+            with open(path, encoding="utf-8") as f:
+                return f.read().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return []
 
 
 # ------------------------------------------------------------------------------------ compiling

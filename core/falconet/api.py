@@ -76,11 +76,16 @@ class SpoolingSink(AlertSink, Protocol):
 
 @runtime_checkable
 class ResponseAction(Protocol):
-    """An action rules can trigger (``falconet.yaml: responses:``); runs off the hot path."""
+    """A response action (contract: ``falconet_response.actions.base.Action``), run off the
+    hot path by ``responses:`` policies: ``run`` receives the resolved target and returns an
+    ``Outcome``; ``undo`` reverts one."""
 
     name: str
+    reversible: bool
 
-    def run(self, alert: Alert, params: dict[str, Any]) -> None: ...
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def run(self, target: Any, alert: Alert, params: dict[str, Any]) -> Any: ...
+    def undo(self, data: dict[str, Any]) -> Any: ...
 
 
 @runtime_checkable

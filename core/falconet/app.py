@@ -35,7 +35,6 @@ from falconet.events import SYSCALL_SOURCE
 from falconet.fields import FieldRegistry
 from falconet.metrics import EngineMetrics
 from falconet.outputs import encoding as output_encoding
-from falconet.outputs.response import ResponseSink
 from falconet.pipeline import Pipeline, refreeze_gc, restore_gc, tune_gc_for_events
 from falconet.plugins import PluginHost, PluginRequiredError
 from falconet.priorities import Priority
@@ -44,6 +43,10 @@ from falconet.rules import rules_files_in
 from falconet.state.tables import StateTables
 
 log = logging.getLogger("falconet")
+
+
+#: the plugin that runs ``responses:`` policies (plugins/falconet-response)
+RESPONSE_PLUGIN = "response"
 
 
 class StartupError(Exception):
@@ -119,7 +122,13 @@ class App:
                                  config=config.data, metrics=self.metrics, state=StateTables(),
                                  log=logging.getLogger("falconet"))
         self.ctx.extras["falconet.source"] = source_name
-        self.host = PluginHost(config.data.get("plugins") or {}, builtins=builtins,
+        plugins_cfg = dict(config.data.get("plugins") or {})
+        if config.data.get("responses"):
+            # configured policies must run or stop start-up, never be dropped silently: the
+            # plugin that runs them (falconet-response) is required
+            plugins_cfg[RESPONSE_PLUGIN] = {**(plugins_cfg.get(RESPONSE_PLUGIN) or {}),
+                                            "required": True}
+        self.host = PluginHost(plugins_cfg, builtins=builtins,
                                entry_points=entry_points, extra=extra_plugins,
                                where=config.where, whole_config=config.data)
         self.sources: dict[str, tuple[str, Any]] = {}       # source name -> (plugin, source)
@@ -214,6 +223,32 @@ class App:
         dead = [n for n, owner in field_owner.items() if owner not in alive]
         for n in dead:
             del ctx.fields.fields[n]
+        self._collect_alert_fields()
+
+    def _collect_alert_fields(self) -> None:
+        """``falconet_alert_fields``: plugins compile their ``match:`` specs (response policies)
+        against the complete registry; the tokens they name are captured by every rule."""
+        h, ctx = self.host, self.ctx
+        ctx.extras["falconet.response_actions"] = {k: a for k, (_p, a) in self.actions.items()}
+        try:
+            found = h.call(h.hook.falconet_alert_fields, engine=ctx)
+        except PluginRequiredError:
+            bad = [f for f in h.failures if f.stage == "falconet_alert_fields"
+                   and f.name == RESPONSE_PLUGIN]
+            if not bad:
+                raise
+            # the policies' own file:line:col messages, without the plugin-host wrapping
+            raise ConfigError(bad[-1].reason.removeprefix("PluginConfigError: ").splitlines()
+                              ) from None
+        for _name, tokens in found:
+            self.capture_fields.update(str(t) for t in tokens)
+        alive = set(h.info)
+        self.sinks = [s for s in self.sinks if s[0] in alive]
+        self.parsers = [p for p in self.parsers if p[0] in alive]
+        self.actions = {k: v for k, v in self.actions.items() if v[0] in alive}
+        if self.config["responses"] and "falconet.responses" not in ctx.extras:
+            raise StartupError("responses: policies are configured but no plugin runs them "
+                               f"(the '{RESPONSE_PLUGIN}' plugin, plugins/falconet-response)")
 
     @property
     def event_sources(self) -> set[str]:
@@ -397,13 +432,6 @@ class App:
             rs = self.load_ruleset()
         sinks = [s for _, s in self.sinks]
         self._check_state_dir()
-        for i, r in enumerate(self.config["responses"]):
-            if r["action"] not in self.actions:
-                raise StartupError(f"responses item {i + 1}: no plugin provides the response action "
-                                   f"'{r['action']}' (available: "
-                                   f"{', '.join(sorted(self.actions)) or 'none'})")
-            sinks.append(ResponseSink(self.actions[r["action"]][1], r["params"], r["rules"],
-                                      Priority.parse(r["min_priority"])))
         self.pipeline = Pipeline(rs, [*self.parsers, *extra_parsers], sinks,
                                  self.metrics, state=self.ctx.state,
                                  queue_capacity=self.config["outputs_queue"]["capacity"],
@@ -523,7 +551,14 @@ class App:
             self.reloader.start()
             if in_main and hasattr(signal, "SIGHUP"):
                 reloader = self.reloader
-                signal.signal(signal.SIGHUP, lambda _s, _f: reloader.request("SIGHUP"))
+                # plugins that act on SIGHUP too (the response plugin re-arms its policies)
+                hup_hooks = list(self.ctx.extras.get("falconet.on_sighup", []))
+
+                def on_hup(_s: int, _f: Any) -> None:
+                    reloader.request("SIGHUP")
+                    for hook in hup_hooks:
+                        hook()
+                signal.signal(signal.SIGHUP, on_hup)
                 if early_hups:
                     reloader.request("SIGHUP")
         timer = None

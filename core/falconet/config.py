@@ -134,32 +134,28 @@ _APPEND_OUTPUT_KEYS = {"match", "extra_output", "extra_fields", "suggested_outpu
 
 
 def _responses(v: Any) -> list[dict[str, Any]]:
+    """Response policies: a list of mappings, compiled by the response plugin (which reports
+    each problem at its file:line:col). The earlier item shape ``{action, rules, min_priority,
+    params}`` is rejected with the equivalent policy."""
     if v is None or v == {}:
         return []
     if not isinstance(v, list):
-        raise ValueError("expected a list of {action, rules, min_priority, params}")
-    out = []
+        raise ValueError("expected a list of policies ({name, match, actions, ...}; see "
+                         "docs/response.md)")
     for i, r in enumerate(v):
-        where = f"item {i + 1}"
-        if not isinstance(r, dict) or not isinstance(r.get("action"), str) or not r["action"]:
-            raise ValueError(f"{where}: expected a mapping with 'action: <name>'")
-        unknown = set(r) - {"action", "rules", "min_priority", "params"}
-        if unknown:
-            raise ValueError(f"{where}: unknown key '{sorted(unknown)[0]}' (allowed: action, "
-                             f"rules, min_priority, params)")
-        rules = r.get("rules") or []
-        if not isinstance(rules, list) or not all(isinstance(x, str) for x in rules):
-            raise ValueError(f"{where}: rules: expected a list of rule names")
-        params = r.get("params") or {}
-        if not isinstance(params, dict):
-            raise ValueError(f"{where}: params: expected a mapping")
-        try:
-            prio = _priority(r.get("min_priority", "debug"))
-        except ValueError as e:
-            raise ValueError(f"{where}: min_priority: {e}") from None
-        out.append({"action": r["action"], "rules": rules, "min_priority": prio,
-                    "params": params})
-    return out
+        if not isinstance(r, dict):
+            raise ValueError(f"item {i + 1}: expected a policy mapping (name, match, actions)")
+        if "action" in r and "actions" not in r:
+            rules = r.get("rules") or []
+            prio = r.get("min_priority")
+            match = ", ".join(x for x in (f"rules: {list(rules)}" if rules else "",
+                                          f"priority: '>={prio}'" if prio else "") if x)
+            params = "".join(f", {k}: {x!r}" for k, x in dict(r.get("params") or {}).items())
+            raise ValueError(
+                f"item {i + 1}: '{{action: ...}}' items are replaced by policies; write it as "
+                f"'- name: {r['action']}-{i + 1}, match: {{{match}}}, actions: "
+                f"[{{action: {r['action']}{params}}}]' (docs/response.md)")
+    return v
 
 
 def _headers(v: Any) -> dict[str, str]:

@@ -27,10 +27,10 @@ module (``python -m falconet.hookdocs --write``; a test keeps it up to date).
 Start order (the one place it is written; ``falconet.app`` follows it):
 ``falconet_config_schema`` → ``falconet_configure`` → ``falconet_fields`` /
 ``falconet_plugin_versions`` / ``falconet_rules_files`` / ``falconet_event_sources`` /
-``falconet_event_parsers`` / ``falconet_alert_sinks`` / ``falconet_response_actions`` → rules
-load → (``--metrics``: ``falconet_metrics_server`` → ``falconet_metrics``) → ``falconet_start``
-→ (record: ``falconet_capture_state``) → the source opens → events → the source closes →
-outputs drained, flushed, closed → ``falconet_stop``.
+``falconet_event_parsers`` / ``falconet_alert_sinks`` / ``falconet_response_actions`` →
+``falconet_alert_fields`` → rules load → (``--metrics``: ``falconet_metrics_server`` →
+``falconet_metrics``) → ``falconet_start`` → (record: ``falconet_capture_state``) → the source
+opens → events → the source closes → outputs drained, flushed, closed → ``falconet_stop``.
 """
 
 from __future__ import annotations
@@ -183,10 +183,13 @@ def falconet_alert_sinks(engine: EngineContext) -> list[AlertSink] | None:
 
 @hookspec
 def falconet_response_actions(engine: EngineContext) -> list[ResponseAction] | None:
-    """Contribute response actions that rules can trigger (``falconet.yaml: responses:``).
+    """Contribute response actions that ``responses:`` policies of ``falconet.yaml`` can run.
 
-    Return :class:`falconet.api.ResponseAction` objects (``name``, ``run(alert, params)``). They run
-    off the hot path like sinks. Never run a shell: pass argument vectors to ``subprocess``.
+    Return :class:`falconet.api.ResponseAction` objects (``name``, ``reversible``,
+    ``check_params(params)``, ``run(target, alert, params) -> Outcome``, ``undo(data)``; the
+    contract is ``falconet_response.actions.base``). The response plugin runs them off the hot
+    path, within its safety model (docs/response.md). Never run a shell: pass argument vectors
+    to ``subprocess``.
     """
 
 
@@ -258,4 +261,34 @@ def falconet_rule_authoring_backends(engine: EngineContext) -> list[Any] | None:
     your settings from ``plugins.<your plugin name>`` (``falconet_configure``); never log or
     echo an API key. ``plugins/falconet-llm`` is the first-party example (OpenAI-compatible
     chat completions: hosted APIs, Ollama, vLLM, llama.cpp).
+    """
+
+
+# --------------------------------------------------------------------------------- alert matching
+@hookspec
+def falconet_alert_fields(engine: EngineContext) -> list[str] | None:
+    """Compile what reads alert fields, and name the field tokens alerts must carry.
+
+    Called once, after every plugin's fields are registered and before rules load (and after
+    :func:`falconet_response_actions`: ``engine.extras["falconet.response_actions"]`` maps
+    every contributed action name to its action). Compile ``match:`` specs here
+    (:func:`falconet.alertmatch.compile_match`) and return the field tokens their conditions
+    read (``AlertMatcher.fields``): every rule then captures their values into
+    ``Alert.match_fields`` at render time. Raise ``falconet.api.PluginConfigError`` with
+    ``file:line:col`` messages for invalid specs. The plugin that takes ``responses:`` sets
+    ``engine.extras["falconet.responses"]``; without one, configured policies stop start-up.
+    """
+
+
+# --------------------------------------------------------------------------------- CLI
+@hookspec
+def falconet_commands() -> list[Any] | None:
+    """Contribute ``falconet`` subcommands (``falconet respond ...`` comes from the response
+    plugin this way).
+
+    Return objects (modules work) with ``NAME``, ``HELP`` (one line), optional
+    ``DESCRIPTION``, ``add_arguments(parser)`` and ``main(args) -> int``, like the modules of
+    ``falconet.commands``. Called without an engine, only when the command line names no core
+    command (or asks for help): keep the import light. A name that clashes with a core command
+    is ignored.
     """

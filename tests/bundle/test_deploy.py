@@ -138,7 +138,7 @@ def test_kubernetes_manifests_are_valid_against_the_api_schema() -> None:
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{name}: {doc['kind']} {doc['metadata']['name']}: {e.message} at {list(e.path)}")
         checked += 1
-    assert checked >= 13
+    assert checked >= 15          # incl. falconet-response-rbac.yaml and alert-relay's NetworkPolicy
 
 
 def test_kubernetes_schema_check_rejects_a_typo() -> None:
@@ -192,6 +192,31 @@ def test_daemonset_least_privilege_and_probes() -> None:
     assert {"/sys/kernel/debug", "/lib/modules", "/usr/src", "/sys/fs/cgroup", "/run/containerd"} <= mounts
     annotations = ds["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8765"
+
+
+def test_response_rbac_is_least_privilege_and_bound_to_the_engine() -> None:
+    """falconet-response-rbac.yaml grants exactly what the Kubernetes response actions call
+    (plugins/falconet-response/tests/test_k8s_actions.py checks the calls against it) to the
+    DaemonSet's service account, and no list/watch/update or other resources."""
+    docs = [d for f, d in k8s_documents() if f == "falconet-response-rbac.yaml"]
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    grants = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+              for r in rule["resources"] for v in rule["verbs"]}
+    assert grants == {("", "pods", "get"), ("", "pods", "patch"), ("", "pods", "delete"),
+                      *{("apps", r, "get") for r in ("replicasets", "deployments",
+                                                     "statefulsets", "daemonsets")},
+                      ("networking.k8s.io", "networkpolicies", "get"),
+                      ("networking.k8s.io", "networkpolicies", "create")}
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    ds = falconet_daemonset()
+    assert binding["subjects"] == [{"kind": "ServiceAccount",
+                                    "name": ds["spec"]["template"]["spec"]["serviceAccountName"],
+                                    "namespace": "falconet"}]
+    env = {e["name"]: e for e in ds["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
 
 # ------------------------------------------------------------------- the alert relay (issue 11)

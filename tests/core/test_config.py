@@ -124,16 +124,28 @@ def test_cli_reports_config_error_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_responses_are_validated(tmp_path: Path) -> None:
-    p = write(tmp_path, "responses:\n  - action: notify\n    rule: [x]\n")
+def test_old_response_items_are_rejected_with_the_equivalent_policy(tmp_path: Path) -> None:
+    p = write(tmp_path, "responses:\n  - action: notify\n    rules: [x]\n    min_priority: error\n"
+                        "    params: {why: y}\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value) == (f"{p}:1:1: error: responses: item 1: unknown key 'rule' (allowed: "
-                            "action, rules, min_priority, params), got [{'action': 'notify', "
-                            "'rule': ['x']}]")
-    cfg = load_config(None, ["responses=[{action: notify}]"])
-    assert cfg["responses"] == [{"action": "notify", "rules": [], "min_priority": "debug",
-                                 "params": {}}]
+    assert str(e.value).startswith(
+        f"{p}:1:1: error: responses: item 1: '{{action: ...}}' items are replaced by policies; "
+        "write it as '- name: notify-1, match: {rules: ['x'], priority: '>=error'}, actions: "
+        "[{action: notify, why: 'y'}]' (docs/response.md)")
+    with pytest.raises(ConfigError, match="expected a list of policies"):
+        load_config(None, ["responses={name: x}"])
+
+
+def test_response_policies_keep_their_yaml_positions(tmp_path: Path) -> None:
+    """Policies are compiled by the response plugin: their keys and values keep file:line:col."""
+    p = write(tmp_path, "priority: warning\nresponses:\n  - name: a\n    match: {priority: x}\n")
+    cfg = load_config(p)
+    pol = cfg["responses"][0]
+    assert pol == {"name": "a", "match": {"priority": "x"}}
+    assert (pol.locs["match"].line, pol.locs["match"].col) == (4, 12)
+    assert pol["match"]["priority"].loc.file == p
+    assert load_config(None, ["responses=[{name: a}]"])["responses"] == [{"name": "a"}]
 
 
 def test_append_output_entries_are_validated() -> None:

@@ -23,6 +23,8 @@ from falconet.outputs.format import iso_time
 
 #: groups open at once per output; past it new groups are not aggregated (sent one by one)
 MAX_GROUPS = 10_000
+#: ``Alert.extra`` keys that identify one alert (the OTel span ids): a summary is a new alert
+PER_ALERT_EXTRA = frozenset({"otel.span_ids"})
 
 
 def _hashable(v: Any) -> Any:
@@ -117,5 +119,6 @@ def summary(g: _Group) -> Alert:
               "falconet.first_time": g.first_ns, "falconet.last_time": g.last_ns}
     text = (f"{base.output} (falconet: {g.folded} more alert(s) like this, "
             f"{iso_time(g.first_ns)} to {iso_time(g.last_ns)})")
+    extra = {k: v for k, v in base.extra.items() if k not in PER_ALERT_EXTRA}
     return replace(base, output=text, output_fields=fields, time_ns=g.last_ns,
-                   uuid=ALERT_IDS.next(), lineage=list(base.lineage), extra=dict(base.extra))
+                   uuid=ALERT_IDS.next(), lineage=list(base.lineage), extra=extra)

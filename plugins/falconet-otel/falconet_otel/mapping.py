@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -161,6 +162,26 @@ def alert_span_id(key: str, pid: Any, start_ts: Any, time_ns: int, rule: str, se
 
 #: what an aggregation summary carries, as top-level attributes too
 AGGREGATION_FIELDS = ("falconet.count", "falconet.first_time", "falconet.last_time")
+#: alert sequence numbers: part of each alert span id (two alerts of one process at the same
+#: nanosecond still get distinct spans)
+_ALERT_SEQ = itertools.count(1)
+#: where an alert keeps its span ids once computed (``Alert.extra``)
+SPAN_IDS_KEY = "otel.span_ids"
+
+
+def alert_span_ids(alert: Alert) -> tuple[int, int]:
+    """``(trace id, span id)`` of the alert's span, computed once per alert and kept in
+    ``alert.extra``: the OTel sink and other plugins (the response plugin's action spans are
+    children of it) agree whichever worker thread asks first."""
+    ids = alert.extra.get(SPAN_IDS_KEY)
+    if ids is None:
+        key = workload_key(alert)
+        me = alert.lineage[0] if alert.lineage else {
+            "pid": alert.output_fields.get("proc.pid")}
+        ids = (trace_id_for(key), alert_span_id(key, me.get("pid"), me.get("start_ts"),
+                                                alert.time_ns, alert.rule, next(_ALERT_SEQ)))
+        ids = alert.extra.setdefault(SPAN_IDS_KEY, ids)     # atomic: the first one wins
+    return ids
 
 
 def alert_attributes(alert: Alert) -> dict[str, Any]:

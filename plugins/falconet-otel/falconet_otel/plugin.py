@@ -15,6 +15,9 @@ from falconet_otel.metrics import OtelExportCollector
 from falconet_otel.shipper import SignalStats
 from falconet_otel.sink import OtelSink
 
+#: ``engine.extras`` key under which the sink is published to other plugins
+SPANS_EXTRA = "falconet.otel.spans"
+
 
 class OtelPlugin:
     """One engine's OTLP output (the host makes one instance per engine)."""
@@ -53,6 +56,10 @@ class OtelPlugin:
         self.sink = OtelSink(settings, hostname=getattr(engine, "hostname", "") or "",
                              version=falconet_version, stats=self.stats, on_loss=on_loss,
                              on_sent=on_sent)
+        extras = getattr(engine, "extras", None)
+        if isinstance(extras, dict):
+            # span_ids(alert) / emit_span(...): the response plugin's action spans join the trace
+            extras[SPANS_EXTRA] = self.sink
         return [self.sink]
 
     @hookimpl

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from typing import Any
 
 from falconet.alerts import Alert
 from falconet.priorities import Priority
+from falconet.redact import redact_text
 from opentelemetry.sdk.resources import Resource
 
 from falconet_otel import mapping, wire
@@ -100,13 +102,14 @@ class OtelSink:
         self._logs: Shipper | None = None
         self._traces: Shipper | None = None
         self._emitted: OrderedDict[bytes, None] = OrderedDict()
-        self._seq = 0
         self.last_error = ""
         self._exporters: dict[str, OtlpExporter] = {}
         self._shipping = False
         #: spool mode: payloads whose log records were accepted while their spans were not
         #: (a retry then sends only the spans: no duplicate log records within one run)
         self._logs_done: set[bytes] = set()
+        #: spool mode: the delivery thread and emit_span share the exporters' connections
+        self._export_lock = threading.Lock()
         #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
         #: logs when exported (a record per alert), else the traces' alert spans
         self._loss_signal = "logs" if "logs" in settings.targets else "traces"
@@ -215,13 +218,14 @@ class OtelSink:
                 elif p not in self._logs_done:
                     logs.append(rec)
         try:
-            if logs and "logs" in self._exporters:
-                self._exporters["logs"].export(logs)
-                self.stats["logs"].sent += len(logs)
-                self._logs_done.update(payloads)
-            if spans and "traces" in self._exporters:
-                self._exporters["traces"].export(spans)
-                self.stats["traces"].sent += len(spans)
+            with self._export_lock:
+                if logs and "logs" in self._exporters:
+                    self._exporters["logs"].export(logs)
+                    self.stats["logs"].sent += len(logs)
+                    self._logs_done.update(payloads)
+                if spans and "traces" in self._exporters:
+                    self._exporters["traces"].export(spans)
+                    self.stats["traces"].sent += len(spans)
         except Exception as e:  # noqa: BLE001 - retried from the spool with backoff
             self.last_error = f"otel export failed: {e}"
             for st in self.stats.values():
@@ -235,7 +239,8 @@ class OtelSink:
         """Ancestor spans (each process once), then this alert's span on the triggering process,
         appended to ``out``. Returns the (trace id, span id) the log record is linked to."""
         key = mapping.workload_key(alert)
-        trace_id = mapping.trace_id_for(key).to_bytes(16, "big")
+        tid, alert_sid = mapping.alert_span_ids(alert)
+        trace_id = tid.to_bytes(16, "big")
         lineage = alert.lineage or _lineage_from_fields(alert.output_fields)
         workload = {k: attrs[k] for k in _WORKLOAD_ATTRS if k in attrs}
         workload["falconet.workload"] = key
@@ -252,9 +257,7 @@ class OtelSink:
                                                   9)))
             parent = sid
         me = lineage[0] if lineage else {}
-        self._seq += 1
-        sid = mapping.alert_span_id(key, me.get("pid"), me.get("start_ts"), alert.time_ns, alert.rule,
-                                    self._seq).to_bytes(8, "big")
+        sid = alert_sid.to_bytes(8, "big")
         start = _start_ns(me, alert.time_ns)
         end = max(start, alert.time_ns + self.settings.span_duration_ms * 1_000_000)
         event = wire.span_event(time_ns=alert.time_ns, name=mapping.EVENT_NAME, attributes=wire.repeated(
@@ -271,6 +274,43 @@ class OtelSink:
             status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
             status_message=alert.rule if severe else ""))
         return trace_id, sid
+
+    # ------------------------------------------------------------------ for other plugins
+    def span_ids(self, alert: Alert) -> tuple[int, int] | None:
+        """``(trace id, span id)`` of the alert's span, or ``None`` when traces are off or the
+        alert is below ``min_priority`` (it gets no span)."""
+        if (self._traces is None and "traces" not in self._exporters) \
+                or alert.priority > self.min_priority:
+            return None
+        return mapping.alert_span_ids(alert)
+
+    def emit_span(self, *, trace_id: int, span_id: int, parent_span_id: int, name: str,
+                  start_ns: int, end_ns: int, attributes: dict[str, Any], error: bool = False,
+                  status_message: str = "") -> bool:
+        """Export one span another plugin made (the response plugin: one per action, child of
+        the alert's span). Thread-safe; ``False`` when traces are off."""
+        traces = self._traces
+        span = wire.span(
+            trace_id=trace_id.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"),
+            parent_span_id=parent_span_id.to_bytes(8, "big") if parent_span_id else b"",
+            name=name, start_ns=start_ns, end_ns=max(start_ns, end_ns),
+            attributes=wire.AttributeEncoder().encode(attributes, 9),
+            status_code=wire.STATUS_ERROR if error else wire.STATUS_UNSET,
+            status_message=status_message if error else "")
+        if traces is None:
+            exporter = self._exporters.get("traces")
+            if exporter is None:
+                return False
+            # spool mode (no batching threads): one synchronous export, off the hot loop
+            try:
+                with self._export_lock:
+                    exporter.export([span])
+            except Exception as e:  # noqa: BLE001 - an action span is best effort
+                log.warning("otel: action span not exported: %s", redact_text(str(e)))
+                return False
+            return True
+        traces.put(span, alerts=0)   # not an alert
+        return True
 
     def _remember(self, span_id: bytes) -> None:
         self._emitted[span_id] = None
