@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,10 @@ SHARED = REPO.parent / "shared"
 #: the one external test input: $FALCONET_FALCO_RULES (default ../shared/falco/falco_rules.yaml)
 FALCO_RULES = falco_rules_path()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Engines the tests start keep their state (learning profiles...) in a directory of this test
+# session, never in the host's /var/lib/falconet: one test's learning must not change another's
+# verdicts, nor a CI run the next one's.
+os.environ.setdefault("FALCONET_STATE_DIR", tempfile.mkdtemp(prefix="falconet-test-state-"))
 
 
 def need(condition: bool, reason: str) -> None:

@@ -254,7 +254,9 @@ LIVE_RULE = """\
 def _live_engine(rules: Path, *args: str) -> tuple[subprocess.Popen[str], list[str], list[str]]:
     """``falconet run -r RULES ARGS...``, with its stdout and stderr lines collected as they come
     (reader threads: the pipes never fill up and block the engine)."""
-    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules), *args],
+    # only RULES: the rule counts below must not include rules installed plugins ship
+    eng = subprocess.Popen([sys.executable, "-m", "falconet", "run", "-r", str(rules),
+                            "-o", "load_plugin_rules=false", *args],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     out: list[str] = []
     err: list[str] = []
