@@ -25,6 +25,7 @@ import errno
 import gzip
 import io
 import json
+import logging
 import os
 import platform
 import socket
@@ -38,6 +39,8 @@ from typing import IO, Any
 from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
 from falconet.events import Event
+
+log = logging.getLogger("falconet.capture")
 
 FORMAT_VERSION = 2
 #: versions this reader understands (v1: raw non-UTF-8 bytes; v2: ``\\udcXX`` escapes)
@@ -78,7 +81,8 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
     """A new file, mode 0600 (captures hold process environments), never through a symlink:
     ``O_CREAT|O_EXCL|O_NOFOLLOW``. An existing regular file is an error (``FileExistsError``)
     unless ``overwrite``; then it is unlinked first (a hard link to another file is cut, not
-    written through). A symlink at ``path`` is refused even with ``overwrite``."""
+    written through). Anything else that exists (a device such as ``/dev/null``, a FIFO) is
+    never replaced, and a symlink at ``path`` is refused, even with ``overwrite``."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -90,6 +94,9 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
             raise FileExistsError(errno.EEXIST, "file exists (use --force to overwrite it)")
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            # a device, FIFO or socket (`--force /dev/null`): unlinking it would remove it
+            raise OSError(errno.EEXIST, "exists and is not a regular file (not replaced)")
         os.unlink(path)
     # O_EXCL: a file (or symlink) planted between the unlink and here is an error, not followed
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -103,7 +110,11 @@ def create_private(path: str, *, overwrite: bool = False) -> IO[bytes]:
 
 class CaptureWriter:
     """Writes a capture. Thread-safe: plugins may call ``emit_state`` from their own threads.
-    The file is created 0600 and never through a symlink (:func:`create_private`)."""
+    The file is created 0600 and never through a symlink (:func:`create_private`).
+
+    A write error (a full disk) never raises into the engine: the first one is kept in
+    :attr:`error`, nothing more is written, and ``close`` reports through it too, so the caller
+    can say the capture is incomplete (``record`` exits 1)."""
 
     def __init__(self, path: str, *, host: str | None = None, kernel: str | None = None,
                  start_ns: int | None = None, compress: bool | None = None,
@@ -121,6 +132,8 @@ class CaptureWriter:
                                        ensure_ascii=False).encode
         self.events = 0
         self.states = 0
+        #: the first write error; once set, the capture is incomplete and nothing more is written
+        self.error: OSError | None = None
         header = {"falconet_capture": FORMAT_VERSION, "host": host or socket.gethostname(),
                   "kernel": kernel or platform.release(),
                   "start_ns": start_ns if start_ns is not None else time.time_ns(),
@@ -133,7 +146,14 @@ class CaptureWriter:
         # out, the same string back on read (format v2)
         data = (self._dumps(obj) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
-            self._f.write(data)
+            if self.error is not None:
+                return
+            try:
+                self._f.write(data)
+            except OSError as e:
+                self.error = e
+                log.error("%s: cannot write the capture (%s): recording stops here, the capture "
+                          "is incomplete", self.path, e.strerror or e)
 
     def write_state(self, plugin: str, data: Any) -> None:
         self.states += 1
@@ -146,10 +166,14 @@ class CaptureWriter:
         self._write(d)
 
     def close(self) -> None:
+        """Flush and close; an error doing so is kept in :attr:`error`, never raised."""
         with self._lock:
-            if self._f is not self._raw:
-                self._f.close()      # flushes the buffer into gzip and closes the gzip stream
-            self._raw.close()
+            for f in ((self._f, self._raw) if self._f is not self._raw else (self._raw,)):
+                try:
+                    f.close()    # the buffer into gzip and the gzip stream, then the file
+                except (OSError, ValueError) as e:
+                    if self.error is None:
+                        self.error = e if isinstance(e, OSError) else OSError(str(e))
 
     def __enter__(self) -> CaptureWriter:
         return self
@@ -261,7 +285,9 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         limit = max_decompressed(raw) if f is not raw else 0
         # the C scanner directly: json.loads() spends more time in its Python wrappers
         # (encoding detection, whitespace checks) than in parsing these short lines
-        scan = json.JSONDecoder().scan_once
+        # NaN and Infinity are not JSON (RFC 8259): such a line is malformed, never an alert
+        # whose JSON strict consumers refuse (called only for those constants: free otherwise)
+        scan = json.JSONDecoder(parse_constant=_not_json).scan_once
         make = Event
         i64, id_max = _I64, _ID_MAX
         readline = f.readline
@@ -324,7 +350,7 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                             on_state(plugin, d.get("data"))
                         continue
                     else:
-                        raise ValueError(f"unknown record kind {k!r}")
+                        raise ValueError(f"unknown record kind {_quoted(k)}")
                 except (ValueError, KeyError, TypeError, RecursionError) as e:
                     if not line.strip():
                         continue
@@ -342,6 +368,10 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
     finally:
         f.close()
         raw.close()
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"not a JSON number: {name}")
 
 
 def _skip_line(readline: Callable[[int], bytes], size: int, stop: Callable[[], bool] | None,
@@ -387,6 +417,16 @@ def _field_problem(d: dict[str, Any]) -> str:
         if lo_hi is not None and not lo_hi[0] <= v < lo_hi[1]:
             return f"field '{key}' out of range [{lo_hi[0]}, {lo_hi[1]})"
     return "src/type must be strings, ts an integer, args a mapping"
+
+
+#: characters of a value a malformed-line report quotes (the value may be megabytes)
+MAX_QUOTED = 60
+
+
+def _quoted(v: Any) -> str:
+    """``repr`` of a value from the file for a report: escaped (repr) and short."""
+    text = repr(v)
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
 def _malformed_reason(e: Exception) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from falconet.priorities import PRIORITY_NAMES, Priority
+from falconet.redact import redact_value
 
 #: ``path -> "file:line:col"`` (or ``-o key=value``) of a key of the configuration
 Where = Callable[[tuple[str, ...]], str]
@@ -76,7 +77,8 @@ def _check(schema: ConfigSchema, data: Any, path: tuple[str, ...], where: Where,
     if data is None:
         return out
     if not isinstance(data, dict):
-        problems.append(f"{where(path)}: error: {dotted}: expected a mapping, got {data!r}")
+        problems.append(f"{where(path)}: error: {dotted}: expected a mapping, "
+                        f"got {redact_value(data, dotted)!r}")
         return out
     for key, value in data.items():
         kpath = (*path, str(key))
@@ -92,7 +94,8 @@ def _check(schema: ConfigSchema, data: Any, path: tuple[str, ...], where: Where,
         try:
             out[str(key)] = spec.check(value)
         except ValueError as e:
-            problems.append(f"{where(kpath)}: error: {'.'.join(kpath)}: {e}, got {value!r}")
+            problems.append(f"{where(kpath)}: error: {'.'.join(kpath)}: {e}, "
+                            f"got {redact_value(value, str(key))!r}")
     return out
 
 

@@ -85,13 +85,23 @@ def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if str(k).lower() in PUBLIC_HEADERS else MASK for k, v in headers.items()}
 
 
+def _names_secret(key: str) -> bool:
+    """``key`` (a dotted path's last part) names a setting whose value is a credential."""
+    last = key.rpartition(".")[2].strip().lower()
+    return last.endswith(_SECRET_KEYS) and not last.endswith(("url", "endpoint"))
+
+
 def redact_value(value: Any, key: str = "") -> Any:
     """A configuration value fit for an error message: URLs in strings redacted, ``headers``
-    mappings masked, containers walked."""
+    mappings masked, containers walked; under a key that names a credential (``headers``,
+    ``token``, ``password``...) a value of any other type is masked whole (headers written as
+    one string, a token in a list)."""
     if isinstance(value, Mapping):
         if key.lower().endswith("headers"):
             return redact_headers(value)
         return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if value is not None and not isinstance(value, bool) and _names_secret(key):
+        return MASK
     if isinstance(value, list | tuple):
         return [redact_value(v, key) for v in value]
     if isinstance(value, str):

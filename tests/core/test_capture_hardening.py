@@ -199,6 +199,37 @@ def test_wrongly_typed_fields_are_counted_reported_and_skipped(tmp_path: Path) -
     assert out[-1].endswith("state record: 'plugin' must be a string, not an integer")
 
 
+
+def test_a_malformed_line_is_reported_briefly_whatever_it_holds(tmp_path: Path) -> None:
+    """An unknown record kind of 5 MB was quoted whole in the report (5 MB on stderr per line).
+    Second review of issue 11."""
+    path = tmp_path / "kind.fcap"
+    path.write_text("\n".join([header(), json.dumps({"k": "x" * (5 << 20)}), good_event(7)])
+                    + "\n")
+    err = io.StringIO()
+    rep = MalformedReporter(str(path), EngineMetrics(), stream=err)
+    assert [e.ts for e in read_capture(str(path), on_malformed=rep)] == [7]
+    out = err.getvalue()
+    assert ":2: malformed capture line skipped: unknown record kind 'xxx" in out, out[:300]
+    assert len(out) < 500, len(out)
+
+
+def test_nan_and_infinity_are_not_json(tmp_path: Path) -> None:
+    """Python's JSON reader takes NaN and Infinity, which then went out in JSON alerts that
+    strict consumers (falcosidekick) refuse. RFC 8259 has no such numbers: the line is
+    malformed. Second review of issue 11."""
+    base = json.loads(good_event())
+    path = tmp_path / "nan.fcap"
+    path.write_text("\n".join([header(), json.dumps({**base, "args": {"flags": float("nan")}}),
+                               json.dumps({**base, "args": {"mode": float("-inf")}}),
+                               good_event(8)]) + "\n")
+    err = io.StringIO()
+    m = EngineMetrics()
+    rep = MalformedReporter(str(path), m, stream=err)
+    assert [e.ts for e in read_capture(str(path), on_malformed=rep)] == [8]
+    assert m.drops["capture_malformed"] == 2
+    assert "not a JSON number: NaN" in err.getvalue(), err.getvalue()
+
 def _gzip_bomb(path: Path, gib: float = 1.0) -> None:
     """A ~1 MB multi-member gzip file expanding to ``gib`` GiB of NUL bytes after a header."""
     member = gzip.compress(b"\0" * (16 << 20), compresslevel=9)
@@ -245,6 +276,21 @@ def test_replay_of_dev_zero_and_a_bomb_end_cleanly(tmp_path: Path) -> None:
     assert "a gzip bomb?" in r.stderr and "Traceback" not in r.stderr
     assert "capture_malformed: " in r.stderr
 
+
+
+def test_force_replaces_only_a_regular_file(tmp_path: Path) -> None:
+    """``record --force /dev/null`` unlinked /dev/null and left a regular file in its place (any
+    device, FIFO or socket the same). --force replaces a regular file, nothing else. Second
+    review of issue 11."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        CaptureWriter(str(fifo), start_ns=1, overwrite=True)
+    assert fifo.is_fifo()
+    r = subprocess.run([*FALCONET, "record", "--force", "--duration", "0.1", str(fifo)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "not a regular file" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and fifo.is_fifo()
 
 # ------------------------------------------------------------------------ finding 8: the writer
 def test_writer_creates_0600_and_refuses_existing_files_and_symlinks(tmp_path: Path) -> None:

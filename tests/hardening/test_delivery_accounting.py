@@ -225,3 +225,19 @@ def test_run_summary_lists_every_output(tmp_path: Path) -> None:
     assert line.endswith("1 drops (output_queue_full: 1); outputs: file 2 sent, 1 failed; "
                          "webhook 0 sent, 1 dropped"), line
     assert app.losses() == 2
+
+
+def test_record_on_a_full_filesystem_says_the_capture_is_incomplete(tmp_path: Path) -> None:
+    """A capture that cannot be written (ENOSPC) ended in an OSError traceback at close, after
+    a summary counting the events as recorded. Second review of issue 11."""
+    with full_tmpfs(tmp_path) as mnt:
+        cap = mnt / "c.fcap"
+        r = subprocess.run([*FALCONET, "record", str(cap), "--source", "example", "--no-rules",
+                            "--no-metrics", "-o", "plugins.example.interval=0",
+                            "-o", "plugins.example.count=50"],
+                           capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert f"falconet: error: {cap}: the capture is incomplete: No space left on device" \
+        in r.stderr, r.stderr
+    assert "events recorded" not in r.stderr, r.stderr

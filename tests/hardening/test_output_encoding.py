@@ -145,6 +145,21 @@ def test_otel_strings_are_valid_utf8() -> None:
         == "a" + EVIL_SHOWN
 
 
+
+def test_otel_integers_beyond_int64_stay_valid_protobuf() -> None:
+    """A capture's args are not range-checked: an integer of 2**100 was a 15-byte varint, which
+    makes the collector reject the whole batch (every other alert in it too). It is sent as its
+    decimal text. Second review of issue 11."""
+    from falconet_otel import wire  # noqa: PLC0415
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue  # noqa: PLC0415
+
+    for v in (1 << 100, -(1 << 70), 1 << 63):
+        assert AnyValue.FromString(wire.any_value(v)).string_value == str(v)
+    for v in ((1 << 63) - 1, -(1 << 63), -5, 0):
+        assert AnyValue.FromString(wire.any_value(v)).int_value == v
+    assert AnyValue.FromString(wire.any_value([1 << 100])).array_value.values[0].string_value \
+        == str(1 << 100)
+
 # ------------------------------------------------------------------------ finding 2
 @pytest.mark.parametrize("cp", UNSAFE, ids=lambda cp: f"U+{cp:04X}")
 def test_every_control_separator_and_bidi_character_is_escaped(cp: int) -> None:

@@ -53,6 +53,29 @@ def test_config_errors_never_show_secrets(tmp_path: Path) -> None:
     assert_no_secret(str(e.value))
 
 
+
+def test_a_secret_in_a_wrongly_typed_value_is_not_shown(tmp_path: Path) -> None:
+    """Headers written as a string (a careless user's ``headers: "X-Api-Key: ..."``), and a
+    plugin setting of the wrong type: the message names the key, never the value. Second
+    review of issue 11: the string was shown whole."""
+    cfg = tmp_path / "falconet.yaml"
+    cfg.write_text("outputs:\n  webhook:\n    enabled: true\n    url: http://127.0.0.1:9/\n"
+                   "    headers: 'X-Api-Key: hdr-value-42'\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(cfg))
+    msg = str(e.value)
+    assert f"{cfg}:5:5: error: outputs.webhook.headers: expected a mapping" in msg, msg
+    assert_no_secret(msg)
+    from falconet.plugin_config import ConfigSchema, Setting, string, validate_section
+
+    schema = ConfigSchema({"api_token": Setting(string(), None, "the token"),
+                           "headers": Setting(string(), None, "headers")})
+    _values, problems = validate_section(schema, "x", {"api_token": ["tok-123456"],
+                                                       "headers": {"a": "hdr-value-42"}},
+                                         lambda p: "<config>")
+    assert len(problems) == 2 and "plugins.x.api_token" in problems[0], problems
+    assert_no_secret("\n".join(problems))
+
 def test_output_failures_never_log_secrets(caplog: pytest.LogCaptureFixture) -> None:
     class One:
         def match(self, evt: object) -> list[Alert]:

@@ -141,3 +141,72 @@ def test_file_size_limit_is_configurable_and_reads_stop_at_it(tmp_path: Path) ->
     r = validate("/dev/zero", budget=10)
     assert r.stdout.startswith("/dev/zero:1:1: error: file '/dev/zero': Could not read file: "
                                f"larger than {limits.DEFAULT_MAX_FILE_BYTES} bytes")
+
+
+def test_aliases_of_a_long_scalar_are_refused_not_copied(tmp_path: Path) -> None:
+    """Few nodes, huge text: 2000 aliases of one 2 MB scalar (a 2 MB file) were 2000 copies
+    (4 GB, MemoryError) and an exception condition joining them all; the node count alone
+    never saw it. Second review of issue 11."""
+    aliases = ", ".join(["*s"] * 2000)
+    p = tmp_path / "scalar_bomb.yaml"
+    p.write_text("- list: big\n  items: [&s " + "a" * (2 << 20) + "]\n"
+                 + RULE.format(cond="evt.type = openat")
+                 + "  exceptions:\n  - name: e\n    fields: proc.name\n    comps: in\n"
+                 + f"    values: [[{aliases}]]\n")
+    r = subprocess.run(["bash", "-c", "ulimit -v 2000000; exec \"$@\"", "validate", *FALCONET,
+                        "rules", "validate", "-c", "/dev/null", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
+    assert (f"Invalid YAML: aliases expand to more than {limits.MAX_YAML_ALIAS_CHARS} "
+            "characters") in r.stdout
+
+
+def test_load_messages_escape_what_the_file_holds(tmp_path: Path) -> None:
+    """A rule name with a terminal escape and a bidi override (a rules file from the internet)
+    reached the operator's terminal raw in `rules validate`. Second review of issue 11."""
+    p = tmp_path / "esc.yaml"
+    p.write_text('- rule: "r\\x1b[31mRED\\u202e"\n  desc: d\n  condition: nosuchfield = 1\n'
+                 "  output: o\n  priority: WARNING\n")
+    r = validate(p)
+    assert "rule 'r\\u001b[31mRED\\u202e': filter error" in r.stdout, r.stdout
+    assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
+
+
+def test_many_rules_sharing_a_big_macro_have_a_load_wide_budget(tmp_path: Path) -> None:
+    """Each condition under MAX_CONDITION_NODES (a macro of 16k nodes), but 300 rules use it:
+    5 million nodes to compile (~75 s, and 100k such rules fit in the file limit). The whole
+    load has a budget. Second review of issue 11."""
+    macros = "- macro: m0\n  condition: proc.name = a\n" + "".join(
+        f"- macro: m{i}\n  condition: (m{i - 1} or m{i - 1})\n" for i in range(1, 14))
+    rules = "".join(f"- rule: r{i}\n  desc: d\n  condition: evt.type = openat and m13\n"
+                    "  output: o\n  priority: WARNING\n" for i in range(300))
+    p = tmp_path / "many.yaml"
+    p.write_text(macros + rules)
+    r = validate(p, budget=15)
+    assert (f"the conditions of this load expand to more than "
+            f"{limits.MAX_LOADED_CONDITION_NODES} nodes in total") in r.stdout, r.stdout[-500:]
+
+
+def test_many_rules_sharing_a_big_list_have_a_load_wide_budget(tmp_path: Path) -> None:
+    """A 50k-item list is one node, 450 KB of condition text per rule that uses it: 150 rules
+    were ~37 s (and a set of 50k strings each). Second review of issue 11."""
+    items = ", ".join(f"p{i:06d}" for i in range(50_000))
+    rules = "".join(f"- rule: r{i}\n  desc: d\n  condition: evt.type = openat and proc.name in "
+                    "(big)\n  output: o\n  priority: WARNING\n" for i in range(150))
+    p = tmp_path / "biglist.yaml"
+    p.write_text(f"- list: big\n  items: [{items}]\n" + rules)
+    r = validate(p, budget=15)
+    assert (f"the conditions of this load are longer than "
+            f"{limits.MAX_LOADED_CONDITION_CHARS} characters in total") in r.stdout, r.stdout[-500:]
+
+
+def test_many_macros_sharing_a_big_list_spend_the_same_budget(tmp_path: Path) -> None:
+    items = ", ".join(f"p{i:06d}" for i in range(50_000))
+    macros = "".join(f"- macro: m{i}\n  condition: proc.name in (big)\n" for i in range(150))
+    p = tmp_path / "biglist_macros.yaml"
+    p.write_text(f"- list: big\n  items: [{items}]\n" + macros
+                 + RULE.format(cond="evt.type = openat and m149"))
+    r = validate(p, budget=15)
+    assert f"longer than {limits.MAX_LOADED_CONDITION_CHARS} characters" in r.stdout, \
+        r.stdout[-500:]

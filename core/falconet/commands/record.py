@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="capture file to write (.gz: compressed)")
     add_engine_arguments(p)
     p.add_argument("--force", action="store_true",
-                   help="replace FILE if it exists (a symbolic link is still refused)")
+                   help="replace FILE if it is a regular file (a symbolic link, device or FIFO is "
+                        "still refused)")
     p.add_argument("--source", default="ebpf", metavar="NAME", help="live source (default: ebpf)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--no-rules", action="store_true",
@@ -68,6 +69,11 @@ def main(args: argparse.Namespace) -> int:
         finally:
             app.ctx.state_writer = None
             writer.close()
+        if writer.error is not None:
+            print(app.summary(), file=sys.stderr)
+            print(f"falconet: error: {args.file}: the capture is incomplete: "
+                  f"{writer.error.strerror or writer.error}", file=sys.stderr)
+            return 1
         print(app.summary() + f"; {writer.events} events recorded to {args.file}", file=sys.stderr)
         return rc
     return guarded(body)

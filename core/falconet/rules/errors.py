@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from falconet.outputs.encoding import escape_text
+
 # Error codes (Falco's falco_load_result.cpp).
 LOAD_ERR_FILE_READ = "LOAD_ERR_FILE_READ"
 LOAD_ERR_YAML_PARSE = "LOAD_ERR_YAML_PARSE"
@@ -60,7 +62,9 @@ class LoadMessage:
         where = f"{self.file}:{self.line}:{self.col}"
         item = (f"{self.item_type} '{self.item_name}': " if self.item_name else
                 f"{self.item_type}: ") if self.item_type else ""
-        return f"{where}: {self.severity}: {item}{self.message}"
+        # names and text from the file: escaped as alerts are (no forged lines or terminal
+        # escapes from a rules file copied from the internet)
+        return escape_text(f"{where}: {self.severity}: {item}{self.message}")
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message, "file": self.file, "line": self.line,

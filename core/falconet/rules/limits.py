@@ -10,12 +10,15 @@ what                   limit                                              where
 file size              ``rules_max_file_size`` (falconet.yaml), 8 MiB     :func:`read_rules_file`
 YAML nesting           :data:`MAX_YAML_DEPTH` levels                      ``yamlnodes``
 YAML nodes per file    :data:`MAX_YAML_NODES`                             ``yamlnodes``
+text aliases add       :data:`MAX_YAML_ALIAS_CHARS` per file              ``yamlnodes``
 list items             :data:`MAX_LIST_ITEMS` after expanding lists       :func:`check_list_size`
 condition text         :data:`MAX_CONDITION_CHARS` after list substitution  ``substitute_lists``
 condition nesting      :data:`MAX_CONDITION_DEPTH` = libsinsp's parser    ``parser.MAX_DEPTH``
                        depth as Falco sets it (1000)
 expanded nesting       :data:`MAX_EXPANDED_DEPTH` and/or/not levels       :func:`check_condition`
 expanded condition     :data:`MAX_CONDITION_NODES` after macro expansion  :func:`check_condition`
+all conditions         :data:`MAX_LOADED_CONDITION_NODES` in one load      :class:`NodeBudget`
+all condition text     :data:`MAX_LOADED_CONDITION_CHARS` in one load      :class:`NodeBudget`
 =====================  =================================================  =====================
 
 The figures are far above real rules (Falco's stable ruleset: 1.5k YAML nodes, lists of at most
@@ -44,6 +47,10 @@ from falconet.rules.parser import (
 DEFAULT_MAX_FILE_BYTES = 8 << 20
 MAX_YAML_DEPTH = 64
 MAX_YAML_NODES = 500_000
+#: characters that aliases may add to a file's text (each use of an anchored value counts its
+#: expanded length): Falco's rules use no aliases; few aliases of a long scalar would otherwise
+#: be gigabytes for whatever joins them
+MAX_YAML_ALIAS_CHARS = 4 << 20
 MAX_LIST_ITEMS = 100_000
 MAX_CONDITION_CHARS = 4 << 20
 #: libsinsp's parser depth limit as Falco sets it (``p.set_max_depth(1000)`` in Falco's rule
@@ -56,6 +63,13 @@ MAX_EXPANDED_DEPTH = 400
 #: 200x the largest condition of Falco's stable rules (124 nodes); compiling 25k nodes takes
 #: ~1 s, 100k took 2.5 s
 MAX_CONDITION_NODES = 25_000
+#: expanded nodes of every rule condition of one load together: a 16k-node macro used by 100k
+#: rules fits every other limit and would compile for hours; Falco's stable ruleset is ~800
+#: nodes in all, 250k compile in ~4 s
+MAX_LOADED_CONDITION_NODES = 250_000
+#: characters of every rule condition of one load after list substitution: a 50k-item list is
+#: one node but 450 KB to parse and a set of 50k strings per rule that uses it
+MAX_LOADED_CONDITION_CHARS = 16 << 20
 
 
 class FileTooLarge(Exception):
@@ -89,7 +103,7 @@ class ConditionTooLarge(RuleLoadError):
                          "substituting lists", code=LOAD_ERR_COMPILE_CONDITION)
 
 
-def check_condition(ast: Any, what: str) -> None:
+def check_condition(ast: Any, what: str) -> int:
     """Refuse an expanded condition with more than :data:`MAX_CONDITION_NODES` nodes or deeper
     than :data:`MAX_EXPANDED_DEPTH` and/or/not levels. Macro expansion shares the AST of a macro
     between its uses (a DAG), so a chain of 39 macros that each use the previous one twice is
@@ -131,6 +145,7 @@ def check_condition(ast: Any, what: str) -> None:
                                 "expanding macros (a macro used many times over?)",
                                 code=LOAD_ERR_COMPILE_CONDITION)
         sizes[key] = (n, d)
+    return sizes[id(ast)][0]
 
 
 def _operand_depth(node: Any) -> int:
@@ -152,3 +167,29 @@ def _operand_depth(node: Any) -> int:
         elif isinstance(x, TransformList):
             stack.extend((a, d + 1) for a in x.items)
     return deepest
+
+
+class NodeBudget:
+    """The expanded condition nodes (:data:`MAX_LOADED_CONDITION_NODES`) and the condition text
+    (:data:`MAX_LOADED_CONDITION_CHARS`) one load may compile: each rule spends its text before
+    it is parsed and its :func:`check_condition` count before it is compiled."""
+
+    def __init__(self, limit: int = MAX_LOADED_CONDITION_NODES,
+                 char_limit: int = MAX_LOADED_CONDITION_CHARS) -> None:
+        self.limit, self.spent = limit, 0
+        self.char_limit, self.chars = char_limit, 0
+
+    def spend_text(self, chars: int) -> None:
+        self.chars += chars
+        if self.chars > self.char_limit:
+            raise RuleLoadError(f"Condition not compiled: the conditions of this load are longer "
+                                f"than {self.char_limit} characters in total after substituting "
+                                "lists (one large list used by many rules?)",
+                                code=LOAD_ERR_COMPILE_CONDITION)
+
+    def spend(self, nodes: int) -> None:
+        self.spent += nodes
+        if self.spent > self.limit:
+            raise RuleLoadError(f"Condition not compiled: the conditions of this load expand to "
+                                f"more than {self.limit} nodes in total (one large macro used by "
+                                "many rules?)", code=LOAD_ERR_COMPILE_CONDITION)

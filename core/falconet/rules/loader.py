@@ -1004,6 +1004,7 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
             ld.error(e.message, li.loc, e.code, ("list", name))
             continue
         lists[name] = items
+    budget = limits.NodeBudget()        # the whole load's, macros' text included
     # macros: in order, each sees only earlier macros
     macros: dict[str, Any] = {}
     used_macros: set[str] = set()
@@ -1011,6 +1012,7 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
         item = ("macro", name)
         try:
             text = substitute_lists(str(mi.condition), lists, used_lists)
+            budget.spend_text(len(text))
             ast = _parse_located(ld, mi.condition, text, mi.loc)
             expanded = expand_macros(ast, macros, used_macros)
             limits.check_condition(expanded, "Macro condition")
@@ -1033,9 +1035,10 @@ def compile_loaded(ld: Loader, append_output: Any = None, capture_fields: Any = 
             exc = "".join(exception_condition(e) for e in ri.exceptions)
             full = f"({ri.condition}){exc}" if exc else str(ri.condition)
             text = substitute_lists(full, lists, used_lists)
+            budget.spend_text(len(text))
             ast = _parse_located(ld, ri.condition, text, ri.loc)
             ast = expand_macros(ast, macros, used_macros)
-            limits.check_condition(ast, "Condition")
+            budget.spend(limits.check_condition(ast, "Condition"))
             cc = ConditionCompiler(ld.registry, ri.source)
             check = compile_check(cc, ast, name)
             types: frozenset[str] | None = None

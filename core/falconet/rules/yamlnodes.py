@@ -112,13 +112,27 @@ class _Builder:
         # id(node) -> its size with aliases expanded: what a consumer that walks the value
         # (str(), iteration) would do; 40 aliases of aliases are 2**40 nodes
         self.sizes: dict[int, int] = {}
+        # id(node) -> characters of its scalars with aliases expanded, and what the aliases of
+        # this file added so far: 2000 aliases of one 2 MB scalar are few nodes but 4 GB of text
+        # for whatever joins them (an exception's values, tags in every alert)
+        self.chars: dict[int, int] = {}
+        self.alias_chars = 0
 
     def _sized(self, node: yaml.Node, kids: Any) -> None:
+        kids = list(kids)
         n = 1 + sum(self.sizes.get(id(k), 1) for k in kids)
         if n > limits.MAX_YAML_NODES:
             raise ComposerError(None, None, f"aliases expand to more than {limits.MAX_YAML_NODES}"
                                 " YAML nodes", node.start_mark)
         self.sizes[id(node)] = n
+        self.chars[id(node)] = sum(self.chars.get(id(k), 0) for k in kids)
+
+    def _aliased(self, node: yaml.Node) -> None:
+        """Count what one more use of ``node`` (an alias) adds to the file's text."""
+        self.alias_chars += self.chars.get(id(node), 0)
+        if self.alias_chars > limits.MAX_YAML_ALIAS_CHARS:
+            raise ComposerError(None, None, "aliases expand to more than "
+                                f"{limits.MAX_YAML_ALIAS_CHARS} characters", node.start_mark)
 
     def build(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
@@ -126,6 +140,7 @@ class _Builder:
                                    f"{node.tag!r}", node.start_mark)
         done = self.memo.get(id(node))
         if done is not None:        # an alias: share the value (no alias-bomb blow-up, no cycles)
+            self._aliased(node)
             return done
         if isinstance(node, yaml.MappingNode):
             self.ctor.flatten_mapping(node)        # '<<' merge keys, as safe_load does
@@ -137,6 +152,7 @@ class _Builder:
             m.duplicates = []
             for knode, vnode in node.value:
                 key = self.ctor.construct_object(knode, deep=True)
+                self.chars[id(knode)] = len(key) if isinstance(key, str) else 0
                 try:
                     hash(key)
                 except TypeError:
@@ -162,6 +178,8 @@ class _Builder:
             ys.loc = _loc(self.file, node.start_mark)
             ys.style = node.style or None      # libyaml says '' for plain, PyYAML None
             ys.node = node
+            self.memo[id(node)] = ys        # an alias of a scalar shares it too (no copy)
+            self.chars[id(node)] = len(value)
             return ys
         return value
 

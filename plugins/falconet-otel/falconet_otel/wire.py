@@ -30,6 +30,10 @@ _pack_i = struct.Struct("<I").pack          # fixed32
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
 
+#: ``AnyValue.int_value`` is an int64
+_I64_BOUND = 1 << 63
+
+
 def _varint(n: int) -> bytes:
     if n < 0:
         n &= (1 << 64) - 1              # int64 two's complement, as protobuf encodes negatives
@@ -71,7 +75,11 @@ def any_value(v: Any) -> bytes:
     if isinstance(v, bool):
         return _T_BOOL + (b"\x01" if v else b"\x00")
     if isinstance(v, int):
-        return _T_INT + _varint(v)
+        if -_I64_BOUND <= v < _I64_BOUND:
+            return _T_INT + _varint(v)
+        # beyond int64 (a capture's args are not range-checked): a longer varint is corrupt
+        # protobuf, and the collector would reject the whole batch
+        return any_value(str(v))
     if isinstance(v, float):
         return _T_DBL + _pack_d(v)
     if isinstance(v, bytes | bytearray):
