@@ -13,7 +13,6 @@ in (``spool = True``, see ``falconet.api.SpoolingSink``) and only when ``state_d
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,10 @@ def _where(config: Any, path: tuple[str, ...]) -> str:
 
 
 def state_dir_of(config: Any) -> str | None:
-    """``state_dir`` from the config, else ``$FALCONET_STATE_DIR`` (the host service sets it to
-    its systemd ``StateDirectory``), else None (no spool)."""
-    return config.data.get("state_dir") or os.environ.get("FALCONET_STATE_DIR") or None
+    """``state_dir`` from the config, else None (no spool). Deliberately not
+    ``$FALCONET_STATE_DIR`` (which the learning plugin falls back to): a spool replays what a
+    previous run left, so it is kept only where the configuration says."""
+    return config.data.get("state_dir") or None
 
 
 def build_policies(config: Any, sinks: Iterable[tuple[str, Any]], registry: Any
