@@ -72,6 +72,29 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
+# SQLite's text is strict UTF-8, but paths, names and argv may hold bytes that are not UTF-8
+# (kept as surrogate escapes, as /proc and captures hold them). Such a value is stored as a BLOB
+# of its exact bytes; a given value always gets the same storage class, so UNIQUE keys still
+# deduplicate, and reading turns the BLOB back into the same string.
+def to_db(value: str) -> str | bytes:
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+
+
+def from_db(value: Any) -> Any:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _json_line(obj: dict[str, Any]) -> str:
+    """One export line: valid UTF-8, a non-UTF-8 byte written as the JSON escape ``\\udcXX``
+    (``backslashreplace`` of a lone surrogate is exactly that escape), read back exactly."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode(
+        "utf-8", "backslashreplace").decode("utf-8")
+
+
 class ProfileStore:
     """One connection to the profile database (one thread uses it at a time)."""
 
@@ -101,11 +124,11 @@ class ProfileStore:
                 "SELECT id, identity, state, created_ns, ready_ns, events, full FROM profiles"):
             # the module's constants (the hot path compares states by identity)
             st = READY if state == READY else LEARNING
-            out[pid] = Profile(pid, ident, st, created, ready, events, full=bool(full))
+            out[pid] = Profile(pid, from_db(ident), st, created, ready, events, full=bool(full))
         for pid, kind, key in self.db.execute("SELECT profile, kind, key FROM entries"):
             p = out.get(pid)
             if p is not None and kind in KINDS:
-                p.add(kind, key)
+                p.add(kind, from_db(key))
         return list(out.values())
 
     def profiles(self) -> list[dict[str, Any]]:
@@ -113,7 +136,7 @@ class ProfileStore:
             "SELECT p.id, p.identity, p.state, p.created_ns, p.ready_ns, p.events, p.full, "
             "(SELECT count(*) FROM entries e WHERE e.profile = p.id) FROM profiles p "
             "ORDER BY p.identity").fetchall()
-        return [{"id": r[0], "identity": r[1], "state": r[2], "created_ns": r[3],
+        return [{"id": r[0], "identity": from_db(r[1]), "state": r[2], "created_ns": r[3],
                  "ready_ns": r[4], "events": r[5], "full": bool(r[6]), "entries": r[7]}
                 for r in rows]
 
@@ -128,7 +151,7 @@ class ProfileStore:
         out: dict[str, list[str]] = {k: [] for k in KINDS}
         for kind, key in self.db.execute(
                 "SELECT kind, key FROM entries WHERE profile = ? ORDER BY kind, key", (profile,)):
-            out.setdefault(kind, []).append(key)
+            out.setdefault(kind, []).append(from_db(key))
         return out
 
     def alerts(self, profile: str | None = None) -> list[dict[str, Any]]:
@@ -151,9 +174,11 @@ class ProfileStore:
                 "INSERT INTO profiles (id, identity, state, created_ns, ready_ns, events, full) "
                 "VALUES (:id, :identity, :state, :created_ns, :ready_ns, :events, :full) "
                 "ON CONFLICT(id) DO UPDATE SET state=excluded.state, ready_ns=excluded.ready_ns, "
-                "events=excluded.events, full=excluded.full", list(profiles))
+                "events=excluded.events, full=excluded.full",
+                [{**p, "identity": to_db(p["identity"])} for p in profiles])
             db.executemany("INSERT OR IGNORE INTO entries (profile, kind, key, first_ns) "
-                           "VALUES (?, ?, ?, ?)", list(entries))
+                           "VALUES (?, ?, ?, ?)",
+                           [(pr, kind, to_db(key), ts) for pr, kind, key, ts in entries])
             db.executemany(
                 "INSERT INTO alerts (profile, rule, priority, evidence, count) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(profile, rule, evidence) DO UPDATE SET "
@@ -175,18 +200,17 @@ class ProfileStore:
     def export_lines(self, ids: Iterable[str] | None = None) -> Iterator[str]:
         """The diff-able text form (``docs/learning.md``): one JSON object per line, sorted, keys
         sorted; a header line, then per profile its row and one line per entry."""
-        yield json.dumps({"falconet_profiles": 1}, sort_keys=True)
+        yield _json_line({"falconet_profiles": 1})
         wanted = set(ids) if ids is not None else None
         for p in self.profiles():
             if wanted is not None and p["id"] not in wanted:
                 continue
-            yield json.dumps({"profile": p["id"], "identity": p["identity"], "state": p["state"],
+            yield _json_line({"profile": p["id"], "identity": p["identity"], "state": p["state"],
                               "created_ns": p["created_ns"], "ready_ns": p["ready_ns"],
-                              "full": p["full"]}, sort_keys=True, ensure_ascii=False)
+                              "full": p["full"]})
             for kind, keys in sorted(self.entries(p["id"]).items()):
                 for key in keys:
-                    yield json.dumps({"entry": p["id"], "kind": kind, "key": key},
-                                     sort_keys=True, ensure_ascii=False)
+                    yield _json_line({"entry": p["id"], "kind": kind, "key": key})
 
     def import_lines(self, lines: Iterable[str], source: str = "<input>") -> int:
         """Load an export (profiles replace those with the same identity). Every problem is
@@ -248,7 +272,7 @@ class ProfileStore:
             raise StoreError("\n".join(errors))
         for p in profiles.values():
             old = self.db.execute("SELECT id FROM profiles WHERE identity = ?",
-                                  (p["identity"],)).fetchone()
+                                  (to_db(p["identity"]),)).fetchone()
             for pid in {p["id"], old[0] if old else p["id"]}:
                 self.reset(pid)
         self.write_batch(profiles.values(), entries)

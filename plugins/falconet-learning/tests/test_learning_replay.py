@@ -32,7 +32,7 @@ def test_window_then_new_child_alerts(tmp_path: Path) -> None:
     _learning_then_attack(cap)
     state = tmp_path / "state"
     alerts = run_replay(tmp_path, cap, state, "plugins.learning.learning_seconds=10")
-    spawned = [a for a in alerts if a["rule"] == "Service Spawned Unexpected Child"]
+    spawned = [a for a in alerts if a["rule"] == "Service Spawned Never-Seen Child"]
     assert [a["output_fields"]["proc.exepath"] for a in spawned] == ["/usr/bin/nc"], alerts
     assert spawned[0]["priority"] == "Warning"
     # the database: private, WAL, the profile ready with generalised entries
@@ -70,7 +70,7 @@ def test_profiles_survive_a_restart(tmp_path: Path) -> None:
     c.close()
     alerts = run_replay(tmp_path, attack, state, "plugins.learning.learning_seconds=10")
     assert [a["output_fields"]["proc.exepath"] for a in alerts
-            if a["rule"] == "Service Spawned Unexpected Child"] == ["/usr/bin/wget"]
+            if a["rule"] == "Service Spawned Never-Seen Child"] == ["/usr/bin/wget"]
 
 
 def test_never_learns_from_a_process_with_a_warning_alert(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_never_learns_from_a_process_with_a_warning_alert(tmp_path: Path) -> Non
     state = tmp_path / "state"
     alerts = run_replay(tmp_path, cap, state, "plugins.learning.learning_seconds=10",
                         "plugins.learning.quarantine_seconds=30", rules=[str(rules)])
-    spawned = [a for a in alerts if a["rule"] == "Service Spawned Unexpected Child"]
+    spawned = [a for a in alerts if a["rule"] == "Service Spawned Never-Seen Child"]
     # the replay is faster than the quarantine: the second nc is judged before the writer
     # committed anything, and the first nc's edge is pending, so it counts as known until the
     # writer drops it. What must hold: nc was never written to the profile.
@@ -110,7 +110,7 @@ def test_never_learns_from_a_process_with_a_warning_alert(tmp_path: Path) -> Non
     assert all(a["output_fields"]["proc.exepath"] == "/usr/bin/nc" for a in spawned)
     alerts = run_replay(tmp_path, cap, state, "plugins.learning.learning_seconds=10",
                         rules=[str(rules)])
-    spawned = [a for a in alerts if a["rule"] == "Service Spawned Unexpected Child"]
+    spawned = [a for a in alerts if a["rule"] == "Service Spawned Never-Seen Child"]
     assert [a["output_fields"]["proc.exepath"] for a in spawned] == ["/usr/bin/nc"] * 2
 
 
@@ -131,7 +131,7 @@ def test_export_import_gives_the_same_verdicts(tmp_path: Path) -> None:
     again = run_replay(tmp_path, cap, tmp_path / "b", "plugins.learning.learning_seconds=10")
     assert {a["rule"] for a in again} == {a["rule"] for a in first}
     assert [a["output_fields"]["proc.exepath"] for a in again
-            if a["rule"] == "Service Spawned Unexpected Child"] == ["/usr/bin/nc"]
+            if a["rule"] == "Service Spawned Never-Seen Child"] == ["/usr/bin/nc"]
 
 
 def test_bounded_profile_stops_growing(tmp_path: Path, caplog) -> None:

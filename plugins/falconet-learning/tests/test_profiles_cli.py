@@ -109,3 +109,33 @@ def test_import_bounds_line_length(tmp_path: Path, capsys) -> None:
     big.write_text('{"falconet_profiles": 1}\n' + "x" * 200_000 + "\n")
     assert main(["profiles", "import", str(big), "--state-dir", str(tmp_path / "s")]) == 1
     assert f"{big}:2: line longer than 65536 characters" in capsys.readouterr().err
+
+
+def test_non_utf8_identities_and_keys_are_stored_and_exported_exactly(tmp_path: Path) -> None:
+    """Paths and names with bytes that are not UTF-8 (surrogate escapes, as /proc and captures
+    hold them) are stored, read back and exported exactly; SQLite's strict UTF-8 text used to
+    make the writer fail at shutdown and lose the batch."""
+    from falconet_learning.store import ProfileStore
+
+    ident = "host:/opt/\udcff\udcfeEVIL"
+    key = "/tmp/\udcffx"
+    st = ProfileStore(tmp_path / "a")
+    try:
+        st.write_batch([{"id": "p1", "identity": ident, "state": "learning", "created_ns": 1,
+                         "ready_ns": 0, "events": 1, "full": 0}],
+                       [("p1", "proc", key, 1), ("p1", "proc", key, 2)])
+        [p] = st.load()
+        assert p.identity == ident
+        assert st.entries("p1")["proc"] == [key]             # one entry: the key deduplicates
+        lines = list(st.export_lines())
+        for ln in lines:
+            ln.encode("utf-8")                                 # valid UTF-8, printable as is
+    finally:
+        st.close()
+    st2 = ProfileStore(tmp_path / "b")
+    try:
+        assert st2.import_lines(lines) == 1
+        [q] = st2.load()
+        assert q.identity == ident and st2.entries(q.id)["proc"] == [key]
+    finally:
+        st2.close()
