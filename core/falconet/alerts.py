@@ -28,6 +28,8 @@ class Alert:
         lineage: the triggering process and its ancestors, nearest first, as dicts with ``pid``,
             ``name``, ``exepath``, ``cmdline``, ``start_ts`` (for OTel spans); may be empty.
         extra: free-form data plugins attach (e.g. the container plugin's metadata).
+        uuid: the alert's unique id (set when the pipeline dispatches it; the same in every
+            output and every delivery retry, so receivers can drop duplicates).
         match_fields: raw values of the field tokens ``load_rules(capture_fields=...)`` asked
             for (what ``match:`` conditions of response policies and routes read, see
             :mod:`falconet.alertmatch`), keyed by token; not serialised by outputs.
@@ -45,4 +47,5 @@ class Alert:
     ruleset: str = ""
     lineage: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    uuid: str = ""
     match_fields: dict[str, Any] = field(default_factory=dict)

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pluggy
 
 from falconet.alerts import Alert
+from falconet.delivery import PayloadRejected
 from falconet.events import Event
 from falconet.fields import ArgKind, FieldDef, FieldRegistry, FieldType, attr_field
 from falconet.plugin_config import ConfigSchema, Setting
@@ -57,6 +58,20 @@ class AlertSink(Protocol):
     def send(self, alert: Alert) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SpoolingSink(AlertSink, Protocol):
+    """An output whose undeliverable alerts the engine may keep in its on-disk spool
+    (``docs/outputs.md``). When spooled, the engine calls ``encode``/``deliver`` instead of
+    ``send``: ``encode`` on the intake thread, ``deliver`` (synchronous, in order, no retries of
+    its own) on the delivery thread. ``deliver`` returns how many payloads were accepted from
+    the start; raising means none; :class:`PayloadRejected` marks one refused for good."""
+
+    spool: bool     # True
+
+    def encode(self, alert: Alert) -> bytes: ...
+    def deliver(self, payloads: Sequence[bytes]) -> int: ...
 
 
 @runtime_checkable
@@ -174,6 +189,6 @@ def contribution_problem(hook: str, items: list[object]) -> str | None:
 
 __all__ = ["Alert", "AlertSink", "ArgKind", "ConfigSchema", "EngineContext", "Event", "EventSource",
            "FieldDef", "FieldRegistry", "FieldType", "MetricsEndpoint", "MetricsRegistry",
-           "PluginConfigError", "Priority", "ResponseAction", "RuleAuthoringBackend", "Ruleset",
-           "Setting", "attr_field",
+           "PayloadRejected", "PluginConfigError", "Priority", "ResponseAction",
+           "RuleAuthoringBackend", "Ruleset", "Setting", "SpoolingSink", "attr_field",
            "contribution_problem", "hookimpl"]

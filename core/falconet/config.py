@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from falconet.delivery.policy import SPOOL_DEFAULTS, check_aggregate, check_spool
 from falconet.encoding import DEFAULT_MAX_FIELD_LEN, MIN_MAX_FIELD_LEN
 from falconet.priorities import PRIORITY_NAMES, Priority
 from falconet.redact import redact_override, redact_text, redact_value
@@ -169,7 +170,10 @@ def _headers(v: Any) -> dict[str, str]:
 #: Marker for a section whose content belongs to someone else (validated by its plugin).
 FREE = "free-form"
 
-_sink_common: dict[str, Any] = {"enabled": _bool, "min_priority": _priority}
+_sink_common: dict[str, Any] = {"enabled": _bool, "min_priority": _priority,
+                                # routing and aggregation (falconet.delivery; docs/outputs.md):
+                                # ``match`` is compiled against the field registry at start
+                                "match": _mapping, "aggregate": check_aggregate}
 
 #: Every key falconet.yaml may hold: nested dicts are sections, callables check leaf values.
 SCHEMA: dict[str, Any] = {
@@ -191,8 +195,9 @@ SCHEMA: dict[str, Any] = {
         "file": {**_sink_common, "path": _opt_str, "json": _bool},
         "webhook": {**_sink_common, "url": _opt_str, "retries": _int_range(0, 100),
                     "timeout": _positive_number, "queue_size": _int_range(1),
-                    "headers": _headers},
+                    "headers": _headers, "spool": check_spool},
     },
+    "state_dir": _opt_str,
     "outputs_queue": {"capacity": _int_range(1)},
     "metrics": {"enabled": _bool, "address": _str, "port": _int_range(0, 65535)},
     "collector": FREE,
@@ -215,11 +220,14 @@ DEFAULTS: dict[str, Any] = {
     "hostname": None,
     "output_max_field_len": DEFAULT_MAX_FIELD_LEN,
     "outputs": {
-        "stdout": {"enabled": True, "min_priority": "debug"},
-        "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True},
+        "stdout": {"enabled": True, "min_priority": "debug", "match": {}, "aggregate": None},
+        "file": {"enabled": False, "min_priority": "debug", "path": None, "json": True,
+                 "match": {}, "aggregate": None},
         "webhook": {"enabled": False, "min_priority": "debug", "url": None, "retries": 3,
-                    "timeout": 5.0, "queue_size": 1000, "headers": {}},
+                    "timeout": 5.0, "queue_size": 1000, "headers": {}, "match": {},
+                    "aggregate": None, "spool": dict(SPOOL_DEFAULTS)},
     },
+    "state_dir": None,
     "outputs_queue": {"capacity": 10000},
     "metrics": {"enabled": True, "address": "127.0.0.1", "port": 8765},
     "collector": {},
@@ -284,7 +292,7 @@ def _yaml_error(path: str, e: yaml.YAMLError) -> ConfigError:
 
 #: top-level sections whose values keep their YAML positions (see :func:`read_yaml`): what
 #: :func:`falconet.alertmatch.compile_match` and the response plugin report errors against
-LOCATED_SECTIONS: tuple[str, ...] = ("responses",)
+LOCATED_SECTIONS: tuple[str, ...] = ("responses", "outputs")
 
 
 def read_yaml(path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], Mark]]:

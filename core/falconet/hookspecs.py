@@ -172,6 +172,13 @@ def falconet_alert_sinks(engine: EngineContext) -> list[AlertSink] | None:
     queue, never on the hot loop: a slow or failing sink only costs counted drops
     (``falconet_output_drops_total{output}``). Respect ``min_priority`` yourself if you
     construct sinks from config; the engine also filters by it before queueing.
+
+    Routing, aggregation and the spool are the engine's: ``plugins.<your plugin>.match``,
+    ``.aggregate`` and ``.spool`` apply to every sink you return (they are removed from the
+    section your ``falconet_configure`` receives). A sink that sets ``spool = True`` and
+    implements ``encode(alert) -> bytes`` and ``deliver(payloads) -> int``
+    (:class:`falconet.api.SpoolingSink`) gets the on-disk spool when ``state_dir`` is set: the
+    engine then calls those instead of ``send`` (docs/outputs.md).
     """
 
 

@@ -16,6 +16,9 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
   ``falconet_output_drops_total{output}``); ``output_shutdown_timeout``: an alert still queued
   (or inside a stuck ``send``) when shutdown stopped waiting for its output (also per output);
+- ``spool_full``, ``spool_expired``: an alert an output could not deliver was removed from its
+  on-disk spool, oldest first, past ``spool.max_bytes`` or ``spool.max_age``;
+  ``spool_write_error``: the spool could not be written (disk full or failing);
 - ``container_lookup_queue_full``: a container metadata lookup could not be queued;
 - ``otel_queue_full``, ``otel_logs_export_failed``, ``otel_traces_export_failed``: OTel export
   losses (the OTel plugin), one per alert (not per record: logs and spans of one alert are one).
@@ -52,6 +55,14 @@ class EngineMetrics:
         self.output_sent: defaultdict[str, int] = defaultdict(int)
         self.output_failures: defaultdict[str, int] = defaultdict(int)
         self.output_drops: defaultdict[str, int] = defaultdict(int)
+        #: per output: alerts its ``match:`` did not select, alerts folded into an aggregation
+        #: summary, summaries sent (docs/outputs.md)
+        self.output_unmatched: defaultdict[str, int] = defaultdict(int)
+        self.output_aggregated: defaultdict[str, int] = defaultdict(int)
+        self.output_summaries: defaultdict[str, int] = defaultdict(int)
+        #: per output with a spool: alerts written to it, failed delivery attempts (batches)
+        self.spool_written: defaultdict[str, int] = defaultdict(int)
+        self.delivery_retries: defaultdict[str, int] = defaultdict(int)
         self.plugin_errors: defaultdict[tuple[str, str], int] = defaultdict(int)  # (plugin, hook)
         self.enrichment: defaultdict[tuple[str, str], int] = defaultdict(int)  # (plugin, result)
         self.latency_counts = [0] * (len(self.LATENCY_BUCKETS) + 1)

@@ -20,4 +20,6 @@ def falconet_metrics_server(engine: EngineContext, address: str, port: int,
     metrics = engine.metrics
     if metrics is None:
         raise RuntimeError("the engine has no metrics to serve")
-    return MetricsServer(engine, metrics, plugins, address, port)
+    # the engine's /healthz details (outputs' queues and spools), when it publishes them
+    return MetricsServer(engine, metrics, plugins, address, port,
+                         health=engine.extras.get("falconet.health"))

@@ -13,10 +13,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from falconet.alerts import Alert
+from falconet.delivery.aggregate import Aggregator
+from falconet.delivery.ids import ALERT_IDS
+from falconet.delivery.policy import OutputPolicy
 from falconet.events import Event
 from falconet.metrics import EngineMetrics
 from falconet.priorities import Priority
@@ -77,7 +80,8 @@ class SinkWorker:
     #: confirm (flush) at least every this many alerts, so ``output_sent`` follows a busy sink
     CONFIRM_EVERY = 256
 
-    def __init__(self, sink: Any, metrics: EngineMetrics, capacity: int = 10000) -> None:
+    def __init__(self, sink: Any, metrics: EngineMetrics, capacity: int = 10000,
+                 policy: OutputPolicy | None = None) -> None:
         self.sink = sink
         self.name: str = sink.name
         mp = getattr(sink, "min_priority", Priority.DEBUG)
@@ -90,6 +94,12 @@ class SinkWorker:
         self._thread = threading.Thread(target=self._run, name=f"falconet-sink-{self.name}",
                                         daemon=True)
         self._last_error_log = 0.0
+        #: routing and aggregation run here, on the worker thread, never in the hot loop
+        policy = policy or OutputPolicy()
+        self.policy = policy
+        self.matcher = policy.matcher
+        agg = policy.aggregate
+        self.aggregator = Aggregator(agg["window"], tuple(agg["by"])) if agg else None
         #: alerts taken from the queue and not yet confirmed (in send, or sent and not flushed)
         self._unconfirmed = 0
         #: set once shutdown gave up on this sink: the worker then counts nothing more
@@ -113,25 +123,68 @@ class SinkWorker:
             self.metrics.drop("output_queue_full")
             return False
 
-    def _run(self) -> None:
-        q, sink, m, name = self.queue, self.sink, self.metrics, self.name
+    def _wait(self) -> float | None:
+        """How long the worker may block for the next alert (None: until one comes)."""
+        agg = self.aggregator
+        due = agg.next_deadline() if agg is not None else None
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    def _admit(self, item: Any, now: float) -> list[Alert]:
+        """The alerts to send for one queue item (``None``: a timer tick): the item unless the
+        output's ``match:`` rejects it (counted) or aggregation folds it (counted), plus the
+        summaries of aggregation windows that ended."""
+        agg = self.aggregator
+        out = agg.due(now) if agg is not None else []
+        if out:
+            self.metrics.output_summaries[self.name] += len(out)
+        if item is None:
+            return out
+        if self.matcher is not None and not self.matcher(item):
+            self.metrics.output_unmatched[self.name] += 1
+            return out
+        if agg is not None and not agg.admit(item, now):
+            self.metrics.output_aggregated[self.name] += 1
+            return out
+        out.append(item)
+        return out
+
+    def _closing_summaries(self) -> list[Alert]:
+        """At shutdown: the summaries of open aggregation windows (nothing folded goes unsaid)."""
+        if self.aggregator is None:
+            return []
+        out = self.aggregator.close()
+        self.metrics.output_summaries[self.name] += len(out)
+        return out
+
+    def _send(self, alert: Alert) -> None:
+        """Hand one alert to the sink; it counts as sent once a later flush confirms it."""
         lock = self._count_lock
+        with lock:
+            self._unconfirmed += 1
+        try:
+            self.sink.send(alert)
+        except Exception as e:  # noqa: BLE001 - a failing sink is counted, never fatal
+            with lock:
+                self._unconfirmed -= 1
+                if not self._abandoned:
+                    self.metrics.output_failures[self.name] += 1
+            self._log_failure(f"output {self.name} failed: {redact_text(str(e))}")
+
+    def _run(self) -> None:
+        q = self.queue
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=self._wait())
+            except queue.Empty:
+                item = None
             if item is _STOP:
                 break
-            with lock:
-                self._unconfirmed += 1
-            try:
-                sink.send(item)
-            except Exception as e:  # noqa: BLE001 - a failing sink is counted, never fatal
-                with lock:
-                    self._unconfirmed -= 1
-                    if not self._abandoned:
-                        m.output_failures[name] += 1
-                self._log_failure(f"output {name} failed: {redact_text(str(e))}")
+            for a in self._admit(item, time.monotonic()):
+                self._send(a)
             if q.empty() or self._unconfirmed >= self.CONFIRM_EVERY:
                 self._flush()
+        for a in self._closing_summaries():
+            self._send(a)
 
     def _log_failure(self, msg: str) -> None:
         now = time.monotonic()
@@ -215,6 +268,16 @@ class DeadWorker:
         pass
 
 
+def make_worker(sink: Any, metrics: EngineMetrics, capacity: int,
+                policy: OutputPolicy | None) -> SinkWorker:
+    """A :class:`SinkWorker`, or a spooling one when the output has a spool (see
+    :mod:`falconet.delivery.worker`)."""
+    if policy is not None and policy.spool and policy.state_dir:
+        from falconet.delivery.worker import SpoolingWorker  # noqa: PLC0415 - avoids a cycle
+        return SpoolingWorker(sink, metrics, capacity, policy)
+    return SinkWorker(sink, metrics, capacity, policy)
+
+
 def lineage_of(evt: Event, state: Any) -> list[dict[str, Any]]:
     """The triggering process and its ancestors, nearest first (for ``Alert.lineage``)."""
     t = evt.thread
@@ -242,11 +305,14 @@ class Pipeline:
         metrics: the engine's counters.
         state: the core state tables (for alert lineage).
         queue_capacity: default queue size per sink (a sink's ``queue_size`` attribute wins).
+        policies: per output name, its :class:`~falconet.delivery.policy.OutputPolicy`
+            (routing, aggregation, spool); outputs not named take every alert, unspooled.
     """
 
     def __init__(self, ruleset: Any, parsers: Iterable[tuple[str, Parser]] = (),
                  sinks: Iterable[Any] = (), metrics: EngineMetrics | None = None,
-                 state: Any = None, queue_capacity: int = 10000) -> None:
+                 state: Any = None, queue_capacity: int = 10000,
+                 policies: Mapping[str, OutputPolicy] | None = None) -> None:
         self.ruleset = ruleset
         self.parsers = list(parsers)
         self.metrics = metrics or EngineMetrics()
@@ -254,9 +320,10 @@ class Pipeline:
             # the rules engine counts a rule that raises as drop("rule_error") and goes on
             ruleset.metrics = self.metrics
         self.state = state
+        policies = policies or {}
         self.workers: list[Any] = [
-            SinkWorker(s, self.metrics, getattr(s, "queue_size", None) or queue_capacity)
-            for s in sinks]
+            make_worker(s, self.metrics, getattr(s, "queue_size", None) or queue_capacity,
+                        policies.get(s.name)) for s in sinks]
         self.events = 0
         self.alerts = 0
         self._stopping = False
@@ -267,6 +334,14 @@ class Pipeline:
         self._started = False
         self.metrics.gauges["output_queue_depth"] = lambda: {
             w.name: float(w.queue.qsize()) for w in self.workers}
+        spools = {w.name: w.spool for w in self.workers if hasattr(w, "spool")}
+        if spools:
+            self.metrics.gauges["spool_depth"] = lambda: {
+                n: float(s.depth) for n, s in spools.items()}
+            self.metrics.gauges["spool_bytes"] = lambda: {
+                n: float(s.bytes) for n, s in spools.items()}
+            self.metrics.gauges["spool_oldest_age_seconds"] = lambda: {
+                n: s.oldest_age() for n, s in spools.items()}
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -333,6 +408,8 @@ class Pipeline:
         admits it."""
         m = self.metrics
         prio = int(alert.priority)
+        if not alert.uuid:
+            alert.uuid = ALERT_IDS.next()
         m.alerts[(alert.rule, prio, alert.source)] += 1
         if alert.rule not in m.rule_tags:
             m.rule_tags[alert.rule] = list(alert.tags)

@@ -35,7 +35,9 @@ class _NoDefault:
 NO_DEFAULT: Any = _NoDefault()
 
 #: keys the host itself reads in every plugin section
-HOST_KEYS = ("required", "enabled")
+HOST_KEYS = ("required", "enabled",
+             # the engine's delivery settings of the plugin's sinks (falconet.delivery.policy)
+             "match", "aggregate", "spool")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ import pluggy
 
 from falconet import __version__, hookspecs
 from falconet.api import contribution_problem
+from falconet.delivery.policy import DELIVERY_KEYS
 from falconet.plugin_config import ConfigSchema, Where, validate_section
 
 if TYPE_CHECKING:
@@ -376,7 +377,8 @@ class PluginHost:
     def _config_for(self, name: str) -> dict[str, Any]:
         if name in self.configs:
             return dict(self.configs[name])
-        return dict(self._section(name))
+        # match:/aggregate:/spool: of a plugin's sinks belong to the engine (docs/outputs.md)
+        return {k: v for k, v in self._section(name).items() if k not in DELIVERY_KEYS}
 
     def configure(self, engine: EngineContext) -> None:
         """Validate each plugin's section against its ``falconet_config_schema`` (a failure is

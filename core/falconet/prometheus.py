@@ -42,6 +42,12 @@ _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
 _GAUGES = {
     "output_queue_depth": ("falconet_output_queue_depth", "output",
                            "Alerts waiting in each output's queue"),
+    "spool_depth": ("falconet_spool_depth", "output",
+                    "Alerts waiting in each output's on-disk spool"),
+    "spool_bytes": ("falconet_spool_bytes", "output",
+                    "Bytes of encoded alerts in each output's on-disk spool"),
+    "spool_oldest_age_seconds": ("falconet_spool_oldest_age_seconds", "output",
+                                 "Seconds the oldest alert in each output's spool has waited"),
     "state_table_entries": ("falconet_state_table_entries", "table",
                             "Entries in the engine's state tables (threads, fds, containers)"),
 }
@@ -151,6 +157,20 @@ class EngineCollector(Collector):
                         "Alerts an output failed to deliver", ["output"], m.output_failures.copy())
         yield _labelled(CounterMetricFamily, "falconet_output_drops",
                         "Alerts dropped before an output (queue full)", ["output"], output_drops)
+        yield _labelled(CounterMetricFamily, "falconet_output_unmatched",
+                        "Alerts an output's match: did not select", ["output"],
+                        m.output_unmatched.copy())
+        yield _labelled(CounterMetricFamily, "falconet_output_aggregated",
+                        "Alerts folded into an aggregation summary (not sent one by one)",
+                        ["output"], m.output_aggregated.copy())
+        yield _labelled(CounterMetricFamily, "falconet_output_summaries",
+                        "Aggregation summaries sent", ["output"], m.output_summaries.copy())
+        yield _labelled(CounterMetricFamily, "falconet_spool_written",
+                        "Alerts written to an output's on-disk spool", ["output"],
+                        m.spool_written.copy())
+        yield _labelled(CounterMetricFamily, "falconet_output_delivery_retries",
+                        "Failed delivery attempts of spooled alerts (each followed by a backoff)",
+                        ["output"], m.delivery_retries.copy())
         yield _labelled(CounterMetricFamily, "falconet_plugin_errors", "Plugin hook failures",
                         ["plugin", "hook"], m.plugin_errors.copy())
         yield _labelled(GaugeMetricFamily, "falconet_rules_loaded", "Enabled rules by source",

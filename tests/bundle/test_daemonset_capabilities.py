@@ -46,7 +46,7 @@ def start_engine(tmp: Path, caps: list[str], probe: Path, port: int,
         [setpriv, f"--bounding-set={bounding}", "--inh-caps=-all", "--",
          falconet, "run", "-c", str(config), "-r", str(rules), "--duration", "60",
          "-o", "metrics.address=127.0.0.1", "--metrics-port", str(port),
-         "-o", f"plugins.otel.endpoint={otlp_url}"],
+         "-o", f"plugins.otel.endpoint={otlp_url}", "-o", f"state_dir={tmp / 'state'}"],
         stdout=open(tmp / "stdout", "wb"), stderr=open(tmp / "stderr", "wb"),  # noqa: SIM115
         stdin=subprocess.DEVNULL, env=env_without_otel())
 

@@ -47,7 +47,7 @@ def test_unknown_key_is_reported_with_line_and_allowed_keys(tmp_path: Path) -> N
         load_config(p)
     msg = str(e.value)
     assert f"{p}:5:5: error: unknown key 'outputs.stdout.min_prio'" in msg
-    assert "allowed here: enabled, min_priority" in msg
+    assert "allowed here: aggregate, enabled, match, min_priority" in msg
 
 
 def test_bad_values_each_reported_with_location(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from falconet.app.errors import StartupError
 from falconet.app.load_plugins import load_plugins
 from falconet.app.load_rules import load_ruleset
+from falconet.app.output_policies import check_state_dir, output_policies
 from falconet.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -24,9 +25,11 @@ def build_pipeline(app: App, ruleset: Any = None, *,
     if rs is None:
         rs = load_ruleset(app)
     sinks = [s for _, s in app.sinks]
+    check_state_dir(app)
     app.pipeline = Pipeline(rs, [*app.parsers, *extra_parsers], sinks,
                              app.metrics, state=app.ctx.state,
-                             queue_capacity=app.config["outputs_queue"]["capacity"])
+                             queue_capacity=app.config["outputs_queue"]["capacity"],
+                             policies=output_policies(app))
     # sources (the collector's drop alerts) raise internal alerts through this
     app.ctx.extras["falconet.inject_alert"] = app.pipeline.inject
     st = app.ctx.state

@@ -17,6 +17,7 @@ from falconet.app import build_pipeline as _build
 from falconet.app import load_plugins as _plugins
 from falconet.app import load_rules as _rules
 from falconet.app import metrics_server as _metrics
+from falconet.app import output_policies as _policies
 from falconet.app import reload_rules as _reload
 from falconet.app import summary as _summary
 from falconet.app.contributions import RESPONSE_PLUGIN
@@ -72,6 +73,8 @@ class App:
         #: field tokens every alert carries in ``Alert.match_fields``: the union of the
         #: ``AlertMatcher.fields`` of response policies and output routes (before rules load)
         self.capture_fields: set[str] = set()
+        #: each output's compiled routing/aggregation/spool settings (step output_policies)
+        self.policies: dict[str, Any] | None = None
         self.ruleset: Any = None
         self.load_result: Any = None
         self.pipeline: Pipeline | None = None
@@ -110,6 +113,12 @@ class App:
     def reload_rules(self, reason: str = "reload requested", *, wait: float = 10.0) -> bool:
         """See :func:`falconet.app.reload_rules.reload_rules`."""
         return _reload.reload_rules(self, reason, wait=wait)
+
+    def output_policies(self) -> dict[str, Any]:
+        return _policies.output_policies(self)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return _policies.health(self)
 
     def build_pipeline(self, ruleset: Any = None, *, extra_parsers: Iterable[tuple[str, Any]] = ()
                        ) -> Pipeline:

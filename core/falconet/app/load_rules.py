@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from falconet import ENGINE_VERSION
 from falconet.app.errors import StartupError
 from falconet.app.load_plugins import load_plugins
+from falconet.app.output_policies import output_policies
+from falconet.delivery.setup import capture_fields
 from falconet.events import SYSCALL_SOURCE
 from falconet.priorities import Priority
 from falconet.rules import rules_files_in
@@ -105,11 +107,13 @@ def load_rules_files(app: App, files: list[str]) -> Any:
     # imported on first load: commands that load no rules (plugins, fields) start faster
     from falconet.rules import load_rules  # noqa: PLC0415
     cfg = app.config
+    # the fields outputs' match:/aggregate: read are captured when alerts render
+    capture = set(app.capture_fields) | capture_fields(output_policies(app))
     res = load_rules(files, app.ctx.fields, plugin_versions=app.plugin_versions,
                      sources=app.event_sources, min_priority=Priority.parse(cfg["priority"]),
                      rule_matching=cfg["rule_matching"], hostname=app.ctx.hostname,
                      append_output=cfg["append_output"], engine_version=ENGINE_VERSION,
-                     capture_fields=app.capture_fields,
+                     capture_fields=capture,
                      max_file_bytes=cfg["rules_max_file_size"])
     for w in getattr(res, "warnings", []) or []:
         print(f"falconet: {w}", file=sys.stderr)

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from falconet.app.errors import StartupError
+from falconet.app.output_policies import health
 
 if TYPE_CHECKING:
     from falconet.app.engine import App
@@ -18,6 +19,8 @@ def start_metrics(app: App, address: str, port: int) -> None:
     ``metrics`` plugin's Prometheus server) on ``address:port``; none: a warning, the engine
     runs without. A port in use is a start-up error."""
     h = app.host
+    # /healthz shows each output's queue and spool (the server calls this per request)
+    app.ctx.extras["falconet.health"] = lambda: health(app)
     servers = h.call(h.hook.falconet_metrics_server, engine=app.ctx, address=address,
                      port=port, plugins=h)
     if not servers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from falconet.delivery.setup import delivery_summary
 from falconet.priorities import Priority
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ def _outputs_summary(app: App) -> str:
     m = app.metrics
     names = sorted(set(m.output_sent) | set(m.output_failures) | set(m.output_drops)
                    | {w.name for w in (app.pipeline.workers if app.pipeline else [])})
+    spools = {w.name: w.spool for w in (app.pipeline.workers if app.pipeline else [])
+              if hasattr(w, "spool")}
     parts = []
     for name in names:
         counts = [f"{m.output_sent.get(name, 0)} sent"]
@@ -40,6 +43,7 @@ def _outputs_summary(app: App) -> str:
             counts.append(f"{m.output_failures[name]} failed")
         if m.output_drops.get(name):
             counts.append(f"{m.output_drops[name]} dropped")
+        counts += delivery_summary(m, name, spools.get(name))
         parts.append(f"{name} " + ", ".join(counts))
     return "; outputs: " + "; ".join(parts) if parts else ""
 

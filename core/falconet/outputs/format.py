@@ -56,6 +56,8 @@ def json_dict(alert: Alert, include_output: bool = True, include_tags: bool = Tr
                        f"{escape_text(alert.output)}")
     if include_tags:
         d["tags"] = [safe_value(t) for t in alert.tags]
+    if alert.uuid:
+        d["uuid"] = alert.uuid
     return d
 
 

@@ -13,15 +13,18 @@ so an alert is never counted as delivered to an endpoint that did not take it, a
 from __future__ import annotations
 
 import base64
+import http.client
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from falconet import __version__
 from falconet.alerts import Alert
+from falconet.delivery import PayloadRejected
 from falconet.encoding import utf8
 from falconet.priorities import Priority
 from falconet.redact import redact_text, redact_url, register_header_secrets, register_url_secrets
@@ -76,6 +79,9 @@ class WebhookSink:
         if auth and not any(k.lower() == "authorization" for k in self.headers):
             self.headers["Authorization"] = auth
         self.attempts = 0
+        self.last_error = ""
+        self._conn: http.client.HTTPConnection | None = None
+        self._path = "/"
         # no proxies from the environment: alerts go where the config says; no redirects
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                                    _RefuseRedirects())
@@ -115,8 +121,74 @@ class WebhookSink:
                 delay = min(delay * 2, 5.0)
         raise WebhookError(f"{self.shown_url}: {last} after {self.retries + 1} attempts")
 
+    # ------------------------------------------------------------------ spool contract
+    #: the engine may keep alerts this sink cannot deliver in its on-disk spool
+    #: (``falconet.delivery.worker``); it then calls ``encode``/``deliver`` instead of ``send``
+    spool = True
+
+    def encode(self, alert: Alert) -> bytes:
+        return utf8(self._fmt(alert))
+
+    def deliver(self, payloads: Sequence[bytes]) -> int:
+        """POST each payload once, in order, over one kept-alive connection; returns how many
+        were accepted (2xx). A refusal a retry cannot change (4xx other than 408/429, or a
+        redirect: alerts go only where the config says) raises ``PayloadRejected``; the spool
+        retries the rest with backoff, so there is no retry loop here."""
+        for i, body in enumerate(payloads):
+            self.attempts += 1
+            try:
+                status = self._post_keepalive(body)
+            except (OSError, http.client.HTTPException) as e:
+                self._drop_connection()
+                self.last_error = redact_text(f"{self.shown_url}: {type(e).__name__}: {e}")
+                return i
+            if 200 <= status < 300:
+                continue
+            self.last_error = f"{self.shown_url}: HTTP {status}"
+            if status in (408, 429) or status >= 500:
+                return i
+            if 300 <= status < 400:
+                raise PayloadRejected(i, f"{self.last_error} redirect refused (webhooks never "
+                                         "follow redirects; not retried)")
+            raise PayloadRejected(i, self.last_error + " (not retried)")
+        return len(payloads)
+
+    def _post_keepalive(self, body: bytes) -> int:
+        if self._conn is not None:
+            try:
+                return self._post_on_connection(body)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # the receiver closed the idle kept-alive connection: once more on a new one
+                self._drop_connection()
+        return self._post_on_connection(body)
+
+    def _post_on_connection(self, body: bytes) -> int:
+        conn = self._conn
+        if conn is None:
+            u = urllib.parse.urlsplit(self.url)
+            if u.scheme == "https":
+                conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443,
+                                                   timeout=self.timeout,
+                                                   context=ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(u.hostname or "", u.port or 80,
+                                                  timeout=self.timeout)
+            self._conn = conn
+            self._path = urllib.parse.urlunsplit(("", "", u.path or "/", u.query, ""))
+        conn.request("POST", self._path, body=body, headers=self.headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.will_close:
+            self._drop_connection()
+        return resp.status
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self._drop_connection()

@@ -160,6 +160,8 @@ def alert_span_id(key: str, pid: Any, start_ts: Any, time_ns: int, rule: str, se
     return _digest(f"falconet-alert|{key}|{pid}|{start_ts}|{time_ns}|{rule}|{seq}", 8)
 
 
+#: what an aggregation summary carries, as top-level attributes too
+AGGREGATION_FIELDS = ("falconet.count", "falconet.first_time", "falconet.last_time")
 #: alert sequence numbers: part of each alert span id (two alerts of one process at the same
 #: nanosecond still get distinct spans)
 _ALERT_SEQ = itertools.count(1)
@@ -199,7 +201,14 @@ def alert_attributes(alert: Alert) -> dict[str, Any]:
         attrs["security_rule.description"] = alert.desc
     if alert.ruleset:
         attrs["security_rule.ruleset.name"] = alert.ruleset
+    if alert.uuid:
+        # the alert's id: the same on every delivery retry, so receivers can drop duplicates
+        attrs["falconet.alert.uuid"] = alert.uuid
     fields = alert.output_fields
+    if "falconet.count" in fields:      # an aggregation summary (docs/outputs.md)
+        for k in AGGREGATION_FIELDS:
+            if fields.get(k) is not None:
+                attrs[k] = fields[k]
     fd_type = fields.get("fd.type")
     for name, value in fields.items():
         v = attr_value(value)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from falconet.alerts import Alert
 from falconet.priorities import Priority
+from falconet.redact import redact_text
 from opentelemetry.sdk.resources import Resource
 
 from falconet_otel import mapping, wire
@@ -100,6 +102,14 @@ class OtelSink:
         self._logs: Shipper | None = None
         self._traces: Shipper | None = None
         self._emitted: OrderedDict[bytes, None] = OrderedDict()
+        self.last_error = ""
+        self._exporters: dict[str, OtlpExporter] = {}
+        self._shipping = False
+        #: spool mode: payloads whose log records were accepted while their spans were not
+        #: (a retry then sends only the spans: no duplicate log records within one run)
+        self._logs_done: set[bytes] = set()
+        #: spool mode: the delivery thread and emit_span share the exporters' connections
+        self._export_lock = threading.Lock()
         #: the signal whose losses are the engine's alert drops (one per alert, see shipper.py):
         #: logs when exported (a record per alert), else the traces' alert spans
         self._loss_signal = "logs" if "logs" in settings.targets else "traces"
@@ -108,9 +118,16 @@ class OtelSink:
     def start(self) -> None:
         for signal, target in self.settings.targets.items():
             transport = self._transports.get(signal) or make_transport(target, target.compression)
-            exporter = OtlpExporter(signal, transport, self._resource_body, self._scope_body)
-            stats = self.stats.setdefault(signal, SignalStats(signal))
-            shipper = Shipper(exporter, stats, batch_size=self.settings.batch_size,
+            self._exporters[signal] = OtlpExporter(signal, transport, self._resource_body,
+                                                   self._scope_body)
+            self.stats.setdefault(signal, SignalStats(signal))
+
+    def _start_shippers(self) -> None:
+        """The batching threads of :meth:`send` (not started when the engine spools this
+        output: it calls :meth:`encode`/:meth:`deliver` instead)."""
+        self._shipping = True
+        for signal, exporter in self._exporters.items():
+            shipper = Shipper(exporter, self.stats[signal], batch_size=self.settings.batch_size,
                               queue_size=self.settings.queue_size,
                               schedule_delay=self.settings.schedule_delay, on_loss=self._on_loss,
                               on_sent=self._on_sent)
@@ -133,6 +150,9 @@ class OtelSink:
     def close(self) -> None:
         for sh in self._shippers():
             sh.shutdown(self._flush_timeout())
+        if not self._shipping:
+            for ex in self._exporters.values():
+                ex.shutdown()
         self._logs = self._traces = None
 
     def _shippers(self) -> list[Shipper]:
@@ -144,24 +164,80 @@ class OtelSink:
 
     # ------------------------------------------------------------------ per alert
     def send(self, alert: Alert) -> None:
+        if not self._shipping:
+            self._start_shippers()
+        log_record, spans = self._records(alert)
+        if self._traces is not None and spans:
+            # the alert's own span comes last; it carries the alert's loss count only when no
+            # log record does (see shipper.py: one drop per alert, not per record)
+            for sp in spans[:-1]:
+                self._traces.put(sp, alerts=0)
+            self._traces.put(spans[-1], alerts=1 if self._loss_signal == "traces" else 0)
+        if self._logs is not None and log_record is not None:
+            self._logs.put(log_record)
+
+    def _records(self, alert: Alert) -> tuple[bytes | None, list[bytes]]:
+        """The encoded log record and spans of one alert (nothing below ``min_priority``)."""
         if alert.priority > self.min_priority:
-            return
+            return None, []
         attrs = mapping.alert_attributes(alert)
         parts = self._attrs.parts(attrs)        # encoded once: log record and span event share it
         trace_id = span_id = b""
-        if self._traces is not None:
-            trace_id, span_id = self._send_spans(alert, attrs, parts)
-        if self._logs is not None:
-            self._logs.put(wire.log_record(
-                time_ns=alert.time_ns, observed_ns=time.time_ns(),
-                severity_number=_SEVERITY[alert.priority], severity_text=_LABEL[alert.priority],
-                body=alert.output, attributes=wire.repeated(6, parts),
-                event_name=mapping.EVENT_NAME, trace_id=trace_id, span_id=span_id))
+        spans: list[bytes] = []
+        if "traces" in self._exporters or self._traces is not None:
+            trace_id, span_id = self._spans(alert, attrs, parts, spans)
+        if "logs" not in self._exporters and self._logs is None:
+            return None, spans
+        return wire.log_record(
+            time_ns=alert.time_ns, observed_ns=time.time_ns(),
+            severity_number=_SEVERITY[alert.priority], severity_text=_LABEL[alert.priority],
+            body=alert.output, attributes=wire.repeated(6, parts),
+            event_name=mapping.EVENT_NAME, trace_id=trace_id, span_id=span_id), spans
 
-    def _send_spans(self, alert: Alert, attrs: dict[str, Any], parts: list[bytes]) -> tuple[bytes, bytes]:
-        """Ancestor spans (each process once), then this alert's span on the triggering process.
-        Returns the (trace id, span id) the log record is linked to."""
-        assert self._traces is not None
+    # ------------------------------------------------------------------ spool contract
+    #: the engine may keep alerts it cannot export in its on-disk spool (docs/outputs.md)
+    spool = True
+
+    def encode(self, alert: Alert) -> bytes:
+        """One alert's log record and spans, framed (tag byte, 4-byte length, record)."""
+        log_record, spans = self._records(alert)
+        out = [_frame(b"S", sp) for sp in spans]
+        if log_record is not None:
+            out.append(_frame(b"L", log_record))
+        return b"".join(out)
+
+    def deliver(self, payloads: Sequence[bytes]) -> int:
+        """Export a batch synchronously: one logs request, one traces request. Returns
+        ``len(payloads)`` when both were accepted, else 0 (the spool retries the batch)."""
+        logs: list[bytes] = []
+        spans: list[bytes] = []
+        for p in payloads:
+            for tag, rec in _unframe(p):
+                if tag == b"S":
+                    spans.append(rec)
+                elif p not in self._logs_done:
+                    logs.append(rec)
+        try:
+            with self._export_lock:
+                if logs and "logs" in self._exporters:
+                    self._exporters["logs"].export(logs)
+                    self.stats["logs"].sent += len(logs)
+                    self._logs_done.update(payloads)
+                if spans and "traces" in self._exporters:
+                    self._exporters["traces"].export(spans)
+                    self.stats["traces"].sent += len(spans)
+        except Exception as e:  # noqa: BLE001 - retried from the spool with backoff
+            self.last_error = f"otel export failed: {e}"
+            for st in self.stats.values():
+                st.batches_failed += 1
+            return 0
+        self._logs_done.difference_update(payloads)
+        return len(payloads)
+
+    def _spans(self, alert: Alert, attrs: dict[str, Any], parts: list[bytes],
+               out: list[bytes]) -> tuple[bytes, bytes]:
+        """Ancestor spans (each process once), then this alert's span on the triggering process,
+        appended to ``out``. Returns the (trace id, span id) the log record is linked to."""
         key = mapping.workload_key(alert)
         tid, alert_sid = mapping.alert_span_ids(alert)
         trace_id = tid.to_bytes(16, "big")
@@ -173,12 +249,12 @@ class OtelSink:
             sid = mapping.process_span_id(key, proc.get("pid"), proc.get("start_ts")).to_bytes(8, "big")
             if sid not in self._emitted:
                 self._remember(sid)
-                self._traces.put(wire.span(
+                out.append(wire.span(
                     trace_id=trace_id, span_id=sid, parent_span_id=parent,
                     name=str(proc.get("name") or "process"),
                     start_ns=_start_ns(proc, alert.time_ns), end_ns=alert.time_ns,
                     attributes=self._attrs.encode({**mapping.process_attributes(proc), **workload},
-                                                  9)), alerts=0)
+                                                  9)))
             parent = sid
         me = lineage[0] if lineage else {}
         sid = alert_sid.to_bytes(8, "big")
@@ -187,23 +263,24 @@ class OtelSink:
         event = wire.span_event(time_ns=alert.time_ns, name=mapping.EVENT_NAME, attributes=wire.repeated(
             3, self._body_parts.parts({"body": alert.output}) + parts))
         severe = alert.priority <= Priority.ERROR
-        self._traces.put(wire.span(
+        out.append(wire.span(
             trace_id=trace_id, span_id=sid, parent_span_id=parent, name=str(me.get("name") or alert.rule),
             start_ns=start, end_ns=end,
             attributes=self._attrs.encode({
                 **mapping.process_attributes(me), **workload, "security_rule.name": alert.rule,
+                **({"falconet.alert.uuid": alert.uuid} if alert.uuid else {}),
                 "falco.priority": _LABEL[alert.priority]}, 9),
             events=(event,),
             status_code=wire.STATUS_ERROR if severe else wire.STATUS_UNSET,
-            status_message=alert.rule if severe else ""),
-            alerts=1 if self._loss_signal == "traces" else 0)
+            status_message=alert.rule if severe else ""))
         return trace_id, sid
 
     # ------------------------------------------------------------------ for other plugins
     def span_ids(self, alert: Alert) -> tuple[int, int] | None:
         """``(trace id, span id)`` of the alert's span, or ``None`` when traces are off or the
         alert is below ``min_priority`` (it gets no span)."""
-        if self._traces is None or alert.priority > self.min_priority:
+        if (self._traces is None and "traces" not in self._exporters) \
+                or alert.priority > self.min_priority:
             return None
         return mapping.alert_span_ids(alert)
 
@@ -213,21 +290,45 @@ class OtelSink:
         """Export one span another plugin made (the response plugin: one per action, child of
         the alert's span). Thread-safe; ``False`` when traces are off."""
         traces = self._traces
-        if traces is None:
-            return False
-        traces.put(wire.span(
+        span = wire.span(
             trace_id=trace_id.to_bytes(16, "big"), span_id=span_id.to_bytes(8, "big"),
             parent_span_id=parent_span_id.to_bytes(8, "big") if parent_span_id else b"",
             name=name, start_ns=start_ns, end_ns=max(start_ns, end_ns),
             attributes=wire.AttributeEncoder().encode(attributes, 9),
             status_code=wire.STATUS_ERROR if error else wire.STATUS_UNSET,
-            status_message=status_message if error else ""), alerts=0)   # not an alert
+            status_message=status_message if error else "")
+        if traces is None:
+            exporter = self._exporters.get("traces")
+            if exporter is None:
+                return False
+            # spool mode (no batching threads): one synchronous export, off the hot loop
+            try:
+                with self._export_lock:
+                    exporter.export([span])
+            except Exception as e:  # noqa: BLE001 - an action span is best effort
+                log.warning("otel: action span not exported: %s", redact_text(str(e)))
+                return False
+            return True
+        traces.put(span, alerts=0)   # not an alert
         return True
 
     def _remember(self, span_id: bytes) -> None:
         self._emitted[span_id] = None
         if len(self._emitted) > _EMITTED_CAPACITY:
             self._emitted.popitem(last=False)
+
+
+def _frame(tag: bytes, record: bytes) -> bytes:
+    return tag + len(record).to_bytes(4, "big") + record
+
+
+def _unframe(payload: bytes) -> list[tuple[bytes, bytes]]:
+    out, i = [], 0
+    while i + 5 <= len(payload):
+        n = int.from_bytes(payload[i + 1:i + 5], "big")
+        out.append((payload[i:i + 1], payload[i + 5:i + 5 + n]))
+        i += 5 + n
+    return out
 
 
 def _start_ns(proc: dict[str, Any], alert_ns: int) -> int:
