@@ -250,7 +250,7 @@ def _suggest(args: argparse.Namespace) -> int:
     attacks = replay(args.attacks)
     res.attack_baseline = len(attacks)
     for c in cands:                   # cheap pre-check: evidence equal to an attack alert's
-        if any(sg.matches(c, a) for a in attacks):
+        if not c.dropped and any(sg.matches(c, a) for a in attacks):
             c.dropped = "matches an alert of the attack capture"
     header = (f"Exceptions suggested by `falconet learn suggest` from "
               f"{args.capture or 'profile ' + args.profile}\n(proven against {args.attacks}). "

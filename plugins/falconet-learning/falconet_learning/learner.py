@@ -536,6 +536,10 @@ def listen_key(evt: Any) -> str | None:
     return f"{f.l4proto or 'ip'}:{f.dport}"
 
 
+#: evidence marker: the alert came from a container whose image is unknown
+NO_IMAGE = "container.image_unknown"
+
+
 def evidence(alert: Any) -> dict[str, Any]:
     """What an exception can be narrowed to: image, process, parent, path (when present)."""
     of = alert.output_fields or {}
@@ -545,6 +549,10 @@ def evidence(alert: Any) -> dict[str, Any]:
         v = of.get(k)
         if v not in (None, "", "host"):
             ev[k] = v
+    if of.get("container.id") not in (None, "", "host") and "container.image.repository" not in ev:
+        # a container whose image is unknown (a plain runc bundle): no exception can be narrowed
+        # to that workload, it would cover every such container (suggest drops it, reported)
+        ev[NO_IMAGE] = True
     exe = lin[0].get("exepath") if lin else of.get("proc.exepath")
     if exe:
         ev["proc.exepath"] = exe

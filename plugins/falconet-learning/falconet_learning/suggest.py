@@ -21,7 +21,11 @@ from typing import Any
 from falconet.api import hookimpl
 from falconet.priorities import Priority
 
-from falconet_learning.learner import evidence
+from falconet_learning.learner import NO_IMAGE, evidence
+
+#: why an alert of a container without a known image is not excepted
+NO_IMAGE_REASON = ("a container whose image is unknown: an exception cannot be narrowed to its "
+                   "workload and would cover every such container")
 
 FIELD_ORDER = ("container.image.repository", "container.image.tag", "k8s.ns.name",
                "proc.exepath", "proc.name", "proc.pname", "fd.name")
@@ -113,6 +117,7 @@ def candidates_from(items: list[tuple[str, Priority, dict[str, Any], str, int]],
     """``items``: (rule, priority, evidence, output sample, count)."""
     counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+    unnarrowable: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     high: Counter[str] = Counter()
     for rule, prio, ev, sample, n in items:
         if prio < max_priority:
@@ -121,9 +126,13 @@ def candidates_from(items: list[tuple[str, Priority, dict[str, Any], str, int]],
         key = (rule, _tuple(ev))
         if not key[1]:
             continue
+        if ev.get(NO_IMAGE):
+            unnarrowable.add(key)
         counts[key] += n
         samples.setdefault(key, sample)
-    cands = [Candidate(r, v, n, samples[(r, v)]) for (r, v), n in sorted(counts.items())]
+    cands = [Candidate(r, v, n, samples[(r, v)],
+                       NO_IMAGE_REASON if (r, v) in unnarrowable else "")
+             for (r, v), n in sorted(counts.items())]
     return cands, dict(high)
 
 

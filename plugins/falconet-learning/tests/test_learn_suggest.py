@@ -90,3 +90,27 @@ def test_suggest_errors_are_clear(tmp_path: Path, capsys) -> None:
     assert rc == 1
     assert "nope.fcap: no such capture file" in capsys.readouterr().err
     assert not (tmp_path / "o.yaml").exists()
+
+
+def test_an_alert_of_a_container_without_a_known_image_is_never_excepted() -> None:
+    """A plain runc container has no image: an exception could only name its process and parent,
+    which every such container shares (the default suite's package-manager attack was hidden
+    this way when the attack capture's parent name differed), so it is dropped and reported."""
+    from types import SimpleNamespace
+
+    from falconet.priorities import Priority
+    from falconet_learning import suggest as sg
+
+    alert = SimpleNamespace(output_fields={"container.id": "253c6d6f6b38", "proc.pname": "runc"},
+                            lineage=[{"exepath": "/usr/bin/dpkg", "name": "dpkg"},
+                                     {"name": "runc"}])
+    ev = sg.evidence(alert)
+    cands, _ = sg.candidates_from([("Package Manager Run in Container", Priority.NOTICE, ev,
+                                    "sample", 1)], Priority.WARNING)
+    [c] = cands
+    assert c.dropped == sg.NO_IMAGE_REASON and c not in sg.Suggestion(cands).kept
+    # with a known image the same evidence is narrowed to it and kept
+    alert.output_fields["container.image.repository"] = "docker.io/library/debian"
+    [c2], _ = sg.candidates_from([("Package Manager Run in Container", Priority.NOTICE,
+                                   sg.evidence(alert), "sample", 1)], Priority.WARNING)
+    assert not c2.dropped and ("container.image.repository", "docker.io/library/debian") in c2.values
