@@ -113,8 +113,15 @@ static __always_inline int is_self(u64 pt) {
 // the check away from the use, which would leave the verifier with an unbounded register.
 #define BOUND(var, mask) asm volatile("%0 &= %1" : "+r"(var) : "i"(mask))
 
+// ctl[0]: 1 while the consumer sleeps on epoll with nothing to do (set by collector/source.py
+// before it waits, cleared by the first producer that sees it). Busy, the consumer polls and the
+// producers commit without wakeups (a wakeup is an irq_work, often an IPI: +1.8 us per event);
+// idle, the first record wakes it at once, so an idle engine never wakes on a timer.
+BPF_ARRAY(ctl, u32, 4);
+
 // Count one record about to be emitted (C_EVENTS) and choose its commit flags in the same map
-// lookup: no wakeup, except every 256th record of this CPU (see program.rings_code).
+// lookup: no wakeup, except every 256th record of this CPU (see program.rings_code), or when
+// the consumer sleeps.
 static __always_inline u64 count_event(void) {
     u32 k = C_EVENTS;
     u64 *c = counters.lookup(&k);
@@ -122,6 +129,12 @@ static __always_inline u64 count_event(void) {
         *c += 1;
         if ((*c & 255) == 0)
             return BPF_RB_FORCE_WAKEUP;
+    }
+    u32 z = 0;
+    u32 *sleeping = ctl.lookup(&z);
+    if (sleeping && *sleeping) {
+        *sleeping = 0;
+        return BPF_RB_FORCE_WAKEUP;
     }
     return BPF_RB_NO_WAKEUP;
 }
@@ -593,6 +606,243 @@ static __always_inline int emit_prctl(void *ctx, u32 id) {
     return output(buf, pos, CAT_OTHER);
 }
 
+
+// ---------------------------------------------------------------- kernel filter (issue 18)
+// Rule-derived filter of the open family, filled by collector/kfilter_maps.py from the plan of
+// falconet/rules/kfilter.py. The decision is falconet.kfilter.open_passes, instruction for
+// instruction (the replay soundness test runs the Python one on captures): an open that no rule
+// can match is not emitted, and when its fd is then unknown to userspace, neither is its close.
+// Everything here errs towards emitting: an unset config, a missing map entry or a path the
+// kernel can't read all pass.
+#define KF_KEY_LEN 256                  // trie key bytes; texts of >= 255 bytes always pass
+#define KF_R_FAILED 0
+#define KF_R_FLAGS 1
+#define KF_R_PATH 2
+#define KF_R_UNTRACKED 3
+#define KF_NREASONS 4
+#define KF_MAX_IDS 128
+struct kf_cfg_t {
+    u32 enabled;        // 1: this event type is filtered
+    u32 track_fds;      // 1: filtered fds are remembered, and their closes dropped
+    u64 live[8];        // clause bits satisfied by class read | write << 1 | ok << 2
+    u64 anypath;        // clause bits with no path constraint
+};
+struct kf_key_t {
+    u32 prefixlen;      // in bits (LPM trie)
+    char data[KF_KEY_LEN];
+};
+BPF_ARRAY(kf_cfg, struct kf_cfg_t, KF_MAX_IDS);
+BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 8192);
+// (tgid << 32 | fd) -> start time of the thread-group leader (a reused tgid never matches)
+BPF_TABLE("lru_hash", u64, u64, kf_fds, 65536);
+BPF_PERCPU_ARRAY(kf_counts, u64, KF_MAX_IDS * KF_NREASONS);
+BPF_PERCPU_ARRAY(kf_keybuf, struct kf_key_t, 1);
+
+static __always_inline void kf_count(u32 id, u32 reason) {
+    u32 k = id * KF_NREASONS + reason;
+    u64 *c = kf_counts.lookup(&k);
+    if (c) *c += 1;
+}
+
+static __always_inline u64 kf_gen(void) {
+#if defined(OFF_TASK_START_TIME)
+    void *task = (void *)bpf_get_current_task();
+    void *leader = kread_ptr(task, OFF_TASK_GROUP_LEADER);
+    return kread_u64(leader, OFF_TASK_START_TIME) | 1;
+#else
+    return 1;
+#endif
+}
+
+static __always_inline u64 kf_fdkey(u64 pt, s64 fd) {
+    return (pt & 0xffffffff00000000ull) | (u32)fd;
+}
+
+// The open file of fd in the current task is a directory (bit 1), read (bit 0).
+static __always_inline u64 fd_ftype(s64 fd) {
+#if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX_FDS)
+    if (fd < 0)
+        return 0;
+    void *task = (void *)bpf_get_current_task();
+    void *files = kread_ptr(task, OFF_TASK_FILES);
+    void *fdt = kread_ptr(files, OFF_FILES_FDT);
+    if (!fdt || (u64)fd >= kread_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    void *arr = kread_ptr(fdt, OFF_FDT_FD);
+    void *file = kread_ptr(arr, 8 * (long)(fd & 0xffffff));
+    void *inode = kread_ptr(file, OFF_FILE_INODE);
+    if (!inode)
+        return 0;
+    u32 mode = kread_u32(inode, OFF_INODE_MODE) & 0xf000;
+    return 1 | ((mode == 0x4000) ? 2 : 0);
+#else
+    return 0;
+#endif
+}
+
+// falconet.kfilter.irregular_path on the string of n bytes (NUL included) at s
+static __always_inline int kf_irregular(const char *s, u32 n) {
+    if (n < 2 || n >= KF_KEY_LEN)
+        return 1;
+    if (s[0] != '/')
+        return 1;
+    char prev = '/';
+    u32 last = n - 1;
+#pragma clang loop unroll(disable)
+    for (u32 i = 1; i < KF_KEY_LEN - 1; i++) {
+        if (i >= last)
+            break;
+        char c = s[i];
+        if (prev == '/') {
+            if (c == '/')
+                return 1;                       // "//"
+            if (c == '.') {                     // a "." or ".." component
+                char c1 = s[i + 1];
+                if (c1 == '/' || c1 == 0)
+                    return 1;
+                if (c1 == '.') {
+                    char c2 = s[i + 2];
+                    if (c2 == '/' || c2 == 0)
+                        return 1;
+                }
+            }
+        }
+        prev = c;
+    }
+    return last > 1 && prev == '/';
+}
+
+// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens).
+static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
+                                        const char *path, u32 n) {
+    u32 k = id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
+    if (!cfg || !cfg->enabled)
+        return 0;
+    u32 acc = flags & 3;
+    u32 rd = (acc == 0 || acc == 2) && !(flags & 010000000);
+    u32 wr = (acc == 1 || acc == 2) || (flags & 01000);
+    u32 ok = res >= 0;
+    u64 live = cfg->live[(rd | (wr << 1) | (ok << 2)) & 7];
+    if (!live)
+        return 1 + ((!ok && cfg->live[(rd | (wr << 1) | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
+    if (ok && (ftype & 3) != 1)
+        return 0;                       // a directory, or the file type is unknown
+    if (live & cfg->anypath)
+        return 0;
+    if (kf_irregular(path, n))
+        return 0;
+    u32 z = 0;
+    struct kf_key_t *key = kf_keybuf.lookup(&z);
+    if (!key)
+        return 0;
+    key->prefixlen = KF_KEY_LEN * 8;
+    if (bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) < 0)
+        return 0;
+    u64 *v = kf_paths.lookup(key);
+    if (v && (*v & live))
+        return 0;
+    return 1 + KF_R_PATH;
+}
+
+// After an open's decision: remember (or forget) its fd for the close filter.
+static __always_inline int kf_after_open(u32 id, int drop, s64 res, u64 pt) {
+    u32 k = id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
+    if (!cfg || !cfg->track_fds || res < 0)
+        return drop;
+    u64 key = kf_fdkey(pt, res);
+    if (drop) {
+        u64 gen = kf_gen();
+        kf_fds.update(&key, &gen);
+    } else {
+        kf_fds.delete(&key);
+    }
+    return drop;
+}
+
+// A new fd reached userspace (socket, accept, dup*): any remembered entry for it is stale.
+static __always_inline void kf_forget_fd(u32 close_id, u64 pt, s64 fd) {
+    if (fd < 0)
+        return;
+    u32 k = close_id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
+    if (!cfg || !cfg->track_fds)
+        return;
+    u64 key = kf_fdkey(pt, fd);
+    kf_fds.delete(&key);
+}
+
+// close: dropped when its fd's open was dropped (the kf_cfg entry of close carries track_fds)
+static __always_inline int kf_close_drop(u32 id, u64 pt, s64 fd) {
+    u32 k = id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
+    if (!cfg || !cfg->track_fds || fd < 0)
+        return 0;
+    u64 key = kf_fdkey(pt, fd);
+    u64 *gen = kf_fds.lookup(&key);
+    if (!gen)
+        return 0;
+    u64 g = *gen;
+    kf_fds.delete(&key);
+    if (g != kf_gen())
+        return 0;                       // an fd of an earlier process with this tgid
+    kf_count(id, KF_R_UNTRACKED);
+    return 1;
+}
+
+// open, openat, creat: path at argument path_i; flags at flags_i (-1: creat's implied flags)
+static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    s64 res = SYS_RET(ctx);
+    struct hdr_t *h = (struct hdr_t *)buf;
+    fill_hdr(h, id, res, pt, &a);
+    u32 pos = STR_BASE;
+    u16 n = put_ustr(buf, &pos, PATH_LEN, a.a[path_i & 7]);
+    h->len0 = n;
+    u64 flags = flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7];
+    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    h->a[5] = ftype;
+    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    if (kf_after_open(id, drop, res, pt)) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
+    return output(buf, pos, CAT_OPEN);
+}
+
+
+// close: not emitted when the kernel filter dropped its fd's open (kf_close_drop)
+static __always_inline int emit_close(void *ctx, u32 id) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    if (kf_close_drop(id, pt, (s64)(s32)a.a[0]))
+        return 0;
+    RESERVE(rec_base, CAT_CLOSE);
+    fill_hdr(&r->h, id, SYS_RET(ctx), pt, &a);
+    bpf_ringbuf_submit(r, fl_);
+    return 0;
+}
+
+// After an event that gave userspace a new fd, its result (dup2/dup3 return newfd): a
+// remembered filtered fd of that number is gone.
+static __always_inline int kf_new_fd(void *ctx, int unused) {
+    s64 res = SYS_RET(ctx);
+    if (res < 0)
+        return 0;
+    u64 pt = bpf_get_current_pid_tgid();
+    kf_forget_fd(EV_close, pt, res);
+    return 0;
+}
+
 // openat2(dfd, filename, struct open_how *how, size): how = {u64 flags, mode, resolve}
 static __always_inline int emit_openat2(void *ctx, u32 id) {
     struct args_t a;
@@ -611,7 +861,16 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     h->a[3] = how[1];
     h->a[4] = how[2];
     u32 pos = STR_BASE;
-    h->len0 = put_ustr(buf, &pos, PATH_LEN, a.a[1]);
+    u16 n = put_ustr(buf, &pos, PATH_LEN, a.a[1]);
+    h->len0 = n;
+    s64 res = SYS_RET(ctx);
+    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    h->a[5] = ftype;
+    int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n);
+    if (kf_after_open(id, drop, res, pt)) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
     return output(buf, pos, CAT_OPEN);
 }
 

@@ -52,6 +52,9 @@ class EngineMetrics:
         self.rule_tags: dict[str, list[str]] = {}                              # rule -> tags
         self.kernel_events = 0          # events the kernel produced (falcosecurity_scap_n_evts)
         self.kernel_drops = 0           # events the kernel dropped (falcosecurity_scap_n_drops)
+        #: (event type, reason): events the rule-derived kernel filter did not emit because no
+        #: rule could match them (not drops: nothing was lost; docs/kernel-filter.md)
+        self.kernel_filtered: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.output_sent: defaultdict[str, int] = defaultdict(int)
         self.output_failures: defaultdict[str, int] = defaultdict(int)
         self.output_drops: defaultdict[str, int] = defaultdict(int)

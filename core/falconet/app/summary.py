@@ -24,10 +24,13 @@ def summary(app: App) -> str:
                                                       key=lambda kv: Priority.parse(kv[0])))
     events = app.pipeline.events if app.pipeline else 0
     alerts = app.pipeline.alerts if app.pipeline else 0
+    filtered = sum(m.kernel_filtered.values())
     return (f"falconet: {events} events, {alerts} alerts"
             + (f" ({prios})" if prios else "") + f", {drops} drops"
             + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
-               if drops else "") + _outputs_summary(app))
+               if drops else "")
+            + (f", {filtered} filtered in the kernel (no rule could match them)"
+               if filtered else "") + _outputs_summary(app))
 
 
 def _outputs_summary(app: App) -> str:

@@ -171,19 +171,19 @@ def _hot_decoder(name: str, unpack: Callable[..., tuple], boot: int) -> Decoder 
         return decode_close
     if name == "openat":
         def decode_openat(view: memoryview, off: int) -> Event:
-            ts, cg, res, tid, pid, n, _l1, _l2, dirfd, flags, mode = unpack(view, off)
+            ts, cg, res, tid, pid, n, _l1, _l2, dirfd, flags, mode, ftype = unpack(view, off)
             p = off + base
             return Event("syscall", "openat", ts + boot, tid, pid,
-                         {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
-                          "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
+                         {"dirfd": dirfd, "flags": flags, "mode": mode, "ftype": ftype,
+                          "fd": res, "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
                           if n > 1 else "", "cgroup_id": cg}, res)
         return decode_openat
     if name == "open":
         def decode_open(view: memoryview, off: int) -> Event:
-            ts, cg, res, tid, pid, n, _l1, _l2, flags, mode = unpack(view, off)
+            ts, cg, res, tid, pid, n, _l1, _l2, flags, mode, ftype = unpack(view, off)
             p = off + base
             return Event("syscall", "open", ts + boot, tid, pid,
-                         {"flags": flags, "mode": mode, "fd": res,
+                         {"flags": flags, "mode": mode, "ftype": ftype, "fd": res,
                           "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
                           if n > 1 else "", "cgroup_id": cg}, res)
         return decode_open

@@ -81,6 +81,14 @@ def _str2(i: int, j: int) -> str:
 _BASE = "emit_base(ctx, {id}, {cat})"
 
 
+def _newfd(call: str) -> str:
+    """``call``, then forget the kernel filter's memory of the new fd (see kf_new_fd)."""
+    return f"({call}, kf_new_fd(ctx, 0))"
+
+
+_NEWFD = _newfd(_BASE)
+
+
 def _sock(ptr: int, ln: int, mode: int) -> str:
     return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode})"
 
@@ -111,17 +119,21 @@ SPECS: dict[str, Spec] = {
     "ptrace": Spec(4, _BASE, "request=i64:0 pid=i32:1 addr=u64:2 data=u64:3"),
     "setns": Spec(2, _BASE, "fd=i32:0 nstype=u32:1"),
     "unshare": Spec(1, _BASE, "flags=u32:0"),
-    "open": Spec(3, _str1(0), "fd=res name=s0 flags=u32:1 mode=u32:2", kind="str"),
-    "openat": Spec(4, _str1(1), "fd=res dirfd=i32:0 name=s0 flags=u32:2 mode=u32:3", kind="str"),
+    # ftype (hidden arg): 0 unknown, 1 known and not a directory, 3 a directory (kf_open_drop)
+    "open": Spec(3, "emit_open(ctx, {id}, 0, 1)",
+                 "fd=res name=s0 flags=u32:1 mode=u32:2 ftype=u32:5", kind="str"),
+    "openat": Spec(4, "emit_open(ctx, {id}, 1, 2)",
+                   "fd=res dirfd=i32:0 name=s0 flags=u32:2 mode=u32:3 ftype=u32:5", kind="str"),
     "openat2": Spec(4, "emit_openat2(ctx, {id})",
-                    "fd=res dirfd=i32:0 name=s0 flags=u64:2 mode=u64:3 resolve=u64:4",
+                    "fd=res dirfd=i32:0 name=s0 flags=u64:2 mode=u64:3 resolve=u64:4 ftype=u32:5",
                     kind="str"),
-    "creat": Spec(2, _str1(0), "fd=res name=s0 mode=u32:1", kind="str"),
+    "creat": Spec(2, "emit_open(ctx, {id}, 0, -1)", "fd=res name=s0 mode=u32:1 ftype=u32:5",
+                  kind="str"),
     "memfd_create": Spec(2, _str1(0), "fd=res name=s0 flags=u32:1", kind="str"),
-    "close": Spec(1, _BASE, "fd=i32:0"),
-    "dup": Spec(1, _BASE, "fd=res oldfd=i32:0"),
-    "dup2": Spec(2, _BASE, "fd=res oldfd=i32:0 newfd=i32:1"),
-    "dup3": Spec(3, _BASE, "fd=res oldfd=i32:0 newfd=i32:1 flags=u32:2"),
+    "close": Spec(1, "emit_close(ctx, {id})", "fd=i32:0"),
+    "dup": Spec(1, _NEWFD, "fd=res oldfd=i32:0"),
+    "dup2": Spec(2, _NEWFD, "fd=res oldfd=i32:0 newfd=i32:1"),
+    "dup3": Spec(3, _NEWFD, "fd=res oldfd=i32:0 newfd=i32:1 flags=u32:2"),
     "unlink": Spec(1, _str1(0), "path=s0", kind="str"),
     "unlinkat": Spec(3, _str1(1), "dirfd=i32:0 name=s0 flags=u32:2", kind="str"),
     "rename": Spec(2, _str2(0, 1), "oldpath=s0 newpath=s1", kind="str"),
@@ -147,10 +159,10 @@ SPECS: dict[str, Spec] = {
     "finit_module": Spec(3, _str1(1), "fd=i32:0 uargs=s0 flags=u32:2", kind="str"),
     "bpf": Spec(3, _BASE, "cmd=i32:0 fd=res"),
     "userfaultfd": Spec(1, _BASE, "fd=res flags=u32:0"),
-    "socket": Spec(3, _BASE, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
+    "socket": Spec(3, _NEWFD, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
     "connect": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=dst", kind="sock"),
-    "accept": Spec(3, _sock(1, 2, 1), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
-    "accept4": Spec(4, _sock(1, 2, 1), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
+    "accept": Spec(3, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
+    "accept4": Spec(4, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
                     kind="sock"),
     "bind": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=local", kind="sock"),
     "listen": Spec(2, _BASE, "fd=i32:0 backlog=i32:1"),

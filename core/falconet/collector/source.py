@@ -18,11 +18,12 @@ from typing import Any
 
 from falconet import syscalls
 from falconet.alerts import Alert
-from falconet.collector import bccloader, bpfproc, btf, program
+from falconet.collector import bccloader, bpfproc, btf, kfilter_maps, program
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
+from falconet.kfilter import FilterPlan
 from falconet.plugin_config import (
     Checker,
     ConfigSchema,
@@ -60,7 +61,8 @@ class CollectorConfig:
     drop_alert_interval: float = 30.0      # at most one drop alert per this many seconds
     drop_threshold: float = 0.0            # fraction of events dropped in the last second
     batch: int = 4096                      # records read per ring-buffer pass
-    poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
+    poll_interval: float = 0.005           # seconds between ring polls while events flow
+    kernel_filter: bool = True             # drop in the kernel what no rule can match (issue 18)
     stats_interval: float = 1.0
 
     @classmethod
@@ -173,11 +175,19 @@ class EbpfSource:
         self._reported = KernelStats()
         self._last_alert = 0.0
         self._inject: Callable[[Alert], None] | None = None
+        #: the rule-derived kernel filter (options["kernel_filter"]), once loaded into the maps
+        self.filter_plan: FilterPlan | None = None
+        self.filter_tables: kfilter_maps.KernelTables | None = None
+        self._filter_counters: kfilter_maps.FilterCounters | None = None
+        self._filtered_reported: dict[tuple[str, str], int] = {}
+        self._ctl_fd = -1
 
     # ------------------------------------------------------------------ start
-    def start(self, events: frozenset[str], self_tgid: int | None = None) -> None:
+    def start(self, events: frozenset[str], self_tgid: int | None = None,
+              plan: FilterPlan | None = None) -> None:
         """Compile, load and attach (in a child process, see :mod:`bpfproc`), then map the
-        rings. Raises :class:`bccloader.CollectorUnavailable` saying what is missing."""
+        rings and load the kernel filter ``plan`` (none: every traced event is emitted). Raises
+        :class:`bccloader.CollectorUnavailable` saying what is missing."""
         bccloader.check_prerequisites()
         cfg = self.config
         try:
@@ -204,7 +214,8 @@ class EbpfSource:
         ring_maps = [f"events{i}" for i in range(n_rings)]
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach,
-                   "maps": [*ring_maps, "counters", "exit_progs"]}
+                   "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
+                            "kf_counts"]}
         try:
             fds = bpfproc.load_in_child(request)
         except RuntimeError as e:
@@ -221,11 +232,35 @@ class EbpfSource:
         except (OSError, KeyError, ValueError) as e:
             self._teardown()
             raise bccloader.CollectorUnavailable(f"cannot map the ring buffers: {e}") from None
+        self._ctl_fd = fds["map:ctl"]
+        if plan is not None and cfg.kernel_filter:
+            self._load_filter(plan, fds)
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
                                      env_len=cfg.env_len if cfg.capture_env else 0)
         self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)
+
+    def _load_filter(self, plan: FilterPlan, fds: dict[str, int]) -> None:
+        """Fill the kernel filter maps from ``plan``; a failure leaves filtering off (every
+        event emitted), logged."""
+        ids = {t: program.EVENT_IDS[t] for t in plan.types if t in self.dispatched}
+        close_id = program.EVENT_IDS["close"] if "close" in self.dispatched else None
+        try:
+            t = kfilter_maps.load(plan, fds, ids, close_id)
+        except OSError as e:
+            log.warning("kernel filter not loaded (%s): every traced event is emitted", e)
+            return
+        for etype, why in t.skipped.items():
+            log.info("kernel filter: %s not filtered: %s", etype, why)
+        self.filter_plan, self.filter_tables = plan, t
+        counted = dict(t.filtered)
+        if close_id is not None and close_id in t.cfg:
+            counted["close"] = close_id
+        self._filter_counters = kfilter_maps.FilterCounters(fds["map:kf_counts"], counted)
+        log.info("kernel filter: %s filtered in the kernel%s",
+                 ", ".join(sorted(t.filtered)) or "nothing",
+                 " (and the closes of their dropped fds)" if "close" in counted else "")
 
     # ------------------------------------------------------------------ EventSource
     def open(self, options: dict[str, Any]) -> Iterator[Event | None]:
@@ -249,7 +284,7 @@ class EbpfSource:
         if missing:
             log.info("rules name event types the eBPF collector does not produce: %s",
                      ", ".join(sorted(missing)))
-        self.start(events, options.get("self_tgid"))
+        self.start(events, options.get("self_tgid"), options.get("kernel_filter"))
         return self._loop()
 
     def _loop(self) -> Iterator[Event | None]:
@@ -290,10 +325,25 @@ class EbpfSource:
                 if not got:
                     yield None
                     if not self._closed:
-                        rings.wait(self.config.poll_interval)
+                        self._sleep(rings, next_stats - time.monotonic())
         finally:
             self.poll_stats()
             self._teardown()
+
+    def _sleep(self, rings: RingSet, until_stats: float) -> None:
+        """Nothing to read: sleep until the kernel has a record for us (the producers see the
+        ``ctl`` flag and wake us with their next commit) or the next stats tick. While records
+        keep coming we never get here with an empty ring for long: busy, the loop polls."""
+        if self._ctl_fd >= 0:
+            try:
+                kfilter_maps.set_sleeping(self._ctl_fd)
+            except OSError:
+                rings.wait(self.config.poll_interval)
+                return
+            # a record committed between our last read and the flag carried no wakeup
+            rings.wait(max(0.0, min(until_stats, self.config.stats_interval)))
+        else:
+            rings.wait(self.config.poll_interval)
 
     def close(self) -> None:
         """Stop: the iterator ends at its next step; detaches at once if it never ran."""
@@ -311,6 +361,7 @@ class EbpfSource:
             except OSError:
                 pass
         self._fds = []
+        self._ctl_fd = -1
         self.bpf = None
 
     # ------------------------------------------------------------------ drops
@@ -347,6 +398,13 @@ class EbpfSource:
                     m.drop(f"kernel_{c}", n)
             if d_args:
                 m.drop("kernel_args_map_full", d_args)
+            if self._filter_counters is not None:
+                now_f = self._filter_counters.read()
+                for k, n in now_f.items():
+                    d = n - self._filtered_reported.get(k, 0)
+                    if d:
+                        m.kernel_filtered[k] += d
+                self._filtered_reported = now_f
         if d_drops and d_drops >= self.config.drop_threshold * max(d_events, 1):
             self._drop_alert(d_events, d_drops, d_cat, d_args)
 

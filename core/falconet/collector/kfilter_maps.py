@@ -1,0 +1,171 @@
+"""Loads a :class:`falconet.kfilter.FilterPlan` into the BPF program's kernel-filter maps.
+
+The plan (derived from the rules by :mod:`falconet.rules.kfilter`) says, per open-family event
+type, which clauses can make an event interesting. The kernel side (``kf_open_drop`` in
+``bpf/falconet.bpf.c``) needs that as numbers it can test in a few instructions:
+
+- every clause gets one bit of a u64 (all filtered types together: at most 64 clauses; a type
+  whose clauses don't fit stays unfiltered);
+- ``kf_cfg[event id]``: ``live[class]``, the bits of the clauses an event of that access class
+  (read | write << 1 | success << 2) satisfies, and ``anypath``, the bits of clauses with no
+  path constraint;
+- ``kf_paths``, one LPM trie for all clauses: an exact name is stored with its terminating NUL
+  (so it matches that string only), a prefix without. The kernel looks up the longest matching
+  entry only, so each entry carries the bits of every shorter entry that is a prefix of it.
+
+Order matters for soundness while the program already runs: the trie is filled before any
+``kf_cfg`` entry enables filtering (an empty trie would drop every path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import struct
+from dataclasses import dataclass, field
+
+from falconet.collector.bpfsys import possible_cpus
+from falconet.kfilter import KEY_LEN, FilterPlan
+
+log = logging.getLogger("falconet.collector")
+
+BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM = 1, 2
+_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+#: must match bpf/falconet.bpf.c
+TRIE_KEY_LEN = 256
+MAX_IDS = 128
+REASONS = ("failed", "flags", "path", "untracked_fd")
+MAX_CLAUSES = 64
+_CFG = struct.Struct("<II8QQ")          # struct kf_cfg_t
+_KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+assert KEY_LEN < TRIE_KEY_LEN
+
+
+class _Attr(ctypes.Structure):
+    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("key", ctypes.c_uint64), ("value", ctypes.c_uint64),
+                ("flags", ctypes.c_uint64)]
+
+
+def map_update(fd: int, key: bytes, value: bytes) -> None:
+    """``bpf(BPF_MAP_UPDATE_ELEM)`` of one entry (BPF_ANY). Raises ``OSError``."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    attr = _Attr(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0)
+    if _libc.syscall(_NR_BPF, BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf map update failed: {os.strerror(err)}")
+
+
+@dataclass
+class KernelTables:
+    """The numbers :func:`tables` computes from a plan (no kernel involved: unit-testable)."""
+
+    cfg: dict[int, bytes] = field(default_factory=dict)        # event id -> struct kf_cfg_t
+    trie: dict[bytes, int] = field(default_factory=dict)       # entry bytes -> clause bits
+    filtered: dict[str, int] = field(default_factory=dict)     # event type -> id
+    skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
+
+
+def _class_ok(c: object, cls: int) -> bool:
+    rd, wr, ok = cls & 1, cls >> 1 & 1, cls >> 2 & 1
+    return ((not c.need_read or rd) and (not c.need_write or wr)       # type: ignore[attr-defined]
+            and (not c.need_success or ok))                            # type: ignore[attr-defined]
+
+
+def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) -> KernelTables:
+    """Clause bits, per-type configs and trie entries for ``plan``."""
+    out = KernelTables()
+    bit = 0
+    entries: dict[bytes, int] = {}
+    track = 1 if plan.filter_close else 0
+    for etype in sorted(plan.types):
+        tf = plan.types[etype]
+        eid = event_ids.get(etype)
+        if eid is None or eid >= MAX_IDS:
+            out.skipped[etype] = "not produced by this collector"
+            continue
+        if bit + len(tf.clauses) > MAX_CLAUSES:
+            out.skipped[etype] = f"more than {MAX_CLAUSES} clauses in all"
+            continue
+        live = [0] * 8
+        anypath = 0
+        for c in tf.clauses:
+            b = 1 << bit
+            bit += 1
+            for cls in range(8):
+                if _class_ok(c, cls):
+                    live[cls] |= b
+            if c.any_path:
+                anypath |= b
+                continue
+            for e in c.exact:
+                raw = e.encode("utf-8", "surrogateescape") + b"\0"
+                if len(raw) <= KEY_LEN:          # longer texts are irregular: they always pass
+                    entries[raw] = entries.get(raw, 0) | b
+            for p in c.prefixes:
+                raw = p.encode("utf-8", "surrogateescape")
+                if raw and len(raw) < KEY_LEN:
+                    entries[raw] = entries.get(raw, 0) | b
+        out.cfg[eid] = _CFG.pack(1, track, *live, anypath)
+        out.filtered[etype] = eid
+    # LPM returns the longest match only: fold each shorter prefix entry into the longer ones
+    prefixes = {k: v for k, v in entries.items() if not k.endswith(b"\0")}
+    for k in entries:
+        mask = entries[k]
+        for n in range(1, len(k)):
+            mask |= prefixes.get(k[:n], 0)
+        out.trie[k] = mask
+    if track and close_id is not None and out.filtered:
+        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0)
+    return out
+
+
+def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
+         close_id: int | None) -> KernelTables:
+    """Write the plan into the maps (``map:kf_paths`` and ``map:kf_cfg`` fds): trie first."""
+    t = tables(plan, event_ids, close_id)
+    trie_fd, cfg_fd = fds["map:kf_paths"], fds["map:kf_cfg"]
+    for raw, mask in t.trie.items():
+        map_update(trie_fd, _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
+    for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
+        map_update(cfg_fd, _U32.pack(eid), value)
+    return t
+
+
+class FilterCounters:
+    """Reads ``kf_counts`` (per-CPU u64, index id * 4 + reason) for the filtered ids only."""
+
+    def __init__(self, map_fd: int, ids: dict[str, int]) -> None:
+        self.fd = map_fd
+        self.ids = dict(ids)
+        self.ncpu = possible_cpus()
+        self._vals = (ctypes.c_uint64 * self.ncpu)()
+        self._key = ctypes.c_uint32(0)
+        self._attr = _Attr(map_fd, 0, ctypes.addressof(self._key), ctypes.addressof(self._vals), 0)
+
+    def read(self) -> dict[tuple[str, str], int]:
+        """``{(event type, reason): events filtered since start}``."""
+        out: dict[tuple[str, str], int] = {}
+        for etype, eid in self.ids.items():
+            for r, reason in enumerate(REASONS):
+                self._key.value = eid * len(REASONS) + r
+                if _libc.syscall(_NR_BPF, BPF_MAP_LOOKUP_ELEM, ctypes.byref(self._attr),
+                                 ctypes.sizeof(self._attr)) < 0:
+                    continue
+                n = sum(self._vals)
+                if n:
+                    out[(etype, reason)] = n
+        return out
+
+
+def set_sleeping(ctl_fd: int) -> None:
+    """Tell the producers the consumer sleeps: the next record wakes it (``ctl[0] = 1``)."""
+    map_update(ctl_fd, _U32.pack(0), _U32.pack(1))
