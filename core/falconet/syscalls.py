@@ -11,6 +11,9 @@ Conventions (see also ``docs/architecture.md``):
 - ``args`` keys are the Falco parameter names (``evt.arg.<name>``). Where Falco's exit event has the
   return value as a named parameter (``fd`` of ``open``), the name is also in ``args`` with the same
   value as ``res``, so ``evt.arg.fd`` works as in Falco.
+- The open family carries ``ftype`` (hidden from ``evt.args``, as ``cgroup_id``): what the kernel
+  found at the new fd, 0 unknown, 1 not a directory, 3 a directory (the kernel filter passes
+  directories: they may be dirfds or fchdir targets; docs/kernel-filter.md).
 - Every event carries ``cgroup_id`` (``bpf_get_current_cgroup_id()``, the cgroup v2 id), ``uid`` and
   ``gid`` of the calling task are carried by ``execve``/``execveat`` (and ``set*id`` results).
 - Paths are exactly as the syscall received them (relative paths are not resolved: the state parser
@@ -146,11 +149,11 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("setns", "fd:fd nstype:flags", CAT_OTHER),
     _sys("unshare", "flags:flags", CAT_OTHER),
     # --- files
-    _sys("open", "fd:fd name:path flags:flags mode:mode", CAT_OPEN, file=True),
-    _sys("openat", "fd:fd dirfd:fd name:path flags:flags mode:mode", CAT_OPEN, file=True),
-    _sys("openat2", "fd:fd dirfd:fd name:path flags:flags mode:mode resolve:flags", CAT_OPEN,
+    _sys("open", "fd:fd name:path flags:flags mode:mode ftype:uint", CAT_OPEN, file=True),
+    _sys("openat", "fd:fd dirfd:fd name:path flags:flags mode:mode ftype:uint", CAT_OPEN, file=True),
+    _sys("openat2", "fd:fd dirfd:fd name:path flags:flags mode:mode resolve:flags ftype:uint", CAT_OPEN,
          file=True),
-    _sys("creat", "fd:fd name:path mode:mode", CAT_OPEN, file=True),
+    _sys("creat", "fd:fd name:path mode:mode ftype:uint", CAT_OPEN, file=True),
     _sys("memfd_create", "fd:fd name:str flags:flags", CAT_OPEN, file=True),
     _sys("close", "fd:fd", CAT_CLOSE),
     _sys("dup", "fd:fd oldfd:fd", CAT_OTHER, file=True),

@@ -104,7 +104,7 @@ def test_decoder_sets_fd_from_res_for_fd_returning_calls():
     raw = _record("openat", 7, ((-100) & (2**64 - 1), 0, 0o2101, 0o644, 0, 0), [b"/etc/x\0"])
     e = dec.decode(memoryview(raw), 0)
     assert e.args == {"fd": 7, "dirfd": -100, "name": "/etc/x", "flags": 0o2101, "mode": 0o644,
-                      "cgroup_id": 42}
+                      "ftype": 0, "cgroup_id": 42}
 
 
 @pytest.mark.parametrize("name, res, words, strings", [
