@@ -619,7 +619,9 @@ static __always_inline int emit_prctl(void *ctx, u32 id) {
 #define KF_R_FLAGS 1
 #define KF_R_PATH 2
 #define KF_R_UNTRACKED 3
-#define KF_NREASONS 4
+#define KF_R_NOT_SOCKET 4
+#define KF_R_CONTENT 5
+#define KF_NREASONS 8
 #define KF_MAX_IDS 128
 struct kf_cfg_t {
     u32 enabled;        // 1: this event type is filtered
@@ -658,7 +660,8 @@ static __always_inline u64 kf_fdkey(u64 pt, s64 fd) {
     return (pt & 0xffffffff00000000ull) | (u32)fd;
 }
 
-// The open file of fd in the current task is a directory (bit 1), read (bit 0).
+// What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
+// 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
 static __always_inline u64 fd_ftype(s64 fd) {
 #if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX_FDS)
     if (fd < 0)
@@ -674,7 +677,7 @@ static __always_inline u64 fd_ftype(s64 fd) {
     if (!inode)
         return 0;
     u32 mode = kread_u32(inode, OFF_INODE_MODE) & 0xf000;
-    return 1 | ((mode == 0x4000) ? 2 : 0);
+    return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
 #else
     return 0;
 #endif
@@ -841,6 +844,172 @@ static __always_inline int kf_new_fd(void *ctx, int unused) {
     u64 pt = bpf_get_current_pid_tgid();
     kf_forget_fd(EV_close, pt, res);
     return 0;
+}
+
+
+// ---------------------------------------------------------------- I/O buffers (issue 17)
+// read/write/pread64/pwrite64/readv/writev/sendto/recvfrom/sendmsg/recvmsg, traced only when a
+// rule names them, with a snapshot of the data: SNAPLEN bytes at most (Falco's snaplen, 80 by
+// default). Record: header, s0 = the sockaddr (network calls), s1 = the data.
+#ifndef SNAPLEN
+#define SNAPLEN 80
+#endif
+#ifndef SNAP_MASK
+#define SNAP_MASK 127               // power of two - 1, >= SNAPLEN (set by program.py)
+#endif
+#define IO_NEEDLES 4
+// The I/O filter of an event type: rules that need a socket, and/or data containing one of
+// up to four needles (each the first <= 8 bytes of an `evt.buffer contains` literal).
+struct kf_io_t {
+    u32 enabled;
+    u32 sockets_only;
+    u32 n;              // needles in use (0 = any data)
+    u32 pad;
+    u64 lit[IO_NEEDLES];
+    u64 mask[IO_NEEDLES];
+    u32 len[IO_NEEDLES];
+};
+BPF_ARRAY(kf_io, struct kf_io_t, KF_MAX_IDS);
+
+static __always_inline u32 copy_user(char *buf, u32 pos, u64 ptr, s64 n) {
+    if (!ptr || n <= 0)
+        return 0;
+    if (n > SNAPLEN)
+        n = SNAPLEN;
+    u32 len = (u32)n;
+    BOUND(len, SNAP_MASK);
+    BOUND(pos, POS_MASK);
+    if (bpf_probe_read_user(buf + pos, len, (void *)ptr) < 0) {
+        count(C_USER_READ);
+        return 0;
+    }
+    return len;
+}
+
+// up to min(total, SNAPLEN) bytes gathered from the first four iovecs
+static __always_inline u32 copy_iov(char *buf, u32 pos, u64 iov, u64 cnt, s64 total) {
+    if (!iov || total <= 0)
+        return 0;
+    u32 want = total < SNAPLEN ? (u32)total : SNAPLEN;
+    u32 got = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (i >= cnt || got >= want)
+            break;
+        u64 v[2];
+        if (bpf_probe_read_user(v, sizeof(v), (void *)(iov + 16 * i)) < 0)
+            break;
+        u64 n = v[1];
+        if (n > want - got)
+            n = want - got;
+        u32 len = (u32)n;
+        BOUND(len, SNAP_MASK);
+        u32 p = pos + got;
+        BOUND(p, POS_MASK);
+        if (len && bpf_probe_read_user(buf + p, len, (void *)v[0]) < 0)
+            break;
+        got += len;
+        BOUND(got, SNAP_MASK);
+    }
+    return got;
+}
+
+// a sockaddr of len bytes at ptr, at pos (bounded like emit_sock's)
+static __always_inline u32 copy_sockaddr(char *buf, u32 pos, u64 ptr, u32 len) {
+    if (!ptr || len < 2)
+        return 0;
+    if (len > SOCK_LEN - 1)
+        len = SOCK_LEN - 1;
+    BOUND(len, SOCK_LEN - 1);
+    BOUND(pos, POS_MASK);
+    if (bpf_probe_read_user(buf + pos, len, (void *)ptr) < 0) {
+        count(C_USER_READ);
+        return 0;
+    }
+    return len;
+}
+
+// The kernel filter of an I/O event: 0 = emit, else 1 + reason.
+static __always_inline int kf_io_drop(u32 id, u64 ft, const char *data, u32 n) {
+    u32 k = id;
+    struct kf_io_t *cfg = kf_io.lookup(&k);
+    if (!cfg || !cfg->enabled)
+        return 0;
+    if (cfg->sockets_only && (ft & 1) && ((ft >> 4) & 0xf000) != 0xc000)
+        return 1 + KF_R_NOT_SOCKET;
+    u32 nn = cfg->n;
+    if (!nn)
+        return 0;
+    BOUND(n, SNAP_MASK);
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < SNAP_MASK; i++) {
+        if (i >= n)
+            break;
+        u64 w = 0;
+        u32 j = i;
+        BOUND(j, SNAP_MASK);
+        bpf_probe_read_kernel(&w, 8, data + j);
+#pragma unroll
+        for (int q = 0; q < IO_NEEDLES; q++) {
+            if (q < nn && i + cfg->len[q] <= n && (w & cfg->mask[q]) == cfg->lit[q])
+                return 0;
+        }
+    }
+    return 1 + KF_R_CONTENT;
+}
+
+// mode: 0 read, 1 write, 2 readv, 3 writev, 4 sendto, 5 recvfrom, 6 sendmsg, 7 recvmsg
+static __always_inline int emit_io(void *ctx, u32 id, int mode) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    s64 res = SYS_RET(ctx);
+    struct hdr_t *h = (struct hdr_t *)buf;
+    fill_hdr(h, id, res, pt, &a);
+    u32 pos = STR_BASE;
+    u32 alen = 0, dlen = 0;
+    if (mode == 4) {                        // sendto(fd, buf, len, flags, addr, addrlen)
+        alen = copy_sockaddr(buf, pos, a.a[4], (u32)a.a[5]);
+    } else if (mode == 5) {                 // recvfrom(..., addr, int *addrlen)
+        u32 l = 0;
+        if (a.a[5] && bpf_probe_read_user(&l, sizeof(l), (void *)a.a[5]) < 0)
+            l = 0;
+        alen = copy_sockaddr(buf, pos, a.a[4], res >= 0 ? l : 0);
+    }
+    u64 iov = 0, iovlen = 0;
+    if (mode == 6 || mode == 7) {           // struct user_msghdr: name, namelen, iov, iovlen
+        u64 m[4] = {};
+        if (a.a[1] && bpf_probe_read_user(m, sizeof(m), (void *)a.a[1]) < 0)
+            count(C_USER_READ);
+        alen = copy_sockaddr(buf, pos, m[0], (mode == 7 && res < 0) ? 0 : (u32)m[1]);
+        iov = m[2];
+        iovlen = m[3];
+    }
+    h->len0 = (u16)alen;
+    pos += alen;
+    if (mode == 0 || mode == 5)
+        dlen = copy_user(buf, pos, a.a[1], res);
+    else if (mode == 1 || mode == 4)
+        dlen = copy_user(buf, pos, a.a[1], res > 0 ? res : (s64)a.a[2]);
+    else if (mode == 2 || mode == 3)
+        dlen = copy_iov(buf, pos, a.a[1], a.a[2], res);
+    else
+        dlen = copy_iov(buf, pos, iov, iovlen, res);
+    h->len1 = (u16)dlen;
+    u64 ft = fd_ftype((s64)(s32)a.a[0]);
+    h->a[5] = ft;                           // hidden arg ftype (all args it held are read)
+    u32 p = pos;
+    BOUND(p, POS_MASK);
+    int drop = kf_io_drop(id, ft, buf + p, dlen);
+    if (drop) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
+    return output(buf, pos + dlen, CAT_OTHER);
 }
 
 // openat2(dfd, filename, struct open_how *how, size): how = {u64 flags, mode, resolve}

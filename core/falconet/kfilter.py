@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
 KEY_LEN = 255
@@ -29,3 +29,13 @@ class FilterPlan:
     types: dict[str, TypeFilter]
     unfiltered: dict[str, str]
     filter_close: bool
+    io: dict[str, IoFilter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IoFilter:
+    """PLACEHOLDER: the I/O part of the plan (merged into the real module)."""
+
+    event_type: str
+    sockets_only: bool
+    needles: tuple[bytes, ...]

@@ -11,9 +11,10 @@ Conventions (see also ``docs/architecture.md``):
 - ``args`` keys are the Falco parameter names (``evt.arg.<name>``). Where Falco's exit event has the
   return value as a named parameter (``fd`` of ``open``), the name is also in ``args`` with the same
   value as ``res``, so ``evt.arg.fd`` works as in Falco.
-- The open family carries ``ftype`` (hidden from ``evt.args``, as ``cgroup_id``): what the kernel
-  found at the new fd, 0 unknown, 1 not a directory, 3 a directory (the kernel filter passes
-  directories: they may be dirfds or fchdir targets; docs/kernel-filter.md).
+- The open family and the I/O calls carry ``ftype``, hidden from ``evt.args`` as ``cgroup_id``:
+  what the kernel found at the fd. Bit 0: known; bit 1: a directory; bits 16-19: the inode's
+  S_IFMT bits (``ftype >> 4 & 0xf000 == 0xc000`` is a socket). The kernel filter passes
+  directories, which may be dirfds or fchdir targets (docs/kernel-filter.md).
 - Every event carries ``cgroup_id`` (``bpf_get_current_cgroup_id()``, the cgroup v2 id), ``uid`` and
   ``gid`` of the calling task are carried by ``execve``/``execveat`` (and ``set*id`` results).
 - Paths are exactly as the syscall received them (relative paths are not resolved: the state parser
@@ -187,9 +188,17 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("accept4", "fd:fd listenfd:fd flags:flags " + _ADDR, CAT_OTHER, net=True),
     _sys("bind", "fd:fd " + _ADDR, CAT_OTHER, net=True),
     _sys("listen", "fd:fd backlog:int", CAT_OTHER, net=True),
-    _sys("sendto", "fd:fd size:uint " + _ADDR, CAT_OTHER, net=True),
-    _sys("recvfrom", "fd:fd size:uint " + _ADDR, CAT_OTHER, net=True),
-    _sys("sendmsg", "fd:fd " + _ADDR, CAT_OTHER, net=True),
+    _sys("sendto", "fd:fd size:uint data:bytes ftype:uint " + _ADDR, CAT_OTHER, net=True),
+    _sys("recvfrom", "fd:fd size:uint data:bytes ftype:uint " + _ADDR, CAT_OTHER, net=True),
+    _sys("sendmsg", "fd:fd size:uint data:bytes ftype:uint " + _ADDR, CAT_OTHER, net=True),
+    _sys("recvmsg", "fd:fd size:uint data:bytes ftype:uint " + _ADDR, CAT_OTHER, net=True),
+    # --- I/O (data: the first collector.snaplen bytes; fd partners of both kinds)
+    _sys("read", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    _sys("write", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    _sys("pread64", "fd:fd size:uint pos:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    _sys("pwrite64", "fd:fd size:uint pos:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    _sys("readv", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    _sys("writev", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
 )}
 
 #: Falco's base_syscalls repair set, adapted: always traced so process state is right.

@@ -98,12 +98,15 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
     argument words (signed/unsigned, 32/64-bit) in the same C call as the header."""
     nums: list[tuple[int, str, str]] = []
     strs: list[tuple[str, int]] = []
-    fd_res = False
+    fd_res = size_res = False
     addr_role = ""
     for item in spec.decode.split():
         key, _, src = item.partition("=")
         if src == "res":
             fd_res = key == "fd"
+            size_res = key == "size"
+        elif src == "b1":
+            pass                        # kind "io": the data snapshot after the sockaddr
         elif src in ("s0", "s1", "s2"):
             strs.append((key, int(src[1])))
         elif src in ("dst", "peer", "local"):
@@ -118,6 +121,7 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
     unpack = struct.Struct("<QQqII2xHHH" + "".join(words)).unpack_from
     keys = tuple(key for _idx, key, _conv in sorted(nums))
     sock = spec.kind == "sock"
+    io = spec.kind == "io"
     base = program.HDR_SIZE
     k0 = strs[0][0] if strs else ""
     k1 = strs[1][0] if len(strs) > 1 else ""
@@ -149,6 +153,14 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
                     n = v[7]
                     args[k2] = (str(view[p: p + n - 1], "utf-8", "surrogateescape")
                                 if n > 1 else "")
+        elif io:
+            p = off + base
+            n0 = v[5]
+            if addr_role:
+                _addr_args(args, bytes(view[p: p + n0]), addr_role)
+            if size_res:
+                args["size"] = max(v[2], 0)
+            args["data"] = bytes(view[p + n0: p + n0 + v[6]])
         elif sock:
             _addr_args(args, bytes(view[off + base: off + base + v[5]]), addr_role)
         args["cgroup_id"] = v[1]

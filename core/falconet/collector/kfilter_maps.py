@@ -39,7 +39,9 @@ _libc.syscall.restype = ctypes.c_long
 #: must match bpf/falconet.bpf.c
 TRIE_KEY_LEN = 256
 MAX_IDS = 128
-REASONS = ("failed", "flags", "path", "untracked_fd")
+REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "", "")
+IO_NEEDLES = 4
+_IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
 _CFG = struct.Struct("<II8QQ")          # struct kf_cfg_t
 _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
@@ -69,6 +71,7 @@ class KernelTables:
     """The numbers :func:`tables` computes from a plan (no kernel involved: unit-testable)."""
 
     cfg: dict[int, bytes] = field(default_factory=dict)        # event id -> struct kf_cfg_t
+    io: dict[int, bytes] = field(default_factory=dict)         # event id -> struct kf_io_t
     trie: dict[bytes, int] = field(default_factory=dict)       # entry bytes -> clause bits
     filtered: dict[str, int] = field(default_factory=dict)     # event type -> id
     skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
@@ -125,6 +128,25 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
         out.trie[k] = mask
     if track and close_id is not None and out.filtered:
         out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0)
+    for etype in sorted(plan.io):
+        f = plan.io[etype]
+        eid = event_ids.get(etype)
+        if eid is None or eid >= MAX_IDS:
+            out.skipped[etype] = "not produced by this collector"
+            continue
+        needles = [n[:8] for n in f.needles]
+        if len(needles) > IO_NEEDLES or any(not n for n in needles):
+            needles = []                  # too many (or an empty one): any data passes
+            if not f.sockets_only:
+                out.skipped[etype] = f"more than {IO_NEEDLES} data needles"
+                continue
+        lits = [int.from_bytes(n.ljust(8, b"\0"), "little") for n in needles]
+        masks = [(1 << (8 * len(n))) - 1 for n in needles]
+        pad = IO_NEEDLES - len(needles)
+        out.io[eid] = _IO.pack(1, 1 if f.sockets_only else 0, len(needles), 0,
+                               *lits, *([0] * pad), *masks, *([0] * pad),
+                               *(len(n) for n in needles), *([0] * pad))
+        out.filtered[etype] = eid
     return out
 
 
@@ -133,6 +155,8 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
     """Write the plan into the maps (``map:kf_paths`` and ``map:kf_cfg`` fds): trie first."""
     t = tables(plan, event_ids, close_id)
     trie_fd, cfg_fd = fds["map:kf_paths"], fds["map:kf_cfg"]
+    for eid, value in t.io.items():
+        map_update(fds["map:kf_io"], _U32.pack(eid), value)
     for raw, mask in t.trie.items():
         map_update(trie_fd, _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
@@ -156,6 +180,8 @@ class FilterCounters:
         out: dict[tuple[str, str], int] = {}
         for etype, eid in self.ids.items():
             for r, reason in enumerate(REASONS):
+                if not reason:
+                    continue
                 self._key.value = eid * len(REASONS) + r
                 if _libc.syscall(_NR_BPF, BPF_MAP_LOOKUP_ELEM, ctypes.byref(self._attr),
                                  ctypes.sizeof(self._attr)) < 0:

@@ -41,6 +41,9 @@ def bpf_source_path() -> Path:
 
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
+#: the largest I/O data snapshot (``collector.snaplen``): the kernel filter scans it for needles
+MAX_SNAPLEN = 1024
+
 #: kernel counter slots (``counters`` per-CPU array in the BPF program)
 C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 1, 9, 10, 11, 12
 N_COUNTERS = 16
@@ -87,6 +90,11 @@ def _newfd(call: str) -> str:
 
 
 _NEWFD = _newfd(_BASE)
+
+
+def _io(mode: int) -> str:
+    """emit_io: 0 read, 1 write, 2 readv, 3 writev, 4 sendto, 5 recvfrom, 6 sendmsg, 7 recvmsg."""
+    return f"emit_io(ctx, {{id}}, {mode})"
 
 
 def _sock(ptr: int, ln: int, mode: int) -> str:
@@ -166,9 +174,18 @@ SPECS: dict[str, Spec] = {
                     kind="sock"),
     "bind": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=local", kind="sock"),
     "listen": Spec(2, _BASE, "fd=i32:0 backlog=i32:1"),
-    "sendto": Spec(6, _sock(4, 5, 0), "fd=i32:0 size=u64:2 addr=dst", kind="sock"),
-    "recvfrom": Spec(6, _sock(4, 5, 1), "fd=i32:0 size=u64:2 addr=peer", kind="sock"),
-    "sendmsg": Spec(3, _sock(1, 0, 2), "fd=i32:0 addr=dst", kind="sock"),
+    # I/O with a data snapshot (collector.snaplen bytes, s1; the sockaddr, if any, is s0):
+    # traced only when a rule names them, as Falco drops them unless asked
+    "read": Spec(3, _io(0), "fd=i32:0 size=u64:2 data=b1 ftype=u32:5", kind="io"),
+    "write": Spec(3, _io(1), "fd=i32:0 size=u64:2 data=b1 ftype=u32:5", kind="io"),
+    "pread64": Spec(4, _io(0), "fd=i32:0 size=u64:2 pos=u64:3 data=b1 ftype=u32:5", kind="io"),
+    "pwrite64": Spec(4, _io(1), "fd=i32:0 size=u64:2 pos=u64:3 data=b1 ftype=u32:5", kind="io"),
+    "readv": Spec(3, _io(2), "fd=i32:0 size=res data=b1 ftype=u32:5", kind="io"),
+    "writev": Spec(3, _io(3), "fd=i32:0 size=res data=b1 ftype=u32:5", kind="io"),
+    "sendto": Spec(6, _io(4), "fd=i32:0 size=u64:2 addr=dst data=b1 ftype=u32:5", kind="io"),
+    "recvfrom": Spec(6, _io(5), "fd=i32:0 size=u64:2 addr=peer data=b1 ftype=u32:5", kind="io"),
+    "sendmsg": Spec(3, _io(6), "fd=i32:0 size=res addr=dst data=b1 ftype=u32:5", kind="io"),
+    "recvmsg": Spec(3, _io(7), "fd=i32:0 size=res addr=peer data=b1 ftype=u32:5", kind="io"),
 }
 
 #: event ids: stable order of syscalls.EVENTS (id 0 is unused)
@@ -239,7 +256,7 @@ def rings_code(n: int) -> str:
 def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
           rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
           path_len: int = 512, argv_len: int = 4096,
-          env_len: int = 0, args_map_size: int = 32768) -> BuiltProgram:
+          env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80) -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
@@ -257,7 +274,10 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     cflags = [f"-DSELF_TGID={self_tgid}", f"-DRINGBUF_PAGES={ring_buffer_pages}",
               f"-DCPUS_PER_RING={cpus_per_ring}", f"-DNR_RINGS={rings}",
               f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
-              f"-DARGS_MAP_SIZE={args_map_size}"]
+              f"-DARGS_MAP_SIZE={args_map_size}", f"-DSNAPLEN={snaplen}",
+              f"-DSNAP_MASK={(1 << max(snaplen, 8).bit_length()) - 1}"]
+    if not 0 < snaplen <= MAX_SNAPLEN:
+        raise ValueError(f"collector.snaplen must be between 1 and {MAX_SNAPLEN} (got {snaplen})")
     biggest = EXEC_S0_OFF + path_len + argv_len + env_len + 3 * path_len
     max_rec = 1 << (2 * biggest - 1).bit_length()      # power of two >= 2 * largest record
     cflags.append(f"-DMAX_REC={max_rec}")

@@ -63,6 +63,7 @@ class CollectorConfig:
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls while events flow
     kernel_filter: bool = True             # drop in the kernel what no rule can match (issue 18)
+    snaplen: int = 80                      # bytes of I/O data kept (evt.buffer), as Falco's
     stats_interval: float = 1.0
 
     @classmethod
@@ -206,7 +207,7 @@ class EbpfSource:
                               ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
-                              args_map_size=cfg.args_map_size)
+                              args_map_size=cfg.args_map_size, snaplen=cfg.snaplen)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
@@ -215,7 +216,7 @@ class EbpfSource:
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach,
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
-                            "kf_counts"]}
+                            "kf_counts", "kf_io"]}
         try:
             fds = bpfproc.load_in_child(request)
         except RuntimeError as e:
@@ -244,7 +245,8 @@ class EbpfSource:
     def _load_filter(self, plan: FilterPlan, fds: dict[str, int]) -> None:
         """Fill the kernel filter maps from ``plan``; a failure leaves filtering off (every
         event emitted), logged."""
-        ids = {t: program.EVENT_IDS[t] for t in plan.types if t in self.dispatched}
+        ids = {t: program.EVENT_IDS[t] for t in (*plan.types, *plan.io)
+               if t in self.dispatched}
         close_id = program.EVENT_IDS["close"] if "close" in self.dispatched else None
         try:
             t = kfilter_maps.load(plan, fds, ids, close_id)

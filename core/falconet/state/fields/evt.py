@@ -88,6 +88,8 @@ class ArgRenderer:
     def text(self, evt: Event, name: str, v: Any) -> str | None:
         """The resolved text of one argument (``evt.arg.<name>``)."""
         tv = type(v)
+        if name == "data" and (tv is bytes or tv is str):
+            return data_text(v)
         if tv is str:
             return v
         if v is None:
@@ -127,6 +129,26 @@ def _exe_flags(t: ThreadInfo) -> int:
     if t.exe_from_memfd:
         v |= F.EXE_FROM_MEMFD
     return v
+
+
+def _evt_buffer(evt: Event) -> bytes | None:
+    """The I/O data snapshot; a replayed capture holds it as text with surrogate escapes."""
+    v = evt.args.get("data")
+    if v is None or type(v) is bytes:
+        return v
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape")
+    return None
+
+
+def data_text(v: bytes | str) -> str:
+    """An I/O buffer as Falco prints it (``print_format: normal``): printable ASCII as is,
+    every other byte as ``.``."""
+    b = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+    return b.decode("latin-1").translate(_DATA_TEXT)
+
+
+_DATA_TEXT = {i: (i if 32 <= i < 127 else ord(".")) for i in range(256)}
 
 
 def _evt_arg_factory(r: ArgRenderer, raw: bool) -> Callable[[str | None], Extractor]:
@@ -263,6 +285,10 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
            _evt_args(r), cache=True),
         _f("evt.count", T.UINT32, "This filter field always returns 1.", lambda e: 1,
            sources=A),
+        _f("evt.buffer", T.BYTEBUF, "the binary data buffer for events that have one, like "
+           "read(), recvfrom(), etc. Use this field in filters with 'contains' to search into "
+           "I/O data buffers (the first collector.snaplen bytes, 80 by default, as Falco's).",
+           _evt_buffer),
         _f("evt.is_io", T.BOOL, "'true' for events that read or write to FDs, like read(), "
            "send, recvfrom, etc.", lambda e: e.type in _IO_READ_TYPES or e.type in _IO_WRITE_TYPES),
         _f("evt.is_io_read", T.BOOL, "'true' for events that read from FDs, like read(), recv(), "
