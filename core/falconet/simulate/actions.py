@@ -344,6 +344,13 @@ def _miner_port(ctx: Context) -> None:
     _ok(ctx.payload("connect_port", "3333"), "connect 3333")
 
 
+@action("stratum_handshake", "send stratum `mining.subscribe`/`mining.authorize` lines to a "
+        "loopback listener on a random port", where=("docker", "runc", "host"),
+        rule="Cryptominer Stratum Protocol", needs_python=True)
+def _stratum(ctx: Context) -> None:
+    _ok(ctx.payload("stratum_handshake", "0"), "stratum handshake")
+
+
 @action("miner_command_line", "run `true -o stratum+tcp://pool.minexmr.com:4444` (a miner's argv)",
         where=("host", "runc", "docker"), rule="Crypto Miner Launched")
 def _miner_cmd(ctx: Context) -> None:

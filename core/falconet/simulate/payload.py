@@ -322,7 +322,20 @@ def run_as(uid: str, *argv: str) -> int:
     return 0
 
 
+def stratum_handshake(port: str = "0") -> int:
+    """Speak a miner's first Stratum lines (JSON-RPC ``mining.subscribe``, ``mining.authorize``)
+    over TCP to a loopback listener on PORT (0: any free port, a port in no miner list)."""
+    srv, p = _loopback_listener(int(port))
+    s = socket.create_connection(("127.0.0.1", p), timeout=2)
+    s.sendall(b'{"id": 1, "method": "mining.subscribe", "params": ["falconet-sim/1.0"]}\n')
+    s.sendall(b'{"id": 2, "method": "mining.authorize", "params": ["falconet-sim", "x"]}\n')
+    s.close()
+    srv.close()
+    return 0
+
+
 BEHAVIOURS = {
+    "stratum_handshake": stratum_handshake,
     "memfd_exec": memfd_exec,
     "ptrace_attach": ptrace_attach,
     "ptrace_traceme": ptrace_traceme,
