@@ -929,14 +929,19 @@ static __always_inline u32 copy_sockaddr(char *buf, u32 pos, u64 ptr, u32 len) {
     return len;
 }
 
-// The kernel filter of an I/O event: 0 = emit, else 1 + reason.
-static __always_inline int kf_io_drop(u32 id, u64 ft, const char *data, u32 n) {
-    u32 k = id;
-    struct kf_io_t *cfg = kf_io.lookup(&k);
+// The kernel filter of an I/O event, first part (before any data is copied): 0 = go on, else
+// 1 + reason. Most writes of a host go to files, pipes and ttys: they stop here.
+static __always_inline int kf_io_early(struct kf_io_t *cfg, u64 ft) {
+    if (cfg && cfg->enabled && cfg->sockets_only && (ft & 1) &&
+        ((ft >> 4) & 0xf000) != 0xc000)
+        return 1 + KF_R_NOT_SOCKET;
+    return 0;
+}
+
+// ... second part, on the data snapshot: some needle must occur in it.
+static __always_inline int kf_io_drop(struct kf_io_t *cfg, const char *data, u32 n) {
     if (!cfg || !cfg->enabled)
         return 0;
-    if (cfg->sockets_only && (ft & 1) && ((ft >> 4) & 0xf000) != 0xc000)
-        return 1 + KF_R_NOT_SOCKET;
     u32 nn = cfg->n;
     if (!nn)
         return 0;
@@ -968,6 +973,14 @@ static __always_inline int emit_io(void *ctx, u32 id, int mode) {
     if (!buf)
         return 0;
     s64 res = SYS_RET(ctx);
+    u64 ft = fd_ftype((s64)(s32)a.a[0]);
+    u32 k = id;
+    struct kf_io_t *cfg = kf_io.lookup(&k);
+    int drop = kf_io_early(cfg, ft);
+    if (drop) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
     struct hdr_t *h = (struct hdr_t *)buf;
     fill_hdr(h, id, res, pt, &a);
     u32 pos = STR_BASE;
@@ -1000,11 +1013,10 @@ static __always_inline int emit_io(void *ctx, u32 id, int mode) {
     else
         dlen = copy_iov(buf, pos, iov, iovlen, res);
     h->len1 = (u16)dlen;
-    u64 ft = fd_ftype((s64)(s32)a.a[0]);
     h->a[5] = ft;                           // hidden arg ftype (all args it held are read)
     u32 p = pos;
     BOUND(p, POS_MASK);
-    int drop = kf_io_drop(id, ft, buf + p, dlen);
+    drop = kf_io_drop(cfg, buf + p, dlen);
     if (drop) {
         kf_count(id, drop - 1);
         return 0;
