@@ -29,6 +29,7 @@ from falconet.plugin_config import (
     ConfigSchema,
     Setting,
     boolean,
+    integer,
     number,
     positive_integer,
     priority,
@@ -100,7 +101,8 @@ def _syscall_names(v: Any) -> list[str] | None:
 def _collector_schema() -> ConfigSchema:
     """``collector:`` (and ``plugins.ebpf``, whose keys override it), from the dataclass: one
     declaration of each key, its default and its check."""
-    checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names}
+    checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names,
+                                  "snaplen": integer(1, program.MAX_SNAPLEN)}
     settings: dict[str, Setting] = {}
     for f in fields(CollectorConfig):
         default = f.default
