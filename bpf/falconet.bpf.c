@@ -696,6 +696,8 @@ static __always_inline int kf_irregular(const char *s, u32 n) {
         if (i >= last)
             break;
         char c = s[i];
+        if (c == '.' && s[i + 1] == '.' && s[i + 2] == '/')
+            return 1;                           // "../" anywhere (fd.nameraw contains "../")
         if (prev == '/') {
             if (c == '/')
                 return 1;                       // "//"
