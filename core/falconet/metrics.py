@@ -48,6 +48,9 @@ class EngineMetrics:
         self.start_time = time.time()
         self.events: defaultdict[tuple[str, str], int] = defaultdict(int)      # (source, type)
         self.drops: defaultdict[str, int] = defaultdict(int)                   # cause
+        #: events the kernel filter dropped because no rule can match them (not drops: see
+        #: docs/kernel-filter.md), by (event type, reason)
+        self.kernel_filtered: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.alerts: defaultdict[tuple[str, int, str], int] = defaultdict(int)  # (rule, prio, source)
         self.rule_tags: dict[str, list[str]] = {}                              # rule -> tags
         self.kernel_events = 0          # events the kernel produced (falcosecurity_scap_n_evts)

@@ -147,6 +147,10 @@ class EngineCollector(Collector):
                         ["source", "type"], m.events.copy())
         yield _labelled(CounterMetricFamily, "falconet_drops",
                         "Events, alerts or records lost, by cause", ["cause"], m.drops.copy())
+        yield _labelled(CounterMetricFamily, "falconet_kernel_filtered_events",
+                        "Events the kernel filter dropped because no rule can match them (not "
+                        "losses), by type and reason", ["type", "reason"],
+                        m.kernel_filtered.copy())
         yield self._latency()
         yield _labelled(CounterMetricFamily, "falconet_enrichment_lookups",
                         "Enrichment lookups by plugin and result", ["plugin", "result"],

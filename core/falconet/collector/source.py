@@ -62,6 +62,7 @@ class CollectorConfig:
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
+    kernel_filter: bool = True             # drop what no rule can match (docs/kernel-filter.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
