@@ -298,7 +298,8 @@ def _atom(node: Unary | Binary) -> tuple[_C, ...]:
     base, _, modifier = node.op.partition(" ")
     fn = _PATH_FIELDS.get(name)
     if fn is not None:
-        if modifier in ("oneof", "anyof") or (not modifier and base in ("in", "intersects")):
+        if modifier in ("oneof", "anyof") or (not modifier and base in ("in", "intersects",
+                                                                       "pmatch")):
             one = [fn(base, v) for v in values]
             if any(p is None for p in one):
                 return _TRUE
