@@ -6,13 +6,12 @@ tracking never drops a close of an fd userspace knows."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from falconet.events import Event
 from falconet.kfilter import FdTracker, open_event_passes
 from falconet.state.parser import StateParser
 from falconet.state.tables import StateTables
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kfhelp import Engine, rule
 
 SEGS = ["etc", "shadow", "pam.d", "usr", "lib", "x.so", "tmp", "a..", "id_rsa", "root", ".ssh",

@@ -72,7 +72,7 @@ class _C:
 
 _TRUE = (_C(_ALL, None, False, False, False),)
 _FALSE: tuple[_C, ...] = ()
-_NO_PATH = (frozenset(), frozenset())      # only irregular paths pass
+_NO_PATH: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())   # irregular only
 
 
 def _in_paths(p: str, paths: tuple[frozenset[str], frozenset[str]]) -> bool:
