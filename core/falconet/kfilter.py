@@ -161,22 +161,26 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) ->
         return None
     read = is_open_read(flags)
     write = is_open_write(flags)
-    live = [c for c in tf.clauses
-            if (read or not c.need_read) and (write or not c.need_write)
-            and (ok or not c.need_success)]
-    if not live:
-        if not ok and any((read or not c.need_read) and (write or not c.need_write)
-                          for c in tf.clauses):
-            return REASON_FAILED
-        return REASON_FLAGS
-    if irregular_path(raw):
-        return None
-    for c in live:
+    live = False                # some clause's needs are met
+    failed_only = False         # some clause's flags are met, its success is not
+    irregular: bool | None = None
+    for c in tf.clauses:
+        if (c.need_read and not read) or (c.need_write and not write):
+            continue
+        if c.need_success and not ok:
+            failed_only = True
+            continue
+        live = True
         if c.any_path or raw in c.exact:
             return None
-        for p in c.prefixes:
-            if raw.startswith(p):
+        if irregular is None:
+            irregular = irregular_path(raw)
+            if irregular:
                 return None
+        if c.prefixes and raw.startswith(tuple(c.prefixes)):
+            return None
+    if not live:
+        return REASON_FAILED if failed_only else REASON_FLAGS
     return REASON_PATH
 
 

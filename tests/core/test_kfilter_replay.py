@@ -45,7 +45,7 @@ def capture(tmp_path_factory) -> str:
 def rule_sets(tmp: str) -> dict[str, list[str]]:
     off = f"{tmp}/setuid-off.yaml"
     with open(off, "w") as f:
-        f.write("- rule: Setuid or Setgid Bit Set\n  enabled: false\n")
+        f.write("- rule: Setuid or Setgid Bit Set\n  enabled: false\n  override:\n    enabled: replace\n")
     return {"stable": [str(FALCO_RULES)], "default": [str(REPO / "rules")],
             "default-setuid-off": [str(REPO / "rules"), off]}
 

@@ -73,7 +73,7 @@ def test_live_recording_replays_identically_with_the_kernel_filter(tmp_path: Pat
     cap = str(tmp_path / "live.fcap.gz")
     assert annotate_dirs(raw, cap) > 50
     off = tmp_path / "setuid-off.yaml"
-    off.write_text("- rule: Setuid or Setgid Bit Set\n  enabled: false\n")
+    off.write_text("- rule: Setuid or Setgid Bit Set\n  enabled: false\n  override:\n    enabled: replace\n")
     for rules, must_filter in (([str(FALCO_RULES)], True), ([str(REPO / "rules")], False),
                                ([str(REPO / "rules"), str(off)], True)):
         plain, _ = replay(cap, rules)

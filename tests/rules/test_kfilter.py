@@ -253,3 +253,36 @@ def test_unknown_is_dir_passes() -> None:
     assert K.open_event_passes(tf, open_event("openat", "/b", is_dir=None)) is None
     assert K.open_event_passes(tf, open_event("openat", "/b", is_dir=False)) == "path"
     assert K.open_event_passes(tf, open_event("creat", "/b", is_dir=False)) == "path"
+
+
+def _reference(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) -> str | None:
+    """The decision as docs/kernel-filter.md states it, written plainly."""
+    read, write, ok = F.is_open_read(flags), F.is_open_write(flags), res >= 0
+    if ok and is_dir:
+        return None
+    def meets(c: Clause, ok: bool) -> bool:
+        return (read or not c.need_read) and (write or not c.need_write) and \
+            (ok or not c.need_success)
+    live = [c for c in tf.clauses if meets(c, ok)]
+    if not live:
+        return "failed" if any(meets(c, True) for c in tf.clauses) else "flags"
+    if any(c.any_path for c in live) or irregular_path(raw):
+        return None
+    if any(raw in c.exact or any(raw.startswith(p) for p in c.prefixes) for c in live):
+        return None
+    return "path"
+
+
+def test_decision_matches_its_statement() -> None:
+    rnd = random.Random(11)
+    names = ["/a", "/a/b", "/ab", "/etc/shadow", "/etc/", "/", "a", "/x//y", "/a/../b"]
+    for _ in range(20000):
+        cs = tuple(Clause(rnd.random() < 0.2, frozenset(rnd.sample(names, rnd.randint(0, 2))),
+                          frozenset(rnd.sample(names, rnd.randint(0, 2))), rnd.random() < 0.4,
+                          rnd.random() < 0.4, rnd.random() < 0.5)
+                   for _ in range(rnd.randint(0, 3)))
+        tf = TypeFilter("openat", cs)
+        args = (rnd.choice(names + ["/a/b/c", "/etc/shadowx"]),
+                rnd.choice([0, 1, 2, 0o1000, 0o10000000, 0o1101]), rnd.choice([3, -2]),
+                rnd.random() < 0.2)
+        assert open_passes(tf, *args) == _reference(tf, *args), (cs, args)

@@ -86,7 +86,7 @@ def test_default_rules(tmp_path) -> None:
     assert plan.unfiltered["openat"].startswith(
         "open filtering is off: rule 'Setuid or Setgid Bit Set' reads fd.name on fchmod")
     off = tmp_path / "off.yaml"
-    off.write_text("- rule: Setuid or Setgid Bit Set\n  enabled: false\n")
+    off.write_text("- rule: Setuid or Setgid Bit Set\n  enabled: false\n  override:\n    enabled: replace\n")
     plan = engine(NO_LEARNING, [rules, str(off)]).kernel_filter_plan()
     tf = plan.types["openat"]
     assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) is None
