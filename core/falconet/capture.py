@@ -39,6 +39,7 @@ from typing import IO, Any
 from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
 from falconet.events import Event
+from falconet.kfilter import FdTracker
 
 log = logging.getLogger("falconet.capture")
 
@@ -341,6 +342,12 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                                 and (res is None or (type(res) is int and -i64 <= res < i64))):
                             raise TypeError(_field_problem(d))
                         evt = make(src, typ, ts, tid, pid, args, res, d.get("raw"))
+                        is_dir = d.get("is_dir")
+                        if is_dir is not None:
+                            if type(is_dir) is not bool:
+                                raise TypeError("field 'is_dir' must be a boolean, not "
+                                                f"{_kind(is_dir)}")
+                            evt.is_dir = is_dir
                     elif k == "state":
                         plugin = d["plugin"]
                         if type(plugin) is not str:
@@ -511,6 +518,13 @@ class ReplaySource:
             events = read_capture(path, on_state=options.get("restore_state"),
                                   on_malformed=self.reporter,
                                   stop=lambda: self._closed, progress=options.get("progress"))
+            plan = options.get("kernel_filter")
+            if plan is not None:
+                # `replay --kernel-filter`: what the kernel would have dropped never reaches
+                # the pipeline, counted as the collector counts it
+                metrics = options.get("metrics")
+                counts = getattr(metrics, "kernel_filtered", None)
+                events = FdTracker(plan, counts).apply(events)
             rate = options.get("rate")
             yield from (_paced(events, float(rate)) if rate else events)
         finally:

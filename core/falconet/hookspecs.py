@@ -132,6 +132,19 @@ def falconet_event_parsers(engine: EngineContext) -> list[Callable[[Event], None
 
 
 @hookspec
+def falconet_unfiltered_event_types(engine: EngineContext) -> list[str] | None:
+    """Event types this plugin's event parsers must see whole; the kernel filter never drops
+    them.
+
+    The eBPF collector drops in the kernel the open events no loaded rule can match (and the
+    closes of their fds, see docs/kernel-filter.md); a parser that learns from every open (the
+    learning plugin) returns ``["open", "openat", "openat2", "creat"]`` here, and ``"close"``
+    keeps every close. Called after ``falconet_configure``, when the rules are loaded; the
+    types stay unfiltered for the whole run (``falconet rules list`` names the plugin).
+    """
+
+
+@hookspec
 def falconet_fields(engine: EngineContext) -> list[FieldDef] | None:
     """Declare fields that rules and outputs can use.
 

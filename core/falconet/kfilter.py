@@ -1,41 +1,371 @@
-"""PLACEHOLDER (integrator): replaced by the i18-derive branch's module at merge."""
+"""The kernel filter of open events: the plan derived from the rules, and its decision procedure.
+
+The eBPF collector drops, in the kernel, open events no loaded rule can match and no state
+needs; :mod:`falconet.rules.kfilter` derives the :class:`FilterPlan` from the rules (a
+*necessary* condition of every rule on each open type), this module holds what both sides
+share: the plan, the decision (:func:`open_passes`, which the BPF program implements
+byte for byte) and :class:`FdTracker`, the userspace emulation of the kernel's fd tracking
+(``falconet replay --kernel-filter`` applies both to a capture: the soundness replay).
+
+The decision, for one open-family event (``open``, ``openat``, ``openat2``, ``creat``) of a
+filtered type with filter ``tf``:
+
+1. ``read = is_open_read(flags)``, ``write = is_open_write(flags)`` exactly as
+   :mod:`falconet.state.flags` computes ``evt.is_open_read``/``evt.is_open_write``
+   (``creat`` is ``O_WRONLY|O_CREAT|O_TRUNC``; ``openat2``'s flags are ``how.flags``);
+   ``ok = res >= 0``.
+2. ``ok and is_dir`` → pass: a directory's fd may be a ``dirfd`` or an ``fchdir`` target, which
+   the state needs whatever the rules say.
+3. The *live* clauses are those whose ``need_read``/``need_write``/``need_success`` the event
+   satisfies. None live → drop, reason ``failed`` if some clause would be live were the call
+   successful, else ``flags``.
+4. A live clause with ``any_path``, or :func:`irregular_path` (the raw path may differ from
+   ``fd.name``: relative, ``dirfd``-based, not normalised, too long for the kernel's key) →
+   pass.
+5. Else pass iff the raw path is one of the live clauses' ``exact`` names or starts with one of
+   their ``prefixes``; else drop, reason ``path``.
+
+Why it is sound: each clause set over-approximates every rule on the type, so an event
+dropped at 3 or 5 fails every rule's necessary condition; for a regular path
+(``not irregular_path(raw)``) the state's ``fd.name`` *is* the raw path (it is absolute and
+already normal), so the test on the raw bytes is the test on ``fd.name``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
+#: paths of this many bytes or more are irregular (always pass): the kernel's key length
 KEY_LEN = 255
+
+#: drop reasons of :func:`open_passes` and :class:`FdTracker` (the labels of the metric
+#: ``falconet_kernel_filtered_events_total{type,reason}``)
+REASON_FAILED = "failed"
+REASON_FLAGS = "flags"
+REASON_PATH = "path"
+REASON_UNTRACKED_FD = "untracked_fd"
+REASON_NOT_SOCKET = "not_socket"
+REASON_CONTENT = "content"
+REASONS = (REASON_FAILED, REASON_FLAGS, REASON_PATH, REASON_UNTRACKED_FD, REASON_NOT_SOCKET,
+           REASON_CONTENT)
+
+#: the I/O calls the collector traces with a data snapshot (``evt.buffer``)
+IO_TYPES = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "sendto",
+                      "recvfrom", "sendmsg", "recvmsg"})
+#: needles the kernel can look for in one event type's data, and the bytes of each it compares
+MAX_NEEDLES = 4
+NEEDLE_LEN = 8
+
+# open(2) flag bits, as falconet.state.flags has them (the bottom layer imports no state; a
+# test checks the two agree)
+_O_ACCMODE = 0o3
+_O_RDONLY, _O_WRONLY, _O_RDWR = 0, 0o1, 0o2
+_O_TRUNC = 0o1000
+_O_PATH = 0o10000000
+#: what creat(2) opens with (the state parser's flags for it)
+CREAT_FLAGS = 0o1101            # O_WRONLY|O_CREAT|O_TRUNC
+
+
+def is_open_read(flags: int) -> bool:
+    """``evt.is_open_read``: read access, and not ``O_PATH``."""
+    return flags & _O_ACCMODE in (_O_RDONLY, _O_RDWR) and not flags & _O_PATH
+
+
+def is_open_write(flags: int) -> bool:
+    """``evt.is_open_write``: write access or ``O_TRUNC``."""
+    return flags & _O_ACCMODE in (_O_WRONLY, _O_RDWR) or bool(flags & _O_TRUNC)
 
 
 @dataclass(frozen=True, slots=True)
 class Clause:
-    any_path: bool
-    exact: frozenset[str]
-    prefixes: frozenset[str]
-    need_read: bool
-    need_write: bool
-    need_success: bool
+    """One conjunction; the event type passes if ANY of its clauses holds."""
+
+    any_path: bool                  # no constraint on the path
+    exact: frozenset[str]           # fd.name must equal one of these (absolute)
+    prefixes: frozenset[str]        # or start with one of these
+    need_read: bool                 # evt.is_open_read must be true
+    need_write: bool                # evt.is_open_write must be true
+    need_success: bool              # evt.res >= 0 (fd.num >= 0, evt.rawres >= 0, ...)
+
+    def describe(self) -> str:
+        needs = [w for w, on in (("read", self.need_read), ("write", self.need_write),
+                                 ("success", self.need_success)) if on]
+        cond = " and ".join(needs) if needs else "any flags"
+        if self.any_path:
+            return f"{cond}, any path"
+        parts = [f"= {p}" for p in sorted(self.exact)] + \
+            [f"startswith {p}" for p in sorted(self.prefixes)]
+        if not parts:
+            return f"{cond}, irregular paths only"
+        shown = ", ".join(parts[:6]) + (f", ... ({len(parts)} in all)" if len(parts) > 6 else "")
+        return f"{cond}, path {shown}"
 
 
 @dataclass(frozen=True)
 class TypeFilter:
+    """The filter of one event type: ``clauses == ()`` means no rule can match (only the state
+    needs this type: directories pass, everything else drops)."""
+
     event_type: str
     clauses: tuple[Clause, ...]
 
 
 @dataclass(frozen=True)
-class FilterPlan:
-    types: dict[str, TypeFilter]
-    unfiltered: dict[str, str]
-    filter_close: bool
-    io: dict[str, IoFilter] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class IoFilter:
-    """PLACEHOLDER: the I/O part of the plan (merged into the real module)."""
+    """The filter of one I/O event type (:data:`IO_TYPES`): every rule on it needs a socket fd
+    (``sockets_only``), and/or its data snapshot to contain one of ``needles`` (``()``: any
+    data). A needle is the first :data:`NEEDLE_LEN` bytes of an ``evt.buffer contains``
+    literal: containing the literal implies containing its start."""
 
     event_type: str
     sockets_only: bool
     needles: tuple[bytes, ...]
+
+    def describe(self) -> str:
+        parts = ["socket fds only"] if self.sockets_only else []
+        if self.needles:
+            parts.append("data containing " + " or ".join(repr(n.decode("latin-1"))
+                                                           for n in self.needles))
+        return " and ".join(parts) or "unfiltered"
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """What the kernel filters, derived from the rules at load time."""
+
+    types: dict[str, TypeFilter]            # filtered event types (a subset of OPEN_TYPES)
+    unfiltered: dict[str, str]              # traced open-family type -> why it is not filtered
+    filter_close: bool                      # closes of fds whose open was filtered may be dropped
+    #: notes for ``rules list`` (e.g. which rule made open filtering impossible)
+    notes: tuple[str, ...] = field(default=())
+    #: filtered I/O event types (a subset of IO_TYPES)
+    io: dict[str, IoFilter] = field(default_factory=dict)
+
+    def describe(self) -> list[str]:
+        """Lines for ``falconet rules list``: each open type's filter, or why it has none."""
+        out = []
+        for t in sorted(OPEN_TYPES | set(self.types) | set(self.unfiltered)):
+            tf = self.types.get(t)
+            if tf is not None:
+                if not tf.clauses:
+                    out.append(f"{t}: no rule matches it: only directory opens pass")
+                    continue
+                out.append(f"{t}: passes if (directory) or any of:")
+                out.extend(f"  - {c.describe()}" for c in tf.clauses)
+            elif t in self.unfiltered:
+                out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
+        out.append("close: " + ("closes of fds whose open was filtered are dropped"
+                                if self.filter_close else "unfiltered"))
+        out.extend(f"{t}: passes if {f.describe()}" for t, f in sorted(self.io.items()))
+        out.extend(self.notes)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as ``rules list --json`` shows it."""
+        return {
+            "types": {t: [{"any_path": c.any_path, "exact": sorted(c.exact),
+                           "prefixes": sorted(c.prefixes), "need_read": c.need_read,
+                           "need_write": c.need_write, "need_success": c.need_success}
+                          for c in tf.clauses] for t, tf in sorted(self.types.items())},
+            "unfiltered": dict(sorted(self.unfiltered.items())),
+            "filter_close": self.filter_close,
+            "io": {t: {"sockets_only": f.sockets_only,
+                       "needles": [n.decode("latin-1") for n in f.needles]}
+                   for t, f in sorted(self.io.items())},
+        }
+
+
+def irregular_path(raw: str) -> bool:
+    """True = the raw path may differ from ``fd.name`` after normalisation: it always passes.
+
+    Relative (``dirfd``/cwd-based), at least :data:`KEY_LEN` bytes, with ``//``, a ``.`` or
+    ``..`` component, a trailing ``/``, or ``../`` anywhere (``a../b``: the derivation reads
+    ``fd.nameraw contains "../"`` as "irregular paths only"). A dot that starts a name
+    (``/root/.ssh``) is regular: normalisation changes only ``.``/``..`` components and ``//``.
+    ``kf_irregular`` in ``bpf/falconet.bpf.c`` is the same test on the bytes."""
+    if (not raw.startswith("/") or len(raw.encode("utf-8", "surrogateescape")) >= KEY_LEN
+            or "//" in raw or "../" in raw or (raw.endswith("/") and raw != "/")):
+        return True
+    return "/." in raw and any(c in (".", "..") for c in raw.split("/"))
+
+
+def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) -> str | None:
+    """``None`` = the event passes to userspace; else why it is dropped: ``failed``, ``flags``
+    or ``path`` (see the module's docstring: the kernel decides exactly this way)."""
+    ok = res >= 0
+    if ok and is_dir:
+        return None
+    read = is_open_read(flags)
+    write = is_open_write(flags)
+    live = False                # some clause's needs are met
+    failed_only = False         # some clause's flags are met, its success is not
+    irregular: bool | None = None
+    for c in tf.clauses:
+        if (c.need_read and not read) or (c.need_write and not write):
+            continue
+        if c.need_success and not ok:
+            failed_only = True
+            continue
+        live = True
+        if c.any_path or raw in c.exact:
+            return None
+        if irregular is None:
+            irregular = irregular_path(raw)
+            if irregular:
+                return None
+        if c.prefixes and raw.startswith(tuple(c.prefixes)):
+            return None
+    if not live:
+        return REASON_FAILED if failed_only else REASON_FLAGS
+    return REASON_PATH
+
+
+# ------------------------------------------------------------------------------ events
+def event_open_flags(evt: Any) -> int:
+    """The open flags of an open-family event, as the state parser reads them (``creat``:
+    ``O_WRONLY|O_CREAT|O_TRUNC`` when it carries none)."""
+    f = evt.args.get("flags")
+    if f is None:
+        return CREAT_FLAGS if evt.type == "creat" else 0
+    return int(f)
+
+
+def event_is_dir(evt: Any) -> bool:
+    """Whether the opened file is a directory, from the hidden arg ``ftype`` the collector
+    reads off the new fd's inode (bit 0: known, bit 1: a directory). Unknown (no ``ftype``:
+    captures recorded before the collector reported it, or the kernel could not read it)
+    counts as a directory, so the event passes, as in the kernel."""
+    v = evt.args.get("ftype")
+    if not isinstance(v, int) or not v & 1:
+        d = getattr(evt, "is_dir", None)     # TEMP (integration): synthetic captures
+        return True if d is None else bool(d)
+    return bool(v & 2)
+
+
+def event_is_socket(evt: Any) -> bool | None:
+    """Whether an I/O event's fd is a socket, from ``ftype`` (``None``: unknown)."""
+    v = evt.args.get("ftype")
+    if not isinstance(v, int) or not v & 1:
+        return None
+    return (v >> 4) & 0o170000 == 0o140000
+
+
+def io_passes(f: IoFilter, is_socket: bool | None, data: bytes) -> str | None:
+    """``None`` = the I/O event passes; else ``not_socket`` or ``content`` (``kf_io_early`` /
+    ``kf_io_drop`` in the kernel). An unknown fd type passes the socket test."""
+    if f.sockets_only and is_socket is False:
+        return REASON_NOT_SOCKET
+    if f.needles and not any(n in data for n in f.needles):
+        return REASON_CONTENT
+    return None
+
+
+def io_event_passes(f: IoFilter, evt: Any) -> str | None:
+    """:func:`io_passes` for an event (its ``data`` arg, bytes or surrogate-escaped text)."""
+    data = evt.args.get("data", b"")
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    elif not isinstance(data, bytes):
+        data = b""
+    return io_passes(f, event_is_socket(evt), data)
+
+
+def open_event_passes(tf: TypeFilter, evt: Any) -> str | None:
+    """:func:`open_passes` for an :class:`~falconet.events.Event` (``name``, ``flags``,
+    ``res``); an event without a return value passes."""
+    res = evt.res
+    if res is None:
+        return None
+    raw = evt.args.get("name")
+    if not isinstance(raw, str):
+        return None
+    return open_passes(tf, raw, event_open_flags(evt), int(res), event_is_dir(evt))
+
+
+#: event types whose successful result (``res``) is a new fd userspace learns about: a
+#: filtered open's fd number is tracked again once one of these reuses it
+FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3",
+                             "memfd_create", "userfaultfd", "eventfd", "eventfd2", "signalfd",
+                             "signalfd4", "epoll_create", "epoll_create1", "inotify_init",
+                             "inotify_init1", "io_uring_setup", "open_by_handle_at"})
+#: event types that create two fds, in the args ``fd1`` and ``fd2``
+FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
+
+
+class FdTracker:
+    """The kernel's fd tracking, emulated for replay.
+
+    A filtered successful open puts ``(pid, fd)`` in the *untracked* set (userspace never
+    learns that fd). An unfiltered successful open, a successful :data:`FD_RESULT_TYPES` call
+    (``dup2``/``dup3``: ``newfd`` is the result), ``fcntl(F_DUPFD*)``, or a
+    :data:`FD_PAIR_TYPES` call takes the fd number out of it. With ``plan.filter_close``, a
+    ``close`` of an untracked fd is dropped (reason ``untracked_fd``) and the fd leaves the
+    set; a ``procexit`` of the thread-group leader forgets that pid's fds. ``pid`` is the
+    thread group id (threads share an fd table); a forked child's inherited fds are tracked
+    (their closes pass: conservative)."""
+
+    __slots__ = ("plan", "untracked", "filtered")
+
+    def __init__(self, plan: FilterPlan, counts: dict[tuple[str, str], int] | None = None
+                 ) -> None:
+        self.plan = plan
+        self.untracked: set[tuple[int, int]] = set()
+        #: (event type, reason) -> events dropped (``EngineMetrics.kernel_filtered`` when given)
+        self.filtered: dict[tuple[str, str], int] = counts if counts is not None else {}
+
+    def verdict(self, evt: Any) -> str | None:
+        """``None`` = ``evt`` reaches userspace; else the reason the kernel drops it (and the
+        drop is counted in :attr:`filtered`). Updates the tracked fds either way."""
+        t = evt.type
+        if evt.source != "syscall":
+            return None
+        res = evt.res
+        if t in OPEN_TYPES:
+            tf = self.plan.types.get(t)
+            why = open_event_passes(tf, evt) if tf is not None else None
+            if res is not None and res >= 0:
+                if why is None:
+                    self.untracked.discard((evt.pid, res))
+                else:
+                    self.untracked.add((evt.pid, res))
+            return self._count(t, why)
+        if t in IO_TYPES:
+            fio = self.plan.io.get(t)
+            return self._count(t, io_event_passes(fio, evt)) if fio is not None else None
+        if t == "close":
+            fd = evt.args.get("fd")
+            key = (evt.pid, fd)
+            if self.plan.filter_close and key in self.untracked:
+                self.untracked.discard(key)
+                return self._count(t, REASON_UNTRACKED_FD)
+            return None
+        if t == "procexit":
+            if evt.pid == evt.tid and self.untracked:
+                pid = evt.pid
+                self.untracked = {k for k in self.untracked if k[0] != pid}
+            return None
+        if res is not None and res >= 0 and self.untracked:
+            if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
+                self.untracked.discard((evt.pid, res))
+            elif t in FD_PAIR_TYPES:
+                for k in ("fd1", "fd2"):
+                    fd = evt.args.get(k)
+                    if fd is not None:
+                        self.untracked.discard((evt.pid, fd))
+        return None
+
+    def _count(self, t: str, why: str | None) -> str | None:
+        if why is not None:
+            key = (t, why)
+            self.filtered[key] = self.filtered.get(key, 0) + 1
+        return why
+
+    def apply(self, events: Iterable[Any]) -> Iterable[Any]:
+        """The events that reach userspace (``None`` idle markers pass through)."""
+        verdict = self.verdict
+        for evt in events:
+            if evt is None or verdict(evt) is None:
+                yield evt

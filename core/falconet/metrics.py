@@ -48,13 +48,13 @@ class EngineMetrics:
         self.start_time = time.time()
         self.events: defaultdict[tuple[str, str], int] = defaultdict(int)      # (source, type)
         self.drops: defaultdict[str, int] = defaultdict(int)                   # cause
+        #: events the kernel filter dropped because no rule can match them (not drops: see
+        #: docs/kernel-filter.md), by (event type, reason)
+        self.kernel_filtered: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.alerts: defaultdict[tuple[str, int, str], int] = defaultdict(int)  # (rule, prio, source)
         self.rule_tags: dict[str, list[str]] = {}                              # rule -> tags
         self.kernel_events = 0          # events the kernel produced (falcosecurity_scap_n_evts)
         self.kernel_drops = 0           # events the kernel dropped (falcosecurity_scap_n_drops)
-        #: (event type, reason): events the rule-derived kernel filter did not emit because no
-        #: rule could match them (not drops: nothing was lost; docs/kernel-filter.md)
-        self.kernel_filtered: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.output_sent: defaultdict[str, int] = defaultdict(int)
         self.output_failures: defaultdict[str, int] = defaultdict(int)
         self.output_drops: defaultdict[str, int] = defaultdict(int)

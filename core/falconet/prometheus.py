@@ -148,8 +148,8 @@ class EngineCollector(Collector):
         yield _labelled(CounterMetricFamily, "falconet_drops",
                         "Events, alerts or records lost, by cause", ["cause"], m.drops.copy())
         yield _labelled(CounterMetricFamily, "falconet_kernel_filtered_events",
-                        "Events the rule-derived kernel filter did not emit (no rule could match "
-                        "them; not drops), by event type and reason", ["type", "reason"],
+                        "Events the kernel filter dropped because no rule can match them (not "
+                        "losses), by type and reason", ["type", "reason"],
                         m.kernel_filtered.copy())
         yield self._latency()
         yield _labelled(CounterMetricFamily, "falconet_enrichment_lookups",

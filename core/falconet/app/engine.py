@@ -14,6 +14,7 @@ from typing import Any
 from falconet import encoding as output_encoding
 from falconet.api import EngineContext
 from falconet.app import build_pipeline as _build
+from falconet.app import kernel_filter as _kfilter
 from falconet.app import load_plugins as _plugins
 from falconet.app import load_rules as _rules
 from falconet.app import metrics_server as _metrics
@@ -82,6 +83,8 @@ class App:
         self.reloader: RulesReloader | None = None
         self.cli_rules: list[str] | None = None       # --rules as given (reloads read them again)
         self.running_source: Any = None               # the open source (reload checks its syscalls)
+        #: the kernel filter the open source applies (``options["kernel_filter"]``), if any
+        self.kernel_filter: Any = None
         self.plugins_loaded = False
 
     # ------------------------------------------------------------------------------ steps
@@ -113,6 +116,11 @@ class App:
     def reload_rules(self, reason: str = "reload requested", *, wait: float = 10.0) -> bool:
         """See :func:`falconet.app.reload_rules.reload_rules`."""
         return _reload.reload_rules(self, reason, wait=wait)
+
+    def kernel_filter_plan(self, ruleset: Any = None, *, force: bool = False) -> Any:
+        """The kernel filter of the loaded rules (``None``: ``collector.kernel_filter: false``);
+        see :mod:`falconet.app.kernel_filter`."""
+        return _kfilter.kernel_filter_plan(self, ruleset, force=force)
 
     def output_policies(self) -> dict[str, Any]:
         return _policies.output_policies(self)
@@ -150,6 +158,11 @@ class App:
         ``commands/run.py``), which reload once the engine runs. Returns the exit code."""
         src = self.source(source_name)
         pipeline = self.pipeline or self.build_pipeline()
+        if getattr(src, "live", False) and getattr(src, "source", None) == SYSCALL_SOURCE and \
+                "kernel_filter" not in options and self.ruleset is not None:
+            # a live kernel source filters what no rule can match (docs/kernel-filter.md)
+            options = {**options, "kernel_filter": self.kernel_filter_plan()}
+        self.kernel_filter = options.get("kernel_filter")
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
         if metrics_addr is not None:
             self.start_metrics(*metrics_addr)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from falconet.app.errors import StartupError
+from falconet.app.kernel_filter import update_kernel_filter
 from falconet.app.load_rules import count_rules, default_rules_paths, load_rules_files, rules_files
 from falconet.events import SYSCALL_SOURCE
 from falconet.pipeline import refreeze_gc
@@ -51,6 +52,7 @@ def reload_rules(app: App, reason: str = "reload requested", *, wait: float = 10
               "active:\n" + "\n".join(f"  {e}" for e in errors), file=sys.stderr, flush=True)
         return False
     warn_untraced(app, res.ruleset)
+    update_kernel_filter(app, res.ruleset)
     swapped = threading.Event()
 
     def on_swapped(_rs: Any) -> None:     # on the loop thread, between two events

@@ -24,13 +24,20 @@ def summary(app: App) -> str:
                                                       key=lambda kv: Priority.parse(kv[0])))
     events = app.pipeline.events if app.pipeline else 0
     alerts = app.pipeline.alerts if app.pipeline else 0
-    filtered = sum(m.kernel_filtered.values())
     return (f"falconet: {events} events, {alerts} alerts"
             + (f" ({prios})" if prios else "") + f", {drops} drops"
             + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
-               if drops else "")
-            + (f", {filtered} filtered in the kernel (no rule could match them)"
-               if filtered else "") + _outputs_summary(app))
+               if drops else "") + _filtered_summary(app) + _outputs_summary(app))
+
+
+def _filtered_summary(app: App) -> str:
+    """``, 120 filtered in the kernel (openat/path: 100, close/untracked_fd: 20)``: events the
+    kernel filter dropped (no rule could match them; not losses)."""
+    kf = {k: n for k, n in app.metrics.kernel_filtered.items() if n}
+    if not kf:
+        return ""
+    parts = ", ".join(f"{t}/{why}: {n}" for (t, why), n in sorted(kf.items()))
+    return f", {sum(kf.values())} filtered in the kernel ({parts})"
 
 
 def _outputs_summary(app: App) -> str:

@@ -66,6 +66,7 @@ class CollectorConfig:
     kernel_filter: bool = True             # drop in the kernel what no rule can match (issue 18)
     snaplen: int = 80                      # bytes of I/O data kept (evt.buffer), as Falco's
     stats_interval: float = 1.0
+    kernel_filter: bool = True             # drop what no rule can match (docs/kernel-filter.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:

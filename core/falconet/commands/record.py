@@ -57,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
         options: dict = {}
         options["event_types"] = None if args.no_rules else ruleset.event_types(
             getattr(src, "source", "syscall"))
+        # a capture holds every event: `replay --kernel-filter` applies the filter later
+        options["kernel_filter"] = None
         try:
             rc = app.run(args.source, options, duration=args.duration, before_open=dump_state,
                          metrics_addr=metrics_address(args, cfg, default_on=True))

@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
                    help="keep serving metrics for SECONDS after the replay ends")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--kernel-filter", action="store_true",
+                   help="drop what the eBPF collector's kernel filter would drop (derived from "
+                        "the rules, with its fd tracking): the soundness replay; filtered events "
+                        "are counted in the summary and metrics (docs/kernel-filter.md)")
     p.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_SEC",
                    help="replay at most this many events per second (default: as fast as possible)")
 
@@ -54,7 +58,9 @@ def main(args: argparse.Namespace) -> int:
                    "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
                                                                                 app.ctx),
                    "progress": False if args.no_progress else None,
-                   "rate": args.rate}
+                   "rate": args.rate,
+                   "kernel_filter": app.kernel_filter_plan(force=True) if args.kernel_filter
+                   else None}
         rc = app.run("replay", options, linger=args.linger,
                      metrics_addr=metrics_address(args, cfg, default_on=False))
         print(app.summary(), file=sys.stderr)

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("-r", "--rules", action="append", default=[], metavar="FILE",
                     help="rules file or directory (repeatable)")
     ls.add_argument("--json", action="store_true", help="print a JSON array")
+    ls.add_argument("--kernel-filter", action="store_true",
+                    help="print only the kernel filter derived from the rules (with --json: "
+                         "a JSON object); see docs/kernel-filter.md")
     from falconet.authoring.cli import add_parsers  # noqa: PLC0415 - prove, synthesize, generate
     add_parsers(sub)
     p.set_defaults(_rules_parser=p)
@@ -118,6 +121,13 @@ def _list(args: argparse.Namespace) -> int:
         for m in res.errors:
             print(m, file=sys.stderr)
         return 1
+    plan = _plan(app, res)
+    if args.kernel_filter:
+        if args.json:
+            print(json.dumps(plan.to_dict(), indent=2))
+        else:
+            print("\n".join(plan.describe()))
+        return 0
     rows = [r.to_dict() for r in res.rules]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -131,7 +141,23 @@ def _list(args: argparse.Namespace) -> int:
     widths[-1] = 0
     for row in (header, *table):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print()
+    print("KERNEL FILTER (what the eBPF collector drops before userspace; docs/kernel-filter.md)")
+    print("\n".join(plan.describe()))
     return 0
+
+
+def _plan(app: App, res: Any) -> Any:
+    """The kernel filter ``run`` would apply: from the rules at or above the configured
+    priority (this listing loads every rule), with the plugins' unfiltered types."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from falconet.app.kernel_filter import unfiltered_event_types  # noqa: PLC0415
+    from falconet.rules.kfilter import derive  # noqa: PLC0415
+
+    min_prio = Priority.parse(app.config["priority"])
+    rules = [r for r in res.ruleset.rules if r.priority <= min_prio]
+    return derive(SimpleNamespace(rules=rules), unfiltered_event_types(app))
 
 
 def main(args: argparse.Namespace) -> int:

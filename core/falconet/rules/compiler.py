@@ -424,6 +424,7 @@ def compile_loaded(ld: Collector, append_output: Any = None, capture_fields: Any
                           str(ri.condition), ri.output, ri.capture,
                           ri.capture_duration * 1_000_000)
         cr.extra_fields = {"getters": extras.getters, "consts": extras.consts}
+        cr.ast = ast
         if capture_tokens:
             if ri.source not in capture_by_source:
                 capture_by_source[ri.source] = _capture_getters(ld.registry, capture_tokens,

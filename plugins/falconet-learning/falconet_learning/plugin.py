@@ -13,7 +13,7 @@ from falconet.priorities import Priority
 
 from falconet_learning.config import SCHEMA, learning_config
 from falconet_learning.fields import field_defs
-from falconet_learning.learner import Learner, LearningConfig
+from falconet_learning.learner import OPEN, Learner, LearningConfig
 
 RULES_FILE = Path(__file__).resolve().parent / "rules" / "learning_rules.yaml"
 
@@ -59,6 +59,16 @@ class LearningPlugin:
     @hookimpl
     def falconet_event_parsers(self, engine: EngineContext) -> list[Callable[[Event], None]]:
         return [self.learner.parse]
+
+    @hookimpl
+    def falconet_unfiltered_event_types(self, engine: EngineContext) -> list[str]:
+        # the learner learns from every open of a learning profile (failed ones too): the
+        # kernel filter must not drop them, unless profiles never learn (both thresholds 0:
+        # a profile is ready at its first event)
+        cfg = self.learner.cfg
+        if cfg.learning_seconds <= 0 and cfg.learning_events <= 0:
+            return []
+        return sorted(OPEN)
 
     @hookimpl
     def falconet_alert_sinks(self, engine: EngineContext) -> list[AlertSink]:

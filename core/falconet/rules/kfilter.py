@@ -1,0 +1,593 @@
+"""Derive the kernel filter (:class:`falconet.kfilter.FilterPlan`) from the loaded rules.
+
+For every open-family type, the plan's clauses are a *necessary* condition of every enabled
+syscall rule on that type: an event that fails all of them can match no rule. The condition of
+each rule (its syntax tree, lists substituted, macros expanded, exceptions appended) is read
+as a disjunction of clauses over what the kernel can test cheaply — the event type, the path
+(exact names and prefixes of ``fd.name``), ``evt.is_open_read``/``evt.is_open_write`` and
+success — with negations pushed to the leaves (De Morgan: a compiled condition is a plain
+boolean of its checks):
+
+- ``a and b``: the clauses of both, conjoined pairwise (path sets intersected exactly, the
+  ``need_*`` flags united, the types intersected); ``a or b``: the clauses of either;
+- atoms: ``fd.name``/``fd.nameraw`` ``=``/``in``/``startswith``/``pmatch``/``glob`` (the
+  literal part), ``fd.directory`` ``=``/``in`` (``X`` or below ``X/``), ``startswith``,
+  ``pmatch``, ``glob``; ``contains`` of ``//``, ``/.`` or ``../`` (only irregular paths);
+  ``evt.is_open_read/write = true``; success: ``fd.num >= 0`` (and ``> -1``, ``!= -1``, ``= n``,
+  ``in`` non-negatives), ``evt.rawres >= 0`` (likewise), ``evt.res = SUCCESS``,
+  ``evt.failed = false``; ``evt.type`` (also negated) narrows the types;
+- anything else — other fields, other operators, transformers, case-insensitive operators,
+  fields on the right, negated atoms, unknown constructs — is *true*: never narrower.
+
+Opens are only filtered when the fds they would have created are needed by no rule: a rule
+on an fd-consuming type (``close``, ``dup*``, ``fchmod``, ``connect``...) that reads the fd
+table (``fd.*``, an fd argument's rendering in ``evt.args``/``evt.arg.*``) must prove the fd is
+a socket (sockets are never filtered); ``proc.fdopencount`` and ``fd.types`` read the whole
+table and turn open filtering off wherever they appear. See docs/kernel-filter.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from falconet.kfilter import OPEN_TYPES, Clause, FilterPlan, TypeFilter
+from falconet.rules.ast import (
+    And,
+    Binary,
+    Field,
+    ListValue,
+    MultiTransform,
+    Not,
+    Or,
+    Transform,
+    TransformList,
+    Unary,
+    Val,
+    Value,
+)
+from falconet.syscalls import EVENTS
+
+__all__ = ["derive", "socket_proven", "state_dependence"]
+
+#: at most this many clauses per rule; beyond, clauses of equal flags are merged, then all
+MAX_CLAUSES = 32
+#: a path set intersection larger than this keeps the smaller operand instead (still sound)
+MAX_PATHS = 4096
+
+_ALL = OPEN_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class _C:
+    """A clause while deriving: ``types`` among the open types, ``paths`` None = any path."""
+
+    types: frozenset[str]
+    paths: tuple[frozenset[str], frozenset[str]] | None      # (exact, prefixes)
+    r: bool
+    w: bool
+    s: bool
+
+
+_TRUE = (_C(_ALL, None, False, False, False),)
+_FALSE: tuple[_C, ...] = ()
+_NO_PATH: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())   # irregular only
+
+
+def _in_paths(p: str, paths: tuple[frozenset[str], frozenset[str]]) -> bool:
+    return p in paths[0] or any(p.startswith(x) for x in paths[1])
+
+
+def _meet_paths(a: tuple[frozenset[str], frozenset[str]] | None,
+                b: tuple[frozenset[str], frozenset[str]] | None
+                ) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The paths in both sets (exactly; the smaller set when that grows too large)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    exact = {e for e in a[0] if _in_paths(e, b)} | {e for e in b[0] if _in_paths(e, a)}
+    prefixes: set[str] = set()
+    for p in a[1]:
+        for q in b[1]:
+            if p.startswith(q):
+                prefixes.add(p)
+            elif q.startswith(p):
+                prefixes.add(q)
+    if len(exact) + len(prefixes) > MAX_PATHS:
+        return min(a, b, key=lambda x: len(x[0]) + len(x[1]))
+    return (frozenset(exact), frozenset(prefixes))
+
+
+def _join_paths(a: tuple[frozenset[str], frozenset[str]] | None,
+                b: tuple[frozenset[str], frozenset[str]] | None
+                ) -> tuple[frozenset[str], frozenset[str]] | None:
+    if a is None or b is None:
+        return None
+    return (a[0] | b[0], a[1] | b[1])
+
+
+def _and2(x: _C, y: _C) -> _C | None:
+    types = x.types & y.types
+    if not types:
+        return None
+    return _C(types, _meet_paths(x.paths, y.paths), x.r or y.r, x.w or y.w, x.s or y.s)
+
+
+def _hull(cs: Iterable[_C]) -> _C:
+    """One clause implied by each of ``cs`` (types and paths united, flags all need)."""
+    cs = list(cs)
+    out = cs[0]
+    for c in cs[1:]:
+        out = _C(out.types | c.types, _join_paths(out.paths, c.paths), out.r and c.r,
+                 out.w and c.w, out.s and c.s)
+    return out
+
+
+def _normalise(cs: Iterable[_C]) -> tuple[_C, ...]:
+    """Merge clauses of equal types and flags (paths united); bound their number."""
+    groups: dict[tuple[frozenset[str], bool, bool, bool], _C] = {}
+    for c in cs:
+        k = (c.types, c.r, c.w, c.s)
+        old = groups.get(k)
+        groups[k] = c if old is None else _C(c.types, _join_paths(old.paths, c.paths),
+                                             c.r, c.w, c.s)
+    out = tuple(groups.values())
+    if len(out) > MAX_CLAUSES:
+        by_flags: dict[tuple[bool, bool, bool], list[_C]] = {}
+        for c in out:
+            by_flags.setdefault((c.r, c.w, c.s), []).append(c)
+        out = tuple(_hull(g) for g in by_flags.values())
+    return out
+
+
+def _conj(parts: list[tuple[_C, ...]]) -> tuple[_C, ...]:
+    acc: tuple[_C, ...] = _TRUE
+    for p in parts:
+        if not p:
+            return _FALSE
+        if len(acc) * len(p) > MAX_CLAUSES * 4:
+            acc, p = (_hull(acc),), (_hull(p),)
+        nxt = [c for a in acc for b in p if (c := _and2(a, b)) is not None]
+        acc = _normalise(nxt)
+        if not acc:
+            return _FALSE
+    return acc
+
+
+def _disj(parts: list[tuple[_C, ...]]) -> tuple[_C, ...]:
+    return _normalise(c for p in parts for c in p)
+
+
+# ------------------------------------------------------------------------------ atoms
+_GLOB_CHARS = "*?[\\"
+_IRREGULAR_ONLY = ("//", "/.", "../")
+
+
+def _pmatch_paths(v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """``pmatch v`` (path components, globs allowed) as exact names and prefixes."""
+    comps = [c for c in v.split("/") if c]
+    lit: list[str] = []
+    for c in comps:
+        if any(ch in c for ch in "*?["):
+            return (frozenset(), frozenset({"/" + "/".join(lit) + "/" if lit else "/"}))
+        lit.append(c)
+    if not lit:
+        return None                 # `pmatch (/)`: every path
+    base = "/" + "/".join(lit)
+    return (frozenset({base}), frozenset({base + "/"}))
+
+
+def _glob_paths(v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    i = min((v.find(ch) for ch in _GLOB_CHARS if ch in v), default=-1)
+    if i < 0:
+        return (frozenset({v}), frozenset())
+    if i == 0:
+        return None
+    return (frozenset(), frozenset({v[:i]}))
+
+
+def _name_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """``fd.name``/``fd.nameraw`` ``op v`` for one value (None: not expressible, any path)."""
+    if op in ("=", "==", "in", "intersects"):
+        return (frozenset({v}), frozenset())
+    if op == "startswith":
+        return (frozenset(), frozenset({v}))
+    if op == "pmatch":
+        return _pmatch_paths(v)
+    if op == "glob":
+        return _glob_paths(v)
+    if op == "contains" and any(x in v for x in _IRREGULAR_ONLY):
+        return _NO_PATH             # a regular path contains none of these
+    return None
+
+
+def _directory_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """``fd.directory op v``: the directory is the name itself (an ``O_DIRECTORY`` open) or
+    its dirname, a prefix of the name in both cases."""
+    if op in ("=", "==", "in", "intersects"):
+        if v == "/":
+            return (frozenset(), frozenset({"/"}))
+        return (frozenset({v}), frozenset({v + "/"}))
+    if op == "startswith":
+        return (frozenset(), frozenset({v}))
+    if op == "pmatch":
+        return _pmatch_paths(v)
+    if op == "glob":
+        g = _glob_paths(v)
+        if g is not None and g[0]:
+            return _directory_paths("=", v)
+        return g
+    return None
+
+
+_PATH_FIELDS = {"fd.name": _name_paths, "fd.nameraw": _name_paths,
+                "fd.directory": _directory_paths}
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _implies_success(name: str, op: str, values: list[str]) -> bool:
+    """``fd.num``/``evt.rawres`` ``op values`` holds only when the call returned >= 0
+    (``fd.num`` is the result, or -1 for a failed open)."""
+    nums = [_int(v) for v in values]
+    if not nums or any(n is None for n in nums):
+        return False
+    ns = [n for n in nums if n is not None]
+    if op == ">=":
+        return ns[0] >= 0
+    if op == ">":
+        return ns[0] >= -1
+    if op in ("=", "==", "in", "intersects"):
+        return all(n >= 0 for n in ns)
+    if op == "!=" and name == "fd.num":
+        return ns[0] == -1
+    return False
+
+
+def _bool_true(op: str, values: list[str]) -> bool | None:
+    """The truth value a boolean comparison demands (``= true``, ``!= false``...), if one."""
+    vals = [v.strip().lower() for v in values]
+    truth = {"true": True, "1": True, "false": False, "0": False}
+    if not vals or any(v not in truth for v in vals):
+        return None
+    want = {truth[v] for v in vals}
+    if op in ("=", "==", "in", "intersects") and len(want) == 1:
+        return want.pop()
+    if op == "!=" and len(want) == 1:
+        return not want.pop()
+    return None
+
+
+def _is_evt_type(node: object) -> bool:
+    return isinstance(node, Field) and node.name in ("evt.type", "syscall.type") and \
+        node.arg is None
+
+
+def _types_atom(node: Unary | Binary, neg: bool) -> tuple[_C, ...]:
+    """``evt.type`` checks, as :func:`falconet.rules.resolvers.event_types` reads them."""
+    if isinstance(node, Unary):
+        return _FALSE if neg else _TRUE
+    if node.op in ("=", "==", "in", "!="):
+        right = node.right
+        vals = right.values if isinstance(right, ListValue) else \
+            [right.text] if isinstance(right, Value) else []
+        s = frozenset(vals) & _ALL
+        if node.op == "!=":
+            neg = not neg
+        types = (_ALL - s) if neg else s
+        return (_C(types, None, False, False, False),) if types else _FALSE
+    return _TRUE
+
+
+def _atom(node: Unary | Binary) -> tuple[_C, ...]:
+    """A positive comparison: its clauses (``_TRUE`` when it says nothing we can test)."""
+    if not isinstance(node, Binary) or not isinstance(node.left, Field) or node.left.arg:
+        return _TRUE
+    right = node.right
+    if not isinstance(right, Value | ListValue):
+        return _TRUE                            # val(), transformers: a field on the right
+    name = node.left.name
+    values = right.values if isinstance(right, ListValue) else [right.text]
+    base, _, modifier = node.op.partition(" ")
+    fn = _PATH_FIELDS.get(name)
+    if fn is not None:
+        if modifier in ("oneof", "anyof") or (not modifier and base in ("in", "intersects",
+                                                                       "pmatch")):
+            one = [fn(base, v) for v in values]
+            if any(p is None for p in one):
+                return _TRUE
+            if not one:
+                return _FALSE
+            return _disj([(_C(_ALL, p, False, False, False),) for p in one])
+        if modifier == "allof":
+            if not values:
+                return _FALSE
+            return _conj([(_C(_ALL, p, False, False, False),) for v in values
+                          if (p := fn(base, v)) is not None])
+        if modifier or len(values) != 1:
+            return _TRUE
+        p = fn(base, values[0])
+        return _TRUE if p is None else (_C(_ALL, p, False, False, False),)
+    if modifier:
+        return _TRUE
+    if name in ("fd.num", "evt.rawres"):
+        if _implies_success(name, base, values):
+            return (_C(_ALL, None, False, False, True),)
+        return _TRUE
+    if name == "evt.res":
+        if base in ("=", "==", "in", "intersects") and values and \
+                all(v.strip() == "SUCCESS" for v in values):
+            return (_C(_ALL, None, False, False, True),)
+        return _TRUE
+    if name == "evt.failed":
+        if _bool_true(base, values) is False:
+            return (_C(_ALL, None, False, False, True),)
+        return _TRUE
+    if name in ("evt.is_open_read", "evt.is_open_write"):
+        if _bool_true(base, values) is True:
+            read = name == "evt.is_open_read"
+            return (_C(_ALL, None, read, not read, False),)
+        return _TRUE
+    return _TRUE
+
+
+def necessary(node: Any, neg: bool = False) -> tuple[_C, ...]:
+    """The clauses of ``node`` (``neg``: of ``not node``), negations pushed to the leaves."""
+    if isinstance(node, Not):
+        return necessary(node.child, not neg)
+    if isinstance(node, And | Or):
+        parts = [necessary(c, neg) for c in node.children]
+        return _conj(parts) if isinstance(node, And) != neg else _disj(parts)
+    if isinstance(node, Unary | Binary):
+        left = node.left
+        if _is_evt_type(left):
+            return _types_atom(node, neg)
+        return _TRUE if neg else _atom(node)
+    return _TRUE                                # Ident or anything unknown
+
+
+# ------------------------------------------------------------------------------ fd state
+def socket_proven(node: Any) -> bool:
+    """Whether ``node`` holds only when the event's fd is a socket (``fd.type``/``fd.typechar``
+    of socket kinds, or a comparison of a field only sockets have a value for)."""
+    if isinstance(node, And):
+        return any(socket_proven(c) for c in node.children)
+    if isinstance(node, Or):
+        return bool(node.children) and all(socket_proven(c) for c in node.children)
+    if not isinstance(node, Unary | Binary) or not isinstance(node.left, Field):
+        return False
+    name = node.left.name
+    if name in _SOCKET_ONLY_FIELDS:
+        return True                     # no value for other fds: every check is false
+    if isinstance(node, Binary) and name in ("fd.type", "fd.typechar") and \
+            node.op in ("=", "==", "in", "intersects") and \
+            isinstance(node.right, Value | ListValue):
+        vals = node.right.values if isinstance(node.right, ListValue) else [node.right.text]
+        kinds = _SOCKET_TYPES if name == "fd.type" else _SOCKET_TYPECHARS
+        return bool(vals) and all(v in kinds for v in vals)
+    return False
+
+
+_SOCKET_TYPES = frozenset({"ipv4", "ipv6", "unix"})
+_SOCKET_TYPECHARS = frozenset({"4", "6", "u"})
+#: fields whose extractor returns a value only for socket fds (fd.py: ``net``/``typechar in``)
+_SOCKET_ONLY_FIELDS = frozenset({
+    "fd.l4proto", "fd.cip", "fd.sip", "fd.lip", "fd.rip", "fd.cport", "fd.sport", "fd.lport",
+    "fd.rport", "fd.cnet", "fd.snet", "fd.lnet", "fd.rnet", "fd.ip", "fd.net", "fd.port",
+    "fd.sockfamily", "fd.is_server", "fd.connected"})
+
+#: fields that read the whole fd table of the process (any event type)
+TABLE_FIELDS = frozenset({"proc.fdopencount", "fd.types"})
+#: types whose state handler takes the event's fd from the fd table
+_FDINFO_HANDLER_TYPES = frozenset({"dup", "dup2", "dup3", "fcntl", "close", "fchdir", "connect",
+                                   "accept", "accept4", "bind", "listen", "sendto", "sendmsg",
+                                   "recvfrom", "recvmsg"})
+#: types whose state handler never takes the event's fd from the table (a new fd, or none)
+_FRESH_FD_TYPES = OPEN_TYPES | frozenset({
+    "open_by_handle_at", "procfork", "clone", "clone3", "fork", "vfork", "execve", "execveat",
+    "procexit", "memfd_create", "socket", "userfaultfd", "eventfd", "eventfd2", "signalfd",
+    "signalfd4", "epoll_create", "epoll_create1", "inotify_init", "inotify_init1",
+    "io_uring_setup", "pipe", "pipe2", "chdir", "setuid", "setgid", "setreuid", "setregid",
+    "setresuid", "setresgid", "capset"})
+
+
+def _fdinfo_from_table(t: str) -> bool:
+    if t in _FDINFO_HANDLER_TYPES:
+        return True
+    if t in _FRESH_FD_TYPES:
+        return False
+    schema = EVENTS.get(t)
+    return schema is None or "fd" in schema.param_names     # the generic path: args["fd"]
+
+
+def _fd_inputs(t: str) -> frozenset[str] | None:
+    """Arguments of ``t`` that name an existing fd (rendered from the table); None: unknown."""
+    schema = EVENTS.get(t)
+    if schema is None:
+        return None
+    names = {p.name for p in schema.params if p.type == "fd"}
+    if t in _FRESH_FD_TYPES:
+        names.discard("fd")                 # the result: a fresh entry
+    return frozenset(names)
+
+
+def _tokens(node: Any, out: set[tuple[str, str | None]]) -> None:
+    if isinstance(node, And | Or):
+        for c in node.children:
+            _tokens(c, out)
+    elif isinstance(node, Not):
+        _tokens(node.child, out)
+    elif isinstance(node, Unary):
+        _tokens(node.left, out)
+    elif isinstance(node, Binary):
+        _tokens(node.left, out)
+        _tokens(node.right, out)
+    elif isinstance(node, Field):
+        out.add((node.name, node.arg))
+    elif isinstance(node, Transform):
+        _tokens(node.child, out)
+    elif isinstance(node, Val):
+        _tokens(node.field, out)
+    elif isinstance(node, MultiTransform):
+        for a in node.args:
+            _tokens(a, out)
+    elif isinstance(node, TransformList):
+        for a in node.items:
+            _tokens(a, out)
+
+
+def _token_field(tok: str) -> tuple[str, str | None]:
+    """An output token (``fd.name``, ``proc.aname[2]``, ``evt.arg.flags``) as (name, arg)."""
+    name, sep, rest = tok.partition("[")
+    return (name, rest.rstrip("]")) if sep else (name, None)
+
+
+def rule_fields(rule: Any) -> set[tuple[str, str | None]]:
+    """Every field a rule reads: its condition, its output, its ``append_output`` fields."""
+    out: set[tuple[str, str | None]] = set()
+    _tokens(rule.ast, out)
+    fmt = getattr(rule, "fmt", None)
+    for tok, _g in getattr(fmt, "fields", None) or ():
+        out.add(_token_field(tok))
+    extra = getattr(rule, "extra_fields", None) or {}
+    for tok, _g in extra.get("getters", ()):
+        out.add(_token_field(tok))
+    return out
+
+
+def _reads_fd_of(t: str, fields: set[tuple[str, str | None]]) -> str | None:
+    """The first field (token) by which a rule on type ``t`` reads the fd table, if any."""
+    inputs = _fd_inputs(t)
+    for name, arg in sorted(fields, key=lambda f: (f[0], f[1] or "")):
+        if name.startswith("fd.") and _fdinfo_from_table(t):
+            return name
+        if name == "evt.args" and (inputs is None or inputs):
+            return name
+        if name == "evt.arg":           # evt.arg[N]: any argument
+            if inputs is None or inputs or (arg in (None, "0") and _fdinfo_from_table(t)):
+                return f"evt.arg[{arg}]"
+        if name.startswith("evt.arg."):
+            a = name[len("evt.arg."):]
+            if inputs is None or a in inputs or (a == "fd" and _fdinfo_from_table(t)):
+                return name
+    return None
+
+
+def state_dependence(rule: Any) -> str | None:
+    """Why the rule needs the fds of every open (open filtering must be off), or None."""
+    if rule.ast is None:
+        return f"rule '{rule.name}' has no condition tree to derive from"
+    fields = rule_fields(rule)
+    for name, _arg in fields:
+        if name in TABLE_FIELDS:
+            return f"rule '{rule.name}' reads {name} (the whole fd table)"
+    types = sorted(rule.event_types) if rule.event_types is not None else sorted(EVENTS)
+    proven: bool | None = None
+    for t in types:
+        if t in OPEN_TYPES:
+            continue            # the open's own fd entry is fresh (see docs/kernel-filter.md)
+        tok = _reads_fd_of(t, fields)
+        if tok is None:
+            continue
+        if proven is None:
+            proven = socket_proven(rule.ast)
+        if not proven:
+            return (f"rule '{rule.name}' reads {tok} on {t} (an fd a filtered open may have "
+                    "created) and its condition does not prove the fd is a socket")
+    return None
+
+
+# ------------------------------------------------------------------------------ the plan
+def _clause(c: _C) -> Clause:
+    if c.paths is None:
+        return Clause(True, frozenset(), frozenset(), c.r, c.w, c.s)
+    return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s)
+
+
+def _subsumed(c: Clause, by: Clause) -> bool:
+    """Every event passing ``c`` passes ``by`` (``by`` needs less, on at least its paths)."""
+    if c is by or (by.need_read and not c.need_read) or (by.need_write and not c.need_write) \
+            or (by.need_success and not c.need_success):
+        return False
+    if by.any_path:
+        return True
+    if c.any_path:
+        return False
+    return all(e in by.exact or any(e.startswith(p) for p in by.prefixes) for e in c.exact) and \
+        all(any(p.startswith(q) for q in by.prefixes) for p in c.prefixes)
+
+
+def _merge(cs: list[_C]) -> tuple[Clause, ...]:
+    """A type's clauses: equal ``need_*`` flags merged (paths united), subsumed ones removed."""
+    groups: dict[tuple[bool, bool, bool], _C] = {}
+    for c in cs:
+        k = (c.r, c.w, c.s)
+        old = groups.get(k)
+        groups[k] = c if old is None else _C(c.types, _join_paths(old.paths, c.paths), *k)
+    out = [_clause(c) for c in groups.values()]
+    kept = [c for c in out if not any(_subsumed(c, o) for o in out if o != c)]
+    return tuple(sorted(kept, key=lambda c: (c.need_read, c.need_write, c.need_success)))
+
+
+def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = frozenset()
+           ) -> FilterPlan:
+    """The kernel filter of ``ruleset``'s enabled syscall rules.
+
+    ``unfiltered_types``: event types plugins need whole (from the
+    ``falconet_unfiltered_event_types`` hook), as a set or as ``{type: plugin name}``; an
+    open type there is never filtered, ``close`` there keeps every close."""
+    plugin_of = dict(unfiltered_types) if isinstance(unfiltered_types, dict) else \
+        {t: "" for t in unfiltered_types}
+    rules = [r for r in getattr(ruleset, "rules", ()) if getattr(r, "source", "") == "syscall"]
+    unfiltered: dict[str, str] = {}
+    for t in sorted(OPEN_TYPES & set(plugin_of)):
+        who = plugin_of[t]
+        unfiltered[t] = f"needed by plugin {who}" if who else "needed by a plugin"
+    off: str | None = None
+    for r in rules:
+        off = state_dependence(r)
+        if off is not None:
+            break
+    per_type: dict[str, list[_C]] = {t: [] for t in OPEN_TYPES}
+    any_close = "close" in plugin_of
+    for r in rules:
+        types = r.event_types
+        if types is None:
+            any_close = True
+            for t in OPEN_TYPES:
+                unfiltered.setdefault(t, f"rule '{r.name}' matches every event type")
+            continue
+        any_close = any_close or "close" in types
+        on_open = OPEN_TYPES & types
+        if not on_open:
+            continue
+        if r.ast is None:
+            for t in on_open:
+                unfiltered.setdefault(t, f"rule '{r.name}' has no condition tree")
+            continue
+        for c in necessary(r.ast):
+            for t in c.types & on_open:
+                per_type[t].append(c)
+    if off is not None:
+        for t in OPEN_TYPES:
+            unfiltered.setdefault(t, f"open filtering is off: {off}")
+    filtered = {t: TypeFilter(t, _merge(cs)) for t, cs in sorted(per_type.items())
+                if t not in unfiltered}
+    # a type whose clauses are (any flags, any path) filters nothing: say so
+    for t, tf in list(filtered.items()):
+        if any(c.any_path and not (c.need_read or c.need_write or c.need_success)
+               for c in tf.clauses):
+            del filtered[t]
+            unfiltered[t] = "a rule on it can match any open (no path, flags or success " \
+                            "condition can be derived)"
+    notes: tuple[str, ...] = ()
+    if any_close and filtered:
+        notes = ("close: a rule or plugin reads close events: every close passes",)
+    return FilterPlan(filtered, unfiltered, bool(filtered) and not any_close, notes)

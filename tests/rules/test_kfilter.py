@@ -1,0 +1,288 @@
+"""The kernel filter: the decision procedure (falconet.kfilter) and its derivation from rules
+(falconet.rules.kfilter), atom by atom, on the real field registry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from falconet import kfilter as K
+from falconet.kfilter import Clause, FdTracker, FilterPlan, TypeFilter, irregular_path, open_passes
+from falconet.state import flags as F
+from kfhelp import Engine, open_event, rule
+
+E = Engine()
+ALL = "evt.type in (open, openat, openat2, creat)"
+
+
+def clauses(cond: str, t: str = "openat", **kw) -> tuple[Clause, ...]:
+    plan = E.plan(rule(cond), **kw)
+    assert t in plan.types, plan.unfiltered
+    return plan.types[t].clauses
+
+
+def one(cond: str, t: str = "openat") -> Clause:
+    [c] = clauses(cond, t)
+    return c
+
+
+def C(exact=(), prefixes=(), r=False, w=False, s=False, any_path=False) -> Clause:
+    return Clause(any_path, frozenset(exact), frozenset(prefixes), r, w, s)
+
+
+# ------------------------------------------------------------------------------ the decision
+def test_flag_helpers_match_the_state() -> None:
+    rnd = random.Random(7)
+    for _ in range(5000):
+        f = rnd.getrandbits(24)
+        assert K.is_open_read(f) == F.is_open_read(f)
+        assert K.is_open_write(f) == F.is_open_write(f)
+    assert K.CREAT_FLAGS == 0o1101
+
+
+@pytest.mark.parametrize("raw,irregular", [
+    ("/etc/shadow", False), ("/", False), ("etc/shadow", True), ("", True), ("/etc//x", True),
+    ("/etc/./x", True), ("/etc/../x", True), ("/etc/", True), ("/a../b", True),
+    ("/" + "a" * 253, False), ("/" + "a" * 254, True), ("/é" + "a" * 252, True)])
+def test_irregular_path(raw: str, irregular: bool) -> None:
+    assert irregular_path(raw) is irregular
+
+
+def test_open_passes() -> None:
+    tf = TypeFilter("openat", (C(exact={"/etc/shadow"}, prefixes={"/etc/ssh/"}, r=True, s=True),
+                               C(any_path=True, w=True)))
+    assert open_passes(tf, "/etc/shadow", 0, 3, False) is None
+    assert open_passes(tf, "/etc/ssh/key", 0, 3, False) is None
+    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) == "path"
+    assert open_passes(tf, "/usr/lib/x.so", 0, -2, False) == "failed"
+    assert open_passes(tf, "/usr/lib/x.so", 0o1, 3, False) is None          # a write: any path
+    assert open_passes(tf, "/usr/lib", 0, 3, True) is None                  # a directory
+    assert open_passes(tf, "/usr/lib", 0, -2, True) == "failed"             # failed: no dir pass
+    assert open_passes(tf, "lib/x.so", 0, 3, False) is None                 # relative
+    assert open_passes(tf, "/usr/lib/x.so", 0o10000000, 3, False) == "flags"   # O_PATH
+    assert open_passes(TypeFilter("open", ()), "/x", 0, 3, False) == "flags"
+    assert open_passes(TypeFilter("open", ()), "/x", 0, 3, True) is None
+
+
+def test_plan_describe_and_json() -> None:
+    plan = E.plan(rule(f"{ALL} and fd.name = /etc/shadow and evt.is_open_read = true"))
+    lines = plan.describe()
+    assert "openat: passes if (directory) or any of:" in lines
+    assert "  - read, path = /etc/shadow" in lines
+    assert plan.filter_close and lines[-1].startswith("close: closes of fds")
+    d = plan.to_dict()
+    assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
+                                   "need_read": True, "need_write": False,
+                                   "need_success": False}]
+
+
+# ------------------------------------------------------------------------------ atoms
+@pytest.mark.parametrize("cond,want", [
+    ("fd.name = /etc/shadow", C(exact={"/etc/shadow"})),
+    ("fd.nameraw = /etc/shadow", C(exact={"/etc/shadow"})),
+    ("fd.name in (/a, /b)", C(exact={"/a", "/b"})),
+    ("fd.name startswith /etc/", C(prefixes={"/etc/"})),
+    ("fd.name pmatch (/etc, /usr/lib)", C(exact={"/etc", "/usr/lib"},
+                                          prefixes={"/etc/", "/usr/lib/"})),
+    ("fd.name pmatch (/opt/*/bin)", C(prefixes={"/opt/"})),
+    ("fd.name glob /etc/*.conf", C(prefixes={"/etc/"})),
+    ("fd.name glob /etc/hosts", C(exact={"/etc/hosts"})),
+    ("fd.directory = /etc", C(exact={"/etc"}, prefixes={"/etc/"})),
+    ("fd.directory in (/, /x)", C(exact={"/x"}, prefixes={"/", "/x/"})),
+    ("fd.directory startswith /var/log", C(prefixes={"/var/log"})),
+    ("fd.nameraw contains ../", C()),
+    ("fd.name contains //", C()),
+    ("fd.name startswith oneof (/a, /b)", C(prefixes={"/a", "/b"})),
+    ("evt.is_open_read = true", C(any_path=True, r=True)),
+    ("evt.is_open_write != false", C(any_path=True, w=True)),
+    ("fd.num >= 0", C(any_path=True, s=True)),
+    ("fd.num > -1", C(any_path=True, s=True)),
+    ("fd.num != -1", C(any_path=True, s=True)),
+    ("evt.rawres >= 0", C(any_path=True, s=True)),
+    ("evt.rawres in (3, 4)", C(any_path=True, s=True)),
+    ("evt.res = SUCCESS", C(any_path=True, s=True)),
+    ("evt.failed = false", C(any_path=True, s=True)),
+])
+def test_atoms(cond: str, want: Clause) -> None:
+    # each atom with a read requirement, so the clause is never "any open" (unfiltered)
+    base = f"{ALL} and evt.is_open_read = true and ({cond})"
+    got = one(base)
+    assert got == Clause(want.any_path, want.exact, want.prefixes, True, want.need_write,
+                         want.need_success)
+
+
+@pytest.mark.parametrize("cond", [
+    "fd.name contains /etc", "fd.name endswith shadow", "fd.name icontains /etc",
+    "fd.name iglob /etc/*", "tolower(fd.name) = /etc/shadow", "fd.name = val(fd.nameraw)",
+    "proc.name = cat", "not fd.name = /etc/shadow", "fd.num = -1", "evt.rawres != 0",
+    "evt.res != SUCCESS", "evt.is_open_read = false", "fd.typechar = f",
+    "fd.filename = shadow", "fd.name glob *shadow", "fd.name pmatch (/)",
+    "evt.arg.flags contains O_RDONLY"])
+def test_opaque_atoms_are_true(cond: str) -> None:
+    assert one(f"{ALL} and evt.is_open_read = true and ({cond})") == C(any_path=True, r=True)
+
+
+def test_and_or_not() -> None:
+    got = clauses(f"{ALL} and ((fd.name = /a and evt.is_open_read = true) or "
+                  "(fd.name startswith /b/ and evt.is_open_write = true and fd.num >= 0))")
+    assert set(got) == {C(exact={"/a"}, r=True), C(prefixes={"/b/"}, w=True, s=True)}
+    # a conjunction of path sets is their intersection
+    assert one(f"{ALL} and evt.is_open_read = true and fd.name startswith /etc and "
+               "fd.name in (/etc/shadow, /usr/x)") == C(exact={"/etc/shadow"}, r=True)
+    # an or of a path and no path: any path; need_* only if both sides need it
+    assert one(f"{ALL} and evt.is_open_read = true and fd.num >= 0 and (fd.name = /a or "
+               "proc.name = x)") == C(any_path=True, r=True, s=True)
+    # De Morgan: not (a or b) = not a and not b: both opaque
+    assert one(f"{ALL} and evt.is_open_read = true and not (fd.name = /a or fd.num >= 0)") == \
+        C(any_path=True, r=True)
+    # equal flags merge, a weaker clause swallows a stronger one
+    got = clauses(f"{ALL} and evt.is_open_read = true and (fd.name = /a or fd.name = /b or "
+                  "(fd.name = /c and fd.num >= 0))")
+    assert got == (C(exact={"/a", "/b"}, r=True), C(exact={"/c"}, r=True, s=True))
+
+
+def test_event_types_narrow() -> None:
+    plan = E.plan(rule("(evt.type = open and fd.name = /a and fd.num >= 0) or "
+                       "(evt.type = openat and fd.name = /b and fd.num >= 0)"))
+    assert plan.types["open"].clauses == (C(exact={"/a"}, s=True),)
+    assert plan.types["openat"].clauses == (C(exact={"/b"}, s=True),)
+    assert plan.types["creat"].clauses == ()
+    plan = E.plan(rule(f"{ALL} and not evt.type in (open, openat) and fd.num >= 0"))
+    assert set(plan.types["open"].clauses) == set() and plan.types["creat"].clauses
+    plan = E.plan(rule("evt.type != open and evt.type in (open, openat) and fd.num >= 0"))
+    assert plan.types["open"].clauses == ()
+
+
+def test_macros_lists_exceptions() -> None:
+    text = """
+- list: secrets
+  items: [/etc/shadow, /etc/sudoers]
+- macro: open_read
+  condition: (evt.type in (open, openat, openat2) and evt.is_open_read=true and fd.num>=0)
+- rule: r
+  desc: d
+  condition: open_read and fd.name in (secrets)
+  output: o
+  priority: warning
+  exceptions:
+    - name: known
+      fields: [proc.name, fd.name]
+      values: [[cat, /etc/shadow]]
+"""
+    plan = E.plan(text)
+    assert plan.types["openat"].clauses == (C(exact={"/etc/shadow", "/etc/sudoers"}, r=True,
+                                                s=True),)
+    assert plan.types["creat"].clauses == ()
+    assert plan.unfiltered == {}
+
+
+def test_unfilterable_rules() -> None:
+    # a rule on every event type
+    plan = E.plan(rule("proc.name = x"))
+    assert plan.types == {} and "matches every event type" in plan.unfiltered["openat"]
+    assert not plan.filter_close
+    # an open rule with no testable condition: that type filters nothing
+    plan = E.plan(rule("evt.type = openat and proc.name = x"))
+    assert "openat" not in plan.types and "openat" in plan.unfiltered
+    # plugins
+    plan = E.plan(rule(f"{ALL} and fd.num >= 0"), unfiltered_types={"openat": "learning"})
+    assert plan.unfiltered["openat"] == "needed by plugin learning"
+    assert "open" in plan.types
+
+
+def test_fd_consuming_rules_turn_open_filtering_off() -> None:
+    opens = rule(f"{ALL} and fd.num >= 0 and fd.name = /a", name="o")
+    for cond, out in [("evt.type = fchmod", "file=%fd.name"),
+                      ("evt.type = close and fd.name startswith /etc", "x"),
+                      ("evt.type = dup2 and fd.typechar = f", "x"),
+                      ("evt.type in (unlinkat) and evt.args contains x", "x"),
+                      ("evt.type = execve", "n=%proc.fdopencount")]:
+        plan = E.plan(opens + rule(cond, name="c", output=out))
+        assert plan.types == {}, cond
+        assert "open filtering is off: rule 'c'" in plan.unfiltered["openat"]
+    # socket-proven fd reads, fd.* on types whose fd never comes from the table: fine
+    for cond, out in [("evt.type = dup2 and fd.type in (ipv4, ipv6)", "%fd.name %evt.args"),
+                      ("evt.type = connect and (fd.typechar = 4 or fd.typechar = 6)", "%fd.name"),
+                      ("evt.type = sendto and fd.sport = 22", "%fd.name"),
+                      ("evt.type = execve", "%fd.name %evt.args %evt.arg.flags"),
+                      ("evt.type = unlinkat", "%evt.arg.name")]:
+        plan = E.plan(opens + rule(cond, name="c", output=out))
+        assert "openat" in plan.types, (cond, plan.unfiltered)
+
+
+def test_filter_close() -> None:
+    opens = rule(f"{ALL} and fd.num >= 0 and fd.name = /a", name="o")
+    assert E.plan(opens).filter_close
+    assert not E.plan(opens + rule("evt.type = close and proc.name = x", name="c")).filter_close
+    assert not E.plan(opens, unfiltered_types={"close": "p"}).filter_close
+
+
+# ------------------------------------------------------------------------------ fd tracking
+def _ev(t: str, args: dict, res: int, pid: int = 100, tid: int | None = None):
+    from falconet.events import Event
+    return Event("syscall", t, 1, tid or pid, pid, args, res)
+
+
+def test_fd_tracker() -> None:
+    plan = FilterPlan({"openat": TypeFilter("openat", (C(exact={"/a"}),))}, {}, True)
+    tr = FdTracker(plan)
+    assert tr.verdict(open_event("openat", "/b", res=5)) == "path"
+    assert tr.verdict(open_event("openat", "/a", res=6)) is None
+    assert tr.verdict(_ev("close", {"fd": 6}, 0)) is None
+    assert tr.verdict(_ev("close", {"fd": 5}, 0)) == "untracked_fd"
+    assert tr.verdict(_ev("close", {"fd": 5}, 0)) is None              # once
+    tr.verdict(open_event("openat", "/b", res=7))
+    tr.verdict(_ev("dup2", {"oldfd": 3, "newfd": 7}, 7))                 # fd 7 reused
+    assert tr.verdict(_ev("close", {"fd": 7}, 0)) is None
+    tr.verdict(open_event("openat", "/b", res=8))
+    tr.verdict(_ev("procexit", {}, 0, tid=101))                          # not the leader
+    assert (100, 8) in tr.untracked
+    tr.verdict(_ev("procexit", {}, 0))
+    assert not tr.untracked
+    tr.verdict(open_event("openat", "/b", res=9))
+    tr.verdict(_ev("pipe", {"fd1": 9, "fd2": 10}, 0))
+    assert not tr.untracked
+    assert tr.filtered == {("openat", "path"): 4, ("close", "untracked_fd"): 1}
+    no_close = FdTracker(FilterPlan(plan.types, {}, False))
+    no_close.verdict(open_event("openat", "/b", res=5))
+    assert no_close.verdict(_ev("close", {"fd": 5}, 0)) is None
+
+
+def test_unknown_is_dir_passes() -> None:
+    tf = TypeFilter("openat", (C(exact={"/a"}),))
+    assert K.open_event_passes(tf, open_event("openat", "/b", is_dir=None)) is None
+    assert K.open_event_passes(tf, open_event("openat", "/b", is_dir=False)) == "path"
+    assert K.open_event_passes(tf, open_event("creat", "/b", is_dir=False)) == "path"
+
+
+def _reference(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) -> str | None:
+    """The decision as docs/kernel-filter.md states it, written plainly."""
+    read, write, ok = F.is_open_read(flags), F.is_open_write(flags), res >= 0
+    if ok and is_dir:
+        return None
+    def meets(c: Clause, ok: bool) -> bool:
+        return (read or not c.need_read) and (write or not c.need_write) and \
+            (ok or not c.need_success)
+    live = [c for c in tf.clauses if meets(c, ok)]
+    if not live:
+        return "failed" if any(meets(c, True) for c in tf.clauses) else "flags"
+    if any(c.any_path for c in live) or irregular_path(raw):
+        return None
+    if any(raw in c.exact or any(raw.startswith(p) for p in c.prefixes) for c in live):
+        return None
+    return "path"
+
+
+def test_decision_matches_its_statement() -> None:
+    rnd = random.Random(11)
+    names = ["/a", "/a/b", "/ab", "/etc/shadow", "/etc/", "/", "a", "/x//y", "/a/../b"]
+    for _ in range(20000):
+        cs = tuple(Clause(rnd.random() < 0.2, frozenset(rnd.sample(names, rnd.randint(0, 2))),
+                          frozenset(rnd.sample(names, rnd.randint(0, 2))), rnd.random() < 0.4,
+                          rnd.random() < 0.4, rnd.random() < 0.5)
+                   for _ in range(rnd.randint(0, 3)))
+        tf = TypeFilter("openat", cs)
+        args = (rnd.choice(names + ["/a/b/c", "/etc/shadowx"]),
+                rnd.choice([0, 1, 2, 0o1000, 0o10000000, 0o1101]), rnd.choice([3, -2]),
+                rnd.random() < 0.2)
+        assert open_passes(tf, *args) == _reference(tf, *args), (cs, args)

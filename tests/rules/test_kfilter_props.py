@@ -1,0 +1,197 @@
+"""Soundness of the kernel filter, by property: for random rules (the atoms the derivation
+reads, plus opaque ones, under and/or/not) and random open events (relative, ``//``, ``/./``,
+``../``, long paths; any flags, results, directories), whenever the real engine (core fields,
+state parser, compiled rule) matches the event, the derived filter lets it pass. And the fd
+tracking never drops a close of an fd userspace knows."""
+
+from __future__ import annotations
+
+from falconet.events import Event
+from falconet.kfilter import FdTracker, open_event_passes
+from falconet.state.parser import StateParser
+from falconet.state.tables import StateTables
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kfhelp import Engine, rule
+
+SEGS = ["etc", "shadow", "pam.d", "usr", "lib", "x.so", "tmp", "a..", "id_rsa", "root", ".ssh",
+        "var", "log", "sudoers.d", "b"]
+TYPES = ["open", "openat", "openat2", "creat"]
+
+
+@st.composite
+def paths(draw: st.DrawFn) -> str:
+    segs = draw(st.lists(st.sampled_from(SEGS + ["..", ".", ""]), min_size=0, max_size=5))
+    p = "/".join(segs)
+    if draw(st.booleans()) or not p:
+        p = "/" + p
+    if draw(st.integers(0, 9)) == 0:
+        p += "/"
+    if draw(st.integers(0, 14)) == 0:
+        p = "/" + "/".join(["verylongsegment"] * 17) + p     # past the kernel's key length
+    return p
+
+
+@st.composite
+def rule_paths(draw: st.DrawFn) -> str:
+    """Values the rules compare paths with: often absolute, sometimes odd."""
+    segs = draw(st.lists(st.sampled_from(SEGS), min_size=0, max_size=3))
+    p = "/" + "/".join(segs)
+    k = draw(st.integers(0, 8))
+    if k == 0:
+        p += "/"
+    elif k == 1:
+        p = p.lstrip("/")
+    return p
+
+
+def q(v: str) -> str:
+    return '"' + v + '"'
+
+
+@st.composite
+def atoms(draw: st.DrawFn) -> str:
+    kind = draw(st.integers(0, 12))
+    if kind <= 3:
+        f = draw(st.sampled_from(["fd.name", "fd.nameraw", "fd.directory"]))
+        op = draw(st.sampled_from(["=", "in", "startswith", "pmatch", "glob", "contains",
+                                   "endswith", "icontains", "startswith oneof", "iglob"]))
+        vals = draw(st.lists(rule_paths(), min_size=1, max_size=3))
+        if op == "glob" or op == "iglob":
+            v = vals[0]
+            i = draw(st.integers(0, len(v)))
+            return f"{f} {op} {q(v[:i] + draw(st.sampled_from(['*', '?', '[a-z]', '*/*'])) + v[i:])}"
+        if op == "contains":
+            return f"{f} contains {q(draw(st.sampled_from(['../', '//', '/.', 'a..', 'etc'])))}"
+        if op in ("in", "pmatch", "startswith oneof"):
+            return f"{f} {op} ({', '.join(q(v) for v in vals)})"
+        return f"{f} {op} {q(vals[0])}"
+    if kind == 4:
+        f = draw(st.sampled_from(["evt.is_open_read", "evt.is_open_write", "evt.failed"]))
+        return f"{f} {draw(st.sampled_from(['=', '!=']))} {draw(st.sampled_from(['true', 'false']))}"
+    if kind == 5:
+        f = draw(st.sampled_from(["fd.num", "evt.rawres"]))
+        op = draw(st.sampled_from([">=", ">", "=", "!=", "<", "in"]))
+        n = draw(st.integers(-3, 4))
+        return f"{f} in ({n}, {n + 1})" if op == "in" else f"{f} {op} {n}"
+    if kind == 6:
+        return f"evt.res {draw(st.sampled_from(['=', '!=']))} " \
+               f"{draw(st.sampled_from(['SUCCESS', 'ENOENT']))}"
+    if kind == 7:
+        ts = draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=3))
+        op = draw(st.sampled_from(['in', '!=', '=']))
+        return f"evt.type in ({', '.join(ts)})" if op == "in" else f"evt.type {op} {ts[0]}"
+    # opaque
+    return draw(st.sampled_from(["proc.name = cat", "fd.typechar = f", "fd.type = directory",
+                                 "evt.arg.flags contains O_CREAT", "fd.filename = shadow",
+                                 "tolower(fd.name) startswith /etc", "proc.cwd = /tmp"]))
+
+
+def conditions() -> st.SearchStrategy[str]:
+    return st.recursive(atoms(), lambda sub: st.one_of(
+        st.lists(sub, min_size=2, max_size=3).map(lambda xs: "(" + " and ".join(xs) + ")"),
+        st.lists(sub, min_size=2, max_size=3).map(lambda xs: "(" + " or ".join(xs) + ")"),
+        sub.map(lambda x: f"not {x}")), max_leaves=8)
+
+
+@st.composite
+def open_events(draw: st.DrawFn) -> tuple[str, str, int, int, bool]:
+    t = draw(st.sampled_from(TYPES))
+    flags = draw(st.sampled_from([0, 0o1, 0o2, 0o1101, 0o1000, 0o10000000, 0o200000, 0o100,
+                                  0o20200000, 0o2000000]))
+    res = draw(st.sampled_from([3, 0, -2, -13, 7]))
+    return t, draw(paths()), flags, res, draw(st.booleans())
+
+
+E = Engine()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conditions(), st.lists(open_events(), min_size=1, max_size=12),
+       st.sampled_from(TYPES))
+def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) -> None:
+    # the rule is on the open family (else no type is filtered); sometimes on one type only
+    types = f"evt.type = {restrict}" if len(cond) % 3 == 0 else \
+        "evt.type in (open, openat, openat2, creat)"
+    rs = E.load(rule(f"{types} and {cond}"))
+    from falconet.rules.kfilter import derive
+    plan = derive(rs)
+    for i, (t, path, flags, res, is_dir) in enumerate(events):
+        args = {"fd": res, "name": path, "mode": 0}
+        if t != "creat":
+            args["flags"] = flags
+        if t in ("openat", "openat2"):
+            args["dirfd"] = -100
+        evt = Event("syscall", t, 10 + i, 100, 100, args, res, is_dir=is_dir)
+        E.parser(evt)
+        matched = bool(rs.match(evt))
+        tf = plan.types.get(t)
+        if matched and tf is not None:
+            assert open_event_passes(tf, evt) is None, (cond, t, path, flags, res, is_dir,
+                                                        tf.clauses)
+
+
+@st.composite
+def fd_sequences(draw: st.DrawFn) -> list[Event]:
+    """What two processes' real fd tables allow: a new fd is the lowest free number, a close
+    of a free fd fails (EBADF), dup2 replaces newfd; after an exit, the next process of the
+    slot has a new pid."""
+    real: dict[int, set[int]] = {100: set(), 200: set()}
+    slot = {100: 100, 200: 200}         # an exited process's slot continues with a new pid
+    out = []
+
+    def lowest(pid: int) -> int:
+        fd = 3
+        while fd in real[pid]:
+            fd += 1
+        return fd
+    for i in range(draw(st.integers(1, 30))):
+        k = draw(st.integers(0, 5))
+        s = draw(st.sampled_from([100, 200]))
+        pid = slot[s]
+        real.setdefault(pid, set())
+        fd = draw(st.integers(3, 7))
+        if k <= 1:
+            new = lowest(pid)
+            real[pid].add(new)
+            p = draw(st.sampled_from(["/keep", "/drop", "rel"]))
+            out.append(Event("syscall", "openat", i, pid, pid,
+                             {"fd": new, "dirfd": -100, "name": p, "flags": 0}, new,
+                             is_dir=False))
+        elif k == 2:
+            ok = fd in real[pid]
+            real[pid].discard(fd)
+            out.append(Event("syscall", "close", i, pid, pid, {"fd": fd}, 0 if ok else -9))
+        elif k == 3:
+            old = draw(st.integers(3, 7))
+            if old in real[pid]:
+                real[pid].add(fd)
+                out.append(Event("syscall", "dup2", i, pid, pid,
+                                 {"fd": fd, "oldfd": old, "newfd": fd}, fd))
+        elif k == 4:
+            new = lowest(pid)
+            real[pid].add(new)
+            out.append(Event("syscall", "socket", i, pid, pid, {"fd": new, "domain": 2}, new))
+        else:
+            out.append(Event("syscall", "procexit", i, pid, pid, {"status": 0}, 0))
+            slot[s] = pid + 1000
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(fd_sequences())
+def test_a_dropped_close_is_of_an_fd_userspace_does_not_know(events: list[Event]) -> None:
+    """Userspace fed only what passes never has the fd of a dropped close in its table."""
+    plan = E.plan(rule("evt.type = openat and fd.name = /keep"))
+    assert plan.filter_close
+    tracker = FdTracker(plan)
+    tables = StateTables()
+    parser = StateParser(tables)
+    for evt in events:
+        why = tracker.verdict(evt)
+        if why is None:
+            parser(evt)
+            continue
+        if evt.type == "close":
+            t = tables.threads.get(evt.tid)
+            assert t is None or evt.args["fd"] not in t.fds, (why, evt)

@@ -1,0 +1,95 @@
+"""The kernel filter derived from real rule sets: Falco's stable rules (found through
+falconet.upstream; skipped with the reason outside CI when absent) and Falconet's default
+rules, through the engine as `falconet run` builds it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FALCO_RULES, REPO, need
+from falconet.app import App
+from falconet.config import load_config
+from falconet.kfilter import open_passes
+
+NO_LEARNING = ["plugins.learning.enabled=false"]
+
+
+def engine(overrides: list[str], rules: list[str]) -> App:
+    app = App(load_config(None, overrides))
+    app.load_plugins()
+    app.load_ruleset(rules)
+    return app
+
+
+@pytest.fixture(scope="module")
+def stable() -> App:
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    return engine(NO_LEARNING, [str(FALCO_RULES)])
+
+
+def test_stable_rules_filter_opens(stable: App) -> None:
+    plan = stable.kernel_filter_plan()
+    assert set(plan.types) == {"open", "openat", "openat2", "creat"}, plan.unfiltered
+    assert plan.unfiltered == {} and plan.filter_close
+    tf = plan.types["openat"]
+    # Read sensitive file untrusted: reads of /etc/shadow pass, of a library drop
+    assert open_passes(tf, "/etc/shadow", 0, 3, False) is None
+    assert open_passes(tf, "/etc/sudoers.d/x", 0, 3, False) is None
+    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) == "path"
+    assert open_passes(tf, "/usr/lib/x.so", 0o2000000, 3, False) == "path"     # O_CLOEXEC
+    # writes (Clear Log Activities, release_agent: fd.filename/endswith) pass on any path
+    assert open_passes(tf, "/usr/lib/x.so", 0o1, 3, False) is None
+    # failed opens (Directory traversal ... or open_file_failed): only irregular paths
+    assert open_passes(tf, "/etc/nothere", 0, -2, False) == "path"
+    assert open_passes(tf, "/etc/../etc/shadow", 0, -2, False) is None
+    assert open_passes(tf, "x/../../etc/shadow", 0, -2, False) is None
+    assert open_passes(tf, "/usr/lib", 0, 3, True) is None                     # directory
+    # no stable rule is on creat: only directories
+    assert plan.types["creat"].clauses == ()
+    text = "\n".join(plan.describe())
+    assert "= /etc/shadow" in text and "close: closes of fds whose open was filtered" in text
+
+
+def test_the_learning_plugin_keeps_opens_whole() -> None:
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    app = engine([], [str(FALCO_RULES)])
+    if "learning" not in app.host.info:
+        pytest.skip("falconet-learning is not installed")
+    plan = app.kernel_filter_plan()
+    assert plan.types == {}
+    assert plan.unfiltered["openat"] == "needed by plugin learning"
+    # profiles that never learn need no opens (the plugin's own rules stay out: their connect
+    # rule reads fd.name with no socket proof the derivation can see, profile.* is opaque)
+    app = engine(["plugins.learning.learning_seconds=0", "plugins.learning.learning_events=0",
+                  "load_plugin_rules=false"], [str(FALCO_RULES)])
+    assert "openat" in app.kernel_filter_plan().types
+    app = engine(["plugins.learning.learning_seconds=0", "plugins.learning.learning_events=0"],
+                 [str(FALCO_RULES)])
+    assert "rule 'Unexpected Outbound Connection' reads fd.name on connect" in \
+        app.kernel_filter_plan().unfiltered["openat"]
+
+
+def test_kernel_filter_off_in_the_configuration(stable: App) -> None:
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    app = engine([*NO_LEARNING, "collector.kernel_filter=false"], [str(FALCO_RULES)])
+    assert app.kernel_filter_plan() is None
+    assert app.kernel_filter_plan(force=True) == stable.kernel_filter_plan()
+
+
+def test_default_rules(tmp_path) -> None:
+    """The default rules read fd.name on fchmod (Setuid or Setgid Bit Set's output): the fd
+    of a filtered open would be unknown there, so opens stay whole. Without that rule, opens
+    are filtered: failed ones and O_PATH drop (reads and writes pass on any path: endswith
+    conditions)."""
+    rules = str(REPO / "rules")
+    plan = engine(NO_LEARNING, [rules]).kernel_filter_plan()
+    assert plan.types == {}
+    assert plan.unfiltered["openat"].startswith(
+        "open filtering is off: rule 'Setuid or Setgid Bit Set' reads fd.name on fchmod")
+    off = tmp_path / "off.yaml"
+    off.write_text("- rule: Setuid or Setgid Bit Set\n  enabled: false\n  override:\n    enabled: replace\n")
+    plan = engine(NO_LEARNING, [rules, str(off)]).kernel_filter_plan()
+    tf = plan.types["openat"]
+    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) is None
+    assert open_passes(tf, "/usr/lib/x.so", 0, -2, False) == "failed"
+    assert open_passes(tf, "/usr/lib/x.so", 0o10000000, 3, False) == "flags"
+    assert plan.filter_close
