@@ -41,7 +41,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_collector_kernel import enable_stats, new_ids, ours, prog_stats  # noqa: E402
-
 from falconet.collector.btf import BTF  # noqa: E402
 from falconet.collector.source import CollectorConfig, EbpfSource  # noqa: E402
 from falconet.kfilter import FilterPlan, IoFilter  # noqa: E402
@@ -200,7 +199,7 @@ def main() -> None:
             "open_filtered": (None if plan is None else
                               measure(plan, OPEN_TYPES, kinds_open, args.ops, port, offs)),
             "io_traced_unfiltered": measure(None, IO_TYPES, kinds_io, args.ops, port, offs),
-            "io_traced_filtered": measure(FilterPlan({}, {}, False, io_filters), IO_TYPES,
+            "io_traced_filtered": measure(FilterPlan({}, {}, False, io=io_filters), IO_TYPES,
                                           kinds_io, args.ops, port, offs),
         }
     finally:

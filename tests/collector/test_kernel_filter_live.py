@@ -15,7 +15,6 @@ import textwrap
 
 import pytest
 from conftest import need_bcc
-
 from falconet.kfilter import Clause, FilterPlan, TypeFilter
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf]
@@ -64,8 +63,8 @@ PROBE = textwrap.dedent(r"""
 @pytest.fixture(scope="module")
 def filtered(tmp_path_factory):
     need_bcc()
-    from live_collector import LiveCollector  # noqa: PLC0415
     from falconet.metrics import EngineMetrics  # noqa: PLC0415
+    from live_collector import LiveCollector  # noqa: PLC0415
     m = EngineMetrics()
     c = LiveCollector({"openat", "open", "close", "dup2", "dup3", "execve"},
                       metrics=m, kernel_filter=PLAN)

@@ -55,7 +55,7 @@ def test_too_many_clauses_leave_the_type_unfiltered():
 
 
 def test_io_needles_are_packed_as_masked_words():
-    plan = FilterPlan({}, {}, False, {"write": IoFilter("write", True, (b"mining.s", b"GET"))})
+    plan = FilterPlan({}, {}, False, io={"write": IoFilter("write", True, (b"mining.s", b"GET"))})
     t = kfilter_maps.tables(plan, {"write": 9}, None)
     v = kfilter_maps._IO.unpack(t.io[9])
     enabled, sockets, n = v[0], v[1], v[2]
