@@ -47,7 +47,8 @@ class LiveEngine:
                                          "docker_socket": DOCKER_SOCK},
                            "learning": {"state_dir": str(state_dir), "required": True,
                                         "learning_seconds": learning_seconds,
-                                        "quarantine_seconds": 1.0, "flush_interval": 0.2}}}
+                                        "quarantine_seconds": 1.0, "flush_interval": 0.2,
+                                        "files": True}}}    # file learning too (off by default)
         tag = secrets.token_hex(3)
         conf = tmp / f"falconet-{tag}.yaml"
         conf.write_text(json.dumps(cfg))

@@ -30,6 +30,10 @@ SCHEMA = ConfigSchema({
                                   "an observation waits this long for a Warning+ alert on its "
                                   "process before it is learned"),
     "host_profiles": Setting(c.boolean(), True, "also profile host processes (per executable)"),
+    "files": Setting(c.boolean(), False,
+                     "also learn file access (path classes opened for read/write) and load the "
+                     "'Unexpected File Access in Workload' rule: every open then reaches "
+                     "userspace (the kernel filter passes them), the busiest events of a host"),
 })
 
 
@@ -53,4 +57,4 @@ def learning_config(values: Mapping[str, Any], engine_config: Mapping[str, Any] 
         max_profiles=int(values["max_profiles"]), queue_size=int(values["queue_size"]),
         flush_interval=float(values["flush_interval"]),
         quarantine_seconds=float(values["quarantine_seconds"]),
-        host_profiles=bool(values["host_profiles"]))
+        host_profiles=bool(values["host_profiles"]), files=bool(values["files"]))

@@ -50,6 +50,8 @@ class LearningConfig:
     flush_interval: float = 1.0
     quarantine_seconds: float = 2.0
     host_profiles: bool = True
+    #: learn file access (opens); off by default: it needs every open in userspace
+    files: bool = False
 
 
 def open_modes(evt: Any) -> tuple[bool, bool]:
@@ -271,6 +273,8 @@ class Learner:
         if p.state is not LEARNING:
             return
         if etype in OPEN:
+            if not self.cfg.files:
+                return
             f = evt.fdinfo          # failed opens too: probing for a file is behaviour as well
             if f is None:
                 return
@@ -340,7 +344,7 @@ class Learner:
     def file_new(self, evt: Any) -> bool | None:
         t = evt.thread
         f = evt.fdinfo
-        if evt.type not in OPEN or t is None or f is None:
+        if evt.type not in OPEN or t is None or f is None or not self.cfg.files:
             return None
         p = self._route.get(t.container_id or t.exepath or t.exe) or self._miss(t, evt.ts)
         if p is None:

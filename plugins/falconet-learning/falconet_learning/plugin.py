@@ -16,6 +16,8 @@ from falconet_learning.fields import field_defs
 from falconet_learning.learner import OPEN, Learner, LearningConfig
 
 RULES_FILE = Path(__file__).resolve().parent / "rules" / "learning_rules.yaml"
+#: the file-access rule, loaded only with ``plugins.learning.files: true``
+FILE_RULES_FILE = Path(__file__).resolve().parent / "rules" / "learning_file_rules.yaml"
 
 
 class TaintSink:
@@ -62,11 +64,12 @@ class LearningPlugin:
 
     @hookimpl
     def falconet_unfiltered_event_types(self, engine: EngineContext) -> list[str]:
-        # the learner learns from every open of a learning profile (failed ones too): the
-        # kernel filter must not drop them, unless profiles never learn (both thresholds 0:
-        # a profile is ready at its first event)
+        # file learning learns from every open of a learning profile (failed ones too): the
+        # kernel filter must not drop them; it is off by default (plugins.learning.files),
+        # and so is this need, unless profiles never learn (both thresholds 0: a profile is
+        # ready at its first event)
         cfg = self.learner.cfg
-        if cfg.learning_seconds <= 0 and cfg.learning_events <= 0:
+        if not cfg.files or (cfg.learning_seconds <= 0 and cfg.learning_events <= 0):
             return []
         return sorted(OPEN)
 
@@ -76,7 +79,7 @@ class LearningPlugin:
 
     @hookimpl
     def falconet_rules_files(self, engine: EngineContext) -> list[str | Path]:
-        return [RULES_FILE]
+        return [RULES_FILE, FILE_RULES_FILE] if self.learner.cfg.files else [RULES_FILE]
 
     @hookimpl
     def falconet_start(self, engine: EngineContext) -> None:

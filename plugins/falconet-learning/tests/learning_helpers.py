@@ -71,7 +71,9 @@ def run_replay(tmp: Path, capture: Path, state_dir: Path, *opts: str,
     noop.write_text(NOOP_RULES)
     cfg = load_config(None, ["outputs.stdout.enabled=false", "outputs.file.enabled=true",
                              f"outputs.file.path={out}", f"plugins.learning.state_dir={state_dir}",
-                             "plugins.learning.quarantine_seconds=0", *opts])
+                             "plugins.learning.quarantine_seconds=0",
+                             # these tests cover file learning too (off by default)
+                             "plugins.learning.files=true", *opts])
     app = App(cfg, source_name="replay", entry_points=False,
               extra_plugins=[("learning", plugin)])
     app.load_plugins()

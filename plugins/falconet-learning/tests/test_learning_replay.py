@@ -227,3 +227,21 @@ def test_profile_fields_with_other_operators(tmp_path: Path) -> None:
     assert [a["output_fields"]["proc.exepath"] for a in ops] == ["/usr/bin/nc"]
     assert ops[0]["output_fields"]["profile.state"] == "ready"
     assert len(ops[0]["output_fields"]["profile.id"]) == 12
+
+
+def test_file_learning_is_off_by_default_and_leaves_opens_to_the_kernel_filter(tmp_path: Path
+                                                                                 ) -> None:
+    """Without plugins.learning.files, opens are not learned, the file rule is not loaded, and
+    the plugin does not ask the kernel filter to pass every open."""
+    from falconet_learning.plugin import FILE_RULES_FILE, RULES_FILE, LearningPlugin  # noqa: PLC0415
+    from falconet_learning.config import SCHEMA, learning_config  # noqa: PLC0415
+    from falconet.plugin_config import validate_section  # noqa: PLC0415
+    values, problems = validate_section(SCHEMA, "learning", {}, lambda p: "<t>")
+    assert not problems and values["files"] is False
+    p = LearningPlugin()
+    p.learner.cfg = learning_config(values | {"state_dir": str(tmp_path)})
+    assert p.falconet_unfiltered_event_types(None) == []
+    assert p.falconet_rules_files(None) == [RULES_FILE]
+    p.learner.cfg = learning_config(values | {"state_dir": str(tmp_path), "files": True})
+    assert "openat" in p.falconet_unfiltered_event_types(None)
+    assert p.falconet_rules_files(None) == [RULES_FILE, FILE_RULES_FILE]
