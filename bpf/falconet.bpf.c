@@ -628,6 +628,7 @@ struct kf_cfg_t {
     u32 track_fds;      // 1: filtered fds are remembered, and their closes dropped
     u64 live[8];        // clause bits satisfied by class read | write << 1 | ok << 2
     u64 anypath;        // clause bits with no path constraint
+    u64 suffix;         // clause bits with suffixes (kf_rpaths is looked up for them)
 };
 struct kf_key_t {
     u32 prefixlen;      // in bits (LPM trie)
@@ -635,6 +636,8 @@ struct kf_key_t {
 };
 BPF_ARRAY(kf_cfg, struct kf_cfg_t, KF_MAX_IDS);
 BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 8192);
+// suffixes, reversed: the reversed path's longest matching prefix is its longest suffix entry
+BPF_LPM_TRIE(kf_rpaths, struct kf_key_t, u64, 1024);
 // (tgid << 32 | fd) -> start time of the thread-group leader (a reused tgid never matches)
 BPF_TABLE("lru_hash", u64, u64, kf_fds, 65536);
 BPF_PERCPU_ARRAY(kf_counts, u64, KF_MAX_IDS * KF_NREASONS);
@@ -747,6 +750,21 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
     u64 *v = kf_paths.lookup(key);
     if (v && (*v & live))
         return 0;
+    if (live & cfg->suffix) {
+        u32 len = n - 1;                    // < KF_KEY_LEN - 1 (regular paths)
+#pragma clang loop unroll(disable)
+        for (u32 i = 0; i < KF_KEY_LEN - 1; i++) {
+            if (i >= len)
+                break;
+            u32 src = len - 1 - i;
+            BOUND(src, KF_KEY_LEN - 1);
+            key->data[i & (KF_KEY_LEN - 1)] = path[src];
+        }
+        key->prefixlen = len * 8;
+        v = kf_rpaths.lookup(key);
+        if (v && (*v & live))
+            return 0;
+    }
     return 1 + KF_R_PATH;
 }
 

@@ -22,8 +22,8 @@ filtered type with filter ``tf``:
 4. A live clause with ``any_path``, or :func:`irregular_path` (the raw path may differ from
    ``fd.name``: relative, ``dirfd``-based, not normalised, too long for the kernel's key) →
    pass.
-5. Else pass iff the raw path is one of the live clauses' ``exact`` names or starts with one of
-   their ``prefixes``; else drop, reason ``path``.
+5. Else pass iff the raw path is one of the live clauses' ``exact`` names, starts with one of
+   their ``prefixes`` or ends with one of their ``suffixes``; else drop, reason ``path``.
 
 Why it is sound: each clause set over-approximates every rule on the type, so an event
 dropped at 3 or 5 fails every rule's necessary condition; for a regular path
@@ -89,6 +89,8 @@ class Clause:
     need_read: bool                 # evt.is_open_read must be true
     need_write: bool                # evt.is_open_write must be true
     need_success: bool              # evt.res >= 0 (fd.num >= 0, evt.rawres >= 0, ...)
+    #: or end with one of these (``fd.filename = x`` is the suffix ``/x``; ``endswith``)
+    suffixes: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         needs = [w for w, on in (("read", self.need_read), ("write", self.need_write),
@@ -97,7 +99,8 @@ class Clause:
         if self.any_path:
             return f"{cond}, any path"
         parts = [f"= {p}" for p in sorted(self.exact)] + \
-            [f"startswith {p}" for p in sorted(self.prefixes)]
+            [f"startswith {p}" for p in sorted(self.prefixes)] + \
+            [f"endswith {p}" for p in sorted(self.suffixes)]
         if not parts:
             return f"{cond}, irregular paths only"
         shown = ", ".join(parts[:6]) + (f", ... ({len(parts)} in all)" if len(parts) > 6 else "")
@@ -167,7 +170,8 @@ class FilterPlan:
         """The plan as ``rules list --json`` shows it."""
         return {
             "types": {t: [{"any_path": c.any_path, "exact": sorted(c.exact),
-                           "prefixes": sorted(c.prefixes), "need_read": c.need_read,
+                           "prefixes": sorted(c.prefixes), "suffixes": sorted(c.suffixes),
+                           "need_read": c.need_read,
                            "need_write": c.need_write, "need_success": c.need_success}
                           for c in tf.clauses] for t, tf in sorted(self.types.items())},
             "unfiltered": dict(sorted(self.unfiltered.items())),
@@ -217,6 +221,8 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) ->
             if irregular:
                 return None
         if c.prefixes and raw.startswith(tuple(c.prefixes)):
+            return None
+        if c.suffixes and raw.endswith(tuple(c.suffixes)):
             return None
     if not live:
         return REASON_FAILED if failed_only else REASON_FLAGS

@@ -15,7 +15,7 @@ WRITE = Clause(any_path=False, exact=frozenset(), prefixes=frozenset({"/etc/", "
                need_read=False, need_write=True, need_success=True)
 ANY_FAILED = Clause(any_path=True, exact=frozenset(), prefixes=frozenset(), need_read=False,
                     need_write=False, need_success=False)
-CFG = struct.Struct("<II8QQ")
+CFG = struct.Struct("<II8QQQ")
 
 
 def _tables(*clauses: Clause, close: bool = True) -> kfilter_maps.KernelTables:
@@ -25,7 +25,7 @@ def _tables(*clauses: Clause, close: bool = True) -> kfilter_maps.KernelTables:
 
 def test_each_access_class_lists_the_clauses_it_can_satisfy():
     t = _tables(READ, WRITE)
-    enabled, track, *live, anypath = CFG.unpack(t.cfg[7])
+    enabled, track, *live, anypath, _suffix = CFG.unpack(t.cfg[7])
     assert (enabled, track, anypath) == (1, 1, 0)
     rd, wr, ok = 1, 2, 4
     assert live[0] == 0 and live[rd] == 0             # failed opens: nothing can match
@@ -41,7 +41,7 @@ def test_exact_names_end_in_nul_and_longer_entries_carry_their_prefixes_bits():
 
 def test_any_path_clauses_and_close_tracking():
     t = _tables(READ, ANY_FAILED)
-    *_, anypath = CFG.unpack(t.cfg[7])
+    *_, anypath, _suffix = CFG.unpack(t.cfg[7])
     assert anypath == 0b10
     assert CFG.unpack(t.cfg[3])[:2] == (0, 1)         # close: not filtered itself, tracks fds
     assert 3 not in _tables(READ, close=False).cfg
@@ -82,3 +82,14 @@ def test_evt_buffer_and_its_text():
     from falconet.state.fields.evt import data_text  # noqa: PLC0415
     assert data_text(b"ab\x00\xffc\n") == "ab..c."
     assert data_text("ab\udcffc") == "ab.c"
+
+
+def test_suffixes_go_reversed_into_their_own_trie():
+    c = Clause(any_path=False, exact=frozenset(), prefixes=frozenset(), need_read=False,
+               need_write=True, need_success=True,
+               suffixes=frozenset({"/release_agent", "_history", "sh_history"}))
+    t = _tables(READ, c)
+    *_, suffix = CFG.unpack(t.cfg[7])
+    assert suffix == 0b10
+    assert t.rtrie[b"tnega_esaeler/"] == 0b10
+    assert t.rtrie[b"yrotsih_hs"] == 0b10 and t.rtrie[b"yrotsih_"] == 0b10

@@ -72,7 +72,7 @@ def test_plan_describe_and_json() -> None:
     assert plan.filter_close and lines[-1].startswith("close: closes of fds")
     d = plan.to_dict()
     assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
-                                   "need_read": True, "need_write": False,
+                                   "suffixes": [], "need_read": True, "need_write": False,
                                    "need_success": False}]
 
 
@@ -112,14 +112,30 @@ def test_atoms(cond: str, want: Clause) -> None:
 
 
 @pytest.mark.parametrize("cond", [
-    "fd.name contains /etc", "fd.name endswith shadow", "fd.name icontains /etc",
+    "fd.name contains /etc", "fd.name endswith ''", "fd.name icontains /etc",
     "fd.name iglob /etc/*", "tolower(fd.name) = /etc/shadow", "fd.name = val(fd.nameraw)",
     "proc.name = cat", "not fd.name = /etc/shadow", "fd.num = -1", "evt.rawres != 0",
     "evt.res != SUCCESS", "evt.is_open_read = false", "fd.typechar = f",
-    "fd.filename = shadow", "fd.name glob *shadow", "fd.name pmatch (/)",
+    "fd.filename startswith sh", "fd.name glob *shadow", "fd.name pmatch (/)",
     "evt.arg.flags contains O_RDONLY"])
 def test_opaque_atoms_are_true(cond: str) -> None:
     assert one(f"{ALL} and evt.is_open_read = true and ({cond})") == C(any_path=True, r=True)
+
+
+@pytest.mark.parametrize("cond,suffixes", [
+    ("fd.name endswith shadow", {"shadow"}),
+    ("fd.filename = release_agent", {"/release_agent"}),
+    ("fd.filename in (a, b)", {"/a", "/b"}),
+    ("fd.filename endswith _history", {"_history"}),
+    ("fd.name endswith x or fd.filename = y", {"x", "/y"}),
+])
+def test_suffix_atoms(cond: str, suffixes: set[str]) -> None:
+    got = one(f"{ALL} and evt.is_open_read = true and ({cond})")
+    assert not got.any_path and got.suffixes == frozenset(suffixes) and not got.exact
+    tf = TypeFilter("openat", (got,))
+    for s in suffixes:
+        assert open_passes(tf, "/some/dir" + s, 0, 3, False) is None
+    assert open_passes(tf, "/some/dir/other", 0, 3, False) == "path"
 
 
 def test_and_or_not() -> None:
@@ -192,7 +208,7 @@ def test_unfilterable_rules() -> None:
 
 def test_fd_consuming_rules_turn_open_filtering_off() -> None:
     opens = rule(f"{ALL} and fd.num >= 0 and fd.name = /a", name="o")
-    for cond, out in [("evt.type = fchmod", "file=%fd.name"),
+    for cond, out in [("evt.type = fchmod and fd.name startswith /tmp", "x"),
                       ("evt.type = close and fd.name startswith /etc", "x"),
                       ("evt.type = dup2 and fd.typechar = f", "x"),
                       ("evt.type in (unlinkat) and evt.args contains x", "x"),
@@ -205,7 +221,10 @@ def test_fd_consuming_rules_turn_open_filtering_off() -> None:
                       ("evt.type = connect and (fd.typechar = 4 or fd.typechar = 6)", "%fd.name"),
                       ("evt.type = sendto and fd.sport = 22", "%fd.name"),
                       ("evt.type = execve", "%fd.name %evt.args %evt.arg.flags"),
-                      ("evt.type = unlinkat", "%evt.arg.name")]:
+                      ("evt.type = unlinkat", "%evt.arg.name"),
+                      # fd-consuming calls whose unknown fd the state reads back from /proc
+                      # (RECOVERED_FD_TYPES): fd.* in the output only
+                      ("evt.type = fchmod and evt.rawres >= 0", "file=%fd.name")]:
         plan = E.plan(opens + rule(cond, name="c", output=out))
         assert "openat" in plan.types, (cond, plan.unfiltered)
 

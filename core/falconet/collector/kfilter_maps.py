@@ -43,7 +43,7 @@ REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "
 IO_NEEDLES = 4
 _IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
-_CFG = struct.Struct("<II8QQ")          # struct kf_cfg_t
+_CFG = struct.Struct("<II8QQQ")         # struct kf_cfg_t
 _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -73,6 +73,7 @@ class KernelTables:
     cfg: dict[int, bytes] = field(default_factory=dict)        # event id -> struct kf_cfg_t
     io: dict[int, bytes] = field(default_factory=dict)         # event id -> struct kf_io_t
     trie: dict[bytes, int] = field(default_factory=dict)       # entry bytes -> clause bits
+    rtrie: dict[bytes, int] = field(default_factory=dict)      # reversed suffix -> clause bits
     filtered: dict[str, int] = field(default_factory=dict)     # event type -> id
     skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
 
@@ -88,6 +89,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
     out = KernelTables()
     bit = 0
     entries: dict[bytes, int] = {}
+    rentries: dict[bytes, int] = {}
     track = 1 if plan.filter_close else 0
     for etype in sorted(plan.types):
         tf = plan.types[etype]
@@ -99,7 +101,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             out.skipped[etype] = f"more than {MAX_CLAUSES} clauses in all"
             continue
         live = [0] * 8
-        anypath = 0
+        anypath = suffix = 0
         for c in tf.clauses:
             b = 1 << bit
             bit += 1
@@ -117,7 +119,12 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
                 raw = p.encode("utf-8", "surrogateescape")
                 if raw and len(raw) < KEY_LEN:
                     entries[raw] = entries.get(raw, 0) | b
-        out.cfg[eid] = _CFG.pack(1, track, *live, anypath)
+            for x in c.suffixes:
+                raw = x.encode("utf-8", "surrogateescape")[::-1]
+                if raw and len(raw) < KEY_LEN:
+                    rentries[raw] = rentries.get(raw, 0) | b
+                    suffix |= b
+        out.cfg[eid] = _CFG.pack(1, track, *live, anypath, suffix)
         out.filtered[etype] = eid
     # LPM returns the longest match only: fold each shorter prefix entry into the longer ones
     prefixes = {k: v for k, v in entries.items() if not k.endswith(b"\0")}
@@ -126,8 +133,13 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
         for n in range(1, len(k)):
             mask |= prefixes.get(k[:n], 0)
         out.trie[k] = mask
+    for k in rentries:
+        mask = rentries[k]
+        for n in range(1, len(k)):
+            mask |= rentries.get(k[:n], 0)
+        out.rtrie[k] = mask
     if track and close_id is not None and out.filtered:
-        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0)
+        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0)
     for etype in sorted(plan.io):
         f = plan.io[etype]
         eid = event_ids.get(etype)
@@ -159,6 +171,8 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
         map_update(fds["map:kf_io"], _U32.pack(eid), value)
     for raw, mask in t.trie.items():
         map_update(trie_fd, _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
+    for raw, mask in t.rtrie.items():
+        map_update(fds["map:kf_rpaths"], _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
         map_update(cfg_fd, _U32.pack(eid), value)
     return t

@@ -219,7 +219,7 @@ class EbpfSource:
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach,
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
-                            "kf_counts", "kf_io"]}
+                            "kf_rpaths", "kf_counts", "kf_io"]}
         try:
             fds = bpfproc.load_in_child(request)
         except RuntimeError as e:

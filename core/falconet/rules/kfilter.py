@@ -59,12 +59,15 @@ MAX_PATHS = 4096
 _ALL = OPEN_TYPES
 
 
+_Paths = tuple[frozenset[str], frozenset[str], frozenset[str]]
+
+
 @dataclass(frozen=True, slots=True)
 class _C:
     """A clause while deriving: ``types`` among the open types, ``paths`` None = any path."""
 
     types: frozenset[str]
-    paths: tuple[frozenset[str], frozenset[str]] | None      # (exact, prefixes)
+    paths: _Paths | None      # (exact, prefixes, suffixes); None = any path
     r: bool
     w: bool
     s: bool
@@ -72,21 +75,28 @@ class _C:
 
 _TRUE = (_C(_ALL, None, False, False, False),)
 _FALSE: tuple[_C, ...] = ()
-_NO_PATH: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())   # irregular only
+_E: frozenset[str] = frozenset()
+_NO_PATH: _Paths = (_E, _E, _E)   # irregular only
 
 
-def _in_paths(p: str, paths: tuple[frozenset[str], frozenset[str]]) -> bool:
-    return p in paths[0] or any(p.startswith(x) for x in paths[1])
+def _in_paths(p: str, paths: _Paths) -> bool:
+    return (p in paths[0] or any(p.startswith(x) for x in paths[1])
+            or any(p.endswith(x) for x in paths[2]))
 
 
-def _meet_paths(a: tuple[frozenset[str], frozenset[str]] | None,
-                b: tuple[frozenset[str], frozenset[str]] | None
-                ) -> tuple[frozenset[str], frozenset[str]] | None:
-    """The paths in both sets (exactly; the smaller set when that grows too large)."""
+def _size(x: _Paths) -> int:
+    return len(x[0]) + len(x[1]) + len(x[2])
+
+
+def _meet_paths(a: _Paths | None, b: _Paths | None) -> _Paths | None:
+    """The paths in both sets (exactly without suffixes; with them, or when the exact meet
+    grows too large, the smaller operand, which holds the meet: still sound)."""
     if a is None:
         return b
     if b is None:
         return a
+    if a[2] or b[2]:
+        return min(a, b, key=_size)
     exact = {e for e in a[0] if _in_paths(e, b)} | {e for e in b[0] if _in_paths(e, a)}
     prefixes: set[str] = set()
     for p in a[1]:
@@ -96,16 +106,14 @@ def _meet_paths(a: tuple[frozenset[str], frozenset[str]] | None,
             elif q.startswith(p):
                 prefixes.add(q)
     if len(exact) + len(prefixes) > MAX_PATHS:
-        return min(a, b, key=lambda x: len(x[0]) + len(x[1]))
-    return (frozenset(exact), frozenset(prefixes))
+        return min(a, b, key=_size)
+    return (frozenset(exact), frozenset(prefixes), _E)
 
 
-def _join_paths(a: tuple[frozenset[str], frozenset[str]] | None,
-                b: tuple[frozenset[str], frozenset[str]] | None
-                ) -> tuple[frozenset[str], frozenset[str]] | None:
+def _join_paths(a: _Paths | None, b: _Paths | None) -> _Paths | None:
     if a is None or b is None:
         return None
-    return (a[0] | b[0], a[1] | b[1])
+    return (a[0] | b[0], a[1] | b[1], a[2] | b[2])
 
 
 def _and2(x: _C, y: _C) -> _C | None:
@@ -162,38 +170,41 @@ def _disj(parts: list[tuple[_C, ...]]) -> tuple[_C, ...]:
 
 # ------------------------------------------------------------------------------ atoms
 _GLOB_CHARS = "*?[\\"
-_IRREGULAR_ONLY = ("//", "/.", "../")
+#: a path containing one of these is irregular (falconet.kfilter.irregular_path): always passes
+_IRREGULAR_ONLY = ("//", "../", "/./")
 
 
-def _pmatch_paths(v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+def _pmatch_paths(v: str) -> _Paths | None:
     """``pmatch v`` (path components, globs allowed) as exact names and prefixes."""
     comps = [c for c in v.split("/") if c]
     lit: list[str] = []
     for c in comps:
         if any(ch in c for ch in "*?["):
-            return (frozenset(), frozenset({"/" + "/".join(lit) + "/" if lit else "/"}))
+            return (_E, frozenset({"/" + "/".join(lit) + "/" if lit else "/"}), _E)
         lit.append(c)
     if not lit:
         return None                 # `pmatch (/)`: every path
     base = "/" + "/".join(lit)
-    return (frozenset({base}), frozenset({base + "/"}))
+    return (frozenset({base}), frozenset({base + "/"}), _E)
 
 
-def _glob_paths(v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+def _glob_paths(v: str) -> _Paths | None:
     i = min((v.find(ch) for ch in _GLOB_CHARS if ch in v), default=-1)
     if i < 0:
-        return (frozenset({v}), frozenset())
+        return (frozenset({v}), _E, _E)
     if i == 0:
         return None
-    return (frozenset(), frozenset({v[:i]}))
+    return (_E, frozenset({v[:i]}), _E)
 
 
-def _name_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+def _name_paths(op: str, v: str) -> _Paths | None:
     """``fd.name``/``fd.nameraw`` ``op v`` for one value (None: not expressible, any path)."""
     if op in ("=", "==", "in", "intersects"):
-        return (frozenset({v}), frozenset())
+        return (frozenset({v}), _E, _E)
     if op == "startswith":
-        return (frozenset(), frozenset({v}))
+        return (_E, frozenset({v}), _E)
+    if op == "endswith" and v:
+        return (_E, _E, frozenset({v}))
     if op == "pmatch":
         return _pmatch_paths(v)
     if op == "glob":
@@ -203,15 +214,15 @@ def _name_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] | None
     return None
 
 
-def _directory_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] | None:
+def _directory_paths(op: str, v: str) -> _Paths | None:
     """``fd.directory op v``: the directory is the name itself (an ``O_DIRECTORY`` open) or
     its dirname, a prefix of the name in both cases."""
     if op in ("=", "==", "in", "intersects"):
         if v == "/":
-            return (frozenset(), frozenset({"/"}))
-        return (frozenset({v}), frozenset({v + "/"}))
+            return (_E, frozenset({"/"}), _E)
+        return (frozenset({v}), frozenset({v + "/"}), _E)
     if op == "startswith":
-        return (frozenset(), frozenset({v}))
+        return (_E, frozenset({v}), _E)
     if op == "pmatch":
         return _pmatch_paths(v)
     if op == "glob":
@@ -222,8 +233,20 @@ def _directory_paths(op: str, v: str) -> tuple[frozenset[str], frozenset[str]] |
     return None
 
 
+def _filename_paths(op: str, v: str) -> _Paths | None:
+    """``fd.filename op v``: the last component of a regular path; ``= x`` is the suffix
+    ``/x`` of the name, ``endswith x`` the suffix ``x``."""
+    if "/" in v or not v:
+        return None
+    if op in ("=", "==", "in", "intersects"):
+        return (_E, _E, frozenset({"/" + v}))
+    if op == "endswith":
+        return (_E, _E, frozenset({v}))
+    return None
+
+
 _PATH_FIELDS = {"fd.name": _name_paths, "fd.nameraw": _name_paths,
-                "fd.directory": _directory_paths}
+                "fd.directory": _directory_paths, "fd.filename": _filename_paths}
 
 
 def _int(text: str) -> int | None:
@@ -480,11 +503,25 @@ def _reads_fd_of(t: str, fields: set[tuple[str, str | None]]) -> str | None:
     return None
 
 
+#: fd-consuming calls whose unknown fd the state recovers from ``/proc/<pid>/fd`` while the
+#: process lives (falconet.state.parser): a rule that reads their fd only in its *output*
+#: does not turn open filtering off (its alerts are the same; the output field is empty only
+#: when the process closed the fd before the engine read the event: docs/kernel-filter.md)
+RECOVERED_FD_TYPES = frozenset({"fchmod", "fchown", "finit_module", "setns"})
+
+
+def _condition_fields(rule: Any) -> set[tuple[str, str | None]]:
+    out: set[tuple[str, str | None]] = set()
+    _tokens(rule.ast, out)
+    return out
+
+
 def state_dependence(rule: Any) -> str | None:
     """Why the rule needs the fds of every open (open filtering must be off), or None."""
     if rule.ast is None:
         return f"rule '{rule.name}' has no condition tree to derive from"
     fields = rule_fields(rule)
+    cond_fields: set[tuple[str, str | None]] | None = None
     for name, _arg in fields:
         if name in TABLE_FIELDS:
             return f"rule '{rule.name}' reads {name} (the whole fd table)"
@@ -494,6 +531,10 @@ def state_dependence(rule: Any) -> str | None:
         if t in OPEN_TYPES:
             continue            # the open's own fd entry is fresh (see docs/kernel-filter.md)
         tok = _reads_fd_of(t, fields)
+        if tok is not None and t in RECOVERED_FD_TYPES:
+            if cond_fields is None:
+                cond_fields = _condition_fields(rule)
+            tok = _reads_fd_of(t, cond_fields)
         if tok is None:
             continue
         if proven is None:
@@ -508,7 +549,7 @@ def state_dependence(rule: Any) -> str | None:
 def _clause(c: _C) -> Clause:
     if c.paths is None:
         return Clause(True, frozenset(), frozenset(), c.r, c.w, c.s)
-    return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s)
+    return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s, c.paths[2])
 
 
 def _subsumed(c: Clause, by: Clause) -> bool:
@@ -520,8 +561,10 @@ def _subsumed(c: Clause, by: Clause) -> bool:
         return True
     if c.any_path:
         return False
-    return all(e in by.exact or any(e.startswith(p) for p in by.prefixes) for e in c.exact) and \
-        all(any(p.startswith(q) for q in by.prefixes) for p in c.prefixes)
+    return all(e in by.exact or any(e.startswith(p) for p in by.prefixes)
+               or any(e.endswith(p) for p in by.suffixes) for e in c.exact) and \
+        all(any(p.startswith(q) for q in by.prefixes) for p in c.prefixes) and \
+        all(any(p.endswith(q) for q in by.suffixes) for p in c.suffixes)
 
 
 def _merge(cs: list[_C]) -> tuple[Clause, ...]:
