@@ -233,9 +233,9 @@ def test_file_learning_is_off_by_default_and_leaves_opens_to_the_kernel_filter(t
                                                                                  ) -> None:
     """Without plugins.learning.files, opens are not learned, the file rule is not loaded, and
     the plugin does not ask the kernel filter to pass every open."""
-    from falconet_learning.plugin import FILE_RULES_FILE, RULES_FILE, LearningPlugin  # noqa: PLC0415
-    from falconet_learning.config import SCHEMA, learning_config  # noqa: PLC0415
     from falconet.plugin_config import validate_section  # noqa: PLC0415
+    from falconet_learning.config import SCHEMA, learning_config  # noqa: PLC0415
+    from falconet_learning.plugin import FILE_RULES_FILE, RULES_FILE, LearningPlugin  # noqa: PLC0415
     values, problems = validate_section(SCHEMA, "learning", {}, lambda p: "<t>")
     assert not problems and values["files"] is False
     p = LearningPlugin()
