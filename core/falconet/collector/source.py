@@ -18,7 +18,7 @@ from typing import Any
 
 from falconet import syscalls
 from falconet.alerts import Alert
-from falconet.collector import bccloader, bpfproc, btf, program
+from falconet.collector import bccloader, bpfcache, bpfproc, btf, program
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
@@ -62,6 +62,7 @@ class CollectorConfig:
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
+    bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -181,7 +182,7 @@ class EbpfSource:
         bccloader.check_prerequisites()
         cfg = self.config
         try:
-            offsets = btf.kernel_offsets()
+            offsets = bpfcache.kernel_offsets() if cfg.bpf_cache else btf.kernel_offsets()
         except btf.BTFError as e:
             raise bccloader.CollectorUnavailable(str(e)) from None
         missing = [k for k in ("OFF_TASK_CRED", "OFF_TASK_MM", "OFF_TASK_SIGNAL", "OFF_PID_NUMBERS",
@@ -206,7 +207,7 @@ class EbpfSource:
                    "attach": built.attach,
                    "maps": [*ring_maps, "counters", "exit_progs"]}
         try:
-            fds = bpfproc.load_in_child(request)
+            fds = bpfproc.load(request, cache=cfg.bpf_cache)
         except RuntimeError as e:
             raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load/attach: "
                                                  f"{e}") from None
