@@ -9,7 +9,6 @@ import logging
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -291,3 +290,63 @@ def test_cache_off_uses_the_bcc_loader(tmp_path, monkeypatch):
         _sees_open(c, tmp_path, "nocache")
     finally:
         c.close()
+
+
+@pytest.mark.root
+@pytest.mark.ebpf
+def test_an_entry_that_does_not_load_is_dropped_and_compiled_again(tmp_path, monkeypatch,
+                                                                    caplog):
+    need_bcc()
+    cache = tmp_path / "cache"
+    _start(cache, monkeypatch).close()
+    real = bpfcache.load_entry
+    calls = []
+
+    def fail_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(22, "rejected (simulated)")
+        return real(*a, **k)
+    monkeypatch.setattr(bpfcache, "load_entry", fail_once)
+    with caplog.at_level(logging.WARNING, logger="falconet.collector"):
+        c = _start(cache, monkeypatch)
+    try:
+        assert bpfcache.STATS["load_failed"] == 1 and bpfcache.STATS["miss"] == 1
+        assert any("did not load" in r.getMessage() for r in caplog.records)
+        _sees_open(c, tmp_path, "reloaded")
+    finally:
+        c.close()
+
+
+@pytest.mark.root
+@pytest.mark.ebpf
+def test_an_uncacheable_program_is_loaded_by_bcc(tmp_path, monkeypatch):
+    need_bcc()
+    from falconet.collector import bpfproc  # noqa: PLC0415
+
+    def uncacheable(*_a, **_k):
+        raise CacheError("a constant next to SELF_TGID (simulated)")
+    monkeypatch.setattr(bpfproc, "compile_in_child", uncacheable)
+    cache = tmp_path / "cache"
+    c = _start(cache, monkeypatch)
+    try:
+        assert bpfcache.STATS["uncacheable"] == 1 and not bpfcache.STATS["stored"]
+        _sees_open(c, tmp_path, "bcc")
+    finally:
+        c.close()
+
+
+@pytest.mark.root
+@pytest.mark.ebpf
+def test_an_unusable_cache_directory_only_costs_the_compile(tmp_path, monkeypatch):
+    need_bcc()
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    c = _start(d, monkeypatch)
+    try:
+        assert bpfcache.STATS["dir_error"] == 1 and not bpfcache.STATS["stored"]
+        _sees_open(c, tmp_path, "nodir")
+    finally:
+        c.close()
+    assert list(d.iterdir()) == []

@@ -65,6 +65,10 @@ class CacheError(Exception):
     """An entry (or the cache directory) cannot be used; the message says why."""
 
 
+class CacheDirError(CacheError):
+    """The cache directory cannot be used (missing permissions, a symlink, another owner)."""
+
+
 @dataclass
 class Entry:
     """A compiled program: functions' bytecode (map imms = map index), the maps, the sites."""
@@ -304,7 +308,7 @@ def load_entry(entry: Entry, request: dict[str, Any], tgid: int, tracefs: str) -
     prog_fds: list[int] = []
     try:
         for spec in entry.maps:
-            fd = sc.map_create(spec)
+            fd = _map_create(spec)
             owned.append(fd)
             map_fds.append(fd)
         by_name = {m.name: fd for m, fd in zip(entry.maps, map_fds, strict=True)}
@@ -357,6 +361,21 @@ def load_entry(entry: Entry, request: dict[str, Any], tgid: int, tracefs: str) -
     return keep
 
 
+def _map_create(spec: sc.MapSpec) -> int:
+    """Create a map; on EPERM raise RLIMIT_MEMLOCK once and retry (kernels before 5.11 charge
+    maps to it, as bcc does in its process; later kernels use memory cgroups)."""
+    import resource  # noqa: PLC0415
+    try:
+        return sc.map_create(spec)
+    except PermissionError:
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            pass
+    return sc.map_create(spec)           # the same error again if the limit was not the cause
+
+
 def _load_prog(entry: Entry, fn: str, prog_type: int, map_fds: list[int], tgid: int) -> int:
     if fn not in entry.progs:
         raise CacheError(f"the entry has no function {fn}")
@@ -383,13 +402,13 @@ def _open_dir(path: str) -> int:
         os.makedirs(path, mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        raise CacheError(f"{path}: not a usable directory ({e.strerror}; symlinks are "
-                         "refused)") from None
+        raise CacheDirError(f"{path}: not a usable directory ({e.strerror}; symlinks are "
+                            "refused)") from None
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         os.close(fd)
-        raise CacheError(f"{path}: must be owned by uid {os.geteuid()} and not writable by "
-                         f"group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+        raise CacheDirError(f"{path}: must be owned by uid {os.geteuid()} and not writable "
+                            f"by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
     return fd
 
 
@@ -450,6 +469,18 @@ def write(entry: Entry, path: str | None = None) -> None:
         os.close(dfd)
 
 
+def remove(key: str, path: str | None = None) -> None:
+    """Remove the entry of ``key`` if there is one (it did not load)."""
+    try:
+        dfd = _open_dir(path or cache_dir())
+    except CacheDirError:
+        return
+    try:
+        _unlink(dfd, f"{key}.json")
+    finally:
+        os.close(dfd)
+
+
 def _prune(dfd: int) -> None:
     entries = []
     for name in os.listdir(dfd):
@@ -489,6 +520,9 @@ def kernel_offsets() -> dict[str, int]:
         cached = _read_small(name)
         if cached is not None:
             return {str(k): int(v) for k, v in cached.items()}
+    except CacheDirError as e:
+        log.info("BPF cache: %s", e)
+        return btf.kernel_offsets(btf.BTF(data))
     except (CacheError, ValueError, AttributeError, TypeError) as e:
         STATS["offsets_corrupt"] += 1
         log.warning("BPF cache: ignoring the cached BTF offsets: %s", e)

@@ -158,8 +158,13 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
         log.warning("BPF cache: cannot compute the key (%s); compiling", e)
         return load_in_child(request)
     entry: bpfcache.Entry | None = None
+    writable = True
     try:
         entry = bpfcache.read(key)
+    except bpfcache.CacheDirError as e:
+        stats["dir_error"] += 1
+        writable = False
+        log.warning("BPF cache: %s; compiling", e)
     except bpfcache.CacheError as e:
         stats["corrupt"] += 1
         log.warning("BPF cache: ignoring entry %s: %s; compiling again", key[:12], e)
@@ -170,7 +175,7 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
             stats["load_failed"] += 1
             log.warning("BPF cache: the cached program %s did not load (%s); compiling again",
                         key[:12], e)
-            _drop(key)
+            bpfcache.remove(key)
         else:
             stats["hit"] += 1
             log.info("BPF cache: hit %s, loaded in %.2fs without compiling", key[:12],
@@ -190,25 +195,15 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
         log.warning("BPF cache: the freshly compiled program did not load without bcc (%s); "
                     "loading it with bcc", e)
         return load_in_child(request)
-    try:
-        bpfcache.write(entry)
-        stats["stored"] += 1
-    except bpfcache.CacheError as e:
-        stats["error"] += 1
-        log.warning("BPF cache: %s", e)
+    if writable:
+        try:
+            bpfcache.write(entry)
+            stats["stored"] += 1
+        except bpfcache.CacheError as e:
+            stats["error"] += 1
+            log.warning("BPF cache: %s", e)
     log.info("BPF cache: miss %s, compiled and loaded in %.2fs", key[:12], time.monotonic() - t0)
     return fds
-
-
-def _drop(key: str) -> None:
-    try:
-        d = bpfcache._open_dir(bpfcache.cache_dir())
-    except bpfcache.CacheError:
-        return
-    try:
-        bpfcache._unlink(d, f"{key}.json")
-    finally:
-        os.close(d)
 
 
 def _compile_child(sock: socket.socket, req: dict[str, Any]) -> int:
@@ -217,25 +212,25 @@ def _compile_child(sock: socket.socket, req: dict[str, Any]) -> int:
     from falconet.collector.bccloader import import_bcc  # noqa: PLC0415
     bcc = import_bcc()
     bcc.BPF._trace_autoload = lambda self: None
-    b = bcc.BPF(text=req["text"].encode(), cflags=req["cflags"])
-    lib = bcc.libbcc.lib
-    lib.bpf_num_tables.restype = ct.c_size_t
-    lib.bpf_num_tables.argtypes = [ct.c_void_p]
-    lib.bpf_table_name.restype = ct.c_char_p
-    lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_size_t]
-    lib.bpf_table_fd_id.restype = ct.c_int
-    lib.bpf_table_fd_id.argtypes = [ct.c_void_p, ct.c_size_t]
-    maps = {lib.bpf_table_name(b.module, i).decode(): lib.bpf_table_fd_id(b.module, i)
-            for i in range(lib.bpf_num_tables(b.module))}
-    fns = [fn for _nr, fn in req["dispatch"]] + [fn for _k, _tp, fn in req["attach"]]
-    functions = {fn: b.dump_func(fn.encode()) for fn in dict.fromkeys(fns)}
+    b = bcc.BPF(text=req["text"].encode(), cflags=req["cflags"])    # a compile error raises
     try:
+        lib = bcc.libbcc.lib
+        lib.bpf_num_tables.restype = ct.c_size_t
+        lib.bpf_num_tables.argtypes = [ct.c_void_p]
+        lib.bpf_table_name.restype = ct.c_char_p
+        lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_size_t]
+        lib.bpf_table_fd_id.restype = ct.c_int
+        lib.bpf_table_fd_id.argtypes = [ct.c_void_p, ct.c_size_t]
+        maps = {lib.bpf_table_name(b.module, i).decode(): lib.bpf_table_fd_id(b.module, i)
+                for i in range(lib.bpf_num_tables(b.module))}
+        fns = [fn for _nr, fn in req["dispatch"]] + [fn for _k, _tp, fn in req["attach"]]
+        functions = {fn: b.dump_func(fn.encode()) for fn in dict.fromkeys(fns)}
         entry = bpfcache.make_entry(req["key"], functions, maps,
                                     lib.bpf_module_license(b.module).decode(),
                                     int(lib.bpf_module_kern_version(b.module)))
         reply: dict[str, Any] = {"ok": True, "entry": entry.to_json().decode()}
-    except bpfcache.CacheError as e:
-        reply = {"ok": False, "uncacheable": True, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - dumping failed (an older libbcc...): use bcc's load
+        reply = {"ok": False, "uncacheable": True, "error": f"{type(e).__name__}: {e}"}
     data = json.dumps(reply).encode()
     sock.sendall(_LEN.pack(len(data)) + data)
     return 0
