@@ -185,9 +185,17 @@ def test_old_entries_are_pruned(tmp_path):
     assert f"{0:064d}.json" not in names
 
 
+def test_uncacheable_marker(tmp_path):
+    assert not bpfcache.is_marked_uncacheable("k" * 64, str(tmp_path))
+    bpfcache.mark_uncacheable("k" * 64, "why", str(tmp_path))
+    assert bpfcache.is_marked_uncacheable("k" * 64, str(tmp_path))
+    assert not bpfcache.is_marked_uncacheable("j" * 64, str(tmp_path))
+
+
 def test_clear(tmp_path):
     bpfcache.write(_entry(), str(tmp_path))
-    assert bpfcache.clear(str(tmp_path)) == 1
+    bpfcache.mark_uncacheable("j" * 64, "why", str(tmp_path))
+    assert bpfcache.clear(str(tmp_path)) == 2
     assert list(tmp_path.iterdir()) == []
 
 
@@ -332,6 +340,16 @@ def test_an_uncacheable_program_is_loaded_by_bcc(tmp_path, monkeypatch):
     try:
         assert bpfcache.STATS["uncacheable"] == 1 and not bpfcache.STATS["stored"]
         _sees_open(c, tmp_path, "bcc")
+    finally:
+        c.close()
+    # remembered: the next start compiles once (with bcc), not twice
+    (marker,) = [p for p in cache.iterdir() if p.suffix == ".nocache"]
+    assert "simulated" in marker.read_text() and (marker.stat().st_mode & 0o777) == 0o600
+    monkeypatch.setattr(bpfproc, "compile_in_child", lambda *a, **k: pytest.fail("compiled"))
+    c = _start(cache, monkeypatch)
+    try:
+        assert dict(bpfcache.STATS) == {"uncacheable": 1}
+        _sees_open(c, tmp_path, "bcc-again")
     finally:
         c.close()
 

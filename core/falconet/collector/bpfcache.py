@@ -469,6 +469,40 @@ def write(entry: Entry, path: str | None = None) -> None:
         os.close(dfd)
 
 
+def mark_uncacheable(key: str, reason: str, path: str | None = None) -> None:
+    """Remember that ``key`` cannot go through the cache (``<key>.nocache``, holding the reason),
+    so later starts compile once with bcc instead of twice."""
+    try:
+        dfd = _open_dir(path or cache_dir())
+    except CacheDirError:
+        return
+    tmp = f".{key}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+        with os.fdopen(fd, "w") as f:
+            f.write(reason[:4000] + "\n")
+        os.replace(tmp, f"{key}.nocache", src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError:
+        _unlink(dfd, tmp)
+    finally:
+        os.close(dfd)
+
+
+def is_marked_uncacheable(key: str, path: str | None = None) -> bool:
+    try:
+        dfd = _open_dir(path or cache_dir())
+    except CacheDirError:
+        return False
+    try:
+        st = os.stat(f"{key}.nocache", dir_fd=dfd, follow_symlinks=False)
+        return stat.S_ISREG(st.st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(dfd)
+
+
 def remove(key: str, path: str | None = None) -> None:
     """Remove the entry of ``key`` if there is one (it did not load)."""
     try:
@@ -484,7 +518,7 @@ def remove(key: str, path: str | None = None) -> None:
 def _prune(dfd: int) -> None:
     entries = []
     for name in os.listdir(dfd):
-        if name.endswith(".json"):
+        if name.endswith((".json", ".nocache")):
             try:
                 entries.append((os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mtime, name))
             except OSError:
@@ -574,7 +608,7 @@ def clear(path: str | None = None) -> int:
     n = 0
     try:
         for name in os.listdir(dfd):
-            if name.endswith((".json", ".tmp")):
+            if name.endswith((".json", ".nocache", ".tmp")):
                 _unlink(dfd, name)
                 n += 1
     finally:

@@ -157,6 +157,10 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
         stats["error"] += 1
         log.warning("BPF cache: cannot compute the key (%s); compiling", e)
         return load_in_child(request)
+    if bpfcache.is_marked_uncacheable(key):
+        stats["uncacheable"] += 1
+        log.info("BPF cache: %s is marked uncacheable; loading it with bcc", key[:12])
+        return load_in_child(request)
     entry: bpfcache.Entry | None = None
     writable = True
     try:
@@ -187,6 +191,7 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
     except bpfcache.CacheError as e:
         stats["uncacheable"] += 1
         log.warning("BPF cache: the program cannot be cached (%s); loading it with bcc", e)
+        bpfcache.mark_uncacheable(key, str(e))
         return load_in_child(request)
     try:
         fds = bpfcache.load_entry(entry, creq, tgid, tracefs)
@@ -194,6 +199,7 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
         stats["load_failed"] += 1
         log.warning("BPF cache: the freshly compiled program did not load without bcc (%s); "
                     "loading it with bcc", e)
+        bpfcache.mark_uncacheable(key, str(e))
         return load_in_child(request)
     if writable:
         try:
