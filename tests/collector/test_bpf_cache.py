@@ -16,7 +16,8 @@ from conftest import need_bcc
 from falconet.collector import bpfcache, bpfsyscall
 from falconet.collector.bpfcache import SENTINEL, CacheError, Entry
 
-KEY_ARGS = {"btf": "b", "release": "r", "kversion": "v", "bcc": "0.26", "falconet": "1.0"}
+KEY_ARGS = {"btf": "b", "release": "r", "kversion": "v", "bcc": "0.26", "falconet": "1.0",
+            "toolchain": ["/usr/src/linux-headers-6.1", ["/usr/lib/libbcc.so.0", 1, 2]]}
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -41,6 +42,12 @@ def test_key_is_stable_and_changes_with_every_input():
     for k in KEY_ARGS:
         variants.append(bpfcache.cache_key("int f;", ["-DA=1"], **{**KEY_ARGS, k: "other"}))
     assert base not in variants and len(set(variants)) == len(variants)
+
+
+def test_toolchain_id_names_the_headers_and_libbcc():
+    tc = bpfcache.toolchain_id()
+    assert isinstance(tc[0], str)
+    assert all(len(item) == 3 for item in tc[1:])
 
 
 def test_key_ignores_the_engine_pid():

@@ -16,7 +16,8 @@ load. Compilers can fold a constant into a neighbour (``x < N+1``): an entry who
 a value next to the sentinel, or none of it, is not cacheable and the old bcc load is used.
 
 Key: sha256 of (entry format, program text, cflags, kernel release and version, the hash of
-``/sys/kernel/btf/vmlinux``, the bcc version, the falconet version, this module's source). The
+``/sys/kernel/btf/vmlinux``, the bcc version, the falconet version, this module's source, the
+kernel headers and libbcc bcc compiles with: :func:`toolchain_id`). The
 directory is ``$FALCONET_BPF_CACHE_DIR``, else ``/var/cache/falconet/bpf``: created 0700, files
 0600 written atomically (temp file + rename), opened relative to the directory fd with
 ``O_NOFOLLOW``. A corrupt or mismatched entry is counted (:data:`STATS`), logged, removed and
@@ -26,6 +27,7 @@ compiled again; it never stops the engine.
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import importlib.util
 import json
@@ -157,6 +159,25 @@ def bcc_version() -> str:
     return "unknown"
 
 
+def toolchain_id(release: str | None = None) -> list[Any]:
+    """What else bcc's output depends on: the kernel headers it compiles against (the
+    ``build`` link's target and its generated config) and the libbcc (bundling LLVM) that
+    compiles. Their paths, sizes and modification times: an upgrade of either is a new key."""
+    release = release or os.uname().release
+    build = f"/lib/modules/{release}/build"
+    out: list[Any] = [os.path.realpath(build)]
+    paths = [os.path.join(build, "include", "generated", n) for n in ("autoconf.h", "compile.h")]
+    paths += sorted(glob.glob("/usr/lib/*/libbcc.so.0") + glob.glob("/usr/lib/libbcc.so.0")
+                    + glob.glob("/usr/local/lib/libbcc.so.0"))
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        out.append([os.path.realpath(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
 def _falconet_version() -> str:
     from falconet import __version__  # noqa: PLC0415
     return str(__version__)
@@ -185,13 +206,15 @@ def compile_cflags(cflags: list[str]) -> tuple[list[str], int | None]:
 
 def cache_key(text: str, cflags: list[str], *, btf: str | None = None,
               release: str | None = None, kversion: str | None = None,
-              bcc: str | None = None, falconet: str | None = None) -> str:
+              bcc: str | None = None, falconet: str | None = None,
+              toolchain: list[Any] | None = None) -> str:
     """The entry's key (hex sha256); ``cflags`` as compiled (with the sentinel). The keyword
     arguments default to this machine's values (tests pass their own)."""
     uname = os.uname()
     parts = [FORMAT, text, cflags, release or uname.release, kversion or uname.version,
              btf or btf_digest(), bcc or bcc_version(), falconet or _falconet_version(),
-             _own_source(), platform.machine()]
+             _own_source(), platform.machine(),
+             toolchain if toolchain is not None else toolchain_id(release)]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
