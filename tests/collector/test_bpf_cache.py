@@ -5,6 +5,7 @@ text misses."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -375,3 +376,35 @@ def test_an_unusable_cache_directory_only_costs_the_compile(tmp_path, monkeypatc
     finally:
         c.close()
     assert list(d.iterdir()) == []
+
+
+def test_prog_load_retries_when_the_verifier_is_interrupted(monkeypatch):
+    calls = []
+
+    def fake(cmd, attr):
+        calls.append(attr.log_level)
+        if len(calls) < 3:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return 7
+    monkeypatch.setattr(bpfsyscall, "_sys_bpf", fake)
+    assert bpfsyscall.prog_load("f", bpfsyscall.BPF_PROG_TYPE_RAW_TRACEPOINT, EXIT) == 7
+    assert calls == [0, 0, 0]          # retried as libbpf does, without asking for the log
+
+
+@pytest.mark.root
+@pytest.mark.ebpf
+@pytest.mark.parametrize(("err", "marked"), [(errno.EAGAIN, False), (errno.EACCES, True)])
+def test_only_a_rejection_marks_a_fresh_program_uncacheable(tmp_path, monkeypatch, err, marked):
+    need_bcc()
+
+    def fail(*_a, **_k):
+        raise OSError(err, os.strerror(err))
+    monkeypatch.setattr(bpfcache, "load_entry", fail)
+    cache = tmp_path / "cache"
+    c = _start(cache, monkeypatch)
+    try:
+        assert bpfcache.STATS["miss"] == 1 and bpfcache.STATS["load_failed"] == 1
+        _sees_open(c, tmp_path, f"fallback-{err}")         # bcc loaded it
+    finally:
+        c.close()
+    assert any(p.suffix == ".nocache" for p in cache.iterdir()) is marked

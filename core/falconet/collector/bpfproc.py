@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from falconet.collector import bpfcache
+from falconet.collector import bpfcache, bpfsyscall
 
 log = logging.getLogger("falconet.collector")
 
@@ -199,7 +199,8 @@ def load(request: dict[str, Any], *, cache: bool = True) -> dict[str, int]:
         stats["load_failed"] += 1
         log.warning("BPF cache: the freshly compiled program did not load without bcc (%s); "
                     "loading it with bcc", e)
-        bpfcache.mark_uncacheable(key, str(e))
+        if isinstance(e, bpfcache.CacheError) or e.errno in bpfsyscall.REJECTED:
+            bpfcache.mark_uncacheable(key, str(e))      # not a passing condition: remember
         return load_in_child(request)
     if writable:
         try:

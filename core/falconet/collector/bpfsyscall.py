@@ -10,6 +10,7 @@ the verifier's log.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import platform
@@ -149,18 +150,36 @@ def prog_load(name: str, prog_type: int, insns: bytes, license: str = "GPL",
                          insns=ctypes.addressof(buf), license=ctypes.addressof(lic),
                          kern_version=kern_version, prog_name=_obj_name(name))
     try:
-        return _sys_bpf(BPF_PROG_LOAD, attr)
+        return _prog_load_retrying(attr)
     except OSError as e:
         err = e
     log = ctypes.create_string_buffer(1 << 24)
     attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
     try:
-        return _sys_bpf(BPF_PROG_LOAD, attr)      # a transient failure the second time passes
+        return _prog_load_retrying(attr)
     except OSError:
         pass
     text = log.value.decode(errors="replace").strip()
     raise OSError(err.errno, f"cannot load BPF program {name}: {err.strerror}"
                   + (f"\n{text[-3000:]}" if text else ""))
+
+
+#: errnos of BPF_PROG_LOAD that say the program itself is refused (the verifier, sizes,
+#: unsupported features); others (EAGAIN: the verifier was interrupted by a signal, ENOMEM...)
+#: may pass another time
+REJECTED = frozenset({errno.EINVAL, errno.EACCES, errno.E2BIG, errno.EOPNOTSUPP, 524})
+
+
+def _prog_load_retrying(attr: _ProgLoadAttr, attempts: int = 5) -> int:
+    """BPF_PROG_LOAD, again on EAGAIN as libbpf does: the verifier gives up with EAGAIN when a
+    signal is pending (a SIGCHLD of one of the engine's children is enough)."""
+    while True:
+        try:
+            return _sys_bpf(BPF_PROG_LOAD, attr)
+        except BlockingIOError:
+            attempts -= 1
+            if attempts <= 0:
+                raise
 
 
 def map_update_u32(fd: int, key: int, value: int) -> None:
