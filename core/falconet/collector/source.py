@@ -18,7 +18,7 @@ from typing import Any
 
 from falconet import syscalls
 from falconet.alerts import Alert
-from falconet.collector import bccloader, bpfproc, btf, kfilter_maps, program
+from falconet.collector import bccloader, bpfcache, bpfproc, btf, kfilter_maps, program
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
@@ -63,10 +63,10 @@ class CollectorConfig:
     drop_threshold: float = 0.0            # fraction of events dropped in the last second
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls while events flow
-    kernel_filter: bool = True             # drop in the kernel what no rule can match (issue 18)
+    kernel_filter: bool = True             # drop what no rule can match (docs/kernel-filter.md)
     snaplen: int = 80                      # bytes of I/O data kept (evt.buffer), as Falco's
     stats_interval: float = 1.0
-    kernel_filter: bool = True             # drop what no rule can match (docs/kernel-filter.md)
+    bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -195,7 +195,7 @@ class EbpfSource:
         bccloader.check_prerequisites()
         cfg = self.config
         try:
-            offsets = btf.kernel_offsets()
+            offsets = bpfcache.kernel_offsets() if cfg.bpf_cache else btf.kernel_offsets()
         except btf.BTFError as e:
             raise bccloader.CollectorUnavailable(str(e)) from None
         missing = [k for k in ("OFF_TASK_CRED", "OFF_TASK_MM", "OFF_TASK_SIGNAL", "OFF_PID_NUMBERS",
@@ -221,7 +221,7 @@ class EbpfSource:
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
                             "kf_rpaths", "kf_counts", "kf_io"]}
         try:
-            fds = bpfproc.load_in_child(request)
+            fds = bpfproc.load(request, cache=cfg.bpf_cache)
         except RuntimeError as e:
             raise bccloader.CollectorUnavailable(f"BPF program failed to compile/load/attach: "
                                                  f"{e}") from None
