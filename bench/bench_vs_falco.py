@@ -28,6 +28,7 @@ Usage: ``sudo .venv/bin/python bench/bench_vs_falco.py [--quick] [--rounds N] [-
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -124,18 +125,23 @@ class Bench:
         self.stdlib = Path(sysconfig.get_paths()["stdlib"])
 
     # -- helpers
-    def caught_up(self, eng: E.EngineRun, since: float, timeout: float = 60.0) -> None:
-        """Until the engine has processed what the workload produced: its CPU rate over 0.5 s
-        falls below a fifth of a core; then at least 1.2 s after the workload, so an engine that
-        refreshes its kernel counters once a second (Falconet) has published them."""
+    @staticmethod
+    def until_cpu_below(eng: E.EngineRun, window: float, cpu_s: float, timeout: float) -> None:
+        """Until the engine used less than ``cpu_s`` CPU-seconds in a ``window`` (or timeout)."""
         deadline = time.monotonic() + timeout
         prev = eng.cpu_seconds()
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(window)
             cur = eng.cpu_seconds()
-            if cur - prev < 0.1:
-                break
+            if cur - prev < cpu_s:
+                return
             prev = cur
+
+    def caught_up(self, eng: E.EngineRun, since: float) -> None:
+        """Until the engine has processed what the workload produced: under a fifth of a core
+        for 0.5 s; then at least 1.2 s after the workload, so an engine that refreshes its
+        kernel counters once a second (Falconet) has published them."""
+        self.until_cpu_below(eng, 0.5, 0.1, timeout=60.0)
         left = since + 1.2 - time.monotonic()
         if left > 0:
             time.sleep(left)
@@ -155,17 +161,10 @@ class Bench:
                 "drop_percent": round(100 * dr / ev, 2) if ev > 0 else 0.0,
                 "engine_cpu_s": round(cpu1 - cpu0, 3)}
 
-    def quiet(self, eng: E.EngineRun, timeout: float = 20.0) -> None:
+    def quiet(self, eng: E.EngineRun) -> None:
         """After start: until the engine's start-up work (Falco's /proc scan, Falconet's state
         and plugin start) is over: under 5 % of a core for a second."""
-        deadline = time.monotonic() + timeout
-        prev = eng.cpu_seconds()
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            cur = eng.cpu_seconds()
-            if cur - prev < 0.05:
-                return
-            prev = cur
+        self.until_cpu_below(eng, 1.0, 0.05, timeout=20.0)
 
     # -- figures
     def idle(self, eng: E.EngineRun) -> dict[str, Any]:
@@ -181,7 +180,7 @@ class Bench:
         best: float = 0.0
         best_offered: int | None = None
         for rate in self.args.steps:
-            st = self.measured(eng, lambda r=rate: self._pace(r))
+            st = self.measured(eng, functools.partial(self._pace, rate))
             st["offered_pairs_per_s"] = rate
             steps.append(st)
             if st["kernel_drops"] > 0:
@@ -238,23 +237,30 @@ def run_tar(stdlib: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- orchestration
+def is_engine(argv: list[str]) -> bool:
+    """A Falco (``.../falco ...``) or Falconet (``falconet run``, ``python -m falconet run``)."""
+    if argv and os.path.basename(argv[0]) == "falco":
+        return True
+    for i, w in enumerate(argv[:4]):
+        if (w == "falconet" or w.endswith("/falconet")) and argv[i + 1:i + 2] == ["run"]:
+            return True
+    return False
+
+
 def other_engines() -> list[str]:
-    """Falco/Falconet processes not started by this bench (noise the JSON should show)."""
+    """Falco/Falconet processes running now (the bench's own are stopped between sessions):
+    another engine on the machine is noise in the figures, so the JSON names it."""
     found = []
-    me = os.getpid()
     for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == me:
+        if not d.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            raw = Path(f"/proc/{d}/cmdline").read_bytes()
         except OSError:
             continue
-        words = [c.decode("utf-8", "replace") for c in cmd if c]
-        if any(w.endswith("/falco") or w == "falco" for w in words[:1]) or \
-                (len(words) > 2 and words[1:3] == ["-m", "falconet"]) or \
-                (words and words[0].endswith("/falconet") and "run" in words[1:2]) or \
-                (len(words) > 2 and words[1].endswith("/falconet") and words[2] == "run"):
-            found.append(f"{d}: {' '.join(words)[:160]}")
+        argv = [c.decode("utf-8", "replace") for c in raw.split(b"\0") if c]
+        if is_engine(argv):
+            found.append(f"{d}: {' '.join(argv)[:160]}")
     return found
 
 
@@ -290,7 +296,10 @@ class Runner:
         except E.EngineFailed:
             eng.stop()
             raise
-        self.starts[name].append({"ready_s": ready, "stderr_marks_s": dict(eng.marks)})
+        said = [ln.split(": ", 1)[-1] for ln in eng.lines
+                if E.FALCONET_READY in ln or "Falco version:" in ln]
+        self.starts[name].append({"ready_s": ready, "stderr_marks_s": dict(eng.marks),
+                                  "said": said[:2]})
         return eng
 
     def first_starts(self) -> None:
@@ -314,8 +323,11 @@ class Runner:
         self.shim_reason = why
 
     def session(self, name: str) -> dict[str, Any]:
+        others = other_engines()        # another engine on the machine: noise in these figures
         eng = self.start(name)
         out: dict[str, Any] = {"ready_s": self.starts[name][-1]["ready_s"]}
+        if others:
+            out["other_engines_running"] = others
         try:
             self.bench.quiet(eng)
             for fig in ("idle", "sweep", "loop", "tar", "forkexec"):
@@ -407,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             "startups": runner.starts, "rounds": rounds, "medians": med,
             "ratios_falconet_over_falco": ratios,
             "units": {k: u for k, (_fig, _key, u) in HEADLINES.items()},
-            "loadavg_after": E.loadavg(), "duration_s": round(time.monotonic() - t_start, 1)})
+            "loadavg_after": E.loadavg(), "other_engines_running_after": other_engines(),
+            "duration_s": round(time.monotonic() - t_start, 1)})
         print(json.dumps(result, indent=2))
         return 0
     finally:
