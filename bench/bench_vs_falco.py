@@ -176,26 +176,37 @@ class Bench:
                 "rss_mb": round(eng.rss_bytes() / 2**20, 1)}
 
     def sweep(self, eng: E.EngineRun) -> dict[str, Any]:
+        """Up the steps until the first with drops; when the lowest step already drops, down
+        by halves (at most three) so the figure is not just 0."""
         steps: list[dict[str, Any]] = []
         best: float = 0.0
         best_offered: int | None = None
-        for rate in self.args.steps:
+        rates = list(self.args.steps)
+        lower = [rates[0] // 2 ** k for k in (1, 2, 3) if rates[0] // 2 ** k > 0] if rates else []
+        i = 0
+        while i < len(rates):
+            rate = rates[i]
             st = self.measured(eng, functools.partial(self._pace, rate))
             st["offered_pairs_per_s"] = rate
             steps.append(st)
-            if st["kernel_drops"] > 0:
+            if st["kernel_drops"] == 0:
+                if st["pairs_per_s"] > best:
+                    best, best_offered = st["pairs_per_s"], rate
+                if rate < rates[0]:
+                    break                 # came down to a clean step: nothing to learn above
+            elif best_offered is None and lower:
+                rates.insert(i + 1, lower.pop(0))
+            else:
                 break
-            if st["pairs_per_s"] > best:
-                best, best_offered = st["pairs_per_s"], rate
+            i += 1
+        drops = [s["offered_pairs_per_s"] for s in steps if s["kernel_drops"] > 0]
         out: dict[str, Any] = {"zero_drop_pairs_per_s": round(best),
                                "zero_drop_offered_pairs_per_s": best_offered,
-                               "first_drop_offered_pairs_per_s":
-                                   steps[-1]["offered_pairs_per_s"]
-                                   if steps and steps[-1]["kernel_drops"] > 0 else None,
+                               "first_drop_offered_pairs_per_s": min(drops) if drops else None,
                                "steps": steps}
         if best_offered is None:
-            out["note"] = "drops already at the lowest step"
-        elif all(s["kernel_drops"] == 0 for s in steps):
+            out["note"] = "drops at every step tried"
+        elif not drops:
             out["note"] = "no drops at any step: the figure is a lower bound"
         return out
 

@@ -91,6 +91,40 @@ def test_summary_leaves_out_figures_not_run():
     assert ratios == {"idle_cpu_percent": 2.0}
 
 
+def _sweep_with_limit(limit: int, steps: str) -> dict:
+    """The sweep against a fake engine that drops above ``limit`` pairs/s."""
+    bench = B.Bench(B.parse_args(["--steps", steps]), Path("/nonexistent"), None)  # type: ignore[arg-type]
+    tried = []
+
+    def measured(_eng, work):
+        rate = work.args[0]
+        tried.append(rate)
+        return {"kernel_drops": int(rate > limit), "pairs_per_s": rate * 0.99}
+    bench.measured = measured  # type: ignore[method-assign]
+    out = bench.sweep(None)  # type: ignore[arg-type]
+    out["tried"] = tried
+    return out
+
+
+def test_sweep_stops_after_the_first_step_with_drops():
+    out = _sweep_with_limit(220_000, "50k,100k,200k,300k,400k")
+    assert out["tried"] == [50_000, 100_000, 200_000, 300_000]
+    assert out["zero_drop_pairs_per_s"] == 198_000 and out["zero_drop_offered_pairs_per_s"] == 200_000
+    assert out["first_drop_offered_pairs_per_s"] == 300_000 and "note" not in out
+
+
+def test_sweep_goes_down_by_halves_when_the_lowest_step_drops():
+    out = _sweep_with_limit(15_000, "50k,100k")
+    assert out["tried"] == [50_000, 25_000, 12_500]
+    assert out["zero_drop_offered_pairs_per_s"] == 12_500
+    assert out["first_drop_offered_pairs_per_s"] == 25_000
+    never = _sweep_with_limit(0, "50k,100k")
+    assert never["tried"] == [50_000, 25_000, 12_500, 6_250]
+    assert never["zero_drop_pairs_per_s"] == 0 and never["note"] == "drops at every step tried"
+    clean = _sweep_with_limit(10**9, "50k,100k")
+    assert clean["tried"] == [50_000, 100_000] and "lower bound" in clean["note"]
+
+
 def test_no_falco_binary_prints_skipped_and_exits_0(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FALCONET_FALCO_BIN", str(tmp_path / "nowhere"))
     assert B.main(["--quick"]) == 0
