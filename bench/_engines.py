@@ -129,7 +129,12 @@ def build_c(source: Path, out_dir: Path, shared: bool = False) -> Path:
     if shared:
         cmd[1:1] = ["-shared", "-fPIC"]
         cmd.append("-ldl")
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeError("gcc not found: the benchmark compiles its C helpers") from None
+    if res.returncode != 0:
+        raise RuntimeError(f"gcc failed on {source}:\n{res.stderr[-2000:]}")
     return out
 
 

@@ -369,6 +369,8 @@ def summarise(rounds: list[dict[str, Any]], starts: dict[str, list[dict[str, Any
                     else E.median(ready[1:])
             else:
                 med[eng][name] = E.median([r[eng][fig][key] for r in rounds if fig in r[eng]])
+            if med[eng][name] is not None:
+                med[eng][name] = round(med[eng][name], 3)
     ratios: dict[str, Any] = {}
     for fig in med["falconet"]:
         a, b = med["falconet"].get(fig), med["falco"].get(fig)
@@ -400,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": E.loadavg(), "other_engines_running": other_engines()}
     work = E.temp_dir("falconet-vs-falco-")
     try:
-        runner = Runner(args, work, run_sh, rules)
+        try:
+            runner = Runner(args, work, run_sh, rules)
+        except (RuntimeError, OSError) as e:          # no gcc, or it failed
+            print(json.dumps({**result, "error": str(e)}))
+            return 1
         if args.falco_shim == "on":
             runner.use_shim("--falco-shim on")
         if {"tar"} & set(args.only):
@@ -413,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ENGINES:              # alternating: Falco, Falconet, Falco, ...
                     rnd[name] = runner.session(name)
                 rounds.append(rnd)
-        except E.EngineFailed as e:
-            result.update({"error": str(e)[:4000], "failed_engine": e.name,
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            # an engine that does not start or dies mid-run, a generator that fails: say what,
+            # with the commands, in the same JSON document (no traceback)
+            result.update({"error": str(e)[:4000],
+                           "failed_engine": getattr(e, "name", None),
                            "commands": runner.commands, "loadavg_after": E.loadavg()})
             print(json.dumps(result, indent=2))
             return 1
