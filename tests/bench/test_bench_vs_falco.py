@@ -125,6 +125,15 @@ def test_sweep_goes_down_by_halves_when_the_lowest_step_drops():
     assert clean["tried"] == [50_000, 100_000] and "lower bound" in clean["note"]
 
 
+def test_sweep_flags_a_generator_that_falls_short():
+    bench = B.Bench(B.parse_args(["--steps", "50k,100k"]), Path("/nonexistent"), None)  # type: ignore[arg-type]
+    bench.measured = lambda _e, w: {"kernel_drops": 0,  # type: ignore[method-assign]
+                                    "pairs_per_s": min(w.args[0], 60_000)}
+    out = bench.sweep(None)  # type: ignore[arg-type]
+    assert [s["generator_saturated"] for s in out["steps"]] == [False, True]
+    assert out["zero_drop_pairs_per_s"] == 60_000 and "limited by the machine" in out["note"]
+
+
 def test_no_falco_binary_prints_skipped_and_exits_0(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FALCONET_FALCO_BIN", str(tmp_path / "nowhere"))
     assert B.main(["--quick"]) == 0
