@@ -32,21 +32,28 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from falconet.upstream import falco_rules_path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _engines import (  # noqa: E402 - shared with bench_vs_falco.py
+    KERNEL_DROPS,
+    KERNEL_EVENTS,
+    REPO,
+    TARGET,
+    median,
+    metric_total,
+    proc_usage,
+    scrape,
+)
+
 FALCO_RULES = falco_rules_path()       # $FALCONET_FALCO_RULES (falconet.upstream)
-TARGET = "/etc/hostname"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 COLLECTOR_ONLY = r"""
 import json, sys, time
@@ -163,19 +170,6 @@ class Engine:
             import threading  # noqa: PLC0415
             threading.Thread(target=self._read_lines, daemon=True).start()
 
-    def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            m = re.match(r"^(\w+)(\{[^}]*\})?\s+([0-9.eE+-]+)$", line)
-            if m:
-                key = m.group(1) + (m.group(2) or "")
-                out[key] = out.get(key, 0.0) + float(m.group(3))
-        return out
-
     def _read_lines(self) -> None:
         for line in self.proc.stdout:
             if line.startswith("{"):
@@ -184,11 +178,10 @@ class Engine:
     def counters(self) -> dict[str, float]:
         if self.mode == "collector":
             return dict(self.last)
-        m = self.metrics()
-        events = sum(v for k, v in m.items() if k.startswith("falconet_events_total"))
-        return {"kernel_events": m.get("falcosecurity_scap_n_evts_total", 0.0),
-                "kernel_drops": m.get("falcosecurity_scap_n_drops_total", 0.0),
-                "processed": events}
+        m = scrape(self.port)
+        return {"kernel_events": metric_total(m, KERNEL_EVENTS),
+                "kernel_drops": metric_total(m, KERNEL_DROPS),
+                "processed": metric_total(m, "falconet_events_total")}
 
     def wait_ready(self, timeout: float = 120) -> float:
         """Until the kernel side counts events (the collector is attached)."""
@@ -207,15 +200,7 @@ class Engine:
 
     def usage(self) -> tuple[float, int]:
         """(cpu seconds, rss bytes) of the engine process."""
-        pid = self.proc.pid
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        f = stat[stat.rindex(")") + 2:].split()
-        cpu = (int(f[11]) + int(f[12])) / CLK_TCK
-        rss = 0
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-        return cpu, rss
+        return proc_usage(self.proc.pid)
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -317,8 +302,7 @@ def run_realistic(argv: list[str]) -> tuple[float, float]:
 def realistic(mode: str, port: int, rounds: int) -> dict:
     """Alternate without/with the engine for each workload; medians of ``rounds`` runs."""
     def med(xs: list[float]) -> float:
-        xs = sorted(xs)
-        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+        return median(xs) or 0.0
     import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
     tmp = tempfile.mkdtemp(prefix="falconet-bench-")
