@@ -90,12 +90,15 @@ def run_workload(kind: str, ops: int, port: int) -> None:
 def stable_plan() -> FilterPlan | None:
     """The plan the engine derives from Falco's stable rules (None when they are not here)."""
     from falconet import upstream  # noqa: PLC0415
-    from falconet.rules.compiler import load_rules  # noqa: PLC0415
-    from falconet.rules.kfilter import derive  # noqa: PLC0415
+    from falconet.app import App  # noqa: PLC0415
+    from falconet.config import load_config  # noqa: PLC0415
     path = upstream.falco_rules_path()
-    if path is None:
+    if path is None or not os.path.exists(path):
         return None
-    return derive(load_rules([str(path)]))
+    app = App(load_config(None, []))
+    app.load_plugins()
+    app.load_ruleset([str(path)])
+    return app.kernel_filter_plan()
 
 
 def measure(plan: FilterPlan | None, types: frozenset[str], kinds: list[str], ops: int,

@@ -32,7 +32,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from falconet.kfilter import OPEN_TYPES, Clause, FilterPlan, TypeFilter
+from falconet.kfilter import (
+    IO_TYPES,
+    MAX_NEEDLES,
+    NEEDLE_LEN,
+    OPEN_TYPES,
+    Clause,
+    FilterPlan,
+    IoFilter,
+    TypeFilter,
+)
 from falconet.rules.ast import (
     And,
     Binary,
@@ -633,4 +642,74 @@ def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = froz
     notes: tuple[str, ...] = ()
     if any_close and filtered:
         notes = ("close: a rule or plugin reads close events: every close passes",)
-    return FilterPlan(filtered, unfiltered, bool(filtered) and not any_close, notes)
+    return FilterPlan(filtered, unfiltered, bool(filtered) and not any_close, notes,
+                      io=derive_io(rules, plugin_of))
+
+
+# ------------------------------------------------------------------------------ I/O
+#: I/O calls the state parser learns from (a UDP socket's tuple from sendto/recvfrom/...):
+#: their events may be dropped only when they cannot reach the state (not a socket), never
+#: for their data
+_IO_STATE_TYPES = frozenset({"sendto", "recvfrom", "sendmsg", "recvmsg"})
+#: fields that hold the raw data snapshot (``evt.arg.data`` renders it, '.' for other bytes:
+#: a needle on its text is not a needle on the bytes)
+_BUFFER_FIELDS = frozenset({"evt.buffer", "evt.rawarg.data"})
+
+
+def needles(node: Any, neg: bool = False) -> frozenset[bytes] | None:
+    """Byte strings one of which the data of every event ``node`` matches contains (their first
+    :data:`NEEDLE_LEN` bytes), or ``None`` (no such set can be derived)."""
+    if isinstance(node, Not):
+        return needles(node.child, not neg)
+    if isinstance(node, And | Or):
+        parts = [needles(c, neg) for c in node.children]
+        if isinstance(node, And) != neg:
+            known = [p for p in parts if p is not None]
+            return min(known, key=len) if known else None
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*parts) if parts else frozenset()   # type: ignore[arg-type]
+    if neg or not isinstance(node, Binary) or not isinstance(node.left, Field):
+        return None
+    name = node.left.name if node.left.arg is None else f"{node.left.name}.{node.left.arg}"
+    if name not in _BUFFER_FIELDS or node.op != "contains" or not isinstance(node.right, Value):
+        return None
+    lit = node.right.text.encode("utf-8", "surrogateescape")
+    return frozenset({lit[:NEEDLE_LEN]}) if lit else None
+
+
+def derive_io(rules: list[Any], plugin_of: dict[str, str]) -> dict[str, IoFilter]:
+    """The I/O filters: per traced I/O type, whether every rule on it proves a socket fd
+    (:func:`socket_proven`) and which needles every rule's data must contain."""
+    per: dict[str, list[tuple[bool, frozenset[bytes] | None]]] = {}
+    for r in rules:
+        types = r.event_types
+        if types is None:
+            return {}                       # a rule on every type: no I/O type is filtered
+        on_io = IO_TYPES & types
+        if not on_io:
+            continue
+        if r.ast is None:
+            for t in on_io:
+                per.setdefault(t, []).append((False, None))
+            continue
+        sock, need = socket_proven(r.ast), needles(r.ast)
+        for t in on_io:
+            per.setdefault(t, []).append((sock, need))
+    out: dict[str, IoFilter] = {}
+    for t, items in sorted(per.items()):
+        if t in plugin_of:
+            continue
+        sockets_only = all(sock for sock, _n in items)
+        found: set[bytes] = set()
+        ok = t not in _IO_STATE_TYPES
+        for _s, n in items:
+            if n is None:
+                ok = False
+                break
+            found |= n
+        found = {n for n in found if not any(o != n and n.startswith(o) for o in found)}
+        picked = tuple(sorted(found)) if ok and 0 < len(found) <= MAX_NEEDLES else ()
+        if sockets_only or picked:
+            out[t] = IoFilter(t, sockets_only, picked)
+    return out
