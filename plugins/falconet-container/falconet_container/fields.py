@@ -92,8 +92,8 @@ def mount_selector(field: str, arg: str | None,
       The field descriptions say "a glob", and libsinsp before 0.41 used fnmatch, but the
       plugin compiles a regex: ``[/data]`` also matches ``/var/data2``, ``[/usr/local/*]``
       matches any source containing ``/usr/local``. Anchor with ``^...$`` to be exact.
-    An argument that is not a valid regular expression is refused at load time (the plugin
-    would fail on it at every extraction)."""
+    An argument that is not a valid regular expression is refused at load time (Falco loads it;
+    the plugin compiles the pattern only when it extracts)."""
     if not arg:
         raise ValueError(f"{field} needs a mount index or path: {field}[0] or {field}[/data]")
     if arg.isdigit() and (arg == "0" or arg[0] != "0"):
