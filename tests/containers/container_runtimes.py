@@ -148,11 +148,12 @@ def need_containerd() -> None:
 
 def start_ctr(request, annotations: dict[str, str] | None = None,
               labels: dict[str, str] | None = None, cgroup: str | None = None,
-              ns: str = "default", cmd: list[str] | None = None) -> Running:
-    """``cgroup`` may contain ``{id}`` (the container id)."""
+              ns: str = "default", cmd: list[str] | None = None,
+              extra: tuple[str, ...] = ()) -> Running:
+    """``cgroup`` may contain ``{id}`` (the container id); ``extra``: more ``ctr run`` options."""
     need_containerd()
     cid = new_id()
-    args = ["run", "-d"]
+    args = ["run", "-d", *extra]
     for k, v in (annotations or {}).items():
         args += ["--annotation", f"{k}={v}"]
     for k, v in (labels or {}).items():

@@ -43,8 +43,10 @@ REPO_NAME, TAG = IMAGE.rsplit(":", 1)
 
 
 class LiveEngine:
-    def __init__(self, tmp: Path) -> None:
-        (tmp / "rules.yaml").write_text(RULES)
+    def __init__(self, tmp: Path, rules: str = RULES,
+                 rule: str | None = "Marker file written") -> None:
+        self.rule = rule
+        (tmp / "rules.yaml").write_text(rules)
         (tmp / "falconet.yaml").write_text(json.dumps(CONFIG))
         self.out = tmp / "alerts.json"
         self.err = tmp / "stderr.txt"
@@ -64,7 +66,7 @@ class LiveEngine:
                 a = json.loads(line)
             except ValueError:
                 continue
-            if a.get("rule") == "Marker file written":
+            if self.rule is None or a.get("rule") == self.rule:
                 out.append(a)
         return out
 
@@ -100,19 +102,26 @@ def live(tmp_path_factory):
     need_bcc()
     eng = LiveEngine(tmp_path_factory.mktemp("e2e"))
     try:
-        # ready = a host marker write alerts (the probe attach takes a few seconds)
-        token = secrets.token_hex(4)
-        path = f"/tmp/falconet-marker-ready-{token}"
-
-        def ready():
-            subprocess.run(["sh", "-c", f"echo x > {path}"], check=True)
-            if eng.proc.poll() is not None:
-                raise AssertionError(f"falconet exited: {eng.err.read_text()[-2000:]}")
-            return _seen(eng, token)
-        wait_until(ready, 60, interval=0.2)
+        wait_ready(eng)
         yield eng
     finally:
         eng.stop()
+
+
+def wait_ready(eng: LiveEngine) -> None:
+    """Until a host marker write alerts (the probe attach takes a few seconds); the engine's
+    rules must include RULES."""
+    token = secrets.token_hex(4)
+    path = f"/tmp/falconet-marker-ready-{token}"
+
+    def ready():
+        subprocess.run(["sh", "-c", f"echo x > {path}"], check=True)
+        if eng.proc.poll() is not None:
+            raise AssertionError(f"falconet exited: {eng.err.read_text()[-2000:]}")
+        return _seen(eng, token)
+    try:
+        wait_until(ready, 60, interval=0.2)
+    finally:
         Path(path).unlink(missing_ok=True)
 
 

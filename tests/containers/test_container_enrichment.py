@@ -74,7 +74,10 @@ class Engine:
         return e
 
     def field(self, evt: Event, name: str):
-        return self.ctx.fields.resolve(name).extract(evt)
+        arg = None
+        if name.endswith("]") and "[" in name:          # container.mount.dest[/data]
+            name, _, arg = name[:-1].partition("[")
+        return self.ctx.fields.resolve(name, arg).extract(evt)
 
     def wait_metadata(self, pid: int, field: str = "container.name", timeout: float = 10.0) -> Event:
         """Send events for ``pid`` until ``field`` has a value (the lookup finished)."""
@@ -323,3 +326,21 @@ def test_malformed_state_file(request, tmp_path):
         assert eng.field(eng.event(os.getpid()), "container.id") == "host"
     finally:
         eng.stop()
+
+
+def test_mounts_of_containerd_and_podman(engine, request, tmp_path):
+    """container.mount* from the OCI spec containerd wrote (ctr --mount) and from podman's
+    bundle (-v ...:ro): the container plugin's OCI reading (see falconet_container/model.py)."""
+    src = tmp_path / "falconet-mnt-src"
+    src.mkdir()
+    c = start_ctr(request, extra=("--mount", f"type=bind,src={src},dst=/data,options=rbind:ro"))
+    e = engine.wait_metadata(c.pid, field="container.mounts")
+    assert engine.field(e, "container.mount.dest[falconet-mnt-src]") == "/data"
+    assert engine.field(e, "container.mount.rdwr[falconet-mnt-src]") == "false"
+    assert engine.field(e, "container.mount.source[^/data$]") == str(src)
+    assert engine.field(e, "container.mount.dest[0]") == "/proc"     # every spec mount
+    assert engine.field(e, "container.mount.mode[^tmpfs$]") == "755"   # /dev's mode= option
+    p = start_podman(request, extra=("-v", f"{src}:/data:ro"))
+    e = engine.wait_metadata(p.pid, field="container.mounts")
+    assert engine.field(e, "container.mount.dest[falconet-mnt-src]") == "/data"
+    assert engine.field(e, "container.mount.rdwr[falconet-mnt-src]") == "false"

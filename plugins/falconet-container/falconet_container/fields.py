@@ -4,6 +4,7 @@ id and one dict entry."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from falconet.fields import ArgKind, FieldDef, FieldType
 
 from falconet_container import PLUGIN_NAME
 from falconet_container.enricher import ContainerEnricher
+from falconet_container.model import Mount
 
 Extract = Callable[[Any], Any]
 
@@ -49,6 +51,69 @@ _ATTR_FIELDS: tuple[tuple[str, FieldType, str, Any, bool, str], ...] = (
     ("k8s.pod.sandbox_id", FieldType.STRING, "k8s_pod_sandbox_id", None, False,
      "The pod sandbox id, 12 hex characters."),
 )
+
+
+#: container.mount.<part>[...]: (attribute of Mount or None for the whole mount, matched on
+#: the dest instead of the source when the argument is a path, description)
+_MOUNT_FIELDS: tuple[tuple[str, str | None, bool, str], ...] = (
+    ("container.mount", None, False,
+     "One mount as <source>:<dest>:<mode>:<rdrw>:<propagation>, by index (container.mount[0]) "
+     "or by source path (container.mount[/usr/local]): the first mount whose source the "
+     "argument, a regular expression, matches. Missing when no mount matches."),
+    ("container.mount.source", "source", True,
+     "A mount's source, by index (container.mount.source[0]) or by destination path "
+     "(container.mount.source[/host/lib/modules], a regular expression)."),
+    ("container.mount.dest", "dest", False,
+     "A mount's destination, by index (container.mount.dest[0]) or by source path "
+     "(container.mount.dest[/lib/modules], a regular expression)."),
+    ("container.mount.mode", "mode", False,
+     "A mount's mode (docker/podman inspect Mode; an OCI mode= option), by index or by source "
+     "path (a regular expression)."),
+    ("container.mount.rdwr", "rdwr", False,
+     "Whether a mount is read-write: the string true or false, by index "
+     "(container.mount.rdwr[0]) or by source path (container.mount.rdwr[/data], a regular "
+     "expression)."),
+    ("container.mount.propagation", "propagation", False,
+     "A mount's propagation (docker/podman inspect Propagation; an OCI spec's "
+     "rootfsPropagation), by index or by source path (a regular expression)."),
+)
+
+
+def mount_selector(field: str, arg: str | None,
+                   by_dest: bool) -> Callable[[tuple[Mount, ...]], Mount | None]:
+    """The mount a ``container.mount*[arg]`` names, bound at load time.
+
+    Upstream semantics (falcosecurity/plugins, plugins/container/src/caps/extract/extract.cpp
+    and container_info.cpp, container plugin 0.7.1 as Falco 0.44 loads it):
+    - the argument is an index when libsinsp reads it as one: digits only, no leading zero
+      (``0``, ``12``; ``01`` and ``-1`` are keys), as its plugin field-argument parser does;
+    - a key is a **regular expression searched** (unanchored, multi-line, RE-flex) in each
+      mount's source (its destination for ``container.mount.source``), the first match wins.
+      The field descriptions say "a glob", and libsinsp before 0.41 used fnmatch, but the
+      plugin compiles a regex: ``[/data]`` also matches ``/var/data2``, ``[/usr/local/*]``
+      matches any source containing ``/usr/local``. Anchor with ``^...$`` to be exact.
+    An argument that is not a valid regular expression is refused at load time (Falco loads it;
+    the plugin compiles the pattern only when it extracts)."""
+    if not arg:
+        raise ValueError(f"{field} needs a mount index or path: {field}[0] or {field}[/data]")
+    if arg.isdigit() and (arg == "0" or arg[0] != "0"):
+        idx = int(arg)
+
+        def by_index(mounts: tuple[Mount, ...]) -> Mount | None:
+            return mounts[idx] if idx < len(mounts) else None
+        return by_index
+    try:
+        pattern = re.compile(arg, re.MULTILINE)
+    except re.error as e:
+        raise ValueError(f"{field}[{arg}]: the argument is a regular expression: {e}") from None
+    search = pattern.search
+
+    def by_path(mounts: tuple[Mount, ...]) -> Mount | None:
+        for m in mounts:
+            if search(m.dest if by_dest else m.source):
+                return m
+        return None
+    return by_path
 
 
 #: CRI-derived fields the API can fill in while the runtime lookup is pending: PodMeta attribute
@@ -203,6 +268,47 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
             return extract
         return bind
 
+    def mounts_extractor(_arg: str | None) -> Extract:
+        def extract(evt: Any) -> str | None:
+            f = full_id(evt)
+            if not f:
+                # the plugin's host entry has no mounts: "" (an unknown id: missing)
+                return None if f is None else ""
+            info = table.get(f)
+            if info is None or info.mounts is None:
+                return None
+            # ',' although the field's description says space-separated: extract.cpp joins
+            # with ","
+            return ",".join(m.to_string() for m in info.mounts)
+        return extract
+
+    def mount_extractor(field: str, attr: str | None, by_dest: bool) -> Callable[[str | None], Extract]:
+        def make(arg: str | None) -> Extract:
+            select = mount_selector(field, arg, by_dest)
+            last: list[Any] = [None, None]       # (ContainerInfo, value): infos are immutable
+
+            def extract(evt: Any) -> str | None:
+                info = info_of(evt)
+                if info is None or info.mounts is None:
+                    return None
+                if info is last[0]:
+                    return last[1]
+                m = select(info.mounts)
+                # no match is a missing value, though the description of container.mount
+                # promises "none": the plugin sets no value then (extract.cpp)
+                if m is None:
+                    v = None
+                elif attr is None:
+                    v = m.to_string()
+                elif attr == "rdwr":
+                    v = "true" if m.rdwr else "false"
+                else:
+                    v = getattr(m, attr)
+                last[0], last[1] = info, v
+                return v
+            return extract
+        return make
+
     def duration_extractor(_arg: str | None) -> Extract:
         def extract(evt: Any) -> int | None:
             info = info_of(evt)
@@ -244,7 +350,14 @@ def field_defs(enricher: ContainerEnricher) -> list[FieldDef]:
                  "API (k8s_api).", ns_labels_extractor, provider=p),
         FieldDef("container.duration", FieldType.RELTIME,
                  "Nanoseconds since the container started.", duration_extractor, provider=p),
+        FieldDef("container.mounts", FieldType.STRING,
+                 "The container's mounts, comma-separated, each "
+                 "<source>:<dest>:<mode>:<rdrw>:<propagation> (empty for host processes).",
+                 mounts_extractor, provider=p),
     ]
+    for name, attr, by_dest, desc in _MOUNT_FIELDS:
+        defs.append(FieldDef(name, FieldType.STRING, desc, mount_extractor(name, attr, by_dest),
+                             arg=ArgKind.REQUIRED, provider=p))
     for name, ftype, attr, host_value, suggested, desc in _ATTR_FIELDS:
         make = attr_extractor(attr, host_value, name == "k8s.pod.sandbox_id")
         if name in _API_FALLBACK and enricher.k8s_api:

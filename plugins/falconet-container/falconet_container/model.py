@@ -10,6 +10,75 @@ from typing import Any
 PENDING, RESOLVED, FAILED = "pending", "resolved", "failed"
 
 
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """One mount of a container, as Falco's container plugin keeps it (``container_mount_info``).
+
+    ``mode`` and ``propagation`` are whatever the runtime reports, possibly empty: docker and
+    podman give their inspect ``Mode`` (``ro``, ``z``, often empty for binds) and
+    ``Propagation`` (``rprivate``); for an OCI spec see :func:`mounts_from_spec`.
+    """
+
+    source: str
+    dest: str
+    mode: str = ""
+    rdwr: bool = True
+    propagation: str = ""
+
+    def to_string(self) -> str:
+        """``<source>:<dest>:<mode>:<rdrw>:<propagation>`` (``container_mount_info::to_string``)."""
+        return (f"{self.source}:{self.dest}:{self.mode}:{'true' if self.rdwr else 'false'}:"
+                f"{self.propagation}")
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Mount:
+        if not isinstance(d, dict) or not isinstance(d.get("source"), str) \
+                or not isinstance(d.get("dest"), str):
+            raise ValueError("container mount record without a source and dest")
+        return cls(d["source"], d["dest"], str(d.get("mode") or ""), bool(d.get("rdwr", True)),
+                   str(d.get("propagation") or ""))
+
+
+def mounts_from_docker(items: Any) -> tuple[Mount, ...]:
+    """Docker (and ``podman inspect``) ``Mounts``: Source, Destination, Mode, RW, Propagation
+    taken as they are, as the container plugin's docker and podman engines do."""
+    out = []
+    for m in items if isinstance(items, list) else ():
+        if not isinstance(m, dict):
+            continue
+        out.append(Mount(str(m.get("Source") or ""), str(m.get("Destination") or ""),
+                         str(m.get("Mode") or ""), bool(m.get("RW")),
+                         str(m.get("Propagation") or "")))
+    return tuple(out)
+
+
+def mounts_from_spec(spec: dict[str, Any] | None) -> tuple[Mount, ...] | None:
+    """An OCI ``config.json``'s ``mounts`` the way the container plugin's containerd engine
+    reads them (falcosecurity/plugins, go-worker/pkg/container/containerd.go), surprising as
+    it is: every mount of the spec (``/proc``, ``/dev``, ... too, not only the user's); ``mode``
+    is the value of a ``mode=`` option (``mode=755`` of a tmpfs), else empty, not ``ro``/``rw``;
+    ``rdwr`` is false only with a ``ro`` option; ``propagation`` is the spec's
+    ``linux.rootfsPropagation`` for every mount, not the mount's own ``rprivate``/``rshared``
+    option. ``None`` without a spec (unknown)."""
+    if not spec:
+        return None
+    linux = spec.get("linux")
+    prop = str((linux.get("rootfsPropagation") if isinstance(linux, dict) else None) or "")
+    out = []
+    for m in spec.get("mounts") or ():
+        if not isinstance(m, dict):
+            continue
+        ro, mode = False, ""
+        for opt in m.get("options") or ():
+            if opt == "ro":
+                ro = True
+            elif isinstance(opt, str) and opt.startswith("mode="):
+                mode = opt[5:]
+        out.append(Mount(str(m.get("source") or ""), str(m.get("destination") or ""), mode,
+                         not ro, prop))
+    return tuple(out)
+
+
 @dataclass(slots=True)
 class ContainerInfo:
     """Metadata of one container. ``None`` means unknown (not looked up yet, or the runtime did
@@ -36,6 +105,8 @@ class ContainerInfo:
     k8s_container_name: str | None = None
     k8s_pod_sandbox_id: str | None = None
     k8s_pod_labels: dict[str, str] = field(default_factory=dict)   # from the pod sandbox
+    #: in the runtime's order (container.mount[0] is the first); None: the runtime did not say
+    mounts: tuple[Mount, ...] | None = None
     status: str = PENDING
 
     @property
@@ -55,6 +126,11 @@ class ContainerInfo:
             raise ValueError("container record without a full_id")
         for key in ("labels", "k8s_pod_labels"):
             kw[key] = {str(k): str(v) for k, v in (kw.get(key) or {}).items()}
+        mounts = kw.get("mounts")
+        if mounts is not None:            # absent from captures older than the mount fields
+            if not isinstance(mounts, (list, tuple)):
+                raise ValueError("container record with mounts that are not a list")
+            kw["mounts"] = tuple(Mount.from_dict(m) for m in mounts)
         return cls(**kw)
 
 

@@ -25,7 +25,14 @@ from falconet_container.k8s import (
     k8s_fields,
     pod_labels,
 )
-from falconet_container.model import RESOLVED, ContainerInfo, parse_rfc3339_ns, split_image
+from falconet_container.model import (
+    RESOLVED,
+    ContainerInfo,
+    mounts_from_docker,
+    mounts_from_spec,
+    parse_rfc3339_ns,
+    split_image,
+)
 from falconet_container.ocistate import RuncState, find_state_file, load_state, spec_privileged
 from falconet_container.podman_store import podman_inspect, read_storage, storage_root_from_bundle
 
@@ -101,7 +108,7 @@ class MetadataResolver:
             image_tag=tag, image_digest=digest, image_id=_short_image_id(image_id),
             privileged=bool(host.get("Privileged")),
             start_ts=parse_rfc3339_ns(state.get("StartedAt")) or parse_rfc3339_ns(doc.get("Created")),
-            labels=labels, status=RESOLVED, **k8s)
+            labels=labels, mounts=mounts_from_docker(doc.get("Mounts")), status=RESOLVED, **k8s)
 
     # ------------------------------------------------------------------ runc state based
     def _from_state(self, full_id: str, st: RuncState, hint: str,
@@ -121,6 +128,10 @@ class MetadataResolver:
             ctype = "runc"
         info = ContainerInfo(full_id=full_id, type=ctype, start_ts=st.created_ns,
                              privileged=spec_privileged(st.spec), status=RESOLVED)
+        if ctype != "docker":
+            # docker's own list is its inspect Mounts (user mounts only): the bundle's spec would
+            # give other values, so a partial docker answer leaves them unknown
+            info.mounts = mounts_from_spec(st.spec)
         image = first((ann,), IMAGE_KEYS)
         name: str | None = None
         if ctype == "containerd":
@@ -205,6 +216,8 @@ class MetadataResolver:
         conf = doc.get("Config") or {}
         labels.update({str(k): str(v) for k, v in (conf.get("Labels") or {}).items()})
         info.image_id = _short_image_id(doc.get("Image"))
+        if isinstance(doc.get("Mounts"), list):
+            info.mounts = mounts_from_docker(doc["Mounts"])   # what the upstream podman engine reads
         return str(doc.get("Name") or "") or None, doc.get("ImageName") or image
 
 
