@@ -297,6 +297,10 @@ FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3
                              "memfd_create", "userfaultfd", "eventfd", "eventfd2", "signalfd",
                              "signalfd4", "epoll_create", "epoll_create1", "inotify_init",
                              "inotify_init1", "io_uring_setup", "open_by_handle_at"})
+#: fd-consuming calls whose unknown fd the live state reads back from ``/proc/<pid>/fd``
+#: (``falconet.state.parser``; kept in the event's hidden ``fdpath`` arg): a rule that reads
+#: their fd only in its output does not turn open filtering off
+RECOVERED_FD_TYPES = frozenset({"fchmod", "fchown", "finit_module", "setns"})
 #: event types that create two fds, in the args ``fd1`` and ``fd2``
 FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
 
@@ -313,12 +317,15 @@ class FdTracker:
     thread group id (threads share an fd table); a forked child's inherited fds are tracked
     (their closes pass: conservative)."""
 
-    __slots__ = ("plan", "untracked", "filtered")
+    __slots__ = ("plan", "untracked", "filtered", "names")
 
     def __init__(self, plan: FilterPlan, counts: dict[tuple[str, str], int] | None = None
                  ) -> None:
         self.plan = plan
         self.untracked: set[tuple[int, int]] = set()
+        #: the path of each dropped successful open still untracked: what the live state reads
+        #: back from /proc for a RECOVERED_FD_TYPES call on it (the replay gives the same)
+        self.names: dict[tuple[int, int], str] = {}
         #: (event type, reason) -> events dropped (``EngineMetrics.kernel_filtered`` when given)
         self.filtered: dict[tuple[str, str], int] = counts if counts is not None else {}
 
@@ -333,10 +340,15 @@ class FdTracker:
             tf = self.plan.types.get(t)
             why = open_event_passes(tf, evt) if tf is not None else None
             if res is not None and res >= 0:
+                key = (evt.pid, res)
                 if why is None:
-                    self.untracked.discard((evt.pid, res))
+                    self.untracked.discard(key)
+                    self.names.pop(key, None)
                 else:
-                    self.untracked.add((evt.pid, res))
+                    self.untracked.add(key)
+                    name = evt.args.get("name")
+                    if isinstance(name, str):
+                        self.names[key] = name
             return self._count(t, why)
         if t in IO_TYPES:
             fio = self.plan.io.get(t)
@@ -346,16 +358,24 @@ class FdTracker:
             key = (evt.pid, fd)
             if self.plan.filter_close and key in self.untracked:
                 self.untracked.discard(key)
+                self.names.pop(key, None)
                 return self._count(t, REASON_UNTRACKED_FD)
             return None
         if t == "procexit":
             if evt.pid == evt.tid and self.untracked:
                 pid = evt.pid
                 self.untracked = {k for k in self.untracked if k[0] != pid}
+                self.names = {k: v for k, v in self.names.items() if k[0] != pid}
+            return None
+        if t in RECOVERED_FD_TYPES:
+            key = (evt.pid, evt.args.get("fd"))
+            if key in self.untracked and "fdpath" not in evt.args and key in self.names:
+                evt.args["fdpath"] = self.names[key]     # what the live state reads back
             return None
         if res is not None and res >= 0 and self.untracked:
             if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
                 self.untracked.discard((evt.pid, res))
+                self.names.pop((evt.pid, res), None)
             elif t in FD_PAIR_TYPES:
                 for k in ("fd1", "fd2"):
                     fd = evt.args.get(k)

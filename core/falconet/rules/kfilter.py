@@ -37,6 +37,7 @@ from falconet.kfilter import (
     MAX_NEEDLES,
     NEEDLE_LEN,
     OPEN_TYPES,
+    RECOVERED_FD_TYPES,
     Clause,
     FilterPlan,
     IoFilter,
@@ -510,13 +511,6 @@ def _reads_fd_of(t: str, fields: set[tuple[str, str | None]]) -> str | None:
             if inputs is None or a in inputs or (a == "fd" and _fdinfo_from_table(t)):
                 return name
     return None
-
-
-#: fd-consuming calls whose unknown fd the state recovers from ``/proc/<pid>/fd`` while the
-#: process lives (falconet.state.parser): a rule that reads their fd only in its *output*
-#: does not turn open filtering off (its alerts are the same; the output field is empty only
-#: when the process closed the fd before the engine read the event: docs/kernel-filter.md)
-RECOVERED_FD_TYPES = frozenset({"fchmod", "fchown", "finit_module", "setns"})
 
 
 def _condition_fields(rule: Any) -> set[tuple[str, str | None]]:

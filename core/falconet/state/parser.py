@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.events import SYSCALL_SOURCE, Event
+from falconet.kfilter import RECOVERED_FD_TYPES
 from falconet.state import flags as F
 from falconet.state.overlay import is_upper_layer
 from falconet.state.proc_bootstrap import (
@@ -138,9 +139,32 @@ class StateParser:
         else:
             fd = evt.args.get("fd")
             if fd is not None:
-                evt.fdinfo = t.fds.get(fd)
+                f = t.fds.get(fd)
+                if f is None and evt.type in RECOVERED_FD_TYPES:
+                    f = self._recover_fd(evt, t, fd)
+                evt.fdinfo = f
 
     parse = __call__
+
+    def _recover_fd(self, evt: Event, t: ThreadInfo, fd: Any) -> FdInfo | None:
+        """An fd-consuming call (``fchmod``...) on an fd we never saw open (the kernel filter
+        dropped its open, or it predates the engine): live, its path from
+        ``/proc/<pid>/fd/<fd>`` while the process still holds it, written into the event's
+        hidden ``fdpath`` arg so a recording replays with the same value."""
+        name = evt.args.get("fdpath")
+        if name is None:
+            if not self.live or not isinstance(fd, int) or fd < 0:
+                return None
+            try:
+                name = os.readlink(f"{self.proc}/{evt.pid}/fd/{fd}")
+            except OSError:
+                return None
+            evt.args["fdpath"] = name
+        if not isinstance(name, str) or not name.startswith("/"):
+            return None                 # socket:[..], pipe:[..], anon_inode:..: not a file
+        f = FdInfo(fd, "f", name, nameraw=name)
+        t.fds[fd] = f
+        return f
 
     # ------------------------------------------------------------------------------ unknown tids
     def _add(self, t: ThreadInfo) -> None:

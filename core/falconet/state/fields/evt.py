@@ -31,7 +31,7 @@ _NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signal
                            "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
                            "cpu_hotplug", "page_fault", "asyncevent", "security"})
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
-_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype"})
+_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype", "fdpath"})
 
 
 def _local_time_formatter(fmt: str) -> Callable[[int], str]:
