@@ -147,3 +147,29 @@ def test_the_kernel_agrees_with_the_decision_procedure(filtered):
                            bool(e.args["ftype"] & 2)) is None, e
     assert open_passes(tf, "/usr/lib/os-release", os.O_RDONLY, 3, False) == "path"
     assert open_passes(tf, "/nonexistent-kf", os.O_RDONLY, -2, False) == "failed"
+
+
+def test_a_reload_replaces_the_running_filter(tmp_path):
+    """set_kernel_filter (rules reload): the new plan's paths pass, the old plan's no longer
+    do; a path the new plan drops is counted."""
+    need_bcc()
+    from live_collector import LiveCollector  # noqa: PLC0415
+    from falconet.metrics import EngineMetrics  # noqa: PLC0415
+    m = EngineMetrics()
+    c = LiveCollector({"openat", "close"}, metrics=m, kernel_filter=PLAN)
+    try:
+        other = Clause(any_path=False, exact=frozenset({"/usr/lib/os-release"}),
+                       prefixes=frozenset(), need_read=True, need_write=False,
+                       need_success=True)
+        c.source.set_kernel_filter(FilterPlan(types={"openat": TypeFilter("openat", (other,))},
+                                              unfiltered={}, filter_close=True))
+        code = ("import os\nfor p in ('/usr/lib/os-release', '/etc/hostname'):\n"
+                "    os.close(os.open(p, os.O_RDONLY))\n")
+        p = subprocess.Popen([sys.executable, "-c", code])
+        assert p.wait(30) == 0
+        c.wait_for(lambda e: e.type == "procexit" and e.pid == p.pid, what="the child's exit")
+        names = [e.args["name"] for e in c.matching(lambda e: e.pid == p.pid and
+                                                     e.type == "openat")]
+        assert "/usr/lib/os-release" in names and "/etc/hostname" not in names
+    finally:
+        c.close()

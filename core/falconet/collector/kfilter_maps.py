@@ -31,7 +31,7 @@ from falconet.kfilter import KEY_LEN, FilterPlan
 
 log = logging.getLogger("falconet.collector")
 
-BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM = 1, 2
+BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 1, 2, 3
 _NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -64,6 +64,16 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     if _libc.syscall(_NR_BPF, BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"bpf map update failed: {os.strerror(err)}")
+
+
+def map_delete(fd: int, key: bytes) -> None:
+    """``bpf(BPF_MAP_DELETE_ELEM)``; a missing key is not an error."""
+    k = ctypes.create_string_buffer(key, len(key))
+    attr = _Attr(fd, 0, ctypes.addressof(k), 0, 0)
+    if _libc.syscall(_NR_BPF, BPF_MAP_DELETE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+        err = ctypes.get_errno()
+        if err != 2:                    # ENOENT
+            raise OSError(err, f"bpf map delete failed: {os.strerror(err)}")
 
 
 @dataclass
@@ -176,6 +186,20 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
         map_update(cfg_fd, _U32.pack(eid), value)
     return t
+
+
+def unload(t: KernelTables, fds: dict[str, int]) -> None:
+    """Undo :func:`load` (before a new plan): every type's config off first, so each event
+    passes while the tries are emptied."""
+    off = _CFG.pack(0, 0, *([0] * 8), 0, 0)
+    for eid in t.cfg:
+        map_update(fds["map:kf_cfg"], _U32.pack(eid), off)
+    for eid in t.io:
+        map_update(fds["map:kf_io"], _U32.pack(eid), bytes(_IO.size))
+    for raw in t.trie:
+        map_delete(fds["map:kf_paths"], _KEY.pack(len(raw) * 8, raw))
+    for raw in t.rtrie:
+        map_delete(fds["map:kf_rpaths"], _KEY.pack(len(raw) * 8, raw))
 
 
 class FilterCounters:

@@ -185,6 +185,7 @@ class EbpfSource:
         self._filter_counters: kfilter_maps.FilterCounters | None = None
         self._filtered_reported: dict[tuple[str, str], int] = {}
         self._ctl_fd = -1
+        self._map_fds: dict[str, int] = {}
 
     # ------------------------------------------------------------------ start
     def start(self, events: frozenset[str], self_tgid: int | None = None,
@@ -237,6 +238,7 @@ class EbpfSource:
             self._teardown()
             raise bccloader.CollectorUnavailable(f"cannot map the ring buffers: {e}") from None
         self._ctl_fd = fds["map:ctl"]
+        self._map_fds = {k: v for k, v in fds.items() if k.startswith("map:")}
         if plan is not None and cfg.kernel_filter:
             self._load_filter(plan, fds)
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
@@ -244,6 +246,22 @@ class EbpfSource:
         self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)
+
+    def set_kernel_filter(self, plan: FilterPlan | None) -> None:
+        """A rules reload: replace the running filter (``None``: none). Between the two, every
+        event passes (the old configs are switched off before their tries are emptied)."""
+        if self.bpf is None or not self.config.kernel_filter:
+            return
+        fds = self._map_fds
+        if self.filter_tables is not None:
+            try:
+                kfilter_maps.unload(self.filter_tables, fds)
+            except OSError as e:
+                log.warning("kernel filter: cannot unload the old filter (%s)", e)
+                return
+        self.filter_plan = self.filter_tables = None
+        if plan is not None:
+            self._load_filter(plan, fds)
 
     def _load_filter(self, plan: FilterPlan, fds: dict[str, int]) -> None:
         """Fill the kernel filter maps from ``plan``; a failure leaves filtering off (every
