@@ -220,6 +220,8 @@ FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3
                              "memfd_create", "userfaultfd", "eventfd", "eventfd2", "signalfd",
                              "signalfd4", "epoll_create", "epoll_create1", "inotify_init",
                              "inotify_init1", "io_uring_setup", "open_by_handle_at"})
+#: events that start a process (``child_pid``; a thread when ``child_tid`` differs)
+_NEW_PROCESS_TYPES = frozenset({"procfork", "clone", "clone3", "fork", "vfork"})
 #: event types that create two fds, in the args ``fd1`` and ``fd2``
 FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
 
@@ -232,7 +234,8 @@ class FdTracker:
     (``dup2``/``dup3``: ``newfd`` is the result), ``fcntl(F_DUPFD*)``, or a
     :data:`FD_PAIR_TYPES` call takes the fd number out of it. With ``plan.filter_close``, a
     ``close`` of an untracked fd is dropped (reason ``untracked_fd``) and the fd leaves the
-    set; a ``procexit`` of the thread-group leader forgets that pid's fds. ``pid`` is the
+    set; a ``procexit`` of the thread-group leader, or the start of a new process with that
+    pid (``procfork``/``clone``... ``child_pid``), forgets that pid's fds. ``pid`` is the
     thread group id (threads share an fd table); a forked child's inherited fds are tracked
     (their closes pass: conservative)."""
 
@@ -270,8 +273,14 @@ class FdTracker:
             return None
         if t == "procexit":
             if evt.pid == evt.tid and self.untracked:
-                pid = evt.pid
-                self.untracked = {k for k in self.untracked if k[0] != pid}
+                self._forget(evt.pid)
+            return None
+        if t in _NEW_PROCESS_TYPES:
+            # a new process (not a thread): a stale entry of a reused pid must not drop the
+            # closes of the fds it inherited
+            child = evt.args.get("child_pid")
+            if child and child == evt.args.get("child_tid", child) and self.untracked:
+                self._forget(child)
             return None
         if res is not None and res >= 0 and self.untracked:
             if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
@@ -282,6 +291,9 @@ class FdTracker:
                     if fd is not None:
                         self.untracked.discard((evt.pid, fd))
         return None
+
+    def _forget(self, pid: int) -> None:
+        self.untracked = {k for k in self.untracked if k[0] != pid}
 
     def _count(self, t: str, why: str | None) -> str | None:
         if why is not None:
