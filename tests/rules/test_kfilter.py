@@ -297,3 +297,19 @@ def test_fd_tracker_forgets_a_reused_pid() -> None:
     assert (300, 5) in tr.untracked
     tr.verdict(_ev("clone", {"child_tid": 300, "child_pid": 300, "flags": 0}, 300, pid=1))
     assert not tr.untracked
+
+
+def test_too_deep_a_condition_leaves_opens_whole() -> None:
+    from types import SimpleNamespace
+
+    from falconet.rules.ast import Binary, Field, Not, Value
+    from falconet.rules.kfilter import derive, rule_facts
+
+    node = Binary(Field("proc.name"), "=", Value("x"))
+    for _ in range(5000):
+        node = Not(node)
+    assert rule_facts(node) is None
+    r = SimpleNamespace(name="deep", source="syscall", event_types=frozenset({"openat"}),
+                        kfacts=None, ast=None, fmt=None, extra_fields={})
+    plan = derive(SimpleNamespace(rules=[r]))
+    assert plan.types == {} and "rule 'deep' has no condition tree" in plan.unfiltered["openat"]

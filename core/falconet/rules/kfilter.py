@@ -510,18 +510,23 @@ class RuleFacts:
     socket: bool
 
 
-def rule_facts(ast: Any) -> RuleFacts:
-    """The :class:`RuleFacts` of a (macro-expanded) condition."""
-    fields: set[tuple[str, str | None]] = set()
-    _tokens(ast, fields)
-    return RuleFacts(necessary(ast), frozenset(fields), socket_proven(ast))
+def rule_facts(ast: Any) -> RuleFacts | None:
+    """The :class:`RuleFacts` of a (macro-expanded) condition; ``None`` when it is nested too
+    deeply to walk (the loader accepts what the parser's limit allows): its types then stay
+    unfiltered, and open filtering is off (what it reads is unknown)."""
+    try:
+        fields: set[tuple[str, str | None]] = set()
+        _tokens(ast, fields)
+        return RuleFacts(necessary(ast), frozenset(fields), socket_proven(ast))
+    except (RecursionError, MemoryError):
+        return None
 
 
 def _facts(rule: Any) -> RuleFacts | None:
     facts = getattr(rule, "kfacts", None)
     if facts is None and getattr(rule, "ast", None) is not None:
         facts = rule_facts(rule.ast)
-    return facts
+    return facts if isinstance(facts, RuleFacts) else None
 
 
 # ------------------------------------------------------------------------------ the plan
