@@ -301,6 +301,8 @@ FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3
 #: (``falconet.state.parser``; kept in the event's hidden ``fdpath`` arg): a rule that reads
 #: their fd only in its output does not turn open filtering off
 RECOVERED_FD_TYPES = frozenset({"fchmod", "fchown", "finit_module", "setns"})
+#: events that start a process (``child_pid``; a thread when ``child_tid`` differs)
+_NEW_PROCESS_TYPES = frozenset({"procfork", "clone", "clone3", "fork", "vfork"})
 #: event types that create two fds, in the args ``fd1`` and ``fd2``
 FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
 
@@ -313,7 +315,8 @@ class FdTracker:
     (``dup2``/``dup3``: ``newfd`` is the result), ``fcntl(F_DUPFD*)``, or a
     :data:`FD_PAIR_TYPES` call takes the fd number out of it. With ``plan.filter_close``, a
     ``close`` of an untracked fd is dropped (reason ``untracked_fd``) and the fd leaves the
-    set; a ``procexit`` of the thread-group leader forgets that pid's fds. ``pid`` is the
+    set; a ``procexit`` of the thread-group leader, or the start of a new process with that
+    pid (``procfork``/``clone``... ``child_pid``), forgets that pid's fds. ``pid`` is the
     thread group id (threads share an fd table); a forked child's inherited fds are tracked
     (their closes pass: conservative)."""
 
@@ -363,14 +366,19 @@ class FdTracker:
             return None
         if t == "procexit":
             if evt.pid == evt.tid and self.untracked:
-                pid = evt.pid
-                self.untracked = {k for k in self.untracked if k[0] != pid}
-                self.names = {k: v for k, v in self.names.items() if k[0] != pid}
+                self._forget(evt.pid)
             return None
         if t in RECOVERED_FD_TYPES:
             key = (evt.pid, evt.args.get("fd"))
             if key in self.untracked and "fdpath" not in evt.args and key in self.names:
                 evt.args["fdpath"] = self.names[key]     # what the live state reads back
+            return None
+        if t in _NEW_PROCESS_TYPES:
+            # a new process (not a thread): a stale entry of a reused pid must not drop the
+            # closes of the fds it inherited (the kernel compares the leader's start time)
+            child = evt.args.get("child_pid")
+            if child and child == evt.args.get("child_tid", child) and self.untracked:
+                self._forget(child)
             return None
         if res is not None and res >= 0 and self.untracked:
             if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
@@ -382,6 +390,10 @@ class FdTracker:
                     if fd is not None:
                         self.untracked.discard((evt.pid, fd))
         return None
+
+    def _forget(self, pid: int) -> None:
+        self.untracked = {k for k in self.untracked if k[0] != pid}
+        self.names = {k: v for k, v in self.names.items() if k[0] != pid}
 
     def _count(self, t: str, why: str | None) -> str | None:
         if why is not None:

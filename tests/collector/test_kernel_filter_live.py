@@ -153,8 +153,8 @@ def test_a_reload_replaces_the_running_filter(tmp_path):
     """set_kernel_filter (rules reload): the new plan's paths pass, the old plan's no longer
     do; a path the new plan drops is counted."""
     need_bcc()
-    from live_collector import LiveCollector  # noqa: PLC0415
     from falconet.metrics import EngineMetrics  # noqa: PLC0415
+    from live_collector import LiveCollector  # noqa: PLC0415
     m = EngineMetrics()
     c = LiveCollector({"openat", "close"}, metrics=m, kernel_filter=PLAN)
     try:

@@ -72,3 +72,29 @@ def test_same_alerts_with_the_kernel_filter(capture: str, tmp_path, which: str,
         assert "openat/path:" in err_kf and "close/untracked_fd:" in err_kf
         events = [int(m) for m in re.findall(r"falconet: (\d+) events", err_plain + err_kf)]
         assert events[0] == events[1] + n        # filtered events never reach the pipeline
+
+
+def test_filtered_events_are_metrics_not_drops(capture: str) -> None:
+    """In process, as `falconet replay --kernel-filter` runs: the filtered counts land in
+    EngineMetrics.kernel_filtered and the Prometheus family, the drops stay 0."""
+    need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
+    from falconet.app import App
+    from falconet.config import load_config
+    from falconet.prometheus import EngineCollector
+
+    app = App(load_config(None, [*BASE[1::2], "outputs.stdout.enabled=false"]),
+              source_name="replay")
+    app.load_plugins()
+    app.load_ruleset([str(FALCO_RULES)])
+    app.build_pipeline()
+    app.run("replay", {"path": capture, "progress": False,
+                       "kernel_filter": app.kernel_filter_plan(force=True)})
+    kf = dict(app.metrics.kernel_filtered)
+    assert kf[("openat", "path")] > 0 and kf[("close", "untracked_fd")] > 0
+    assert app.losses() == 0
+    fams = {f.name: f for f in EngineCollector(app.metrics, hostname="h").collect()}
+    fam = fams["falconet_kernel_filtered_events"]
+    got = {(s.labels["type"], s.labels["reason"]): s.value for s in fam.samples
+           if s.name.endswith("_total")}
+    assert got == {k: float(v) for k, v in kf.items()}
+    assert "filtered in the kernel (" in app.summary()

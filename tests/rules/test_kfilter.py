@@ -305,3 +305,30 @@ def test_decision_matches_its_statement() -> None:
                 rnd.choice([0, 1, 2, 0o1000, 0o10000000, 0o1101]), rnd.choice([3, -2]),
                 rnd.random() < 0.2)
         assert open_passes(tf, *args) == _reference(tf, *args), (cs, args)
+
+
+def test_fd_tracker_forgets_a_reused_pid() -> None:
+    plan = FilterPlan({"openat": TypeFilter("openat", (C(exact={"/a"}),))}, {}, True)
+    tr = FdTracker(plan)
+    tr.verdict(open_event("openat", "/b", res=5, pid=300))
+    tr.verdict(_ev("procfork", {"child_tid": 301, "child_pid": 300, "parent_tid": 1,
+                                "parent_pid": 1}, None, pid=1))          # a thread of 300
+    assert (300, 5) in tr.untracked
+    tr.verdict(_ev("clone", {"child_tid": 300, "child_pid": 300, "flags": 0}, 300, pid=1))
+    assert not tr.untracked
+
+
+def test_too_deep_a_condition_leaves_opens_whole() -> None:
+    from types import SimpleNamespace
+
+    from falconet.rules.ast import Binary, Field, Not, Value
+    from falconet.rules.kfilter import derive, rule_facts
+
+    node = Binary(Field("proc.name"), "=", Value("x"))
+    for _ in range(5000):
+        node = Not(node)
+    assert rule_facts(node) is None
+    r = SimpleNamespace(name="deep", source="syscall", event_types=frozenset({"openat"}),
+                        kfacts=None, ast=None, fmt=None, extra_fields={})
+    plan = derive(SimpleNamespace(rules=[r]))
+    assert plan.types == {} and "rule 'deep' has no condition tree" in plan.unfiltered["openat"]

@@ -25,6 +25,7 @@ from falconet.rules.collector import Collector, ExceptionItem, RuleItem, is_modi
 from falconet.rules.condition import ConditionCompiler
 from falconet.rules.errors import FilterCompileError, FilterSyntaxError, Location, RuleLoadError
 from falconet.rules.formatter import compile_output
+from falconet.rules.kfilter import rule_facts
 from falconet.rules.model import CompiledRule, RuleDescription
 from falconet.rules.parser import LIST_OPS, parse_condition, parse_field_token
 from falconet.rules.resolvers import event_types, expand_macros
@@ -424,7 +425,8 @@ def compile_loaded(ld: Collector, append_output: Any = None, capture_fields: Any
                           str(ri.condition), ri.output, ri.capture,
                           ri.capture_duration * 1_000_000)
         cr.extra_fields = {"getters": extras.getters, "consts": extras.consts}
-        cr.ast = ast
+        if ri.source == "syscall":
+            cr.kfacts = rule_facts(ast)
         if capture_tokens:
             if ri.source not in capture_by_source:
                 capture_by_source[ri.source] = _capture_getters(ld.registry, capture_tokens,

@@ -59,12 +59,15 @@ from falconet.rules.ast import (
 )
 from falconet.syscalls import EVENTS
 
-__all__ = ["derive", "socket_proven", "state_dependence"]
+__all__ = ["RuleFacts", "derive", "rule_facts", "socket_proven", "state_dependence"]
 
 #: at most this many clauses per rule; beyond, clauses of equal flags are merged, then all
 MAX_CLAUSES = 32
 #: a path set intersection larger than this keeps the smaller operand instead (still sound)
 MAX_PATHS = 4096
+#: a clause naming more exact names and prefixes than this (the kernel's map sizes) becomes
+#: "any path" (weaker, so still sound)
+MAX_PATH_ENTRIES = 8192
 
 _ALL = OPEN_TYPES
 
@@ -126,6 +129,15 @@ def _join_paths(a: _Paths | None, b: _Paths | None) -> _Paths | None:
     return (a[0] | b[0], a[1] | b[1], a[2] | b[2])
 
 
+def _union_paths(cs: list[_C]) -> _Paths | None:
+    """The paths of all of ``cs`` (None: any path), built once."""
+    if any(c.paths is None for c in cs):
+        return None
+    return (frozenset().union(*(c.paths[0] for c in cs if c.paths is not None)),
+            frozenset().union(*(c.paths[1] for c in cs if c.paths is not None)),
+            frozenset().union(*(c.paths[2] for c in cs if c.paths is not None)))
+
+
 def _and2(x: _C, y: _C) -> _C | None:
     types = x.types & y.types
     if not types:
@@ -136,22 +148,17 @@ def _and2(x: _C, y: _C) -> _C | None:
 def _hull(cs: Iterable[_C]) -> _C:
     """One clause implied by each of ``cs`` (types and paths united, flags all need)."""
     cs = list(cs)
-    out = cs[0]
-    for c in cs[1:]:
-        out = _C(out.types | c.types, _join_paths(out.paths, c.paths), out.r and c.r,
-                 out.w and c.w, out.s and c.s)
-    return out
+    return _C(frozenset().union(*(c.types for c in cs)), _union_paths(cs),
+              all(c.r for c in cs), all(c.w for c in cs), all(c.s for c in cs))
 
 
 def _normalise(cs: Iterable[_C]) -> tuple[_C, ...]:
     """Merge clauses of equal types and flags (paths united); bound their number."""
-    groups: dict[tuple[frozenset[str], bool, bool, bool], _C] = {}
+    groups: dict[tuple[frozenset[str], bool, bool, bool], list[_C]] = {}
     for c in cs:
-        k = (c.types, c.r, c.w, c.s)
-        old = groups.get(k)
-        groups[k] = c if old is None else _C(c.types, _join_paths(old.paths, c.paths),
-                                             c.r, c.w, c.s)
-    out = tuple(groups.values())
+        groups.setdefault((c.types, c.r, c.w, c.s), []).append(c)
+    out = tuple(g[0] if len(g) == 1 else _C(k[0], _union_paths(g), *k[1:])
+                for k, g in groups.items())
     if len(out) > MAX_CLAUSES:
         by_flags: dict[tuple[bool, bool, bool], list[_C]] = {}
         for c in out:
@@ -338,7 +345,8 @@ def _atom(node: Unary | Binary) -> tuple[_C, ...]:
                 return _TRUE
             if not one:
                 return _FALSE
-            return _disj([(_C(_ALL, p, False, False, False),) for p in one])
+            return (_C(_ALL, _union_paths([_C(_ALL, p, False, False, False) for p in one]),
+                       False, False, False),)
         if modifier == "allof":
             if not values:
                 return _FALSE
@@ -482,10 +490,9 @@ def _token_field(tok: str) -> tuple[str, str | None]:
     return (name, rest.rstrip("]")) if sep else (name, None)
 
 
-def rule_fields(rule: Any) -> set[tuple[str, str | None]]:
+def rule_fields(rule: Any, facts: RuleFacts) -> set[tuple[str, str | None]]:
     """Every field a rule reads: its condition, its output, its ``append_output`` fields."""
-    out: set[tuple[str, str | None]] = set()
-    _tokens(rule.ast, out)
+    out: set[tuple[str, str | None]] = set(facts.fields)
     fmt = getattr(rule, "fmt", None)
     for tok, _g in getattr(fmt, "fields", None) or ():
         out.add(_token_field(tok))
@@ -513,44 +520,64 @@ def _reads_fd_of(t: str, fields: set[tuple[str, str | None]]) -> str | None:
     return None
 
 
-def _condition_fields(rule: Any) -> set[tuple[str, str | None]]:
-    out: set[tuple[str, str | None]] = set()
-    _tokens(rule.ast, out)
-    return out
-
-
 def state_dependence(rule: Any) -> str | None:
     """Why the rule needs the fds of every open (open filtering must be off), or None."""
-    if rule.ast is None:
+    facts = _facts(rule)
+    if facts is None:
         return f"rule '{rule.name}' has no condition tree to derive from"
-    fields = rule_fields(rule)
-    cond_fields: set[tuple[str, str | None]] | None = None
+    fields = rule_fields(rule, facts)
     for name, _arg in fields:
         if name in TABLE_FIELDS:
             return f"rule '{rule.name}' reads {name} (the whole fd table)"
     types = sorted(rule.event_types) if rule.event_types is not None else sorted(EVENTS)
-    proven: bool | None = None
     for t in types:
         if t in OPEN_TYPES:
             continue            # the open's own fd entry is fresh (see docs/kernel-filter.md)
         tok = _reads_fd_of(t, fields)
         if tok is not None and t in RECOVERED_FD_TYPES:
-            if cond_fields is None:
-                cond_fields = _condition_fields(rule)
-            tok = _reads_fd_of(t, cond_fields)
-        if tok is None:
-            continue
-        if proven is None:
-            proven = socket_proven(rule.ast)
-        if not proven:
+            tok = _reads_fd_of(t, set(facts.fields))      # the condition's own fields only
+        if tok is not None and not facts.socket:
             return (f"rule '{rule.name}' reads {tok} on {t} (an fd a filtered open may have "
                     "created) and its condition does not prove the fd is a socket")
     return None
 
 
+# ------------------------------------------------------------------------------ per rule
+@dataclass(frozen=True, slots=True)
+class RuleFacts:
+    """What the derivation needs of one rule's condition, computed when the rule compiles (so
+    the compiled rule keeps no syntax tree): its clauses, the fields it reads, and whether it
+    proves the event's fd is a socket."""
+
+    clauses: tuple[_C, ...]
+    fields: frozenset[tuple[str, str | None]]
+    socket: bool
+    #: I/O: byte strings one of which its data must contain (None: not derivable)
+    needles: frozenset[bytes] | None = None
+
+
+def rule_facts(ast: Any) -> RuleFacts | None:
+    """The :class:`RuleFacts` of a (macro-expanded) condition; ``None`` when it is nested too
+    deeply to walk (the loader accepts what the parser's limit allows): its types then stay
+    unfiltered, and open filtering is off (what it reads is unknown)."""
+    try:
+        fields: set[tuple[str, str | None]] = set()
+        _tokens(ast, fields)
+        return RuleFacts(necessary(ast), frozenset(fields), socket_proven(ast), needles(ast))
+    except (RecursionError, MemoryError):
+        return None
+
+
+def _facts(rule: Any) -> RuleFacts | None:
+    facts = getattr(rule, "kfacts", None)
+    if facts is None and getattr(rule, "ast", None) is not None:
+        facts = rule_facts(rule.ast)
+    return facts if isinstance(facts, RuleFacts) else None
+
+
 # ------------------------------------------------------------------------------ the plan
 def _clause(c: _C) -> Clause:
-    if c.paths is None:
+    if c.paths is None or _size(c.paths) > MAX_PATH_ENTRIES:
         return Clause(True, frozenset(), frozenset(), c.r, c.w, c.s)
     return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s, c.paths[2])
 
@@ -572,12 +599,10 @@ def _subsumed(c: Clause, by: Clause) -> bool:
 
 def _merge(cs: list[_C]) -> tuple[Clause, ...]:
     """A type's clauses: equal ``need_*`` flags merged (paths united), subsumed ones removed."""
-    groups: dict[tuple[bool, bool, bool], _C] = {}
+    groups: dict[tuple[bool, bool, bool], list[_C]] = {}
     for c in cs:
-        k = (c.r, c.w, c.s)
-        old = groups.get(k)
-        groups[k] = c if old is None else _C(c.types, _join_paths(old.paths, c.paths), *k)
-    out = [_clause(c) for c in groups.values()]
+        groups.setdefault((c.r, c.w, c.s), []).append(c)
+    out = [_clause(_C(g[0].types, _union_paths(g), *k)) for k, g in groups.items()]
     kept = [c for c in out if not any(_subsumed(c, o) for o in out if o != c)]
     return tuple(sorted(kept, key=lambda c: (c.need_read, c.need_write, c.need_success)))
 
@@ -614,11 +639,12 @@ def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = froz
         on_open = OPEN_TYPES & types
         if not on_open:
             continue
-        if r.ast is None:
+        facts = _facts(r)
+        if facts is None:
             for t in on_open:
                 unfiltered.setdefault(t, f"rule '{r.name}' has no condition tree")
             continue
-        for c in necessary(r.ast):
+        for c in facts.clauses:
             for t in c.types & on_open:
                 per_type[t].append(c)
     if off is not None:
@@ -683,11 +709,12 @@ def derive_io(rules: list[Any], plugin_of: dict[str, str]) -> dict[str, IoFilter
         on_io = IO_TYPES & types
         if not on_io:
             continue
-        if r.ast is None:
+        facts = _facts(r)
+        if facts is None:
             for t in on_io:
                 per.setdefault(t, []).append((False, None))
             continue
-        sock, need = socket_proven(r.ast), needles(r.ast)
+        sock, need = facts.socket, facts.needles
         for t in on_io:
             per.setdefault(t, []).append((sock, need))
     out: dict[str, IoFilter] = {}

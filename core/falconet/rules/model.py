@@ -111,10 +111,10 @@ class CompiledRule:
     extra_fields: dict[str, Any] = field(default_factory=dict)
     #: (token, extractor) of the ``capture_fields`` valid for this rule's source
     capture_getters: tuple[tuple[str, Any], ...] = ()
-    #: the condition's syntax tree, lists substituted and macros expanded (exceptions included):
-    #: what the kernel filter is derived from (:mod:`falconet.rules.kfilter`); ``None`` for rules
-    #: built without one (tests), which no filter can be derived from
-    ast: Any = None
+    #: what the kernel filter is derived from (``falconet.rules.kfilter.RuleFacts`` of the
+    #: expanded condition, exceptions included), computed at compile time for syscall rules so
+    #: no syntax tree is kept; ``None``: no filter can be derived (the types stay unfiltered)
+    kfacts: Any = None
 
 
 @dataclass
