@@ -342,12 +342,6 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
                                 and (res is None or (type(res) is int and -i64 <= res < i64))):
                             raise TypeError(_field_problem(d))
                         evt = make(src, typ, ts, tid, pid, args, res, d.get("raw"))
-                        is_dir = d.get("is_dir")
-                        if is_dir is not None:
-                            if type(is_dir) is not bool:
-                                raise TypeError("field 'is_dir' must be a boolean, not "
-                                                f"{_kind(is_dir)}")
-                            evt.is_dir = is_dir
                     elif k == "state":
                         plugin = d["plugin"]
                         if type(plugin) is not str:

@@ -33,18 +33,14 @@ class Event:
             run; ``None`` for sources without process state).
         fdinfo: the state engine's fd entry the event refers to, if any (set by the state parser).
         raw: source-specific payload for plugin sources (e.g. a decoded JSON document).
-        is_dir: for open-family events, whether the opened file is a directory (the collector
-            reads the inode's type in the kernel); ``None`` = unknown (the kernel filter then
-            lets the open pass, see :mod:`falconet.kfilter`). Not a Falco parameter: kept out
-            of ``args``.
     """
 
     __slots__ = ("source", "type", "ts", "tid", "pid", "args", "res", "num", "cache",
-                 "thread", "fdinfo", "raw", "is_dir")
+                 "thread", "fdinfo", "raw")
 
     def __init__(self, source: str, type: str, ts: int, tid: int = 0, pid: int = 0,
                  args: dict[str, Any] | None = None, res: int | None = None,
-                 raw: Any = None, is_dir: bool | None = None) -> None:
+                 raw: Any = None) -> None:
         self.source = source
         self.type = type
         self.ts = ts
@@ -57,7 +53,6 @@ class Event:
         self.thread: Any = None
         self.fdinfo: Any = None
         self.raw = raw
-        self.is_dir = is_dir
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the capture format stores it (see ``docs/capture-format.md``)."""
@@ -67,17 +62,13 @@ class Event:
             d["res"] = self.res
         if self.raw is not None:
             d["raw"] = self.raw
-        if self.is_dir is not None:
-            d["is_dir"] = self.is_dir
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
         """Inverse of :meth:`to_dict`. Raises ``KeyError``/``TypeError`` on malformed input."""
-        is_dir = d.get("is_dir")
         return cls(d["src"], d["type"], int(d["ts"]), int(d.get("tid", 0)), int(d.get("pid", 0)),
-                   dict(d.get("args") or {}), d.get("res"), d.get("raw"),
-                   None if is_dir is None else bool(is_dir))
+                   dict(d.get("args") or {}), d.get("res"), d.get("raw"))
 
     def __repr__(self) -> str:
         return (f"Event({self.source}:{self.type} ts={self.ts} pid={self.pid} tid={self.tid} "

@@ -246,8 +246,7 @@ def event_is_dir(evt: Any) -> bool:
     counts as a directory, so the event passes, as in the kernel."""
     v = evt.args.get("ftype")
     if not isinstance(v, int) or not v & 1:
-        d = getattr(evt, "is_dir", None)     # TEMP (integration): synthetic captures
-        return True if d is None else bool(d)
+        return True
     return bool(v & 2)
 
 

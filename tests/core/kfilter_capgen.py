@@ -1,7 +1,7 @@
 """A capture for the kernel-filter soundness replay: processes doing what the detection
 suites and a busy host do to files — reads of secrets, of libraries, failed probes, writes,
 log truncation, directory traversal, directory fds used as dirfd and by fchdir, closes,
-dup2 onto sockets, threads — with ``is_dir`` set as the collector reports it."""
+dup2 onto sockets, threads — with ``ftype`` set as the collector reports it."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ class _Proc:
              pid: int | None = None, is_dir: bool | None = None) -> None:
         self.clock[0] += 1000
         p = self.pid if pid is None else pid
-        self.w.write_event(Event("syscall", t, self.clock[0], tid or p, p, args, res,
-                                 is_dir=is_dir))
+        if is_dir is not None:       # the hidden arg the collector sets on opens
+            args["ftype"] = (3 | 0o040000 << 4) if is_dir else (1 | 0o100000 << 4)
+        self.w.write_event(Event("syscall", t, self.clock[0], tid or p, p, args, res))
 
     def lowest(self) -> int:
         fd = 3

@@ -46,4 +46,11 @@ def open_event(etype: str, name: str, flags: int = 0, res: int = 3, *, is_dir: b
         args["flags"] = flags
     if etype in ("openat", "openat2"):
         args["dirfd"] = -100
-    return Event("syscall", etype, ts, pid, pid, args, res, is_dir=is_dir)
+    if is_dir is not None:
+        args["ftype"] = ftype(is_dir)
+    return Event("syscall", etype, ts, pid, pid, args, res)
+
+
+def ftype(is_dir: bool) -> int:
+    """The hidden ``ftype`` arg the collector gives an open of a directory or of a file."""
+    return (3 | 0o040000 << 4) if is_dir else (1 | 0o100000 << 4)

@@ -12,7 +12,7 @@ from falconet.state.parser import StateParser
 from falconet.state.tables import StateTables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kfhelp import Engine, rule
+from kfhelp import Engine, ftype, rule
 
 SEGS = ["etc", "shadow", "pam.d", "usr", "lib", "x.so", "tmp", "a..", "id_rsa", "root", ".ssh",
         "var", "log", "sudoers.d", "b"]
@@ -122,7 +122,9 @@ def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) 
             args["flags"] = flags
         if t in ("openat", "openat2"):
             args["dirfd"] = -100
-        evt = Event("syscall", t, 10 + i, 100, 100, args, res, is_dir=is_dir)
+        if is_dir is not None:
+            args["ftype"] = ftype(is_dir)
+        evt = Event("syscall", t, 10 + i, 100, 100, args, res)
         E.parser(evt)
         matched = bool(rs.match(evt))
         tf = plan.types.get(t)
@@ -156,8 +158,8 @@ def fd_sequences(draw: st.DrawFn) -> list[Event]:
             real[pid].add(new)
             p = draw(st.sampled_from(["/keep", "/drop", "rel"]))
             out.append(Event("syscall", "openat", i, pid, pid,
-                             {"fd": new, "dirfd": -100, "name": p, "flags": 0}, new,
-                             is_dir=False))
+                             {"fd": new, "dirfd": -100, "name": p, "flags": 0,
+                              "ftype": ftype(False)}, new))
         elif k == 2:
             ok = fd in real[pid]
             real[pid].discard(fd)
