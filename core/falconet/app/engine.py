@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from falconet import encoding as output_encoding
+from falconet import workers as _workers
 from falconet.api import EngineContext
 from falconet.app import build_pipeline as _build
 from falconet.app import load_plugins as _plugins
@@ -83,6 +84,8 @@ class App:
         self.cli_rules: list[str] | None = None       # --rules as given (reloads read them again)
         self.running_source: Any = None               # the open source (reload checks its syscalls)
         self.plugins_loaded = False
+        #: the worker processes of a partitioned run (``collector.workers`` > 1), else None
+        self.worker_pool: Any = None
 
     # ------------------------------------------------------------------------------ steps
     def load_plugins(self) -> None:
@@ -151,13 +154,21 @@ class App:
         src = self.source(source_name)
         pipeline = self.pipeline or self.build_pipeline()
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
-        if metrics_addr is not None:
-            self.start_metrics(*metrics_addr)
-        _plugins.start_plugins(self, pipeline)
-        if before_open is not None:
-            before_open()
-        session = open_source(self, source_name, src, pipeline, options, guard_hup=hot_reload,
-                              early_hups=early_hups)
+        # collector.workers: fork now, with the rules compiled and before any plugin or output
+        # thread exists (a fork copies only the calling thread)
+        self.worker_pool = _workers.prepare(self, src, pipeline, options)
+        try:
+            if metrics_addr is not None:
+                self.start_metrics(*metrics_addr)
+            _plugins.start_plugins(self, pipeline)
+            if before_open is not None:
+                before_open()
+            session = open_source(self, source_name, src, pipeline, options,
+                                  guard_hup=hot_reload, early_hups=early_hups)
+        except BaseException:
+            if self.worker_pool is not None:
+                self.worker_pool.abort()
+            raise
         announce(self, session)
         return process_events(self, session, duration=duration, hot_reload=hot_reload,
-                              linger=linger)
+                              linger=linger, pool=self.worker_pool)

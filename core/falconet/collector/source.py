@@ -62,6 +62,7 @@ class CollectorConfig:
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
+    workers: int | str = "auto"            # worker processes: auto (one per core) or N (docs/performance.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -94,10 +95,20 @@ def _syscall_names(v: Any) -> list[str] | None:
     return list(v)
 
 
+def _workers(v: Any) -> int | str:
+    """``workers``: ``auto`` or 1-256 (falconet.workers.parse_workers says the same)."""
+    if v == "auto":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 256:
+        raise ValueError("expected 'auto' or a number of workers from 1 to 256")
+    return v
+
+
 def _collector_schema() -> ConfigSchema:
     """``collector:`` (and ``plugins.ebpf``, whose keys override it), from the dataclass: one
     declaration of each key, its default and its check."""
-    checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names}
+    checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names,
+                                  "workers": _workers}
     settings: dict[str, Setting] = {}
     for f in fields(CollectorConfig):
         default = f.default

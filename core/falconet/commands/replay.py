@@ -8,6 +8,7 @@ import sys
 from falconet.app import App
 from falconet.capture import read_header
 from falconet.commands.common import add_engine_arguments, config_from_args, guarded, metrics_address
+from falconet.workers import KEYS, parse_workers
 
 HELP = "replay a capture file through the rules"
 DESCRIPTION = """Replay a capture (from `falconet record`) through the same pipeline as `run`:
@@ -35,6 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_SEC",
                    help="replay at most this many events per second (default: as fast as possible)")
+    p.add_argument("--workers", default=None, metavar="N|auto",
+                   help="worker processes (default: collector.workers, auto = one per core for "
+                        "a capture of 4 MiB or more); alerts are the same with any number")
+    p.add_argument("--partition-key", choices=KEYS, default="tgid",
+                   help="how processes are assigned to workers (tgid, the default: each "
+                        "process hashed alone, a fork child gets its parent's fds from the "
+                        "parent's worker; lineage: a fork child stays on its parent's worker)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,6 +50,11 @@ def main(args: argparse.Namespace) -> int:
         if args.rate is not None and not args.rate > 0:
             print("falconet replay: --rate must be a positive number of events per second",
                   file=sys.stderr)
+            return 2
+        try:
+            workers = parse_workers(args.workers) if args.workers is not None else None
+        except ValueError as e:
+            print(f"falconet replay: --workers: {e}", file=sys.stderr)
             return 2
         cfg = config_from_args(args)
         read_header(args.file)      # a file that is not a capture fails before anything starts
@@ -54,7 +67,9 @@ def main(args: argparse.Namespace) -> int:
                    "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
                                                                                 app.ctx),
                    "progress": False if args.no_progress else None,
-                   "rate": args.rate}
+                   "rate": args.rate,
+                   "workers": args.workers if workers is None else workers,
+                   "partition_key": args.partition_key}
         rc = app.run("replay", options, linger=args.linger,
                      metrics_addr=metrics_address(args, cfg, default_on=False))
         print(app.summary(), file=sys.stderr)

@@ -1,0 +1,146 @@
+"""Partitioned replay benchmark (issue 18, "more than one core"): replay events/s of a big
+multi-process capture with 1 and with N worker processes, their ratio, and whether the alerts
+are identical (same rules, output fields and order; only the per-alert uuid differs).
+
+The capture (tests/workers/multiproc_capture.py): many independent processes, half in containers,
+doing file and network I/O, reading sensitive files, forking children that inherit sockets
+(``dup2`` onto stdin/stdout) and working directories, exec'ing shells. Rules: Falco's stable
+rules (``falconet.upstream``), else the default rules (said in the output).
+
+The rate is events / wall seconds of ``App.run("replay")`` (fork, plugin start, the replay and
+the outputs' drain; rule loading is before and not counted), best of ``--repeat``, the runs of
+1 and N workers alternating. The machine's load average is printed with it: on a shared machine
+the ratio is only meaningful when the load is low.
+
+Prints one JSON object. Usage: ``python bench/bench_workers.py [--events N] [--workers N]
+[--repeat R] [--batch LINES] [--rules default|stable]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "core"))
+sys.path.insert(0, str(ROOT / "tests" / "workers"))
+
+from multiproc_capture import generate  # noqa: E402
+
+from falconet.app import App  # noqa: E402
+from falconet.config import load_config  # noqa: E402
+from falconet.upstream import falco_rules_path  # noqa: E402
+from falconet.workers import pool as pool_mod  # noqa: E402
+
+
+def rules_file(which: str) -> tuple[str, str]:
+    stable = falco_rules_path()
+    if which == "stable" or (which == "auto" and stable.is_file()):
+        if not stable.is_file():
+            raise SystemExit(f"bench_workers: the stable rules are not at {stable}")
+        return str(stable), "falco stable"
+    return str(ROOT / "rules" / "falconet_rules.yaml"), "falconet default"
+
+
+#: per worker count: CPU seconds of (this process, its worker processes) in the last run
+CPU: dict[int, tuple[float, float]] = {}
+
+
+def replay(path: str, rules: str, workers: int, out: str) -> tuple[float, int, list[str]]:
+    """(wall seconds of the run, events, alert lines without their uuid)."""
+    if os.path.exists(out):
+        os.unlink(out)
+    cfg = load_config(None, ["outputs.stdout.enabled=false", "outputs.file.enabled=true",
+                             f"outputs.file.path={out}", "outputs.file.json=true",
+                             "metrics.enabled=false"])
+    app = App(cfg, source_name="replay")
+    app.load_plugins()
+    app.load_ruleset([rules])
+    app.build_pipeline()
+    options = {"path": path, "progress": False, "workers": workers,
+               "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
+                                                                            app.ctx)}
+    s0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    rc = app.run("replay", options)
+    wall = time.perf_counter() - t0
+    s1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[workers] = (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime,
+                    c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+    if rc != 0 or app.losses():
+        raise SystemExit(f"bench_workers: the replay with {workers} worker(s) failed: "
+                         f"{app.summary()}")
+    events = app.pipeline.events if app.pipeline else 0
+    with open(out, encoding="utf-8") as f:
+        alerts = []
+        for line in f:
+            d = json.loads(line)
+            d.pop("uuid", None)
+            alerts.append(json.dumps(d, sort_keys=True))
+    return wall, events, alerts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=240_000)
+    ap.add_argument("--procs", type=int, default=64)
+    ap.add_argument("--forks", type=float, default=0.03,
+                    help="share of rounds that fork a child (lifecycle events go to every worker)")
+    ap.add_argument("--sensitive", type=float, default=0.01,
+                    help="share of rounds that read a sensitive file (an alert each)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=pool_mod.BATCH_LINES,
+                    help="records per batch message to a worker")
+    ap.add_argument("--rules", choices=("auto", "stable", "default"), default="auto")
+    a = ap.parse_args()
+    pool_mod.BATCH_LINES = a.batch
+    rules, rules_name = rules_file(a.rules)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "multi.fcap")
+        t0 = time.perf_counter()
+        n = generate(path, a.events, a.procs, forks=a.forks, sensitive=a.sensitive)
+        gen_s = time.perf_counter() - t0
+        best = {1: float("inf"), a.workers: float("inf")}
+        alerts: dict[int, list[str]] = {}
+        events: dict[int, int] = {}
+        load_before = os.getloadavg()
+        for _ in range(a.repeat):
+            for w in (1, a.workers):
+                wall, ev, al = replay(path, rules, w, os.path.join(d, f"alerts{w}.json"))
+                best[w] = min(best[w], wall)
+                alerts[w], events[w] = al, ev
+        load_after = os.getloadavg()
+        r1, rn = n / best[1], n / best[a.workers]
+        same = alerts[1] == alerts[a.workers]
+        print(json.dumps({
+            "bench": "workers",
+            "capture": {"events": n, "processes": a.procs, "bytes": os.path.getsize(path),
+                        "fork_share": a.forks, "sensitive_share": a.sensitive,
+                        "generate_s": round(gen_s, 2)},
+            "rules": rules_name,
+            "cpus": len(os.sched_getaffinity(0)),
+            "batch_lines": a.batch,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+            "events_per_s": {"1": round(r1), str(a.workers): round(rn)},
+            "wall_s": {"1": round(best[1], 3), str(a.workers): round(best[a.workers], 3)},
+            "ratio": round(rn / r1, 3),
+            "target_ratio": 1.6,
+            "alerts": {"1": len(alerts[1]), str(a.workers): len(alerts[a.workers])},
+            "events_processed": {"1": events[1], str(a.workers): events[a.workers]},
+            "alerts_identical": same,
+            "cpu_s_last_run": {str(w): {"parent": round(c[0], 2), "workers": round(c[1], 2)}
+                               for w, c in CPU.items()},
+        }, indent=2))
+        return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The parent side of a partitioned run: fork N workers, route batches of raw records to them,
+merge their alerts into the one output stage.
+
+The parent never decodes the common event: a precompiled pattern reads ``type``, ``tid`` and
+``pid`` from the front of a canonical capture line (the order :class:`~falconet.capture.
+CaptureWriter` writes), and only lifecycle events (a few percent), state records and lines in
+another key order are decoded here, to keep the owners current (:class:`Partitioner`). Lines go
+to the workers in batches (one pickled message per :data:`BATCH_LINES` lines: per-event IPC
+would cost more than a worker saves, see docs/performance.md), with at most :data:`CREDITS`
+batches in flight per worker. A replay waits for a busy worker (nothing is lost); with
+``blocking=False`` (a live source) a batch that finds its worker's queue full is dropped and
+counted (``falconet_drops_total{cause="worker_queue_full"}`` and per worker), never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import re
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from falconet.capture import StateRecord, decode_record
+from falconet.events import Event
+from falconet.workers.merge import AlertMerger
+from falconet.workers.partition import LIFECYCLE, Partitioner
+from falconet.workers.worker import FAILED, FINAL, RESULT, merge_metrics, worker_main
+
+log = logging.getLogger("falconet.workers")
+
+#: records per batch message (measured: bench/bench_workers.py --batch)
+BATCH_LINES = 2048
+#: batches in flight per worker before the router waits (or, not blocking, drops)
+CREDITS = 4
+#: the front of a canonical event line: src, type, ts, tid, pid in the writer's order
+_FRONT = re.compile(rb'\{"src":"([^"\\]*)","type":"([A-Za-z0-9_]+)","ts":\d+,"tid":(\d+),'
+                    rb'"pid":(\d+),')
+_LIFECYCLE_B = frozenset(t.encode() for t in LIFECYCLE)
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died or raised: the run stops (its partition's events are lost)."""
+
+
+class WorkerPool:
+    """N forked workers and the router that feeds them.
+
+    Create it after the pipeline is built and before plugins start (the fork copies the compiled
+    rules; no plugin or output thread exists yet), then :meth:`run` the records of the source.
+    """
+
+    def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = "tgid",
+                 batch_lines: int = BATCH_LINES, credits: int = CREDITS,
+                 blocking: bool = True, handoff: bool = True) -> None:
+        self.app, self.pipeline, self.n = app, pipeline, n
+        self.partitioner = Partitioner(n, key)
+        #: fork handoffs on (off only to measure what they repair)
+        self.handoff = handoff
+        self.handoffs = 0
+        self.batch_lines, self.credits, self.blocking = batch_lines, credits, blocking
+        self._ctx = multiprocessing.get_context("fork")
+        self.results: Any = None
+        self.conns: list[Any] = []
+        self.procs: list[Any] = []
+        #: per worker: events routed to it as owner, lifecycle copies, alerts, dropped records
+        self.routed = [0] * n
+        self.shared = [0] * n
+        self.alerts = [0] * n
+        self.dropped = [0] * n
+        self.finals: dict[int, dict[str, Any]] = {}
+        self._inflight = [0] * n
+        self._bid = 0
+        self._reporter: Any = None
+        self._started = False
+
+    # ------------------------------------------------------------------ processes
+    def start(self) -> None:
+        """Fork the workers (each gets its read end; every other end is closed in it)."""
+        ctx = self._ctx
+        self.results = ctx.Queue()
+        #: one inbox per worker for the fork handoffs the other workers send it
+        self.inboxes = [ctx.Queue() for _ in range(self.n)]
+        ends = [ctx.Pipe(duplex=False) for _ in range(self.n)]
+        self.conns = [w for _, w in ends]
+        for i, (r, _) in enumerate(ends):
+            others = [c for j, (rr, ww) in enumerate(ends) for c in (rr, ww)
+                      if c is not r or j != i]
+            p = ctx.Process(target=_child, name=f"falconet-worker-{i}", daemon=True,
+                            args=(i, self.app, self.pipeline, r, self.results, self.inboxes,
+                                  others))
+            p.start()
+            self.procs.append(p)
+        for r, _ in ends:
+            r.close()
+        self._started = True
+        m = self.app.metrics
+        m.gauges["worker_events"] = lambda: {str(i): float(v) for i, v in enumerate(self.routed)}
+        m.gauges["worker_shared_events"] = lambda: {str(i): float(v)
+                                                    for i, v in enumerate(self.shared)}
+        m.gauges["worker_alerts"] = lambda: {str(i): float(v) for i, v in enumerate(self.alerts)}
+        m.gauges["worker_queue_drops"] = lambda: {str(i): float(v)
+                                                  for i, v in enumerate(self.dropped)}
+
+    def abort(self) -> None:
+        """Stop every worker now (start-up failed after the fork, or a worker died)."""
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(2)
+        self.procs = []
+
+    # ------------------------------------------------------------------ the run
+    def run(self, records: Iterable[tuple[int, bytes]], reporter: Any = None) -> int:
+        """Route every record, wait for the workers, dispatch the alerts in order. Returns the
+        number of events processed (also set as ``pipeline.events``). ``reporter(lineno,
+        reason)`` hears of malformed lines (the source's; else they are only counted)."""
+        self._reporter = reporter
+        pipeline = self.pipeline
+        if not pipeline._started:
+            pipeline.start()
+        n = self.n
+        part = self.partitioner
+        owners_get = part.owners.get
+        owner = part.owner
+        match_front = _FRONT.match
+        lifecycle = _LIFECYCLE_B
+        nums: list[list[int]] = [[] for _ in range(n)]
+        linenos: list[list[int]] = [[] for _ in range(n)]
+        owned: list[bytearray] = [bytearray() for _ in range(n)]
+        lines: list[list[bytes]] = [[] for _ in range(n)]
+        routed, shared = self.routed, self.shared
+        limit = self.batch_lines
+        self._merger = AlertMerger(n)
+        self._bufs = (nums, linenos, owned, lines)
+        #: per worker: fork handoffs of its buffered lines (evt.num -> (to worker, child), and
+        #: evt.num -> child for the receiving side)
+        self._sends: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
+        self._waits: list[dict[int, int]] = [{} for _ in range(n)]
+        handoff = self.handoff
+        num = 0
+        everyone = range(n)
+        it: Iterator[tuple[int, bytes]] = iter(records)
+        try:
+            for lineno, line in it:
+                m = match_front(line)
+                if m is not None and m.group(2) not in lifecycle:
+                    pid = int(m.group(4))
+                    w = owners_get(pid)
+                    if w is None:
+                        w = owner(pid)
+                    num += 1
+                    nums[w].append(num)
+                    linenos[w].append(lineno)
+                    owned[w].append(1)
+                    lines[w].append(line)
+                    routed[w] += 1
+                    if len(lines[w]) >= limit:
+                        self._flush(w, num)
+                        if pipeline.stopping:
+                            break
+                    continue
+                # the slow path: lifecycle events, state records, other key orders, bad lines
+                try:
+                    rec = decode_record(line)
+                except ValueError as e:
+                    self._malformed(lineno, str(e))
+                    continue
+                if rec is None:
+                    continue
+                if isinstance(rec, Event):
+                    num += 1
+                    if rec.type not in LIFECYCLE:
+                        w = owner(rec.pid)
+                        nums[w].append(num)
+                        linenos[w].append(lineno)
+                        owned[w].append(1)
+                        lines[w].append(line)
+                        routed[w] += 1
+                        if len(lines[w]) >= limit:
+                            self._flush(w, num)
+                        continue
+                    h = part.observe(rec.type, rec.tid, rec.pid, rec.args, rec.res)
+                    mine = owner(rec.pid)
+                    routed[mine] += 1
+                else:
+                    assert isinstance(rec, StateRecord)
+                    h, mine = None, -1
+                for w in everyone:
+                    nums[w].append(num)
+                    linenos[w].append(lineno)
+                    owned[w].append(w == mine)
+                    lines[w].append(line)
+                    if w != mine and mine >= 0:
+                        shared[w] += 1
+                if h is not None and handoff:
+                    src, dst, child = h
+                    self._sends[src][num] = (dst, child)
+                    self._waits[dst][num] = child
+                    self.handoffs += 1
+                    # the sender gets the fork first: the receiver's wait is then always on a
+                    # batch already on its way (no cycle of waits)
+                    self._flush(src, num)
+                for w in everyone:
+                    if len(lines[w]) >= limit:
+                        self._flush(w, num)
+                if pipeline.stopping:
+                    break
+            for w in everyone:
+                if lines[w]:
+                    self._flush(w, num)
+            self._finish()
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        events = sum(f["stats"]["owned"] for f in self.finals.values())
+        pipeline.events = events
+        return events
+
+    def _busy(self) -> list[bool]:
+        lines = self._bufs[3]
+        return [self._inflight[w] > 0 or bool(lines[w]) for w in range(self.n)]
+
+    def _flush(self, w: int, upto: int) -> None:
+        """Send worker ``w``'s buffer as one batch (waiting for a credit, or dropping it)."""
+        nums, linenos, owned, lines = self._bufs
+        self._poll()
+        if self._inflight[w] >= self.credits:
+            if not self.blocking:
+                k = len(lines[w])
+                self.dropped[w] += k
+                self.app.metrics.drop("worker_queue_full", k)
+                nums[w], linenos[w], owned[w], lines[w] = [], [], bytearray(), []
+                self._sends[w], self._waits[w] = {}, {}
+                return
+            while self._inflight[w] >= self.credits:
+                self._wait_one()
+        self._bid += 1
+        payload = pickle.dumps((self._bid, upto, nums[w], linenos[w], bytes(owned[w]), lines[w],
+                                self._sends[w], self._waits[w]),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        nums[w], linenos[w], owned[w], lines[w] = [], [], bytearray(), []
+        self._sends[w], self._waits[w] = {}, {}
+        self._inflight[w] += 1
+        try:
+            self.conns[w].send_bytes(payload)
+        except OSError as e:
+            raise WorkerFailed(f"worker {w} is gone ({e})") from None
+
+    def _poll(self) -> None:
+        """Take every result already waiting (never blocks)."""
+        get = self.results.get_nowait
+        while True:
+            try:
+                msg = get()
+            except queue.Empty:
+                return
+            self._handle(msg)
+
+    def _wait_one(self, timeout: float = 1.0) -> None:
+        """Block for one result; a worker that died meanwhile fails the run."""
+        while True:
+            try:
+                msg = self.results.get(timeout=timeout)
+            except queue.Empty:
+                for i, p in enumerate(self.procs):
+                    if not p.is_alive() and i not in self.finals:
+                        raise WorkerFailed(f"worker {i} exited with status {p.exitcode}") from None
+                continue
+            self._handle(msg)
+            return
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == RESULT:
+            _, w, _bid, upto, alerts, bad = msg
+            self._inflight[w] -= 1
+            self.alerts[w] += len(alerts)
+            self._merger.add(w, upto, alerts)
+            for lineno, reason in bad:
+                self._malformed(lineno, reason)
+            self._release(self._merger.pop_ready(self._busy()))
+        elif kind == FINAL:
+            _, w, stats, snap = msg
+            self.finals[w] = {"stats": stats, "metrics": snap}
+        elif kind == FAILED:
+            raise WorkerFailed(f"worker {msg[1]} failed: {msg[2]}")
+
+    def _release(self, alerts: list[Any]) -> None:
+        dispatch = self.pipeline.dispatch
+        for a in alerts:
+            dispatch(a)
+
+    def _malformed(self, lineno: int, reason: str) -> None:
+        reporter = self._reporter
+        if reporter is not None:
+            reporter(lineno, reason)
+        else:
+            self.app.metrics.drop("capture_malformed")
+
+    def _finish(self) -> None:
+        """End marker to every worker, then every result and final count, then the rest of
+        the alerts in order."""
+        end = pickle.dumps(None)
+        for w, c in enumerate(self.conns):
+            try:
+                c.send_bytes(end)
+            except OSError as e:
+                raise WorkerFailed(f"worker {w} is gone ({e})") from None
+            c.close()
+        while len(self.finals) < self.n:
+            self._wait_one()
+        self._release(self._merger.drain())
+        for f in self.finals.values():
+            merge_metrics(self.app.metrics, f["metrics"])
+        deadline = time.monotonic() + 5
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+
+    def summary(self) -> str:
+        """``workers: 2 (0: 51234 events, 3 alerts; 1: ...)`` for the run's summary line."""
+        parts = []
+        for w in range(self.n):
+            part = f"{w}: {self.routed[w]} events, {self.alerts[w]} alerts"
+            if self.dropped[w]:
+                part += f", {self.dropped[w]} records dropped (queue full)"
+            parts.append(part)
+        return f"workers: {self.n} ({'; '.join(parts)})"
+
+
+def _child(index: int, app: Any, pipeline: Any, conn: Any, results: Any, inboxes: list[Any],
+           others: list[Any]) -> None:
+    for c in others:             # the parent's ends and the other workers' pipes
+        try:
+            c.close()
+        except OSError:
+            pass
+    # a terminal's ^C reaches the whole process group: the parent decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["FALCONET_WORKER"] = str(index)
+    worker_main(index, app, pipeline, conn, results, inboxes)
