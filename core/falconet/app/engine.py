@@ -86,6 +86,10 @@ class App:
         self.plugins_loaded = False
         #: the worker processes of a partitioned run (``collector.workers`` > 1), else None
         self.worker_pool: Any = None
+        #: wall seconds of the last run's event phase (set by process_events)
+        self.events_seconds = 0.0
+        #: CPU seconds of this process in that phase (with workers: the parent's share only)
+        self.events_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------------------ steps
     def load_plugins(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from falconet.app.open_source import Session
@@ -48,12 +49,13 @@ def process_events(app: App, s: Session, *, duration: float | None, hot_reload: 
         timer.start()
     rc = 0
     gc_before = tune_gc_for_events()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         if pool is not None:
             close = getattr(s.events, "close", None)
             if close is not None:
                 close()                 # the workers decode; the event iterator never starts
-            pool.run(s.src.lines(), reporter=getattr(s.src, "reporter", None))
+            pool.run(s.src.blocks(), reporter=getattr(s.src, "reporter", None))
         else:
             pipeline.run(s.events)
     except WorkerFailed as e:
@@ -66,6 +68,9 @@ def process_events(app: App, s: Session, *, duration: float | None, hot_reload: 
               f"{type(e).__name__}: {e}", file=sys.stderr)
         rc = 1
     finally:
+        # the event phase alone (benchmarks: start-up and the outputs' drain are not in it)
+        app.events_seconds = time.perf_counter() - t0
+        app.events_cpu_seconds = time.process_time() - c0
         if pool is not None:
             pool.abort()                # after a clean run: only reaps what is left
         restore_gc(gc_before)

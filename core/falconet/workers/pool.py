@@ -14,6 +14,7 @@ counted (``falconet_drops_total{cause="worker_queue_full"}`` and per worker), ne
 
 from __future__ import annotations
 
+import bisect
 import logging
 import multiprocessing
 import os
@@ -28,7 +29,7 @@ from typing import Any
 from falconet.capture import StateRecord, decode_record
 from falconet.events import Event
 from falconet.workers.merge import AlertMerger
-from falconet.workers.partition import LIFECYCLE, Partitioner
+from falconet.workers.partition import FORKS, LIFECYCLE, Partitioner
 from falconet.workers.worker import FAILED, FINAL, RESULT, merge_metrics, worker_main
 
 log = logging.getLogger("falconet.workers")
@@ -76,6 +77,7 @@ class WorkerPool:
         self._inflight = [0] * n
         self._bid = 0
         self._reporter: Any = None
+        self.cpu_s = 0.0
         self._started = False
 
     # ------------------------------------------------------------------ processes
@@ -121,96 +123,102 @@ class WorkerPool:
         self.procs = []
 
     # ------------------------------------------------------------------ the run
-    def run(self, records: Iterable[tuple[int, bytes]], reporter: Any = None) -> int:
-        """Route every record, wait for the workers, dispatch the alerts in order. Returns the
-        number of events processed (also set as ``pipeline.events``). ``reporter(lineno,
-        reason)`` hears of malformed lines (the source's; else they are only counted)."""
+    def run(self, blocks: Iterable[tuple[int, list[bytes]]], reporter: Any = None) -> int:
+        """Route every record (``(first line number, [lines])`` blocks, see
+        :func:`~falconet.capture.read_capture_blocks`), wait for the workers, dispatch the alerts
+        in order. Returns the number of events processed (also set as ``pipeline.events``).
+        ``reporter(lineno, reason)`` hears of malformed lines (else they are only counted)."""
         self._reporter = reporter
+        cpu0 = time.process_time()
         pipeline = self.pipeline
         if not pipeline._started:
             pipeline.start()
         n = self.n
         part = self.partitioner
-        owners_get = part.owners.get
         owner = part.owner
+        lineage = part.key == "lineage"
+        #: pid as the line spells it -> worker: under ``tgid`` an owner never changes (a hash),
+        #: under ``lineage`` a fork re-assigns its child (dropped from here)
+        cache: dict[bytes, int] = {}
+        cache_get = cache.get
         match_front = _FRONT.match
         lifecycle = _LIFECYCLE_B
         nums: list[list[int]] = [[] for _ in range(n)]
-        linenos: list[list[int]] = [[] for _ in range(n)]
-        owned: list[bytearray] = [bytearray() for _ in range(n)]
         lines: list[list[bytes]] = [[] for _ in range(n)]
-        routed, shared = self.routed, self.shared
+        #: per worker: positions in its buffer of lifecycle events another worker owns
+        foreign: list[list[int]] = [[] for _ in range(n)]
+        shared = self.shared
+        #: per worker: state records in its buffer (not events: not counted as routed)
+        self._states = states = [0] * n
         limit = self.batch_lines
         self._merger = AlertMerger(n)
-        self._bufs = (nums, linenos, owned, lines)
+        self._bufs = (nums, lines, foreign)
         #: per worker: fork handoffs of its buffered lines (evt.num -> (to worker, child), and
         #: evt.num -> child for the receiving side)
         self._sends: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
         self._waits: list[dict[int, int]] = [{} for _ in range(n)]
+        #: evt.num -> line number: the lines that are not events (header, state records, bad
+        #: or blank lines) shift them; (first evt.num after the shift, shift), in order
+        self._shifts: list[tuple[int, int]] = [(0, 1)]
         handoff = self.handoff
-        num = 0
         everyone = range(n)
-        it: Iterator[tuple[int, bytes]] = iter(records)
+        skipped = 1                  # lines before this one that are not events (the header)
+        num = 0
+        it: Iterator[tuple[int, list[bytes]]] = iter(blocks)
         try:
-            for lineno, line in it:
-                m = match_front(line)
-                if m is not None and m.group(2) not in lifecycle:
-                    pid = int(m.group(4))
-                    w = owners_get(pid)
-                    if w is None:
-                        w = owner(pid)
-                    num += 1
-                    nums[w].append(num)
-                    linenos[w].append(lineno)
-                    owned[w].append(1)
-                    lines[w].append(line)
-                    routed[w] += 1
-                    if len(lines[w]) >= limit:
-                        self._flush(w, num)
-                        if pipeline.stopping:
-                            break
-                    continue
-                # the slow path: lifecycle events, state records, other key orders, bad lines
-                try:
-                    rec = decode_record(line)
-                except ValueError as e:
-                    self._malformed(lineno, str(e))
-                    continue
-                if rec is None:
-                    continue
-                if isinstance(rec, Event):
-                    num += 1
-                    if rec.type not in LIFECYCLE:
-                        w = owner(rec.pid)
+            for first, block in it:
+                for lineno, line in enumerate(block, first):
+                    m = match_front(line)
+                    if m is not None:
+                        typ, pid_b = m.group(2, 4)
+                        if typ not in lifecycle:
+                            w = cache_get(pid_b)
+                            if w is None:
+                                w = cache[pid_b] = owner(int(pid_b))
+                            num = lineno - skipped
+                            nums[w].append(num)
+                            lines[w].append(line)
+                            continue
+                    # the slow path: lifecycle events, state records, other key orders, bad lines
+                    try:
+                        rec = decode_record(line)
+                    except ValueError as e:
+                        self._malformed(lineno, str(e))
+                        rec = None
+                    if rec is None or isinstance(rec, StateRecord):
+                        skipped += 1
+                        self._shifts.append((lineno - skipped + 1, skipped))
+                        if rec is None:
+                            continue
+                        h, mine = None, -1
+                    else:
+                        num = lineno - skipped
+                        if rec.type not in LIFECYCLE:
+                            w = owner(rec.pid)
+                            nums[w].append(num)
+                            lines[w].append(line)
+                            continue
+                        h = part.observe(rec.type, rec.tid, rec.pid, rec.args, rec.res)
+                        if lineage and rec.type in FORKS:
+                            cache.clear()     # rare: a fork may have moved a child
+                        mine = owner(rec.pid)
+                    if mine < 0:
+                        for w in everyone:
+                            states[w] += 1
+                    for w in everyone:
                         nums[w].append(num)
-                        linenos[w].append(lineno)
-                        owned[w].append(1)
                         lines[w].append(line)
-                        routed[w] += 1
-                        if len(lines[w]) >= limit:
-                            self._flush(w, num)
-                        continue
-                    h = part.observe(rec.type, rec.tid, rec.pid, rec.args, rec.res)
-                    mine = owner(rec.pid)
-                    routed[mine] += 1
-                else:
-                    assert isinstance(rec, StateRecord)
-                    h, mine = None, -1
-                for w in everyone:
-                    nums[w].append(num)
-                    linenos[w].append(lineno)
-                    owned[w].append(w == mine)
-                    lines[w].append(line)
-                    if w != mine and mine >= 0:
-                        shared[w] += 1
-                if h is not None and handoff:
-                    src, dst, child = h
-                    self._sends[src][num] = (dst, child)
-                    self._waits[dst][num] = child
-                    self.handoffs += 1
-                    # the sender gets the fork first: the receiver's wait is then always on a
-                    # batch already on its way (no cycle of waits)
-                    self._flush(src, num)
+                        if w != mine and mine >= 0:
+                            foreign[w].append(len(lines[w]) - 1)
+                            shared[w] += 1
+                    if h is not None and handoff:
+                        src, dst, child = h
+                        self._sends[src][num] = (dst, child)
+                        self._waits[dst][num] = child
+                        self.handoffs += 1
+                        # the sender gets the fork first: the receiver's wait is then always
+                        # on a batch already on its way (no cycle of waits)
+                        self._flush(src, num)
                 for w in everyone:
                     if len(lines[w]) >= limit:
                         self._flush(w, num)
@@ -224,33 +232,39 @@ class WorkerPool:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
+        #: CPU seconds of this (the parent) process during the run: routing, merging, outputs
+        self.cpu_s = time.process_time() - cpu0
         events = sum(f["stats"]["owned"] for f in self.finals.values())
         pipeline.events = events
         return events
 
     def _busy(self) -> list[bool]:
-        lines = self._bufs[3]
+        lines = self._bufs[1]
         return [self._inflight[w] > 0 or bool(lines[w]) for w in range(self.n)]
 
     def _flush(self, w: int, upto: int) -> None:
         """Send worker ``w``'s buffer as one batch (waiting for a credit, or dropping it)."""
-        nums, linenos, owned, lines = self._bufs
+        nums, lines, foreign = self._bufs
         self._poll()
         if self._inflight[w] >= self.credits:
             if not self.blocking:
                 k = len(lines[w])
                 self.dropped[w] += k
                 self.app.metrics.drop("worker_queue_full", k)
-                nums[w], linenos[w], owned[w], lines[w] = [], [], bytearray(), []
+                nums[w], lines[w], foreign[w] = [], [], []
+                self._states[w] = 0
                 self._sends[w], self._waits[w] = {}, {}
                 return
             while self._inflight[w] >= self.credits:
                 self._wait_one()
         self._bid += 1
-        payload = pickle.dumps((self._bid, upto, nums[w], linenos[w], bytes(owned[w]), lines[w],
+        # one blob: joining and splitting are C loops, pickling a list of lines is not cheaper
+        payload = pickle.dumps((self._bid, upto, nums[w], b"\n".join(lines[w]), foreign[w],
                                 self._sends[w], self._waits[w]),
                                protocol=pickle.HIGHEST_PROTOCOL)
-        nums[w], linenos[w], owned[w], lines[w] = [], [], bytearray(), []
+        self.routed[w] += len(lines[w]) - len(foreign[w]) - self._states[w]
+        self._states[w] = 0
+        nums[w], lines[w], foreign[w] = [], [], []
         self._sends[w], self._waits[w] = {}, {}
         self._inflight[w] += 1
         try:
@@ -288,8 +302,8 @@ class WorkerPool:
             self._inflight[w] -= 1
             self.alerts[w] += len(alerts)
             self._merger.add(w, upto, alerts)
-            for lineno, reason in bad:
-                self._malformed(lineno, reason)
+            for num, reason in bad:
+                self._malformed(self._lineno(num), reason)
             self._release(self._merger.pop_ready(self._busy()))
         elif kind == FINAL:
             _, w, stats, snap = msg
@@ -301,6 +315,11 @@ class WorkerPool:
         dispatch = self.pipeline.dispatch
         for a in alerts:
             dispatch(a)
+
+    def _lineno(self, num: int) -> int:
+        """The line number of event ``num`` (see ``_shifts``)."""
+        i = bisect.bisect_right(self._shifts, (num, 1 << 62)) - 1
+        return num + self._shifts[max(i, 0)][1]
 
     def _malformed(self, lineno: int, reason: str) -> None:
         reporter = self._reporter

@@ -79,12 +79,16 @@ class WorkerLoop:
         """Engine-made alerts raised while this worker runs (a plugin's): merged like any."""
         self.outbox.append((self.current, alert))
 
-    def batch(self, nums: list[int], linenos: list[int], owned: bytes, lines: list[bytes],
+    def batch(self, nums: list[int], lines: list[bytes], foreign: list[int] | None = None,
               sends: dict[int, tuple[int, int]] | None = None,
               waits: dict[int, int] | None = None
               ) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-        """Process one batch; returns its alerts ``(evt.num, alert)`` and malformed lines.
-        ``sends``/``waits``: the fork handoffs of the batch (see :meth:`send_child`)."""
+        """Process one batch: ``nums[i]`` is the ``evt.num`` of ``lines[i]``; ``foreign``
+        the positions of lifecycle events another worker owns (applied to the state here, the
+        rules run there). Returns the alerts ``(evt.num, alert)`` and the malformed lines
+        ``(evt.num, reason)``. ``sends``/``waits``: the batch's fork handoffs
+        (:meth:`send_child`)."""
+        notmine = frozenset(foreign) if foreign else frozenset()
         m = self.metrics
         counts, plugin_errors = m.events, m.plugin_errors
         parsers, match, state = self.parsers, self.match, self.state
@@ -96,7 +100,7 @@ class WorkerLoop:
             try:
                 evt = decode_record(line)
             except ValueError as e:
-                bad.append((linenos[i], str(e)))
+                bad.append((nums[i], str(e)))
                 continue
             if evt is None:
                 continue
@@ -109,7 +113,7 @@ class WorkerLoop:
                 continue
             num = nums[i]
             self.current = evt.num = num
-            mine = owned[i]
+            mine = i not in notmine
             if mine:
                 n_owned += 1
                 counts[(evt.source, evt.type)] += 1
@@ -181,9 +185,12 @@ class WorkerLoop:
             t.cwd = cwd
         self.received += 1
 
-    def stats(self) -> dict[str, int]:
+    #: CPU seconds of the loop (this process, from the first batch wait to the end marker)
+    cpu_s = 0.0
+
+    def stats(self) -> dict[str, Any]:
         return {"owned": self.owned, "shared": self.shared, "alerts": self.alerts,
-                "handoffs": self.received}
+                "handoffs": self.received, "cpu_s": self.cpu_s}
 
 
 def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
@@ -205,15 +212,17 @@ def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
         loop.receive = inboxes[index].get
         app.host.call(app.host.hook.falconet_start, engine=app.ctx)
         tune_gc_for_events()
+        cpu0 = time.process_time()
         recv = conn.recv_bytes
         loads = pickle.loads
         while True:
             msg = loads(recv())
             if msg is None:
                 break
-            bid, upto, nums, linenos, owned, lines, sends, waits = msg
-            alerts, bad = loop.batch(nums, linenos, owned, lines, sends, waits)
+            bid, upto, nums, blob, foreign, sends, waits = msg
+            alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
             results.put((RESULT, index, bid, upto, alerts, bad))
+        loop.cpu_s = time.process_time() - cpu0
         try:
             app.host.hook.falconet_stop(engine=app.ctx)
         except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
