@@ -553,7 +553,7 @@ BLOCK_BYTES = 1 << 20
 
 def read_capture_blocks(path: str, *, on_malformed: Callable[[int, str], None] | None = None,
                         stop: Callable[[], bool] | None = None, max_line: int = MAX_LINE_BYTES,
-                        block: int = BLOCK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
+                        block: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
     """The records of a capture, undecoded, a block at a time: ``(line number of the first,
     [line without its newline, ...])``. What the partitioned replay (:mod:`falconet.workers`)
     routes to its workers, which decode with :func:`decode_record`; blocks, not lines, because
@@ -561,6 +561,7 @@ def read_capture_blocks(path: str, *, on_malformed: Callable[[int, str], None] |
     :func:`read_capture`'s: header, the gzip-bomb bound, over-long lines reported and skipped
     (never held whole: a line still open past ``max_line`` is dropped as it is read), a
     truncated stream reported."""
+    block = block or BLOCK_BYTES
     f, raw = _open_bytes(path)
     try:
         try:

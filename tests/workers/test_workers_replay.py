@@ -199,3 +199,25 @@ def test_cli_replay_workers(tmp_path: Path) -> None:
     bad = subprocess.run([*exe, "--workers", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert "--workers" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("batch,credits", [(1, 1), (7, 1), (64, 2)])
+def test_tiny_batches_and_one_credit_never_deadlock_the_handoffs(tmp_path: Path, monkeypatch: Any,
+                                                                  batch: int, credits: int) -> None:
+    """Fork handoffs make workers wait for each other; with one batch in flight and batches of
+    a few records the router waits for credits all the time: still the same alerts, no hang."""
+    from falconet.workers import pool as pool_mod  # noqa: PLC0415
+    real = pool_mod.WorkerPool.__init__
+
+    def small(self: Any, *a: Any, **kw: Any) -> None:
+        real(self, *a, **kw)
+        self.batch_lines, self.credits = batch, credits
+    cap = str(tmp_path / "forky.fcap")
+    generate(cap, 3000, n_procs=12, forks=0.4, sensitive=0.05)
+    _, _, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
+    monkeypatch.setattr(pool_mod.WorkerPool, "__init__", small)
+    monkeypatch.setattr("falconet.capture.BLOCK_BYTES", 64 * batch)   # a few records a block
+    for n in (2, 3):
+        rc, app, many = replay(cap, DEFAULT_RULES, n, str(tmp_path))
+        assert rc == 0 and many == one
+        assert app.worker_pool.handoffs > 10

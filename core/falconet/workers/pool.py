@@ -154,9 +154,11 @@ class WorkerPool:
         self._merger = AlertMerger(n)
         self._bufs = (nums, lines, foreign)
         #: per worker: fork handoffs of its buffered lines (evt.num -> (to worker, child), and
-        #: evt.num -> child for the receiving side)
+        #: evt.num -> (from worker, child) for the receiving side)
         self._sends: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
-        self._waits: list[dict[int, int]] = [{} for _ in range(n)]
+        self._waits: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
+        #: per worker: the last evt.num of the batches sent to it
+        self._sent_upto = [0] * n
         #: evt.num -> line number: the lines that are not events (header, state records, bad
         #: or blank lines) shift them; (first evt.num after the shift, shift), in order
         self._shifts: list[tuple[int, int]] = [(0, 1)]
@@ -214,11 +216,8 @@ class WorkerPool:
                     if h is not None and handoff:
                         src, dst, child = h
                         self._sends[src][num] = (dst, child)
-                        self._waits[dst][num] = child
+                        self._waits[dst][num] = (src, child)
                         self.handoffs += 1
-                        # the sender gets the fork first: the receiver's wait is then always
-                        # on a batch already on its way (no cycle of waits)
-                        self._flush(src, num)
                 for w in everyone:
                     if len(lines[w]) >= limit:
                         self._flush(w, num)
@@ -242,31 +241,45 @@ class WorkerPool:
         lines = self._bufs[1]
         return [self._inflight[w] > 0 or bool(lines[w]) for w in range(self.n)]
 
-    def _flush(self, w: int, upto: int) -> None:
-        """Send worker ``w``'s buffer as one batch (waiting for a credit, or dropping it)."""
+    def _flush(self, w: int, upto: int, forced: bool = False) -> None:
+        """Send worker ``w``'s buffer as one batch, waiting for a credit (or, not blocking,
+        dropping it).
+
+        Fork handoffs: a batch whose worker will wait for a child's fds must never sit behind a
+        router that waits for a credit while the fork it waits for is still buffered here (the
+        only way the workers could deadlock: each worker's stream is in global order, so a wait
+        only ever depends on earlier events). So the buffers of the senders of its waits go out
+        first, *forced* (past their credit, never waiting: a few batches beyond the bound)."""
         nums, lines, foreign = self._bufs
         self._poll()
-        if self._inflight[w] >= self.credits:
-            if not self.blocking:
-                k = len(lines[w])
-                self.dropped[w] += k
-                self.app.metrics.drop("worker_queue_full", k)
-                nums[w], lines[w], foreign[w] = [], [], []
-                self._states[w] = 0
-                self._sends[w], self._waits[w] = {}, {}
-                return
-            while self._inflight[w] >= self.credits:
-                self._wait_one()
+        if not forced and self._inflight[w] >= self.credits and not self.blocking:
+            k = len(lines[w])
+            self.dropped[w] += k
+            self.app.metrics.drop("worker_queue_full", k)
+            nums[w], lines[w], foreign[w] = [], [], []
+            self._states[w] = 0
+            self._sends[w], self._waits[w] = {}, {}
+            return
         self._bid += 1
+        waits = self._waits[w]
         # one blob: joining and splitting are C loops, pickling a list of lines is not cheaper
         payload = pickle.dumps((self._bid, upto, nums[w], b"\n".join(lines[w]), foreign[w],
-                                self._sends[w], self._waits[w]),
+                                self._sends[w], {k: v[1] for k, v in waits.items()}),
                                protocol=pickle.HIGHEST_PROTOCOL)
         self.routed[w] += len(lines[w]) - len(foreign[w]) - self._states[w]
+        self._sent_upto[w] = upto
         self._states[w] = 0
         nums[w], lines[w], foreign[w] = [], [], []
         self._sends[w], self._waits[w] = {}, {}
+        # counted in flight from here: the merger must see this worker busy while the batch
+        # waits to be sent (it holds events the worker has not acknowledged)
         self._inflight[w] += 1
+        for num, (src, _child) in waits.items():
+            if self._sent_upto[src] < num and lines[src]:
+                self._flush(src, upto, forced=True)
+        if not forced:
+            while self._inflight[w] > self.credits:
+                self._wait_one()
         try:
             self.conns[w].send_bytes(payload)
         except OSError as e:
