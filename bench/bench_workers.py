@@ -63,6 +63,9 @@ def quiet_ratio(cpus: int, one: list[float], many: list[float]) -> float:
     return one[0] / max(max(many), sum(many) / cpus)
 
 
+KEY = "lineage"
+
+
 def replay(path: str, rules: str, workers: int, out: str) -> tuple[float, float, int, list[str]]:
     """(wall seconds of the run, of its event phase, events, alert lines without uuid)."""
     if os.path.exists(out):
@@ -74,7 +77,7 @@ def replay(path: str, rules: str, workers: int, out: str) -> tuple[float, float,
     app.load_plugins()
     app.load_ruleset([rules])
     app.build_pipeline()
-    options = {"path": path, "progress": False, "workers": workers,
+    options = {"path": path, "progress": False, "workers": workers, "partition_key": KEY,
                "restore_state": lambda plugin, data: app.host.restore_state(plugin, data,
                                                                             app.ctx)}
     s0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -114,7 +117,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=pool_mod.BATCH_LINES,
                     help="records per batch message to a worker")
     ap.add_argument("--rules", choices=("auto", "stable", "default"), default="auto")
+    ap.add_argument("--key", choices=("lineage", "tgid"), default="lineage",
+                    help="partition key (lineage puts every fork child on its parent's worker)")
     a = ap.parse_args()
+    global KEY
+    KEY = a.key
     pool_mod.BATCH_LINES = a.batch
     rules, rules_name = rules_file(a.rules)
     with tempfile.TemporaryDirectory() as d:
@@ -146,6 +153,7 @@ def main() -> int:
             "rules": rules_name,
             "cpus": len(os.sched_getaffinity(0)),
             "batch_lines": a.batch,
+            "partition_key": a.key,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
             "events_per_s": {"1": round(p1), str(a.workers): round(pn)},

@@ -23,7 +23,7 @@ def test_lifecycle_is_every_state_event_and_the_identity_calls() -> None:
 
 
 def test_tgid_owner_is_stable_and_spreads() -> None:
-    p = Partitioner(2)
+    p = Partitioner(2, "tgid")
     owners = [p.owner(pid) for pid in range(1000, 1200)]
     assert owners == [p.owner(pid) for pid in range(1000, 1200)]
     assert 60 < sum(owners) < 140                      # both workers get a fair share
@@ -40,7 +40,7 @@ def _pair(p: Partitioner, same: bool) -> tuple[int, int]:
 
 
 def test_tgid_fork_to_another_worker_is_a_handoff_once() -> None:
-    p = Partitioner(2)
+    p = Partitioner(2, "tgid")
     parent, child = _pair(p, same=False)
     fork = {"child_tid": child, "child_pid": child, "parent_tid": parent, "parent_pid": parent}
     h = p.observe("procfork", parent, parent, fork, None)
@@ -54,13 +54,14 @@ def test_tgid_fork_to_another_worker_is_a_handoff_once() -> None:
 
 
 def test_tgid_fork_on_the_same_worker_needs_no_handoff() -> None:
-    p = Partitioner(2)
+    p = Partitioner(2, "tgid")
     parent, child = _pair(p, same=True)
     assert p.observe("clone", parent, parent, {"child_tid": child, "flags": 17}, child) is None
 
 
 def test_lineage_keeps_children_with_their_parent() -> None:
-    p = Partitioner(4, "lineage")
+    p = Partitioner(4)
+    assert p.key == "lineage"                           # the default
     w = p.owner(1)
     for child in range(100, 140):
         assert p.observe("procfork", 1, 1, {"child_pid": child, "parent_pid": 1}, None) is None
@@ -69,7 +70,7 @@ def test_lineage_keeps_children_with_their_parent() -> None:
 
 def test_exit_forgets_an_owner_later_and_a_reused_pid_forks_again(monkeypatch) -> None:
     monkeypatch.setattr(part_mod, "_MAX_EXITED", 2)
-    p = Partitioner(2)
+    p = Partitioner(2, "tgid")
     parent, child = _pair(p, same=False)
     fork = {"child_pid": child, "parent_pid": parent}
     assert p.observe("procfork", parent, parent, fork, None) is not None

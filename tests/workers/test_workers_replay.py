@@ -34,12 +34,13 @@ def _rules(which: str) -> str:
     return DEFAULT_RULES
 
 
+@pytest.mark.parametrize("key", ["lineage", "tgid"])
 @pytest.mark.parametrize("which", ["default", "stable"])
 def test_two_workers_give_exactly_one_workers_alerts(multi_capture: str, tmp_path: Path,
-                                                     which: str) -> None:
+                                                     which: str, key: str) -> None:
     rules = _rules(which)
     rc1, app1, one = replay(multi_capture, rules, 1, str(tmp_path))
-    rc2, app2, two = replay(multi_capture, rules, 2, str(tmp_path))
+    rc2, app2, two = replay(multi_capture, rules, 2, str(tmp_path), partition_key=key)
     assert rc1 == rc2 == 0
     assert app1.worker_pool is None and app2.worker_pool is not None
     assert len(one) > 100
@@ -54,7 +55,7 @@ def test_two_workers_give_exactly_one_workers_alerts(multi_capture: str, tmp_pat
     assert min(pool.routed) > 0.25 * sum(pool.routed)
     assert sum(pool.routed) == app1.pipeline.events
     assert sum(pool.alerts) == len(one)
-    assert pool.handoffs > 0
+    assert (pool.handoffs > 0) == (key == "tgid")
     assert sum(f["stats"]["handoffs"] for f in pool.finals.values()) == pool.handoffs
     # the per-type event counters add up to one worker's
     assert dict(app2.metrics.events) == dict(app1.metrics.events)
@@ -65,7 +66,8 @@ def test_two_workers_give_exactly_one_workers_alerts(multi_capture: str, tmp_pat
 
 
 def _fork_pair(n: int, same: bool) -> tuple[int, int]:
-    p = Partitioner(n)
+    """A parent and a child pid that ``tgid`` hashes to different workers (or the same)."""
+    p = Partitioner(n, "tgid")
     parent = 4000
     for child in range(5000, 6000):
         if (p.owner(child) == p.owner(parent)) == same:
@@ -101,7 +103,7 @@ def test_a_child_on_another_worker_uses_the_fds_and_cwd_it_inherited(tmp_path: P
     cap = str(tmp_path / "inherit.fcap")
     _inherited_socket_capture(cap, parent, child)
     _, _, one = replay(cap, rules, 1, str(tmp_path))
-    rc, app, two = replay(cap, rules, 2, str(tmp_path))
+    rc, app, two = replay(cap, rules, 2, str(tmp_path), partition_key="tgid")
     assert rc == 0
     redirect = STABLE_REDIRECT if which == "stable" else "Reverse Shell Redirect"
     fired = [a for a in one if a["rule"] == redirect]
@@ -114,7 +116,8 @@ def test_a_child_on_another_worker_uses_the_fds_and_cwd_it_inherited(tmp_path: P
     assert app.worker_pool.handoffs == 1
     # without the fork handoff the child's worker has a stale copy of the parent: the socket
     # and the cwd are unknown there, and the alerts are lost (what the handoff repairs)
-    _, _, broken = replay(cap, rules, 2, str(tmp_path), fork_handoff=False)
+    _, _, broken = replay(cap, rules, 2, str(tmp_path), partition_key="tgid",
+                          fork_handoff=False)
     assert not [a for a in broken if a["rule"] == redirect]
     assert not any("/etc/shadow" in a["output"] for a in broken)
     assert len(broken) < len(one)
@@ -125,8 +128,9 @@ def test_lineage_key_keeps_the_child_with_its_parent(tmp_path: Path) -> None:
     cap = str(tmp_path / "inherit.fcap")
     _inherited_socket_capture(cap, parent, child)
     _, _, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
-    _, app, two = replay(cap, DEFAULT_RULES, 2, str(tmp_path), partition_key="lineage")
+    _, app, two = replay(cap, DEFAULT_RULES, 2, str(tmp_path))
     assert two == one and app.worker_pool.handoffs == 0
+    assert app.worker_pool.partitioner.key == "lineage"
 
 
 def test_malformed_lines_are_reported_and_counted_once(tmp_path: Path, capsys: Any) -> None:
@@ -218,6 +222,6 @@ def test_tiny_batches_and_one_credit_never_deadlock_the_handoffs(tmp_path: Path,
     monkeypatch.setattr(pool_mod.WorkerPool, "__init__", small)
     monkeypatch.setattr("falconet.capture.BLOCK_BYTES", 64 * batch)   # a few records a block
     for n in (2, 3):
-        rc, app, many = replay(cap, DEFAULT_RULES, n, str(tmp_path))
+        rc, app, many = replay(cap, DEFAULT_RULES, n, str(tmp_path), partition_key="tgid")
         assert rc == 0 and many == one
         assert app.worker_pool.handoffs > 10

@@ -39,10 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default=None, metavar="N|auto",
                    help="worker processes (default: collector.workers, auto = one per core for "
                         "a capture of 4 MiB or more); alerts are the same with any number")
-    p.add_argument("--partition-key", choices=KEYS, default="tgid",
-                   help="how processes are assigned to workers (tgid, the default: each "
-                        "process hashed alone, a fork child gets its parent's fds from the "
-                        "parent's worker; lineage: a fork child stays on its parent's worker)")
+    p.add_argument("--partition-key", choices=KEYS, default="lineage",
+                   help="how processes are assigned to workers (lineage, the default: a fork "
+                        "child stays on its parent's worker; tgid: each process hashed alone, "
+                        "a fork child gets its parent's fds from the parent's worker)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any]) -> Worke
     n = workers_for(collector.get("workers", "auto"), src, options)
     if n <= 1:
         return None
-    pool = WorkerPool(app, pipeline, n, key=options.get("partition_key") or "tgid",
+    pool = WorkerPool(app, pipeline, n, key=options.get("partition_key") or "lineage",
                       handoff=options.get("fork_handoff", True))
     pool.start()
     return pool

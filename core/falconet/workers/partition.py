@@ -9,15 +9,18 @@ The rule (docs/performance.md, "More than one core"):
   event's process, also evaluates the rules on them (each alert once).
 - **Everything else goes to the owner of its thread group** (``evt.pid``): fd-creating and fd-using
   events of one process stay on one worker, in order, so its fd table has a single writer.
-- **Owners** (the key): ``tgid`` (the default, Falco's draft) hashes every process on its own.
-  A fork child inherits its parent's fd table and cwd, which only the parent's worker knows
-  (fd events are not broadcast), and the dup2-of-an-inherited-socket rules read them: so a fork
-  whose child lands on another worker is a *handoff*, Falco's clone synchronisation point. The
-  parent's worker, having applied the fork, sends the child's fd table and cwd to the child's
-  worker, which waits for them at that same event before it goes on (both see the fork in the
-  same global order, so the wait never forms a cycle). ``lineage`` instead keeps a fork child on
-  its parent's worker and hashes only the roots (no handoff, but one busy process tree, or
-  everything forked from init, lands on one worker: measured in docs/performance.md).
+- **Owners** (the key). A fork child inherits its parent's fd table and cwd, which only the
+  parent's worker knows (fd events are not broadcast), and the dup2-of-an-inherited-socket rules
+  read them. ``lineage`` (the default) keeps a fork child on its parent's worker and hashes only
+  the roots, the processes first seen without their fork (the capture's snapshot, a live
+  engine's /proc scan): the child's worker built the table it inherits, nothing is exchanged.
+  Its cost is balance: one busy process tree stays on one worker. ``tgid`` (Falco's draft)
+  hashes every process on its own; a fork whose child lands on another worker is then a
+  *handoff*, Falco's clone synchronisation point: the parent's worker, having applied the fork,
+  sends the child's fd table and cwd to the child's worker, which waits for them at that same
+  event (both see the fork in the same global order, so waits never form a cycle). Even balance,
+  but the two workers wait for each other at every such fork (measured in docs/performance.md:
+  slower than ``lineage`` on a capture with many processes).
 
 The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
 parent; a live source would run the same decisions in the kernel (a ring per worker chosen by
@@ -40,7 +43,7 @@ LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
 #: the events that create a process (their child inherits its parent's owner under ``lineage``)
 FORKS: frozenset[str] = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
 #: partition keys :class:`Partitioner` knows
-KEYS = ("tgid", "lineage")
+KEYS = ("lineage", "tgid")
 #: CLONE_THREAD (a new thread of the same process, not a new process)
 _CLONE_THREAD = 0x00010000
 #: exited processes whose owner is kept, for the late events of their other threads
@@ -59,7 +62,7 @@ class Partitioner:
 
     __slots__ = ("n", "key", "owners", "_forked", "_exited")
 
-    def __init__(self, n: int, key: str = "tgid") -> None:
+    def __init__(self, n: int, key: str = "lineage") -> None:
         if n < 1:
             raise ValueError("at least one worker")
         if key not in KEYS:

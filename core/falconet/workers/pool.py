@@ -55,7 +55,7 @@ class WorkerPool:
     rules; no plugin or output thread exists yet), then :meth:`run` the records of the source.
     """
 
-    def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = "tgid",
+    def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = "lineage",
                  batch_lines: int = BATCH_LINES, credits: int = CREDITS,
                  blocking: bool = True, handoff: bool = True) -> None:
         self.app, self.pipeline, self.n = app, pipeline, n
