@@ -11,11 +11,15 @@ The rate is events / wall seconds of the event phase (``App.events_seconds``: fr
 record read to the last alert handed to the output stage), best of ``--repeat``, the runs of 1
 and N workers alternating; ``whole_run`` also counts the fork, plugin start-up and the outputs'
 drain of ``App.run("replay")`` (rule loading is before either). The engines keep their state in
-a fresh directory (a host's learning profiles would add their load time to every start). The machine's load average is printed with it: on a shared machine
-the ratio is only meaningful when the load is low.
+a fresh directory (a host's learning profiles would add their load time to every start).
+
+The machine's load average is printed with it: on a shared machine the measured ratio is only
+meaningful when the load is low. ``ratio_cpu_bound_quiet_estimate`` is what the CPU seconds of
+each process allow on idle cores (the phase lasts at least its busiest process and at least the
+total CPU over the cores), a figure other users of the machine distort less.
 
 Prints one JSON object. Usage: ``python bench/bench_workers.py [--events N] [--workers N]
-[--repeat R] [--batch LINES] [--rules default|stable]``.
+[--repeat R] [--batch LINES] [--rules auto|default|stable] [--key lineage|tgid]``.
 """
 
 from __future__ import annotations
@@ -33,12 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "core"))
 sys.path.insert(0, str(ROOT / "tests" / "workers"))
 
-from multiproc_capture import generate  # noqa: E402
-
 from falconet.app import App  # noqa: E402
 from falconet.config import load_config  # noqa: E402
 from falconet.upstream import falco_rules_path  # noqa: E402
 from falconet.workers import pool as pool_mod  # noqa: E402
+from multiproc_capture import generate  # noqa: E402
 
 
 def rules_file(which: str) -> tuple[str, str]:

@@ -639,7 +639,7 @@ class StateRecord:
         self.plugin, self.data = plugin, data
 
 
-_SCAN = json.JSONDecoder(parse_constant=_not_json).scan_once
+_SCAN = json.JSONDecoder(parse_constant=_not_json).scan_once  # type: ignore[attr-defined]
 
 
 def decode_record(line: bytes) -> Event | StateRecord | None:

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FALCO_RULES, need
 from falconet.api import hookimpl
 from falconet.workers import Partitioner
 from multiproc_capture import generate
 from workers_helpers import DEFAULT_RULES, Script, process, replay
-
-from conftest import FALCO_RULES, need
 
 STABLE_REDIRECT = "Redirect STDOUT/STDIN to Network Connection in Container"
 

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from falconet.capture import StateRecord, decode_record
-from falconet.events import Event
 from falconet.workers.merge import AlertMerger
 from falconet.workers.partition import FORKS, LIFECYCLE, Partitioner
 from falconet.workers.worker import FAILED, FINAL, RESULT, merge_metrics, worker_main
@@ -78,6 +77,8 @@ class WorkerPool:
         self._bid = 0
         self._reporter: Any = None
         self.cpu_s = 0.0
+        #: (first evt.num after a shift, lines before it that are not events), in order
+        self._shifts: list[tuple[int, int]] = [(0, 1)]
         self._started = False
 
     # ------------------------------------------------------------------ processes
@@ -161,7 +162,7 @@ class WorkerPool:
         self._sent_upto = [0] * n
         #: evt.num -> line number: the lines that are not events (header, state records, bad
         #: or blank lines) shift them; (first evt.num after the shift, shift), in order
-        self._shifts: list[tuple[int, int]] = [(0, 1)]
+        self._shifts = [(0, 1)]
         handoff = self.handoff
         everyone = range(n)
         skipped = 1                  # lines before this one that are not events (the header)
@@ -233,7 +234,7 @@ class WorkerPool:
                 close()
         #: CPU seconds of this (the parent) process during the run: routing, merging, outputs
         self.cpu_s = time.process_time() - cpu0
-        events = sum(f["stats"]["owned"] for f in self.finals.values())
+        events = int(sum(f["stats"]["owned"] for f in self.finals.values()))
         pipeline.events = events
         return events
 
