@@ -139,3 +139,13 @@ def test_auto_is_one_per_core_for_a_big_capture_and_one_otherwise(tmp_path, monk
     assert workers_for(4, _Live(), {}) == 1                            # live: one, for now
     monkeypatch.setattr(w, "cpu_count", lambda: 1)
     assert workers_for("auto", _Src(), {"path": str(big)}) == 1        # one core: one worker
+
+
+def test_merger_releases_what_precedes_every_unacknowledged_event() -> None:
+    """A worker whose buffer fills slowly must not hold the stream: an alert before the first
+    event any worker still has to acknowledge is ready."""
+    m = AlertMerger(2)
+    m.add(0, 100, [(50, "a50"), (90, "a90")])
+    # worker 1 acknowledged nothing, but its first pending event is 60
+    assert m.pop_ready([False, True], [None, 60]) == ["a50"]
+    assert m.pop_ready([False, True], [None, 95]) == ["a90"]

@@ -30,14 +30,21 @@ class AlertMerger:
         if upto > self.done[worker]:
             self.done[worker] = upto
 
-    def pop_ready(self, busy: list[bool]) -> list[Any]:
+    def pop_ready(self, busy: list[bool], firsts: list[int | None] | None = None) -> list[Any]:
         """The alerts no busy worker can precede (``busy[w]``: worker ``w`` has events sent or
-        buffered that it has not acknowledged)."""
+        buffered that it has not acknowledged). With ``firsts`` (per worker, the first event
+        number it has not acknowledged, ``None`` for none): an alert before all of them is
+        ready too, which keeps the stream moving while a worker's buffer fills slowly."""
         heap = self._heap
         if not heap:
             return []
         marks = [d for d, b in zip(self.done, busy, strict=True) if b]
         safe = min(marks) if marks else None
+        if firsts is not None:
+            low = [f - 1 for f in firsts if f is not None]
+            bound = min(low) if low else None
+            if safe is None or (bound is not None and bound > safe):
+                safe = bound
         out = []
         while heap and (safe is None or heap[0][0] <= safe):
             out.append(heapq.heappop(heap)[3])

@@ -23,6 +23,7 @@ import queue
 import re
 import signal
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -74,6 +75,8 @@ class WorkerPool:
         self.dropped = [0] * n
         self.finals: dict[int, dict[str, Any]] = {}
         self._inflight = [0] * n
+        #: per worker: the first evt.num of each batch in flight, oldest first
+        self._unacked: list[deque[int]] = [deque() for _ in range(n)]
         self._bid = 0
         self._reporter: Any = None
         self.cpu_s = 0.0
@@ -154,6 +157,9 @@ class WorkerPool:
         limit = self.batch_lines
         self._merger = AlertMerger(n)
         self._bufs = (nums, lines, foreign)
+        # the buffers are emptied in place when sent: their appends are bound once
+        add_num = [b.append for b in nums]
+        add_line = [b.append for b in lines]
         #: per worker: fork handoffs of its buffered lines (evt.num -> (to worker, child), and
         #: evt.num -> (from worker, child) for the receiving side)
         self._sends: list[dict[int, tuple[int, int]]] = [{} for _ in range(n)]
@@ -179,8 +185,8 @@ class WorkerPool:
                             if w is None:
                                 w = cache[pid_b] = owner(int(pid_b))
                             num = lineno - skipped
-                            nums[w].append(num)
-                            lines[w].append(line)
+                            add_num[w](num)
+                            add_line[w](line)
                             continue
                     # the slow path: lifecycle events, state records, other key orders, bad lines
                     try:
@@ -220,7 +226,9 @@ class WorkerPool:
                         self._waits[dst][num] = (src, child)
                         self.handoffs += 1
                 for w in everyone:
-                    if len(lines[w]) >= limit:
+                    # full, or idle with something to do: a worker that gets few records
+                    # (a quiet partition) must not hold back the merge of everyone's alerts
+                    if len(lines[w]) >= limit or (lines[w] and not self._inflight[w]):
                         self._flush(w, num)
                 if pipeline.stopping:
                     break
@@ -242,6 +250,12 @@ class WorkerPool:
         lines = self._bufs[1]
         return [self._inflight[w] > 0 or bool(lines[w]) for w in range(self.n)]
 
+    def _firsts(self) -> list[int | None]:
+        """Per worker, the first event number it has not acknowledged (in flight or buffered)."""
+        nums = self._bufs[0]
+        return [f[0] if f else (nums[w][0] if nums[w] else None)
+                for w, f in enumerate(self._unacked)]
+
     def _flush(self, w: int, upto: int, forced: bool = False) -> None:
         """Send worker ``w``'s buffer as one batch, waiting for a credit (or, not blocking,
         dropping it).
@@ -257,7 +271,9 @@ class WorkerPool:
             k = len(lines[w])
             self.dropped[w] += k
             self.app.metrics.drop("worker_queue_full", k)
-            nums[w], lines[w], foreign[w] = [], [], []
+            nums[w].clear()
+            lines[w].clear()
+            foreign[w].clear()
             self._states[w] = 0
             self._sends[w], self._waits[w] = {}, {}
             return
@@ -268,9 +284,12 @@ class WorkerPool:
                                 self._sends[w], {k: v[1] for k, v in waits.items()}),
                                protocol=pickle.HIGHEST_PROTOCOL)
         self.routed[w] += len(lines[w]) - len(foreign[w]) - self._states[w]
+        self._unacked[w].append(nums[w][0] if nums[w] else upto + 1)
         self._sent_upto[w] = upto
         self._states[w] = 0
-        nums[w], lines[w], foreign[w] = [], [], []
+        nums[w].clear()
+        lines[w].clear()
+        foreign[w].clear()
         self._sends[w], self._waits[w] = {}, {}
         # counted in flight from here: the merger must see this worker busy while the batch
         # waits to be sent (it holds events the worker has not acknowledged)
@@ -314,11 +333,12 @@ class WorkerPool:
         if kind == RESULT:
             _, w, _bid, upto, alerts, bad = msg
             self._inflight[w] -= 1
+            self._unacked[w].popleft()
             self.alerts[w] += len(alerts)
             self._merger.add(w, upto, alerts)
             for num, reason in bad:
                 self._malformed(self._lineno(num), reason)
-            self._release(self._merger.pop_ready(self._busy()))
+            self._release(self._merger.pop_ready(self._busy(), self._firsts()))
         elif kind == FINAL:
             _, w, stats, snap = msg
             self.finals[w] = {"stats": stats, "metrics": snap}
