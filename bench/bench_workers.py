@@ -119,6 +119,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batch", type=int, default=pool_mod.BATCH_LINES,
                     help="records per batch message to a worker")
+    ap.add_argument("--credits", type=int, default=pool_mod.CREDITS,
+                    help="batches in flight per worker")
     ap.add_argument("--rules", choices=("auto", "stable", "default"), default="auto")
     ap.add_argument("--key", choices=("lineage", "tgid"), default="lineage",
                     help="partition key (lineage puts every fork child on its parent's worker)")
@@ -126,6 +128,7 @@ def main() -> int:
     global KEY
     KEY = a.key
     pool_mod.BATCH_LINES = a.batch
+    pool_mod.CREDITS = a.credits
     rules, rules_name = rules_file(a.rules)
     with tempfile.TemporaryDirectory() as d:
         os.environ["FALCONET_STATE_DIR"] = os.path.join(d, "state")
@@ -156,6 +159,7 @@ def main() -> int:
             "rules": rules_name,
             "cpus": len(os.sched_getaffinity(0)),
             "batch_lines": a.batch,
+            "credits": a.credits,
             "partition_key": a.key,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],

@@ -36,8 +36,10 @@ log = logging.getLogger("falconet.workers")
 
 #: records per batch message (measured: bench/bench_workers.py --batch)
 BATCH_LINES = 2048
-#: batches in flight per worker before the router waits (or, not blocking, drops)
-CREDITS = 4
+#: batches in flight per worker before the router waits (or, not blocking, drops); the router
+#: feeds the workers in capture order, so a worker that falls behind stops the others' supply
+#: once its credit is used up: enough credit absorbs a worker descheduled for a while
+CREDITS = 16
 #: the front of a canonical event line: src, type, ts, tid, pid in the writer's order
 _FRONT = re.compile(rb'\{"src":"([^"\\]*)","type":"([A-Za-z0-9_]+)","ts":\d+,"tid":(\d+),'
                     rb'"pid":(\d+),')
@@ -56,10 +58,12 @@ class WorkerPool:
     """
 
     def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = "lineage",
-                 batch_lines: int = BATCH_LINES, credits: int = CREDITS,
+                 batch_lines: int | None = None, credits: int | None = None,
                  blocking: bool = True, handoff: bool = True) -> None:
         self.app, self.pipeline, self.n = app, pipeline, n
         self.partitioner = Partitioner(n, key)
+        batch_lines = BATCH_LINES if batch_lines is None else batch_lines
+        credits = CREDITS if credits is None else credits
         #: fork handoffs on (off only to measure what they repair)
         self.handoff = handoff
         self.handoffs = 0
