@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import pickle
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "core"))
@@ -107,6 +110,27 @@ def replay(path: str, rules: str, workers: int, out: str) -> tuple[float, float,
     return wall, app.events_seconds, events, alerts
 
 
+def _sink(conn: Any) -> None:
+    """Child of :func:`ipc_cost`: take messages until ``None``, unpickling each."""
+    while pickle.loads(conn.recv_bytes()) is not None:
+        pass
+
+
+def ipc_cost(lines: list[bytes], batch: int) -> float:
+    """Microseconds per record to hand ``lines`` to another process in messages of ``batch``
+    records (pickle, pipe write, the reader's unpickle), the parent's CPU and wall."""
+    ctx = multiprocessing.get_context("fork")
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_sink, args=(r,))
+    p.start()
+    t0 = time.perf_counter()
+    for i in range(0, len(lines), batch):
+        w.send_bytes(pickle.dumps((list(range(i, i + batch)), b"\n".join(lines[i:i + batch]))))
+    w.send_bytes(pickle.dumps(None))
+    p.join()
+    return (time.perf_counter() - t0) / len(lines) * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=240_000)
@@ -148,6 +172,9 @@ def main() -> int:
                 best_phase[w] = min(best_phase[w], phase)
                 alerts[w], events[w] = al, ev
         load_after = os.getloadavg()
+        with open(path, "rb") as f:
+            sample = f.read(8 << 20).split(b"\n")[2:20002]
+        ipc = {str(b): round(ipc_cost(sample, b), 2) for b in (1, 64, a.batch)}
         r1, rn = n / best[1], n / best[a.workers]
         p1, pn = n / best_phase[1], n / best_phase[a.workers]
         same = alerts[1] == alerts[a.workers]
@@ -172,6 +199,7 @@ def main() -> int:
                                      str(a.workers): round(best[a.workers], 3)},
                           "ratio": round(rn / r1, 3)},
             "target_ratio": 1.6,
+            "ipc_us_per_record_by_batch": ipc,
             "alerts": {"1": len(alerts[1]), str(a.workers): len(alerts[a.workers])},
             "events_processed": {"1": events[1], str(a.workers): events[a.workers]},
             "alerts_identical": same,
