@@ -141,6 +141,7 @@ class WorkerPool:
         pipeline = self.pipeline
         if not pipeline._started:
             pipeline.start()
+        local = self._local_sinks_out()
         n = self.n
         part = self.partitioner
         owner = part.owner
@@ -246,6 +247,13 @@ class WorkerPool:
                 close()
         #: CPU seconds of this (the parent) process during the run: routing, merging, outputs
         self.cpu_s = time.process_time() - cpu0
+        pipeline.workers.extend(local)        # closed with the others at shutdown
+        m = self.app.metrics
+        for f in self.finals.values():
+            for name, k in f["stats"].get("local_sent", {}).items():
+                m.output_sent[name] += k
+            for name, k in f["stats"].get("local_failed", {}).items():
+                m.output_failures[name] += k
         events = int(sum(f["stats"]["owned"] for f in self.finals.values()))
         pipeline.events = events
         return events
@@ -353,6 +361,14 @@ class WorkerPool:
         dispatch = self.pipeline.dispatch
         for a in alerts:
             dispatch(a)
+
+    def _local_sinks_out(self) -> list[Any]:
+        """Take the ``worker_local`` sinks out of the parent's output stage (the workers feed
+        them, see :class:`~falconet.workers.worker.WorkerLoop`); returns them."""
+        pipeline = self.pipeline
+        local = [w for w in pipeline.workers if getattr(w.sink, "worker_local", False)]
+        pipeline.workers = [w for w in pipeline.workers if w not in local]
+        return local
 
     def _lineno(self, num: int) -> int:
         """The line number of event ``num`` (see ``_shifts``)."""

@@ -74,6 +74,11 @@ class WorkerLoop:
         self.outbox: list[tuple[int, Any]] = []
         self.received = 0        # fork handoffs applied
         self._pending: dict[int, Any] = {}
+        #: sinks that run inside the worker (``worker_local``: a plugin's per-process view of
+        #: the alerts, e.g. learning's taint), as (name, min priority, rule filter, send)
+        self.local_sinks: list[tuple[str, int, Any, Callable[[Any], None]]] = []
+        self.local_sent: dict[str, int] = {}
+        self.local_failed: dict[str, int] = {}
 
     def inject(self, alert: Any) -> None:
         """Engine-made alerts raised while this worker runs (a plugin's): merged like any."""
@@ -149,9 +154,25 @@ class WorkerLoop:
                     out.append((num, a))
         self.owned += n_owned
         self.shared += n_shared
+        if out and self.local_sinks:
+            self._local(out)
         self.outbox = []
         self.alerts += len(out)
         return out, bad
+
+    def _local(self, alerts: list[tuple[int, Any]]) -> None:
+        for name, prio, rules, send in self.local_sinks:
+            sent = failed = 0
+            for _, a in alerts:
+                if int(a.priority) <= prio and (rules is None or a.rule in rules):
+                    try:
+                        send(a)
+                        sent += 1
+                    except Exception:  # noqa: BLE001 - counted as the output's failure
+                        failed += 1
+            self.local_sent[name] = self.local_sent.get(name, 0) + sent
+            if failed:
+                self.local_failed[name] = self.local_failed.get(name, 0) + failed
 
     # ------------------------------------------------------------------ fork handoffs
     #: set by the process that runs the loop: put(to worker, message), get() -> message
@@ -190,7 +211,8 @@ class WorkerLoop:
 
     def stats(self) -> dict[str, Any]:
         return {"owned": self.owned, "shared": self.shared, "alerts": self.alerts,
-                "handoffs": self.received, "cpu_s": self.cpu_s}
+                "handoffs": self.received, "cpu_s": self.cpu_s,
+                "local_sent": dict(self.local_sent), "local_failed": dict(self.local_failed)}
 
 
 def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
@@ -208,6 +230,11 @@ def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
                           app.ctx.state, app.metrics,
                           lambda plugin, data: app.host.restore_state(plugin, data, app.ctx))
         app.ctx.extras["falconet.inject_alert"] = loop.inject
+        loop.local_sinks = [(w.name, w.min_priority, w.rules, w.sink.send)
+                            for w in pipeline.workers if getattr(w.sink, "worker_local", False)]
+        for w in pipeline.workers:
+            if getattr(w.sink, "worker_local", False):
+                w.sink.start()
         loop.send = lambda dest, msg: inboxes[dest].put(msg)
         loop.receive = inboxes[index].get
         app.host.call(app.host.hook.falconet_start, engine=app.ctx)
