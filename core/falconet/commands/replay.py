@@ -19,12 +19,16 @@ rest of the file still replays, and the exit status is then 1, so scripts notice
 The same goes for anything lost on the way out: an alert an output failed to deliver or
 dropped (summary: "outputs: file 2 sent, 1 failed"), or any other counted drop.
 
+A big capture (4 MiB or more) is split across one worker process per core (collector.workers,
+--workers N; docs/performance.md): the alerts are the same, in the same order.
+
 exit status: 0 replayed cleanly, every alert delivered; 1 an error, the capture had malformed
 lines or was truncated, or something was dropped or not delivered (see the summary line).
 
 examples:
   falconet replay /tmp/host.fcap.gz --json
   falconet replay x.fcap -r my_rules.yaml --metrics-port 9876 --linger 30
+  falconet replay big.fcap.gz --workers 2
 """
 
 
