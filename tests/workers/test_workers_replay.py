@@ -224,3 +224,13 @@ def test_tiny_batches_and_one_credit_never_deadlock_the_handoffs(tmp_path: Path,
         rc, app, many = replay(cap, DEFAULT_RULES, n, str(tmp_path), partition_key="tgid")
         assert rc == 0 and many == one
         assert app.worker_pool.handoffs > 10
+
+
+def test_gzip_capture_replays_the_same_on_two_workers(tmp_path: Path) -> None:
+    cap = str(tmp_path / "multi.fcap.gz")
+    generate(cap, 4000, n_procs=16)
+    with open(cap, "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"
+    _, _, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
+    rc, app, two = replay(cap, DEFAULT_RULES, 2, str(tmp_path))
+    assert rc == 0 and one and two == one
