@@ -234,3 +234,41 @@ def test_gzip_capture_replays_the_same_on_two_workers(tmp_path: Path) -> None:
     _, _, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
     rc, app, two = replay(cap, DEFAULT_RULES, 2, str(tmp_path))
     assert rc == 0 and one and two == one
+
+
+def test_per_worker_metrics_are_served(tmp_path: Path) -> None:
+    import signal  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from conftest import free_port, stop_process, wait_for  # noqa: PLC0415
+    cap = str(tmp_path / "c.fcap")
+    _inherited_socket_capture(cap, *_fork_pair(2, same=False))
+    rc, app1, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "falconet", "replay", cap, "-r", DEFAULT_RULES,
+                          "--no-progress", "--workers", "2", "--metrics-port", str(port),
+                          "--linger", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                body = r.read().decode()
+        except OSError:
+            return None
+        return body if 'falconet_worker_alerts{worker="1"}' in body and \
+            "falconet_events_total" in body else None
+    try:
+        body = wait_for(scrape, timeout=60, step=0.1)
+        assert body, "no per-worker series"
+        series = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
+                  if line.startswith("falconet_worker_")}
+        events = sum(v for k, v in series.items() if k.startswith("falconet_worker_events"))
+        alerts = sum(v for k, v in series.items() if k.startswith("falconet_worker_alerts"))
+        assert events == app1.pipeline.events == 11
+        assert alerts == len(one) >= 2
+        assert series['falconet_worker_queue_drops{worker="0"}'] == 0
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    finally:
+        stop_process(p)
