@@ -58,6 +58,8 @@ def rules_file(which: str) -> tuple[str, str]:
 
 #: per worker count: CPU seconds of (this process, its worker processes) in the last run
 CPU: dict[int, tuple[float, float]] = {}
+#: per worker count: each worker's plugin start-up and batch-waiting wall seconds (last run)
+WORKER_WAITS: dict[int, list[dict[str, float]]] = {}
 #: per worker count: CPU seconds of the event phase, [this process, worker 0, worker 1, ...]
 PHASE_CPU: dict[int, list[float]] = {}
 
@@ -104,6 +106,9 @@ def replay(path: str, rules: str, workers: int, out: str) -> tuple[float, float,
             d.pop("uuid", None)
             alerts.append(json.dumps(d, sort_keys=True))
     pool = app.worker_pool
+    if pool is not None:
+        WORKER_WAITS[workers] = [{k: round(f["stats"][k], 3) for k in ("start_s", "idle_s", "stop_s")}
+                                 for _, f in sorted(pool.finals.items())]
     PHASE_CPU[workers] = ([app.events_cpu_seconds] if pool is None else
                           [app.events_cpu_seconds] + [f["stats"]["cpu_s"]
                                                       for _, f in sorted(pool.finals.items())])
@@ -203,6 +208,7 @@ def main() -> int:
             "alerts": {"1": len(alerts[1]), str(a.workers): len(alerts[a.workers])},
             "events_processed": {"1": events[1], str(a.workers): events[a.workers]},
             "alerts_identical": same,
+            "worker_start_and_idle_s": {str(w): v for w, v in WORKER_WAITS.items()},
             "event_phase_cpu_s": {str(w): [round(x, 3) for x in c] for w, c in PHASE_CPU.items()},
             "ratio_cpu_bound_quiet_estimate": round(quiet_ratio(
                 len(os.sched_getaffinity(0)), PHASE_CPU[1], PHASE_CPU[a.workers]), 3),

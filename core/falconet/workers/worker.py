@@ -208,10 +208,15 @@ class WorkerLoop:
 
     #: CPU seconds of the loop (this process, from the first batch wait to the end marker)
     cpu_s = 0.0
+    #: wall seconds of the plugins' start in this worker, and waiting for batches
+    start_s = 0.0
+    idle_s = 0.0
+    stop_s = 0.0
 
     def stats(self) -> dict[str, Any]:
         return {"owned": self.owned, "shared": self.shared, "alerts": self.alerts,
                 "handoffs": self.received, "cpu_s": self.cpu_s,
+                "start_s": self.start_s, "idle_s": self.idle_s, "stop_s": self.stop_s,
                 "local_sent": dict(self.local_sent), "local_failed": dict(self.local_failed)}
 
 
@@ -237,23 +242,31 @@ def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
                 w.sink.start()
         loop.send = lambda dest, msg: inboxes[dest].put(msg)
         loop.receive = inboxes[index].get
+        t0 = time.perf_counter()
         app.host.call(app.host.hook.falconet_start, engine=app.ctx)
+        loop.start_s = time.perf_counter() - t0
         tune_gc_for_events()
         cpu0 = time.process_time()
         recv = conn.recv_bytes
         loads = pickle.loads
+        perf = time.perf_counter
         while True:
-            msg = loads(recv())
+            t0 = perf()
+            data = recv()
+            loop.idle_s += perf() - t0
+            msg = loads(data)
             if msg is None:
                 break
             bid, upto, nums, blob, foreign, sends, waits = msg
             alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
             results.put((RESULT, index, bid, upto, alerts, bad))
         loop.cpu_s = time.process_time() - cpu0
+        t0 = time.perf_counter()
         try:
             app.host.hook.falconet_stop(engine=app.ctx)
         except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
             pass
+        loop.stop_s = time.perf_counter() - t0
         results.put((FINAL, index, loop.stats(), metrics_snapshot(app.metrics)))
     except BaseException as e:  # noqa: BLE001 - the parent must hear of it, never hang
         code = 1
