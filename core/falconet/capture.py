@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
@@ -42,6 +42,7 @@ from falconet.events import Event
 from falconet.kfilter import FdTracker
 
 log = logging.getLogger("falconet.capture")
+_T = TypeVar("_T")
 
 FORMAT_VERSION = 2
 #: versions this reader understands (v1: raw non-UTF-8 bytes; v2: ``\\udcXX`` escapes)
@@ -467,7 +468,7 @@ class MalformedReporter:
                 f"falconet: {self.path}: {self.count} malformed lines skipped in total\n")
 
 
-def _paced(events: Iterator[Event], rate: float, batch: int = 256) -> Iterator[Event]:
+def _paced(events: Iterator[_T], rate: float, batch: int = 256) -> Iterator[_T]:
     """At most ``rate`` events per second (checked every ``batch`` events, so pacing costs
     nothing per event): for load tests, and to let a scraper watch a replay happen."""
     t0 = time.monotonic()
@@ -493,10 +494,14 @@ class ReplaySource:
     name = "replay"
     source = "syscall"
     live = False
+    #: its records can be split among worker processes (``collector.workers``, see
+    #: :mod:`falconet.workers`): :meth:`lines` gives them undecoded
+    partitionable = True
 
     def __init__(self) -> None:
         self._closed = False
         self.reporter: MalformedReporter | None = None
+        self._options: dict[str, Any] = {}
 
     def open(self, options: dict[str, Any]) -> Iterator[Event | None]:
         path = options.get("path")
@@ -505,7 +510,22 @@ class ReplaySource:
         self._closed = False
         read_header(path)   # fail now, with a clear message, not at the first next()
         self.reporter = MalformedReporter(path, options.get("metrics"))
+        self._options = options
         return self._events(path, options)
+
+    def blocks(self) -> Iterator[tuple[int, list[bytes]]]:
+        """After :meth:`open`, instead of its events: the raw records in blocks (see
+        :func:`read_capture_blocks`) for a partitioned replay (malformed framing reported and
+        counted as :meth:`open` does; the workers restore the state records)."""
+        path = self._options["path"]
+        try:
+            blocks = read_capture_blocks(path, on_malformed=self.reporter,
+                                         stop=lambda: self._closed)
+            rate = self._options.get("rate")
+            yield from (_paced_blocks(blocks, float(rate)) if rate else blocks)
+        finally:
+            if self.reporter is not None:
+                self.reporter.summary()
 
     def _events(self, path: str, options: dict[str, Any]) -> Iterator[Event | None]:
         try:
@@ -532,3 +552,137 @@ class ReplaySource:
 @hookimpl
 def falconet_event_sources(engine: Any) -> list[Any]:
     return [ReplaySource()]
+
+
+# ------------------------------------------------------------------ raw lines (partitioned replay)
+#: bytes read at a time by :func:`read_capture_blocks`
+BLOCK_BYTES = 1 << 20
+
+
+def read_capture_blocks(path: str, *, on_malformed: Callable[[int, str], None] | None = None,
+                        stop: Callable[[], bool] | None = None, max_line: int = MAX_LINE_BYTES,
+                        block: int | None = None) -> Iterator[tuple[int, list[bytes]]]:
+    """The records of a capture, undecoded, a block at a time: ``(line number of the first,
+    [line without its newline, ...])``. What the partitioned replay (:mod:`falconet.workers`)
+    routes to its workers, which decode with :func:`decode_record`; blocks, not lines, because
+    the router's whole budget is about a microsecond per record. The framing checks are
+    :func:`read_capture`'s: header, the gzip-bomb bound, over-long lines reported and skipped
+    (never held whole: a line still open past ``max_line`` is dropped as it is read), a
+    truncated stream reported."""
+    block = block or BLOCK_BYTES
+    f, raw = _open_bytes(path)
+    try:
+        try:
+            _parse_header(path, f.readline(MAX_HEADER_BYTES))
+        except (OSError, EOFError) as e:
+            raise CaptureError(f"{path}: cannot read capture: {e}") from None
+        limit = max_decompressed(raw) if f is not raw else 0
+        lineno = 2                   # the number of the next line to start
+        tail = b""
+        skipping = False             # inside an over-long line: drop up to its newline
+        try:
+            while True:
+                if stop is not None and stop():
+                    return
+                data = f.read(block)
+                if not data:
+                    break
+                if limit and f.tell() > limit:
+                    _bomb(on_malformed, lineno, limit)
+                    return
+                if skipping:
+                    nl = data.find(b"\n")
+                    if nl < 0:
+                        continue
+                    data = data[nl + 1:]
+                    skipping = False
+                    if on_malformed is not None:
+                        on_malformed(lineno, f"line longer than {max_line} bytes: skipped")
+                    lineno += 1
+                parts = (tail + data).split(b"\n") if tail else data.split(b"\n")
+                tail = parts.pop()
+                if len(tail) > max_line:
+                    tail, skipping = b"", True
+                if parts:
+                    if max(map(len, parts)) > max_line:
+                        for i, p in enumerate(parts):
+                            if len(p) > max_line:
+                                parts[i] = b""
+                                if on_malformed is not None:
+                                    on_malformed(lineno + i,
+                                                 f"line longer than {max_line} bytes: skipped")
+                    yield lineno, parts
+                    lineno += len(parts)
+            if skipping and on_malformed is not None:
+                on_malformed(lineno, f"line longer than {max_line} bytes: skipped")
+            elif tail:
+                yield lineno, [tail]
+        except (OSError, EOFError) as e:
+            if on_malformed is not None:
+                on_malformed(lineno, f"truncated capture: {e}")
+    finally:
+        f.close()
+        raw.close()
+
+
+def _paced_blocks(blocks: Iterator[tuple[int, list[bytes]]],
+                  rate: float) -> Iterator[tuple[int, list[bytes]]]:
+    """:func:`_paced` for blocks: at most ``rate`` records per second, checked per block."""
+    t0 = time.monotonic()
+    n = 0
+    for b in blocks:
+        yield b
+        n += len(b[1])
+        ahead = n / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+class StateRecord:
+    """A decoded ``{"k": "state"}`` line (:func:`decode_record`)."""
+
+    __slots__ = ("plugin", "data")
+
+    def __init__(self, plugin: str, data: Any) -> None:
+        self.plugin, self.data = plugin, data
+
+
+_SCAN = json.JSONDecoder(parse_constant=_not_json).scan_once  # type: ignore[attr-defined]
+
+
+def decode_record(line: bytes) -> Event | StateRecord | None:
+    """One capture line, checked exactly as :func:`read_capture` checks it (kept inline there:
+    it is the single-worker hot loop). ``None`` for a blank line; raises ``ValueError`` with the
+    reason (:func:`malformed_reason` words it) for a malformed one."""
+    try:
+        text = line.decode("utf-8", "surrogateescape")
+        try:
+            d, end = _SCAN(text, 0)
+        except StopIteration:
+            raise ValueError("invalid JSON at column 1: expected an object") from None
+        if end < len(text) - 1 and text[end:].strip():
+            raise ValueError(f"extra data after the record at column {end + 1}")
+        k = d["k"]
+        if k == "evt":
+            src, typ, ts = d["src"], d["type"], d["ts"]
+            tid, pid, res = d.get("tid", 0), d.get("pid", 0), d.get("res")
+            args = d.get("args")
+            if args is None:
+                args = {}
+            if not (type(ts) is int and type(tid) is int and type(pid) is int
+                    and type(src) is str and type(typ) is str
+                    and type(args) is dict and 0 <= ts < _I64
+                    and 0 <= tid < _ID_MAX and 0 <= pid < _ID_MAX
+                    and (res is None or (type(res) is int and -_I64 <= res < _I64))):
+                raise TypeError(_field_problem(d))
+            return Event(src, typ, ts, tid, pid, args, res, d.get("raw"))
+        if k == "state":
+            plugin = d["plugin"]
+            if type(plugin) is not str:
+                raise TypeError(f"state record: 'plugin' must be a string, not {_kind(plugin)}")
+            return StateRecord(plugin, d.get("data"))
+        raise ValueError(f"unknown record kind {_quoted(k)}")
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        if not line.strip():
+            return None
+        raise ValueError(_malformed_reason(e)) from None

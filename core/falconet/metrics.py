@@ -12,6 +12,10 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
 - ``capture_malformed``: a capture line could not be read: bad JSON, too long or deeply nested, a
   wrongly typed field, a gzip bomb cut off (reported with its line number);
 - ``rule_error``: a rule raised while evaluating an event (the other rules still ran);
+- ``worker_queue_full``: records a worker process could not take (its queue full; a replay
+  waits instead, so only a non-blocking source counts them), also per worker in
+  ``falconet_worker_queue_drops``; ``worker_failed``: a worker process died or raised (the run
+  stops, exit status 1);
 - ``state_evicted``: the thread table was full and an entry was evicted;
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
   ``falconet_output_drops_total{output}``); ``output_shutdown_timeout``: an alert still queued

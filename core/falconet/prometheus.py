@@ -50,6 +50,14 @@ _GAUGES = {
                                  "Seconds the oldest alert in each output's spool has waited"),
     "state_table_entries": ("falconet_state_table_entries", "table",
                             "Entries in the engine's state tables (threads, fds, containers)"),
+    "worker_events": ("falconet_worker_events", "worker",
+                      "Events each worker process owned (its rules ran on them)"),
+    "worker_shared_events": ("falconet_worker_shared_events", "worker",
+                             "Lifecycle events each worker applied for another worker's process"),
+    "worker_alerts": ("falconet_worker_alerts", "worker",
+                      "Alerts each worker process returned to the output stage"),
+    "worker_queue_drops": ("falconet_worker_queue_drops", "worker",
+                           "Records dropped because a worker's queue was full"),
 }
 _PRIORITY_LABEL = {int(p): p.label for p in Priority}
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

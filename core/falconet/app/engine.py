@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from falconet import encoding as output_encoding
+from falconet import workers as _workers
 from falconet.api import EngineContext
 from falconet.app import build_pipeline as _build
 from falconet.app import kernel_filter as _kfilter
@@ -86,6 +87,12 @@ class App:
         #: the kernel filter the open source applies (``options["kernel_filter"]``), if any
         self.kernel_filter: Any = None
         self.plugins_loaded = False
+        #: the worker processes of a partitioned run (``collector.workers`` > 1), else None
+        self.worker_pool: Any = None
+        #: wall seconds of the last run's event phase (set by process_events)
+        self.events_seconds = 0.0
+        #: CPU seconds of this process in that phase (with workers: the parent's share only)
+        self.events_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------------------ steps
     def load_plugins(self) -> None:
@@ -164,13 +171,21 @@ class App:
             options = {**options, "kernel_filter": self.kernel_filter_plan()}
         self.kernel_filter = options.get("kernel_filter")
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
-        if metrics_addr is not None:
-            self.start_metrics(*metrics_addr)
-        _plugins.start_plugins(self, pipeline)
-        if before_open is not None:
-            before_open()
-        session = open_source(self, source_name, src, pipeline, options, guard_hup=hot_reload,
-                              early_hups=early_hups)
+        # collector.workers: fork now, with the rules compiled and before any plugin or output
+        # thread exists (a fork copies only the calling thread)
+        self.worker_pool = _workers.prepare(self, src, pipeline, options)
+        try:
+            if metrics_addr is not None:
+                self.start_metrics(*metrics_addr)
+            _plugins.start_plugins(self, pipeline)
+            if before_open is not None:
+                before_open()
+            session = open_source(self, source_name, src, pipeline, options,
+                                  guard_hup=hot_reload, early_hups=early_hups)
+        except BaseException:
+            if self.worker_pool is not None:
+                self.worker_pool.abort()
+            raise
         announce(self, session)
         return process_events(self, session, duration=duration, hot_reload=hot_reload,
-                              linger=linger)
+                              linger=linger, pool=self.worker_pool)

@@ -24,10 +24,13 @@ def summary(app: App) -> str:
                                                       key=lambda kv: Priority.parse(kv[0])))
     events = app.pipeline.events if app.pipeline else 0
     alerts = app.pipeline.alerts if app.pipeline else 0
+    pool = getattr(app, "worker_pool", None)
     return (f"falconet: {events} events, {alerts} alerts"
             + (f" ({prios})" if prios else "") + f", {drops} drops"
             + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(m.drops.items()) if v) + ")"
-               if drops else "") + _filtered_summary(app) + _outputs_summary(app))
+               if drops else "") + _filtered_summary(app)
+            + (f"; {pool.summary()}" if pool is not None else "")
+            + _outputs_summary(app))
 
 
 def _filtered_summary(app: App) -> str:

@@ -70,6 +70,7 @@ class CollectorConfig:
     snaplen: int = 80                      # bytes of I/O data kept (evt.buffer), as Falco's
     stats_interval: float = 1.0
     bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
+    workers: int | str = "auto"            # replay worker processes: auto or N (performance.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -102,11 +103,21 @@ def _syscall_names(v: Any) -> list[str] | None:
     return list(v)
 
 
+def _workers(v: Any) -> int | str:
+    """``workers``: ``auto`` or 1-256 (falconet.workers.parse_workers says the same)."""
+    if v == "auto":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 256:
+        raise ValueError("expected 'auto' or a number of workers from 1 to 256")
+    return v
+
+
 def _collector_schema() -> ConfigSchema:
     """``collector:`` (and ``plugins.ebpf``, whose keys override it), from the dataclass: one
     declaration of each key, its default and its check."""
     checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names,
-                                  "snaplen": integer(1, program.MAX_SNAPLEN)}
+                                  "snaplen": integer(1, program.MAX_SNAPLEN),
+                                  "workers": _workers}
     settings: dict[str, Setting] = {}
     for f in fields(CollectorConfig):
         default = f.default

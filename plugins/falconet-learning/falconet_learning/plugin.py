@@ -26,6 +26,10 @@ class TaintSink:
 
     name = "learning-taint"
     min_priority = Priority.DEBUG
+    #: in a partitioned run (``collector.workers``) each worker process feeds its own learner
+    #: the alerts of its partition, right after the event: the taint must reach the learner
+    #: that holds the process's observations, not the parent's
+    worker_local = True
 
     def __init__(self, learner: Learner) -> None:
         self.learner = learner

@@ -1,0 +1,87 @@
+"""More than one core: a run split across worker processes (``collector.workers``).
+
+- :mod:`falconet.workers.partition`: which worker owns which process, which events all see;
+- :mod:`falconet.workers.worker`: one worker (state + rules of its partition);
+- :mod:`falconet.workers.merge`: the one ordered alert stream;
+- :mod:`falconet.workers.pool`: fork, route batches, merge, count.
+
+docs/performance.md ("More than one core") describes the design and its measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from falconet.workers.partition import KEYS, LIFECYCLE, Partitioner
+from falconet.workers.pool import WorkerFailed, WorkerPool
+
+__all__ = ["AUTO_MIN_BYTES", "KEYS", "LIFECYCLE", "Partitioner", "WorkerFailed", "WorkerPool",
+           "parse_workers", "prepare", "workers_for"]
+
+log = logging.getLogger("falconet.workers")
+
+#: with ``workers: auto``, a capture smaller than this replays on one worker: forking and
+#: merging cost more than a second core saves on a few thousand events
+AUTO_MIN_BYTES = 4 << 20
+
+
+def parse_workers(value: Any) -> int | None:
+    """``collector.workers``: ``"auto"`` (``None`` here) or a positive integer. Raises
+    ``ValueError`` saying what is accepted."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected 'auto' or a positive number of workers")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"expected 'auto' or a positive number of workers, got {value!r}") from None
+    if n < 1 or n > 256:
+        raise ValueError(f"expected 'auto' or a number of workers from 1 to 256, got {n}")
+    return n
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def workers_for(config_value: Any, src: Any, options: dict[str, Any]) -> int:
+    """How many workers this run uses: ``options["workers"]`` (``--workers``) over
+    ``collector.workers``; ``auto`` = one per core, and 1 on one core or for a small capture.
+    A source that cannot be partitioned (the live eBPF source, for now) runs on one."""
+    value = options.get("workers")
+    n = parse_workers(config_value if value is None else value)
+    if not getattr(src, "partitionable", False):
+        if n is not None and n > 1:
+            log.warning("source '%s' runs on one worker (collector.workers applies to replay "
+                        "for now)", getattr(src, "name", "?"))
+        return 1
+    if n is not None:
+        return n
+    cores = cpu_count()
+    if cores <= 1:
+        return 1
+    path = options.get("path")
+    try:
+        size = os.path.getsize(path) if path else 0
+    except OSError:
+        size = 0
+    return cores if size >= AUTO_MIN_BYTES else 1
+
+
+def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any]) -> WorkerPool | None:
+    """Fork the workers of this run, or ``None`` for the single-worker loop."""
+    collector = app.config.data.get("collector") or {}
+    n = workers_for(collector.get("workers", "auto"), src, options)
+    if n <= 1:
+        return None
+    pool = WorkerPool(app, pipeline, n, key=options.get("partition_key") or "lineage",
+                      handoff=options.get("fork_handoff", True))
+    pool.start()
+    return pool

@@ -1,0 +1,144 @@
+"""Which worker an event goes to: the partition key, and the events every worker must see.
+
+The rule (docs/performance.md, "More than one core"):
+
+- **Process lifecycle events are broadcast** (:data:`LIFECYCLE`): fork/clone, exec, exit, the
+  set*id family, chdir/fchdir, capset, prctl, setsid/setpgid, chroot, unshare/setns. Every worker
+  applies them, so every worker holds the whole process table (``proc.aname[N]``,
+  ``proc.pname``... of any ancestor are right on any worker). Exactly one worker, the owner of the
+  event's process, also evaluates the rules on them (each alert once).
+- **Everything else goes to the owner of its thread group** (``evt.pid``): fd-creating and fd-using
+  events of one process stay on one worker, in order, so its fd table has a single writer.
+- **Owners** (the key). A fork child inherits its parent's fd table and cwd, which only the
+  parent's worker knows (fd events are not broadcast), and the dup2-of-an-inherited-socket rules
+  read them. ``lineage`` (the default) keeps a fork child on its parent's worker and hashes only
+  the roots, the processes first seen without their fork (the capture's snapshot, a live
+  engine's /proc scan): the child's worker built the table it inherits, nothing is exchanged.
+  Its cost is balance: one busy process tree stays on one worker. ``tgid`` (Falco's draft)
+  hashes every process on its own; a fork whose child lands on another worker is then a
+  *handoff*, Falco's clone synchronisation point: the parent's worker, having applied the fork,
+  sends the child's fd table and cwd to the child's worker, which waits for them at that same
+  event (both see the fork in the same global order, so waits never form a cycle). Even balance,
+  but the two workers wait for each other at every such fork (measured in docs/performance.md:
+  slower than ``lineage`` on a capture with many processes).
+
+The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
+parent; a live source would run the same decisions in the kernel (a ring per worker chosen by
+``owner(tgid)``, lifecycle records written to every ring).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from falconet.syscalls import BASE_STATE
+
+#: events that change the process table (or a process's identity) and go to every worker: the
+#: state base set of :mod:`falconet.syscalls` (what the state parser needs whatever the rules
+#: say) plus the calls that change a process's credentials, session or root
+LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
+    "capset", "prctl", "setsid", "setpgid", "chroot", "unshare", "setns",
+    "setfsuid", "setfsgid", "setgroups",
+})
+#: the events that create a process (their child inherits its parent's owner under ``lineage``)
+FORKS: frozenset[str] = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
+#: partition keys :class:`Partitioner` knows
+KEYS = ("lineage", "tgid")
+#: CLONE_THREAD (a new thread of the same process, not a new process)
+_CLONE_THREAD = 0x00010000
+#: exited processes whose owner is kept, for the late events of their other threads
+_MAX_EXITED = 4096
+
+
+def _mix(tgid: int) -> int:
+    """A cheap integer hash (pids are sequential: a plain modulo would alternate workers by the
+    parity of the pid, which fork-heavy workloads correlate with)."""
+    x = (tgid * 0x9E3779B1) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+class Partitioner:
+    """Owners of processes for ``n`` workers, under one key (:data:`KEYS`)."""
+
+    __slots__ = ("n", "key", "owners", "_forked", "_exited")
+
+    def __init__(self, n: int, key: str = "lineage") -> None:
+        if n < 1:
+            raise ValueError("at least one worker")
+        if key not in KEYS:
+            raise ValueError(f"unknown partition key {key!r} (known: {', '.join(KEYS)})")
+        self.n = n
+        self.key = key
+        #: tgid -> worker index (roots get theirs at first sight)
+        self.owners: dict[int, int] = {}
+        #: tgids whose owner a fork event set (procfork and the clone exit name the same child)
+        self._forked: set[int] = set()
+        self._exited: deque[int] = deque()
+
+    def owner(self, tgid: int) -> int:
+        """The worker of a thread group (assigned at first sight for a root)."""
+        w = self.owners.get(tgid)
+        if w is None:
+            w = self.owners[tgid] = _mix(tgid) % self.n
+        return w
+
+    def forked(self, parent_tgid: int, child_tgid: int) -> tuple[int, int] | None:
+        """A new process. Under ``lineage`` it takes its parent's worker; under ``tgid`` it gets
+        its own, and when that is not the parent's the fork is a *handoff*: returns ``(parent's
+        worker, child's worker)``, the worker that knows the parent's fds and cwd at the fork
+        and the one that must start the child with them. The first fork event of a child
+        decides (``procfork`` comes before both clone exits); a later one is the same fork."""
+        if child_tgid in self._forked or child_tgid == parent_tgid:
+            return None
+        self._forked.add(child_tgid)
+        src = self.owner(parent_tgid)
+        if self.key == "lineage":
+            self.owners[child_tgid] = src
+            return None
+        self.owners.pop(child_tgid, None)     # a reused pid: hashed again
+        dst = self.owner(child_tgid)
+        return (src, dst) if dst != src else None
+
+    def exited(self, tgid: int) -> None:
+        """A process exited: its owner is forgotten a while later (the pid may be reused by a
+        new process, whose fork assigns it again; other threads' last events may still come)."""
+        self._forked.discard(tgid)       # a reused pid's next fork assigns it again
+        ex = self._exited
+        ex.append(tgid)
+        if len(ex) > _MAX_EXITED:
+            old = ex.popleft()
+            if old not in self._forked:  # not re-forked since it exited
+                self.owners.pop(old, None)
+
+    def fork_child(self, typ: str, pid: int, args: dict[str, object], res: int | None) -> int:
+        """The child thread group a fork event creates, or 0 (a thread, a failure, the child's
+        own return)."""
+        if typ == "procfork":
+            child = args.get("child_pid") or args.get("child_tid")
+            parent = args.get("parent_pid") or pid
+        else:
+            if res is None or res <= 0:
+                return 0
+            flags = args.get("flags") or 0
+            if isinstance(flags, int) and flags & _CLONE_THREAD:
+                return 0
+            child = args.get("child_pid") or res
+            parent = pid
+        if not isinstance(child, int) or child == parent:
+            return 0
+        return child
+
+    def observe(self, typ: str, tid: int, pid: int, args: dict[str, object],
+                res: int | None) -> tuple[int, int, int] | None:
+        """Update the owners from a lifecycle event (before routing it). Returns a handoff
+        ``(from worker, to worker, child tgid)`` (see :meth:`forked`), else ``None``."""
+        if typ in FORKS:
+            child = self.fork_child(typ, pid, args, res)
+            if child:
+                parent = args.get("parent_pid") if typ == "procfork" else pid
+                h = self.forked(parent if isinstance(parent, int) and parent else pid, child)
+                if h is not None:
+                    return h[0], h[1], child
+        elif typ == "procexit" and tid == pid:    # the process, not one of its threads
+            self.exited(pid)
+        return None

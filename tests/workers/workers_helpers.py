@@ -1,0 +1,76 @@
+"""Run a replay in-process with N workers and read back what the one output stage wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from falconet.app import App
+from falconet.capture import CaptureWriter
+from falconet.config import load_config
+from falconet.events import Event
+from falconet.state.tables import FdInfo, ThreadInfo, thread_to_dict
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_RULES = str(REPO / "rules" / "falconet_rules.yaml")
+CID = "ab" * 32
+
+
+def replay(capture: str, rules: str, workers: int, out_dir: str, *, extra: list[Any] = (),
+           **options: Any) -> tuple[int, App, list[dict[str, Any]]]:
+    """(exit code, the app, the alerts the file output wrote, uuid removed, in order)."""
+    out = os.path.join(out_dir, f"alerts-{workers}-{len(os.listdir(out_dir))}.json")
+    cfg = load_config(None, ["outputs.stdout.enabled=false", "outputs.file.enabled=true",
+                             f"outputs.file.path={out}", "outputs.file.json=true",
+                             "metrics.enabled=false"])
+    app = App(cfg, source_name="replay", extra_plugins=list(extra))
+    app.load_plugins()
+    app.load_ruleset([rules])
+    app.build_pipeline()
+    opts = {"path": capture, "progress": False, "workers": workers,
+            "restore_state": lambda plugin, data: app.host.restore_state(plugin, data, app.ctx),
+            **options}
+    rc = app.run("replay", opts)
+    alerts = []
+    if os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
+            for line in f:
+                d = json.loads(line)
+                d.pop("uuid", None)
+                alerts.append(d)
+    return rc, app, alerts
+
+
+def process(pid: int, comm: str, *, container: bool = True, cwd: str = "/srv") -> ThreadInfo:
+    t = ThreadInfo(tid=pid, pid=pid, ptid=1, comm=comm, exe=f"/usr/bin/{comm}",
+                   exepath=f"/usr/bin/{comm}", cwd=cwd, cgroup_id=77,
+                   container_id=CID if container else "", start_ts=1)
+    for fd in (0, 1, 2):
+        t.fds[fd] = FdInfo(fd, "f", "/dev/null", "/dev/null", 2)
+    return t
+
+
+class Script:
+    """Writes a capture event by event (timestamps increase by 1 µs)."""
+
+    def __init__(self, path: str, procs: list[ThreadInfo]) -> None:
+        self.w = CaptureWriter(path, host="h", kernel="6.1", start_ns=1)
+        self.w.write_state("core-state", {"version": 1, "snapshot": True,
+                                          "threads": [thread_to_dict(t) for t in procs]})
+        self.ts = 1_000_000
+
+    def __call__(self, typ: str, pid: int, args: dict[str, Any], res: int | None = 0) -> None:
+        self.ts += 1000
+        self.w.write_event(Event("syscall", typ, self.ts, pid, pid, {**args, "cgroup_id": 77},
+                                 res))
+
+    def fork(self, parent: int, child: int) -> None:
+        self("procfork", parent, {"child_tid": child, "child_pid": child, "parent_tid": parent,
+                                  "parent_pid": parent, "child_comm": "sh"}, None)
+        self("clone", parent, {"child_tid": child, "child_pid": child, "flags": 17}, child)
+        self("clone", child, {"child_tid": 0, "child_pid": 0, "flags": 17}, 0)
+
+    def close(self) -> None:
+        self.w.close()
