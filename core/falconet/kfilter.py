@@ -55,6 +55,9 @@ REASONS = (REASON_FAILED, REASON_FLAGS, REASON_PATH, REASON_UNTRACKED_FD, REASON
 #: the I/O calls the collector traces with a data snapshot (``evt.buffer``)
 IO_TYPES = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "sendto",
                       "recvfrom", "sendmsg", "recvmsg"})
+#: I/O calls the state parser learns from (a UDP socket's addresses): never filtered by their
+#: data, only by their fd type (the kernel scans no needles in their handlers)
+IO_STATE_TYPES = frozenset({"sendto", "recvfrom", "sendmsg", "recvmsg"})
 #: needles the kernel can look for in one event type's data, and the bytes of each it compares
 MAX_NEEDLES = 4
 NEEDLE_LEN = 8
@@ -263,7 +266,8 @@ def io_passes(f: IoFilter, is_socket: bool | None, data: bytes) -> str | None:
     ``kf_io_drop`` in the kernel). An unknown fd type passes the socket test."""
     if f.sockets_only and is_socket is False:
         return REASON_NOT_SOCKET
-    if f.needles and not any(n in data for n in f.needles):
+    if f.needles and f.event_type not in IO_STATE_TYPES and not any(n in data
+                                                                    for n in f.needles):
         return REASON_CONTENT
     return None
 

@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass, field
 
 from falconet.collector.bpfsys import possible_cpus
-from falconet.kfilter import KEY_LEN, FilterPlan
+from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, FilterPlan
 
 log = logging.getLogger("falconet.collector")
 
@@ -156,7 +156,8 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
         if eid is None or eid >= MAX_IDS:
             out.skipped[etype] = "not produced by this collector"
             continue
-        needles = [n[:8] for n in f.needles]
+        # the kernel scans needles only where the state learns nothing from the data
+        needles = [] if etype in IO_STATE_TYPES else [n[:8] for n in f.needles]
         if len(needles) > IO_NEEDLES or any(not n for n in needles):
             needles = []                  # too many (or an empty one): any data passes
             if not f.sockets_only:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from falconet.kfilter import (
+    IO_STATE_TYPES,
     IO_TYPES,
     MAX_NEEDLES,
     NEEDLE_LEN,
@@ -667,10 +668,6 @@ def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = froz
 
 
 # ------------------------------------------------------------------------------ I/O
-#: I/O calls the state parser learns from (a UDP socket's tuple from sendto/recvfrom/...):
-#: their events may be dropped only when they cannot reach the state (not a socket), never
-#: for their data
-_IO_STATE_TYPES = frozenset({"sendto", "recvfrom", "sendmsg", "recvmsg"})
 #: fields that hold the raw data snapshot (``evt.arg.data`` renders it, '.' for other bytes:
 #: a needle on its text is not a needle on the bytes)
 _BUFFER_FIELDS = frozenset({"evt.buffer", "evt.rawarg.data"})
@@ -723,7 +720,7 @@ def derive_io(rules: list[Any], plugin_of: dict[str, str]) -> dict[str, IoFilter
             continue
         sockets_only = all(sock for sock, _n in items)
         found: set[bytes] = set()
-        ok = t not in _IO_STATE_TYPES
+        ok = t not in IO_STATE_TYPES
         for _s, n in items:
             if n is None:
                 ok = False
