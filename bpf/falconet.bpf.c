@@ -615,6 +615,216 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     return output(buf, pos, CAT_OPEN);
 }
 
+// ------------------------------------------------------------------ io_uring (issue 19)
+// File and socket operations submitted through io_uring never pass sys_exit. Two classic
+// tracepoints see them: io_uring_submit_req (after the opcode's prep: the request's command
+// area holds the parsed sqe, e.g. struct io_open with the getname()'d path) and io_uring_complete
+// (the result). The submit program copies what the event needs (the path is freed before the
+// completion) into iou_pend keyed by the request pointer; the complete program joins it with the
+// result and emits one record with the layout of the matching syscall's record, under an
+// EV_iou_* id (collector/program.py IOU_EVENTS), so the decoder reuses the syscall's decoding and
+// marks the event as coming from io_uring. Struct offsets come from BTF (OFF_IOK_*, OFF_IOU_*);
+// the tracepoint field offsets from the tracepoints' format files (IOU_TP_*).
+#ifdef WANT_IOURING
+#ifndef IOU_TP_SUBMIT_REQ
+#define IOU_TP_SUBMIT_REQ 16
+#define IOU_TP_SUBMIT_OPCODE 32
+#define IOU_TP_SUBMIT_FLAGS 40
+#define IOU_TP_COMPLETE_REQ 16
+#define IOU_TP_COMPLETE_RES 32
+#endif
+#define IOU_OP_ACCEPT 13
+#define IOU_OP_CONNECT 16
+#define IOU_OP_OPENAT 18
+#define IOU_OP_CLOSE 19
+#define IOU_OP_OPENAT2 28
+#define IOU_OP_RENAMEAT 35
+#define IOU_OP_LINKAT 39
+#define IOU_OP_SOCKET 45
+#define IOU_OP_FIXED_FD_INSTALL 54
+#define IOU_REQ_F_FIXED_FILE 1
+#define IOU_SLOT_ALLOC 0xffffffffu      // IORING_FILE_INDEX_ALLOC: the kernel picks the slot
+#define IOU_STR_LEN (2 * PATH_LEN)
+
+struct iou_pend_t {
+    u64 cgroup_id;
+    u64 ring;             // struct io_ring_ctx *: fixed slots belong to a ring
+    u64 w[6];             // the syscall record's argument words
+    u64 uaddr, ulen;      // accept: user sockaddr and length pointers, read at completion
+    u32 tid, pid;
+    u32 slot;             // 0: plain fd; n: fixed slot n - 1; IOU_SLOT_ALLOC: slot = result
+    u16 ev, cat, len0, len1;
+    char s[IOU_STR_LEN];  // strings packed (s0 then s1) or the raw sockaddr
+};
+
+BPF_TABLE("lru_hash", u64, struct iou_pend_t, iou_pend, 4096);
+BPF_PERCPU_ARRAY(iou_scratch, struct iou_pend_t, 1);
+
+// a struct filename * (kernel) -> its name into p->s at *pos
+static __always_inline u16 iou_fname(struct iou_pend_t *p, u32 *pos, void *fname) {
+    void *name = kread_ptr(fname, OFF_FILENAME_NAME);
+    u32 q = *pos;
+    BOUND(q, PATH_LEN - 1);
+    long n = name ? bpf_probe_read_kernel_str(p->s + q, PATH_LEN, name) : 0;
+    if (n < 0) {
+        count(C_KERNEL_READ);
+        n = 0;
+    }
+    *pos = q + (u32)n;
+    return (u16)n;
+}
+
+int falconet_iou_submit(void *ctx) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    u8 op = *(u8 *)((char *)ctx + IOU_TP_SUBMIT_OPCODE);
+    if (op != IOU_OP_OPENAT && op != IOU_OP_OPENAT2 && op != IOU_OP_SOCKET &&
+        op != IOU_OP_CONNECT && op != IOU_OP_ACCEPT && op != IOU_OP_CLOSE &&
+        op != IOU_OP_FIXED_FD_INSTALL && op != IOU_OP_RENAMEAT && op != IOU_OP_LINKAT)
+        return 0;
+    u64 req = *(u64 *)((char *)ctx + IOU_TP_SUBMIT_REQ);
+    u64 rflags = *(u64 *)((char *)ctx + IOU_TP_SUBMIT_FLAGS);
+    u32 zero = 0;
+    struct iou_pend_t *p = iou_scratch.lookup(&zero);
+    if (!p || !req)
+        return 0;
+    __builtin_memset(p->w, 0, sizeof(p->w));
+    p->cgroup_id = bpf_get_current_cgroup_id();
+    p->ring = kread_u64((void *)req, OFF_IOK_CTX);
+    p->tid = (u32)pt;
+    p->pid = (u32)(pt >> 32);
+    p->uaddr = 0;
+    p->ulen = 0;
+    p->slot = 0;
+    p->len0 = 0;
+    p->len1 = 0;
+    void *cmd = (void *)req;                      // the command area is the request's first bytes
+    s32 sqe_fd = (s32)kread_u32(cmd, OFF_IOK_CQE_FD);   // sqe->fd, kept in req->cqe.fd
+    u32 fixed = (rflags & IOU_REQ_F_FIXED_FILE) ? 1 : 0;
+    u32 pos = 0;
+    if (op == IOU_OP_OPENAT || op == IOU_OP_OPENAT2) {
+        p->ev = op == IOU_OP_OPENAT ? EV_iou_openat : EV_iou_openat2;
+        p->cat = CAT_OPEN;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_OPEN_DFD);
+        p->w[2] = kread_u64(cmd, OFF_IOU_OPEN_HOW);          // how.flags
+        p->w[3] = kread_u64(cmd, OFF_IOU_OPEN_HOW + 8);      // how.mode
+        p->w[4] = kread_u64(cmd, OFF_IOU_OPEN_HOW + 16);     // how.resolve
+        p->slot = kread_u32(cmd, OFF_IOU_OPEN_SLOT);
+        p->len0 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_OPEN_FILENAME));
+    } else if (op == IOU_OP_SOCKET) {
+        p->ev = EV_iou_socket;
+        p->cat = CAT_OTHER;
+        p->w[0] = kread_u32(cmd, OFF_IOU_SOCKET_DOMAIN);
+        p->w[1] = kread_u32(cmd, OFF_IOU_SOCKET_TYPE);
+        p->w[2] = kread_u32(cmd, OFF_IOU_SOCKET_PROTOCOL);
+        p->slot = kread_u32(cmd, OFF_IOU_SOCKET_SLOT);
+    } else if (op == IOU_OP_CONNECT) {
+        p->ev = EV_iou_connect;
+        p->cat = CAT_CONNECT;
+        p->w[0] = (s64)sqe_fd;
+        if (fixed)
+            p->slot = (u32)sqe_fd + 1;
+        u64 addr = kread_u64(cmd, OFF_IOU_CONNECT_ADDR);
+        u32 len = kread_u32(cmd, OFF_IOU_CONNECT_ADDR_LEN);
+        if (len > SOCK_LEN - 1)
+            len = SOCK_LEN - 1;
+        BOUND(len, SOCK_LEN - 1);
+        if (addr && len >= 2 && bpf_probe_read_user(p->s, len, (void *)addr) == 0)
+            p->len0 = (u16)len;
+    } else if (op == IOU_OP_ACCEPT) {
+        p->ev = EV_iou_accept4;
+        p->cat = CAT_OTHER;
+        p->w[0] = (s64)sqe_fd;                    // the listening socket
+        p->w[3] = kread_u32(cmd, OFF_IOU_ACCEPT_FLAGS);
+        p->uaddr = kread_u64(cmd, OFF_IOU_ACCEPT_ADDR);
+        p->ulen = kread_u64(cmd, OFF_IOU_ACCEPT_ADDR_LEN);
+        p->slot = kread_u32(cmd, OFF_IOU_ACCEPT_SLOT);
+        p->w[4] = fixed;                          // the listener itself is a fixed slot
+    } else if (op == IOU_OP_CLOSE) {
+        p->ev = EV_iou_close;
+        p->cat = CAT_CLOSE;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_CLOSE_FD);
+        p->slot = kread_u32(cmd, OFF_IOU_CLOSE_SLOT);
+    } else if (op == IOU_OP_FIXED_FD_INSTALL) {
+        p->ev = EV_iou_fixed_fd_install;
+        p->cat = CAT_OTHER;
+        p->w[0] = (u64)-1;                        // oldfd: none (the source is the slot)
+        p->w[1] = (u64)-1;
+        p->w[2] = kread_u32(cmd, OFF_IOU_INSTALL_FLAGS);
+        p->slot = (u32)sqe_fd + 1;
+    } else {                                      // RENAMEAT, LINKAT (same layout)
+        p->ev = op == IOU_OP_RENAMEAT ? EV_iou_renameat2 : EV_iou_linkat;
+        p->cat = CAT_DIR_FILE;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_RENAME_OLD_DFD);
+        p->w[2] = (s64)(s32)kread_u32(cmd, OFF_IOU_RENAME_NEW_DFD);
+        p->w[4] = kread_u32(cmd, OFF_IOU_RENAME_FLAGS);
+        p->len0 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_OLDPATH));
+        p->len1 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_NEWPATH));
+    }
+    iou_pend.update(&req, p);
+    return 0;
+}
+
+int falconet_iou_complete(void *ctx) {
+    u64 req = *(u64 *)((char *)ctx + IOU_TP_COMPLETE_REQ);
+    struct iou_pend_t *p = iou_pend.lookup(&req);
+    if (!p)
+        return 0;
+    s64 res = *(s32 *)((char *)ctx + IOU_TP_COMPLETE_RES);
+    char *buf = scratch_buf();
+    if (!buf) {
+        iou_pend.delete(&req);
+        return 0;
+    }
+    struct hdr_t *h = (struct hdr_t *)buf;
+    h->ts = bpf_ktime_get_ns();
+    h->cgroup_id = p->cgroup_id;
+    h->res = res;
+    h->tid = p->tid;
+    h->pid = p->pid;
+    h->id = p->ev;
+    h->len0 = 0;
+    h->len1 = 0;
+    h->len2 = 0;
+    __builtin_memcpy(h->a, p->w, sizeof(h->a));
+    u32 slot = p->slot;
+    if (slot == IOU_SLOT_ALLOC)
+        slot = res >= 0 ? (u32)res + 1 : 0;
+    // a[5]: low 32 bits = fixed slot + 1 (0: a plain fd), high 32 bits = the ring (its low bits)
+    h->a[5] = ((p->ring & 0xffffffffull) << 32) | slot;
+    u32 pos = STR_BASE;
+    u32 n0 = p->len0, n1 = p->len1;
+    if (p->ev == EV_iou_accept4) {
+        u32 len = 0;
+        if (res >= 0 && p->ulen && bpf_probe_read_user(&len, sizeof(len), (void *)p->ulen) < 0)
+            len = 0;
+        if (len > SOCK_LEN - 1)
+            len = SOCK_LEN - 1;
+        BOUND(len, SOCK_LEN - 1);
+        if (p->uaddr && len >= 2 && bpf_probe_read_user(buf + STR_BASE, len, (void *)p->uaddr) == 0)
+            h->len0 = (u16)len;
+        pos += h->len0;
+    } else {
+        BOUND(n0, PATH_LEN - 1);
+        if (n0 && bpf_probe_read_kernel(buf + STR_BASE, n0, p->s) == 0) {
+            h->len0 = (u16)n0;
+            pos += n0;
+        }
+        BOUND(n1, PATH_LEN - 1);
+        u32 q = h->len0;
+        BOUND(q, PATH_LEN - 1);
+        if (n1 && bpf_probe_read_kernel(buf + STR_BASE + q, n1, p->s + q) == 0) {
+            h->len1 = (u16)n1;
+            pos += n1;
+        }
+    }
+    u32 cat = p->cat;
+    iou_pend.delete(&req);
+    return output(buf, pos, cat & 7);
+}
+#endif  // WANT_IOURING
+
 // ---------------------------------------------------------------- process events
 #ifdef WANT_PROCFORK
 RAW_TRACEPOINT_PROBE(sched_process_fork) {

@@ -215,7 +215,48 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_OVL_UPPERDENTRY": ("ovl_inode", "__upperdentry"),
     "OFF_OVL_VFS_INODE": ("ovl_inode", "vfs_inode"),
+    # io_uring requests (issue 19): struct io_kiocb and the per-opcode command structs that
+    # overlay its first bytes (io_kiocb_to_cmd), as the opcode's prep left them
+    "OFF_IOK_CTX": ("io_kiocb", "ctx"),
+    "OFF_IOK_CQE_FD": ("io_kiocb", "cqe.fd"),
+    "OFF_FILENAME_NAME": ("filename", "name"),
+    "OFF_IOU_OPEN_DFD": ("io_open", "dfd"),
+    "OFF_IOU_OPEN_SLOT": ("io_open", "file_slot"),
+    "OFF_IOU_OPEN_FILENAME": ("io_open", "filename"),
+    "OFF_IOU_OPEN_HOW": ("io_open", "how"),
+    "OFF_IOU_SOCKET_DOMAIN": ("io_socket", "domain"),
+    "OFF_IOU_SOCKET_TYPE": ("io_socket", "type"),
+    "OFF_IOU_SOCKET_PROTOCOL": ("io_socket", "protocol"),
+    "OFF_IOU_SOCKET_SLOT": ("io_socket", "file_slot"),
+    "OFF_IOU_CONNECT_ADDR": ("io_connect", "addr"),
+    "OFF_IOU_CONNECT_ADDR_LEN": ("io_connect", "addr_len"),
+    "OFF_IOU_ACCEPT_ADDR": ("io_accept", "addr"),
+    "OFF_IOU_ACCEPT_ADDR_LEN": ("io_accept", "addr_len"),
+    "OFF_IOU_ACCEPT_FLAGS": ("io_accept", "flags"),
+    "OFF_IOU_ACCEPT_SLOT": ("io_accept", "file_slot"),
+    "OFF_IOU_CLOSE_FD": ("io_close", "fd"),
+    "OFF_IOU_CLOSE_SLOT": ("io_close", "file_slot"),
+    "OFF_IOU_INSTALL_FLAGS": ("io_fixed_install", "o_flags"),
+    "OFF_IOU_RENAME_OLD_DFD": ("io_rename", "old_dfd"),
+    "OFF_IOU_RENAME_NEW_DFD": ("io_rename", "new_dfd"),
+    "OFF_IOU_RENAME_OLDPATH": ("io_rename", "oldpath"),
+    "OFF_IOU_RENAME_NEWPATH": ("io_rename", "newpath"),
+    "OFF_IOU_RENAME_FLAGS": ("io_rename", "flags"),
 }
+
+#: the io_uring offsets the io_uring programs need all of (else io_uring is not traced)
+IOURING_OFFSETS = tuple(k for k in OFFSETS if k.startswith(("OFF_IOK_", "OFF_IOU_"))) + (
+    "OFF_FILENAME_NAME",)
+
+
+def iouring_layout_ok(btf: BTF) -> bool:
+    """IORING_OP_LINKAT is read with struct io_rename's offsets: true when struct io_link has
+    the same layout (it does on 6.x kernels; checked rather than assumed)."""
+    try:
+        return all(btf.offset("io_link", m) == btf.offset("io_rename", m)
+                   for m in ("old_dfd", "new_dfd", "oldpath", "newpath", "flags"))
+    except BTFError:
+        return False
 
 
 def kernel_offsets(btf: BTF | None = None) -> dict[str, int]:
@@ -228,6 +269,9 @@ def kernel_offsets(btf: BTF | None = None) -> dict[str, int]:
             out[macro] = btf.offset(st, path)
         except BTFError:
             pass
+    if not iouring_layout_ok(btf):
+        for k in IOURING_OFFSETS:
+            out.pop(k, None)
     try:
         out["SIZE_UPID"] = btf.struct_size("upid")
     except BTFError:

@@ -287,6 +287,36 @@ def _make_procexit(boot: int) -> Decoder:
     return decode
 
 
+def _make_iou(name: str, boot: int) -> Decoder:
+    """An io_uring record (issue 19): decoded as the syscall record whose layout it has, then
+    marked ``via=io_uring``; a fixed-file operation also gets ``slot`` (the fixed-file index) and
+    ``ring`` (low bits of the ring's address: slots belong to a ring), and no fd of its own
+    (``fd`` -1)."""
+    base = program.IOU_EVENTS[name]
+    inner = _make_generic(base, program.SPECS[base], boot, hot=False)
+    w5 = struct.Struct("<Q").unpack_from
+    w5_off = program.HDR_SIZE - 8
+    install = name == "iou_fixed_fd_install"
+    fixed_fd = name in ("iou_openat", "iou_openat2", "iou_socket", "iou_accept4", "iou_close",
+                        "iou_connect")
+
+    def decode(view: memoryview, off: int) -> Event:
+        evt = inner(view, off)
+        a = evt.args
+        a["via"] = "io_uring"
+        (word,) = w5(view, off + w5_off)
+        slot = word & 0xFFFFFFFF
+        if slot:
+            a["slot"] = slot - 1
+            a["ring"] = word >> 32
+            if fixed_fd:
+                a["fd"] = -1
+        if install:
+            a["newfd"] = evt.res
+        return evt
+    return decode
+
+
 class RecordDecoder:
     """Decodes records of one built program. ``decode(view, off)`` returns an Event."""
 
@@ -309,6 +339,8 @@ class RecordDecoder:
                     table[eid] = _make_exec(name, env_len, boot)
                 else:
                     table[eid] = _make_generic(name, spec, boot)
+        for name, eid in program.IOU_IDS.items():
+            table[eid] = _make_iou(name, boot)
         self.table = table
 
     def decode(self, view: memoryview, off: int) -> Event:

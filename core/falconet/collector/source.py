@@ -62,6 +62,7 @@ class CollectorConfig:
     batch: int = 4096                      # records read per ring-buffer pass
     poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
+    io_uring: bool = True                  # trace io_uring file/socket operations (issue 19)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -196,7 +197,7 @@ class EbpfSource:
                               ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
-                              args_map_size=cfg.args_map_size)
+                              args_map_size=cfg.args_map_size, io_uring=cfg.io_uring)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
