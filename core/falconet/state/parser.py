@@ -46,6 +46,8 @@ _UNSET = 4294967295
 _EINPROGRESS = -115
 #: per-event cache key telling ``fd.name_changed`` that this event renamed its fd
 NAME_CHANGED_KEY = "_state.fd_name_changed"
+#: ``ThreadInfo.extra`` key (main thread) of the io_uring fixed-file slots, by ring
+IOU_SLOTS_KEY = "_state.io_uring_slots"
 
 Handler = Callable[[Event, ThreadInfo], None]
 
@@ -390,6 +392,9 @@ class StateParser:
     # ------------------------------------------------------------------------------ files
     def _on_open(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
+        if "slot" in a:                      # io_uring into a fixed-file slot (no fd)
+            self._iou_slot(evt, t)
+            return
         raw = a.get("name") or ""
         if raw[:1] == "/" and "/." not in raw and "//" not in raw:
             path = raw                       # the common case: already absolute and clean
@@ -441,6 +446,9 @@ class StateParser:
 
     def _on_dup(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
+        if "slot" in a:                      # io_uring FIXED_FD_INSTALL: a new fd for a slot
+            self._iou_slot(evt, t)
+            return
         res = evt.res
         old = t.fds.get(a.get("oldfd", a.get("fd")))
         if res is None or res < 0:
@@ -466,6 +474,9 @@ class StateParser:
             self._on_dup(evt, t)
 
     def _on_close(self, evt: Event, t: ThreadInfo) -> None:
+        if "slot" in evt.args:               # io_uring close of a fixed-file slot
+            self._iou_slot(evt, t)
+            return
         fd = evt.args.get("fd")
         res = evt.res
         if res is None or res >= 0:
@@ -487,6 +498,90 @@ class StateParser:
         if f is not None and (evt.res is None or evt.res >= 0):
             m = self.tables.main(t)
             m.cwd = t.cwd = f.name
+
+    # ------------------------------------------------------------------------------ io_uring
+    def _iou_slots(self, t: ThreadInfo, ring: Any) -> dict[int, FdInfo]:
+        """The fixed-file table of one io_uring ring of ``t``'s process (``extra`` of the main
+        thread, keyed by the ring): the files io_uring operations put in slots rather than in
+        the fd table."""
+        m = self.tables.main(t)
+        rings = m.extra.get(IOU_SLOTS_KEY)
+        if rings is None:
+            rings = m.extra[IOU_SLOTS_KEY] = {}
+        slots = rings.get(ring)
+        if slots is None:
+            slots = rings[ring] = {}
+        return slots
+
+    def _iou_slot(self, evt: Event, t: ThreadInfo) -> None:
+        """An io_uring operation on a fixed-file slot (``evt.arg.slot``; the decoder set ``fd``
+        to -1): the slot's entry is an :class:`FdInfo` whose ``num`` is the slot index, kept out
+        of the fd table; ``FIXED_FD_INSTALL`` (reported as ``dup3``) copies it to the new fd."""
+        a = evt.args
+        slot = int(a["slot"])
+        slots = self._iou_slots(t, a.get("ring", 0))
+        ok = evt.res is None or evt.res >= 0
+        typ = evt.type
+        if typ in ("openat", "openat2"):
+            raw = a.get("name") or ""
+            path = self._resolve(raw, a.get("dirfd", AT_FDCWD), t)
+            flags = int(a.get("flags") or 0)
+            f = FdInfo(slot, "d" if flags & _DIR_MASK == F.O_DIRECTORY else "f", path, raw, flags)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "socket":
+            dom = a.get("domain", 0)
+            typ_ = int(a.get("type") or 0) & 0xF
+            tc = _SOCK_TYPECHAR.get(dom, "o")
+            l4 = ("icmp" if a.get("proto", 0) in (1, 58) else _L4.get(typ_, "")) if tc in "46" else ""
+            f = FdInfo(slot, tc, "", l4proto=l4)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "connect":
+            f = slots.get(slot)
+            fam = a.get("family")
+            if f is None:
+                f = slots[slot] = FdInfo(slot, _SOCK_TYPECHAR.get(fam, "o"), "",
+                                         l4proto="tcp" if fam in (F.AF_INET, F.AF_INET6) else "")
+            evt.fdinfo = f
+            if not ok and evt.res != _EINPROGRESS:
+                return
+            if fam == F.AF_UNIX or f.typechar == "u":
+                self._rename(evt, f, a.get("path") or f.name)
+            else:
+                f.dip, f.dport = a.get("dip") or "", a.get("dport") or 0
+                self._rename(evt, f, f"{f.sip}:{f.sport}->{f.dip}:{f.dport}")
+            f.connected = True
+        elif typ in ("accept", "accept4"):
+            fam = a.get("family") or 0
+            tc = _SOCK_TYPECHAR.get(fam, "o")
+            cip, cport = a.get("sip") or "", a.get("sport") or 0
+            name = (a.get("path") or "") if tc == "u" else f"{cip}:{cport}->:0"
+            f = FdInfo(slot, tc, name,
+                       l4proto="tcp" if tc in "46" else "", sip=cip, sport=cport,
+                       is_server=True, connected=True)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "close":
+            evt.fdinfo = slots.pop(slot, None) if ok else slots.get(slot)
+        elif typ in ("dup", "dup2", "dup3"):
+            old = slots.get(slot)
+            res = evt.res
+            if res is None or res < 0:
+                evt.fdinfo = old
+                return
+            if old is None:                  # a slot filled by io_uring_register: unknown file
+                t.fds.pop(res, None)
+                evt.fdinfo = None
+                return
+            new = FdInfo(res, old.typechar, old.name, old.nameraw,
+                         (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
+                         old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
+                         old.connected, old.ino, old.dev)
+            evt.fdinfo = t.fds[res] = new
 
     # ------------------------------------------------------------------------------ ids, caps
     @staticmethod
@@ -522,6 +617,9 @@ class StateParser:
         if res is None or res < 0:
             return
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         dom = a.get("domain", 0)
         typ = int(a.get("type") or 0) & 0xF
         proto = a.get("proto", 0)
@@ -562,6 +660,9 @@ class StateParser:
         = our (client) side when known. Unknown local sides are filled from /proc when live and
         written back into the event, so a recording carries them to replay."""
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         fam = a.get("family")
         fd = a.get("fd")
         f = self._sock(t, fd, fam)
@@ -595,6 +696,9 @@ class StateParser:
         (server) side when known; else from /proc (live) or the listening socket's address."""
         res = evt.res
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         lst = t.fds.get(a.get("listenfd"))
         if res is None or res < 0:
             evt.fdinfo = lst
