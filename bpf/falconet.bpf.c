@@ -149,6 +149,152 @@ static __always_inline void *kread_ptr(const void *base, long off) {
     return (void *)kread_u64(base, off);
 }
 
+// ------------------------------------------------------------------ kernel paths (issue 19)
+// The path of an open file as the kernel resolved it: a bounded walk up its dentry chain
+// (d_parent, d_name), crossing mounts (mount.mnt_mountpoint, mnt_parent), and stopping at the
+// current task's root (fs->root), so a container sees its own paths. Tracepoint programs cannot
+// call d_path(); this is the same walk, without its seqlock retries: a rename racing the walk
+// can give a mixed path (the event is then still reported, with the value the walk saw).
+// Placed before the exit plumbing because emit_exec uses it (exe_file -> proc.exepath).
+#if defined(OFF_FILE_MNT) && defined(OFF_DENTRY_PARENT) && defined(OFF_MOUNT_MNT) && \
+    defined(OFF_MOUNT_PARENT) && defined(OFF_MOUNT_MOUNTPOINT) && defined(OFF_VFSMOUNT_ROOT) && \
+    defined(OFF_TASK_FS) && defined(OFF_FS_ROOT) && defined(OFF_DENTRY_NAME)
+#define HAVE_KPATH 1
+#define KPATH_DEPTH 16          // path components kept (a deeper path is reported unknown)
+#define KPATH_STEPS 24          // walk steps (components + mount crossings)
+// Walk state lives in a per-CPU map value, not in registers: the verifier does not track what a
+// map value holds, so every iteration starts from the same abstract state and is pruned. Kept in
+// registers, the pointers' refinements (non-zero, equal to another register) made every path a
+// new state and the walk exceeded the verifier's 1M instruction budget.
+struct kpath_t {
+    u64 name[KPATH_DEPTH];          // component name pointers, leaf first
+    u64 dentry, vfsmnt, mnt, root_dentry, root_mnt;
+    u32 n, done, p, start;
+};
+BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_t, 1);
+
+// One pointer read without a branch (the helper zeroes the destination when the read fails).
+static __always_inline u64 kp_u64(u64 base, long off) {
+    u64 v;
+    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+    return v;
+}
+
+// Append the path of (vfsmnt, dentry) at *pos as a NUL-terminated string of at most PATH_LEN
+// bytes; returns its length with the NUL, 0 when unknown (too deep, too long, a failed read).
+static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *dentry) {
+    u32 zero = 0;
+    struct kpath_t *kp = kpath_scratch.lookup(&zero);
+    if (!kp || !dentry || !vfsmnt)
+        return 0;
+    u64 fs = kp_u64(bpf_get_current_task(), OFF_TASK_FS);
+    kp->root_mnt = kp_u64(fs, OFF_FS_ROOT);
+    kp->root_dentry = kp_u64(fs, OFF_FS_ROOT + 8);
+    kp->dentry = (u64)dentry;
+    kp->vfsmnt = (u64)vfsmnt;
+    kp->mnt = (u64)vfsmnt - OFF_MOUNT_MNT;
+    kp->n = 0;
+    kp->done = 0;
+    for (int i = 0; i < KPATH_STEPS; i++) {
+        u64 d = kp->dentry, vm = kp->vfsmnt;
+        if (d == kp->root_dentry && vm == kp->root_mnt) {
+            kp->done = 1;
+            break;
+        }
+        u64 parent = kp_u64(d, OFF_DENTRY_PARENT);
+        if (d == kp_u64(vm, OFF_VFSMOUNT_ROOT) || d == parent || !parent) {
+            u64 m = kp->mnt;
+            u64 mparent = kp_u64(m, OFF_MOUNT_PARENT);
+            if (!mparent || mparent == m) {         // the namespace's root mount
+                kp->done = 1;
+                break;
+            }
+            kp->dentry = kp_u64(m, OFF_MOUNT_MOUNTPOINT);
+            kp->mnt = mparent;
+            kp->vfsmnt = mparent + OFF_MOUNT_MNT;
+            continue;
+        }
+        u32 n = kp->n;
+        if (n >= KPATH_DEPTH)
+            break;
+        kp->name[n & (KPATH_DEPTH - 1)] = kp_u64(d, OFF_DENTRY_NAME);
+        kp->n = n + 1;
+        kp->dentry = parent;
+    }
+    if (!kp->done)
+        return 0;
+    kp->p = *pos;
+    kp->start = *pos;
+    if (kp->n == 0) {
+        u32 p = kp->p;
+        BOUND(p, POS_MASK);
+        buf[p] = '/';
+        kp->p = p + 1;
+    }
+    for (int j = 0; j < KPATH_DEPTH; j++) {
+        u32 n = kp->n;
+        if (j >= n)
+            break;
+        u32 p = kp->p;
+        if (p - kp->start > PATH_LEN - 257)         // room for one more component and the NUL
+            return 0;
+        u32 idx = (n - 1 - j) & (KPATH_DEPTH - 1);
+        BOUND(p, POS_MASK);
+        buf[p] = '/';
+        p++;
+        BOUND(p, POS_MASK);
+        long r = bpf_probe_read_kernel_str(buf + p, 256, (void *)kp->name[idx]);
+        if (r <= 1)
+            return 0;
+        kp->p = p + (u32)r - 1;
+    }
+    u32 p = kp->p;
+    BOUND(p, POS_MASK);
+    buf[p] = 0;
+    p++;
+    *pos = p;
+    return (u16)(p - kp->start);
+}
+
+// The walk is too many verifier states to inline into a handler (the exec handler hit the 1M
+// instruction limit), so the handler leaves its record in rec_scratch, says what to append in
+// kpath_job, and tail-calls falconet_kpath (kpath_progs[0]), which appends and emits. If the
+// tail call fails the handler emits the record itself without the path.
+#define KPATH_EXEC 0            // length into exec_head.x[18] bits 16..31
+#define KPATH_LEN1 1            // length into hdr.len1 (the record's second string)
+struct kpath_job_t { u64 file; u32 pos; u16 cat; u16 where; };
+BPF_PERCPU_ARRAY(kpath_job, struct kpath_job_t, 1);
+BPF_PROG_ARRAY(kpath_progs, 1);
+
+static __always_inline int kpath_job_set(void *file, u32 pos, u16 cat, u16 where) {
+    u32 zero = 0;
+    struct kpath_job_t *j = kpath_job.lookup(&zero);
+    if (!j)
+        return 0;
+    j->file = (u64)file;
+    j->pos = pos;
+    j->cat = cat;
+    j->where = where;
+    return 1;
+}
+
+// The struct file of fd in the current task's fd table (0 if none).
+static __always_inline void *fd_file(s64 fd) {
+#if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX)
+    if (fd < 0)
+        return 0;
+    void *task = (void *)bpf_get_current_task();
+    void *fdt = kread_ptr(kread_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt || (u64)fd >= kread_u32(fdt, OFF_FDT_MAX))
+        return 0;
+    void *arr = kread_ptr(fdt, OFF_FDT_FD);
+    return arr ? kread_ptr(arr, 8 * fd) : 0;
+#else
+    return 0;
+#endif
+}
+#endif  // kernel paths
+
 // ---------------------------------------------------------------- exit plumbing
 // Syscall handlers run as tail calls of the raw_syscalls sys_exit raw tracepoint:
 // ctx->args[0] is the task's struct pt_regs, ctx->args[1] the return value. The syscall
@@ -573,6 +719,11 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
         pos += n;
 #endif
     }
+#ifdef HAVE_KPATH
+    // issue 19: falconet_kpath appends exe_file's path and emits the record (else: below)
+    if (res == 0 && exe && kpath_job_set(exe, pos, CAT_EXECVE, KPATH_EXEC))
+        kpath_progs.call(ctx, 0);
+#endif
     return output(buf, pos, CAT_EXECVE);
 }
 
@@ -614,6 +765,26 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     h->len0 = put_ustr(buf, &pos, PATH_LEN, a.a[1]);
     return output(buf, pos, CAT_OPEN);
 }
+
+// ------------------------------------------------------------------ kernel paths, the tail (issue 19)
+// (after the exit plumbing: it emits with output())
+#ifdef HAVE_KPATH
+int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
+    u32 zero = 0;
+    struct kpath_job_t *j = kpath_job.lookup(&zero);
+    char *buf = (char *)rec_scratch.lookup(&zero);
+    if (!j || !buf)
+        return 0;
+    void *file = (void *)j->file;
+    u32 pos = j->pos;
+    u16 n = put_kpath(buf, &pos, kread_ptr(file, OFF_FILE_MNT), kread_ptr(file, OFF_FILE_DENTRY));
+    if (j->where == KPATH_EXEC)
+        ((struct exec_head *)buf)->x[18] |= (u64)n << 16;
+    else
+        ((struct hdr_t *)buf)->len1 = n;
+    return output(buf, pos, j->cat & 7);
+}
+#endif
 
 // ------------------------------------------------------------------ io_uring (issue 19)
 // File and socket operations submitted through io_uring never pass sys_exit. Two classic

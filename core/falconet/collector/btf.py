@@ -215,6 +215,19 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_OVL_UPPERDENTRY": ("ovl_inode", "__upperdentry"),
     "OFF_OVL_VFS_INODE": ("ovl_inode", "vfs_inode"),
+    # kernel paths (issue 19): the dentry/mount walk and the fd table
+    "OFF_FILE_MNT": ("file", "f_path.mnt"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_FS_ROOT": ("fs_struct", "root"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FDT_MAX": ("fdtable", "max_fds"),
     # io_uring requests (issue 19): struct io_kiocb and the per-opcode command structs that
     # overlay its first bytes (io_kiocb_to_cmd), as the opcode's prep left them
     "OFF_IOK_CTX": ("io_kiocb", "ctx"),
@@ -243,6 +256,11 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_IOU_RENAME_NEWPATH": ("io_rename", "newpath"),
     "OFF_IOU_RENAME_FLAGS": ("io_rename", "flags"),
 }
+
+#: the offsets the kernel path walk needs (bpf: HAVE_KPATH)
+KPATH_OFFSETS = ("OFF_FILE_MNT", "OFF_DENTRY_PARENT", "OFF_MOUNT_MNT", "OFF_MOUNT_PARENT",
+                 "OFF_MOUNT_MOUNTPOINT", "OFF_VFSMOUNT_ROOT", "OFF_TASK_FS", "OFF_FS_ROOT",
+                 "OFF_DENTRY_NAME")
 
 #: the io_uring offsets the io_uring programs need all of (else io_uring is not traced)
 IOURING_OFFSETS = tuple(k for k in OFFSETS if k.startswith(("OFF_IOK_", "OFF_IOU_"))) + (

@@ -240,10 +240,12 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
         comm = bytes(view[off + comm_off: off + comm_off + 16]).split(b"\0", 1)[0]
         args: dict[str, Any] = {
             "filename": filename, "argv": argv, "exe": argv[0] if argv else filename,
-            # cwd and exepath need d_path, not available to tracepoint programs: read /proc now
-            # (empty if the process already exited)
+            # cwd needs d_path, not available to tracepoint programs: read /proc now (empty if
+            # the process already exited); exepath comes from the kernel's walk of exe_file
+            # when the record has it (issue 19), else from /proc too
             "cwd": _proc_link(pid, "cwd") if res == 0 else "",
-            "exepath": _proc_link(pid, "exe") if res == 0 else "",
+            "exepath": (_proc_link(pid, "exe") if res == 0 and not (x[18] >> 16) & 0xFFFF
+                        else ""),
             "comm": text(comm),
             "uid": x[0], "gid": x[1], "euid": x[2], "egid": x[3],
             "cap_effective": x[4], "cap_permitted": x[5], "cap_inheritable": x[6],
@@ -254,6 +256,10 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
             "exe_writable": writable_by(x[21], x[22], x[23], x[2], x[3], x[4]) if x[18] & 2 else False,
             "cgroup_id": h[1],
         }
+        klen = (x[18] >> 16) & 0xFFFF       # issue 19: exe_file's path from the kernel
+        if klen > 1:
+            k0 = s2 + lens[2]
+            args["exepath"] = text(view[k0: k0 + klen - 1])
         if res == 0 and not args["exepath"] and filename.startswith("/"):
             args["exepath"] = filename      # the process is gone; the path it was started by
         if env_len:

@@ -258,6 +258,8 @@ class BuiltProgram:
     unavailable: frozenset[str] = frozenset()
     #: io_uring submissions/completions are traced (issue 19)
     io_uring: bool = False
+    #: (prog array, index, fn) filled besides the dispatch table: the kernel path walk (issue 19)
+    tails: list[tuple[str, int, str]] = field(default_factory=list)
 
 
 def rings_code(n: int) -> str:
@@ -339,5 +341,9 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     if dispatch:
         # attached last by the loader, once every other program is loaded (see bpfproc.py)
         attach.append(("raw", "sys_exit", "falconet_sys_exit"))
+    from falconet.collector.btf import KPATH_OFFSETS  # noqa: PLC0415 - one small table
+
+    tails = ([("kpath_progs", 0, "falconet_kpath")]
+             if dispatch and all(k in offsets for k in KPATH_OFFSETS) else [])
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
-                        unavailable, io_uring=iou is not None)
+                        unavailable, io_uring=iou is not None, tails=tails)

@@ -204,8 +204,9 @@ class EbpfSource:
         t0 = time.monotonic()
         ring_maps = [f"events{i}" for i in range(n_rings)]
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
-                   "attach": built.attach,
-                   "maps": [*ring_maps, "counters", "exit_progs"]}
+                   "attach": built.attach, "tails": built.tails,
+                   "maps": [*ring_maps, "counters", "exit_progs",
+                            *sorted({t for t, _i, _f in built.tails})]}
         try:
             fds = bpfproc.load_in_child(request)
         except RuntimeError as e:
