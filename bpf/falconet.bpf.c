@@ -262,6 +262,7 @@ static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *de
 // tail call fails the handler emits the record itself without the path.
 #define KPATH_EXEC 0            // length into exec_head.x[18] bits 16..31
 #define KPATH_LEN1 1            // length into hdr.len1 (the record's second string)
+#define KPATH_LEN0 2            // length into hdr.len0 (the record's first string)
 struct kpath_job_t { u64 file; u32 pos; u16 cat; u16 where; };
 BPF_PERCPU_ARRAY(kpath_job, struct kpath_job_t, 1);
 BPF_PROG_ARRAY(kpath_progs, 1);
@@ -780,11 +781,49 @@ int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
     u16 n = put_kpath(buf, &pos, kread_ptr(file, OFF_FILE_MNT), kread_ptr(file, OFF_FILE_DENTRY));
     if (j->where == KPATH_EXEC)
         ((struct exec_head *)buf)->x[18] |= (u64)n << 16;
+    else if (j->where == KPATH_LEN0)
+        ((struct hdr_t *)buf)->len0 = n;
     else
         ((struct hdr_t *)buf)->len1 = n;
     return output(buf, pos, j->cat & 7);
 }
 #endif
+
+// ------------------------------------------------------------------ resolved opens (issue 19)
+// open/openat/openat2/creat when collector.resolve_paths is on, and open_by_handle_at: the
+// syscall's record (the path as passed in s0) plus the path the kernel opened, from the new fd's
+// struct file, appended by falconet_kpath (s1; s0 for open_by_handle_at, which has no path
+// argument). kind: 0 = path at name_i, flags/mode in the argument words; 1 = openat2 (struct
+// open_how at argument 2); 2 = open_by_handle_at (no path argument).
+static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_i, int kind) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    s64 res = SYS_RET(ctx);
+    fill_hdr(h, id, res, pt, &a);
+    if (kind == 1) {
+        u64 how[3] = {};
+        if (a.a[2] && bpf_probe_read_user(how, sizeof(how), (void *)a.a[2]) < 0)
+            count(C_USER_READ);
+        h->a[2] = how[0];
+        h->a[3] = how[1];
+        h->a[4] = how[2];
+    }
+    u32 pos = STR_BASE;
+    if (kind != 2)
+        h->len0 = put_ustr(buf, &pos, PATH_LEN, a.a[name_i & 7]);
+#ifdef HAVE_KPATH
+    void *file = fd_file(res);
+    if (file && kpath_job_set(file, pos, cat, kind == 2 ? KPATH_LEN0 : KPATH_LEN1))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
 
 // ------------------------------------------------------------------ io_uring (issue 19)
 // File and socket operations submitted through io_uring never pass sys_exit. Two classic

@@ -187,6 +187,9 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("sendto", "fd:fd size:uint " + _ADDR, CAT_OTHER, net=True),
     _sys("recvfrom", "fd:fd size:uint " + _ADDR, CAT_OTHER, net=True),
     _sys("sendmsg", "fd:fd " + _ADDR, CAT_OTHER, net=True),
+    # issue 19: open_by_handle_at opens a file by handle (the "shocker" primitive); `path` is
+    # the path the kernel opened (Falco's parameter name), resolved in the kernel
+    _sys("open_by_handle_at", "fd:fd mountfd:fd flags:flags path:path", CAT_OPEN, file=True),
 )}
 
 #: Falco's base_syscalls repair set, adapted: always traced so process state is right.

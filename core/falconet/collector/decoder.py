@@ -326,7 +326,8 @@ def _make_iou(name: str, boot: int) -> Decoder:
 class RecordDecoder:
     """Decodes records of one built program. ``decode(view, off)`` returns an Event."""
 
-    def __init__(self, *, path_len: int, argv_len: int, env_len: int) -> None:
+    def __init__(self, *, path_len: int, argv_len: int, env_len: int,
+                 resolve_paths: bool = False) -> None:
         # kernel timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns); events carry epoch ns
         self.boot_offset = boot = time.time_ns() - time.monotonic_ns()
         self.path_len, self.argv_len = path_len, argv_len
@@ -343,6 +344,10 @@ class RecordDecoder:
                     table[eid] = _make_clone(name, boot)
                 elif spec.kind == "exec":
                     table[eid] = _make_exec(name, env_len, boot)
+                elif resolve_paths and name in program.RESOLVED_OPENS:
+                    # the record has the kernel's path too (issue 19): the generic decoder
+                    table[eid] = _make_generic(name, program.RESOLVED_OPENS[name], boot,
+                                               hot=False)
                 else:
                     table[eid] = _make_generic(name, spec, boot)
         for name, eid in program.IOU_IDS.items():

@@ -159,6 +159,33 @@ SPECS: dict[str, Spec] = {
     "sendmsg": Spec(3, _sock(1, 0, 2), "fd=i32:0 addr=dst", kind="sock"),
 }
 
+SPECS["open_by_handle_at"] = Spec(3, "emit_open_kpath(ctx, {id}, {cat}, 0, 2)",
+                                 "fd=res mountfd=i32:0 path=s0 flags=u32:2", kind="str")
+
+
+def _open_kpath(name_i: int, kind: int) -> str:
+    return f"emit_open_kpath(ctx, {{id}}, {{cat}}, {name_i}, {kind})"
+
+
+#: the opens with the kernel's path of the opened file (``resolved``, the record's s1), used
+#: instead of their :data:`SPECS` entry when ``resolve_paths`` is on (issue 19)
+RESOLVED_OPENS: dict[str, Spec] = {
+    "open": Spec(3, _open_kpath(0, 0), "fd=res name=s0 resolved=s1 flags=u32:1 mode=u32:2",
+                 kind="str"),
+    "openat": Spec(4, _open_kpath(1, 0),
+                   "fd=res dirfd=i32:0 name=s0 resolved=s1 flags=u32:2 mode=u32:3", kind="str"),
+    "openat2": Spec(4, _open_kpath(1, 1),
+                    "fd=res dirfd=i32:0 name=s0 resolved=s1 flags=u64:2 mode=u64:3 "
+                    "resolve=u64:4", kind="str"),
+    "creat": Spec(2, _open_kpath(0, 0), "fd=res name=s0 resolved=s1 mode=u32:1", kind="str"),
+}
+
+
+def spec_of(name: str, resolve_paths: bool) -> Spec:
+    """The capture/decode entry of ``name`` for a program built with ``resolve_paths``."""
+    return (RESOLVED_OPENS.get(name) if resolve_paths else None) or SPECS[name]
+
+
 #: event ids: stable order of syscalls.EVENTS (id 0 is unused)
 EVENT_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(syscalls.EVENTS)}
 ID_NAMES: dict[int, str] = {i: n for n, i in EVENT_IDS.items()}
@@ -260,6 +287,8 @@ class BuiltProgram:
     io_uring: bool = False
     #: (prog array, index, fn) filled besides the dispatch table: the kernel path walk (issue 19)
     tails: list[tuple[str, int, str]] = field(default_factory=list)
+    #: opens carry the kernel's path of the opened file (:data:`RESOLVED_OPENS`)
+    resolve_paths: bool = False
 
 
 def rings_code(n: int) -> str:
@@ -288,7 +317,8 @@ def rings_code(n: int) -> str:
 def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
           rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
           path_len: int = 512, argv_len: int = 4096,
-          env_len: int = 0, args_map_size: int = 32768, io_uring: bool = True) -> BuiltProgram:
+          env_len: int = 0, args_map_size: int = 32768, io_uring: bool = True,
+          resolve_paths: bool = False) -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
@@ -325,7 +355,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
             cflags.append("-DWANT_PROCEXIT")
             attach.append(("tp", "sched:sched_process_exit", "falconet_procexit"))
             continue
-        spec = SPECS[name]
+        spec = spec_of(name, resolve_paths)
         sub = {"id": EVENT_IDS[name], "cat": cats[syscalls.EVENTS[name].category],
                "n": spec.nargs}
         if spec.kind == "exec":       # exec alone needs an enter program (see the C source)
@@ -346,4 +376,5 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     tails = ([("kpath_progs", 0, "falconet_kpath")]
              if dispatch and all(k in offsets for k in KPATH_OFFSETS) else [])
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
-                        unavailable, io_uring=iou is not None, tails=tails)
+                        unavailable, io_uring=iou is not None, tails=tails,
+                        resolve_paths=resolve_paths and bool(tails))

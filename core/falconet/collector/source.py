@@ -63,6 +63,7 @@ class CollectorConfig:
     poll_interval: float = 0.005           # seconds between ring polls when idle (no wakeups)
     stats_interval: float = 1.0
     io_uring: bool = True                  # trace io_uring file/socket operations (issue 19)
+    resolve_paths: bool = True             # opens carry the kernel's path (fd.resolved_name)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -197,7 +198,8 @@ class EbpfSource:
                               ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
-                              args_map_size=cfg.args_map_size, io_uring=cfg.io_uring)
+                              args_map_size=cfg.args_map_size, io_uring=cfg.io_uring,
+                              resolve_paths=cfg.resolve_paths)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
@@ -224,7 +226,8 @@ class EbpfSource:
             self._teardown()
             raise bccloader.CollectorUnavailable(f"cannot map the ring buffers: {e}") from None
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
-                                     env_len=cfg.env_len if cfg.capture_env else 0)
+                                     env_len=cfg.env_len if cfg.capture_env else 0,
+                                     resolve_paths=built.resolve_paths)
         self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)

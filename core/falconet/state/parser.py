@@ -46,6 +46,9 @@ _UNSET = 4294967295
 _EINPROGRESS = -115
 #: per-event cache key telling ``fd.name_changed`` that this event renamed its fd
 NAME_CHANGED_KEY = "_state.fd_name_changed"
+#: ``ThreadInfo.extra`` key of a name set by prctl(PR_SET_NAME) (``thread.comm``)
+THREAD_COMM_KEY = "_state.thread_comm"
+PR_SET_NAME = 15
 #: ``ThreadInfo.extra`` key (main thread) of the io_uring fixed-file slots, by ring
 IOU_SLOTS_KEY = "_state.io_uring_slots"
 
@@ -108,6 +111,7 @@ class StateParser:
         h["setuid"] = h["setreuid"] = h["setresuid"] = self._on_set_ids("uid", "euid")
         h["setgid"] = h["setregid"] = h["setresgid"] = self._on_set_ids("gid", "egid")
         h["capset"] = self._on_capset
+        h["prctl"] = self._on_prctl
         h["userfaultfd"] = self._on_newfd("u")
         for n in ("eventfd", "eventfd2"):
             h[n] = self._on_newfd("e")
@@ -223,8 +227,12 @@ class StateParser:
             if flags & F.CLONE_NEWPID:
                 c.pidns_init_start_ts = ts
         c.start_ts = ts
-        if comm:
+        if comm and not c.comm:
             c.comm = comm
+        elif comm and comm != c.comm:
+            # the parent renamed itself (prctl PR_SET_NAME) before forking: the exec-time name
+            # stays proc.name (issue 19), the kernel's current one is thread.comm
+            c.extra[THREAD_COMM_KEY] = comm
         c.env = pm.env
         self._add(c)
         return c
@@ -326,6 +334,7 @@ class StateParser:
             t.extra["exe_lower_layer"] = True
         else:
             t.extra.pop("exe_lower_layer", None)
+        t.extra.pop(THREAD_COMM_KEY, None)   # exec names the task anew
         ppid = a.get("ppid")
         if ppid:
             # the kernel's real parent at exec: right even when we missed the fork, and it is the
@@ -395,7 +404,7 @@ class StateParser:
         if "slot" in a:                      # io_uring into a fixed-file slot (no fd)
             self._iou_slot(evt, t)
             return
-        raw = a.get("name") or ""
+        raw = a.get("name") or a.get("path") or ""      # open_by_handle_at: path (Falco's name)
         if raw[:1] == "/" and "/." not in raw and "//" not in raw:
             path = raw                       # the common case: already absolute and clean
         else:
@@ -412,6 +421,9 @@ class StateParser:
         if "ino" in a:
             f.ino = a["ino"]
             f.dev = a.get("dev", 0)
+        resolved = a.get("resolved")
+        if resolved:                         # issue 19: the kernel's path of the opened file
+            f.resolved = resolved
         if fd >= 0:
             t.fds[fd] = f
         evt.fdinfo = f
@@ -602,6 +614,13 @@ class StateParser:
             if e is not None:
                 setattr(t, effective, e)
         return handler
+
+    def _on_prctl(self, evt: Event, t: ThreadInfo) -> None:
+        """``PR_SET_NAME`` renames the thread (task->comm). As in Falco, ``proc.name`` keeps the
+        name of the exec; the new one is kept for ``thread.comm`` (issue 19)."""
+        a = evt.args
+        if a.get("option") == PR_SET_NAME and (evt.res is None or evt.res >= 0):
+            t.extra[THREAD_COMM_KEY] = str(a.get("arg2_str") or "")
 
     def _on_capset(self, evt: Event, t: ThreadInfo) -> None:
         if evt.res is not None and evt.res < 0:
