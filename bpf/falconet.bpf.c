@@ -168,7 +168,7 @@ static __always_inline void *kread_ptr(const void *base, long off) {
 // new state and the walk exceeded the verifier's 1M instruction budget.
 struct kpath_t {
     u64 name[KPATH_DEPTH];          // component name pointers, leaf first
-    u64 dentry, vfsmnt, mnt, root_dentry, root_mnt;
+    u64 dentry, vfsmnt, mnt, mnt_root, root_dentry, root_mnt;
     u32 n, done, p, start;
 };
 BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_t, 1);
@@ -187,37 +187,57 @@ static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *de
     struct kpath_t *kp = kpath_scratch.lookup(&zero);
     if (!kp || !dentry || !vfsmnt)
         return 0;
+    // fs->root is a struct path {mnt, dentry}: one read
     u64 fs = kp_u64(bpf_get_current_task(), OFF_TASK_FS);
-    kp->root_mnt = kp_u64(fs, OFF_FS_ROOT);
-    kp->root_dentry = kp_u64(fs, OFF_FS_ROOT + 8);
+    u64 root[2];
+    bpf_probe_read_kernel(root, sizeof(root), (const char *)fs + OFF_FS_ROOT);
+    kp->root_mnt = root[0];
+    kp->root_dentry = root[1];
     kp->dentry = (u64)dentry;
     kp->vfsmnt = (u64)vfsmnt;
     kp->mnt = (u64)vfsmnt - OFF_MOUNT_MNT;
+    kp->mnt_root = kp_u64((u64)vfsmnt, OFF_VFSMOUNT_ROOT);
     kp->n = 0;
     kp->done = 0;
     for (int i = 0; i < KPATH_STEPS; i++) {
-        u64 d = kp->dentry, vm = kp->vfsmnt;
-        if (d == kp->root_dentry && vm == kp->root_mnt) {
+        u64 d = kp->dentry;
+        if (d == kp->root_dentry && kp->vfsmnt == kp->root_mnt) {
             kp->done = 1;
             break;
         }
-        u64 parent = kp_u64(d, OFF_DENTRY_PARENT);
-        if (d == kp_u64(vm, OFF_VFSMOUNT_ROOT) || d == parent || !parent) {
+        // d_parent and d_name.name in one read when they sit 16 bytes apart (d_name.hash_len
+        // between them), as on 6.x kernels; else two reads
+        u64 dn[3];
+#if OFF_DENTRY_NAME == OFF_DENTRY_PARENT + 16
+        bpf_probe_read_kernel(dn, sizeof(dn), (const char *)d + OFF_DENTRY_PARENT);
+#else
+        dn[0] = kp_u64(d, OFF_DENTRY_PARENT);
+        dn[2] = kp_u64(d, OFF_DENTRY_NAME);
+#endif
+        u64 parent = dn[0];
+        if (d == kp->mnt_root || d == parent || !parent) {
             u64 m = kp->mnt;
-            u64 mparent = kp_u64(m, OFF_MOUNT_PARENT);
-            if (!mparent || mparent == m) {         // the namespace's root mount
+            u64 mp[2];                              // mnt_parent, mnt_mountpoint
+#if OFF_MOUNT_MOUNTPOINT == OFF_MOUNT_PARENT + 8
+            bpf_probe_read_kernel(mp, sizeof(mp), (const char *)m + OFF_MOUNT_PARENT);
+#else
+            mp[0] = kp_u64(m, OFF_MOUNT_PARENT);
+            mp[1] = kp_u64(m, OFF_MOUNT_MOUNTPOINT);
+#endif
+            if (!mp[0] || mp[0] == m) {             // the namespace's root mount
                 kp->done = 1;
                 break;
             }
-            kp->dentry = kp_u64(m, OFF_MOUNT_MOUNTPOINT);
-            kp->mnt = mparent;
-            kp->vfsmnt = mparent + OFF_MOUNT_MNT;
+            kp->dentry = mp[1];
+            kp->mnt = mp[0];
+            kp->vfsmnt = mp[0] + OFF_MOUNT_MNT;
+            kp->mnt_root = kp_u64(mp[0] + OFF_MOUNT_MNT, OFF_VFSMOUNT_ROOT);
             continue;
         }
         u32 n = kp->n;
         if (n >= KPATH_DEPTH)
             break;
-        kp->name[n & (KPATH_DEPTH - 1)] = kp_u64(d, OFF_DENTRY_NAME);
+        kp->name[n & (KPATH_DEPTH - 1)] = dn[2];
         kp->n = n + 1;
         kp->dentry = parent;
     }
@@ -284,12 +304,19 @@ static __always_inline void *fd_file(s64 fd) {
 #if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX)
     if (fd < 0)
         return 0;
-    void *task = (void *)bpf_get_current_task();
-    void *fdt = kread_ptr(kread_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
-    if (!fdt || (u64)fd >= kread_u32(fdt, OFF_FDT_MAX))
+    u64 fdt = kp_u64(kp_u64(bpf_get_current_task(), OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt)
         return 0;
-    void *arr = kread_ptr(fdt, OFF_FDT_FD);
-    return arr ? kread_ptr(arr, 8 * fd) : 0;
+#if OFF_FDT_MAX == 0 && OFF_FDT_FD == 8
+    u64 t[2];                                       // max_fds (u32) and fd in one read
+    bpf_probe_read_kernel(t, sizeof(t), (const char *)fdt);
+    u64 max = t[0] & 0xffffffff, arr = t[1];
+#else
+    u64 max = kp_u64(fdt, OFF_FDT_MAX) & 0xffffffff, arr = kp_u64(fdt, OFF_FDT_FD);
+#endif
+    if ((u64)fd >= max || !arr)
+        return 0;
+    return (void *)kp_u64(arr, 8 * fd);
 #else
     return 0;
 #endif
@@ -778,7 +805,14 @@ int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
         return 0;
     void *file = (void *)j->file;
     u32 pos = j->pos;
-    u16 n = put_kpath(buf, &pos, kread_ptr(file, OFF_FILE_MNT), kread_ptr(file, OFF_FILE_DENTRY));
+    u64 fp[2];                                      // file->f_path {mnt, dentry}
+#if OFF_FILE_DENTRY == OFF_FILE_MNT + 8
+    bpf_probe_read_kernel(fp, sizeof(fp), (const char *)file + OFF_FILE_MNT);
+#else
+    fp[0] = kp_u64((u64)file, OFF_FILE_MNT);
+    fp[1] = kp_u64((u64)file, OFF_FILE_DENTRY);
+#endif
+    u16 n = put_kpath(buf, &pos, (void *)fp[0], (void *)fp[1]);
     if (j->where == KPATH_EXEC)
         ((struct exec_head *)buf)->x[18] |= (u64)n << 16;
     else if (j->where == KPATH_LEN0)

@@ -293,6 +293,26 @@ def _make_procexit(boot: int) -> Decoder:
     return decode
 
 
+def _resolved_openat(spec: program.Spec, boot: int) -> Decoder:
+    """The hot ``openat`` decoder when records carry the kernel's path (s1, issue 19); the unit
+    tests compare it with the generic decoder of the same spec."""
+    generic = _make_generic("openat", spec, boot, hot=False)
+    del generic                      # built once only to validate the spec's string order
+    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8x8x").unpack_from
+    base = program.HDR_SIZE
+
+    def decode_openat(view: memoryview, off: int) -> Event:
+        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode = unpack(view, off)
+        p = off + base
+        q = p + n
+        return Event("syscall", "openat", ts + boot, tid, pid,
+                     {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
+                      "name": str(view[p: q - 1], "utf-8", "surrogateescape") if n > 1 else "",
+                      "resolved": str(view[q: q + n1 - 1], "utf-8", "surrogateescape")
+                      if n1 > 1 else "", "cgroup_id": cg}, res)
+    return decode_openat
+
+
 def _make_iou(name: str, boot: int) -> Decoder:
     """An io_uring record (issue 19): decoded as the syscall record whose layout it has, then
     marked ``via=io_uring``; a fixed-file operation also gets ``slot`` (the fixed-file index) and
@@ -345,9 +365,11 @@ class RecordDecoder:
                 elif spec.kind == "exec":
                     table[eid] = _make_exec(name, env_len, boot)
                 elif resolve_paths and name in program.RESOLVED_OPENS:
-                    # the record has the kernel's path too (issue 19): the generic decoder
-                    table[eid] = _make_generic(name, program.RESOLVED_OPENS[name], boot,
-                                               hot=False)
+                    # the record has the kernel's path too (issue 19)
+                    table[eid] = (_resolved_openat(program.RESOLVED_OPENS[name], boot)
+                                  if name == "openat" else
+                                  _make_generic(name, program.RESOLVED_OPENS[name], boot,
+                                                hot=False))
                 else:
                     table[eid] = _make_generic(name, spec, boot)
         for name, eid in program.IOU_IDS.items():
