@@ -593,6 +593,12 @@ class StateParser:
                          (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
                          old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
                          old.connected, old.ino, old.dev)
+            if new.typechar in "46" and new.dip and not new.sip:
+                # the socket is an fd now: its local side from /proc (live), as for connect
+                sa = self._kernel_view(evt, res, _FAMILY[new.typechar], new.l4proto)
+                if sa is not None and sa.lport:
+                    new.sip, new.sport = sa.lip, sa.lport
+                    new.name = f"{new.sip}:{new.sport}->{new.dip}:{new.dport}"
             evt.fdinfo = t.fds[res] = new
 
     # ------------------------------------------------------------------------------ ids, caps
