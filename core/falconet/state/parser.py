@@ -552,11 +552,13 @@ class StateParser:
                 slots[slot] = f
             evt.fdinfo = f
         elif typ == "connect":
-            f = slots.get(slot)
             fam = a.get("family")
-            if f is None:
-                f = slots[slot] = FdInfo(slot, _SOCK_TYPECHAR.get(fam, "o"), "",
-                                         l4proto="tcp" if fam in (F.AF_INET, F.AF_INET6) else "")
+            known = slots.get(slot)
+            if known is None:
+                known = slots[slot] = FdInfo(slot, _SOCK_TYPECHAR.get(fam, "o"), "",
+                                             l4proto="tcp" if fam in (F.AF_INET, F.AF_INET6)
+                                             else "")
+            f = known
             evt.fdinfo = f
             if not ok and evt.res != _EINPROGRESS:
                 return

@@ -22,7 +22,7 @@ import posixpath
 from typing import Any
 
 from falconet.events import Event
-from falconet.fields.registry import FieldDef
+from falconet.fields.registry import Extractor, FieldDef
 from falconet.state.fields.common import T
 from falconet.state.fields.common import simple_field as _f
 from falconet.state.parser import AT_FDCWD, THREAD_COMM_KEY
@@ -62,7 +62,7 @@ def _resolve(tables: StateTables, t: ThreadInfo | None, path: Any, dirfd: Any) -
         if not base:
             return None
         path = base + "/" + path
-    p = posixpath.normpath(path)
+    p: str = posixpath.normpath(str(path))
     return p[1:] if p.startswith("//") else p
 
 
@@ -72,9 +72,10 @@ def evasion_fields(tables: StateTables) -> list[FieldDef]:
         if spec is None:
             return None
         a = evt.args
-        return _resolve(tables, evt.thread, a.get(spec[0]), a.get(spec[1]) if spec[1] else None)
+        return _resolve(tables, evt.thread, a.get(spec[0]),
+                        a.get(spec[1]) if spec[1] else None)
 
-    def pair(which: int):  # noqa: ANN202 - a small factory
+    def pair(which: int) -> Extractor:
         def ex(evt: Event) -> str | None:
             spec = _PAIR_ARGS.get(evt.type)
             if spec is None:
@@ -99,7 +100,8 @@ def evasion_fields(tables: StateTables) -> list[FieldDef]:
         t = evt.thread
         if t is None:
             return None
-        return t.extra.get(THREAD_COMM_KEY) or t.comm
+        name = t.extra.get(THREAD_COMM_KEY)
+        return str(name) if name else t.comm
 
     def resolved(evt: Event) -> str | None:
         f = evt.fdinfo
