@@ -88,6 +88,11 @@ def test_io_uring_programs_need_the_tracepoint_fields(tmp_path):
     assert "-DIOU_TP_COMPLETE_RES=32" in flags and "-DWANT_IOURING" in flags
     assert program.iouring_cflags(str(tmp_path), {}) is None          # BTF lacks the structs
     assert program.iouring_cflags(None, offsets) is None
+    # only the opcodes of traced event types
+    only = program.iouring_cflags(str(tmp_path), offsets, {"openat", "close"})
+    assert only is not None and "-DIOU_WANT_OPENAT" in only and "-DIOU_WANT_CLOSE" in only
+    assert "-DIOU_WANT_CONNECT" not in only and "-DIOU_WANT_FIXED_FD_INSTALL" not in only
+    assert program.iouring_cflags(str(tmp_path), offsets, {"execve"}) is None
 
 
 # ------------------------------------------------------------------------------- state

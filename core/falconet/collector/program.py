@@ -231,12 +231,25 @@ def tracepoint_fields(root: str, group: str, name: str) -> dict[str, int]:
     return out
 
 
-def iouring_cflags(root: str | None, offsets: dict[str, int]) -> list[str] | None:
-    """Compiler flags of the io_uring programs, or ``None`` when the kernel lacks the
-    tracepoints, a field of them, or a BTF offset they need (io_uring is then not traced)."""
+#: io_uring record -> the opcode macro the BPF program filters on (IOU_WANT_<op>)
+IOU_OPCODES = {
+    "iou_openat": "OPENAT", "iou_openat2": "OPENAT2", "iou_socket": "SOCKET",
+    "iou_connect": "CONNECT", "iou_accept4": "ACCEPT", "iou_close": "CLOSE",
+    "iou_fixed_fd_install": "FIXED_FD_INSTALL", "iou_renameat2": "RENAMEAT",
+    "iou_linkat": "LINKAT",
+}
+
+
+def iouring_cflags(root: str | None, offsets: dict[str, int],
+                   events: frozenset[str] | set[str] | None = None) -> list[str] | None:
+    """Compiler flags of the io_uring programs for the traced ``events`` (``None``: all), or
+    ``None`` when none of them has an io_uring opcode, or the kernel lacks the tracepoints, a
+    field of them, or a BTF offset they need (io_uring is then not traced)."""
     from falconet.collector.btf import IOURING_OFFSETS  # noqa: PLC0415 - one small table
 
-    if root is None or any(k not in offsets for k in IOURING_OFFSETS):
+    wanted = [op for rec, op in IOU_OPCODES.items()
+              if events is None or IOU_EVENTS[rec] in events]
+    if not wanted or root is None or any(k not in offsets for k in IOURING_OFFSETS):
         return None
     fields = {tp: tracepoint_fields(root, "io_uring", tp) for tp in IOU_TRACEPOINTS}
     flags = ["-DWANT_IOURING"]
@@ -245,6 +258,7 @@ def iouring_cflags(root: str | None, offsets: dict[str, int]) -> list[str] | Non
             return None
         flags.append(f"-D{macro}={fields[tp][fld]}")
     flags += [f"-DEV_{n}={i}" for n, i in IOU_IDS.items()]
+    flags += [f"-DIOU_WANT_{op}" for op in wanted]
     return flags
 
 
@@ -363,7 +377,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
             attach.append(("tp", f"syscalls:sys_enter_{tracepoint_name(name)}", f"enter_{name}"))
         lines.append(f"int exit_{name}(void *ctx) {{ return {spec.exit.format(**sub)}; }}")
         dispatch.append((syscalls.SYSCALL_NUMBERS[name], f"exit_{name}"))
-    iou = iouring_cflags(root, offsets) if io_uring and dispatch else None
+    iou = iouring_cflags(root, offsets, chosen) if io_uring and dispatch else None
     if iou is not None:
         cflags += iou
         attach += [("tp", "io_uring:io_uring_submit_req", "falconet_iou_submit"),
