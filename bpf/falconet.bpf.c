@@ -168,8 +168,8 @@ static __always_inline void *kread_ptr(const void *base, long off) {
 // new state and the walk exceeded the verifier's 1M instruction budget.
 struct kpath_t {
     u64 name[KPATH_DEPTH];          // component name pointers, leaf first
-    u64 dentry, vfsmnt, mnt, mnt_root, root_dentry, root_mnt;
-    u32 n, done, p, start;
+    u64 dentry, vfsmnt, mnt, mnt_root, root_dentry, root_mnt, root_sb;
+    u32 n, done, p, start, sbwalk;
 };
 BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_t, 1);
 
@@ -199,9 +199,15 @@ static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *de
     kp->mnt_root = kp_u64((u64)vfsmnt, OFF_VFSMOUNT_ROOT);
     kp->n = 0;
     kp->done = 0;
+    kp->sbwalk = 0;
+#ifdef OFF_VFSMOUNT_SB
+    kp->root_sb = kp_u64(root[0], OFF_VFSMOUNT_SB);
+#else
+    kp->root_sb = 0;
+#endif
     for (int i = 0; i < KPATH_STEPS; i++) {
         u64 d = kp->dentry;
-        if (d == kp->root_dentry && kp->vfsmnt == kp->root_mnt) {
+        if (d == kp->root_dentry && (kp->vfsmnt == kp->root_mnt || kp->sbwalk)) {
             kp->done = 1;
             break;
         }
@@ -215,7 +221,20 @@ static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *de
         dn[2] = kp_u64(d, OFF_DENTRY_NAME);
 #endif
         u64 parent = dn[0];
-        if (d == kp->mnt_root || d == parent || !parent) {
+#ifdef OFF_VFSMOUNT_SB
+        // A bind mount of a directory of the root's own filesystem (mount --bind /etc /x): the
+        // mount's root is not its filesystem's root. Report the file's path in that filesystem
+        // (/etc/shadow, not /x/shadow): keep walking dentries up to the process's root or the
+        // filesystem's root instead of crossing to the mountpoint.
+        if (!kp->sbwalk && d == kp->mnt_root && parent && d != parent && kp->root_sb &&
+            kp_u64(kp->vfsmnt, OFF_VFSMOUNT_SB) == kp->root_sb)
+            kp->sbwalk = 1;
+        if (kp->sbwalk && (d == parent || !parent)) {
+            kp->done = 1;                           // the filesystem's root
+            break;
+        }
+#endif
+        if (!kp->sbwalk && (d == kp->mnt_root || d == parent || !parent)) {
             u64 m = kp->mnt;
             u64 mp[2];                              // mnt_parent, mnt_mountpoint
 #if OFF_MOUNT_MOUNTPOINT == OFF_MOUNT_PARENT + 8

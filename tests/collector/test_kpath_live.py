@@ -67,3 +67,14 @@ def test_open_by_handle_at_reports_the_opened_path(live):
     e = live.wait_for(lambda e: e.type == "open_by_handle_at" and e.res >= 0,
                       what="open_by_handle_at")
     assert e.args["path"] == os.path.realpath("/etc/hostname") and e.args["fd"] == e.res
+
+
+def test_a_bind_mount_of_etc_is_named_by_the_files_real_path(live, tmp_path):
+    (tmp_path / "view").mkdir()
+    # a private mount namespace: the bind mount never exists outside the child
+    subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    f"mount --bind /etc {tmp_path}/view && cat {tmp_path}/view/hostname"],
+                   check=True, capture_output=True)
+    e = live.wait_for(lambda e: e.type == "openat"
+                      and e.args["name"] == f"{tmp_path}/view/hostname", what="bind-mounted open")
+    assert e.args["resolved"] == os.path.realpath("/etc/hostname")

@@ -219,6 +219,7 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_FILE_MNT": ("file", "f_path.mnt"),
     "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
     "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_VFSMOUNT_SB": ("vfsmount", "mnt_sb"),
     "OFF_MOUNT_MNT": ("mount", "mnt"),
     "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
     "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),

@@ -546,6 +546,19 @@ def _proc_root_read(ctx: Context) -> None:
     _ok(ctx.exec(["cat", "/proc/self/root/etc/shadow"]), "cat /proc/self/root/etc/shadow")
 
 
+@action("bind_mount_read_shadow", "bind-mount /etc under another name and read shadow there (in a "
+        "private mount namespace: the mount never exists on the host)", where=("host",),
+        rule="Sensitive File Read by Untrusted Program")
+def _bind_read(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        # unshare -m with private propagation: the bind mount lives only in that namespace, so
+        # the private directory removed afterwards is always the empty directory it was made as
+        _ok(ctx.exec(["mkdir", f"{d}/view"]), "mkdir")
+        _ok(ctx.exec(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                      f"mount --bind /etc {d}/view && cat {d}/view/shadow >/dev/null"]),
+            "bind-mounted read")
+
+
 @action("open_by_handle_shadow", "name_to_handle_at + open_by_handle_at of /etc/shadow (the "
         "\"shocker\" primitive: no path at open)", where=("host",),
         rule="Sensitive File Read by Untrusted Program", needs_python=True)
