@@ -153,12 +153,13 @@ def offer_load(rate: float, seconds: float, workers: int = 2, exec_rate: float =
 class Engine:
     """``falconet run`` (or the collector alone) as a subprocess, read through /metrics."""
 
-    def __init__(self, mode: str, port: int, seconds: float = 3600) -> None:
+    def __init__(self, mode: str, port: int, seconds: float = 3600,
+                 extra: list[str] | None = None) -> None:
         self.mode, self.port = mode, port
         py = str(REPO / ".venv" / "bin" / "python")
         if mode == "engine":
             cmd = [py, "-m", "falconet", "run", "--rules", str(FALCO_RULES), "--json",
-                   "--duration", str(seconds), "--metrics-port", str(port)]
+                   "--duration", str(seconds), "--metrics-port", str(port), *(extra or [])]
         else:
             cmd = [py, "-c", COLLECTOR_ONLY, str(FALCO_RULES)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if mode == "engine" else
@@ -386,6 +387,8 @@ def main() -> int:
     ap.add_argument("--only-realistic", action="store_true",
                     help="run only the realistic (b) workloads")
     ap.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    ap.add_argument("--engine-arg", action="append", default=[],
+                    help="extra `falconet run` argument (repeat), e.g. -o collector.io_uring=false")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print(json.dumps({"error": "needs root (eBPF)"}))
@@ -406,7 +409,8 @@ def main() -> int:
     paced_ops = int(args.paced_rate * args.window)
     paced_base1 = paced_cpu(paced_ops, args.paced_rate)
 
-    eng = Engine(args.mode, args.port)
+    eng = Engine(args.mode, args.port, extra=args.engine_arg)
+    result["engine_args"] = args.engine_arg
     try:
         result["startup_seconds"] = round(eng.wait_ready(), 2)
         # (c) steady state

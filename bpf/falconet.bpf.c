@@ -162,6 +162,199 @@ static __always_inline void *kread_ptr(const void *base, long off) {
     return (void *)kread_u64(base, off);
 }
 
+// ------------------------------------------------------------------ kernel paths (issue 19)
+// The path of an open file as the kernel resolved it: a bounded walk up its dentry chain
+// (d_parent, d_name), crossing mounts (mount.mnt_mountpoint, mnt_parent), and stopping at the
+// current task's root (fs->root), so a container sees its own paths. Tracepoint programs cannot
+// call d_path(); this is the same walk, without its seqlock retries: a rename racing the walk
+// can give a mixed path (the event is then still reported, with the value the walk saw).
+// Placed before the exit plumbing because emit_exec uses it (exe_file -> proc.exepath).
+#if defined(OFF_FILE_MNT) && defined(OFF_DENTRY_PARENT) && defined(OFF_MOUNT_MNT) && \
+    defined(OFF_MOUNT_PARENT) && defined(OFF_MOUNT_MOUNTPOINT) && defined(OFF_VFSMOUNT_ROOT) && \
+    defined(OFF_TASK_FS) && defined(OFF_FS_ROOT) && defined(OFF_DENTRY_NAME)
+#define HAVE_KPATH 1
+#define KPATH_DEPTH 16          // path components kept (a deeper path is reported unknown)
+#define KPATH_STEPS 24          // walk steps (components + mount crossings)
+// Walk state lives in a per-CPU map value, not in registers: the verifier does not track what a
+// map value holds, so every iteration starts from the same abstract state and is pruned. Kept in
+// registers, the pointers' refinements (non-zero, equal to another register) made every path a
+// new state and the walk exceeded the verifier's 1M instruction budget.
+struct kpath_t {
+    u64 name[KPATH_DEPTH];          // component name pointers, leaf first
+    u64 dentry, vfsmnt, mnt, mnt_root, root_dentry, root_mnt, root_sb;
+    u32 n, done, p, start, sbwalk;
+};
+BPF_PERCPU_ARRAY(kpath_scratch, struct kpath_t, 1);
+
+// One pointer read without a branch (the helper zeroes the destination when the read fails).
+static __always_inline u64 kp_u64(u64 base, long off) {
+    u64 v;
+    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+    return v;
+}
+
+// Append the path of (vfsmnt, dentry) at *pos as a NUL-terminated string of at most PATH_LEN
+// bytes; returns its length with the NUL, 0 when unknown (too deep, too long, a failed read).
+static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *dentry) {
+    u32 zero = 0;
+    struct kpath_t *kp = kpath_scratch.lookup(&zero);
+    if (!kp || !dentry || !vfsmnt)
+        return 0;
+    // fs->root is a struct path {mnt, dentry}: one read
+    u64 fs = kp_u64(bpf_get_current_task(), OFF_TASK_FS);
+    u64 root[2];
+    bpf_probe_read_kernel(root, sizeof(root), (const char *)fs + OFF_FS_ROOT);
+    kp->root_mnt = root[0];
+    kp->root_dentry = root[1];
+    kp->dentry = (u64)dentry;
+    kp->vfsmnt = (u64)vfsmnt;
+    kp->mnt = (u64)vfsmnt - OFF_MOUNT_MNT;
+    kp->mnt_root = kp_u64((u64)vfsmnt, OFF_VFSMOUNT_ROOT);
+    kp->n = 0;
+    kp->done = 0;
+    kp->sbwalk = 0;
+#ifdef OFF_VFSMOUNT_SB
+    kp->root_sb = kp_u64(root[0], OFF_VFSMOUNT_SB);
+#else
+    kp->root_sb = 0;
+#endif
+    for (int i = 0; i < KPATH_STEPS; i++) {
+        u64 d = kp->dentry;
+        if (d == kp->root_dentry && (kp->vfsmnt == kp->root_mnt || kp->sbwalk)) {
+            kp->done = 1;
+            break;
+        }
+        // d_parent and d_name.name in one read when they sit 16 bytes apart (d_name.hash_len
+        // between them), as on 6.x kernels; else two reads
+        u64 dn[3];
+#if OFF_DENTRY_NAME == OFF_DENTRY_PARENT + 16
+        bpf_probe_read_kernel(dn, sizeof(dn), (const char *)d + OFF_DENTRY_PARENT);
+#else
+        dn[0] = kp_u64(d, OFF_DENTRY_PARENT);
+        dn[2] = kp_u64(d, OFF_DENTRY_NAME);
+#endif
+        u64 parent = dn[0];
+#ifdef OFF_VFSMOUNT_SB
+        // A bind mount of a directory of the root's own filesystem (mount --bind /etc /x): the
+        // mount's root is not its filesystem's root. Report the file's path in that filesystem
+        // (/etc/shadow, not /x/shadow): keep walking dentries up to the process's root or the
+        // filesystem's root instead of crossing to the mountpoint.
+        if (!kp->sbwalk && d == kp->mnt_root && parent && d != parent && kp->root_sb &&
+            kp_u64(kp->vfsmnt, OFF_VFSMOUNT_SB) == kp->root_sb)
+            kp->sbwalk = 1;
+        if (kp->sbwalk && (d == parent || !parent)) {
+            kp->done = 1;                           // the filesystem's root
+            break;
+        }
+#endif
+        if (!kp->sbwalk && (d == kp->mnt_root || d == parent || !parent)) {
+            u64 m = kp->mnt;
+            u64 mp[2];                              // mnt_parent, mnt_mountpoint
+#if OFF_MOUNT_MOUNTPOINT == OFF_MOUNT_PARENT + 8
+            bpf_probe_read_kernel(mp, sizeof(mp), (const char *)m + OFF_MOUNT_PARENT);
+#else
+            mp[0] = kp_u64(m, OFF_MOUNT_PARENT);
+            mp[1] = kp_u64(m, OFF_MOUNT_MOUNTPOINT);
+#endif
+            if (!mp[0] || mp[0] == m) {             // the namespace's root mount
+                kp->done = 1;
+                break;
+            }
+            kp->dentry = mp[1];
+            kp->mnt = mp[0];
+            kp->vfsmnt = mp[0] + OFF_MOUNT_MNT;
+            kp->mnt_root = kp_u64(mp[0] + OFF_MOUNT_MNT, OFF_VFSMOUNT_ROOT);
+            continue;
+        }
+        u32 n = kp->n;
+        if (n >= KPATH_DEPTH)
+            break;
+        kp->name[n & (KPATH_DEPTH - 1)] = dn[2];
+        kp->n = n + 1;
+        kp->dentry = parent;
+    }
+    if (!kp->done)
+        return 0;
+    kp->p = *pos;
+    kp->start = *pos;
+    if (kp->n == 0) {
+        u32 p = kp->p;
+        BOUND(p, POS_MASK);
+        buf[p] = '/';
+        kp->p = p + 1;
+    }
+    for (int j = 0; j < KPATH_DEPTH; j++) {
+        u32 n = kp->n;
+        if (j >= n)
+            break;
+        u32 p = kp->p;
+        if (p - kp->start > PATH_LEN - 257)         // room for one more component and the NUL
+            return 0;
+        u32 idx = (n - 1 - j) & (KPATH_DEPTH - 1);
+        BOUND(p, POS_MASK);
+        buf[p] = '/';
+        p++;
+        BOUND(p, POS_MASK);
+        long r = bpf_probe_read_kernel_str(buf + p, 256, (void *)kp->name[idx]);
+        if (r <= 1)
+            return 0;
+        kp->p = p + (u32)r - 1;
+    }
+    u32 p = kp->p;
+    BOUND(p, POS_MASK);
+    buf[p] = 0;
+    p++;
+    *pos = p;
+    return (u16)(p - kp->start);
+}
+
+// The walk is too many verifier states to inline into a handler (the exec handler hit the 1M
+// instruction limit), so the handler leaves its record in rec_scratch, says what to append in
+// kpath_job, and tail-calls falconet_kpath (kpath_progs[0]), which appends and emits. If the
+// tail call fails the handler emits the record itself without the path.
+#define KPATH_EXEC 0            // length into exec_head.x[18] bits 16..31
+#define KPATH_LEN1 1            // length into hdr.len1 (the record's second string)
+#define KPATH_LEN0 2            // length into hdr.len0 (the record's first string)
+struct kpath_job_t { u64 file; u32 pos; u16 cat; u16 where; };
+BPF_PERCPU_ARRAY(kpath_job, struct kpath_job_t, 1);
+BPF_PROG_ARRAY(kpath_progs, 1);
+
+static __always_inline int kpath_job_set(void *file, u32 pos, u16 cat, u16 where) {
+    u32 zero = 0;
+    struct kpath_job_t *j = kpath_job.lookup(&zero);
+    if (!j)
+        return 0;
+    j->file = (u64)file;
+    j->pos = pos;
+    j->cat = cat;
+    j->where = where;
+    return 1;
+}
+
+// The struct file of fd in the current task's fd table (0 if none).
+static __always_inline void *fd_file(s64 fd) {
+#if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX)
+    if (fd < 0)
+        return 0;
+    u64 fdt = kp_u64(kp_u64(bpf_get_current_task(), OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+#if OFF_FDT_MAX == 0 && OFF_FDT_FD == 8
+    u64 t[2];                                       // max_fds (u32) and fd in one read
+    bpf_probe_read_kernel(t, sizeof(t), (const char *)fdt);
+    u64 max = t[0] & 0xffffffff, arr = t[1];
+#else
+    u64 max = kp_u64(fdt, OFF_FDT_MAX) & 0xffffffff, arr = kp_u64(fdt, OFF_FDT_FD);
+#endif
+    if ((u64)fd >= max || !arr)
+        return 0;
+    return (void *)kp_u64(arr, 8 * fd);
+#else
+    return 0;
+#endif
+}
+#endif  // kernel paths
+
 // ---------------------------------------------------------------- exit plumbing
 // Syscall handlers run as tail calls of the raw_syscalls sys_exit raw tracepoint:
 // ctx->args[0] is the task's struct pt_regs, ctx->args[1] the return value. The syscall
@@ -586,6 +779,11 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
         pos += n;
 #endif
     }
+#ifdef HAVE_KPATH
+    // issue 19: falconet_kpath appends exe_file's path and emits the record (else: below)
+    if (res == 0 && exe && kpath_job_set(exe, pos, CAT_EXECVE, KPATH_EXEC))
+        kpath_progs.call(ctx, 0);
+#endif
     return output(buf, pos, CAT_EXECVE);
 }
 
@@ -1087,6 +1285,325 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     }
     return output(buf, pos, CAT_OPEN);
 }
+
+// ------------------------------------------------------------------ kernel paths, the tail (issue 19)
+// (after the exit plumbing: it emits with output())
+#ifdef HAVE_KPATH
+int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
+    u32 zero = 0;
+    struct kpath_job_t *j = kpath_job.lookup(&zero);
+    char *buf = (char *)rec_scratch.lookup(&zero);
+    if (!j || !buf)
+        return 0;
+    void *file = (void *)j->file;
+    u32 pos = j->pos;
+    u64 fp[2];                                      // file->f_path {mnt, dentry}
+#if OFF_FILE_DENTRY == OFF_FILE_MNT + 8
+    bpf_probe_read_kernel(fp, sizeof(fp), (const char *)file + OFF_FILE_MNT);
+#else
+    fp[0] = kp_u64((u64)file, OFF_FILE_MNT);
+    fp[1] = kp_u64((u64)file, OFF_FILE_DENTRY);
+#endif
+    u16 n = put_kpath(buf, &pos, (void *)fp[0], (void *)fp[1]);
+    if (j->where == KPATH_EXEC)
+        ((struct exec_head *)buf)->x[18] |= (u64)n << 16;
+    else if (j->where == KPATH_LEN0)
+        ((struct hdr_t *)buf)->len0 = n;
+    else
+        ((struct hdr_t *)buf)->len1 = n;
+    return output(buf, pos, j->cat & 7);
+}
+#endif
+
+// ------------------------------------------------------------------ resolved opens (issue 19)
+// open/openat/openat2/creat when collector.resolve_paths is on, and open_by_handle_at: the
+// syscall's record (the path as passed in s0) plus the path the kernel opened, from the new fd's
+// struct file, appended by falconet_kpath (s1; s0 for open_by_handle_at, which has no path
+// argument). kind: 0 = path at name_i, flags/mode in the argument words; 1 = openat2 (struct
+// open_how at argument 2); 2 = open_by_handle_at (no path argument).
+// (the kernel filter decides first: a dropped open costs no path walk; flags_i as emit_open)
+static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_i, int kind,
+                                           int flags_i) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    char *buf = scratch_buf();
+    if (!buf)
+        return 0;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    s64 res = SYS_RET(ctx);
+    fill_hdr(h, id, res, pt, &a);
+    if (kind == 1) {
+        u64 how[3] = {};
+        if (a.a[2] && bpf_probe_read_user(how, sizeof(how), (void *)a.a[2]) < 0)
+            count(C_USER_READ);
+        h->a[2] = how[0];
+        h->a[3] = how[1];
+        h->a[4] = how[2];
+    }
+    u32 pos = STR_BASE;
+    u16 n = 0;
+    if (kind != 2) {
+        n = put_ustr(buf, &pos, PATH_LEN, a.a[name_i & 7]);
+        h->len0 = n;
+    }
+    u64 flags = kind == 1 ? h->a[2] : (flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7]);
+    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    h->a[5] = ftype;
+    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    if (kf_after_open(id, drop, res, pt)) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
+#ifdef HAVE_KPATH
+    void *file = fd_file(res);
+    if (file && kpath_job_set(file, pos, cat, kind == 2 ? KPATH_LEN0 : KPATH_LEN1))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
+
+// ------------------------------------------------------------------ io_uring (issue 19)
+// File and socket operations submitted through io_uring never pass sys_exit. Two classic
+// tracepoints see them: io_uring_submit_req (after the opcode's prep: the request's command
+// area holds the parsed sqe, e.g. struct io_open with the getname()'d path) and io_uring_complete
+// (the result). The submit program copies what the event needs (the path is freed before the
+// completion) into iou_pend keyed by the request pointer; the complete program joins it with the
+// result and emits one record with the layout of the matching syscall's record, under an
+// EV_iou_* id (collector/program.py IOU_EVENTS), so the decoder reuses the syscall's decoding and
+// marks the event as coming from io_uring. Struct offsets come from BTF (OFF_IOK_*, OFF_IOU_*);
+// the tracepoint field offsets from the tracepoints' format files (IOU_TP_*).
+#ifdef WANT_IOURING
+#ifndef IOU_TP_SUBMIT_REQ
+#define IOU_TP_SUBMIT_REQ 16
+#define IOU_TP_SUBMIT_OPCODE 32
+#define IOU_TP_SUBMIT_FLAGS 40
+#define IOU_TP_COMPLETE_REQ 16
+#define IOU_TP_COMPLETE_RES 32
+#endif
+#define IOU_OP_ACCEPT 13
+#define IOU_OP_CONNECT 16
+#define IOU_OP_OPENAT 18
+#define IOU_OP_CLOSE 19
+#define IOU_OP_OPENAT2 28
+#define IOU_OP_RENAMEAT 35
+#define IOU_OP_LINKAT 39
+#define IOU_OP_SOCKET 45
+#define IOU_OP_FIXED_FD_INSTALL 54
+#define IOU_REQ_F_FIXED_FILE 1
+#define IOU_SLOT_ALLOC 0xffffffffu      // IORING_FILE_INDEX_ALLOC: the kernel picks the slot
+#define IOU_STR_LEN (2 * PATH_LEN)
+
+struct iou_pend_t {
+    u64 cgroup_id;
+    u64 ring;             // struct io_ring_ctx *: fixed slots belong to a ring
+    u64 w[6];             // the syscall record's argument words
+    u64 uaddr, ulen;      // accept: user sockaddr and length pointers, read at completion
+    u32 tid, pid;
+    u32 slot;             // 0: plain fd; n: fixed slot n - 1; IOU_SLOT_ALLOC: slot = result
+    u16 ev, cat, len0, len1;
+    char s[IOU_STR_LEN];  // strings packed (s0 then s1) or the raw sockaddr
+};
+
+BPF_TABLE("lru_hash", u64, struct iou_pend_t, iou_pend, 4096);
+BPF_PERCPU_ARRAY(iou_scratch, struct iou_pend_t, 1);
+
+// a struct filename * (kernel) -> its name into p->s at *pos
+static __always_inline u16 iou_fname(struct iou_pend_t *p, u32 *pos, void *fname) {
+    void *name = kread_ptr(fname, OFF_FILENAME_NAME);
+    u32 q = *pos;
+    BOUND(q, PATH_LEN - 1);
+    long n = name ? bpf_probe_read_kernel_str(p->s + q, PATH_LEN, name) : 0;
+    if (n < 0) {
+        count(C_KERNEL_READ);
+        n = 0;
+    }
+    *pos = q + (u32)n;
+    return (u16)n;
+}
+
+// Only the opcodes whose event type is traced (IOU_WANT_<op>, set by program.py from the
+// selection): an io_uring operation never produces an event type the rules did not ask for.
+static __always_inline int iou_wanted(u8 op) {
+#ifdef IOU_WANT_OPENAT
+    if (op == IOU_OP_OPENAT) return 1;
+#endif
+#ifdef IOU_WANT_OPENAT2
+    if (op == IOU_OP_OPENAT2) return 1;
+#endif
+#ifdef IOU_WANT_SOCKET
+    if (op == IOU_OP_SOCKET) return 1;
+#endif
+#ifdef IOU_WANT_CONNECT
+    if (op == IOU_OP_CONNECT) return 1;
+#endif
+#ifdef IOU_WANT_ACCEPT
+    if (op == IOU_OP_ACCEPT) return 1;
+#endif
+#ifdef IOU_WANT_CLOSE
+    if (op == IOU_OP_CLOSE) return 1;
+#endif
+#ifdef IOU_WANT_FIXED_FD_INSTALL
+    if (op == IOU_OP_FIXED_FD_INSTALL) return 1;
+#endif
+#ifdef IOU_WANT_RENAMEAT
+    if (op == IOU_OP_RENAMEAT) return 1;
+#endif
+#ifdef IOU_WANT_LINKAT
+    if (op == IOU_OP_LINKAT) return 1;
+#endif
+    return 0;
+}
+
+int falconet_iou_submit(void *ctx) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (is_self(pt))
+        return 0;
+    u8 op = *(u8 *)((char *)ctx + IOU_TP_SUBMIT_OPCODE);
+    if (!iou_wanted(op))
+        return 0;
+    u64 req = *(u64 *)((char *)ctx + IOU_TP_SUBMIT_REQ);
+    u64 rflags = *(u64 *)((char *)ctx + IOU_TP_SUBMIT_FLAGS);
+    u32 zero = 0;
+    struct iou_pend_t *p = iou_scratch.lookup(&zero);
+    if (!p || !req)
+        return 0;
+    __builtin_memset(p->w, 0, sizeof(p->w));
+    p->cgroup_id = bpf_get_current_cgroup_id();
+    p->ring = kread_u64((void *)req, OFF_IOK_CTX);
+    p->tid = (u32)pt;
+    p->pid = (u32)(pt >> 32);
+    p->uaddr = 0;
+    p->ulen = 0;
+    p->slot = 0;
+    p->len0 = 0;
+    p->len1 = 0;
+    void *cmd = (void *)req;                      // the command area is the request's first bytes
+    s32 sqe_fd = (s32)kread_u32(cmd, OFF_IOK_CQE_FD);   // sqe->fd, kept in req->cqe.fd
+    u32 fixed = (rflags & IOU_REQ_F_FIXED_FILE) ? 1 : 0;
+    u32 pos = 0;
+    if (op == IOU_OP_OPENAT || op == IOU_OP_OPENAT2) {
+        p->ev = op == IOU_OP_OPENAT ? EV_iou_openat : EV_iou_openat2;
+        p->cat = CAT_OPEN;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_OPEN_DFD);
+        p->w[2] = kread_u64(cmd, OFF_IOU_OPEN_HOW);          // how.flags
+        p->w[3] = kread_u64(cmd, OFF_IOU_OPEN_HOW + 8);      // how.mode
+        p->w[4] = kread_u64(cmd, OFF_IOU_OPEN_HOW + 16);     // how.resolve
+        p->slot = kread_u32(cmd, OFF_IOU_OPEN_SLOT);
+        p->len0 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_OPEN_FILENAME));
+    } else if (op == IOU_OP_SOCKET) {
+        p->ev = EV_iou_socket;
+        p->cat = CAT_OTHER;
+        p->w[0] = kread_u32(cmd, OFF_IOU_SOCKET_DOMAIN);
+        p->w[1] = kread_u32(cmd, OFF_IOU_SOCKET_TYPE);
+        p->w[2] = kread_u32(cmd, OFF_IOU_SOCKET_PROTOCOL);
+        p->slot = kread_u32(cmd, OFF_IOU_SOCKET_SLOT);
+    } else if (op == IOU_OP_CONNECT) {
+        p->ev = EV_iou_connect;
+        p->cat = CAT_CONNECT;
+        p->w[0] = (s64)sqe_fd;
+        if (fixed)
+            p->slot = (u32)sqe_fd + 1;
+        u64 addr = kread_u64(cmd, OFF_IOU_CONNECT_ADDR);
+        u32 len = kread_u32(cmd, OFF_IOU_CONNECT_ADDR_LEN);
+        if (len > SOCK_LEN - 1)
+            len = SOCK_LEN - 1;
+        BOUND(len, SOCK_LEN - 1);
+        if (addr && len >= 2 && bpf_probe_read_user(p->s, len, (void *)addr) == 0)
+            p->len0 = (u16)len;
+    } else if (op == IOU_OP_ACCEPT) {
+        p->ev = EV_iou_accept4;
+        p->cat = CAT_OTHER;
+        p->w[0] = (s64)sqe_fd;                    // the listening socket
+        p->w[3] = kread_u32(cmd, OFF_IOU_ACCEPT_FLAGS);
+        p->uaddr = kread_u64(cmd, OFF_IOU_ACCEPT_ADDR);
+        p->ulen = kread_u64(cmd, OFF_IOU_ACCEPT_ADDR_LEN);
+        p->slot = kread_u32(cmd, OFF_IOU_ACCEPT_SLOT);
+        p->w[4] = fixed;                          // the listener itself is a fixed slot
+    } else if (op == IOU_OP_CLOSE) {
+        p->ev = EV_iou_close;
+        p->cat = CAT_CLOSE;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_CLOSE_FD);
+        p->slot = kread_u32(cmd, OFF_IOU_CLOSE_SLOT);
+    } else if (op == IOU_OP_FIXED_FD_INSTALL) {
+        p->ev = EV_iou_fixed_fd_install;
+        p->cat = CAT_OTHER;
+        p->w[0] = (u64)-1;                        // oldfd: none (the source is the slot)
+        p->w[1] = (u64)-1;
+        p->w[2] = kread_u32(cmd, OFF_IOU_INSTALL_FLAGS);
+        p->slot = (u32)sqe_fd + 1;
+    } else {                                      // RENAMEAT, LINKAT (same layout)
+        p->ev = op == IOU_OP_RENAMEAT ? EV_iou_renameat2 : EV_iou_linkat;
+        p->cat = CAT_DIR_FILE;
+        p->w[0] = (s64)(s32)kread_u32(cmd, OFF_IOU_RENAME_OLD_DFD);
+        p->w[2] = (s64)(s32)kread_u32(cmd, OFF_IOU_RENAME_NEW_DFD);
+        p->w[4] = kread_u32(cmd, OFF_IOU_RENAME_FLAGS);
+        p->len0 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_OLDPATH));
+        p->len1 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_NEWPATH));
+    }
+    iou_pend.update(&req, p);
+    return 0;
+}
+
+int falconet_iou_complete(void *ctx) {
+    u64 req = *(u64 *)((char *)ctx + IOU_TP_COMPLETE_REQ);
+    struct iou_pend_t *p = iou_pend.lookup(&req);
+    if (!p)
+        return 0;
+    s64 res = *(s32 *)((char *)ctx + IOU_TP_COMPLETE_RES);
+    char *buf = scratch_buf();
+    if (!buf) {
+        iou_pend.delete(&req);
+        return 0;
+    }
+    struct hdr_t *h = (struct hdr_t *)buf;
+    h->ts = bpf_ktime_get_ns();
+    h->cgroup_id = p->cgroup_id;
+    h->res = res;
+    h->tid = p->tid;
+    h->pid = p->pid;
+    h->id = p->ev;
+    h->len0 = 0;
+    h->len1 = 0;
+    h->len2 = 0;
+    __builtin_memcpy(h->a, p->w, sizeof(h->a));
+    u32 slot = p->slot;
+    if (slot == IOU_SLOT_ALLOC)
+        slot = res >= 0 ? (u32)res + 1 : 0;
+    // a[5]: low 32 bits = fixed slot + 1 (0: a plain fd), high 32 bits = the ring (its low bits)
+    h->a[5] = ((p->ring & 0xffffffffull) << 32) | slot;
+    u32 pos = STR_BASE;
+    u32 n0 = p->len0, n1 = p->len1;
+    if (p->ev == EV_iou_accept4) {
+        u32 len = 0;
+        if (res >= 0 && p->ulen && bpf_probe_read_user(&len, sizeof(len), (void *)p->ulen) < 0)
+            len = 0;
+        if (len > SOCK_LEN - 1)
+            len = SOCK_LEN - 1;
+        BOUND(len, SOCK_LEN - 1);
+        if (p->uaddr && len >= 2 && bpf_probe_read_user(buf + STR_BASE, len, (void *)p->uaddr) == 0)
+            h->len0 = (u16)len;
+        pos += h->len0;
+    } else {
+        BOUND(n0, PATH_LEN - 1);
+        if (n0 && bpf_probe_read_kernel(buf + STR_BASE, n0, p->s) == 0) {
+            h->len0 = (u16)n0;
+            pos += n0;
+        }
+        BOUND(n1, PATH_LEN - 1);
+        u32 q = h->len0;
+        BOUND(q, PATH_LEN - 1);
+        if (n1 && bpf_probe_read_kernel(buf + STR_BASE + q, n1, p->s + q) == 0) {
+            h->len1 = (u16)n1;
+            pos += n1;
+        }
+    }
+    u32 cat = p->cat;
+    iou_pend.delete(&req);
+    return output(buf, pos, cat & 7);
+}
+#endif  // WANT_IOURING
 
 // ---------------------------------------------------------------- process events
 #ifdef WANT_PROCFORK

@@ -199,6 +199,9 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("pwrite64", "fd:fd size:uint pos:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
     _sys("readv", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
     _sys("writev", "fd:fd size:uint data:bytes ftype:uint", CAT_OTHER, net=True, file=True),
+    # issue 19: open_by_handle_at opens a file by handle (the "shocker" primitive); `path` is
+    # the path the kernel opened (Falco's parameter name), resolved in the kernel
+    _sys("open_by_handle_at", "fd:fd mountfd:fd flags:flags path:path", CAT_OPEN, file=True),
 )}
 
 #: Falco's base_syscalls repair set, adapted: always traced so process state is right.

@@ -259,6 +259,9 @@ def _child(sock_fd: int) -> int:
         for nr, exit_fn in req["dispatch"]:
             fn = b.load_func(exit_fn.encode(), bcc.BPF.RAW_TRACEPOINT)
             exit_t[ct.c_int(nr)] = ct.c_int(fn.fd)
+        for table, idx, tail_fn in req.get("tails", ()):     # other prog arrays (issue 19)
+            fn = b.load_func(tail_fn.encode(), bcc.BPF.RAW_TRACEPOINT)
+            b[table.encode()][ct.c_int(idx)] = ct.c_int(fn.fd)
         names: list[str] = []
         fds: list[int] = []
         for kind, tp, fn in req["attach"]:

@@ -184,10 +184,7 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_TASK_SIGNAL": ("task_struct", "signal"),
     "OFF_TASK_CRED": ("task_struct", "cred"),
     "OFF_TASK_MM": ("task_struct", "mm"),
-    "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_TASK_START_TIME": ("task_struct", "start_time"),
-    "OFF_FILES_FDT": ("files_struct", "fdt"),
-    "OFF_FDT_FD": ("fdtable", "fd"),
     "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
     "OFF_SIGNAL_TTY": ("signal_struct", "tty"),
     "OFF_SIGNAL_PIDS": ("signal_struct", "pids"),
@@ -220,7 +217,67 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_OVL_UPPERDENTRY": ("ovl_inode", "__upperdentry"),
     "OFF_OVL_VFS_INODE": ("ovl_inode", "vfs_inode"),
+    # kernel paths (issue 19): the dentry/mount walk and the fd table
+    "OFF_FILE_MNT": ("file", "f_path.mnt"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_VFSMOUNT_SB": ("vfsmount", "mnt_sb"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_FS_ROOT": ("fs_struct", "root"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FDT_MAX": ("fdtable", "max_fds"),
+    # io_uring requests (issue 19): struct io_kiocb and the per-opcode command structs that
+    # overlay its first bytes (io_kiocb_to_cmd), as the opcode's prep left them
+    "OFF_IOK_CTX": ("io_kiocb", "ctx"),
+    "OFF_IOK_CQE_FD": ("io_kiocb", "cqe.fd"),
+    "OFF_FILENAME_NAME": ("filename", "name"),
+    "OFF_IOU_OPEN_DFD": ("io_open", "dfd"),
+    "OFF_IOU_OPEN_SLOT": ("io_open", "file_slot"),
+    "OFF_IOU_OPEN_FILENAME": ("io_open", "filename"),
+    "OFF_IOU_OPEN_HOW": ("io_open", "how"),
+    "OFF_IOU_SOCKET_DOMAIN": ("io_socket", "domain"),
+    "OFF_IOU_SOCKET_TYPE": ("io_socket", "type"),
+    "OFF_IOU_SOCKET_PROTOCOL": ("io_socket", "protocol"),
+    "OFF_IOU_SOCKET_SLOT": ("io_socket", "file_slot"),
+    "OFF_IOU_CONNECT_ADDR": ("io_connect", "addr"),
+    "OFF_IOU_CONNECT_ADDR_LEN": ("io_connect", "addr_len"),
+    "OFF_IOU_ACCEPT_ADDR": ("io_accept", "addr"),
+    "OFF_IOU_ACCEPT_ADDR_LEN": ("io_accept", "addr_len"),
+    "OFF_IOU_ACCEPT_FLAGS": ("io_accept", "flags"),
+    "OFF_IOU_ACCEPT_SLOT": ("io_accept", "file_slot"),
+    "OFF_IOU_CLOSE_FD": ("io_close", "fd"),
+    "OFF_IOU_CLOSE_SLOT": ("io_close", "file_slot"),
+    "OFF_IOU_INSTALL_FLAGS": ("io_fixed_install", "o_flags"),
+    "OFF_IOU_RENAME_OLD_DFD": ("io_rename", "old_dfd"),
+    "OFF_IOU_RENAME_NEW_DFD": ("io_rename", "new_dfd"),
+    "OFF_IOU_RENAME_OLDPATH": ("io_rename", "oldpath"),
+    "OFF_IOU_RENAME_NEWPATH": ("io_rename", "newpath"),
+    "OFF_IOU_RENAME_FLAGS": ("io_rename", "flags"),
 }
+
+#: the offsets the kernel path walk needs (bpf: HAVE_KPATH)
+KPATH_OFFSETS = ("OFF_FILE_MNT", "OFF_DENTRY_PARENT", "OFF_MOUNT_MNT", "OFF_MOUNT_PARENT",
+                 "OFF_MOUNT_MOUNTPOINT", "OFF_VFSMOUNT_ROOT", "OFF_TASK_FS", "OFF_FS_ROOT",
+                 "OFF_DENTRY_NAME")
+
+#: the io_uring offsets the io_uring programs need all of (else io_uring is not traced)
+IOURING_OFFSETS = tuple(k for k in OFFSETS if k.startswith(("OFF_IOK_", "OFF_IOU_"))) + (
+    "OFF_FILENAME_NAME",)
+
+
+def iouring_layout_ok(btf: BTF) -> bool:
+    """IORING_OP_LINKAT is read with struct io_rename's offsets: true when struct io_link has
+    the same layout (it does on 6.x kernels; checked rather than assumed)."""
+    try:
+        return all(btf.offset("io_link", m) == btf.offset("io_rename", m)
+                   for m in ("old_dfd", "new_dfd", "oldpath", "newpath", "flags"))
+    except BTFError:
+        return False
 
 
 def kernel_offsets(btf: BTF | None = None) -> dict[str, int]:
@@ -233,6 +290,9 @@ def kernel_offsets(btf: BTF | None = None) -> dict[str, int]:
             out[macro] = btf.offset(st, path)
         except BTFError:
             pass
+    if not iouring_layout_ok(btf):
+        for k in IOURING_OFFSETS:
+            out.pop(k, None)
     try:
         out["SIZE_UPID"] = btf.struct_size("upid")
     except BTFError:

@@ -252,10 +252,12 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
         comm = bytes(view[off + comm_off: off + comm_off + 16]).split(b"\0", 1)[0]
         args: dict[str, Any] = {
             "filename": filename, "argv": argv, "exe": argv[0] if argv else filename,
-            # cwd and exepath need d_path, not available to tracepoint programs: read /proc now
-            # (empty if the process already exited)
+            # cwd needs d_path, not available to tracepoint programs: read /proc now (empty if
+            # the process already exited); exepath comes from the kernel's walk of exe_file
+            # when the record has it (issue 19), else from /proc too
             "cwd": _proc_link(pid, "cwd") if res == 0 else "",
-            "exepath": _proc_link(pid, "exe") if res == 0 else "",
+            "exepath": (_proc_link(pid, "exe") if res == 0 and not (x[18] >> 16) & 0xFFFF
+                        else ""),
             "comm": text(comm),
             "uid": x[0], "gid": x[1], "euid": x[2], "egid": x[3],
             "cap_effective": x[4], "cap_permitted": x[5], "cap_inheritable": x[6],
@@ -266,6 +268,10 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
             "exe_writable": writable_by(x[21], x[22], x[23], x[2], x[3], x[4]) if x[18] & 2 else False,
             "cgroup_id": h[1],
         }
+        klen = (x[18] >> 16) & 0xFFFF       # issue 19: exe_file's path from the kernel
+        if klen > 1:
+            k0 = s2 + lens[2]
+            args["exepath"] = text(view[k0: k0 + klen - 1])
         if res == 0 and not args["exepath"] and filename.startswith("/"):
             args["exepath"] = filename      # the process is gone; the path it was started by
         if env_len:
@@ -299,10 +305,61 @@ def _make_procexit(boot: int) -> Decoder:
     return decode
 
 
+def _resolved_openat(spec: program.Spec, boot: int) -> Decoder:
+    """The hot ``openat`` decoder when records carry the kernel's path (s1, issue 19); the unit
+    tests compare it with the generic decoder of the same spec."""
+    generic = _make_generic("openat", spec, boot, hot=False)
+    del generic                      # built once only to validate the spec's string order
+    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8x8x").unpack_from
+    base = program.HDR_SIZE
+
+    def decode_openat(view: memoryview, off: int) -> Event:
+        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode = unpack(view, off)
+        p = off + base
+        q = p + n
+        return Event("syscall", "openat", ts + boot, tid, pid,
+                     {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
+                      "name": str(view[p: q - 1], "utf-8", "surrogateescape") if n > 1 else "",
+                      "resolved": str(view[q: q + n1 - 1], "utf-8", "surrogateescape")
+                      if n1 > 1 else "", "cgroup_id": cg}, res)
+    return decode_openat
+
+
+def _make_iou(name: str, boot: int) -> Decoder:
+    """An io_uring record (issue 19): decoded as the syscall record whose layout it has, then
+    marked ``via=io_uring``; a fixed-file operation also gets ``slot`` (the fixed-file index) and
+    ``ring`` (low bits of the ring's address: slots belong to a ring), and no fd of its own
+    (``fd`` -1)."""
+    base = program.IOU_EVENTS[name]
+    inner = _make_generic(base, program.SPECS[base], boot, hot=False)
+    w5 = struct.Struct("<Q").unpack_from
+    w5_off = program.HDR_SIZE - 8
+    install = name == "iou_fixed_fd_install"
+    fixed_fd = name in ("iou_openat", "iou_openat2", "iou_socket", "iou_accept4", "iou_close",
+                        "iou_connect")
+
+    def decode(view: memoryview, off: int) -> Event:
+        evt = inner(view, off)
+        a = evt.args
+        a["via"] = "io_uring"
+        (word,) = w5(view, off + w5_off)
+        slot = word & 0xFFFFFFFF
+        if slot:
+            a["slot"] = slot - 1
+            a["ring"] = word >> 32
+            if fixed_fd:
+                a["fd"] = -1
+        if install:
+            a["newfd"] = evt.res
+        return evt
+    return decode
+
+
 class RecordDecoder:
     """Decodes records of one built program. ``decode(view, off)`` returns an Event."""
 
-    def __init__(self, *, path_len: int, argv_len: int, env_len: int) -> None:
+    def __init__(self, *, path_len: int, argv_len: int, env_len: int,
+                 resolve_paths: bool = False) -> None:
         # kernel timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns); events carry epoch ns
         self.boot_offset = boot = time.time_ns() - time.monotonic_ns()
         self.path_len, self.argv_len = path_len, argv_len
@@ -319,8 +376,16 @@ class RecordDecoder:
                     table[eid] = _make_clone(name, boot)
                 elif spec.kind == "exec":
                     table[eid] = _make_exec(name, env_len, boot)
+                elif resolve_paths and name in program.RESOLVED_OPENS:
+                    # the record has the kernel's path too (issue 19)
+                    table[eid] = (_resolved_openat(program.RESOLVED_OPENS[name], boot)
+                                  if name == "openat" else
+                                  _make_generic(name, program.RESOLVED_OPENS[name], boot,
+                                                hot=False))
                 else:
                     table[eid] = _make_generic(name, spec, boot)
+        for name, eid in program.IOU_IDS.items():
+            table[eid] = _make_iou(name, boot)
         self.table = table
 
     def decode(self, view: memoryview, off: int) -> Event:

@@ -188,9 +188,111 @@ SPECS: dict[str, Spec] = {
     "recvmsg": Spec(3, _io(7), "fd=i32:0 size=res addr=peer data=b1 ftype=u32:5", kind="io"),
 }
 
+SPECS["open_by_handle_at"] = Spec(3, "emit_open_kpath(ctx, {id}, {cat}, 0, 2, 2)",
+                                 "fd=res mountfd=i32:0 path=s0 flags=u32:2", kind="str")
+
+
+def _open_kpath(name_i: int, kind: int, flags_i: int = -1) -> str:
+    """``flags_i``: the argument holding the open flags (-1: creat's implied ones; openat2's
+    come from its ``open_how``), for the kernel filter."""
+    return f"emit_open_kpath(ctx, {{id}}, {{cat}}, {name_i}, {kind}, {flags_i})"
+
+
+#: the opens with the kernel's path of the opened file (``resolved``, the record's s1), used
+#: instead of their :data:`SPECS` entry when ``resolve_paths`` is on (issue 19)
+RESOLVED_OPENS: dict[str, Spec] = {
+    "open": Spec(3, _open_kpath(0, 0, 1),
+                 "fd=res name=s0 resolved=s1 flags=u32:1 mode=u32:2 ftype=u32:5", kind="str"),
+    "openat": Spec(4, _open_kpath(1, 0, 2),
+                   "fd=res dirfd=i32:0 name=s0 resolved=s1 flags=u32:2 mode=u32:3 ftype=u32:5",
+                   kind="str"),
+    "openat2": Spec(4, _open_kpath(1, 1),
+                    "fd=res dirfd=i32:0 name=s0 resolved=s1 flags=u64:2 mode=u64:3 "
+                    "resolve=u64:4 ftype=u32:5", kind="str"),
+    "creat": Spec(2, _open_kpath(0, 0, -1), "fd=res name=s0 resolved=s1 mode=u32:1 ftype=u32:5",
+                  kind="str"),
+}
+
+
+def spec_of(name: str, resolve_paths: bool) -> Spec:
+    """The capture/decode entry of ``name`` for a program built with ``resolve_paths``."""
+    return (RESOLVED_OPENS.get(name) if resolve_paths else None) or SPECS[name]
+
+
 #: event ids: stable order of syscalls.EVENTS (id 0 is unused)
 EVENT_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(syscalls.EVENTS)}
 ID_NAMES: dict[int, str] = {i: n for n, i in EVENT_IDS.items()}
+
+#: io_uring records (issue 19; the ``io_uring`` section of the C source): record name -> the
+#: event type it is reported as. Each record has the layout of that type's syscall record
+#: (decoded with its :data:`SPECS` entry) plus word 5 = fixed slot + 1 (low 32 bits, 0 = a plain
+#: fd) and the ring (high 32 bits). ``IORING_OP_FIXED_FD_INSTALL`` is reported as ``dup3`` from
+#: the slot (``oldfd`` -1), the nearest syscall: it gives a process a new fd for an existing file.
+IOU_EVENTS: dict[str, str] = {
+    "iou_openat": "openat", "iou_openat2": "openat2", "iou_socket": "socket",
+    "iou_connect": "connect", "iou_accept4": "accept4", "iou_close": "close",
+    "iou_fixed_fd_install": "dup3", "iou_renameat2": "renameat2", "iou_linkat": "linkat",
+}
+#: ids of the io_uring records, after every syscall id (the header's id is a u16)
+IOU_IDS: dict[str, int] = {name: 200 + i for i, name in enumerate(IOU_EVENTS)}
+IOU_TRACEPOINTS = ("io_uring_submit_req", "io_uring_complete")
+#: tracepoint fields the io_uring programs read, by macro: (tracepoint, field)
+IOU_TP_FIELDS = {
+    "IOU_TP_SUBMIT_REQ": ("io_uring_submit_req", "req"),
+    "IOU_TP_SUBMIT_OPCODE": ("io_uring_submit_req", "opcode"),
+    "IOU_TP_SUBMIT_FLAGS": ("io_uring_submit_req", "flags"),
+    "IOU_TP_COMPLETE_REQ": ("io_uring_complete", "req"),
+    "IOU_TP_COMPLETE_RES": ("io_uring_complete", "res"),
+}
+
+
+def tracepoint_fields(root: str, group: str, name: str) -> dict[str, int]:
+    """``field -> offset`` from a tracepoint's ``format`` file (empty if it cannot be read)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"{root}/events/{group}/{name}/format") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = [p.strip() for p in line.strip().split(";")]
+        if not parts[0].startswith("field:") or len(parts) < 2:
+            continue
+        decl = parts[0][len("field:"):].split()
+        if decl and parts[1].startswith("offset:"):
+            out[decl[-1].split("[")[0]] = int(parts[1][len("offset:"):])
+    return out
+
+
+#: io_uring record -> the opcode macro the BPF program filters on (IOU_WANT_<op>)
+IOU_OPCODES = {
+    "iou_openat": "OPENAT", "iou_openat2": "OPENAT2", "iou_socket": "SOCKET",
+    "iou_connect": "CONNECT", "iou_accept4": "ACCEPT", "iou_close": "CLOSE",
+    "iou_fixed_fd_install": "FIXED_FD_INSTALL", "iou_renameat2": "RENAMEAT",
+    "iou_linkat": "LINKAT",
+}
+
+
+def iouring_cflags(root: str | None, offsets: dict[str, int],
+                   events: frozenset[str] | set[str] | None = None) -> list[str] | None:
+    """Compiler flags of the io_uring programs for the traced ``events`` (``None``: all), or
+    ``None`` when none of them has an io_uring opcode, or the kernel lacks the tracepoints, a
+    field of them, or a BTF offset they need (io_uring is then not traced)."""
+    from falconet.collector.btf import IOURING_OFFSETS  # noqa: PLC0415 - one small table
+
+    wanted = [op for rec, op in IOU_OPCODES.items()
+              if events is None or IOU_EVENTS[rec] in events]
+    if not wanted or root is None or any(k not in offsets for k in IOURING_OFFSETS):
+        return None
+    fields = {tp: tracepoint_fields(root, "io_uring", tp) for tp in IOU_TRACEPOINTS}
+    flags = ["-DWANT_IOURING"]
+    for macro, (tp, fld) in IOU_TP_FIELDS.items():
+        if fld not in fields[tp]:
+            return None
+        flags.append(f"-D{macro}={fields[tp][fld]}")
+    flags += [f"-DEV_{n}={i}" for n, i in IOU_IDS.items()]
+    flags += [f"-DIOU_WANT_{op}" for op in wanted]
+    return flags
 
 
 def tracefs_root() -> str | None:
@@ -228,6 +330,12 @@ class BuiltProgram:
     dispatch: list[tuple[int, str]] = field(default_factory=list)
     events: frozenset[str] = frozenset()
     unavailable: frozenset[str] = frozenset()
+    #: io_uring submissions/completions are traced (issue 19)
+    io_uring: bool = False
+    #: (prog array, index, fn) filled besides the dispatch table: the kernel path walk (issue 19)
+    tails: list[tuple[str, int, str]] = field(default_factory=list)
+    #: opens carry the kernel's path of the opened file (:data:`RESOLVED_OPENS`)
+    resolve_paths: bool = False
 
 
 def rings_code(n: int) -> str:
@@ -256,7 +364,8 @@ def rings_code(n: int) -> str:
 def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
           rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
           path_len: int = 512, argv_len: int = 4096,
-          env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80) -> BuiltProgram:
+          env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80,
+          io_uring: bool = True, resolve_paths: bool = False) -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
@@ -296,7 +405,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
             cflags.append("-DWANT_PROCEXIT")
             attach.append(("tp", "sched:sched_process_exit", "falconet_procexit"))
             continue
-        spec = SPECS[name]
+        spec = spec_of(name, resolve_paths)
         sub = {"id": EVENT_IDS[name], "cat": cats[syscalls.EVENTS[name].category],
                "n": spec.nargs}
         if spec.kind == "exec":       # exec alone needs an enter program (see the C source)
@@ -304,8 +413,18 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
             attach.append(("tp", f"syscalls:sys_enter_{tracepoint_name(name)}", f"enter_{name}"))
         lines.append(f"int exit_{name}(void *ctx) {{ return {spec.exit.format(**sub)}; }}")
         dispatch.append((syscalls.SYSCALL_NUMBERS[name], f"exit_{name}"))
+    iou = iouring_cflags(root, offsets, chosen) if io_uring and dispatch else None
+    if iou is not None:
+        cflags += iou
+        attach += [("tp", "io_uring:io_uring_submit_req", "falconet_iou_submit"),
+                   ("tp", "io_uring:io_uring_complete", "falconet_iou_complete")]
     if dispatch:
         # attached last by the loader, once every other program is loaded (see bpfproc.py)
         attach.append(("raw", "sys_exit", "falconet_sys_exit"))
+    from falconet.collector.btf import KPATH_OFFSETS  # noqa: PLC0415 - one small table
+
+    tails = ([("kpath_progs", 0, "falconet_kpath")]
+             if dispatch and all(k in offsets for k in KPATH_OFFSETS) else [])
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
-                        unavailable)
+                        unavailable, io_uring=iou is not None, tails=tails,
+                        resolve_paths=resolve_paths and bool(tails))

@@ -71,6 +71,8 @@ class CollectorConfig:
     stats_interval: float = 1.0
     bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
     workers: int | str = "auto"            # replay worker processes: auto or N (performance.md)
+    io_uring: bool = True                  # trace io_uring file/socket operations (issue 19)
+    resolve_paths: bool = True             # opens carry the kernel's path (fd.resolved_name)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> CollectorConfig:
@@ -225,16 +227,18 @@ class EbpfSource:
                               ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
-                              args_map_size=cfg.args_map_size, snaplen=cfg.snaplen)
+                              args_map_size=cfg.args_map_size, snaplen=cfg.snaplen,
+                              io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
         t0 = time.monotonic()
         ring_maps = [f"events{i}" for i in range(n_rings)]
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
-                   "attach": built.attach,
+                   "attach": built.attach, "tails": built.tails,
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
-                            "kf_rpaths", "kf_counts", "kf_io"]}
+                            "kf_rpaths", "kf_counts", "kf_io",
+                            *sorted({t for t, _i, _f in built.tails})]}
         try:
             fds = bpfproc.load(request, cache=cfg.bpf_cache)
         except RuntimeError as e:
@@ -256,7 +260,8 @@ class EbpfSource:
         if plan is not None and cfg.kernel_filter:
             self._load_filter(plan, fds)
         self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
-                                     env_len=cfg.env_len if cfg.capture_env else 0)
+                                     env_len=cfg.env_len if cfg.capture_env else 0,
+                                     resolve_paths=built.resolve_paths)
         self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)

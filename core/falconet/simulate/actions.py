@@ -472,6 +472,127 @@ def _setuid(ctx: Context) -> None:
         _ok(ctx.sh(f"set -C; : > {d}/suid && chmod u+s {d}/suid"), "chmod u+s")
 
 
+# ------------------------------------------------------------------- evasion (issue 19)
+# The same attacks, done the way attackers hide them from syscall-based engines: through
+# io_uring, through path indirection, under a trusted program's name, and by moving a file into
+# place instead of opening it there (docs/evasion.md; suites/evasion.yaml).
+
+@action("iouring_read_shadow", "IORING_OP_OPENAT + READ of /etc/shadow (no open/read syscall)",
+        where=("host", "runc"), rule="Sensitive File Read by Untrusted Program",
+        falco_rule="Read sensitive file untrusted", needs_python=True)
+def _iouring_shadow(ctx: Context) -> None:
+    _ok(ctx.payload("iouring_read", "/etc/shadow"), "io_uring read")
+
+
+@action("iouring_open_in_container", "IORING_OP_OPENAT + READ of /etc/hostname in a container",
+        where=("runc",), rule="io_uring File or Network Operation in Container",
+        needs_python=True)
+def _iouring_open(ctx: Context) -> None:
+    _ok(ctx.payload("iouring_read", "/etc/hostname"), "io_uring read")
+
+
+@action("iouring_connect", "IORING_OP_SOCKET + CONNECT to a loopback listener (no socket/connect "
+        "syscall)", where=("runc",), rule="io_uring File or Network Operation in Container",
+        needs_python=True)
+def _iouring_connect(ctx: Context) -> None:
+    _ok(ctx.payload("iouring_connect"), "io_uring connect")
+
+
+@action("iouring_reverse_shell", "a shell whose stdin is a socket made, connected and installed "
+        "through io_uring (fixed slot + IORING_OP_FIXED_FD_INSTALL; no socket/connect/dup)",
+        where=("runc", "host"), rule="Reverse Shell Redirect",
+        falco_rule="Redirect STDOUT/STDIN to Network Connection in Container", needs_python=True)
+def _iouring_revshell(ctx: Context) -> None:
+    _ok(ctx.payload("iouring_reverse_shell"), "io_uring reverse shell")
+
+
+#: the one fixed name the move/link rules need (root-only /etc, removed first and afterwards)
+MOVED_CONF = "/etc/falconet-sim-moved.conf"
+LINKED_BIN = "/usr/bin/falconet-sim-linked"
+
+
+@action("rename_into_etc", "write a file in a private directory, then `mv` it into /etc",
+        where=("runc", "host"), rule="File Moved or Linked Into /etc or a Binary Directory")
+def _rename_etc(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"f={MOVED_CONF}; rm -f $f; (set -C; echo x > {d}/staged) && "
+                   f"mv {d}/staged $f; rc=$?; rm -f $f; exit $rc"), "mv into /etc")
+
+
+@action("iouring_rename_into_etc", "IORING_OP_RENAMEAT of a staged file into /etc (no rename "
+        "syscall)", where=("runc", "host"), rule="File Moved or Linked Into /etc or a Binary "
+        "Directory", needs_python=True)
+def _iouring_rename_etc(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"rm -f {MOVED_CONF}; set -C; echo x > {d}/staged"), "stage")
+        try:
+            _ok(ctx.payload("iouring_rename", f"{d}/staged", MOVED_CONF), "io_uring rename")
+        finally:
+            ctx.exec(["rm", "-f", MOVED_CONF])
+
+
+@action("link_into_bin", "hard-link a staged file into /usr/bin in a container",
+        where=("runc",), rule="File Moved or Linked Into /etc or a Binary Directory")
+def _link_bin(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"f={LINKED_BIN}; rm -f $f; (set -C; echo x > {d}/staged) && "
+                   f"ln {d}/staged $f; rc=$?; rm -f $f; exit $rc"), "ln into /usr/bin")
+
+
+@action("symlink_dir_read_shadow", "read /etc/shadow through a symlink to /etc/. made earlier by "
+        "another process", where=("host", "runc"), rule="Sensitive File Read by Untrusted Program")
+def _symlink_read(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        _ok(ctx.exec(["ln", "-s", "/etc/.", f"{d}/cfg"]), "symlink")
+        _ok(ctx.exec(["cat", f"{d}/cfg/shadow"]), "cat through the symlink")
+
+
+@action("proc_root_read_shadow", "`cat /proc/self/root/etc/shadow` (a magic link)",
+        where=("host", "runc"), rule="Sensitive File Read by Untrusted Program")
+def _proc_root_read(ctx: Context) -> None:
+    _ok(ctx.exec(["cat", "/proc/self/root/etc/shadow"]), "cat /proc/self/root/etc/shadow")
+
+
+@action("bind_mount_read_shadow", "bind-mount /etc under another name and read shadow there (in a "
+        "private mount namespace: the mount never exists on the host)", where=("host",),
+        rule="Sensitive File Read by Untrusted Program")
+def _bind_read(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        # unshare -m with private propagation: the bind mount lives only in that namespace, so
+        # the private directory removed afterwards is always the empty directory it was made as
+        _ok(ctx.exec(["mkdir", f"{d}/view"]), "mkdir")
+        _ok(ctx.exec(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                      f"mount --bind /etc {d}/view && cat {d}/view/shadow >/dev/null"]),
+            "bind-mounted read")
+
+
+@action("open_by_handle_shadow", "name_to_handle_at + open_by_handle_at of /etc/shadow (the "
+        "\"shocker\" primitive: no path at open)", where=("host",),
+        rule="Sensitive File Read by Untrusted Program", needs_python=True)
+def _by_handle(ctx: Context) -> None:
+    _ok(ctx.payload("open_by_handle", "/etc/shadow"), "open_by_handle_at")
+
+
+@action("masquerade_copy_sshd", "a copy of cat named sshd reads /etc/shadow (sshd is trusted by "
+        "name)", where=("host",), rule="Sensitive File Read by Untrusted Program")
+def _masq_copy(ctx: Context) -> None:
+    with ctx.private_dir() as d:
+        _ok(ctx.sh(f"cp /bin/cat {d}/sshd && {d}/sshd /etc/shadow >/dev/null"), "fake sshd")
+
+
+@action("exec_argv0_sshd", "`exec -a sshd cat /etc/shadow` (a fake argv[0])", where=("host",),
+        rule="Sensitive File Read by Untrusted Program", falco_rule="Read sensitive file untrusted")
+def _argv0(ctx: Context) -> None:
+    _ok(ctx.exec(["bash", "-c", "exec -a sshd cat /etc/shadow >/dev/null"]), "exec -a")
+
+
+@action("prctl_rename_read_shadow", "prctl(PR_SET_NAME, \"sshd\") then read /etc/shadow",
+        where=("host",), rule="Sensitive File Read by Untrusted Program",
+        falco_rule="Read sensitive file untrusted", needs_python=True)
+def _prctl_read(ctx: Context) -> None:
+    _ok(ctx.payload("renamed_read", "sshd", "/etc/shadow"), "renamed read")
+
+
 # ------------------------------------------------------------------------------ benign
 
 @action("benign_ls", "`ls /` (benign: must raise nothing)", where=("runc", "docker", "host"),

@@ -334,8 +334,179 @@ def stratum_handshake(port: str = "0") -> int:
     return 0
 
 
+# ------------------------------------------------------------------ io_uring (issue 19)
+# File and socket operations through io_uring only (no open/socket/connect/dup syscall), with the
+# raw io_uring syscalls and mmap: no liburing. x86_64 numbers and the uapi layouts.
+SYS_IO_URING_SETUP, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER = 425, 426, 427
+SYS_NAME_TO_HANDLE_AT, SYS_OPEN_BY_HANDLE_AT = 303, 304
+IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_OPENAT, IORING_OP_CLOSE = 13, 16, 18, 19
+IORING_OP_READ, IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_FIXED_FD_INSTALL = 22, 35, 45, 54
+IORING_REGISTER_FILES, IORING_ENTER_GETEVENTS, IOSQE_FIXED_FILE = 2, 1, 1
+AT_FDCWD = -100
+
+
+class IoUring:
+    """One io_uring with synchronous submit-and-wait of one request at a time."""
+
+    def __init__(self, entries: int = 8) -> None:
+        import mmap  # noqa: PLC0415 - only the io_uring behaviours need it
+        import struct  # noqa: PLC0415
+
+        self._struct = struct
+        params = ctypes.create_string_buffer(120)              # struct io_uring_params
+        fd = _libc.syscall(SYS_IO_URING_SETUP, entries, params)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_setup")
+        self.fd = fd
+        sq_entries, cq_entries = struct.unpack_from("II", params, 0)
+        sq = struct.unpack_from("7I", params, 40)     # head tail ring_mask ring_entries flags dropped array
+        cq = struct.unpack_from("6I", params, 80)     # head tail ring_mask ring_entries overflow cqes
+        size = max(sq[6] + sq_entries * 4, cq[5] + cq_entries * 16)
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        self.ring = mmap.mmap(fd, size, mmap.MAP_SHARED, prot, offset=0)   # IORING_OFF_SQ_RING
+        self.sqes = mmap.mmap(fd, sq_entries * 64, mmap.MAP_SHARED, prot, offset=0x10000000)
+        self.sq_tail, self.sq_mask, self.sq_array = sq[1], sq[2], sq[6]
+        self.cq_head, self.cq_tail, self.cq_mask, self.cqes = cq[0], cq[1], cq[2], cq[5]
+        self._keep: list[object] = []
+
+    def _u32(self, off: int) -> int:
+        return int(self._struct.unpack_from("I", self.ring, off)[0])
+
+    def op(self, opcode: int, *, fd: int = 0, addr: int = 0, length: int = 0, off: int = 0,
+           flags: int = 0, op_flags: int = 0, file_index: int = 0) -> int:
+        """Submit one sqe and wait for its completion; returns the cqe's res."""
+        st = self._struct
+        tail = self._u32(self.sq_tail)
+        idx = tail & self._u32(self.sq_mask)
+        sqe = bytearray(64)
+        st.pack_into("BBHiQQIIQ", sqe, 0, opcode, flags, 0, fd, off, addr, length, op_flags, 1)
+        st.pack_into("I", sqe, 44, file_index)
+        self.sqes[idx * 64: idx * 64 + 64] = bytes(sqe)
+        st.pack_into("I", self.ring, self.sq_array + 4 * idx, idx)
+        st.pack_into("I", self.ring, self.sq_tail, (tail + 1) & 0xFFFFFFFF)
+        if _libc.syscall(SYS_IO_URING_ENTER, self.fd, 1, 1, IORING_ENTER_GETEVENTS, None, 0) < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_enter")
+        head = self._u32(self.cq_head)
+        deadline = time.monotonic() + 5
+        while head == self._u32(self.cq_tail):
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, "io_uring completion")
+        res = st.unpack_from("i", self.ring, self.cqes + 16 * (head & self._u32(self.cq_mask)) + 8)[0]
+        st.pack_into("I", self.ring, self.cq_head, (head + 1) & 0xFFFFFFFF)
+        return int(res)
+
+    def buf(self, data: bytes) -> int:
+        """The address of a C copy of ``data`` kept alive as long as the ring."""
+        b = ctypes.create_string_buffer(data)
+        self._keep.append(b)
+        return ctypes.addressof(b)
+
+    def sparse_files(self, n: int) -> None:
+        fds = (ctypes.c_int * n)(*([-1] * n))
+        self._keep.append(fds)
+        if _libc.syscall(SYS_IO_URING_REGISTER, self.fd, IORING_REGISTER_FILES, fds, n) < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_register")
+
+
+def _sockaddr_in(host: str, port: int) -> bytes:
+    return (socket.AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big")
+            + socket.inet_aton(host) + bytes(8))
+
+
+def iouring_read(path: str) -> int:
+    """IORING_OP_OPENAT + READ + CLOSE of PATH: no open/read/close syscall."""
+    r = IoUring()
+    fd = r.op(IORING_OP_OPENAT, fd=AT_FDCWD, addr=r.buf(path.encode()))
+    if fd < 0:
+        print(f"io_uring openat {path}: {os.strerror(-fd)}", file=sys.stderr)
+        return 0
+    r.op(IORING_OP_READ, fd=fd, addr=r.buf(bytes(256)), length=256)
+    r.op(IORING_OP_CLOSE, fd=fd)
+    return 0
+
+
+def iouring_connect() -> int:
+    """IORING_OP_SOCKET + CONNECT to a loopback listener: no socket/connect syscall."""
+    srv, port = _loopback_listener()
+    r = IoUring()
+    fd = r.op(IORING_OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM)
+    if fd < 0:
+        raise OSError(-fd, "io_uring socket")
+    r.op(IORING_OP_CONNECT, fd=fd, addr=r.buf(_sockaddr_in("127.0.0.1", port)), off=16)
+    r.op(IORING_OP_CLOSE, fd=fd)
+    srv.close()
+    return 0
+
+
+def iouring_reverse_shell() -> int:
+    """A socket made and connected in a fixed-file slot, installed on stdin by
+    IORING_OP_FIXED_FD_INSTALL after an io_uring close of fd 0, then a shell: no
+    socket/connect/dup* syscall (the reverse shell of the "curing" rootkit's kind)."""
+    srv, port = _loopback_listener()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            r = IoUring()
+            r.sparse_files(2)
+            r.op(IORING_OP_SOCKET, fd=socket.AF_INET, off=socket.SOCK_STREAM, file_index=1)
+            r.op(IORING_OP_CONNECT, fd=0, flags=IOSQE_FIXED_FILE, off=16,
+                 addr=r.buf(_sockaddr_in("127.0.0.1", port)))
+            r.op(IORING_OP_CLOSE, fd=0)
+            fd = r.op(IORING_OP_FIXED_FD_INSTALL, fd=0, flags=IOSQE_FIXED_FILE, op_flags=1)
+            if fd == 0:
+                os.execv("/bin/sh", ["sh", "-c", "exit 0"])
+        finally:
+            os._exit(127)
+    _wait_or_kill(pid, 5)
+    srv.close()
+    return 0
+
+
+def iouring_rename(src: str, dst: str) -> int:
+    """IORING_OP_RENAMEAT SRC -> DST: no rename syscall."""
+    r = IoUring()
+    res = r.op(IORING_OP_RENAMEAT, fd=AT_FDCWD, addr=r.buf(src.encode()), length=AT_FDCWD & 0xFFFFFFFF,
+               off=r.buf(dst.encode()))
+    if res < 0:
+        print(f"io_uring renameat: {os.strerror(-res)}", file=sys.stderr)
+    return 0
+
+
+def open_by_handle(path: str) -> int:
+    """name_to_handle_at(PATH) then open_by_handle_at on the root mount: the file opened with
+    no path at all (the "shocker" primitive; needs CAP_DAC_READ_SEARCH)."""
+    handle = ctypes.create_string_buffer(8 + 128)
+    ctypes.c_uint32.from_buffer(handle).value = 128                 # handle_bytes
+    mount_id = ctypes.c_int()
+    if _libc.syscall(SYS_NAME_TO_HANDLE_AT, AT_FDCWD, path.encode(), handle,
+                     ctypes.byref(mount_id), 0) < 0:
+        raise OSError(ctypes.get_errno(), "name_to_handle_at")
+    mfd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = _libc.syscall(SYS_OPEN_BY_HANDLE_AT, mfd, handle, os.O_RDONLY)
+        if fd < 0:
+            print(f"open_by_handle_at: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+        else:
+            os.close(fd)
+    finally:
+        os.close(mfd)
+    return 0
+
+
+def renamed_read(name: str, path: str) -> int:
+    """prctl(PR_SET_NAME, NAME) then open PATH: a process that renames itself before acting."""
+    _libc.prctl(15, name.encode(), 0, 0, 0)
+    return open_path(path)
+
+
 BEHAVIOURS = {
     "stratum_handshake": stratum_handshake,
+    "iouring_read": iouring_read,
+    "iouring_connect": iouring_connect,
+    "iouring_reverse_shell": iouring_reverse_shell,
+    "iouring_rename": iouring_rename,
+    "open_by_handle": open_by_handle,
+    "renamed_read": renamed_read,
     "memfd_exec": memfd_exec,
     "ptrace_attach": ptrace_attach,
     "ptrace_traceme": ptrace_traceme,

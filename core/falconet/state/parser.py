@@ -47,6 +47,11 @@ _UNSET = 4294967295
 _EINPROGRESS = -115
 #: per-event cache key telling ``fd.name_changed`` that this event renamed its fd
 NAME_CHANGED_KEY = "_state.fd_name_changed"
+#: ``ThreadInfo.extra`` key of a name set by prctl(PR_SET_NAME) (``thread.comm``)
+THREAD_COMM_KEY = "_state.thread_comm"
+PR_SET_NAME = 15
+#: ``ThreadInfo.extra`` key (main thread) of the io_uring fixed-file slots, by ring
+IOU_SLOTS_KEY = "_state.io_uring_slots"
 
 Handler = Callable[[Event, ThreadInfo], None]
 
@@ -107,6 +112,7 @@ class StateParser:
         h["setuid"] = h["setreuid"] = h["setresuid"] = self._on_set_ids("uid", "euid")
         h["setgid"] = h["setregid"] = h["setresgid"] = self._on_set_ids("gid", "egid")
         h["capset"] = self._on_capset
+        h["prctl"] = self._on_prctl
         h["userfaultfd"] = self._on_newfd("u")
         for n in ("eventfd", "eventfd2"):
             h[n] = self._on_newfd("e")
@@ -245,8 +251,12 @@ class StateParser:
             if flags & F.CLONE_NEWPID:
                 c.pidns_init_start_ts = ts
         c.start_ts = ts
-        if comm:
+        if comm and not c.comm:
             c.comm = comm
+        elif comm and comm != c.comm:
+            # the parent renamed itself (prctl PR_SET_NAME) before forking: the exec-time name
+            # stays proc.name (issue 19), the kernel's current one is thread.comm
+            c.extra[THREAD_COMM_KEY] = comm
         c.env = pm.env
         self._add(c)
         return c
@@ -348,6 +358,7 @@ class StateParser:
             t.extra["exe_lower_layer"] = True
         else:
             t.extra.pop("exe_lower_layer", None)
+        t.extra.pop(THREAD_COMM_KEY, None)   # exec names the task anew
         ppid = a.get("ppid")
         if ppid:
             # the kernel's real parent at exec: right even when we missed the fork, and it is the
@@ -414,7 +425,10 @@ class StateParser:
     # ------------------------------------------------------------------------------ files
     def _on_open(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
-        raw = a.get("name") or ""
+        if "slot" in a:                      # io_uring into a fixed-file slot (no fd)
+            self._iou_slot(evt, t)
+            return
+        raw = a.get("name") or a.get("path") or ""      # open_by_handle_at: path (Falco's name)
         if raw[:1] == "/" and "/." not in raw and "//" not in raw:
             path = raw                       # the common case: already absolute and clean
         else:
@@ -431,6 +445,9 @@ class StateParser:
         if "ino" in a:
             f.ino = a["ino"]
             f.dev = a.get("dev", 0)
+        resolved = a.get("resolved")
+        if resolved:                         # issue 19: the kernel's path of the opened file
+            f.resolved = resolved
         if fd >= 0:
             t.fds[fd] = f
         evt.fdinfo = f
@@ -465,6 +482,9 @@ class StateParser:
 
     def _on_dup(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
+        if "slot" in a:                      # io_uring FIXED_FD_INSTALL: a new fd for a slot
+            self._iou_slot(evt, t)
+            return
         res = evt.res
         old = t.fds.get(a.get("oldfd", a.get("fd")))
         if res is None or res < 0:
@@ -490,6 +510,9 @@ class StateParser:
             self._on_dup(evt, t)
 
     def _on_close(self, evt: Event, t: ThreadInfo) -> None:
+        if "slot" in evt.args:               # io_uring close of a fixed-file slot
+            self._iou_slot(evt, t)
+            return
         fd = evt.args.get("fd")
         res = evt.res
         if res is None or res >= 0:
@@ -512,6 +535,98 @@ class StateParser:
             m = self.tables.main(t)
             m.cwd = t.cwd = f.name
 
+    # ------------------------------------------------------------------------------ io_uring
+    def _iou_slots(self, t: ThreadInfo, ring: Any) -> dict[int, FdInfo]:
+        """The fixed-file table of one io_uring ring of ``t``'s process (``extra`` of the main
+        thread, keyed by the ring): the files io_uring operations put in slots rather than in
+        the fd table."""
+        m = self.tables.main(t)
+        rings = m.extra.get(IOU_SLOTS_KEY)
+        if rings is None:
+            rings = m.extra[IOU_SLOTS_KEY] = {}
+        slots = rings.get(ring)
+        if slots is None:
+            slots = rings[ring] = {}
+        return slots
+
+    def _iou_slot(self, evt: Event, t: ThreadInfo) -> None:
+        """An io_uring operation on a fixed-file slot (``evt.arg.slot``; the decoder set ``fd``
+        to -1): the slot's entry is an :class:`FdInfo` whose ``num`` is the slot index, kept out
+        of the fd table; ``FIXED_FD_INSTALL`` (reported as ``dup3``) copies it to the new fd."""
+        a = evt.args
+        slot = int(a["slot"])
+        slots = self._iou_slots(t, a.get("ring", 0))
+        ok = evt.res is None or evt.res >= 0
+        typ = evt.type
+        if typ in ("openat", "openat2"):
+            raw = a.get("name") or ""
+            path = self._resolve(raw, a.get("dirfd", AT_FDCWD), t)
+            flags = int(a.get("flags") or 0)
+            f = FdInfo(slot, "d" if flags & _DIR_MASK == F.O_DIRECTORY else "f", path, raw, flags)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "socket":
+            dom = a.get("domain", 0)
+            typ_ = int(a.get("type") or 0) & 0xF
+            tc = _SOCK_TYPECHAR.get(dom, "o")
+            l4 = ("icmp" if a.get("proto", 0) in (1, 58) else _L4.get(typ_, "")) if tc in "46" else ""
+            f = FdInfo(slot, tc, "", l4proto=l4)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "connect":
+            fam = a.get("family")
+            known = slots.get(slot)
+            if known is None:
+                known = slots[slot] = FdInfo(slot, _SOCK_TYPECHAR.get(fam, "o"), "",
+                                             l4proto="tcp" if fam in (F.AF_INET, F.AF_INET6)
+                                             else "")
+            f = known
+            evt.fdinfo = f
+            if not ok and evt.res != _EINPROGRESS:
+                return
+            if fam == F.AF_UNIX or f.typechar == "u":
+                self._rename(evt, f, a.get("path") or f.name)
+            else:
+                f.dip, f.dport = a.get("dip") or "", a.get("dport") or 0
+                self._rename(evt, f, f"{f.sip}:{f.sport}->{f.dip}:{f.dport}")
+            f.connected = True
+        elif typ in ("accept", "accept4"):
+            fam = a.get("family") or 0
+            tc = _SOCK_TYPECHAR.get(fam, "o")
+            cip, cport = a.get("sip") or "", a.get("sport") or 0
+            name = (a.get("path") or "") if tc == "u" else f"{cip}:{cport}->:0"
+            f = FdInfo(slot, tc, name,
+                       l4proto="tcp" if tc in "46" else "", sip=cip, sport=cport,
+                       is_server=True, connected=True)
+            if ok:
+                slots[slot] = f
+            evt.fdinfo = f
+        elif typ == "close":
+            evt.fdinfo = slots.pop(slot, None) if ok else slots.get(slot)
+        elif typ in ("dup", "dup2", "dup3"):
+            old = slots.get(slot)
+            res = evt.res
+            if res is None or res < 0:
+                evt.fdinfo = old
+                return
+            if old is None:                  # a slot filled by io_uring_register: unknown file
+                t.fds.pop(res, None)
+                evt.fdinfo = None
+                return
+            new = FdInfo(res, old.typechar, old.name, old.nameraw,
+                         (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
+                         old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
+                         old.connected, old.ino, old.dev)
+            if new.typechar in "46" and new.dip and not new.sip:
+                # the socket is an fd now: its local side from /proc (live), as for connect
+                sa = self._kernel_view(evt, res, _FAMILY[new.typechar], new.l4proto)
+                if sa is not None and sa.lport:
+                    new.sip, new.sport = sa.lip, sa.lport
+                    new.name = f"{new.sip}:{new.sport}->{new.dip}:{new.dport}"
+            evt.fdinfo = t.fds[res] = new
+
     # ------------------------------------------------------------------------------ ids, caps
     @staticmethod
     def _on_set_ids(real: str, effective: str) -> Handler:
@@ -532,6 +647,13 @@ class StateParser:
                 setattr(t, effective, e)
         return handler
 
+    def _on_prctl(self, evt: Event, t: ThreadInfo) -> None:
+        """``PR_SET_NAME`` renames the thread (task->comm). As in Falco, ``proc.name`` keeps the
+        name of the exec; the new one is kept for ``thread.comm`` (issue 19)."""
+        a = evt.args
+        if a.get("option") == PR_SET_NAME and (evt.res is None or evt.res >= 0):
+            t.extra[THREAD_COMM_KEY] = str(a.get("arg2_str") or "")
+
     def _on_capset(self, evt: Event, t: ThreadInfo) -> None:
         if evt.res is not None and evt.res < 0:
             return
@@ -546,6 +668,9 @@ class StateParser:
         if res is None or res < 0:
             return
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         dom = a.get("domain", 0)
         typ = int(a.get("type") or 0) & 0xF
         proto = a.get("proto", 0)
@@ -586,6 +711,9 @@ class StateParser:
         = our (client) side when known. Unknown local sides are filled from /proc when live and
         written back into the event, so a recording carries them to replay."""
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         fam = a.get("family")
         fd = a.get("fd")
         f = self._sock(t, fd, fam)
@@ -619,6 +747,9 @@ class StateParser:
         (server) side when known; else from /proc (live) or the listening socket's address."""
         res = evt.res
         a = evt.args
+        if "slot" in a:
+            self._iou_slot(evt, t)
+            return
         lst = t.fds.get(a.get("listenfd"))
         if res is None or res < 0:
             evt.fdinfo = lst

@@ -30,6 +30,7 @@ class FdInfo:
     connected: bool = False
     ino: int = 0
     dev: int = 0
+    resolved: str = ""             # the path the kernel opened (dentry walk), "" when unknown
 
 
 @dataclass(slots=True)

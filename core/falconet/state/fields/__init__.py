@@ -19,6 +19,7 @@ from typing import Any
 
 from falconet.fields.registry import ArgKind, FieldDef
 from falconet.state.dns import DomainResolver
+from falconet.state.fields.evasion import evasion_fields
 from falconet.state.fields.evt import ArgRenderer, evt_fields
 from falconet.state.fields.fd import fd_fields
 from falconet.state.fields.proc import proc_fields
@@ -45,7 +46,7 @@ def core_field_defs(tables: StateTables | None = None, users: Any = None,
         dns = DomainResolver(autostart=False)
     r = ArgRenderer(tables)
     return [*evt_fields(r, hostname), *proc_fields(tables, users), *user_fields(users),
-            *fd_fields(tables, dns)]
+            *fd_fields(tables, dns), *evasion_fields(tables)]
 
 
 def markdown_table(defs: Iterable[FieldDef]) -> str:

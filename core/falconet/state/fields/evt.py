@@ -31,7 +31,7 @@ _NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signal
                            "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
                            "cpu_hotplug", "page_fault", "asyncevent", "security"})
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
-_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype", "fdpath"})
+_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype", "fdpath", "ring"})
 
 
 def _local_time_formatter(fmt: str) -> Callable[[int], str]:
@@ -307,4 +307,9 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
            "where the path was opened for writing", _is_open_write),
         _f("evt.is_open_exec", T.BOOL, "'true' for open/openat/openat2/open_by_handle_at or creat "
            "events where a file is created with execute permissions", _is_open_exec),
+        # Falconet (issue 19): operations submitted through io_uring are reported as the syscall
+        # event they stand for, with the argument via=io_uring (docs/evasion.md)
+        _f("evt.is_io_uring", T.BOOL, "'true' for events of operations submitted through "
+           "io_uring (e.g. IORING_OP_OPENAT reported as openat, evt.arg.via=io_uring) rather than "
+           "made by a system call.", lambda e: e.args.get("via") == "io_uring"),
     ]
