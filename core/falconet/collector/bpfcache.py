@@ -350,6 +350,17 @@ def load_entry(entry: Entry, request: dict[str, Any], tgid: int, tracefs: str) -
             if fn not in loaded:
                 loaded[fn] = _load_prog(entry, fn, _prog_type(kind), map_fds, tgid)
                 prog_fds.append(loaded[fn])
+        # tail-called programs of other prog arrays (the kernel path walk): raw tracepoint
+        # programs too, in place before anything that calls them is attached
+        for tname, idx, fn in request.get("tails", ()):
+            if fn not in loaded:
+                loaded[fn] = _load_prog(entry, fn, sc.BPF_PROG_TYPE_RAW_TRACEPOINT, map_fds,
+                                        tgid)
+                prog_fds.append(loaded[fn])
+            tfd = by_name.get(tname)
+            if tfd is None:
+                raise CacheError(f"no {tname} map in the entry")
+            sc.map_update_u32(tfd, idx, loaded[fn])
         if request["dispatch"]:
             table = by_name.get("exit_progs")
             if table is None:

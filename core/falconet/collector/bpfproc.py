@@ -230,7 +230,8 @@ def _compile_child(sock: socket.socket, req: dict[str, Any]) -> int:
         lib.bpf_table_fd_id.argtypes = [ct.c_void_p, ct.c_size_t]
         maps = {lib.bpf_table_name(b.module, i).decode(): lib.bpf_table_fd_id(b.module, i)
                 for i in range(lib.bpf_num_tables(b.module))}
-        fns = [fn for _nr, fn in req["dispatch"]] + [fn for _k, _tp, fn in req["attach"]]
+        fns = ([fn for _nr, fn in req["dispatch"]] + [fn for _k, _tp, fn in req["attach"]]
+               + [fn for _t, _i, fn in req.get("tails", ())])
         functions = {fn: b.dump_func(fn.encode()) for fn in dict.fromkeys(fns)}
         entry = bpfcache.make_entry(req["key"], functions, maps,
                                     lib.bpf_module_license(b.module).decode(),

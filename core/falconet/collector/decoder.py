@@ -310,15 +310,15 @@ def _resolved_openat(spec: program.Spec, boot: int) -> Decoder:
     tests compare it with the generic decoder of the same spec."""
     generic = _make_generic("openat", spec, boot, hot=False)
     del generic                      # built once only to validate the spec's string order
-    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8x8x").unpack_from
+    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8xI4x").unpack_from
     base = program.HDR_SIZE
 
     def decode_openat(view: memoryview, off: int) -> Event:
-        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode = unpack(view, off)
+        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode, ftype = unpack(view, off)
         p = off + base
         q = p + n
         return Event("syscall", "openat", ts + boot, tid, pid,
-                     {"dirfd": dirfd, "flags": flags, "mode": mode, "fd": res,
+                     {"dirfd": dirfd, "flags": flags, "mode": mode, "ftype": ftype, "fd": res,
                       "name": str(view[p: q - 1], "utf-8", "surrogateescape") if n > 1 else "",
                       "resolved": str(view[q: q + n1 - 1], "utf-8", "surrogateescape")
                       if n1 > 1 else "", "cgroup_id": cg}, res)
