@@ -339,8 +339,8 @@ class FdTracker:
         """``None`` = ``evt`` reaches userspace; else the reason the kernel drops it (and the
         drop is counted in :attr:`filtered`). Updates the tracked fds either way."""
         t = evt.type
-        if evt.source != "syscall":
-            return None
+        if evt.source != "syscall" or evt.args.get("via") == "io_uring":
+            return None         # io_uring events never pass the kernel filter's handlers
         res = evt.res
         if t in OPEN_TYPES:
             tf = self.plan.types.get(t)

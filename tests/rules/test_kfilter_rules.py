@@ -79,18 +79,19 @@ def test_kernel_filter_off_in_the_configuration(stable: App) -> None:
 
 
 def test_default_rules(tmp_path) -> None:
-    """The default rules: reads of credential files (names, directories, globs and
-    endswith suffixes) and writes below /etc, binary and log directories and the shell
-    histories pass; other reads and writes, failed opens and O_PATH drop. Setuid or Setgid
-    Bit Set shows fd.name of an fchmod fd in its output only: the state reads an unknown fd
-    back from /proc, so it does not turn the filter off."""
+    """The default rules: "Sensitive File Read by Untrusted Program" also matches the path the
+    kernel resolved (fd.resolved_name: a symlink, a bind mount, /proc/self/root), which the
+    filter cannot see before it decides, so successful reads pass on any path; writes pass
+    below /etc, the binary and log directories and for the shell histories; other writes,
+    failed opens and O_PATH drop. Setuid or Setgid Bit Set shows fd.name of an fchmod fd in its
+    output only: the state reads an unknown fd back from /proc, so it does not turn the filter
+    off; the io_uring rule matches no open of the syscall path."""
     rules = str(REPO / "rules")
     plan = engine(NO_LEARNING, [rules]).kernel_filter_plan()
     tf = plan.types["openat"]
-    assert open_passes(tf, "/etc/shadow", 0, 3, False) is None
-    assert open_passes(tf, "/srv/app/.git-credentials", 0, 3, False) is None     # endswith
+    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) is None                  # a read
     assert open_passes(tf, "/home/u/.bash_history", 0o1001, 3, False) is None    # O_TRUNC
-    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) == "path"
+    assert open_passes(tf, "/etc/passwd", 0o1, 3, False) is None
     assert open_passes(tf, "/tmp/x", 0o1, 3, False) == "path"
     assert open_passes(tf, "/usr/lib/x.so", 0, -2, False) == "failed"
     assert open_passes(tf, "/usr/lib/x.so", 0o10000000, 3, False) == "flags"

@@ -372,6 +372,10 @@ def _atom(node: Unary | Binary) -> tuple[_C, ...]:
         if _bool_true(base, values) is False:
             return (_C(_ALL, None, False, False, True),)
         return _TRUE
+    if name == "evt.is_io_uring" and _bool_true(base, values) is True:
+        # only io_uring events (emitted by the io_uring programs, which the filter never
+        # sees): no open of the syscall path the kernel filter decides on can match
+        return _FALSE
     if name in ("evt.is_open_read", "evt.is_open_write"):
         if _bool_true(base, values) is True:
             read = name == "evt.is_open_read"
