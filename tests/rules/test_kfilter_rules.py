@@ -55,8 +55,7 @@ def test_stable_rules_filter_opens(stable: App) -> None:
 def test_the_learning_plugin_keeps_opens_whole_only_when_it_learns_files() -> None:
     need(FALCO_RULES.exists(), f"{FALCO_RULES} is missing")
     app = engine([], [str(FALCO_RULES)])
-    if "learning" not in app.host.info:
-        pytest.skip("falconet-learning is not installed")
+    need("learning" in app.host.info, "falconet-learning is not installed")
     # by default the plugin learns no file access: its rules (connect/listen with socket
     # checks) leave opens to the filter
     assert "openat" in app.kernel_filter_plan().types
