@@ -17,7 +17,7 @@ import platform
 from dataclasses import dataclass
 
 # commands (include/uapi/linux/bpf.h)
-BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD = 0, 2, 5
+BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_PROG_LOAD = 0, 2, 3, 5
 BPF_OBJ_GET_INFO_BY_FD, BPF_RAW_TRACEPOINT_OPEN = 15, 17
 # program types
 BPF_PROG_TYPE_TRACEPOINT, BPF_PROG_TYPE_RAW_TRACEPOINT = 5, 17
@@ -185,6 +185,22 @@ def _prog_load_retrying(attr: _ProgLoadAttr, attempts: int = 5) -> int:
 def map_update_u32(fd: int, key: int, value: int) -> None:
     k, v = ctypes.c_uint32(key), ctypes.c_uint32(value)
     _sys_bpf(BPF_MAP_UPDATE_ELEM, _ElemAttr(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+
+
+def map_update(fd: int, key: bytes, value: bytes) -> None:
+    """``BPF_MAP_UPDATE_ELEM`` (BPF_ANY) of one entry given as bytes. Raises ``OSError``."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    _sys_bpf(BPF_MAP_UPDATE_ELEM, _ElemAttr(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+
+
+def map_delete(fd: int, key: bytes) -> None:
+    """``BPF_MAP_DELETE_ELEM``; a missing key is not an error."""
+    k = ctypes.create_string_buffer(key, len(key))
+    try:
+        _sys_bpf(BPF_MAP_DELETE_ELEM, _ElemAttr(fd, 0, ctypes.addressof(k), 0, 0))
+    except FileNotFoundError:           # ENOENT
+        pass
 
 
 def raw_tracepoint_open(tp: str, prog_fd: int) -> int:

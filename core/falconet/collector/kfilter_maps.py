@@ -19,22 +19,15 @@ Order matters for soundness while the program already runs: the trie is filled b
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import platform
 import struct
 from dataclasses import dataclass, field
 
-from falconet.collector.bpfsys import possible_cpus
+from falconet.collector.bpfsys import PerCpuU64Array
+from falconet.collector.bpfsyscall import map_delete, map_update
 from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, FilterPlan
 
 log = logging.getLogger("falconet.collector")
-
-BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 1, 2, 3
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 #: must match bpf/falconet.bpf.c
 TRIE_KEY_LEN = 256
@@ -48,32 +41,6 @@ _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 assert KEY_LEN < TRIE_KEY_LEN
-
-
-class _Attr(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
-                ("key", ctypes.c_uint64), ("value", ctypes.c_uint64),
-                ("flags", ctypes.c_uint64)]
-
-
-def map_update(fd: int, key: bytes, value: bytes) -> None:
-    """``bpf(BPF_MAP_UPDATE_ELEM)`` of one entry (BPF_ANY). Raises ``OSError``."""
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value, len(value))
-    attr = _Attr(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0)
-    if _libc.syscall(_NR_BPF, BPF_MAP_UPDATE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bpf map update failed: {os.strerror(err)}")
-
-
-def map_delete(fd: int, key: bytes) -> None:
-    """``bpf(BPF_MAP_DELETE_ELEM)``; a missing key is not an error."""
-    k = ctypes.create_string_buffer(key, len(key))
-    attr = _Attr(fd, 0, ctypes.addressof(k), 0, 0)
-    if _libc.syscall(_NR_BPF, BPF_MAP_DELETE_ELEM, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
-        err = ctypes.get_errno()
-        if err != 2:                    # ENOENT
-            raise OSError(err, f"bpf map delete failed: {os.strerror(err)}")
 
 
 @dataclass
@@ -204,15 +171,12 @@ def unload(t: KernelTables, fds: dict[str, int]) -> None:
 
 
 class FilterCounters:
-    """Reads ``kf_counts`` (per-CPU u64, index id * 4 + reason) for the filtered ids only."""
+    """Reads ``kf_counts`` (per-CPU u64, index id * len(REASONS) + reason) for the filtered ids
+    only."""
 
     def __init__(self, map_fd: int, ids: dict[str, int]) -> None:
-        self.fd = map_fd
         self.ids = dict(ids)
-        self.ncpu = possible_cpus()
-        self._vals = (ctypes.c_uint64 * self.ncpu)()
-        self._key = ctypes.c_uint32(0)
-        self._attr = _Attr(map_fd, 0, ctypes.addressof(self._key), ctypes.addressof(self._vals), 0)
+        self._counts = PerCpuU64Array(map_fd, MAX_IDS * len(REASONS))
 
     def read(self) -> dict[tuple[str, str], int]:
         """``{(event type, reason): events filtered since start}``."""
@@ -221,11 +185,10 @@ class FilterCounters:
             for r, reason in enumerate(REASONS):
                 if not reason:
                     continue
-                self._key.value = eid * len(REASONS) + r
-                if _libc.syscall(_NR_BPF, BPF_MAP_LOOKUP_ELEM, ctypes.byref(self._attr),
-                                 ctypes.sizeof(self._attr)) < 0:
+                try:
+                    n = self._counts.sum(eid * len(REASONS) + r)
+                except OSError:
                     continue
-                n = sum(self._vals)
                 if n:
                     out[(etype, reason)] = n
         return out
