@@ -238,9 +238,10 @@ def test_gzip_capture_replays_the_same_on_two_workers(tmp_path: Path) -> None:
 
 def test_per_worker_metrics_are_served(tmp_path: Path) -> None:
     import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    from conftest import free_port, stop_process, wait_for  # noqa: PLC0415
+    from conftest import free_port, stop_process  # noqa: PLC0415
     cap = str(tmp_path / "c.fcap")
     _inherited_socket_capture(cap, *_fork_pair(2, same=False))
     rc, app1, one = replay(cap, DEFAULT_RULES, 1, str(tmp_path))
@@ -250,17 +251,22 @@ def test_per_worker_metrics_are_served(tmp_path: Path) -> None:
                           "--linger", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
 
-    def scrape() -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                body = r.read().decode()
-        except OSError:
-            return None
-        return body if 'falconet_worker_alerts{worker="1"}' in body and \
-            "falconet_events_total" in body else None
+    # the counts are final once the replay says its source is done (the linger's first line)
+    done = threading.Event()
+    err: list[str] = []
+
+    def read_stderr() -> None:
+        assert p.stderr is not None
+        for line in p.stderr:
+            err.append(line)
+            if "the source is done" in line:
+                done.set()
+    threading.Thread(target=read_stderr, daemon=True).start()
     try:
-        body = wait_for(scrape, timeout=60, step=0.1)
-        assert body, "no per-worker series"
+        assert done.wait(60), f"the replay never finished: {''.join(err)[-2000:]}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        assert 'falconet_worker_alerts{worker="1"}' in body, "no per-worker series"
         series = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
                   if line.startswith("falconet_worker_")}
         events = sum(v for k, v in series.items() if k.startswith("falconet_worker_events"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ def shutdown(app: App, pipeline: Pipeline, src: Any, linger: float) -> None:
     pipeline.close()
     app.host.hook.falconet_stop(engine=app.ctx)      # failures logged, plugins kept
     if linger > 0 and app.metrics_server is not None:
+        # the line a scraper (or a test) waits for: every count served from here on is final
+        print(f"falconet: the source is done; serving final metrics for {linger:g} s "
+              "(a stop signal ends it)", file=sys.stderr, flush=True)
         deadline = time.monotonic() + linger
         while time.monotonic() < deadline and not pipeline.stopping:
             time.sleep(0.05)
