@@ -49,10 +49,11 @@ class Field:
 
 @dataclass(slots=True)
 class Transform:
-    """``tolower(x)``: ``child`` is a Field or another Transform."""
+    """``tolower(x)``: ``child`` is a Field, another Transform or a MultiTransform
+    (``tolower(concat(a, b))``)."""
 
     name: str
-    child: Field | Transform
+    child: Operand
 
 
 @dataclass(slots=True)

@@ -81,6 +81,7 @@ class _Gen:
             return None
         left = self.cc.operand(node.left)
         self.cc.fields.pop()          # operand() recorded it; compile() below records it again
+        assert left.field is not None      # a field's operand always has it
         if left.multi or left.is_list or left.type in _NO_INLINE_TYPES:
             return None
         if left.field.fdef.compile_check is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from falconet.fields.registry import FieldRegistry, UnknownFieldError
 from falconet.priorities import Priority
@@ -131,7 +131,8 @@ class Collector:
              item: tuple[str, str] | None = None) -> None:
         self._msg("warning", code, message, loc, item)
 
-    def fail(self, message: str, loc: Location | None, code: str = E.LOAD_ERR_YAML_VALIDATE) -> None:
+    def fail(self, message: str, loc: Location | None,
+             code: str = E.LOAD_ERR_YAML_VALIDATE) -> NoReturn:
         self.error(message, loc, code)
         raise _Stop
 

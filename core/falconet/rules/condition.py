@@ -275,7 +275,7 @@ class _Operand:
     __slots__ = ("get", "type", "is_list", "multi", "field", "transformed")
 
     def __init__(self, get: Getter, type: FieldType, is_list: bool, multi: bool,
-                 field: ResolvedField, transformed: bool) -> None:
+                 field: ResolvedField | None, transformed: bool) -> None:
         self.get = get
         self.type = type
         self.is_list = is_list
@@ -310,6 +310,7 @@ class ConditionCompiler:
             return _Operand(rf.extract, rf.type, rf.fdef.is_list, rf.multi, rf, False)
         if isinstance(node, Val):
             op = self.operand(node.field)
+            assert op.field is not None         # a field's operand always has it
             if op.field.fdef.no_transformer or op.multi:
                 raise FilterCompileError(f"filter error: field '{op.field.token}' does not "
                                          "support val()")
@@ -405,6 +406,7 @@ class ConditionCompiler:
         selector = node.arg
         ga, go = args[0].get, args[1].get
         const = node.args[1].text if isinstance(node.args[1], Value) else None
+        getter: Getter
         if const is not None:          # a literal optstring is decoded once, at load time
             opts = multivalue.OptString(const)
 
@@ -412,12 +414,13 @@ class ConditionCompiler:
                            _sel: str | None = selector) -> Any:
                 argv = _a(evt)
                 return None if argv is None else multivalue.getopt(argv, _o, _sel)
+            getter = get_getopt
         else:
             decode = functools.lru_cache(maxsize=64)(multivalue.OptString)
 
-            def get_getopt(evt: Any, _a: Getter = ga, _g: Getter = go,
-                           _d: Callable[[str], multivalue.OptString] = decode,
-                           _sel: str | None = selector) -> Any:
+            def get_getopt_decoded(evt: Any, _a: Getter = ga, _g: Getter = go,
+                                   _d: Callable[[str], multivalue.OptString] = decode,
+                                   _sel: str | None = selector) -> Any:
                 optstring = _g(evt)
                 if optstring is None:
                     return None
@@ -425,14 +428,18 @@ class ConditionCompiler:
                 if argv is None:
                     return None
                 return multivalue.getopt(argv, _d(multivalue.as_text(optstring)), _sel)
-        return _Operand(get_getopt, FieldType.STRING, selector is None, False, None, True)
+            getter = get_getopt_decoded
+        return _Operand(getter, FieldType.STRING, selector is None, False, None, True)
 
     def mv_argument(self, node: Any, transformer: str) -> _Operand:
         """One argument of a multivalue transformer: a constant (quoted string or number, a
         string for libsinsp), a ``(...)`` list (a list of strings), a field or a transformer."""
         if isinstance(node, Value):
             text = node.text
-            return _Operand(lambda evt, _t=text: _t, FieldType.STRING, False, False, None, True)
+
+            def get_text(evt: Any, _t: str = text) -> str:
+                return _t
+            return _Operand(get_text, FieldType.STRING, False, False, None, True)
         if isinstance(node, TransformList):
             items = [self.mv_argument(i, transformer) for i in node.items]
             if any(i.is_list for i in items):
@@ -457,13 +464,19 @@ class ConditionCompiler:
             return _or([self.compile(c) for c in node.children])
         if isinstance(node, Not):
             inner = self.compile(node.child)
-            return lambda evt, _c=inner: not _c(evt)
+
+            def negate(evt: Any, _c: Check = inner) -> bool:
+                return not _c(evt)
+            return negate
         if isinstance(node, Ident):
             raise FilterCompileError(f"filter error: unexpected identifier '{node.name}'")
         if isinstance(node, Unary):
             left = self.operand(node.left)
             g = left.get
-            return lambda evt, _g=g: _g(evt) is not None
+
+            def exists(evt: Any, _g: Getter = g) -> bool:
+                return _g(evt) is not None
+            return exists
         if isinstance(node, Binary):
             return self.binary(node)
         raise FilterCompileError(f"filter error: unexpected node {type(node).__name__}")
@@ -502,7 +515,10 @@ class ConditionCompiler:
                 left.type not in (FieldType.IPADDR, FieldType.IPNET):
             c = self.converter(left.type)(values[0])   # fast path: None never equals a constant
             g = left.get
-            return lambda evt, _g=g, _c=c: _g(evt) == _c
+
+            def equals(evt: Any, _g: Getter = g, _c: Any = c) -> bool:
+                return _g(evt) == _c
+            return equals
         if modifier:
             preds = [self.value_pred(base, [v], left) for v in values]
             pred = _modifier_pred(modifier, preds)
@@ -549,12 +565,19 @@ class ConditionCompiler:
         if op in ("bcontains", "bstartswith"):
             c = parse_hex(values[0])
             if op == "bcontains":
-                return lambda v, _c=c: _c in _as_bytes(v)
-            return lambda v, _c=c: _as_bytes(v).startswith(_c)
+                def bcontains(v: Any, _c: bytes = c) -> bool:
+                    return _c in _as_bytes(v)
+                return bcontains
+
+            def bstartswith(v: Any, _c: bytes = c) -> bool:
+                return _as_bytes(v).startswith(_c)
+            return bstartswith
         if t in (FieldType.IPADDR, FieldType.IPNET):
             ips = _IpSet(values)
             if op == "!=":
-                return lambda v, _s=ips: v not in _s
+                def not_in(v: Any, _s: _IpSet = ips) -> bool:
+                    return v not in _s
+                return not_in
             return ips.__contains__
         conv = self.converter(t)
         if op in ("in", "intersects"):
@@ -564,29 +587,53 @@ class ConditionCompiler:
             return PathTrie([str(v) for v in values]).match
         c = conv(values[0])
         if op in ("=", "=="):
-            return lambda v, _c=c: v == _c
+            def eq(v: Any, _c: Any = c) -> bool:
+                return v == _c
+            return eq
         if op == "!=":
-            return lambda v, _c=c: v != _c
+            def ne(v: Any, _c: Any = c) -> bool:
+                return v != _c
+            return ne
         if op == "<":
-            return lambda v, _c=c: v < _c
+            def lt(v: Any, _c: Any = c) -> bool:
+                return v < _c
+            return lt
         if op == "<=":
-            return lambda v, _c=c: v <= _c
+            def le(v: Any, _c: Any = c) -> bool:
+                return v <= _c
+            return le
         if op == ">":
-            return lambda v, _c=c: v > _c
+            def gt(v: Any, _c: Any = c) -> bool:
+                return v > _c
+            return gt
         if op == ">=":
-            return lambda v, _c=c: v >= _c
+            def ge(v: Any, _c: Any = c) -> bool:
+                return v >= _c
+            return ge
         if op == "contains":
-            return lambda v, _c=c: _c in v
+            def contains(v: Any, _c: Any = c) -> bool:
+                return _c in v
+            return contains
         if op == "icontains":
             lc = str(c).lower()
-            return lambda v, _c=lc: _c in v.lower()
+
+            def icontains(v: Any, _c: str = lc) -> bool:
+                return _c in v.lower()
+            return icontains
         if op == "startswith":
-            return lambda v, _c=c: v.startswith(_c)
+            def startswith(v: Any, _c: Any = c) -> bool:
+                return v.startswith(_c)
+            return startswith
         if op == "endswith":
-            return lambda v, _c=c: v.endswith(_c)
+            def endswith(v: Any, _c: Any = c) -> bool:
+                return v.endswith(_c)
+            return endswith
         if op in ("glob", "iglob"):
             rx = glob_regex(str(c), ignore_case=op == "iglob")
-            return lambda v, _m=rx.match: _m(v) is not None
+
+            def glob(v: Any, _m: Callable[[str], object] = rx.match) -> bool:
+                return _m(v) is not None
+            return glob
         if op == "regex":
             matcher = compile_regex(str(c))       # RE2, POSIX syntax, full match (as libsinsp)
             if re.fullmatch(r"[\w/ .-]*", str(c)):
@@ -598,7 +645,9 @@ class ConditionCompiler:
     @staticmethod
     def converter(t: FieldType) -> Callable[[str], Any]:
         if t.is_numeric:
-            return lambda s, _t=t: parse_number(s, _t)
+            def number(s: str, _t: FieldType = t) -> int | float:
+                return parse_number(s, _t)
+            return number
         if t is FieldType.BOOL:
             return parse_bool
         if t is FieldType.BYTEBUF:
@@ -633,10 +682,13 @@ class ConditionCompiler:
                 vals = _g(evt)
                 return bool(vals) and any(_p(v) for v in vals)
             return any_in
-        if op in ("in", "intersects") and isinstance(getattr(pred, "__self__", None), frozenset):
-            s = pred.__self__          # a missing value (None) is never in a set of constants
-            if None not in s:
-                return lambda evt, _g=g, _s=s: _g(evt) in _s
+        owner = getattr(pred, "__self__", None)
+        if op in ("in", "intersects") and isinstance(owner, frozenset):
+            s: frozenset[Any] = owner
+            if None not in s:          # a missing value (None) is never in a set of constants
+                def in_set(evt: Any, _g: Getter = g, _s: frozenset[Any] = s) -> bool:
+                    return _g(evt) in _s
+                return in_set
 
         def check(evt: Any, _g: Getter = g, _p: Callable[[Any], bool] = pred) -> bool:
             v = _g(evt)
@@ -648,10 +700,10 @@ class ConditionCompiler:
         if left.multi or right.multi or left.is_list or right.is_list or " " in op:
             raise FilterCompileError(f"filter error: '{op}' with val() or a transformer is not "
                                      "supported on this field")
-        fn = _FIELD_OPS.get(base)
-        if fn is None:
+        if base not in _FIELD_OPS:
             raise FilterCompileError(f"filter error: operator '{base}' is not supported with "
                                      "val() or a transformer on the right-hand side")
+        fn = _FIELD_OPS[base]
         gl, gr = left.get, right.get
 
         def check(evt: Any, _l: Getter = gl, _r: Getter = gr,
@@ -674,13 +726,21 @@ def _as_bytes(v: Any) -> bytes:
 
 def _modifier_pred(modifier: str, preds: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
     if modifier == "anyof":
-        return lambda v, _ps=preds: any(p(v) for p in _ps)
+        def anyof(v: Any, _ps: list[Callable[[Any], bool]] = preds) -> bool:
+            return any(p(v) for p in _ps)
+        return anyof
     if modifier == "allof":
         if not preds:
             # libsinsp: `allof ()` is false (no element to satisfy), not vacuously true
             return lambda v: False
-        return lambda v, _ps=preds: all(p(v) for p in _ps)
-    return lambda v, _ps=preds: sum(1 for p in _ps if p(v)) == 1
+
+        def allof(v: Any, _ps: list[Callable[[Any], bool]] = preds) -> bool:
+            return all(p(v) for p in _ps)
+        return allof
+
+    def oneof(v: Any, _ps: list[Callable[[Any], bool]] = preds) -> bool:
+        return sum(1 for p in _ps if p(v)) == 1
+    return oneof
 
 
 _FIELD_OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -712,10 +772,16 @@ def _and(checks: list[Check]) -> Check:
         return checks[0]
     if len(checks) == 2:
         a, b = checks
-        return lambda evt, _a=a, _b=b: _a(evt) and _b(evt)
+
+        def both(evt: Any, _a: Check = a, _b: Check = b) -> bool:
+            return _a(evt) and _b(evt)
+        return both
     if len(checks) == 3:
         a, b, c = checks
-        return lambda evt, _a=a, _b=b, _c=c: _a(evt) and _b(evt) and _c(evt)
+
+        def all3(evt: Any, _a: Check = a, _b: Check = b, _c: Check = c) -> bool:
+            return _a(evt) and _b(evt) and _c(evt)
+        return all3
     cs = tuple(checks)
 
     def all_of(evt: Any, _cs: tuple[Check, ...] = cs) -> bool:
@@ -731,10 +797,16 @@ def _or(checks: list[Check]) -> Check:
         return checks[0]
     if len(checks) == 2:
         a, b = checks
-        return lambda evt, _a=a, _b=b: _a(evt) or _b(evt)
+
+        def either(evt: Any, _a: Check = a, _b: Check = b) -> bool:
+            return _a(evt) or _b(evt)
+        return either
     if len(checks) == 3:
         a, b, c = checks
-        return lambda evt, _a=a, _b=b, _c=c: _a(evt) or _b(evt) or _c(evt)
+
+        def any3(evt: Any, _a: Check = a, _b: Check = b, _c: Check = c) -> bool:
+            return _a(evt) or _b(evt) or _c(evt)
+        return any3
     cs = tuple(checks)
 
     def any_of(evt: Any, _cs: tuple[Check, ...] = cs) -> bool:

@@ -18,17 +18,22 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from typing import Literal, overload
 
 from falconet.rules.ast import (
     And,
     Binary,
+    Expr,
     Field,
     Ident,
     ListValue,
+    MultiArg,
     MultiTransform,
     Node,
     Not,
+    Operand,
     Or,
+    RightHand,
     Transform,
     TransformList,
     Unary,
@@ -111,7 +116,7 @@ class _Parser:
             raise self.error(f"exceeded max depth limit of {MAX_DEPTH}")
 
     # -- grammar
-    def parse(self) -> object:
+    def parse(self) -> Expr:
         if not self.text.strip(_BLANKS):
             raise self.error("filter input string is empty", 0)
         node = self.parse_or()
@@ -120,7 +125,7 @@ class _Parser:
             raise self.error(f"unexpected token after '{self.last_token}', expecting 'or', 'and'")
         return node
 
-    def embedded(self) -> object:
+    def embedded(self) -> Expr:
         """After an opening '(': an expression and its closing ')'."""
         node = self.parse_or()
         self.blank()
@@ -128,13 +133,13 @@ class _Parser:
             raise self.error("expected a ')' token")
         return node
 
-    def parse_or(self) -> object:
+    def parse_or(self) -> Expr:
         return self._chain("or", self.parse_and, Or)
 
-    def parse_and(self) -> object:
+    def parse_and(self) -> Expr:
         return self._chain("and", self.parse_not, And)
 
-    def _chain(self, keyword: str, operand: Callable[[], object], node: type) -> object:
+    def _chain(self, keyword: str, operand: Callable[[], Expr], node: type[And | Or]) -> Expr:
         """``operand (keyword operand)*``: the operator needs a blank or a ``(`` after it."""
         self.push()
         children = [operand()]
@@ -158,7 +163,7 @@ class _Parser:
         """``and``/``or`` as a keyword: the word is recognised by prefix, as libsinsp does."""
         return self.lit(kw)
 
-    def parse_not(self) -> object:
+    def parse_not(self) -> Expr:
         self.push()
         negate = False
         self.blank()
@@ -178,7 +183,7 @@ class _Parser:
         self.depth -= 1
         return Not(child) if negate else child
 
-    def parse_check(self) -> object:
+    def parse_check(self) -> Expr:
         self.blank()
         start = self.pos
         if self.lit("("):
@@ -191,7 +196,12 @@ class _Parser:
             return Ident(name, start)
         raise self.error("expected a '(' token, a field check, or an identifier")
 
-    def _transformer_or_field(self, allow_val: bool) -> object | None:
+    @overload
+    def _transformer_or_field(self, allow_val: Literal[False]) -> Operand | None: ...
+    @overload
+    def _transformer_or_field(self, allow_val: bool) -> Operand | Val | None: ...
+
+    def _transformer_or_field(self, allow_val: bool) -> Operand | Val | None:
         """A field, ``transformer(...)`` or (right side only) ``val(field)``, or None."""
         start = self.pos
         m = _IDENT_RE.match(self.text, self.pos)
@@ -229,7 +239,7 @@ class _Parser:
     def _multi_transformer(self, name: str, start: int) -> MultiTransform:
         """After ``join(``: comma-separated arguments, ``)``, an optional ``[arg]``
         (libsinsp ``parse_field_or_transformer_remainder``)."""
-        args: list = []
+        args: list[MultiArg] = []
         while True:
             self.blank()
             args.append(self._multi_arg())
@@ -245,7 +255,7 @@ class _Parser:
             self.last_token = "]"
         return MultiTransform(name, args, arg, start)
 
-    def _multi_arg(self) -> object:
+    def _multi_arg(self) -> MultiArg:
         """FieldTransformerArg ::= NumValue | QuotedStr | TransformerList | FieldTransformer |
         Field (in libsinsp's order)."""
         num = self._number()
@@ -268,7 +278,7 @@ class _Parser:
         if self.lit(")"):
             return TransformList(items)
         while True:
-            node = self._nested_transformer_or_field()
+            node: MultiArg | None = self._nested_transformer_or_field()
             if node is None:
                 if self.peek('"') or self.peek("'"):
                     node = Value(self._quoted())
@@ -286,7 +296,7 @@ class _Parser:
                 raise self.error("expected ')'")
             self.blank()
 
-    def _nested_transformer_or_field(self) -> object | None:
+    def _nested_transformer_or_field(self) -> Operand | None:
         self.push()
         try:
             return self._transformer_or_field(allow_val=False)
@@ -323,7 +333,7 @@ class _Parser:
             raise self.error("expected a ']' token")
         return arg
 
-    def parse_condition(self, left: object, start: int) -> object:
+    def parse_condition(self, left: Operand, start: int) -> Unary | Binary:
         self.blank()
         op_pos = self.pos
         # libsinsp lexes the unary operator as a plain prefix (lex_helper_str_list): no word
@@ -394,15 +404,17 @@ class _Parser:
         m = _IDENT_RE.match(self.text, self.pos)
         return m is not None and m.group(0) not in ("and", "or")
 
-    def _transformer_or_field_rhs(self) -> object | None:
+    def _transformer_or_field_rhs(self) -> RightHand | None:
         m = _IDENT_RE.match(self.text, self.pos)
         if m is not None and self.text.startswith("(", m.end()) and \
                 (m.group(0) in TRANSFORMERS or m.group(0) in MULTI_TRANSFORMERS or
                  m.group(0) == "val"):
-            return self._transformer_or_field(allow_val=True)
+            node = self._transformer_or_field(allow_val=True)
+            assert not isinstance(node, Field)      # the name is a transformer or val()
+            return node
         return None
 
-    def _list_rhs(self) -> object:
+    def _list_rhs(self) -> RightHand:
         if self.lit("("):
             values: list[str] = []
             self.blank()

@@ -11,7 +11,7 @@ levels, :data:`~falconet.rules.limits.MAX_YAML_NODES` nodes): deep or huge docum
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -58,7 +58,9 @@ class _Constructor(SafeConstructor):
     ``"="``, as yaml-cpp does: exception ``comps: [=, =]`` must work."""
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:value", SafeConstructor.construct_yaml_str)
+# typeshed types a constructor's first argument as a Loader; this one is used on its own
+_Constructor.add_constructor("tag:yaml.org,2002:value",
+                             SafeConstructor.construct_yaml_str)  # type: ignore[type-var]
 
 
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
@@ -70,6 +72,9 @@ class _BoundedComposer(Composer):
 
     _depth = 0
     _nodes = 0
+
+    if TYPE_CHECKING:       # from the parser it is mixed with (_PyLoader, _CLoader)
+        def peek_event(self) -> Any: ...
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -91,7 +96,7 @@ class _PyLoader(_BoundedComposer, yaml.SafeLoader):
 
 
 if CParser is not None:
-    class _CLoader(_BoundedComposer, Resolver, CParser):  # type: ignore[valid-type,misc]
+    class _CLoader(_BoundedComposer, Resolver, CParser):
         """libyaml's events, PyYAML's (bounded) composer and resolver."""
 
         def __init__(self, stream: str) -> None:
@@ -173,7 +178,7 @@ class _Builder:
             self._sized(node, node.value)
             return s
         value = self.ctor.construct_object(node, deep=True)
-        if isinstance(value, str):
+        if isinstance(value, str) and isinstance(node, yaml.ScalarNode):
             ys = YStr(value)
             ys.loc = _loc(self.file, node.start_mark)
             ys.style = node.style or None      # libyaml says '' for plain, PyYAML None
