@@ -112,8 +112,8 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
         elif src in ("dst", "peer", "local"):
             addr_role = src
         else:
-            conv, _, idx = src.partition(":")
-            nums.append((int(idx), key, conv))
+            conv, _, word = src.partition(":")
+            nums.append((int(word), key, conv))
     words = ["8x"] * 6
     for idx, _key, conv in nums:
         words[idx] = _WORD_FMT[conv]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.bpfsyscall import map_delete, map_update
-from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, FilterPlan
+from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, Clause, FilterPlan
 
 log = logging.getLogger("falconet.collector")
 
@@ -55,10 +55,10 @@ class KernelTables:
     skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
 
 
-def _class_ok(c: object, cls: int) -> bool:
-    rd, wr, ok = cls & 1, cls >> 1 & 1, cls >> 2 & 1
-    return ((not c.need_read or rd) and (not c.need_write or wr)       # type: ignore[attr-defined]
-            and (not c.need_success or ok))                            # type: ignore[attr-defined]
+def _class_ok(c: Clause, cls: int) -> bool:
+    rd, wr, ok = bool(cls & 1), bool(cls >> 1 & 1), bool(cls >> 2 & 1)
+    return ((not c.need_read or rd) and (not c.need_write or wr)
+            and (not c.need_success or ok))
 
 
 def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) -> KernelTables:

@@ -419,7 +419,7 @@ class EbpfSource:
     # ------------------------------------------------------------------ drops
     def read_counters(self) -> KernelStats:
         """Sum the per-CPU kernel counters."""
-        if self.bpf is None:
+        if self.bpf is None or self.counters is None:
             return self.stats
         vals = self.counters.sums()
         s = KernelStats(events=vals[program.C_EVENTS],
