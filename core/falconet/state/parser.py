@@ -486,7 +486,8 @@ class StateParser:
             self._iou_slot(evt, t)
             return
         res = evt.res
-        old = t.fds.get(a.get("oldfd", a.get("fd")))
+        oldfd = a.get("oldfd", a.get("fd"))
+        old = t.fds.get(oldfd) if oldfd is not None else None
         if res is None or res < 0:
             evt.fdinfo = old
             return
@@ -501,7 +502,8 @@ class StateParser:
 
     def _on_fcntl(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
-        old = t.fds.get(a.get("fd"))
+        fd = a.get("fd")
+        old = t.fds.get(fd) if fd is not None else None
         evt.fdinfo = old
         cmd = a.get("cmd")
         res = evt.res
@@ -515,7 +517,9 @@ class StateParser:
             return
         fd = evt.args.get("fd")
         res = evt.res
-        if res is None or res >= 0:
+        if fd is None:
+            evt.fdinfo = None
+        elif res is None or res >= 0:
             evt.fdinfo = t.fds.pop(fd, None)
         else:
             evt.fdinfo = t.fds.get(fd)
@@ -529,7 +533,8 @@ class StateParser:
             m.cwd = t.cwd = self._resolve(path, AT_FDCWD, t)
 
     def _on_fchdir(self, evt: Event, t: ThreadInfo) -> None:
-        f = t.fds.get(evt.args.get("fd"))
+        fd = evt.args.get("fd")
+        f = t.fds.get(fd) if fd is not None else None
         evt.fdinfo = f
         if f is not None and (evt.res is None or evt.res >= 0):
             m = self.tables.main(t)
@@ -576,7 +581,7 @@ class StateParser:
                 slots[slot] = f
             evt.fdinfo = f
         elif typ == "connect":
-            fam = a.get("family")
+            fam = a.get("family") or 0
             known = slots.get(slot)
             if known is None:
                 known = slots[slot] = FdInfo(slot, _SOCK_TYPECHAR.get(fam, "o"), "",
@@ -730,7 +735,7 @@ class StateParser:
             return
         sip, sport = a.get("sip") or "", a.get("sport") or 0
         if not sip:
-            sa = self._kernel_view(evt, fd, fam or _FAMILY.get(f.typechar, 0), f.l4proto)
+            sa = self._kernel_view(evt, f.num, fam or _FAMILY.get(f.typechar, 0), f.l4proto)
             if sa is not None and sa.lport:
                 sip, sport = sa.lip, sa.lport
                 a["sip"], a["sport"] = sip, sport
@@ -750,7 +755,8 @@ class StateParser:
         if "slot" in a:
             self._iou_slot(evt, t)
             return
-        lst = t.fds.get(a.get("listenfd"))
+        listenfd = a.get("listenfd")
+        lst = t.fds.get(listenfd) if listenfd is not None else None
         if res is None or res < 0:
             evt.fdinfo = lst
             return
@@ -795,7 +801,8 @@ class StateParser:
         self._rename(evt, f, f"{ip}:{port}")
 
     def _on_listen(self, evt: Event, t: ThreadInfo) -> None:
-        f = t.fds.get(evt.args.get("fd"))
+        fd = evt.args.get("fd")
+        f = t.fds.get(fd) if fd is not None else None
         evt.fdinfo = f
         if f is not None and (evt.res is None or evt.res >= 0):
             f.is_server = True

@@ -88,7 +88,7 @@ class CoreState:
         if metrics is not None:
             prev = metrics.gauges.get("state_table_entries")
 
-            def sizes(_prev: Any = prev, _t: StateTables = tables) -> dict[str, float]:
+            def sizes(_prev: Any = prev, _t: StateTables = self.tables) -> dict[str, float]:
                 out = dict(_prev()) if _prev is not None else {}
                 out.update({k: float(v) for k, v in _t.sizes().items()})
                 return out

@@ -437,9 +437,9 @@ def _pidns_inits(tables: StateTables, proc: str) -> None:
         if t.vpid == 1:
             init_ts[ns] = t.start_ts
     for t in tables.threads.values():
-        ns = ns_of.get(t.pid)
-        if ns is not None:
-            t.pidns_init_start_ts = init_ts.get(ns, 0)
+        pidns = ns_of.get(t.pid)
+        if pidns is not None:
+            t.pidns_init_start_ts = init_ts.get(pidns, 0)
 
 
 def bootstrap(tables: StateTables, proc: str = "/proc", *, read_env: bool = True,

@@ -27,7 +27,9 @@ SYSCALL_ONLY = frozenset({SYSCALL_SOURCE})
 
 def no_arg(fn: Extractor) -> Callable[[str | None], Extractor]:
     """``make_extractor`` for a field without argument."""
-    return lambda _arg, _fn=fn: _fn
+    def make(_arg: str | None, _fn: Extractor = fn) -> Extractor:
+        return _fn
+    return make
 
 
 def simple_field(name: str, type: FieldType, desc: str, fn: Extractor, *, cache: bool = False,

@@ -237,13 +237,17 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
 
         host = socket.gethostname()
     A = ANY_SOURCE
+    this_host: str = host       # mypy keeps the narrowing here, not in a default below
+
+    def hostname_of(e: Event, _h: str = this_host) -> str:
+        return _h
     return [
         _f("evt.num", T.UINT64, "event number.", lambda e: e.num, sources=A),
         _f("evt.type", T.STRING, "The name of the event (e.g. 'open').", lambda e: e.type, sources=A),
         _f("evt.source", T.STRING, "the name of the source that produced the event.",
            lambda e: e.source, sources=A),
         _f("evt.hostname", T.STRING, "The hostname of the underlying host.",
-           lambda e, _h=host: _h, sources=A),
+           hostname_of, sources=A),
         _f("evt.time", T.STRING, "event timestamp as a time string that includes the nanosecond "
            "part (local time).", lambda e: _time_str(e.ts), cache=True, sources=A),
         _f("evt.time.s", T.STRING, "event timestamp as a time string with no nanoseconds.",

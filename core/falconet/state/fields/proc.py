@@ -57,7 +57,7 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
                     get = threads.get
                     m = t if t.tid == t.pid else get(t.pid, t)
                     seen = {m.pid}
-                    out = []
+                    out: list[Any] = []
                     p = get(m.ptid)
                     while p is not None and len(out) < 64:
                         if p.tid != p.pid:
