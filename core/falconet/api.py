@@ -112,7 +112,10 @@ class MetricsRegistry(Protocol):
 class MetricsEndpoint(Protocol):
     """The ``/metrics`` server a ``falconet_metrics_server`` hook returns."""
 
-    url: str
+    @property
+    def url(self) -> str:
+        """``http://host:port`` it serves on (read only: the engine never sets it)."""
+        ...
 
     def start(self) -> None:
         """Listen and serve on a daemon thread; raises ``OSError`` when it cannot listen."""
