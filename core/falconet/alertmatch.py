@@ -284,7 +284,7 @@ def compile_match(spec: Mapping[str, Any] | None, registry: FieldRegistry, *,
             problems.append(f"{at.at('priority')}: error: match.priority: {e}, "
                             f"got {spec['priority']!r}")
     cond = spec.get("condition")
-    check, fields = _always, frozenset()
+    check, fields = _always, frozenset[str]()
     if cond is not None:
         if not isinstance(cond, str) or not cond.strip():
             problems.append(f"{at.at('condition')}: error: match.condition: expected a Falco "

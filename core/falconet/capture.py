@@ -33,8 +33,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TypeVar, cast
 
 from falconet import ENGINE_VERSION
 from falconet.api import hookimpl
@@ -197,7 +197,8 @@ def _open_bytes(path: str) -> tuple[IO[bytes], IO[bytes]]:
         raw.close()
         raise CaptureError(f"{path}: cannot read capture: {e.strerror or e}") from None
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+        # a GzipFile is a binary file object, though typeshed does not derive it from IO
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw
     return raw, raw
 
 
@@ -289,7 +290,8 @@ def read_capture(path: str, *, on_state: Callable[[str, Any], None] | None = Non
         # (encoding detection, whitespace checks) than in parsing these short lines
         # NaN and Infinity are not JSON (RFC 8259): such a line is malformed, never an alert
         # whose JSON strict consumers refuse (called only for those constants: free otherwise)
-        scan = json.JSONDecoder(parse_constant=_not_json).scan_once
+        # (scan_once: set by JSONDecoder.__init__, not in typeshed's stub)
+        scan = json.JSONDecoder(parse_constant=_not_json).scan_once  # type: ignore[attr-defined]
         make = Event
         i64, id_max = _I64, _ID_MAX
         readline = f.readline
@@ -416,7 +418,7 @@ def _field_problem(d: dict[str, Any]) -> str:
             name = {str: "a string", int: "an integer", dict: "an object"}[want]
             return f"field '{key}' must be {name}, not {_kind(v)}"
         lo_hi = _FIELD_RANGES.get(key)
-        if lo_hi is not None and not lo_hi[0] <= v < lo_hi[1]:
+        if lo_hi is not None and isinstance(v, int) and not lo_hi[0] <= v < lo_hi[1]:
             return f"field '{key}' out of range [{lo_hi[0]}, {lo_hi[1]})"
     return "src/type must be strings, ts an integer, args a mapping"
 
@@ -468,7 +470,7 @@ class MalformedReporter:
                 f"falconet: {self.path}: {self.count} malformed lines skipped in total\n")
 
 
-def _paced(events: Iterator[_T], rate: float, batch: int = 256) -> Iterator[_T]:
+def _paced(events: Iterable[_T], rate: float, batch: int = 256) -> Iterator[_T]:
     """At most ``rate`` events per second (checked every ``batch`` events, so pacing costs
     nothing per event): for load tests, and to let a scraper watch a replay happen."""
     t0 = time.monotonic()
@@ -528,6 +530,7 @@ class ReplaySource:
                 self.reporter.summary()
 
     def _events(self, path: str, options: dict[str, Any]) -> Iterator[Event | None]:
+        events: Iterable[Event]     # the kernel filter below wraps the reader
         try:
             events = read_capture(path, on_state=options.get("restore_state"),
                                   on_malformed=self.reporter,

@@ -16,7 +16,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -251,7 +251,7 @@ def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
     return fam
 
 
-def _labelled(cls: Any, name: str, doc: str, labels: list[str], data: dict[Any, float]) -> Metric:
+def _labelled(cls: Any, name: str, doc: str, labels: list[str], data: Mapping[Any, float]) -> Metric:
     fam = cls(name, doc, labels=labels)
     for key, n in sorted(data.items(), key=lambda kv: str(kv[0])):
         values = list(key) if isinstance(key, tuple) else [key]

@@ -166,7 +166,7 @@ def static_checks(res: LoadResult, app: App, context: RulesContext, text: str,
     lists = set(context.items.lists) | set(mine.lists)
     reported = {f.message for f in failures}
     # the candidate's own macros too: a bare undefined list inside one is as silent a literal
-    conditions = [(f"macro '{m}'", c) for m, c in mine.macros.items()]
+    conditions: list[tuple[str, Any]] = [(f"macro '{m}'", c) for m, c in mine.macros.items()]
     conditions += [(f"rule '{r}'", item.get("condition")) for r, item in mine.rules.items()]
     for what, cond in conditions:
         if not isinstance(cond, str):

@@ -177,7 +177,8 @@ class Synthesizer:
                 et = r.event_types
                 self.macro_types[r.name[len(PROBE_PREFIX):]] = frozenset(et) if et else None
         self.registry = app.ctx.fields
-        self._cache: dict[tuple[str, Any], Evidence] = {}
+        #: (path, event types, repr(focus)) -> the evidence of that replay
+        self._cache: dict[tuple[str, frozenset[str] | None, str], Evidence] = {}
         self._indexes: dict[tuple[int, ...], Any] = {}
 
     # ------------------------------------------------------------------------ evidence

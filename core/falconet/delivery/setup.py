@@ -114,8 +114,8 @@ def _compile(spec: Any, registry: Any, where: str, config: Any) -> Any:
 def _check_fields(tokens: list[str], registry: Any) -> None:
     """``aggregate.by`` names fields the registry knows (``name`` or ``name[arg]``)."""
     for tok in tokens:
-        name, _, arg = tok.partition("[")
-        arg = arg[:-1] if arg.endswith("]") else (arg or None)
+        name, _, rest = tok.partition("[")
+        arg = rest[:-1] if rest.endswith("]") else (rest or None)
         try:
             registry.lookup(name, arg or None)
         except LookupError:

@@ -212,4 +212,6 @@ class FieldRegistry:
 def attr_field(name: str, type: FieldType, desc: str, getter: Callable[[Event], Any],
                **kw: Any) -> FieldDef:
     """Shorthand for a field without argument whose extractor is ``getter``."""
-    return FieldDef(name, type, desc, lambda _arg, _g=getter: _g, **kw)
+    def make(_arg: str | None, _g: Extractor = getter) -> Extractor:
+        return _g
+    return FieldDef(name, type, desc, make, **kw)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -499,7 +500,7 @@ def renamed_read(name: str, path: str) -> int:
     return open_path(path)
 
 
-BEHAVIOURS = {
+BEHAVIOURS: dict[str, Callable[..., int]] = {
     "stratum_handshake": stratum_handshake,
     "iouring_read": iouring_read,
     "iouring_connect": iouring_connect,
