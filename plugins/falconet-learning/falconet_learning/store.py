@@ -233,8 +233,11 @@ class ProfileStore:
                 break
             try:
                 d = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 errors.append(f"{source}:{n}: not JSON ({e.msg})")
+                continue
+            except (ValueError, RecursionError) as e:   # a number too long for int(), too deep
+                errors.append(f"{source}:{n}: not JSON ({e})")
                 continue
             if not isinstance(d, dict):
                 errors.append(f"{source}:{n}: expected a JSON object")

@@ -67,6 +67,16 @@ def test_import_reports_bad_lines_and_writes_nothing(tmp_path: Path, capsys) -> 
     assert json.loads(capsys.readouterr().out) == []
 
 
+def test_import_reports_json_the_parser_cannot_build(tmp_path: Path, capsys) -> None:
+    """An integer longer than int() converts (a ValueError that is not a JSONDecodeError) and
+    nesting deeper than the recursion limit are bad lines too, not a traceback."""
+    bad = tmp_path / "deep.jsonl"
+    bad.write_text('{"falconet_profiles": 1}\n{"profile": ' + "1" * 5000 + "}\n" + "[" * 60000 + "\n")
+    assert main(["profiles", "import", str(bad), "--state-dir", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:2: not JSON (Exceeds the limit" in err and f"{bad}:3: not JSON" in err
+
+
 def test_show_unknown_profile(tmp_path: Path, capsys) -> None:
     assert main(["profiles", "show", "nope", "--state-dir", str(tmp_path / "s")]) == 1
     assert "no profile 'nope'" in capsys.readouterr().err
