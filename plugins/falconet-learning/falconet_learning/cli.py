@@ -87,7 +87,10 @@ examples:
         except PluginConfigError as e:
             return _err(str(e), 2)
         except Exception:  # noqa: BLE001 - the config's own errors: guarded reports them
-            return guarded(lambda: _state_dir(args) and 0)
+            def again() -> int:
+                _state_dir(args)
+                return 0
+            return guarded(again)
         try:
             store = ProfileStore(state_dir)
         except StoreError as e:
@@ -150,12 +153,11 @@ def _profiles(args: argparse.Namespace, store: ProfileStore) -> int:
         return 0
     if cmd == "import":
         try:
-            f = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+            src = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
         except OSError as e:
             return _err(f"{args.file}: {e.strerror or e}")
-        with f:      # lines read with a bound: a huge line costs an error, not the memory
-            lines = iter(lambda: f.readline(MAX_IMPORT_LINE + 1), "")
-            n = store.import_lines(lines, args.file)
+        with src:    # lines read with a bound: a huge line costs an error, not the memory
+            n = store.import_lines(iter(lambda: src.readline(MAX_IMPORT_LINE + 1), ""), args.file)
         print(f"imported {n} profile(s)")
         return 0
     return 2

@@ -24,8 +24,9 @@ def field_defs(learner: Learner) -> list[FieldDef]:
     def f(name: str, typ: FieldType, desc: str, fn: Any) -> FieldDef:
         # no per-event value cache: each lookup is cheaper than the cache's own dict work, and
         # the exec fields share one memo of the event's exec facts
-        return FieldDef(name, typ, desc, lambda _arg, _fn=fn: _fn, provider=PLUGIN_NAME,
-                        cache=False)
+        def make(_arg: str | None, _fn: Any = fn) -> Any:
+            return _fn
+        return FieldDef(name, typ, desc, make, provider=PLUGIN_NAME, cache=False)
 
     B, S = FieldType.BOOL, FieldType.STRING
     return [

@@ -145,6 +145,7 @@ class Learner:
         cid = t.container_id
         if cid:
             img = self._img
+            ident: str | None
             if img is None:
                 ident = f"container:{cid[:12]}"
             else:
@@ -202,9 +203,8 @@ class Learner:
             parent = threads.get(parent.pid, parent)
         if parent is not None:
             by_name = keys.get(parent.exepath)
-            pexe = by_name.get(parent.exe) if by_name is not None else None
-            if pexe is None:
-                pexe = self._exe_key(parent)
+            pkey = by_name.get(parent.exe) if by_name is not None else None
+            pexe = pkey if pkey is not None else self._exe_key(parent)
         route = self._route
         cid = t.container_id
         if cid:
@@ -382,7 +382,9 @@ class Learner:
         if evt.type != "listen" or t is None:
             return None
         k = listen_key(evt)
-        p = self.of_thread(t, evt.ts) if k is not None else None
+        if k is None:
+            return None
+        p = self.of_thread(t, evt.ts)
         if p is None:
             return None
         return p.state is READY and not p.known("listen", k)
@@ -507,6 +509,8 @@ class _ThreadEvent:
     cache in ``cache``): identity is resolved per thread, not per event."""
 
     __slots__ = ("thread", "pid", "tid", "cache", "source", "type", "args", "fdinfo")
+    cache: dict[Any, Any]
+    args: dict[str, Any]
 
     def __init__(self, t: Any) -> None:
         self.thread, self.pid, self.tid, self.cache = t, t.pid, t.tid, {}
