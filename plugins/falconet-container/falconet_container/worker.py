@@ -133,7 +133,8 @@ class LookupWorker:
             info = self.resolver.resolve(full_id, hint)
             result = "hit"
         except PartialResult as e:
-            info, result, reason = e.info, e.err.result, str(e.err)
+            # the docker path may have failed with any LookupError (a KeyError too)
+            info, result, reason = e.info, getattr(e.err, "result", "error"), str(e.err)
         except LookupError as e:
             result, reason = getattr(e, "result", "error"), str(e)
         except Exception as e:  # noqa: BLE001 - a resolver bug must not kill the worker

@@ -11,6 +11,7 @@ from falconet_container.enricher import ContainerEnricher
 from falconet_container.errors import LookupMiss, LookupTimeout
 from falconet_container.fields import field_defs
 from falconet_container.model import FAILED, ContainerInfo
+from falconet_container.resolver import PartialResult
 from falconet_container.worker import LookupWorker
 
 A = "a1" * 32
@@ -176,6 +177,21 @@ def test_timeout_and_error_are_counted_and_events_go_on():
     assert m.enrichment[("container", "timeout")] == 1
     assert m.enrichment[("container", "error")] == 1
     assert val(reg, e, "container.id") == A[:12] and val(reg, e, "container.name") is None
+
+
+def test_partial_answer_with_a_plain_lookup_error_is_a_counted_error():
+    """The docker path can fail with any LookupError (a KeyError from a malformed answer): the
+    partial answer from the runc state is used and counted as an error, and the worker goes on."""
+    partial = ContainerInfo(A, type="docker", name="web", status="resolved")
+    enr, worker, m, reg, reads, _ = make({1: proc_cgroup_file(f"/docker/{A}")},
+                                         {A: PartialResult(partial, KeyError("Config"))})
+    enr.parse(event(thread(1, cgroup_id=5)))
+    done = worker.lookup_once(*worker.queue.get_nowait())
+    assert done.result == "error" and done.info is partial
+    e = event(thread(1, cgroup_id=5))
+    enr.parse(e)
+    assert m.enrichment[("container", "error")] == 1
+    assert val(reg, e, "container.name") == "web"
 
 
 def test_background_thread_never_blocks_the_parser():
