@@ -8,6 +8,7 @@ labels, which containerd keeps as container labels) use ``io.kubernetes.pod.*`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypedDict
 
 POD_NAME_KEYS = ("io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name")
 POD_NS_KEYS = ("io.kubernetes.cri.sandbox-namespace", "io.kubernetes.pod.namespace")
@@ -36,7 +37,17 @@ def first(maps: tuple[Mapping[str, str], ...], keys: tuple[str, ...]) -> str | N
     return None
 
 
-def k8s_fields(*maps: Mapping[str, str]) -> dict[str, str | None]:
+class K8sFields(TypedDict):
+    """The ``k8s_*`` keyword arguments of :class:`~falconet_container.model.ContainerInfo`."""
+
+    k8s_pod_name: str | None
+    k8s_ns_name: str | None
+    k8s_pod_uid: str | None
+    k8s_container_name: str | None
+    k8s_pod_sandbox_id: str | None
+
+
+def k8s_fields(*maps: Mapping[str, str]) -> K8sFields:
     """``k8s_*`` attributes of :class:`~falconet_container.model.ContainerInfo` from annotation
     and label maps, in priority order."""
     return {
