@@ -128,7 +128,9 @@ def workload_key(alert: Alert, fields: dict[str, Any] | None = None) -> str:
     """The key whose alerts share a trace: ``pod:<ns>/<name>``, else ``container:<id>``, else
     ``host:<hostname>`` (container id ``host`` means a host process)."""
     f = alert.output_fields if fields is None else fields
-    ext = alert.extra.get("container") if isinstance(alert.extra.get("container"), dict) else {}
+    ext = alert.extra.get("container")
+    if not isinstance(ext, dict):
+        ext = {}
     pod = f.get("k8s.pod.name") or ext.get("k8s.pod.name") or ext.get("pod_name")
     if pod:
         ns = f.get("k8s.ns.name") or ext.get("k8s.ns.name") or ext.get("pod_namespace") or ""

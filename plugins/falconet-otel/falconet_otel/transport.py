@@ -130,7 +130,9 @@ class GrpcTransport:
         else:
             self._channel = grpc.secure_channel(target.endpoint, grpc.ssl_channel_credentials(),
                                                 options=opts)
-        self._call = self._channel.unary_unary(GRPC_METHODS[target.signal])
+        # requests are pre-encoded bytes, responses left undecoded (no (de)serializers)
+        self._call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = \
+            self._channel.unary_unary(GRPC_METHODS[target.signal])
         self._metadata = tuple(target.headers.items()) or None
         self._timeout = target.timeout
         self._compression = grpc.Compression.Gzip if compression == "gzip" else None
