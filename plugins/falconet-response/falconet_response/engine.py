@@ -201,8 +201,11 @@ class ResponseEngine:
             rid = self._audit(p, step, alert, target, out, start)
             ttl = step.params.get("ttl")
             if out.undo is not None and ttl and out.result == "done":
-                self.scheduler.call_later(float(ttl), lambda r=rid, a=step.action, d=out.undo:
-                                          self.undo_now(r, a, d, "ttl"))
+                undo: dict[str, Any] = out.undo
+
+                def thaw(r: str = rid, a: Action = step.action, d: dict[str, Any] = undo) -> None:
+                    self.undo_now(r, a, d, "ttl")
+                self.scheduler.call_later(float(ttl), thaw)
 
     def _audit(self, p: Policy, step: Any, alert: Alert, target: Target, out: Outcome,
                start_ns: int | None) -> str:

@@ -133,7 +133,7 @@ class FreezeAction:
             return skipped("freeze acts on containers: the alert's process is on the host")
         st = procfs.stat(target.pid, self.proc) if target.pid else None
         found = None
-        if st is not None and procfs.same_process(st, target.start_ts, alert.time_ns):
+        if target.pid and st is not None and procfs.same_process(st, target.start_ts, alert.time_ns):
             found = container_cgroup(target.pid, target.container_id, self.root, self.proc)
         if found is None:     # the process already exited (a `docker exec`): find it by id
             found = find_container_cgroup(target.container_id, self.root)
