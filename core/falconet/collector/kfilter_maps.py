@@ -22,10 +22,14 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.bpfsyscall import map_delete, map_update
-from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, Clause, FilterPlan
+from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, FilterPlan
+
+if TYPE_CHECKING:
+    from falconet.kfilter import Clause
 
 log = logging.getLogger("falconet.collector")
 
