@@ -256,3 +256,36 @@ def test_ring_pending_walks_committed_records_skips_discarded_stops_at_busy():
             ring.close()
     finally:
         os.close(fd)
+
+
+def _real_ruleset(text: str):
+    from falconet.app import App
+    from falconet.config import load_config
+    from falconet.rules import load_rules_text
+    app = App(load_config(None, []))
+    app.load_plugins()
+    res = load_rules_text(text, app.ctx.fields, plugin_versions=app.plugin_versions,
+                          sources=app.event_sources)
+    assert res.ok, [str(e) for e in res.errors]
+    return res.ruleset
+
+
+_ENV_RULE = """- rule: r
+  desc: d
+  condition: {cond}
+  output: {out}
+  priority: INFO
+"""
+
+
+@pytest.mark.parametrize("cond, out, reads", [
+    # the incubating rule "Program run with disallowed http proxy env" reads it in its condition
+    ("evt.type = execve and proc.env icontains HTTP_PROXY", "o", True),
+    ("evt.type = execve and proc.env[HTTP_PROXY] exists", "o", True),
+    ("evt.type = execve and proc.name = curl", "env=%proc.env", True),
+    ("evt.type = execve and proc.name = curl", "o %proc.cmdline", False),
+])
+def test_env_is_copied_only_when_a_rule_reads_proc_env(cond: str, out: str, reads: bool) -> None:
+    from falconet.collector.source import rules_read_env
+    rs = _real_ruleset(_ENV_RULE.format(cond=cond, out=out))
+    assert rules_read_env(rs) is reads

@@ -70,6 +70,28 @@ def test_falco_suite_covers_every_stable_rule_but_documented_misses() -> None:
     assert (FALCO_SUITE.parent / suite.rules[0]).resolve() == FALCO_RULES.resolve()
 
 
+UPSTREAM_SUITE = REPO / "suites" / "falco-incubating-sandbox.yaml"
+
+
+def test_incubating_sandbox_suite_reads_the_files_beside_stable() -> None:
+    from falconet.upstream import falco_rules_files
+    suite = load_suite(UPSTREAM_SUITE)
+    assert [Path(r) for r in suite.rules] == falco_rules_files()
+    assert falco_rules_files()[0] == FALCO_RULES
+    rules = {c.expect.rule for c in suite.cases}
+    assert None not in rules and len(suite.cases) >= 30
+    files = falco_rules_files()
+    if not all(f.is_file() for f in files[1:]):
+        pytest.skip(f"{files[1].name} and {files[2].name} are not beside {FALCO_RULES}")
+    # every expected rule is an incubating or sandbox rule, enabled, with that priority
+    upstream = {**_rules(files[1]), **_rules(files[2])}
+    for c in suite.cases:
+        d = upstream.get(c.expect.rule)
+        assert d is not None and d.get("enabled", True), c.name
+        assert Priority.parse(d["priority"]) == c.expect.priority, c.name
+        assert c.expect.rule not in _rules(FALCO_RULES), c.name
+
+
 def test_falco_suite_makes_the_engine_resolve_the_api_server_name_to_the_actions_address() -> None:
     from falconet.simulate.actions import K8S_API_SERVER_NAME, K8S_API_SERVER_TEST_ADDRESS
     suite = load_suite(FALCO_SUITE)

@@ -83,6 +83,52 @@ def test_output_warnings_are_falcos() -> None:
                "output message." in m for m in w), w
 
 
+_EVT_DIR_COND = ("due to the drop of enter events, 'evt.dir = <' always evaluates to true, and "
+                 "'evt.dir = >' always evaluates to false. The rule expression can be simplified "
+                 "by removing the condition on 'evt.dir'")
+
+
+def test_evt_dir_warnings_are_falcos_and_where_falco_puts_them() -> None:
+    # Falco 0.44.1 `-V` on this text: the condition warning (also for evt.dir reached through
+    # a macro) at the condition (0-based 2:13 and 14:13), the output one at the output (8:10)
+    text = """- rule: cond dir
+  desc: d
+  condition: evt.type=open and evt.dir=<
+  output: x %proc.name
+  priority: INFO
+- rule: out dir
+  desc: d
+  condition: evt.type=open
+  output: x %evt.dir
+  priority: INFO
+- macro: m_dir
+  condition: evt.dir=>
+- rule: macro dir
+  desc: d
+  condition: evt.type=open and m_dir
+  output: x
+  priority: INFO
+"""
+    got = sorted((w.item_name, w.code, w.message, w.line, w.col) for w in load(text).warnings)
+    assert got == [
+        ("cond dir", "LOAD_DEPRECATED_ITEM", _EVT_DIR_COND, 3, 14),
+        ("macro dir", "LOAD_DEPRECATED_ITEM", _EVT_DIR_COND, 15, 14),
+        ("out dir", "LOAD_DEPRECATED_ITEM",
+         "usage of deprecated field 'evt.dir' has been detected in the rule output", 9, 11),
+    ]
+
+
+def test_evt_dir_warning_follows_the_macro_that_wins() -> None:
+    # incubating redefines spawned_process with evt.dir, sandbox (loaded after it) without:
+    # Falco warns on the rules using it only while the evt.dir definition is the last one
+    with_dir = "- macro: sp\n  condition: evt.type = execve and evt.dir = <\n"
+    without = "- macro: sp\n  condition: evt.type = execve\n"
+    r = rule("sp and proc.name = x")
+    assert any(w.message == _EVT_DIR_COND for w in load([without + r, with_dir]).warnings)
+    assert not any(w.message == _EVT_DIR_COND
+                   for w in load([without + r, with_dir, without]).warnings)
+
+
 def test_container_info_renders_as_nothing() -> None:
     # Falco 0.44.1 run live: output "X %container.info Y" printed "X  Y"
     res = loaded(rule("proc.name = bash", output="X %container.info Y"))

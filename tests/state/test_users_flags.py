@@ -65,3 +65,15 @@ def test_other_renderers() -> None:
     assert F.RENDERERS[("clone", "flags")](0x1200011) == "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID"
     assert F.RENDERERS[("linkat", "flags")](0x400) == "AT_SYMLINK_FOLLOW"
     assert F.RENDERERS[("memfd_create", "flags")](0x3 | 0x40) == "MFD_CLOEXEC|MFD_ALLOW_SEALING|0x40"
+
+
+def test_chmod_mode_is_libs_resolved_string() -> None:
+    # libs PT_MODE: evt.arg.mode of chmod/fchmod/fchmodat is the bit names in chmod_mode's
+    # table order; the incubating rule "Set Setuid or Setgid bit" tests contains "S_ISUID"
+    r = F.RENDERERS[("fchmodat", "mode")]
+    assert r(0o4644) == "S_IROTH|S_IRGRP|S_IWUSR|S_IRUSR|S_ISUID"
+    assert r(0o755) == "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR"
+    assert r(0o2000) == "S_ISGID"
+    assert r(0) == "0"                                   # nothing resolved: %#o of the value
+    assert F.RENDERERS[("chmod", "mode")] is r and F.RENDERERS[("fchmod", "mode")] is r
+    assert F.RENDERERS[("openat", "mode")](0o644) == "0644"   # open's mode stays octal (PF_OCT)

@@ -13,7 +13,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from falconet import syscalls
@@ -46,6 +46,30 @@ _ts = operator.attrgetter("ts")
 #: empty polls (``poll_interval`` apart) after the last event before the consumer sleeps until
 #: the kernel wakes it: 10 x 5 ms keeps bursty work batched, and an idle engine asleep
 LINGER_POLLS = 10     # sort key of the ring merge (faster than a def)
+
+
+#: fields whose value is the exec's environment (libs takes it from execve's envp, always)
+ENV_FIELDS = frozenset({"proc.env"})
+
+
+def rules_read_env(ruleset: Any) -> bool:
+    """Whether a loaded syscall rule reads ``proc.env`` (condition or output). Falco always has
+    the environment of an exec; copying it costs up to ``env_len`` bytes per execve, so the
+    collector does it (``capture_env``) when a rule needs it, decided when the source opens
+    (a hot reload that adds such a rule needs a restart, or ``capture_env: true``)."""
+    for r in getattr(ruleset, "rules", ()):
+        if getattr(r, "source", SYSCALL_SOURCE) != SYSCALL_SOURCE:
+            continue
+        facts = getattr(r, "kfacts", None)
+        if facts is not None:
+            if any(name in ENV_FIELDS for name, _arg in facts.fields):
+                return True
+        elif any(f in str(getattr(r, "condition", "")) for f in ENV_FIELDS):
+            return True          # too deep to walk: the text says whether it may read it
+        for token, _getter in getattr(getattr(r, "fmt", None), "fields", ()):
+            if token.split("[", 1)[0] in ENV_FIELDS:
+                return True
+    return False
 
 
 @dataclass
@@ -316,11 +340,15 @@ class EbpfSource:
         self._metrics = options.get("metrics") or getattr(engine, "metrics", None)
         self._inject = options.get("inject") or (
             getattr(engine, "extras", {}) or {}).get("falconet.inject_alert")
+        rs = options.get("ruleset")
         if "event_types" in options:
             wanted = options["event_types"]
         else:
-            rs = options.get("ruleset")
             wanted = rs.event_types(SYSCALL_SOURCE) if rs is not None else None
+        if not self.config.capture_env and rs is not None and rules_read_env(rs):
+            self.config = replace(self.config, capture_env=True)
+            log.info("a loaded rule reads proc.env: copying the environment of execs "
+                     "(collector.capture_env)")
         events = choose_events(event_types=wanted, cfg=self.config)
         missing = syscalls.unsupported(wanted)
         if missing:

@@ -45,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         src = app.source(args.source)
         options: dict = {}
         options["event_types"] = app.ruleset.event_types(getattr(src, "source", "syscall"))
+        options["ruleset"] = app.ruleset       # what else the rules need (proc.env: the exec env)
         rc = app.run(args.source, options, duration=args.duration,
                      metrics_addr=metrics_address(args, cfg, default_on=True),
                      hot_reload=True, early_hups=early_hups)

@@ -24,7 +24,7 @@ from falconet.rules.codegen import generate
 from falconet.rules.collector import Collector, ExceptionItem, RuleItem, is_modifier
 from falconet.rules.condition import ConditionCompiler
 from falconet.rules.errors import FilterCompileError, FilterSyntaxError, Location, RuleLoadError
-from falconet.rules.formatter import compile_output
+from falconet.rules.formatter import CONDITION_EVT_DIR_WARNING, OUTPUT_EVT_DIR_WARNING, compile_output
 from falconet.rules.kfilter import rule_facts
 from falconet.rules.model import CompiledRule, RuleDescription
 from falconet.rules.parser import LIST_OPS, parse_condition, parse_field_token
@@ -406,10 +406,11 @@ def compile_loaded(ld: Collector, append_output: Any = None, capture_fields: Any
         for w in dict.fromkeys(cc.na_checks):
             ld.warn(E.LOAD_UNSAFE_NA_CHECK, w, cond_loc, item)
         for w in fmt.warnings:
-            ld.warn(E.LOAD_DEPRECATED_ITEM, w, ri.loc, item)
+            # Falco 0.44.1 puts %container.info's warning on the rule, evt.dir's on the output
+            ld.warn(E.LOAD_DEPRECATED_ITEM, w,
+                    (ri.output_loc or ri.loc) if w == OUTPUT_EVT_DIR_WARNING else ri.loc, item)
         if any(f.fdef.name == "evt.dir" for f in cc.fields):
-            ld.warn(E.LOAD_DEPRECATED_ITEM, "usage of deprecated field 'evt.dir' has been "
-                    "detected in the rule condition", cond_loc, item)
+            ld.warn(E.LOAD_DEPRECATED_ITEM, CONDITION_EVT_DIR_WARNING, cond_loc, item)
         unknown_types = sorted(types - ALL_EVENT_TYPES) if types is not None else []
         if unknown_types:
             ld.warn(E.LOAD_UNKNOWN_FILTER, "unknown event type(s) "

@@ -25,6 +25,15 @@ from falconet.rules.parser import Field, MultiTransform, Transform, parse_field_
 
 DEPRECATED_OUTPUT_FIELDS = frozenset({"container.info"})
 
+# Falco 0.44.1's LOAD_DEPRECATED_ITEM texts for evt.dir (libs 0.25 dropped enter events): the
+# output one is reported at the output, the condition one (also when evt.dir comes from a
+# macro) at the condition
+OUTPUT_EVT_DIR_WARNING = "usage of deprecated field 'evt.dir' has been detected in the rule output"
+CONDITION_EVT_DIR_WARNING = (
+    "due to the drop of enter events, 'evt.dir = <' always evaluates to true, and "
+    "'evt.dir = >' always evaluates to false. The rule expression can be simplified by "
+    "removing the condition on 'evt.dir'")
+
 
 def compile_output(text: str, registry: FieldRegistry, source: str) -> OutputFormat:
     """Compile a format string. Raises :class:`FilterCompileError` (code
@@ -84,7 +93,7 @@ def _token(text: str, pos: int, registry: FieldRegistry, source: str,
                         "fields to the output message.")
         return None, node.name, end, False
     if isinstance(node, Field) and node.name == "evt.dir":
-        warnings.append("usage of deprecated field 'evt.dir' has been detected in the rule output")
+        warnings.append(OUTPUT_EVT_DIR_WARNING)
     if isinstance(node, Transform | MultiTransform):
         return _transformed(node, registry, source), text[pos:end], end, False
     assert isinstance(node, Field)

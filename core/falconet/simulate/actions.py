@@ -616,6 +616,10 @@ def _benign_tmp(ctx: Context) -> None:
         _ok(ctx.exec(["rm", "-f", f"{d}/benign"]), "rm")
 
 
+# the actions for Falco's incubating and sandbox rules live in their own module
+from falconet.simulate import actions_upstream  # noqa: E402,F401  (registers on import)
+
+
 def get_action(name: str) -> Action:
     try:
         return ACTIONS[name]

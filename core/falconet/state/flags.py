@@ -174,6 +174,21 @@ def file_mode(v: int) -> str:
     return f"0{v:o}"
 
 
+#: libs' chmod_mode table, in its order (the driver's PPM_S_* bits are the POSIX ones)
+_CHMOD_MODE = ((0o1, "S_IXOTH"), (0o2, "S_IWOTH"), (0o4, "S_IROTH"), (0o10, "S_IXGRP"),
+               (0o20, "S_IWGRP"), (0o40, "S_IRGRP"), (0o100, "S_IXUSR"), (0o200, "S_IWUSR"),
+               (0o400, "S_IRUSR"), (0o1000, "S_ISVTX"), (0o2000, "S_ISGID"), (0o4000, "S_ISUID"))
+
+
+def chmod_mode(v: int) -> str:
+    """chmod/fchmod/fchmodat's ``mode`` (libs PT_MODE): evt.arg.mode is libs' resolved string,
+    the names of the set bits in table order (``S_IROTH|S_IRGRP|S_IWUSR|S_IRUSR|S_ISUID`` for
+    04644; rules test ``evt.arg.mode contains S_ISUID``), the octal number when none is set
+    (``0``; sinsp_evt::get_param_as_str, case PT_MODE)."""
+    names = "|".join(n for bit, n in _CHMOD_MODE if v & bit)
+    return names or (f"0{v:o}" if v else "0")
+
+
 # ------------------------------------------------------------------------------------ capabilities
 CAP_NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -226,8 +241,10 @@ for _t in ("dup3", "accept4", "pipe2", "eventfd2", "inotify_init1", "signalfd4",
     RENDERERS[(_t, "flags")] = cloexec_flags
 for _t in ("linkat", "unlinkat", "execveat", "fchmodat", "fchownat"):
     RENDERERS[(_t, "flags")] = at_flags
-for _t in ("mkdir", "mkdirat", "chmod", "fchmod", "fchmodat"):
+for _t in ("mkdir", "mkdirat"):
     RENDERERS[(_t, "mode")] = file_mode
+for _t in ("chmod", "fchmod", "fchmodat"):
+    RENDERERS[(_t, "mode")] = chmod_mode
 RENDERERS.update({
     ("memfd_create", "flags"): memfd_flags,
     ("mount", "flags"): mount_flags,
