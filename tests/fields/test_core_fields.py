@@ -196,3 +196,46 @@ def test_evt_args_and_indexed_args(reg: FieldRegistry) -> None:
     assert reg.resolve("evt.arg.request").extract(p) == "PTRACE_ATTACH"
     s = Event("syscall", "socket", 1, 1, 1, {"fd": 4, "domain": 17, "type": 3, "proto": 0}, 4)
     assert reg.resolve("evt.arg.domain").extract(s) == "AF_PACKET"
+
+
+def test_evt_cpu_is_the_header_cpu_and_hidden_from_evt_args(reg: FieldRegistry) -> None:
+    e = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1, "cpu": 1}, 0)
+    assert reg.resolve("evt.cpu").extract(e) == 1
+    assert reg.resolve("evt.args").extract(e) == "res=0 fd=3"
+    older = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1}, 0)  # an older capture
+    assert reg.resolve("evt.cpu").extract(older) is None
+
+
+def test_thread_cpu_is_cpu_usage_of_procinfo_events_so_always_missing(reg: FieldRegistry) -> None:
+    """libsinsp's thread.cpu* are CPU *usage* (PT_DOUBLE), extracted on PPME_PROCINFO_E only;
+    no syscall source emits those, so Falco prints <NA> (tests/fields/test_vs_falco.py)."""
+    t = ThreadInfo(tid=5, pid=5)
+    e = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1, "cpu": 1}, 0)
+    e.thread = t
+    for name in ("thread.cpu", "thread.cpu.user", "thread.cpu.system"):
+        f = reg.resolve(name)
+        assert f.type is FieldType.DOUBLE and f.extract(e) is None
+
+
+@pytest.mark.parametrize("cond, error", [
+    # Falco 0.44.1 (falco -V): the double field parses its values as integers, like evt.cpu
+    ("thread.cpu > 1.5", "1.5 is not a valid number"),
+    ("evt.cpu = 0x10", "0x10 is not a valid number"),
+    ("thread.cpu contains 2", "'contains' operator not supported for numeric filters"),
+    ("evt.cpu = 70000", None),
+    ("evt.cpu = -1", None),
+    ("thread.cpu in (1, 2)", None),
+    ("thread.cpu.user >= 0 or thread.cpu.system exists", None),
+])
+def test_cpu_fields_load_as_falco_loads_them(reg: FieldRegistry, cond: str, error: str | None
+                                            ) -> None:
+    from falconet.rules import load_rules_text  # noqa: PLC0415
+
+    text = (f"- rule: r\n  desc: d\n  condition: evt.type = open and {cond}\n"
+            "  output: x %evt.cpu %thread.cpu\n  priority: WARNING\n")
+    res = load_rules_text(text, reg, append_output=[])
+    msgs = [str(m) for m in res.errors]
+    if error is None:
+        assert res.ok, msgs
+    else:
+        assert any(error in m for m in msgs), msgs

@@ -31,7 +31,7 @@ _NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signal
                            "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
                            "cpu_hotplug", "page_fault", "asyncevent", "security"})
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
-_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype", "fdpath", "ring"})
+_HIDDEN_ARGS = frozenset({"cgroup_id", "cpu", "env", "ftype", "fdpath", "ring"})
 
 
 def _local_time_formatter(fmt: str) -> Callable[[int], str]:
@@ -281,6 +281,10 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
                  "value (the Linux number for flags, e.g. evt.rawarg.flags). String arguments are "
                  "returned unchanged.", _evt_arg_factory(r, raw=True), arg=ArgKind.REQUIRED,
                  dotted_arg=True),
+        # the collector's record header (bpf_get_smp_processor_id at the syscall's exit);
+        # missing in captures recorded before it existed
+        _f("evt.cpu", T.INT64, "number of the CPU where this event happened.",
+           lambda e: e.args.get("cpu")),
         _f("evt.args", T.STRING, "all the event arguments, aggregated into a single string.",
            _evt_args(r), cache=True),
         _f("evt.count", T.UINT32, "This filter field always returns 1.", lambda e: 1,

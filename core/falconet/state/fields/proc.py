@@ -282,7 +282,23 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            lambda e: None if e.thread is None else F.caps(e.thread.cap_permitted)),
         _f("thread.cap_inheritable", T.STRING, "The inheritable capabilities set.",
            lambda e: None if e.thread is None else F.caps(e.thread.cap_inheritable)),
+        # libsinsp computes these on PPME_PROCINFO_E events only (CPU time since the thread's
+        # previous procinfo event; sinsp_filter_check_thread::extract_thread_cpu) and returns
+        # nothing on any other event. Falco's modern eBPF probe emits no procinfo event, and
+        # neither does Falconet, so on every event they are missing, as Falco prints them
+        # (<NA>; tests/fields/test_vs_falco.py). Not the CPU number: that is evt.cpu.
+        _f("thread.cpu", T.DOUBLE, "The CPU consumed by the thread in the last second (procinfo "
+           "events only, which no syscall source emits: always missing, as in Falco).",
+           _no_procinfo),
+        _f("thread.cpu.user", T.DOUBLE, "The user CPU consumed by the thread in the last second "
+           "(procinfo events only: always missing, as in Falco).", _no_procinfo),
+        _f("thread.cpu.system", T.DOUBLE, "The system CPU consumed by the thread in the last "
+           "second (procinfo events only: always missing, as in Falco).", _no_procinfo),
     ]
+
+
+def _no_procinfo(_evt: Event) -> None:
+    return None
 
 
 def _vtid(evt: Event) -> int | None:
