@@ -30,6 +30,8 @@ _NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signal
                            "container", "pluginevent", "drop", "notification", "meta",
                            "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
                            "cpu_hotplug", "page_fault", "asyncevent", "security"})
+#: the letter libsinsp adds to an IP socket's type in a rendered fd argument (<4t>, <6u>)
+_L4_CHAR = {"tcp": "t", "udp": "u", "icmp": "i", "raw": "r"}
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
 _HIDDEN_ARGS = frozenset({"cgroup_id", "cpu", "env", "ftype", "fdpath", "ring"})
 
@@ -83,7 +85,11 @@ class ArgRenderer:
         if f is None or f.num != v:
             t = evt.thread
             f = t.fds.get(v) if t is not None else None
-        return f"<{f.typechar}>{f.name}" if f is not None else str(v)
+        if f is None:
+            return str(v)
+        # libsinsp adds the L4 protocol's letter to IP sockets: <4t>, <6u>
+        return f"<{f.typechar}{_L4_CHAR.get(f.l4proto, '')}>{f.name}" if f.typechar in "46" else \
+            f"<{f.typechar}>{f.name}"
 
     def text(self, evt: Event, name: str, v: Any) -> str | None:
         """The resolved text of one argument (``evt.arg.<name>``)."""
