@@ -300,30 +300,46 @@ class EngineFailed(RuntimeError):
         self.name, self.rc, self.tail_text, self.lines = name, rc, tail, lines
 
 
-def falconet_spec(rules: Path, port: int) -> EngineSpec:
+def falconet_spec(rules: Path, port: int, options: tuple[str, ...] = ()) -> EngineSpec:
     """``falconet run`` as ``make run`` starts it (``-c falconet.yaml``: a user's defaults), only
-    the rules changed: Falco's stable file instead of the default rules, plugin rule packs off.
-    Alerts as JSON lines on stdout (to a file of the run)."""
+    the rules changed: Falco's stable file instead of the default rules, plugin rule packs off,
+    plus ``options`` (``key=value`` settings, each passed as ``-o``). Alerts as JSON lines on
+    stdout (to a file of the run)."""
     exe = REPO / ".venv" / "bin" / "falconet"
     return EngineSpec(
         name="falconet", port=port, ready_line=FALCONET_READY,
         cmd=[str(exe), "run", "-c", str(REPO / "falconet.yaml"), "--rules", str(rules),
-             "-o", "load_plugin_rules=false", "--json", "--metrics-port", str(port)])
+             "-o", "load_plugin_rules=false", *(w for o in options for w in ("-o", o)),
+             "--json", "--metrics-port", str(port)])
 
 
-def falco_spec(run_sh: Path, rules: Path, port: int, work: Path, shim: Path | None) -> EngineSpec:
+def falco_spec(run_sh: Path, rules: Path, port: int, work: Path, shim: Path | None,
+               options: tuple[str, ...] = ()) -> EngineSpec:
     """Upstream Falco through its ``run.sh`` (its configuration, modern_ebpf) with the stable
-    rules, alerts as JSON to a file, and its Prometheus endpoint on 127.0.0.1:``port``."""
+    rules, alerts as JSON to ``work/falco-alerts.json``, its Prometheus endpoint on
+    127.0.0.1:``port``, and ``options`` (``key=value``, each passed as ``-o``)."""
     env = {"LD_PRELOAD": str(shim)} if shim else {}
     return EngineSpec(
         name="falco", port=port, ready_line=None, marks=(FALCO_OPENING,), env=env,
-        cmd=[str(run_sh), "-r", str(rules), "-o", "json_output=true",
+        cmd=[str(run_sh), "-r", str(rules), *(w for o in options for w in ("-o", o)),
+             "-o", "json_output=true",
              "-o", "file_output.enabled=true", "-o", "file_output.keep_alive=true",
              "-o", f"file_output.filename={work / 'falco-alerts.json'}",
              "-o", "stdout_output.enabled=false",
              "-o", "metrics.enabled=true", "-o", "metrics.output_rule=false",
              "-o", "webserver.enabled=true", "-o", "webserver.prometheus_metrics_enabled=true",
              "-o", "webserver.listen_address=127.0.0.1", "-o", f"webserver.listen_port={port}"])
+
+
+def falco_shim(work: Path) -> Path:
+    """The compiled LD_PRELOAD shim (bench/c/falco_sigdeliver_shim.c) in ``work``."""
+    return build_c(C_DIR / "falco_sigdeliver_shim.c", work, shared=True)
+
+
+def falco_needs_shim(failure: EngineFailed) -> bool:
+    """Whether Falco stopped for the one reason the shim works around (its signal_deliver
+    program refused by this kernel's verifier)."""
+    return any(FALCO_SIGDELIVER_FAILURE in ln for ln in failure.lines)
 
 
 def find_falco() -> tuple[Path | None, str]:

@@ -20,7 +20,7 @@ M64 = 2**64 - 1
 
 def record(name: str, res: int, words: tuple[int, ...], tail: bytes, lens: tuple[int, ...]) -> bytes:
     lens = tuple(lens) + (0,) * (3 - len(lens))
-    return HDR.pack(1, 1, res, 4242, 4242, program.EVENT_IDS[name], *lens, *words) + tail
+    return HDR.pack(1, 1, res, 4242, 4242, program.EVENT_IDS[name], *lens, *words, 0) + tail
 
 
 def main() -> None:

@@ -327,7 +327,7 @@ class Runner:
                 eng = self.start(name)
             except E.EngineFailed as e:
                 if name == "falco" and self.args.falco_shim == "auto" and self.shim is None and \
-                        any(E.FALCO_SIGDELIVER_FAILURE in ln for ln in e.lines):
+                        E.falco_needs_shim(e):
                     self.use_shim("Falco failed to load its signal_deliver BPF program on this "
                                   "kernel: " + _one_line(e.tail_text))
                     self.starts["falco"].clear()
@@ -337,7 +337,7 @@ class Runner:
             eng.stop()
 
     def use_shim(self, why: str) -> None:
-        self.shim = E.build_c(E.C_DIR / "falco_sigdeliver_shim.c", self.work, shared=True)
+        self.shim = E.falco_shim(self.work)
         self.shim_reason = why
 
     def session(self, name: str) -> dict[str, Any]:

@@ -62,7 +62,9 @@ struct hdr_t {
     u16 len1;
     u16 len2;
     u64 a[6];
-};                       // 88 bytes
+    u32 cpu;             // bpf_get_smp_processor_id(): evt.cpu (after a[] so older offsets hold)
+    u32 pad;
+};                       // 96 bytes
 
 struct args_t {
     u64 a[6];
@@ -432,6 +434,8 @@ static __always_inline void fill_hdr(struct hdr_t *h, u32 id, s64 res, u64 pt,
     h->len0 = 0;
     h->len1 = 0;
     h->len2 = 0;
+    h->cpu = bpf_get_smp_processor_id();
+    h->pad = 0;
     if (a) {
         __builtin_memcpy(h->a, a->a, sizeof(h->a));
     } else {
@@ -1567,6 +1571,8 @@ int falconet_iou_complete(void *ctx) {
     h->len0 = 0;
     h->len1 = 0;
     h->len2 = 0;
+    h->cpu = bpf_get_smp_processor_id();     // the CPU of the completion, as a syscall's exit
+    h->pad = 0;
     __builtin_memcpy(h->a, p->w, sizeof(h->a));
     u32 slot = p->slot;
     if (slot == IOU_SLOT_ALLOC)

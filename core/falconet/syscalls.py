@@ -15,7 +15,8 @@ Conventions (see also ``docs/architecture.md``):
   what the kernel found at the fd. Bit 0: known; bit 1: a directory; bits 16-19: the inode's
   S_IFMT bits (``ftype >> 4 & 0xf000 == 0xc000`` is a socket). The kernel filter passes
   directories, which may be dirfds or fchdir targets (docs/kernel-filter.md).
-- Every event carries ``cgroup_id`` (``bpf_get_current_cgroup_id()``, the cgroup v2 id), ``uid`` and
+- Every event carries ``cgroup_id`` (``bpf_get_current_cgroup_id()``, the cgroup v2 id) and ``cpu``
+  (``bpf_get_smp_processor_id()``: ``evt.cpu``), both hidden from ``evt.args``; ``uid`` and
   ``gid`` of the calling task are carried by ``execve``/``execveat`` (and ``set*id`` results).
 - Paths are exactly as the syscall received them (relative paths are not resolved: the state parser
   resolves them against the thread's cwd or ``dirfd``). ``dirfd`` is ``AT_FDCWD`` = -100 when unset.
@@ -77,7 +78,8 @@ class EventSchema:
 
     Attributes:
         name: ``evt.type`` (the syscall name without ``sys_``, or ``procfork``/``procexit``).
-        params: the ``args`` keys and types, in Falco's order (``cgroup_id`` is always added).
+        params: the ``args`` keys and types, in Falco's order (``cgroup_id`` and ``cpu`` are
+            always added).
         category: drop-accounting category (see :data:`CATEGORIES`).
         state: True if process/fd state tracking needs it whatever the rules say (the base set).
         tracepoint: the kernel tracepoint it comes from (syscalls: the sys_exit dispatcher).
@@ -117,7 +119,7 @@ _CLONE = "child_tid:pid child_pid:pid flags:flags"
 
 
 def _sys(name: str, params: str, category: str, **kw: bool) -> EventSchema:
-    return EventSchema(name, _p(params + " cgroup_id:uint"), category,
+    return EventSchema(name, _p(params + " cgroup_id:uint cpu:uint"), category,
                        tracepoint="raw_syscalls:sys_exit", **kw)
 
 
@@ -131,9 +133,9 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("execve", _EXEC, CAT_EXECVE, state=True),
     _sys("execveat", "dirfd:fd flags:flags " + _EXEC, CAT_EXECVE, state=True),
     EventSchema("procfork", _p("child_tid:pid child_pid:pid parent_tid:pid parent_pid:pid "
-                               "child_comm:str cgroup_id:uint"),
+                               "child_comm:str cgroup_id:uint cpu:uint"),
                 CAT_CLONE, state=True, tracepoint="raw_tracepoint:sched_process_fork"),
-    EventSchema("procexit", _p("status:int cgroup_id:uint"), CAT_PROC, state=True,
+    EventSchema("procexit", _p("status:int cgroup_id:uint cpu:uint"), CAT_PROC, state=True,
                 tracepoint="sched:sched_process_exit"),
     _sys("chdir", "path:path", CAT_DIR_FILE, state=True),
     _sys("fchdir", "fd:fd", CAT_DIR_FILE, state=True),

@@ -385,3 +385,41 @@ def test_exe_upper_layer_on_overlayfs(live, tmp_path):
         assert low.args["exe_upper_layer"] is False
     finally:
         subprocess.run(["umount", str(merged)], check=False)
+
+
+PINNED = textwrap.dedent(r"""
+    import os, sys
+    os.sched_setaffinity(0, {int(sys.argv[1])})
+    os.close(os.open(sys.argv[2], os.O_RDONLY | os.O_CREAT, 0o600))
+    os.mkdir(sys.argv[2] + ".d")
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.execv("/bin/true", ["true", sys.argv[2]])
+""")
+
+
+def _pinned_events(live, cpu: int, mark: str) -> list:
+    p = subprocess.Popen([sys.executable, "-c", PINNED, str(cpu), mark])
+    assert p.wait(15) == 0
+    pid = p.pid
+
+    def of(t, pred=lambda e: True):
+        return live.wait_for(lambda e: e.pid == pid and e.type == t and pred(e), what=t)
+
+    o = of("openat", lambda e: e.args["name"] == mark)
+    return [o, of("close", lambda e: e.args["fd"] == o.res and e.ts > o.ts),
+            of("mkdir", lambda e: e.args["path"] == mark + ".d"),
+            of("clone", lambda e: e.res > 0),
+            of("procfork"),
+            of("execve", lambda e: e.args["argv"] == ["true", mark]),
+            of("procexit")]
+
+
+def test_evt_cpu_is_the_cpu_a_pinned_process_runs_on(live, tmp_path):
+    """evt.cpu (args["cpu"], the header's bpf_get_smp_processor_id) on each decoder path: a
+    process pinned to one CPU (sched_setaffinity) has every event there."""
+    for cpu in sorted(os.sched_getaffinity(0))[:2]:
+        evs = _pinned_events(live, cpu, str(tmp_path / f"cpu-{cpu}"))
+        assert [(e.type, e.args["cpu"]) for e in evs] == [(e.type, cpu) for e in evs]

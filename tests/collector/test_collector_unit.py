@@ -32,7 +32,7 @@ def test_decoder_table_produces_exactly_the_schema_params():
         spec = program.SPECS[name]
         if spec.kind in ("clone", "exec"):
             continue            # special decoders, checked on real records below
-        keys = {"cgroup_id"}
+        keys = {"cgroup_id", "cpu"}
         for item in spec.decode.split():
             key, _, src = item.partition("=")
             keys |= ADDR_KEYS if src in ("dst", "peer", "local") else {key}
@@ -80,7 +80,7 @@ def test_program_rejects_sizes_that_are_not_powers_of_two():
 # ------------------------------------------------------------------------------- decoder
 def _record(name: str, res: int, words: tuple[int, ...], strings: list[bytes]) -> bytes:
     lens = [len(s) for s in strings] + [0] * (3 - len(strings))
-    hdr = HDR.pack(1_000, 42, res, 100, 99, program.EVENT_IDS[name], *lens, *words)
+    hdr = HDR.pack(1_000, 42, res, 100, 99, program.EVENT_IDS[name], *lens, *words, 1)
     return hdr + b"".join(strings)
 
 
@@ -104,7 +104,7 @@ def test_decoder_sets_fd_from_res_for_fd_returning_calls():
     raw = _record("openat", 7, ((-100) & (2**64 - 1), 0, 0o2101, 0o644, 0, 0), [b"/etc/x\0"])
     e = dec.decode(memoryview(raw), 0)
     assert e.args == {"fd": 7, "dirfd": -100, "name": "/etc/x", "flags": 0o2101, "mode": 0o644,
-                      "ftype": 0, "cgroup_id": 42}
+                      "ftype": 0, "cgroup_id": 42, "cpu": 1}
 
 
 @pytest.mark.parametrize("name, res, words, strings", [
@@ -134,7 +134,7 @@ def test_decoder_exec_record():
     words[7] = 4294967295
     words[14] = 1
     head = HDR.pack(5, 42, 0, 999999, 999999, program.EVENT_IDS["execve"], 8, 12, 8,
-                    0, 0, 0, 0, 0, 0)
+                    0, 0, 0, 0, 0, 0, 1)
     raw = (head + struct.pack(f"<{program.N_EXEC_WORDS}Q", *words) + b"ls\0".ljust(16, b"\0")
            + b"/bin/ls\0" + b"ls\0-la\0/tmp\0" + b"A=1\0B=2\0")
     e = dec.decode(memoryview(raw), 0)
@@ -289,3 +289,24 @@ def test_env_is_copied_only_when_a_rule_reads_proc_env(cond: str, out: str, read
     from falconet.collector.source import rules_read_env
     rs = _real_ruleset(_ENV_RULE.format(cond=cond, out=out))
     assert rules_read_env(rs) is reads
+
+
+# ------------------------------------------------------------------------------- evt.cpu
+@pytest.mark.parametrize("resolve", [False, True])
+def test_every_decoder_reads_the_cpu_from_the_header(resolve):
+    """The header's last field (struct hdr_t ``cpu``) reaches ``args["cpu"]`` whatever decoder
+    a type has (hot, generic, clone, exec, procfork/procexit, resolved opens, io_uring)."""
+    dec = RecordDecoder(path_len=512, argv_len=4096, env_len=4096, resolve_paths=resolve)
+    tail = b"\0" * (program.EXEC_S0_OFF + 64)
+    iou_ids = set(program.IOU_IDS.values())
+    seen = set()
+    for eid, fn in dec.table.items():
+        for cpu in (0, 3, 255):
+            raw = HDR.pack(1_000, 42, -1, 99_999_999, 99_999_999, eid, 0, 0, 0, *([0] * 6), cpu)
+            e = fn(memoryview(raw + tail), 0)
+            assert e.args["cpu"] == cpu, (e.type, cpu)
+            assert e.args["cgroup_id"] == 42 and e.pid == 99_999_999, e.type
+        seen.add((e.type, eid in iou_ids))
+    assert {("openat", False), ("close", False), ("execve", False), ("clone", False),
+            ("procfork", False), ("procexit", False), ("renameat", False),
+            ("openat", True)} <= seen

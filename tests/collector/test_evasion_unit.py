@@ -19,7 +19,7 @@ M64 = 2**64 - 1
 
 def _record(eid: int, res: int, words: tuple[int, ...], strings: list[bytes]) -> bytes:
     lens = [len(s) for s in strings] + [0] * (3 - len(strings))
-    return HDR.pack(1_000, 42, res, 100, 99, eid, *lens, *words) + b"".join(strings)
+    return HDR.pack(1_000, 42, res, 100, 99, eid, *lens, *words, 1) + b"".join(strings)
 
 
 def _dec(resolve: bool = False) -> RecordDecoder:
@@ -69,7 +69,7 @@ def test_resolved_openat_hot_decoder_matches_the_generic_one(res, strings):
 
 def test_resolved_opens_decode_the_schema_params_plus_resolved():
     for name, spec in program.RESOLVED_OPENS.items():
-        keys = {"cgroup_id"} | {i.partition("=")[0] for i in spec.decode.split()}
+        keys = {"cgroup_id", "cpu"} | {i.partition("=")[0] for i in spec.decode.split()}
         assert keys == set(syscalls.EVENTS[name].param_names) | {"resolved"}, name
 
 

@@ -71,7 +71,7 @@ def test_io_records_decode_the_address_and_the_data():
     sa = struct.pack("<HH4s8x", 2, 0x5000, bytes([127, 0, 0, 1]))     # 127.0.0.1:80
     data = b'{"method":"mining.subscribe"}\xff'
     hdr = HDR.pack(1_000, 42, len(data), 100, 99, program.EVENT_IDS["sendto"], len(sa), len(data),
-                   0, 3, 0, 64, 0, 0, 0xC0001)
+                   0, 3, 0, 64, 0, 0, 0xC0001, 1)
     e = dec.decode(memoryview(hdr + sa + data), 0)
     assert e.type == "sendto" and e.args["fd"] == 3 and e.args["size"] == 64
     assert e.args["data"] == data and e.args["dport"] == 80

@@ -188,3 +188,24 @@ def test_replay_rate_paces_events() -> None:
     t0 = _time.monotonic()
     assert list(_paced(iter(events), 20000.0)) == events
     assert _time.monotonic() - t0 >= 0.09
+
+
+def test_evt_cpu_replays_and_older_captures_replay_without_it(tmp_path: Path) -> None:
+    """``cpu`` travels with the other args; a capture written before the collector read it
+    (this line is what such a recorder wrote) still replays, with ``evt.cpu`` missing."""
+    from falconet.fields.registry import FieldRegistry  # noqa: PLC0415
+    from falconet.state.fields import core_field_defs  # noqa: PLC0415
+
+    reg = FieldRegistry()
+    reg.register_all(core_field_defs(hostname="h"))
+    cpu = reg.resolve("evt.cpu")
+    new = str(tmp_path / "new.fcap")
+    with CaptureWriter(new, host="h", kernel="6.18.0", start_ns=1) as w:
+        w.write_event(Event("syscall", "close", 5, 7, 7, {"fd": 3, "cgroup_id": 1, "cpu": 1}, 0))
+    old = tmp_path / "old.fcap"
+    old.write_text('{"falconet_capture": 2, "host": "h", "kernel": "6.18.0", "start_ns": 1, '
+                   '"engine_version": "0.63.0"}\n'
+                   '{"k": "evt", "src": "syscall", "type": "close", "ts": 5, "tid": 7, "pid": 7, '
+                   '"args": {"fd": 3, "cgroup_id": 1}, "res": 0}\n')
+    assert [cpu.extract(e) for e in read_capture(new)] == [1]
+    assert [cpu.extract(e) for e in read_capture(str(old))] == [None]

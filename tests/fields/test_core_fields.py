@@ -152,8 +152,12 @@ def test_fd_net_fields_only_for_ip_sockets() -> None:
     e = Event("syscall", "read", 1, 1, 1, {"fd": 3})
     e.thread = ThreadInfo(tid=1, pid=1)
     e.fdinfo = FdInfo(3, "f", "/etc/passwd")
-    for n in ("fd.sip", "fd.cip", "fd.lport", "fd.l4proto", "fd.ip", "fd.port", "fd.is_server"):
+    for n in ("fd.sip", "fd.cip", "fd.lport", "fd.ip", "fd.port"):
         assert reg.resolve(n).extract(e) is None, n
+    # what Falco 0.44.1 gives for a file (tests/fields/test_vs_falco.py): values, not missing
+    assert reg.resolve("fd.l4proto").extract(e) == "<NA>"
+    assert reg.resolve("fd.is_server").extract(e) is False
+    assert reg.resolve("fd.connected").extract(e) is False
     assert reg.resolve("fd.sip.name").extract(e) is None
     e = Event("syscall", "read", 1, 1, 1, {"fd": 3})        # a new event: values are cached per event
     e.fdinfo = FdInfo(3, "4", "10.0.0.1:1000->10.0.0.2:443", l4proto="tcp", sip="10.0.0.1",
@@ -177,7 +181,7 @@ def test_evt_args_and_indexed_args(reg: FieldRegistry) -> None:
     e.thread, e.fdinfo = t, f
     assert reg.resolve("evt.args").extract(e) == (
         "fd=3(<f>/etc/passwd) dirfd=-100(AT_FDCWD) name=/etc/passwd "
-        "flags=577(O_WRONLY|O_CREAT|O_TRUNC) mode=420(0644)")
+        "flags=577(O_TRUNC|O_CREAT|O_WRONLY) mode=420(0644)")
     assert reg.resolve("evt.arg", "0").extract(e) == "<f>/etc/passwd"
     assert reg.resolve("evt.arg", "2").extract(e) == "/etc/passwd"
     assert reg.resolve("evt.arg", "9").extract(e) is None
@@ -196,3 +200,46 @@ def test_evt_args_and_indexed_args(reg: FieldRegistry) -> None:
     assert reg.resolve("evt.arg.request").extract(p) == "PTRACE_ATTACH"
     s = Event("syscall", "socket", 1, 1, 1, {"fd": 4, "domain": 17, "type": 3, "proto": 0}, 4)
     assert reg.resolve("evt.arg.domain").extract(s) == "AF_PACKET"
+
+
+def test_evt_cpu_is_the_header_cpu_and_hidden_from_evt_args(reg: FieldRegistry) -> None:
+    e = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1, "cpu": 1}, 0)
+    assert reg.resolve("evt.cpu").extract(e) == 1
+    assert reg.resolve("evt.args").extract(e) == "res=0 fd=3"
+    older = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1}, 0)  # an older capture
+    assert reg.resolve("evt.cpu").extract(older) is None
+
+
+def test_thread_cpu_is_cpu_usage_of_procinfo_events_so_always_missing(reg: FieldRegistry) -> None:
+    """libsinsp's thread.cpu* are CPU *usage* (PT_DOUBLE), extracted on PPME_PROCINFO_E only;
+    no syscall source emits those, so Falco prints <NA> (tests/fields/test_vs_falco.py)."""
+    t = ThreadInfo(tid=5, pid=5)
+    e = Event("syscall", "close", 1, 5, 5, {"fd": 3, "cgroup_id": 1, "cpu": 1}, 0)
+    e.thread = t
+    for name in ("thread.cpu", "thread.cpu.user", "thread.cpu.system"):
+        f = reg.resolve(name)
+        assert f.type is FieldType.DOUBLE and f.extract(e) is None
+
+
+@pytest.mark.parametrize("cond, error", [
+    # Falco 0.44.1 (falco -V): the double field parses its values as integers, like evt.cpu
+    ("thread.cpu > 1.5", "1.5 is not a valid number"),
+    ("evt.cpu = 0x10", "0x10 is not a valid number"),
+    ("thread.cpu contains 2", "'contains' operator not supported for numeric filters"),
+    ("evt.cpu = 70000", None),
+    ("evt.cpu = -1", None),
+    ("thread.cpu in (1, 2)", None),
+    ("thread.cpu.user >= 0 or thread.cpu.system exists", None),
+])
+def test_cpu_fields_load_as_falco_loads_them(reg: FieldRegistry, cond: str, error: str | None
+                                            ) -> None:
+    from falconet.rules import load_rules_text  # noqa: PLC0415
+
+    text = (f"- rule: r\n  desc: d\n  condition: evt.type = open and {cond}\n"
+            "  output: x %evt.cpu %thread.cpu\n  priority: WARNING\n")
+    res = load_rules_text(text, reg, append_output=[])
+    msgs = [str(m) for m in res.errors]
+    if error is None:
+        assert res.ok, msgs
+    else:
+        assert any(error in m for m in msgs), msgs

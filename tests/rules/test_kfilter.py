@@ -332,3 +332,17 @@ def test_too_deep_a_condition_leaves_opens_whole() -> None:
                         kfacts=None, ast=None, fmt=None, extra_fields={})
     plan = derive(SimpleNamespace(rules=[r]))
     assert plan.types == {} and "rule 'deep' has no condition tree" in plan.unfiltered["openat"]
+
+
+def test_socket_value_fields_only_prove_a_socket_with_socket_values() -> None:
+    """fd.l4proto, fd.is_server, fd.connected have values for files too ("<NA>", false, as
+    Falco 0.44.1 gives them): only socket values prove the fd is a socket."""
+    from falconet.rules.kfilter import socket_proven  # noqa: PLC0415
+    from falconet.rules.parser import parse_condition  # noqa: PLC0415
+
+    for cond, socket in (("fd.l4proto = tcp", True), ("fd.l4proto in (udp, raw)", True),
+                         ("fd.l4proto = '<NA>'", False), ("fd.l4proto exists", False),
+                         ("fd.is_server = true", True), ("fd.is_server = false", False),
+                         ("fd.connected = true", True), ("fd.connected exists", False),
+                         ("fd.sip exists", True)):
+        assert socket_proven(parse_condition(cond)) is socket, cond

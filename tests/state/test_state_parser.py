@@ -87,7 +87,7 @@ def test_fork_exec_open_connect_dup_close_exit() -> None:
     assert m.field(bad, "evt.failed") is True
     assert m.field(bad, "evt.rawres") == -2
     assert m.field(bad, "evt.is_open_write") is True
-    assert m.field(bad, "evt.arg", "flags") == "O_WRONLY|O_CREAT|O_TRUNC"
+    assert m.field(bad, "evt.arg", "flags") == "O_TRUNC|O_CREAT|O_WRONLY"
     assert 2 not in m.tables.get(200).fds and -1 not in m.tables.get(200).fds
 
     so = m.evt("socket", 200, 4, fd=4, domain=2, type=1, proto=0)

@@ -45,9 +45,11 @@ def test_userdb_dump_load_freezes(tmp_path: Path) -> None:
 
 def test_open_flags() -> None:
     assert F.open_flags(0) == "O_RDONLY"
-    assert F.open_flags(0o1101) == "O_WRONLY|O_CREAT|O_TRUNC"
-    assert F.open_flags(0o2 | 0o100 | F.O_CLOEXEC) == "O_RDWR|O_CREAT|O_CLOEXEC"
-    assert F.open_flags(0o4010000) == "O_RDONLY|O_SYNC"
+    # libsinsp's table order, Falco's bits only (Falco 0.44.1 output, tests/fields/test_vs_falco.py)
+    assert F.open_flags(0o1101) == "O_TRUNC|O_CREAT|O_WRONLY"
+    assert F.open_flags(0o2 | 0o100 | F.O_CLOEXEC) == "O_CREAT|O_RDWR|O_CLOEXEC"
+    assert F.open_flags(0o4010000) == "O_SYNC|O_DSYNC|O_RDONLY"
+    assert F.open_flags(0o10000 | 0o400000) == "O_SYNC|O_DSYNC|O_RDONLY"   # O_NOFOLLOW: not Falco's
     assert F.is_open_read(0) and not F.is_open_write(0)
     assert F.is_open_read(2) and F.is_open_write(2)
     assert F.is_open_write(0o1000)               # O_TRUNC writes even with O_RDONLY

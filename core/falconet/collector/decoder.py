@@ -1,8 +1,10 @@
 """Turns ring-buffer records into :class:`falconet.events.Event` objects.
 
-Hot path. Every record starts with the same 88-byte header (``struct hdr_t`` in
+Hot path. Every record starts with the same 96-byte header (``struct hdr_t`` in
 ``bpf/falconet.bpf.c``), unpacked with one precompiled ``struct.Struct``; the rest is decoded by a
-per-event-type closure built once at start from :data:`falconet.collector.program.SPECS`.
+per-event-type closure built once at start from :data:`falconet.collector.program.SPECS`. Every
+event gets the hidden args ``cgroup_id`` and ``cpu`` (the CPU the record was written on:
+``evt.cpu``) from the header.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from falconet.collector import program
 from falconet.events import Event
 from falconet.permissions import writable_by
 
-#: ts, cgroup_id, res, tid, pid, id, len0, len1, len2, a0..a5
-HDR = struct.Struct("<QQqIIHHHH6Q")
+#: ts, cgroup_id, res, tid, pid, id, len0, len1, len2, a0..a5, cpu (then 4 bytes of padding)
+HDR = struct.Struct("<QQqIIHHHH6QI4x")
+#: index of ``cpu`` in an ``HDR`` tuple
+H_CPU = 15
 assert HDR.size == program.HDR_SIZE
 EXEC_WORDS = struct.Struct(f"<{program.N_EXEC_WORDS}Q")
 CLONE_THREAD = 0x00010000
@@ -117,8 +121,8 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
     words = ["8x"] * 6
     for idx, _key, conv in nums:
         words[idx] = _WORD_FMT[conv]
-    # ts, cgroup_id, res, tid, pid, (id skipped), len0, len1, len2, converted words...
-    unpack = struct.Struct("<QQqII2xHHH" + "".join(words)).unpack_from
+    # ts, cgroup_id, res, tid, pid, (id skipped), len0, len1, len2, converted words..., cpu
+    unpack = struct.Struct("<QQqII2xHHH" + "".join(words) + "I4x").unpack_from
     keys = tuple(key for _idx, key, _conv in sorted(nums))
     sock = spec.kind == "sock"
     io = spec.kind == "io"
@@ -136,7 +140,7 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
 
     def decode(view: memoryview, off: int) -> Event:
         v = unpack(view, off)
-        # same length by construction; strict=True costs a check per event
+        # zip stops at the last key, before cpu; strict=True costs a check per event
         args: dict[str, Any] = dict(zip(keys, v[8:], strict=False))
         if fd_res:
             args["fd"] = v[2]
@@ -164,6 +168,7 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
         elif sock:
             _addr_args(args, bytes(view[off + base: off + base + v[5]]), addr_role)
         args["cgroup_id"] = v[1]
+        args["cpu"] = v[-1]
         return Event("syscall", name, v[0] + boot, v[3], v[4], args, v[2])
 
     return decode
@@ -178,26 +183,27 @@ def _hot_decoder(name: str, unpack: Callable[..., tuple], boot: int) -> Decoder 
     base = program.HDR_SIZE
     if name == "close":
         def decode_close(view: memoryview, off: int) -> Event:
-            ts, cg, res, tid, pid, _l0, _l1, _l2, fd = unpack(view, off)
-            return Event("syscall", "close", ts + boot, tid, pid, {"fd": fd, "cgroup_id": cg}, res)
+            ts, cg, res, tid, pid, _l0, _l1, _l2, fd, cpu = unpack(view, off)
+            return Event("syscall", "close", ts + boot, tid, pid,
+                         {"fd": fd, "cgroup_id": cg, "cpu": cpu}, res)
         return decode_close
     if name == "openat":
         def decode_openat(view: memoryview, off: int) -> Event:
-            ts, cg, res, tid, pid, n, _l1, _l2, dirfd, flags, mode, ftype = unpack(view, off)
+            ts, cg, res, tid, pid, n, _l1, _l2, dirfd, flags, mode, ftype, cpu = unpack(view, off)
             p = off + base
             return Event("syscall", "openat", ts + boot, tid, pid,
                          {"dirfd": dirfd, "flags": flags, "mode": mode, "ftype": ftype,
                           "fd": res, "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
-                          if n > 1 else "", "cgroup_id": cg}, res)
+                          if n > 1 else "", "cgroup_id": cg, "cpu": cpu}, res)
         return decode_openat
     if name == "open":
         def decode_open(view: memoryview, off: int) -> Event:
-            ts, cg, res, tid, pid, n, _l1, _l2, flags, mode, ftype = unpack(view, off)
+            ts, cg, res, tid, pid, n, _l1, _l2, flags, mode, ftype, cpu = unpack(view, off)
             p = off + base
             return Event("syscall", "open", ts + boot, tid, pid,
                          {"flags": flags, "mode": mode, "ftype": ftype, "fd": res,
                           "name": str(view[p: p + n - 1], "utf-8", "surrogateescape")
-                          if n > 1 else "", "cgroup_id": cg}, res)
+                          if n > 1 else "", "cgroup_id": cg, "cpu": cpu}, res)
         return decode_open
     return None
 
@@ -214,7 +220,7 @@ def _make_clone(name: str, boot: int) -> Decoder:
         else:
             child_tid = child_pid = 0
         args = {"child_tid": child_tid, "child_pid": child_pid, "flags": flags,
-                "cgroup_id": h[1]}
+                "cgroup_id": h[1], "cpu": h[H_CPU]}
         return Event("syscall", name, h[0] + boot, tid, pid, args, res)
     return decode
 
@@ -266,7 +272,7 @@ def _make_exec(name: str, env_len: int, boot: int) -> Decoder:
             "exe_from_memfd": bool(x[16]), "exe_upper_layer": bool(x[17]),
             "exe_ino_ctime": x[19], "exe_ino_mtime": x[20],
             "exe_writable": writable_by(x[21], x[22], x[23], x[2], x[3], x[4]) if x[18] & 2 else False,
-            "cgroup_id": h[1],
+            "cgroup_id": h[1], "cpu": h[H_CPU],
         }
         klen = (x[18] >> 16) & 0xFFFF       # issue 19: exe_file's path from the kernel
         if klen > 1:
@@ -292,7 +298,7 @@ def _make_procfork(boot: int) -> Decoder:
         comm = bytes(view[off + program.HDR_SIZE: off + program.HDR_SIZE + n]).split(b"\0", 1)[0]
         args = {"child_tid": h[9] & 0xFFFFFFFF, "child_pid": h[10] & 0xFFFFFFFF,
                 "parent_tid": h[11], "parent_pid": h[12], "child_comm": text(comm),
-                "cgroup_id": h[1]}
+                "cgroup_id": h[1], "cpu": h[H_CPU]}
         return Event("syscall", "procfork", h[0] + boot, h[3], h[4], args, None)
     return decode
 
@@ -301,7 +307,7 @@ def _make_procexit(boot: int) -> Decoder:
     def decode(view: memoryview, off: int) -> Event:
         h = HDR.unpack_from(view, off)
         return Event("syscall", "procexit", h[0] + boot, h[3], h[4],
-                     {"status": _i32(h[9]), "cgroup_id": h[1]}, None)
+                     {"status": _i32(h[9]), "cgroup_id": h[1], "cpu": h[H_CPU]}, None)
     return decode
 
 
@@ -310,18 +316,18 @@ def _resolved_openat(spec: program.Spec, boot: int) -> Decoder:
     tests compare it with the generic decoder of the same spec."""
     generic = _make_generic("openat", spec, boot, hot=False)
     del generic                      # built once only to validate the spec's string order
-    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8xI4x").unpack_from
+    unpack = struct.Struct("<QQqII2xHHH" + "i4x8xI4xI4x8xI4x" + "I4x").unpack_from
     base = program.HDR_SIZE
 
     def decode_openat(view: memoryview, off: int) -> Event:
-        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode, ftype = unpack(view, off)
+        ts, cg, res, tid, pid, n, n1, _l2, dirfd, flags, mode, ftype, cpu = unpack(view, off)
         p = off + base
         q = p + n
         return Event("syscall", "openat", ts + boot, tid, pid,
                      {"dirfd": dirfd, "flags": flags, "mode": mode, "ftype": ftype, "fd": res,
                       "name": str(view[p: q - 1], "utf-8", "surrogateescape") if n > 1 else "",
                       "resolved": str(view[q: q + n1 - 1], "utf-8", "surrogateescape")
-                      if n1 > 1 else "", "cgroup_id": cg}, res)
+                      if n1 > 1 else "", "cgroup_id": cg, "cpu": cpu}, res)
     return decode_openat
 
 
@@ -333,7 +339,7 @@ def _make_iou(name: str, boot: int) -> Decoder:
     base = program.IOU_EVENTS[name]
     inner = _make_generic(base, program.SPECS[base], boot, hot=False)
     w5 = struct.Struct("<Q").unpack_from
-    w5_off = program.HDR_SIZE - 8
+    w5_off = program.HDR_A_OFF + 5 * 8
     install = name == "iou_fixed_fd_install"
     fixed_fd = name in ("iou_openat", "iou_openat2", "iou_socket", "iou_accept4", "iou_close",
                         "iou_connect")

@@ -49,7 +49,8 @@ C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 
 N_COUNTERS = 16
 
 # record layout constants (must match struct hdr_t / rec_exec in the C source)
-HDR_SIZE = 88
+HDR_SIZE = 96
+HDR_A_OFF = 40                  # the six argument words a[0..5]; cpu follows them
 N_EXEC_WORDS = 24
 EXEC_COMM_OFF = HDR_SIZE + 8 * N_EXEC_WORDS
 EXEC_S0_OFF = EXEC_COMM_OFF + 16

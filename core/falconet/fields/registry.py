@@ -34,6 +34,9 @@ class FieldType(enum.Enum):
     IPADDR = "ipaddr"      # str (dotted quad or IPv6 text)
     IPNET = "ipnet"        # ipaddr matched against networks
     BYTEBUF = "bytebuf"    # bytes
+    # PT_DOUBLE: numeric, and its values parse as libsinsp parses them there: decimal integers
+    # only (Falco 0.44.1: `thread.cpu > 1.5` is "1.5 is not a valid number")
+    DOUBLE = "double"
 
     @property
     def is_numeric(self) -> bool:
@@ -45,7 +48,7 @@ class FieldType(enum.Enum):
 
 
 _NUMERIC = {FieldType.INT64, FieldType.UINT64, FieldType.UINT32, FieldType.PORT,
-            FieldType.ABSTIME, FieldType.RELTIME}
+            FieldType.ABSTIME, FieldType.RELTIME, FieldType.DOUBLE}
 
 
 class ArgKind(enum.Enum):

@@ -412,22 +412,26 @@ def socket_proven(node: Any) -> bool:
     name = node.left.name
     if name in _SOCKET_ONLY_FIELDS:
         return True                     # no value for other fds: every check is false
-    if isinstance(node, Binary) and name in ("fd.type", "fd.typechar") and \
+    kinds = _SOCKET_VALUES.get(name)
+    if kinds is not None and isinstance(node, Binary) and \
             node.op in ("=", "==", "in", "intersects") and \
             isinstance(node.right, Value | ListValue):
         vals = node.right.values if isinstance(node.right, ListValue) else [node.right.text]
-        kinds = _SOCKET_TYPES if name == "fd.type" else _SOCKET_TYPECHARS
-        return bool(vals) and all(v in kinds for v in vals)
+        return bool(vals) and all(v.lower() in kinds for v in vals)
     return False
 
 
-_SOCKET_TYPES = frozenset({"ipv4", "ipv6", "unix"})
-_SOCKET_TYPECHARS = frozenset({"4", "6", "u"})
+#: fields with a value for every fd, but values that only a socket has: an equality with such
+#: values is false for a file (fd.l4proto is "<NA>", fd.is_server/fd.connected false there)
+_SOCKET_VALUES: dict[str, frozenset[str]] = {
+    "fd.type": frozenset({"ipv4", "ipv6", "unix"}), "fd.typechar": frozenset({"4", "6", "u"}),
+    "fd.l4proto": frozenset({"tcp", "udp", "icmp", "raw"}),
+    "fd.is_server": frozenset({"true", "1"}), "fd.connected": frozenset({"true", "1"})}
 #: fields whose extractor returns a value only for socket fds (fd.py: ``net``/``typechar in``)
 _SOCKET_ONLY_FIELDS = frozenset({
-    "fd.l4proto", "fd.cip", "fd.sip", "fd.lip", "fd.rip", "fd.cport", "fd.sport", "fd.lport",
+    "fd.cip", "fd.sip", "fd.lip", "fd.rip", "fd.cport", "fd.sport", "fd.lport",
     "fd.rport", "fd.cnet", "fd.snet", "fd.lnet", "fd.rnet", "fd.ip", "fd.net", "fd.port",
-    "fd.sockfamily", "fd.is_server", "fd.connected"})
+    "fd.sockfamily"})
 
 #: fields that read the whole fd table of the process (any event type)
 TABLE_FIELDS = frozenset({"proc.fdopencount", "fd.types"})

@@ -19,14 +19,25 @@ O_TRUNC = 0o1000
 O_DIRECTORY = 0o200000
 O_TMPFILE = 0o20000000 | O_DIRECTORY
 O_CLOEXEC = 0o2000000
-_OPEN_BITS: tuple[tuple[int, str], ...] = (
-    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
-    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o10000, "O_DSYNC"), (0o20000, "O_ASYNC"),
-    (0o40000, "O_DIRECT"), (0o100000, "O_LARGEFILE"), (0o200000, "O_DIRECTORY"),
-    (0o400000, "O_NOFOLLOW"), (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"),
-    (0o4000000, "O_SYNC"), (0o10000000, "O_PATH"), (0o20000000, "O_TMPFILE"),
+#: Linux open(2) bits -> the PPM_O_* bits Falco's driver reports (open_flags_to_scap): only
+#: these exist there, so O_NOFOLLOW, O_NOATIME, O_PATH, O_NOCTTY and O_ASYNC are never shown.
+#: O_SYNC is tested as ``flags & O_SYNC``, so O_DSYNC alone also sets it (Falco 0.44.1 shows
+#: ``O_SYNC|...|O_DSYNC`` for an O_DSYNC open).
+_PPM_BITS: tuple[tuple[int, int], ...] = (
+    (0o100, 1 << 2), (0o2000, 1 << 3), (0o10000, 1 << 4), (0o200, 1 << 5), (0o4000, 1 << 6),
+    (0o4010000, 1 << 7), (0o1000, 1 << 8), (0o40000, 1 << 9), (0o200000, 1 << 10),
+    (0o100000, 1 << 11), (0o2000000, 1 << 12),
 )
-_ACCMODE_NAMES = {O_RDONLY: "O_RDONLY", O_WRONLY: "O_WRONLY", O_RDWR: "O_RDWR", 3: "O_RDWR"}
+_PPM_ACC = {O_RDONLY: 1, O_WRONLY: 2, O_RDWR: 3, 3: 3}
+_PPM_TMPFILE = 1 << 13
+#: libsinsp's file_flags table, in its order: a flag is printed when all its bits are still set,
+#: then its bits are cleared (so O_RDWR is not also O_WRONLY|O_RDONLY)
+_PPM_NAMES: tuple[tuple[str, int], ...] = (
+    ("O_LARGEFILE", 1 << 11), ("O_DIRECTORY", 1 << 10), ("O_DIRECT", 1 << 9),
+    ("O_TRUNC", 1 << 8), ("O_SYNC", 1 << 7), ("O_NONBLOCK", 1 << 6), ("O_EXCL", 1 << 5),
+    ("O_DSYNC", 1 << 4), ("O_APPEND", 1 << 3), ("O_CREAT", 1 << 2), ("O_RDWR", 3),
+    ("O_WRONLY", 2), ("O_RDONLY", 1), ("O_CLOEXEC", 1 << 12), ("O_TMPFILE", _PPM_TMPFILE),
+)
 
 
 def _memo(fn: Callable[[int], str]) -> Callable[[int], str]:
@@ -47,11 +58,19 @@ def _memo(fn: Callable[[int], str]) -> Callable[[int], str]:
 
 @_memo
 def open_flags(v: int) -> str:
-    """``O_WRONLY|O_CREAT|O_TRUNC``: the access mode first, then every set bit."""
-    names = [_ACCMODE_NAMES[v & O_ACCMODE]]
-    if v & 0o4010000 == 0o4010000:          # O_SYNC includes the O_DSYNC bit
-        v &= ~0o10000
-    names.extend(n for bit, n in _OPEN_BITS if v & bit)
+    """Falco's text of open flags, e.g. ``O_TRUNC|O_CREAT|O_WRONLY|O_CLOEXEC``: the Linux bits
+    mapped to Falco's, named in libsinsp's table order (tests/fields/test_vs_falco.py)."""
+    ppm = _PPM_ACC[v & O_ACCMODE]
+    for bit, p in _PPM_BITS:
+        if v & bit:
+            ppm |= p
+    if v & O_TMPFILE == O_TMPFILE:
+        ppm |= _PPM_TMPFILE
+    names = []
+    for name, bits in _PPM_NAMES:
+        if ppm & bits == bits:
+            names.append(name)
+            ppm &= ~bits
     return "|".join(names)
 
 

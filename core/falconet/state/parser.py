@@ -342,7 +342,9 @@ class StateParser:
                           ("exe_ino_ctime", "exe_ino_ctime"), ("exe_ino_mtime", "exe_ino_mtime")):
             if key in a:
                 setattr(t, attr, a[key])
-        pg = a.get("pgid", a.get("vpgid"))
+        # proc.vpgid is the group as seen from the process's pid namespace (Falco: 1 for a
+        # container's init); "pgid" (the host's number) only for records that lack it
+        pg = a.get("vpgid", a.get("pgid"))
         if pg is not None:
             t.vpgid = pg
         if "env" in a and a["env"] is not None:

@@ -373,6 +373,9 @@ def read_thread(pid: int, tid: int | None = None, *, proc: str = "/proc", btime_
         nspid = status.get("NSpid", "").split()
         nstgid = status.get("NStgid", "").split()
         t.vpid = int(nstgid[-1]) if nstgid else pid
+        nspgid = status.get("NSpgid", "").split()
+        if nspgid:                  # proc.vpgid: as seen from the process's own pid namespace
+            t.vpgid = int(nspgid[-1])
         if nspid and tid != pid:
             t.extra["vtid"] = int(nspid[-1])
     except (ValueError, IndexError):

@@ -30,8 +30,10 @@ _NOT_SYSCALLS = frozenset({"procexit", "procfork", "procinfo", "switch", "signal
                            "container", "pluginevent", "drop", "notification", "meta",
                            "scapevent", "sysdigevent", "infra", "k8s", "mesos", "tracer",
                            "cpu_hotplug", "page_fault", "asyncevent", "security"})
+#: the letter libsinsp adds to an IP socket's type in a rendered fd argument (<4t>, <6u>)
+_L4_CHAR = {"tcp": "t", "udp": "u", "icmp": "i", "raw": "r"}
 #: collector bookkeeping, not Falco parameters: left out of ``evt.args``
-_HIDDEN_ARGS = frozenset({"cgroup_id", "env", "ftype", "fdpath", "ring"})
+_HIDDEN_ARGS = frozenset({"cgroup_id", "cpu", "env", "ftype", "fdpath", "ring"})
 
 
 def _local_time_formatter(fmt: str) -> Callable[[int], str]:
@@ -83,7 +85,11 @@ class ArgRenderer:
         if f is None or f.num != v:
             t = evt.thread
             f = t.fds.get(v) if t is not None else None
-        return f"<{f.typechar}>{f.name}" if f is not None else str(v)
+        if f is None:
+            return str(v)
+        # libsinsp adds the L4 protocol's letter to IP sockets: <4t>, <6u>
+        return f"<{f.typechar}{_L4_CHAR.get(f.l4proto, '')}>{f.name}" if f.typechar in "46" else \
+            f"<{f.typechar}>{f.name}"
 
     def text(self, evt: Event, name: str, v: Any) -> str | None:
         """The resolved text of one argument (``evt.arg.<name>``)."""
@@ -285,6 +291,10 @@ def evt_fields(r: ArgRenderer, hostname: str | None) -> list[FieldDef]:
                  "value (the Linux number for flags, e.g. evt.rawarg.flags). String arguments are "
                  "returned unchanged.", _evt_arg_factory(r, raw=True), arg=ArgKind.REQUIRED,
                  dotted_arg=True),
+        # the collector's record header (bpf_get_smp_processor_id at the syscall's exit);
+        # missing in captures recorded before it existed
+        _f("evt.cpu", T.INT64, "number of the CPU where this event happened.",
+           lambda e: e.args.get("cpu")),
         _f("evt.args", T.STRING, "all the event arguments, aggregated into a single string.",
            _evt_args(r), cache=True),
         _f("evt.count", T.UINT32, "This filter field always returns 1.", lambda e: 1,

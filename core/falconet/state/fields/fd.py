@@ -108,7 +108,7 @@ def fd_fields(tables: StateTables, dns: DomainResolver) -> list[FieldDef]:
            "(client_ip:port->server_ip:port).", fd(lambda f: f.name)),
         _f("fd.nameraw", T.PATH, "FD full name raw. Just like fd.name, but only used if fd is a "
            "file path: the path as the syscall gave it, not made absolute.",
-           fd(lambda f: f.nameraw or f.name)),
+           fd(lambda f: f.nameraw or (f.name if f.typechar in "fd" else ""))),
         _f("fd.directory", T.PATH, "If the fd is a file, the directory that contains it.",
            fd(directory), cache=True),
         _f("fd.filename", T.STRING, "If the fd is a file, the filename without the path.",
@@ -118,12 +118,15 @@ def fd_fields(tables: StateTables, dns: DomainResolver) -> list[FieldDef]:
            fd(lambda f: f.dev or None)),
         _f("fd.sockfamily", T.STRING, "the socket family for socket events. Can be 'ip' or 'unix'.",
            fd(sockfamily)),
+        # libsinsp: "<NA>" (a value, not a missing field) for every fd that is not an IP socket
+        # or whose protocol is unknown, as Falco 0.44.1 prints it (tests/fields/test_vs_falco.py)
         _f("fd.l4proto", T.STRING, "the IP protocol of a socket. Can be 'tcp', 'udp', 'icmp' or "
-           "'raw'.", net(lambda f: f.l4proto)),
+           "'raw'.", fd(lambda f: (f.l4proto or "<NA>") if f.typechar in "46" else "<NA>")),
+        # libsinsp answers these for any fd (a file is not a server, not connected)
         _f("fd.is_server", T.BOOL, "'true' if the process owning this FD is the server endpoint in "
-           "the connection.", fd(lambda f: f.is_server if f.typechar in "46u" else None)),
+           "the connection.", fd(lambda f: bool(f.is_server) if f.typechar in "46u" else False)),
         _f("fd.connected", T.BOOL, "for TCP/UDP FDs, 'true' if the socket is connected.",
-           fd(lambda f: f.connected if f.typechar in "46u" else None)),
+           fd(lambda f: bool(f.connected) if f.typechar in "46u" else False)),
         _f("fd.name_changed", T.BOOL, "True when an event changes the name of an fd used by this "
            "event. This can occur in some cases such as udp connections where the connection "
            "tuple changes.", lambda e: bool(e.cache.get(NAME_CHANGED_KEY, False))),

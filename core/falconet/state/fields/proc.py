@@ -97,6 +97,15 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         t = evt.thread
         return None if t is None or not t.start_ts else max(0, evt.ts - t.start_ts)
 
+    def eldest_with(m: ThreadInfo, key: str) -> ThreadInfo:
+        """The highest ancestor of ``m`` (or ``m``) whose ``key`` (sid, vpgid) is still m's."""
+        best, v = m, getattr(m, key)
+        for p in tables.ancestors(m):
+            if getattr(p, key) != v:
+                break
+            best = p
+        return best
+
     def sname(evt: Event) -> str | None:
         """Name of the session leader: pid == sid, else the eldest ancestor with the same sid."""
         t = evt.thread
@@ -106,12 +115,7 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         leader = threads.get(m.sid) if m.sid else None
         if leader is not None and leader.sid == m.sid:
             return leader.comm
-        best = m
-        for p in tables.ancestors(m):
-            if p.sid != m.sid:
-                break
-            best = p
-        return best.comm
+        return eldest_with(m, "sid").comm
 
     def loginshellid(evt: Event) -> int | None:
         t = evt.thread
@@ -148,7 +152,7 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
             for kv in main(t).env:
                 if kv.startswith(prefix):
                     return kv[len(prefix):]
-            return None
+            return ""           # libsinsp's get_env: an unset variable is the empty string
         return one
 
     def ctime_duration(evt: Event) -> int | None:
@@ -158,14 +162,17 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         return max(0, t.start_ts - t.exe_ino_ctime)
 
     def vpgid_name(evt: Event) -> str | None:
+        """libsinsp's: outside a pid namespace the process whose pid is the group id; else (or
+        when that one is gone) the highest ancestor still in the same group."""
         t = evt.thread
         if t is None:
             return None
         m = main(t)
-        for p in (m, *tables.ancestors(m)):
-            if p.pid == m.vpgid:
-                return p.comm
-        return None
+        if m.vpid in (0, m.pid):
+            leader = threads.get(m.vpgid)
+            if leader is not None:
+                return main(leader).comm
+        return eldest_with(m, "vpgid").comm
 
     def nz(name: str) -> Extractor:
         """An attribute that is unknown when 0 (inode numbers, times)."""
@@ -237,7 +244,8 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            "generating the event.", vpgid_name, cache=C),
         _f("proc.is_vpgid_leader", T.BOOL, "'true' if this process is the leader of the process "
            "group (proc.vpgid == proc.pid).",
-           lambda e: None if e.thread is None else main(e.thread).vpgid == e.thread.pid),
+           lambda e: None if e.thread is None else
+           main(e.thread).vpgid == (main(e.thread).vpid or e.thread.pid)),
         _f("proc.tty", T.UINT32, "The controlling terminal of the process. 0 for processes "
            "without a terminal.", attr("tty")),
         _f("proc.cwd", T.PATH, "The current working directory of the event.", cwd),
@@ -282,7 +290,23 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            lambda e: None if e.thread is None else F.caps(e.thread.cap_permitted)),
         _f("thread.cap_inheritable", T.STRING, "The inheritable capabilities set.",
            lambda e: None if e.thread is None else F.caps(e.thread.cap_inheritable)),
+        # libsinsp computes these on PPME_PROCINFO_E events only (CPU time since the thread's
+        # previous procinfo event; sinsp_filter_check_thread::extract_thread_cpu) and returns
+        # nothing on any other event. Falco's modern eBPF probe emits no procinfo event, and
+        # neither does Falconet, so on every event they are missing, as Falco prints them
+        # (<NA>; tests/fields/test_vs_falco.py). Not the CPU number: that is evt.cpu.
+        _f("thread.cpu", T.DOUBLE, "The CPU consumed by the thread in the last second (procinfo "
+           "events only, which no syscall source emits: always missing, as in Falco).",
+           _no_procinfo),
+        _f("thread.cpu.user", T.DOUBLE, "The user CPU consumed by the thread in the last second "
+           "(procinfo events only: always missing, as in Falco).", _no_procinfo),
+        _f("thread.cpu.system", T.DOUBLE, "The system CPU consumed by the thread in the last "
+           "second (procinfo events only: always missing, as in Falco).", _no_procinfo),
     ]
+
+
+def _no_procinfo(_evt: Event) -> None:
+    return None
 
 
 def _vtid(evt: Event) -> int | None:

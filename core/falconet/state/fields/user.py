@@ -12,16 +12,29 @@ from falconet.state.fields.common import T
 from falconet.state.fields.common import simple_field as _f
 
 
+def _unknown_user(uid: int) -> tuple[str, str, str]:
+    """libsinsp's entry for a uid its user table lacks (sinsp_threadinfo::get_user and
+    get_loginuser): root's name and home for 0, else ``<NA>``; the shell is always ``<NA>``.
+    These are values, not missing fields (``user.name = "<NA>"`` is true in Falco)."""
+    return ("root", "/root", "<NA>") if uid == 0 else ("<NA>", "<NA>", "<NA>")
+
+
 def user_fields(users: Any) -> list[FieldDef]:
     def uname(evt: Event) -> str | None:
         t = evt.thread
-        return None if t is None else users.name(t.euid)
+        if t is None:
+            return None
+        n = users.name(t.euid)
+        return n if n is not None else _unknown_user(t.euid)[0]
 
     def loginname(evt: Event) -> str | None:
         t = evt.thread
-        if t is None or t.loginuid < 0:
+        if t is None:
             return None
-        return users.name(t.loginuid)
+        if t.loginuid < 0:          # unset (UINT32_MAX): no such user
+            return "<NA>"
+        n = users.name(t.loginuid)
+        return n if n is not None else _unknown_user(t.loginuid)[0]
 
     def entry(i: int) -> Extractor:
         def ex(evt: Event) -> str | None:
@@ -29,12 +42,17 @@ def user_fields(users: Any) -> list[FieldDef]:
             if t is None:
                 return None
             u = users.user(t.euid)
-            return None if u is None else u[i]
+            return (u if u is not None else _unknown_user(t.euid))[i]
         return ex
 
     def gname(evt: Event) -> str | None:
         t = evt.thread
-        return None if t is None else users.group(t.egid)
+        if t is None:
+            return None
+        g = users.group(t.egid)
+        if g is not None:
+            return g
+        return "root" if t.egid == 0 else "<NA>"        # sinsp_threadinfo::get_group
 
     return [
         _f("user.uid", T.UINT32, "user ID (the effective uid).",
