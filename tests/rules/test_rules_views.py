@@ -123,3 +123,10 @@ def test_one_alert_per_rule_and_which_rules_need_the_view() -> None:
     # rule_matching first: the earliest rule that matches either view
     first = load_rules_text(RULES, reg).ruleset
     assert [a.rule for a in first.match(e)] == ["by name"]
+
+
+def test_the_collector_is_asked_for_the_opens_the_openat_rules_see(stable) -> None:
+    types = stable.ruleset.event_types()
+    assert types is not None and {"openat", "open_by_handle_at"} <= types
+    only_exec = load_rules_text(RULES.replace("openat", "execve"), _core()).ruleset
+    assert "open_by_handle_at" not in (only_exec.event_types() or set())

@@ -85,6 +85,8 @@ class Ruleset:
         out: set[str] = set()
         for r in rs:
             out |= r.event_types or set()
+        if source == SYSCALL_SOURCE:    # the opens the openat rules also see (views)
+            out |= {t for t, target in OPEN_ALIASES.items() if target in out}
         return out
 
     def rules_for(self, source: str, evt_type: str) -> tuple[CompiledRule, ...]:
