@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "core"))
 sys.path.insert(0, str(REPO / "bench"))
 
+import _engines as E  # noqa: E402
 from falconet.simulate.live import LiveEngine  # noqa: E402
 from falconet.simulate.runner import host_canary, run_suite  # noqa: E402
 from falconet.simulate.suite import load_suite  # noqa: E402
@@ -129,8 +130,14 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
     for name in intents:
         out[name].setdefault("stable_without_issue19", False)
     falco_error = None
+    falco_shim = None
     if not skip_falco and FALCO_RUN.exists():
-        feng = FalcoEngine([stable_file])
+        # as bench/_engines.py: on this kernel Falco's modern_ebpf probe is rejected by the
+        # verifier unless the LD_PRELOAD shim (bench/c/falco_sigdeliver_shim.c) is in
+        work = E.temp_dir("falconet-evasion-")
+        shim = E.build_c(E.C_DIR / "falco_sigdeliver_shim.c", work, shared=True)
+        falco_shim = str(E.C_DIR / "falco_sigdeliver_shim.c")
+        feng = FalcoEngine([stable_file], env={"LD_PRELOAD": str(shim)})
         feng.start()
         try:
             feng.wait_ready(90)
@@ -140,6 +147,7 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
             frep = None
         finally:
             feng.stop()
+            E.remove_tree(work)
         for r in frep.results if frep is not None else ():
             out[r.case.name]["falco"] = r.status == "pass"
             if r.status != "pass":
@@ -150,7 +158,7 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
     engines = ("falco", "stable_without_issue19", "falconet")
     caught = {e: sorted(n for n, v in out.items() if v.get(e)) for e in engines}
     return {"cases": out, "caught": {e: len(v) for e, v in caught.items()},
-            "total": len(out), "falco_error": falco_error,
+            "total": len(out), "falco_error": falco_error, "falco_shim": falco_shim,
             "only_falconet": sorted(n for n, v in out.items()
                                     if v.get("falconet") and not v.get("falco")
                                     and not v.get("stable_without_issue19"))}
