@@ -154,11 +154,16 @@ class LiveEngine:
     def _read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            a = parse_alert_line(line, time.time_ns())
+            a = self.parse(line, time.time_ns())
             if a is not None:
                 with self._cond:
                     self.alerts.append(a)
                     self._cond.notify_all()
+
+    def parse(self, line: str, received_ns: int) -> ReceivedAlert | None:
+        """One stdout line as an alert (``None``: not one); an engine of another kind may
+        override it."""
+        return parse_alert_line(line, received_ns)
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
