@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "core"))
 sys.path.insert(0, str(REPO / "bench"))
 
+import _engines as E  # noqa: E402
 from falconet.simulate.live import LiveEngine  # noqa: E402
 from falconet.simulate.runner import host_canary, run_suite  # noqa: E402
 from falconet.simulate.suite import load_suite  # noqa: E402
@@ -57,6 +59,18 @@ INTENT: dict[str, str | None] = {
 READ_INTENT = "Read sensitive file untrusted"
 
 
+def _own_cgroup_ids() -> frozenset[str]:
+    """12-character prefixes of the hex names in this process's cgroup paths."""
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(m[:12] for m in re.findall(r"[0-9a-f]{32,64}", text))
+
+
+_OWN_CGROUP_IDS = _own_cgroup_ids()
+
+
 class FalcoEngine(LiveEngine):
     """Upstream Falco through ../shared/falco-bin/run.sh, alerts as JSON on stdout."""
 
@@ -67,6 +81,16 @@ class FalcoEngine(LiveEngine):
             argv += ["-r", r]
         return argv + ["-o", "json_output=true", "-o", "stdout_output.enabled=true",
                        "-o", "json_include_output_fields_property=true"]
+
+    def parse(self, line: str, received_ns: int):  # noqa: ANN201
+        """Falco's container plugin takes a hex cgroup name of a host process (this machine
+        runs everything in ``memory:/process_api/<32 hex>``) for a container id: such an id,
+        the one of this very process, is the host (Falconet's plugin needs a runtime's
+        cgroup layout)."""
+        a = super().parse(line, received_ns)
+        if a is not None and a.output_fields.get("container.id") in _OWN_CGROUP_IDS:
+            a.output_fields["container.id"] = "host"
+        return a
 
     def wait_ready(self, timeout: float = 60.0, canary=None) -> None:  # noqa: ANN001
         # Falco prints no "attached" line we can rely on: the canary alert is the signal
@@ -129,8 +153,14 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
     for name in intents:
         out[name].setdefault("stable_without_issue19", False)
     falco_error = None
+    falco_shim = None
     if not skip_falco and FALCO_RUN.exists():
-        feng = FalcoEngine([stable_file])
+        # as bench/_engines.py: on this kernel Falco's modern_ebpf probe is rejected by the
+        # verifier unless the LD_PRELOAD shim (bench/c/falco_sigdeliver_shim.c) is in
+        work = E.temp_dir("falconet-evasion-")
+        shim = E.build_c(E.C_DIR / "falco_sigdeliver_shim.c", work, shared=True)
+        falco_shim = str(E.C_DIR / "falco_sigdeliver_shim.c")
+        feng = FalcoEngine([stable_file], env={"LD_PRELOAD": str(shim)})
         feng.start()
         try:
             feng.wait_ready(90)
@@ -140,6 +170,7 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
             frep = None
         finally:
             feng.stop()
+            E.remove_tree(work)
         for r in frep.results if frep is not None else ():
             out[r.case.name]["falco"] = r.status == "pass"
             if r.status != "pass":
@@ -150,7 +181,7 @@ def detection(only: list[str] | None, skip_falco: bool) -> dict:
     engines = ("falco", "stable_without_issue19", "falconet")
     caught = {e: sorted(n for n, v in out.items() if v.get(e)) for e in engines}
     return {"cases": out, "caught": {e: len(v) for e, v in caught.items()},
-            "total": len(out), "falco_error": falco_error,
+            "total": len(out), "falco_error": falco_error, "falco_shim": falco_shim,
             "only_falconet": sorted(n for n, v in out.items()
                                     if v.get("falconet") and not v.get("falco")
                                     and not v.get("stable_without_issue19"))}
@@ -177,6 +208,16 @@ def _stable_cases(suite, stable: set[str], out: dict, only: list[str] | None):  
 
 
 # ------------------------------------------------------------------------------ cost
+def _read_shadow_plan():  # noqa: ANN202
+    from falconet.kfilter import Clause, FilterPlan, TypeFilter  # noqa: PLC0415
+    c = Clause(any_path=False, exact=frozenset({"/etc/shadow"}), prefixes=frozenset(),
+               need_read=True, need_write=False, need_success=True)
+    return FilterPlan(types={t: TypeFilter(t, (c,)) for t in ("open", "openat", "openat2",
+                                                              "creat")},
+                      unfiltered={}, filter_close=True)
+
+
+READ_SHADOW_PLAN = _read_shadow_plan()
 IOU_LOOP = r"""
 import sys
 sys.path.insert(0, {payload_dir!r})
@@ -203,10 +244,10 @@ def cost() -> dict:
                         "setreuid", "setregid", "setresuid", "setresgid"})
     stats_fd = K.enable_stats()
 
-    def with_collector(cfg: CollectorConfig, fn):  # noqa: ANN001, ANN202
+    def with_collector(cfg: CollectorConfig, fn, plan=None):  # noqa: ANN001, ANN202
         src = EbpfSource(cfg)
         old = set(K.prog_stats(offs))
-        src.start(events)
+        src.start(events, None, plan)
         stop = threading.Event()
 
         def drain() -> None:
@@ -260,11 +301,19 @@ def cost() -> dict:
             "path_resolution_off": with_collector(CollectorConfig(resolve_paths=False), open_loop),
             "path_resolution_on": with_collector(CollectorConfig(resolve_paths=True), open_loop),
             "io_uring": with_collector(CollectorConfig(), iou_loop),
+            # the kernel filter on, the loop's opens in no clause (as the stable rules' reads of
+            # /etc/hostname): with resolution on, each is walked before it is dropped (step 6)
+            "filtered_resolution_off": with_collector(CollectorConfig(resolve_paths=False),
+                                                      open_loop, READ_SHADOW_PLAN),
+            "filtered_resolution_on": with_collector(CollectorConfig(resolve_paths=True),
+                                                     open_loop, READ_SHADOW_PLAN),
         }
         t = "sys_exit_ns_per_run_open_close_mix"
         # half the runs of the mix are opens: the walk's cost per open is twice the difference
         out["path_resolution_ns_per_open"] = round(
             2 * (out["path_resolution_on"][t] - out["path_resolution_off"][t]), 1)
+        out["path_resolution_ns_per_filtered_open"] = round(
+            2 * (out["filtered_resolution_on"][t] - out["filtered_resolution_off"][t]), 1)
         return out
     finally:
         os.close(stats_fd)

@@ -317,9 +317,14 @@ static __always_inline u16 put_kpath(char *buf, u32 *pos, void *vfsmnt, void *de
 #define KPATH_EXEC 0            // length into exec_head.x[18] bits 16..31
 #define KPATH_LEN1 1            // length into hdr.len1 (the record's second string)
 #define KPATH_LEN0 2            // length into hdr.len0 (the record's first string)
-struct kpath_job_t { u64 file; u32 pos; u16 cat; u16 where; };
+// kf: 1 = the kernel filter's decision waits for the path (the requested path passes no
+// clause, the kernel's may: falconet_kpath_kf decides on it); kf_* what that decision needs
+struct kpath_job_t {
+    u64 file; u32 pos; u16 cat; u16 where;
+    u32 kf; u32 kf_id; u64 kf_flags; s64 kf_res; u64 kf_pt; u32 kf_start; u32 kf_n;
+};
 BPF_PERCPU_ARRAY(kpath_job, struct kpath_job_t, 1);
-BPF_PROG_ARRAY(kpath_progs, 1);
+BPF_PROG_ARRAY(kpath_progs, 2);
 
 static __always_inline int kpath_job_set(void *file, u32 pos, u16 cat, u16 where) {
     u32 zero = 0;
@@ -330,6 +335,7 @@ static __always_inline int kpath_job_set(void *file, u32 pos, u16 cat, u16 where
     j->pos = pos;
     j->cat = cat;
     j->where = where;
+    j->kf = 0;
     return 1;
 }
 
@@ -922,36 +928,27 @@ static __always_inline int kf_irregular(const char *s, u32 n) {
     return last > 1 && prev == '/';
 }
 
-// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens).
-static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
-                                        const char *path, u32 n) {
-    u32 k = id;
-    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
-    if (!cfg || !cfg->enabled)
-        return 0;
+// An open's class, the index of kf_cfg_t.live: read | write << 1 | ok << 2 (open_passes step 1).
+static __always_inline u32 kf_class(u64 flags, s64 res) {
     u32 acc = flags & 3;
     u32 rd = (acc == 0 || acc == 2) && !(flags & 010000000);
     u32 wr = (acc == 1 || acc == 2) || (flags & 01000);
-    u32 ok = res >= 0;
-    u64 live = cfg->live[(rd | (wr << 1) | (ok << 2)) & 7];
-    if (!live)
-        return 1 + ((!ok && cfg->live[(rd | (wr << 1) | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
-    if (ok && (ftype & 3) != 1)
-        return 0;                       // a directory, or the file type is unknown
-    if (live & cfg->anypath)
-        return 0;
-    if (kf_irregular(path, n))
-        return 0;
+    return (rd | (wr << 1) | ((res >= 0) << 2)) & 7;
+}
+
+// 1 when the regular path (n bytes, NUL included, n < KF_KEY_LEN) is an exact name, or has a
+// prefix or suffix, of one of the live clauses (open_passes step 5; step 6 on the kernel's path)
+static __always_inline int kf_trie_hit(struct kf_cfg_t *cfg, u64 live, const char *path, u32 n) {
     u32 z = 0;
     struct kf_key_t *key = kf_keybuf.lookup(&z);
     if (!key)
-        return 0;
+        return 1;
     key->prefixlen = KF_KEY_LEN * 8;
     if (bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) < 0)
-        return 0;
+        return 1;
     u64 *v = kf_paths.lookup(key);
     if (v && (*v & live))
-        return 0;
+        return 1;
     if (live & cfg->suffix) {
         u32 len = n - 1;                    // < KF_KEY_LEN - 1 (regular paths)
 #pragma clang loop unroll(disable)
@@ -965,9 +962,30 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
         key->prefixlen = len * 8;
         v = kf_rpaths.lookup(key);
         if (v && (*v & live))
-            return 0;
+            return 1;
     }
-    return 1 + KF_R_PATH;
+    return 0;
+}
+
+// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens).
+static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
+                                        const char *path, u32 n) {
+    u32 k = id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
+    if (!cfg || !cfg->enabled)
+        return 0;
+    u32 cls = kf_class(flags, res);
+    u32 ok = cls >> 2;
+    u64 live = cfg->live[cls];
+    if (!live)
+        return 1 + ((!ok && cfg->live[(cls | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
+    if (ok && (ftype & 3) != 1)
+        return 0;                       // a directory, or the file type is unknown
+    if (live & cfg->anypath)
+        return 0;
+    if (kf_irregular(path, n))
+        return 0;
+    return kf_trie_hit(cfg, live, path, n) ? 0 : 1 + KF_R_PATH;
 }
 
 // After an open's decision: remember (or forget) its fd for the close filter.
@@ -1308,6 +1326,7 @@ int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
     fp[0] = kp_u64((u64)file, OFF_FILE_MNT);
     fp[1] = kp_u64((u64)file, OFF_FILE_DENTRY);
 #endif
+    u32 start = pos;
     u16 n = put_kpath(buf, &pos, (void *)fp[0], (void *)fp[1]);
     if (j->where == KPATH_EXEC)
         ((struct exec_head *)buf)->x[18] |= (u64)n << 16;
@@ -1315,7 +1334,65 @@ int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
         ((struct hdr_t *)buf)->len0 = n;
     else
         ((struct hdr_t *)buf)->len1 = n;
+    if (j->kf) {
+        if (!n) {                       // the kernel's path is unknown: the requested one decides
+            kf_after_open(j->kf_id, 1 + KF_R_PATH, j->kf_res, j->kf_pt);
+            kf_count(j->kf_id, KF_R_PATH);
+            return 0;
+        }
+        j->kf_start = start;
+        j->kf_n = n;
+        j->pos = pos;
+        kpath_progs.call(ctx, 1);       // falconet_kpath_kf; if the call fails, the open passes
+        kf_after_open(j->kf_id, 0, j->kf_res, j->kf_pt);
+    }
     return output(buf, pos, j->cat & 7);
+}
+
+// The kernel filter's step 6 (falconet.kfilter.open_passes): an open whose requested path
+// passes no live clause passes when the kernel's path (just appended at kf_start) does; the
+// rules see that path too (falconet.rules.views). Its own program: with the walk, one
+// program would exceed what the verifier explores.
+struct kf_path_t { char d[KF_KEY_LEN + 8]; };   // + kf_irregular's look-ahead
+BPF_PERCPU_ARRAY(kf_pathbuf, struct kf_path_t, 1);
+
+int falconet_kpath_kf(struct bpf_raw_tracepoint_args *ctx) {
+    u32 zero = 0;
+    struct kpath_job_t *j = kpath_job.lookup(&zero);
+    char *buf = (char *)rec_scratch.lookup(&zero);
+    struct kf_path_t *pb = kf_pathbuf.lookup(&zero);
+    if (!j || !buf || !pb)
+        return 0;
+    u32 id = j->kf_id;
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&id);
+    u32 n = j->kf_n;
+    int hit = 1;                        // unknown, or too long for the tries: pass
+    if (cfg && n >= 2 && n < KF_KEY_LEN) {
+        bpf_probe_read_kernel(pb->d, KF_KEY_LEN, buf + (j->kf_start & POS_MASK));
+        pb->d[KF_KEY_LEN - 1] = 0;
+        // falconet.kfilter.kernel_path_irregular: the walk's path is absolute, without "//",
+        // "." or ".." components; "../" (a name ending in "..") is its one irregularity. A
+        // loop to the NUL with a constant bound (kf_irregular's, bounded by n, is more than
+        // the verifier follows here).
+        hit = 0;
+#pragma clang loop unroll(disable)
+        for (u32 i = 0; i < KF_KEY_LEN - 2; i++) {
+            char c = pb->d[i];
+            if (!c)
+                break;
+            if (c == '.' && pb->d[i + 1] == '.' && pb->d[i + 2] == '/') {
+                hit = 1;
+                break;
+            }
+        }
+        if (!hit)
+            hit = kf_trie_hit(cfg, cfg->live[kf_class(j->kf_flags, j->kf_res)], pb->d, n);
+    }
+    if (kf_after_open(id, hit ? 0 : 1 + KF_R_PATH, j->kf_res, j->kf_pt)) {
+        kf_count(id, KF_R_PATH);
+        return 0;
+    }
+    return output(buf, j->pos, j->cat & 7);
 }
 #endif
 
@@ -1356,13 +1433,32 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+#ifdef HAVE_KPATH
+    void *file = fd_file(res);
+    u16 where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;
+    if (drop == 1 + KF_R_PATH) {
+        // the requested path passes no clause; the kernel's path may (open_passes step 6):
+        // falconet_kpath walks it and falconet_kpath_kf decides. No file: it is unknown.
+        u32 zero = 0;
+        struct kpath_job_t *j = kpath_job.lookup(&zero);
+        if (file && j && kpath_job_set(file, pos, cat, where)) {
+            j->kf = 1;
+            j->kf_id = id;
+            j->kf_flags = flags;
+            j->kf_res = res;
+            j->kf_pt = pt;
+            kpath_progs.call(ctx, 0);
+            kf_after_open(id, 0, res, pt);      // the tail call failed: pass, path unknown
+            return output(buf, pos, cat);
+        }
+    }
+#endif
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
     }
 #ifdef HAVE_KPATH
-    void *file = fd_file(res);
-    if (file && kpath_job_set(file, pos, cat, kind == 2 ? KPATH_LEN0 : KPATH_LEN1))
+    if (file && kpath_job_set(file, pos, cat, where))
         kpath_progs.call(ctx, 0);
 #endif
     return output(buf, pos, cat);

@@ -23,12 +23,17 @@ filtered type with filter ``tf``:
    ``fd.name``: relative, ``dirfd``-based, not normalised, too long for the kernel's key) →
    pass.
 5. Else pass iff the raw path is one of the live clauses' ``exact`` names, starts with one of
-   their ``prefixes`` or ends with one of their ``suffixes``; else drop, reason ``path``.
+   their ``prefixes`` or ends with one of their ``suffixes``;
+6. else, for a successful open whose kernel path (``resolved``, the path walk of the new fd)
+   is known, pass iff that path is irregular or passes step 5; else drop, reason ``path``.
+   (The rules see the resolved path too: :mod:`falconet.rules.views`.)
 
 Why it is sound: each clause set over-approximates every rule on the type, so an event
 dropped at 3 or 5 fails every rule's necessary condition; for a regular path
 (``not irregular_path(raw)``) the state's ``fd.name`` *is* the raw path (it is absolute and
-already normal), so the test on the raw bytes is the test on ``fd.name``.
+already normal), so the test on the raw bytes is the test on ``fd.name``; the resolved-path
+view's ``fd.name`` *is* the kernel's path, tested the same way at 6, and the clauses'
+``fd.resolved_name`` sets are tested on both paths (a superset of the resolved one).
 """
 
 from __future__ import annotations
@@ -199,9 +204,28 @@ def irregular_path(raw: str) -> bool:
     return "/." in raw and any(c in (".", "..") for c in raw.split("/"))
 
 
-def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) -> str | None:
+def kernel_path_irregular(path: str) -> bool:
+    """:func:`irregular_path` for a path of the kernel's walk (absolute, no ``//``, no ``.`` or
+    ``..`` component): at least :data:`KEY_LEN` bytes, or ``../`` in it (a name ending in
+    ``..``). ``falconet_kpath_kf`` in ``bpf/falconet.bpf.c`` tests exactly this."""
+    return len(path.encode("utf-8", "surrogateescape")) >= KEY_LEN or "../" in path
+
+
+def _path_hits(clauses: list[Clause], path: str) -> bool:
+    """Whether the kernel's ``path`` passes one of ``clauses`` (irregular, or in their
+    names/prefixes/suffixes)."""
+    if kernel_path_irregular(path):
+        return True
+    return any(c.any_path or path in c.exact or (c.prefixes and path.startswith(tuple(c.prefixes)))
+               or (c.suffixes and path.endswith(tuple(c.suffixes))) for c in clauses)
+
+
+def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
+                resolved: str = "") -> str | None:
     """``None`` = the event passes to userspace; else why it is dropped: ``failed``, ``flags``
-    or ``path`` (see the module's docstring: the kernel decides exactly this way)."""
+    or ``path`` (see the module's docstring: the kernel decides exactly this way).
+    ``resolved``: the kernel's path of the opened file ("" unknown): a successful open whose
+    requested path fails the live clauses still passes when that path passes them (step 6)."""
     ok = res >= 0
     if ok and is_dir:
         return None
@@ -210,6 +234,7 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) ->
     live = False                # some clause's needs are met
     failed_only = False         # some clause's flags are met, its success is not
     irregular: bool | None = None
+    live_cs: list[Clause] = []
     for c in tf.clauses:
         if (c.need_read and not read) or (c.need_write and not write):
             continue
@@ -217,6 +242,7 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) ->
             failed_only = True
             continue
         live = True
+        live_cs.append(c)
         if c.any_path or raw in c.exact:
             return None
         if irregular is None:
@@ -229,6 +255,8 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool) ->
             return None
     if not live:
         return REASON_FAILED if failed_only else REASON_FLAGS
+    if resolved and ok and _path_hits(live_cs, resolved):
+        return None
     return REASON_PATH
 
 
@@ -291,7 +319,9 @@ def open_event_passes(tf: TypeFilter, evt: Any) -> str | None:
     raw = evt.args.get("name")
     if not isinstance(raw, str):
         return None
-    return open_passes(tf, raw, event_open_flags(evt), int(res), event_is_dir(evt))
+    resolved = evt.args.get("resolved")
+    return open_passes(tf, raw, event_open_flags(evt), int(res), event_is_dir(evt),
+                       resolved if isinstance(resolved, str) else "")
 
 
 #: event types whose successful result (``res``) is a new fd userspace learns about: a

@@ -217,4 +217,11 @@ def test_open_by_handle_at_names_the_fd_by_its_path():
              res=5)
     p(e)
     assert f["fd.name"](e) == "/etc/shadow" and f["evt.is_open_read"](e) is True
+    assert f["fd.resolved_name"](e) == "/etc/shadow"     # its only path is the kernel's
+    o = _evt("openat", {"name": "/tmp/lnk", "dirfd": -100, "flags": 0, "fd": 6,
+                        "resolved": "/etc/shadow"}, res=6)
+    p(o)
+    d = _evt("dup2", {"oldfd": 6, "newfd": 9}, res=9)
+    p(d)
+    assert f["fd.name"](d) == "/tmp/lnk" and f["fd.resolved_name"](d) == "/etc/shadow"
     assert struct.calcsize("<Q") == 8

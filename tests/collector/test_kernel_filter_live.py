@@ -56,6 +56,12 @@ PROBE = textwrap.dedent(r"""
     os.close(fd)
     fd2 = touch("/usr/lib/os-release", keep=True)
     os.close(fd2)                              # close of a dropped open: dropped (untracked_fd)
+    # the kernel's path decides too (step 6): the rules see it (falconet.rules.views)
+    os.symlink("/etc/hostname", d + "/lnk-host")
+    os.symlink("/etc/passwd", d + "/lnk-passwd")
+    touch(d + "/lnk-host")                     # requested: no clause; opened: exact: emitted
+    touch("/proc/self/root/etc/hostname")      # likewise
+    touch(d + "/lnk-passwd")                   # neither path passes: dropped (path)
     print(fd, fd2, flush=True)
 """)
 
@@ -87,10 +93,16 @@ def _opens(c, pid):
 def test_opens_no_rule_can_match_are_not_emitted(filtered):
     c, m, d, fd, fd2, pid = filtered
     names = _opens(c, pid)
-    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "rel.txt", "/etc"):
+    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "rel.txt", "/etc",
+                    d + "/lnk-host", "/proc/self/root/etc/hostname"):
         assert emitted in names, (emitted, names)
-    for dropped in ("/usr/lib/os-release", "/etc/passwd", "/nonexistent-kf", d + "/w.txt"):
+    for dropped in ("/usr/lib/os-release", "/etc/passwd", "/nonexistent-kf", d + "/w.txt",
+                    d + "/lnk-passwd"):
         assert dropped not in names, (dropped, names)
+    resolved = {e.args["name"]: e.args.get("resolved")
+                for e in c.matching(lambda e: e.pid == pid and e.type == "openat")}
+    assert resolved[d + "/lnk-host"] == resolved["/proc/self/root/etc/hostname"] == \
+        "/etc/hostname"
 
 
 def test_the_directory_open_carries_its_file_type(filtered):
@@ -144,8 +156,9 @@ def test_the_kernel_agrees_with_the_decision_procedure(filtered):
     tf = PLAN.types["openat"]
     for e in c.matching(lambda e: e.pid == pid and e.type == "openat"):
         assert open_passes(tf, e.args["name"], e.args["flags"], e.res,
-                           bool(e.args["ftype"] & 2)) is None, e
+                           bool(e.args["ftype"] & 2), e.args.get("resolved") or "") is None, e
     assert open_passes(tf, "/usr/lib/os-release", os.O_RDONLY, 3, False) == "path"
+    assert open_passes(tf, d + "/lnk-passwd", os.O_RDONLY, 3, False, "/etc/passwd") == "path"
     assert open_passes(tf, "/nonexistent-kf", os.O_RDONLY, -2, False) == "failed"
 
 

@@ -31,6 +31,8 @@ cd /tmp && cat ../etc/../etc/hosts > /dev/null
 cd /etc && cat ./passwd > /dev/null && ls > /dev/null
 for i in 1 2 3; do cat /etc/os-release > /dev/null; done
 echo x > /tmp/falconet-kf-live.$$ && rm -f /tmp/falconet-kf-live.$$
+ln -s /etc/shadow /tmp/falconet-kf-lnk.$$ && cat /tmp/falconet-kf-lnk.$$ > /dev/null
+rm -f /tmp/falconet-kf-lnk.$$
 """
 
 
@@ -64,3 +66,9 @@ def test_live_recording_replays_identically_with_the_kernel_filter(tmp_path: Pat
         print(f"{rules}: {len(plain)} alerts; {err.strip().splitlines()[-1]}")
         if rules == [str(FALCO_RULES)]:
             assert "Read sensitive file untrusted" in {a["rule"] for a in plain}
+            # through the symlink: the resolved-path view, which the filter passes (step 6)
+            assert any(a["rule"] == "Read sensitive file untrusted" and
+                       a["output_fields"].get("fd.resolved_name") == "/etc/shadow" and
+                       "falconet-kf-lnk" in str(a["output_fields"].get("fd.name"))
+                       for a in kf), [a["output_fields"] for a in kf
+                                      if a["rule"] == "Read sensitive file untrusted"]

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from falconet import kfilter as K
 from falconet.kfilter import Clause, FdTracker, FilterPlan, TypeFilter, irregular_path, open_passes
+from falconet.rules.kfilter import derive
 from falconet.state import flags as F
 from kfhelp import Engine, open_event, rule
 
@@ -346,3 +348,47 @@ def test_socket_value_fields_only_prove_a_socket_with_socket_values() -> None:
                          ("fd.connected = true", True), ("fd.connected exists", False),
                          ("fd.sip exists", True)):
         assert socket_proven(parse_condition(cond)) is socket, cond
+
+# ------------------------------------------------------------------------------ resolved paths
+def _resolved_open(name: str, resolved: str, res: int = 3) -> Any:
+    e = open_event("openat", name, res=res)
+    if resolved:
+        e.args["resolved"] = resolved
+    return e
+
+
+def test_the_kernel_path_passes_what_the_requested_path_does_not() -> None:
+    """The rules see the path the kernel opened (falconet.rules.views): a symlink's open whose
+    target is a rule's path passes, in the decision and in the replay's emulation."""
+    E = Engine()
+    rs = E.load(rule("evt.type = openat and evt.is_open_read = true and fd.name = /etc/shadow"))
+    tf = derive(rs).types["openat"]
+    assert open_passes(tf, "/tmp/l", 0, 3, False) == "path"
+    assert open_passes(tf, "/tmp/l", 0, 3, False, "/etc/shadow") is None
+    assert open_passes(tf, "/tmp/l", 0, 3, False, "/etc/passwd") == "path"
+    assert open_passes(tf, "/tmp/l", 0, 3, False, "/" + "x/" * 130 + "y") is None   # too long
+    assert open_passes(tf, "/tmp/l", 0, -2, False, "/etc/shadow") == "path"  # failed: unknown
+    assert open_passes(tf, "/tmp/l", 0o1, 3, False, "/etc/shadow") == "flags"
+    t = FdTracker(derive(rs))
+    e = _resolved_open("/tmp/l", "/etc/shadow")
+    E.parser(e)
+    assert rs.match(e) and t.verdict(e) is None
+    assert t.verdict(_resolved_open("/tmp/l", "/etc/passwd", 4)) == "path"
+
+
+def test_resolved_name_and_name_are_not_met_as_one_path() -> None:
+    """`fd.name startswith /tmp and fd.resolved_name startswith /etc` holds for /tmp/l ->
+    /etc/shadow: the clause keeps one of the two sets (not their empty meet)."""
+    E = Engine()
+    rs = E.load(rule("evt.type = openat and fd.name startswith /tmp/ and "
+                     "fd.resolved_name startswith /etc/"))
+    [c] = derive(rs).types["openat"].clauses
+    assert c.prefixes in ({"/tmp/"}, {"/etc/"})
+    e = _resolved_open("/tmp/l", "/etc/shadow")
+    E.parser(e)
+    assert rs.match(e)
+    assert FdTracker(derive(rs)).verdict(e) is None
+    # fd.resolved_name alone narrows the path (read filtering of the default rules)
+    rs2 = E.load(rule("evt.type = openat and fd.resolved_name in (/etc/shadow, /etc/gshadow)"))
+    [c2] = derive(rs2).types["openat"].clauses
+    assert c2.exact == {"/etc/shadow", "/etc/gshadow"} and not c2.any_path

@@ -17,6 +17,9 @@ from kfhelp import Engine, ftype, rule
 SEGS = ["etc", "shadow", "pam.d", "usr", "lib", "x.so", "tmp", "a..", "id_rsa", "root", ".ssh",
         "var", "log", "sudoers.d", "b"]
 TYPES = ["open", "openat", "openat2", "creat"]
+#: paths both the rules and the kernel's path walk pick often (so that the case "only the
+#: resolved path matches" is common)
+COMMON = ["/etc", "/etc/shadow", "/root/.ssh", "/var/log", "/etc/pam.d/b"]
 
 
 @st.composite
@@ -35,6 +38,8 @@ def paths(draw: st.DrawFn) -> str:
 @st.composite
 def rule_paths(draw: st.DrawFn) -> str:
     """Values the rules compare paths with: often absolute, sometimes odd."""
+    if draw(st.integers(0, 2)) == 0:
+        return draw(st.sampled_from(COMMON))
     segs = draw(st.lists(st.sampled_from(SEGS), min_size=0, max_size=3))
     p = "/" + "/".join(segs)
     k = draw(st.integers(0, 8))
@@ -53,7 +58,7 @@ def q(v: str) -> str:
 def atoms(draw: st.DrawFn) -> str:
     kind = draw(st.integers(0, 12))
     if kind <= 3:
-        f = draw(st.sampled_from(["fd.name", "fd.nameraw", "fd.directory"]))
+        f = draw(st.sampled_from(["fd.name", "fd.nameraw", "fd.directory", "fd.resolved_name"]))
         op = draw(st.sampled_from(["=", "in", "startswith", "pmatch", "glob", "contains",
                                    "endswith", "icontains", "startswith oneof", "iglob"]))
         vals = draw(st.lists(rule_paths(), min_size=1, max_size=3))
@@ -95,12 +100,30 @@ def conditions() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def open_events(draw: st.DrawFn) -> tuple[str, str, int, int, bool]:
+def kernel_paths(draw: st.DrawFn) -> str:
+    """What the kernel's path walk reports: absolute, no "."/".." components, no "//" (a
+    name may end in "..": "a.."), sometimes past the key length; "" = unknown."""
+    k = draw(st.integers(0, 4))
+    if k == 0:
+        return ""
+    if k <= 2:
+        return draw(st.sampled_from(COMMON))
+    # short: often one of the rules' paths (the case where only the resolved path matches)
+    segs = draw(st.lists(st.sampled_from(SEGS), min_size=0, max_size=2))
+    p = "/" + "/".join(segs)
+    if draw(st.integers(0, 14)) == 0:
+        p = "/" + "/".join(["verylongsegment"] * 17) + (p if p != "/" else "")
+    return p
+
+
+@st.composite
+def open_events(draw: st.DrawFn) -> tuple[str, str, int, int, bool, str]:
     t = draw(st.sampled_from(TYPES))
     flags = draw(st.sampled_from([0, 0o1, 0o2, 0o1101, 0o1000, 0o10000000, 0o200000, 0o100,
                                   0o20200000, 0o2000000]))
     res = draw(st.sampled_from([3, 0, -2, -13, 7]))
-    return t, draw(paths()), flags, res, draw(st.booleans())
+    resolved = draw(kernel_paths()) if res >= 0 else ""
+    return t, draw(paths()), flags, res, draw(st.booleans()), resolved
 
 
 E = Engine()
@@ -116,8 +139,10 @@ def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) 
     rs = E.load(rule(f"{types} and {cond}"))
     from falconet.rules.kfilter import derive
     plan = derive(rs)
-    for i, (t, path, flags, res, is_dir) in enumerate(events):
+    for i, (t, path, flags, res, is_dir, resolved) in enumerate(events):
         args = {"fd": res, "name": path, "mode": 0}
+        if resolved:                    # the kernel's path: the rules see it too (views)
+            args["resolved"] = resolved
         if t != "creat":
             args["flags"] = flags
         if t in ("openat", "openat2"):
@@ -130,7 +155,7 @@ def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) 
         tf = plan.types.get(t)
         if matched and tf is not None:
             assert open_event_passes(tf, evt) is None, (cond, t, path, flags, res, is_dir,
-                                                        tf.clauses)
+                                                        resolved, tf.clauses)
 
 
 @st.composite

@@ -78,17 +78,19 @@ def test_kernel_filter_off_in_the_configuration(stable: App) -> None:
 
 
 def test_default_rules(tmp_path) -> None:
-    """The default rules: "Sensitive File Read by Untrusted Program" also matches the path the
-    kernel resolved (fd.resolved_name: a symlink, a bind mount, /proc/self/root), which the
-    filter cannot see before it decides, so successful reads pass on any path; writes pass
-    below /etc, the binary and log directories and for the shell histories; other writes,
-    failed opens and O_PATH drop. Setuid or Setgid Bit Set shows fd.name of an fchmod fd in its
+    """The default rules: reads pass for the credential files only, by the requested or by
+    the resolved path (the rules see both: falconet.rules.views); writes pass below /etc, the
+    binary and log directories and for the shell histories; other writes, other reads, failed
+    opens and O_PATH drop. Setuid or Setgid Bit Set shows fd.name of an fchmod fd in its
     output only: the state reads an unknown fd back from /proc, so it does not turn the filter
     off; the io_uring rule matches no open of the syscall path."""
     rules = str(REPO / "rules")
     plan = engine(NO_LEARNING, [rules]).kernel_filter_plan()
     tf = plan.types["openat"]
-    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) is None                  # a read
+    assert open_passes(tf, "/usr/lib/x.so", 0, 3, False) == "path"                # a read
+    assert open_passes(tf, "/etc/shadow", 0, 3, False) is None
+    assert open_passes(tf, "/tmp/l", 0, 3, False, "/etc/shadow") is None     # a symlink
+    assert open_passes(tf, "/tmp/l/id_rsa", 0, 3, False, "/root/.ssh/id_rsa") is None
     assert open_passes(tf, "/home/u/.bash_history", 0o1001, 3, False) is None    # O_TRUNC
     assert open_passes(tf, "/etc/passwd", 0o1, 3, False) is None
     assert open_passes(tf, "/tmp/x", 0o1, 3, False) == "path"

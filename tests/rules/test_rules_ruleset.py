@@ -52,7 +52,8 @@ def test_index_and_event_types() -> None:
     assert [r.name for r in rs.rules_for("syscall", "execve")] == ["exec", "any"]
     assert [r.name for r in rs.rules_for("syscall", "mmap")] == ["any"]
     rs2 = loaded(text.split("- rule: any")[0]).ruleset
-    assert rs2.event_types("syscall") == {"openat", "execve", "execveat"}
+    # open_by_handle_at: the openat rules also see it (falconet.rules.views)
+    assert rs2.event_types("syscall") == {"openat", "execve", "execveat", "open_by_handle_at"}
     assert rs2.match(event("read", proc("special"))) == []
     assert rs2.event_types("k8s_audit") == set()
 
@@ -60,7 +61,7 @@ def test_index_and_event_types() -> None:
 def test_disabled_rules_do_not_count_in_event_types() -> None:
     res = loaded(rule("evt.type = openat", name="a")
                  + rule("evt.type = execve", name="b", enabled="false"))
-    assert res.ruleset.event_types("syscall") == {"openat"}
+    assert res.ruleset.event_types("syscall") == {"openat", "open_by_handle_at"}
 
 
 def test_alert_is_fully_rendered() -> None:
@@ -187,7 +188,7 @@ def test_plugin_source_rules() -> None:
     [a] = res.ruleset.match(e)
     assert a.source == "k8s_audit" and a.output == "verb=delete"
     assert res.ruleset.event_types("k8s_audit") is None
-    assert res.ruleset.event_types("syscall") == {"openat"}
+    assert res.ruleset.event_types("syscall") == {"openat", "open_by_handle_at"}
     # a syscall field is not available for the k8s_audit source
     errs = errors(rule("proc.name = x", source="k8s_audit"), sources=["syscall", "k8s_audit"])
     assert any("for source 'k8s_audit'" in e for e in errs)

@@ -424,7 +424,8 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
         attach.append(("raw", "sys_exit", "falconet_sys_exit"))
     from falconet.collector.btf import KPATH_OFFSETS  # noqa: PLC0415 - one small table
 
-    tails = ([("kpath_progs", 0, "falconet_kpath")]
+    # [1]: the kernel filter's decision on the kernel's path of an open (bpf: falconet_kpath_kf)
+    tails = ([("kpath_progs", 0, "falconet_kpath"), ("kpath_progs", 1, "falconet_kpath_kf")]
              if dispatch and all(k in offsets for k in KPATH_OFFSETS) else [])
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
                         unavailable, io_uring=iou is not None, tails=tails,

@@ -29,6 +29,7 @@ from falconet.rules.kfilter import rule_facts
 from falconet.rules.model import CompiledRule, RuleDescription
 from falconet.rules.parser import LIST_OPS, parse_condition, parse_field_token
 from falconet.rules.resolvers import event_types, expand_macros
+from falconet.rules.views import needs_path_view
 from falconet.rules.yamlnodes import offset_location
 from falconet.syscalls import ALL_EVENT_TYPES
 
@@ -428,6 +429,7 @@ def compile_loaded(ld: Collector, append_output: Any = None, capture_fields: Any
         cr.extra_fields = {"getters": extras.getters, "consts": extras.consts}
         if ri.source == "syscall":
             cr.kfacts = rule_facts(ast)
+            cr.path_view = needs_path_view(f.fdef.name for f in cc.fields)
         if capture_tokens:
             if ri.source not in capture_by_source:
                 capture_by_source[ri.source] = _capture_getters(ld.registry, capture_tokens,

@@ -78,13 +78,20 @@ _Paths = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
 @dataclass(frozen=True, slots=True)
 class _C:
-    """A clause while deriving: ``types`` among the open types, ``paths`` None = any path."""
+    """A clause while deriving: ``types`` among the open types, ``paths`` None = any path.
+
+    ``paths`` constrains the fd's path fields (``fd.name``...), which the resolved-path view
+    (:mod:`falconet.rules.views`) binds to the requested or to the resolved path; ``rpaths``
+    constrains ``fd.resolved_name``. They are met separately (a requested path in one set and
+    a resolved path in the other is no path in their meet); the plan's clause keeps one of
+    them (:func:`_collapse`) and passes when the requested or the resolved path is in it."""
 
     types: frozenset[str]
     paths: _Paths | None      # (exact, prefixes, suffixes); None = any path
     r: bool
     w: bool
     s: bool
+    rpaths: _Paths | None = None
 
 
 _TRUE = (_C(_ALL, None, False, False, False),)
@@ -130,35 +137,42 @@ def _join_paths(a: _Paths | None, b: _Paths | None) -> _Paths | None:
     return (a[0] | b[0], a[1] | b[1], a[2] | b[2])
 
 
-def _union_paths(cs: list[_C]) -> _Paths | None:
-    """The paths of all of ``cs`` (None: any path), built once."""
-    if any(c.paths is None for c in cs):
+def _union_paths(cs: list[_C], resolved: bool = False) -> _Paths | None:
+    """The paths (``resolved``: the rpaths) of all of ``cs`` (None: any path), built once."""
+    ps = [c.rpaths if resolved else c.paths for c in cs]
+    if any(p is None for p in ps):
         return None
-    return (frozenset().union(*(c.paths[0] for c in cs if c.paths is not None)),
-            frozenset().union(*(c.paths[1] for c in cs if c.paths is not None)),
-            frozenset().union(*(c.paths[2] for c in cs if c.paths is not None)))
+    return (frozenset().union(*(p[0] for p in ps if p is not None)),
+            frozenset().union(*(p[1] for p in ps if p is not None)),
+            frozenset().union(*(p[2] for p in ps if p is not None)))
 
 
 def _and2(x: _C, y: _C) -> _C | None:
     types = x.types & y.types
     if not types:
         return None
-    return _C(types, _meet_paths(x.paths, y.paths), x.r or y.r, x.w or y.w, x.s or y.s)
+    return _C(types, _meet_paths(x.paths, y.paths), x.r or y.r, x.w or y.w, x.s or y.s,
+              _meet_paths(x.rpaths, y.rpaths))
 
 
 def _hull(cs: Iterable[_C]) -> _C:
     """One clause implied by each of ``cs`` (types and paths united, flags all need)."""
     cs = list(cs)
     return _C(frozenset().union(*(c.types for c in cs)), _union_paths(cs),
-              all(c.r for c in cs), all(c.w for c in cs), all(c.s for c in cs))
+              all(c.r for c in cs), all(c.w for c in cs), all(c.s for c in cs),
+              _union_paths(cs, True))
 
 
 def _normalise(cs: Iterable[_C]) -> tuple[_C, ...]:
-    """Merge clauses of equal types and flags (paths united); bound their number."""
-    groups: dict[tuple[frozenset[str], bool, bool, bool], list[_C]] = {}
+    """Merge clauses of equal types and flags (paths united); bound their number. A clause
+    on the path fields and one on ``fd.resolved_name`` stay apart (united, each would lose
+    its constraint; the plan unites them as paths either path may be in)."""
+    groups: dict[tuple[frozenset[str], bool, bool, bool, bool, bool], list[_C]] = {}
     for c in cs:
-        groups.setdefault((c.types, c.r, c.w, c.s), []).append(c)
-    out = tuple(g[0] if len(g) == 1 else _C(k[0], _union_paths(g), *k[1:])
+        groups.setdefault((c.types, c.r, c.w, c.s, c.paths is None, c.rpaths is None),
+                          []).append(c)
+    out = tuple(g[0] if len(g) == 1 else _C(k[0], _union_paths(g), k[1], k[2], k[3],
+                                            _union_paths(g, True))
                 for k, g in groups.items())
     if len(out) > MAX_CLAUSES:
         by_flags: dict[tuple[bool, bool, bool], list[_C]] = {}
@@ -264,7 +278,10 @@ def _filename_paths(op: str, v: str) -> _Paths | None:
 
 
 _PATH_FIELDS = {"fd.name": _name_paths, "fd.nameraw": _name_paths,
-                "fd.directory": _directory_paths, "fd.filename": _filename_paths}
+                "fd.directory": _directory_paths, "fd.filename": _filename_paths,
+                "fd.resolved_name": _name_paths}
+#: path fields about the kernel's path only (their constraint goes to ``_C.rpaths``)
+_RESOLVED_FIELDS = frozenset({"fd.resolved_name"})
 
 
 def _int(text: str) -> int | None:
@@ -327,6 +344,28 @@ def _types_atom(node: Unary | Binary, neg: bool) -> tuple[_C, ...]:
     return _TRUE
 
 
+def _path_atom(fn: Any, base: str, modifier: str, values: list[str]) -> tuple[_C, ...]:
+    """A comparison of a path field (``fn`` turns one value into paths)."""
+    if modifier in ("oneof", "anyof") or (not modifier and base in ("in", "intersects",
+                                                                   "pmatch")):
+        one = [fn(base, v) for v in values]
+        if any(p is None for p in one):
+            return _TRUE
+        if not one:
+            return _FALSE
+        return (_C(_ALL, _union_paths([_C(_ALL, p, False, False, False) for p in one]),
+                   False, False, False),)
+    if modifier == "allof":
+        if not values:
+            return _FALSE
+        return _conj([(_C(_ALL, p, False, False, False),) for v in values
+                      if (p := fn(base, v)) is not None])
+    if modifier or len(values) != 1:
+        return _TRUE
+    p = fn(base, values[0])
+    return _TRUE if p is None else (_C(_ALL, p, False, False, False),)
+
+
 def _atom(node: Unary | Binary) -> tuple[_C, ...]:
     """A positive comparison: its clauses (``_TRUE`` when it says nothing we can test)."""
     if not isinstance(node, Binary) or not isinstance(node.left, Field) or node.left.arg:
@@ -339,24 +378,10 @@ def _atom(node: Unary | Binary) -> tuple[_C, ...]:
     base, _, modifier = node.op.partition(" ")
     fn = _PATH_FIELDS.get(name)
     if fn is not None:
-        if modifier in ("oneof", "anyof") or (not modifier and base in ("in", "intersects",
-                                                                       "pmatch")):
-            one = [fn(base, v) for v in values]
-            if any(p is None for p in one):
-                return _TRUE
-            if not one:
-                return _FALSE
-            return (_C(_ALL, _union_paths([_C(_ALL, p, False, False, False) for p in one]),
-                       False, False, False),)
-        if modifier == "allof":
-            if not values:
-                return _FALSE
-            return _conj([(_C(_ALL, p, False, False, False),) for v in values
-                          if (p := fn(base, v)) is not None])
-        if modifier or len(values) != 1:
-            return _TRUE
-        p = fn(base, values[0])
-        return _TRUE if p is None else (_C(_ALL, p, False, False, False),)
+        clauses = _path_atom(fn, base, modifier, values)
+        if name in _RESOLVED_FIELDS:
+            return tuple(_C(c.types, None, c.r, c.w, c.s, c.paths) for c in clauses)
+        return clauses
     if modifier:
         return _TRUE
     if name in ("fd.num", "evt.rawres"):
@@ -606,10 +631,19 @@ def _subsumed(c: Clause, by: Clause) -> bool:
         all(any(p.endswith(q) for q in by.suffixes) for p in c.suffixes)
 
 
+def _collapse(c: _C) -> _C:
+    """One path set for the plan: the one of ``paths`` and ``rpaths`` that constrains (the
+    smaller when both do). Either holds for the path that matched, requested or resolved."""
+    if c.rpaths is None:
+        return c
+    p = c.rpaths if c.paths is None else min(c.paths, c.rpaths, key=_size)
+    return _C(c.types, p, c.r, c.w, c.s)
+
+
 def _merge(cs: list[_C]) -> tuple[Clause, ...]:
     """A type's clauses: equal ``need_*`` flags merged (paths united), subsumed ones removed."""
     groups: dict[tuple[bool, bool, bool], list[_C]] = {}
-    for c in cs:
+    for c in map(_collapse, cs):
         groups.setdefault((c.r, c.w, c.s), []).append(c)
     out = [_clause(_C(g[0].types, _union_paths(g), *k)) for k, g in groups.items()]
     kept = [c for c in out if not any(_subsumed(c, o) for o in out if o != c)]

@@ -115,6 +115,9 @@ class CompiledRule:
     #: expanded condition, exceptions included), computed at compile time for syscall rules so
     #: no syntax tree is kept; ``None``: no filter can be derived (the types stay unfiltered)
     kfacts: Any = None
+    #: the condition reads a path field (``falconet.rules.views.PATH_FIELDS``): the rule is
+    #: also evaluated on the resolved-path view of an event whose kernel path differs
+    path_view: bool = False
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 ``match(evt)`` is on the hot path: one dict lookup finds the rules of the event's
 (source, type) bucket, each compiled condition is a closure, and only a matching rule renders its
-output. A rule that raises while evaluating (a bad value type from a plugin extractor...) is
+output. The rules that read a path field are also evaluated on the resolved-path view of an
+event whose kernel path differs from ``fd.name``, and the rules of ``openat`` on
+``open_by_handle_at`` (:mod:`falconet.rules.views`): which rules need that is decided here,
+once, per event type. A rule that raises while evaluating (a bad value type from a plugin extractor...) is
 counted in :attr:`Ruleset.eval_errors` (and ``EngineMetrics.drop("rule_error")`` when metrics
 are attached) and never stops the other rules.
 """
@@ -14,7 +17,14 @@ from typing import Any
 
 from falconet.alerts import Alert
 from falconet.events import SYSCALL_SOURCE, Event
-from falconet.rules.model import CompiledRule
+from falconet.rules.model import CompiledRule, to_json_value, to_text
+from falconet.rules.views import OPEN_ALIASES, alias_view, path_view
+
+#: how a rule of a view plan is evaluated: (rule, on the event, on the path view, on the
+#: alias view)
+_Entry = tuple[CompiledRule, bool, bool, bool]
+#: (the alias type or None, the entries in load order); None: the type needs no view
+_Plan = tuple[str | None, tuple[_Entry, ...]] | None
 
 
 class Ruleset:
@@ -43,6 +53,26 @@ class Ruleset:
                        for t in named}
             rest = tuple(r for r in rs if r.event_types is None)
             self._index[source] = (by_type, rest)
+        # syscall: per type, the plan of the second views (None when no rule needs one)
+        self._views: dict[str, tuple[dict[str, _Plan], _Plan]] = {}
+        if SYSCALL_SOURCE in self._index:
+            by_type, rest = self._index[SYSCALL_SOURCE]
+            plans = {t: self._plan(t, by_type.get(t, rest))
+                     for t in set(by_type) | set(OPEN_ALIASES)}
+            self._views[SYSCALL_SOURCE] = ({t: p for t, p in plans.items() if p is not None},
+                                           self._plan("", rest))
+
+    def _plan(self, t: str, own: tuple[CompiledRule, ...]) -> _Plan:
+        alias = OPEN_ALIASES.get(t)
+        seen = set(map(id, own))
+        extra = [r for r in self.rules_for(SYSCALL_SOURCE, alias)
+                 if id(r) not in seen] if alias else []
+        if not extra and not any(r.path_view for r in own):
+            return None
+        via = set(map(id, extra))
+        entries = tuple((r, id(r) in seen, r.path_view and id(r) in seen, id(r) in via)
+                        for r in self.rules if id(r) in seen or id(r) in via)
+        return (alias if extra else None, entries)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -55,6 +85,8 @@ class Ruleset:
         out: set[str] = set()
         for r in rs:
             out |= r.event_types or set()
+        if source == SYSCALL_SOURCE:    # the opens the openat rules also see (views)
+            out |= {t for t, target in OPEN_ALIASES.items() if target in out}
         return out
 
     def rules_for(self, source: str, evt_type: str) -> tuple[CompiledRule, ...]:
@@ -69,6 +101,13 @@ class Ruleset:
         if idx is None:
             return []
         rules = idx[0].get(evt.type, idx[1])
+        views = self._views.get(evt.source)
+        if views is not None:
+            plan = views[0].get(evt.type, views[1])
+            if plan is not None:
+                pv = path_view(evt)
+                if pv is not None or plan[0] is not None:
+                    return self._match_views(evt, plan, pv)
         out: list[Alert] = []
         for r in rules:
             try:
@@ -82,6 +121,40 @@ class Ruleset:
             if self.first:
                 break
         return out
+
+    def _match_views(self, evt: Event, plan: tuple[str | None, tuple[_Entry, ...]],
+                     pv: Event | None) -> list[Alert]:
+        """``match`` when ``evt`` has a second view: each rule at most once, in load order;
+        an alert raised through a view names the path that matched."""
+        alias, entries = plan
+        av = alias_view(evt, alias) if alias is not None else None
+        out: list[Alert] = []
+        for r, on_evt, on_path, on_alias in entries:
+            try:
+                if on_evt and r.check(evt):
+                    alert = self.render(r, evt)
+                elif (on_path and pv is not None and r.check(pv)) or \
+                        (on_alias and av is not None and r.check(av)):
+                    alert = self._mark(self.render(r, evt), evt)
+                else:
+                    continue
+            except Exception as e:  # noqa: BLE001 - one bad rule/event never stops the others
+                self._count_error(r, e)
+                continue
+            out.append(alert)
+            if self.first:
+                break
+        return out
+
+    @staticmethod
+    def _mark(alert: Alert, evt: Event) -> Alert:
+        """Say which path matched: ``fd.resolved_name`` in the output fields and text."""
+        f = evt.fdinfo
+        path = (f.resolved or f.name) if f is not None else None
+        if "fd.resolved_name" not in alert.output_fields:
+            alert.output_fields["fd.resolved_name"] = to_json_value(path)
+            alert.output += " fd_resolved_name=" + to_text(path)
+        return alert
 
     def render(self, r: CompiledRule, evt: Event) -> Alert:
         """Build the fully rendered alert of rule ``r`` for ``evt``."""

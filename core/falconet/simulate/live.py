@@ -100,9 +100,10 @@ class LiveEngine:
     its own /etc/hosts (:mod:`falconet.simulate.private_hosts`; root)."""
 
     def __init__(self, rules: Sequence[str] | None = None, extra_args: Sequence[str] = (),
-                 argv: Sequence[str] | None = None, hosts: Mapping[str, str] | None = None
-                 ) -> None:
+                 argv: Sequence[str] | None = None, hosts: Mapping[str, str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.rules = list(rules or [])
+        self.env = dict(env or {})          # added to the engine's environment
         self.hosts = dict(hosts or {})
         self._hosts_file: str | None = None
         self.extra_args = list(extra_args)
@@ -131,6 +132,7 @@ class LiveEngine:
     def start(self) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.env)
         argv = self.argv
         try:
             if self.hosts:
@@ -152,11 +154,16 @@ class LiveEngine:
     def _read_stdout(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            a = parse_alert_line(line, time.time_ns())
+            a = self.parse(line, time.time_ns())
             if a is not None:
                 with self._cond:
                     self.alerts.append(a)
                     self._cond.notify_all()
+
+    def parse(self, line: str, received_ns: int) -> ReceivedAlert | None:
+        """One stdout line as an alert (``None``: not one); an engine of another kind may
+        override it."""
+        return parse_alert_line(line, received_ns)
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

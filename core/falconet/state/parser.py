@@ -447,8 +447,9 @@ class StateParser:
         if "ino" in a:
             f.ino = a["ino"]
             f.dev = a.get("dev", 0)
-        resolved = a.get("resolved")
-        if resolved:                         # issue 19: the kernel's path of the opened file
+        # issue 19: the kernel's path of the opened file (open_by_handle_at: its only path)
+        resolved = a.get("resolved") or (raw if evt.type == "open_by_handle_at" else "")
+        if resolved:
             f.resolved = resolved
         if fd >= 0:
             t.fds[fd] = f
@@ -499,7 +500,7 @@ class StateParser:
         new = FdInfo(res, old.typechar, old.name, old.nameraw,
                      (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
                      old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
-                     old.connected, old.ino, old.dev)
+                     old.connected, old.ino, old.dev, old.resolved)
         evt.fdinfo = t.fds[res] = new
 
     def _on_fcntl(self, evt: Event, t: ThreadInfo) -> None:
@@ -625,7 +626,7 @@ class StateParser:
             new = FdInfo(res, old.typechar, old.name, old.nameraw,
                          (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
                          old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
-                         old.connected, old.ino, old.dev)
+                         old.connected, old.ino, old.dev, old.resolved)
             if new.typechar in "46" and new.dip and not new.sip:
                 # the socket is an fd now: its local side from /proc (live), as for connect
                 sa = self._kernel_view(evt, res, _FAMILY[new.typechar], new.l4proto)
