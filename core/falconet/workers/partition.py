@@ -31,15 +31,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from falconet.syscalls import BASE_STATE
+from falconet.syscalls import LIFECYCLE
 
-#: events that change the process table (or a process's identity) and go to every worker: the
-#: state base set of :mod:`falconet.syscalls` (what the state parser needs whatever the rules
-#: say) plus the calls that change a process's credentials, session or root
-LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
-    "capset", "prctl", "setsid", "setpgid", "chroot", "unshare", "setns",
-    "setfsuid", "setfsgid", "setgroups",
-})
+__all__ = ["FORKS", "KEYS", "LIFECYCLE", "Partitioner"]
+
 #: the events that create a process (their child inherits its parent's owner under ``lineage``)
 FORKS: frozenset[str] = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
 #: partition keys :class:`Partitioner` knows
