@@ -3,7 +3,9 @@
 - :mod:`falconet.workers.partition`: which worker owns which process, which events all see;
 - :mod:`falconet.workers.worker`: one worker (state + rules of its partition);
 - :mod:`falconet.workers.merge`: the one ordered alert stream;
-- :mod:`falconet.workers.pool`: fork, route batches, merge, count.
+- :mod:`falconet.workers.pool`: fork, route batches, merge, count (replay);
+- :mod:`falconet.workers.live` / :mod:`falconet.workers.live_worker`: a live eBPF run, each
+  worker reading its own ring buffers.
 
 docs/performance.md ("More than one core") describes the design and its measurements.
 """
@@ -55,13 +57,14 @@ def cpu_count() -> int:
 def workers_for(config_value: Any, src: Any, options: dict[str, Any]) -> int:
     """How many workers this run uses: ``options["workers"]`` (``--workers``) over
     ``collector.workers``; ``auto`` = one per core, and 1 on one core or for a small capture.
-    A source that cannot be partitioned (the live eBPF source, for now) runs on one."""
+    A source that cannot be partitioned runs on one (the live eBPF source has its own workers:
+    :func:`live_workers_for`)."""
     value = options.get("workers")
     n = parse_workers(config_value if value is None else value)
     if not getattr(src, "partitionable", False):
         if n is not None and n > 1:
             log.warning("source '%s' runs on one worker (collector.workers applies to replay "
-                        "for now)", getattr(src, "name", "?"))
+                        "and the eBPF source)", getattr(src, "name", "?"))
         return 1
     if n is not None:
         return n

@@ -23,8 +23,9 @@ The rule (docs/performance.md, "More than one core"):
   slower than ``lineage`` on a capture with many processes).
 
 The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
-parent; a live source would run the same decisions in the kernel (a ring per worker chosen by
-``owner(tgid)``, lifecycle records written to every ring).
+parent; a live run makes the ``lineage`` decisions in the kernel (``worker_of`` in
+``bpf/falconet.bpf.c``, which hashes a root with :func:`_mix` too: a ring group per worker,
+lifecycle records written to every group).
 """
 
 from __future__ import annotations
