@@ -90,7 +90,13 @@ except KeyboardInterrupt:
 
 # ----------------------------------------------------------------------------- load generator
 def _opener(rate: float, seconds: float, out: mp.Queue) -> None:
-    """Open+close TARGET ``rate`` times a second for ``seconds`` (paced in 5 ms ticks)."""
+    done, elapsed = pace_opens(rate, seconds)
+    out.put(("open", done, elapsed))
+
+
+def pace_opens(rate: float, seconds: float, target: str = TARGET) -> tuple[int, float]:
+    """Open+close ``target`` ``rate`` times a second for ``seconds`` (paced in 5 ms ticks);
+    returns the pairs done and the seconds it took."""
     tick = 0.005
     per_tick = rate * tick
     done = 0.0
@@ -103,13 +109,13 @@ def _opener(rate: float, seconds: float, out: mp.Queue) -> None:
             break
         due = (now - start) / tick * per_tick
         while n < due:
-            os.close(os.open(TARGET, os.O_RDONLY))
+            os.close(os.open(target, os.O_RDONLY))
             n += 1
         done = n
         nxt = start + (int((now - start) / tick) + 1) * tick
         if nxt > now:
             time.sleep(nxt - now)
-    out.put(("open", done, time.monotonic() - start))
+    return int(done), time.monotonic() - start
 
 
 def _execer(rate: float, seconds: float, out: mp.Queue) -> None:

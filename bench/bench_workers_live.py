@@ -41,28 +41,15 @@ from _engines import TARGET, tree_cpu_seconds  # noqa: E402
 from bench_collector import Engine, settle, wait_drained  # noqa: E402
 from falconet.workers.partition import _mix  # noqa: E402
 
+#: one pacer: bench_collector's paced opener, one step per line read
 PACER = r"""
-import os, sys, time
-target = sys.argv[1]
+import sys
+sys.path.insert(0, sys.argv[2])
+from bench_collector import pace_opens
 for line in sys.stdin:
     rate, seconds = map(float, line.split())
-    tick = 0.005
-    per_tick = rate * tick
-    n = 0
-    start = time.monotonic()
-    end = start + seconds
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        due = (now - start) / tick * per_tick
-        while n < due:
-            os.close(os.open(target, os.O_RDONLY))
-            n += 1
-        nxt = start + (int((now - start) / tick) + 1) * tick
-        if nxt > now:
-            time.sleep(nxt - now)
-    print(n, time.monotonic() - start, flush=True)
+    n, elapsed = pace_opens(rate, seconds, sys.argv[1])
+    print(n, elapsed, flush=True)
 """
 
 
@@ -74,7 +61,8 @@ def pacers(n_workers: int, count: int) -> list[subprocess.Popen[str]]:
     for _ in range(64 * count):
         if not any(want):
             break
-        p = subprocess.Popen([sys.executable, "-c", PACER, TARGET], stdin=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, "-c", PACER, TARGET, str(HERE)],
+                             stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
         w = _mix(p.pid) % n_workers
         if want[w]:
@@ -156,13 +144,14 @@ def run_config(workers: int, kernel_filter: bool, args: argparse.Namespace, port
           and s["achieved_pairs_per_s"] >= 0.9 * s["offered_pairs_per_s"]]
     best = max((s["kernel_events_per_s"] for s in ok), default=0.0)
     summary = next((x for x in err.splitlines() if "events," in x), "")
+    errors = [x for x in err.splitlines() if "error" in x.lower()]
     return {"workers": workers, "kernel_filter": kernel_filter,
             "zero_drop_kernel_events_per_s": best,
             "zero_drop_offered_pairs_per_s": max((s["offered_pairs_per_s"] for s in ok),
                                                  default=0.0),
             "limited_by": ("drops" if any(s["kernel_drops"] for s in steps) else
                            "load generator" if len(ok) < len(steps) else "--max"),
-            "steps": steps, "summary": summary[-400:]}
+            "steps": steps, "summary": summary[-400:], "errors": errors[-5:]}
 
 
 def main() -> int:

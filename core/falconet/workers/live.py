@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.workers.live_worker import ALERTS, STATS, live_worker_main
-from falconet.workers.pool import WorkerFailed
+from falconet.workers.pool import WorkerFailed, drain_queue, stop_all
 from falconet.workers.worker import FAILED, FINAL, merge_metrics
 
 log = logging.getLogger("falconet.workers")
@@ -160,16 +160,7 @@ class LivePool:
 
     def abort(self) -> None:
         """Stop every worker now (start-up failed, a worker died, or after :meth:`run`)."""
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-        for p in self.procs:
-            p.join(2)
+        stop_all(self.socks, self.procs)
         self.procs = []
 
     # ------------------------------------------------------------------ the run
@@ -213,18 +204,17 @@ class LivePool:
         except queue.Empty:
             return
         self._handle(msg)
-        get = self.results.get_nowait
-        while True:
-            try:
-                msg = get()
-            except queue.Empty:
-                return
-            self._handle(msg)
+        drain_queue(self.results, self._handle)
 
     def _check_alive(self) -> None:
-        for i, p in enumerate(self.procs):
-            if not p.is_alive() and i not in self.finals:
-                raise WorkerFailed(f"worker {i} exited with status {p.exitcode}")
+        dead = [i for i, p in enumerate(self.procs) if not p.is_alive() and i not in self.finals]
+        if not dead:
+            return
+        # a worker exits right after its final message is flushed: take what is queued first
+        self._wait(0.5)
+        for i in dead:
+            if i not in self.finals:
+                raise WorkerFailed(f"worker {i} exited with status {self.procs[i].exitcode}")
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind, w = msg[0], msg[1]

@@ -29,7 +29,14 @@ from falconet.collector import kfilter_maps, program
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.metrics import EngineMetrics
-from falconet.workers.worker import FAILED, FINAL, WorkerLoop, metrics_snapshot, start_worker
+from falconet.workers.worker import (
+    FINAL,
+    WorkerLoop,
+    metrics_snapshot,
+    run_child,
+    start_worker,
+    stop_worker,
+)
 
 #: message kinds on the result queue (FINAL and FAILED as the replay workers send them)
 ALERTS, STATS = "alerts", "stats"
@@ -174,32 +181,20 @@ def live_worker_main(index: int, app: Any, pipeline: Any, sock: socket.socket, r
                      parent: int, reload: Callable[[], Any] | None) -> None:
     """The forked child: start the plugins, wait for the rings, loop until stopped, send the
     final counters. Never returns (``os._exit``)."""
-    code = 0
-    try:
-        die_with_parent(parent)
-        os.environ["FALCONET_WORKER"] = str(index)
-        loop = start_worker(index, app, pipeline)
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 256)
-        if not msg:
-            os._exit(0)               # the engine stopped before the collector attached
-        worker = LiveWorker(index, loop, sock, results, pickle.loads(msg), fds, reload)
-        cpu0 = time.process_time()
-        worker.run()
-        loop.cpu_s = time.process_time() - cpu0
-        try:
-            app.host.hook.falconet_stop(engine=app.ctx)
-        except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
-            pass
-        results.put((FINAL, index, worker.stats(), take_delta(app.metrics)))
-    except BaseException as e:  # noqa: BLE001 - the parent must hear of it, never hang
-        code = 1
-        try:
-            results.put((FAILED, index, f"{type(e).__name__}: {e}"))
-        except Exception:  # noqa: BLE001
-            pass
-    finally:
-        try:
-            results.close()
-            results.join_thread()
-        finally:
-            os._exit(code)
+    run_child(index, results, lambda: _live(index, app, pipeline, sock, results, parent, reload))
+
+
+def _live(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any, parent: int,
+          reload: Callable[[], Any] | None) -> tuple[Any, ...]:
+    die_with_parent(parent)
+    os.environ["FALCONET_WORKER"] = str(index)
+    loop = start_worker(index, app, pipeline)
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 256)
+    if not msg:
+        os._exit(0)               # the engine stopped before the collector attached
+    worker = LiveWorker(index, loop, sock, results, pickle.loads(msg), fds, reload)
+    cpu0 = time.process_time()
+    worker.run()
+    loop.cpu_s = time.process_time() - cpu0
+    stop_worker(app, loop)
+    return (FINAL, index, worker.stats(), take_delta(app.metrics))

@@ -16,7 +16,7 @@ import pickle
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from falconet.capture import StateRecord, decode_record
 from falconet.metrics import EngineMetrics
@@ -258,37 +258,23 @@ def start_worker(index: int, app: Any, pipeline: Any) -> WorkerLoop:
     return loop
 
 
-def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
-                inboxes: list[Any]) -> None:
-    """The forked child: start the plugins of this process, loop over batches until the end
-    marker, send the final counters, stop the plugins. Never returns (``os._exit``)."""
+def stop_worker(app: Any, loop: WorkerLoop) -> None:
+    """The plugins of this worker stop (timed; a plugin's failure must not lose the counters)."""
+    t0 = time.perf_counter()
+    try:
+        app.host.hook.falconet_stop(engine=app.ctx)
+    except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
+        pass
+    loop.stop_s = time.perf_counter() - t0
+
+
+def run_child(index: int, results: Any, body: Callable[[], tuple[Any, ...]]) -> NoReturn:
+    """Run a forked worker's ``body`` and put the final message it returns on ``results``;
+    any exception becomes a ``FAILED`` message instead (the parent must hear of it, never
+    hang). Never returns (``os._exit``: the fork's copy of the engine must not clean up)."""
     code = 0
     try:
-        loop = start_worker(index, app, pipeline)
-        loop.send = lambda dest, msg: inboxes[dest].put(msg)
-        loop.receive = inboxes[index].get
-        cpu0 = time.process_time()
-        recv = conn.recv_bytes
-        loads = pickle.loads
-        perf = time.perf_counter
-        while True:
-            t0 = perf()
-            data = recv()
-            loop.idle_s += perf() - t0
-            msg = loads(data)
-            if msg is None:
-                break
-            bid, upto, nums, blob, foreign, sends, waits = msg
-            alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
-            results.put((RESULT, index, bid, upto, alerts, bad))
-        loop.cpu_s = time.process_time() - cpu0
-        t0 = time.perf_counter()
-        try:
-            app.host.hook.falconet_stop(engine=app.ctx)
-        except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
-            pass
-        loop.stop_s = time.perf_counter() - t0
-        results.put((FINAL, index, loop.stats(), metrics_snapshot(app.metrics)))
+        results.put(body())
     except BaseException as e:  # noqa: BLE001 - the parent must hear of it, never hang
         code = 1
         try:
@@ -301,3 +287,35 @@ def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
             results.join_thread()     # the feeder thread flushes what is queued
         finally:
             os._exit(code)
+
+
+def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
+                inboxes: list[Any]) -> None:
+    """The forked child: start the plugins of this process, loop over batches until the end
+    marker, send the final counters, stop the plugins. Never returns (``os._exit``)."""
+    run_child(index, results, lambda: _replay(index, app, pipeline, conn, results, inboxes))
+
+
+def _replay(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
+            inboxes: list[Any]) -> tuple[Any, ...]:
+    """The replay worker's loop: batches from ``conn`` until the end marker."""
+    loop = start_worker(index, app, pipeline)
+    loop.send = lambda dest, msg: inboxes[dest].put(msg)
+    loop.receive = inboxes[index].get
+    cpu0 = time.process_time()
+    recv = conn.recv_bytes
+    loads = pickle.loads
+    perf = time.perf_counter
+    while True:
+        t0 = perf()
+        data = recv()
+        loop.idle_s += perf() - t0
+        msg = loads(data)
+        if msg is None:
+            break
+        bid, upto, nums, blob, foreign, sends, waits = msg
+        alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
+        results.put((RESULT, index, bid, upto, alerts, bad))
+    loop.cpu_s = time.process_time() - cpu0
+    stop_worker(app, loop)
+    return (FINAL, index, loop.stats(), metrics_snapshot(app.metrics))
