@@ -90,13 +90,7 @@ except KeyboardInterrupt:
 
 # ----------------------------------------------------------------------------- load generator
 def _opener(rate: float, seconds: float, out: mp.Queue) -> None:
-    done, elapsed = pace_opens(rate, seconds)
-    out.put(("open", done, elapsed))
-
-
-def pace_opens(rate: float, seconds: float, target: str = TARGET) -> tuple[int, float]:
-    """Open+close ``target`` ``rate`` times a second for ``seconds`` (paced in 5 ms ticks);
-    returns the pairs done and the seconds it took."""
+    """Open+close TARGET ``rate`` times a second for ``seconds`` (paced in 5 ms ticks)."""
     tick = 0.005
     per_tick = rate * tick
     done = 0.0
@@ -109,13 +103,13 @@ def pace_opens(rate: float, seconds: float, target: str = TARGET) -> tuple[int, 
             break
         due = (now - start) / tick * per_tick
         while n < due:
-            os.close(os.open(target, os.O_RDONLY))
+            os.close(os.open(TARGET, os.O_RDONLY))
             n += 1
         done = n
         nxt = start + (int((now - start) / tick) + 1) * tick
         if nxt > now:
             time.sleep(nxt - now)
-    return int(done), time.monotonic() - start
+    out.put(("open", done, time.monotonic() - start))
 
 
 def _execer(rate: float, seconds: float, out: mp.Queue) -> None:

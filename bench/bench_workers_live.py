@@ -8,10 +8,12 @@ With the kernel filter on, opens of a file no rule names never reach userspace (
 does): that shows what a worker costs when idle. With it off every open reaches a worker, which
 is where a second core can help.
 
-The load: one pacer process per worker, each started *before* the engine so the kernel hashes it
-as a root (``worker_of`` has no entry for it) to a different worker; a pacer opens and closes
-``/etc/hostname`` at its share of the offered rate in 5 ms ticks (Python, no fork: its own
-pid is the one the kernel routes by). A step offers a rate for ``--seconds``, then waits for the
+The load: one pacer process per worker (``bench/c/loadgen.c steps``, in C: a Python pacer took
+most of a core at these rates on 2 vCPUs, starving the engine), each started *before* the
+engine so the kernel hashes it as a root (``worker_of`` has no entry for it) to a different
+worker; a pacer opens and closes ``/etc/hostname`` at its share of the offered rate in 1 ms
+ticks, one step per line it reads (no fork: its own pid is the one the kernel routes by).
+A step offers a rate for ``--seconds``, then waits for the
 engine to drain; rates double from ``--start`` until the kernel drops events or the pacers
 cannot keep up (achieved < 90 % of offered), then ``--bisect`` steps narrow the gap between the
 last clean rate and the first lossy one. ``zero_drop_kernel_events_per_s`` is the highest kernel
@@ -29,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,23 +40,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[0] / "core"))
 
-from _engines import TARGET, tree_cpu_seconds  # noqa: E402
+from _engines import C_DIR, TARGET, build_c, parse_gen_line, tree_cpu_seconds  # noqa: E402
 from bench_collector import Engine, settle, wait_drained  # noqa: E402
 from falconet.workers.partition import _mix  # noqa: E402
 
-#: one pacer: bench_collector's paced opener, one step per line read
-PACER = r"""
-import sys
-sys.path.insert(0, sys.argv[2])
-from bench_collector import pace_opens
-for line in sys.stdin:
-    rate, seconds = map(float, line.split())
-    n, elapsed = pace_opens(rate, seconds, sys.argv[1])
-    print(n, elapsed, flush=True)
-"""
 
-
-def pacers(n_workers: int, count: int) -> list[subprocess.Popen[str]]:
+def pacers(n_workers: int, count: int, loadgen: Path) -> list[subprocess.Popen[str]]:
     """``count`` pacers spread over the workers by the kernel's hash of their tgid."""
     want = [count // n_workers + (1 if w < count % n_workers else 0) for w in range(n_workers)]
     got: list[subprocess.Popen[str]] = []
@@ -61,8 +53,7 @@ def pacers(n_workers: int, count: int) -> list[subprocess.Popen[str]]:
     for _ in range(64 * count):
         if not any(want):
             break
-        p = subprocess.Popen([sys.executable, "-c", PACER, TARGET, str(HERE)],
-                             stdin=subprocess.PIPE,
+        p = subprocess.Popen([str(loadgen), "steps", TARGET], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
         w = _mix(p.pid) % n_workers
         if want[w]:
@@ -83,8 +74,7 @@ def offer(ps: list[subprocess.Popen[str]], rate: float, seconds: float) -> float
         p.stdin.flush()
     done = 0.0
     for p in ps:
-        n, _el = p.stdout.readline().split()
-        done += float(n)
+        done += parse_gen_line(p.stdout.readline()).pairs
     return done / seconds
 
 
@@ -111,7 +101,7 @@ def step(eng: Engine, ps: list[subprocess.Popen[str]], rate: float, seconds: flo
 
 def run_config(workers: int, kernel_filter: bool, args: argparse.Namespace, port: int
                ) -> dict[str, Any]:
-    ps = pacers(max(workers, 2), max(workers, 2))
+    ps = pacers(max(workers, 2), max(workers, 2), args.loadgen)
     eng = Engine("engine", port, extra=["-o", f"collector.workers={workers}",
                                         "-o", f"collector.kernel_filter={str(kernel_filter).lower()}"])
     steps: list[dict[str, Any]] = []
@@ -167,6 +157,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (eBPF)", file=sys.stderr)
         return 2
+    work = Path(tempfile.mkdtemp(prefix="falconet-bench-live-"))
+    args.loadgen = build_c(C_DIR / "loadgen.c", work)
     out: dict[str, Any] = {"loadavg_before": os.getloadavg(), "cpus": os.cpu_count(),
                            "rules": "falco stable", "runs": []}
     for kf in (False, True):
