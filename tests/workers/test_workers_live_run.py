@@ -175,7 +175,9 @@ def workload(engine: Engine, rs: list[subprocess.Popen[str]], want: int = 16
 
     def enough() -> bool:
         return sum(a["rule"] == "Reverse Shell Redirect" for a in mine(engine.alerts())) >= want
-    assert wait_for(enough, timeout=60, step=0.2), engine.alerts()
+    assert wait_for(enough, timeout=60, step=0.2), (
+        [(a["rule"], a.get("output_fields", {}).get("fd.name")) for a in mine(engine.alerts())],
+        engine.err[-5:])
     time.sleep(1.0)          # the merge's bounded delay and any late duplicate
     return mine(engine.alerts())
 
