@@ -3,6 +3,8 @@
  *   loadgen pace RATE SECONDS PATH   open+close PATH (O_RDONLY) RATE pairs/s for SECONDS
  *   loadgen loop N PATH              open+close PATH N times, as fast as it goes
  *   loadgen forkexec N PROG          fork, exec PROG, wait; N times
+ *   loadgen steps PATH               for each line "RATE SECONDS" on stdin, pace (one process
+ *                                    for every step: bench_workers_live.py's roots)
  *
  * Prints one line "pairs=<done> seconds=<elapsed> missed=<pairs not issued>" (loop and forkexec:
  * missed=0). Pacing: every 1 ms tick the generator issues the pairs due since the start; when it
@@ -82,6 +84,15 @@ static int forkexec(long n, const char *prog) {
     return 0;
 }
 
+static int steps(const char *path) {
+    double rate, seconds;
+    while (scanf("%lf %lf", &rate, &seconds) == 2) {
+        if (pace(rate, seconds, path) != 0) return 1;
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "pace") == 0)
         return pace(atof(argv[2]), atof(argv[3]), argv[4]);
@@ -89,6 +100,9 @@ int main(int argc, char **argv) {
         return loop(atol(argv[2]), argv[3]);
     if (argc == 4 && strcmp(argv[1], "forkexec") == 0)
         return forkexec(atol(argv[2]), argv[3]);
-    fprintf(stderr, "usage: loadgen pace RATE SECONDS PATH | loop N PATH | forkexec N PROG\n");
+    if (argc == 3 && strcmp(argv[1], "steps") == 0)
+        return steps(argv[2]);
+    fprintf(stderr, "usage: loadgen pace RATE SECONDS PATH | loop N PATH | forkexec N PROG"
+            " | steps PATH\n");
     return 2;
 }

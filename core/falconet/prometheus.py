@@ -58,6 +58,12 @@ _GAUGES = {
                       "Alerts each worker process returned to the output stage"),
     "worker_queue_drops": ("falconet_worker_queue_drops", "worker",
                            "Records dropped because a worker's queue was full"),
+    "worker_ring_records": ("falconet_worker_ring_records", "worker",
+                            "Records each live worker read from its own ring buffers"),
+    "worker_ring_drops": ("falconet_worker_ring_drops", "worker",
+                          "Records the kernel lost because a live worker's ring was full"),
+    "ring_drops": ("falconet_ring_drops", "ring",
+                   "Records the kernel lost because this ring buffer was full"),
 }
 _PRIORITY_LABEL = {int(p): p.label for p in Priority}
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

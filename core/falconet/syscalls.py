@@ -208,6 +208,13 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
 
 #: Falco's base_syscalls repair set, adapted: always traced so process state is right.
 BASE_STATE: frozenset[str] = frozenset(n for n, e in EVENTS.items() if e.state)
+#: events that change the process table (or a process's identity): with collector.workers > 1
+#: every worker sees them (docs/performance.md, "More than one core"): the state base set plus
+#: the calls that change a process's credentials, session or root
+LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
+    "capset", "prctl", "setsid", "setpgid", "chroot", "unshare", "setns",
+    "setfsuid", "setfsgid", "setgroups",
+})
 #: joined when any fd-creating file syscall is traced (so fd tables don't grow stale)
 FILE_STATE: frozenset[str] = frozenset({"close", "dup", "dup2", "dup3", "fchdir"})
 #: joined when any network syscall is traced (so fd.sip/fd.l4proto are known)

@@ -23,6 +23,7 @@ from falconet.app import output_policies as _policies
 from falconet.app import reload_rules as _reload
 from falconet.app import summary as _summary
 from falconet.app.contributions import RESPONSE_PLUGIN
+from falconet.app.errors import StartupError
 from falconet.app.open_source import announce, open_source
 from falconet.app.process_events import process_events
 from falconet.config import Config
@@ -173,7 +174,14 @@ class App:
         self.ctx.extras["falconet.live"] = bool(getattr(src, "live", False))
         # collector.workers: fork now, with the rules compiled and before any plugin or output
         # thread exists (a fork copies only the calling thread)
-        self.worker_pool = _workers.prepare(self, src, pipeline, options)
+        try:
+            self.worker_pool = _workers.prepare(self, src, pipeline, options,
+                                                reload=lambda: _rules.load_rules_files(
+                                                    self, self.rules_files(self.cli_rules)).ruleset)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        if getattr(self.worker_pool, "live", False):
+            options = {**options, "live_workers": self.worker_pool}
         try:
             if metrics_addr is not None:
                 self.start_metrics(*metrics_addr)

@@ -51,7 +51,9 @@ def process_events(app: App, s: Session, *, duration: float | None, hot_reload: 
     gc_before = tune_gc_for_events()
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        if pool is not None:
+        if getattr(pool, "live", False):
+            pool.run(s.src)             # the workers read the rings (falconet.workers.live)
+        elif pool is not None:
             close = getattr(s.events, "close", None)
             if close is not None:
                 close()                 # the workers decode; the event iterator never starts

@@ -198,6 +198,7 @@ class FilterCounters:
         return out
 
 
-def set_sleeping(ctl_fd: int) -> None:
-    """Tell the producers the consumer sleeps: the next record wakes it (``ctl[0] = 1``)."""
-    map_update(ctl_fd, _U32.pack(0), _U32.pack(1))
+def set_sleeping(ctl_fd: int, worker: int = 0) -> None:
+    """Tell the producers the consumer (worker ``worker``'s, with collector.workers > 1)
+    sleeps: the next record into its rings wakes it (``ctl[worker] = 1``)."""
+    map_update(ctl_fd, _U32.pack(worker), _U32.pack(1))

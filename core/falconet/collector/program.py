@@ -46,6 +46,12 @@ MAX_SNAPLEN = 1024
 
 #: kernel counter slots (``counters`` per-CPU array in the BPF program)
 C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 1, 9, 10, 11, 12
+#: a lifecycle copy for another worker lost (ring full); worker_of full (collector.workers > 1)
+C_BCAST_DROP, C_WORKER_FULL = 13, 14
+#: hdr_t.id bit of a lifecycle copy in a ring of a worker that does not own its process
+FOREIGN_ID = 0x8000
+#: the value of worker_of that marks the engine's own worker processes (not traced)
+WORKER_SKIP = 0xFFFFFFFF
 N_COUNTERS = 16
 
 # record layout constants (must match struct hdr_t / rec_exec in the C source)
@@ -339,35 +345,51 @@ class BuiltProgram:
     resolve_paths: bool = False
 
 
-def rings_code(n: int) -> str:
-    """C for ``n`` ring buffers, the per-CPU choice of ring, and the wakeup policy (bcc rewrites
-    map calls only in plain code, so each ring gets its own call sites).
+def rings_code(n: int, workers: int = 1, broadcast: frozenset[int] = frozenset()) -> str:
+    """C for ``n`` ring buffers per worker (``workers`` groups of them), the choice of ring (the
+    worker's group, then the CPU's ring in it), and the wakeup policy (bcc rewrites map calls
+    only in plain code, so each ring gets its own call sites: a switch, not an array of maps).
+    ``broadcast``: the event ids written to every worker (``is_bcast``, with ``workers`` > 1).
 
     Records are committed without waking the consumer (``BPF_RB_NO_WAKEUP``), which polls every
     few milliseconds; every 256th record of a CPU forces a wakeup, so a burst is picked up at
     once. Adaptive wakeups cost an irq_work (often an IPI) each time the consumer had caught up,
     which it mostly has: measured +1.8 us per traced syscall with them.
     """
-    decl = "".join(f"BPF_RINGBUF_OUTPUT(events{i}, RINGBUF_PAGES);\n" for i in range(n))
-    pick = "bpf_get_smp_processor_id() / CPUS_PER_RING"
-    res = "".join(f"    case {i}: return events{i}.ringbuf_reserve(size);\n" for i in range(1, n))
+    total = n * workers
+    decl = "".join(f"BPF_RINGBUF_OUTPUT(events{i}, RINGBUF_PAGES);\n" for i in range(total))
+    pick = "w * RINGS_PER_WORKER + ring_cpu()"
+    res = "".join(f"    case {i}: return events{i}.ringbuf_reserve(size);\n"
+                  for i in range(1, total))
     out = "".join(f"    case {i}: return events{i}.ringbuf_output(buf, size, fl);\n"
-                  for i in range(1, n))
+                  for i in range(1, total))
+    cases = "".join(f"    case {i}:\n" for i in sorted(broadcast))
+    bcast = ("static __always_inline int is_bcast(u32 id) {\n    switch (id) {\n" + cases
+             + "        return 1;\n    default:\n        return 0;\n    }\n}\n"
+             if workers > 1 and broadcast else
+             "static __always_inline int is_bcast(u32 id) { return 0; }\n")
     return (decl
-            + "static __always_inline void *ring_reserve(u32 size) {\n"
+            + f"#define RINGS_PER_WORKER {n}\n"
+            + "static __always_inline u32 ring_cpu(void) {\n"
+            + "    u32 c = bpf_get_smp_processor_id() / CPUS_PER_RING;\n"
+            + "    return c < RINGS_PER_WORKER ? c : RINGS_PER_WORKER - 1;\n}\n"
+            + "static __always_inline void *ring_reserve(u32 w, u32 size) {\n"
             + f"    switch ({pick}) {{\n{res}    default: return events0.ringbuf_reserve(size);\n"
             + "    }\n}\n"
-            + "static __always_inline long ring_output(void *buf, u32 size, u64 fl) {\n"
+            + "static __always_inline long ring_output(u32 w, void *buf, u32 size, u64 fl) {\n"
             + f"    switch ({pick}) {{\n{out}"
-            + "    default: return events0.ringbuf_output(buf, size, fl);\n    }\n}\n")
+            + "    default: return events0.ringbuf_output(buf, size, fl);\n    }\n}\n"
+            + bcast)
 
 
 def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[str, int],
           rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
           path_len: int = 512, argv_len: int = 4096,
           env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80,
-          io_uring: bool = True, resolve_paths: bool = False) -> BuiltProgram:
-    """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`).
+          io_uring: bool = True, resolve_paths: bool = False, workers: int = 1) -> BuiltProgram:
+    """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`). ``rings``:
+    ring buffers per worker (one per CPU group); ``workers``: the worker processes of a live
+    run (collector.workers), each reading its own ``rings``.
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
     """
@@ -382,7 +404,8 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     unavailable = frozenset(e for e in chosen if not available(e, root))
     chosen -= unavailable
     cflags = [f"-DSELF_TGID={self_tgid}", f"-DRINGBUF_PAGES={ring_buffer_pages}",
-              f"-DCPUS_PER_RING={cpus_per_ring}", f"-DNR_RINGS={rings}",
+              f"-DCPUS_PER_RING={cpus_per_ring}", f"-DNR_RINGS={rings * workers}",
+              f"-DNR_WORKERS={workers}",
               f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
               f"-DARGS_MAP_SIZE={args_map_size}", f"-DSNAPLEN={snaplen}",
               f"-DSNAP_MASK={(1 << max(snaplen, 8).bit_length()) - 1}"]
@@ -393,7 +416,9 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     cflags.append(f"-DMAX_REC={max_rec}")
     cflags += [f"-D{k}={v}" for k, v in sorted(offsets.items())]
     cflags += [f"-DEV_{n}={i}" for n, i in EVENT_IDS.items()]
-    lines = [bpf_source_path().read_text().replace("// @RINGS@", rings_code(rings))]
+    bcast = frozenset(EVENT_IDS[e] for e in syscalls.LIFECYCLE if e in EVENT_IDS)
+    lines = [bpf_source_path().read_text().replace("// @RINGS@",
+                                                  rings_code(rings, workers, bcast))]
     attach: list[tuple[str, str, str]] = []
     dispatch: list[tuple[int, str]] = []
     cats = {c: i for i, c in enumerate(syscalls.CATEGORIES)}

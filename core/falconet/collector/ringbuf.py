@@ -147,6 +147,10 @@ class RingSet:
         for r in rings:
             self._epoll.register(r.fd, select.EPOLLIN)
 
+    def watch(self, fd: int) -> None:
+        """Also end :meth:`wait` when ``fd`` is readable (a live worker's control socket)."""
+        self._epoll.register(fd, select.EPOLLIN)
+
     def wait(self, timeout: float) -> bool:
         if any(r.available() for r in self.rings):
             return True

@@ -18,7 +18,7 @@ from typing import Any
 
 from falconet import syscalls
 from falconet.alerts import Alert
-from falconet.collector import bccloader, bpfcache, bpfproc, btf, kfilter_maps, program
+from falconet.collector import bccloader, bpfcache, bpfproc, bpfsyscall, btf, kfilter_maps, program
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
@@ -40,6 +40,8 @@ from falconet.priorities import Priority
 log = logging.getLogger("falconet.collector")
 
 DROP_RULE = "Falconet internal: syscall event drop"
+#: ring buffer maps at most (CPU groups x workers; each is one map and its own call sites)
+MAX_RINGS = 64
 
 
 _ts = operator.attrgetter("ts")
@@ -94,7 +96,7 @@ class CollectorConfig:
     snaplen: int = 80                      # bytes of I/O data kept (evt.buffer), as Falco's
     stats_interval: float = 1.0
     bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
-    workers: int | str = "auto"            # replay worker processes: auto or N (performance.md)
+    workers: int | str = "auto"            # worker processes: auto or N (performance.md)
     io_uring: bool = True                  # trace io_uring file/socket operations (issue 19)
     resolve_paths: bool = True             # opens carry the kernel's path (fd.resolved_name)
 
@@ -174,6 +176,10 @@ class KernelStats:
     no_enter: int = 0
     user_read: int = 0
     kernel_read: int = 0
+    #: collector.workers > 1: lifecycle copies lost (a worker's ring full), new processes
+    #: hashed because worker_of was full (kept, but possibly off their parent's worker)
+    broadcast_drops: int = 0
+    worker_map_full: int = 0
 
     @property
     def drops(self) -> int:
@@ -226,13 +232,24 @@ class EbpfSource:
         self._filtered_reported: dict[tuple[str, str], int] = {}
         self._ctl_fd = -1
         self._map_fds: dict[str, int] = {}
+        #: collector.workers > 1 (falconet.workers.live): the ring fds of each worker (the
+        #: parent maps none), the ring size, and the per-ring drop counters
+        self.workers = 1
+        self.worker_rings: list[list[int]] = []
+        self.ring_bytes = 0
+        self.ring_drops: PerCpuU64Array | None = None
 
     # ------------------------------------------------------------------ start
     def start(self, events: frozenset[str], self_tgid: int | None = None,
-              plan: FilterPlan | None = None) -> None:
+              plan: FilterPlan | None = None, workers: int = 1,
+              skip_tgids: tuple[int, ...] = ()) -> None:
         """Compile, load and attach (in a child process, see :mod:`bpfproc`), then map the
         rings and load the kernel filter ``plan`` (none: every traced event is emitted). Raises
-        :class:`bccloader.CollectorUnavailable` saying what is missing."""
+        :class:`bccloader.CollectorUnavailable` saying what is missing.
+
+        ``workers`` > 1: a group of rings per worker process, which map their own
+        (:attr:`worker_rings`; this process maps none); ``skip_tgids``, the workers' pids, are
+        not traced (as this process is not)."""
         bccloader.check_prerequisites()
         cfg = self.config
         try:
@@ -246,22 +263,27 @@ class EbpfSource:
         ncpu = os.cpu_count() or 1
         per = max(1, cfg.cpus_for_each_buffer)
         n_rings = min((ncpu + per - 1) // per, 64)
+        while n_rings * workers > MAX_RINGS:        # CPUs share rings before workers do
+            per *= 2
+            n_rings = (ncpu + per - 1) // per
         built = program.build(events, self_tgid=os.getpid() if self_tgid is None else self_tgid,
                               offsets=offsets, rings=n_rings, cpus_per_ring=per,
                               ring_buffer_pages=cfg.ring_buffer_pages,
                               path_len=cfg.path_len, argv_len=cfg.argv_len,
                               env_len=cfg.env_len if cfg.capture_env else 0,
                               args_map_size=cfg.args_map_size, snaplen=cfg.snaplen,
-                              io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths)
+                              io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths,
+                              workers=workers)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
         t0 = time.monotonic()
-        ring_maps = [f"events{i}" for i in range(n_rings)]
+        ring_maps = [f"events{i}" for i in range(n_rings * workers)]
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach, "tails": built.tails,
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
-                            "kf_rpaths", "kf_counts", "kf_io",
+                            "kf_rpaths", "kf_counts", "kf_io", "ring_drops",
+                            *(["worker_of"] if workers > 1 else []),
                             *sorted({t for t, _i, _f in built.tails})]}
         try:
             fds = bpfproc.load(request, cache=cfg.bpf_cache)
@@ -272,10 +294,21 @@ class EbpfSource:
         self.built = built
         self.dispatched = [fn.removeprefix("exit_") for _nr, fn in built.dispatch]
         self.attached = [tp for _k, tp, _fn in built.attach]
+        self.workers = workers
+        self.ring_bytes = cfg.ring_buffer_pages * 4096
         try:
             self.counters = PerCpuU64Array(fds["map:counters"], program.N_COUNTERS)
-            self.rings = RingSet([RingBuffer(fds[f"map:{m}"], cfg.ring_buffer_pages * 4096)
-                                  for m in ring_maps])
+            self.ring_drops = PerCpuU64Array(fds["map:ring_drops"], len(ring_maps))
+            if workers == 1:
+                self.rings = RingSet([RingBuffer(fds[f"map:{m}"], self.ring_bytes)
+                                      for m in ring_maps])
+            else:
+                self.worker_rings = [[fds[f"map:{m}"] for m in ring_maps[w * n_rings:
+                                                                       (w + 1) * n_rings]]
+                                     for w in range(workers)]
+                for tgid in skip_tgids:
+                    bpfsyscall.map_update_u32(fds["map:worker_of"], tgid,
+                                                program.WORKER_SKIP)
         except (OSError, KeyError, ValueError) as e:
             self._teardown()
             raise bccloader.CollectorUnavailable(f"cannot map the ring buffers: {e}") from None
@@ -283,12 +316,22 @@ class EbpfSource:
         self._map_fds = {k: v for k, v in fds.items() if k.startswith("map:")}
         if plan is not None and cfg.kernel_filter:
             self._load_filter(plan, fds)
-        self.decoder = RecordDecoder(path_len=cfg.path_len, argv_len=cfg.argv_len,
-                                     env_len=cfg.env_len if cfg.capture_env else 0,
-                                     resolve_paths=built.resolve_paths)
+        #: how the records decode (a live worker builds its own decoder from it)
+        self.decoder_args = {"path_len": cfg.path_len, "argv_len": cfg.argv_len,
+                             "env_len": cfg.env_len if cfg.capture_env else 0,
+                             "resolve_paths": built.resolve_paths}
+        self.decoder = RecordDecoder(**self.decoder_args)
         self.bpf = True
         log.info("eBPF collector: %d event types, %d tracepoints attached in %.1fs",
                  len(built.events), len(built.attach), time.monotonic() - t0)
+
+    @property
+    def ctl_fd(self) -> int:
+        """The ``ctl`` map (the consumers' sleeping flags), -1 when not loaded."""
+        return self._ctl_fd
+
+    #: runs on several worker processes, each reading its own rings (collector.workers)
+    live_workers = True
 
     def set_kernel_filter(self, plan: FilterPlan | None) -> None:
         """A rules reload: replace the running filter (``None``: none). Between the two, every
@@ -354,7 +397,15 @@ class EbpfSource:
         if missing:
             log.info("rules name event types the eBPF collector does not produce: %s",
                      ", ".join(sorted(missing)))
-        self.start(events, options.get("self_tgid"), options.get("kernel_filter"))
+        pool = options.get("live_workers")
+        if pool is None:
+            self.start(events, options.get("self_tgid"), options.get("kernel_filter"))
+        else:
+            # collector.workers > 1: a ring group per worker process, which reads it itself
+            # (falconet.workers.live); this process's iterator never runs
+            self.start(events, options.get("self_tgid"), options.get("kernel_filter"),
+                       workers=pool.n, skip_tgids=pool.pids)
+            pool.attach(self)
         return self._loop()
 
     def _loop(self) -> Iterator[Event | None]:
@@ -455,7 +506,9 @@ class EbpfSource:
                                            for i, c in enumerate(syscalls.CATEGORIES)},
                         args_map_full=vals[program.C_ARGS_FULL], no_enter=vals[program.C_NO_ENTER],
                         user_read=vals[program.C_USER_READ],
-                        kernel_read=vals[program.C_KERNEL_READ])
+                        kernel_read=vals[program.C_KERNEL_READ],
+                        broadcast_drops=vals[program.C_BCAST_DROP],
+                        worker_map_full=vals[program.C_WORKER_FULL])
         self.stats = s
         return s
 
@@ -478,6 +531,12 @@ class EbpfSource:
                     m.drop(f"kernel_{c}", n)
             if d_args:
                 m.drop("kernel_args_map_full", d_args)
+            d_copy = new.broadcast_drops - old.broadcast_drops
+            if d_copy:
+                m.drop("kernel_broadcast_copy", d_copy)
+            d_full = new.worker_map_full - old.worker_map_full
+            if d_full:
+                m.drop("kernel_worker_map_full", d_full)
             if self._filter_counters is not None:
                 now_f = self._filter_counters.read()
                 for k, n in now_f.items():

@@ -59,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
             getattr(src, "source", "syscall"))
         # a capture holds every event: `replay --kernel-filter` applies the filter later
         options["kernel_filter"] = None
+        # one process writes the capture, in order (a worker would write only its partition)
+        options["workers"] = 1
         try:
             rc = app.run(args.source, options, duration=args.duration, before_open=dump_state,
                          metrics_addr=metrics_address(args, cfg, default_on=True))

@@ -3,7 +3,9 @@
 - :mod:`falconet.workers.partition`: which worker owns which process, which events all see;
 - :mod:`falconet.workers.worker`: one worker (state + rules of its partition);
 - :mod:`falconet.workers.merge`: the one ordered alert stream;
-- :mod:`falconet.workers.pool`: fork, route batches, merge, count.
+- :mod:`falconet.workers.pool`: fork, route batches, merge, count (replay);
+- :mod:`falconet.workers.live` / :mod:`falconet.workers.live_worker`: a live eBPF run, each
+  worker reading its own ring buffers.
 
 docs/performance.md ("More than one core") describes the design and its measurements.
 """
@@ -14,11 +16,12 @@ import logging
 import os
 from typing import Any
 
+from falconet.workers.live import MAX_LIVE_WORKERS, LivePool
 from falconet.workers.partition import KEYS, LIFECYCLE, Partitioner
 from falconet.workers.pool import WorkerFailed, WorkerPool
 
-__all__ = ["AUTO_MIN_BYTES", "KEYS", "LIFECYCLE", "Partitioner", "WorkerFailed", "WorkerPool",
-           "parse_workers", "prepare", "workers_for"]
+__all__ = ["AUTO_MIN_BYTES", "KEYS", "LIFECYCLE", "LivePool", "Partitioner", "WorkerFailed",
+           "WorkerPool", "live_workers_for", "parse_workers", "prepare", "workers_for"]
 
 log = logging.getLogger("falconet.workers")
 
@@ -54,13 +57,14 @@ def cpu_count() -> int:
 def workers_for(config_value: Any, src: Any, options: dict[str, Any]) -> int:
     """How many workers this run uses: ``options["workers"]`` (``--workers``) over
     ``collector.workers``; ``auto`` = one per core, and 1 on one core or for a small capture.
-    A source that cannot be partitioned (the live eBPF source, for now) runs on one."""
+    A source that cannot be partitioned runs on one (the live eBPF source has its own workers:
+    :func:`live_workers_for`)."""
     value = options.get("workers")
     n = parse_workers(config_value if value is None else value)
     if not getattr(src, "partitionable", False):
         if n is not None and n > 1:
             log.warning("source '%s' runs on one worker (collector.workers applies to replay "
-                        "for now)", getattr(src, "name", "?"))
+                        "and the eBPF source)", getattr(src, "name", "?"))
         return 1
     if n is not None:
         return n
@@ -75,9 +79,41 @@ def workers_for(config_value: Any, src: Any, options: dict[str, Any]) -> int:
     return cores if size >= AUTO_MIN_BYTES else 1
 
 
-def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any]) -> WorkerPool | None:
-    """Fork the workers of this run, or ``None`` for the single-worker loop."""
+def live_workers_for(config_value: Any, options: dict[str, Any]) -> int:
+    """Workers of a live eBPF run: ``collector.workers`` (``auto``: :data:`AUTO_LIVE`).
+    Raises ``ValueError`` past :data:`~falconet.workers.live.MAX_LIVE_WORKERS`."""
+    value = options.get("workers")
+    n = parse_workers(config_value if value is None else value)
+    if n is None:
+        n = AUTO_LIVE(cpu_count())
+    if n > MAX_LIVE_WORKERS:
+        raise ValueError(f"collector.workers: the live collector runs at most "
+                         f"{MAX_LIVE_WORKERS} workers, got {n}")
+    return n
+
+
+def _auto_live(cores: int) -> int:
+    """``collector.workers: auto`` for a live run: one worker (see docs/performance.md,
+    "Live": on this 2-vCPU machine two workers cost more CPU than they save)."""
+    return 1
+
+
+#: cores -> workers of a live run with ``collector.workers: auto``
+AUTO_LIVE = _auto_live
+
+
+def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any],
+            reload: Any = None) -> WorkerPool | LivePool | None:
+    """Fork the workers of this run, or ``None`` for the single-worker loop. ``reload()``: a
+    live worker's rules reload (loads and returns a ruleset)."""
     collector = app.config.data.get("collector") or {}
+    if getattr(src, "live_workers", False) and getattr(src, "live", False):
+        n = live_workers_for(collector.get("workers", "auto"), options)
+        if n <= 1:
+            return None
+        live = LivePool(app, pipeline, n, reload=reload)
+        live.start()
+        return live
     n = workers_for(collector.get("workers", "auto"), src, options)
     if n <= 1:
         return None

@@ -23,23 +23,19 @@ The rule (docs/performance.md, "More than one core"):
   slower than ``lineage`` on a capture with many processes).
 
 The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
-parent; a live source would run the same decisions in the kernel (a ring per worker chosen by
-``owner(tgid)``, lifecycle records written to every ring).
+parent; a live run makes the ``lineage`` decisions in the kernel (``worker_of`` in
+``bpf/falconet.bpf.c``, which hashes a root with :func:`_mix` too: a ring group per worker,
+lifecycle records written to every group).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from falconet.syscalls import BASE_STATE
+from falconet.syscalls import LIFECYCLE
 
-#: events that change the process table (or a process's identity) and go to every worker: the
-#: state base set of :mod:`falconet.syscalls` (what the state parser needs whatever the rules
-#: say) plus the calls that change a process's credentials, session or root
-LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
-    "capset", "prctl", "setsid", "setpgid", "chroot", "unshare", "setns",
-    "setfsuid", "setfsgid", "setgroups",
-})
+__all__ = ["FORKS", "KEYS", "LIFECYCLE", "Partitioner"]
+
 #: the events that create a process (their child inherits its parent's owner under ``lineage``)
 FORKS: frozenset[str] = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
 #: partition keys :class:`Partitioner` knows

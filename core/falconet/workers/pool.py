@@ -118,16 +118,7 @@ class WorkerPool:
 
     def abort(self) -> None:
         """Stop every worker now (start-up failed after the fork, or a worker died)."""
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-        for p in self.procs:
-            p.join(2)
+        stop_all(self.conns, self.procs)
         self.procs = []
 
     # ------------------------------------------------------------------ the run
@@ -319,13 +310,7 @@ class WorkerPool:
 
     def _poll(self) -> None:
         """Take every result already waiting (never blocks)."""
-        get = self.results.get_nowait
-        while True:
-            try:
-                msg = get()
-            except queue.Empty:
-                return
-            self._handle(msg)
+        drain_queue(self.results, self._handle)
 
     def _wait_one(self, timeout: float = 1.0) -> None:
         """Block for one result; a worker that died meanwhile fails the run."""
@@ -410,6 +395,31 @@ class WorkerPool:
                 part += f", {self.dropped[w]} records dropped (queue full)"
             parts.append(part)
         return f"workers: {self.n} ({'; '.join(parts)})"
+
+
+def drain_queue(results: Any, handle: Any) -> None:
+    """``handle`` every message already on ``results`` (never blocks)."""
+    get = results.get_nowait
+    while True:
+        try:
+            msg = get()
+        except queue.Empty:
+            return
+        handle(msg)
+
+
+def stop_all(conns: list[Any], procs: list[Any]) -> None:
+    """Close the workers' channels, terminate those still running, reap them all."""
+    for c in conns:
+        try:
+            c.close()
+        except OSError:
+            pass
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(2)
 
 
 def _child(index: int, app: Any, pipeline: Any, conn: Any, results: Any, inboxes: list[Any],

@@ -15,8 +15,8 @@ import os
 import pickle
 import signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn
 
 from falconet.capture import StateRecord, decode_record
 from falconet.metrics import EngineMetrics
@@ -94,13 +94,14 @@ class WorkerLoop:
         ``(evt.num, reason)``. ``sends``/``waits``: the batch's fork handoffs
         (:meth:`send_child`)."""
         notmine = frozenset(foreign) if foreign else frozenset()
-        m = self.metrics
-        counts, plugin_errors = m.events, m.plugin_errors
-        parsers, match, state = self.parsers, self.match, self.state
-        observe, perf, mask = m.observe_latency, time.perf_counter, LATENCY_SAMPLE_MASK
-        out = self.outbox
         bad: list[tuple[int, str]] = []
-        n_owned = n_shared = 0
+        return self.evaluate(self._decoded(nums, lines, notmine, bad), sends, waits), bad
+
+    def _decoded(self, nums: list[int], lines: list[bytes], notmine: frozenset[int],
+                 bad: list[tuple[int, str]]) -> Iterator[tuple[int, Any, bool]]:
+        """The events of a batch's lines as ``(evt.num, event, mine)``; state records are
+        restored here, in their place in the stream, malformed lines go to ``bad``."""
+        plugin_errors = self.metrics.plugin_errors
         for i, line in enumerate(lines):
             try:
                 evt = decode_record(line)
@@ -116,9 +117,23 @@ class WorkerLoop:
                     except Exception:  # noqa: BLE001 - the single-worker replay counts it the same way
                         plugin_errors[(evt.plugin, "restore_state")] += 1
                 continue
-            num = nums[i]
+            yield nums[i], evt, i not in notmine
+
+    def evaluate(self, items: Iterable[tuple[int, Any, bool]],
+                 sends: dict[int, tuple[int, int]] | None = None,
+                 waits: dict[int, int] | None = None) -> list[tuple[int, Any]]:
+        """Run the parsers on every ``(evt.num, event, mine)`` and the rules on the ones this
+        worker owns (``mine``: the others are lifecycle events applied for the process table
+        only). Returns the alerts ``(evt.num, alert)``; ``sends``/``waits``: fork handoffs
+        (:meth:`send_child`)."""
+        m = self.metrics
+        counts, plugin_errors = m.events, m.plugin_errors
+        parsers, match, state = self.parsers, self.match, self.state
+        observe, perf, mask = m.observe_latency, time.perf_counter, LATENCY_SAMPLE_MASK
+        out = self.outbox
+        n_owned = n_shared = 0
+        for num, evt, mine in items:
             self.current = evt.num = num
-            mine = i not in notmine
             if mine:
                 n_owned += 1
                 counts[(evt.source, evt.type)] += 1
@@ -158,7 +173,7 @@ class WorkerLoop:
             self._local(out)
         self.outbox = []
         self.alerts += len(out)
-        return out, bad
+        return out
 
     def _local(self, alerts: list[tuple[int, Any]]) -> None:
         for name, prio, rules, send in self.local_sinks:
@@ -220,54 +235,46 @@ class WorkerLoop:
                 "local_sent": dict(self.local_sent), "local_failed": dict(self.local_failed)}
 
 
-def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
-                inboxes: list[Any]) -> None:
-    """The forked child: start the plugins of this process, loop over batches until the end
-    marker, send the final counters, stop the plugins. Never returns (``os._exit``)."""
+def start_worker(index: int, app: Any, pipeline: Any) -> WorkerLoop:
+    """In a forked worker: signals (the parent handles stop requests and tells the workers to
+    finish), the loop, its worker-local sinks and the plugins of this process started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    loop = WorkerLoop(index, list(pipeline.parsers), pipeline.ruleset.match,
+                      app.ctx.state, app.metrics,
+                      lambda plugin, data: app.host.restore_state(plugin, data, app.ctx))
+    app.ctx.extras["falconet.inject_alert"] = loop.inject
+    loop.local_sinks = [(w.name, w.min_priority, w.rules, w.sink.send)
+                        for w in pipeline.workers if getattr(w.sink, "worker_local", False)]
+    for w in pipeline.workers:
+        if getattr(w.sink, "worker_local", False):
+            w.sink.start()
+    t0 = time.perf_counter()
+    app.host.call(app.host.hook.falconet_start, engine=app.ctx)
+    loop.start_s = time.perf_counter() - t0
+    tune_gc_for_events()
+    return loop
+
+
+def stop_worker(app: Any, loop: WorkerLoop) -> None:
+    """The plugins of this worker stop (timed; a plugin's failure must not lose the counters)."""
+    t0 = time.perf_counter()
+    try:
+        app.host.hook.falconet_stop(engine=app.ctx)
+    except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
+        pass
+    loop.stop_s = time.perf_counter() - t0
+
+
+def run_child(index: int, results: Any, body: Callable[[], tuple[Any, ...]]) -> NoReturn:
+    """Run a forked worker's ``body`` and put the final message it returns on ``results``;
+    any exception becomes a ``FAILED`` message instead (the parent must hear of it, never
+    hang). Never returns (``os._exit``: the fork's copy of the engine must not clean up)."""
     code = 0
     try:
-        # the parent handles stop requests and tells the workers to finish
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        loop = WorkerLoop(index, list(pipeline.parsers), pipeline.ruleset.match,
-                          app.ctx.state, app.metrics,
-                          lambda plugin, data: app.host.restore_state(plugin, data, app.ctx))
-        app.ctx.extras["falconet.inject_alert"] = loop.inject
-        loop.local_sinks = [(w.name, w.min_priority, w.rules, w.sink.send)
-                            for w in pipeline.workers if getattr(w.sink, "worker_local", False)]
-        for w in pipeline.workers:
-            if getattr(w.sink, "worker_local", False):
-                w.sink.start()
-        loop.send = lambda dest, msg: inboxes[dest].put(msg)
-        loop.receive = inboxes[index].get
-        t0 = time.perf_counter()
-        app.host.call(app.host.hook.falconet_start, engine=app.ctx)
-        loop.start_s = time.perf_counter() - t0
-        tune_gc_for_events()
-        cpu0 = time.process_time()
-        recv = conn.recv_bytes
-        loads = pickle.loads
-        perf = time.perf_counter
-        while True:
-            t0 = perf()
-            data = recv()
-            loop.idle_s += perf() - t0
-            msg = loads(data)
-            if msg is None:
-                break
-            bid, upto, nums, blob, foreign, sends, waits = msg
-            alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
-            results.put((RESULT, index, bid, upto, alerts, bad))
-        loop.cpu_s = time.process_time() - cpu0
-        t0 = time.perf_counter()
-        try:
-            app.host.hook.falconet_stop(engine=app.ctx)
-        except Exception:  # noqa: BLE001 - a plugin's stop must not lose the counters
-            pass
-        loop.stop_s = time.perf_counter() - t0
-        results.put((FINAL, index, loop.stats(), metrics_snapshot(app.metrics)))
+        results.put(body())
     except BaseException as e:  # noqa: BLE001 - the parent must hear of it, never hang
         code = 1
         try:
@@ -280,3 +287,35 @@ def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
             results.join_thread()     # the feeder thread flushes what is queued
         finally:
             os._exit(code)
+
+
+def worker_main(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
+                inboxes: list[Any]) -> None:
+    """The forked child: start the plugins of this process, loop over batches until the end
+    marker, send the final counters, stop the plugins. Never returns (``os._exit``)."""
+    run_child(index, results, lambda: _replay(index, app, pipeline, conn, results, inboxes))
+
+
+def _replay(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
+            inboxes: list[Any]) -> tuple[Any, ...]:
+    """The replay worker's loop: batches from ``conn`` until the end marker."""
+    loop = start_worker(index, app, pipeline)
+    loop.send = lambda dest, msg: inboxes[dest].put(msg)
+    loop.receive = inboxes[index].get
+    cpu0 = time.process_time()
+    recv = conn.recv_bytes
+    loads = pickle.loads
+    perf = time.perf_counter
+    while True:
+        t0 = perf()
+        data = recv()
+        loop.idle_s += perf() - t0
+        msg = loads(data)
+        if msg is None:
+            break
+        bid, upto, nums, blob, foreign, sends, waits = msg
+        alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
+        results.put((RESULT, index, bid, upto, alerts, bad))
+    loop.cpu_s = time.process_time() - cpu0
+    stop_worker(app, loop)
+    return (FINAL, index, loop.stats(), metrics_snapshot(app.metrics))
