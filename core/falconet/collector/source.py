@@ -317,7 +317,7 @@ class EbpfSource:
         if plan is not None and cfg.kernel_filter:
             self._load_filter(plan, fds)
         #: how the records decode (a live worker builds its own decoder from it)
-        self.decoder_args = {"path_len": cfg.path_len, "argv_len": cfg.argv_len,
+        self.decoder_args: dict[str, Any] = {"path_len": cfg.path_len, "argv_len": cfg.argv_len,
                              "env_len": cfg.env_len if cfg.capture_env else 0,
                              "resolve_paths": built.resolve_paths}
         self.decoder = RecordDecoder(**self.decoder_args)
