@@ -98,8 +98,13 @@ def _io(mode: int) -> str:
     return f"emit_io(ctx, {{id}}, {mode})"
 
 
-def _sock(ptr: int, ln: int, mode: int) -> str:
-    return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode})"
+#: connect's words a[3..5]: the socket's local address (bpf sock_local), which the decoder folds
+#: into ``sip``/``sport``/``tuple`` (so they are not event params)
+LOCAL_KEYS = ("local0", "local1", "local2")
+
+
+def _sock(ptr: int, ln: int, mode: int, local: int = 0) -> str:
+    return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode}, {local})"
 
 
 #: capture/decode table; every syscall of ``syscalls.EVENTS`` (except procfork/procexit)
@@ -169,7 +174,9 @@ SPECS: dict[str, Spec] = {
     "bpf": Spec(3, _BASE, "cmd=i32:0 fd=res"),
     "userfaultfd": Spec(1, _NEWFD, "fd=res flags=u32:0"),
     "socket": Spec(3, _NEWFD, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
-    "connect": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=dst", kind="sock"),
+    # local0..2: the socket's local address from the kernel (bpf sock_local), for the tuple
+    "connect": Spec(3, _sock(1, 2, 0, 1),
+                    "fd=i32:0 addr=dst local0=u64:3 local1=u64:4 local2=u64:5", kind="sock"),
     "accept": Spec(3, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
     "accept4": Spec(4, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
                     kind="sock"),
