@@ -201,6 +201,18 @@ def test_open_that_creates_its_file_has_o_f_created(live, tmp_path):
     assert [flags(e) for e in opens] == ["O_CREAT|O_WRONLY|O_CLOEXEC|O_F_CREATED",
                                          "O_CREAT|O_WRONLY|O_CLOEXEC", "O_RDONLY|O_CLOEXEC"]
     assert opens[0].args["flags"] == os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    # openat2 reads its flags from struct open_how: the same bit, from the same f_mode
+    path2 = tmp_path / f"created2-{os.getpid()}"
+    code2 = ("import ctypes,os,sys; libc=ctypes.CDLL(None, use_errno=True); how=(ctypes.c_uint64"
+             " * 3)(os.O_WRONLY | os.O_CREAT, 0o600, 0)\nfor _ in (1, 2): fd=libc.syscall(437, "
+             "-100, sys.argv[1].encode(), ctypes.byref(how), 24); assert fd >= 0; os.close(fd)")
+    subprocess.run([sys.executable, "-c", code2, str(path2)], check=True, timeout=10)
+
+    def of_path2(e) -> bool:
+        return e.type == "openat2" and e.args.get("name") == str(path2)
+    assert wait_for(lambda: len(live.matching(of_path2)) == 2), live.matching(of_path2)
+    o2 = sorted(live.matching(of_path2), key=lambda e: e.ts)
+    assert [flags(e) for e in o2] == ["O_CREAT|O_WRONLY|O_F_CREATED", "O_CREAT|O_WRONLY"]
 
 
 def test_fork_events_link_child_to_parent(live):
