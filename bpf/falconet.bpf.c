@@ -575,7 +575,8 @@ static __always_inline void sock_local(s64 fd, u64 *w) {
 // Sizes PATH_LEN, ARGV_LEN, ENV_LEN and SOCK_LEN must be powers of two (verifier-friendly masks).
 // sockaddr modes: 0 = length is the word at len_i; 1 = word at len_i points to an int length
 // (accept, recvfrom); 2 = word at ptr_i points to a struct user_msghdr (sendmsg).
-// local: the socket's local address (sock_local) into a[3..5] (connect: of fd a[0]).
+// local: the socket's local address (sock_local): 1 = connect's (fd a[0]) into a[3..5];
+// 2 = accept's new socket (fd res) into a[1], a[2], a[4] (the user pointers and a free word).
 static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int len_i, int mode,
                                      int local) {
     struct args_t a;
@@ -612,13 +613,20 @@ static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int 
         len = 0;
     }
     r->h.len0 = (u16)len;
-    if (local) {
+    if (local == 1) {
         u64 w[3] = {};
         if (res == 0 || res == -115)                // connected, or in progress (EINPROGRESS)
             sock_local((s64)a.a[0], w);
         r->h.a[3] = w[0];
         r->h.a[4] = w[1];
         r->h.a[5] = w[2];
+    } else if (local == 2) {
+        u64 w[3] = {};
+        if (res >= 0)
+            sock_local(res, w);
+        r->h.a[1] = w[0];
+        r->h.a[2] = w[1];
+        r->h.a[4] = w[2];
     }
     bpf_ringbuf_submit(r, fl_);
     return 0;

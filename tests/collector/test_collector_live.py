@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need, need_bcc, wait_for
+from falconet.collector import program
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf]
 
@@ -169,11 +170,42 @@ def test_connect_carries_the_kernels_local_address(live, fam, host):
     cn = live.wait_for(lambda e: e.type == "connect" and e.args.get("dport") == port,
                        what="connect")
     assert (cn.args["sip"], cn.args["sport"]) == (host, cport)
-    assert "local0" not in cn.args
+    assert not set(program.LOCAL_KEYS) & set(cn.args)
     parser = StateParser(StateTables(), live=False)
     parser(cn)
     assert cn.fdinfo.name == f"{host}:{cport}->{host}:{port}"
     assert (cn.fdinfo.sip, cn.fdinfo.sport) == (host, cport)
+
+
+@pytest.mark.parametrize("fam,any_addr,host", [(socket.AF_INET, "0.0.0.0", "127.0.0.1"),
+                                               (socket.AF_INET6, "::", "::1")])
+def test_accept_carries_the_kernels_local_address(live, fam, any_addr, host):
+    """The server's side of accept's tuple is the accepted socket's address (127.0.0.1), not
+    the listener's wildcard, read in the kernel: the server is gone before the event is parsed."""
+    from falconet.state.parser import StateParser  # noqa: PLC0415
+    from falconet.state.tables import StateTables  # noqa: PLC0415
+
+    code = textwrap.dedent("""
+        import socket, sys
+        s = socket.socket(int(sys.argv[1])); s.bind((sys.argv[2], 0)); s.listen(1)
+        print(s.getsockname()[1], flush=True)
+        c, a = s.accept(); c.close()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code, str(int(fam)), any_addr],
+                         stdout=subprocess.PIPE, text=True)
+    port = int(p.stdout.readline())
+    with socket.socket(fam, socket.SOCK_STREAM) as cli:
+        cli.connect((host, port))
+        cport = cli.getsockname()[1]
+    assert p.wait(5) == 0
+    ac = live.wait_for(lambda e: e.pid == p.pid and e.type in ("accept", "accept4"),
+                       what="accept")
+    assert (ac.args["sip"], ac.args["sport"], ac.args["dip"], ac.args["dport"]) == (
+        host, cport, host, port)
+    assert not set(program.LOCAL_KEYS) & set(ac.args)
+    parser = StateParser(StateTables(), live=False)
+    parser(ac)
+    assert ac.fdinfo.name == f"{host}:{cport}->{host}:{port}"
 
 
 def test_open_that_creates_its_file_has_o_f_created(live, tmp_path):

@@ -98,8 +98,8 @@ def _io(mode: int) -> str:
     return f"emit_io(ctx, {{id}}, {mode})"
 
 
-#: connect's words a[3..5]: the socket's local address (bpf sock_local), which the decoder folds
-#: into ``sip``/``sport``/``tuple`` (so they are not event params)
+#: the socket's local address (bpf sock_local; connect: a[3..5], accept: a[1], a[2], a[4]), which
+#: the decoder folds into the tuple (connect: ``sip``/``sport``, accept: ``dip``/``dport``)
 LOCAL_KEYS = ("local0", "local1", "local2")
 
 
@@ -177,8 +177,11 @@ SPECS: dict[str, Spec] = {
     # local0..2: the socket's local address from the kernel (bpf sock_local), for the tuple
     "connect": Spec(3, _sock(1, 2, 0, 1),
                     "fd=i32:0 addr=dst local0=u64:3 local1=u64:4 local2=u64:5", kind="sock"),
-    "accept": Spec(3, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
-    "accept4": Spec(4, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
+    "accept": Spec(3, _newfd(_sock(1, 2, 1, 2)),
+                   "fd=res listenfd=i32:0 addr=peer local0=u64:1 local1=u64:2 local2=u64:4",
+                   kind="sock"),
+    "accept4": Spec(4, _newfd(_sock(1, 2, 1, 2)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer "
+                    "local0=u64:1 local1=u64:2 local2=u64:4",
                     kind="sock"),
     "bind": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=local", kind="sock"),
     "listen": Spec(2, _BASE, "fd=i32:0 backlog=i32:1"),
