@@ -631,10 +631,51 @@ static __always_inline int emit_strs(void *ctx, u32 id, u32 cat, int nstr, int i
 #define emit_str2(ctx, id, cat, i0, i1) emit_strs(ctx, id, cat, 2, i0, i1, 0)
 #define emit_str3(ctx, id, cat, i0, i1, i2) emit_strs(ctx, id, cat, 3, i0, i1, i2)
 
+// The struct file of fd in the current task's fd table (0 if none), for the socket and open
+// helpers below (fd_file of the kernel path walk exists only when all its offsets do).
+static __always_inline void *task_fd_file(s64 fd) {
+#if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX_FDS)
+    if (fd < 0)
+        return 0;
+    void *fdt = kread_ptr(kread_ptr((void *)bpf_get_current_task(), OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt || (u64)fd >= kread_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    return kread_ptr(kread_ptr(fdt, OFF_FDT_FD), 8 * (long)(fd & 0xffffff));
+#else
+    return 0;
+#endif
+}
+
+// The local address of the socket at fd, as Falco's driver reads it for connect's tuple
+// (struct sock_common: skc_family, skc_num in host order, skc_rcv_saddr / skc_v6_rcv_saddr):
+// w[0] = family | port << 16 | IPv4 address << 32, w[1..2] = the IPv6 address. Zero if unknown.
+static __always_inline void sock_local(s64 fd, u64 *w) {
+#if defined(OFF_FILE_PRIVATE) && defined(OFF_SOCKET_SK) && defined(OFF_SK_FAMILY) && \
+    defined(OFF_SK_NUM) && defined(OFF_SK_RCV_SADDR) && defined(OFF_SK_V6_RCV_SADDR)
+    void *file = task_fd_file(fd);
+    void *sk = kread_ptr(kread_ptr(file, OFF_FILE_PRIVATE), OFF_SOCKET_SK);
+    if (!sk)
+        return;
+    u16 fam = 0, port = 0;
+    bpf_probe_read_kernel(&fam, sizeof(fam), (const char *)sk + OFF_SK_FAMILY);
+    bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_SK_NUM);
+    if (fam == 2) {                                 // AF_INET
+        w[0] = 2 | (u64)port << 16 | (u64)kread_u32(sk, OFF_SK_RCV_SADDR) << 32;
+    } else if (fam == 10) {                         // AF_INET6
+        w[0] = 10 | (u64)port << 16;
+        w[1] = kread_u64(sk, OFF_SK_V6_RCV_SADDR);
+        w[2] = kread_u64(sk, OFF_SK_V6_RCV_SADDR + 8);
+    }
+#endif
+}
+
 // Sizes PATH_LEN, ARGV_LEN, ENV_LEN and SOCK_LEN must be powers of two (verifier-friendly masks).
 // sockaddr modes: 0 = length is the word at len_i; 1 = word at len_i points to an int length
 // (accept, recvfrom); 2 = word at ptr_i points to a struct user_msghdr (sendmsg).
-static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int len_i, int mode) {
+// local: the socket's local address (sock_local): 1 = connect's (fd a[0]) into a[3..5];
+// 2 = accept's new socket (fd res) into a[1], a[2], a[4] (the user pointers and a free word).
+static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int len_i, int mode,
+                                     int local) {
     struct args_t a;
     u64 pt;
     if (!take_args(ctx, &a, &pt))
@@ -669,6 +710,21 @@ static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int 
         len = 0;
     }
     r->h.len0 = (u16)len;
+    if (local == 1) {
+        u64 w[3] = {};
+        if (res == 0 || res == -115)                // connected, or in progress (EINPROGRESS)
+            sock_local((s64)a.a[0], w);
+        r->h.a[3] = w[0];
+        r->h.a[4] = w[1];
+        r->h.a[5] = w[2];
+    } else if (local == 2) {
+        u64 w[3] = {};
+        if (res >= 0)
+            sock_local(res, w);
+        r->h.a[1] = w[0];
+        r->h.a[2] = w[1];
+        r->h.a[4] = w[2];
+    }
     bpf_ringbuf_submit(r, fl_);
     return 0;
 }
@@ -1131,6 +1187,19 @@ static __always_inline int kf_close_drop(u32 id, u64 pt, s64 fd) {
     return 1;
 }
 
+// ftype bit 2 (O_F_CREATED): an O_CREAT open that created its file, from FMODE_CREATED in the
+// new file's f_mode, as Falco's driver reports it. Read only for O_CREAT: most opens skip it.
+#define FMODE_CREATED 0x100000
+static __always_inline u64 open_created(u64 flags, s64 res) {
+#ifdef OFF_FILE_F_MODE
+    if (!(flags & 0100) || res < 0)
+        return 0;
+    return (kread_u32(task_fd_file(res), OFF_FILE_F_MODE) & FMODE_CREATED) ? 4 : 0;
+#else
+    return 0;
+#endif
+}
+
 // open, openat, creat: path at argument path_i; flags at flags_i (-1: creat's implied flags)
 static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i) {
     struct args_t a;
@@ -1150,6 +1219,7 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    h->a[5] = ftype | open_created(flags, res);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1398,6 +1468,7 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n);
+    h->a[5] = ftype | open_created(how[0], res);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1530,6 +1601,7 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    h->a[5] = ftype | open_created(flags, res);
 #ifdef HAVE_KPATH
     void *file = fd_file(res);
     u16 where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;

@@ -12,7 +12,8 @@ Conventions (see also ``docs/architecture.md``):
   return value as a named parameter (``fd`` of ``open``), the name is also in ``args`` with the same
   value as ``res``, so ``evt.arg.fd`` works as in Falco.
 - The open family and the I/O calls carry ``ftype``, hidden from ``evt.args`` as ``cgroup_id``:
-  what the kernel found at the fd. Bit 0: known; bit 1: a directory; bits 16-19: the inode's
+  what the kernel found at the fd. Bit 0: known; bit 1: a directory; bit 2 (opens): the open
+  created its file (FMODE_CREATED, shown as ``O_F_CREATED`` in ``evt.arg.flags``); bits 16-19: the inode's
   S_IFMT bits (``ftype >> 4 & 0xf000 == 0xc000`` is a socket). The kernel filter passes
   directories, which may be dirfds or fchdir targets (docs/kernel-filter.md).
 - Every event carries ``cgroup_id`` (``bpf_get_current_cgroup_id()``, the cgroup v2 id) and ``cpu``

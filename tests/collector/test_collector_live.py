@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import need, need_bcc
+from conftest import need, need_bcc, wait_for
+from falconet.collector import program
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf]
 
@@ -147,6 +148,103 @@ def test_accept_bind_listen_have_addresses(live):
                        what="accept")
     assert ac.res >= 0 and ac.args["listenfd"] == b.args["fd"]
     assert (ac.args["sip"], ac.args["sport"]) == ("127.0.0.1", client_port)
+
+
+@pytest.mark.parametrize("fam,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_connect_carries_the_kernels_local_address(live, fam, host):
+    """The client's side of connect's tuple comes from its struct sock (not /proc: the client
+    is gone before the event is parsed, and a replay parser never reads /proc)."""
+    from falconet.state.parser import StateParser  # noqa: PLC0415
+    from falconet.state.tables import StateTables  # noqa: PLC0415
+
+    srv = socket.socket(fam, socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    code = ("import socket,sys; s=socket.socket(int(sys.argv[1])); s.connect((sys.argv[2], "
+            "int(sys.argv[3]))); print(s.getsockname()[1])")
+    with srv:
+        out = subprocess.run([sys.executable, "-c", code, str(int(fam)), host, str(port)],
+                             capture_output=True, text=True, check=True, timeout=10)
+    cport = int(out.stdout)
+    cn = live.wait_for(lambda e: e.type == "connect" and e.args.get("dport") == port,
+                       what="connect")
+    assert (cn.args["sip"], cn.args["sport"]) == (host, cport)
+    assert not set(program.LOCAL_KEYS) & set(cn.args)
+    parser = StateParser(StateTables(), live=False)
+    parser(cn)
+    assert cn.fdinfo.name == f"{host}:{cport}->{host}:{port}"
+    assert (cn.fdinfo.sip, cn.fdinfo.sport) == (host, cport)
+
+
+@pytest.mark.parametrize("fam,any_addr,host", [(socket.AF_INET, "0.0.0.0", "127.0.0.1"),
+                                               (socket.AF_INET6, "::", "::1")])
+def test_accept_carries_the_kernels_local_address(live, fam, any_addr, host):
+    """The server's side of accept's tuple is the accepted socket's address (127.0.0.1), not
+    the listener's wildcard, read in the kernel: the server is gone before the event is parsed."""
+    from falconet.state.parser import StateParser  # noqa: PLC0415
+    from falconet.state.tables import StateTables  # noqa: PLC0415
+
+    code = textwrap.dedent("""
+        import socket, sys
+        s = socket.socket(int(sys.argv[1])); s.bind((sys.argv[2], 0)); s.listen(1)
+        print(s.getsockname()[1], flush=True)
+        c, a = s.accept(); c.close()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code, str(int(fam)), any_addr],
+                         stdout=subprocess.PIPE, text=True)
+    port = int(p.stdout.readline())
+    with socket.socket(fam, socket.SOCK_STREAM) as cli:
+        cli.connect((host, port))
+        cport = cli.getsockname()[1]
+    assert p.wait(5) == 0
+    ac = live.wait_for(lambda e: e.pid == p.pid and e.type in ("accept", "accept4"),
+                       what="accept")
+    assert (ac.args["sip"], ac.args["sport"], ac.args["dip"], ac.args["dport"]) == (
+        host, cport, host, port)
+    assert not set(program.LOCAL_KEYS) & set(ac.args)
+    parser = StateParser(StateTables(), live=False)
+    parser(ac)
+    assert ac.fdinfo.name == f"{host}:{cport}->{host}:{port}"
+
+
+def test_open_that_creates_its_file_has_o_f_created(live, tmp_path):
+    """FMODE_CREATED of the new file: set for the O_CREAT open that created it, not for the
+    same open of the existing file, nor for an open without O_CREAT (evt.arg.flags as Falco)."""
+    from falconet.fields.registry import FieldRegistry  # noqa: PLC0415
+    from falconet.state.fields import core_field_defs  # noqa: PLC0415
+    from falconet.state.tables import StateTables  # noqa: PLC0415
+    from falconet.state.users import UserDB  # noqa: PLC0415
+
+    path = tmp_path / f"created-{os.getpid()}"
+    code = ("import os,sys; p=sys.argv[1]; [os.close(os.open(p, f, 0o600)) for f in "
+            "(os.O_WRONLY | os.O_CREAT, os.O_WRONLY | os.O_CREAT, os.O_RDONLY)]")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=10)
+
+    def of_path(e) -> bool:
+        return e.type in ("open", "openat") and e.args.get("name") == str(path)
+    assert wait_for(lambda: len(live.matching(of_path)) == 3), live.matching(of_path)
+    opens = sorted(live.matching(of_path), key=lambda e: e.ts)
+    assert [bool(e.args["ftype"] & 4) for e in opens] == [True, False, False]
+    reg = FieldRegistry()
+    reg.register_all(core_field_defs(StateTables(), UserDB(), "h"))
+    flags = reg.resolve("evt.arg.flags", None).extract
+    # (Python's os.open adds O_CLOEXEC)
+    assert [flags(e) for e in opens] == ["O_CREAT|O_WRONLY|O_CLOEXEC|O_F_CREATED",
+                                         "O_CREAT|O_WRONLY|O_CLOEXEC", "O_RDONLY|O_CLOEXEC"]
+    assert opens[0].args["flags"] == os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    # openat2 reads its flags from struct open_how: the same bit, from the same f_mode
+    path2 = tmp_path / f"created2-{os.getpid()}"
+    code2 = ("import ctypes,os,sys; libc=ctypes.CDLL(None, use_errno=True); how=(ctypes.c_uint64"
+             " * 3)(os.O_WRONLY | os.O_CREAT, 0o600, 0)\nfor _ in (1, 2): fd=libc.syscall(437, "
+             "-100, sys.argv[1].encode(), ctypes.byref(how), 24); assert fd >= 0; os.close(fd)")
+    subprocess.run([sys.executable, "-c", code2, str(path2)], check=True, timeout=10)
+
+    def of_path2(e) -> bool:
+        return e.type == "openat2" and e.args.get("name") == str(path2)
+    assert wait_for(lambda: len(live.matching(of_path2)) == 2), live.matching(of_path2)
+    o2 = sorted(live.matching(of_path2), key=lambda e: e.ts)
+    assert [flags(e) for e in o2] == ["O_CREAT|O_WRONLY|O_F_CREATED", "O_CREAT|O_WRONLY"]
 
 
 def test_fork_events_link_child_to_parent(live):

@@ -94,6 +94,30 @@ def _addr_args(args: dict[str, Any], raw: bytes, role: str) -> None:
         args["tuple"] = ""
 
 
+def _local_args(args: dict[str, Any], role: str) -> None:
+    """Our side of the tuple from the kernel's socket (bpf sock_local: family | port << 16 |
+    IPv4 << 32, then the IPv6 address), as Falco's driver fills it: connect (``role`` dst) the
+    client's ``sip``/``sport``, accept (peer) the server's ``dip``/``dport``."""
+    w0, w1, w2 = (args.pop(k, 0) for k in program.LOCAL_KEYS)
+    fam, port = w0 & 0xffff, (w0 >> 16) & 0xffff
+    if fam == AF_INET:
+        ip = socket.inet_ntop(socket.AF_INET, (w0 >> 32).to_bytes(4, "little"))
+    elif fam == AF_INET6:
+        ip = socket.inet_ntop(socket.AF_INET6, w1.to_bytes(8, "little") + w2.to_bytes(8, "little"))
+    else:
+        return
+    if not port:
+        return
+    if role == "dst":
+        if args.get("family") in (AF_INET, AF_INET6):
+            args["sip"], args["sport"] = ip, port
+            args["tuple"] = f"{ip}:{port}->{args['dip']}:{args['dport']}"
+    elif args.get("family") in (AF_INET, AF_INET6, 0):      # 0: accept given no sockaddr
+        args["family"] = args.get("family") or fam
+        args["dip"], args["dport"] = ip, port
+        args["tuple"] = f"{args['sip']}:{args['sport']}->{ip}:{port}"
+
+
 _WORD_FMT = {"i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
 
 
@@ -125,6 +149,7 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
     unpack = struct.Struct("<QQqII2xHHH" + "".join(words) + "I4x").unpack_from
     keys = tuple(key for _idx, key, _conv in sorted(nums))
     sock = spec.kind == "sock"
+    local = program.LOCAL_KEYS[0] in keys
     io = spec.kind == "io"
     base = program.HDR_SIZE
     k0 = strs[0][0] if strs else ""
@@ -167,6 +192,8 @@ def _make_generic(name: str, spec: program.Spec, boot: int, hot: bool = True) ->
             args["data"] = bytes(view[p + n0: p + n0 + v[6]])
         elif sock:
             _addr_args(args, bytes(view[off + base: off + base + v[5]]), addr_role)
+            if local:
+                _local_args(args, addr_role)
         args["cgroup_id"] = v[1]
         args["cpu"] = v[-1]
         return Event("syscall", name, v[0] + boot, v[3], v[4], args, v[2])

@@ -104,8 +104,13 @@ def _io(mode: int) -> str:
     return f"emit_io(ctx, {{id}}, {mode})"
 
 
-def _sock(ptr: int, ln: int, mode: int) -> str:
-    return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode})"
+#: the socket's local address (bpf sock_local; connect: a[3..5], accept: a[1], a[2], a[4]), which
+#: the decoder folds into the tuple (connect: ``sip``/``sport``, accept: ``dip``/``dport``)
+LOCAL_KEYS = ("local0", "local1", "local2")
+
+
+def _sock(ptr: int, ln: int, mode: int, local: int = 0) -> str:
+    return f"emit_sock(ctx, {{id}}, {{cat}}, {ptr}, {ln}, {mode}, {local})"
 
 
 #: capture/decode table; every syscall of ``syscalls.EVENTS`` (except procfork/procexit)
@@ -175,9 +180,14 @@ SPECS: dict[str, Spec] = {
     "bpf": Spec(3, _BASE, "cmd=i32:0 fd=res"),
     "userfaultfd": Spec(1, _NEWFD, "fd=res flags=u32:0"),
     "socket": Spec(3, _NEWFD, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
-    "connect": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=dst", kind="sock"),
-    "accept": Spec(3, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 addr=peer", kind="sock"),
-    "accept4": Spec(4, _newfd(_sock(1, 2, 1)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer",
+    # local0..2: the socket's local address from the kernel (bpf sock_local), for the tuple
+    "connect": Spec(3, _sock(1, 2, 0, 1),
+                    "fd=i32:0 addr=dst local0=u64:3 local1=u64:4 local2=u64:5", kind="sock"),
+    "accept": Spec(3, _newfd(_sock(1, 2, 1, 2)),
+                   "fd=res listenfd=i32:0 addr=peer local0=u64:1 local1=u64:2 local2=u64:4",
+                   kind="sock"),
+    "accept4": Spec(4, _newfd(_sock(1, 2, 1, 2)), "fd=res listenfd=i32:0 flags=u32:3 addr=peer "
+                    "local0=u64:1 local1=u64:2 local2=u64:4",
                     kind="sock"),
     "bind": Spec(3, _sock(1, 2, 0), "fd=i32:0 addr=local", kind="sock"),
     "listen": Spec(2, _BASE, "fd=i32:0 backlog=i32:1"),

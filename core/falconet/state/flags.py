@@ -30,6 +30,12 @@ _PPM_BITS: tuple[tuple[int, int], ...] = (
 )
 _PPM_ACC = {O_RDONLY: 1, O_WRONLY: 2, O_RDWR: 3, 3: 3}
 _PPM_TMPFILE = 1 << 13
+_PPM_F_CREATED = 1 << 14
+#: ``ftype`` bit 2: the open created its file (the kernel's FMODE_CREATED, bpf open_created)
+FTYPE_CREATED = 1 << 2
+#: O_F_CREATED as the renderers take it: a mark above Linux's 32 open(2) bits (open_flags of
+#: ``flags | O_F_CREATED``), set from ``ftype`` when an argument is rendered, never by a caller
+O_F_CREATED = 1 << 32
 #: libsinsp's file_flags table, in its order: a flag is printed when all its bits are still set,
 #: then its bits are cleared (so O_RDWR is not also O_WRONLY|O_RDONLY)
 _PPM_NAMES: tuple[tuple[str, int], ...] = (
@@ -37,6 +43,7 @@ _PPM_NAMES: tuple[tuple[str, int], ...] = (
     ("O_TRUNC", 1 << 8), ("O_SYNC", 1 << 7), ("O_NONBLOCK", 1 << 6), ("O_EXCL", 1 << 5),
     ("O_DSYNC", 1 << 4), ("O_APPEND", 1 << 3), ("O_CREAT", 1 << 2), ("O_RDWR", 3),
     ("O_WRONLY", 2), ("O_RDONLY", 1), ("O_CLOEXEC", 1 << 12), ("O_TMPFILE", _PPM_TMPFILE),
+    ("O_F_CREATED", _PPM_F_CREATED),
 )
 
 
@@ -66,6 +73,8 @@ def open_flags(v: int) -> str:
             ppm |= p
     if v & O_TMPFILE == O_TMPFILE:
         ppm |= _PPM_TMPFILE
+    if v & O_F_CREATED:
+        ppm |= _PPM_F_CREATED
     names = []
     for name, bits in _PPM_NAMES:
         if ppm & bits == bits:

@@ -106,7 +106,12 @@ class ArgRenderer:
             if name in _FD_ARGS:
                 return self.fd_text(evt, v)
             r = self.renderer(evt.type, name)
-            return r(v) if r is not None else str(v)
+            if r is None:
+                return str(v)
+            if name == "flags" and evt.type in _OPEN_TYPES and \
+                    int(evt.args.get("ftype") or 0) & F.FTYPE_CREATED:
+                v |= F.O_F_CREATED                  # the open created its file (open_flags)
+            return r(v)
         if isinstance(v, (list, tuple)):
             return " ".join(str(x) for x in v)
         if isinstance(v, bytes):
