@@ -827,13 +827,14 @@ struct kf_cfg_t {
     u64 live[8];        // clause bits satisfied by class read | write << 1 | ok << 2
     u64 anypath;        // clause bits with no path constraint
     u64 suffix;         // clause bits with suffixes (kf_rpaths is looked up for them)
+    u64 relpass;        // clause bits with a relative name or prefix: relative opens pass
 };
 struct kf_key_t {
     u32 prefixlen;      // in bits (LPM trie)
     char data[KF_KEY_LEN];
 };
 BPF_ARRAY(kf_cfg, struct kf_cfg_t, KF_MAX_IDS);
-BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 8192);
+BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 16384);
 // suffixes, reversed: the reversed path's longest matching prefix is its longest suffix entry
 BPF_LPM_TRIE(kf_rpaths, struct kf_key_t, u64, 1024);
 // (tgid << 32 | fd) -> start time of the thread-group leader (a reused tgid never matches)
@@ -918,9 +919,178 @@ static __always_inline int kf_irregular(const char *s, u32 n) {
     return last > 1 && prev == '/';
 }
 
-// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens).
+// key->data = the len (< KF_KEY_LEN - 1) bytes at s, reversed (for kf_rpaths, the suffixes)
+static __always_inline void kf_reverse(struct kf_key_t *key, const char *s, u32 len) {
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < KF_KEY_LEN - 1; i++) {
+        if (i >= len)
+            break;
+        u32 src = len - 1 - i;
+        BOUND(src, KF_KEY_LEN - 1);
+        key->data[i & (KF_KEY_LEN - 1)] = s[src];
+    }
+}
+
+// Relative opens (falconet.kfilter.FdTracker's directory verdicts). kf_dirs: (fd table, fd) ->
+// the clause bits that may match a path strictly below the directory the fd was opened on:
+// looked up in kf_paths with "D/" + NUL when D is opened by an absolute regular path (the
+// prefixes of "D/", and the "A/" + NUL entries of the directories with a name or prefix below
+// them), inherited by a directory opened by a plain relative name below it. Keyed by the fd
+// table (files_struct), so threads and CLONE_FILES processes see one table's closes and opens;
+// valid only for the process that set it (leader start time and tgid) under the plan epoch
+// (kf_rel[0]; 0 = no verdicts kept). Every miss passes.
+struct kf_dkey_t {
+    u64 files;
+    u64 fd;
+};
+struct kf_dir_t {
+    u64 gen;
+    u64 mask;
+    u32 tgid;
+    u32 epoch;
+};
+struct kf_rbuf_t { char s[2 * KF_KEY_LEN]; };
+BPF_TABLE("lru_hash", struct kf_dkey_t, struct kf_dir_t, kf_dirs, 16384);
+BPF_ARRAY(kf_rel, u32, 1);
+BPF_PERCPU_ARRAY(kf_relbuf, struct kf_rbuf_t, 1);
+
+static __always_inline u32 kf_epoch(void) {
+#if defined(OFF_TASK_FILES) && defined(OFF_TASK_START_TIME)
+    u32 z = 0;
+    u32 *e = kf_rel.lookup(&z);
+    return e ? *e : 0;
+#else
+    return 0;
+#endif
+}
+
+static __always_inline int kf_dkey(struct kf_dkey_t *k, s64 fd) {
+#if defined(OFF_TASK_FILES)
+    void *task = (void *)bpf_get_current_task();
+    k->files = (u64)kread_ptr(task, OFF_TASK_FILES);
+    k->fd = (u32)fd;
+    return k->files != 0;
+#else
+    return 0;
+#endif
+}
+
+// fd was closed or now names another file: its verdict is gone
+static __always_inline void kf_dir_forget(s64 fd) {
+    if (fd < 0 || !kf_epoch())
+        return;
+    struct kf_dkey_t k = {};
+    if (kf_dkey(&k, fd))
+        kf_dirs.delete(&k);
+}
+
+// dirfd's clause bits; all bits when it has no valid verdict (everything live passes)
+static __always_inline u64 kf_dir_mask(s64 dirfd, u32 epoch) {
+    struct kf_dkey_t k = {};
+    if (dirfd < 0 || !epoch || !kf_dkey(&k, dirfd))
+        return ~0ull;
+    struct kf_dir_t *d = kf_dirs.lookup(&k);
+    if (!d || d->epoch != epoch || d->tgid != (u32)(bpf_get_current_pid_tgid() >> 32) ||
+        d->gen != kf_gen())
+        return ~0ull;
+    return d->mask;
+}
+
+// "/" + the relative name (n bytes with its NUL at s) in kf_relbuf: falconet.kfilter.plain_relative
+// is kf_irregular of it being 0
+static __always_inline char *kf_relq(const char *s) {
+    u32 z = 0;
+    struct kf_rbuf_t *q = kf_relbuf.lookup(&z);
+    if (!q)
+        return 0;
+    q->s[0] = '/';
+    if (bpf_probe_read_kernel(q->s + 1, KF_KEY_LEN, s) < 0)
+        return 0;
+    return q->s;
+}
+
+// A relative open, its clauses live and none without a path: 0 = emit, else 1 + KF_R_PATH
+static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const char *path, u32 n,
+                                       s64 dirfd) {
+    if (live & cfg->relpass)
+        return 0;
+    u32 epoch = kf_epoch();
+    if (!epoch || (live & kf_dir_mask(dirfd, epoch)))
+        return 0;
+    char *q = kf_relq(path);
+    if (!q || kf_irregular(q, n + 1))
+        return 0;                       // not plain: the join is not fd.name, or not below
+    if (live & cfg->suffix) {
+        u32 z = 0;
+        struct kf_key_t *key = kf_keybuf.lookup(&z);
+        if (!key)
+            return 0;
+        u32 len = n;                        // "/" + rel, < KF_KEY_LEN - 1 bytes (plain)
+        kf_reverse(key, q, len);
+        BOUND(len, KF_KEY_LEN - 1);
+        key->data[len] = 0;                 // NUL: the "/"-tails of suffixes match exactly
+        key->prefixlen = (len + 1) * 8;
+        u64 *v = kf_rpaths.lookup(key);
+        if (v && (*v & live))
+            return 0;
+    }
+    return 1 + KF_R_PATH;
+}
+
+// After a successful open: the new fd's directory verdict (FdTracker._dir_verdict). ftype 3 =
+// a directory; path/n as kf_open_drop's; dirfd AT_FDCWD (-100) for open/creat.
+static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u32 n, s64 dirfd) {
+    if (res < 0)
+        return;
+    u32 epoch = kf_epoch();
+    if (!epoch)
+        return;
+    struct kf_dkey_t k = {};
+    if (!kf_dkey(&k, res))
+        return;
+    int have = 0;
+    u64 mask = 0;
+    if ((ftype & 3) == 3 && n >= 2 && n < KF_KEY_LEN) {
+        if (path[0] == '/') {
+            u32 z = 0;
+            struct kf_key_t *key = kf_keybuf.lookup(&z);
+            if (n > 2 && key && !kf_irregular(path, n) &&
+                bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) == 0) {
+                u32 len = n - 1;                    // "D" -> "D/" + NUL
+                BOUND(len, KF_KEY_LEN - 1);
+                key->data[len] = '/';
+                u32 e = len + 1;
+                BOUND(e, KF_KEY_LEN - 1);
+                key->data[e] = 0;
+                key->prefixlen = (len + 2) * 8;
+                u64 *v = kf_paths.lookup(key);
+                mask = v ? *v : 0;
+                have = 1;
+            }
+        } else {
+            char *q = kf_relq(path);
+            if (q && !kf_irregular(q, n + 1)) {
+                mask = kf_dir_mask(dirfd, epoch);
+                have = mask != ~0ull;
+            }
+        }
+    }
+    if (have) {
+        struct kf_dir_t d = {};
+        d.gen = kf_gen();
+        d.mask = mask;
+        d.tgid = (u32)(bpf_get_current_pid_tgid() >> 32);
+        d.epoch = epoch;
+        kf_dirs.update(&k, &d);
+    } else {
+        kf_dirs.delete(&k);
+    }
+}
+
+// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens); dirfd the
+// base of a relative path (AT_FDCWD: the cwd, which has no verdict: they pass).
 static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
-                                        const char *path, u32 n) {
+                                        const char *path, u32 n, s64 dirfd) {
     u32 k = id;
     struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
     if (!cfg || !cfg->enabled)
@@ -936,6 +1106,8 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
         return 0;                       // a directory, or the file type is unknown
     if (live & cfg->anypath)
         return 0;
+    if (n >= 2 && path[0] != '/')
+        return kf_rel_drop(cfg, live, path, n, dirfd);
     if (kf_irregular(path, n))
         return 0;
     u32 z = 0;
@@ -950,14 +1122,7 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
         return 0;
     if (live & cfg->suffix) {
         u32 len = n - 1;                    // < KF_KEY_LEN - 1 (regular paths)
-#pragma clang loop unroll(disable)
-        for (u32 i = 0; i < KF_KEY_LEN - 1; i++) {
-            if (i >= len)
-                break;
-            u32 src = len - 1 - i;
-            BOUND(src, KF_KEY_LEN - 1);
-            key->data[i & (KF_KEY_LEN - 1)] = path[src];
-        }
+        kf_reverse(key, path, len);
         key->prefixlen = len * 8;
         v = kf_rpaths.lookup(key);
         if (v && (*v & live))
@@ -1030,7 +1195,9 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     u64 flags = flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7];
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    s64 dirfd = path_i == 1 ? (s64)(s32)a.a[0] : -100;
+    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
+    kf_dir_after(res, ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1045,6 +1212,7 @@ static __always_inline int emit_close(void *ctx, u32 id) {
     u64 pt;
     if (!take_args(ctx, &a, &pt))
         return 0;
+    kf_dir_forget((s64)(s32)a.a[0]);
     if (kf_close_drop(id, pt, (s64)(s32)a.a[0]))
         return 0;
     RESERVE(rec_base, CAT_CLOSE);
@@ -1061,6 +1229,7 @@ static __always_inline int kf_new_fd(void *ctx, int unused) {
         return 0;
     u64 pt = bpf_get_current_pid_tgid();
     kf_forget_fd(EV_close, pt, res);
+    kf_dir_forget(res);
     return 0;
 }
 
@@ -1278,7 +1447,9 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     s64 res = SYS_RET(ctx);
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
-    int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n);
+    s64 dirfd = (s64)(s32)a.a[0];
+    int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n, dirfd);
+    kf_dir_after(res, ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1351,7 +1522,9 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     u64 flags = kind == 1 ? h->a[2] : (flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7]);
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
+    s64 dirfd = name_i == 1 ? (s64)(s32)a.a[0] : -100;
+    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
+    kf_dir_after(res, kind == 2 ? 0 : ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1600,6 +1773,13 @@ int falconet_iou_complete(void *ctx) {
         }
     }
     u32 cat = p->cat;
+    // the kernel filter's directory verdicts (FdTracker: io_uring closes and new plain fds)
+    if (p->ev == EV_iou_close && !p->slot)
+        kf_dir_forget((s64)(s32)p->w[0]);
+    else if (p->ev == EV_iou_fixed_fd_install ||
+             ((p->ev == EV_iou_openat || p->ev == EV_iou_openat2 || p->ev == EV_iou_socket ||
+               p->ev == EV_iou_accept4) && !slot))
+        kf_dir_forget(res);
     iou_pend.delete(&req);
     return output(buf, pos, cat & 7);
 }
