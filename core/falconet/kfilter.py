@@ -169,6 +169,11 @@ class FilterPlan:
                 out.extend(f"  - {c.describe()}" for c in tf.clauses)
             elif t in self.unfiltered:
                 out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
+        if self.types:
+            out.append("relative opens: " + (
+                "decided by their dirfd's directory verdict (cwd-relative ones pass)"
+                if relative_filtering(self) else "pass (the path keys do not fit the kernel's "
+                "tries)"))
         out.append("close: " + ("closes of fds whose open was filtered are dropped"
                                 if self.filter_close else "unfiltered"))
         out.extend(f"{t}: passes if {f.describe()}" for t, f in sorted(self.io.items()))
@@ -185,6 +190,7 @@ class FilterPlan:
                           for c in tf.clauses] for t, tf in sorted(self.types.items())},
             "unfiltered": dict(sorted(self.unfiltered.items())),
             "filter_close": self.filter_close,
+            "relative_opens": bool(self.types) and relative_filtering(self),
             "io": {t: {"sockets_only": f.sockets_only,
                        "needles": [n.decode("latin-1") for n in f.needles]}
                    for t, f in sorted(self.io.items())},

@@ -70,7 +70,10 @@ def test_plan_describe_and_json() -> None:
     assert "openat: passes if (directory) or any of:" in lines
     assert "  - read, path = /etc/shadow" in lines
     assert plan.filter_close and lines[-1].startswith("close: closes of fds")
+    assert lines[-2] == ("relative opens: decided by their dirfd's directory verdict "
+                         "(cwd-relative ones pass)")
     d = plan.to_dict()
+    assert d["relative_opens"] is True
     assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
                                    "suffixes": [], "need_read": True, "need_write": False,
                                    "need_success": False}]
@@ -332,3 +335,45 @@ def test_too_deep_a_condition_leaves_opens_whole() -> None:
                         kfacts=None, ast=None, fmt=None, extra_fields={})
     plan = derive(SimpleNamespace(rules=[r]))
     assert plan.types == {} and "rule 'deep' has no condition tree" in plan.unfiltered["openat"]
+
+
+def test_relative_opens_suffix_tails_relative_names_and_io_uring() -> None:
+    plan = E.plan(rule(f"{ALL} and (fd.name endswith /.ssh/id_rsa or fd.name startswith /etc/ "
+                       "or (evt.is_open_write = true and fd.nameraw = shadow))"))
+    tr = FdTracker(plan)
+
+    def op(name: str, res: int, dirfd: int = -100, is_dir: bool = False, flags: int = 0
+           ) -> str | None:
+        e = open_event("openat", name, flags, res, is_dir=is_dir)
+        e.args["dirfd"] = dirfd
+        return tr.verdict(e)
+    assert op("/root/.ssh", 3, is_dir=True) is None
+    assert op("id_rsa", 4, 3) is None                   # "/id_rsa" completes the suffix
+    assert op("known_hosts", 5, 3) == "path"
+    assert op("/root", 6, is_dir=True) is None
+    assert op(".ssh/id_rsa", 7, 6) is None              # the suffix itself
+    assert op("shadow", 8, 6, flags=1) is None          # fd.nameraw = shadow: relative
+    assert op("shadow", 8, 6) == "path"
+    assert op("x", 9, 6) == "path"
+    assert op("/usr", 10, is_dir=True) is None
+    assert op("x", 11, 10) == "path"
+    assert K.clause_below(C(prefixes={"/etc/"}), "/et") is False
+    assert K.clause_below(C(exact={"/etc/a"}), "/etc") and K.clause_below(C(prefixes={"/e"}),
+                                                                         "/etc")
+    # an io_uring close of the directory fd (not seen by the kernel filter's handlers)
+    iou = _ev("close", {"fd": 10, "via": "io_uring"}, 0)
+    assert tr.verdict(iou) is None and (100, 10) not in tr.dirs
+    # a new process with the pid forgets every verdict of the old one
+    tr.verdict(_ev("procfork", {"child_pid": 100, "child_tid": 100}, 0, pid=1))
+    assert not tr.dirs
+
+
+def test_relative_filtering_off_when_the_ancestor_keys_overflow(monkeypatch) -> None:
+    monkeypatch.setattr(K, "TRIE_ENTRIES", 1)
+    plan = E.plan(rule(f"{ALL} and fd.name startswith /etc/"))
+    assert not K.relative_filtering(plan)
+    tr = FdTracker(plan)
+    tr.verdict(open_event("openat", "/usr", 0, 3, is_dir=True))
+    e = open_event("openat", "x", 0, 4)
+    e.args["dirfd"] = 3
+    assert not tr.dirs and tr.verdict(e) is None
