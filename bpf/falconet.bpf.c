@@ -862,9 +862,8 @@ static __always_inline u64 kf_fdkey(u64 pt, s64 fd) {
     return (pt & 0xffffffff00000000ull) | (u32)fd;
 }
 
-// What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
-// 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
-static __always_inline u64 fd_ftype(s64 fd) {
+// The inode of the open file at fd of the current task (0: none, or unknown).
+static __always_inline void *kf_fd_inode(s64 fd) {
 #if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX_FDS)
     if (fd < 0)
         return 0;
@@ -875,14 +874,29 @@ static __always_inline u64 fd_ftype(s64 fd) {
         return 0;
     void *arr = kread_ptr(fdt, OFF_FDT_FD);
     void *file = kread_ptr(arr, 8 * (long)(fd & 0xffffff));
-    void *inode = kread_ptr(file, OFF_FILE_INODE);
-    if (!inode)
-        return 0;
-    u32 mode = kread_u32(inode, OFF_INODE_MODE) & 0xf000;
-    return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
+    return kread_ptr(file, OFF_FILE_INODE);
 #else
     return 0;
 #endif
+}
+
+// The S_IFMT bits of an inode's mode (0: no inode)
+static __always_inline u32 kf_inode_fmt(void *inode) {
+#if defined(OFF_INODE_MODE)
+    return inode ? kread_u32(inode, OFF_INODE_MODE) & 0xf000 : 0;
+#else
+    return 0;
+#endif
+}
+
+// What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
+// 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
+static __always_inline u64 fd_ftype(s64 fd) {
+    void *inode = kf_fd_inode(fd);
+    if (!inode)
+        return 0;
+    u32 mode = kf_inode_fmt(inode);
+    return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
 }
 
 // falconet.kfilter.irregular_path on the string of n bytes (NUL included) at s
@@ -946,6 +960,7 @@ struct kf_dkey_t {
 struct kf_dir_t {
     u64 gen;
     u64 mask;
+    u64 inode;          // the directory's inode: a slot that holds anything else has no verdict
     u32 tgid;
     u32 epoch;
 };
@@ -991,7 +1006,12 @@ static __always_inline u64 kf_dir_mask(s64 dirfd, u32 epoch) {
         return ~0ull;
     struct kf_dir_t *d = kf_dirs.lookup(&k);
     if (!d || d->epoch != epoch || d->tgid != (u32)(bpf_get_current_pid_tgid() >> 32) ||
-        d->gen != kf_gen())
+        d->gen != kf_gen() || !d->inode)
+        return ~0ull;
+    // closes and other opens of the number leave the entry (no map write on the hot path):
+    // the slot must still hold that directory
+    void *inode = kf_fd_inode(dirfd);
+    if ((u64)inode != d->inode || kf_inode_fmt(inode) != 0x4000)
         return ~0ull;
     return d->mask;
 }
@@ -1037,11 +1057,13 @@ static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const cha
     return 1 + KF_R_PATH;
 }
 
-// After a successful open: the new fd's directory verdict (FdTracker._dir_verdict). ftype 3 =
-// a directory; path/n as kf_open_drop's; dirfd AT_FDCWD (-100) for open/creat.
+// After a successful open of a directory (or of an unknown file type): the new fd's directory
+// verdict (FdTracker._dir_verdict), with the directory's inode; path/n as kf_open_drop's; dirfd
+// AT_FDCWD (-100) for open/creat. Nothing is written for other opens, nor on close: a verdict
+// counts only while its fd slot holds that directory's inode (kf_dir_mask).
 static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u32 n, s64 dirfd) {
-    if (res < 0)
-        return;
+    if (res < 0 || (ftype & 3) == 1)
+        return;                 // not a directory: a verdict left at res fails the inode test
     u32 epoch = kf_epoch();
     if (!epoch)
         return;
@@ -1050,7 +1072,7 @@ static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u
         return;
     int have = 0;
     u64 mask = 0;
-    if ((ftype & 3) == 3 && n >= 2 && n < KF_KEY_LEN) {
+    if (n >= 2 && n < KF_KEY_LEN) {
         if (path[0] == '/') {
             u32 z = 0;
             struct kf_key_t *key = kf_keybuf.lookup(&z);
@@ -1075,10 +1097,12 @@ static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u
             }
         }
     }
-    if (have) {
+    void *inode = have ? kf_fd_inode(res) : 0;
+    if (inode) {
         struct kf_dir_t d = {};
         d.gen = kf_gen();
         d.mask = mask;
+        d.inode = (u64)inode;
         d.tgid = (u32)(bpf_get_current_pid_tgid() >> 32);
         d.epoch = epoch;
         kf_dirs.update(&k, &d);
@@ -1212,7 +1236,6 @@ static __always_inline int emit_close(void *ctx, u32 id) {
     u64 pt;
     if (!take_args(ctx, &a, &pt))
         return 0;
-    kf_dir_forget((s64)(s32)a.a[0]);
     if (kf_close_drop(id, pt, (s64)(s32)a.a[0]))
         return 0;
     RESERVE(rec_base, CAT_CLOSE);
