@@ -1029,13 +1029,122 @@ static __always_inline char *kf_relq(const char *s) {
     return q->s;
 }
 
+
+// The verdict of the directory named path (n bytes with its NUL, 0 if unread): an absolute
+// regular path other than "/": the kf_paths lookup of "D/" + NUL; a plain relative name: base,
+// the verdict of the directory it is relative to; else ~0 (none).
+static __always_inline u64 kf_path_mask(const char *path, u32 n, u64 base) {
+    if (n < 2 || n >= KF_KEY_LEN || !path)
+        return ~0ull;
+    if (path[0] != '/') {
+        char *q = kf_relq(path);
+        return (q && !kf_irregular(q, n + 1)) ? base : ~0ull;
+    }
+    u32 z = 0;
+    struct kf_key_t *key = kf_keybuf.lookup(&z);
+    if (n <= 2 || !key || kf_irregular(path, n) ||
+        bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) < 0)
+        return ~0ull;
+    u32 len = n - 1;                    // "D" -> "D/" + NUL
+    BOUND(len, KF_KEY_LEN - 1);
+    key->data[len] = '/';
+    u32 e = len + 1;
+    BOUND(e, KF_KEY_LEN - 1);
+    key->data[e] = 0;
+    key->prefixlen = (len + 2) * 8;
+    u64 *v = kf_paths.lookup(key);
+    return v ? *v : 0;
+}
+
+// The cwd's verdict (kf_cwds: per fs_struct, as kf_dirs per fd; set by chdir/fchdir, valid for
+// the process and the exec image that set it: after execve the state takes its cwd from
+// /proc/<pid>/cwd, the resolved path, which a lexical verdict need not describe)
+struct kf_cwd_t {
+    u64 gen;
+    u64 mask;
+    u64 exec_id;
+    u32 tgid;
+    u32 epoch;
+};
+BPF_TABLE("lru_hash", u64, struct kf_cwd_t, kf_cwds, 16384);
+
+static __always_inline u64 kf_fs_key(u64 *exec_id) {
+#if defined(OFF_TASK_FS) && defined(OFF_TASK_SELF_EXEC_ID)
+    void *task = (void *)bpf_get_current_task();
+    *exec_id = kread_u64(task, OFF_TASK_SELF_EXEC_ID);
+    return (u64)kread_ptr(task, OFF_TASK_FS);
+#else
+    return 0;
+#endif
+}
+
+static __always_inline u64 kf_cwd_mask(u32 epoch) {
+    u64 exec_id = 0;
+    u64 fs = kf_fs_key(&exec_id);
+    if (!fs || !epoch)
+        return ~0ull;
+    struct kf_cwd_t *c = kf_cwds.lookup(&fs);
+    if (!c || c->epoch != epoch || c->tgid != (u32)(bpf_get_current_pid_tgid() >> 32) ||
+        c->exec_id != exec_id || c->gen != kf_gen())
+        return ~0ull;
+    return c->mask;
+}
+
+// After chdir (path: its record's string) or fchdir (path 0, the fd): the new cwd's verdict
+static __always_inline void kf_cwd_after(s64 res, const char *path, u32 n, s64 fd) {
+    u32 epoch = kf_epoch();
+    if (res < 0 || !epoch)
+        return;
+    u64 exec_id = 0;
+    u64 fs = kf_fs_key(&exec_id);
+    if (!fs)
+        return;
+    u64 mask = path ? kf_path_mask(path, n, kf_cwd_mask(epoch)) : kf_dir_mask(fd, epoch);
+    if (mask == ~0ull) {
+        kf_cwds.delete(&fs);
+        return;
+    }
+    struct kf_cwd_t c = {};
+    c.gen = kf_gen();
+    c.mask = mask;
+    c.exec_id = exec_id;
+    c.tgid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    c.epoch = epoch;
+    kf_cwds.update(&fs, &c);
+}
+
+// chdir: emitted as emit_str1 does, then its verdict from the very bytes emitted (the record
+// left in the per-CPU scratch; a record of anything else there, and the cwd has none)
+static __always_inline int emit_chdir(void *ctx, u32 id, u32 cat) {
+    int r = emit_str1(ctx, id, cat, 0);
+    char *buf = scratch_buf();
+    if (!buf)
+        return r;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    s64 res = SYS_RET(ctx);
+    if (h->id == id && h->tid == (u32)bpf_get_current_pid_tgid() && h->res == res)
+        kf_cwd_after(res, buf + STR_BASE, h->len0, 0);
+    else
+        kf_cwd_after(res, 0, 0, -1);                // no verdict
+    return r;
+}
+
+// fchdir: the fd's directory verdict becomes the cwd's
+static __always_inline int kf_fchdir_after(void *ctx, int unused) {
+    struct args_t a;
+    u64 pt;
+    if (take_args(ctx, &a, &pt))
+        kf_cwd_after(SYS_RET(ctx), 0, 0, (s64)(s32)a.a[0]);
+    return 0;
+}
+
 // A relative open, its clauses live and none without a path: 0 = emit, else 1 + KF_R_PATH
 static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const char *path, u32 n,
                                        s64 dirfd) {
     if (live & cfg->relpass)
         return 0;
     u32 epoch = kf_epoch();
-    if (!epoch || (live & kf_dir_mask(dirfd, epoch)))
+    if (!epoch || (live & (dirfd == -100 ? kf_cwd_mask(epoch) : kf_dir_mask(dirfd, epoch))))
         return 0;
     char *q = kf_relq(path);
     if (!q || kf_irregular(q, n + 1))
@@ -1070,33 +1179,9 @@ static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u
     struct kf_dkey_t k = {};
     if (!kf_dkey(&k, res))
         return;
-    int have = 0;
-    u64 mask = 0;
-    if (n >= 2 && n < KF_KEY_LEN) {
-        if (path[0] == '/') {
-            u32 z = 0;
-            struct kf_key_t *key = kf_keybuf.lookup(&z);
-            if (n > 2 && key && !kf_irregular(path, n) &&
-                bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) == 0) {
-                u32 len = n - 1;                    // "D" -> "D/" + NUL
-                BOUND(len, KF_KEY_LEN - 1);
-                key->data[len] = '/';
-                u32 e = len + 1;
-                BOUND(e, KF_KEY_LEN - 1);
-                key->data[e] = 0;
-                key->prefixlen = (len + 2) * 8;
-                u64 *v = kf_paths.lookup(key);
-                mask = v ? *v : 0;
-                have = 1;
-            }
-        } else {
-            char *q = kf_relq(path);
-            if (q && !kf_irregular(q, n + 1)) {
-                mask = kf_dir_mask(dirfd, epoch);
-                have = mask != ~0ull;
-            }
-        }
-    }
+    u64 mask = kf_path_mask(path, n, dirfd == -100 ? kf_cwd_mask(epoch)
+                                                        : kf_dir_mask(dirfd, epoch));
+    int have = mask != ~0ull;
     void *inode = have ? kf_fd_inode(res) : 0;
     if (inode) {
         struct kf_dir_t d = {};

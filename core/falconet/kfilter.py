@@ -171,7 +171,7 @@ class FilterPlan:
                 out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
         if self.types:
             out.append("relative opens: " + (
-                "decided by their dirfd's directory verdict (cwd-relative ones pass)"
+                "decided by the directory verdict of their dirfd or of the cwd"
                 if relative_filtering(self) else "pass (the path keys do not fit the kernel's "
                 "tries)"))
         out.append("close: " + ("closes of fds whose open was filtered are dropped"
@@ -442,9 +442,13 @@ class FdTracker:
     verdict; any other successful open, a ``close``, a new fd of :data:`FD_RESULT_TYPES`,
     ``io_uring`` closes and new fds remove it; so do the leader's exit and a new process with
     that pid (the kernel checks the leader's start time). A relative open is then decided
-    against its ``dirfd``'s verdict (:func:`open_passes`' ``below``)."""
+    against its ``dirfd``'s verdict (:func:`open_passes`' ``below``). The cwd has one too: a
+    successful ``chdir`` computes it as a directory open does (relative to the cwd's), an
+    ``fchdir`` takes its fd's, a successful ``execve`` drops it (the state then takes the
+    cwd from ``/proc``), as do the leader's exit and a new process with that pid; cwd-relative
+    opens (``AT_FDCWD``) are decided against it."""
 
-    __slots__ = ("plan", "untracked", "filtered", "names", "dirs", "relative")
+    __slots__ = ("plan", "untracked", "filtered", "names", "dirs", "cwds", "relative")
 
     def __init__(self, plan: FilterPlan, counts: dict[tuple[str, str], int] | None = None
                  ) -> None:
@@ -458,6 +462,8 @@ class FdTracker:
         #: (pid, fd) -> (the directory whose verdict the fd has (kf_dirs in the kernel), the
         #: fd's own path as the state names it)
         self.dirs: dict[tuple[int, int], tuple[str, str]] = {}
+        #: pid -> the cwd's verdict, likewise (kf_cwds in the kernel)
+        self.cwds: dict[int, tuple[str, str]] = {}
         self.relative = relative_filtering(plan)
 
     def verdict(self, evt: Any) -> str | None:
@@ -481,11 +487,7 @@ class FdTracker:
         if t in OPEN_TYPES:
             tf = self.plan.types.get(t)
             why = None
-            below = None
-            if self.dirs:
-                dirfd = event_dirfd(evt)
-                if dirfd >= 0:
-                    below = self.dirs.get((evt.pid, dirfd))
+            below = self._base(evt.pid, event_dirfd(evt))
             if tf is not None:
                 why = open_event_passes(tf, evt, below[0] if below else None)
             if res is not None and res >= 0:
@@ -516,8 +518,12 @@ class FdTracker:
                 self.names.pop(key, None)
                 return self._count(t, REASON_UNTRACKED_FD)
             return None
+        if t in ("chdir", "fchdir", "execve", "execveat"):
+            if self.relative and (res is None or res >= 0):
+                self._cwd_verdict(evt)
+            return None
         if t == "procexit":
-            if evt.pid == evt.tid and (self.untracked or self.dirs):
+            if evt.pid == evt.tid and (self.untracked or self.dirs or self.cwds):
                 self._forget(evt.pid)
             return None
         if t in RECOVERED_FD_TYPES:
@@ -529,8 +535,8 @@ class FdTracker:
             # a new process (not a thread): a stale entry of a reused pid must not drop the
             # closes of the fds it inherited (the kernel compares the leader's start time)
             child = evt.args.get("child_pid")
-            if child and child == evt.args.get("child_tid", child) and (self.untracked
-                                                                        or self.dirs):
+            if child and child == evt.args.get("child_tid", child) and (
+                    self.untracked or self.dirs or self.cwds):
                 self._forget(child)
             return None
         if res is not None and res >= 0 and self.dirs and t in FD_RESULT_TYPES:
@@ -546,20 +552,44 @@ class FdTracker:
                         self.untracked.discard((evt.pid, fd))
         return None
 
+    def _base(self, pid: int, dirfd: int) -> tuple[str, str] | None:
+        """The verdict a name relative to ``dirfd`` is decided by (the cwd's for AT_FDCWD)."""
+        if dirfd == AT_FDCWD:
+            return self.cwds.get(pid) if self.cwds else None
+        return self.dirs.get((pid, dirfd)) if dirfd >= 0 and self.dirs else None
+
+    def _path_verdict(self, pid: int, raw: Any, dirfd: int) -> tuple[str, str] | None:
+        """The verdict of the directory ``raw`` names (``kf_path_mask``)."""
+        if not isinstance(raw, str):
+            return None
+        if raw[:1] == "/":
+            return (raw, raw) if raw != "/" and not irregular_path(raw) else None
+        if not plain_relative(raw):
+            return None
+        parent = self._base(pid, dirfd)
+        return (parent[0], parent[1] + "/" + raw) if parent is not None else None
+
+    def _cwd_verdict(self, evt: Any) -> None:
+        """``kf_cwd_after`` (chdir, fchdir) and the exec image check (execve)."""
+        d: tuple[str, str] | None = None
+        if evt.type == "chdir":
+            d = self._path_verdict(evt.pid, evt.args.get("path"), AT_FDCWD)
+        elif evt.type == "fchdir":
+            fd = evt.args.get("fd")
+            d = self._base(evt.pid, fd) if isinstance(fd, int) and fd >= 0 else None
+        elif evt.res is None or evt.res != 0:
+            return                                  # a failed execve changes nothing
+        if d is None:
+            self.cwds.pop(evt.pid, None)
+        else:
+            self.cwds[evt.pid] = d
+
     def _dir_verdict(self, evt: Any, key: tuple[int, int]) -> None:
         """The new fd's directory verdict (``kf_dir_after`` in the kernel)."""
         ftype = evt.args.get("ftype")
-        raw = evt.args.get("name")
         d: tuple[str, str] | None = None
-        if isinstance(ftype, int) and ftype & _FTYPE_DIR == _FTYPE_DIR and isinstance(raw, str):
-            if raw[:1] == "/":
-                if raw != "/" and not irregular_path(raw):
-                    d = (raw, raw)
-            elif plain_relative(raw):
-                dirfd = event_dirfd(evt)
-                parent = self.dirs.get((evt.pid, dirfd)) if dirfd >= 0 else None
-                if parent is not None:
-                    d = (parent[0], parent[1] + "/" + raw)
+        if isinstance(ftype, int) and ftype & _FTYPE_DIR == _FTYPE_DIR:
+            d = self._path_verdict(evt.pid, evt.args.get("name"), event_dirfd(evt))
         if d is None:
             self.dirs.pop(key, None)
         else:
@@ -570,6 +600,7 @@ class FdTracker:
         self.names = {k: v for k, v in self.names.items() if k[0] != pid}
         if self.dirs:
             self.dirs = {k: v for k, v in self.dirs.items() if k[0] != pid}
+        self.cwds.pop(pid, None)
 
     def _count(self, t: str, why: str | None) -> str | None:
         if why is not None:

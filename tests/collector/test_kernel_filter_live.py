@@ -47,7 +47,8 @@ PROBE = textwrap.dedent(r"""
     touch("/etc/passwd")                       # read below /etc, not listed: dropped (path)
     touch("/etc/../etc/passwd")                # ".." component: emitted (irregular)
     touch("/etc//passwd")                      # "//": emitted (irregular)
-    touch("rel.txt", os.O_WRONLY | os.O_CREAT) # relative: emitted (irregular)
+    touch("rel.txt", os.O_WRONLY | os.O_CREAT) # below the cwd d, no rule path: dropped
+    touch("../rel.txt", os.O_WRONLY | os.O_CREAT)  # "..": emitted (irregular)
     touch("/etc")                              # a directory: emitted
     touch("/nonexistent-kf")                   # failed, every clause needs success: dropped
     touch(d + "/w.txt", os.O_WRONLY | os.O_CREAT)   # write outside /etc: dropped (path)
@@ -87,9 +88,11 @@ def _opens(c, pid):
 def test_opens_no_rule_can_match_are_not_emitted(filtered):
     c, m, d, fd, fd2, pid = filtered
     names = _opens(c, pid)
-    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "rel.txt", "/etc"):
+    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "../rel.txt",
+                    "/etc"):
         assert emitted in names, (emitted, names)
-    for dropped in ("/usr/lib/os-release", "/etc/passwd", "/nonexistent-kf", d + "/w.txt"):
+    for dropped in ("/usr/lib/os-release", "/etc/passwd", "/nonexistent-kf", d + "/w.txt",
+                    "rel.txt"):
         assert dropped not in names, (dropped, names)
 
 

@@ -1,6 +1,7 @@
 """Relative opens in the real kernel, with the filter derived from Falco's stable rules: a
-file opened relative to the fd of a directory no rule path reaches is dropped (and its close),
-while ``openat(dirfd of /etc, "shadow")`` and ``chdir("/etc"); open("shadow")`` still reach
+file opened relative to the fd of a directory no rule path reaches, or to such a cwd, is
+dropped (and its close) until an exec replaces the cwd's verdict, while
+``openat(dirfd of /etc, "shadow")`` and ``chdir("/etc"); open("shadow")`` still reach
 userspace and raise "Read sensitive file untrusted" there (the engine's real state and rules,
 fed what the kernel emitted)."""
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.root, pytest.mark.ebpf]
 RULE = "Read sensitive file untrusted"
 TRAVERSAL = "Directory traversal monitored file read"
 PROBE = textwrap.dedent(r"""
-    import ctypes, os
+    import ctypes, os, sys
     ctypes.CDLL(None).prctl(15, b"kfprobe", 0, 0, 0)      # PR_SET_NAME: python is a trusted name
     os.close(os.open("/etc/shadow", os.O_RDONLY))                 # the control: absolute
     etc = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
@@ -32,7 +33,12 @@ PROBE = textwrap.dedent(r"""
     os.close(os.open("shadow", os.O_RDONLY, dir_fd=etc2))         # emitted
     os.chdir("/etc")
     os.close(os.open("shadow", os.O_RDONLY))                      # cwd-relative: emitted
+    os.chdir("/usr/lib")
+    os.close(os.open("os-release", os.O_RDONLY))                  # cwd /usr/lib: dropped
     print(etc, lib, etc2, sub, flush=True)
+    # after an exec the state's cwd comes from /proc: the same open is emitted
+    os.execv(sys.executable, [sys.executable, "-c",
+                              "import os; os.close(os.open('os-release', os.O_RDONLY))"])
 """)
 
 
@@ -78,7 +84,13 @@ def test_relative_open_under_an_inert_directory_is_filtered(run):
     assert (lib, "os-release") not in opens, opens
     assert (etc, "shadow") in opens and (lib, "../../etc/shadow") in opens
     assert (etc2, "shadow") in opens and (-100, "shadow") in opens
-    assert m.kernel_filtered.get(("openat", "path"), 0) >= 1
+    # the cwd's verdict: dropped under chdir("/usr/lib"), emitted once the exec replaced it
+    evs = c.matching(lambda e: e.pid == pid and e.type in ("openat", "execve"))
+    rel = [i for i, e in enumerate(evs) if e.type == "openat" and
+           (e.args.get("dirfd"), e.args["name"]) == (-100, "os-release")]
+    execs = [i for i, e in enumerate(evs) if e.type == "execve" and e.res == 0]
+    assert len(rel) == 1 and rel[0] > execs[-1], (rel, execs)
+    assert m.kernel_filtered.get(("openat", "path"), 0) >= 2
     assert m.kernel_filtered.get(("close", "untracked_fd"), 0) >= 1
 
 

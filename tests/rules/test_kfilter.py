@@ -70,8 +70,8 @@ def test_plan_describe_and_json() -> None:
     assert "openat: passes if (directory) or any of:" in lines
     assert "  - read, path = /etc/shadow" in lines
     assert plan.filter_close and lines[-1].startswith("close: closes of fds")
-    assert lines[-2] == ("relative opens: decided by their dirfd's directory verdict "
-                         "(cwd-relative ones pass)")
+    assert lines[-2] == ("relative opens: decided by the directory verdict of their dirfd "
+                         "or of the cwd")
     d = plan.to_dict()
     assert d["relative_opens"] is True
     assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
@@ -85,9 +85,10 @@ def test_plan_describe_and_json() -> None:
     ("fd.nameraw = /etc/shadow", C(exact={"/etc/shadow"})),
     ("fd.name in (/a, /b)", C(exact={"/a", "/b"})),
     ("fd.name startswith /etc/", C(prefixes={"/etc/"})),
-    ("fd.name pmatch (/etc, /usr/lib)", C(exact={"/etc", "/usr/lib"},
-                                          prefixes={"/etc/", "/usr/lib/"})),
-    ("fd.name pmatch (/opt/*/bin)", C(prefixes={"/opt/"})),
+    # pmatch compares components (a leading "/" is not one): relative names match too
+    ("fd.name pmatch (/etc, /usr/lib)", C(exact={"/etc", "/usr/lib", "etc", "usr/lib"},
+                                          prefixes={"/etc/", "/usr/lib/", "etc/", "usr/lib/"})),
+    ("fd.name pmatch (/opt/*/bin)", C(prefixes={"/opt/", "opt/"})),
     ("fd.name glob /etc/*.conf", C(prefixes={"/etc/"})),
     ("fd.name glob /etc/hosts", C(exact={"/etc/hosts"})),
     ("fd.directory = /etc", C(exact={"/etc"}, prefixes={"/etc/"})),
@@ -377,3 +378,30 @@ def test_relative_filtering_off_when_the_ancestor_keys_overflow(monkeypatch) -> 
     e = open_event("openat", "x", 0, 4)
     e.args["dirfd"] = 3
     assert not tr.dirs and tr.verdict(e) is None
+
+
+def test_cwd_verdicts_chdir_fchdir_and_exec() -> None:
+    tr = FdTracker(E.plan(rule(f"{ALL} and fd.name = /etc/shadow")))
+
+    def op(name: str, res: int = 9) -> str | None:
+        return tr.verdict(open_event("open", name, 0, res))
+    assert op("x") is None                                  # the cwd has no verdict yet
+    tr.verdict(_ev("chdir", {"path": "/usr/lib"}, 0))
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "python3"}, 0))        # plain: inherits
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "/etc"}, -2))          # failed: unchanged
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "../../../etc"}, 0))   # "..": no verdict
+    assert op("shadow") is None and op("x") is None
+    tr.verdict(_ev("chdir", {"path": "/usr/lib"}, 0))
+    # after an exec the state takes the cwd from /proc (the resolved path: /usr/lib may be a
+    # symlink to /etc): no verdict
+    tr.verdict(_ev("execve", {"filename": "/bin/cat", "cwd": "/etc"}, 0))
+    assert op("shadow") is None
+    e = open_event("openat", "/usr/lib", 0, 3, is_dir=True)
+    tr.verdict(e)
+    tr.verdict(_ev("fchdir", {"fd": 3}, 0))
+    assert op("x") == "path"
+    tr.verdict(_ev("fchdir", {"fd": 4}, 0))                  # no verdict for fd 4
+    assert op("x") is None

@@ -135,6 +135,14 @@ def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) 
                                                         tf.clauses)
 
 
+def _lowest(fds: set[int]) -> int:
+    """The fd number a new file gets: the lowest free one from 3."""
+    fd = 3
+    while fd in fds:
+        fd += 1
+    return fd
+
+
 @st.composite
 def fd_sequences(draw: st.DrawFn) -> list[Event]:
     """What two processes' real fd tables allow: a new fd is the lowest free number, a close
@@ -145,10 +153,7 @@ def fd_sequences(draw: st.DrawFn) -> list[Event]:
     out = []
 
     def lowest(pid: int) -> int:
-        fd = 3
-        while fd in real[pid]:
-            fd += 1
-        return fd
+        return _lowest(real[pid])
     for i in range(draw(st.integers(1, 30))):
         k = draw(st.integers(0, 5))
         s = draw(st.sampled_from([100, 200]))
@@ -217,27 +222,25 @@ RELS = SEGS + ["..", ".", "", "../etc", "./shadow", "pam.d/x", "a//b", "lib/", "
 def rel_sequences(draw: st.DrawFn) -> list[Event]:
     """Directory opens (absolute, relative to a dirfd), relative and absolute file opens
     under them, closes, dup2 over a directory fd, exits (the next process of the slot has a
-    new pid) — as a real fd table allows (the lowest free number)."""
+    new pid), chdir, fchdir and execve — as a real fd table allows (the lowest free
+    number)."""
     real: dict[int, set[int]] = {}
     dirs: dict[int, set[int]] = {}
     slot = {100: 100, 200: 200}
     out: list[Event] = []
 
     def lowest(pid: int) -> int:
-        fd = 3
-        while fd in real[pid]:
-            fd += 1
-        return fd
+        return _lowest(real[pid])
     n_dirs = draw(st.integers(1, 3))
     for i in range(n_dirs + draw(st.integers(1, 24))):
-        k = 0 if i < n_dirs else draw(st.integers(0, 9))
+        k = 0 if i < n_dirs else draw(st.integers(0, 12))
         s = 100 if i < n_dirs else draw(st.sampled_from([100, 100, 100, 200]))
         pid = slot[s]
         fds = real.setdefault(pid, set())
         dfds = dirs.setdefault(pid, set())
         dfds &= fds
         # mostly a directory fd (often one with a verdict), sometimes any fd, the cwd, a hole
-        pool = sorted(dfds) * 4 + sorted(fds) + [-100, 9]
+        pool = sorted(dfds) * 4 + sorted(fds) + [-100, -100, -100, 9]
         some_fd = draw(st.sampled_from(pool))
         new = lowest(pid)
         dfds.discard(new)
@@ -281,13 +284,26 @@ def rel_sequences(draw: st.DrawFn) -> list[Event]:
                     dfds.add(fd)
                 out.append(Event("syscall", "dup2", i, pid, pid,
                                  {"fd": fd, "oldfd": some_fd, "newfd": fd}, fd))
-        else:
+        elif k == 9:
             out.append(Event("syscall", "procexit", i, pid, pid, {"status": 0}, 0))
             slot[s] = pid + 1000
+        elif k == 10:
+            path = draw(st.sampled_from(DIRS * 3 + RELS))
+            out.append(Event("syscall", "chdir", i, pid, pid, {"path": path},
+                             draw(st.sampled_from([0, 0, -2]))))
+        elif k == 11:
+            out.append(Event("syscall", "fchdir", i, pid, pid, {"fd": some_fd},
+                             0 if some_fd in dfds else -20))
+        else:
+            # an exec: the state takes the cwd from /proc, the resolved path, which need not
+            # be the lexical one chdir gave (a symlink)
+            out.append(Event("syscall", "execve", i, pid, pid,
+                             {"filename": "/bin/x", "argv": ["x"], "comm": "x",
+                              "cwd": draw(st.sampled_from(DIRS))}, 0))
     return out
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(conditions(), atoms(3, NEAR), st.lists(atoms(4, NEAR), min_size=2,
                                                         max_size=3).map(
     lambda xs: "(" + " or ".join(xs) + ")")), rel_sequences())
