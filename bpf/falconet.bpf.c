@@ -990,7 +990,8 @@ static __always_inline int kf_dkey(struct kf_dkey_t *k, s64 fd) {
 #endif
 }
 
-// fd was closed or now names another file: its verdict is gone
+// fd now names another file (dup2/dup3 onto it, a new fd, an io_uring close or open): its
+// verdict is gone (the inode test alone would keep it for a dup of the same directory)
 static __always_inline void kf_dir_forget(s64 fd) {
     if (fd < 0 || !kf_epoch())
         return;
@@ -1197,7 +1198,7 @@ static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u
 }
 
 // open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens); dirfd the
-// base of a relative path (AT_FDCWD: the cwd, which has no verdict: they pass).
+// base of a relative path (AT_FDCWD, -100: the cwd), decided by kf_rel_drop.
 static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
                                         const char *path, u32 n, s64 dirfd) {
     u32 k = id;
