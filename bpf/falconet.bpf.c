@@ -1209,11 +1209,12 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
     u32 rd = (acc == 0 || acc == 2) && !(flags & 010000000);
     u32 wr = (acc == 1 || acc == 2) || (flags & 01000);
     u32 ok = res >= 0;
+    if (ok && (ftype & 3) != 1)
+        return 0;                       // a directory, or the file type is unknown (first, as
+                                        // open_passes: its fd may be a dirfd or fchdir target)
     u64 live = cfg->live[(rd | (wr << 1) | (ok << 2)) & 7];
     if (!live)
         return 1 + ((!ok && cfg->live[(rd | (wr << 1) | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
-    if (ok && (ftype & 3) != 1)
-        return 0;                       // a directory, or the file type is unknown
     if (live & cfg->anypath)
         return 0;
     if (n >= 2 && path[0] != '/')
@@ -1239,6 +1240,18 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
             return 0;
     }
     return 1 + KF_R_PATH;
+}
+
+// An open's kernel filter: 0 = emit, else 1 + reason. A directory (or an unknown file type)
+// passes and gets its verdict; anything else is decided. Two exclusive paths, one path scan
+// each, so the verifier's work adds up instead of multiplying.
+static __always_inline int kf_open(u32 id, u64 flags, s64 res, u64 ftype, const char *path,
+                                   u32 n, s64 dirfd) {
+    if (res >= 0 && (ftype & 3) != 1) {
+        kf_dir_after(res, ftype, path, n, dirfd);
+        return 0;
+    }
+    return kf_open_drop(id, flags, res, ftype, path, n, dirfd);
 }
 
 // After an open's decision: remember (or forget) its fd for the close filter.
@@ -1306,8 +1319,7 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = path_i == 1 ? (s64)(s32)a.a[0] : -100;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
-    kf_dir_after(res, ftype, buf + STR_BASE, n, dirfd);
+    int drop = kf_open(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1557,8 +1569,7 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = (s64)(s32)a.a[0];
-    int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n, dirfd);
-    kf_dir_after(res, ftype, buf + STR_BASE, n, dirfd);
+    int drop = kf_open(id, how[0], res, ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
@@ -1632,8 +1643,7 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = name_i == 1 ? (s64)(s32)a.a[0] : -100;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
-    kf_dir_after(res, kind == 2 ? 0 : ftype, buf + STR_BASE, n, dirfd);
+    int drop = kf_open(id, flags, res, kind == 2 ? 0 : ftype, buf + STR_BASE, n, dirfd);
     if (kf_after_open(id, drop, res, pt)) {
         kf_count(id, drop - 1);
         return 0;
