@@ -112,8 +112,9 @@ SPECS: dict[str, Spec] = {
                    enter="save_exec(ctx, {id}, {n}, 0)"),
     "execveat": Spec(5, "emit_exec(ctx, {id})", "dirfd=i32:0 flags=u32:4", kind="exec",
                      enter="save_exec(ctx, {id}, {n}, 1)"),
-    "chdir": Spec(1, _str1(0), "path=s0", kind="str"),
-    "fchdir": Spec(1, _BASE, "fd=i32:0"),
+    # the kernel filter's cwd verdict (kf_cwd_after) follows both
+    "chdir": Spec(1, "emit_chdir(ctx, {id}, {cat})", "path=s0", kind="str"),
+    "fchdir": Spec(1, "(" + _BASE + ", kf_fchdir_after(ctx, 0))", "fd=i32:0"),
     "chroot": Spec(1, _str1(0), "path=s0", kind="str"),
     "setuid": Spec(1, _BASE, "uid=u32:0"),
     "setgid": Spec(1, _BASE, "gid=u32:0"),
