@@ -1323,6 +1323,94 @@ static __always_inline int kf_close_drop(u32 id, u64 pt, s64 fd) {
     return 1;
 }
 
+// The open's kernel-filter decision (kf_open and what follows it) in one tail program,
+// falconet_kf_open, that every open handler calls: the verifier simulates the path scans
+// (kf_irregular's, kf_reverse's 254-step loops, for the directory verdict and the relative
+// decision) once, not once per handler they would be inlined into (issue 18's start-up cost:
+// loading the cached object took ~3.5 s instead of ~0.5 s). The handler leaves its record in
+// rec_scratch and what the decision needs in kf_job; kpath: the handler appends the kernel's
+// path (emit_open_kpath: file, where as kpath_job_set takes them).
+struct kf_job_t {
+    u64 flags; s64 res; u64 ftype; u64 pt; s64 dirfd; u64 file;
+    u32 id; u32 n; u32 pos; u32 cat; u32 where; u32 kpath;
+};
+BPF_PERCPU_ARRAY(kf_job, struct kf_job_t, 1);
+BPF_PROG_ARRAY(kf_progs, 1);
+
+static __always_inline int kf_open_tail(void *ctx, char *buf, u32 id, u64 flags, s64 res,
+                                        u64 ftype, u32 n, s64 dirfd, u64 pt, u32 pos, u32 cat,
+                                        void *file, u32 where, u32 kpath) {
+    u32 zero = 0;
+    struct kf_job_t *j = kf_job.lookup(&zero);
+    if (j) {
+        j->flags = flags;
+        j->res = res;
+        j->ftype = ftype;
+        j->pt = pt;
+        j->dirfd = dirfd;
+        j->file = (u64)file;
+        j->id = id;
+        j->n = n;
+        j->pos = pos;
+        j->cat = cat;
+        j->where = where;
+        j->kpath = kpath;
+        kf_progs.call(ctx, 0);
+    }
+    // no job slot, or the tail call failed: the open passes (as a failed path-walk call does)
+    kf_after_open(id, 0, res, pt);
+#ifdef HAVE_KPATH
+    if (kpath && file && kpath_job_set(file, pos, cat, where))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
+
+int falconet_kf_open(struct bpf_raw_tracepoint_args *ctx) {
+    u32 zero = 0;
+    struct kf_job_t *j = kf_job.lookup(&zero);
+    char *buf = scratch_buf();
+    if (!j || !buf)
+        return 0;
+    u32 id = j->id;
+    u64 flags = j->flags;
+    s64 res = j->res;
+    u64 pt = j->pt;
+    u32 pos = j->pos;
+    u32 cat = j->cat & 7;
+    int drop = kf_open(id, flags, res, j->ftype, buf + STR_BASE, j->n & 0xffff, j->dirfd);
+#ifdef HAVE_KPATH
+    void *file = (void *)j->file;
+    u16 where = j->where;
+    u32 kpath = j->kpath;
+    if (kpath && drop == 1 + KF_R_PATH) {
+        // the requested path (absolute, or relative under its directory's verdict) passes no
+        // clause; the kernel's path may (open_passes step 6, an OR with steps 1-5):
+        // falconet_kpath walks it and falconet_kpath_kf decides. No file: it is unknown.
+        struct kpath_job_t *k = kpath_job.lookup(&zero);
+        if (file && k && kpath_job_set(file, pos, cat, where)) {
+            k->kf = 1;
+            k->kf_id = id;
+            k->kf_flags = flags;
+            k->kf_res = res;
+            k->kf_pt = pt;
+            kpath_progs.call(ctx, 0);
+            kf_after_open(id, 0, res, pt);      // the tail call failed: pass, path unknown
+            return output(buf, pos, cat);
+        }
+    }
+#endif
+    if (kf_after_open(id, drop, res, pt)) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
+#ifdef HAVE_KPATH
+    if (kpath && file && kpath_job_set(file, pos, cat, where))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
+
 // open, openat, creat: path at argument path_i; flags at flags_i (-1: creat's implied flags)
 static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i) {
     struct args_t a;
@@ -1342,12 +1430,7 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = path_i == 1 ? (s64)(s32)a.a[0] : -100;
-    int drop = kf_open(id, flags, res, ftype, buf + STR_BASE, n, dirfd);
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-    return output(buf, pos, CAT_OPEN);
+    return kf_open_tail(ctx, buf, id, flags, res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
 }
 
 
@@ -1592,12 +1675,7 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = (s64)(s32)a.a[0];
-    int drop = kf_open(id, how[0], res, ftype, buf + STR_BASE, n, dirfd);
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-    return output(buf, pos, CAT_OPEN);
+    return kf_open_tail(ctx, buf, id, how[0], res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
 }
 
 // ------------------------------------------------------------------ kernel paths, the tail (issue 19)
@@ -1725,37 +1803,14 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
     h->a[5] = ftype;
     s64 dirfd = name_i == 1 ? (s64)(s32)a.a[0] : -100;
-    int drop = kf_open(id, flags, res, kind == 2 ? 0 : ftype, buf + STR_BASE, n, dirfd);
+    void *file = 0;
+    u32 where = 0;
 #ifdef HAVE_KPATH
-    void *file = fd_file(res);
-    u16 where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;
-    if (drop == 1 + KF_R_PATH) {
-        // the requested path (absolute, or relative under its directory's verdict) passes no
-        // clause; the kernel's path may (open_passes step 6, an OR with steps 1-5):
-        // falconet_kpath walks it and falconet_kpath_kf decides. No file: it is unknown.
-        u32 zero = 0;
-        struct kpath_job_t *j = kpath_job.lookup(&zero);
-        if (file && j && kpath_job_set(file, pos, cat, where)) {
-            j->kf = 1;
-            j->kf_id = id;
-            j->kf_flags = flags;
-            j->kf_res = res;
-            j->kf_pt = pt;
-            kpath_progs.call(ctx, 0);
-            kf_after_open(id, 0, res, pt);      // the tail call failed: pass, path unknown
-            return output(buf, pos, cat);
-        }
-    }
+    file = fd_file(res);
+    where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;
 #endif
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-#ifdef HAVE_KPATH
-    if (file && kpath_job_set(file, pos, cat, where))
-        kpath_progs.call(ctx, 0);
-#endif
-    return output(buf, pos, cat);
+    return kf_open_tail(ctx, buf, id, flags, res, kind == 2 ? 0 : ftype, n, dirfd, pt, pos, cat,
+                        file, where, 1);
 }
 
 // ------------------------------------------------------------------ io_uring (issue 19)
