@@ -1041,19 +1041,30 @@ static __always_inline char *kf_relq(const char *s) {
 }
 
 
+// kf_irregular of the path as the decision and kf_path_mask read it: "/" + the name for a
+// relative one (falconet.kfilter.plain_relative; 1 when it cannot be copied), else the path
+static __always_inline int kf_path_irr(const char *path, u32 n) {
+    if (n >= 2 && path[0] != '/') {
+        char *q = kf_relq(path);
+        return !q || kf_irregular(q, n + 1);
+    }
+    return kf_irregular(path, n);
+}
+
 // The verdict of the directory named path (n bytes with its NUL, 0 if unread): an absolute
 // regular path other than "/": the kf_paths lookup of "D/" + NUL; a plain relative name: base,
 // the verdict of the directory it is relative to; else ~0 (none).
-static __always_inline u64 kf_path_mask(const char *path, u32 n, u64 base) {
+// irr: kf_path_irr(path, n), computed once by the caller (one path scan per program).
+static __always_inline u64 kf_path_mask(const char *path, u32 n, u64 base, int irr) {
     if (n < 2 || n >= KF_KEY_LEN || !path)
         return ~0ull;
     if (path[0] != '/') {
         char *q = kf_relq(path);
-        return (q && !kf_irregular(q, n + 1)) ? base : ~0ull;
+        return (q && !irr) ? base : ~0ull;
     }
     u32 z = 0;
     struct kf_key_t *key = kf_keybuf.lookup(&z);
-    if (n <= 2 || !key || kf_irregular(path, n) ||
+    if (n <= 2 || !key || irr ||
         bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) < 0)
         return ~0ull;
     u32 len = n - 1;                    // "D" -> "D/" + NUL
@@ -1106,11 +1117,12 @@ static __always_inline void kf_cwd_after(s64 res, const char *path, u32 n, s64 f
     u32 epoch = kf_epoch();
     if (res < 0 || !epoch)
         return;
+    int irr = path ? kf_path_irr(path, n) : 1;     // first: the scan is simulated for one state
     u64 exec_id = 0;
     u64 fs = kf_fs_key(&exec_id);
     if (!fs)
         return;
-    u64 mask = path ? kf_path_mask(path, n, kf_cwd_mask(epoch)) : kf_dir_mask(fd, epoch);
+    u64 mask = path ? kf_path_mask(path, n, kf_cwd_mask(epoch), irr) : kf_dir_mask(fd, epoch);
     if (mask == ~0ull) {
         kf_cwds.delete(&fs);
         return;
@@ -1151,6 +1163,7 @@ static __always_inline int kf_fchdir_after(void *ctx, int unused) {
 
 // A relative open, its clauses live and none without a path: 0 = emit, else 1 + KF_R_PATH
 static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const char *path, u32 n,
+                                       int irr,
                                        s64 dirfd) {
     if (live & cfg->relpass)
         return 0;
@@ -1158,7 +1171,7 @@ static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const cha
     if (!epoch || (live & (dirfd == -100 ? kf_cwd_mask(epoch) : kf_dir_mask(dirfd, epoch))))
         return 0;
     char *q = kf_relq(path);
-    if (!q || kf_irregular(q, n + 1))
+    if (!q || irr)
         return 0;                       // not plain: the join is not fd.name, or not below
     if (live & cfg->suffix) {
         u32 z = 0;
@@ -1181,7 +1194,8 @@ static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const cha
 // verdict (FdTracker._dir_verdict), with the directory's inode; path/n as kf_open_drop's; dirfd
 // AT_FDCWD (-100) for open/creat. Nothing is written for other opens, nor on close: a verdict
 // counts only while its fd slot holds that directory's inode (kf_dir_mask).
-static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u32 n, s64 dirfd) {
+static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u32 n, s64 dirfd,
+                                         int irr) {
     if (res < 0 || (ftype & 3) == 1)
         return;                 // not a directory: a verdict left at res fails the inode test
     u32 epoch = kf_epoch();
@@ -1191,7 +1205,7 @@ static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u
     if (!kf_dkey(&k, res))
         return;
     u64 mask = kf_path_mask(path, n, dirfd == -100 ? kf_cwd_mask(epoch)
-                                                        : kf_dir_mask(dirfd, epoch));
+                                                        : kf_dir_mask(dirfd, epoch), irr);
     int have = mask != ~0ull;
     void *inode = have ? kf_fd_inode(res) : 0;
     if (inode) {
@@ -1243,7 +1257,7 @@ static __always_inline int kf_trie_hit(struct kf_cfg_t *cfg, u64 live, const cha
 // dirfd the base of a relative path (AT_FDCWD, -100: the cwd), decided by kf_rel_drop. A drop
 // for the path may still pass on the kernel's path (step 6, falconet_kpath_kf).
 static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
-                                        const char *path, u32 n, s64 dirfd) {
+                                        const char *path, u32 n, s64 dirfd, int irr) {
     u32 k = id;
     struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
     if (!cfg || !cfg->enabled)
@@ -1259,8 +1273,8 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
     if (live & cfg->anypath)
         return 0;
     if (n >= 2 && path[0] != '/')
-        return kf_rel_drop(cfg, live, path, n, dirfd);
-    if (kf_irregular(path, n))
+        return kf_rel_drop(cfg, live, path, n, irr, dirfd);
+    if (irr)
         return 0;
     return kf_trie_hit(cfg, live, path, n) ? 0 : 1 + KF_R_PATH;
 }
@@ -1269,12 +1283,12 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
 // passes and gets its verdict; anything else is decided. Two exclusive paths, one path scan
 // each, so the verifier's work adds up instead of multiplying.
 static __always_inline int kf_open(u32 id, u64 flags, s64 res, u64 ftype, const char *path,
-                                   u32 n, s64 dirfd) {
+                                   u32 n, s64 dirfd, int irr) {
     if (res >= 0 && (ftype & 3) != 1) {
-        kf_dir_after(res, ftype, path, n, dirfd);
+        kf_dir_after(res, ftype, path, n, dirfd, irr);
         return 0;
     }
-    return kf_open_drop(id, flags, res, ftype, path, n, dirfd);
+    return kf_open_drop(id, flags, res, ftype, path, n, dirfd, irr);
 }
 
 // After an open's decision: remember (or forget) its fd for the close filter.
@@ -1378,7 +1392,16 @@ int falconet_kf_open(struct bpf_raw_tracepoint_args *ctx) {
     u64 pt = j->pt;
     u32 pos = j->pos;
     u32 cat = j->cat & 7;
-    int drop = kf_open(id, flags, res, j->ftype, buf + STR_BASE, j->n & 0xffff, j->dirfd);
+    u32 n = j->n & 0xffff;
+    // the one path scan (kf_irregular) of the decision and the directory verdict: at the
+    // program's start, so the verifier simulates it for one state, not for every branch
+    // that reaches a use of it
+    // (not read when the filter is off for the type and no verdicts are kept: no scan then)
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&id);
+    int irr = 1;
+    if ((cfg && cfg->enabled) || kf_epoch())
+        irr = kf_path_irr(buf + STR_BASE, n);
+    int drop = kf_open(id, flags, res, j->ftype, buf + STR_BASE, n, j->dirfd, irr);
 #ifdef HAVE_KPATH
     void *file = (void *)j->file;
     u16 where = j->where;
