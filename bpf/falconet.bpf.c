@@ -990,13 +990,14 @@ struct kf_cfg_t {
     u64 live[8];        // clause bits satisfied by class read | write << 1 | ok << 2
     u64 anypath;        // clause bits with no path constraint
     u64 suffix;         // clause bits with suffixes (kf_rpaths is looked up for them)
+    u64 relpass;        // clause bits with a relative name or prefix: relative opens pass
 };
 struct kf_key_t {
     u32 prefixlen;      // in bits (LPM trie)
     char data[KF_KEY_LEN];
 };
 BPF_ARRAY(kf_cfg, struct kf_cfg_t, KF_MAX_IDS);
-BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 8192);
+BPF_LPM_TRIE(kf_paths, struct kf_key_t, u64, 16384);
 // suffixes, reversed: the reversed path's longest matching prefix is its longest suffix entry
 BPF_LPM_TRIE(kf_rpaths, struct kf_key_t, u64, 1024);
 // (tgid << 32 | fd) -> start time of the thread-group leader (a reused tgid never matches)
@@ -1024,9 +1025,8 @@ static __always_inline u64 kf_fdkey(u64 pt, s64 fd) {
     return (pt & 0xffffffff00000000ull) | (u32)fd;
 }
 
-// What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
-// 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
-static __always_inline u64 fd_ftype(s64 fd) {
+// The inode of the open file at fd of the current task (0: none, or unknown).
+static __always_inline void *kf_fd_inode(s64 fd) {
 #if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && defined(OFF_FDT_MAX_FDS)
     if (fd < 0)
         return 0;
@@ -1037,14 +1037,29 @@ static __always_inline u64 fd_ftype(s64 fd) {
         return 0;
     void *arr = kread_ptr(fdt, OFF_FDT_FD);
     void *file = kread_ptr(arr, 8 * (long)(fd & 0xffffff));
-    void *inode = kread_ptr(file, OFF_FILE_INODE);
-    if (!inode)
-        return 0;
-    u32 mode = kread_u32(inode, OFF_INODE_MODE) & 0xf000;
-    return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
+    return kread_ptr(file, OFF_FILE_INODE);
 #else
     return 0;
 #endif
+}
+
+// The S_IFMT bits of an inode's mode (0: no inode)
+static __always_inline u32 kf_inode_fmt(void *inode) {
+#if defined(OFF_INODE_MODE)
+    return inode ? kread_u32(inode, OFF_INODE_MODE) & 0xf000 : 0;
+#else
+    return 0;
+#endif
+}
+
+// What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
+// 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
+static __always_inline u64 fd_ftype(s64 fd) {
+    void *inode = kf_fd_inode(fd);
+    if (!inode)
+        return 0;
+    u32 mode = kf_inode_fmt(inode);
+    return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
 }
 
 // falconet.kfilter.irregular_path on the string of n bytes (NUL included) at s
@@ -1081,6 +1096,284 @@ static __always_inline int kf_irregular(const char *s, u32 n) {
     return last > 1 && prev == '/';
 }
 
+// key->data = the len (< KF_KEY_LEN - 1) bytes at s, reversed (for kf_rpaths, the suffixes)
+static __always_inline void kf_reverse(struct kf_key_t *key, const char *s, u32 len) {
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < KF_KEY_LEN - 1; i++) {
+        if (i >= len)
+            break;
+        u32 src = len - 1 - i;
+        BOUND(src, KF_KEY_LEN - 1);
+        key->data[i & (KF_KEY_LEN - 1)] = s[src];
+    }
+}
+
+// Relative opens (falconet.kfilter.FdTracker's directory verdicts). kf_dirs: (fd table, fd) ->
+// the clause bits that may match a path strictly below the directory the fd was opened on:
+// looked up in kf_paths with "D/" + NUL when D is opened by an absolute regular path (the
+// prefixes of "D/", and the "A/" + NUL entries of the directories with a name or prefix below
+// them), inherited by a directory opened by a plain relative name below it. Keyed by the fd
+// table (files_struct), so threads and CLONE_FILES processes see one table's closes and opens;
+// valid only for the process that set it (leader start time and tgid) under the plan epoch
+// (kf_rel[0]; 0 = no verdicts kept). Every miss passes.
+struct kf_dkey_t {
+    u64 files;
+    u64 fd;
+};
+struct kf_dir_t {
+    u64 gen;
+    u64 mask;
+    u64 inode;          // the directory's inode: a slot that holds anything else has no verdict
+    u32 tgid;
+    u32 epoch;
+};
+struct kf_rbuf_t { char s[2 * KF_KEY_LEN]; };
+BPF_TABLE("lru_hash", struct kf_dkey_t, struct kf_dir_t, kf_dirs, 16384);
+BPF_ARRAY(kf_rel, u32, 1);
+BPF_PERCPU_ARRAY(kf_relbuf, struct kf_rbuf_t, 1);
+
+static __always_inline u32 kf_epoch(void) {
+#if defined(OFF_TASK_FILES) && defined(OFF_TASK_START_TIME)
+    u32 z = 0;
+    u32 *e = kf_rel.lookup(&z);
+    return e ? *e : 0;
+#else
+    return 0;
+#endif
+}
+
+static __always_inline int kf_dkey(struct kf_dkey_t *k, s64 fd) {
+#if defined(OFF_TASK_FILES)
+    void *task = (void *)bpf_get_current_task();
+    k->files = (u64)kread_ptr(task, OFF_TASK_FILES);
+    k->fd = (u32)fd;
+    return k->files != 0;
+#else
+    return 0;
+#endif
+}
+
+// fd now names another file (dup2/dup3 onto it, a new fd, an io_uring close or open): its
+// verdict is gone (the inode test alone would keep it for a dup of the same directory)
+static __always_inline void kf_dir_forget(s64 fd) {
+    if (fd < 0 || !kf_epoch())
+        return;
+    struct kf_dkey_t k = {};
+    if (kf_dkey(&k, fd))
+        kf_dirs.delete(&k);
+}
+
+// dirfd's clause bits; all bits when it has no valid verdict (everything live passes)
+static __always_inline u64 kf_dir_mask(s64 dirfd, u32 epoch) {
+    struct kf_dkey_t k = {};
+    if (dirfd < 0 || !epoch || !kf_dkey(&k, dirfd))
+        return ~0ull;
+    struct kf_dir_t *d = kf_dirs.lookup(&k);
+    if (!d || d->epoch != epoch || d->tgid != (u32)(bpf_get_current_pid_tgid() >> 32) ||
+        d->gen != kf_gen() || !d->inode)
+        return ~0ull;
+    // closes and other opens of the number leave the entry (no map write on the hot path):
+    // the slot must still hold that directory
+    void *inode = kf_fd_inode(dirfd);
+    if ((u64)inode != d->inode || kf_inode_fmt(inode) != 0x4000)
+        return ~0ull;
+    return d->mask;
+}
+
+// "/" + the relative name (n bytes with its NUL at s) in kf_relbuf: falconet.kfilter.plain_relative
+// is kf_irregular of it being 0
+static __always_inline char *kf_relq(const char *s) {
+    u32 z = 0;
+    struct kf_rbuf_t *q = kf_relbuf.lookup(&z);
+    if (!q)
+        return 0;
+    q->s[0] = '/';
+    if (bpf_probe_read_kernel(q->s + 1, KF_KEY_LEN, s) < 0)
+        return 0;
+    return q->s;
+}
+
+
+// kf_irregular of the path as the decision and kf_path_mask read it: "/" + the name for a
+// relative one (falconet.kfilter.plain_relative; 1 when it cannot be copied), else the path
+static __always_inline int kf_path_irr(const char *path, u32 n) {
+    if (n >= 2 && path[0] != '/') {
+        char *q = kf_relq(path);
+        return !q || kf_irregular(q, n + 1);
+    }
+    return kf_irregular(path, n);
+}
+
+// The verdict of the directory named path (n bytes with its NUL, 0 if unread): an absolute
+// regular path other than "/": the kf_paths lookup of "D/" + NUL; a plain relative name: base,
+// the verdict of the directory it is relative to; else ~0 (none).
+// irr: kf_path_irr(path, n), computed once by the caller (one path scan per program).
+static __always_inline u64 kf_path_mask(const char *path, u32 n, u64 base, int irr) {
+    if (n < 2 || n >= KF_KEY_LEN || !path)
+        return ~0ull;
+    if (path[0] != '/') {
+        char *q = kf_relq(path);
+        return (q && !irr) ? base : ~0ull;
+    }
+    u32 z = 0;
+    struct kf_key_t *key = kf_keybuf.lookup(&z);
+    if (n <= 2 || !key || irr ||
+        bpf_probe_read_kernel(key->data, KF_KEY_LEN, path) < 0)
+        return ~0ull;
+    u32 len = n - 1;                    // "D" -> "D/" + NUL
+    BOUND(len, KF_KEY_LEN - 1);
+    key->data[len] = '/';
+    u32 e = len + 1;
+    BOUND(e, KF_KEY_LEN - 1);
+    key->data[e] = 0;
+    key->prefixlen = (len + 2) * 8;
+    u64 *v = kf_paths.lookup(key);
+    return v ? *v : 0;
+}
+
+// The cwd's verdict (kf_cwds: per fs_struct, as kf_dirs per fd; set by chdir/fchdir, valid for
+// the process and the exec image that set it: after execve the state takes its cwd from
+// /proc/<pid>/cwd, the resolved path, which a lexical verdict need not describe)
+struct kf_cwd_t {
+    u64 gen;
+    u64 mask;
+    u64 exec_id;
+    u32 tgid;
+    u32 epoch;
+};
+BPF_TABLE("lru_hash", u64, struct kf_cwd_t, kf_cwds, 16384);
+
+static __always_inline u64 kf_fs_key(u64 *exec_id) {
+#if defined(OFF_TASK_FS) && defined(OFF_TASK_SELF_EXEC_ID)
+    void *task = (void *)bpf_get_current_task();
+    *exec_id = kread_u64(task, OFF_TASK_SELF_EXEC_ID);
+    return (u64)kread_ptr(task, OFF_TASK_FS);
+#else
+    return 0;
+#endif
+}
+
+static __always_inline u64 kf_cwd_mask(u32 epoch) {
+    u64 exec_id = 0;
+    u64 fs = kf_fs_key(&exec_id);
+    if (!fs || !epoch)
+        return ~0ull;
+    struct kf_cwd_t *c = kf_cwds.lookup(&fs);
+    if (!c || c->epoch != epoch || c->tgid != (u32)(bpf_get_current_pid_tgid() >> 32) ||
+        c->exec_id != exec_id || c->gen != kf_gen())
+        return ~0ull;
+    return c->mask;
+}
+
+// After chdir (path: its record's string) or fchdir (path 0, the fd): the new cwd's verdict
+static __always_inline void kf_cwd_after(s64 res, const char *path, u32 n, s64 fd) {
+    u32 epoch = kf_epoch();
+    if (res < 0 || !epoch)
+        return;
+    int irr = path ? kf_path_irr(path, n) : 1;     // first: the scan is simulated for one state
+    u64 exec_id = 0;
+    u64 fs = kf_fs_key(&exec_id);
+    if (!fs)
+        return;
+    u64 mask = path ? kf_path_mask(path, n, kf_cwd_mask(epoch), irr) : kf_dir_mask(fd, epoch);
+    if (mask == ~0ull) {
+        kf_cwds.delete(&fs);
+        return;
+    }
+    struct kf_cwd_t c = {};
+    c.gen = kf_gen();
+    c.mask = mask;
+    c.exec_id = exec_id;
+    c.tgid = (u32)(bpf_get_current_pid_tgid() >> 32);
+    c.epoch = epoch;
+    kf_cwds.update(&fs, &c);
+}
+
+// chdir: emitted as emit_str1 does, then its verdict from the very bytes emitted (the record
+// left in the per-CPU scratch; a record of anything else there, and the cwd has none)
+static __always_inline int emit_chdir(void *ctx, u32 id, u32 cat) {
+    int r = emit_str1(ctx, id, cat, 0);
+    char *buf = scratch_buf();
+    if (!buf)
+        return r;
+    struct hdr_t *h = (struct hdr_t *)buf;
+    s64 res = SYS_RET(ctx);
+    if (h->id == id && h->tid == (u32)bpf_get_current_pid_tgid() && h->res == res)
+        kf_cwd_after(res, buf + STR_BASE, h->len0, 0);
+    else
+        kf_cwd_after(res, 0, 0, -1);                // no verdict
+    return r;
+}
+
+// fchdir: the fd's directory verdict becomes the cwd's
+static __always_inline int kf_fchdir_after(void *ctx, int unused) {
+    struct args_t a;
+    u64 pt;
+    if (take_args(ctx, &a, &pt))
+        kf_cwd_after(SYS_RET(ctx), 0, 0, (s64)(s32)a.a[0]);
+    return 0;
+}
+
+// A relative open, its clauses live and none without a path: 0 = emit, else 1 + KF_R_PATH
+static __always_inline int kf_rel_drop(struct kf_cfg_t *cfg, u64 live, const char *path, u32 n,
+                                       int irr,
+                                       s64 dirfd) {
+    if (live & cfg->relpass)
+        return 0;
+    u32 epoch = kf_epoch();
+    if (!epoch || (live & (dirfd == -100 ? kf_cwd_mask(epoch) : kf_dir_mask(dirfd, epoch))))
+        return 0;
+    char *q = kf_relq(path);
+    if (!q || irr)
+        return 0;                       // not plain: the join is not fd.name, or not below
+    if (live & cfg->suffix) {
+        u32 z = 0;
+        struct kf_key_t *key = kf_keybuf.lookup(&z);
+        if (!key)
+            return 0;
+        u32 len = n;                        // "/" + rel, < KF_KEY_LEN - 1 bytes (plain)
+        kf_reverse(key, q, len);
+        BOUND(len, KF_KEY_LEN - 1);
+        key->data[len] = 0;                 // NUL: the "/"-tails of suffixes match exactly
+        key->prefixlen = (len + 1) * 8;
+        u64 *v = kf_rpaths.lookup(key);
+        if (v && (*v & live))
+            return 0;
+    }
+    return 1 + KF_R_PATH;
+}
+
+// After a successful open of a directory (or of an unknown file type): the new fd's directory
+// verdict (FdTracker._dir_verdict), with the directory's inode; path/n as kf_open_drop's; dirfd
+// AT_FDCWD (-100) for open/creat. Nothing is written for other opens, nor on close: a verdict
+// counts only while its fd slot holds that directory's inode (kf_dir_mask).
+static __always_inline void kf_dir_after(s64 res, u64 ftype, const char *path, u32 n, s64 dirfd,
+                                         int irr) {
+    if (res < 0 || (ftype & 3) == 1)
+        return;                 // not a directory: a verdict left at res fails the inode test
+    u32 epoch = kf_epoch();
+    if (!epoch)
+        return;
+    struct kf_dkey_t k = {};
+    if (!kf_dkey(&k, res))
+        return;
+    u64 mask = kf_path_mask(path, n, dirfd == -100 ? kf_cwd_mask(epoch)
+                                                        : kf_dir_mask(dirfd, epoch), irr);
+    int have = mask != ~0ull;
+    void *inode = have ? kf_fd_inode(res) : 0;
+    if (inode) {
+        struct kf_dir_t d = {};
+        d.gen = kf_gen();
+        d.mask = mask;
+        d.inode = (u64)inode;
+        d.tgid = (u32)(bpf_get_current_pid_tgid() >> 32);
+        d.epoch = epoch;
+        kf_dirs.update(&k, &d);
+    } else {
+        kf_dirs.delete(&k);
+    }
+}
+
 // An open's class, the index of kf_cfg_t.live: read | write << 1 | ok << 2 (open_passes step 1).
 static __always_inline u32 kf_class(u64 flags, s64 res) {
     u32 acc = flags & 3;
@@ -1104,14 +1397,7 @@ static __always_inline int kf_trie_hit(struct kf_cfg_t *cfg, u64 live, const cha
         return 1;
     if (live & cfg->suffix) {
         u32 len = n - 1;                    // < KF_KEY_LEN - 1 (regular paths)
-#pragma clang loop unroll(disable)
-        for (u32 i = 0; i < KF_KEY_LEN - 1; i++) {
-            if (i >= len)
-                break;
-            u32 src = len - 1 - i;
-            BOUND(src, KF_KEY_LEN - 1);
-            key->data[i & (KF_KEY_LEN - 1)] = path[src];
-        }
+        kf_reverse(key, path, len);
         key->prefixlen = len * 8;
         v = kf_rpaths.lookup(key);
         if (v && (*v & live))
@@ -1120,25 +1406,42 @@ static __always_inline int kf_trie_hit(struct kf_cfg_t *cfg, u64 live, const cha
     return 0;
 }
 
-// open_passes: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens).
+// open_passes steps 1-5: 0 = emit, else 1 + reason. ftype from fd_ftype (successful opens);
+// dirfd the base of a relative path (AT_FDCWD, -100: the cwd), decided by kf_rel_drop. A drop
+// for the path may still pass on the kernel's path (step 6, falconet_kpath_kf).
 static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
-                                        const char *path, u32 n) {
+                                        const char *path, u32 n, s64 dirfd, int irr) {
     u32 k = id;
     struct kf_cfg_t *cfg = kf_cfg.lookup(&k);
     if (!cfg || !cfg->enabled)
         return 0;
     u32 cls = kf_class(flags, res);
     u32 ok = cls >> 2;
+    if (ok && (ftype & 3) != 1)
+        return 0;                       // a directory, or the file type is unknown (first, as
+                                        // open_passes: its fd may be a dirfd or fchdir target)
     u64 live = cfg->live[cls];
     if (!live)
         return 1 + ((!ok && cfg->live[(cls | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
-    if (ok && (ftype & 3) != 1)
-        return 0;                       // a directory, or the file type is unknown
     if (live & cfg->anypath)
         return 0;
-    if (kf_irregular(path, n))
+    if (n >= 2 && path[0] != '/')
+        return kf_rel_drop(cfg, live, path, n, irr, dirfd);
+    if (irr)
         return 0;
     return kf_trie_hit(cfg, live, path, n) ? 0 : 1 + KF_R_PATH;
+}
+
+// An open's kernel filter: 0 = emit, else 1 + reason. A directory (or an unknown file type)
+// passes and gets its verdict; anything else is decided. Two exclusive paths, one path scan
+// each, so the verifier's work adds up instead of multiplying.
+static __always_inline int kf_open(u32 id, u64 flags, s64 res, u64 ftype, const char *path,
+                                   u32 n, s64 dirfd, int irr) {
+    if (res >= 0 && (ftype & 3) != 1) {
+        kf_dir_after(res, ftype, path, n, dirfd, irr);
+        return 0;
+    }
+    return kf_open_drop(id, flags, res, ftype, path, n, dirfd, irr);
 }
 
 // After an open's decision: remember (or forget) its fd for the close filter.
@@ -1200,6 +1503,103 @@ static __always_inline u64 open_created(u64 flags, s64 res) {
 #endif
 }
 
+// The open's kernel-filter decision (kf_open and what follows it) in one tail program,
+// falconet_kf_open, that every open handler calls: the verifier simulates the path scans
+// (kf_irregular's, kf_reverse's 254-step loops, for the directory verdict and the relative
+// decision) once, not once per handler they would be inlined into (issue 18's start-up cost:
+// loading the cached object took ~3.5 s instead of ~0.5 s). The handler leaves its record in
+// rec_scratch and what the decision needs in kf_job; kpath: the handler appends the kernel's
+// path (emit_open_kpath: file, where as kpath_job_set takes them).
+struct kf_job_t {
+    u64 flags; s64 res; u64 ftype; u64 pt; s64 dirfd; u64 file;
+    u32 id; u32 n; u32 pos; u32 cat; u32 where; u32 kpath;
+};
+BPF_PERCPU_ARRAY(kf_job, struct kf_job_t, 1);
+BPF_PROG_ARRAY(kf_progs, 1);
+
+static __always_inline int kf_open_tail(void *ctx, char *buf, u32 id, u64 flags, s64 res,
+                                        u64 ftype, u32 n, s64 dirfd, u64 pt, u32 pos, u32 cat,
+                                        void *file, u32 where, u32 kpath) {
+    u32 zero = 0;
+    struct kf_job_t *j = kf_job.lookup(&zero);
+    if (j) {
+        j->flags = flags;
+        j->res = res;
+        j->ftype = ftype;
+        j->pt = pt;
+        j->dirfd = dirfd;
+        j->file = (u64)file;
+        j->id = id;
+        j->n = n;
+        j->pos = pos;
+        j->cat = cat;
+        j->where = where;
+        j->kpath = kpath;
+        kf_progs.call(ctx, 0);
+    }
+    // no job slot, or the tail call failed: the open passes (as a failed path-walk call does)
+    kf_after_open(id, 0, res, pt);
+#ifdef HAVE_KPATH
+    if (kpath && file && kpath_job_set(file, pos, cat, where))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
+
+int falconet_kf_open(struct bpf_raw_tracepoint_args *ctx) {
+    u32 zero = 0;
+    struct kf_job_t *j = kf_job.lookup(&zero);
+    char *buf = scratch_buf();
+    if (!j || !buf)
+        return 0;
+    u32 id = j->id;
+    u64 flags = j->flags;
+    s64 res = j->res;
+    u64 pt = j->pt;
+    u32 pos = j->pos;
+    u32 cat = j->cat & 7;
+    u32 n = j->n & 0xffff;
+    // the one path scan (kf_irregular) of the decision and the directory verdict: at the
+    // program's start, so the verifier simulates it for one state, not for every branch
+    // that reaches a use of it
+    // (not read when the filter is off for the type and no verdicts are kept: no scan then)
+    struct kf_cfg_t *cfg = kf_cfg.lookup(&id);
+    int irr = 1;
+    if ((cfg && cfg->enabled) || kf_epoch())
+        irr = kf_path_irr(buf + STR_BASE, n);
+    int drop = kf_open(id, flags, res, j->ftype, buf + STR_BASE, n, j->dirfd, irr);
+#ifdef HAVE_KPATH
+    void *file = (void *)j->file;
+    u16 where = j->where;
+    u32 kpath = j->kpath;
+    if (kpath && drop == 1 + KF_R_PATH) {
+        // the requested path (absolute, or relative under its directory's verdict) passes no
+        // clause; the kernel's path may (open_passes step 6, an OR with steps 1-5):
+        // falconet_kpath walks it and falconet_kpath_kf decides. No file: it is unknown.
+        struct kpath_job_t *k = kpath_job.lookup(&zero);
+        if (file && k && kpath_job_set(file, pos, cat, where)) {
+            k->kf = 1;
+            k->kf_id = id;
+            k->kf_flags = flags;
+            k->kf_res = res;
+            k->kf_pt = pt;
+            kpath_progs.call(ctx, 0);
+            kf_after_open(id, 0, res, pt);      // the tail call failed: pass, path unknown
+            return output(buf, pos, cat);
+        }
+    }
+#endif
+    if (kf_after_open(id, drop, res, pt)) {
+        kf_count(id, drop - 1);
+        return 0;
+    }
+#ifdef HAVE_KPATH
+    if (kpath && file && kpath_job_set(file, pos, cat, where))
+        kpath_progs.call(ctx, 0);
+#endif
+    return output(buf, pos, cat);
+}
+
 // open, openat, creat: path at argument path_i; flags at flags_i (-1: creat's implied flags)
 static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i) {
     struct args_t a;
@@ -1217,14 +1617,9 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     h->len0 = n;
     u64 flags = flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7];
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
-    h->a[5] = ftype;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
     h->a[5] = ftype | open_created(flags, res);
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-    return output(buf, pos, CAT_OPEN);
+    s64 dirfd = path_i == 1 ? (s64)(s32)a.a[0] : -100;
+    return kf_open_tail(ctx, buf, id, flags, res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
 }
 
 
@@ -1250,6 +1645,7 @@ static __always_inline int kf_new_fd(void *ctx, int unused) {
         return 0;
     u64 pt = bpf_get_current_pid_tgid();
     kf_forget_fd(EV_close, pt, res);
+    kf_dir_forget(res);
     return 0;
 }
 
@@ -1466,14 +1862,9 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     h->len0 = n;
     s64 res = SYS_RET(ctx);
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
-    h->a[5] = ftype;
-    int drop = kf_open_drop(id, how[0], res, ftype, buf + STR_BASE, n);
     h->a[5] = ftype | open_created(how[0], res);
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-    return output(buf, pos, CAT_OPEN);
+    s64 dirfd = (s64)(s32)a.a[0];
+    return kf_open_tail(ctx, buf, id, how[0], res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
 }
 
 // ------------------------------------------------------------------ kernel paths, the tail (issue 19)
@@ -1599,38 +1990,16 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
     }
     u64 flags = kind == 1 ? h->a[2] : (flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7]);
     u64 ftype = res >= 0 ? fd_ftype(res) : 0;
-    h->a[5] = ftype;
-    int drop = kf_open_drop(id, flags, res, ftype, buf + STR_BASE, n);
     h->a[5] = ftype | open_created(flags, res);
+    s64 dirfd = name_i == 1 ? (s64)(s32)a.a[0] : -100;
+    void *file = 0;
+    u32 where = 0;
 #ifdef HAVE_KPATH
-    void *file = fd_file(res);
-    u16 where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;
-    if (drop == 1 + KF_R_PATH) {
-        // the requested path passes no clause; the kernel's path may (open_passes step 6):
-        // falconet_kpath walks it and falconet_kpath_kf decides. No file: it is unknown.
-        u32 zero = 0;
-        struct kpath_job_t *j = kpath_job.lookup(&zero);
-        if (file && j && kpath_job_set(file, pos, cat, where)) {
-            j->kf = 1;
-            j->kf_id = id;
-            j->kf_flags = flags;
-            j->kf_res = res;
-            j->kf_pt = pt;
-            kpath_progs.call(ctx, 0);
-            kf_after_open(id, 0, res, pt);      // the tail call failed: pass, path unknown
-            return output(buf, pos, cat);
-        }
-    }
+    file = fd_file(res);
+    where = kind == 2 ? KPATH_LEN0 : KPATH_LEN1;
 #endif
-    if (kf_after_open(id, drop, res, pt)) {
-        kf_count(id, drop - 1);
-        return 0;
-    }
-#ifdef HAVE_KPATH
-    if (file && kpath_job_set(file, pos, cat, where))
-        kpath_progs.call(ctx, 0);
-#endif
-    return output(buf, pos, cat);
+    return kf_open_tail(ctx, buf, id, flags, res, kind == 2 ? 0 : ftype, n, dirfd, pt, pos, cat,
+                        file, where, 1);
 }
 
 // ------------------------------------------------------------------ io_uring (issue 19)
@@ -1871,6 +2240,13 @@ int falconet_iou_complete(void *ctx) {
         }
     }
     u32 cat = p->cat;
+    // the kernel filter's directory verdicts (FdTracker: io_uring closes and new plain fds)
+    if (p->ev == EV_iou_close && !p->slot)
+        kf_dir_forget((s64)(s32)p->w[0]);
+    else if (p->ev == EV_iou_fixed_fd_install ||
+             ((p->ev == EV_iou_openat || p->ev == EV_iou_openat2 || p->ev == EV_iou_socket ||
+               p->ev == EV_iou_accept4) && !slot))
+        kf_dir_forget(res);
     iou_pend.delete(&req);
     return output(buf, pos, cat & 7);
 }

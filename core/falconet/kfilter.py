@@ -21,7 +21,10 @@ filtered type with filter ``tf``:
    successful, else ``flags``.
 4. A live clause with ``any_path``, or :func:`irregular_path` (the raw path may differ from
    ``fd.name``: relative, ``dirfd``-based, not normalised, too long for the kernel's key) →
-   pass.
+   pass. A relative raw path (to a ``dirfd`` or the cwd) passes unless it is
+   :func:`plain_relative` and its directory has a verdict (``below``, :class:`FdTracker`); then
+   it passes iff a live clause :func:`clause_relpass`, :func:`clause_below` ``below`` or
+   :func:`clause_rel_suffix` (a drop goes on to 6).
 5. Else pass iff the raw path is one of the live clauses' ``exact`` names, starts with one of
    their ``prefixes`` or ends with one of their ``suffixes``;
 6. else, for a successful open whose kernel path (``resolved``, the path walk of the new fd)
@@ -45,6 +48,12 @@ from typing import Any
 OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
 #: paths of this many bytes or more are irregular (always pass): the kernel's key length
 KEY_LEN = 255
+#: entries of the kernel's path tries (``kf_paths``, ``kf_rpaths`` in bpf/falconet.bpf.c)
+TRIE_ENTRIES = 16384
+RTRIE_ENTRIES = 1024
+AT_FDCWD = -100
+#: ``ftype`` (see :func:`event_is_dir`) of a directory the kernel identified
+_FTYPE_DIR = 3
 
 #: drop reasons of :func:`open_passes` and :class:`FdTracker` (the labels of the metric
 #: ``falconet_kernel_filtered_events_total{type,reason}``)
@@ -168,6 +177,11 @@ class FilterPlan:
                 out.extend(f"  - {c.describe()}" for c in tf.clauses)
             elif t in self.unfiltered:
                 out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
+        if self.types:
+            out.append("relative opens: " + (
+                "decided by the directory verdict of their dirfd or of the cwd"
+                if relative_filtering(self) else "pass (the path keys do not fit the kernel's "
+                "tries)"))
         out.append("close: " + ("closes of fds whose open was filtered are dropped"
                                 if self.filter_close else "unfiltered"))
         out.extend(f"{t}: passes if {f.describe()}" for t, f in sorted(self.io.items()))
@@ -184,6 +198,7 @@ class FilterPlan:
                           for c in tf.clauses] for t, tf in sorted(self.types.items())},
             "unfiltered": dict(sorted(self.unfiltered.items())),
             "filter_close": self.filter_close,
+            "relative_opens": bool(self.types) and relative_filtering(self),
             "io": {t: {"sockets_only": f.sockets_only,
                        "needles": [n.decode("latin-1") for n in f.needles]}
                    for t, f in sorted(self.io.items())},
@@ -220,12 +235,73 @@ def _path_hits(clauses: list[Clause], path: str) -> bool:
                or (c.suffixes and path.endswith(tuple(c.suffixes))) for c in clauses)
 
 
+def plain_relative(rel: str) -> bool:
+    """A relative name the kernel can place below its directory: ``dir + "/" + rel`` is
+    already normal (not empty, not absolute, no ``//``, no ``.``/``..`` component, no
+    ``../`` anywhere, no trailing ``/``, under :data:`KEY_LEN` bytes with the ``/``), so the
+    state's ``fd.name`` is exactly that join and lies strictly below ``dir``."""
+    return bool(rel) and rel[0] != "/" and not irregular_path("/" + rel)
+
+
+def clause_relpass(c: Clause) -> bool:
+    """A clause with an exact name or prefix that is not absolute (``fd.nameraw = x``,
+    ``fd.name startswith x`` with a relative ``x``): relative opens always pass it (the raw
+    name, or a name userspace could not resolve, is compared as is)."""
+    return any(e[:1] != "/" for e in c.exact) or any(p[:1] != "/" for p in c.prefixes)
+
+
+def clause_below(c: Clause, d: str) -> bool:
+    """Whether a path strictly below the directory ``d`` (absolute, regular, not ``/``) can be
+    one of ``c``'s exact names or start with one of its prefixes. The kernel: ``kf_paths``
+    looked up with ``d + "/"`` and a NUL (prefixes of it, and the :func:`ancestor_keys`)."""
+    b = d + "/"
+    return (any(e.startswith(b) for e in c.exact)
+            or any(p and (p.startswith(b) or b.startswith(p)) for p in c.prefixes))
+
+
+def clause_rel_suffix(c: Clause, rel: str) -> bool:
+    """Whether ``dir + "/" + rel`` can end with one of ``c``'s suffixes, whatever ``dir``:
+    the suffix ends ``"/" + rel``, or ``"/" + rel`` ends a suffix (then the suffix's part
+    before it must end ``dir``: unknown to the kernel, so it passes)."""
+    q = "/" + rel
+    return any(x and (q.endswith(x) or x.endswith(q)) for x in c.suffixes)
+
+
+def ancestor_keys(c: Clause) -> set[str]:
+    """``A/`` for every directory ``A`` (not ``/``) that has one of ``c``'s exact names or
+    prefixes strictly below it: stored NUL-terminated in ``kf_paths``, where the directory
+    verdict's lookup of ``D/`` + NUL finds them (a regular path never ends in ``/``, so the
+    file lookups never do)."""
+    out: set[str] = set()
+    for x in (*c.exact, *c.prefixes):
+        i = x.find("/", 1)
+        while i > 0:
+            out.add(x[:i + 1])
+            i = x.find("/", i + 1)
+    return out
+
+
+def suffix_tails(c: Clause) -> set[str]:
+    """The tails ``x[i:]`` (``i > 0``, ``x[i] == "/"``) of ``c``'s suffixes: a relative name
+    ``rel`` with ``"/" + rel`` among them may complete the suffix below some directory.
+    Stored reversed and NUL-terminated in ``kf_rpaths``."""
+    out: set[str] = set()
+    for x in c.suffixes:
+        i = x.find("/", 1)
+        while i > 0:
+            out.add(x[i:])
+            i = x.find("/", i + 1)
+    return out
+
+
 def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
-                resolved: str = "") -> str | None:
+                resolved: str = "", below: str | None = None) -> str | None:
     """``None`` = the event passes to userspace; else why it is dropped: ``failed``, ``flags``
     or ``path`` (see the module's docstring: the kernel decides exactly this way).
     ``resolved``: the kernel's path of the opened file ("" unknown): a successful open whose
-    requested path fails the live clauses still passes when that path passes them (step 6)."""
+    requested path fails the live clauses still passes when that path passes them (step 6).
+    ``below``: for a relative ``raw``, the directory its ``dirfd``'s verdict was computed for
+    (the directory itself or an ancestor, see :class:`FdTracker`); ``None``: none, it passes."""
     ok = res >= 0
     if ok and is_dir:
         return None
@@ -235,6 +311,7 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
     failed_only = False         # some clause's flags are met, its success is not
     irregular: bool | None = None
     live_cs: list[Clause] = []
+    relative = raw[:1] != "/"
     for c in tf.clauses:
         if (c.need_read and not read) or (c.need_write and not write):
             continue
@@ -246,9 +323,15 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
         if c.any_path or raw in c.exact:
             return None
         if irregular is None:
-            irregular = irregular_path(raw)
+            irregular = (below is None or not plain_relative(raw)) if relative \
+                else irregular_path(raw)
             if irregular:
                 return None
+        if relative:
+            if (clause_relpass(c) or clause_below(c, below or "/")
+                    or clause_rel_suffix(c, raw)):
+                return None
+            continue
         if c.prefixes and raw.startswith(tuple(c.prefixes)):
             return None
         if c.suffixes and raw.endswith(tuple(c.suffixes)):
@@ -310,7 +393,7 @@ def io_event_passes(f: IoFilter, evt: Any) -> str | None:
     return io_passes(f, event_is_socket(evt), data)
 
 
-def open_event_passes(tf: TypeFilter, evt: Any) -> str | None:
+def open_event_passes(tf: TypeFilter, evt: Any, below: str | None = None) -> str | None:
     """:func:`open_passes` for an :class:`~falconet.events.Event` (``name``, ``flags``,
     ``res``); an event without a return value passes."""
     res = evt.res
@@ -321,7 +404,36 @@ def open_event_passes(tf: TypeFilter, evt: Any) -> str | None:
         return None
     resolved = evt.args.get("resolved")
     return open_passes(tf, raw, event_open_flags(evt), int(res), event_is_dir(evt),
-                       resolved if isinstance(resolved, str) else "")
+                       resolved if isinstance(resolved, str) else "", below)
+
+
+def event_dirfd(evt: Any) -> int:
+    """The ``dirfd`` of an open (``open``/``creat``: ``AT_FDCWD``, -100)."""
+    d = evt.args.get("dirfd")
+    return int(d) if isinstance(d, int) else AT_FDCWD
+
+
+def _key_len(x: str) -> int:
+    return len(x.encode("utf-8", "surrogateescape"))
+
+
+def relative_filtering(plan: FilterPlan) -> bool:
+    """Whether the kernel keeps directory verdicts for ``plan`` (relative opens filtered):
+    the path keys with the :func:`ancestor_keys` fit ``kf_paths`` (:data:`TRIE_ENTRIES`),
+    the suffixes with their :func:`suffix_tails` fit ``kf_rpaths`` (:data:`RTRIE_ENTRIES`).
+    Else every relative open passes, as before. The key rules are ``kfilter_maps.tables``'."""
+    keys: set[str] = set()
+    rkeys: set[str] = set()
+    for tf in plan.types.values():
+        for c in tf.clauses:
+            if c.any_path:
+                continue
+            keys.update(e + "\0" for e in c.exact if _key_len(e) + 1 <= KEY_LEN)
+            keys.update(p for p in c.prefixes if p and _key_len(p) < KEY_LEN)
+            keys.update(a + "\0" for a in ancestor_keys(c) if _key_len(a) + 1 <= KEY_LEN)
+            rkeys.update(x for x in c.suffixes if x and _key_len(x) < KEY_LEN)
+            rkeys.update(t + "\0" for t in suffix_tails(c) if _key_len(t) + 1 <= KEY_LEN)
+    return len(keys) <= TRIE_ENTRIES and len(rkeys) <= RTRIE_ENTRIES
 
 
 #: event types whose successful result (``res``) is a new fd userspace learns about: a
@@ -336,6 +448,8 @@ FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3
 RECOVERED_FD_TYPES = frozenset({"fchmod", "fchown", "finit_module", "setns"})
 #: events that start a process (``child_pid``; a thread when ``child_tid`` differs)
 _NEW_PROCESS_TYPES = frozenset({"procfork", "clone", "clone3", "fork", "vfork"})
+#: io_uring operations whose result is a new plain fd (``dup3``: a fixed file installed)
+_IOU_NEW_FD_TYPES = frozenset({"openat", "openat2", "socket", "accept4"})
 #: event types that create two fds, in the args ``fd1`` and ``fd2``
 FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
 
@@ -351,9 +465,22 @@ class FdTracker:
     set; a ``procexit`` of the thread-group leader, or the start of a new process with that
     pid (``procfork``/``clone``... ``child_pid``), forgets that pid's fds. ``pid`` is the
     thread group id (threads share an fd table); a forked child's inherited fds are tracked
-    (their closes pass: conservative)."""
+    (their closes pass: conservative).
 
-    __slots__ = ("plan", "untracked", "filtered", "names")
+    Directory verdicts (when :func:`relative_filtering`): a successful open of a directory
+    (``ftype`` known, a directory) by an absolute regular path other than ``/`` records that
+    path for its ``(pid, fd)`` (the kernel: the clause bits that may match below it); opened by
+    a :func:`plain_relative` name relative to a ``dirfd`` with a verdict, it inherits that
+    verdict; any other successful open, a ``close``, a new fd of :data:`FD_RESULT_TYPES`,
+    ``io_uring`` closes and new fds remove it; so do the leader's exit and a new process with
+    that pid (the kernel checks the leader's start time). A relative open is then decided
+    against its ``dirfd``'s verdict (:func:`open_passes`' ``below``). The cwd has one too: a
+    successful ``chdir`` computes it as a directory open does (relative to the cwd's), an
+    ``fchdir`` takes its fd's, a successful ``execve`` drops it (the state then takes the
+    cwd from ``/proc``), as do the leader's exit and a new process with that pid; cwd-relative
+    opens (``AT_FDCWD``) are decided against it."""
+
+    __slots__ = ("plan", "untracked", "filtered", "names", "dirs", "cwds", "relative")
 
     def __init__(self, plan: FilterPlan, counts: dict[tuple[str, str], int] | None = None
                  ) -> None:
@@ -364,19 +491,41 @@ class FdTracker:
         self.names: dict[tuple[int, int], str] = {}
         #: (event type, reason) -> events dropped (``EngineMetrics.kernel_filtered`` when given)
         self.filtered: dict[tuple[str, str], int] = counts if counts is not None else {}
+        #: (pid, fd) -> (the directory whose verdict the fd has (kf_dirs in the kernel), the
+        #: fd's own path as the state names it)
+        self.dirs: dict[tuple[int, int], tuple[str, str]] = {}
+        #: pid -> the cwd's verdict, likewise (kf_cwds in the kernel)
+        self.cwds: dict[int, tuple[str, str]] = {}
+        self.relative = relative_filtering(plan)
 
     def verdict(self, evt: Any) -> str | None:
         """``None`` = ``evt`` reaches userspace; else the reason the kernel drops it (and the
         drop is counted in :attr:`filtered`). Updates the tracked fds either way."""
         t = evt.type
-        if evt.source != "syscall" or evt.args.get("via") == "io_uring":
-            return None         # io_uring events never pass the kernel filter's handlers
+        if evt.source != "syscall":
+            return None
         res = evt.res
+        if evt.args.get("via") == "io_uring":
+            # io_uring events never pass the kernel filter's handlers; the completion program
+            # only forgets directory verdicts (a closed fd, a new plain fd)
+            if self.dirs:
+                plain = "slot" not in evt.args
+                if t == "close" and plain:
+                    self.dirs.pop((evt.pid, evt.args.get("fd")), None)
+                elif res is not None and res >= 0 and (
+                        t == "dup3" or (plain and t in _IOU_NEW_FD_TYPES)):
+                    self.dirs.pop((evt.pid, res), None)
+            return None
         if t in OPEN_TYPES:
             tf = self.plan.types.get(t)
-            why = open_event_passes(tf, evt) if tf is not None else None
+            why = None
+            below = self._base(evt.pid, event_dirfd(evt))
+            if tf is not None:
+                why = open_event_passes(tf, evt, below[0] if below else None)
             if res is not None and res >= 0:
                 key = (evt.pid, res)
+                if self.relative:
+                    self._dir_verdict(evt, key)
                 if why is None:
                     self.untracked.discard(key)
                     self.names.pop(key, None)
@@ -384,6 +533,8 @@ class FdTracker:
                     self.untracked.add(key)
                     name = evt.args.get("name")
                     if isinstance(name, str):
+                        if name[:1] != "/" and below:           # what the state resolves
+                            name = below[1] + "/" + name
                         self.names[key] = name
             return self._count(t, why)
         if t in IO_TYPES:
@@ -392,13 +543,19 @@ class FdTracker:
         if t == "close":
             fd = evt.args.get("fd")
             key = (evt.pid, fd)
+            if self.dirs:
+                self.dirs.pop(key, None)
             if self.plan.filter_close and key in self.untracked:
                 self.untracked.discard(key)
                 self.names.pop(key, None)
                 return self._count(t, REASON_UNTRACKED_FD)
             return None
+        if t in ("chdir", "fchdir", "execve", "execveat"):
+            if self.relative and (res is None or res >= 0):
+                self._cwd_verdict(evt)
+            return None
         if t == "procexit":
-            if evt.pid == evt.tid and self.untracked:
+            if evt.pid == evt.tid and (self.untracked or self.dirs or self.cwds):
                 self._forget(evt.pid)
             return None
         if t in RECOVERED_FD_TYPES:
@@ -410,9 +567,12 @@ class FdTracker:
             # a new process (not a thread): a stale entry of a reused pid must not drop the
             # closes of the fds it inherited (the kernel compares the leader's start time)
             child = evt.args.get("child_pid")
-            if child and child == evt.args.get("child_tid", child) and self.untracked:
+            if child and child == evt.args.get("child_tid", child) and (
+                    self.untracked or self.dirs or self.cwds):
                 self._forget(child)
             return None
+        if res is not None and res >= 0 and self.dirs and t in FD_RESULT_TYPES:
+            self.dirs.pop((evt.pid, res), None)     # kf_new_fd
         if res is not None and res >= 0 and self.untracked:
             if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
                 self.untracked.discard((evt.pid, res))
@@ -424,9 +584,55 @@ class FdTracker:
                         self.untracked.discard((evt.pid, fd))
         return None
 
+    def _base(self, pid: int, dirfd: int) -> tuple[str, str] | None:
+        """The verdict a name relative to ``dirfd`` is decided by (the cwd's for AT_FDCWD)."""
+        if dirfd == AT_FDCWD:
+            return self.cwds.get(pid) if self.cwds else None
+        return self.dirs.get((pid, dirfd)) if dirfd >= 0 and self.dirs else None
+
+    def _path_verdict(self, pid: int, raw: Any, dirfd: int) -> tuple[str, str] | None:
+        """The verdict of the directory ``raw`` names (``kf_path_mask``)."""
+        if not isinstance(raw, str):
+            return None
+        if raw[:1] == "/":
+            return (raw, raw) if raw != "/" and not irregular_path(raw) else None
+        if not plain_relative(raw):
+            return None
+        parent = self._base(pid, dirfd)
+        return (parent[0], parent[1] + "/" + raw) if parent is not None else None
+
+    def _cwd_verdict(self, evt: Any) -> None:
+        """``kf_cwd_after`` (chdir, fchdir) and the exec image check (execve)."""
+        d: tuple[str, str] | None = None
+        if evt.type == "chdir":
+            d = self._path_verdict(evt.pid, evt.args.get("path"), AT_FDCWD)
+        elif evt.type == "fchdir":
+            fd = evt.args.get("fd")
+            d = self._base(evt.pid, fd) if isinstance(fd, int) and fd >= 0 else None
+        elif evt.res is None or evt.res != 0:
+            return                                  # a failed execve changes nothing
+        if d is None:
+            self.cwds.pop(evt.pid, None)
+        else:
+            self.cwds[evt.pid] = d
+
+    def _dir_verdict(self, evt: Any, key: tuple[int, int]) -> None:
+        """The new fd's directory verdict (``kf_dir_after`` in the kernel)."""
+        ftype = evt.args.get("ftype")
+        d: tuple[str, str] | None = None
+        if isinstance(ftype, int) and ftype & _FTYPE_DIR == _FTYPE_DIR:
+            d = self._path_verdict(evt.pid, evt.args.get("name"), event_dirfd(evt))
+        if d is None:
+            self.dirs.pop(key, None)
+        else:
+            self.dirs[key] = d
+
     def _forget(self, pid: int) -> None:
         self.untracked = {k for k in self.untracked if k[0] != pid}
         self.names = {k: v for k, v in self.names.items() if k[0] != pid}
+        if self.dirs:
+            self.dirs = {k: v for k, v in self.dirs.items() if k[0] != pid}
+        self.cwds.pop(pid, None)
 
     def _count(self, t: str, why: str | None) -> str | None:
         if why is not None:

@@ -73,6 +73,14 @@ def test_program_has_handlers_only_for_selected_syscalls():
     assert "-DSELF_TGID=1234" in built.cflags and "-DWANT_PROCFORK" in built.cflags
 
 
+def test_open_handlers_share_one_kernel_filter_tail_program():
+    """The opens' kernel-filter decision is one tail program (falconet_kf_open, verified once),
+    loaded only when an open handler calls it; without the walk's offsets, no path walk."""
+    built = program.build(syscalls.selected_events({"openat"}), self_tgid=1, offsets={})
+    assert built.tails == [("kf_progs", 0, "falconet_kf_open")] and not built.resolve_paths
+    assert program.build(syscalls.selected_events({"execve"}), self_tgid=1, offsets={}).tails == []
+
+
 def test_program_rejects_sizes_that_are_not_powers_of_two():
     with pytest.raises(ValueError, match="ring_buffer_pages must be a power of two"):
         program.build({"openat"}, self_tgid=1, offsets={}, ring_buffer_pages=3)

@@ -47,7 +47,8 @@ PROBE = textwrap.dedent(r"""
     touch("/etc/passwd")                       # read below /etc, not listed: dropped (path)
     touch("/etc/../etc/passwd")                # ".." component: emitted (irregular)
     touch("/etc//passwd")                      # "//": emitted (irregular)
-    touch("rel.txt", os.O_WRONLY | os.O_CREAT) # relative: emitted (irregular)
+    touch("rel.txt", os.O_WRONLY | os.O_CREAT) # below the cwd d, no rule path: dropped
+    touch("../rel.txt", os.O_WRONLY | os.O_CREAT)  # "..": emitted (irregular)
     touch("/etc")                              # a directory: emitted
     touch("/nonexistent-kf")                   # failed, every clause needs success: dropped
     touch(d + "/w.txt", os.O_WRONLY | os.O_CREAT)   # write outside /etc: dropped (path)
@@ -62,6 +63,9 @@ PROBE = textwrap.dedent(r"""
     touch(d + "/lnk-host")                     # requested: no clause; opened: exact: emitted
     touch("/proc/self/root/etc/hostname")      # likewise
     touch(d + "/lnk-passwd")                   # neither path passes: dropped (path)
+    # relative (the cwd d's verdict drops both names) or the kernel's path: either passes
+    touch("lnk-host")                          # the kernel's path passes: emitted
+    touch("lnk-passwd")                        # neither passes: dropped (path)
     print(fd, fd2, flush=True)
 """)
 
@@ -93,16 +97,16 @@ def _opens(c, pid):
 def test_opens_no_rule_can_match_are_not_emitted(filtered):
     c, m, d, fd, fd2, pid = filtered
     names = _opens(c, pid)
-    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "rel.txt", "/etc",
-                    d + "/lnk-host", "/proc/self/root/etc/hostname"):
+    for emitted in ("/etc/hostname", "/etc/../etc/passwd", "/etc//passwd", "../rel.txt",
+                    "/etc", d + "/lnk-host", "/proc/self/root/etc/hostname", "lnk-host"):
         assert emitted in names, (emitted, names)
     for dropped in ("/usr/lib/os-release", "/etc/passwd", "/nonexistent-kf", d + "/w.txt",
-                    d + "/lnk-passwd"):
+                    "rel.txt", d + "/lnk-passwd", "lnk-passwd"):
         assert dropped not in names, (dropped, names)
     resolved = {e.args["name"]: e.args.get("resolved")
                 for e in c.matching(lambda e: e.pid == pid and e.type == "openat")}
     assert resolved[d + "/lnk-host"] == resolved["/proc/self/root/etc/hostname"] == \
-        "/etc/hostname"
+        resolved["lnk-host"] == "/etc/hostname"
 
 
 def test_the_directory_open_carries_its_file_type(filtered):

@@ -30,6 +30,12 @@ tar cf /dev/null -C "$(python3 -c 'import os, json; print(os.path.dirname(json._
 cd /tmp && cat ../etc/../etc/hosts > /dev/null
 cd /etc && cat ./passwd > /dev/null && ls > /dev/null
 for i in 1 2 3; do cat /etc/os-release > /dev/null; done
+tar cf - -C "$(python3 -c 'import os; print(os.path.dirname(os.__file__))')" json email | cat >/dev/null
+python3 -c 'import os
+os.chdir("/usr/lib"); os.close(os.open("os-release", 0)); os.chdir("/etc")
+os.close(os.open("shadow", 0)); os.chdir("/usr"); os.chdir("lib")
+os.close(os.open("os-release", 0)); d = os.open("/etc", os.O_DIRECTORY); os.fchdir(d)
+os.close(os.open("shadow", 0)); os.close(os.open("hosts", 0, dir_fd=d))'
 echo x > /tmp/falconet-kf-live.$$ && rm -f /tmp/falconet-kf-live.$$
 ln -s /etc/shadow /tmp/falconet-kf-lnk.$$ && cat /tmp/falconet-kf-lnk.$$ > /dev/null
 rm -f /tmp/falconet-kf-lnk.$$

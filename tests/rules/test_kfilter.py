@@ -72,7 +72,10 @@ def test_plan_describe_and_json() -> None:
     assert "openat: passes if (directory) or any of:" in lines
     assert "  - read, path = /etc/shadow" in lines
     assert plan.filter_close and lines[-1].startswith("close: closes of fds")
+    assert lines[-2] == ("relative opens: decided by the directory verdict of their dirfd "
+                         "or of the cwd")
     d = plan.to_dict()
+    assert d["relative_opens"] is True
     assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
                                    "suffixes": [], "need_read": True, "need_write": False,
                                    "need_success": False}]
@@ -84,9 +87,10 @@ def test_plan_describe_and_json() -> None:
     ("fd.nameraw = /etc/shadow", C(exact={"/etc/shadow"})),
     ("fd.name in (/a, /b)", C(exact={"/a", "/b"})),
     ("fd.name startswith /etc/", C(prefixes={"/etc/"})),
-    ("fd.name pmatch (/etc, /usr/lib)", C(exact={"/etc", "/usr/lib"},
-                                          prefixes={"/etc/", "/usr/lib/"})),
-    ("fd.name pmatch (/opt/*/bin)", C(prefixes={"/opt/"})),
+    # pmatch compares components (a leading "/" is not one): relative names match too
+    ("fd.name pmatch (/etc, /usr/lib)", C(exact={"/etc", "/usr/lib", "etc", "usr/lib"},
+                                          prefixes={"/etc/", "/usr/lib/", "etc/", "usr/lib/"})),
+    ("fd.name pmatch (/opt/*/bin)", C(prefixes={"/opt/", "opt/"})),
     ("fd.name glob /etc/*.conf", C(prefixes={"/etc/"})),
     ("fd.name glob /etc/hosts", C(exact={"/etc/hosts"})),
     ("fd.directory = /etc", C(exact={"/etc"}, prefixes={"/etc/"})),
@@ -392,3 +396,95 @@ def test_resolved_name_and_name_are_not_met_as_one_path() -> None:
     rs2 = E.load(rule("evt.type = openat and fd.resolved_name in (/etc/shadow, /etc/gshadow)"))
     [c2] = derive(rs2).types["openat"].clauses
     assert c2.exact == {"/etc/shadow", "/etc/gshadow"} and not c2.any_path
+
+
+def test_relative_opens_suffix_tails_relative_names_and_io_uring() -> None:
+    plan = E.plan(rule(f"{ALL} and (fd.name endswith /.ssh/id_rsa or fd.name startswith /etc/ "
+                       "or (evt.is_open_write = true and fd.nameraw = shadow))"))
+    tr = FdTracker(plan)
+
+    def op(name: str, res: int, dirfd: int = -100, is_dir: bool = False, flags: int = 0
+           ) -> str | None:
+        e = open_event("openat", name, flags, res, is_dir=is_dir)
+        e.args["dirfd"] = dirfd
+        return tr.verdict(e)
+    assert op("/root/.ssh", 3, is_dir=True) is None
+    assert op("id_rsa", 4, 3) is None                   # "/id_rsa" completes the suffix
+    assert op("known_hosts", 5, 3) == "path"
+    assert op("/root", 6, is_dir=True) is None
+    assert op(".ssh/id_rsa", 7, 6) is None              # the suffix itself
+    assert op("shadow", 8, 6, flags=1) is None          # fd.nameraw = shadow: relative
+    assert op("shadow", 8, 6) == "path"
+    assert op("x", 9, 6) == "path"
+    assert op("/usr", 10, is_dir=True) is None
+    assert op("x", 11, 10) == "path"
+    assert K.clause_below(C(prefixes={"/etc/"}), "/et") is False
+    assert K.clause_below(C(exact={"/etc/a"}), "/etc") and K.clause_below(C(prefixes={"/e"}),
+                                                                         "/etc")
+    # an io_uring close of the directory fd (not seen by the kernel filter's handlers)
+    iou = _ev("close", {"fd": 10, "via": "io_uring"}, 0)
+    assert tr.verdict(iou) is None and (100, 10) not in tr.dirs
+    # a new process with the pid forgets every verdict of the old one
+    tr.verdict(_ev("procfork", {"child_pid": 100, "child_tid": 100}, 0, pid=1))
+    assert not tr.dirs
+
+
+def test_relative_filtering_off_when_the_ancestor_keys_overflow(monkeypatch) -> None:
+    monkeypatch.setattr(K, "TRIE_ENTRIES", 1)
+    plan = E.plan(rule(f"{ALL} and fd.name startswith /etc/"))
+    assert not K.relative_filtering(plan)
+    tr = FdTracker(plan)
+    tr.verdict(open_event("openat", "/usr", 0, 3, is_dir=True))
+    e = open_event("openat", "x", 0, 4)
+    e.args["dirfd"] = 3
+    assert not tr.dirs and tr.verdict(e) is None
+
+
+def test_cwd_verdicts_chdir_fchdir_and_exec() -> None:
+    tr = FdTracker(E.plan(rule(f"{ALL} and fd.name = /etc/shadow")))
+
+    def op(name: str, res: int = 9) -> str | None:
+        return tr.verdict(open_event("open", name, 0, res))
+    assert op("x") is None                                  # the cwd has no verdict yet
+    tr.verdict(_ev("chdir", {"path": "/usr/lib"}, 0))
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "python3"}, 0))        # plain: inherits
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "/etc"}, -2))          # failed: unchanged
+    assert op("x") == "path"
+    tr.verdict(_ev("chdir", {"path": "../../../etc"}, 0))   # "..": no verdict
+    assert op("shadow") is None and op("x") is None
+    tr.verdict(_ev("chdir", {"path": "/usr/lib"}, 0))
+    # after an exec the state takes the cwd from /proc (the resolved path: /usr/lib may be a
+    # symlink to /etc): no verdict
+    tr.verdict(_ev("execve", {"filename": "/bin/cat", "cwd": "/etc"}, 0))
+    assert op("shadow") is None
+    e = open_event("openat", "/usr/lib", 0, 3, is_dir=True)
+    tr.verdict(e)
+    tr.verdict(_ev("fchdir", {"fd": 3}, 0))
+    assert op("x") == "path"
+    tr.verdict(_ev("fchdir", {"fd": 4}, 0))                  # no verdict for fd 4
+    assert op("x") is None
+
+
+def test_a_relative_drop_still_passes_on_the_kernel_path() -> None:
+    """Issues 18 and 19 compose by OR: a relative open its directory's verdict drops passes
+    when the kernel's path passes (step 6), in the decision and in FdTracker."""
+    tf = E.plan(rule(f"{ALL} and evt.is_open_read = true and fd.name = /etc/shadow")
+                ).types["openat"]
+    assert open_passes(tf, "l", 0, 3, False, below="/tmp") == "path"
+    assert open_passes(tf, "l", 0, 3, False, "/etc/shadow", below="/tmp") is None
+    assert open_passes(tf, "l", 0, 3, False, "/etc/passwd", below="/tmp") == "path"
+    assert open_passes(tf, "l", 0, -2, False, "/etc/shadow", below="/tmp") == "path"
+    tr = FdTracker(E.plan(rule(f"{ALL} and evt.is_open_read = true and fd.name = /etc/shadow")))
+    tr.verdict(open_event("openat", "/tmp", 0, 3, is_dir=True))
+
+    def op(name: str, resolved: str, res: int) -> str | None:
+        e = open_event("openat", name, 0, res)
+        e.args["dirfd"] = 3
+        if resolved:
+            e.args["resolved"] = resolved
+        return tr.verdict(e)
+    assert op("l", "/etc/shadow", 4) is None
+    assert op("m", "/tmp/m", 5) == "path"
+    assert (100, 5) in tr.untracked and (100, 4) not in tr.untracked

@@ -55,13 +55,15 @@ def q(v: str) -> str:
 
 
 @st.composite
-def atoms(draw: st.DrawFn) -> str:
-    kind = draw(st.integers(0, 12))
+def atoms(draw: st.DrawFn, kinds: int = 12,
+          values: st.SearchStrategy[str] | None = None) -> str:
+    kind = draw(st.integers(0, kinds))
     if kind <= 3:
         f = draw(st.sampled_from(["fd.name", "fd.nameraw", "fd.directory", "fd.resolved_name"]))
         op = draw(st.sampled_from(["=", "in", "startswith", "pmatch", "glob", "contains",
                                    "endswith", "icontains", "startswith oneof", "iglob"]))
-        vals = draw(st.lists(rule_paths(), min_size=1, max_size=3))
+        vals = draw(st.lists(values if values is not None else rule_paths(), min_size=1,
+                             max_size=3))
         if op == "glob" or op == "iglob":
             v = vals[0]
             i = draw(st.integers(0, len(v)))
@@ -158,6 +160,14 @@ def test_a_matching_event_always_passes(cond: str, events: list, restrict: str) 
                                                         resolved, tf.clauses)
 
 
+def _lowest(fds: set[int]) -> int:
+    """The fd number a new file gets: the lowest free one from 3."""
+    fd = 3
+    while fd in fds:
+        fd += 1
+    return fd
+
+
 @st.composite
 def fd_sequences(draw: st.DrawFn) -> list[Event]:
     """What two processes' real fd tables allow: a new fd is the lowest free number, a close
@@ -168,10 +178,7 @@ def fd_sequences(draw: st.DrawFn) -> list[Event]:
     out = []
 
     def lowest(pid: int) -> int:
-        fd = 3
-        while fd in real[pid]:
-            fd += 1
-        return fd
+        return _lowest(real[pid])
     for i in range(draw(st.integers(1, 30))):
         k = draw(st.integers(0, 5))
         s = draw(st.sampled_from([100, 200]))
@@ -222,3 +229,128 @@ def test_a_dropped_close_is_of_an_fd_userspace_does_not_know(events: list[Event]
         if evt.type == "close":
             t = tables.threads.get(evt.tid)
             assert t is None or evt.args["fd"] not in t.fds, (why, evt)
+
+
+#: directories a process opens by absolute path (some irregular, some with rule paths below)
+DIRS = ["/etc", "/usr/lib", "/usr", "/root", "/root/.ssh", "/var/log", "/tmp", "/etc/pam.d",
+        "/", "/etc/./pam.d", "/usr/../etc", "/etc/", "//etc"]
+#: rule values near those directories and names
+NEAR = st.sampled_from(["/etc", "/etc/shadow", "/etc/pam.d", "/etc/pam.d/x", "/root/.ssh/id_rsa",
+                        "/root/.ssh", "/usr/lib/x.so", "/var/log", "/var/log/x.log", "/usr",
+                        "/tmp/b", "shadow", "/shadow", "/.ssh/id_rsa", "/x.log", "/etc/"])
+RELS = SEGS + ["..", ".", "", "../etc", "./shadow", "pam.d/x", "a//b", "lib/", ".ssh/id_rsa",
+               "log/x.log", "/etc/shadow"] + ["shadow", "id_rsa", "x.log", "../etc", "../etc/shadow",
+                                              "./shadow", ".", "..", "etc/shadow"] * 3
+
+
+@st.composite
+def rel_sequences(draw: st.DrawFn) -> list[Event]:
+    """Directory opens (absolute, relative to a dirfd), relative and absolute file opens
+    under them, closes, dup2 over a directory fd, exits (the next process of the slot has a
+    new pid), chdir, fchdir and execve — as a real fd table allows (the lowest free
+    number)."""
+    real: dict[int, set[int]] = {}
+    dirs: dict[int, set[int]] = {}
+    slot = {100: 100, 200: 200}
+    out: list[Event] = []
+
+    def lowest(pid: int) -> int:
+        return _lowest(real[pid])
+    n_dirs = draw(st.integers(1, 3))
+    for i in range(n_dirs + draw(st.integers(1, 24))):
+        k = 0 if i < n_dirs else draw(st.integers(0, 12))
+        s = 100 if i < n_dirs else draw(st.sampled_from([100, 100, 100, 200]))
+        pid = slot[s]
+        fds = real.setdefault(pid, set())
+        dfds = dirs.setdefault(pid, set())
+        dfds &= fds
+        # mostly a directory fd (often one with a verdict), sometimes any fd, the cwd, a hole
+        pool = sorted(dfds) * 4 + sorted(fds) + [-100, -100, -100, 9]
+        some_fd = draw(st.sampled_from(pool))
+        new = lowest(pid)
+        dfds.discard(new)
+        if k <= 1:
+            name = draw(st.sampled_from(DIRS))
+            fds.add(new)
+            dfds.add(new)
+            out.append(Event("syscall", "openat", i, pid, pid,
+                             {"fd": new, "dirfd": -100, "name": name, "flags": 0o200000,
+                              "ftype": ftype(True)}, new))
+        elif k == 2:
+            fds.add(new)
+            dfds.add(new)
+            out.append(Event("syscall", "openat", i, pid, pid,
+                             {"fd": new, "dirfd": some_fd, "name": draw(st.sampled_from(RELS)),
+                              "flags": 0, "ftype": ftype(True)}, new))
+        elif k <= 6:
+            t = draw(st.sampled_from(TYPES))
+            res = draw(st.sampled_from([new, new, -2]))
+            flags = draw(st.sampled_from([0, 0o1, 0o2, 0o1101, 0o10000000]))
+            args = {"fd": res, "name": draw(st.sampled_from(RELS)), "mode": 0, "ftype":
+                    ftype(False)}
+            if t != "creat":
+                args["flags"] = flags
+            if t in ("openat", "openat2"):
+                args["dirfd"] = some_fd
+            if res >= 0:
+                fds.add(res)
+            out.append(Event("syscall", t, i, pid, pid, args, res))
+        elif k == 7:
+            fd = draw(st.integers(3, 7))
+            ok = fd in fds
+            fds.discard(fd)
+            out.append(Event("syscall", "close", i, pid, pid, {"fd": fd}, 0 if ok else -9))
+        elif k == 8:
+            fd = draw(st.integers(3, 7))
+            if some_fd in fds:
+                fds.add(fd)
+                dfds.discard(fd)
+                if some_fd in dfds:
+                    dfds.add(fd)
+                out.append(Event("syscall", "dup2", i, pid, pid,
+                                 {"fd": fd, "oldfd": some_fd, "newfd": fd}, fd))
+        elif k == 9:
+            out.append(Event("syscall", "procexit", i, pid, pid, {"status": 0}, 0))
+            slot[s] = pid + 1000
+        elif k == 10:
+            path = draw(st.sampled_from(DIRS * 3 + RELS))
+            out.append(Event("syscall", "chdir", i, pid, pid, {"path": path},
+                             draw(st.sampled_from([0, 0, -2]))))
+        elif k == 11:
+            out.append(Event("syscall", "fchdir", i, pid, pid, {"fd": some_fd},
+                             0 if some_fd in dfds else -20))
+        else:
+            # an exec: the state takes the cwd from /proc, the resolved path, which need not
+            # be the lexical one chdir gave (a symlink)
+            out.append(Event("syscall", "execve", i, pid, pid,
+                             {"filename": "/bin/x", "argv": ["x"], "comm": "x",
+                              "cwd": draw(st.sampled_from(DIRS))}, 0))
+    return out
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(conditions(), atoms(3, NEAR), st.lists(atoms(4, NEAR), min_size=2,
+                                                        max_size=3).map(
+    lambda xs: "(" + " or ".join(xs) + ")")), rel_sequences())
+def test_relative_opens_under_directory_verdicts_are_sound(cond: str,
+                                                           events: list[Event]) -> None:
+    """Directory verdicts: whenever the engine fed every event matches, the tracker passes
+    the event; and an engine fed only what passes matches exactly the same events (the
+    directory fds it resolves relative names with are the same)."""
+    text = rule(f"evt.type in (open, openat, openat2, creat) and {cond}")
+    full, seen = Engine(), Engine()
+    rs_full, rs_seen = full.load(text), seen.load(text)
+    from falconet.rules.kfilter import derive
+    tracker = FdTracker(derive(rs_full))
+    for evt in events:
+        why = tracker.verdict(evt)
+        full.parser(evt)
+        matched = bool(rs_full.match(evt)) if evt.type in TYPES else False
+        if matched:
+            assert why is None, (cond, evt, tracker.dirs)
+        if why is None:
+            copy = Event(evt.source, evt.type, evt.ts, evt.pid, evt.tid, dict(evt.args),
+                         evt.res)
+            seen.parser(copy)
+            if evt.type in TYPES:
+                assert bool(rs_seen.match(copy)) == matched, (cond, evt, tracker.dirs)

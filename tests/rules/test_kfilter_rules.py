@@ -9,6 +9,7 @@ from conftest import FALCO_RULES, REPO, need
 from falconet.app import App
 from falconet.config import load_config
 from falconet.kfilter import open_passes
+from kfhelp import open_event
 
 NO_LEARNING = ["plugins.learning.enabled=false"]
 
@@ -50,6 +51,56 @@ def test_stable_rules_filter_opens(stable: App) -> None:
     assert plan.types["creat"].clauses == ()
     text = "\n".join(plan.describe())
     assert "= /etc/shadow" in text and "close: closes of fds whose open was filtered" in text
+    # relative opens: decided against their dirfd's directory verdict
+    assert open_passes(tf, "x.py", 0, 3, False, below="/usr/lib") == "path"
+    assert open_passes(tf, "shadow", 0, 3, False, below="/etc") is None
+    assert open_passes(tf, "../etc/shadow", 0, 3, False, below="/usr/lib") is None
+    assert open_passes(tf, "x.py", 0, 3, False) is None                         # no verdict
+    assert open_passes(tf, "x.bin", 0o1, 3, False, below="/usr/lib") == "path"
+    assert open_passes(tf, "syslog", 0o1, 3, False, below="/usr/lib") is None     # a suffix
+    assert open_passes(tf, "release_agent", 0o1, 3, False, below="/usr/lib") is None  # suffix
+    assert open_passes(tf, "a/b/auth.log", 0o1, 3, False, below="/srv") is None
+
+
+def test_stable_rules_fd_tracker_directory_verdicts(stable: App) -> None:
+    """What tar does (every file opened relative to its directory's fd), and the cases that
+    must still pass: a sensitive name under /etc's fd, `..`, a reused or duplicated dirfd."""
+    from falconet.kfilter import FdTracker  # noqa: PLC0415
+    tr = FdTracker(stable.kernel_filter_plan())
+    assert tr.relative
+
+    def op(name: str, res: int, dirfd: int = -100, is_dir: bool = False) -> str | None:
+        e = open_event("openat", name, 0o4000, res, is_dir=is_dir)
+        e.args["dirfd"] = dirfd
+        return tr.verdict(e)
+    assert op("/usr/lib/python3", 3, is_dir=True) is None
+    assert op("json", 4, 3, is_dir=True) is None                        # inherits /usr/lib/python3's
+    assert op("__init__.py", 5, 4) == "path"
+    assert tr.verdict(_close(5)) == "untracked_fd"
+    assert op("../../../etc/shadow", 5, 4) is None                      # not plain: passes
+    assert op("./x.py", 6, 4) is None
+    assert op("/etc", 7, is_dir=True) is None
+    assert op("shadow", 8, 7) is None                                   # /etc/shadow
+    assert op("hostname", 9, 7) is None             # below /etc: rule paths are (conservative)
+    assert op("sudoers.d", 10, 7, is_dir=True) is None
+    assert op("x", 11, 10) is None                                      # /etc/sudoers.d/x
+    assert tr.verdict(_close(4)) is None
+    assert op("__init__.py", 4, 4) is None                              # closed: no verdict
+    assert op("/etc", 4, is_dir=True) is None                           # fd 4 reused by /etc
+    assert op("shadow", 12, 4) is None
+    tr.verdict(_ev("dup2", {"oldfd": 3, "newfd": 7}, 7))                # 7 replaced
+    assert op("x.py", 13, 7) is None
+    tr.verdict(_ev("procexit", {}, 0))
+    assert not tr.dirs and op("x.py", 14, 3) is None
+
+
+def _ev(t: str, args: dict, res: int):
+    from falconet.events import Event  # noqa: PLC0415
+    return Event("syscall", t, 1, 100, 100, args, res)
+
+
+def _close(fd: int):
+    return _ev("close", {"fd": fd}, 0)
 
 
 def test_the_learning_plugin_keeps_opens_whole_only_when_it_learns_files() -> None:

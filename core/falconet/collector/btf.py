@@ -185,6 +185,7 @@ OFFSETS: dict[str, tuple[str, str]] = {
     "OFF_TASK_CRED": ("task_struct", "cred"),
     "OFF_TASK_MM": ("task_struct", "mm"),
     "OFF_TASK_START_TIME": ("task_struct", "start_time"),
+    "OFF_TASK_SELF_EXEC_ID": ("task_struct", "self_exec_id"),
     "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
     "OFF_SIGNAL_TTY": ("signal_struct", "tty"),
     "OFF_SIGNAL_PIDS": ("signal_struct", "pids"),

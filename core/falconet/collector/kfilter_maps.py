@@ -12,6 +12,12 @@ type, which clauses can make an event interesting. The kernel side (``kf_open_dr
 - ``kf_paths``, one LPM trie for all clauses: an exact name is stored with its terminating NUL
   (so it matches that string only), a prefix without. The kernel looks up the longest matching
   entry only, so each entry carries the bits of every shorter entry that is a prefix of it.
+- relative opens (when :func:`falconet.kfilter.relative_filtering`): ``kf_paths`` also holds
+  each directory ``A/`` with a name or prefix below it, NUL-terminated (the directory
+  verdict's lookup of ``D/`` + NUL), ``kf_rpaths`` each suffix's ``/``-tails reversed and
+  NUL-terminated; ``relpass`` (in ``kf_cfg``) the bits of clauses with a relative name or
+  prefix; ``kf_rel[0]``, the plan's epoch (a verdict of an earlier plan never matches),
+  is set last and cleared first.
 
 Order matters for soundness while the program already runs: the trie is filled before any
 ``kf_cfg`` entry enables filtering (an empty trie would drop every path).
@@ -19,6 +25,7 @@ Order matters for soundness while the program already runs: the trie is filled b
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 from dataclasses import dataclass, field
@@ -26,7 +33,15 @@ from typing import TYPE_CHECKING
 
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.bpfsyscall import map_delete, map_update
-from falconet.kfilter import IO_STATE_TYPES, KEY_LEN, FilterPlan
+from falconet.kfilter import (
+    IO_STATE_TYPES,
+    KEY_LEN,
+    FilterPlan,
+    ancestor_keys,
+    clause_relpass,
+    relative_filtering,
+    suffix_tails,
+)
 
 if TYPE_CHECKING:
     from falconet.kfilter import Clause
@@ -40,11 +55,13 @@ REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "
 IO_NEEDLES = 4
 _IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
-_CFG = struct.Struct("<II8QQQ")         # struct kf_cfg_t
+_CFG = struct.Struct("<II8QQQQ")        # struct kf_cfg_t
 _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 assert KEY_LEN < TRIE_KEY_LEN
+#: plan epochs written to kf_rel (directory verdicts carry theirs; 0 = none)
+_EPOCHS = itertools.count(1)
 
 
 @dataclass
@@ -57,6 +74,7 @@ class KernelTables:
     rtrie: dict[bytes, int] = field(default_factory=dict)      # reversed suffix -> clause bits
     filtered: dict[str, int] = field(default_factory=dict)     # event type -> id
     skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
+    relative: bool = False      # directory verdicts kept (relative opens filtered)
 
 
 def _class_ok(c: Clause, cls: int) -> bool:
@@ -72,6 +90,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
     entries: dict[bytes, int] = {}
     rentries: dict[bytes, int] = {}
     track = 1 if plan.filter_close else 0
+    out.relative = rel = relative_filtering(plan)
     for etype in sorted(plan.types):
         tf = plan.types[etype]
         eid = event_ids.get(etype)
@@ -82,7 +101,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             out.skipped[etype] = f"more than {MAX_CLAUSES} clauses in all"
             continue
         live = [0] * 8
-        anypath = suffix = 0
+        anypath = suffix = relpass = 0
         for c in tf.clauses:
             b = 1 << bit
             bit += 1
@@ -92,6 +111,18 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             if c.any_path:
                 anypath |= b
                 continue
+            if clause_relpass(c):
+                relpass |= b
+            if rel:
+                for a in ancestor_keys(c):
+                    raw = a.encode("utf-8", "surrogateescape") + b"\0"
+                    if len(raw) <= KEY_LEN:
+                        entries[raw] = entries.get(raw, 0) | b
+                for x in suffix_tails(c):
+                    raw = x.encode("utf-8", "surrogateescape")[::-1] + b"\0"
+                    if len(raw) <= KEY_LEN:
+                        rentries[raw] = rentries.get(raw, 0) | b
+                        suffix |= b
             for e in c.exact:
                 raw = e.encode("utf-8", "surrogateescape") + b"\0"
                 if len(raw) <= KEY_LEN:          # longer texts are irregular: they always pass
@@ -105,10 +136,11 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
                 if raw and len(raw) < KEY_LEN:
                     rentries[raw] = rentries.get(raw, 0) | b
                     suffix |= b
-        out.cfg[eid] = _CFG.pack(1, track, *live, anypath, suffix)
+        out.cfg[eid] = _CFG.pack(1, track, *live, anypath, suffix, relpass)
         out.filtered[etype] = eid
     # LPM returns the longest match only: fold each shorter prefix entry into the longer ones
     prefixes = {k: v for k, v in entries.items() if not k.endswith(b"\0")}
+    rprefixes = {k: v for k, v in rentries.items() if not k.endswith(b"\0")}
     for k in entries:
         mask = entries[k]
         for n in range(1, len(k)):
@@ -117,10 +149,10 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
     for k in rentries:
         mask = rentries[k]
         for n in range(1, len(k)):
-            mask |= rentries.get(k[:n], 0)
+            mask |= rprefixes.get(k[:n], 0)
         out.rtrie[k] = mask
     if track and close_id is not None and out.filtered:
-        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0)
+        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0, 0)
     for etype in sorted(plan.io):
         f = plan.io[etype]
         eid = event_ids.get(etype)
@@ -157,13 +189,18 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
         map_update(fds["map:kf_rpaths"], _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
         map_update(cfg_fd, _U32.pack(eid), value)
+    if t.relative and t.filtered and "map:kf_rel" in fds:
+        epoch = next(_EPOCHS) % 0xFFFFFFFF or 1
+        map_update(fds["map:kf_rel"], _U32.pack(0), _U32.pack(epoch))
     return t
 
 
 def unload(t: KernelTables, fds: dict[str, int]) -> None:
     """Undo :func:`load` (before a new plan): every type's config off first, so each event
     passes while the tries are emptied."""
-    off = _CFG.pack(0, 0, *([0] * 8), 0, 0)
+    off = _CFG.pack(0, 0, *([0] * 8), 0, 0, 0)
+    if "map:kf_rel" in fds:
+        map_update(fds["map:kf_rel"], _U32.pack(0), _U32.pack(0))
     for eid in t.cfg:
         map_update(fds["map:kf_cfg"], _U32.pack(eid), off)
     for eid in t.io:

@@ -123,8 +123,9 @@ SPECS: dict[str, Spec] = {
                    enter="save_exec(ctx, {id}, {n}, 0)"),
     "execveat": Spec(5, "emit_exec(ctx, {id})", "dirfd=i32:0 flags=u32:4", kind="exec",
                      enter="save_exec(ctx, {id}, {n}, 1)"),
-    "chdir": Spec(1, _str1(0), "path=s0", kind="str"),
-    "fchdir": Spec(1, _BASE, "fd=i32:0"),
+    # the kernel filter's cwd verdict (kf_cwd_after) follows both
+    "chdir": Spec(1, "emit_chdir(ctx, {id}, {cat})", "path=s0", kind="str"),
+    "fchdir": Spec(1, "(" + _BASE + ", kf_fchdir_after(ctx, 0))", "fd=i32:0"),
     "chroot": Spec(1, _str1(0), "path=s0", kind="str"),
     "setuid": Spec(1, _BASE, "uid=u32:0"),
     "setgid": Spec(1, _BASE, "gid=u32:0"),
@@ -207,6 +208,11 @@ SPECS: dict[str, Spec] = {
 
 SPECS["open_by_handle_at"] = Spec(3, "emit_open_kpath(ctx, {id}, {cat}, 0, 2, 2)",
                                  "fd=res mountfd=i32:0 path=s0 flags=u32:2", kind="str")
+
+
+#: the events whose handlers tail-call falconet_kf_open (emit_open, emit_openat2,
+#: emit_open_kpath)
+_KF_OPEN_EVENTS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at"})
 
 
 def _open_kpath(name_i: int, kind: int, flags_i: int = -1) -> str:
@@ -462,6 +468,10 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
     # [1]: the kernel filter's decision on the kernel's path of an open (bpf: falconet_kpath_kf)
     tails = ([("kpath_progs", 0, "falconet_kpath"), ("kpath_progs", 1, "falconet_kpath_kf")]
              if dispatch and all(k in offsets for k in KPATH_OFFSETS) else [])
+    kpath = bool(tails)
+    if dispatch and chosen & _KF_OPEN_EVENTS:
+        # every open handler's kernel-filter decision, verified once (bpf: falconet_kf_open)
+        tails.append(("kf_progs", 0, "falconet_kf_open"))
     return BuiltProgram("\n".join(lines) + "\n", cflags, attach, dispatch, frozenset(chosen),
                         unavailable, io_uring=iou is not None, tails=tails,
-                        resolve_paths=resolve_paths and bool(tails))
+                        resolve_paths=resolve_paths and kpath)

@@ -207,17 +207,20 @@ _IRREGULAR_ONLY = ("//", "../", "/./")
 
 
 def _pmatch_paths(v: str) -> _Paths | None:
-    """``pmatch v`` (path components, globs allowed) as exact names and prefixes."""
+    """``pmatch v`` (path components, globs allowed) as exact names and prefixes. Components
+    ignore a leading ``/``, so a relative name (``fd.nameraw``, or ``fd.name`` of an unknown
+    base) matches too: the relative forms are listed as well (relative opens then pass)."""
     comps = [c for c in v.split("/") if c]
     lit: list[str] = []
     for c in comps:
         if any(ch in c for ch in "*?["):
-            return (_E, frozenset({"/" + "/".join(lit) + "/" if lit else "/"}), _E)
+            rel = "/".join(lit) + "/" if lit else ""
+            return (_E, frozenset({"/" + rel, rel}), _E)
         lit.append(c)
     if not lit:
         return None                 # `pmatch (/)`: every path
-    base = "/" + "/".join(lit)
-    return (frozenset({base}), frozenset({base + "/"}), _E)
+    rel = "/".join(lit)
+    return (frozenset({"/" + rel, rel}), frozenset({"/" + rel + "/", rel + "/"}), _E)
 
 
 def _glob_paths(v: str) -> _Paths | None:
