@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,12 @@ class Learner:
         self.tainted: OrderedDict[int, None] = OrderedDict()
         self.counts = {"observed": 0, "learned": 0, "tainted_dropped": 0, "queue_full": 0,
                        "profile_full": 0, "profiles_limit": 0, "writes": 0, "rows": 0,
-                       "identity_pending": 0}
+                       "identity_pending": 0, "identity_held": 0, "identity_held_dropped": 0}
+        # Observations of containers whose identity (image) the container plugin has not
+        # resolved yet: a workload's first execs run before its metadata arrives, and a profile
+        # that never saw them would flag them on every later start. Held here (bounded; every
+        # overflow is counted as a drop) and learned when the identity resolves.
+        self._held: OrderedDict[str, list[tuple[str, str, int, int, int]]] = OrderedDict()
         self.full_profiles = 0
         self._img: tuple[Any, ...] | None = None        # container field extractors
         self.store: ProfileStore | None = None
@@ -153,10 +159,16 @@ class Learner:
                 ident = container_identity(*(f(t_evt) for f in img))
                 if ident is None:
                     self.counts["identity_pending"] += 1
-                    return None       # metadata not resolved yet: not learned, no verdicts
+                    self._hold_container(cid)
+                    return None       # metadata not resolved yet: held (below), no verdicts
             p = self.profile_for(ident, ts)
             if p is not None:
                 self._route[cid] = p
+                held = self._held.pop(cid, None)
+                if held:
+                    self._learn_held(p, held)
+            else:
+                self._held.pop(cid, None)
             return p
         if not self.cfg.host_profiles:
             return None
@@ -168,6 +180,44 @@ class Learner:
         if p is not None:
             self._route[exe] = p    # container ids are hex, executable paths start with /
         return p
+
+    def _hold_container(self, cid: str) -> None:
+        held = self._held
+        if cid in held:
+            return
+        if len(held) >= HELD_CONTAINERS:
+            _, lost = held.popitem(last=False)
+            self._held_dropped(len(lost))
+        held[cid] = []
+
+    def _hold(self, t: Any, kind: str, key: str | None, ts: int) -> None:
+        """An observation of a container whose identity is pending (see ``_held``)."""
+        held = self._held.get(t.container_id)
+        if held is None or key is None:
+            return
+        if len(held) >= HELD_PER_CONTAINER:
+            self._held_dropped(1)
+            return
+        held.append((kind, key, t.pid, t.ptid, ts))
+        self.counts["identity_held"] += 1
+
+    def _held_dropped(self, n: int) -> None:
+        if not n:
+            return
+        self.counts["identity_held_dropped"] += n
+        m = self.metrics
+        if m is not None:
+            m.drop("learning_identity_held_full", n)
+
+    def _learn_held(self, p: Profile, held: list[tuple[str, str, int, int, int]]) -> None:
+        """What the container did before its identity resolved, learned in order (each one an
+        event of the learning window, as it would have been had the identity been known)."""
+        for kind, key, pid, ptid, ts in held:
+            if p.state is not LEARNING:
+                return
+            self._tick(p, ts)
+            if p.state is LEARNING:
+                self._observe_at(p, kind, key, pid, ptid, ts)
 
     def of_thread(self, t: Any, ts: int) -> Profile | None:
         """The profile of a thread's workload (O(1) when warm)."""
@@ -254,7 +304,13 @@ class Learner:
             if evt.res is not None and evt.res < 0:
                 return
             p = self._exec_facts(evt)
-            if p is None or p.state is not LEARNING:
+            if p is None:
+                if self._held and t.container_id in self._held:
+                    c = evt.cache
+                    self._hold(t, "proc", c[_EXEC_EXE], evt.ts)
+                    self._hold(t, "spawn", c[_EXEC_EDGE], evt.ts)
+                return
+            if p.state is not LEARNING:
                 return
             self._tick(p, evt.ts)
             if p.state is LEARNING:
@@ -266,32 +322,40 @@ class Learner:
         if p is None:
             p = self._miss(t, evt.ts)
             if p is None:
+                if self._held and t.container_id in self._held:
+                    self._hold_event(evt, etype)
                 return
         if p.state is not LEARNING:
             return
         self._tick(p, evt.ts)
         if p.state is not LEARNING:
             return
+        self._learn_event(p, evt, etype)
+
+    def _hold_event(self, evt: Any, etype: str) -> None:
+        t, ts = evt.thread, evt.ts
+        for kind, key in self._event_keys(evt, etype):
+            self._hold(t, kind, key, ts)
+
+    def _event_keys(self, evt: Any, etype: str) -> Sequence[tuple[str, str | None]]:
+        """The (kind, key) observations of one non-exec event (a key of ``None``: nothing)."""
         if etype in OPEN:
-            if not self.cfg.files:
-                return
             f = evt.fdinfo          # failed opens too: probing for a file is behaviour as well
-            if f is None:
-                return
+            if not self.cfg.files or f is None:
+                return []
             r, w = open_modes(evt)
             cls = self.classes.get(f.name)
-            if r:
-                self._observe(p, "file_r", cls, evt)
-            if w:
-                self._observe(p, "file_w", cls, evt)
-        elif etype == "connect":
-            k = net_key(evt)
-            if k is not None:
-                self._observe(p, "net", k, evt)
-        elif etype == "listen":
-            k = listen_key(evt)
-            if k is not None:
-                self._observe(p, "listen", k, evt)
+            return [("file_r", cls)] * r + [("file_w", cls)] * w
+        if etype == "connect":
+            return [("net", net_key(evt))]
+        if etype == "listen":
+            return [("listen", listen_key(evt))]
+        return []
+
+    def _learn_event(self, p: Profile, evt: Any, etype: str) -> None:
+        for kind, key in self._event_keys(evt, etype):
+            if key is not None:
+                self._observe(p, kind, key, evt)
 
     def _tick(self, p: Profile, ts: int) -> None:
         p.events += 1
@@ -303,15 +367,18 @@ class Learner:
                      p.id, p.identity, p.size, p.events)
 
     def _observe(self, p: Profile, kind: str, key: str, evt: Any) -> None:
+        t = evt.thread
+        self._observe_at(p, kind, key, t.pid, t.ptid, evt.ts)
+
+    def _observe_at(self, p: Profile, kind: str, key: str, pid: int, ptid: int, ts: int) -> None:
         if p.full or p.known(kind, key):
             return
         if len(self.queue) >= self.cfg.queue_size:
             self._queue_full()
             return
         p.pending[kind].add(key)
-        t = evt.thread
         self.counts["observed"] += 1
-        self.queue.append((time.monotonic(), p, kind, key, t.pid, t.ptid, evt.ts))
+        self.queue.append((time.monotonic(), p, kind, key, pid, ptid, ts))
 
     def _queue_full(self) -> None:
         self.counts["queue_full"] += 1
@@ -516,6 +583,10 @@ class _ThreadEvent:
         self.thread, self.pid, self.tid, self.cache = t, t.pid, t.tid, {}
         self.source, self.type, self.args, self.fdinfo = "syscall", "", {}, None
 
+
+#: containers whose identity is pending, and observations held per container (``_held``)
+HELD_CONTAINERS = 256
+HELD_PER_CONTAINER = 512
 
 _NET_KEYS: dict[tuple[str, str, int], str] = {}
 

@@ -131,7 +131,7 @@ class _Collector:
         c = CounterMetricFamily("falconet_learning_observations",
                                 "Learning-mode observations by outcome", labels=["outcome"])
         for k in ("observed", "learned", "tainted_dropped", "queue_full", "profile_full",
-                  "profiles_limit"):
+                  "profiles_limit", "identity_held", "identity_held_dropped"):
             c.add_metric([k], lr.counts[k])
         yield c
         g = GaugeMetricFamily("falconet_learning_profiles", "Workload profiles by state",
