@@ -17,7 +17,9 @@ Workloads (each in a child process, ``--ops`` operations):
   line / of a Stratum ``mining.subscribe`` line.
 
 Configurations: the collector with the stable rules' open types and no filter (``unfiltered``),
-with the filter derived from the stable rules (``filtered``), and with ``write``/``sendto``
+with the filter derived from the stable rules (``filtered``), with a plan whose one clause
+reads ``/etc/shadow`` by ``cat`` only (``named``: the workload's interpreter is not ``cat``,
+so even the sensitive read drops, reason ``process``), and with ``write``/``sendto``
 traced for a rule that needs ``evt.buffer`` (the default rules' "Cryptominer Stratum Protocol")
 without and with its I/O filter. Then, through the whole engine (``falconet run`` with the
 default rules, which trace ``write``), a tight loop of ``--engine-writes`` writes to /dev/null:
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_collector_kernel import enable_stats, new_ids, prog_stats  # noqa: E402
 from falconet.collector.btf import BTF  # noqa: E402
 from falconet.collector.source import CollectorConfig, EbpfSource  # noqa: E402
-from falconet.kfilter import FilterPlan, IoFilter  # noqa: E402
+from falconet.kfilter import Clause, FilterPlan, IoFilter, TypeFilter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {
@@ -99,6 +101,14 @@ def stable_plan() -> FilterPlan | None:
     app.load_plugins()
     app.load_ruleset([str(path)])
     return app.kernel_filter_plan()
+
+
+def named_plan() -> FilterPlan:
+    """``open_read and fd.name = /etc/shadow and proc.name = cat``, on every open type."""
+    c = Clause(any_path=False, exact=frozenset({"/etc/shadow"}), prefixes=frozenset(),
+               need_read=True, need_write=False, need_success=False, names=frozenset({"cat"}))
+    return FilterPlan({t: TypeFilter(t, (c,)) for t in ("open", "openat", "openat2", "creat")},
+                      {}, True)
 
 
 def dispatcher_stats(offs: dict[str, int], ids: set[int]) -> tuple[int, int]:
@@ -211,6 +221,8 @@ def main() -> None:
                                        port, offs),
             "open_filtered": (None if plan is None else
                               measure(plan, OPEN_TYPES, kinds_open, args.ops, port, offs)),
+            "open_filtered_named": measure(named_plan(), OPEN_TYPES, kinds_open, args.ops,
+                                           port, offs),
             "io_traced_unfiltered": measure(None, IO_TYPES, kinds_io, args.ops, port, offs),
             "io_traced_filtered": measure(FilterPlan({}, {}, False, io=io_filters), IO_TYPES,
                                           kinds_io, args.ops, port, offs),

@@ -580,6 +580,25 @@ static __always_inline char *scratch_buf(void) {
     return (char *)rec_scratch.lookup(&zero);
 }
 
+static __always_inline u64 kf_gen(void) {
+#if defined(OFF_TASK_START_TIME)
+    void *task = (void *)bpf_get_current_task();
+    void *leader = kread_ptr(task, OFF_TASK_GROUP_LEADER);
+    return kread_u64(leader, OFF_TASK_START_TIME) | 1;
+#else
+    return 1;
+#endif
+}
+
+// The kernel filter's proc.name terms (issue 18): the comm of each process's last successful
+// execve, as the execve record reports it to userspace, where it is proc.name until the next
+// exec (falconet.state: prctl(PR_SET_NAME) renames only thread.comm). Keyed by tgid, valid for
+// the thread-group leader's start time (a reused tgid never matches); recorded before the
+// record is emitted, removed again when the ring refuses the record (userspace then keeps the
+// previous name: unknown here, every name term holds).
+struct kf_exec_t { u64 gen; char comm[16]; };
+BPF_TABLE("lru_hash", u32, struct kf_exec_t, kf_exec, 65536);
+
 static __always_inline int output(char *buf, u32 size, u32 cat) {
     // the record's process, not the current task (an io_uring completion may run elsewhere)
     u32 w = owner_of(((struct hdr_t *)buf)->pid);
@@ -594,6 +613,10 @@ static __always_inline int output(char *buf, u32 size, u32 cat) {
     if (ring_output(w, buf, size, fl) != 0) {
         count(C_DROP_BASE + cat);
         ring_drop(w);
+        if (cat == CAT_EXECVE) {
+            u32 tg = ((struct hdr_t *)buf)->pid;
+            kf_exec.delete(&tg);
+        }
     }
     return 0;
 }
@@ -844,6 +867,17 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
         exec_fn.delete(&tid);
     }
     bpf_get_current_comm(r->comm, sizeof(r->comm));
+    {
+        u32 tg = (u32)(pt >> 32);
+        if (res == 0 && r->comm[0]) {
+            struct kf_exec_t e = {};
+            e.gen = kf_gen();
+            __builtin_memcpy(e.comm, r->comm, sizeof(e.comm));
+            kf_exec.update(&tg, &e);
+        } else if (res == 0) {
+            kf_exec.delete(&tg);                // an empty comm: userspace names it otherwise
+        }
+    }
 
     void *task = (void *)bpf_get_current_task();
     u64 *x = r->x;
@@ -982,6 +1016,7 @@ static __always_inline int emit_prctl(void *ctx, u32 id) {
 #define KF_R_UNTRACKED 3
 #define KF_R_NOT_SOCKET 4
 #define KF_R_CONTENT 5
+#define KF_R_PROC 6
 #define KF_NREASONS 8
 #define KF_MAX_IDS 128
 struct kf_cfg_t {
@@ -991,6 +1026,7 @@ struct kf_cfg_t {
     u64 anypath;        // clause bits with no path constraint
     u64 suffix;         // clause bits with suffixes (kf_rpaths is looked up for them)
     u64 relpass;        // clause bits with a relative name or prefix: relative opens pass
+    u64 named;          // clause bits with a proc.name term (kf_names)
 };
 struct kf_key_t {
     u32 prefixlen;      // in bits (LPM trie)
@@ -1004,6 +1040,27 @@ BPF_LPM_TRIE(kf_rpaths, struct kf_key_t, u64, 1024);
 BPF_TABLE("lru_hash", u64, u64, kf_fds, 65536);
 BPF_PERCPU_ARRAY(kf_counts, u64, KF_MAX_IDS * KF_NREASONS);
 BPF_PERCPU_ARRAY(kf_keybuf, struct kf_key_t, 1);
+// a proc.name of the rules (16 bytes, NUL-padded, as bpf_get_current_comm) -> the bits of the
+// clauses that list it
+struct kf_comm_t { char c[16]; };
+BPF_HASH(kf_names, struct kf_comm_t, u64, 4096);
+
+// The clause bits whose proc.name term the current process meets (falconet.kfilter.
+// comm_matches): every bit without a term; with one, those listing the comm kf_exec recorded
+// at the process's last execve; all of them when that comm is unknown.
+static __always_inline u64 kf_name_ok(struct kf_cfg_t *cfg) {
+    u64 named = cfg->named;
+    if (!named)
+        return ~0ull;
+    u32 tg = bpf_get_current_pid_tgid() >> 32;
+    struct kf_exec_t *e = kf_exec.lookup(&tg);
+    if (!e || e->gen != kf_gen())
+        return ~0ull;
+    struct kf_comm_t k = {};
+    __builtin_memcpy(k.c, e->comm, sizeof(k.c));
+    u64 *v = kf_names.lookup(&k);
+    return ~named | (v ? *v : 0);
+}
 
 static __always_inline void kf_count(u32 id, u32 reason) {
     u32 k = id * KF_NREASONS + reason;
@@ -1011,15 +1068,6 @@ static __always_inline void kf_count(u32 id, u32 reason) {
     if (c) *c += 1;
 }
 
-static __always_inline u64 kf_gen(void) {
-#if defined(OFF_TASK_START_TIME)
-    void *task = (void *)bpf_get_current_task();
-    void *leader = kread_ptr(task, OFF_TASK_GROUP_LEADER);
-    return kread_u64(leader, OFF_TASK_START_TIME) | 1;
-#else
-    return 1;
-#endif
-}
 
 static __always_inline u64 kf_fdkey(u64 pt, s64 fd) {
     return (pt & 0xffffffff00000000ull) | (u32)fd;
@@ -1423,6 +1471,9 @@ static __always_inline int kf_open_drop(u32 id, u64 flags, s64 res, u64 ftype,
     u64 live = cfg->live[cls];
     if (!live)
         return 1 + ((!ok && cfg->live[(cls | 4) & 7]) ? KF_R_FAILED : KF_R_FLAGS);
+    live &= kf_name_ok(cfg);            // step 3b
+    if (!live)
+        return 1 + KF_R_PROC;
     if (live & cfg->anypath)
         return 0;
     if (n >= 2 && path[0] != '/')
@@ -1945,7 +1996,8 @@ int falconet_kpath_kf(struct bpf_raw_tracepoint_args *ctx) {
             }
         }
         if (!hit)
-            hit = kf_trie_hit(cfg, cfg->live[kf_class(j->kf_flags, j->kf_res)], pb->d, n);
+            hit = kf_trie_hit(cfg, cfg->live[kf_class(j->kf_flags, j->kf_res)] &
+                              kf_name_ok(cfg), pb->d, n);
     }
     if (kf_after_open(id, hit ? 0 : 1 + KF_R_PATH, j->kf_res, j->kf_pt)) {
         kf_count(id, KF_R_PATH);

@@ -18,7 +18,10 @@ filtered type with filter ``tf``:
    the state needs whatever the rules say.
 3. The *live* clauses are those whose ``need_read``/``need_write``/``need_success`` the event
    satisfies. None live → drop, reason ``failed`` if some clause would be live were the call
-   successful, else ``flags``.
+   successful, else ``flags``. 3b. Of those, a clause with a ``proc.name`` term (``names``)
+   stays live only when the process's exec-time name, as the kernel recorded it at its last
+   successful ``execve`` (``kf_exec``), is one of them, or is unknown; none left → drop,
+   reason ``process``.
 4. A live clause with ``any_path``, or :func:`irregular_path` (the raw path may differ from
    ``fd.name``: relative, ``dirfd``-based, not normalised, too long for the kernel's key) →
    pass. A relative raw path (to a ``dirfd`` or the cwd) passes unless it is
@@ -63,8 +66,12 @@ REASON_PATH = "path"
 REASON_UNTRACKED_FD = "untracked_fd"
 REASON_NOT_SOCKET = "not_socket"
 REASON_CONTENT = "content"
+#: the process's name (``proc.name``, the exec-time comm) is in no live clause's names
+REASON_PROCESS = "process"
 REASONS = (REASON_FAILED, REASON_FLAGS, REASON_PATH, REASON_UNTRACKED_FD, REASON_NOT_SOCKET,
-           REASON_CONTENT)
+           REASON_CONTENT, REASON_PROCESS)
+#: bytes of the kernel's comm (TASK_COMM_LEN, NUL included): a longer name is never a comm
+COMM_LEN = 16
 
 #: the I/O calls the collector traces with a data snapshot (``evt.buffer``)
 IO_TYPES = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "sendto",
@@ -108,11 +115,17 @@ class Clause:
     need_success: bool              # evt.res >= 0 (fd.num >= 0, evt.rawres >= 0, ...)
     #: or end with one of these (``fd.filename = x`` is the suffix ``/x``; ``endswith``)
     suffixes: frozenset[str] = frozenset()
+    #: ``proc.name`` must be one of these (``None``: any process)
+    names: frozenset[str] | None = None
 
     def describe(self) -> str:
         needs = [w for w, on in (("read", self.need_read), ("write", self.need_write),
                                  ("success", self.need_success)) if on]
         cond = " and ".join(needs) if needs else "any flags"
+        if self.names is not None:
+            shown = ", ".join(sorted(self.names)[:6]) + (
+                f", ... ({len(self.names)} in all)" if len(self.names) > 6 else "")
+            cond += f", proc.name in ({shown})"
         if self.any_path:
             return f"{cond}, any path"
         parts = [f"= {p}" for p in sorted(self.exact)] + \
@@ -194,7 +207,8 @@ class FilterPlan:
             "types": {t: [{"any_path": c.any_path, "exact": sorted(c.exact),
                            "prefixes": sorted(c.prefixes), "suffixes": sorted(c.suffixes),
                            "need_read": c.need_read,
-                           "need_write": c.need_write, "need_success": c.need_success}
+                           "need_write": c.need_write, "need_success": c.need_success,
+                           "proc_names": None if c.names is None else sorted(c.names)}
                           for c in tf.clauses] for t, tf in sorted(self.types.items())},
             "unfiltered": dict(sorted(self.unfiltered.items())),
             "filter_close": self.filter_close,
@@ -294,20 +308,31 @@ def suffix_tails(c: Clause) -> set[str]:
     return out
 
 
+def comm_matches(c: Clause, comm: str | None) -> bool:
+    """Whether a process whose exec-time comm is ``comm`` (``None``: unknown to the kernel)
+    can meet ``c``'s ``proc.name`` term (``kf_names`` in the kernel: the comm's 16 bytes)."""
+    return c.names is None or comm is None or comm in c.names
+
+
 def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
-                resolved: str = "", below: str | None = None) -> str | None:
+                resolved: str = "", below: str | None = None,
+                comm: str | None = None) -> str | None:
     """``None`` = the event passes to userspace; else why it is dropped: ``failed``, ``flags``
     or ``path`` (see the module's docstring: the kernel decides exactly this way).
     ``resolved``: the kernel's path of the opened file ("" unknown): a successful open whose
     requested path fails the live clauses still passes when that path passes them (step 6).
     ``below``: for a relative ``raw``, the directory its ``dirfd``'s verdict was computed for
-    (the directory itself or an ancestor, see :class:`FdTracker`); ``None``: none, it passes."""
+    (the directory itself or an ancestor, see :class:`FdTracker`); ``None``: none, it passes.
+    ``comm``: the process's name at its last exec as the kernel recorded it (``None``:
+    unknown, every ``proc.name`` term holds): a clause whose names lack it is not live (step
+    3b; none left: ``process``)."""
     ok = res >= 0
     if ok and is_dir:
         return None
     read = is_open_read(flags)
     write = is_open_write(flags)
     live = False                # some clause's needs are met
+    flags_live = False          # some clause's flags and success are met (its name may not be)
     failed_only = False         # some clause's flags are met, its success is not
     irregular: bool | None = None
     live_cs: list[Clause] = []
@@ -317,6 +342,9 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
             continue
         if c.need_success and not ok:
             failed_only = True
+            continue
+        flags_live = True
+        if not comm_matches(c, comm):
             continue
         live = True
         live_cs.append(c)
@@ -336,8 +364,10 @@ def open_passes(tf: TypeFilter, raw: str, flags: int, res: int, is_dir: bool,
             return None
         if c.suffixes and raw.endswith(tuple(c.suffixes)):
             return None
-    if not live:
+    if not flags_live:
         return REASON_FAILED if failed_only else REASON_FLAGS
+    if not live:
+        return REASON_PROCESS
     if resolved and ok and _path_hits(live_cs, resolved):
         return None
     return REASON_PATH
@@ -393,7 +423,8 @@ def io_event_passes(f: IoFilter, evt: Any) -> str | None:
     return io_passes(f, event_is_socket(evt), data)
 
 
-def open_event_passes(tf: TypeFilter, evt: Any, below: str | None = None) -> str | None:
+def open_event_passes(tf: TypeFilter, evt: Any, below: str | None = None,
+                      comm: str | None = None) -> str | None:
     """:func:`open_passes` for an :class:`~falconet.events.Event` (``name``, ``flags``,
     ``res``); an event without a return value passes."""
     res = evt.res
@@ -404,7 +435,7 @@ def open_event_passes(tf: TypeFilter, evt: Any, below: str | None = None) -> str
         return None
     resolved = evt.args.get("resolved")
     return open_passes(tf, raw, event_open_flags(evt), int(res), event_is_dir(evt),
-                       resolved if isinstance(resolved, str) else "", below)
+                       resolved if isinstance(resolved, str) else "", below, comm)
 
 
 def event_dirfd(evt: Any) -> int:
@@ -480,7 +511,7 @@ class FdTracker:
     cwd from ``/proc``), as do the leader's exit and a new process with that pid; cwd-relative
     opens (``AT_FDCWD``) are decided against it."""
 
-    __slots__ = ("plan", "untracked", "filtered", "names", "dirs", "cwds", "relative")
+    __slots__ = ("plan", "untracked", "filtered", "names", "dirs", "cwds", "relative", "comms")
 
     def __init__(self, plan: FilterPlan, counts: dict[tuple[str, str], int] | None = None
                  ) -> None:
@@ -497,6 +528,9 @@ class FdTracker:
         #: pid -> the cwd's verdict, likewise (kf_cwds in the kernel)
         self.cwds: dict[int, tuple[str, str]] = {}
         self.relative = relative_filtering(plan)
+        #: pid -> the comm of its last successful execve (kf_exec in the kernel): what the
+        #: clauses' proc.name terms are tested on (unknown: they hold)
+        self.comms: dict[int, str] = {}
 
     def verdict(self, evt: Any) -> str | None:
         """``None`` = ``evt`` reaches userspace; else the reason the kernel drops it (and the
@@ -521,7 +555,8 @@ class FdTracker:
             why = None
             below = self._base(evt.pid, event_dirfd(evt))
             if tf is not None:
-                why = open_event_passes(tf, evt, below[0] if below else None)
+                why = open_event_passes(tf, evt, below[0] if below else None,
+                                        self.comms.get(evt.pid) if self.comms else None)
             if res is not None and res >= 0:
                 key = (evt.pid, res)
                 if self.relative:
@@ -551,11 +586,17 @@ class FdTracker:
                 return self._count(t, REASON_UNTRACKED_FD)
             return None
         if t in ("chdir", "fchdir", "execve", "execveat"):
+            if t != "chdir" and t != "fchdir" and res == 0:
+                comm = evt.args.get("comm")     # what emit_exec records (an empty one: none)
+                if isinstance(comm, str) and comm:
+                    self.comms[evt.pid] = comm
+                else:
+                    self.comms.pop(evt.pid, None)
             if self.relative and (res is None or res >= 0):
                 self._cwd_verdict(evt)
             return None
         if t == "procexit":
-            if evt.pid == evt.tid and (self.untracked or self.dirs or self.cwds):
+            if evt.pid == evt.tid and (self.untracked or self.dirs or self.cwds or self.comms):
                 self._forget(evt.pid)
             return None
         if t in RECOVERED_FD_TYPES:
@@ -568,7 +609,7 @@ class FdTracker:
             # closes of the fds it inherited (the kernel compares the leader's start time)
             child = evt.args.get("child_pid")
             if child and child == evt.args.get("child_tid", child) and (
-                    self.untracked or self.dirs or self.cwds):
+                    self.untracked or self.dirs or self.cwds or self.comms):
                 self._forget(child)
             return None
         if res is not None and res >= 0 and self.dirs and t in FD_RESULT_TYPES:
@@ -633,6 +674,7 @@ class FdTracker:
         if self.dirs:
             self.dirs = {k: v for k, v in self.dirs.items() if k[0] != pid}
         self.cwds.pop(pid, None)
+        self.comms.pop(pid, None)
 
     def _count(self, t: str, why: str | None) -> str | None:
         if why is not None:

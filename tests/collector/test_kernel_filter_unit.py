@@ -15,7 +15,7 @@ WRITE = Clause(any_path=False, exact=frozenset(), prefixes=frozenset({"/etc/", "
                need_read=False, need_write=True, need_success=True)
 ANY_FAILED = Clause(any_path=True, exact=frozenset(), prefixes=frozenset(), need_read=False,
                     need_write=False, need_success=False)
-CFG = struct.Struct("<II8QQQQ")
+CFG = struct.Struct("<II8QQQQQ")
 
 
 def _tables(*clauses: Clause, close: bool = True) -> kfilter_maps.KernelTables:
@@ -25,7 +25,7 @@ def _tables(*clauses: Clause, close: bool = True) -> kfilter_maps.KernelTables:
 
 def test_each_access_class_lists_the_clauses_it_can_satisfy():
     t = _tables(READ, WRITE)
-    enabled, track, *live, anypath, _suffix, _relpass = CFG.unpack(t.cfg[7])
+    enabled, track, *live, anypath, _suffix, _relpass, _named = CFG.unpack(t.cfg[7])
     assert (enabled, track, anypath) == (1, 1, 0)
     rd, wr, ok = 1, 2, 4
     assert live[0] == 0 and live[rd] == 0             # failed opens: nothing can match
@@ -41,7 +41,7 @@ def test_exact_names_end_in_nul_and_longer_entries_carry_their_prefixes_bits():
 
 def test_any_path_clauses_and_close_tracking():
     t = _tables(READ, ANY_FAILED)
-    *_, anypath, _suffix, _relpass = CFG.unpack(t.cfg[7])
+    *_, anypath, _suffix, _relpass, _named = CFG.unpack(t.cfg[7])
     assert anypath == 0b10
     assert CFG.unpack(t.cfg[3])[:2] == (0, 1)         # close: not filtered itself, tracks fds
     assert 3 not in _tables(READ, close=False).cfg
@@ -89,7 +89,7 @@ def test_suffixes_go_reversed_into_their_own_trie():
                need_write=True, need_success=True,
                suffixes=frozenset({"/release_agent", "_history", "sh_history"}))
     t = _tables(READ, c)
-    *_, suffix, _relpass = CFG.unpack(t.cfg[7])
+    *_, suffix, _relpass, _named = CFG.unpack(t.cfg[7])
     assert suffix == 0b10
     assert t.rtrie[b"tnega_esaeler/"] == 0b10
     assert t.rtrie[b"yrotsih_hs"] == 0b10 and t.rtrie[b"yrotsih_"] == 0b10
@@ -110,7 +110,7 @@ def test_relative_opens_ancestor_keys_suffix_tails_and_relpass():
     assert b"/\0" not in t.trie                       # the root never gets a verdict
     assert t.rtrie[b"asr_di/\0"] == 0b100             # "/id_rsa" completes the suffix
     assert t.rtrie[b"asr_di/hss./"] == 0b100          # the suffix itself (absolute paths)
-    *_, suffix, relpass = CFG.unpack(t.cfg[7])
+    *_, suffix, relpass, _named = CFG.unpack(t.cfg[7])
     assert (suffix, relpass) == (0b100, 0b1000)
 
 
@@ -119,3 +119,20 @@ def test_relative_filtering_off_when_the_ancestors_do_not_fit(monkeypatch):
     monkeypatch.setattr(kfilter, "TRIE_ENTRIES", 3)
     t = _tables(READ, WRITE)
     assert not t.relative and not any(k.endswith(b"/\0") for k in t.trie)
+
+
+def test_process_names_go_into_kf_names_with_their_clause_bits():
+    """proc.name terms: ``named`` has the bits of the clauses with one, kf_names each name's 16
+    comm bytes (NUL-padded) with the bits of the clauses listing it; a name of 16 bytes or
+    more is never a comm: no entry (its clause bit is still named: such a process is unknown
+    to no clause, it meets none)."""
+    a = Clause(any_path=False, exact=frozenset({"/etc/shadow"}), prefixes=frozenset(),
+               need_read=True, need_write=False, need_success=False,
+               names=frozenset({"sh", "bash"}))
+    b = Clause(any_path=True, exact=frozenset(), prefixes=frozenset(), need_read=False,
+               need_write=True, need_success=False,
+               names=frozenset({"bash", "a-name-of-16-bytes"}))
+    t = _tables(a, b, READ)
+    assert t.names == {b"sh".ljust(16, b"\0"): 0b01, b"bash".ljust(16, b"\0"): 0b11}
+    *_, named = CFG.unpack(t.cfg[7])
+    assert named == 0b011

@@ -73,3 +73,19 @@ def test_default_rules_come_from_the_first_candidate_with_rules(
     assert app.default_rules_paths() == [str(share / "a.yaml")]
     monkeypatch.setenv("FALCONET_RULES_DIR", str(empty))      # empty: the next one
     assert app.default_rules_paths() == [str(share / "a.yaml")]
+
+
+def test_rules_list_shows_the_process_names_of_the_kernel_filter(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    (tmp_path / "r.yaml").write_text(
+        "- rule: shells write tmp\n  desc: d\n  condition: evt.type = openat and "
+        "evt.is_open_write = true and fd.name startswith /tmp/ and proc.name in (sh, bash)\n"
+        "  output: x\n  priority: warning\n")
+    args = ["rules", "list", str(tmp_path / "r.yaml"), "--kernel-filter",
+            "-o", "plugins.learning.enabled=false"]
+    assert main(args) == 0
+    assert "  - write, proc.name in (bash, sh), path startswith /tmp/" in capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    [c] = json.loads(capsys.readouterr().out)["types"]["openat"]
+    assert c["proc_names"] == ["bash", "sh"] and c["prefixes"] == ["/tmp/"]

@@ -46,12 +46,31 @@ def rule_sets(tmp: str) -> dict[str, list[str]]:
     off = f"{tmp}/setuid-off.yaml"
     with open(off, "w") as f:
         f.write("- rule: Setuid or Setgid Bit Set\n  enabled: false\n  override:\n    enabled: replace\n")
+    named = f"{tmp}/named.yaml"
+    with open(named, "w") as f:         # proc.name terms: the exec-time names of the capture
+        f.write(NAMED_RULES)
     return {"stable": [str(FALCO_RULES)], "default": [str(REPO / "rules")],
-            "default-setuid-off": [str(REPO / "rules"), off]}
+            "default-setuid-off": [str(REPO / "rules"), off], "named": [named]}
+
+
+NAMED_RULES = """\
+- rule: Pager or cat reads below etc
+  desc: d
+  condition: >
+    evt.type in (open, openat, openat2, creat) and evt.is_open_read = true and
+    fd.name startswith /etc/ and proc.name in (cat, less)
+  output: "%proc.name read %fd.name"
+  priority: warning
+- rule: Python writes
+  desc: d
+  condition: evt.type in (open, openat, openat2, creat) and evt.is_open_write = true and proc.name = python3
+  output: "%proc.name wrote %fd.name"
+  priority: warning
+"""
 
 
 @pytest.mark.parametrize("which,expect_filtered", [("stable", True), ("default", True),
-                                                   ("default-setuid-off", True)])
+                                                   ("default-setuid-off", True), ("named", True)])
 def test_same_alerts_with_the_kernel_filter(capture: str, tmp_path, which: str,
                                             expect_filtered: bool) -> None:
     if which == "stable":
@@ -72,6 +91,9 @@ def test_same_alerts_with_the_kernel_filter(capture: str, tmp_path, which: str,
         assert "openat/path:" in err_kf and "close/untracked_fd:" in err_kf
         events = [int(m) for m in re.findall(r"falconet: (\d+) events", err_plain + err_kf)]
         assert events[0] == events[1] + n        # filtered events never reach the pipeline
+    if which == "named":
+        assert {a["rule"] for a in plain} == {"Pager or cat reads below etc", "Python writes"}
+        assert "openat/process:" in err_kf
 
 
 def test_filtered_events_are_metrics_not_drops(capture: str) -> None:

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 from falconet import kfilter as K
-from falconet.kfilter import Clause, FdTracker, FilterPlan, TypeFilter, irregular_path, open_passes
+from falconet.events import Event
+from falconet.kfilter import (
+    Clause,
+    FdTracker,
+    FilterPlan,
+    TypeFilter,
+    irregular_path,
+    open_event_passes,
+    open_passes,
+)
 from falconet.rules.kfilter import derive
 from falconet.state import flags as F
 from kfhelp import Engine, open_event, rule
@@ -78,7 +87,7 @@ def test_plan_describe_and_json() -> None:
     assert d["relative_opens"] is True
     assert d["types"]["open"] == [{"any_path": False, "exact": ["/etc/shadow"], "prefixes": [],
                                    "suffixes": [], "need_read": True, "need_write": False,
-                                   "need_success": False}]
+                                   "need_success": False, "proc_names": None}]
 
 
 # ------------------------------------------------------------------------------ atoms
@@ -120,7 +129,7 @@ def test_atoms(cond: str, want: Clause) -> None:
 @pytest.mark.parametrize("cond", [
     "fd.name contains /etc", "fd.name endswith ''", "fd.name icontains /etc",
     "fd.name iglob /etc/*", "tolower(fd.name) = /etc/shadow", "fd.name = val(fd.nameraw)",
-    "proc.name = cat", "not fd.name = /etc/shadow", "fd.num = -1", "evt.rawres != 0",
+    "proc.name != cat", "not fd.name = /etc/shadow", "fd.num = -1", "evt.rawres != 0",
     "evt.res != SUCCESS", "evt.is_open_read = false", "fd.typechar = f",
     "fd.filename startswith sh", "fd.name glob *shadow", "fd.name pmatch (/)",
     "evt.arg.flags contains O_RDONLY"])
@@ -153,7 +162,7 @@ def test_and_or_not() -> None:
                "fd.name in (/etc/shadow, /usr/x)") == C(exact={"/etc/shadow"}, r=True)
     # an or of a path and no path: any path; need_* only if both sides need it
     assert one(f"{ALL} and evt.is_open_read = true and fd.num >= 0 and (fd.name = /a or "
-               "proc.name = x)") == C(any_path=True, r=True, s=True)
+               "proc.cwd = x)") == C(any_path=True, r=True, s=True)
     # De Morgan: not (a or b) = not a and not b: both opaque
     assert one(f"{ALL} and evt.is_open_read = true and not (fd.name = /a or fd.num >= 0)") == \
         C(any_path=True, r=True)
@@ -204,7 +213,7 @@ def test_unfilterable_rules() -> None:
     assert plan.types == {} and "matches every event type" in plan.unfiltered["openat"]
     assert not plan.filter_close
     # an open rule with no testable condition: that type filters nothing
-    plan = E.plan(rule("evt.type = openat and proc.name = x"))
+    plan = E.plan(rule("evt.type = openat and proc.cwd = x"))
     assert "openat" not in plan.types and "openat" in plan.unfiltered
     # plugins
     plan = E.plan(rule(f"{ALL} and fd.num >= 0"), unfiltered_types={"openat": "learning"})
@@ -488,3 +497,66 @@ def test_a_relative_drop_still_passes_on_the_kernel_path() -> None:
     assert op("l", "/etc/shadow", 4) is None
     assert op("m", "/tmp/m", 5) == "path"
     assert (100, 5) in tr.untracked and (100, 4) not in tr.untracked
+
+
+# ------------------------------------------------------------------------------ proc.name
+def test_proc_name_terms_are_derived_only_where_necessary() -> None:
+    got = one(f"{ALL} and evt.is_open_write = true and fd.name startswith /tmp/ and "
+              "proc.name in (sh, bash)")
+    assert got.names == frozenset({"sh", "bash"}) and got.prefixes == frozenset({"/tmp/"})
+    # "=" and "in" intersect; an empty intersection: no clause
+    assert one(f"{ALL} and fd.num >= 0 and proc.name in (a, b) and proc.name = b").names == \
+        frozenset({"b"})
+    assert clauses(f"{ALL} and fd.name = /x and proc.name = a and proc.name = b", t="openat"
+                   ) == ()
+    # negations, other operators, other fields: no term
+    for cond in ("not proc.name in (a, b)", "proc.name != a", "proc.name startswith a",
+                 "proc.name icontains a", "proc.pname = a", "proc.aname = a",
+                 "thread.comm = a", "(proc.name = a or fd.num >= 0)"):
+        assert one(f"{ALL} and fd.name = /x and fd.num >= 0 and {cond}").names is None, cond
+    # an or keeps both sides apart (different names), a name term alone filters the type
+    got = clauses(f"{ALL} and ((proc.name = a and fd.name = /x) or (proc.name = b and "
+                  "fd.name = /y))")
+    assert {(c.names, c.exact) for c in got} == {(frozenset({"a"}), frozenset({"/x"})),
+                                                 (frozenset({"b"}), frozenset({"/y"}))}
+    got = one(f"{ALL} and proc.name = a")
+    assert got.any_path and got.names == frozenset({"a"})
+    assert any("proc.name in (a)" in line for line in E.plan(rule(f"{ALL} and proc.name = a")
+                                                            ).describe())
+
+
+def test_a_clause_with_a_name_term_is_live_only_for_its_processes() -> None:
+    tf = E.plan(rule(f"{ALL} and evt.is_open_write = true and fd.name startswith /tmp/ and "
+                     "proc.name = sh")).types["openat"]
+    w = open_event("openat", "/tmp/a", 0o1)
+    assert open_event_passes(tf, w, comm="sh") is None
+    assert open_event_passes(tf, w) is None                 # unknown name: the term holds
+    assert open_event_passes(tf, w, comm="cat") == "process"
+    # the earlier steps keep their reasons; the path is decided after the name
+    assert open_event_passes(tf, open_event("openat", "/tmp/a", 0), comm="cat") == "flags"
+    assert open_event_passes(tf, open_event("openat", "/etc/a", 0o1), comm="sh") == "path"
+    # a directory passes whatever the name
+    assert open_event_passes(tf, open_event("openat", "/tmp", 0o1, is_dir=True),
+                             comm="cat") is None
+
+
+def test_the_tracker_tests_the_comm_of_the_last_successful_exec() -> None:
+    plan = E.plan(rule(f"{ALL} and evt.is_open_write = true and fd.name startswith /tmp/ and "
+                       "proc.name = sh"))
+    tr = FdTracker(plan)
+    w = open_event("openat", "/tmp/a", 0o1, pid=100, ts=2)
+
+    def exe(comm: str, res: int = 0, pid: int = 100) -> Event:
+        return Event("syscall", "execve", 1, pid, pid, {"filename": "/bin/" + comm,
+                                                        "argv": [comm], "comm": comm}, res)
+    assert tr.verdict(w) is None                            # no exec seen: unknown
+    tr.verdict(exe("cat"))
+    assert tr.verdict(w) == "process"
+    tr.verdict(exe("sh", res=-2))                           # a failed exec changes nothing
+    assert tr.verdict(w) == "process"
+    tr.verdict(exe("sh"))
+    assert tr.verdict(w) is None
+    tr.verdict(exe("cat"))
+    tr.verdict(Event("syscall", "procexit", 3, 100, 100, {"status": 0}, 0))
+    assert tr.verdict(w) is None                            # forgotten with the process
+    assert tr.filtered[("openat", "process")] == 2

@@ -6,6 +6,8 @@ tracking never drops a close of an fd userspace knows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from falconet.events import Event
 from falconet.kfilter import FdTracker, open_event_passes
 from falconet.state.parser import StateParser
@@ -94,11 +96,13 @@ def atoms(draw: st.DrawFn, kinds: int = 12,
                                  "tolower(fd.name) startswith /etc", "proc.cwd = /tmp"]))
 
 
-def conditions() -> st.SearchStrategy[str]:
-    return st.recursive(atoms(), lambda sub: st.one_of(
+def conditions(leaves: st.SearchStrategy[str] | None = None,
+               max_leaves: int = 8) -> st.SearchStrategy[str]:
+    """``leaves`` (default: :func:`atoms`) under and/or/not."""
+    return st.recursive(atoms() if leaves is None else leaves, lambda sub: st.one_of(
         st.lists(sub, min_size=2, max_size=3).map(lambda xs: "(" + " and ".join(xs) + ")"),
         st.lists(sub, min_size=2, max_size=3).map(lambda xs: "(" + " or ".join(xs) + ")"),
-        sub.map(lambda x: f"not {x}")), max_leaves=8)
+        sub.map(lambda x: f"not {x}")), max_leaves=max_leaves)
 
 
 @st.composite
@@ -337,6 +341,12 @@ def test_relative_opens_under_directory_verdicts_are_sound(cond: str,
     """Directory verdicts: whenever the engine fed every event matches, the tracker passes
     the event; and an engine fed only what passes matches exactly the same events (the
     directory fds it resolves relative names with are the same)."""
+    _full_and_seen(cond, events, lambda t: t.dirs)
+
+
+def _full_and_seen(cond: str, events: list[Event], show: Any) -> None:
+    """Whenever the engine fed every event matches an open, the tracker passes it; an engine
+    fed only what passes matches the same opens (``show``: the tracker state to report)."""
     text = rule(f"evt.type in (open, openat, openat2, creat) and {cond}")
     full, seen = Engine(), Engine()
     rs_full, rs_seen = full.load(text), seen.load(text)
@@ -347,10 +357,83 @@ def test_relative_opens_under_directory_verdicts_are_sound(cond: str,
         full.parser(evt)
         matched = bool(rs_full.match(evt)) if evt.type in TYPES else False
         if matched:
-            assert why is None, (cond, evt, tracker.dirs)
+            assert why is None, (cond, evt, show(tracker))
         if why is None:
             copy = Event(evt.source, evt.type, evt.ts, evt.pid, evt.tid, dict(evt.args),
                          evt.res)
             seen.parser(copy)
             if evt.type in TYPES:
-                assert bool(rs_seen.match(copy)) == matched, (cond, evt, tracker.dirs)
+                assert bool(rs_seen.match(copy)) == matched, (cond, evt, show(tracker))
+
+
+NAMES = ["sh", "cat", "python3", "kf-a", "a-name-of-16-bytes"]
+
+
+@st.composite
+def name_atoms(draw: st.DrawFn) -> str:
+    k = draw(st.integers(-2, 3))
+    if k <= 0:
+        return f"proc.name = {draw(st.sampled_from(NAMES))}"
+    if k == 1:
+        vals = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
+        return f"proc.name in ({', '.join(vals)})"
+    if k == 2:
+        return f"proc.name {draw(st.sampled_from(['!=', 'startswith', 'icontains']))} " \
+               f"{draw(st.sampled_from(NAMES))}"
+    return draw(atoms(7))
+
+
+def name_conditions() -> st.SearchStrategy[str]:
+    return conditions(name_atoms(), 6)
+
+
+@st.composite
+def name_sequences(draw: st.DrawFn) -> list[Event]:
+    """Execs (their comm, failed ones, an empty comm: the state then names the process after
+    the file), renames (prctl PR_SET_NAME), forks, exits and opens of two processes."""
+    out: list[Event] = []
+    slot = {100: 100, 200: 200}
+    for i in range(draw(st.integers(1, 20))):
+        k = draw(st.integers(0, 9))
+        s = draw(st.sampled_from([100, 200]))
+        pid = slot[s]
+        if k <= 1:
+            comm = draw(st.sampled_from(NAMES[:4] + [""]))
+            out.append(Event("syscall", "execve", i, pid, pid,
+                             {"filename": "/bin/" + draw(st.sampled_from(NAMES)),
+                              "argv": ["x"], "comm": comm}, draw(st.sampled_from([0, 0, -2]))))
+        elif k == 2:
+            out.append(Event("syscall", "prctl", i, pid, pid,
+                             {"option": 15, "arg2_str": draw(st.sampled_from(NAMES))}, 0))
+        elif k == 3:
+            child = pid + 1
+            out.append(Event("syscall", "procfork", i, pid, pid,
+                             {"child_tid": child, "child_pid": child, "parent_pid": pid,
+                              "child_comm": draw(st.sampled_from(NAMES))}, 0))
+            out.append(Event("syscall", "openat", i, child, child,
+                             {"fd": 3, "dirfd": -100, "name": "/tmp/c", "flags": 0o1,
+                              "ftype": ftype(False)}, 3))
+        elif k == 4:
+            out.append(Event("syscall", "procexit", i, pid, pid, {"status": 0}, 0))
+            slot[s] = pid + 1000
+        else:
+            t = draw(st.sampled_from(TYPES))
+            res = draw(st.sampled_from([3, 3, -2]))
+            args = {"fd": res, "name": draw(st.sampled_from(["/tmp/c", "/etc/shadow", "/x"])),
+                    "mode": 0, "ftype": ftype(False)}
+            if t != "creat":
+                args["flags"] = draw(st.sampled_from([0, 0o1, 0o2]))
+            if t in ("openat", "openat2"):
+                args["dirfd"] = -100
+            out.append(Event("syscall", t, i, pid, pid, args, res))
+    return out
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(name_conditions(), st.tuples(name_atoms(), name_conditions()).map(
+    lambda x: f"({x[0]} and {x[1]})")), name_sequences())
+def test_proc_name_terms_never_drop_a_matching_open(cond: str, events: list[Event]) -> None:
+    """The tracker tests the comm of each process's last successful exec (what the kernel
+    records); whenever the engine fed every event matches an open, the tracker passes it; an
+    engine fed only what passes matches the same opens."""
+    _full_and_seen(cond, events, lambda t: t.comms)

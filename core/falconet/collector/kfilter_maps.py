@@ -18,6 +18,9 @@ type, which clauses can make an event interesting. The kernel side (``kf_open_dr
   NUL-terminated; ``relpass`` (in ``kf_cfg``) the bits of clauses with a relative name or
   prefix; ``kf_rel[0]``, the plan's epoch (a verdict of an earlier plan never matches),
   is set last and cleared first.
+- ``proc.name`` terms: ``named`` (in ``kf_cfg``) the bits of clauses with one, ``kf_names`` each
+  name (its 16 comm bytes, NUL-padded) with the bits of the clauses that list it; the kernel
+  tests the comm ``kf_exec`` recorded at the process's last successful execve.
 
 Order matters for soundness while the program already runs: the trie is filled before any
 ``kf_cfg`` entry enables filtering (an empty trie would drop every path).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.bpfsyscall import map_delete, map_update
 from falconet.kfilter import (
+    COMM_LEN,
     IO_STATE_TYPES,
     KEY_LEN,
     FilterPlan,
@@ -51,11 +55,13 @@ log = logging.getLogger("falconet.collector")
 #: must match bpf/falconet.bpf.c
 TRIE_KEY_LEN = 256
 MAX_IDS = 128
-REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "", "")
+REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "process", "")
 IO_NEEDLES = 4
 _IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
-_CFG = struct.Struct("<II8QQQQ")        # struct kf_cfg_t
+_CFG = struct.Struct("<II8QQQQQ")       # struct kf_cfg_t
+#: entries of kf_names (bpf/falconet.bpf.c)
+NAME_ENTRIES = 4096
 _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -72,6 +78,7 @@ class KernelTables:
     io: dict[int, bytes] = field(default_factory=dict)         # event id -> struct kf_io_t
     trie: dict[bytes, int] = field(default_factory=dict)       # entry bytes -> clause bits
     rtrie: dict[bytes, int] = field(default_factory=dict)      # reversed suffix -> clause bits
+    names: dict[bytes, int] = field(default_factory=dict)      # comm (16 bytes) -> clause bits
     filtered: dict[str, int] = field(default_factory=dict)     # event type -> id
     skipped: dict[str, str] = field(default_factory=dict)      # event type -> why not loaded
     relative: bool = False      # directory verdicts kept (relative opens filtered)
@@ -91,6 +98,8 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
     rentries: dict[bytes, int] = {}
     track = 1 if plan.filter_close else 0
     out.relative = rel = relative_filtering(plan)
+    n_names = len({n for tf in plan.types.values() for c in tf.clauses for n in c.names or ()})
+    use_names = n_names <= NAME_ENTRIES       # else every name term holds (weaker: sound)
     for etype in sorted(plan.types):
         tf = plan.types[etype]
         eid = event_ids.get(etype)
@@ -101,13 +110,20 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             out.skipped[etype] = f"more than {MAX_CLAUSES} clauses in all"
             continue
         live = [0] * 8
-        anypath = suffix = relpass = 0
+        anypath = suffix = relpass = named = 0
         for c in tf.clauses:
             b = 1 << bit
             bit += 1
             for cls in range(8):
                 if _class_ok(c, cls):
                     live[cls] |= b
+            if c.names is not None and use_names:
+                named |= b
+                for nm in c.names:
+                    raw = nm.encode("utf-8", "surrogateescape")
+                    if len(raw) < COMM_LEN:      # longer: never a comm, no entry
+                        k = raw.ljust(COMM_LEN, b"\0")
+                        out.names[k] = out.names.get(k, 0) | b
             if c.any_path:
                 anypath |= b
                 continue
@@ -136,7 +152,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
                 if raw and len(raw) < KEY_LEN:
                     rentries[raw] = rentries.get(raw, 0) | b
                     suffix |= b
-        out.cfg[eid] = _CFG.pack(1, track, *live, anypath, suffix, relpass)
+        out.cfg[eid] = _CFG.pack(1, track, *live, anypath, suffix, relpass, named)
         out.filtered[etype] = eid
     # LPM returns the longest match only: fold each shorter prefix entry into the longer ones
     prefixes = {k: v for k, v in entries.items() if not k.endswith(b"\0")}
@@ -152,7 +168,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             mask |= rprefixes.get(k[:n], 0)
         out.rtrie[k] = mask
     if track and close_id is not None and out.filtered:
-        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0, 0)
+        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0, 0, 0)
     for etype in sorted(plan.io):
         f = plan.io[etype]
         eid = event_ids.get(etype)
@@ -187,6 +203,8 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
         map_update(trie_fd, _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
     for raw, mask in t.rtrie.items():
         map_update(fds["map:kf_rpaths"], _KEY.pack(len(raw) * 8, raw), _U64.pack(mask))
+    for raw, mask in t.names.items():
+        map_update(fds["map:kf_names"], raw, _U64.pack(mask))
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
         map_update(cfg_fd, _U32.pack(eid), value)
     if t.relative and t.filtered and "map:kf_rel" in fds:
@@ -198,7 +216,7 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
 def unload(t: KernelTables, fds: dict[str, int]) -> None:
     """Undo :func:`load` (before a new plan): every type's config off first, so each event
     passes while the tries are emptied."""
-    off = _CFG.pack(0, 0, *([0] * 8), 0, 0, 0)
+    off = _CFG.pack(0, 0, *([0] * 8), 0, 0, 0, 0)
     if "map:kf_rel" in fds:
         map_update(fds["map:kf_rel"], _U32.pack(0), _U32.pack(0))
     for eid in t.cfg:
@@ -209,6 +227,8 @@ def unload(t: KernelTables, fds: dict[str, int]) -> None:
         map_delete(fds["map:kf_paths"], _KEY.pack(len(raw) * 8, raw))
     for raw in t.rtrie:
         map_delete(fds["map:kf_rpaths"], _KEY.pack(len(raw) * 8, raw))
+    for raw in t.names:
+        map_delete(fds["map:kf_names"], raw)
 
 
 class FilterCounters:

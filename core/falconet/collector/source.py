@@ -282,7 +282,7 @@ class EbpfSource:
         request = {"text": built.text, "cflags": built.cflags, "dispatch": built.dispatch,
                    "attach": built.attach, "tails": built.tails,
                    "maps": [*ring_maps, "counters", "exit_progs", "ctl", "kf_cfg", "kf_paths",
-                            "kf_rpaths", "kf_counts", "kf_io", "kf_rel", "ring_drops",
+                            "kf_rpaths", "kf_names", "kf_counts", "kf_io", "kf_rel", "ring_drops",
                             *(["worker_of"] if workers > 1 else []),
                             *sorted({t for t, _i, _f in built.tails})]}
         try:

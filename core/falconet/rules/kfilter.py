@@ -15,7 +15,8 @@ boolean of its checks):
   ``pmatch``, ``glob``; ``contains`` of ``//``, ``/.`` or ``../`` (only irregular paths);
   ``evt.is_open_read/write = true``; success: ``fd.num >= 0`` (and ``> -1``, ``!= -1``, ``= n``,
   ``in`` non-negatives), ``evt.rawres >= 0`` (likewise), ``evt.res = SUCCESS``,
-  ``evt.failed = false``; ``evt.type`` (also negated) narrows the types;
+  ``evt.failed = false``; ``evt.type`` (also negated) narrows the types; ``proc.name``
+  ``=``/``in`` (the process's exec-time name: the kernel records it at ``execve``);
 - anything else — other fields, other operators, transformers, case-insensitive operators,
   fields on the right, negated atoms, unknown constructs — is *true*: never narrower.
 
@@ -69,6 +70,10 @@ MAX_PATHS = 4096
 #: a clause naming more exact names and prefixes than this (the kernel's map sizes) becomes
 #: "any path" (weaker, so still sound)
 MAX_PATH_ENTRIES = 8192
+#: a clause naming more processes than this has no name term (weaker: sound)
+MAX_NAMES = 1024
+#: clauses of one flag class with different name sets: beyond this many, their names united
+MAX_NAME_GROUPS = 4
 
 _ALL = OPEN_TYPES
 
@@ -92,6 +97,7 @@ class _C:
     w: bool
     s: bool
     rpaths: _Paths | None = None
+    names: frozenset[str] | None = None     # proc.name in these (None: any process)
 
 
 _TRUE = (_C(_ALL, None, False, False, False),)
@@ -147,12 +153,26 @@ def _union_paths(cs: list[_C], resolved: bool = False) -> _Paths | None:
             frozenset().union(*(p[2] for p in ps if p is not None)))
 
 
+def _meet_names(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return b if a is None else a if b is None else a & b
+
+
+def _union_names(cs: Iterable[_C]) -> frozenset[str] | None:
+    out: set[str] = set()
+    for c in cs:
+        if c.names is None:
+            return None
+        out |= c.names
+    return frozenset(out)
+
+
 def _and2(x: _C, y: _C) -> _C | None:
     types = x.types & y.types
-    if not types:
+    names = _meet_names(x.names, y.names)
+    if not types or (names is not None and not names):
         return None
     return _C(types, _meet_paths(x.paths, y.paths), x.r or y.r, x.w or y.w, x.s or y.s,
-              _meet_paths(x.rpaths, y.rpaths))
+              _meet_paths(x.rpaths, y.rpaths), names)
 
 
 def _hull(cs: Iterable[_C]) -> _C:
@@ -160,19 +180,20 @@ def _hull(cs: Iterable[_C]) -> _C:
     cs = list(cs)
     return _C(frozenset().union(*(c.types for c in cs)), _union_paths(cs),
               all(c.r for c in cs), all(c.w for c in cs), all(c.s for c in cs),
-              _union_paths(cs, True))
+              _union_paths(cs, True), _union_names(cs))
 
 
 def _normalise(cs: Iterable[_C]) -> tuple[_C, ...]:
     """Merge clauses of equal types and flags (paths united); bound their number. A clause
     on the path fields and one on ``fd.resolved_name`` stay apart (united, each would lose
     its constraint; the plan unites them as paths either path may be in)."""
-    groups: dict[tuple[frozenset[str], bool, bool, bool, bool, bool], list[_C]] = {}
+    groups: dict[tuple[frozenset[str], bool, bool, bool, bool, bool,
+                       frozenset[str] | None], list[_C]] = {}
     for c in cs:
-        groups.setdefault((c.types, c.r, c.w, c.s, c.paths is None, c.rpaths is None),
+        groups.setdefault((c.types, c.r, c.w, c.s, c.paths is None, c.rpaths is None, c.names),
                           []).append(c)
     out = tuple(g[0] if len(g) == 1 else _C(k[0], _union_paths(g), k[1], k[2], k[3],
-                                            _union_paths(g, True))
+                                            _union_paths(g, True), k[6])
                 for k, g in groups.items())
     if len(out) > MAX_CLAUSES:
         by_flags: dict[tuple[bool, bool, bool], list[_C]] = {}
@@ -400,6 +421,12 @@ def _atom(node: Unary | Binary) -> tuple[_C, ...]:
         if _bool_true(base, values) is False:
             return (_C(_ALL, None, False, False, True),)
         return _TRUE
+    if name == "proc.name":
+        # the exec-time comm (falconet.state: prctl(PR_SET_NAME) does not change it), which
+        # the kernel records at each successful execve (kf_exec): an exact test there
+        if base in ("=", "==", "in", "intersects") and values:
+            return (_C(_ALL, None, False, False, False, None, frozenset(values)),)
+        return _TRUE
     if name == "evt.is_io_uring" and _bool_true(base, values) is True:
         # only io_uring events (emitted by the io_uring programs, which the filter never
         # sees): no open of the syscall path the kernel filter decides on can match
@@ -614,15 +641,18 @@ def _facts(rule: Any) -> RuleFacts | None:
 
 # ------------------------------------------------------------------------------ the plan
 def _clause(c: _C) -> Clause:
+    names = c.names if c.names is None or len(c.names) <= MAX_NAMES else None
     if c.paths is None or _size(c.paths) > MAX_PATH_ENTRIES:
-        return Clause(True, frozenset(), frozenset(), c.r, c.w, c.s)
-    return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s, c.paths[2])
+        return Clause(True, frozenset(), frozenset(), c.r, c.w, c.s, names=names)
+    return Clause(False, c.paths[0], c.paths[1], c.r, c.w, c.s, c.paths[2], names)
 
 
 def _subsumed(c: Clause, by: Clause) -> bool:
     """Every event passing ``c`` passes ``by`` (``by`` needs less, on at least its paths)."""
     if c is by or (by.need_read and not c.need_read) or (by.need_write and not c.need_write) \
             or (by.need_success and not c.need_success):
+        return False
+    if by.names is not None and (c.names is None or not c.names <= by.names):
         return False
     if by.any_path:
         return True
@@ -640,17 +670,31 @@ def _collapse(c: _C) -> _C:
     if c.rpaths is None:
         return c
     p = c.rpaths if c.paths is None else min(c.paths, c.rpaths, key=_size)
-    return _C(c.types, p, c.r, c.w, c.s)
+    return _C(c.types, p, c.r, c.w, c.s, None, c.names)
 
 
 def _merge(cs: list[_C]) -> tuple[Clause, ...]:
-    """A type's clauses: equal ``need_*`` flags merged (paths united), subsumed ones removed."""
-    groups: dict[tuple[bool, bool, bool], list[_C]] = {}
+    """A type's clauses: equal ``need_*`` flags and names merged (paths united), subsumed ones
+    removed. More than :data:`MAX_NAME_GROUPS` name sets on one flag class: united."""
+    groups: dict[tuple[bool, bool, bool, frozenset[str] | None], list[_C]] = {}
     for c in map(_collapse, cs):
-        groups.setdefault((c.r, c.w, c.s), []).append(c)
-    out = [_clause(_C(g[0].types, _union_paths(g), *k)) for k, g in groups.items()]
-    kept = [c for c in out if not any(_subsumed(c, o) for o in out if o != c)]
-    return tuple(sorted(kept, key=lambda c: (c.need_read, c.need_write, c.need_success)))
+        groups.setdefault((c.r, c.w, c.s, c.names), []).append(c)
+    per_flags: dict[tuple[bool, bool, bool], int] = {}
+    for k in groups:
+        per_flags[k[:3]] = per_flags.get(k[:3], 0) + 1
+    if any(n > MAX_NAME_GROUPS for n in per_flags.values()):
+        wide: dict[tuple[bool, bool, bool, frozenset[str] | None], list[_C]] = {}
+        for k, g in groups.items():
+            kk = k if per_flags[k[:3]] <= MAX_NAME_GROUPS else (*k[:3], _union_names(
+                c for (f, gg) in groups.items() if f[:3] == k[:3] for c in gg))
+            wide.setdefault(kk, []).extend(g)
+        groups = wide
+    out = [_clause(_C(g[0].types, _union_paths(g), *k[:3], None, k[3]))
+           for k, g in groups.items()]
+    uniq = list(dict.fromkeys(out))
+    kept = [c for c in uniq if not any(_subsumed(c, o) for o in uniq if o != c)]
+    return tuple(sorted(kept, key=lambda c: (c.need_read, c.need_write, c.need_success,
+                                             c.names is not None, sorted(c.names or ()))))
 
 
 def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = frozenset()
@@ -701,10 +745,10 @@ def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = froz
     # a type whose clauses are (any flags, any path) filters nothing: say so
     for t, tf in list(filtered.items()):
         if any(c.any_path and not (c.need_read or c.need_write or c.need_success)
-               for c in tf.clauses):
+               and c.names is None for c in tf.clauses):
             del filtered[t]
-            unfiltered[t] = "a rule on it can match any open (no path, flags or success " \
-                            "condition can be derived)"
+            unfiltered[t] = "a rule on it can match any open (no path, flags, success or " \
+                            "process name condition can be derived)"
     notes: tuple[str, ...] = ()
     if any_close and filtered:
         notes = ("close: a rule or plugin reads close events: every close passes",)
