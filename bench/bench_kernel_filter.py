@@ -216,7 +216,8 @@ def main() -> None:
     try:
         res = {
             "loadavg": os.getloadavg()[0],
-            "stable_rules_plan": None if plan is None else plan.describe(),
+            "stable_rules_plan": ("Falco's stable rules not found (set FALCONET_FALCO_RULES)"
+                                  if plan is None else plan.describe()),
             "open_unfiltered": measure(None, OPEN_TYPES, kinds_open + kinds_io[:1], args.ops,
                                        port, offs),
             "open_filtered": (None if plan is None else
