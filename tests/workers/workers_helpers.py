@@ -19,12 +19,13 @@ CID = "ab" * 32
 
 
 def replay(capture: str, rules: str, workers: int, out_dir: str, *, extra: list[Any] = (),
-           **options: Any) -> tuple[int, App, list[dict[str, Any]]]:
-    """(exit code, the app, the alerts the file output wrote, uuid removed, in order)."""
+           config: list[str] = (), **options: Any) -> tuple[int, App, list[dict[str, Any]]]:
+    """(exit code, the app, the alerts the file output wrote, uuid removed, in order).
+    ``config``: more ``-o`` overrides."""
     out = os.path.join(out_dir, f"alerts-{workers}-{len(os.listdir(out_dir))}.json")
     cfg = load_config(None, ["outputs.stdout.enabled=false", "outputs.file.enabled=true",
                              f"outputs.file.path={out}", "outputs.file.json=true",
-                             "metrics.enabled=false"])
+                             "metrics.enabled=false", *config])
     app = App(cfg, source_name="replay", extra_plugins=list(extra))
     app.load_plugins()
     app.load_ruleset([rules])

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.workers.live_worker import ALERTS, STATS, live_worker_main
+from falconet.workers.partition import DEFAULT_KEY
 from falconet.workers.pool import WorkerFailed, drain_queue, stop_all
 from falconet.workers.worker import FAILED, FINAL, merge_metrics
 
@@ -83,10 +84,14 @@ class LivePool:
     live = True
 
     def __init__(self, app: Any, pipeline: Any, n: int,
-                 reload: Callable[[], Any] | None = None) -> None:
+                 reload: Callable[[], Any] | None = None, key: str = DEFAULT_KEY) -> None:
         if not 1 < n <= MAX_LIVE_WORKERS:
             raise ValueError(f"the live collector runs 2 to {MAX_LIVE_WORKERS} workers, not {n}")
         self.app, self.pipeline, self.n = app, pipeline, n
+        #: collector.partition (the kernel routes by it; ``tgid``: the workers hand fork
+        #: children's fd tables to each other through ``inboxes``)
+        self.key = key
+        self.inboxes: list[Any] = []
         self._reload = reload
         self.procs: list[Any] = []
         self.socks: list[socket.socket] = []
@@ -107,12 +112,14 @@ class LivePool:
         self.results = ctx.Queue()
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(self.n)]
         parent = os.getpid()
+        if self.key == "tgid":
+            self.inboxes = [ctx.Queue() for _ in range(self.n)]
         for i, (_mine, theirs) in enumerate(pairs):
             others = [s for j, pair in enumerate(pairs) for s in pair
                       if not (j == i and s is theirs)]
             p = ctx.Process(target=_child, name=f"falconet-worker-{i}", daemon=True,
                             args=(i, self.app, self.pipeline, theirs, self.results, others,
-                                  parent, self._reload))
+                                  parent, self._reload, self.key, self.inboxes))
             p.start()
             self.procs.append(p)
         for _mine, theirs in pairs:
@@ -262,7 +269,8 @@ def _per(values: list[int]) -> dict[str, float]:
 
 
 def _child(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any,
-           others: list[socket.socket], parent: int, reload: Callable[[], Any] | None) -> None:
+           others: list[socket.socket], parent: int, reload: Callable[[], Any] | None,
+           key: str, inboxes: list[Any]) -> None:
     for s in others:              # the parent's ends and the other workers' sockets
         s.close()
-    live_worker_main(index, app, pipeline, sock, results, parent, reload)
+    live_worker_main(index, app, pipeline, sock, results, parent, reload, key, inboxes)
