@@ -187,9 +187,9 @@ static __always_inline void ring_drop(u32 w) {
 BPF_HASH(worker_of, u32, u32, WORKER_MAP_SIZE);
 
 // collector.partition (PARTITION_KEY, falconet.workers.partition): 0 lineage (worker_of holds
-// the inherited owners), 1 tgid (every process hashed; the workers hand a fork child's fds
-// over themselves), 2 cgroup (the record's cgroup v2 id hashed). Under 1 and 2 worker_of holds
-// only the WORKER_SKIP marks.
+// the inherited owners), 2 cgroup (the record's cgroup v2 id hashed; worker_of holds only the
+// WORKER_SKIP marks). 1 (tgid: every process hashed) compiles, but a live run refuses it: its
+// fork handoff deadlocked between live workers (falconet.workers.live.LIVE_KEYS).
 #ifndef PARTITION_KEY
 #define PARTITION_KEY 0
 #endif

@@ -15,9 +15,7 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
 - ``worker_queue_full``: records a worker process could not take (its queue full; a replay
   waits instead, so only a non-blocking source counts them), also per worker in
   ``falconet_worker_queue_drops``; ``worker_failed``: a worker process died or raised (the run
-  stops, exit status 1); ``worker_handoff_timeout``: a live worker gave up waiting for a fork
-  child's fd table from its parent's worker (``collector.partition: tgid``; the child keeps a
-  stale copy);
+  stops, exit status 1);
 - ``state_evicted``: the thread table was full and an entry was evicted;
 - ``output_queue_full``: an alert did not fit in an output's queue (also per output in
   ``falconet_output_drops_total{output}``); ``output_shutdown_timeout``: an alert still queued

@@ -164,11 +164,10 @@ def summary_counts(err: list[str]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in re.findall(r"\d+: (\d+) events, (\d+) alerts", line)]
 
 
-@pytest.mark.parametrize("key", ["lineage", "tgid", "cgroup"])
+@pytest.mark.parametrize("key", ["lineage", "cgroup"])
 def test_two_live_workers_alert_as_one_with_inherited_fds(key: str) -> None:
-    """Under every ``collector.partition``: ``lineage`` keeps the children on their parent's
-    worker, ``tgid`` hashes them on their own (the workers hand the child's fds over at the
-    fork), ``cgroup`` keeps this host's processes (one cgroup) together."""
+    """Under each live ``collector.partition``: ``lineage`` keeps the children on their
+    parent's worker, ``cgroup`` keeps this host's processes (one cgroup) together."""
     need_bcc()
     lst = Listener()
     try:
@@ -189,7 +188,6 @@ def test_two_live_workers_alert_as_one_with_inherited_fds(key: str) -> None:
                 # every worker's ring is used: each owns roots, and each returned their alerts
                 counts = summary_counts(eng.err)
                 assert len(counts) == 2 and all(ev > 0 and al > 0 for ev, al in counts), eng.err
-            assert not any("worker_handoff_timeout" in e for e in eng.err), eng.err[-3:]
         redirects = {k: v for k, v in results[2].items() if k[0] == "Reverse Shell Redirect"}
         # the child's fd 0/1 is the socket it inherited: its worker holds its parent's fd table
         assert sum(redirects.values()) == 16

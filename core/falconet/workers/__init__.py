@@ -16,11 +16,12 @@ import logging
 import os
 from typing import Any
 
-from falconet.workers.live import MAX_LIVE_WORKERS, LivePool
+from falconet.workers.live import LIVE_KEYS, MAX_LIVE_WORKERS, LivePool, live_key_error
 from falconet.workers.partition import DEFAULT_KEY, KEYS, LIFECYCLE, Partitioner, parse_key
 from falconet.workers.pool import WorkerFailed, WorkerPool
 
-__all__ = ["AUTO_MIN_BYTES", "DEFAULT_KEY", "KEYS", "LIFECYCLE", "LivePool", "Partitioner",
+__all__ = ["AUTO_MIN_BYTES", "DEFAULT_KEY", "KEYS", "LIFECYCLE", "LIVE_KEYS", "LivePool",
+           "Partitioner",
            "WorkerFailed", "WorkerPool", "live_workers_for", "parse_key", "parse_workers",
            "partition_for", "prepare", "workers_for"]
 
@@ -129,6 +130,10 @@ def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any],
         n = live_workers_for(collector.get("workers", "auto"), options)
         if n <= 1:
             return None
+        if key not in LIVE_KEYS:
+            where = getattr(app.config, "where", None)
+            at = where(("collector", "partition")) if where is not None else "<config>"
+            raise ValueError(f"{at}: error: {live_key_error(key)}")
         live = LivePool(app, pipeline, n, reload=reload, key=key)
         live.start()
         return live

@@ -42,6 +42,19 @@ log = logging.getLogger("falconet.workers")
 MERGE_DELAY = 0.2
 #: the most live workers (each is a group of ring maps with call sites in every emitter)
 MAX_LIVE_WORKERS = 16
+#: the partition keys a live run takes. ``tgid`` is replay only: its fork handoff (the child's
+#: worker waits for the parent's worker to send the child's fd table) was built for the live
+#: workers and measured deadlocking: a worker reads its CPU rings in batches, so two workers
+#: can reach two cross-worker forks in opposite orders and each wait for the other (53
+#: one-second handoff timeouts in 25 s on this 2-vCPU machine, the inherited-socket workload's
+#: alerts lost; docs/performance.md, "Live")
+LIVE_KEYS = ("lineage", "cgroup")
+
+
+def live_key_error(key: str) -> str:
+    return (f"collector.partition: {key!r} is not available for a live run with more than "
+            f"one worker (live: {', '.join(LIVE_KEYS)}; tgid is replay only, "
+            f"docs/performance.md \"Live\")")
 
 
 class LiveMerger:
@@ -88,10 +101,10 @@ class LivePool:
         if not 1 < n <= MAX_LIVE_WORKERS:
             raise ValueError(f"the live collector runs 2 to {MAX_LIVE_WORKERS} workers, not {n}")
         self.app, self.pipeline, self.n = app, pipeline, n
-        #: collector.partition (the kernel routes by it; ``tgid``: the workers hand fork
-        #: children's fd tables to each other through ``inboxes``)
+        #: collector.partition: the kernel routes by it (``lineage`` or ``cgroup``)
+        if key not in LIVE_KEYS:
+            raise ValueError(live_key_error(key))
         self.key = key
-        self.inboxes: list[Any] = []
         self._reload = reload
         self.procs: list[Any] = []
         self.socks: list[socket.socket] = []
@@ -112,14 +125,12 @@ class LivePool:
         self.results = ctx.Queue()
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(self.n)]
         parent = os.getpid()
-        if self.key == "tgid":
-            self.inboxes = [ctx.Queue() for _ in range(self.n)]
         for i, (_mine, theirs) in enumerate(pairs):
             others = [s for j, pair in enumerate(pairs) for s in pair
                       if not (j == i and s is theirs)]
             p = ctx.Process(target=_child, name=f"falconet-worker-{i}", daemon=True,
                             args=(i, self.app, self.pipeline, theirs, self.results, others,
-                                  parent, self._reload, self.key, self.inboxes))
+                                  parent, self._reload))
             p.start()
             self.procs.append(p)
         for _mine, theirs in pairs:
@@ -269,8 +280,7 @@ def _per(values: list[int]) -> dict[str, float]:
 
 
 def _child(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any,
-           others: list[socket.socket], parent: int, reload: Callable[[], Any] | None,
-           key: str, inboxes: list[Any]) -> None:
+           others: list[socket.socket], parent: int, reload: Callable[[], Any] | None) -> None:
     for s in others:              # the parent's ends and the other workers' sockets
         s.close()
-    live_worker_main(index, app, pipeline, sock, results, parent, reload, key, inboxes)
+    live_worker_main(index, app, pipeline, sock, results, parent, reload)

@@ -5,14 +5,7 @@ The kernel routes every record to the worker that owns its thread group (``worke
 ``bpf/falconet.bpf.c``) and writes lifecycle records (fork, exec, exit, set*id, chdir, ...) to
 every worker, the copies for the non-owners with :data:`~falconet.collector.program.FOREIGN_ID`
 set in the record's id: those are applied to the state here, the owner alone evaluates the rules
-on them (each alert once). Under ``collector.partition: tgid`` every process is hashed on its
-own, so a fork child may belong to another worker than its parent: the parent's worker, having
-applied the fork, puts the child's fd table and cwd on the child's worker's inbox, and the
-child's worker waits for it at that same fork record (both decide it from the broadcast fork
-record, with a :class:`~falconet.workers.partition.Partitioner` each), at most
-:data:`HANDOFF_TIMEOUT` (the two workers read their rings at their own pace, so a wait is
-bounded rather than proven cycle-free as a replay's is; a give-up is counted,
-``worker_handoff_timeout``). Alerts go to the parent's one output stage with this worker's
+on them (each alert once). Alerts go to the parent's one output stage with this worker's
 watermark (the timestamp it has read up to), counters every ``stats_interval``.
 
 Messages to the parent (the result queue): ``(ALERTS, w, mark, [alerts])``, ``(STATS, w,
@@ -27,7 +20,6 @@ import ctypes
 import operator
 import os
 import pickle
-import queue
 import socket
 import time
 from collections.abc import Callable
@@ -37,7 +29,6 @@ from falconet.collector import kfilter_maps, program
 from falconet.collector.decoder import RecordDecoder
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.metrics import EngineMetrics
-from falconet.workers.partition import FORKS, Partitioner
 from falconet.workers.worker import (
     FINAL,
     WorkerLoop,
@@ -54,10 +45,6 @@ LINGER_POLLS = 10
 PR_SET_PDEATHSIG = 1
 _ts = operator.attrgetter("ts")
 _FOREIGN_HI = program.FOREIGN_ID >> 8
-#: the longest a live worker waits for a fork child's fd table from the parent's worker (s)
-HANDOFF_TIMEOUT = 1.0
-#: the records that change the owners under ``tgid`` (forks assign, the leader's exit forgets)
-_OWNER_EVENTS = FORKS | {"procexit"}
 
 
 def die_with_parent(parent: int) -> None:
@@ -97,8 +84,6 @@ class LiveWorker:
         self.records = 0          # records read from this worker's rings
         self.seq = 0              # evt.num of this worker's events
         self.mark = 0             # the timestamp of the last event evaluated
-        #: ``tgid``: the owners as the kernel hashes them, for the fork handoffs
-        self.part: Partitioner | None = None
 
     def stats(self) -> dict[str, Any]:
         return {**self.loop.stats(), "records": self.records}
@@ -185,63 +170,22 @@ class LiveWorker:
         else:
             items = [(seq + i, e, True) for i, e in enumerate(got, 1)]
         self.seq = seq + len(got)
-        if self.part is not None:
-            sends, waits = self.handoffs(items)
-            alerts = self.loop.evaluate(items, sends, waits)
-        else:
-            alerts = self.loop.evaluate(items)
+        alerts = self.loop.evaluate(items)
         self.mark = got[-1].ts
         if alerts:
             self.results.put((ALERTS, self.index, self.mark, [a for _, a in alerts]))
         return len(got)
 
 
-    def handoffs(self, items: list[tuple[int, Any, bool]]
-                 ) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
-        """The fork handoffs among ``items`` (``tgid``): ``(sends, waits)`` as
-        :meth:`WorkerLoop.evaluate` takes them (this worker owns the parent / the child)."""
-        part, me = self.part, self.index
-        assert part is not None
-        sends: dict[int, tuple[int, int]] = {}
-        waits: dict[int, int] = {}
-        for num, e, _mine in items:
-            if e.type in _OWNER_EVENTS:
-                h = part.observe(e.type, e.tid, e.pid, e.args, e.res)
-                if h is not None:
-                    src, dst, child = h
-                    if src == me:
-                        sends[num] = (dst, child)
-                    elif dst == me:
-                        waits[num] = child
-        return sends, waits
-
-
-def _fork_key(num: int, evt: Any, child: int) -> Any:
-    """A fork as every live worker names it (their ``evt.num`` differ: each counts its own)."""
-    return (evt.ts, child)
-
-
-def _receiver(inbox: Any) -> Callable[[], Any]:
-    def receive() -> Any:
-        try:
-            return inbox.get(timeout=HANDOFF_TIMEOUT)
-        except queue.Empty:
-            return None
-    return receive
-
-
 def live_worker_main(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any,
-                     parent: int, reload: Callable[[], Any] | None, key: str = "lineage",
-                     inboxes: list[Any] | None = None) -> None:
+                     parent: int, reload: Callable[[], Any] | None) -> None:
     """The forked child: start the plugins, wait for the rings, loop until stopped, send the
-    final counters. Never returns (``os._exit``). ``key``: collector.partition; ``inboxes``
-    (``tgid``): every worker's fork handoff queue."""
-    run_child(index, results, lambda: _live(index, app, pipeline, sock, results, parent, reload,
-                                            key, inboxes or []))
+    final counters. Never returns (``os._exit``)."""
+    run_child(index, results, lambda: _live(index, app, pipeline, sock, results, parent, reload))
 
 
 def _live(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any, parent: int,
-          reload: Callable[[], Any] | None, key: str, inboxes: list[Any]) -> tuple[Any, ...]:
+          reload: Callable[[], Any] | None) -> tuple[Any, ...]:
     die_with_parent(parent)
     os.environ["FALCONET_WORKER"] = str(index)
     loop = start_worker(index, app, pipeline)
@@ -249,11 +193,6 @@ def _live(index: int, app: Any, pipeline: Any, sock: socket.socket, results: Any
     if not msg:
         os._exit(0)               # the engine stopped before the collector attached
     worker = LiveWorker(index, loop, sock, results, pickle.loads(msg), fds, reload)
-    if key == "tgid" and inboxes:
-        worker.part = Partitioner(len(inboxes), key)
-        loop.handoff_key = _fork_key             # type: ignore[method-assign]
-        loop.send = lambda dest, m: inboxes[dest].put(m)
-        loop.receive = _receiver(inboxes[index])
     cpu0 = time.process_time()
     worker.run()
     loop.cpu_s = time.process_time() - cpu0

@@ -30,8 +30,8 @@ The rule (docs/performance.md, "More than one core"):
 The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
 parent; a live run makes the same decisions in the kernel (``worker_of`` and ``owner_of`` in
 ``bpf/falconet.bpf.c``, which hash with :func:`_mix` / :func:`cgroup_hash` too: a ring group
-per worker, lifecycle records written to every group) and its workers run the ``tgid``
-handoffs among themselves (:mod:`falconet.workers.live_worker`).
+per worker, lifecycle records written to every group) for ``lineage`` and ``cgroup``;
+``tgid``'s handoff is replay only (:data:`falconet.workers.live.LIVE_KEYS` says why).
 """
 
 from __future__ import annotations

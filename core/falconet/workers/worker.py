@@ -146,11 +146,9 @@ class WorkerLoop:
                     if mine:
                         plugin_errors[(name, "parser")] += 1
             if sends and num in sends:
-                dest, child = sends[num]
-                self.send_child(self.handoff_key(num, evt, child), dest, child)
+                self.send_child(num, *sends[num])
             elif waits and num in waits:
-                child = waits[num]
-                self.receive_child(self.handoff_key(num, evt, child), child)
+                self.receive_child(num, waits[num])
             if not mine:
                 continue
             try:
@@ -192,44 +190,28 @@ class WorkerLoop:
                 self.local_failed[name] = self.local_failed.get(name, 0) + failed
 
     # ------------------------------------------------------------------ fork handoffs
-    #: set by the process that runs the loop: put(to worker, message), get() -> message, or
-    #: ``None`` when it waited too long (a live worker: the sender may be far behind)
+    #: set by the process that runs the loop: put(to worker, message), get() -> message
     send: Callable[[int, Any], None] | None = None
     receive: Callable[[], Any] | None = None
-    #: most handoffs kept that arrived after their receiver gave up on them
-    MAX_PENDING = 1024
 
-    @staticmethod
-    def handoff_key(num: int, evt: Any, child: int) -> Any:
-        """What names a fork on both sides: the replay's ``evt.num`` (the same on every
-        worker); a live worker counts its own events and names it ``(evt.ts, child)``."""
-        return num
-
-    def send_child(self, num: Any, dest: int, child: int) -> None:
-        """The fork ``num`` (:meth:`handoff_key`) made ``child`` here from the parent's fds and
-        cwd as this worker knows them (it owns the parent): give them to the child's worker."""
+    def send_child(self, num: int, dest: int, child: int) -> None:
+        """The fork ``num`` made ``child`` here from the parent's fds and cwd as this worker
+        knows them (it owns the parent): give them to the child's worker."""
         t = self.state.threads.get(child) if self.state is not None else None
         fds = dict(t.fds) if t is not None else None
         cwd = t.cwd if t is not None else None
         if self.send is not None:
             self.send(dest, (num, child, fds, cwd))
 
-    def receive_child(self, num: Any, child: int) -> None:
+    def receive_child(self, num: int, child: int) -> None:
         """Wait for the handoff of fork ``num`` and start ``child`` with it (the child's copy
-        made here from this worker's stale view of the parent is replaced). A wait that
-        ``receive`` gives up on is counted (``worker_handoff_timeout``): the child keeps the
-        stale copy."""
+        made here from this worker's stale view of the parent is replaced)."""
         pending = self._pending
         while num not in pending:
             if self.receive is None:
                 return
             msg = self.receive()
-            if msg is None:
-                self.metrics.drop("worker_handoff_timeout")
-                return
             pending[msg[0]] = msg
-            if len(pending) > self.MAX_PENDING:       # given up on: the oldest goes
-                pending.pop(next(iter(pending)))
         _, _, fds, cwd = pending.pop(num)
         t = self.state.threads.get(child) if self.state is not None else None
         if t is None or fds is None:
