@@ -19,7 +19,7 @@ each process allow on idle cores (the phase lasts at least its busiest process a
 total CPU over the cores), a figure other users of the machine distort less.
 
 Prints one JSON object. Usage: ``python bench/bench_workers.py [--events N] [--workers N]
-[--repeat R] [--batch LINES] [--rules auto|default|stable] [--key lineage|tgid]``.
+[--repeat R] [--batch LINES] [--rules auto|default|stable] [--key lineage|tgid|cgroup]``.
 """
 
 from __future__ import annotations
@@ -151,8 +151,9 @@ def main() -> int:
     ap.add_argument("--credits", type=int, default=pool_mod.CREDITS,
                     help="batches in flight per worker")
     ap.add_argument("--rules", choices=("auto", "stable", "default"), default="auto")
-    ap.add_argument("--key", choices=("lineage", "tgid"), default="lineage",
-                    help="partition key (lineage puts every fork child on its parent's worker)")
+    ap.add_argument("--key", choices=("lineage", "tgid", "cgroup"), default="lineage",
+                    help="partition key (collector.partition; lineage puts every fork child on "
+                         "its parent's worker)")
     a = ap.parse_args()
     global KEY
     KEY = a.key

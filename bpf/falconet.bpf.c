@@ -186,11 +186,22 @@ static __always_inline void ring_drop(u32 w) {
 #endif
 BPF_HASH(worker_of, u32, u32, WORKER_MAP_SIZE);
 
-static __always_inline u32 owner_of(u32 tgid) {
+// collector.partition (PARTITION_KEY, falconet.workers.partition): 0 lineage (worker_of holds
+// the inherited owners), 2 cgroup (the record's cgroup v2 id hashed; worker_of holds only the
+// WORKER_SKIP marks). 1 (tgid: every process hashed) compiles, but a live run refuses it: its
+// fork handoff deadlocked between live workers (falconet.workers.live.LIVE_KEYS).
+#ifndef PARTITION_KEY
+#define PARTITION_KEY 0
+#endif
+static __always_inline u32 owner_of(u32 tgid, u64 cgroup_id) {
     u32 *w = worker_of.lookup(&tgid);
     if (w)
         return *w;
+#if PARTITION_KEY == 2
+    u32 x = ((u32)cgroup_id ^ (u32)(cgroup_id >> 32)) * 0x9E3779B1u;
+#else
     u32 x = tgid * 0x9E3779B1u;
+#endif
     x ^= x >> 16;
     return x % NR_WORKERS;
 }
@@ -216,7 +227,7 @@ static __always_inline void broadcast(void *rec, u32 size, u32 owner) {
 }
 #else
 #define WORKER_SKIP 0xffffffffu
-static __always_inline u32 owner_of(u32 tgid) { return 0; }
+static __always_inline u32 owner_of(u32 tgid, u64 cgroup_id) { return 0; }
 #endif
 
 // ---------------------------------------------------------------- kernel reads at BTF offsets
@@ -536,7 +547,11 @@ static __always_inline u16 ustr(char *dst, u32 size, u64 ptr) {
 // bcc rewrites map calls only outside macros, hence a helper (inlined: the size stays constant
 // for the verifier).
 static __always_inline void *reserve(u32 size, u32 cat, u64 *flags) {
-    u32 w = owner_of(bpf_get_current_pid_tgid() >> 32);
+#if NR_WORKERS > 1 && PARTITION_KEY == 2
+    u32 w = owner_of(bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id());
+#else
+    u32 w = owner_of(bpf_get_current_pid_tgid() >> 32, 0);
+#endif
     if (w == WORKER_SKIP)
         return 0;
     *flags = count_event(w);
@@ -553,7 +568,7 @@ static __always_inline void *reserve(u32 size, u32 cat, u64 *flags) {
 static __always_inline void submit(void *r, u32 size, u64 fl, u32 id) {
 #if NR_WORKERS > 1
     if (is_bcast(id))
-        broadcast(r, size, owner_of(((struct hdr_t *)r)->pid));
+        broadcast(r, size, owner_of(((struct hdr_t *)r)->pid, ((struct hdr_t *)r)->cgroup_id));
 #endif
     bpf_ringbuf_submit(r, fl);
 }
@@ -601,7 +616,7 @@ BPF_TABLE("lru_hash", u32, struct kf_exec_t, kf_exec, 65536);
 
 static __always_inline int output(char *buf, u32 size, u32 cat) {
     // the record's process, not the current task (an io_uring completion may run elsewhere)
-    u32 w = owner_of(((struct hdr_t *)buf)->pid);
+    u32 w = owner_of(((struct hdr_t *)buf)->pid, ((struct hdr_t *)buf)->cgroup_id);
     if (w == WORKER_SKIP)
         return 0;
     u64 fl = count_event(w);
@@ -2312,11 +2327,11 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
         return 0;
     void *child = (void *)ctx->args[1];
     u32 cpid = kread_u32(child, OFF_TASK_PID), ctgid = kread_u32(child, OFF_TASK_TGID);
-#if NR_WORKERS > 1
-    // a new process (not a thread) stays on its parent's worker (see worker_of), whether or not
-    // its fork record finds room
+#if NR_WORKERS > 1 && PARTITION_KEY == 0
+    // lineage: a new process (not a thread) stays on its parent's worker (see worker_of),
+    // whether or not its fork record finds room
     if (ctgid && ctgid == cpid) {
-        u32 w = owner_of((u32)(pt >> 32));
+        u32 w = owner_of((u32)(pt >> 32), 0);
         if (w != WORKER_SKIP && worker_of.update(&ctgid, &w) != 0)
             count(C_WORKER_FULL);
     }

@@ -86,3 +86,24 @@ def test_a_live_source_on_one_worker_forks_nothing():
     app = SimpleNamespace(config=SimpleNamespace(data={"collector": {"workers": 1}}))
     src = SimpleNamespace(live=True, live_workers=True)
     assert prepare(app, src, None, {}) is None
+
+
+def test_a_live_run_refuses_the_tgid_key_with_its_place(tmp_path):
+    """``tgid``'s fork handoff is replay only (measured deadlocking live: LIVE_KEYS)."""
+    from falconet.config import load_config  # noqa: PLC0415
+    from falconet.workers import LIVE_KEYS  # noqa: PLC0415
+    assert LIVE_KEYS == ("lineage", "cgroup")
+    f = tmp_path / "f.yaml"
+    f.write_text("collector:\n  workers: 2\n  partition: tgid\n")
+    app = SimpleNamespace(config=load_config(str(f)))
+    src = SimpleNamespace(live=True, live_workers=True)
+    with pytest.raises(ValueError) as e:
+        prepare(app, src, None, {})
+    assert str(e.value).startswith(f"{f}:3:3: error: collector.partition: 'tgid' is not "
+                                   "available for a live run with more than one worker")
+    # one live worker routes nothing: any key is fine
+    f.write_text("collector:\n  workers: 1\n  partition: tgid\n")
+    assert prepare(SimpleNamespace(config=load_config(str(f))), src, None, {}) is None
+    # the program for a live key
+    assert "-DPARTITION_KEY=2" in program.build({"openat"}, self_tgid=1, offsets={}, rings=1,
+                                                 workers=2, partition="cgroup").cflags

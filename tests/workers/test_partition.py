@@ -149,3 +149,59 @@ def test_merger_releases_what_precedes_every_unacknowledged_event() -> None:
     # worker 1 acknowledged nothing, but its first pending event is 60
     assert m.pop_ready([False, True], [None, 60]) == ["a50"]
     assert m.pop_ready([False, True], [None, 95]) == ["a90"]
+
+
+def test_cgroup_key_routes_by_the_events_cgroup_and_never_hands_off() -> None:
+    p = Partitioner(2, "cgroup")
+    groups = [p.route(1234, cg) for cg in range(100, 300)]
+    assert 60 < sum(groups) < 140                       # cgroups spread over both workers
+    # one cgroup, any process: one worker; a process is routed by the cgroup it is in now
+    assert {p.route(pid, 4242) for pid in range(1000, 1100)} == {p.route(1, 4242)}
+    a, b = next((x, y) for x in range(100, 200) for y in range(200, 300)
+                if p.group(x) != p.group(y))
+    assert p.route(7, a) != p.route(7, b)
+    # a fork changes nothing (the child starts in its parent's cgroup): no handoff
+    fork = {"child_pid": 8, "parent_pid": 7, "cgroup_id": a}
+    assert p.observe("procfork", 7, 7, fork, None) is None
+    assert p.route(8, a) == p.route(7, a)
+    # the kernel folds the 64-bit id the same way (bpf/falconet.bpf.c, owner_of)
+    x = 0x1_0000_0005
+    assert part_mod.cgroup_hash(x) == part_mod._mix(0x1 ^ 0x5)
+
+
+def test_partition_setting_is_checked_with_its_place(tmp_path) -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from falconet.config import load_config  # noqa: PLC0415
+    from falconet.workers import partition_for  # noqa: PLC0415
+    assert part_mod.parse_key(None) == part_mod.DEFAULT_KEY == "lineage"
+    for key in ("lineage", "tgid", "cgroup"):
+        assert part_mod.parse_key(key) == key
+        assert CollectorConfig.from_dict({"partition": key}).partition == key
+    cfg_file = tmp_path / "f.yaml"
+    cfg_file.write_text("collector:\n  workers: 2\n  partition: pid\n")
+    app = SimpleNamespace(config=load_config(str(cfg_file)))
+    with pytest.raises(ValueError) as e:
+        partition_for(app, {})
+    assert str(e.value) == (f"{cfg_file}:3:3: error: collector.partition: expected one of "
+                            "lineage, tgid, cgroup, got 'pid'")
+    # --partition-key wins over the file
+    assert partition_for(app, {"partition_key": "tgid"}) == "tgid"
+    with pytest.raises(ValueError, match="partition"):
+        CollectorConfig.from_dict({"partition": "pid"})
+    app = SimpleNamespace(config=load_config(None, ["collector.partition=cgroup"]))
+    assert partition_for(app, {}) == "cgroup"
+
+
+def test_the_kernel_program_is_built_for_the_key() -> None:
+    from falconet.collector import program  # noqa: PLC0415
+
+    def build(workers: int, key: str) -> list[str]:
+        return program.build({"openat", "procfork"}, self_tgid=1, offsets={}, rings=1,
+                             workers=workers, partition=key).cflags
+    assert [f for f in build(2, "cgroup") if "PARTITION_KEY" in f] == ["-DPARTITION_KEY=2"]
+    assert "-DPARTITION_KEY=1" in build(2, "tgid")
+    assert "-DPARTITION_KEY=0" in build(2, "lineage")
+    # one worker routes nothing: its program (and cache key) is the same for every key
+    assert build(1, "cgroup") == build(1, "lineage")
+    assert not any("PARTITION_KEY" in f for f in build(1, "tgid"))

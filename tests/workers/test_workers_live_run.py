@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import REPO, need_bcc, wait_for
 from falconet.workers.partition import _mix
+from workers_helpers import Listener
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]
 
@@ -48,30 +48,6 @@ for _ in range(2):
     os.waitpid(c, 0)
 print('done', flush=True)
 """
-
-
-class Listener:
-    """A local TCP server that accepts and holds every connection (closed at the end)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        try:
-            while True:
-                self.accepted.append(self.sock.accept()[0])
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.accepted:
-            c.close()
 
 
 def roots(port: int, per_worker: int = 2, n: int = 2) -> list[subprocess.Popen[str]]:
@@ -188,14 +164,17 @@ def summary_counts(err: list[str]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in re.findall(r"\d+: (\d+) events, (\d+) alerts", line)]
 
 
-def test_two_live_workers_alert_as_one_with_inherited_fds() -> None:
+@pytest.mark.parametrize("key", ["lineage", "cgroup"])
+def test_two_live_workers_alert_as_one_with_inherited_fds(key: str) -> None:
+    """Under each live ``collector.partition``: ``lineage`` keeps the children on their
+    parent's worker, ``cgroup`` keeps this host's processes (one cgroup) together."""
     need_bcc()
     lst = Listener()
     try:
         results = {}
         for n in (1, 2):
             rs = roots(lst.port)          # before the engine: roots, hashed to both workers
-            eng = Engine(n)
+            eng = Engine(n, "-o", f"collector.partition={key}")
             try:
                 got = workload(eng, rs)
             finally:
@@ -205,7 +184,7 @@ def test_two_live_workers_alert_as_one_with_inherited_fds() -> None:
                         p.kill()
             assert rc == 0, "".join(eng.err)
             results[n] = normalized(got, lst.port)
-            if n == 2:
+            if n == 2 and key != "cgroup":
                 # every worker's ring is used: each owns roots, and each returned their alerts
                 counts = summary_counts(eng.err)
                 assert len(counts) == 2 and all(ev > 0 and al > 0 for ev, al in counts), eng.err

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import FALCO_RULES, need
 from falconet.api import hookimpl
+from falconet.state.tables import FdInfo
 from falconet.workers import Partitioner
 from multiproc_capture import generate
 from workers_helpers import DEFAULT_RULES, Script, process, replay
@@ -278,3 +279,24 @@ def test_per_worker_metrics_are_served(tmp_path: Path) -> None:
         p.wait(30)
     finally:
         stop_process(p)
+
+
+def test_the_last_handoff_reaches_its_worker_before_the_sender_exits(tmp_path: Path) -> None:
+    """A fork near the end of the stream whose handoff is bigger than a pipe holds: the
+    sender finishes its last batch before the receiver reads the message; the message must
+    not die with the sender's feeder thread (the run hung: the receiver waited forever)."""
+    parent, child = _fork_pair(2, same=False)
+    cap = str(tmp_path / "late.fcap")
+    p = process(parent, "python3")
+    for fd in range(3, 6000):                           # ~0.5 MB of fd table to hand over
+        p.fds[fd] = FdInfo(fd, "f", f"/var/lib/app/data-{fd:05}.db", f"data-{fd:05}.db", 2)
+    s = Script(cap, [p])
+    s.fork(parent, child)
+    s("dup2", child, {"fd": 0, "oldfd": 5, "newfd": 0}, 0)
+    s("procexit", child, {"status": 0}, None)
+    s.close()
+    r = subprocess.run([str(Path(sys.executable).parent / "falconet"), "replay", "-r",
+                        DEFAULT_RULES, "--workers", "2", "--partition-key", "tgid",
+                        "--no-progress", cap], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "workers: 2" in r.stderr

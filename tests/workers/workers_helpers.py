@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ CID = "ab" * 32
 
 
 def replay(capture: str, rules: str, workers: int, out_dir: str, *, extra: list[Any] = (),
-           **options: Any) -> tuple[int, App, list[dict[str, Any]]]:
-    """(exit code, the app, the alerts the file output wrote, uuid removed, in order)."""
+           config: list[str] = (), **options: Any) -> tuple[int, App, list[dict[str, Any]]]:
+    """(exit code, the app, the alerts the file output wrote, uuid removed, in order).
+    ``config``: more ``-o`` overrides."""
     out = os.path.join(out_dir, f"alerts-{workers}-{len(os.listdir(out_dir))}.json")
     cfg = load_config(None, ["outputs.stdout.enabled=false", "outputs.file.enabled=true",
                              f"outputs.file.path={out}", "outputs.file.json=true",
-                             "metrics.enabled=false"])
+                             "metrics.enabled=false", *config])
     app = App(cfg, source_name="replay", extra_plugins=list(extra))
     app.load_plugins()
     app.load_ruleset([rules])
@@ -74,3 +77,27 @@ class Script:
 
     def close(self) -> None:
         self.w.close()
+
+
+class Listener:
+    """A local TCP server that accepts and holds every connection (closed at the end)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()

@@ -52,6 +52,9 @@ C_BCAST_DROP, C_WORKER_FULL = 13, 14
 FOREIGN_ID = 0x8000
 #: the value of worker_of that marks the engine's own worker processes (not traced)
 WORKER_SKIP = 0xFFFFFFFF
+#: ``collector.partition``, the keys a live run's records are routed by; the index is the
+#: program's ``-DPARTITION_KEY`` (``owner_of`` in bpf/falconet.bpf.c, falconet.workers.partition)
+PARTITION_KEYS = ("lineage", "tgid", "cgroup")
 N_COUNTERS = 16
 
 # record layout constants (must match struct hdr_t / rec_exec in the C source)
@@ -402,10 +405,12 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
           rings: int = 1, cpus_per_ring: int = 1, ring_buffer_pages: int = 2048,
           path_len: int = 512, argv_len: int = 4096,
           env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80,
-          io_uring: bool = True, resolve_paths: bool = False, workers: int = 1) -> BuiltProgram:
+          io_uring: bool = True, resolve_paths: bool = False, workers: int = 1,
+          partition: str = "lineage") -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`). ``rings``:
     ring buffers per worker (one per CPU group); ``workers``: the worker processes of a live
-    run (collector.workers), each reading its own ``rings``.
+    run (collector.workers), each reading its own ``rings``; ``partition``: the key they are
+    routed by (:data:`PARTITION_KEYS`).
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
     """
@@ -425,6 +430,8 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
               f"-DPATH_LEN={path_len}", f"-DARGV_LEN={argv_len}", f"-DENV_LEN={env_len}",
               f"-DARGS_MAP_SIZE={args_map_size}", f"-DSNAPLEN={snaplen}",
               f"-DSNAP_MASK={(1 << max(snaplen, 8).bit_length()) - 1}"]
+    if workers > 1:       # one worker's program has no routing (and keeps its cache key)
+        cflags.append(f"-DPARTITION_KEY={PARTITION_KEYS.index(partition)}")
     if not 0 < snaplen <= MAX_SNAPLEN:
         raise ValueError(f"collector.snaplen must be between 1 and {MAX_SNAPLEN} (got {snaplen})")
     biggest = EXEC_S0_OFF + path_len + argv_len + env_len + 3 * path_len

@@ -31,6 +31,7 @@ from falconet.plugin_config import (
     boolean,
     integer,
     number,
+    one_of,
     positive_integer,
     priority,
     validate_section,
@@ -97,6 +98,7 @@ class CollectorConfig:
     stats_interval: float = 1.0
     bpf_cache: bool = True                 # reuse the compiled program (bpfcache.py)
     workers: int | str = "auto"            # worker processes: auto or N (performance.md)
+    partition: str = "lineage"             # the workers' key: lineage, tgid, cgroup (idem)
     io_uring: bool = True                  # trace io_uring file/socket operations (issue 19)
     resolve_paths: bool = True             # opens carry the kernel's path (fd.resolved_name)
 
@@ -145,7 +147,8 @@ def _collector_schema() -> ConfigSchema:
     declaration of each key, its default and its check."""
     checks: dict[str, Checker] = {"drop_alert_priority": priority(), "syscalls": _syscall_names,
                                   "snaplen": integer(1, program.MAX_SNAPLEN),
-                                  "workers": _workers}
+                                  "workers": _workers,
+                                  "partition": one_of(*program.PARTITION_KEYS)}
     settings: dict[str, Setting] = {}
     for f in fields(CollectorConfig):
         default = f.default
@@ -242,14 +245,14 @@ class EbpfSource:
     # ------------------------------------------------------------------ start
     def start(self, events: frozenset[str], self_tgid: int | None = None,
               plan: FilterPlan | None = None, workers: int = 1,
-              skip_tgids: tuple[int, ...] = ()) -> None:
+              skip_tgids: tuple[int, ...] = (), partition: str = "lineage") -> None:
         """Compile, load and attach (in a child process, see :mod:`bpfproc`), then map the
         rings and load the kernel filter ``plan`` (none: every traced event is emitted). Raises
         :class:`bccloader.CollectorUnavailable` saying what is missing.
 
         ``workers`` > 1: a group of rings per worker process, which map their own
         (:attr:`worker_rings`; this process maps none); ``skip_tgids``, the workers' pids, are
-        not traced (as this process is not)."""
+        not traced (as this process is not); ``partition``: their key (collector.partition)."""
         bccloader.check_prerequisites()
         cfg = self.config
         try:
@@ -273,7 +276,7 @@ class EbpfSource:
                               env_len=cfg.env_len if cfg.capture_env else 0,
                               args_map_size=cfg.args_map_size, snaplen=cfg.snaplen,
                               io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths,
-                              workers=workers)
+                              workers=workers, partition=partition)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
@@ -404,7 +407,7 @@ class EbpfSource:
             # collector.workers > 1: a ring group per worker process, which reads it itself
             # (falconet.workers.live); this process's iterator never runs
             self.start(events, options.get("self_tgid"), options.get("kernel_filter"),
-                       workers=pool.n, skip_tgids=pool.pids)
+                       workers=pool.n, skip_tgids=pool.pids, partition=pool.key)
             pool.attach(self)
         return self._loop()
 

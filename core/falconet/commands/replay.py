@@ -47,10 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default=None, metavar="N|auto",
                    help="worker processes (default: collector.workers, auto = one per core for "
                         "a capture of 4 MiB or more); alerts are the same with any number")
-    p.add_argument("--partition-key", choices=KEYS, default="lineage",
-                   help="how processes are assigned to workers (lineage, the default: a fork "
-                        "child stays on its parent's worker; tgid: each process hashed alone, "
-                        "a fork child gets its parent's fds from the parent's worker)")
+    p.add_argument("--partition-key", choices=KEYS, default=None,
+                   help="how events are assigned to workers (default: collector.partition, "
+                        "else lineage: a fork child stays on its parent's worker; tgid: each "
+                        "process hashed alone, a fork child gets its parent's fds from the "
+                        "parent's worker; cgroup: by the event's cgroup, docs/performance.md)")
 
 
 def main(args: argparse.Namespace) -> int:

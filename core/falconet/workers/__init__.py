@@ -16,12 +16,14 @@ import logging
 import os
 from typing import Any
 
-from falconet.workers.live import MAX_LIVE_WORKERS, LivePool
-from falconet.workers.partition import KEYS, LIFECYCLE, Partitioner
+from falconet.workers.live import LIVE_KEYS, MAX_LIVE_WORKERS, LivePool, live_key_error
+from falconet.workers.partition import DEFAULT_KEY, KEYS, LIFECYCLE, Partitioner, parse_key
 from falconet.workers.pool import WorkerFailed, WorkerPool
 
-__all__ = ["AUTO_MIN_BYTES", "KEYS", "LIFECYCLE", "LivePool", "Partitioner", "WorkerFailed",
-           "WorkerPool", "live_workers_for", "parse_workers", "prepare", "workers_for"]
+__all__ = ["AUTO_MIN_BYTES", "DEFAULT_KEY", "KEYS", "LIFECYCLE", "LIVE_KEYS", "LivePool",
+           "Partitioner",
+           "WorkerFailed", "WorkerPool", "live_workers_for", "parse_key", "parse_workers",
+           "partition_for", "prepare", "workers_for"]
 
 log = logging.getLogger("falconet.workers")
 
@@ -102,22 +104,44 @@ def _auto_live(cores: int) -> int:
 AUTO_LIVE = _auto_live
 
 
+def partition_for(app: Any, options: dict[str, Any]) -> str:
+    """The partition key of this run: ``options["partition_key"]`` (``replay
+    --partition-key``) over ``collector.partition``. Raises ``ValueError`` with where the bad
+    value was written (``file:line:col`` or ``-o ...``)."""
+    value = options.get("partition_key")
+    if value is not None:
+        return parse_key(value)
+    collector = app.config.data.get("collector") or {}
+    try:
+        return parse_key(collector.get("partition"))
+    except ValueError as e:
+        where = getattr(app.config, "where", None)
+        at = where(("collector", "partition")) if where is not None else "<config>"
+        raise ValueError(f"{at}: error: collector.partition: {e}") from None
+
+
 def prepare(app: Any, src: Any, pipeline: Any, options: dict[str, Any],
             reload: Any = None) -> WorkerPool | LivePool | None:
     """Fork the workers of this run, or ``None`` for the single-worker loop. ``reload()``: a
     live worker's rules reload (loads and returns a ruleset)."""
     collector = app.config.data.get("collector") or {}
     if getattr(src, "live_workers", False) and getattr(src, "live", False):
+        key = partition_for(app, options)
         n = live_workers_for(collector.get("workers", "auto"), options)
         if n <= 1:
             return None
-        live = LivePool(app, pipeline, n, reload=reload)
+        if key not in LIVE_KEYS:
+            where = getattr(app.config, "where", None)
+            at = where(("collector", "partition")) if where is not None else "<config>"
+            raise ValueError(f"{at}: error: {live_key_error(key)}")
+        live = LivePool(app, pipeline, n, reload=reload, key=key)
         live.start()
         return live
+    key = partition_for(app, options)
     n = workers_for(collector.get("workers", "auto"), src, options)
     if n <= 1:
         return None
-    pool = WorkerPool(app, pipeline, n, key=options.get("partition_key") or "lineage",
+    pool = WorkerPool(app, pipeline, n, key=key,
                       handoff=options.get("fork_handoff", True))
     pool.start()
     return pool

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from falconet.workers.live_worker import ALERTS, STATS, live_worker_main
+from falconet.workers.partition import DEFAULT_KEY
 from falconet.workers.pool import WorkerFailed, drain_queue, stop_all
 from falconet.workers.worker import FAILED, FINAL, merge_metrics
 
@@ -41,6 +42,19 @@ log = logging.getLogger("falconet.workers")
 MERGE_DELAY = 0.2
 #: the most live workers (each is a group of ring maps with call sites in every emitter)
 MAX_LIVE_WORKERS = 16
+#: the partition keys a live run takes. ``tgid`` is replay only: its fork handoff (the child's
+#: worker waits for the parent's worker to send the child's fd table) was built for the live
+#: workers and measured deadlocking: a worker reads its CPU rings in batches, so two workers
+#: can reach two cross-worker forks in opposite orders and each wait for the other (53
+#: one-second handoff timeouts in 25 s on this 2-vCPU machine, the inherited-socket workload's
+#: alerts lost; docs/performance.md, "Live")
+LIVE_KEYS = ("lineage", "cgroup")
+
+
+def live_key_error(key: str) -> str:
+    return (f"collector.partition: {key!r} is not available for a live run with more than "
+            f"one worker (live: {', '.join(LIVE_KEYS)}; tgid is replay only, "
+            f"docs/performance.md \"Live\")")
 
 
 class LiveMerger:
@@ -83,10 +97,14 @@ class LivePool:
     live = True
 
     def __init__(self, app: Any, pipeline: Any, n: int,
-                 reload: Callable[[], Any] | None = None) -> None:
+                 reload: Callable[[], Any] | None = None, key: str = DEFAULT_KEY) -> None:
         if not 1 < n <= MAX_LIVE_WORKERS:
             raise ValueError(f"the live collector runs 2 to {MAX_LIVE_WORKERS} workers, not {n}")
         self.app, self.pipeline, self.n = app, pipeline, n
+        #: collector.partition: the kernel routes by it (``lineage`` or ``cgroup``)
+        if key not in LIVE_KEYS:
+            raise ValueError(live_key_error(key))
+        self.key = key
         self._reload = reload
         self.procs: list[Any] = []
         self.socks: list[socket.socket] = []

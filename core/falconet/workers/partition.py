@@ -20,26 +20,36 @@ The rule (docs/performance.md, "More than one core"):
   sends the child's fd table and cwd to the child's worker, which waits for them at that same
   event (both see the fork in the same global order, so waits never form a cycle). Even balance,
   but the two workers wait for each other at every such fork (measured in docs/performance.md:
-  slower than ``lineage`` on a capture with many processes).
+  slower than ``lineage`` on a capture with many processes). ``cgroup`` (a container key)
+  hashes the cgroup v2 id every event carries (``args.cgroup_id``): a fork child starts in its
+  parent's cgroup, so it starts on its parent's worker without a handoff, but a process that
+  *moves* to another cgroup (runc puts a container's first process into the container's cgroup
+  after forking it) changes worker with its fd table left behind: its inherited fds (stdio) are
+  stale there. Measured with bench/bench_partition.py and documented in docs/performance.md.
 
 The partitioner is pure bookkeeping (no I/O, no state tables): the replay router runs it in the
-parent; a live run makes the ``lineage`` decisions in the kernel (``worker_of`` in
-``bpf/falconet.bpf.c``, which hashes a root with :func:`_mix` too: a ring group per worker,
-lifecycle records written to every group).
+parent; a live run makes the same decisions in the kernel (``worker_of`` and ``owner_of`` in
+``bpf/falconet.bpf.c``, which hash with :func:`_mix` / :func:`cgroup_hash` too: a ring group
+per worker, lifecycle records written to every group) for ``lineage`` and ``cgroup``;
+``tgid``'s handoff is replay only (:data:`falconet.workers.live.LIVE_KEYS` says why).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from falconet.collector.program import PARTITION_KEYS
 from falconet.syscalls import LIFECYCLE
 
-__all__ = ["FORKS", "KEYS", "LIFECYCLE", "Partitioner"]
+__all__ = ["DEFAULT_KEY", "FORKS", "KEYS", "LIFECYCLE", "Partitioner", "cgroup_hash", "parse_key"]
 
 #: the events that create a process (their child inherits its parent's owner under ``lineage``)
 FORKS: frozenset[str] = frozenset({"clone", "clone3", "fork", "vfork", "procfork"})
 #: partition keys :class:`Partitioner` knows
-KEYS = ("lineage", "tgid")
+KEYS = PARTITION_KEYS
+#: the key a run uses when ``collector.partition`` is not set (docs/performance.md, "The
+#: partitioning": the one that measured correct on every workload, and the fastest of those)
+DEFAULT_KEY = "lineage"
 #: CLONE_THREAD (a new thread of the same process, not a new process)
 _CLONE_THREAD = 0x00010000
 #: exited processes whose owner is kept, for the late events of their other threads
@@ -53,12 +63,27 @@ def _mix(tgid: int) -> int:
     return x ^ (x >> 16)
 
 
+def cgroup_hash(cgroup_id: int) -> int:
+    """:func:`_mix` of a 64-bit cgroup id folded to 32 bits (as ``owner_of`` in the kernel)."""
+    return _mix((cgroup_id ^ (cgroup_id >> 32)) & 0xFFFFFFFF)
+
+
+def parse_key(value: object) -> str:
+    """``collector.partition``: one of :data:`KEYS` (``None``: :data:`DEFAULT_KEY`). Raises
+    ``ValueError`` saying what is accepted."""
+    if value is None:
+        return DEFAULT_KEY
+    if not isinstance(value, str) or value not in KEYS:
+        raise ValueError(f"expected one of {', '.join(KEYS)}, got {value!r}")
+    return value
+
+
 class Partitioner:
     """Owners of processes for ``n`` workers, under one key (:data:`KEYS`)."""
 
-    __slots__ = ("n", "key", "owners", "_forked", "_exited")
+    __slots__ = ("n", "key", "owners", "groups", "_forked", "_exited")
 
-    def __init__(self, n: int, key: str = "lineage") -> None:
+    def __init__(self, n: int, key: str = DEFAULT_KEY) -> None:
         if n < 1:
             raise ValueError("at least one worker")
         if key not in KEYS:
@@ -67,6 +92,8 @@ class Partitioner:
         self.key = key
         #: tgid -> worker index (roots get theirs at first sight)
         self.owners: dict[int, int] = {}
+        #: ``cgroup``: cgroup id -> worker
+        self.groups: dict[int, int] = {}
         #: tgids whose owner a fork event set (procfork and the clone exit name the same child)
         self._forked: set[int] = set()
         self._exited: deque[int] = deque()
@@ -77,6 +104,19 @@ class Partitioner:
         if w is None:
             w = self.owners[tgid] = _mix(tgid) % self.n
         return w
+
+    def group(self, cgroup_id: int) -> int:
+        """The worker of a cgroup (the ``cgroup`` key)."""
+        w = self.groups.get(cgroup_id)
+        if w is None:
+            w = self.groups[cgroup_id] = cgroup_hash(cgroup_id) % self.n
+        return w
+
+    def route(self, tgid: int, cgroup_id: object) -> int:
+        """The worker of an event of process ``tgid`` written in cgroup ``cgroup_id``."""
+        if self.key == "cgroup":
+            return self.group(cgroup_id if isinstance(cgroup_id, int) else 0)
+        return self.owner(tgid)
 
     def forked(self, parent_tgid: int, child_tgid: int) -> tuple[int, int] | None:
         """A new process. Under ``lineage`` it takes its parent's worker; under ``tgid`` it gets
@@ -127,7 +167,10 @@ class Partitioner:
     def observe(self, typ: str, tid: int, pid: int, args: dict[str, object],
                 res: int | None) -> tuple[int, int, int] | None:
         """Update the owners from a lifecycle event (before routing it). Returns a handoff
-        ``(from worker, to worker, child tgid)`` (see :meth:`forked`), else ``None``."""
+        ``(from worker, to worker, child tgid)`` (see :meth:`forked`), else ``None``.
+        Under ``cgroup`` nothing changes here: a child starts in its parent's cgroup."""
+        if self.key == "cgroup":
+            return None
         if typ in FORKS:
             child = self.fork_child(typ, pid, args, res)
             if child:

@@ -29,7 +29,7 @@ from typing import Any
 
 from falconet.capture import StateRecord, decode_record
 from falconet.workers.merge import AlertMerger
-from falconet.workers.partition import FORKS, LIFECYCLE, Partitioner
+from falconet.workers.partition import DEFAULT_KEY, FORKS, LIFECYCLE, Partitioner
 from falconet.workers.worker import FAILED, FINAL, RESULT, merge_metrics, worker_main
 
 log = logging.getLogger("falconet.workers")
@@ -44,6 +44,9 @@ CREDITS = 16
 _FRONT = re.compile(rb'\{"src":"([^"\\]*)","type":"([A-Za-z0-9_]+)","ts":\d+,"tid":(\d+),'
                     rb'"pid":(\d+),')
 _LIFECYCLE_B = frozenset(t.encode() for t in LIFECYCLE)
+#: the cgroup id of a canonical event line (``collector.partition: cgroup``); a string argument
+#: cannot fake it (its quotes are escaped)
+_CGROUP = re.compile(rb'"cgroup_id":(\d+)')
 
 
 class WorkerFailed(RuntimeError):
@@ -57,7 +60,7 @@ class WorkerPool:
     rules; no plugin or output thread exists yet), then :meth:`run` the records of the source.
     """
 
-    def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = "lineage",
+    def __init__(self, app: Any, pipeline: Any, n: int, *, key: str = DEFAULT_KEY,
                  batch_lines: int | None = None, credits: int | None = None,
                  blocking: bool = True, handoff: bool = True) -> None:
         self.app, self.pipeline, self.n = app, pipeline, n
@@ -135,10 +138,13 @@ class WorkerPool:
         local = self._local_sinks_out()
         n = self.n
         part = self.partitioner
-        owner = part.owner
+        owner, group, route = part.owner, part.group, part.route
         lineage = part.key == "lineage"
-        #: pid as the line spells it -> worker: under ``tgid`` an owner never changes (a hash),
-        #: under ``lineage`` a fork re-assigns its child (dropped from here)
+        by_cgroup = part.key == "cgroup"
+        find_cgroup = _CGROUP.search
+        #: pid (or, under ``cgroup``, the cgroup id) as the line spells it -> worker: under
+        #: ``tgid`` and ``cgroup`` an owner never changes (a hash), under ``lineage`` a fork
+        #: re-assigns its child (dropped from here)
         cache: dict[bytes, int] = {}
         cache_get = cache.get
         match_front = _FRONT.match
@@ -177,9 +183,16 @@ class WorkerPool:
                     if m is not None:
                         typ, pid_b = m.group(2, 4)
                         if typ not in lifecycle:
-                            w = cache_get(pid_b)
-                            if w is None:
-                                w = cache[pid_b] = owner(int(pid_b))
+                            if by_cgroup:
+                                c = find_cgroup(line)
+                                pid_b = c.group(1) if c is not None else b"0"
+                                w = cache_get(pid_b)
+                                if w is None:
+                                    w = cache[pid_b] = group(int(pid_b))
+                            else:
+                                w = cache_get(pid_b)
+                                if w is None:
+                                    w = cache[pid_b] = owner(int(pid_b))
                             num = lineno - skipped
                             add_num[w](num)
                             add_line[w](line)
@@ -199,14 +212,14 @@ class WorkerPool:
                     else:
                         num = lineno - skipped
                         if rec.type not in LIFECYCLE:
-                            w = owner(rec.pid)
+                            w = route(rec.pid, rec.args.get("cgroup_id"))
                             nums[w].append(num)
                             lines[w].append(line)
                             continue
                         h = part.observe(rec.type, rec.tid, rec.pid, rec.args, rec.res)
                         if lineage and rec.type in FORKS:
                             cache.clear()     # rare: a fork may have moved a child
-                        mine = owner(rec.pid)
+                        mine = route(rec.pid, rec.args.get("cgroup_id"))
                     if mine < 0:
                         for w in everyone:
                             states[w] += 1

@@ -317,5 +317,10 @@ def _replay(index: int, app: Any, pipeline: Any, conn: Any, results: Any,
         alerts, bad = loop.batch(nums, blob.split(b"\n"), foreign, sends, waits)
         results.put((RESULT, index, bid, upto, alerts, bad))
     loop.cpu_s = time.process_time() - cpu0
+    # the handoffs this worker put are still in its queues' feeder threads: flush them before
+    # the exit (os._exit joins nothing), a peer may wait for the last one at its last batch
+    for q in inboxes:
+        q.close()
+        q.join_thread()
     stop_worker(app, loop)
     return (FINAL, index, loop.stats(), metrics_snapshot(app.metrics))
