@@ -9,7 +9,6 @@ kernel dropped events in the last second, a rate-limited internal alert is raise
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from falconet.alerts import Alert
 from falconet.collector import bccloader, bpfcache, bpfproc, bpfsyscall, btf, kfilter_maps, program
 from falconet.collector.bpfsys import PerCpuU64Array
 from falconet.collector.decoder import RecordDecoder
+from falconet.collector.merge import TimestampMerge
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.events import INTERNAL_SOURCE, SYSCALL_SOURCE, Event
 from falconet.kfilter import FilterPlan
@@ -45,10 +45,9 @@ DROP_RULE = "Falconet internal: syscall event drop"
 MAX_RINGS = 64
 
 
-_ts = operator.attrgetter("ts")
 #: empty polls (``poll_interval`` apart) after the last event before the consumer sleeps until
 #: the kernel wakes it: 10 x 5 ms keeps bursty work batched, and an idle engine asleep
-LINGER_POLLS = 10     # sort key of the ring merge (faster than a def)
+LINGER_POLLS = 10
 
 
 #: fields whose value is the exec's environment (libs takes it from execve's envp, always)
@@ -422,6 +421,7 @@ class EbpfSource:
         next_stats = time.monotonic() + self.config.stats_interval
         metrics = self._metrics
         single = len(rings.rings) == 1
+        merge = TimestampMerge()             # several rings: timestamp order across reads
         quiet = LINGER_POLLS + 1
         try:
             while not self._closed:
@@ -429,6 +429,7 @@ class EbpfSource:
                 # space is released at once), then merge the rings by timestamp: events of one
                 # process may sit in different rings when it migrates between CPUs.
                 got: list[Event] = []
+                frontier: int | None = None
                 for ring in rings.rings:
                     view = ring.view
                     offsets, cons = ring.pending(batch)
@@ -439,9 +440,13 @@ class EbpfSource:
                             if metrics is not None:
                                 metrics.drop("decode_error")
                     ring.release(cons)               # decoded: the kernel may reuse the space
+                    if len(offsets) >= batch and got:    # records left: a frontier
+                        last = got[-1].ts
+                        if frontier is None or last < frontier:
+                            frontier = last
+                if not single and (got or merge.held):
+                    got = merge.order(got, frontier)
                 if got:
-                    if not single:
-                        got.sort(key=_ts)
                     yield from got
                 now = time.monotonic()
                 if now >= next_stats:
@@ -460,6 +465,7 @@ class EbpfSource:
                         rings.wait(self.config.poll_interval)
                     else:
                         self._sleep(rings, next_stats - time.monotonic())
+            yield from merge.drain()
         finally:
             self.poll_stats()
             self._teardown()

@@ -17,7 +17,6 @@ parent (the control socket): the attach message with the ring fds, then ``"reloa
 from __future__ import annotations
 
 import ctypes
-import operator
 import os
 import pickle
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 
 from falconet.collector import kfilter_maps, program
 from falconet.collector.decoder import RecordDecoder
+from falconet.collector.merge import TimestampMerge
 from falconet.collector.ringbuf import RingBuffer, RingSet
 from falconet.metrics import EngineMetrics
 from falconet.workers.worker import (
@@ -43,7 +43,6 @@ ALERTS, STATS = "alerts", "stats"
 #: empty polls before the worker sleeps until the kernel wakes it (as the single-worker loop)
 LINGER_POLLS = 10
 PR_SET_PDEATHSIG = 1
-_ts = operator.attrgetter("ts")
 _FOREIGN_HI = program.FOREIGN_ID >> 8
 
 
@@ -84,6 +83,8 @@ class LiveWorker:
         self.records = 0          # records read from this worker's rings
         self.seq = 0              # evt.num of this worker's events
         self.mark = 0             # the timestamp of the last event evaluated
+        self.merge = TimestampMerge()  # timestamp order across this worker's rings and reads
+        self.foreign: set[int] = set()  # id() of read lifecycle copies not yet evaluated
 
     def stats(self) -> dict[str, Any]:
         return {**self.loop.stats(), "records": self.records}
@@ -140,11 +141,12 @@ class LiveWorker:
         return cmd
 
     def step(self) -> int:
-        """Read what the rings hold, evaluate it in timestamp order; returns the record count."""
+        """Read what the rings hold, evaluate it in timestamp order; returns the event count."""
         table, batch = self.table, self.batch
         drop = self.loop.metrics.drop
         got: list[Any] = []
-        foreign: set[int] = set()
+        foreign = self.foreign
+        frontier: int | None = None
         for ring in self.rings.rings:
             view = ring.view
             offsets, cons = ring.pending(batch)
@@ -159,14 +161,19 @@ class LiveWorker:
                     foreign.add(id(evt))
                 got.append(evt)
             ring.release(cons)
+            if len(offsets) >= batch and got:       # records left: a frontier (collector.merge)
+                last = got[-1].ts
+                if frontier is None or last < frontier:
+                    frontier = last
+        if len(self.rings.rings) > 1 and (got or self.merge.held):
+            got = self.merge.order(got, frontier)
         if not got:
             return 0
-        if len(self.rings.rings) > 1:
-            got.sort(key=_ts)
         self.records += len(got)
         seq = self.seq
         if foreign:
             items = [(seq + i, e, id(e) not in foreign) for i, e in enumerate(got, 1)]
+            foreign.difference_update(id(e) for e in got)
         else:
             items = [(seq + i, e, True) for i, e in enumerate(got, 1)]
         self.seq = seq + len(got)
