@@ -40,6 +40,7 @@ from typing import Any
 
 from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
 from falconet.plugin_config import boolean, check_or_raise, number, positive_integer
+from falconet.state.container_users import ContainerUsers
 from falconet.state.dns import DomainResolver
 from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
@@ -73,6 +74,9 @@ class CoreState:
         self.tables = tables
         self.users = UserDB(check_interval=cfg["user_check_seconds"])
         metrics = getattr(engine, "metrics", None)
+        # a container process's names come from the container's files (issue 17)
+        self.users.containers = ContainerUsers(check_interval=cfg["user_check_seconds"],
+                                               metrics=metrics, plugin_name=NAME)
         # names of fd.*ip.name conditions: registered by the compiler, resolved in a thread
         # from falconet_start on (commands that only load rules, e.g. `rules validate`, never
         # look a name up)
@@ -154,7 +158,7 @@ class CoreState:
                 m = tables.threads.get(t.pid)
                 if m is not None:
                     t.fds = m.fds
-        if "users" in data or "groups" in data:
+        if "users" in data or "groups" in data or "container_users" in data:
             self.users.load(data)
 
 
