@@ -870,7 +870,10 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
     x[10] = ns;
     void *sess = kread_ptr(signal, OFF_SIGNAL_PIDS + 8 * 3);     // PIDTYPE_SID
     pid_numbers(sess, &host, &ns);
-    x[11] = host;
+    // proc.sid as Falco has it: setsid()'s return value, the number the session has in the
+    // namespace it was made in (1 for a container's init after runc's setsid; the host's
+    // number for a session inherited from the host)
+    x[11] = ns;
     void *tpid = kread_ptr(task, OFF_TASK_THREAD_PID);
     pid_numbers(tpid, &host, &ns);
     x[12] = ns;                                          // vtid
