@@ -320,3 +320,18 @@ def test_container_session_and_group_leaders_as_falco() -> None:
     assert m.field(child, "proc.sname") == "sh" and m.field(child, "proc.vpgid.name") == "sh"
     assert m.field(child, "proc.is_sid_leader") is False
 
+
+def test_open_flags_name_the_overlay_layer() -> None:
+    """ftype bits 3/20 (bpf open_ftype) render as Falco's FD_UPPER_LAYER / FD_LOWER_LAYER,
+    after O_F_CREATED (Falco's order)."""
+    m = MiniEngine()
+    _host(m)
+    up = m.evt("openat", 150, 3, fd=3, dirfd=-100, name="/u", flags=0o1101, mode=0o600,
+               ftype=1 | F.FTYPE_CREATED | F.FTYPE_UPPER | (0o100600 << 4))
+    assert m.field(up, "evt.arg", "flags") == "O_TRUNC|O_CREAT|O_WRONLY|O_F_CREATED|FD_UPPER_LAYER"
+    low = m.evt("openat", 150, 4, fd=4, dirfd=-100, name="/l", flags=0, mode=0,
+                ftype=1 | F.FTYPE_LOWER | (0o100644 << 4))
+    assert m.field(low, "evt.arg", "flags") == "O_RDONLY|FD_LOWER_LAYER"
+    plain = m.evt("openat", 150, 5, fd=5, dirfd=-100, name="/p", flags=0, mode=0,
+                  ftype=1 | (0o100644 << 4))
+    assert m.field(plain, "evt.arg", "flags") == "O_RDONLY"
