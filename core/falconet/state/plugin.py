@@ -74,9 +74,10 @@ class CoreState:
         self.tables = tables
         self.users = UserDB(check_interval=cfg["user_check_seconds"])
         metrics = getattr(engine, "metrics", None)
-        # a container process's names come from the container's files (issue 17)
+        # a container process's names come from the container's files (issue 17); frozen until
+        # falconet_start says the source is live: a replay's pids are not this host's processes
         self.users.containers = ContainerUsers(check_interval=cfg["user_check_seconds"],
-                                               metrics=metrics, plugin_name=NAME)
+                                               metrics=metrics, plugin_name=NAME, frozen=True)
         # names of fd.*ip.name conditions: registered by the compiler, resolved in a thread
         # from falconet_start on (commands that only load rules, e.g. `rules validate`, never
         # look a name up)
@@ -223,6 +224,8 @@ class CoreStatePlugin:
         st = self.state_for(engine)
         live = bool(engine.extras.get("falconet.live"))
         st.parser.live = live
+        if live and st.users.containers is not None:
+            st.users.containers.frozen = False
         if live and st.config["bootstrap"]:
             st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
             engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in "
