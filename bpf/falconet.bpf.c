@@ -919,7 +919,10 @@ static __always_inline int emit_exec(void *ctx, u32 id) {
     x[10] = ns;
     void *sess = kread_ptr(signal, OFF_SIGNAL_PIDS + 8 * 3);     // PIDTYPE_SID
     pid_numbers(sess, &host, &ns);
-    x[11] = host;
+    // proc.sid as Falco has it: setsid()'s return value, the number the session has in the
+    // namespace it was made in (1 for a container's init after runc's setsid; the host's
+    // number for a session inherited from the host)
+    x[11] = ns;
     void *tpid = kread_ptr(task, OFF_TASK_THREAD_PID);
     pid_numbers(tpid, &host, &ns);
     x[12] = ns;                                          // vtid
@@ -1117,12 +1120,37 @@ static __always_inline u32 kf_inode_fmt(void *inode) {
 
 // What the open file at fd of the current task is: bit 0 = known, bit 1 = a directory, bits
 // 16..19 = the S_IFMT bits of its inode (so 0xc0000 = a socket).
-static __always_inline u64 fd_ftype(s64 fd) {
-    void *inode = kf_fd_inode(fd);
+static __always_inline u64 inode_ftype(void *inode) {
     if (!inode)
         return 0;
     u32 mode = kf_inode_fmt(inode);
     return 1 | ((mode == 0x4000) ? 2 : 0) | ((u64)mode << 4);
+}
+
+static __always_inline u64 fd_ftype(s64 fd) {
+    return inode_ftype(kf_fd_inode(fd));
+}
+
+// ftype bits 3 and 20 of an open (above the mode's bits 4..19): the new file is on an overlayfs
+// upper (FD_UPPER_LAYER) or lower (FD_LOWER_LAYER) layer. As libscap's modern_ebpf decides it
+// (extract__dev_ino_overlay_from_fd): an overlayfs superblock, then the ovl_inode around the
+// file's inode has an upper dentry (upper) or none (lower); the exe's test in save_exec. Two
+// reads more for an open off overlayfs, three on it; opens only (fd_ftype serves I/O too).
+#define FTYPE_UPPER (1ull << 3)
+#define FTYPE_LOWER (1ull << 20)
+static __always_inline u64 open_ftype(s64 fd) {
+    void *inode = kf_fd_inode(fd);
+    u64 ft = inode_ftype(inode);
+#if defined(OFF_INODE_SB) && defined(OFF_SB_MAGIC) && defined(OFF_OVL_UPPERDENTRY) && \
+    defined(OFF_OVL_VFS_INODE)
+    if (inode) {
+        void *sb = kread_ptr(inode, OFF_INODE_SB);
+        if (sb && (kread_u64(sb, OFF_SB_MAGIC) & 0xffffffff) == OVERLAYFS_SUPER_MAGIC)
+            ft |= kread_u64((char *)inode - OFF_OVL_VFS_INODE, OFF_OVL_UPPERDENTRY) ?
+                  FTYPE_UPPER : FTYPE_LOWER;
+    }
+#endif
+    return ft;
 }
 
 // falconet.kfilter.irregular_path on the string of n bytes (NUL included) at s
@@ -1682,7 +1710,7 @@ static __always_inline int emit_open(void *ctx, u32 id, int path_i, int flags_i)
     u16 n = put_ustr(buf, &pos, PATH_LEN, a.a[path_i & 7]);
     h->len0 = n;
     u64 flags = flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7];
-    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    u64 ftype = res >= 0 ? open_ftype(res) : 0;
     h->a[5] = ftype | open_created(flags, res);
     s64 dirfd = path_i == 1 ? (s64)(s32)a.a[0] : -100;
     return kf_open_tail(ctx, buf, id, flags, res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
@@ -1927,7 +1955,7 @@ static __always_inline int emit_openat2(void *ctx, u32 id) {
     u16 n = put_ustr(buf, &pos, PATH_LEN, a.a[1]);
     h->len0 = n;
     s64 res = SYS_RET(ctx);
-    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    u64 ftype = res >= 0 ? open_ftype(res) : 0;
     h->a[5] = ftype | open_created(how[0], res);
     s64 dirfd = (s64)(s32)a.a[0];
     return kf_open_tail(ctx, buf, id, how[0], res, ftype, n, dirfd, pt, pos, CAT_OPEN, 0, 0, 0);
@@ -2056,7 +2084,7 @@ static __always_inline int emit_open_kpath(void *ctx, u32 id, u32 cat, int name_
         h->len0 = n;
     }
     u64 flags = kind == 1 ? h->a[2] : (flags_i < 0 ? (0100 | 01 | 01000) : a.a[flags_i & 7]);
-    u64 ftype = res >= 0 ? fd_ftype(res) : 0;
+    u64 ftype = res >= 0 ? open_ftype(res) : 0;
     h->a[5] = ftype | open_created(flags, res);
     s64 dirfd = name_i == 1 ? (s64)(s32)a.a[0] : -100;
     void *file = 0;

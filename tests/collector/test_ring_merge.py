@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from falconet.collector.merge import TimestampMerge
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from falconet.collector.merge import TimestampMerge
 
 
 def read_rounds(rings: list[list[int]], batch: int) -> list[int]:

@@ -95,5 +95,5 @@ def test_backlogged_rings_are_merged_in_timestamp_order(tmp_path: Path) -> None:
     opens = ours()
     assert len(opens) == BUSY + QUIET
     ts = [e["ts"] for e in opens]
-    late = sum(1 for a, b in zip(ts, ts[1:]) if b < a)
+    late = sum(1 for a, b in zip(ts, ts[1:], strict=False) if b < a)
     assert late == 0, f"{late} opens came after a later one"

@@ -302,3 +302,36 @@ def test_table_cap_evicts_and_counts() -> None:
     assert m.parser.evictions == m.tables.evictions >= 400
     assert m.metrics.drops["state_evicted"] == m.parser.evictions
     assert m.tables.sizes()["threads"] == 100
+
+
+def test_container_session_and_group_leaders_as_falco() -> None:
+    """Falco 0.44.1, side by side (tests/fields/test_vs_falco.py): a container's init (vpid 1,
+    sid 1 after runc's setsid) has proc.sname/proc.vpgid.name "" (its parent, the shim, is in
+    another session; the process itself is no fallback) and is the session leader (sid ==
+    vpid); its child names the init."""
+    m = MiniEngine()
+    m.add(tid=900, ptid=1, comm="containerd-shim", sid=900, vpgid=900, vpid=900)
+    m.add(tid=3964, ptid=900, comm="sh", sid=1, vpgid=1, vpid=1)
+    m.add(tid=4002, ptid=3964, comm="sh", sid=1, vpgid=1, vpid=8)
+    init = m.evt("openat", 3964, 3, fd=3, dirfd=-100, name="/x", flags=0, mode=0)
+    assert m.field(init, "proc.sname") == "" and m.field(init, "proc.vpgid.name") == ""
+    assert m.field(init, "proc.is_sid_leader") is True and m.field(init, "proc.sid") == 1
+    child = m.evt("openat", 4002, 3, fd=3, dirfd=-100, name="/y", flags=0, mode=0)
+    assert m.field(child, "proc.sname") == "sh" and m.field(child, "proc.vpgid.name") == "sh"
+    assert m.field(child, "proc.is_sid_leader") is False
+
+
+def test_open_flags_name_the_overlay_layer() -> None:
+    """ftype bits 3/20 (bpf open_ftype) render as Falco's FD_UPPER_LAYER / FD_LOWER_LAYER,
+    after O_F_CREATED (Falco's order)."""
+    m = MiniEngine()
+    _host(m)
+    up = m.evt("openat", 150, 3, fd=3, dirfd=-100, name="/u", flags=0o1101, mode=0o600,
+               ftype=1 | F.FTYPE_CREATED | F.FTYPE_UPPER | (0o100600 << 4))
+    assert m.field(up, "evt.arg", "flags") == "O_TRUNC|O_CREAT|O_WRONLY|O_F_CREATED|FD_UPPER_LAYER"
+    low = m.evt("openat", 150, 4, fd=4, dirfd=-100, name="/l", flags=0, mode=0,
+                ftype=1 | F.FTYPE_LOWER | (0o100644 << 4))
+    assert m.field(low, "evt.arg", "flags") == "O_RDONLY|FD_LOWER_LAYER"
+    plain = m.evt("openat", 150, 5, fd=5, dirfd=-100, name="/p", flags=0, mode=0,
+                  ftype=1 | (0o100644 << 4))
+    assert m.field(plain, "evt.arg", "flags") == "O_RDONLY"

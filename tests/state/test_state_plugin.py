@@ -169,3 +169,23 @@ def test_sweep_marks_vanished_processes_dead_and_sweeper_stops() -> None:
     finally:
         plug(ctx).falconet_stop(ctx)
     assert st._sweeper is None
+
+
+def test_container_users_read_live_only_and_replay_uses_the_capture() -> None:
+    """A replay's pids are not this host's processes: its container tables come from the
+    capture and /proc is never read; a live start reads them (issue 17)."""
+    live = _engine(live=True)
+    plug(live).falconet_start(live)
+    cu = plug(live).state_for(live).users.containers
+    assert cu is not None and cu.frozen is False
+    cu.load({"c1": {"users": {"0": ["root", "/root", "/bin/sh"]}, "groups": {"0": "root"}}})
+    cu.frozen = False                       # as live: load() is the replay path
+    snap = json.loads(json.dumps(plug(live).falconet_capture_state(live)))
+    assert snap["container_users"]["c1"]["users"]["0"] == ["root", "/root", "/bin/sh"]
+    replay = _engine(live=False)
+    plug(replay).falconet_start(replay)
+    rcu = plug(replay).state_for(replay).users.containers
+    assert rcu is not None and rcu.frozen is True
+    assert rcu.user("c2", os.getpid(), 0) is None and rcu.reads == 0      # never reads /proc
+    plug(replay).falconet_restore_state("core-state", snap, replay)
+    assert rcu.user("c1", 1, 0) == ("root", "/root", "/bin/sh")

@@ -36,6 +36,15 @@ FTYPE_CREATED = 1 << 2
 #: O_F_CREATED as the renderers take it: a mark above Linux's 32 open(2) bits (open_flags of
 #: ``flags | O_F_CREATED``), set from ``ftype`` when an argument is rendered, never by a caller
 O_F_CREATED = 1 << 32
+#: ``ftype`` bits 3 and 20: the opened file is on an overlayfs upper / lower layer (bpf
+#: open_ftype, as Falco's driver); rendered as FD_UPPER_LAYER / FD_LOWER_LAYER through the marks
+#: below, like O_F_CREATED
+FTYPE_UPPER = 1 << 3
+FTYPE_LOWER = 1 << 20
+FD_UPPER_LAYER = 1 << 33
+FD_LOWER_LAYER = 1 << 34
+_PPM_FD_UPPER = 1 << 15
+_PPM_FD_LOWER = 1 << 16
 #: libsinsp's file_flags table, in its order: a flag is printed when all its bits are still set,
 #: then its bits are cleared (so O_RDWR is not also O_WRONLY|O_RDONLY)
 _PPM_NAMES: tuple[tuple[str, int], ...] = (
@@ -43,7 +52,8 @@ _PPM_NAMES: tuple[tuple[str, int], ...] = (
     ("O_TRUNC", 1 << 8), ("O_SYNC", 1 << 7), ("O_NONBLOCK", 1 << 6), ("O_EXCL", 1 << 5),
     ("O_DSYNC", 1 << 4), ("O_APPEND", 1 << 3), ("O_CREAT", 1 << 2), ("O_RDWR", 3),
     ("O_WRONLY", 2), ("O_RDONLY", 1), ("O_CLOEXEC", 1 << 12), ("O_TMPFILE", _PPM_TMPFILE),
-    ("O_F_CREATED", _PPM_F_CREATED),
+    ("O_F_CREATED", _PPM_F_CREATED), ("FD_UPPER_LAYER", _PPM_FD_UPPER),
+    ("FD_LOWER_LAYER", _PPM_FD_LOWER),
 )
 
 
@@ -75,6 +85,10 @@ def open_flags(v: int) -> str:
         ppm |= _PPM_TMPFILE
     if v & O_F_CREATED:
         ppm |= _PPM_F_CREATED
+    if v & FD_UPPER_LAYER:
+        ppm |= _PPM_FD_UPPER
+    if v & FD_LOWER_LAYER:
+        ppm |= _PPM_FD_LOWER
     names = []
     for name, bits in _PPM_NAMES:
         if ppm & bits == bits:

@@ -40,6 +40,7 @@ from typing import Any
 
 from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
 from falconet.plugin_config import boolean, check_or_raise, number, positive_integer
+from falconet.state.container_users import ContainerUsers
 from falconet.state.dns import DomainResolver
 from falconet.state.fields import core_field_defs
 from falconet.state.parser import StateParser
@@ -73,6 +74,10 @@ class CoreState:
         self.tables = tables
         self.users = UserDB(check_interval=cfg["user_check_seconds"])
         metrics = getattr(engine, "metrics", None)
+        # a container process's names come from the container's files (issue 17); frozen until
+        # falconet_start says the source is live: a replay's pids are not this host's processes
+        self.users.containers = ContainerUsers(check_interval=cfg["user_check_seconds"],
+                                               metrics=metrics, plugin_name=NAME, frozen=True)
         # names of fd.*ip.name conditions: registered by the compiler, resolved in a thread
         # from falconet_start on (commands that only load rules, e.g. `rules validate`, never
         # look a name up)
@@ -154,7 +159,7 @@ class CoreState:
                 m = tables.threads.get(t.pid)
                 if m is not None:
                     t.fds = m.fds
-        if "users" in data or "groups" in data:
+        if "users" in data or "groups" in data or "container_users" in data:
             self.users.load(data)
 
 
@@ -219,6 +224,8 @@ class CoreStatePlugin:
         st = self.state_for(engine)
         live = bool(engine.extras.get("falconet.live"))
         st.parser.live = live
+        if live and st.users.containers is not None:
+            st.users.containers.frozen = False
         if live and st.config["bootstrap"]:
             st.bootstrap_stats = s = bootstrap(st.tables, read_env=st.config["read_env"])
             engine.log.info("core-state: %d processes, %d threads, %d fds read from /proc in "

@@ -2,9 +2,10 @@
 
 The files are parsed once and re-read only when their mtime changes; the mtime is checked at most
 every ``check_interval`` seconds (and never on the per-event path otherwise), so a lookup is one
-dict read. As in Falco without container-side metadata, every uid is resolved against the *host*
-files, also for processes in containers (a container's ``/etc/passwd`` may name uid 1000
-differently): ``user.name`` of a container process is the host's name for that uid, or ``None``.
+dict read. A host process's uid is resolved against the *host* files; a process in a container
+is named through the container's own files instead (a container's ``/etc/passwd`` may name uid
+1000 differently): :class:`falconet.state.container_users.ContainerUsers`, as libsinsp, held
+here as ``containers``.
 
 In replay the tables come from the capture (:meth:`UserDB.load`) and the host files are not read.
 """
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from falconet.state.container_users import ContainerUsers
 
 #: (name, home directory, shell)
 UserEntry = tuple[str, str, str]
@@ -66,6 +70,9 @@ class UserDB:
         self._mtimes: tuple[float, float] = (-1.0, -1.0)
         self._next_check = 0.0
         self.reloads = 0
+        #: the container tables (set by the state plugin; None: container processes get the
+        #: host's names, e.g. in unit tests of the host tables)
+        self.containers: ContainerUsers | None = None
         if not frozen:
             self.refresh(force=True)
 
@@ -89,14 +96,19 @@ class UserDB:
 
     def dump(self) -> dict[str, Any]:
         """JSON-able tables (for capture snapshots)."""
-        return {"users": {str(k): list(v) for k, v in self.users.items()},
-                "groups": {str(k): v for k, v in self.groups.items()}}
+        out: dict[str, Any] = {"users": {str(k): list(v) for k, v in self.users.items()},
+                               "groups": {str(k): v for k, v in self.groups.items()}}
+        if self.containers is not None:
+            out["container_users"] = self.containers.dump()
+        return out
 
     def load(self, data: dict[str, Any]) -> None:
         """Replace the tables with a snapshot from :meth:`dump` and stop reading the host files."""
         self.frozen = True
         self.users = {int(k): (v[0], v[1], v[2]) for k, v in (data.get("users") or {}).items()}
         self.groups = {int(k): str(v) for k, v in (data.get("groups") or {}).items()}
+        if self.containers is not None:
+            self.containers.load(data.get("container_users") or {})
 
     # ---------------------------------------------------------------------- lookups (hot path)
     def user(self, uid: int) -> UserEntry | None:
@@ -111,6 +123,17 @@ class UserDB:
     def name(self, uid: int) -> str | None:
         e = self.user(uid)
         return e[0] if e is not None else None
+
+    def user_in(self, cid: str, pid: int, uid: int) -> UserEntry | None:
+        """``uid``'s entry for a process of container ``cid`` (``""``: the host)."""
+        if cid and self.containers is not None:
+            return self.containers.user(cid, pid, uid)
+        return self.user(uid)
+
+    def group_in(self, cid: str, pid: int, gid: int) -> str | None:
+        if cid and self.containers is not None:
+            return self.containers.group(cid, pid, gid)
+        return self.group(gid)
 
     def group(self, gid: int) -> str | None:
         g = self.groups.get(gid)

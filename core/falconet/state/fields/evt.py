@@ -108,9 +108,14 @@ class ArgRenderer:
             r = self.renderer(evt.type, name)
             if r is None:
                 return str(v)
-            if name == "flags" and evt.type in _OPEN_TYPES and \
-                    int(evt.args.get("ftype") or 0) & F.FTYPE_CREATED:
-                v |= F.O_F_CREATED                  # the open created its file (open_flags)
+            if name == "flags" and evt.type in _OPEN_TYPES:
+                ft = int(evt.args.get("ftype") or 0)
+                if ft & F.FTYPE_CREATED:
+                    v |= F.O_F_CREATED              # the open created its file (open_flags)
+                if ft & F.FTYPE_UPPER:
+                    v |= F.FD_UPPER_LAYER           # on an overlayfs upper layer
+                elif ft & F.FTYPE_LOWER:
+                    v |= F.FD_LOWER_LAYER
             return r(v)
         if isinstance(v, (list, tuple)):
             return " ".join(str(x) for x in v)

@@ -97,25 +97,27 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         t = evt.thread
         return None if t is None or not t.start_ts else max(0, evt.ts - t.start_ts)
 
-    def eldest_with(m: ThreadInfo, key: str) -> ThreadInfo:
-        """The highest ancestor of ``m`` (or ``m``) whose ``key`` (sid, vpgid) is still m's."""
-        best, v = m, getattr(m, key)
+    def leader_name(m: ThreadInfo, key: str) -> str:
+        """libsinsp's proc.sname/proc.vpgid.name: outside a pid namespace the process whose pid
+        is the id (``key``: sid, vpgid); else (or when that one is gone) the highest *ancestor*
+        still with the same id, and the empty string when there is none. Falco 0.44.1 prints
+        "" for a container's init (sid 1, vpgid 1: its parent, the shim, is in another session)
+        and "sh" for that init's child: the process itself is not a candidate."""
+        v = getattr(m, key)
+        if v and m.vpid in (0, m.pid):
+            leader = threads.get(v)
+            if leader is not None and (key != "sid" or leader.sid == v):
+                return main(leader).comm
+        best: ThreadInfo | None = None
         for p in tables.ancestors(m):
             if getattr(p, key) != v:
                 break
             best = p
-        return best
+        return best.comm if best is not None else ""
 
     def sname(evt: Event) -> str | None:
-        """Name of the session leader: pid == sid, else the eldest ancestor with the same sid."""
         t = evt.thread
-        if t is None:
-            return None
-        m = main(t)
-        leader = threads.get(m.sid) if m.sid else None
-        if leader is not None and leader.sid == m.sid:
-            return leader.comm
-        return eldest_with(m, "sid").comm
+        return None if t is None else leader_name(main(t), "sid")
 
     def loginshellid(evt: Event) -> int | None:
         t = evt.thread
@@ -162,17 +164,8 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
         return max(0, t.start_ts - t.exe_ino_ctime)
 
     def vpgid_name(evt: Event) -> str | None:
-        """libsinsp's: outside a pid namespace the process whose pid is the group id; else (or
-        when that one is gone) the highest ancestor still in the same group."""
         t = evt.thread
-        if t is None:
-            return None
-        m = main(t)
-        if m.vpid in (0, m.pid):
-            leader = threads.get(m.vpgid)
-            if leader is not None:
-                return main(leader).comm
-        return eldest_with(m, "vpgid").comm
+        return None if t is None else leader_name(main(t), "vpgid")
 
     def nz(name: str) -> Extractor:
         """An attribute that is unknown when 0 (inode numbers, times)."""
@@ -235,8 +228,9 @@ def proc_fields(tables: StateTables, users: Any) -> list[FieldDef]:
            "either the process with pid=proc.sid or the eldest ancestor that has the same sid as "
            "the current process.", sname, cache=C),
         _f("proc.is_sid_leader", T.BOOL, "'true' if this process is the leader of the process "
-           "session (proc.sid == proc.pid).",
-           lambda e: None if e.thread is None else main(e.thread).sid == e.thread.pid),
+           "session (proc.sid == proc.vpid: both as seen from its pid namespace).",
+           lambda e: None if e.thread is None
+           else main(e.thread).sid == (main(e.thread).vpid or e.thread.pid)),
         _f("proc.vpgid", T.INT64, "The process group id of the process generating the event, as "
            "seen from its current PID namespace.",
            lambda e: None if e.thread is None else main(e.thread).vpgid),
