@@ -48,11 +48,15 @@ MAX_SNAPLEN = 1024
 C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 1, 9, 10, 11, 12
 #: a lifecycle copy for another worker lost (ring full); worker_of full (collector.workers > 1)
 C_BCAST_DROP, C_WORKER_FULL = 13, 14
+#: events lost before any ring write: a per-CPU scratch/job slot missing, the syscall's pt_regs
+#: unreadable, an io_uring operation without a scratch or pending slot (each a drop); an exec
+#: emitted without its filename (exec_fn full: degraded, not a drop)
+C_LOST_SCRATCH, C_LOST_REGS, C_LOST_IOU, C_EXEC_FN_FULL = 15, 16, 17, 18
 #: hdr_t.id bit of a lifecycle copy in a ring of a worker that does not own its process
 FOREIGN_ID = 0x8000
 #: the value of worker_of that marks the engine's own worker processes (not traced)
 WORKER_SKIP = 0xFFFFFFFF
-N_COUNTERS = 16
+N_COUNTERS = 20
 
 # record layout constants (must match struct hdr_t / rec_exec in the C source)
 HDR_SIZE = 96
