@@ -1666,6 +1666,73 @@ static __always_inline int kf_new_fd(void *ctx, int unused) {
 }
 
 
+// A new fd (fcntl F_DUPFD*, either fd of a pipe or socketpair): the kernel filter's memory of
+// that number is gone (kf_new_fd's, for an fd that is not the result).
+static __always_inline void kf_fd_reused(u64 pt, s64 fd) {
+    if (fd < 0)
+        return;
+    kf_forget_fd(EV_close, pt, fd);
+    kf_dir_forget(fd);
+}
+
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+// fcntl(fd, cmd, arg): F_DUPFD and F_DUPFD_CLOEXEC give a new fd for fd's file (the fd tables
+// must learn it, as for dup: a socket can be put on 0/1/2 that way instead of dup2). all = 0
+// (no rule names fcntl): only those two commands are emitted; the others of this frequent call
+// change no state and no rule asked for them, so they are not traced (as an unselected syscall).
+static __always_inline int emit_fcntl(void *ctx, u32 id, int all) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    u32 cmd = (u32)a.a[1];
+    int dup = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC;
+    if (!all && !dup)
+        return 0;
+    s64 res = SYS_RET(ctx);
+    if (dup)
+        kf_fd_reused(pt, res);
+    RESERVE(rec_base, CAT_OTHER);
+    fill_hdr(&r->h, id, res, pt, &a);
+    bpf_ringbuf_submit(r, fl_);
+    return 0;
+}
+
+// pipe/pipe2(int fds[2], flags) and socketpair(domain, type, proto, int sv[2]): the two new fds
+// from the user array at argument ptr_i, into a[4] and a[5]; for a pipe (ino_i >= 0) the pipe's
+// inode number into a[ino_i] (Falco's ino: fd.ino, and the name pipe:[ino]).
+static __always_inline int emit_fdpair(void *ctx, u32 id, u32 cat, int ptr_i, int ino_i) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    s64 res = SYS_RET(ctx);
+    s32 fds[2] = {-1, -1};
+    u64 ptr = a.a[ptr_i & 7];
+    if (res == 0 && ptr && bpf_probe_read_user(fds, sizeof(fds), (void *)ptr) < 0) {
+        count(C_USER_READ);
+        fds[0] = fds[1] = -1;
+    }
+    u64 ino = 0;
+#if defined(OFF_INODE_INO)
+    if (ino_i >= 0 && res == 0)
+        ino = kread_u64(kf_fd_inode(fds[0]), OFF_INODE_INO);
+#endif
+    if (res == 0) {
+        kf_fd_reused(pt, fds[0]);
+        kf_fd_reused(pt, fds[1]);
+    }
+    RESERVE(rec_base, cat);
+    fill_hdr(&r->h, id, res, pt, &a);
+    r->h.a[4] = (u64)(s64)fds[0];
+    r->h.a[5] = (u64)(s64)fds[1];
+    if (ino_i >= 0)
+        r->h.a[ino_i & 3] = ino;
+    bpf_ringbuf_submit(r, fl_);
+    return 0;
+}
+
 // ---------------------------------------------------------------- I/O buffers (issue 17)
 // read/write/pread64/pwrite64/readv/writev/sendto/recvfrom/sendmsg/recvmsg, traced only when a
 // rule names them, with a snapshot of the data: SNAPLEN bytes at most (Falco's snaplen, 80 by

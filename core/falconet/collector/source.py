@@ -253,6 +253,8 @@ class EbpfSource:
         self._filtered_reported: dict[tuple[str, str], int] = {}
         self._ctl_fd = -1
         self._map_fds: dict[str, int] = {}
+        #: every fcntl is emitted, not only F_DUPFD* (set by :meth:`open`: a rule names fcntl)
+        self.all_fcntl = True
         #: collector.workers > 1 (falconet.workers.live): the ring fds of each worker (the
         #: parent maps none), the ring size, and the per-ring drop counters
         self.workers = 1
@@ -294,7 +296,7 @@ class EbpfSource:
                               env_len=cfg.env_len if cfg.capture_env else 0,
                               args_map_size=cfg.args_map_size, snaplen=cfg.snaplen,
                               io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths,
-                              workers=workers)
+                              workers=workers, all_fcntl=self.all_fcntl)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
@@ -414,6 +416,9 @@ class EbpfSource:
             log.info("a loaded rule reads proc.env: copying the environment of execs "
                      "(collector.capture_env)")
         events = choose_events(event_types=wanted, cfg=self.config)
+        cfg = self.config
+        self.all_fcntl = (wanted is None or "fcntl" in wanted or cfg.all_syscalls
+                          or "fcntl" in (cfg.syscalls or ()))
         missing = syscalls.unsupported(wanted)
         if missing:
             log.info("rules name event types the eBPF collector does not produce: %s",
