@@ -36,13 +36,18 @@
 // counters (per-CPU array; index layout mirrored in collector/program.py COUNTERS)
 #define C_EVENTS 0          // records the kernel tried to emit
 #define C_DROP_BASE 1       // 1..8: ring buffer full, by category (syscalls.CATEGORIES order)
-#define C_ARGS_FULL 9       // enter args map full (the exit event is lost)
-#define C_NO_ENTER 10       // exit without a saved enter (started mid-syscall; not emitted)
+#define C_ARGS_FULL 9       // enter args map full (its exit then counts C_NO_ENTER: the loss)
+#define C_NO_ENTER 10       // exec exit without a saved enter: the event is lost (a drop)
 #define C_USER_READ 11      // user memory read failed (event emitted with empty value)
 #define C_KERNEL_READ 12    // kernel memory read failed (event emitted with 0 value)
 #define C_BCAST_DROP 13     // a lifecycle copy for another worker lost (its ring was full)
 #define C_WORKER_FULL 14    // worker_of full: a new process is hashed, not kept on its parent's worker
-#define N_COUNTERS 16
+// Events lost before any ring write (each a drop, counted once, where the handler gives up):
+#define C_LOST_SCRATCH 15   // a per-CPU scratch or job slot lookup failed
+#define C_LOST_REGS 16      // the syscall's pt_regs could not be read (no arguments)
+#define C_LOST_IOU 17       // io_uring: no scratch slot at submit or completion
+#define C_EXEC_FN_FULL 18   // exec_fn full: an exec is emitted without its filename (not a drop)
+#define N_COUNTERS 20
 
 #define CAT_CLONE 0
 #define CAT_EXECVE 1
@@ -500,7 +505,7 @@ static __always_inline int take_args(void *ctx, struct args_t *out, u64 *pt) {
         return 0;
     u64 w[8];
     if (bpf_probe_read_kernel(w, sizeof(w), SYS_REGS(ctx) + REGS_ARGS_OFF) < 0) {
-        count(C_KERNEL_READ);
+        count(C_LOST_REGS);
         return 0;
     }
     out->a[0] = w[7];       // di
@@ -590,9 +595,14 @@ static __always_inline int emit_base(void *ctx, u32 id, u32 cat) {
     return 0;
 }
 
+// The per-CPU record buffer; a failed lookup (never seen: the slot is preallocated) loses the
+// caller's event, so it is counted here, once: every caller gives up on a NULL.
 static __always_inline char *scratch_buf(void) {
     u32 zero = 0;
-    return (char *)rec_scratch.lookup(&zero);
+    char *b = (char *)rec_scratch.lookup(&zero);
+    if (!b)
+        count(C_LOST_SCRATCH);
+    return b;
 }
 
 static __always_inline u64 kf_gen(void) {
@@ -838,11 +848,14 @@ static __always_inline int save_exec(void *ctx, u32 id, int nargs, int fname_i) 
     save_args(ctx, id, nargs);
     u32 zero = 0, tid = (u32)pt;
     struct fname_t *buf = scratch.lookup(&zero);
-    if (!buf)
+    if (!buf) {
+        count(C_EXEC_FN_FULL);          // the exec is still emitted, without its filename
         return 0;
+    }
     if (bpf_probe_read_user_str(buf->s, PATH_LEN, (void *)TP_ARG(ctx, fname_i)) < 0)
         buf->s[0] = 0;
-    exec_fn.update(&tid, buf);
+    if (exec_fn.update(&tid, buf) != 0)
+        count(C_EXEC_FN_FULL);
     return 0;
 }
 
@@ -1644,8 +1657,11 @@ int falconet_kf_open(struct bpf_raw_tracepoint_args *ctx) {
     u32 zero = 0;
     struct kf_job_t *j = kf_job.lookup(&zero);
     char *buf = scratch_buf();
-    if (!j || !buf)
+    if (!j || !buf) {
+        if (buf)
+            count(C_LOST_SCRATCH);
         return 0;
+    }
     u32 id = j->id;
     u64 flags = j->flags;
     s64 res = j->res;
@@ -1743,6 +1759,73 @@ static __always_inline int kf_new_fd(void *ctx, int unused) {
     return 0;
 }
 
+
+// A new fd (fcntl F_DUPFD*, either fd of a pipe or socketpair): the kernel filter's memory of
+// that number is gone (kf_new_fd's, for an fd that is not the result).
+static __always_inline void kf_fd_reused(u64 pt, s64 fd) {
+    if (fd < 0)
+        return;
+    kf_forget_fd(EV_close, pt, fd);
+    kf_dir_forget(fd);
+}
+
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+// fcntl(fd, cmd, arg): F_DUPFD and F_DUPFD_CLOEXEC give a new fd for fd's file (the fd tables
+// must learn it, as for dup: a socket can be put on 0/1/2 that way instead of dup2). all = 0
+// (no rule names fcntl): only those two commands are emitted; the others of this frequent call
+// change no state and no rule asked for them, so they are not traced (as an unselected syscall).
+static __always_inline int emit_fcntl(void *ctx, u32 id, int all) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    u32 cmd = (u32)a.a[1];
+    int dup = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC;
+    if (!all && !dup)
+        return 0;
+    s64 res = SYS_RET(ctx);
+    if (dup)
+        kf_fd_reused(pt, res);
+    RESERVE(rec_base, CAT_OTHER);
+    fill_hdr(&r->h, id, res, pt, &a);
+    bpf_ringbuf_submit(r, fl_);
+    return 0;
+}
+
+// pipe/pipe2(int fds[2], flags) and socketpair(domain, type, proto, int sv[2]): the two new fds
+// from the user array at argument ptr_i, into a[4] and a[5]; for a pipe (ino_i >= 0) the pipe's
+// inode number into a[ino_i] (Falco's ino: fd.ino, and the name pipe:[ino]).
+static __always_inline int emit_fdpair(void *ctx, u32 id, u32 cat, int ptr_i, int ino_i) {
+    struct args_t a;
+    u64 pt;
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    s64 res = SYS_RET(ctx);
+    s32 fds[2] = {-1, -1};
+    u64 ptr = a.a[ptr_i & 7];
+    if (res == 0 && ptr && bpf_probe_read_user(fds, sizeof(fds), (void *)ptr) < 0) {
+        count(C_USER_READ);
+        fds[0] = fds[1] = -1;
+    }
+    u64 ino = 0;
+#if defined(OFF_INODE_INO)
+    if (ino_i >= 0 && res == 0)
+        ino = kread_u64(kf_fd_inode(fds[0]), OFF_INODE_INO);
+#endif
+    if (res == 0) {
+        kf_fd_reused(pt, fds[0]);
+        kf_fd_reused(pt, fds[1]);
+    }
+    RESERVE(rec_base, cat);
+    fill_hdr(&r->h, id, res, pt, &a);
+    r->h.a[4] = (u64)(s64)fds[0];
+    r->h.a[5] = (u64)(s64)fds[1];
+    if (ino_i >= 0)
+        r->h.a[ino_i & 3] = ino;
+    bpf_ringbuf_submit(r, fl_);
+    return 0;
+}
 
 // ---------------------------------------------------------------- I/O buffers (issue 17)
 // read/write/pread64/pwrite64/readv/writev/sendto/recvfrom/sendmsg/recvmsg, traced only when a
@@ -1968,8 +2051,10 @@ int falconet_kpath(struct bpf_raw_tracepoint_args *ctx) {
     u32 zero = 0;
     struct kpath_job_t *j = kpath_job.lookup(&zero);
     char *buf = (char *)rec_scratch.lookup(&zero);
-    if (!j || !buf)
+    if (!j || !buf) {
+        count(C_LOST_SCRATCH);
         return 0;
+    }
     void *file = (void *)j->file;
     u32 pos = j->pos;
     u64 fp[2];                                      // file->f_path {mnt, dentry}
@@ -2014,8 +2099,10 @@ int falconet_kpath_kf(struct bpf_raw_tracepoint_args *ctx) {
     struct kpath_job_t *j = kpath_job.lookup(&zero);
     char *buf = (char *)rec_scratch.lookup(&zero);
     struct kf_path_t *pb = kf_pathbuf.lookup(&zero);
-    if (!j || !buf || !pb)
+    if (!j || !buf || !pb) {
+        count(C_LOST_SCRATCH);
         return 0;
+    }
     u32 id = j->kf_id;
     struct kf_cfg_t *cfg = kf_cfg.lookup(&id);
     u32 n = j->kf_n;
@@ -2200,8 +2287,10 @@ int falconet_iou_submit(void *ctx) {
     u64 rflags = *(u64 *)((char *)ctx + IOU_TP_SUBMIT_FLAGS);
     u32 zero = 0;
     struct iou_pend_t *p = iou_scratch.lookup(&zero);
-    if (!p || !req)
+    if (!p || !req) {
+        count(C_LOST_IOU);
         return 0;
+    }
     __builtin_memset(p->w, 0, sizeof(p->w));
     p->cgroup_id = bpf_get_current_cgroup_id();
     p->ring = kread_u64((void *)req, OFF_IOK_CTX);
@@ -2275,7 +2364,8 @@ int falconet_iou_submit(void *ctx) {
         p->len0 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_OLDPATH));
         p->len1 = iou_fname(p, &pos, kread_ptr(cmd, OFF_IOU_RENAME_NEWPATH));
     }
-    iou_pend.update(&req, p);
+    if (iou_pend.update(&req, p) != 0)
+        count(C_LOST_IOU);              // its completion finds no entry: the operation is lost
     return 0;
 }
 
@@ -2285,7 +2375,7 @@ int falconet_iou_complete(void *ctx) {
     if (!p)
         return 0;
     s64 res = *(s32 *)((char *)ctx + IOU_TP_COMPLETE_RES);
-    char *buf = scratch_buf();
+    char *buf = scratch_buf();          // (a failure is counted there: C_LOST_SCRATCH)
     if (!buf) {
         iou_pend.delete(&req);
         return 0;

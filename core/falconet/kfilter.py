@@ -472,7 +472,8 @@ def relative_filtering(plan: FilterPlan) -> bool:
 FD_RESULT_TYPES = frozenset({"socket", "accept", "accept4", "dup", "dup2", "dup3",
                              "memfd_create", "userfaultfd", "eventfd", "eventfd2", "signalfd",
                              "signalfd4", "epoll_create", "epoll_create1", "inotify_init",
-                             "inotify_init1", "io_uring_setup", "open_by_handle_at"})
+                             "inotify_init1", "io_uring_setup", "open_by_handle_at",
+                             "timerfd_create", "pidfd_open", "pidfd_getfd"})
 #: fd-consuming calls whose unknown fd the live state reads back from ``/proc/<pid>/fd``
 #: (``falconet.state.parser``; kept in the event's hidden ``fdpath`` arg): a rule that reads
 #: their fd only in its output does not turn open filtering off
@@ -483,6 +484,8 @@ _NEW_PROCESS_TYPES = frozenset({"procfork", "clone", "clone3", "fork", "vfork"})
 _IOU_NEW_FD_TYPES = frozenset({"openat", "openat2", "socket", "accept4"})
 #: event types that create two fds, in the args ``fd1`` and ``fd2``
 FD_PAIR_TYPES = frozenset({"pipe", "pipe2", "socketpair"})
+#: fcntl's F_DUPFD and F_DUPFD_CLOEXEC: the result is a new fd
+_FCNTL_DUPFD = frozenset({0, 1030})
 
 
 class FdTracker:
@@ -612,17 +615,19 @@ class FdTracker:
                     self.untracked or self.dirs or self.cwds or self.comms):
                 self._forget(child)
             return None
-        if res is not None and res >= 0 and self.dirs and t in FD_RESULT_TYPES:
-            self.dirs.pop((evt.pid, res), None)     # kf_new_fd
-        if res is not None and res >= 0 and self.untracked:
-            if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in (0, 1030)):
-                self.untracked.discard((evt.pid, res))
-                self.names.pop((evt.pid, res), None)
-            elif t in FD_PAIR_TYPES:
-                for k in ("fd1", "fd2"):
-                    fd = evt.args.get(k)
-                    if fd is not None:
-                        self.untracked.discard((evt.pid, fd))
+        if res is None or res < 0 or not (self.untracked or self.dirs):
+            return None
+        if t in FD_RESULT_TYPES or (t == "fcntl" and evt.args.get("cmd") in _FCNTL_DUPFD):
+            new: tuple[Any, ...] = (res,)           # kf_new_fd / kf_fd_reused (emit_fcntl)
+        elif t in FD_PAIR_TYPES:
+            new = (evt.args.get("fd1"), evt.args.get("fd2"))    # kf_fd_reused (emit_fdpair)
+        else:
+            return None
+        for fd in new:
+            if fd is not None:
+                self.untracked.discard((evt.pid, fd))
+                self.names.pop((evt.pid, fd), None)
+                self.dirs.pop((evt.pid, fd), None)
         return None
 
     def _base(self, pid: int, dirfd: int) -> tuple[str, str] | None:

@@ -7,7 +7,12 @@ is dropped silently. Causes in use (``falconet_drops_total{cause}``):
 
 - ``kernel_<category>``: the ring buffer was full when the kernel tried to write an event of that
   category (``kernel_open``, ``kernel_execve``, ... see ``falconet.syscalls``);
-  ``kernel_args_map_full``: exec arguments could not be staged in the kernel;
+  ``kernel_args_map_full``: exec arguments could not be staged in the kernel (counted at the
+  exec's exit); ``kernel_no_enter``: an exec exit without its enter (it began before the engine
+  attached); ``kernel_scratch_unavailable``, ``kernel_regs_unreadable``,
+  ``kernel_io_uring_lost``: an event lost in the kernel before any ring write (no per-CPU
+  buffer, no syscall registers, no io_uring staging slot). Each lost event is counted once;
+  ``falcosecurity_scap_n_drops`` is their sum;
 - ``decode_error``: a kernel record could not be decoded; ``source_error``: a source failed;
 - ``capture_malformed``: a capture line could not be read: bad JSON, too long or deeply nested, a
   wrongly typed field, a gzip bomb cut off (reported with its line number);
@@ -59,6 +64,9 @@ class EngineMetrics:
         self.rule_tags: dict[str, list[str]] = {}                              # rule -> tags
         self.kernel_events = 0          # events the kernel produced (falcosecurity_scap_n_evts)
         self.kernel_drops = 0           # events the kernel dropped (falcosecurity_scap_n_drops)
+        #: events the kernel emitted with a value it could not read (not drops), by what:
+        #: ``user_read``, ``kernel_read``, ``exec_filename``
+        self.kernel_degraded: defaultdict[str, int] = defaultdict(int)
         self.output_sent: defaultdict[str, int] = defaultdict(int)
         self.output_failures: defaultdict[str, int] = defaultdict(int)
         self.output_drops: defaultdict[str, int] = defaultdict(int)

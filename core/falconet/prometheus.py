@@ -161,6 +161,9 @@ class EngineCollector(Collector):
                         ["source", "type"], m.events.copy())
         yield _labelled(CounterMetricFamily, "falconet_drops",
                         "Events, alerts or records lost, by cause", ["cause"], m.drops.copy())
+        yield _labelled(CounterMetricFamily, "falconet_kernel_degraded_events",
+                        "Events the kernel emitted with a value it could not read (not losses), "
+                        "by what", ["what"], m.kernel_degraded.copy())
         yield _labelled(CounterMetricFamily, "falconet_kernel_filtered_events",
                         "Events the kernel filter dropped because no rule can match them (not "
                         "losses), by type and reason", ["type", "reason"],

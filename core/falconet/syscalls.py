@@ -184,6 +184,23 @@ EVENTS: dict[str, EventSchema] = {e.name: e for e in (
     _sys("finit_module", "fd:fd uargs:str flags:flags", CAT_OTHER),
     _sys("bpf", "cmd:int fd:fd", CAT_OTHER),
     _sys("userfaultfd", "fd:fd flags:flags", CAT_OTHER, file=True),
+    # --- other fd-creating calls (Falco's parameter names; the fd tables learn each new fd)
+    # fcntl: only F_DUPFD/F_DUPFD_CLOEXEC are traced unless a rule names fcntl (collector.md)
+    _sys("fcntl", "fd:fd cmd:flags", CAT_OTHER),
+    _sys("pipe", "fd1:fd fd2:fd ino:uint", CAT_OTHER),
+    _sys("pipe2", "fd1:fd fd2:fd ino:uint flags:flags", CAT_OTHER),
+    _sys("socketpair", "fd1:fd fd2:fd domain:int type:int proto:int", CAT_OTHER),
+    _sys("pidfd_open", "fd:fd pid:pid flags:flags", CAT_OTHER),
+    _sys("pidfd_getfd", "fd:fd pid_fd:fd target_fd:fd flags:flags", CAT_OTHER, file=True),
+    _sys("eventfd", "fd:fd initval:uint", CAT_OTHER),
+    _sys("eventfd2", "fd:fd initval:uint flags:flags", CAT_OTHER),
+    _sys("epoll_create", "fd:fd size:int", CAT_OTHER),
+    _sys("epoll_create1", "fd:fd flags:flags", CAT_OTHER),
+    _sys("inotify_init", "fd:fd", CAT_OTHER),
+    _sys("inotify_init1", "fd:fd flags:flags", CAT_OTHER),
+    _sys("signalfd", "fd:fd", CAT_OTHER),
+    _sys("signalfd4", "fd:fd flags:flags", CAT_OTHER),
+    _sys("timerfd_create", "fd:fd clockid:int flags:flags", CAT_OTHER),
     # --- network
     _sys("socket", "fd:fd domain:int type:int proto:int", CAT_OTHER, net=True),
     _sys("connect", "fd:fd " + _ADDR, CAT_CONNECT, net=True),
@@ -216,10 +233,15 @@ LIFECYCLE: frozenset[str] = BASE_STATE | frozenset({
     "capset", "prctl", "setsid", "setpgid", "chroot", "unshare", "setns",
     "setfsuid", "setfsgid", "setgroups",
 })
+#: the calls that give a process a copy of an fd it or another process has (fcntl F_DUPFD*,
+#: pidfd_getfd, with pidfd_open naming the other process): without them a socket or file put
+#: on 0/1/2 that way would have no fd.* fields
+FD_COPY_STATE: frozenset[str] = frozenset({"dup", "dup2", "dup3", "fcntl", "pidfd_open",
+                                           "pidfd_getfd"})
 #: joined when any fd-creating file syscall is traced (so fd tables don't grow stale)
-FILE_STATE: frozenset[str] = frozenset({"close", "dup", "dup2", "dup3", "fchdir"})
+FILE_STATE: frozenset[str] = frozenset({"close", "fchdir", "pipe", "pipe2"}) | FD_COPY_STATE
 #: joined when any network syscall is traced (so fd.sip/fd.l4proto are known)
-NET_STATE: frozenset[str] = frozenset({"socket", "bind", "close", "dup", "dup2", "dup3"})
+NET_STATE: frozenset[str] = frozenset({"socket", "bind", "close", "socketpair"}) | FD_COPY_STATE
 #: events that are not system calls
 NON_SYSCALL_EVENTS: frozenset[str] = frozenset({"procfork", "procexit"})
 

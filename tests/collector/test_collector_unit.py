@@ -319,3 +319,48 @@ def test_every_decoder_reads_the_cpu_from_the_header(resolve):
     assert {("openat", False), ("close", False), ("execve", False), ("clone", False),
             ("procfork", False), ("procexit", False), ("renameat", False),
             ("openat", True)} <= seen
+
+
+class _Counters:
+    """The kernel counter array's sums, as the test sets them."""
+
+    def __init__(self) -> None:
+        self.vals = [0] * program.N_COUNTERS
+
+    def sums(self) -> list[int]:
+        return list(self.vals)
+
+
+def test_each_kernel_loss_is_one_drop_with_its_cause() -> None:
+    """An exec whose enter the args map could not hold is lost at its exit: counted once (as
+    kernel_args_map_full, not also as kernel_no_enter); exits without an enter that no full map
+    explains are kernel_no_enter; losses before a ring write have their own causes; all of them
+    are in kernel_drops and the summary's drops, and unread values are not drops."""
+    from falconet.collector.source import EbpfSource  # noqa: PLC0415
+    from falconet.metrics import EngineMetrics  # noqa: PLC0415
+    src = EbpfSource()
+    m = EngineMetrics()
+    c = _Counters()
+    src.bpf, src.counters, src._metrics = True, c, m
+    v = c.vals
+    v[program.C_EVENTS] = 100
+    v[program.C_DROP_BASE + 3] = 7                 # open: ring full
+    v[program.C_ARGS_FULL] = 2                     # two enters did not fit ...
+    src.poll_stats()                               # ... their exits have not happened yet
+    assert m.kernel_drops == 7 and "kernel_args_map_full" not in m.drops
+    v[program.C_NO_ENTER] = 3                      # their two exits, and one exec in flight
+    v[program.C_LOST_SCRATCH] = 1
+    v[program.C_LOST_REGS] = 4
+    v[program.C_LOST_IOU] = 5
+    v[program.C_USER_READ] = 6
+    v[program.C_EXEC_FN_FULL] = 8
+    src.poll_stats()
+    assert dict(m.drops) == {"kernel_open": 7, "kernel_args_map_full": 2,
+                             "kernel_no_enter": 1, "kernel_scratch_unavailable": 1,
+                             "kernel_regs_unreadable": 4, "kernel_io_uring_lost": 5}
+    assert m.kernel_drops == sum(m.drops.values()) == src.stats.drops == 20
+    assert m.kernel_events == 100 + 13                 # the pre-ring losses never reached C_EVENTS
+    assert dict(m.kernel_degraded) == {"user_read": 6, "exec_filename": 8}
+    v[program.C_NO_ENTER] = 4                      # a later exit without enter: nothing explains it
+    src.poll_stats()
+    assert m.drops["kernel_no_enter"] == 2 and m.drops["kernel_args_map_full"] == 2

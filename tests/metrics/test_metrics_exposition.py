@@ -54,6 +54,7 @@ def filled_metrics() -> EngineMetrics:
     m.kernel_events, m.kernel_drops = 120, 15
     m.drop("kernel_buffer", 15)
     m.kernel_filtered[("openat", "path")] += 40
+    m.kernel_degraded["user_read"] += 3
     m.output_sent["stdout"] += 4
     m.output_failures["webhook"] += 1
     m.output_drops["webhook"] += 2
@@ -122,6 +123,7 @@ def test_falconet_series(server):
     assert one(s["falconet_events_total"], type="openat").value == 100
     assert one(s["falconet_drops_total"], cause="kernel_buffer").value == 15
     assert one(s["falconet_kernel_filtered_events_total"], type="openat", reason="path").value == 40
+    assert one(s["falconet_kernel_degraded_events_total"], what="user_read").value == 3
     assert one(s["falconet_rule_eval_seconds_count"]).value == 4
     assert one(s["falconet_rule_eval_seconds_bucket"], le="1e-06").value == 1
     assert one(s["falconet_rule_eval_seconds_bucket"], le="5e-06").value == 3

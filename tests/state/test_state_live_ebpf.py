@@ -28,7 +28,8 @@ from falconet.state.users import UserDB
 
 FIELDS = ["proc.name", "proc.pname", "proc.cmdline", "proc.exepath", "proc.aname[2]", "proc.cwd",
           "proc.pid", "proc.ppid", "user.uid", "user.name", "fd.name", "fd.typechar", "fd.num",
-          "fd.lport", "fd.rport", "evt.type", "evt.res", "proc.tty", "proc.is_exe_upper_layer"]
+          "fd.lport", "fd.rport", "evt.type", "evt.res", "proc.tty", "proc.is_exe_upper_layer",
+          "fd.type", "evt.buffer"]
 
 
 class LiveState:
@@ -130,3 +131,87 @@ def test_connect_named_like_falco(live: LiveState) -> None:
         p.stdin.close()
         p.wait(5)
         srv.close()
+
+
+@pytest.fixture(scope="module")
+def fdlive() -> Iterator[LiveState]:
+    """Rules that name writes (and opens, connects), not fcntl: fcntl, pipes, socketpair and
+    the pidfd calls are traced for the fd tables only (fcntl: F_DUPFD* alone)."""
+    need_bcc()
+    ls = LiveState({"write", "openat", "connect"})
+    assert ls.source.all_fcntl is False
+    assert {"fcntl", "pipe2", "socketpair", "pidfd_open", "pidfd_getfd"} <= set(
+        ls.source.dispatched)
+    yield ls
+    ls.close()
+
+
+#: a socket copied with fcntl (not dup2) to fd 50, 60 and 0 (stdin), a pipe, a socketpair and a file taken
+#: from a child with pidfd_getfd: each written to with a marker
+FD_COPIES = r"""
+import ctypes, fcntl, os, socket, subprocess, sys
+port, mark, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port))
+a = fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 50)
+b = fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 60)
+fcntl.fcntl(s.fileno(), fcntl.F_GETFL)                # not a copy: not traced
+os.write(a, (mark + "-dupfd").encode())
+os.write(b, (mark + "-dupfd-cloexec").encode())
+os.close(0)
+assert fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 0) == 0    # the socket on stdin, without dup2
+os.write(0, (mark + "-stdin").encode())
+r, w = os.pipe()
+os.write(w, (mark + "-pipe").encode())
+x, y = socket.socketpair()
+os.write(x.fileno(), (mark + "-socketpair").encode())
+child = subprocess.Popen([sys.executable, "-c",
+    "import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600); "
+    "print(fd, flush=True); sys.stdin.readline()", path],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+target = int(child.stdout.readline())
+pidfd = os.pidfd_open(child.pid)
+libc = ctypes.CDLL(None, use_errno=True)
+stolen = libc.syscall(438, pidfd, target, 0)          # pidfd_getfd
+assert stolen >= 0, ctypes.get_errno()
+os.write(stolen, (mark + "-pidfd-getfd").encode())
+child.stdin.write("\n")
+child.stdin.flush()
+child.wait()
+"""
+
+
+def test_fds_copied_without_dup_keep_their_names(fdlive: LiveState, tmp_path: Path) -> None:
+    """fd.* of a write on an fd made by fcntl(F_DUPFD*), pipe2, socketpair or pidfd_getfd are
+    the fd's file: the evasion of dup2 detection (a socket put on 0/1/2 with fcntl) has them."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(30)
+    port = srv.getsockname()[1]
+    mark = f"fdcopy-{uuid.uuid4().hex[:12]}"
+    path = tmp_path / f"{mark}.out"
+    fdlive.want.append(lambda e: e.type == "write"
+                       and bytes(e.args.get("data") or b"").startswith(mark.encode()))
+    p = subprocess.Popen([sys.executable, "-c", FD_COPIES, str(port), mark, str(path)])
+    conn, _ = srv.accept()
+    assert p.wait(30) == 0
+    conn.close()
+    srv.close()
+
+    def written(suffix: str) -> dict[str, Any]:
+        return fdlive.wait(lambda v: bytes(v["evt.buffer"] or b"") == f"{mark}-{suffix}".encode())
+
+    tup = f"127.0.0.1:{{}}->127.0.0.1:{port}"
+    a = written("dupfd")
+    assert a["fd.num"] >= 50 and a["fd.typechar"] == "4" and a["fd.type"] == "ipv4"
+    assert a["fd.name"] == tup.format(a["fd.lport"]) and a["fd.rport"] == port
+    b = written("dupfd-cloexec")
+    assert b["fd.num"] >= 60 and b["fd.name"] == a["fd.name"] and b["fd.type"] == "ipv4"
+    z = written("stdin")
+    assert z["fd.num"] == 0 and z["fd.name"] == a["fd.name"] and z["fd.type"] == "ipv4"
+    pipe = written("pipe")
+    assert pipe["fd.type"] == "pipe" and pipe["fd.name"].startswith("pipe:[")
+    pair = written("socketpair")
+    assert pair["fd.type"] == "unix" and pair["fd.typechar"] == "u"
+    stolen = written("pidfd-getfd")
+    assert stolen["fd.name"] == str(path) and stolen["fd.type"] == "file"

@@ -48,6 +48,10 @@ MAX_SNAPLEN = 1024
 C_EVENTS, C_DROP_BASE, C_ARGS_FULL, C_NO_ENTER, C_USER_READ, C_KERNEL_READ = 0, 1, 9, 10, 11, 12
 #: a lifecycle copy for another worker lost (ring full); worker_of full (collector.workers > 1)
 C_BCAST_DROP, C_WORKER_FULL = 13, 14
+#: events lost before any ring write: a per-CPU scratch/job slot missing, the syscall's pt_regs
+#: unreadable, an io_uring operation without a scratch or pending slot (each a drop); an exec
+#: emitted without its filename (exec_fn full: degraded, not a drop)
+C_LOST_SCRATCH, C_LOST_REGS, C_LOST_IOU, C_EXEC_FN_FULL = 15, 16, 17, 18
 #: hdr_t.id bit of a lifecycle copy in a ring of a worker that does not own its process
 FOREIGN_ID = 0x8000
 #: the value of worker_of that marks the engine's own worker processes (not traced)
@@ -55,7 +59,7 @@ WORKER_SKIP = 0xFFFFFFFF
 #: ``collector.partition``, the keys a live run's records are routed by; the index is the
 #: program's ``-DPARTITION_KEY`` (``owner_of`` in bpf/falconet.bpf.c, falconet.workers.partition)
 PARTITION_KEYS = ("lineage", "tgid", "cgroup")
-N_COUNTERS = 16
+N_COUNTERS = 20
 
 # record layout constants (must match struct hdr_t / rec_exec in the C source)
 HDR_SIZE = 96
@@ -183,6 +187,26 @@ SPECS: dict[str, Spec] = {
     "finit_module": Spec(3, _str1(1), "fd=i32:0 uargs=s0 flags=u32:2", kind="str"),
     "bpf": Spec(3, _BASE, "cmd=i32:0 fd=res"),
     "userfaultfd": Spec(1, _NEWFD, "fd=res flags=u32:0"),
+    # fcntl: {all_fcntl} = 0 emits only F_DUPFD/F_DUPFD_CLOEXEC (bpf emit_fcntl); the new fd is
+    # the result
+    "fcntl": Spec(3, "emit_fcntl(ctx, {id}, {all_fcntl})", "fd=i32:0 cmd=i32:1"),
+    # the two fds in words 4 and 5, a pipe's inode in word 2 (bpf emit_fdpair)
+    "pipe": Spec(1, "emit_fdpair(ctx, {id}, {cat}, 0, 2)", "fd1=i32:4 fd2=i32:5 ino=u64:2"),
+    "pipe2": Spec(2, "emit_fdpair(ctx, {id}, {cat}, 0, 2)",
+                  "fd1=i32:4 fd2=i32:5 ino=u64:2 flags=u32:1"),
+    "socketpair": Spec(4, "emit_fdpair(ctx, {id}, {cat}, 3, -1)",
+                       "fd1=i32:4 fd2=i32:5 domain=i32:0 type=i32:1 proto=i32:2"),
+    "pidfd_open": Spec(2, _NEWFD, "fd=res pid=i32:0 flags=u32:1"),
+    "pidfd_getfd": Spec(3, _NEWFD, "fd=res pid_fd=i32:0 target_fd=i32:1 flags=u32:2"),
+    "eventfd": Spec(1, _NEWFD, "fd=res initval=u64:0"),
+    "eventfd2": Spec(2, _NEWFD, "fd=res initval=u64:0 flags=u32:1"),
+    "epoll_create": Spec(1, _NEWFD, "fd=res size=i32:0"),
+    "epoll_create1": Spec(1, _NEWFD, "fd=res flags=u32:0"),
+    "inotify_init": Spec(0, _NEWFD, "fd=res"),
+    "inotify_init1": Spec(1, _NEWFD, "fd=res flags=u32:0"),
+    "signalfd": Spec(3, _NEWFD, "fd=res"),
+    "signalfd4": Spec(4, _NEWFD, "fd=res flags=u32:3"),
+    "timerfd_create": Spec(2, _NEWFD, "fd=res clockid=i32:0 flags=u32:1"),
     "socket": Spec(3, _NEWFD, "fd=res domain=i32:0 type=i32:1 proto=i32:2"),
     # local0..2: the socket's local address from the kernel (bpf sock_local), for the tuple
     "connect": Spec(3, _sock(1, 2, 0, 1),
@@ -406,11 +430,12 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
           path_len: int = 512, argv_len: int = 4096,
           env_len: int = 0, args_map_size: int = 32768, snaplen: int = 80,
           io_uring: bool = True, resolve_paths: bool = False, workers: int = 1,
-          partition: str = "lineage") -> BuiltProgram:
+          partition: str = "lineage", all_fcntl: bool = True) -> BuiltProgram:
     """Generate the program for ``events`` (names from :data:`syscalls.EVENTS`). ``rings``:
     ring buffers per worker (one per CPU group); ``workers``: the worker processes of a live
     run (collector.workers), each reading its own ``rings``; ``partition``: the key they are
-    routed by (:data:`PARTITION_KEYS`).
+    routed by (:data:`PARTITION_KEYS`). ``all_fcntl``: every fcntl is emitted (a rule names
+    it), else only F_DUPFD/F_DUPFD_CLOEXEC (the fd tables need those).
 
     Events whose tracepoints the kernel lacks are left out and listed in ``unavailable``.
     """
@@ -456,7 +481,7 @@ def build(events: frozenset[str] | set[str], *, self_tgid: int, offsets: dict[st
             continue
         spec = spec_of(name, resolve_paths)
         sub = {"id": EVENT_IDS[name], "cat": cats[syscalls.EVENTS[name].category],
-               "n": spec.nargs}
+               "n": spec.nargs, "all_fcntl": int(all_fcntl)}
         if spec.kind == "exec":       # exec alone needs an enter program (see the C source)
             lines.append(f"int enter_{name}(void *ctx) {{ return {spec.enter.format(**sub)}; }}")
             attach.append(("tp", f"syscalls:sys_enter_{tracepoint_name(name)}", f"enter_{name}"))

@@ -174,7 +174,11 @@ class KernelStats:
 
     events: int = 0
     drops_by_category: dict[str, int] = field(default_factory=dict)
+    #: exec enters the args map could not hold; each such exec is lost at its exit, where it is
+    #: counted in ``no_enter`` (the drop): this one only says why
     args_map_full: int = 0
+    #: exec exits without a saved enter: lost (the args map was full, or the exec started
+    #: before the engine attached)
     no_enter: int = 0
     user_read: int = 0
     kernel_read: int = 0
@@ -182,10 +186,25 @@ class KernelStats:
     #: hashed because worker_of was full (kept, but possibly off their parent's worker)
     broadcast_drops: int = 0
     worker_map_full: int = 0
+    #: events lost before a ring write (see :data:`LOST_CAUSES`)
+    lost: dict[str, int] = field(default_factory=dict)
+    #: execs emitted without their filename (exec_fn full; not a drop)
+    exec_fn_full: int = 0
 
     @property
     def drops(self) -> int:
-        return sum(self.drops_by_category.values()) + self.args_map_full
+        """Every event the kernel lost, each once: ring full, no enter, lost before a ring."""
+        return sum(self.drops_by_category.values()) + self.no_enter + sum(self.lost.values())
+
+
+#: kernel counter slot -> the ``falconet_drops_total`` cause of an event lost before any ring
+#: write (``kernel_<category>`` are the ring-full ones, ``kernel_args_map_full`` and
+#: ``kernel_no_enter`` the execs without a saved enter)
+LOST_CAUSES: dict[int, str] = {
+    program.C_LOST_SCRATCH: "kernel_scratch_unavailable",
+    program.C_LOST_REGS: "kernel_regs_unreadable",
+    program.C_LOST_IOU: "kernel_io_uring_lost",
+}
 
 
 def choose_events(ruleset: Any = None, event_types: Any = "unset",
@@ -225,6 +244,8 @@ class EbpfSource:
         self._looping = False
         self._metrics: Any = None
         self._reported = KernelStats()
+        #: args-map-full enters already matched to an exec exit without an enter (poll_stats)
+        self._args_explained = 0
         self._last_alert = 0.0
         self._inject: Callable[[Alert], None] | None = None
         #: the rule-derived kernel filter (options["kernel_filter"]), once loaded into the maps
@@ -234,6 +255,8 @@ class EbpfSource:
         self._filtered_reported: dict[tuple[str, str], int] = {}
         self._ctl_fd = -1
         self._map_fds: dict[str, int] = {}
+        #: every fcntl is emitted, not only F_DUPFD* (set by :meth:`open`: a rule names fcntl)
+        self.all_fcntl = True
         #: collector.workers > 1 (falconet.workers.live): the ring fds of each worker (the
         #: parent maps none), the ring size, and the per-ring drop counters
         self.workers = 1
@@ -275,7 +298,8 @@ class EbpfSource:
                               env_len=cfg.env_len if cfg.capture_env else 0,
                               args_map_size=cfg.args_map_size, snaplen=cfg.snaplen,
                               io_uring=cfg.io_uring, resolve_paths=cfg.resolve_paths,
-                              workers=workers, partition=partition)
+                              workers=workers, partition=partition,
+                              all_fcntl=self.all_fcntl)
         if built.unavailable:
             log.warning("the kernel has no tracepoints for %s: not traced",
                         ", ".join(sorted(built.unavailable)))
@@ -395,6 +419,9 @@ class EbpfSource:
             log.info("a loaded rule reads proc.env: copying the environment of execs "
                      "(collector.capture_env)")
         events = choose_events(event_types=wanted, cfg=self.config)
+        cfg = self.config
+        self.all_fcntl = (wanted is None or "fcntl" in wanted or cfg.all_syscalls
+                          or "fcntl" in (cfg.syscalls or ()))
         missing = syscalls.unsupported(wanted)
         if missing:
             log.info("rules name event types the eBPF collector does not produce: %s",
@@ -517,29 +544,49 @@ class EbpfSource:
                         user_read=vals[program.C_USER_READ],
                         kernel_read=vals[program.C_KERNEL_READ],
                         broadcast_drops=vals[program.C_BCAST_DROP],
-                        worker_map_full=vals[program.C_WORKER_FULL])
+                        worker_map_full=vals[program.C_WORKER_FULL],
+                        lost={cause: vals[i] for i, cause in LOST_CAUSES.items()},
+                        exec_fn_full=vals[program.C_EXEC_FN_FULL])
         self.stats = s
         return s
 
     def poll_stats(self) -> None:
-        """Move kernel counter deltas into EngineMetrics; alert on new drops."""
+        """Move kernel counter deltas into EngineMetrics; alert on new drops.
+
+        Each lost event is counted once: a ring-full drop by its category, an exec without a
+        saved enter once at its exit (``kernel_args_map_full`` when an enter the args map could
+        not hold explains it, else ``kernel_no_enter``), a loss before any ring write by its
+        cause (:data:`LOST_CAUSES`)."""
         if self.bpf is None:
             return
         old, new = self._reported, self.read_counters()
         self._reported = new
         d_events = new.events - old.events
         d_cat = {c: n - old.drops_by_category.get(c, 0) for c, n in new.drops_by_category.items()}
-        d_args = new.args_map_full - old.args_map_full
-        d_drops = sum(d_cat.values()) + d_args
+        d_no_enter = new.no_enter - old.no_enter
+        # the enters that did not fit are matched to the next exits that found none
+        d_args = min(d_no_enter, max(0, new.args_map_full - self._args_explained))
+        self._args_explained += d_args
+        d_lost = {c: n - old.lost.get(c, 0) for c, n in new.lost.items()}
+        d_other = {"args_map_full": d_args, "no_enter": d_no_enter - d_args,
+                   **{c.removeprefix("kernel_"): n for c, n in d_lost.items()}}
+        d_drops = sum(d_cat.values()) + sum(d_other.values())
         m = self._metrics
         if m is not None:
-            m.kernel_events += d_events + d_args      # args-map drops never reached C_EVENTS
+            # the losses before a ring write never reached C_EVENTS (the ring-full ones did)
+            m.kernel_events += d_events + sum(d_other.values())
             m.kernel_drops += d_drops
             for c, n in d_cat.items():
                 if n:
                     m.drop(f"kernel_{c}", n)
-            if d_args:
-                m.drop("kernel_args_map_full", d_args)
+            for c, n in d_other.items():
+                if n:
+                    m.drop(f"kernel_{c}", n)
+            for what, n in (("user_read", new.user_read - old.user_read),
+                            ("kernel_read", new.kernel_read - old.kernel_read),
+                            ("exec_filename", new.exec_fn_full - old.exec_fn_full)):
+                if n:
+                    m.kernel_degraded[what] += n
             d_copy = new.broadcast_drops - old.broadcast_drops
             if d_copy:
                 m.drop("kernel_broadcast_copy", d_copy)
@@ -554,17 +601,17 @@ class EbpfSource:
                         m.kernel_filtered[k] += d
                 self._filtered_reported = now_f
         if d_drops and d_drops >= self.config.drop_threshold * max(d_events, 1):
-            self._drop_alert(d_events, d_drops, d_cat, d_args)
+            self._drop_alert(d_events, d_drops, d_cat, d_other)
 
-    def _drop_alert(self, n_evts: int, n_drops: int, by_cat: dict[str, int], args_full: int
-                    ) -> None:
+    def _drop_alert(self, n_evts: int, n_drops: int, by_cat: dict[str, int],
+                    other: dict[str, int]) -> None:
         now = time.monotonic()
         if now - self._last_alert < self.config.drop_alert_interval and self._last_alert:
             return
         self._last_alert = now
         fields: dict[str, Any] = {"n_evts": n_evts, "n_drops": n_drops,
-                                  "n_drops_buffer_total": n_drops - args_full,
-                                  "n_drops_args_map_full": args_full}
+                                  "n_drops_buffer_total": sum(by_cat.values())}
+        fields.update({f"n_drops_{c}": n for c, n in other.items()})
         fields.update({f"n_drops_buffer_{c}_exit": n for c, n in by_cat.items()})
         msg = (f"{DROP_RULE}. {n_drops} system calls dropped in last second. "
                f"(n_evts={n_evts} n_drops={n_drops})")

@@ -499,7 +499,8 @@ _FRESH_FD_TYPES = OPEN_TYPES | frozenset({
     "open_by_handle_at", "procfork", "clone", "clone3", "fork", "vfork", "execve", "execveat",
     "procexit", "memfd_create", "socket", "userfaultfd", "eventfd", "eventfd2", "signalfd",
     "signalfd4", "epoll_create", "epoll_create1", "inotify_init", "inotify_init1",
-    "io_uring_setup", "pipe", "pipe2", "chdir", "setuid", "setgid", "setreuid", "setregid",
+    "io_uring_setup", "pipe", "pipe2", "socketpair", "pidfd_open", "pidfd_getfd", "timerfd_create",
+    "chdir", "setuid", "setgid", "setreuid", "setregid",
     "setresuid", "setresgid", "capset"})
 
 

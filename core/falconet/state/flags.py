@@ -205,6 +205,14 @@ _BPF_CMDS = {0: "BPF_MAP_CREATE", 1: "BPF_MAP_LOOKUP_ELEM", 2: "BPF_MAP_UPDATE_E
              5: "BPF_PROG_LOAD", 6: "BPF_OBJ_PIN", 7: "BPF_OBJ_GET", 8: "BPF_PROG_ATTACH",
              28: "BPF_LINK_CREATE"}
 bpf_cmd = _enum(_BPF_CMDS)
+#: fcntl commands by Linux number, with libscap's names (its fcntl_commands table)
+_FCNTL_CMDS = {0: "F_DUPFD", 1: "F_GETFD", 2: "F_SETFD", 3: "F_GETFL", 4: "F_SETFL",
+               5: "F_GETLK", 6: "F_SETLK", 7: "F_SETLKW", 8: "F_SETOWN", 9: "F_GETOWN",
+               10: "F_SETSIG", 11: "F_GETSIG", 15: "F_SETOWN_EX", 16: "F_GETOWN_EX",
+               36: "F_OFD_GETLK", 37: "F_OFD_SETLK", 38: "F_OFD_SETLKW", 1024: "F_SETLEASE",
+               1025: "F_GETLEASE", 1026: "F_NOTIFY", 1029: "F_CANCELLK",
+               1030: "F_DUPFD_CLOEXEC", 1031: "F_SETPIPE_SZ", 1032: "F_GETPIPE_SZ"}
+fcntl_cmd = _enum(_FCNTL_CMDS)
 
 #: execve's ``flags`` parameter in Falco (PPM_EXE_*), synthesised from the exe flags we track
 EXE_WRITABLE, EXE_UPPER_LAYER, EXE_FROM_MEMFD, EXE_LOWER_LAYER = 1, 2, 4, 8
@@ -299,6 +307,9 @@ RENDERERS.update({
     ("ptrace", "request"): ptrace_request,
     ("prctl", "option"): prctl_option,
     ("bpf", "cmd"): bpf_cmd,
+    ("fcntl", "cmd"): fcntl_cmd,
+    ("socketpair", "domain"): socket_family,
+    ("socketpair", "type"): socket_type,
     ("execve", "flags"): exe_flags,
     ("execveat", "flags"): at_flags,
     (None, "family"): socket_family,

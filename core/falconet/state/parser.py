@@ -14,7 +14,9 @@ and applies the event's effect on process and fd state:
   time, at most ``max_dead`` entries) so its children's ancestor chain survives a parent that exits
   first; then it is reclaimed. Reclaim is driven by event timestamps, so replay behaves as live.
 - fds: open/openat/openat2/creat/memfd_create/socket/connect/accept/accept4/bind/listen/dup*/close/
-  sendto/recvfrom/sendmsg, and cwd/ids: chdir/fchdir/set*id/capset.
+  sendto/recvfrom/sendmsg, fcntl(F_DUPFD*), pipe/pipe2/socketpair, pidfd_open/pidfd_getfd and the
+  anonymous-inode fds (eventfd, epoll, inotify, signalfd, timerfd, userfaultfd, io_uring), and
+  cwd/ids: chdir/fchdir/set*id/capset.
 
 Handlers are looked up once per event in a dict built at construction: per-event cost is one dict
 get plus the handler.
@@ -123,7 +125,11 @@ class StateParser:
         for n in ("inotify_init", "inotify_init1"):
             h[n] = self._on_newfd("i")
         h["io_uring_setup"] = self._on_newfd("r")
+        h["timerfd_create"] = self._on_newfd("t")
         h["pipe"] = h["pipe2"] = self._on_pipe
+        h["socketpair"] = self._on_socketpair
+        h["pidfd_open"] = self._on_pidfd_open
+        h["pidfd_getfd"] = self._on_pidfd_getfd
         self.handlers = h
         # bound once: the tables' dict is never replaced (clear() empties it in place)
         self._thread_get = tables.threads.get
@@ -465,7 +471,7 @@ class StateParser:
 
     def _on_newfd(self, typechar: str) -> Handler:
         names = {"e": "<eventfd>", "s": "<signalfd>", "l": "<epoll>", "i": "<inotify>",
-                 "r": "<io_uring>", "u": "<userfaultfd>"}
+                 "r": "<io_uring>", "u": "<userfaultfd>", "t": "<timerfd>"}
 
         def handler(evt: Event, t: ThreadInfo, _tc: str = typechar, _n: str = names[typechar]) -> None:
             res = evt.res
@@ -478,10 +484,68 @@ class StateParser:
         if evt.res is not None and evt.res < 0:
             return
         ino = a.get("ino", 0)
+        cloexec = int(a.get("flags") or 0) & F.O_CLOEXEC          # pipe2(O_CLOEXEC)
+        first = None
         for key in ("fd1", "fd2"):
             fd = a.get(key)
             if fd is not None and fd >= 0:
-                t.fds[fd] = FdInfo(fd, "p", f"pipe:[{ino}]" if ino else "", ino=ino)
+                f = t.fds[fd] = FdInfo(fd, "p", f"pipe:[{ino}]" if ino else "", flags=cloexec,
+                                       ino=ino)
+                first = first or f
+        evt.fdinfo = first
+
+    def _on_socketpair(self, evt: Event, t: ThreadInfo) -> None:
+        """Two connected sockets (AF_UNIX: Falco's SCAP_FD_UNIX_SOCK for both; its driver's
+        socket addresses are kernel pointers, not kept)."""
+        a = evt.args
+        if evt.res is not None and evt.res < 0:
+            return
+        typ = int(a.get("type") or 0)
+        tc = _SOCK_TYPECHAR.get(a.get("domain", F.AF_UNIX), "o")
+        cloexec = F.O_CLOEXEC if typ & F.O_CLOEXEC else 0          # SOCK_CLOEXEC
+        fd1, fd2 = a.get("fd1"), a.get("fd2")
+        if fd1 is None or fd1 < 0 or fd1 == fd2:
+            return
+        evt.fdinfo = t.fds[fd1] = FdInfo(fd1, tc, "", flags=cloexec, connected=True)
+        if fd2 is not None and fd2 >= 0:
+            t.fds[fd2] = FdInfo(fd2, tc, "", flags=cloexec, connected=True)
+
+    def _on_pidfd_open(self, evt: Event, t: ThreadInfo) -> None:
+        res = evt.res
+        if res is None or res < 0:
+            return
+        pid = int(evt.args.get("pid") or 0)
+        cloexec = F.O_CLOEXEC             # a pidfd is always close-on-exec (pidfd_open(2))
+        evt.fdinfo = t.fds[res] = FdInfo(res, "P", "anon_inode:[pidfd]", flags=cloexec, pid=pid)
+
+    def _on_pidfd_getfd(self, evt: Event, t: ThreadInfo) -> None:
+        """A copy of another process's fd (``target_fd`` of the process ``pid_fd`` names), as
+        libsinsp's parse_pidfd_getfd_exit: the entry is copied from that process's table; the
+        new fd is always close-on-exec (pidfd_getfd(2)). An unknown source leaves the number
+        without an entry (a stale one would name the wrong file)."""
+        res = evt.res
+        if res is None or res < 0:
+            return
+        a = evt.args
+        pidfd = t.fds.get(int(a.get("pid_fd", -1)))
+        src = None
+        if pidfd is not None and pidfd.typechar == "P" and pidfd.pid:
+            owner = self.tables.threads.get(pidfd.pid)
+            src = owner.fds.get(int(a.get("target_fd", -1))) if owner is not None else None
+        if src is None:
+            t.fds.pop(res, None)
+            evt.fdinfo = None
+            return
+        evt.fdinfo = t.fds[res] = self._copy_fd(src, res, F.O_CLOEXEC)
+
+    @staticmethod
+    def _copy_fd(old: FdInfo, num: int, cloexec: int) -> FdInfo:
+        """A new fd ``num`` for ``old``'s open file: every field but the number and the
+        close-on-exec bit, which belongs to the fd, not the file."""
+        return FdInfo(num, old.typechar, old.name, old.nameraw,
+                      (old.flags & ~F.O_CLOEXEC) | (cloexec & F.O_CLOEXEC), old.l4proto,
+                      old.sip, old.sport, old.dip, old.dport, old.is_server, old.connected,
+                      old.ino, old.dev, old.resolved, old.pid)
 
     def _on_dup(self, evt: Event, t: ThreadInfo) -> None:
         a = evt.args
@@ -497,22 +561,25 @@ class StateParser:
         if old is None:
             evt.fdinfo = t.fds.get(res)
             return
-        new = FdInfo(res, old.typechar, old.name, old.nameraw,
-                     (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
-                     old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
-                     old.connected, old.ino, old.dev, old.resolved)
-        evt.fdinfo = t.fds[res] = new
+        evt.fdinfo = t.fds[res] = self._copy_fd(old, res, int(a.get("flags") or 0))
 
     def _on_fcntl(self, evt: Event, t: ThreadInfo) -> None:
+        """F_DUPFD / F_DUPFD_CLOEXEC: the lowest free fd >= arg gets ``fd``'s file, as dup does
+        (libsinsp parse_fcntl_exit adds it the same way); the other commands change no fd."""
         a = evt.args
         fd = a.get("fd")
         old = t.fds.get(fd) if fd is not None else None
-        evt.fdinfo = old
         cmd = a.get("cmd")
         res = evt.res
-        if old is not None and cmd in (0, 1030) and res is not None and res >= 0:   # F_DUPFD(_CLOEXEC)
-            evt.args.setdefault("oldfd", a.get("fd"))
-            self._on_dup(evt, t)
+        if cmd not in (F_DUPFD, F_DUPFD_CLOEXEC) or res is None or res < 0:
+            evt.fdinfo = old
+            return
+        if old is None:                      # a copy of an fd we never saw: res names it now
+            t.fds.pop(res, None)
+            evt.fdinfo = None
+            return
+        evt.fdinfo = t.fds[res] = self._copy_fd(old, res,
+                                                F.O_CLOEXEC if cmd == F_DUPFD_CLOEXEC else 0)
 
     def _on_close(self, evt: Event, t: ThreadInfo) -> None:
         if "slot" in evt.args:               # io_uring close of a fixed-file slot
@@ -623,10 +690,7 @@ class StateParser:
                 t.fds.pop(res, None)
                 evt.fdinfo = None
                 return
-            new = FdInfo(res, old.typechar, old.name, old.nameraw,
-                         (old.flags & ~F.O_CLOEXEC) | (int(a.get("flags") or 0) & F.O_CLOEXEC),
-                         old.l4proto, old.sip, old.sport, old.dip, old.dport, old.is_server,
-                         old.connected, old.ino, old.dev, old.resolved)
+            new = self._copy_fd(old, res, int(a.get("flags") or 0))
             if new.typechar in "46" and new.dip and not new.sip:
                 # the socket is an fd now: its local side from /proc (live), as for connect
                 sa = self._kernel_view(evt, res, _FAMILY[new.typechar], new.l4proto)
@@ -842,6 +906,7 @@ class StateParser:
 
 
 _CREAT_FLAGS = 0o1101                   # creat(2) = O_WRONLY|O_CREAT|O_TRUNC
+F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030      # fcntl commands (Linux numbers: evt.rawarg.cmd)
 _DIR_MASK = F.O_TMPFILE                 # O_DIRECTORY | __O_TMPFILE
 _SOCK_TYPECHAR = {F.AF_INET: "4", F.AF_INET6: "6", F.AF_UNIX: "u", F.AF_NETLINK: "n"}
 _FAMILY = {"4": F.AF_INET, "6": F.AF_INET6, "u": F.AF_UNIX}

@@ -191,7 +191,7 @@ def socket_fd(num: int, ino: int, sa: SockAddr | None, listen_ports: set[int]) -
 
 _ANON_TYPES = {"[eventfd]": "e", "[signalfd]": "s", "[eventpoll]": "l", "inotify": "i",
                "[io_uring]": "r", "bpf-map": "b", "bpf-prog": "b", "bpf_link": "b",
-               "[userfaultfd]": "u", "[timerfd]": "t", "[pidfd]": "o"}
+               "[userfaultfd]": "u", "[timerfd]": "t", "[pidfd]": "P"}
 
 
 class _NetCache:

@@ -31,6 +31,7 @@ class FdInfo:
     ino: int = 0
     dev: int = 0
     resolved: str = ""             # the path the kernel opened (dentry walk), "" when unknown
+    pid: int = 0                   # a pidfd's process (pidfd_open), for pidfd_getfd
 
 
 @dataclass(slots=True)

@@ -19,7 +19,8 @@ from falconet.state.tables import FdInfo, StateTables
 
 FD_TYPES = {"f": "file", "d": "directory", "4": "ipv4", "6": "ipv6", "u": "unix", "p": "pipe",
             "e": "event", "s": "signalfd", "l": "eventpoll", "i": "inotify", "b": "bpf",
-            "r": "io_uring", "m": "memfd", "n": "netlink", "t": "timerfd", "o": "unknown"}
+            "r": "io_uring", "m": "memfd", "n": "netlink", "t": "timerfd", "P": "pidfd",
+            "o": "unknown"}
 
 
 def fd_fields(tables: StateTables, dns: DomainResolver) -> list[FieldDef]:
