@@ -63,8 +63,14 @@ REASON_PATH = "path"
 REASON_UNTRACKED_FD = "untracked_fd"
 REASON_NOT_SOCKET = "not_socket"
 REASON_CONTENT = "content"
+#: a new task's own return from clone/fork (res 0): no rule reads that type, and the state
+#: learns the child from ``procfork`` (and the parent's return), never from this one
+REASON_CHILD = "child"
 REASONS = (REASON_FAILED, REASON_FLAGS, REASON_PATH, REASON_UNTRACKED_FD, REASON_NOT_SOCKET,
-           REASON_CONTENT)
+           REASON_CONTENT, REASON_CHILD)
+
+#: the syscalls that make a task; each returns twice, 0 in the child
+CLONE_TYPES = frozenset({"clone", "clone3", "fork", "vfork"})
 
 #: the I/O calls the collector traces with a data snapshot (``evt.buffer``)
 IO_TYPES = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "sendto",
@@ -163,6 +169,9 @@ class FilterPlan:
     notes: tuple[str, ...] = field(default=())
     #: filtered I/O event types (a subset of IO_TYPES)
     io: dict[str, IoFilter] = field(default_factory=dict)
+    #: clone types (of :data:`CLONE_TYPES`) whose child-side return (res 0) is dropped: no
+    #: rule or plugin reads the type (the parent's return always passes)
+    child_clones: frozenset[str] = frozenset()
 
     def describe(self) -> list[str]:
         """Lines for ``falconet rules list``: each open type's filter, or why it has none."""
@@ -177,6 +186,8 @@ class FilterPlan:
                 out.extend(f"  - {c.describe()}" for c in tf.clauses)
             elif t in self.unfiltered:
                 out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
+        out.extend(f"{t}: the child's return (res 0) is dropped: no rule or plugin reads {t}"
+                   for t in sorted(self.child_clones))
         if self.types:
             out.append("relative opens: " + (
                 "decided by the directory verdict of their dirfd or of the cwd"
@@ -202,6 +213,7 @@ class FilterPlan:
             "io": {t: {"sockets_only": f.sockets_only,
                        "needles": [n.decode("latin-1") for n in f.needles]}
                    for t, f in sorted(self.io.items())},
+            "child_clones": sorted(self.child_clones),
         }
 
 
@@ -570,6 +582,8 @@ class FdTracker:
             if child and child == evt.args.get("child_tid", child) and (
                     self.untracked or self.dirs or self.cwds):
                 self._forget(child)
+            if res == 0 and t in self.plan.child_clones:
+                return self._count(t, REASON_CHILD)       # emit_clone's kf_cfg check
             return None
         if res is not None and res >= 0 and self.dirs and t in FD_RESULT_TYPES:
             self.dirs.pop((evt.pid, res), None)     # kf_new_fd

@@ -352,7 +352,7 @@ class EbpfSource:
     def _load_filter(self, plan: FilterPlan, fds: dict[str, int]) -> None:
         """Fill the kernel filter maps from ``plan``; a failure leaves filtering off (every
         event emitted), logged."""
-        ids = {t: program.EVENT_IDS[t] for t in (*plan.types, *plan.io)
+        ids = {t: program.EVENT_IDS[t] for t in (*plan.types, *plan.io, *plan.child_clones)
                if t in self.dispatched}
         close_id = program.EVENT_IDS["close"] if "close" in self.dispatched else None
         try:
