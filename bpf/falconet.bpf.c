@@ -777,27 +777,6 @@ static __always_inline int emit_sock(void *ctx, u32 id, u32 cat, int ptr_i, int 
     return 0;
 }
 
-// clone/fork/vfork/clone3: a[0] = flags (clone), or the user clone_args pointer (clone3).
-static __always_inline int emit_clone(void *ctx, u32 id, int is_clone3) {
-    struct args_t a = {};
-    u64 pt;
-    // (the child's return from clone passes here too: its registers are a copy of the parent's)
-    if (!take_args(ctx, &a, &pt))
-        return 0;
-    u64 flags = 0;
-    if (is_clone3 == 1) {
-        if (a.a[0] && bpf_probe_read_user(&flags, sizeof(flags), (void *)a.a[0]) < 0)
-            count(C_USER_READ);
-    } else if (is_clone3 == 0) {
-        flags = a.a[0];
-    }
-    RESERVE(rec_base, CAT_CLONE);
-    fill_hdr(&r->h, id, SYS_RET(ctx), pt, 0);
-    r->h.a[0] = flags;
-    submit(r, sizeof(*r), fl_, id);
-    return 0;
-}
-
 // creds and capabilities of the current task (execve, capset, set*id)
 static __always_inline void read_creds(u64 *x) {
     void *task = (void *)bpf_get_current_task();
@@ -1048,6 +1027,7 @@ static __always_inline int emit_prctl(void *ctx, u32 id) {
 #define KF_R_NOT_SOCKET 4
 #define KF_R_CONTENT 5
 #define KF_R_PROC 6
+#define KF_R_CHILD 7
 #define KF_NREASONS 8
 #define KF_MAX_IDS 128
 struct kf_cfg_t {
@@ -1097,6 +1077,37 @@ static __always_inline void kf_count(u32 id, u32 reason) {
     u32 k = id * KF_NREASONS + reason;
     u64 *c = kf_counts.lookup(&k);
     if (c) *c += 1;
+}
+
+// clone/fork/vfork/clone3: a[0] = flags (clone), or the user clone_args pointer (clone3).
+static __always_inline int emit_clone(void *ctx, u32 id, int is_clone3) {
+    struct args_t a = {};
+    u64 pt;
+    // (the child's return from clone passes here too: its registers are a copy of the parent's)
+    if (!take_args(ctx, &a, &pt))
+        return 0;
+    s64 res = SYS_RET(ctx);
+    if (res == 0) {
+        // the child's own return: dropped when no rule or plugin reads this type (kf_cfg
+        // enabled; FilterPlan.child_clones): procfork already made the child in the state
+        struct kf_cfg_t *cfg = kf_cfg.lookup(&id);
+        if (cfg && cfg->enabled) {
+            kf_count(id, KF_R_CHILD);
+            return 0;
+        }
+    }
+    u64 flags = 0;
+    if (is_clone3 == 1) {
+        if (a.a[0] && bpf_probe_read_user(&flags, sizeof(flags), (void *)a.a[0]) < 0)
+            count(C_USER_READ);
+    } else if (is_clone3 == 0) {
+        flags = a.a[0];
+    }
+    RESERVE(rec_base, CAT_CLONE);
+    fill_hdr(&r->h, id, res, pt, 0);
+    r->h.a[0] = flags;
+    submit(r, sizeof(*r), fl_, id);
+    return 0;
 }
 
 

@@ -68,10 +68,16 @@ REASON_NOT_SOCKET = "not_socket"
 REASON_CONTENT = "content"
 #: the process's name (``proc.name``, the exec-time comm) is in no live clause's names
 REASON_PROCESS = "process"
+#: a new task's own return from clone/fork (res 0): no rule reads that type, and the state
+#: learns the child from ``procfork`` (and the parent's return), never from this one
+REASON_CHILD = "child"
 REASONS = (REASON_FAILED, REASON_FLAGS, REASON_PATH, REASON_UNTRACKED_FD, REASON_NOT_SOCKET,
-           REASON_CONTENT, REASON_PROCESS)
+           REASON_CONTENT, REASON_PROCESS, REASON_CHILD)
 #: bytes of the kernel's comm (TASK_COMM_LEN, NUL included): a longer name is never a comm
 COMM_LEN = 16
+
+#: the syscalls that make a task; each returns twice, 0 in the child
+CLONE_TYPES = frozenset({"clone", "clone3", "fork", "vfork"})
 
 #: the I/O calls the collector traces with a data snapshot (``evt.buffer``)
 IO_TYPES = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "sendto",
@@ -176,6 +182,9 @@ class FilterPlan:
     notes: tuple[str, ...] = field(default=())
     #: filtered I/O event types (a subset of IO_TYPES)
     io: dict[str, IoFilter] = field(default_factory=dict)
+    #: clone types (of :data:`CLONE_TYPES`) whose child-side return (res 0) is dropped: no
+    #: rule or plugin reads the type (the parent's return always passes)
+    child_clones: frozenset[str] = frozenset()
 
     def describe(self) -> list[str]:
         """Lines for ``falconet rules list``: each open type's filter, or why it has none."""
@@ -190,6 +199,8 @@ class FilterPlan:
                 out.extend(f"  - {c.describe()}" for c in tf.clauses)
             elif t in self.unfiltered:
                 out.append(f"{t}: unfiltered: {self.unfiltered[t]}")
+        out.extend(f"{t}: the child's return (res 0) is dropped: no rule or plugin reads {t}"
+                   for t in sorted(self.child_clones))
         if self.types:
             out.append("relative opens: " + (
                 "decided by the directory verdict of their dirfd or of the cwd"
@@ -216,6 +227,7 @@ class FilterPlan:
             "io": {t: {"sockets_only": f.sockets_only,
                        "needles": [n.decode("latin-1") for n in f.needles]}
                    for t, f in sorted(self.io.items())},
+            "child_clones": sorted(self.child_clones),
         }
 
 
@@ -614,6 +626,8 @@ class FdTracker:
             if child and child == evt.args.get("child_tid", child) and (
                     self.untracked or self.dirs or self.cwds or self.comms):
                 self._forget(child)
+            if res == 0 and t in self.plan.child_clones:
+                return self._count(t, REASON_CHILD)       # emit_clone's kf_cfg check
             return None
         if res is None or res < 0 or not (self.untracked or self.dirs):
             return None

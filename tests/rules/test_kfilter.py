@@ -560,3 +560,35 @@ def test_the_tracker_tests_the_comm_of_the_last_successful_exec() -> None:
     tr.verdict(Event("syscall", "procexit", 3, 100, 100, {"status": 0}, 0))
     assert tr.verdict(w) is None                            # forgotten with the process
     assert tr.filtered[("openat", "process")] == 2
+
+# ------------------------------------------------------------------------------ child returns
+def test_child_clone_returns_drop_only_for_types_no_rule_or_plugin_reads() -> None:
+    plan = E.plan(rule(f"{ALL} and fd.name = /etc/shadow"))
+    assert plan.child_clones == K.CLONE_TYPES
+    assert "clone: the child's return (res 0) is dropped: no rule or plugin reads clone" \
+        in plan.describe()
+    assert plan.to_dict()["child_clones"] == sorted(K.CLONE_TYPES)
+    on_clone = E.plan(rule("evt.type in (clone, openat) and proc.name = x"))
+    assert on_clone.child_clones == K.CLONE_TYPES - {"clone"}
+    assert E.plan(rule("proc.name = x")).child_clones == frozenset()     # every type
+    needed = derive(E.load(rule(f"{ALL} and fd.name = /etc/shadow")), {"vfork": "p"})
+    assert needed.child_clones == K.CLONE_TYPES - {"vfork"}
+
+
+def _clone(t: str, res: int, pid: int) -> Any:
+    from falconet.events import Event  # noqa: PLC0415
+    child = (res, res) if res > 0 else (pid, pid)
+    return Event("syscall", t, 1, pid, pid, {"child_tid": child[0], "child_pid": child[1],
+                                            "flags": 0}, res)
+
+
+def test_replay_emulation_drops_child_returns_like_the_kernel() -> None:
+    plan = FilterPlan(types={}, unfiltered={}, filter_close=False,
+                      child_clones=frozenset({"clone"}))
+    counts: dict[tuple[str, str], int] = {}
+    tr = FdTracker(plan, counts)
+    assert tr.verdict(_clone("clone", 0, 200)) == K.REASON_CHILD
+    assert tr.verdict(_clone("clone", 200, 100)) is None          # the parent's return passes
+    assert tr.verdict(_clone("clone", -11, 100)) is None          # a failure passes
+    assert tr.verdict(_clone("clone3", 0, 201)) is None           # a type a rule reads passes
+    assert counts == {("clone", "child"): 1}

@@ -12,6 +12,8 @@ type, which clauses can make an event interesting. The kernel side (``kf_open_dr
 - ``kf_paths``, one LPM trie for all clauses: an exact name is stored with its terminating NUL
   (so it matches that string only), a prefix without. The kernel looks up the longest matching
   entry only, so each entry carries the bits of every shorter entry that is a prefix of it.
+- ``kf_cfg[clone id]`` (``plan.child_clones``): ``enabled`` alone, the child's own return
+  from that call is dropped (``emit_clone``);
 - relative opens (when :func:`falconet.kfilter.relative_filtering`): ``kf_paths`` also holds
   each directory ``A/`` with a name or prefix below it, NUL-terminated (the directory
   verdict's lookup of ``D/`` + NUL), ``kf_rpaths`` each suffix's ``/``-tails reversed and
@@ -55,7 +57,8 @@ log = logging.getLogger("falconet.collector")
 #: must match bpf/falconet.bpf.c
 TRIE_KEY_LEN = 256
 MAX_IDS = 128
-REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "process", "")
+REASONS = ("failed", "flags", "path", "untracked_fd", "not_socket", "content", "process",
+           "child")
 IO_NEEDLES = 4
 _IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
@@ -167,7 +170,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
         for n in range(1, len(k)):
             mask |= rprefixes.get(k[:n], 0)
         out.rtrie[k] = mask
-    if track and close_id is not None and out.filtered:
+    if track and close_id is not None and any(t in plan.types for t in out.filtered):
         out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0, 0, 0)
     for etype in sorted(plan.io):
         f = plan.io[etype]
@@ -189,6 +192,14 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
                                *lits, *([0] * pad), *masks, *([0] * pad),
                                *(len(n) for n in needles), *([0] * pad))
         out.filtered[etype] = eid
+    for etype in sorted(plan.child_clones):
+        # emit_clone: enabled = drop the child's return (res 0); the rest of the entry unused
+        eid = event_ids.get(etype)
+        if eid is None or eid >= MAX_IDS:
+            out.skipped[etype] = "not produced by this collector"
+            continue
+        out.cfg[eid] = _CFG.pack(1, 0, *([0] * 8), 0, 0, 0)
+        out.filtered[etype] = eid
     return out
 
 
@@ -207,7 +218,7 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
         map_update(fds["map:kf_names"], raw, _U64.pack(mask))
     for eid, value in sorted(t.cfg.items(), key=lambda kv: kv[0] == close_id):
         map_update(cfg_fd, _U32.pack(eid), value)
-    if t.relative and t.filtered and "map:kf_rel" in fds:
+    if t.relative and any(e in plan.types for e in t.filtered) and "map:kf_rel" in fds:
         epoch = next(_EPOCHS) % 0xFFFFFFFF or 1
         map_update(fds["map:kf_rel"], _U32.pack(0), _U32.pack(epoch))
     return t

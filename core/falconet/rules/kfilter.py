@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from falconet.kfilter import (
+    CLONE_TYPES,
     IO_STATE_TYPES,
     IO_TYPES,
     MAX_NEEDLES,
@@ -754,7 +755,19 @@ def derive(ruleset: Any, unfiltered_types: Iterable[str] | dict[str, str] = froz
     if any_close and filtered:
         notes = ("close: a rule or plugin reads close events: every close passes",)
     return FilterPlan(filtered, unfiltered, bool(filtered) and not any_close, notes,
-                      io=derive_io(rules, plugin_of))
+                      io=derive_io(rules, plugin_of),
+                      child_clones=_child_clones(rules, plugin_of))
+
+
+def _child_clones(rules: list[Any], plugin_of: dict[str, str]) -> frozenset[str]:
+    """The clone types whose child-side return (res 0) the kernel may drop: types no rule can
+    match (a rule without an ``evt.type`` restriction can match all) and no plugin needs
+    whole. The state never needs that return: ``procfork`` (sched_process_fork, in the
+    parent before the child runs) creates the child, the parent's return adds the flags."""
+    if any(r.event_types is None for r in rules):
+        return frozenset()
+    read = set(plugin_of).union(*(r.event_types for r in rules))
+    return frozenset(CLONE_TYPES - read)
 
 
 # ------------------------------------------------------------------------------ I/O
