@@ -63,6 +63,14 @@ IO_NEEDLES = 4
 _IO = struct.Struct(f"<IIII{IO_NEEDLES}Q{IO_NEEDLES}Q{IO_NEEDLES}I")   # struct kf_io_t
 MAX_CLAUSES = 64
 _CFG = struct.Struct("<II8QQQQQ")       # struct kf_cfg_t
+
+
+_CFG_FIELDS = 14                         # enabled, track, live[8], anypath, suffix, relpass, named
+
+
+def _bare_cfg(enabled: int, track: int) -> bytes:
+    """A kf_cfg_t entry with only its two flags set (no clauses)."""
+    return _CFG.pack(enabled, track, *([0] * (_CFG_FIELDS - 2)))
 #: entries of kf_names (bpf/falconet.bpf.c)
 NAME_ENTRIES = 4096
 _KEY = struct.Struct(f"<I{TRIE_KEY_LEN}s")
@@ -171,7 +179,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
             mask |= rprefixes.get(k[:n], 0)
         out.rtrie[k] = mask
     if track and close_id is not None and any(t in plan.types for t in out.filtered):
-        out.cfg[close_id] = _CFG.pack(0, 1, *([0] * 8), 0, 0, 0, 0)
+        out.cfg[close_id] = _bare_cfg(0, 1)
     for etype in sorted(plan.io):
         f = plan.io[etype]
         eid = event_ids.get(etype)
@@ -198,7 +206,7 @@ def tables(plan: FilterPlan, event_ids: dict[str, int], close_id: int | None) ->
         if eid is None or eid >= MAX_IDS:
             out.skipped[etype] = "not produced by this collector"
             continue
-        out.cfg[eid] = _CFG.pack(1, 0, *([0] * 8), 0, 0, 0)
+        out.cfg[eid] = _bare_cfg(1, 0)
         out.filtered[etype] = eid
     return out
 
@@ -227,7 +235,7 @@ def load(plan: FilterPlan, fds: dict[str, int], event_ids: dict[str, int],
 def unload(t: KernelTables, fds: dict[str, int]) -> None:
     """Undo :func:`load` (before a new plan): every type's config off first, so each event
     passes while the tries are emptied."""
-    off = _CFG.pack(0, 0, *([0] * 8), 0, 0, 0, 0)
+    off = _bare_cfg(0, 0)
     if "map:kf_rel" in fds:
         map_update(fds["map:kf_rel"], _U32.pack(0), _U32.pack(0))
     for eid in t.cfg:
