@@ -16,7 +16,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from conftest import need_bcc, stop_process, wait_until
+from conftest import need, need_bcc, stop_process, wait_until
 
 FALCONET = [sys.executable, "-m", "falconet"]
 BUSY, QUIET = 12_000, 40
@@ -47,9 +47,8 @@ WORKLOAD = textwrap.dedent("""\
 
 def test_backlogged_rings_are_merged_in_timestamp_order(tmp_path: Path) -> None:
     need_bcc()
-    if len(os.sched_getaffinity(0)) < 2:
-        import pytest  # noqa: PLC0415
-        pytest.skip("needs 2 CPUs (one ring each) to have more than one ring to merge")
+    need(len(os.sched_getaffinity(0)) >= 2,
+         "needs 2 CPUs (one ring each) to have more than one ring to merge")
     d = tmp_path / f"merge-{uuid.uuid4().hex[:8]}"
     d.mkdir()
     rules = tmp_path / "rules.yaml"
