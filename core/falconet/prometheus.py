@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import selectors
 import socket
 import threading
 import time
@@ -352,6 +353,41 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
     health: Callable[[], tuple[bool, dict[str, Any]]]
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        # a byte on this pair is the shutdown signal (see serve_until_stopped)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        try:
+            super().__init__(address, handler)
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+
+    def serve_until_stopped(self) -> None:
+        """Serve until :meth:`stop_serving`, asleep between requests. ``serve_forever`` wakes
+        every ``poll_interval`` to look for a shutdown request: an idle engine's most frequent
+        wakeup."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in sel.select():
+                    if key.fileobj is self and not self._stopping:
+                        self.handle_request()         # readable: returns at once
+
+    def stop_serving(self) -> None:
+        self._stopping = True
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass                                  # already closed: nothing is waiting
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -418,8 +454,8 @@ class MetricsServer:
         srv.health = self._health_check
         self._server = srv
         self.port = srv.server_address[1]
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="falconet-metrics", daemon=True)
+        self._thread = threading.Thread(target=srv.serve_until_stopped, name="falconet-metrics",
+                                        daemon=True)
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics", self.address, self.port)
 
@@ -430,9 +466,9 @@ class MetricsServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            self._server.stop_serving()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+                self._thread = None
             self._server.server_close()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None

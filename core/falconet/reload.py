@@ -5,8 +5,11 @@ Like Falco, a reload is a dry run first: the new ruleset is loaded and validated
 without errors is handed to the pipeline, which swaps it in between two events
 (:meth:`falconet.pipeline.Pipeline.swap_ruleset`). A failed reload keeps the old rules running.
 
-Watching polls file metadata once per ``interval`` on the reloader thread: nothing is done per
-event, and no inotify dependency is needed.
+Watching sleeps on inotify (:mod:`falconet.dirwatch`) over the watched files' directories and
+compares file metadata when one changes; nothing is done per event, and an idle engine's
+reloader does not wake. Where inotify cannot watch every directory (none, a missing directory)
+it polls the metadata once per ``interval``; with inotify it still looks once per
+:data:`BACKSTOP_SECONDS`, for filesystems that do not report changes (NFS written elsewhere).
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 
+from falconet.dirwatch import DirWatch, directories_of
 from falconet.rules import rules_files_in
 
 log = logging.getLogger("falconet.reload")
+
+#: with inotify watching, the metadata is still compared this often (a filesystem that does
+#: not report changes made elsewhere, such as NFS, is then followed within this)
+BACKSTOP_SECONDS = 60.0
 
 #: (path, mtime_ns, size, inode) of every watched file; a directory contributes its rules files
 Fingerprint = tuple[tuple[str, int, int, int], ...]
@@ -56,7 +65,8 @@ class RulesReloader:
             itself); runs on this thread.
         watch: a callable returning the paths to watch (re-evaluated after every reload, so a
             changed rules directory is followed), or ``None`` to reload on request only.
-        interval: seconds between two polls of the watched paths.
+        interval: seconds between two polls of the watched paths, where inotify cannot watch
+            them.
         settle: a change must stay unchanged this long before reloading, so a file caught
             half-written by an editor does not count as a failed reload.
     """
@@ -75,30 +85,63 @@ class RulesReloader:
         self._thread = threading.Thread(target=self._run, name="falconet-rules-reload",
                                         daemon=True)
         self._seen: Fingerprint = ()
+        self._dirs: DirWatch | None = None
+        self._dirs_complete = False   # inotify watches every directory the paths depend on
         self.reloads = 0              # attempts made (tests poll this)
 
     def start(self) -> None:
         if self._watch is not None:
-            self._seen = fingerprint(self._watch())
+            try:
+                self._dirs = DirWatch()
+            except OSError as e:
+                log.info("rules watch: no inotify (%s): polling every %.1f s", e, self.interval)
+            self._seen = self._look()
         self._thread.start()
+
+    def _look(self) -> Fingerprint:
+        """The watched paths' fingerprint, with inotify following their directories."""
+        assert self._watch is not None
+        paths = self._watch()
+        if self._dirs is not None:
+            self._dirs_complete = self._dirs.watch(directories_of(paths))
+        return fingerprint(paths)
+
+    def _sleep(self, timeout: float | None) -> None:
+        """Until a request, a stop, a change in a watched directory, or ``timeout``."""
+        if self._dirs is not None:
+            self._dirs.wait(timeout)
+        else:
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def _poke(self) -> None:
+        self._wake.set()
+        if self._dirs is not None:
+            self._dirs.wake()
 
     def request(self, reason: str) -> None:
         """Ask for a reload; safe from a signal handler (only sets an event)."""
         with self._lock:
             self._reasons.append(reason)
-        self._wake.set()
+        self._poke()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop = True
-        self._wake.set()
+        self._poke()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._dirs is not None and not self._thread.is_alive():
+            self._dirs.close()
+            self._dirs = None
+
+    def _timeout(self) -> float | None:
+        if self._watch is None:
+            return None                                 # requests only
+        return BACKSTOP_SECONDS if self._dirs_complete else self.interval
 
     def _run(self) -> None:
-        timeout = self.interval if self._watch is not None else None
         while not self._stop:
-            self._wake.wait(timeout)
-            self._wake.clear()
+            self._sleep(self._timeout())
             if self._stop:
                 break
             with self._lock:
@@ -116,7 +159,16 @@ class RulesReloader:
             self.reloads += 1
             if self._watch is not None:
                 # what was just loaded is the new reference (a SIGHUP reload included)
-                self._seen = fingerprint(self._watch())
+                self._seen = self._look()
+
+    def _settle(self) -> None:
+        """Sleep ``settle`` seconds (a stop ends it; a change does not: it must stay put)."""
+        deadline = time.monotonic() + self.settle
+        while not self._stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(left)
 
     def _changed(self) -> str | None:
         """The first watched path that changed (after it settled), or ``None``."""
@@ -125,7 +177,7 @@ class RulesReloader:
         if now == self._seen:
             return None
         while not self._stop:
-            self._wake.wait(self.settle)
+            self._settle()
             later = fingerprint(self._watch())
             if later == now:
                 break

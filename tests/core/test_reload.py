@@ -114,6 +114,43 @@ def test_reloader_reloads_on_request_and_on_file_change(tmp_path: Path) -> None:
     assert not r._thread.is_alive()
 
 
+def _switches(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/schedstat") as f:
+        return int(f.read().split()[2])
+
+
+def test_reloader_sleeps_on_inotify_and_follows_a_configmap_swap(tmp_path: Path) -> None:
+    """No polling: with an hour between metadata polls, a change is still seen at once (inotify),
+    including the way a Kubernetes ConfigMap updates its files (a new ``..data`` directory swapped
+    in by renaming a symlink), and an idle reloader never wakes."""
+    mount = tmp_path / "configmap"
+    mount.mkdir()
+    (mount / "..v1").mkdir()
+    (mount / "..v1" / "rules.yaml").write_text("v1")
+    (mount / "..data").symlink_to("..v1")
+    (mount / "rules.yaml").symlink_to("..data/rules.yaml")
+    reasons: list[str] = []
+    r = RulesReloader(lambda why: reasons.append(why) or True, lambda: [str(mount / "rules.yaml")],
+                      interval=3600, settle=0.02)
+    r.start()
+    try:
+        assert r._dirs is not None and r._dirs_complete, "inotify watches every directory"
+        tid = r._thread.native_id
+        assert tid is not None
+        before = _switches(tid)
+        time.sleep(2.5)      # a 1 s poll (the old default) wakes twice here; its start-up once
+        assert _switches(tid) - before <= 1
+        (mount / "..v2").mkdir()
+        (mount / "..v2" / "rules.yaml").write_text("v2, longer")
+        (mount / "..data_tmp").symlink_to("..v2")
+        os.rename(mount / "..data_tmp", mount / "..data")            # the atomic swap
+        assert wait_for(lambda: len(reasons) == 1)
+        assert reasons == [f"{mount / 'rules.yaml'} changed"]
+    finally:
+        r.stop()
+    assert not r._thread.is_alive()
+
+
 def test_reloader_survives_a_failing_reload_and_watching_can_be_off(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     f.write_text("a")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -245,3 +246,27 @@ def test_gauge_racing_the_hot_loop_is_retried_and_a_broken_one_is_counted():
     assert one(s["falconet_state_table_entries"], table="threads").value == 5
     assert "falconet_flaky" not in s
     assert m.plugin_errors[("engine", "gauge:flaky")] == 1
+
+
+def _switches(tid: int) -> int:
+    """Times the thread was scheduled (``schedstat``'s third field)."""
+    with open(f"/proc/self/task/{tid}/schedstat") as f:
+        return int(f.read().split()[2])
+
+
+def test_an_idle_server_sleeps_and_stops_at_once():
+    """The metrics thread wakes only for a request or the stop signal: no shutdown polling
+    (an idle engine's most frequent wakeup was this thread's 5 a second)."""
+    m = EngineMetrics()
+    ctx = EngineContext(hostname="h", fields=FieldRegistry(), metrics=m)
+    srv = MetricsServer(ctx, m, None, port=0)
+    srv.start()
+    thread = srv._thread
+    assert thread is not None and thread.native_id is not None
+    urllib.request.urlopen(srv.url + "/healthz", timeout=5).read()
+    before = _switches(thread.native_id)
+    time.sleep(1.0)            # the window in which a polling loop would wake (5 times a second)
+    assert _switches(thread.native_id) - before <= 1
+    t0 = time.monotonic()
+    srv.stop()
+    assert not thread.is_alive() and time.monotonic() - t0 < 1.0

@@ -1,12 +1,18 @@
-"""The one ``bpf(2)`` call the engine needs after start, without bcc: read a per-CPU array."""
+"""The ``bpf(2)`` calls the engine needs after start, without bcc: read a per-CPU array (an
+element, or a range of them in one batch)."""
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
+from typing import Any
 
 BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_LOOKUP_BATCH = 24
+#: what a kernel without batched lookups of this map type answers (ENOTSUPP is 524)
+_NO_BATCH = frozenset({errno.EINVAL, errno.ENOTSUP, 524})
 #: ``__NR_bpf`` by machine
 _NR_BPF = {"x86_64": 321, "aarch64": 280}
 
@@ -18,6 +24,13 @@ class _LookupAttr(ctypes.Structure):
     _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
                 ("key", ctypes.c_uint64), ("value", ctypes.c_uint64),
                 ("flags", ctypes.c_uint64)]
+
+
+class _BatchAttr(ctypes.Structure):
+    _fields_ = [("in_batch", ctypes.c_uint64), ("out_batch", ctypes.c_uint64),
+                ("keys", ctypes.c_uint64), ("values", ctypes.c_uint64),
+                ("count", ctypes.c_uint32), ("map_fd", ctypes.c_uint32),
+                ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
 def possible_cpus(path: str = "/sys/devices/system/cpu/possible") -> int:
@@ -42,6 +55,8 @@ class PerCpuU64Array:
         self._attr = _LookupAttr(map_fd, 0, ctypes.addressof(self._key),
                                  ctypes.addressof(self._vals), 0)
         self._nr = _NR_BPF.get(platform.machine(), 321)
+        self._batches = True
+        self._batch_bufs: dict[tuple[int, int], tuple[Any, ...]] = {}
 
     def sum(self, key: int) -> int:
         """Sum over CPUs of element ``key``."""
@@ -53,5 +68,39 @@ class PerCpuU64Array:
             raise OSError(err, f"bpf map lookup failed: {os.strerror(err)}")
         return sum(self._vals)
 
-    def sums(self) -> list[int]:
-        return [self.sum(k) for k in range(self.size)]
+    def sums(self, lo: int = 0, hi: int | None = None) -> list[int]:
+        """Sums over CPUs of elements ``lo`` to ``hi`` (excluded; default all): one batched
+        lookup, so a stats tick costs one system call, not one per element (the idle engine
+        reads its counters every second); element by element where the kernel has no batches."""
+        hi = self.size if hi is None else min(hi, self.size)
+        if hi <= lo:
+            return []
+        if self._batches:
+            try:
+                return self._batch(lo, hi - lo)
+            except OSError as e:
+                if e.errno not in _NO_BATCH:
+                    raise
+                self._batches = False
+        return [self.sum(k) for k in range(lo, hi)]
+
+    def _batch(self, lo: int, n: int) -> list[int]:
+        bufs = self._batch_bufs.get((lo, n))
+        if bufs is None:
+            # in_batch is the key *before* the first one returned (NULL: from the start)
+            start, nxt = ctypes.c_uint32(max(lo - 1, 0)), ctypes.c_uint32(0)
+            keys, vals = (ctypes.c_uint32 * n)(), (ctypes.c_uint64 * (n * self.ncpu))()
+            attr = _BatchAttr(ctypes.addressof(start) if lo else 0, ctypes.addressof(nxt),
+                              ctypes.addressof(keys), ctypes.addressof(vals), n, self.fd, 0, 0)
+            bufs = self._batch_bufs[(lo, n)] = (attr, start, nxt, keys, vals)
+        attr, _start, _nxt, _keys, vals = bufs
+        attr.count = n
+        r = _libc.syscall(self._nr, BPF_MAP_LOOKUP_BATCH, ctypes.byref(attr), ctypes.sizeof(attr))
+        if r < 0:
+            err = ctypes.get_errno()
+            # ENOENT: the range ended at the map's last element (every element still copied)
+            if err != errno.ENOENT or attr.count != n:
+                raise OSError(err, f"bpf map batch lookup failed: {os.strerror(err)}")
+        c = self.ncpu
+        flat = vals[:]
+        return [sum(flat[i:i + c]) for i in range(0, n * c, c)]

@@ -257,20 +257,25 @@ class FilterCounters:
     def __init__(self, map_fd: int, ids: dict[str, int]) -> None:
         self.ids = dict(ids)
         self._counts = PerCpuU64Array(map_fd, MAX_IDS * len(REASONS))
+        nr = len(REASONS)
+        #: the element range that holds the filtered ids' counters (read in one batch)
+        self._lo = min(ids.values(), default=0) * nr
+        self._hi = (max(ids.values(), default=-1) + 1) * nr
 
     def read(self) -> dict[tuple[str, str], int]:
         """``{(event type, reason): events filtered since start}``."""
         out: dict[tuple[str, str], int] = {}
+        try:
+            vals = self._counts.sums(self._lo, self._hi)
+        except OSError:
+            return out
+        nr, lo = len(REASONS), self._lo
         for etype, eid in self.ids.items():
             for r, reason in enumerate(REASONS):
-                if not reason:
-                    continue
-                try:
-                    n = self._counts.sum(eid * len(REASONS) + r)
-                except OSError:
-                    continue
-                if n:
-                    out[(etype, reason)] = n
+                if reason:
+                    n = vals[eid * nr + r - lo]
+                    if n:
+                        out[(etype, reason)] = n
         return out
 
 

@@ -95,6 +95,10 @@ class Learner:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()                   # writer batches vs. stop's final flush
+        # the writer sleeps on _work while the queue is empty (no wakeup a second when idle);
+        # _idle says it is about to, so the next append sets _work (see _enqueue)
+        self._work = threading.Event()
+        self._idle = False
 
     # ----------------------------------------------------------------------------- set-up
     def bind_fields(self, registry: Any) -> None:
@@ -128,6 +132,7 @@ class Learner:
 
     def stop(self) -> None:
         self._stop.set()
+        self._work.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush(final=True)
@@ -144,7 +149,7 @@ class Learner:
                 return None
             p = Profile(profile_id(identity), identity, LEARNING, created_ns=ts)
             self._adopt(p)
-            self.queue.append(("meta", p))
+            self._enqueue(("meta", p))
         return p
 
     def _miss(self, t: Any, ts: int) -> Profile | None:
@@ -362,7 +367,7 @@ class Learner:
         if ts >= p.ready_at_ns and p.events >= p.min_events:
             p.state = READY
             p.ready_ns = ts
-            self.queue.append(("meta", p))
+            self._enqueue(("meta", p))
             log.info("profile %s (%s) is ready: %d entries learned over %d events",
                      p.id, p.identity, p.size, p.events)
 
@@ -378,7 +383,13 @@ class Learner:
             return
         p.pending[kind].add(key)
         self.counts["observed"] += 1
-        self.queue.append((time.monotonic(), p, kind, key, pid, ptid, ts))
+        self._enqueue((time.monotonic(), p, kind, key, pid, ptid, ts))
+
+    def _enqueue(self, item: Any) -> None:
+        self.queue.append(item)
+        if self._idle:                     # the writer sleeps until told: this is work for it
+            self._idle = False
+            self._work.set()
 
     def _queue_full(self) -> None:
         self.counts["queue_full"] += 1
@@ -495,12 +506,22 @@ class Learner:
         if len(self.queue) >= self.cfg.queue_size:
             self._queue_full()
             return
-        self.queue.append(("alert", p.id, alert.rule, alert.priority.name.lower(),
+        self._enqueue(("alert", p.id, alert.rule, alert.priority.name.lower(),
                            json.dumps(ev, sort_keys=True)))
 
     # ----------------------------------------------------------------------------- writer
     def _run(self) -> None:
-        while not self._stop.wait(self.cfg.flush_interval):
+        while not self._stop.is_set():
+            self._idle = True              # set before the look: an append after it wakes us
+            if not self.queue:
+                self._work.wait()
+                self._work.clear()
+                self._idle = False
+                continue
+            self._idle = False
+            # work queued: a flush every flush_interval (observations wait out the quarantine)
+            if self._stop.wait(self.cfg.flush_interval):
+                break
             try:
                 self.flush()
             except Exception as e:  # noqa: BLE001 - a failing batch is retried, never fatal
