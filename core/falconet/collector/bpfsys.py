@@ -7,6 +7,7 @@ import ctypes
 import errno
 import os
 import platform
+from collections.abc import Sequence
 from typing import Any
 
 BPF_MAP_LOOKUP_ELEM = 1
@@ -68,31 +69,34 @@ class PerCpuU64Array:
             raise OSError(err, f"bpf map lookup failed: {os.strerror(err)}")
         return sum(self._vals)
 
-    def sums(self, lo: int = 0, hi: int | None = None) -> list[int]:
-        """Sums over CPUs of elements ``lo`` to ``hi`` (excluded; default all): one batched
-        lookup, so a stats tick costs one system call, not one per element (the idle engine
-        reads its counters every second); element by element where the kernel has no batches."""
+    def sums(self, lo: int = 0, hi: int | None = None,
+             only: Sequence[int] | None = None) -> list[int]:
+        """Sums over CPUs of elements ``lo`` to ``hi`` (excluded; default all), or of the
+        elements ``only`` (each in that range) in that order: one batched lookup, so a stats
+        tick costs one system call, not one per element (the idle engine reads its counters
+        every second); element by element where the kernel has no batches."""
         hi = self.size if hi is None else min(hi, self.size)
+        keys = range(lo, hi) if only is None else only
         if hi <= lo:
             return []
         if self._batches:
             try:
-                return self._batch(lo, hi - lo)
+                return self._batch(lo, hi - lo, keys)
             except OSError as e:
                 if e.errno not in _NO_BATCH:
                     raise
                 self._batches = False
-        return [self.sum(k) for k in range(lo, hi)]
+        return [self.sum(k) for k in keys]
 
-    def _batch(self, lo: int, n: int) -> list[int]:
+    def _batch(self, lo: int, n: int, keys: Sequence[int]) -> list[int]:
         bufs = self._batch_bufs.get((lo, n))
         if bufs is None:
             # in_batch is the key *before* the first one returned (NULL: from the start)
             start, nxt = ctypes.c_uint32(max(lo - 1, 0)), ctypes.c_uint32(0)
-            keys, vals = (ctypes.c_uint32 * n)(), (ctypes.c_uint64 * (n * self.ncpu))()
+            out_keys, vals = (ctypes.c_uint32 * n)(), (ctypes.c_uint64 * (n * self.ncpu))()
             attr = _BatchAttr(ctypes.addressof(start) if lo else 0, ctypes.addressof(nxt),
-                              ctypes.addressof(keys), ctypes.addressof(vals), n, self.fd, 0, 0)
-            bufs = self._batch_bufs[(lo, n)] = (attr, start, nxt, keys, vals)
+                              ctypes.addressof(out_keys), ctypes.addressof(vals), n, self.fd, 0, 0)
+            bufs = self._batch_bufs[(lo, n)] = (attr, start, nxt, out_keys, vals)
         attr, _start, _nxt, _keys, vals = bufs
         attr.count = n
         r = _libc.syscall(self._nr, BPF_MAP_LOOKUP_BATCH, ctypes.byref(attr), ctypes.sizeof(attr))
@@ -102,5 +106,5 @@ class PerCpuU64Array:
             if err != errno.ENOENT or attr.count != n:
                 raise OSError(err, f"bpf map batch lookup failed: {os.strerror(err)}")
         c = self.ncpu
-        flat = vals[:]
-        return [sum(flat[i:i + c]) for i in range(0, n * c, c)]
+        # only the elements asked for leave the C buffer (a sparse range on many CPUs)
+        return [sum(vals[(k - lo) * c:(k - lo + 1) * c]) for k in keys]

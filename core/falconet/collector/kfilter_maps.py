@@ -258,25 +258,22 @@ class FilterCounters:
         self.ids = dict(ids)
         self._counts = PerCpuU64Array(map_fd, MAX_IDS * len(REASONS))
         nr = len(REASONS)
-        #: the element range that holds the filtered ids' counters (read in one batch)
-        self._lo = min(ids.values(), default=0) * nr
-        self._hi = (max(ids.values(), default=-1) + 1) * nr
+        #: (event type, reason, element) of every counter of a filtered id, and the element
+        #: range that holds them (read in one batch)
+        self._cells = [(etype, reason, eid * nr + r) for etype, eid in self.ids.items()
+                       for r, reason in enumerate(REASONS) if reason]
+        self._keys = [c[2] for c in self._cells]
+        self._lo = min(self._keys, default=0)
+        self._hi = max(self._keys, default=-1) + 1
 
     def read(self) -> dict[tuple[str, str], int]:
         """``{(event type, reason): events filtered since start}``."""
-        out: dict[tuple[str, str], int] = {}
         try:
-            vals = self._counts.sums(self._lo, self._hi)
+            vals = self._counts.sums(self._lo, self._hi, self._keys)
         except OSError:
-            return out
-        nr, lo = len(REASONS), self._lo
-        for etype, eid in self.ids.items():
-            for r, reason in enumerate(REASONS):
-                if reason:
-                    n = vals[eid * nr + r - lo]
-                    if n:
-                        out[(etype, reason)] = n
-        return out
+            return {}
+        return {(etype, reason): n
+                for (etype, reason, _), n in zip(self._cells, vals, strict=True) if n}
 
 
 def set_sleeping(ctl_fd: int, worker: int = 0) -> None:
