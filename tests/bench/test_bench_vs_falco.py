@@ -33,8 +33,9 @@ def gcc() -> None:
 def test_defaults_are_the_full_run():
     a = B.parse_args([])
     assert a.rounds == 2 and a.only == list(B.FIGURES)
-    assert a.steps == [50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000]
-    assert a.step_seconds == 4.0 and a.idle_seconds == 20.0
+    assert a.steps == [50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000,
+                       600_000, 800_000]
+    assert a.step_seconds == 4.0 and a.idle_seconds == 60.0
     assert a.loop_pairs == 2_000_000 and a.forkexec == 2000 and a.falco_shim == "auto"
 
 
