@@ -21,6 +21,7 @@ from typing import Any
 from falconet_container import PLUGIN_NAME
 from falconet_container.cgroup import (
     container_from_cgroup_text,
+    container_from_path,
     pod_uid_from_cgroup_text,
     read_proc_cgroup,
 )
@@ -56,12 +57,16 @@ class ContainerEnricher:
         state: the core ``StateTables`` (threads updated on restore), or ``None``.
         use_cgroup_id: key the id cache by cgroup id (see :func:`cgroup_ids_usable`).
         read_cgroup: ``pid -> /proc/<pid>/cgroup text | None`` (tests substitute it).
+        cgroup_path: ``cgroup id -> path below the cgroup2 root | None``
+            (:class:`~falconet_container.cgroup_ids.CgroupIds`), for processes that exited before
+            their ``/proc/<pid>/cgroup`` was read; ``None``: not used.
     """
 
     def __init__(self, worker: LookupWorker | None = None, metrics: Any = None,
                  emit_state: Callable[[str, Any], None] | None = None, state: Any = None,
                  use_cgroup_id: bool = True,
-                 read_cgroup: Callable[[int], str | None] = read_proc_cgroup) -> None:
+                 read_cgroup: Callable[[int], str | None] = read_proc_cgroup,
+                 cgroup_path: Callable[[int], str | None] | None = None) -> None:
         self.containers: dict[str, ContainerInfo] = {}
         self.by_cgroup: dict[int, str] = {}          # cgroup id -> full id ("" host)
         self.pid_cid: dict[int, str] = {}            # pid -> full id ("" host)
@@ -73,6 +78,7 @@ class ContainerEnricher:
         self.state = state
         self.use_cgroup_id = use_cgroup_id
         self.read_cgroup = read_cgroup
+        self.cgroup_path = cgroup_path
         self.replay = False           # ids come from the capture, never from this host's /proc
         self._exited: list[int] = []
         self._done = worker.done if worker is not None else None
@@ -137,8 +143,20 @@ class ContainerEnricher:
             else:
                 text = self.read_cgroup(pid) if pid > 0 else None
                 self.proc_reads += 1
-                if text is None:
-                    # the process is gone (or no pid): keep what the thread inherited at fork
+                found = ("", "")
+                if text is None and cg and self.cgroup_path is not None:
+                    # the process is gone (a `docker exec <c> /bin/true` often is by now); the
+                    # cgroup its record names usually is not: its path says the container
+                    rel = self.cgroup_path(cg)
+                    if rel:
+                        found = container_from_path(rel)
+                if found[0]:
+                    cid, hint = found
+                    self.by_cgroup[cg] = cid
+                    self.cgroups_of.setdefault(cid, set()).add(cg)
+                elif text is None:
+                    # no pid, or gone with its cgroup (or a host cgroup): keep what the thread
+                    # inherited at fork
                     cid = (t.container_id if t is not None else "") or (old or "")
                 else:
                     cid, hint = container_from_cgroup_text(text)

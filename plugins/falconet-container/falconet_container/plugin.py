@@ -34,6 +34,7 @@ from falconet.api import ConfigSchema, PluginConfigError, Setting, hookimpl
 from falconet.plugin_config import check_or_raise
 
 from falconet_container import PLUGIN_NAME, __version__
+from falconet_container.cgroup_ids import CgroupIds
 from falconet_container.enricher import ContainerEnricher, cgroup_ids_usable
 from falconet_container.fields import field_defs
 from falconet_container.k8s_api import SCHEMA as K8S_SCHEMA
@@ -104,7 +105,9 @@ class ContainerPlugin:
         use_cg = self.use_cgroup_id if self.use_cgroup_id is not None else cgroup_ids_usable()
         enricher = ContainerEnricher(metrics=getattr(engine, "metrics", None),
                                      emit_state=getattr(engine, "emit_state", None),
-                                     state=getattr(engine, "state", None), use_cgroup_id=use_cg)
+                                     state=getattr(engine, "state", None), use_cgroup_id=use_cg,
+                                     cgroup_path=CgroupIds().path if use_cg and not replay
+                                     else None)
         enricher.replay = replay
         enricher.k8s.max_pods = self.k8s_cfg.max_pods
         enricher.k8s_api = self.k8s_cfg.enabled or replay

@@ -125,6 +125,25 @@ def test_exec_re_resolves():
     assert enr.members[A] == {500}
 
 
+def test_an_exec_whose_process_is_gone_takes_its_cgroup_ids_container():
+    # `docker exec <c> /bin/true`: runc's init starts on the host, and the exec'd process has
+    # exited before /proc/<pid>/cgroup is read; the exec record's cgroup id still names it
+    cg = {600: "0::/\n"}
+    paths = {88: f"/docker/{A}", 1: "/"}
+    enr, *_ = make(cg, cgroup_path=paths.get)
+    t = thread(600, cgroup_id=1)
+    enr.parse(event(t))
+    assert t.container_id == ""
+    del cg[600]                                      # gone
+    enr.parse(event(t, "execve", cgroup_id=88))
+    assert t.container_id == A and enr.by_cgroup[88] == A
+    # a gone process of a host (or removed) cgroup keeps what it inherited
+    t2 = thread(601, cgroup_id=1)
+    t2.container_id = ""
+    enr.parse(event(t2, "execve", cgroup_id=99))
+    assert t2.container_id == "" and 99 not in enr.by_cgroup
+
+
 def test_last_exit_drops_the_container():
     enr, worker, m, reg, reads, _ = make({1: proc_cgroup_file(f"/docker/{A}"),
                                           2: proc_cgroup_file(f"/docker/{A}")})
