@@ -88,7 +88,9 @@ class Learner:
         # resolved yet: a workload's first execs run before its metadata arrives, and a profile
         # that never saw them would flag them on every later start. Held here (bounded; every
         # overflow is counted as a drop) and learned when the identity resolves.
-        self._held: OrderedDict[str, list[tuple[str, str, int, int, int]]] = OrderedDict()
+        # Per container, one entry per distinct (kind, key): [pid, ptid, ts, times seen] (a busy
+        # workload repeats its few execs; the bound counts distinct ones).
+        self._held: OrderedDict[str, dict[tuple[str, str], list[int]]] = OrderedDict()
         self.full_profiles = 0
         self._img: tuple[Any, ...] | None = None        # container field extractors
         self.store: ProfileStore | None = None
@@ -192,18 +194,22 @@ class Learner:
             return
         if len(held) >= HELD_CONTAINERS:
             _, lost = held.popitem(last=False)
-            self._held_dropped(len(lost))
-        held[cid] = []
+            self._held_dropped(sum(h[3] for h in lost.values()))
+        held[cid] = {}
 
     def _hold(self, t: Any, kind: str, key: str | None, ts: int) -> None:
         """An observation of a container whose identity is pending (see ``_held``)."""
         held = self._held.get(t.container_id)
         if held is None or key is None:
             return
-        if len(held) >= HELD_PER_CONTAINER:
+        seen = held.get((kind, key))
+        if seen is not None:
+            seen[3] += 1                 # the same observation again: one more event of it
+        elif len(held) >= HELD_PER_CONTAINER:
             self._held_dropped(1)
             return
-        held.append((kind, key, t.pid, t.ptid, ts))
+        else:
+            held[(kind, key)] = [t.pid, t.ptid, ts, 1]
         self.counts["identity_held"] += 1
 
     def _held_dropped(self, n: int) -> None:
@@ -214,13 +220,15 @@ class Learner:
         if m is not None:
             m.drop("learning_identity_held_full", n)
 
-    def _learn_held(self, p: Profile, held: list[tuple[str, str, int, int, int]]) -> None:
-        """What the container did before its identity resolved, learned in order (each one an
-        event of the learning window, as it would have been had the identity been known)."""
-        for kind, key, pid, ptid, ts in held:
+    def _learn_held(self, p: Profile, held: dict[tuple[str, str], list[int]]) -> None:
+        """What the container did before its identity resolved, learned in order (each time
+        seen an event of the learning window, as it would have been had the identity been
+        known)."""
+        for (kind, key), (pid, ptid, ts, n) in held.items():
             if p.state is not LEARNING:
                 return
-            self._tick(p, ts)
+            for _ in range(n):
+                self._tick(p, ts)
             if p.state is LEARNING:
                 self._observe_at(p, kind, key, pid, ptid, ts)
 

@@ -79,3 +79,21 @@ def test_held_observations_are_bounded_and_counted(tmp_path: Path) -> None:
         lr.parse(execve(thread(100 + i, 1, f"app{i}"), (1 + i) * S))
     assert lr.counts["identity_held"] == L.HELD_PER_CONTAINER
     assert lr.counts["identity_held_dropped"] == 2 * n - L.HELD_PER_CONTAINER
+
+
+def test_a_repeated_observation_is_held_once_and_counts_as_its_events(tmp_path: Path) -> None:
+    """A busy workload repeats its few execs while its identity is pending (a bare runc bundle's
+    never resolves): each distinct observation takes one place, so repetition is no drop."""
+    ident = Identity()
+    lr = learner(tmp_path, ident)
+    n = 3 * L.HELD_PER_CONTAINER
+    for i in range(n):
+        lr.parse(execve(thread(100 + i, 1, "counter"), (1 + i) * S))
+    assert lr.counts["identity_held_dropped"] == 0
+    assert lr.counts["identity_held"] == 2 * n             # every one still an event
+    assert len(lr._held[CID]) == 2                         # the exec and the spawn, once each
+    ident.resolved = True
+    lr.parse(execve(thread(9, 1, "wget"), (n + 2) * S))
+    (p,) = lr.profiles.values()
+    assert p.events >= 2 * n                               # the held repetitions were ticked
+    assert "/bin/busybox[counter]" in p.pending["proc"] | p.sets["proc"]
