@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 from container_runtimes import start_docker
-from test_container_e2e import LiveEngine, wait_ready
-
 from falconet_container.cgroup import container_from_path
 from falconet_container.cgroup_ids import CgroupIds, cgroup2_mount
+from test_container_e2e import LiveEngine, wait_ready
 
 pytestmark = [pytest.mark.root, pytest.mark.containers, pytest.mark.ebpf]
 
