@@ -141,7 +141,10 @@ class RulesReloader:
 
     def _run(self) -> None:
         while not self._stop:
-            self._sleep(self._timeout())
+            if not self._reasons:
+                # a request that came while we were busy (settling, reloading) has already
+                # spent its wakeup: the list says it is there
+                self._sleep(self._timeout())
             if self._stop:
                 break
             with self._lock:

@@ -151,6 +151,32 @@ def test_reloader_sleeps_on_inotify_and_follows_a_configmap_swap(tmp_path: Path)
     assert not r._thread.is_alive()
 
 
+def test_a_request_while_a_change_settles_is_not_left_for_the_backstop(tmp_path: Path) -> None:
+    """A SIGHUP that arrives while a file change settles spends its wakeup there; the reloader
+    must still serve it next, not after the once-a-minute backstop."""
+    f = tmp_path / "r.yaml"
+    f.write_text("a")
+    reasons: list[str] = []
+    r = RulesReloader(lambda why: reasons.append(why) or True, lambda: [str(f)],
+                      interval=3600, settle=0.05)
+    settle = r._settle
+    asked: list[bool] = []
+
+    def settle_with_a_request() -> None:
+        if not asked:
+            asked.append(True)
+            r.request("SIGHUP")          # arrives mid-settle
+        settle()
+    r._settle = settle_with_a_request    # type: ignore[method-assign]
+    r.start()
+    try:
+        f.write_text("a longer content")
+        assert wait_for(lambda: len(reasons) == 2, timeout=10), reasons
+        assert reasons == [f"{f} changed", "SIGHUP"]
+    finally:
+        r.stop()
+
+
 def test_reloader_survives_a_failing_reload_and_watching_can_be_off(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     f.write_text("a")
