@@ -11,8 +11,9 @@ from __future__ import annotations
 import ctypes
 import os
 import select
-import socket
 from collections.abc import Iterable
+
+from falconet.wakeup import Wakeup
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
@@ -58,9 +59,7 @@ class DirWatch:
             raise OSError(err, f"inotify_init1: {os.strerror(err)}")
         self.fd = fd
         self._wds: dict[str, int] = {}
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wakeup = Wakeup()
 
     def watch(self, dirs: Iterable[str]) -> bool:
         """Watch exactly ``dirs`` (adding and removing watches); whether every one of them is
@@ -79,15 +78,12 @@ class DirWatch:
 
     def wake(self) -> None:
         """Make a :meth:`wait` return (thread-safe; never blocks)."""
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            pass                 # the pair is full (a wakeup is pending) or closed
+        self._wakeup.set()
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until a change, a :meth:`wake` or ``timeout``; whether a watched directory
         changed. Drains what fired, so the next wait sleeps again."""
-        ready, _, _ = select.select([self.fd, self._wake_r], [], [], timeout)
+        ready, _, _ = select.select([self.fd, self._wakeup], [], [], timeout)
         changed = False
         if self.fd in ready:
             changed = True
@@ -96,15 +92,10 @@ class DirWatch:
                     pass
             except BlockingIOError:
                 pass
-        if self._wake_r in ready:
-            try:
-                while self._wake_r.recv(4096):
-                    pass
-            except BlockingIOError:
-                pass
+        if self._wakeup in ready:
+            self._wakeup.drain()
         return changed
 
     def close(self) -> None:
         os.close(self.fd)
-        self._wake_r.close()
-        self._wake_w.close()
+        self._wakeup.close()

@@ -35,6 +35,7 @@ from falconet import __version__
 from falconet.encoding import field_text
 from falconet.metrics import EngineMetrics
 from falconet.priorities import Priority
+from falconet.wakeup import Wakeup
 
 log = logging.getLogger("falconet.prometheus")
 
@@ -354,14 +355,12 @@ class _Server(ThreadingHTTPServer):
     health: Callable[[], tuple[bool, dict[str, Any]]]
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        # a byte on this pair is the shutdown signal (see serve_until_stopped)
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop = Wakeup()                 # the shutdown signal (see serve_until_stopped)
         self._stopping = False
         try:
             super().__init__(address, handler)
         except BaseException:
-            self._wake_r.close()
-            self._wake_w.close()
+            self._stop.close()
             raise
 
     def serve_until_stopped(self) -> None:
@@ -370,7 +369,7 @@ class _Server(ThreadingHTTPServer):
         wakeup."""
         with selectors.DefaultSelector() as sel:
             sel.register(self, selectors.EVENT_READ)
-            sel.register(self._wake_r, selectors.EVENT_READ)
+            sel.register(self._stop, selectors.EVENT_READ)
             while not self._stopping:
                 for key, _ in sel.select():
                     if key.fileobj is self and not self._stopping:
@@ -378,15 +377,11 @@ class _Server(ThreadingHTTPServer):
 
     def stop_serving(self) -> None:
         self._stopping = True
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            pass                                  # already closed: nothing is waiting
+        self._stop.set()
 
     def server_close(self) -> None:
         super().server_close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._stop.close()
 
 
 class _Server6(_Server):

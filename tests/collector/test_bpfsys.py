@@ -40,11 +40,11 @@ def test_batched_sums_equal_element_reads(percpu_map):
     want = [expected.get(k, 0) for k in range(size)]
     assert [arr.sum(k) for k in range(size)] == want
     assert arr.sums() == want                                      # the whole map, to its end
-    assert arr.sums(5, 40) == want[5:40]                           # a range inside it
-    assert arr.sums(5, 40) == want[5:40]                           # its buffers are reused
-    assert arr.sums(size - 3, size + 10) == want[size - 3:]        # clipped at the end
-    assert arr.sums(7, 7) == []
-    assert arr.sums(3, 60, [30, 3, 59]) == [want[30], want[3], want[59]]   # some, in that order
+    assert arr.sums(range(5, 40)) == want[5:40]                    # a range inside it
+    assert arr.sums(range(5, 40)) == want[5:40]                    # its buffers are reused
+    assert arr.sums(range(size - 3, size)) == want[size - 3:]      # up to the map's end
+    assert arr.sums([]) == []
+    assert arr.sums([30, 3, 59]) == [want[30], want[3], want[59]]  # some, in that order
     assert arr._batches, "this kernel has batched lookups: the batch path must have run"
 
 
@@ -52,8 +52,8 @@ def test_without_batches_elements_are_read_one_by_one(percpu_map):
     fd, expected = percpu_map
     arr = PerCpuU64Array(fd, 64 * len(REASONS))
     arr._batches = False                                           # a kernel without them
-    assert arr.sums(2, 30) == [expected.get(k, 0) for k in range(2, 30)]
-    assert arr.sums(2, 30, [9, 3]) == [expected.get(9, 0), expected.get(3, 0)]
+    assert arr.sums(range(2, 30)) == [expected.get(k, 0) for k in range(2, 30)]
+    assert arr.sums([9, 3]) == [expected.get(9, 0), expected.get(3, 0)]
 
 
 def test_filter_counters_read_only_the_filtered_ids(percpu_map):

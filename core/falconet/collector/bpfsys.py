@@ -69,19 +69,19 @@ class PerCpuU64Array:
             raise OSError(err, f"bpf map lookup failed: {os.strerror(err)}")
         return sum(self._vals)
 
-    def sums(self, lo: int = 0, hi: int | None = None,
-             only: Sequence[int] | None = None) -> list[int]:
-        """Sums over CPUs of elements ``lo`` to ``hi`` (excluded; default all), or of the
-        elements ``only`` (each in that range) in that order: one batched lookup, so a stats
-        tick costs one system call, not one per element (the idle engine reads its counters
-        every second); element by element where the kernel has no batches."""
-        hi = self.size if hi is None else min(hi, self.size)
-        keys = range(lo, hi) if only is None else only
-        if hi <= lo:
+    def sums(self, keys: Sequence[int] | None = None) -> list[int]:
+        """Sums over CPUs of the elements ``keys`` (default all), in that order: one batched
+        lookup of the range they span, so a stats tick costs one system call, not one per
+        element (the idle engine reads its counters every second); element by element where
+        the kernel has no batches."""
+        if keys is None:
+            keys = range(self.size)
+        if not keys:
             return []
         if self._batches:
+            lo = min(keys)
             try:
-                return self._batch(lo, hi - lo, keys)
+                return self._batch(lo, max(keys) + 1 - lo, keys)
             except OSError as e:
                 if e.errno not in _NO_BATCH:
                     raise

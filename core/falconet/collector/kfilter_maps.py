@@ -258,18 +258,15 @@ class FilterCounters:
         self.ids = dict(ids)
         self._counts = PerCpuU64Array(map_fd, MAX_IDS * len(REASONS))
         nr = len(REASONS)
-        #: (event type, reason, element) of every counter of a filtered id, and the element
-        #: range that holds them (read in one batch)
+        #: (event type, reason, element) of every counter of a filtered id (read in one batch)
         self._cells = [(etype, reason, eid * nr + r) for etype, eid in self.ids.items()
                        for r, reason in enumerate(REASONS) if reason]
         self._keys = [c[2] for c in self._cells]
-        self._lo = min(self._keys, default=0)
-        self._hi = max(self._keys, default=-1) + 1
 
     def read(self) -> dict[tuple[str, str], int]:
         """``{(event type, reason): events filtered since start}``."""
         try:
-            vals = self._counts.sums(self._lo, self._hi, self._keys)
+            vals = self._counts.sums(self._keys)
         except OSError:
             return {}
         return {(etype, reason): n

@@ -47,14 +47,12 @@ class CgroupIds:
                 self._fd = os.open(self.mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
                 self._fd = -1
-        self.lookups = 0
 
     def path(self, cgroup_id: int) -> str | None:
         """The cgroup's path below the mount (``/`` for the root), ``None`` when unknown (a
         removed cgroup, no permission, no cgroup2 mount)."""
         if self._fd < 0 or cgroup_id <= 0:
             return None
-        self.lookups += 1
         fh = _FileHandle(8, _FILEID_KERNFS, cgroup_id)
         fd = _libc.open_by_handle_at(self._fd, ctypes.byref(fh),
                                      os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
