@@ -219,9 +219,15 @@ def test_spool_byte_bound_drops_the_oldest_and_counts_each_exactly(tmp_path):
                   extra=("-o", "outputs.webhook.spool={max_bytes: 100KiB}",
                          "-o", "outputs.webhook.queue_size=100000", "--linger", "60"))
     try:
-        m = wait_until(lambda: (s := scrape(port)).get(
-            'falconet_spool_written_total{output="webhook"}') == 2_000 and s, 60,
-            "every alert written to the spool")
+        # written == 2000 can be scraped while the last bound enforcement is between its two
+        # counters (the engine-wide drop, then the output's): a scrape is not a transaction,
+        # so wait until they agree; if a drop were counted twice or not at all they never would
+        def settled(s):
+            return (s.get('falconet_spool_written_total{output="webhook"}') == 2_000
+                    and s.get('falconet_output_drops_total{output="webhook"}')
+                    == s.get('falconet_drops_total{cause="spool_full"}') and s)
+        m = wait_until(lambda: settled(scrape(port)), 60,
+                       "every alert written to the spool, each drop counted")
     finally:
         stop_process(proc)
     depth = m['falconet_spool_depth{output="webhook"}']
