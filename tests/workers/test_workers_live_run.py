@@ -11,21 +11,18 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, need_bcc, wait_for
+from conftest import need_bcc, wait_for
 from falconet.workers.partition import _mix
-from workers_helpers import Listener
+from workers_helpers import REDIRECTING_CHILDREN, Engine, Listener
 
 pytestmark = [pytest.mark.root, pytest.mark.ebpf, pytest.mark.slow]
 
-EXE = str(Path(sys.executable).parent / "falconet")
-RULES = str(REPO / "rules" / "falconet_rules.yaml")
 TAG = f"i18live{os.getpid()}"
 #: a root: started before the engine (so the kernel hashes its tgid to a worker), it waits for a
 #: line on stdin, then reads a sensitive file, connects, and forks a child that redirects the
@@ -39,13 +36,7 @@ try:
 except OSError:
     pass
 s = socket.create_connection(('127.0.0.1', port))
-for _ in range(2):
-    c = os.fork()
-    if c == 0:
-        os.dup2(s.fileno(), 0)
-        os.dup2(s.fileno(), 1)
-        os.execv('/bin/sh', ['sh', '-c', 'exit 0'])
-    os.waitpid(c, 0)
+""" + REDIRECTING_CHILDREN + """
 print('done', flush=True)
 """
 
@@ -67,52 +58,6 @@ def roots(port: int, per_worker: int = 2, n: int = 2) -> list[subprocess.Popen[s
     out = [p for v in got.values() for p in v]
     assert len(out) == per_worker * n, "no roots for every worker"
     return out
-
-
-class Engine:
-    """``falconet run`` in the background, its alerts (JSON lines) and stderr collected."""
-
-    def __init__(self, workers: int, *extra: str, rules: str = RULES) -> None:
-        self.proc = subprocess.Popen([EXE, "run", "-r", rules, "--json", "--no-metrics",
-                                      "-o", f"collector.workers={workers}", "--duration", "180",
-                                      *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=lambda: self.out.extend(iter(self.proc.stdout.readline, "")),
-                             daemon=True),
-            threading.Thread(target=lambda: self.err.extend(iter(self.proc.stderr.readline, "")),
-                             daemon=True)]
-        for t in self._readers:
-            t.start()
-        assert wait_for(lambda: any("watching" in e for e in self.err) or
-                        self.proc.poll() is not None, timeout=180), self.err
-        assert self.proc.poll() is None, "".join(self.err)
-        self.workers = children(self.proc.pid)
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in list(self.out) if x.strip()]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        for t in self._readers:
-            t.join(10)
-        return rc
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
 
 
 def alive(pid: int) -> bool:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from conftest import wait_for
 from falconet.app import App
 from falconet.capture import CaptureWriter
 from falconet.config import load_config
@@ -17,6 +21,7 @@ from falconet.state.tables import FdInfo, ThreadInfo, thread_to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RULES = str(REPO / "rules" / "falconet_rules.yaml")
+EXE = str(Path(sys.executable).parent / "falconet")
 CID = "ab" * 32
 
 
@@ -101,3 +106,63 @@ class Listener:
         self.sock.close()
         for c in self.accepted:
             c.close()
+
+
+#: Python run in a process that holds a connected socket ``s``: two children, each putting the
+#: inherited socket on stdin and stdout (two "Reverse Shell Redirect" alerts) and exec'ing a
+#: shell that exits at once
+REDIRECTING_CHILDREN = """
+for _ in range(2):
+    c = os.fork()
+    if c == 0:
+        os.dup2(s.fileno(), 0)
+        os.dup2(s.fileno(), 1)
+        os.execv('/bin/sh', ['sh', '-c', 'exit 0'])
+    os.waitpid(c, 0)
+"""
+
+
+class Engine:
+    """``falconet run`` in the background, its alerts (JSON lines) and stderr collected."""
+
+    def __init__(self, workers: int, *extra: str, rules: str = DEFAULT_RULES) -> None:
+        self.proc = subprocess.Popen([EXE, "run", "-r", rules, "--json", "--no-metrics",
+                                      "-o", f"collector.workers={workers}", "--duration", "180",
+                                      *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=lambda: self.out.extend(iter(self.proc.stdout.readline, "")),
+                             daemon=True),
+            threading.Thread(target=lambda: self.err.extend(iter(self.proc.stderr.readline, "")),
+                             daemon=True)]
+        for t in self._readers:
+            t.start()
+        assert wait_for(lambda: any("watching" in e for e in self.err) or
+                        self.proc.poll() is not None, timeout=180), self.err
+        assert self.proc.poll() is None, "".join(self.err)
+        self.workers = children(self.proc.pid)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in list(self.out) if x.strip()]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        for t in self._readers:
+            t.join(10)
+        return rc
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]

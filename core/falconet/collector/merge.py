@@ -14,6 +14,15 @@ than that ring's newest read record, so everything at or before the smallest suc
 order; the rest waits for the next read. A frontier always includes the whole read of the ring
 that defines it, so every read makes progress. This is libscap's "the next event is the oldest
 buffer head", at the cost of one sort per batch rather than a comparison per event.
+
+A ring read empty, or read before another, gives no frontier but is no proof either: the rings
+are read one after the other, and between two reads a parent's ``procfork`` lands in the ring
+already read while its child, woken on another CPU, fills the next ring with a ``dup2`` the
+fork precedes. So a read also holds back what is stamped after the moment it *started*, less
+:data:`IN_FLIGHT_NS`: a record is stamped when its BPF program fills it and is visible once
+committed, a few microseconds later, so every record stamped before that bound that will ever
+be read had been committed by the time the read began. What is held goes out with the next read;
+the readers poll rather than sleep while something is held.
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ from typing import Any
 
 _ts = operator.attrgetter("ts")
 
+#: the longest a record may be stamped before it is visible in its ring: one BPF program's run
+#: between ``bpf_ktime_get_ns`` and the commit (microseconds; a millisecond covers preemption)
+IN_FLIGHT_NS = 1_000_000
+
 
 class TimestampMerge:
     """Orders the events read from several rings (see the module's docstring)."""
@@ -33,13 +46,20 @@ class TimestampMerge:
     def __init__(self) -> None:
         self.held: list[Any] = []
 
-    def order(self, got: list[Any], frontier: int | None) -> list[Any]:
+    def order(self, got: list[Any], frontier: int | None, started: int | None = None
+              ) -> list[Any]:
         """``got`` (this read, any order) with what was held, sorted; events newer than
-        ``frontier`` (``None``: no ring was left with records) are held for the next read."""
+        ``frontier`` (``None``: no ring was left with records) or than ``started`` (when the
+        read began, on the events' clock) less :data:`IN_FLIGHT_NS` are held for the next
+        read."""
         held = self.held
         if held:
             got.extend(held)
         got.sort(key=_ts)
+        if started is not None:
+            bound = started - IN_FLIGHT_NS
+            if frontier is None or bound < frontier:
+                frontier = bound
         if frontier is None:
             if held:
                 self.held = []

@@ -453,6 +453,8 @@ class EbpfSource:
         metrics = self._metrics
         single = len(rings.rings) == 1
         merge = TimestampMerge()             # several rings: timestamp order across reads
+        boot = self.decoder.boot_offset      # the kernel's clock to the events' epoch ns
+        clock = time.monotonic_ns
         quiet = LINGER_POLLS + 1
         try:
             while not self._closed:
@@ -461,6 +463,7 @@ class EbpfSource:
                 # process may sit in different rings when it migrates between CPUs.
                 got: list[Event] = []
                 frontier: int | None = None
+                started = clock() + boot
                 for ring in rings.rings:
                     view = ring.view
                     offsets, cons = ring.pending(batch)
@@ -476,7 +479,7 @@ class EbpfSource:
                         if frontier is None or last < frontier:
                             frontier = last
                 if not single and (got or merge.held):
-                    got = merge.order(got, frontier)
+                    got = merge.order(got, frontier, started)
                 if got:
                     yield from got
                 now = time.monotonic()
@@ -490,9 +493,10 @@ class EbpfSource:
                     quiet += 1
                     if self._closed:
                         pass
-                    elif quiet <= LINGER_POLLS:
+                    elif quiet <= LINGER_POLLS or merge.held:
                         # events came a moment ago: more are likely, and a wakeup per event
-                        # would cost more than polling (measured on a fork+exec loop)
+                        # would cost more than polling (measured on a fork+exec loop); what
+                        # the merge holds goes out with the next read, not after a sleep
                         rings.wait(self.config.poll_interval)
                     else:
                         self._sleep(rings, next_stats - time.monotonic())

@@ -76,7 +76,9 @@ class LiveWorker:
         self.ctl_fd = fds[-1]
         self.rings = RingSet([RingBuffer(fd, params["ring_bytes"]) for fd in fds[:-1]])
         self.rings.watch(sock.fileno())       # a control message ends a sleep
-        self.table = RecordDecoder(**params["decoder"]).table
+        decoder = RecordDecoder(**params["decoder"])
+        self.table = decoder.table
+        self.boot = decoder.boot_offset   # the kernel's clock to the events' epoch ns
         self.batch = params["batch"]
         self.poll = params["poll_interval"]
         self.stats_interval = params["stats_interval"]
@@ -103,12 +105,14 @@ class LiveWorker:
             if cmd == "stop":
                 while self.step():            # what the kernel committed before the stop
                     pass
+                self.evaluate(self.merge.drain())     # and what the merge still held
                 return
             if n:
                 quiet = 0
                 continue
             quiet += 1
-            if quiet <= LINGER_POLLS:
+            if quiet <= LINGER_POLLS or self.merge.held:
+                # what the merge holds goes out with the next read, and is not idle
                 self.rings.wait(self.poll)
                 continue
             # idle: every earlier record was read, so the merge may pass this worker's mark
@@ -147,6 +151,7 @@ class LiveWorker:
         got: list[Any] = []
         foreign = self.foreign
         frontier: int | None = None
+        started = time.monotonic_ns() + self.boot
         for ring in self.rings.rings:
             view = ring.view
             offsets, cons = ring.pending(batch)
@@ -166,9 +171,14 @@ class LiveWorker:
                 if frontier is None or last < frontier:
                     frontier = last
         if len(self.rings.rings) > 1 and (got or self.merge.held):
-            got = self.merge.order(got, frontier)
+            got = self.merge.order(got, frontier, started)
+        return self.evaluate(got)
+
+    def evaluate(self, got: list[Any]) -> int:
+        """Evaluate ``got`` (in timestamp order) and send its alerts; returns its length."""
         if not got:
             return 0
+        foreign = self.foreign
         self.records += len(got)
         seq = self.seq
         if foreign:
