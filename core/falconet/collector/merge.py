@@ -21,8 +21,9 @@ already read while its child, woken on another CPU, fills the next ring with a `
 fork precedes. So a read also holds back what is stamped after the moment it *started*, less
 :data:`IN_FLIGHT_NS`: a record is stamped when its BPF program fills it and is visible once
 committed, a few microseconds later, so every record stamped before that bound that will ever
-be read had been committed by the time the read began. What is held goes out with the next read;
-the readers poll rather than sleep while something is held.
+be read had been committed by the time the read began. What is held goes out with a read that
+starts more than that after its stamp: the readers poll rather than sleep while something is
+held, so within one poll interval.
 """
 
 from __future__ import annotations
